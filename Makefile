@@ -1,0 +1,44 @@
+# Updraft: every set-up step a new Debian machine needs lives here.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: help venv system-deps test unit integration demo lab-up lab-down clean
+
+help:
+	@echo "make demo   bring the HTCondor grid lab up and show it (KEEP=1 leaves it running)"
+	@echo "make test   install what is missing, then run the whole suite, lab tests included"
+	@echo "make unit   only the fast unit tests (no daemons)"
+
+$(BIN)/updraft: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+venv: $(BIN)/updraft
+
+system-deps:
+	@scripts/system-deps
+
+test: venv system-deps
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: venv
+	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
+
+integration: venv system-deps
+	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+
+demo: venv system-deps
+	scripts/demo
+
+lab-up: venv system-deps
+	$(BIN)/updraft lab up
+
+lab-down: venv
+	$(BIN)/updraft lab down
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,132 @@
+"""The one place Updraft talks to HTCondor daemons.
+
+Every call goes through `_call`, which runs it on a worker thread with a
+deadline and turns HTCondor's exceptions into `CondorError`: a daemon that
+is down or slow costs a cycle one timeout, never a hang. Results leave this
+module as plain dicts of the projected attributes, so the code that
+decides never touches a binding object.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import classad2
+import htcondor2
+
+from updraft.errors import CondorError
+
+T = TypeVar("T")
+DEFAULT_TIMEOUT = 30.0
+Ad = dict[str, Any]
+
+
+def use_client_config(path: Path) -> None:
+    """Point this process's HTCondor client at a config file.
+
+    The bindings keep one configuration per process, so this is called once,
+    at start-up, by the command that owns the process.
+    """
+    os.environ["CONDOR_CONFIG"] = str(path)
+    htcondor2.reload_config()
+
+
+def _call(what: str, fn: Callable[..., T], *args: Any, timeout: float = DEFAULT_TIMEOUT, **kwargs: Any) -> T:
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="condor")
+    try:
+        return pool.submit(fn, *args, **kwargs).result(timeout=timeout)
+    except FutureTimeout:
+        raise CondorError(f"{what}: no answer within {timeout:g} s") from None
+    except (htcondor2.HTCondorException, classad2.ClassAdException, RuntimeError, ValueError) as err:
+        raise CondorError(f"{what}: {err}") from err
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _plain(ad: classad2.ClassAd, projection: Iterable[str]) -> Ad:
+    """The projected attributes as Python values; absent ones are left out."""
+    wanted = list(projection) or list(ad.keys())
+    return {key: ad.eval(key) for key in wanted if key in ad}
+
+
+@dataclass(frozen=True)
+class Collector:
+    """A collector by address (host:port)."""
+
+    address: str
+    timeout: float = DEFAULT_TIMEOUT
+
+    def query(self, ad_type: htcondor2.AdType, constraint: str = "true", projection: Iterable[str] = ()) -> list[Ad]:
+        projection = list(projection)
+        ads = _call(
+            f"query of collector {self.address}",
+            htcondor2.Collector(self.address).query,
+            ad_type,
+            constraint,
+            projection or None,
+            timeout=self.timeout,
+        )
+        return [_plain(ad, projection) for ad in ads]
+
+    def schedd(self, name: str) -> Schedd:
+        location = _call(
+            f"locating schedd {name!r} in collector {self.address}",
+            htcondor2.Collector(self.address).locate,
+            htcondor2.DaemonType.Schedd,
+            name,
+            timeout=self.timeout,
+        )
+        return Schedd(name, location, self.timeout)
+
+
+@dataclass(frozen=True)
+class Schedd:
+    """A located schedd: submit, query and act on its jobs."""
+
+    name: str
+    location: classad2.ClassAd
+    timeout: float = DEFAULT_TIMEOUT
+
+    def _handle(self) -> htcondor2.Schedd:
+        return htcondor2.Schedd(self.location)
+
+    def submit(self, description: Mapping[str, str], count: int = 1) -> int:
+        """Queue `count` jobs of one description; returns the cluster id."""
+        submit = htcondor2.Submit(dict(description))
+        result = _call(f"submit to schedd {self.name}", self._handle().submit, submit, count=count, timeout=self.timeout)
+        return result.cluster()
+
+    def query(self, constraint: str = "true", projection: Iterable[str] = ()) -> list[Ad]:
+        projection = list(projection)
+        ads = _call(
+            f"query of schedd {self.name}", self._handle().query, constraint, projection, timeout=self.timeout
+        )
+        return [_plain(ad, projection) for ad in ads]
+
+    def history(self, constraint: str, projection: Iterable[str] = (), limit: int = -1) -> list[Ad]:
+        projection = list(projection)
+        ads = _call(
+            f"history of schedd {self.name}",
+            self._handle().history,
+            constraint,
+            projection,
+            match=limit,
+            timeout=self.timeout,
+        )
+        return [_plain(ad, projection) for ad in ads]
+
+    def remove(self, constraint: str, reason: str) -> None:
+        _call(
+            f"remove on schedd {self.name}",
+            self._handle().act,
+            htcondor2.JobAction.Remove,
+            constraint,
+            reason,
+            timeout=self.timeout,
+        )

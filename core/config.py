@@ -1,0 +1,493 @@
+"""Layered YAML configuration, validated into typed, immutable models.
+
+A component reads one main file (``etc/factory.yaml``) and then every
+``*.yaml`` drop-in of the sibling ``<stem>.d/`` directory in file-name
+order, so a site can add an entry or override one limit without editing
+the shipped file. Mappings merge key by key; for anything else the later
+file wins. Because the final value may come from any of several files,
+every leaf remembers which file set it: conflicts between files become
+warnings naming both files, and validation errors name the file the
+operator has to edit, not just a key.
+
+The shared field types (``Name``, ``HostPort``, ``ClassAdExpr`` ...) live
+here so the factory and frontend models check the same things the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Any, Generic, TypeVar, Union, get_args, get_origin
+
+import classad2
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    Strict,
+    ValidationError,
+    WrapSerializer,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from updraft.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+KeyPath = tuple[Any, ...]
+"""Where a value sits in the merged document: mapping keys and list indexes."""
+
+M = TypeVar("M", bound=BaseModel)
+K = TypeVar("K")
+V = TypeVar("V")
+
+_SECRET_WORDS = ("token", "password", "secret", "key")
+_SHOW_MAX = 60
+_MISSING = object()
+
+
+# --------------------------------------------------------------------------
+# Shared field types
+# --------------------------------------------------------------------------
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_ATTR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_IDENTITY = re.compile(r"[^@\s]+@[^@\s]+")
+_HOST_PORT = re.compile(
+    r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(?P<port>[0-9]{1,5})"
+)
+
+
+def _matching(pattern: re.Pattern[str], kind: str, expected: str) -> AfterValidator:
+    """A validator that accepts a string only if it fully matches `pattern`."""
+
+    def check(value: str) -> str:
+        if pattern.fullmatch(value):
+            return value
+        raise PydanticCustomError(kind, expected)
+
+    return AfterValidator(check)
+
+
+def _check_host_port(value: str) -> str:
+    """Accept ``host:port`` (``[v6addr]:port`` too) with a port of 1..65535."""
+    match = _HOST_PORT.fullmatch(value)
+    if match and 1 <= int(match["port"]) <= 65535:
+        return value
+    raise PydanticCustomError("host_port", "expected host:port with a port from 1 to 65535")
+
+
+def _require_text(value: object) -> object:
+    """Explain the usual YAML slip: an unquoted `true` is a boolean, not an expression."""
+    if isinstance(value, str):
+        return value
+    raise PydanticCustomError(
+        "classad_type", 'expected a ClassAd expression as a quoted string, e.g. "true"'
+    )
+
+
+def is_classad_expr(text: str) -> bool:
+    """True if `text` is exactly one ClassAd expression.
+
+    ``classad2.ExprTree`` parses ``[expression = TEXT]`` and keeps the first
+    attribute, so ``true; x = 1`` or a stray ``]`` would be cut off without a
+    word; parsing a parenthesised copy as a one-attribute ad catches that.
+    """
+    try:
+        classad2.ExprTree(text)
+        ad = classad2.ClassAd(f"[expression = ({text})]")
+    except (classad2.ClassAdException, ValueError):
+        return False
+    return list(ad.keys()) == ["expression"]
+
+
+def _check_classad(value: str) -> str:
+    if is_classad_expr(value):
+        return value
+    raise PydanticCustomError("classad_syntax", "not a valid ClassAd expression")
+
+
+def _check_scalar(value: object) -> str | int | float | bool:
+    """One clear error instead of one per member of a str|int|float|bool union."""
+    if isinstance(value, (str, int, float)):
+        return value
+    raise PydanticCustomError(
+        "scalar_type", "expected a string, number or true/false (quote dates and other text)"
+    )
+
+
+def _check_absolute(value: Path) -> Path:
+    """Daemons change directory, so a relative path would mean different places."""
+    if value.is_absolute():
+        return value
+    raise PydanticCustomError("absolute_path", "expected an absolute path")
+
+
+Name = Annotated[
+    str,
+    _matching(_NAME, "name", "expected a name of letters, digits, '_', '.', '-' "
+              "starting with a letter or digit"),
+]
+"""A name that ends up in ad names and file paths (entries, groups, components)."""
+
+AttrName = Annotated[
+    str, _matching(_ATTR_NAME, "attr_name", "expected a ClassAd attribute name (letters, digits, '_')")
+]
+Identity = Annotated[str, _matching(_IDENTITY, "identity", "expected an identity like user@domain")]
+HostPort = Annotated[str, AfterValidator(_check_host_port)]
+ClassAdExpr = Annotated[str, BeforeValidator(_require_text), AfterValidator(_check_classad)]
+"""ClassAd expression text, checked to parse; kept as text (it is evaluated later)."""
+
+AttrValue = Annotated[Union[str, int, float, bool], PlainValidator(_check_scalar)]
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+AbsolutePath = Annotated[Path, Strict(False), AfterValidator(_check_absolute)]
+
+FrozenMap = Annotated[
+    dict[K, V], AfterValidator(MappingProxyType), WrapSerializer(lambda v, handler: handler(dict(v)))
+]
+"""A mapping field that cannot be changed after validation (frozen=True alone stops only
+attribute assignment, not ``config.entries["x"] = ...``)."""
+
+FrozenList = Annotated[tuple[V, ...], Strict(False)]
+"""A list field, stored as a tuple so it cannot be changed after validation."""
+
+
+class ConfigModel(BaseModel):
+    """Base of every config model: immutable, strict, and no unknown keys.
+
+    Strict typing means ``"yes"`` is not quietly a boolean and ``"10"`` not an
+    integer; forbidding unknown keys turns a misspelt option into an error
+    instead of a silently ignored line.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, validate_default=True)
+
+
+# --------------------------------------------------------------------------
+# Reading YAML
+# --------------------------------------------------------------------------
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys and reads only true/false as booleans.
+
+    PyYAML keeps the last of two equal keys without a word, so a pasted block
+    can override another unseen; and YAML 1.1 reads yes/no/on/off as booleans,
+    so ``GLIDEIN_Country: NO`` would become false.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)) or key not in seen:
+                seen[key] = key_node.start_mark if isinstance(key, (str, int, float, bool)) else None
+                continue
+            raise yaml.constructor.ConstructorError(
+                None, None,
+                f"duplicate key {key!r} (first set on line {seen[key].line + 1})",
+                key_node.start_mark,
+            )
+        return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_StrictLoader.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _yaml_problem(path: Path, err: yaml.MarkedYAMLError) -> str:
+    """``file:line:column: problem``, without PyYAML's echo of the line (it may hold a secret)."""
+    mark = err.problem_mark or err.context_mark
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+    context = ""
+    if err.context and err.problem and err.context_mark:
+        context = f" ({err.context} on line {err.context_mark.line + 1})"
+    return f"{where}: invalid YAML: {err.problem or err.context}{context}"
+
+
+def read_yaml(path: Path) -> dict[Any, Any]:
+    """One file's top-level mapping (empty file: empty mapping).
+
+    Every failure is a ConfigError naming the file, so the operator knows
+    which of several layered files to open.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as err:
+        raise ConfigError(_yaml_problem(path, err)) from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys to values, "
+                          f"not a {type(data).__name__}")
+    return data
+
+
+def layer_files(main_path: Path) -> tuple[tuple[Path, ...], tuple[str, ...]]:
+    """The files to read, in order: the main file, then ``<stem>.d/*.yaml`` by name.
+
+    Also returns notes for ``*.yml`` drop-ins, which are not read: a file an
+    operator believes active but is not is worse than a warning. Hidden files
+    (editor locks and swap files) are skipped.
+    """
+    drop_dir = main_path.with_name(f"{main_path.stem}.d")
+    if not drop_dir.exists():
+        return (main_path,), ()
+    if not drop_dir.is_dir():
+        raise ConfigError(f"{drop_dir}: expected a directory of *.yaml drop-in files")
+    try:
+        names = sorted(p for p in drop_dir.iterdir() if not p.name.startswith("."))
+    except OSError as err:
+        raise ConfigError(f"{drop_dir}: cannot list: {err.strerror or err}") from None
+    drop_ins = tuple(p for p in names if p.suffix == ".yaml" and p.is_file())
+    notes = tuple(f"{p}: ignored, only *.yaml files are read" for p in names if p.suffix == ".yml")
+    return (main_path, *drop_ins), notes
+
+
+# --------------------------------------------------------------------------
+# Merging with provenance
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class _Layers:
+    """The merge so far: the data, which file(s) set each key path, and conflicts.
+
+    A leaf's origin is the one file whose value won; a mapping's origin is
+    every file that contributed to it (used to blame a missing key).
+    """
+
+    data: dict[Any, Any] = field(default_factory=dict)
+    origins: dict[KeyPath, tuple[Path, ...]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _fresh(value: Any) -> Any:
+    """A copy with no shared containers: YAML aliases must not make one merge change two keys."""
+    if isinstance(value, dict):
+        return {k: _fresh(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fresh(v) for v in value]
+    return value
+
+
+def _same(old: Any, new: Any) -> bool:
+    """Equal and of the same type: 1 and true, or 1 and 1.0, are a real change."""
+    return type(old) is type(new) and old == new
+
+
+def _record(layers: _Layers, path: KeyPath, value: Any, file: Path) -> None:
+    """Forget who set the old value at `path` and below; `file` set the new one."""
+    for stale in [p for p in layers.origins if p[: len(path)] == path]:
+        del layers.origins[stale]
+    _record_tree(layers, path, value, file)
+
+
+def _record_tree(layers: _Layers, path: KeyPath, value: Any, file: Path) -> None:
+    layers.origins[path] = (file,)
+    if isinstance(value, dict):
+        for key, child in value.items():
+            _record_tree(layers, (*path, key), child, file)
+
+
+def _merge(layers: _Layers, target: dict[Any, Any], layer: Mapping[Any, Any], file: Path,
+           prefix: KeyPath = ()) -> None:
+    """Deep-merge one file's mapping into `target`: mappings by key, anything else replaced."""
+    for key, new in layer.items():
+        path = (*prefix, key)
+        old = target.get(key, _MISSING)
+        if isinstance(old, dict) and isinstance(new, dict):
+            layers.origins[path] = (*layers.origins.get(path, ()), file)
+            _merge(layers, old, new, file, path)
+            continue
+        if old is not _MISSING and not _same(old, new):
+            layers.warnings.append(_conflict(path, layers.origins.get(path, ()), old, file, new))
+        target[key] = _fresh(new)
+        _record(layers, path, new, file)
+
+
+def _conflict(path: KeyPath, old_files: tuple[Path, ...], old: Any, file: Path, new: Any) -> str:
+    """The warning text for one key set to different values by two files."""
+    old_from = ", ".join(str(f) for f in old_files) or "an earlier file"
+    return (f"{dotted(path)}: {old_from} sets {_show(path, old)}, {file} sets {_show(path, new)}; "
+            f"using {_show(path, new)} (later file wins)")
+
+
+# --------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_@:-]+")
+
+
+def dotted(path: KeyPath) -> str:
+    """``entries.site1.limits.max_idle``; list items as ``[0]``, odd keys quoted."""
+    text = ""
+    for part in path:
+        if isinstance(part, int) and not isinstance(part, bool):
+            text += f"[{part}]"
+        else:
+            key = str(part)
+            text += "." + (key if _PLAIN_KEY.fullmatch(key) else '"' + key.replace('"', '\\"') + '"')
+    return text.lstrip(".")
+
+
+def is_secret(path: KeyPath) -> bool:
+    """A value under a key naming a token, password, secret or key is never shown."""
+    return any(word in str(part).lower() for part in path for word in _SECRET_WORDS)
+
+
+def _show(path: KeyPath, value: Any) -> str:
+    """The value for a message: redacted if secret, cut to about 60 characters."""
+    if is_secret(path):
+        return "<redacted>"
+    text = repr(value)
+    return text if len(text) <= _SHOW_MAX else text[: _SHOW_MAX - 3] + "..."
+
+
+def _origin(layers: _Layers, path: KeyPath, main_path: Path) -> tuple[Path, ...]:
+    """The file(s) to blame for `path`: its own setter, else its nearest parent's."""
+    for end in range(len(path), 0, -1):
+        if path[:end] in layers.origins:
+            return layers.origins[path[:end]]
+    return (main_path,)
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip ``Annotated[...]`` and pick the model out of ``X | None``-style unions."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) is Union:
+        models = [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+        return models[0] if models else annotation
+    return annotation
+
+
+def _model_at(model: type[BaseModel], path: KeyPath) -> type[BaseModel] | None:
+    """The model that validates the mapping at `path`, to list the keys it allows."""
+    current: Any = model
+    for part in path:
+        origin = get_origin(current)
+        if origin in (dict, Mapping):
+            current = get_args(current)[1]
+        elif origin in (list, tuple):
+            current = get_args(current)[0]
+        elif isinstance(current, type) and issubclass(current, BaseModel):
+            info = current.model_fields.get(part) if isinstance(part, str) else None
+            if info is None:
+                return None
+            current = info.annotation
+        else:
+            return None
+        current = _unwrap(current)
+    if get_origin(current) is None and isinstance(current, type) and issubclass(current, BaseModel):
+        return current
+    return None
+
+
+_PLAIN_MESSAGES = {
+    "missing": "required key is missing",
+    "model_type": "expected a mapping of keys to values",
+    "dict_type": "expected a mapping of keys to values",
+    "tuple_type": "expected a list",
+    "list_type": "expected a list",
+}
+
+
+def _explain(error: ErrorDetails, path: KeyPath, model: type[BaseModel]) -> str:
+    """What was expected, in an operator's words, plus the offending value."""
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        parent = _model_at(model, path[:-1])
+        allowed = f" (allowed: {', '.join(parent.model_fields)})" if parent else ""
+        return f"unknown key{allowed}"
+    message = _PLAIN_MESSAGES.get(kind, error["msg"])
+    if kind == "missing":
+        return message
+    return f"{message} (got {_show(path, error['input'])})"
+
+
+def _problem(error: ErrorDetails, layers: _Layers, model: type[BaseModel], main_path: Path) -> str:
+    """One line per validation error: ``file: key.path: what was expected (got ...)``."""
+    loc = tuple(error["loc"])
+    is_key = bool(loc) and loc[-1] == "[key]"
+    path = loc[:-1] if is_key else loc
+    files = ", ".join(str(f) for f in _origin(layers, path, main_path))
+    explanation = _explain(error, path, model)
+    if is_key:
+        explanation = f"invalid key: {explanation}"
+    return f"{files}: {dotted(path) or '(top level)'}: {explanation}"
+
+
+# --------------------------------------------------------------------------
+# Public entry point
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Loaded(Generic[M]):
+    """A validated configuration, the files it came from, and the merge warnings."""
+
+    config: M
+    files: tuple[Path, ...]
+    warnings: tuple[str, ...] = ()
+
+
+def _validate(layers: _Layers, model: type[M], main_path: Path) -> M:
+    """Validate the merged data; all problems become one ConfigError, each naming its file."""
+    try:
+        return model.model_validate(layers.data)
+    except ValidationError as err:
+        problems = [_problem(e, layers, model, main_path) for e in err.errors(include_url=False)]
+    count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+    raise ConfigError(f"invalid configuration ({count}):\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def load_layered(main_path: Path | str, model: type[M], *, log_warnings: bool = True) -> Loaded[M]:
+    """Read `main_path` and its ``<stem>.d/*.yaml`` drop-ins, merge, and validate as `model`.
+
+    Warnings (conflicting values, ignored files) are returned and, unless
+    `log_warnings` is false, also logged on ``updraft.config``: daemons get
+    them in their log, while a command that prints them itself turns logging
+    off to avoid saying everything twice. Raises ConfigError on any problem.
+    """
+    main_path = Path(main_path)
+    files, notes = layer_files(main_path)
+    layers = _Layers()
+    for file in files:
+        _merge(layers, layers.data, read_yaml(file), file)
+    warnings = (*notes, *layers.warnings)
+    if log_warnings:
+        for warning in warnings:
+            log.warning("%s", warning)
+    return Loaded(_validate(layers, model, main_path), files, warnings)

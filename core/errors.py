@@ -1,0 +1,22 @@
+"""The exceptions Updraft raises on purpose.
+
+Every error a user can cause or meet (bad config, an unreachable daemon, a
+lab that will not start) is one of these, so the command line can print it
+as one clear line and exit 1, while a real bug still shows its traceback.
+"""
+
+
+class UpdraftError(Exception):
+    """Base of every error Updraft reports to its user."""
+
+
+class ConfigError(UpdraftError):
+    """A configuration file is unreadable or does not validate."""
+
+
+class CondorError(UpdraftError):
+    """An HTCondor daemon refused, failed or did not answer in time."""
+
+
+class LabError(UpdraftError):
+    """The grid lab could not be provisioned, started, or stopped."""

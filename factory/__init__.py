@@ -1,0 +1,1 @@
+"""The factory: turns frontend requests into pilot jobs and tracks them."""

@@ -1,0 +1,123 @@
+"""`updraft lab`: a real HTCondor grid lab on 127.0.0.1.
+
+The lab folder (default /var/tmp/updraft-lab, or $UPDRAFT_LAB_DIR) holds
+every config, log, key and work file; the HTCondor root is cached in
+$UPDRAFT_CACHE (default /var/cache/updraft) and reused across labs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from updraft.errors import LabError
+from updraft.lab import control
+from updraft.lab.labconfig import write_component_configs
+from updraft.lab.runtime import choose_runtime
+from updraft.lab.topology import DEFAULT_BASE_PORT, Topology, build_topology
+
+DEFAULT_LAB_DIR = Path("/var/tmp/updraft-lab")
+DEFAULT_CACHE = Path("/var/cache/updraft")
+
+lab_dir_option = click.option(
+    "--dir",
+    "lab_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_LAB_DIR,
+    envvar="UPDRAFT_LAB_DIR",
+    show_default=True,
+    help="Lab folder: configs, logs, keys, work files [env UPDRAFT_LAB_DIR].",
+)
+
+
+def _existing_topology(lab_dir: Path) -> Topology:
+    state = control.load_state(lab_dir.absolute())
+    if state is None:
+        raise LabError(f"no lab in {lab_dir}: run `updraft lab up` first")
+    return build_topology(lab_dir.absolute(), state["base_port"])
+
+
+@click.group()
+def lab() -> None:
+    """A real HTCondor grid lab on this machine (127.0.0.1 only).
+
+    \b
+    VO pool         collector, negotiator, user schedd (vo-schedd@lab)
+    WMS collector   where factories and frontends exchange ads
+    factory schedd  submits grid-universe pilots (factory@lab)
+    site1, site2    an HTCondor-C CE (ce@siteN.lab) and a worker each
+    """
+
+
+@lab.command()
+@lab_dir_option
+@click.option("--base-port", type=click.IntRange(1024, 65000), default=DEFAULT_BASE_PORT, show_default=True,
+              help="VO collector port; the WMS collector and sites use the next ones.")
+@click.option("--runtime", "runtime_choice", type=click.Choice(["auto", "host", "root"]), default="auto", show_default=True,
+              help="host: HTCondor installed here; root: Debian's HTCondor in a cached debootstrap root; auto: host if installed.")
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CACHE, envvar="UPDRAFT_CACHE",
+              show_default=True, help="Where the HTCondor root is built once and reused [env UPDRAFT_CACHE].")
+@click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for every daemon to advertise.")
+def up(lab_dir: Path, base_port: int, runtime_choice: str, cache: Path, timeout: float) -> None:
+    """Start the lab (idempotent) and wait until every daemon has advertised."""
+    state = control.load_state(lab_dir.absolute())
+    if state is not None and state["base_port"] != base_port:
+        raise LabError(f"a lab on base port {state['base_port']} is already in {lab_dir}; `updraft lab down` it first")
+    topology = build_topology(lab_dir.absolute(), base_port)
+    runtime = choose_runtime(runtime_choice, cache.absolute())
+    statuses = control.up(topology, runtime, timeout)
+    click.echo(f"lab up in {topology.base_dir} ({runtime.kind} runtime, HTCondor from {runtime.root})")
+    _print_statuses(statuses)
+    click.echo(f"\nexport CONDOR_CONFIG={topology.client_config}")
+
+
+@lab.command()
+@lab_dir_option
+def status(lab_dir: Path) -> None:
+    """Show each daemon of the lab and whether its collector sees it; exit 1 if any is missing."""
+    statuses = control.status(_existing_topology(lab_dir))
+    _print_statuses(statuses)
+    missing = sum(not s.present for s in statuses)
+    if missing:
+        raise LabError(f"{missing} of {len(statuses)} daemons are not advertising")
+
+
+@lab.command()
+@lab_dir_option
+@click.option("--purge", is_flag=True, help="Also delete the lab folder (configs, logs, keys).")
+def down(lab_dir: Path, purge: bool) -> None:
+    """Stop exactly the processes the lab started and undo its mounts."""
+    state = control.load_state(lab_dir.absolute())
+    if state is None:
+        click.echo(f"no lab running in {lab_dir}")
+    else:
+        topology = build_topology(lab_dir.absolute(), state["base_port"])
+        killed = control.down(topology, control.runtime_from_state(state))
+        click.echo(f"lab down ({len(killed)} process(es) needed SIGKILL)")
+    if purge:
+        control.purge(lab_dir.absolute())
+        click.echo(f"removed {lab_dir}")
+
+
+@lab.command()
+@lab_dir_option
+def env(lab_dir: Path) -> None:
+    """Print the lab's addresses and write factory/frontend configs for it."""
+    topology = _existing_topology(lab_dir)
+    written = write_component_configs(topology)
+    click.echo(f"# Updraft lab in {topology.base_dir}")
+    click.echo(f"# VO collector   {topology.vo.collector}  (user schedd {topology.vo.schedd_name})")
+    click.echo(f"# WMS collector  {topology.wms.collector}  (factory schedd {topology.factory.schedd_name})")
+    for site in topology.sites:
+        click.echo(f"# {site.name:<14} grid_resource = condor {site.ce_resource}")
+    click.echo(f"export CONDOR_CONFIG={topology.client_config}")
+    click.echo(f"export UPDRAFT_FACTORY_CONFIG={written['factory']}")
+    click.echo(f"export UPDRAFT_FRONTEND_CONFIG={written['frontend']}")
+
+
+def _print_statuses(statuses: list[control.DaemonStatus]) -> None:
+    click.echo(f"{'instance':<9} {'daemon':<13} {'name':<22} {'collector':<16} state")
+    for s in statuses:
+        state = "up" if s.present else "MISSING"
+        click.echo(f"{s.instance:<9} {s.ad_type:<13} {s.name or '-':<22} {s.collector:<16} {state}")

@@ -1,0 +1,253 @@
+"""Bring the lab up, look at it, and take it down.
+
+`up` writes every config from the topology, starts one condor_master per
+instance and waits until each daemon has advertised itself; `down` stops
+exactly the processes the lab started. A small state file remembers which
+runtime and masters belong to the lab, so `status` and `down` work from
+any later process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import htcondor2
+import jinja2
+
+from updraft.condor import Collector, use_client_config
+from updraft.errors import CondorError, LabError
+from updraft.lab.runtime import LAB_USER, ChrootRuntime, HostRuntime, Runtime
+from updraft.lab.topology import UID_DOMAIN, Instance, Topology
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "lab.json"
+LOCAL_SUBDIRS = ("log", "spool", "execute", "lock", "run")
+WORKER_CPUS = 4
+WORKER_MEMORY_MB = 4096
+
+
+@dataclass(frozen=True)
+class DaemonStatus:
+    instance: str
+    role: str
+    ad_type: str
+    name: str | None
+    collector: str
+    present: bool
+
+
+def _templates() -> jinja2.Environment:
+    loader = jinja2.PackageLoader("updraft.lab", "templates")
+    return jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
+def render_configs(topology: Topology, release_dir: str = "/usr") -> dict[Path, str]:
+    """Every config file of the lab, by path: pure, so it is tested without daemons."""
+    env = _templates()
+    files = {
+        topology.common_config: env.get_template("common.config.j2").render(
+            release_dir=release_dir, uid_domain=UID_DOMAIN, secrets_dir=topology.secrets_dir
+        ),
+        topology.client_config: env.get_template("client.config.j2").render(
+            client_config=topology.client_config,
+            vo_collector=topology.vo.collector,
+            uid_domain=UID_DOMAIN,
+            tokens_dir=topology.tokens_dir,
+        ),
+    }
+    instance_template = env.get_template("instance.config.j2")
+    for instance in topology.instances:
+        files[master_config(topology, instance)] = instance_template.render(
+            instance=instance,
+            local_dir=topology.instance_dir(instance),
+            common_config=topology.common_config,
+            worker_cpus=WORKER_CPUS,
+            worker_memory_mb=WORKER_MEMORY_MB,
+        )
+    return files
+
+
+def master_config(topology: Topology, instance: Instance) -> Path:
+    return topology.instance_dir(instance) / "condor_config"
+
+
+def _pid_file(topology: Topology, instance: Instance) -> Path:
+    return topology.instance_dir(instance) / "run" / "master.pid"
+
+
+def _write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.chmod(mode)
+    tmp.replace(path)
+
+
+def _prepare_dirs(topology: Topology, runtime: Runtime) -> None:
+    condor_uid, condor_gid = runtime.ids("condor")
+    for instance in topology.instances:
+        for sub in LOCAL_SUBDIRS:
+            path = topology.instance_dir(instance) / sub
+            path.mkdir(parents=True, exist_ok=True)
+            os.chown(path, condor_uid, condor_gid)
+    topology.work_dir.mkdir(parents=True, exist_ok=True)
+    topology.work_dir.chmod(0o1777)
+    for private in (topology.secrets_dir, topology.tokens_dir):
+        private.mkdir(parents=True, exist_ok=True)
+        private.chmod(0o700)
+
+
+def _ensure_credentials(topology: Topology, runtime: Runtime) -> None:
+    """The pool signing key (once per lab folder) and the submit user's token."""
+    env = {"CONDOR_CONFIG": str(master_config(topology, topology.vo))}
+    key = topology.secrets_dir / "POOL"
+    if not key.exists():
+        password = secrets.token_urlsafe(32)
+        runtime.run(["condor_store_cred", "-f", str(key), "-i", "-", "add", "-c"], env, "creating the pool signing key", password)
+    token = topology.tokens_dir / LAB_USER
+    identity = f"{LAB_USER}@{UID_DOMAIN}"
+    runtime.run(["condor_token_create", "-identity", identity, "-key", "POOL", "-file", str(token)], env, "creating the lab token")
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _start_master(topology: Topology, runtime: Runtime, instance: Instance) -> None:
+    pid_file = _pid_file(topology, instance)
+    if _alive(_read_pid(pid_file)):
+        log.info("%s master already running", instance.name)
+        return
+    env = {"CONDOR_CONFIG": str(master_config(topology, instance))}
+    runtime.run(["condor_master", "-pidfile", str(pid_file)], env, f"starting the {instance.role} master")
+
+
+def _save_state(topology: Topology, runtime: Runtime) -> None:
+    state = {"runtime": runtime.kind, "root": str(runtime.root), "base_port": topology.base_port}
+    _write_atomically(topology.base_dir / STATE_FILE, json.dumps(state, indent=2) + "\n")
+
+
+def load_state(base_dir: Path) -> dict | None:
+    """The state `up` left, or None when the lab was never brought up here."""
+    try:
+        return json.loads((base_dir / STATE_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        raise LabError(f"{base_dir / STATE_FILE} is unreadable: {err}") from err
+
+
+def runtime_from_state(state: dict) -> Runtime:
+    return HostRuntime() if state["runtime"] == "host" else ChrootRuntime(Path(state["root"]))
+
+
+def up(topology: Topology, runtime: Runtime, timeout: float = 90.0) -> list[DaemonStatus]:
+    """Start every daemon of the topology and wait until each has advertised."""
+    topology.base_dir.mkdir(parents=True, exist_ok=True)
+    runtime.share(topology.base_dir)
+    _prepare_dirs(topology, runtime)
+    for path, text in render_configs(topology).items():
+        _write_atomically(path, text)
+    _ensure_credentials(topology, runtime)
+    _save_state(topology, runtime)
+    use_client_config(topology.client_config)
+    for instance in topology.instances:
+        _start_master(topology, runtime, instance)
+    return wait_ready(topology, timeout)
+
+
+def wait_ready(topology: Topology, timeout: float) -> list[DaemonStatus]:
+    deadline = time.monotonic() + timeout
+    while True:
+        statuses = status(topology)
+        missing = [s for s in statuses if not s.present]
+        if not missing:
+            return statuses
+        if time.monotonic() > deadline:
+            names = ", ".join(f"{s.instance}/{s.ad_type}" for s in missing)
+            raise LabError(f"lab not ready after {timeout:g} s; missing: {names}; logs in {topology.base_dir}/daemons/*/log")
+        time.sleep(1.0)
+
+
+def _advertised(collector: str, timeout: float) -> set[tuple[str, str]]:
+    try:
+        ads = Collector(collector, timeout=timeout).query(htcondor2.AdType.Any, "true", ["MyType", "Name"])
+    except CondorError as err:
+        log.info("%s", err)
+        return set()
+    return {(str(ad.get("MyType")), str(ad.get("Name"))) for ad in ads}
+
+
+def status(topology: Topology, timeout: float = 5.0) -> list[DaemonStatus]:
+    """Which expected daemons have advertised to their collector right now."""
+    use_client_config(topology.client_config)
+    seen = {port: _advertised(f"127.0.0.1:{port}", timeout) for port in {i.collector_port for i in topology.instances}}
+    return [_daemon_status(instance, ad_type, name, seen[instance.collector_port])
+            for instance in topology.instances
+            for ad_type, name in instance.expected_ads()]
+
+
+def _daemon_status(instance: Instance, ad_type: str, name: str | None, seen: set[tuple[str, str]]) -> DaemonStatus:
+    present = any(t == ad_type and (name is None or n == name) for t, n in seen)
+    return DaemonStatus(instance.name, instance.role, ad_type, name, instance.collector, present)
+
+
+def down(topology: Topology, runtime: Runtime, grace: float = 20.0) -> list[int]:
+    """Stop the lab's masters, then anything of the lab left behind; returns pids killed hard."""
+    masters = [p for p in (_read_pid(_pid_file(topology, i)) for i in topology.instances) if _alive(p)]
+    for pid in masters:
+        os.kill(pid, signal.SIGTERM)
+    _wait_gone(masters, grace)
+    leftovers = lab_processes(topology, runtime)
+    for pid in leftovers:
+        os.kill(pid, signal.SIGKILL)
+    _wait_gone(leftovers, 5.0)
+    runtime.unshare(topology.base_dir)
+    (topology.base_dir / STATE_FILE).unlink(missing_ok=True)
+    return leftovers
+
+
+def _wait_gone(pids: Iterable[int], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    pids = list(pids)
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def lab_processes(topology: Topology, runtime: Runtime) -> list[int]:
+    """Every process the lab started that is still running."""
+    own = os.getpid()
+    pids = (int(entry) for entry in os.listdir("/proc") if entry.isdigit())
+    return [pid for pid in pids if pid != own and runtime.owns_process(pid, topology.base_dir)]
+
+
+def purge(base_dir: Path) -> None:
+    """Delete the lab folder, but never while a lab still uses (and mounts) it."""
+    if load_state(base_dir) is not None:
+        raise LabError(f"the lab in {base_dir} is still up: `updraft lab down` first")
+    shutil.rmtree(base_dir, ignore_errors=True)

@@ -1,0 +1,182 @@
+"""Where the lab's HTCondor binaries come from, and how to run them.
+
+Two runtimes: `HostRuntime` uses an HTCondor installed on this machine (an
+operator's host); `ChrootRuntime` uses Debian's packaged HTCondor in a
+debootstrap root kept in a cache folder, for machines without one. Both
+share the lab folder with the host at the same path, because HTCondor
+checks submit paths on the client and uses them again in the daemons.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from updraft.errors import LabError
+
+log = logging.getLogger(__name__)
+
+LAB_USER = "updraft"
+LAB_UID = 4242
+ROOT_SUITE = "trixie"
+ROOT_MIRROR = "http://deb.debian.org/debian"
+# Bump when the recipe below changes, so cached roots are rebuilt.
+ROOT_RECIPE = "1"
+CLEAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def parse_passwd(text: str, user: str) -> tuple[int, int] | None:
+    """(uid, gid) of `user` in passwd-format text, or None."""
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 4 and fields[0] == user:
+            return int(fields[2]), int(fields[3])
+    return None
+
+
+def _run(argv: Sequence[str], what: str, *, input_text: str | None = None) -> str:
+    try:
+        done = subprocess.run(list(argv), input=input_text, capture_output=True, text=True, check=False)
+    except OSError as err:
+        raise LabError(f"{what}: cannot run {argv[0]}: {err}") from err
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+        raise LabError(f"{what} failed (exit {done.returncode}): " + " | ".join(tail))
+    return done.stdout
+
+
+@dataclass(frozen=True)
+class HostRuntime:
+    """HTCondor installed on this machine; daemons run directly."""
+
+    kind: str = "host"
+
+    @property
+    def root(self) -> Path:
+        return Path("/")
+
+    def argv(self, command: Sequence[str], env: Mapping[str, str]) -> list[str]:
+        return ["env", "-i", f"PATH={CLEAN_PATH}", *(f"{k}={v}" for k, v in env.items()), *command]
+
+    def run(self, command: Sequence[str], env: Mapping[str, str], what: str, input_text: str | None = None) -> str:
+        return _run(self.argv(command, env), what, input_text=input_text)
+
+    def ids(self, user: str) -> tuple[int, int]:
+        found = parse_passwd((self.root / "etc/passwd").read_text(), user)
+        if found is None:
+            raise LabError(f"user {user!r} does not exist on this host; create an unprivileged user of that name")
+        return found
+
+    def share(self, path: Path) -> None:
+        """Nothing to do: host and daemons see the same files."""
+
+    def unshare(self, path: Path) -> None:
+        """Nothing to undo."""
+
+    def owns_process(self, pid: int, base_dir: Path) -> bool:
+        """A lab process carries the lab's CONDOR_CONFIG in its environment."""
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            return False
+        return f"CONDOR_CONFIG={base_dir}/".encode() in environ
+
+
+@dataclass(frozen=True)
+class ChrootRuntime:
+    """Debian's HTCondor in a debootstrap root; daemons run under chroot."""
+
+    root: Path
+    kind: str = "root"
+
+    def argv(self, command: Sequence[str], env: Mapping[str, str]) -> list[str]:
+        clean_env = ["env", "-i", f"PATH={CLEAN_PATH}", *(f"{k}={v}" for k, v in env.items())]
+        return ["chroot", str(self.root), *clean_env, *command]
+
+    def run(self, command: Sequence[str], env: Mapping[str, str], what: str, input_text: str | None = None) -> str:
+        return _run(self.argv(command, env), what, input_text=input_text)
+
+    def ids(self, user: str) -> tuple[int, int]:
+        found = parse_passwd((self.root / "etc/passwd").read_text(), user)
+        if found is None:
+            raise LabError(f"user {user!r} is missing in {self.root}; remove the cached root to rebuild it")
+        return found
+
+    def share(self, path: Path) -> None:
+        """Bind the lab folder into the root at the same path, and mount proc."""
+        proc = self.root / "proc"
+        if not os.path.ismount(proc):
+            _run(["mount", "-t", "proc", "proc", str(proc)], "mounting proc in the HTCondor root")
+        inside = self.root / path.relative_to("/")
+        inside.mkdir(parents=True, exist_ok=True)
+        if not os.path.ismount(inside):
+            _run(["mount", "--bind", str(path), str(inside)], f"bind-mounting {path} into the HTCondor root")
+
+    def unshare(self, path: Path) -> None:
+        """Undo `share`: a bind mount left behind makes a later rm -rf of one side delete the other."""
+        for mount_point in (self.root / path.relative_to("/"), self.root / "proc"):
+            if os.path.ismount(mount_point):
+                _run(["umount", str(mount_point)], f"unmounting {mount_point}")
+
+    def owns_process(self, pid: int, base_dir: Path) -> bool:
+        """A lab process runs inside our root."""
+        try:
+            return Path(os.readlink(f"/proc/{pid}/root")) == self.root
+        except OSError:
+            return False
+
+
+Runtime = HostRuntime | ChrootRuntime
+
+
+def installed_htcondor() -> bool:
+    """An HTCondor installation on this host that the lab can use as it is."""
+    return shutil.which("condor_master") is not None and shutil.which("condor_token_create") is not None
+
+
+def choose_runtime(preference: str, cache_dir: Path) -> Runtime:
+    """`auto` prefers an installed HTCondor, then the cached (or new) root."""
+    if preference == "host" or (preference == "auto" and installed_htcondor()):
+        if not installed_htcondor():
+            raise LabError("--runtime host: no condor_master on PATH")
+        return HostRuntime()
+    return ChrootRuntime(ensure_root(cache_dir))
+
+
+def root_path(cache_dir: Path) -> Path:
+    return cache_dir / f"htcondor-{ROOT_SUITE}"
+
+
+def ensure_root(cache_dir: Path) -> Path:
+    """The cached HTCondor root, built once (about a minute) and reused."""
+    root = root_path(cache_dir)
+    stamp = root / ".updraft-root"
+    if stamp.is_file() and stamp.read_text().strip() == ROOT_RECIPE:
+        return root
+    if os.geteuid() != 0:
+        raise LabError(f"building the HTCondor root in {root} needs root (or install HTCondor on this host)")
+    if shutil.which("debootstrap") is None:
+        raise LabError("debootstrap is missing: apt-get install debootstrap (make test does this)")
+    building = cache_dir / f"{root.name}.building"
+    shutil.rmtree(building, ignore_errors=True)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    log.warning("building the HTCondor root in %s (once; about a minute)", root)
+    _build_root(building)
+    shutil.rmtree(root, ignore_errors=True)
+    building.rename(root)
+    return root
+
+
+def _build_root(root: Path) -> None:
+    _run(["debootstrap", "--variant=minbase", ROOT_SUITE, str(root), ROOT_MIRROR], "debootstrap of the HTCondor root")
+    chroot = ["chroot", str(root), "env", "-i", f"PATH={CLEAN_PATH}", "DEBIAN_FRONTEND=noninteractive"]
+    _run([*chroot, "apt-get", "update"], "apt-get update in the HTCondor root")
+    install = ["apt-get", "install", "-y", "--no-install-recommends", "htcondor"]
+    _run([*chroot, *install], "installing HTCondor in the root")
+    _run([*chroot, "useradd", "--create-home", "--uid", str(LAB_UID), LAB_USER], "adding the lab user")
+    (root / ".updraft-root").write_text(ROOT_RECIPE + "\n")

@@ -1,0 +1,142 @@
+"""What the lab is made of, as plain data.
+
+The topology is pure: names, ports and daemon lists, with no I/O, so the
+rest of the lab (and the configs `lab env` writes) derive from one place
+and the unit tests can check it without daemons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+UID_DOMAIN = "lab"
+LOOPBACK = "127.0.0.1"
+DEFAULT_BASE_PORT = 29618
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One condor_master with its own config, local dir and daemons.
+
+    Each instance stands for one host of a real deployment; keeping them
+    separate lets a test stop one site's CE or the WMS collector alone.
+    """
+
+    name: str
+    role: str
+    daemons: tuple[str, ...]
+    collector_port: int
+    schedd_name: str | None = None
+    startd_name: str | None = None
+
+    @property
+    def collector(self) -> str:
+        return f"{LOOPBACK}:{self.collector_port}"
+
+    @property
+    def runs_collector(self) -> bool:
+        return "COLLECTOR" in self.daemons
+
+    @property
+    def master_name(self) -> str:
+        return f"{self.name}@{UID_DOMAIN}"
+
+    def expected_ads(self) -> tuple[tuple[str, str | None], ...]:
+        """(ad type, name) pairs this instance's daemons advertise to its collector.
+
+        Collectors and negotiators name themselves after the host, which we
+        do not control, so for them any ad of the type counts (None).
+        """
+        ads: list[tuple[str, str | None]] = [("DaemonMaster", self.master_name)]
+        if self.runs_collector:
+            ads.append(("Collector", None))
+        if "NEGOTIATOR" in self.daemons:
+            ads.append(("Negotiator", None))
+        if self.schedd_name:
+            ads.append(("Scheduler", self.schedd_name))
+        if self.startd_name:
+            ads.append(("StartD", self.startd_name))
+        return tuple(ads)
+
+
+@dataclass(frozen=True)
+class Site:
+    """A grid site: an HTCondor-C CE in front of its own small batch pool."""
+
+    name: str
+    glidein_site: str
+    instance: Instance
+
+    @property
+    def ce_resource(self) -> str:
+        """The `grid_resource` text after `condor` that reaches this CE."""
+        return f"{self.instance.schedd_name} {self.instance.collector}"
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The whole lab: VO pool, WMS collector, factory schedd and the sites."""
+
+    base_dir: Path
+    base_port: int
+    vo: Instance
+    wms: Instance
+    factory: Instance
+    sites: tuple[Site, ...]
+
+    @property
+    def instances(self) -> tuple[Instance, ...]:
+        """Collectors first, so daemons find their collector when they start."""
+        return (self.vo, self.wms, *(s.instance for s in self.sites), self.factory)
+
+    def instance_dir(self, instance: Instance) -> Path:
+        return self.base_dir / "daemons" / instance.name
+
+    @property
+    def work_dir(self) -> Path:
+        """Shared by host and daemons at the same path: submit files, sandboxes, logs."""
+        return self.base_dir / "work"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.base_dir / "secrets"
+
+    @property
+    def tokens_dir(self) -> Path:
+        return self.base_dir / "tokens.d"
+
+    @property
+    def client_config(self) -> Path:
+        return self.base_dir / "client.config"
+
+    @property
+    def common_config(self) -> Path:
+        return self.base_dir / "common.config"
+
+    @property
+    def etc_dir(self) -> Path:
+        """Where `lab env` writes factory and frontend configs for this lab."""
+        return self.base_dir / "etc"
+
+
+def build_topology(base_dir: Path, base_port: int = DEFAULT_BASE_PORT, site_count: int = 2) -> Topology:
+    """The standard lab: ports base_port (VO), +1 (WMS), +2... (one per site)."""
+    vo = Instance("vo", "VO pool", ("COLLECTOR", "NEGOTIATOR", "SCHEDD"), base_port, schedd_name=f"vo-schedd@{UID_DOMAIN}")
+    wms = Instance("wms", "WMS collector", ("COLLECTOR",), base_port + 1)
+    factory = Instance("factory", "factory schedd", ("SCHEDD",), base_port + 1, schedd_name=f"factory@{UID_DOMAIN}")
+    sites = tuple(_site(index, base_port + 1 + index) for index in range(1, site_count + 1))
+    return Topology(Path(base_dir), base_port, vo, wms, factory, sites)
+
+
+def _site(index: int, port: int) -> Site:
+    name = f"site{index}"
+    instance = Instance(
+        name,
+        f"site {index} (CE + worker)",
+        ("COLLECTOR", "NEGOTIATOR", "SCHEDD", "STARTD"),
+        port,
+        schedd_name=f"ce@{name}.{UID_DOMAIN}",
+        startd_name=f"worker@{name}.{UID_DOMAIN}",
+    )
+    return Site(name, f"Site{index}", instance)

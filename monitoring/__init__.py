@@ -1,0 +1,1 @@
+"""Monitoring: typed per-cycle snapshots and the writer plugins that store them."""

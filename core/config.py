@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
+from types import MappingProxyType, UnionType
 from typing import Annotated, Any, Generic, TypeVar, Union, get_args, get_origin
 
 import classad2
@@ -52,6 +52,16 @@ V = TypeVar("V")
 _SECRET_WORDS = ("token", "password", "secret", "key")
 _SHOW_MAX = 60
 _MISSING = object()
+
+
+class _Redacted:
+    """Stands in for a secret value; its repr is what messages show."""
+
+    def __repr__(self) -> str:
+        return "<redacted>"
+
+
+_REDACTED = _Redacted()
 
 
 # --------------------------------------------------------------------------
@@ -99,14 +109,14 @@ def is_classad_expr(text: str) -> bool:
 
     ``classad2.ExprTree`` parses ``[expression = TEXT]`` and keeps the first
     attribute, so ``true; x = 1`` or a stray ``]`` would be cut off without a
-    word; parsing a parenthesised copy as a one-attribute ad catches that.
+    word; a parenthesised copy must parse too, which such leftovers cannot.
     """
     try:
         classad2.ExprTree(text)
-        ad = classad2.ClassAd(f"[expression = ({text})]")
+        classad2.ExprTree(f"({text})")
     except (classad2.ClassAdException, ValueError):
         return False
-    return list(ad.keys()) == ["expression"]
+    return True
 
 
 def _check_classad(value: str) -> str:
@@ -133,8 +143,7 @@ def _check_absolute(value: Path) -> Path:
 
 Name = Annotated[
     str,
-    _matching(_NAME, "name", "expected a name of letters, digits, '_', '.', '-' "
-              "starting with a letter or digit"),
+    _matching(_NAME, "name", "expected letters, digits, '_', '.' or '-', starting with a letter or digit"),
 ]
 """A name that ends up in ad names and file paths (entries, groups, components)."""
 
@@ -146,7 +155,7 @@ HostPort = Annotated[str, AfterValidator(_check_host_port)]
 ClassAdExpr = Annotated[str, BeforeValidator(_require_text), AfterValidator(_check_classad)]
 """ClassAd expression text, checked to parse; kept as text (it is evaluated later)."""
 
-AttrValue = Annotated[Union[str, int, float, bool], PlainValidator(_check_scalar)]
+AttrValue = Annotated[str | int | float | bool, PlainValidator(_check_scalar)]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -190,19 +199,21 @@ class _StrictLoader(yaml.SafeLoader):
     """
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, yaml.Mark] = {}
+        first_nodes: dict[Any, yaml.Node] = {}
         for key_node, _ in node.value:
             if key_node.tag == _MERGE_TAG:
                 continue
             key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, (str, int, float, bool)) or key not in seen:
-                seen[key] = key_node.start_mark if isinstance(key, (str, int, float, bool)) else None
-                continue
-            raise yaml.constructor.ConstructorError(
-                None, None,
-                f"duplicate key {key!r} (first set on line {seen[key].line + 1})",
-                key_node.start_mark,
-            )
+            try:
+                first = first_nodes.setdefault(key, key_node)
+            except TypeError:
+                continue  # an unhashable key: SafeConstructor reports it
+            if first is not key_node:
+                raise yaml.constructor.ConstructorError(
+                    None, None,
+                    f"duplicate key {key!r} (first set on line {first.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
         return super().construct_mapping(node, deep=deep)
 
 
@@ -240,7 +251,7 @@ def read_yaml(path: Path) -> dict[Any, Any]:
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.MarkedYAMLError as err:
         raise ConfigError(_yaml_problem(path, err)) from None
     except yaml.YAMLError as err:
@@ -266,7 +277,7 @@ def layer_files(main_path: Path) -> tuple[tuple[Path, ...], tuple[str, ...]]:
     if not drop_dir.is_dir():
         raise ConfigError(f"{drop_dir}: expected a directory of *.yaml drop-in files")
     try:
-        names = sorted(p for p in drop_dir.iterdir() if not p.name.startswith("."))
+        names = sorted((p for p in drop_dir.iterdir() if not p.name.startswith(".")), key=lambda p: p.name)
     except OSError as err:
         raise ConfigError(f"{drop_dir}: cannot list: {err.strerror or err}") from None
     drop_ins = tuple(p for p in names if p.suffix == ".yaml" and p.is_file())
@@ -367,11 +378,20 @@ def is_secret(path: KeyPath) -> bool:
     return any(word in str(part).lower() for part in path for word in _SECRET_WORDS)
 
 
-def _show(path: KeyPath, value: Any) -> str:
-    """The value for a message: redacted if secret, cut to about 60 characters."""
+def _redact(path: KeyPath, value: Any) -> Any:
+    """`value` with every secret in it, at any depth, replaced by ``<redacted>``."""
     if is_secret(path):
-        return "<redacted>"
-    text = repr(value)
+        return _REDACTED
+    if isinstance(value, dict):
+        return {k: _redact((*path, k), v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact((*path, i), v) for i, v in enumerate(value)]
+    return value
+
+
+def _show(path: KeyPath, value: Any) -> str:
+    """The value for a message: secrets redacted, cut to about 60 characters."""
+    text = repr(_redact(path, value))
     return text if len(text) <= _SHOW_MAX else text[: _SHOW_MAX - 3] + "..."
 
 
@@ -387,7 +407,7 @@ def _unwrap(annotation: Any) -> Any:
     """Strip ``Annotated[...]`` and pick the model out of ``X | None``-style unions."""
     while get_origin(annotation) is Annotated:
         annotation = get_args(annotation)[0]
-    if get_origin(annotation) is Union:
+    if get_origin(annotation) in (Union, UnionType):
         models = [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
         return models[0] if models else annotation
     return annotation
@@ -469,17 +489,21 @@ def _validate(layers: _Layers, model: type[M], main_path: Path) -> M:
         return model.model_validate(layers.data)
     except ValidationError as err:
         problems = [_problem(e, layers, model, main_path) for e in err.errors(include_url=False)]
-    count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
-    raise ConfigError(f"invalid configuration ({count}):\n" + "\n".join(f"  {p}" for p in problems))
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        lines = "\n".join(f"  {problem}" for problem in problems)
+        raise ConfigError(f"invalid configuration ({count}):\n{lines}") from None
 
 
-def load_layered(main_path: Path | str, model: type[M], *, log_warnings: bool = True) -> Loaded[M]:
+def load_layered(
+    main_path: Path | str, model: type[M], *, on_warning: Callable[[str], None] | None = None
+) -> Loaded[M]:
     """Read `main_path` and its ``<stem>.d/*.yaml`` drop-ins, merge, and validate as `model`.
 
-    Warnings (conflicting values, ignored files) are returned and, unless
-    `log_warnings` is false, also logged on ``updraft.config``: daemons get
-    them in their log, while a command that prints them itself turns logging
-    off to avoid saying everything twice. Raises ConfigError on any problem.
+    Warnings (conflicting values, ignored files) go to `on_warning` before
+    validation, so they are seen even when validation then fails and may
+    explain why; by default they are logged on ``updraft.config`` (a daemon's
+    log), while a command that prints them itself passes its own callback
+    to avoid saying everything twice. Raises ConfigError on any problem.
     """
     main_path = Path(main_path)
     files, notes = layer_files(main_path)
@@ -487,7 +511,10 @@ def load_layered(main_path: Path | str, model: type[M], *, log_warnings: bool = 
     for file in files:
         _merge(layers, layers.data, read_yaml(file), file)
     warnings = (*notes, *layers.warnings)
-    if log_warnings:
-        for warning in warnings:
-            log.warning("%s", warning)
+    for warning in warnings:
+        (on_warning or _log_warning)(warning)
     return Loaded(_validate(layers, model, main_path), files, warnings)
+
+
+def _log_warning(warning: str) -> None:
+    log.warning("%s", warning)

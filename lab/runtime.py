@@ -50,6 +50,21 @@ def _run(argv: Sequence[str], what: str, *, input_text: str | None = None) -> st
     return done.stdout
 
 
+def mount_points() -> list[Path]:
+    """Mount points from /proc/mounts; `os.path.ismount` misses bind mounts within one filesystem."""
+    lines = Path("/proc/mounts").read_text().splitlines()
+    return [Path(line.split()[1].replace("\\040", " ")) for line in lines if len(line.split()) > 1]
+
+
+def _configured_from(pid: int, base_dir: Path) -> bool:
+    """Every lab process runs with a CONDOR_CONFIG inside its lab folder."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return f"CONDOR_CONFIG={base_dir}/".encode() in environ
+
+
 @dataclass(frozen=True)
 class HostRuntime:
     """HTCondor installed on this machine; daemons run directly."""
@@ -79,12 +94,7 @@ class HostRuntime:
         """Nothing to undo."""
 
     def owns_process(self, pid: int, base_dir: Path) -> bool:
-        """A lab process carries the lab's CONDOR_CONFIG in its environment."""
-        try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-        except OSError:
-            return False
-        return f"CONDOR_CONFIG={base_dir}/".encode() in environ
+        return _configured_from(pid, base_dir)
 
 
 @dataclass(frozen=True)
@@ -110,25 +120,34 @@ class ChrootRuntime:
     def share(self, path: Path) -> None:
         """Bind the lab folder into the root at the same path, and mount proc."""
         proc = self.root / "proc"
-        if not os.path.ismount(proc):
+        if proc not in mount_points():
             _run(["mount", "-t", "proc", "proc", str(proc)], "mounting proc in the HTCondor root")
         inside = self.root / path.relative_to("/")
         inside.mkdir(parents=True, exist_ok=True)
-        if not os.path.ismount(inside):
+        if inside not in mount_points():
             _run(["mount", "--bind", str(path), str(inside)], f"bind-mounting {path} into the HTCondor root")
 
     def unshare(self, path: Path) -> None:
-        """Undo `share`: a bind mount left behind makes a later rm -rf of one side delete the other."""
-        for mount_point in (self.root / path.relative_to("/"), self.root / "proc"):
-            if os.path.ismount(mount_point):
+        """Undo `share`: a bind mount left behind makes a later rm -rf of one side delete the other.
+
+        proc stays mounted while another lab still runs in the same root.
+        """
+        targets = [self.root / path.relative_to("/")]
+        if not any(self._inside(int(pid)) for pid in os.listdir("/proc") if pid.isdigit()):
+            targets.append(self.root / "proc")
+        for mount_point in targets:
+            while mount_point in mount_points():
                 _run(["umount", str(mount_point)], f"unmounting {mount_point}")
 
-    def owns_process(self, pid: int, base_dir: Path) -> bool:
-        """A lab process runs inside our root."""
+    def _inside(self, pid: int) -> bool:
         try:
             return Path(os.readlink(f"/proc/{pid}/root")) == self.root
         except OSError:
             return False
+
+    def owns_process(self, pid: int, base_dir: Path) -> bool:
+        """Several labs may share one cached root: the lab folder tells them apart."""
+        return self._inside(pid) and _configured_from(pid, base_dir)
 
 
 Runtime = HostRuntime | ChrootRuntime

@@ -1,0 +1,63 @@
+"""Fixtures for tests against the real lab, layered: config -> lab up -> action.
+
+The lab comes up once per test session in its own folder and on its own
+ports, so a developer's running lab is left alone. It is never skipped:
+without it these tests fail, loudly.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from updraft.condor import Collector, Schedd, use_client_config
+from updraft.lab import control
+from updraft.lab.runtime import Runtime, choose_runtime
+from updraft.lab.topology import Topology, build_topology
+
+
+@pytest.fixture(scope="session")
+def lab_topology() -> Topology:
+    base_dir = Path(os.environ.get("UPDRAFT_TEST_LAB_DIR", "/var/tmp/updraft-test-lab"))
+    return build_topology(base_dir, int(os.environ.get("UPDRAFT_TEST_BASE_PORT", "29718")))
+
+
+@pytest.fixture(scope="session")
+def lab_runtime() -> Runtime:
+    return choose_runtime("auto", Path(os.environ.get("UPDRAFT_CACHE", "/var/cache/updraft")))
+
+
+@pytest.fixture(scope="session")
+def lab(lab_topology: Topology, lab_runtime: Runtime) -> Iterator[Topology]:
+    """The running lab; a stale one from an interrupted run is taken down first."""
+    if control.load_state(lab_topology.base_dir) is not None:
+        control.down(lab_topology, lab_runtime)
+    control.up(lab_topology, lab_runtime, timeout=120)
+    use_client_config(lab_topology.client_config)
+    yield lab_topology
+    if control.load_state(lab_topology.base_dir) is not None:
+        control.down(lab_topology, lab_runtime)
+
+
+@pytest.fixture(scope="session")
+def vo_schedd(lab: Topology) -> Schedd:
+    return Collector(lab.vo.collector).schedd(lab.vo.schedd_name)
+
+
+@pytest.fixture(scope="session")
+def factory_schedd(lab: Topology) -> Schedd:
+    return Collector(lab.wms.collector).schedd(lab.factory.schedd_name)
+
+
+@pytest.fixture
+def job_dir(lab: Topology, request: pytest.FixtureRequest) -> Path:
+    """A folder for one test's jobs, seen at the same path by host and daemons."""
+    path = lab.work_dir / "tests" / request.node.name.replace("[", "-").replace("]", "")
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    path.chmod(0o777)
+    return path

@@ -1,0 +1,97 @@
+"""The lab's pure parts: topology, rendered configs, derived component configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from updraft.factory.config import FactoryConfig
+from updraft.frontend.config import FrontendConfig
+from updraft.lab.control import master_config, render_configs
+from updraft.lab.labconfig import factory_config, frontend_config
+from updraft.lab.runtime import parse_passwd
+from updraft.lab.topology import build_topology
+
+BASE = Path("/var/tmp/lab-under-test")
+
+
+@pytest.fixture
+def topology():
+    return build_topology(BASE, base_port=31000)
+
+
+def test_collectors_get_distinct_ports_from_the_base_port(topology) -> None:
+    collectors = [i for i in topology.instances if i.runs_collector]
+    assert [i.collector_port for i in collectors] == [31000, 31001, 31002, 31003]
+    assert topology.factory.collector == topology.wms.collector == "127.0.0.1:31001"
+
+
+def test_collectors_start_before_the_daemons_that_report_to_them(topology) -> None:
+    order = [i.name for i in topology.instances]
+    assert order.index("wms") < order.index("factory")
+    assert order[-1] == "factory"
+
+
+def test_every_site_has_a_ce_and_a_worker_in_its_own_pool(topology) -> None:
+    assert [s.name for s in topology.sites] == ["site1", "site2"]
+    for site in topology.sites:
+        assert {"SCHEDD", "STARTD", "COLLECTOR", "NEGOTIATOR"} <= set(site.instance.daemons)
+        assert site.ce_resource == f"ce@{site.name}.lab {site.instance.collector}"
+
+
+def test_master_names_are_unique_so_ads_do_not_overwrite_each_other(topology) -> None:
+    names = [i.master_name for i in topology.instances]
+    assert len(set(names)) == len(names)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_site_count_is_configurable(count: int) -> None:
+    assert len(build_topology(BASE, site_count=count).sites) == count
+
+
+def test_rendered_configs_cover_every_instance_with_its_own_local_dir(topology) -> None:
+    files = render_configs(topology)
+    for instance in topology.instances:
+        text = files[master_config(topology, instance)]
+        assert f"LOCAL_DIR = {topology.instance_dir(instance)}\n" in text
+        assert f"MASTER_NAME = {instance.master_name}\n" in text
+        assert f"COLLECTOR_HOST = {instance.collector}\n" in text
+        assert ("COLLECTOR_ARGS = -p" in text) == instance.runs_collector
+
+
+def test_common_config_carries_the_sandbox_and_session_fixes(topology) -> None:
+    common = render_configs(topology)[topology.common_config]
+    for line in ("MOUNT_UNDER_SCRATCH =\n", "USE_PID_NAMESPACES = False\n", "BASE_CGROUP =\n",
+                 "SEC_USE_FAMILY_SESSION = False\n", "NETWORK_INTERFACE = 127.0.0.1\n", "NO_DNS = True\n"):
+        assert line in common
+    assert "{{" not in common
+
+
+def test_client_config_authenticates_with_the_lab_token(topology) -> None:
+    client = render_configs(topology)[topology.client_config]
+    assert f"SEC_TOKEN_DIRECTORY = {topology.tokens_dir}\n" in client
+    assert "SEC_CLIENT_AUTHENTICATION_METHODS = IDTOKENS\n" in client
+    assert f"COLLECTOR_HOST = {topology.vo.collector}\n" in client
+
+
+def test_derived_component_configs_validate_and_name_the_lab_addresses(topology) -> None:
+    factory = FactoryConfig.model_validate(factory_config(topology))
+    frontend = FrontendConfig.model_validate(frontend_config(topology))
+    assert factory.wms_collector == topology.wms.collector
+    assert {e.resource for e in factory.entries.values()} == {s.ce_resource for s in topology.sites}
+    assert frontend.vo_collector == topology.vo.collector
+    assert list(frontend.schedds) == [topology.vo.schedd_name]
+
+
+@pytest.mark.parametrize(
+    ("text", "user", "expected"),
+    [
+        ("root:x:0:0:root:/root:/bin/sh\ncondor:x:100:101::/var/lib/condor:/usr/sbin/nologin\n", "condor", (100, 101)),
+        ("root:x:0:0:root:/root:/bin/sh\n", "condor", None),
+        ("condorx:x:7:7::/:/bin/sh\n", "condor", None),
+        ("broken line\n", "broken line", None),
+    ],
+)
+def test_parse_passwd(text: str, user: str, expected) -> None:
+    assert parse_passwd(text, user) == expected

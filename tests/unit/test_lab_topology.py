@@ -58,6 +58,8 @@ def test_rendered_configs_cover_every_instance_with_its_own_local_dir(topology) 
         assert f"MASTER_NAME = {instance.master_name}\n" in text
         assert f"COLLECTOR_HOST = {instance.collector}\n" in text
         assert ("COLLECTOR_ARGS = -p" in text) == instance.runs_collector
+        # Benchmarks would hold up a graceful shutdown for minutes.
+        assert ("RunBenchmarks = False" in text) == (instance.startd_name is not None)
 
 
 def test_common_config_carries_the_sandbox_and_session_fixes(topology) -> None:

@@ -65,7 +65,8 @@ def up(lab_dir: Path, base_port: int, runtime_choice: str, cache: Path, timeout:
     if state is not None and state["base_port"] != base_port:
         raise LabError(f"a lab on base port {state['base_port']} is already in {lab_dir}; `updraft lab down` it first")
     topology = build_topology(lab_dir.absolute(), base_port)
-    runtime = choose_runtime(runtime_choice, cache.absolute())
+    # A running lab keeps the HTCondor it was started with.
+    runtime = control.runtime_from_state(state) if state else choose_runtime(runtime_choice, cache.absolute())
     statuses = control.up(topology, runtime, timeout)
     click.echo(f"lab up in {topology.base_dir} ({runtime.kind} runtime, HTCondor from {runtime.root})")
     _print_statuses(statuses)

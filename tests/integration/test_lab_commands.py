@@ -17,7 +17,7 @@ UPDRAFT = str(Path(sys.executable).parent / "updraft")
 
 
 def updraft(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UPDRAFT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UPDRAFT_") or k == "UPDRAFT_CACHE"}
     return subprocess.run([UPDRAFT, *args], capture_output=True, text=True, env=env, timeout=120)
 
 
@@ -32,11 +32,14 @@ def test_status_shows_every_daemon_of_the_topology_up(lab: Topology) -> None:
     assert "MISSING" not in done.stdout
 
 
-def test_up_again_is_harmless_and_keeps_the_same_masters(lab: Topology, lab_runtime: Runtime) -> None:
+def test_up_again_is_harmless_and_keeps_the_same_masters_and_runtime(lab: Topology, lab_runtime: Runtime, tmp_path: Path) -> None:
     before = sorted(control.lab_processes(lab, lab_runtime))
-    done = updraft("lab", "up", "--dir", str(lab.base_dir), "--base-port", str(lab.base_port))
+    # Another cache folder must not move a running lab to another HTCondor.
+    done = updraft("lab", "up", "--dir", str(lab.base_dir), "--base-port", str(lab.base_port), "--cache", str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert sorted(control.lab_processes(lab, lab_runtime)) == before
+    assert control.load_state(lab.base_dir)["root"] == str(lab_runtime.root)
+    assert not list(tmp_path.iterdir())
 
 
 def test_env_prints_addresses_and_writes_configs_that_validate(lab: Topology) -> None:

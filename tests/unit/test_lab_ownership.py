@@ -1,0 +1,37 @@
+"""`lab down` must stop only its own lab's processes, even beside another lab."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from updraft.lab.runtime import ChrootRuntime, HostRuntime
+
+
+@pytest.fixture
+def process_of_lab_a():
+    env = {**os.environ, "CONDOR_CONFIG": "/var/tmp/lab-a/daemons/vo/condor_config"}
+    proc = subprocess.Popen(["sleep", "30"], env=env)
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+def test_a_process_belongs_to_the_lab_whose_folder_holds_its_config(process_of_lab_a: int) -> None:
+    runtime = HostRuntime()
+    assert runtime.owns_process(process_of_lab_a, Path("/var/tmp/lab-a"))
+    assert not runtime.owns_process(process_of_lab_a, Path("/var/tmp/lab"))
+    assert not runtime.owns_process(process_of_lab_a, Path("/var/tmp/lab-b"))
+
+
+def test_a_chroot_lab_owns_nothing_outside_its_root(process_of_lab_a: int) -> None:
+    assert not ChrootRuntime(Path("/var/cache/some-other-root")).owns_process(process_of_lab_a, Path("/var/tmp/lab-a"))
+
+
+def test_a_vanished_process_belongs_to_no_lab() -> None:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    assert not HostRuntime().owns_process(proc.pid, Path("/var/tmp/lab-a"))

@@ -74,6 +74,24 @@ class Collector:
         )
         return [_plain(ad, projection) for ad in ads]
 
+    def advertise(self, ads: Iterable[Mapping[str, Any]]) -> None:
+        """Create or replace generic ads (UPDATE_AD_GENERIC), matched by MyType and Name."""
+        class_ads = [classad2.ClassAd(dict(ad)) for ad in ads]
+        if class_ads:
+            _call(f"advertising to collector {self.address}", htcondor2.Collector(self.address).advertise,
+                  class_ads, "UPDATE_AD_GENERIC", timeout=self.timeout)
+
+    def invalidate(self, my_type: str, constraint: str) -> None:
+        """Withdraw every generic ad of `my_type` that matches `constraint`."""
+        query = classad2.ClassAd({"MyType": "Query", "TargetType": my_type})
+        query["Requirements"] = classad2.ExprTree(constraint)
+        _call(f"invalidating ads in collector {self.address}", htcondor2.Collector(self.address).advertise,
+              [query], "INVALIDATE_ADS_GENERIC", timeout=self.timeout)
+
+    def generic_ads(self, my_type: str, constraint: str = "true", projection: Iterable[str] = ()) -> list[Ad]:
+        """Generic ads of one MyType (the collector keeps them outside the Generic table)."""
+        return self.query(htcondor2.AdType.Any, f"MyType == {classad2.quote(my_type)} && ({constraint})", projection)
+
     def schedd(self, name: str) -> Schedd:
         location = _call(
             f"locating schedd {name!r} in collector {self.address}",
@@ -108,6 +126,23 @@ class Schedd:
             f"query of schedd {self.name}", self._handle().query, constraint, projection, timeout=self.timeout
         )
         return [_plain(ad, projection) for ad in ads]
+
+    def grouped(self, constraint: str, attributes: Iterable[str]) -> list[Ad]:
+        """Jobs grouped by the schedd itself: one ad per distinct value tuple, with JobCount.
+
+        A million idle jobs come back as one record per shape, so neither the
+        wire nor the frontend ever handles jobs one by one.
+        """
+        attributes = list(attributes)
+        ads = _call(
+            f"grouped query of schedd {self.name}",
+            self._handle().query,
+            constraint,
+            attributes,
+            opts=htcondor2.QueryOpt.GroupBy,
+            timeout=self.timeout,
+        )
+        return [_plain(ad, [*attributes, "JobCount"]) for ad in ads]
 
     def history(self, constraint: str, projection: Iterable[str] = (), limit: int = -1) -> list[Ad]:
         projection = list(projection)

@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from typing import Annotated, Literal
+
 from pydantic import Field
 
 from updraft.config import (
+    AttrName,
     ClassAdExpr,
     ConfigModel,
     FrozenList,
@@ -35,10 +38,34 @@ class FactoryRef(ConfigModel):
 
 
 class GroupLimits(ConfigModel):
-    """Caps on the pilots one group asks for, across all entries."""
+    """Caps on the pilots one group asks for: per entry, and across all its entries."""
 
     max_idle_pilots: NonNegativeInt = 50
     max_running_pilots: NonNegativeInt = 500
+    max_idle_per_entry: NonNegativeInt = 20
+    max_running_per_entry: NonNegativeInt = 100
+
+
+class Limits(ConfigModel):
+    """Caps on idle (queued) and running pilots at one level (frontend or whole pool)."""
+
+    max_idle_pilots: NonNegativeInt = 1000
+    max_running_pilots: NonNegativeInt = 10000
+
+
+class MatchIndex(ConfigModel):
+    """Prunes matching: a job is compared only with entries whose `entry_attr` is
+    listed in its `job_attr` (a comma-separated list, e.g. DESIRED_Sites)."""
+
+    job_attr: AttrName
+    entry_attr: AttrName
+
+
+class Removal(ConfigModel):
+    """When pilots nobody needs are removed; running ones only if asked for here."""
+
+    mode: Literal["none", "idle", "all"] = "idle"
+    max_fraction_per_cycle: Annotated[float, Field(gt=0, le=1)] = 0.1
 
 
 class Group(ConfigModel):
@@ -47,7 +74,20 @@ class Group(ConfigModel):
     enabled: bool = True
     job_constraint: ClassAdExpr = "true"
     match_expr: ClassAdExpr = "true"
+    """Evaluated with MY = the job shape and TARGET = the entry ad."""
+    match_index: MatchIndex | None = None
+    old_idle_seconds: PositiveInt = 600
+    """Jobs idle longer than this are 'old idle' and earn the group a reserve."""
+    min_pilot_lifetime_seconds: NonNegativeInt = 1800
+    """An idle pilot slot counts as capacity only if it lives at least this much longer."""
+    ramp_up_attenuation: Annotated[float, Field(ge=1)] = 3.0
+    """Only 1/attenuation of the missing pilots are requested per cycle."""
+    reserve_idle: NonNegativeInt = 2
+    """Extra idle pilots per entry while old idle jobs wait there."""
+    curb_fraction: Annotated[float, Field(gt=0, le=1)] = 0.8
+    """Past this fraction of a maximum, the request is halved."""
     limits: GroupLimits = Field(default_factory=GroupLimits)
+    removal: Removal = Field(default_factory=Removal)
 
 
 class FrontendConfig(ConfigModel):
@@ -59,6 +99,12 @@ class FrontendConfig(ConfigModel):
     schedds: FrozenList[NonEmptyStr] = ()
     """Schedds whose jobs count; empty means every schedd in the VO collector."""
     cycle_seconds: PositiveInt = 60
+    query_timeout_seconds: Annotated[float, Field(gt=0)] = 20.0
+    """Per call; a schedd or collector slower than this is skipped for the cycle."""
+    limits: Limits = Field(default_factory=Limits)
+    """For all of this frontend's pilots."""
+    pool: Limits = Field(default_factory=lambda: Limits(max_idle_pilots=2000, max_running_pilots=20000))
+    """For every pilot in the VO pool, this frontend's or not."""
     factories: FrozenMap[Name, FactoryRef] = Field(min_length=1)
     groups: FrozenMap[Name, Group] = Field(min_length=1)
 

@@ -1,0 +1,147 @@
+"""The frontend's plain data: what it observes and what it decides.
+
+Observation types come out of the HTCondor adapter (`observe.py`) and go
+into the pure decision (`decide.py`); nothing here knows HTCondor. Keeping
+them plain and frozen is what lets a cycle be replayed offline, tested with
+tables, and benchmarked alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class JobShape:
+    """Identical jobs of one group in one schedd, as the schedd grouped them.
+
+    `attrs` holds the job attributes the group's match expression (and match
+    index) refer to; two jobs with equal `attrs` are the same shape.
+    """
+
+    group: str
+    schedd: str
+    attrs: Mapping[str, Any]
+    idle: int = 0
+    old_idle: int = 0
+    running: int = 0
+    cpus: int = 1
+    memory_mb: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EntryAd:
+    """A factory entry as its factory advertises it in the WMS collector."""
+
+    name: str
+    factory: str
+    attrs: Mapping[str, Any]
+    cpus_per_pilot: int = 1
+    max_pilots: int = 0
+    max_idle: int = 0
+    in_downtime: bool = False
+
+    @property
+    def key(self) -> str:
+        """Unique across factories: entry names are only unique within one."""
+        return f"{self.name}@{self.factory}"
+
+
+class SlotState(str, Enum):
+    IDLE = "idle"
+    RUNNING = "running"
+    RETIRING = "retiring"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class PilotSlot:
+    """One pilot slot (a glidein startd's slot) in the VO collector."""
+
+    entry: str
+    factory: str
+    group: str
+    state: SlotState
+    cpus: int
+    memory_mb: int
+    to_die: float | None = None
+    """Epoch seconds when the pilot dies (GLIDEIN_ToDie); None if it did not say."""
+
+    @property
+    def entry_key(self) -> str:
+        return f"{self.entry}@{self.factory}"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceProblem:
+    """A schedd or collector that could not be read this cycle, and why."""
+
+    source: str
+    message: str
+    groups: frozenset[str] = frozenset()
+    """Groups whose job view is incomplete because of it (empty for collectors)."""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything one cycle saw, at one time."""
+
+    shapes: tuple[JobShape, ...] = ()
+    entries: tuple[EntryAd, ...] = ()
+    slots: tuple[PilotSlot, ...] = ()
+    problems: tuple[SourceProblem, ...] = ()
+    pool_idle_pilots: int = 0
+    """Idle pilot slots in the whole VO pool, every frontend's."""
+    pool_running_pilots: int = 0
+
+    @property
+    def incomplete_groups(self) -> frozenset[str]:
+        return frozenset(g for p in self.problems for g in p.groups)
+
+
+class RemoveMode(str, Enum):
+    NONE = "none"
+    IDLE = "idle"
+    ALL = "all"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One intermediate value of a decision, with what produced it."""
+
+    name: str
+    value: float
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The request for one (group, entry) and the record of why."""
+
+    group: str
+    entry: EntryAd
+    idle: int
+    max_pilots: int
+    remove: RemoveMode = RemoveMode.NONE
+    remove_max: int = 0
+    inputs: Mapping[str, float] = field(default_factory=dict)
+    steps: tuple[Step, ...] = ()
+    bound_by: tuple[str, ...] = ()
+    """Names of the limits or curbs that lowered the result, e.g. 'group.max_idle_per_entry'."""
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A whole cycle's decisions, plus what matched nothing."""
+
+    now: float
+    decisions: tuple[Decision, ...] = ()
+    unmatched: Mapping[str, int] = field(default_factory=dict)
+    """Idle jobs per group that no entry matched."""
+    in_downtime: Mapping[str, int] = field(default_factory=dict)
+    """Idle jobs per group whose only matching entries are in downtime."""
+    problems: tuple[SourceProblem, ...] = ()

@@ -43,6 +43,8 @@ class Entry(ConfigModel):
     """One place pilots are submitted to, and what its entry ad advertises."""
 
     enabled: bool = True
+    downtime: bool = False
+    """Advertised as in downtime: frontends request nothing here, running pilots are left alone."""
     grid_type: GridType
     resource: NonEmptyStr
     attributes: FrozenMap[AttrName, AttrValue] = Field(default_factory=dict)

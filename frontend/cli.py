@@ -59,3 +59,111 @@ def check_config(config_path: Path) -> None:
         f"{_count(len(config.factories), 'factory', 'factories')}, "
         f"VO collector {config.vo_collector}, WMS collector {config.wms_collector}"
     )
+
+
+def _load(config_path: Path):
+    """The validated config, with its HTCondor client set up for this process."""
+    from updraft.frontend.service import prepare
+
+    config = load_frontend_config(config_path, on_warning=_echo_warning).config
+    prepare(config)
+    return config
+
+
+def _print_summary(result) -> None:
+    for ad in result.ads:
+        click.echo(
+            f"{ad['UpdraftGroup']:<12} {ad['UpdraftEntry'] + '@' + ad['UpdraftFactory']:<28} "
+            f"idle {ad['UpdraftReqIdlePilots']:<4} max {ad['UpdraftReqMaxPilots']:<5} remove {ad['UpdraftReqRemoveMode']}"
+        )
+    for group, jobs in sorted(result.plan.unmatched.items()):
+        click.echo(f"{group:<12} {jobs} idle job(s) match no entry")
+    for group, jobs in sorted(result.plan.in_downtime.items()):
+        click.echo(f"{group:<12} {jobs} idle job(s) match only entries in downtime")
+    for problem in result.problems:
+        click.echo(f"problem: {problem}", err=True)
+
+
+@frontend.command()
+@config_option
+def once(config_path: Path) -> None:
+    """Run one cycle: observe, decide, publish the requests, report; then exit.
+
+    Sources that cannot be read (a schedd down or slower than
+    query_timeout_seconds) are listed as problems on stderr; the cycle still
+    completes with the rest, and removals are disabled for the groups whose
+    view is incomplete.
+    """
+    import time
+
+    from updraft.frontend.service import reporter_for, run_cycle
+
+    config = _load(config_path)
+    result = run_cycle(config, reporter_for(config), 1, time.time())
+    _print_summary(result)
+    if not result.published:
+        raise click.ClickException("requests were not published")
+
+
+@frontend.command()
+@config_option
+def run(config_path: Path) -> None:
+    """Run cycles every cycle_seconds until stopped.
+
+    SIGTERM (or Ctrl-C) finishes the current cycle, withdraws this
+    frontend's requests from the WMS collector and exits 0. SIGHUP re-reads
+    the configuration; when the new one is invalid the error is logged and
+    the running configuration is kept.
+    """
+    from updraft.frontend.service import FrontendService
+
+    service = FrontendService(config_path, _load(config_path))
+    service.install_signal_handlers()
+    service.run()
+
+
+@frontend.command()
+@config_option
+def plan(config_path: Path) -> None:
+    """Compute the next cycle's requests without publishing them.
+
+    Prints them as a diff against the requests published now: '+' new,
+    '-' withdrawn, '~' changed, '=' unchanged.
+    """
+    import time
+
+    from updraft.frontend.publish import diff, published_requests, request_ads
+    from updraft.frontend.service import plan_cycle
+
+    config = _load(config_path)
+    planned, _ = plan_cycle(config, time.time())
+    for change in diff(published_requests(config), request_ads(planned, config, 0)):
+        click.echo(change.describe())
+    for problem in planned.problems:
+        click.echo(f"problem: {problem.source}: {problem.message}", err=True)
+
+
+@frontend.command()
+@config_option
+@click.option("--entry", "entry_name", required=True, help="Entry name, or entry@factory.")
+@click.option("--group", "group_name", default=None, help="Only this group (default: every group).")
+def explain(config_path: Path, entry_name: str, group_name: str | None) -> None:
+    """Explain, in plain words, how the next request for an entry is computed.
+
+    Observes and decides like a cycle, publishes nothing, and prints each
+    step from the matching jobs to the number requested, naming the limit
+    or curb that bound it.
+    """
+    import time
+
+    from updraft.frontend.explain import explain as explain_decision
+    from updraft.frontend.service import plan_cycle
+
+    config = _load(config_path)
+    planned, _ = plan_cycle(config, time.time())
+    chosen = [d for d in planned.decisions
+              if entry_name in (d.entry.name, d.entry.key) and group_name in (None, d.group)]
+    if not chosen:
+        raise click.ClickException(f"no decision for entry {entry_name!r}: no matching jobs, pilots or advertised entry")
+    for decision in chosen:
+        click.echo(explain_decision(decision))

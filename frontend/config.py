@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from updraft.config import (
+    AbsolutePath,
     AttrName,
     ClassAdExpr,
     ConfigModel,
@@ -68,6 +69,13 @@ class Removal(ConfigModel):
     max_fraction_per_cycle: Annotated[float, Field(gt=0, le=1)] = 0.1
 
 
+class Monitoring(ConfigModel):
+    """Where monitoring goes and which writers produce it."""
+
+    dir: AbsolutePath = Path("/var/lib/updraft/frontend/monitoring")
+    writers: FrozenList[Name] = ("json",)
+
+
 class Group(ConfigModel):
     """Which jobs the group covers, which entries suit them, and how many pilots at most."""
 
@@ -99,6 +107,9 @@ class FrontendConfig(ConfigModel):
     schedds: FrozenList[NonEmptyStr] = ()
     """Schedds whose jobs count; empty means every schedd in the VO collector."""
     cycle_seconds: PositiveInt = 60
+    condor_config: AbsolutePath | None = None
+    """The HTCondor client configuration to use (as CONDOR_CONFIG); None: the environment's."""
+    monitoring: Monitoring = Field(default_factory=Monitoring)
     query_timeout_seconds: Annotated[float, Field(gt=0)] = 20.0
     """Per call; a schedd or collector slower than this is skipped for the cycle."""
     limits: Limits = Field(default_factory=Limits)

@@ -43,7 +43,7 @@ def lab() -> None:
     """A real HTCondor grid lab on this machine (127.0.0.1 only).
 
     \b
-    VO pool         collector, negotiator, user schedd (vo-schedd@lab)
+    VO pool         collector, negotiator, user schedds (vo-schedd@lab, vo-schedd2@lab)
     WMS collector   where factories and frontends exchange ads
     factory schedd  submits grid-universe pilots (factory@lab)
     site1, site2    an HTCondor-C CE (ce@siteN.lab) and a worker each
@@ -99,6 +99,35 @@ def down(lab_dir: Path, purge: bool) -> None:
     if purge:
         control.purge(lab_dir.absolute())
         click.echo(f"removed {lab_dir}")
+
+
+@lab.command()
+@lab_dir_option
+@click.argument("instance")
+def stop(lab_dir: Path, instance: str) -> None:
+    """Stop one instance (vo, submit2, wms, factory, site1, site2): a fault on demand."""
+    topology = _existing_topology(lab_dir)
+    _check_instance(topology, instance)
+    control.stop_instance(topology, instance)
+    click.echo(f"{instance} stopped")
+
+
+@lab.command()
+@lab_dir_option
+@click.argument("instance")
+def start(lab_dir: Path, instance: str) -> None:
+    """Start one stopped instance again and wait until the whole lab advertises."""
+    topology = _existing_topology(lab_dir)
+    _check_instance(topology, instance)
+    state = control.load_state(topology.base_dir)
+    control.start_instance(topology, control.runtime_from_state(state), instance)
+    click.echo(f"{instance} started")
+
+
+def _check_instance(topology: Topology, name: str) -> None:
+    names = [i.name for i in topology.instances]
+    if name not in names:
+        raise click.BadParameter(f"{name!r} is not one of {', '.join(names)}", param_hint="INSTANCE")
 
 
 @lab.command()

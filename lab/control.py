@@ -217,6 +217,22 @@ def _daemon_status(instance: Instance, ad_type: str, name: str | None, seen: set
     return DaemonStatus(instance.name, instance.role, ad_type, name, instance.collector, present)
 
 
+def stop_instance(topology: Topology, name: str, grace: float = 20.0) -> None:
+    """Stop one instance's master and daemons (a site's CE, the WMS collector...), for fault tests."""
+    pid = _read_pid(_pid_file(topology, topology.instance(name)))
+    if _alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        _wait_gone([pid], grace)
+    if _alive(pid):
+        raise LabError(f"{name} master (pid {pid}) still running after {grace:g} s")
+
+
+def start_instance(topology: Topology, runtime: Runtime, name: str, timeout: float = 60.0) -> None:
+    """Start one instance again and wait until it has advertised."""
+    _start_master(topology, runtime, topology.instance(name))
+    wait_ready(topology, timeout)
+
+
 def down(topology: Topology, runtime: Runtime, grace: float = 20.0) -> list[int]:
     """Stop the lab's masters, then anything of the lab left behind; returns pids killed hard."""
     masters = [p for p in (_read_pid(_pid_file(topology, i)) for i in topology.instances) if _alive(p)]

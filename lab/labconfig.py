@@ -23,7 +23,7 @@ def factory_config(topology: Topology) -> dict[str, Any]:
         site.name: {
             "grid_type": "condor",
             "resource": site.ce_resource,
-            "attributes": {"GLIDEIN_Site": site.glidein_site, "GLIDEIN_CPUS": 1},
+            "attributes": {"GLIDEIN_Site": site.glidein_site, "GLIDEIN_CPUS": 2, "GLIDEIN_MaxMemMBs": 2048},
             "limits": {"max_pilots": 20, "max_idle": 5, "max_held": 5},
         }
         for site in topology.sites
@@ -39,14 +39,27 @@ def factory_config(topology: Topology) -> dict[str, Any]:
 
 
 def frontend_config(topology: Topology) -> dict[str, Any]:
+    """A frontend for the lab's VO: jobs name the sites they accept in DESIRED_Sites."""
+    group = {
+        "job_constraint": "true",
+        "match_expr": "stringListMember(TARGET.GLIDEIN_Site, MY.DESIRED_Sites) && MY.RequestCpus <= TARGET.GLIDEIN_CPUS",
+        "match_index": {"job_attr": "DESIRED_Sites", "entry_attr": "GLIDEIN_Site"},
+        "old_idle_seconds": 60,
+        "min_pilot_lifetime_seconds": 120,
+        "ramp_up_attenuation": 1.0,
+        "reserve_idle": 0,
+    }
     return {
         "name": FRONTEND_NAME,
         "vo_collector": topology.vo.collector,
         "wms_collector": topology.wms.collector,
-        "schedds": [topology.vo.schedd_name],
+        "schedds": list(topology.user_schedds),
         "cycle_seconds": 10,
+        "query_timeout_seconds": 10.0,
+        "condor_config": str(topology.client_config),
+        "monitoring": {"dir": str(topology.work_dir / "frontend" / "monitoring"), "writers": ["json"]},
         "factories": {FACTORY_NAME: {"identity": f"{LAB_USER}@{UID_DOMAIN}"}},
-        "groups": {"main": {"job_constraint": "true", "match_expr": "true"}},
+        "groups": {"main": group},
     }
 
 

@@ -81,6 +81,7 @@ class Topology:
     base_dir: Path
     base_port: int
     vo: Instance
+    submit2: Instance
     wms: Instance
     factory: Instance
     sites: tuple[Site, ...]
@@ -88,7 +89,18 @@ class Topology:
     @property
     def instances(self) -> tuple[Instance, ...]:
         """Collectors first, so daemons find their collector when they start."""
-        return (self.vo, self.wms, *(s.instance for s in self.sites), self.factory)
+        return (self.vo, self.submit2, self.wms, *(s.instance for s in self.sites), self.factory)
+
+    def instance(self, name: str) -> Instance:
+        for instance in self.instances:
+            if instance.name == name:
+                return instance
+        raise KeyError(name)
+
+    @property
+    def user_schedds(self) -> tuple[str, ...]:
+        """Where VO users queue jobs: two schedds, so one can fail while the other works."""
+        return (self.vo.schedd_name, self.submit2.schedd_name)
 
     def instance_dir(self, instance: Instance) -> Path:
         return self.base_dir / "daemons" / instance.name
@@ -123,10 +135,11 @@ class Topology:
 def build_topology(base_dir: Path, base_port: int = DEFAULT_BASE_PORT, site_count: int = 2) -> Topology:
     """The standard lab: ports base_port (VO), +1 (WMS), +2... (one per site)."""
     vo = Instance("vo", "VO pool", ("COLLECTOR", "NEGOTIATOR", "SCHEDD"), base_port, schedd_name=f"vo-schedd@{UID_DOMAIN}")
+    submit2 = Instance("submit2", "second user schedd", ("SCHEDD",), base_port, schedd_name=f"vo-schedd2@{UID_DOMAIN}")
     wms = Instance("wms", "WMS collector", ("COLLECTOR",), base_port + 1)
     factory = Instance("factory", "factory schedd", ("SCHEDD",), base_port + 1, schedd_name=f"factory@{UID_DOMAIN}")
     sites = tuple(_site(index, base_port + 1 + index) for index in range(1, site_count + 1))
-    return Topology(Path(base_dir), base_port, vo, wms, factory, sites)
+    return Topology(Path(base_dir), base_port, vo, submit2, wms, factory, sites)
 
 
 def _site(index: int, port: int) -> Site:

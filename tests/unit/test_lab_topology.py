@@ -83,7 +83,8 @@ def test_derived_component_configs_validate_and_name_the_lab_addresses(topology)
     assert factory.wms_collector == topology.wms.collector
     assert {e.resource for e in factory.entries.values()} == {s.ce_resource for s in topology.sites}
     assert frontend.vo_collector == topology.vo.collector
-    assert list(frontend.schedds) == [topology.vo.schedd_name]
+    assert list(frontend.schedds) == [topology.vo.schedd_name, topology.submit2.schedd_name]
+    assert frontend.condor_config == topology.client_config
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,255 @@
+"""Observe: one cycle's view of user jobs, pilot slots and factory entries.
+
+All reads of a cycle run at once on a thread pool, each with its own
+timeout, and each source that fails becomes a `SourceProblem` instead of
+an exception: one slow schedd costs the cycle a timeout, not the cycle.
+The functions that turn ads into model objects are pure and tested alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import classad2
+import htcondor2
+
+from updraft import protocol
+from updraft.condor import Ad, Collector
+from updraft.errors import CondorError
+from updraft.frontend.config import FrontendConfig, Group
+from updraft.frontend.model import EntryAd, JobShape, Observation, PilotSlot, SlotState, SourceProblem
+
+log = logging.getLogger(__name__)
+
+SIZE_ATTRS = ("RequestCpus", "RequestMemory")
+SLOT_PROJECTION = (
+    "GLIDEIN_Entry_Name", "GLIDEIN_Factory", "GLIDECLIENT_Name", "GLIDECLIENT_Group",
+    "State", "Activity", "Cpus", "Memory", "GLIDEIN_ToDie", "GLIDEIN_ToRetire",
+)
+IDLE, OLD_IDLE, RUNNING = "idle", "old_idle", "running"
+
+
+# ----------------------------------------------------------------- pure parts
+
+
+def job_attributes(group: Group) -> tuple[str, ...]:
+    """The job attributes that make two jobs the same shape for this group.
+
+    They are what the match expression reads from the job (MY.x, or a bare x),
+    the index attribute, and the job's size; the schedd groups jobs by them.
+    """
+    refs = classad2.ClassAd().externalRefs(classad2.ExprTree(group.match_expr))
+    # externalRefs gives "MY.x", "TARGET.y", bare "z", and "" for an expression with none.
+    names = {ref.split(".", 1)[1] if ref.upper().startswith("MY.") else ref for ref in refs
+             if ref and not ref.upper().startswith("TARGET.")}
+    if group.match_index is not None:
+        names.add(group.match_index.job_attr)
+    names.update(SIZE_ATTRS)
+    return tuple(sorted(names))
+
+
+def shape_constraints(group: Group, now: float) -> dict[str, str]:
+    """One grouped query per count the decision needs, all filtered by the group's constraint."""
+    old = int(now - group.old_idle_seconds)
+    return {
+        IDLE: f"JobStatus == 1 && ({group.job_constraint})",
+        OLD_IDLE: f"JobStatus == 1 && EnteredCurrentStatus < {old} && ({group.job_constraint})",
+        RUNNING: f"JobStatus == 2 && ({group.job_constraint})",
+    }
+
+
+def _hashable(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+
+
+def _int(value: Any, default: int) -> int:
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, (int, float)):
+        return int(value)
+    return default
+
+
+def merge_shapes(group: str, schedd: str, counts: Mapping[str, list[Ad]], attributes: Iterable[str]) -> list[JobShape]:
+    """Join the idle, old-idle and running groupings of one schedd into shapes."""
+    attributes = tuple(attributes)
+    totals: dict[tuple, dict[str, int]] = {}
+    values: dict[tuple, dict[str, Any]] = {}
+    for kind, ads in counts.items():
+        for ad in ads:
+            attrs = {a: ad[a] for a in attributes if a in ad}
+            key = tuple(sorted((k, _hashable(v)) for k, v in attrs.items()))
+            values.setdefault(key, attrs)
+            tally = totals.setdefault(key, {IDLE: 0, OLD_IDLE: 0, RUNNING: 0})
+            tally[kind] += _int(ad.get("JobCount"), 0)
+    return [
+        JobShape(group, schedd, attrs, tally[IDLE], tally[OLD_IDLE], tally[RUNNING],
+                 cpus=max(1, _int(attrs.get("RequestCpus"), 1)), memory_mb=_int(attrs.get("RequestMemory"), 0))
+        for key, tally in totals.items()
+        for attrs in (values[key],)
+    ]
+
+
+def slot_state(ad: Ad, now: float) -> SlotState:
+    """Idle only if it could start a job now; a pilot past its retire time takes no new work."""
+    state, activity = ad.get("State"), ad.get("Activity")
+    retire = ad.get("GLIDEIN_ToRetire")
+    if state == "Claimed":
+        return SlotState.RUNNING
+    if isinstance(retire, (int, float)) and retire <= now:
+        return SlotState.RETIRING
+    if state == "Unclaimed" and activity == "Idle":
+        return SlotState.IDLE
+    if state in ("Drained", "Preempting", "Backfill"):
+        return SlotState.RETIRING
+    return SlotState.FAILED
+
+
+def parse_slot(ad: Ad, now: float) -> PilotSlot | None:
+    """A pilot slot, or None when the startd does not say which entry it came from."""
+    entry, factory = ad.get("GLIDEIN_Entry_Name"), ad.get("GLIDEIN_Factory")
+    if not isinstance(entry, str) or not isinstance(factory, str):
+        return None
+    to_die = ad.get("GLIDEIN_ToDie")
+    return PilotSlot(
+        entry=entry,
+        factory=factory,
+        group=str(ad.get("GLIDECLIENT_Group", "")),
+        state=slot_state(ad, now),
+        cpus=_int(ad.get("Cpus"), 1),
+        memory_mb=_int(ad.get("Memory"), 0),
+        to_die=float(to_die) if isinstance(to_die, (int, float)) and not isinstance(to_die, bool) else None,
+    )
+
+
+def parse_entry(ad: Ad, trusted: Mapping[str, str]) -> tuple[EntryAd | None, str | None]:
+    """The entry, or None and why it is ignored (unknown factory, wrong identity, malformed)."""
+    factory, name = ad.get(protocol.E_FACTORY), ad.get(protocol.E_ENTRY)
+    if not isinstance(factory, str) or not isinstance(name, str):
+        return None, f"entry ad {ad.get('Name')!r} lacks {protocol.E_FACTORY}/{protocol.E_ENTRY}"
+    if factory not in trusted:
+        return None, None
+    identity = ad.get(protocol.IDENTITY)
+    if identity != trusted[factory]:
+        return None, f"entry ad {ad.get('Name')!r} came from {identity!r}, factory {factory} is trusted only as {trusted[factory]!r}"
+    if _int(ad.get("UpdraftSchema"), -1) != protocol.SCHEMA:
+        return None, f"entry ad {ad.get('Name')!r} has schema {ad.get('UpdraftSchema')!r}, expected {protocol.SCHEMA}"
+    return EntryAd(
+        name=name,
+        factory=factory,
+        attrs=dict(ad),
+        cpus_per_pilot=max(1, _int(ad.get(protocol.E_CPUS), 1)),
+        max_pilots=_int(ad.get(protocol.E_MAX_PILOTS), 0),
+        max_idle=_int(ad.get(protocol.E_MAX_IDLE), 0),
+        in_downtime=ad.get(protocol.E_DOWNTIME) is True,
+    ), None
+
+
+# ---------------------------------------------------------------- the adapter
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What one parallel read produced: model objects, or the problem that stopped it."""
+
+    shapes: tuple[JobShape, ...] = ()
+    slots: tuple[PilotSlot, ...] = ()
+    pool_idle: int = 0
+    pool_running: int = 0
+    entries: tuple[EntryAd, ...] = ()
+    problems: tuple[SourceProblem, ...] = ()
+
+
+def observe(config: FrontendConfig, now: float) -> Observation:
+    """Read everything a cycle needs, in parallel; failures become problems, never zeros."""
+    vo = Collector(config.vo_collector, timeout=config.query_timeout_seconds)
+    wms = Collector(config.wms_collector, timeout=config.query_timeout_seconds)
+    groups = {name: g for name, g in config.groups.items() if g.enabled}
+    schedds, problems = _schedd_names(config, vo, groups)
+    reads: list[Callable[[], _Outcome]] = [
+        lambda: _read_slots(vo, config.name, now),
+        lambda: _read_entries(wms, config),
+        *(_schedd_reader(vo, schedd, groups, now) for schedd in schedds),
+    ]
+    outcomes = _run_all(reads, config.query_timeout_seconds)
+    return Observation(
+        shapes=tuple(s for o in outcomes for s in o.shapes),
+        entries=tuple(e for o in outcomes for e in o.entries),
+        slots=tuple(s for o in outcomes for s in o.slots),
+        problems=(*problems, *(p for o in outcomes for p in o.problems)),
+        pool_idle_pilots=sum(o.pool_idle for o in outcomes),
+        pool_running_pilots=sum(o.pool_running for o in outcomes),
+    )
+
+
+def _run_all(reads: list[Callable[[], _Outcome]], timeout: float) -> list[_Outcome]:
+    with ThreadPoolExecutor(max_workers=min(16, len(reads)), thread_name_prefix="observe") as pool:
+        futures: list[Future[_Outcome]] = [pool.submit(read) for read in reads]
+        return [f.result() for f in futures]
+
+
+def _schedd_names(config: FrontendConfig, vo: Collector, groups: Mapping[str, Group]) -> tuple[list[str], list[SourceProblem]]:
+    if config.schedds:
+        return list(config.schedds), []
+    try:
+        ads = vo.query(htcondor2.AdType.Schedd, "true", ["Name"])
+    except CondorError as err:
+        return [], [SourceProblem(f"collector {vo.address}", str(err), frozenset(groups))]
+    return sorted(str(ad["Name"]) for ad in ads if "Name" in ad), []
+
+
+def _schedd_reader(vo: Collector, schedd: str, groups: Mapping[str, Group], now: float) -> Callable[[], _Outcome]:
+    def read() -> _Outcome:
+        try:
+            located = vo.schedd(schedd)
+            shapes = [shape for name, group in groups.items() for shape in _group_shapes(located, name, group, now)]
+        except CondorError as err:
+            log.warning("schedd %s skipped this cycle: %s", schedd, err)
+            return _Outcome(problems=(SourceProblem(f"schedd {schedd}", str(err), frozenset(groups)),))
+        return _Outcome(shapes=tuple(shapes))
+
+    return read
+
+
+def _group_shapes(schedd, group_name: str, group: Group, now: float) -> list[JobShape]:
+    attributes = job_attributes(group)
+    counts = {kind: schedd.grouped(constraint, attributes) for kind, constraint in shape_constraints(group, now).items()}
+    return merge_shapes(group_name, schedd.name, counts, attributes)
+
+
+def _read_slots(vo: Collector, frontend: str, now: float) -> _Outcome:
+    try:
+        ads = vo.query(htcondor2.AdType.Startd, "IS_GLIDEIN =?= True", SLOT_PROJECTION)
+    except CondorError as err:
+        log.warning("pilot slots unknown this cycle: %s", err)
+        return _Outcome(problems=(SourceProblem(f"collector {vo.address}", str(err)),))
+    parsed = [(ad, parse_slot(ad, now)) for ad in ads]
+    ours = tuple(slot for ad, slot in parsed if slot is not None and ad.get("GLIDECLIENT_Name") == frontend)
+    states = [slot_state(ad, now) for ad in ads]
+    return _Outcome(
+        slots=ours,
+        pool_idle=sum(s is SlotState.IDLE for s in states),
+        pool_running=sum(s is SlotState.RUNNING for s in states),
+    )
+
+
+def _read_entries(wms: Collector, config: FrontendConfig) -> _Outcome:
+    trusted = {name: ref.identity for name, ref in config.factories.items()}
+    names = " || ".join(f"{protocol.E_FACTORY} == {classad2.quote(n)}" for n in trusted)
+    try:
+        ads = wms.generic_ads(protocol.ENTRY_TYPE, names)
+    except CondorError as err:
+        log.warning("factory entries unknown this cycle: %s", err)
+        return _Outcome(problems=(SourceProblem(f"collector {wms.address}", str(err)),))
+    entries, problems = [], []
+    for ad in ads:
+        entry, why = parse_entry(ad, trusted)
+        if entry is not None:
+            entries.append(entry)
+        elif why:
+            problems.append(SourceProblem(f"collector {wms.address}", why))
+    return _Outcome(entries=tuple(entries), problems=tuple(problems))

@@ -1,0 +1,108 @@
+"""Publish: one request ad per (group, entry) in the WMS collector.
+
+Ads carry a lifetime of a few cycles, so the requests of a frontend that
+died without withdrawing them expire on their own instead of keeping a
+factory submitting for jobs nobody watches any more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import classad2
+
+from updraft import protocol
+from updraft.condor import Collector
+from updraft.frontend.config import FrontendConfig
+from updraft.frontend.model import Decision, Plan
+
+LIFETIME_CYCLES = 3
+
+
+def request_ad(decision: Decision, config: FrontendConfig, cycle: int, now: float) -> dict[str, Any]:
+    """The ad for one decision, in the schema of docs/protocol.md."""
+    entry = decision.entry
+    inputs = decision.inputs
+    return {
+        "MyType": protocol.REQUEST_TYPE,
+        "Name": protocol.request_ad_name(config.name, decision.group, entry.name, entry.factory),
+        "UpdraftSchema": protocol.SCHEMA,
+        "ClassAdLifetime": LIFETIME_CYCLES * config.cycle_seconds,
+        protocol.R_FRONTEND: config.name,
+        protocol.R_GROUP: decision.group,
+        protocol.R_FACTORY: entry.factory,
+        protocol.R_ENTRY: entry.name,
+        protocol.R_IDLE: decision.idle,
+        protocol.R_MAX: decision.max_pilots,
+        protocol.R_REMOVE: decision.remove.value,
+        protocol.R_REMOVE_MAX: decision.remove_max,
+        protocol.R_BOUND_BY: ",".join(decision.bound_by),
+        protocol.R_CYCLE: cycle,
+        protocol.R_TIME: int(now),
+        protocol.R_JOBS_IDLE: round(float(inputs.get("idle_jobs", 0.0)), 2),
+        protocol.R_JOBS_OLD_IDLE: round(float(inputs.get("old_idle_jobs", 0.0)), 2),
+        protocol.R_JOBS_RUNNING: round(float(inputs.get("running_jobs", 0.0)), 2),
+        protocol.R_SLOTS_TOTAL: int(inputs.get("slots_total", 0)),
+        protocol.R_SLOTS_IDLE: int(inputs.get("slots_idle", 0)),
+        protocol.R_SLOTS_RUNNING: int(inputs.get("slots_running", 0)),
+    }
+
+
+def request_ads(plan: Plan, config: FrontendConfig, cycle: int) -> list[dict[str, Any]]:
+    return [request_ad(d, config, cycle, plan.now) for d in plan.decisions]
+
+
+@dataclass(frozen=True)
+class Change:
+    """How one request differs between what is published and what is planned."""
+
+    group: str
+    entry: str
+    before: protocol.PublishedRequest | None
+    after: dict[str, Any] | None
+
+    def describe(self) -> str:
+        def show(idle: Any, max_pilots: Any, remove: Any) -> str:
+            return f"idle {idle}, max {max_pilots}, remove {remove}"
+
+        old = show(self.before.idle, self.before.max_pilots, self.before.remove) if self.before else "not published"
+        new = (show(self.after[protocol.R_IDLE], self.after[protocol.R_MAX], self.after[protocol.R_REMOVE])
+               if self.after else "withdrawn")
+        marker = "=" if old == new else ("+" if self.before is None else "-" if self.after is None else "~")
+        return f"{marker} {self.group:<12} {self.entry:<28} {old:<34} -> {new}"
+
+
+def diff(published: Iterable[protocol.PublishedRequest], planned: Iterable[dict[str, Any]]) -> list[Change]:
+    """Every (group, entry) either side knows, in a stable order."""
+    before = {p.key: p for p in published}
+    after = {(ad[protocol.R_GROUP], protocol.entry_ad_name(ad[protocol.R_ENTRY], ad[protocol.R_FACTORY])): ad for ad in planned}
+    return [Change(group, entry, before.get((group, entry)), after.get((group, entry)))
+            for group, entry in sorted(before.keys() | after.keys())]
+
+
+def _ours(config: FrontendConfig) -> str:
+    return f"{protocol.R_FRONTEND} == {classad2.quote(config.name)}"
+
+
+def published_requests(config: FrontendConfig) -> list[protocol.PublishedRequest]:
+    """This frontend's requests as the WMS collector holds them now."""
+    wms = Collector(config.wms_collector, timeout=config.query_timeout_seconds)
+    ads = wms.generic_ads(protocol.REQUEST_TYPE, _ours(config))
+    return [r for r in (protocol.parse_request(ad) for ad in ads) if r is not None]
+
+
+def publish(ads: list[dict[str, Any]], config: FrontendConfig, stale: Iterable[protocol.PublishedRequest] = ()) -> None:
+    """Advertise the cycle's requests and withdraw those it no longer makes."""
+    wms = Collector(config.wms_collector, timeout=config.query_timeout_seconds)
+    wms.advertise(ads)
+    names = {ad["Name"] for ad in ads}
+    gone = [protocol.request_ad_name(config.name, r.group, r.entry, r.factory) for r in stale]
+    for name in sorted(set(gone) - names):
+        wms.invalidate(protocol.REQUEST_TYPE, f"Name == {classad2.quote(name)}")
+
+
+def withdraw_all(config: FrontendConfig) -> None:
+    """On clean shutdown: no request of ours outlives us."""
+    Collector(config.wms_collector, timeout=config.query_timeout_seconds).invalidate(protocol.REQUEST_TYPE, _ours(config))

@@ -1,0 +1,163 @@
+"""The frontend loop: observe -> decide -> publish -> report, every cycle.
+
+`run_cycle` is one turn and is what `once`, `plan` and `explain` use too;
+`FrontendService` repeats it and owns the process's signals: SIGTERM stops
+after withdrawing our requests, SIGHUP re-reads the config and keeps the
+old one when the new one does not validate.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from updraft.condor import use_client_config
+from updraft.errors import ConfigError, CondorError
+from updraft.frontend.config import FrontendConfig, load_frontend_config
+from updraft.frontend.decide import decide
+from updraft.frontend.model import Plan, SlotState
+from updraft.frontend.observe import observe
+from updraft.frontend.publish import publish, published_requests, request_ads, withdraw_all
+from updraft.monitoring import registry
+from updraft.monitoring.report import Reporter
+from updraft.monitoring.snapshot import FrontendSnapshot, GroupEntryRow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    plan: Plan
+    ads: list[dict[str, Any]]
+    snapshot: FrontendSnapshot
+    published: bool
+    problems: tuple[str, ...] = field(default=())
+
+
+def snapshot_of(plan: Plan, config: FrontendConfig, cycle: int, timings: dict[str, float], problems: tuple[str, ...]) -> FrontendSnapshot:
+    """What monitoring gets from a cycle: counts and requests per (group, entry)."""
+    rows = tuple(
+        GroupEntryRow(
+            group=d.group,
+            entry=d.entry.key,
+            jobs_idle=float(d.inputs.get("idle_jobs", 0.0)),
+            jobs_old_idle=float(d.inputs.get("old_idle_jobs", 0.0)),
+            jobs_running=float(d.inputs.get("running_jobs", 0.0)),
+            slots_total=int(d.inputs.get("slots_total", 0)),
+            slots_idle=int(d.inputs.get("slots_idle", 0)),
+            slots_running=int(d.inputs.get("slots_running", 0)),
+            slots_failed=int(d.inputs.get("slots_failed", 0)),
+            requested_idle=d.idle,
+            requested_max=d.max_pilots,
+            remove=d.remove.value,
+            bound_by=d.bound_by,
+            in_downtime=d.entry.in_downtime,
+        )
+        for d in plan.decisions
+    )
+    return FrontendSnapshot(config.name, plan.now, cycle, rows, dict(plan.unmatched), dict(plan.in_downtime), problems, timings)
+
+
+def plan_cycle(config: FrontendConfig, now: float) -> tuple[Plan, dict[str, float]]:
+    """Observe and decide, without acting: shared by a real cycle and `plan`/`explain`."""
+    started = time.perf_counter()
+    observation = observe(config, now)
+    observed = time.perf_counter()
+    plan = decide(observation, config, now)
+    return plan, {"observe": observed - started, "decide": time.perf_counter() - observed}
+
+
+def run_cycle(config: FrontendConfig, reporter: Reporter, cycle: int, now: float) -> CycleResult:
+    """One full turn; a collector that refuses our ads is a problem reported, not a crash."""
+    plan, timings = plan_cycle(config, now)
+    ads = request_ads(plan, config, cycle)
+    problems = [f"{p.source}: {p.message}" for p in plan.problems]
+    started = time.perf_counter()
+    try:
+        publish(ads, config, stale=published_requests(config))
+        published = True
+    except CondorError as err:
+        log.error("requests not published this cycle: %s", err)
+        problems.append(str(err))
+        published = False
+    timings["publish"] = time.perf_counter() - started
+    snapshot = snapshot_of(plan, config, cycle, timings, tuple(problems))
+    reporter.report(snapshot)
+    return CycleResult(plan, ads, snapshot, published, tuple(problems))
+
+
+def reporter_for(config: FrontendConfig) -> Reporter:
+    return Reporter(registry.build(config.monitoring.writers, config.monitoring.dir))
+
+
+def prepare(config: FrontendConfig) -> None:
+    """Process-wide set-up a config asks for (the HTCondor client config)."""
+    if config.condor_config is not None:
+        use_client_config(config.condor_config)
+
+
+class FrontendService:
+    """Runs cycles until SIGTERM; SIGHUP reloads the configuration."""
+
+    def __init__(self, config_path: Path, config: FrontendConfig) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.reporter = reporter_for(config)
+        self.stopping = threading.Event()
+        self.reload_wanted = threading.Event()
+        self.cycle = 0
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        signal.signal(signal.SIGINT, lambda *_: self.stop())
+        signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def request_reload(self) -> None:
+        self.reload_wanted.set()
+        self.stopping.set()  # wakes the sleep; run() clears it again for a reload
+
+    def run(self, max_cycles: int | None = None) -> None:
+        while max_cycles is None or self.cycle < max_cycles:
+            self.cycle += 1
+            result = run_cycle(self.config, self.reporter, self.cycle, time.time())
+            log.info("cycle %d: %d requests, %d problems", self.cycle, len(result.ads), len(result.problems))
+            if self._wait_for_next_cycle():
+                break
+        self._withdraw()
+
+    def _wait_for_next_cycle(self) -> bool:
+        """Sleep a cycle; True when it is time to stop."""
+        while self.stopping.wait(self.config.cycle_seconds):
+            if not self.reload_wanted.is_set():
+                return True
+            self.reload_wanted.clear()
+            self.stopping.clear()
+            self.reload()
+            return False
+        return False
+
+    def reload(self) -> None:
+        try:
+            loaded = load_frontend_config(self.config_path)
+        except ConfigError as err:
+            log.error("reload refused, keeping the running configuration: %s", err)
+            return
+        self.config = loaded.config
+        prepare(self.config)
+        self.reporter = reporter_for(self.config)
+        log.warning("configuration reloaded from %s", self.config_path)
+
+    def _withdraw(self) -> None:
+        try:
+            withdraw_all(self.config)
+            log.warning("stopped; requests withdrawn")
+        except CondorError as err:
+            log.error("stopped, but requests could not be withdrawn (they expire on their own): %s", err)

@@ -1,0 +1,1 @@
+"""Monitoring writer plugins, one module each; see `updraft.monitoring.registry`."""

@@ -1,0 +1,125 @@
+"""The pure half of observing: ads in, model objects out."""
+
+from __future__ import annotations
+
+import pytest
+
+from updraft.frontend.config import Group
+from updraft.frontend.model import SlotState
+from updraft.frontend.observe import (
+    IDLE,
+    OLD_IDLE,
+    RUNNING,
+    job_attributes,
+    merge_shapes,
+    parse_entry,
+    parse_slot,
+    shape_constraints,
+    slot_state,
+)
+
+NOW = 1_800_000_000.0
+ENTRY = {
+    "Name": "ce1@fac", "UpdraftSchema": 1, "UpdraftFactory": "fac", "UpdraftEntry": "ce1", "GLIDEIN_CPUS": 8,
+    "UpdraftMaxPilots": 50, "UpdraftMaxIdle": 5, "UpdraftInDowntime": False, "AuthenticatedIdentity": "fac@lab",
+    "GLIDEIN_Site": "S1",
+}
+
+
+def group(**fields) -> Group:
+    return Group.model_validate(fields)
+
+
+@pytest.mark.parametrize(
+    ("expr", "index", "expected"),
+    [
+        ("true", None, ("RequestCpus", "RequestMemory")),
+        ("MY.DESIRED_Sites =!= undefined && TARGET.GLIDEIN_Site == \"x\"", None, ("DESIRED_Sites", "RequestCpus", "RequestMemory")),
+        ("stringListMember(TARGET.GLIDEIN_Site, DESIRED_Sites)", None, ("DESIRED_Sites", "RequestCpus", "RequestMemory")),
+        ("true", {"job_attr": "Wanted", "entry_attr": "GLIDEIN_Site"}, ("RequestCpus", "RequestMemory", "Wanted")),
+    ],
+)
+def test_job_attributes_are_what_the_match_reads_from_the_job(expr, index, expected) -> None:
+    fields = {"match_expr": expr} | ({"match_index": index} if index else {})
+    assert job_attributes(group(**fields)) == expected
+
+
+def test_old_idle_means_idle_since_before_the_threshold_and_every_query_keeps_the_group_filter() -> None:
+    constraints = shape_constraints(group(job_constraint='Owner == "alice"', old_idle_seconds=600), NOW)
+    assert constraints[OLD_IDLE].startswith(f"JobStatus == 1 && EnteredCurrentStatus < {int(NOW) - 600} ")
+    assert constraints[RUNNING].startswith("JobStatus == 2 ")
+    assert all(c.endswith('(Owner == "alice")') for c in constraints.values())
+
+
+def test_grouped_counts_of_one_shape_join_into_one_record() -> None:
+    attrs = ("RequestCpus", "RequestMemory", "DESIRED_Sites")
+    shape = {"RequestCpus": 4, "RequestMemory": 2000, "DESIRED_Sites": "S1"}
+    counts = {
+        IDLE: [{**shape, "JobCount": 10}, {"RequestCpus": 1, "RequestMemory": 100, "DESIRED_Sites": "S2", "JobCount": 1}],
+        OLD_IDLE: [{**shape, "JobCount": 3}],
+        RUNNING: [{**shape, "JobCount": 7}],
+    }
+    shapes = {s.attrs["DESIRED_Sites"]: s for s in merge_shapes("g", "schedd@x", counts, attrs)}
+    big = shapes["S1"]
+    assert (big.idle, big.old_idle, big.running, big.cpus, big.memory_mb) == (10, 3, 7, 4, 2000)
+    assert (big.group, big.schedd) == ("g", "schedd@x")
+    assert (shapes["S2"].idle, shapes["S2"].running) == (1, 0)
+
+
+def test_a_memory_request_that_is_an_unevaluated_expression_counts_as_zero() -> None:
+    counts = {IDLE: [{"RequestCpus": 1, "RequestMemory": "ifThenElse(...)", "JobCount": 2}]}
+    (shape,) = merge_shapes("g", "s", counts, ("RequestCpus", "RequestMemory"))
+    assert shape.memory_mb == 0 and shape.idle == 2
+
+
+@pytest.mark.parametrize(
+    ("ad", "state"),
+    [
+        ({"State": "Claimed", "Activity": "Busy"}, SlotState.RUNNING),
+        ({"State": "Unclaimed", "Activity": "Idle"}, SlotState.IDLE),
+        ({"State": "Unclaimed", "Activity": "Idle", "GLIDEIN_ToRetire": NOW - 1}, SlotState.RETIRING),
+        ({"State": "Unclaimed", "Activity": "Idle", "GLIDEIN_ToRetire": NOW + 60}, SlotState.IDLE),
+        ({"State": "Drained", "Activity": "Retiring"}, SlotState.RETIRING),
+        ({"State": "Owner", "Activity": "Idle"}, SlotState.FAILED),
+    ],
+)
+def test_slot_state(ad, state) -> None:
+    assert slot_state(ad, NOW) is state
+
+
+def test_a_slot_names_its_entry_group_size_and_death() -> None:
+    slot = parse_slot({"GLIDEIN_Entry_Name": "ce1", "GLIDEIN_Factory": "fac", "GLIDECLIENT_Group": "main",
+                       "State": "Unclaimed", "Activity": "Idle", "Cpus": 8, "Memory": 16000, "GLIDEIN_ToDie": NOW + 3600}, NOW)
+    assert (slot.entry_key, slot.group, slot.cpus, slot.memory_mb, slot.to_die) == ("ce1@fac", "main", 8, 16000, NOW + 3600)
+    assert parse_slot({"State": "Unclaimed"}, NOW) is None
+
+
+def test_a_trusted_entry_ad_becomes_an_entry() -> None:
+    entry, why = parse_entry(ENTRY, {"fac": "fac@lab"})
+    assert why is None
+    assert (entry.key, entry.cpus_per_pilot, entry.max_pilots, entry.max_idle, entry.in_downtime) == ("ce1@fac", 8, 50, 5, False)
+    assert entry.attrs["GLIDEIN_Site"] == "S1"
+
+
+@pytest.mark.parametrize(
+    ("change", "trusted", "reason"),
+    [
+        ({"AuthenticatedIdentity": "intruder@lab"}, {"fac": "fac@lab"}, "came from 'intruder@lab'"),
+        ({"AuthenticatedIdentity": None}, {"fac": "fac@lab"}, "came from None"),
+        ({"UpdraftSchema": 2}, {"fac": "fac@lab"}, "has schema 2"),
+        ({"UpdraftEntry": None}, {"fac": "fac@lab"}, "lacks"),
+    ],
+)
+def test_an_untrusted_or_malformed_entry_ad_is_ignored_with_a_reason(change, trusted, reason) -> None:
+    entry, why = parse_entry({**ENTRY, **change}, trusted)
+    assert entry is None
+    assert reason in why
+
+
+def test_an_entry_of_a_factory_we_do_not_use_is_ignored_silently() -> None:
+    assert parse_entry(ENTRY, {"other": "other@lab"}) == (None, None)
+
+
+def test_downtime_is_only_a_real_true() -> None:
+    assert parse_entry({**ENTRY, "UpdraftInDowntime": True}, {"fac": "fac@lab"})[0].in_downtime
+    assert not parse_entry({**ENTRY, "UpdraftInDowntime": "yes"}, {"fac": "fac@lab"})[0].in_downtime

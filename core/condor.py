@@ -100,6 +100,8 @@ class Collector:
             name,
             timeout=self.timeout,
         )
+        if location is None:
+            raise CondorError(f"schedd {name!r} is not advertised in collector {self.address}")
         return Schedd(name, location, self.timeout)
 
 
@@ -111,19 +113,20 @@ class Schedd:
     location: classad2.ClassAd
     timeout: float = DEFAULT_TIMEOUT
 
-    def _handle(self) -> htcondor2.Schedd:
-        return htcondor2.Schedd(self.location)
+    def _on_handle(self, method: str) -> Callable[..., Any]:
+        """A call on a fresh handle, made inside `_call` so that even connecting is guarded."""
+        return lambda *args, **kwargs: getattr(htcondor2.Schedd(self.location), method)(*args, **kwargs)
 
     def submit(self, description: Mapping[str, str], count: int = 1) -> int:
         """Queue `count` jobs of one description; returns the cluster id."""
         submit = htcondor2.Submit(dict(description))
-        result = _call(f"submit to schedd {self.name}", self._handle().submit, submit, count=count, timeout=self.timeout)
+        result = _call(f"submit to schedd {self.name}", self._on_handle("submit"), submit, count=count, timeout=self.timeout)
         return result.cluster()
 
     def query(self, constraint: str = "true", projection: Iterable[str] = ()) -> list[Ad]:
         projection = list(projection)
         ads = _call(
-            f"query of schedd {self.name}", self._handle().query, constraint, projection, timeout=self.timeout
+            f"query of schedd {self.name}", self._on_handle("query"), constraint, projection, timeout=self.timeout
         )
         return [_plain(ad, projection) for ad in ads]
 
@@ -136,7 +139,7 @@ class Schedd:
         attributes = list(attributes)
         ads = _call(
             f"grouped query of schedd {self.name}",
-            self._handle().query,
+            self._on_handle("query"),
             constraint,
             attributes,
             opts=htcondor2.QueryOpt.GroupBy,
@@ -148,7 +151,7 @@ class Schedd:
         projection = list(projection)
         ads = _call(
             f"history of schedd {self.name}",
-            self._handle().history,
+            self._on_handle("history"),
             constraint,
             projection,
             match=limit,
@@ -159,7 +162,7 @@ class Schedd:
     def remove(self, constraint: str, reason: str) -> None:
         _call(
             f"remove on schedd {self.name}",
-            self._handle().act,
+            self._on_handle("act"),
             htcondor2.JobAction.Remove,
             constraint,
             reason,

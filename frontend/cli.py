@@ -77,8 +77,12 @@ def _print_summary(result) -> None:
             f"idle {ad['UpdraftReqIdlePilots']:<4} max {ad['UpdraftReqMaxPilots']:<5} remove {ad['UpdraftReqRemoveMode']}"
         )
     for group, jobs in sorted(result.plan.unmatched.items()):
+        if not jobs:
+            continue
         click.echo(f"{group:<12} {jobs} idle job(s) match no entry")
     for group, jobs in sorted(result.plan.in_downtime.items()):
+        if not jobs:
+            continue
         click.echo(f"{group:<12} {jobs} idle job(s) match only entries in downtime")
     for problem in result.problems:
         click.echo(f"problem: {problem}", err=True)

@@ -31,9 +31,17 @@ SLOT_PROJECTION = (
     "State", "Activity", "Cpus", "Memory", "GLIDEIN_ToDie", "GLIDEIN_ToRetire",
 )
 IDLE, OLD_IDLE, RUNNING = "idle", "old_idle", "running"
+BY_STATUS = "by_status"
 
 
 # ----------------------------------------------------------------- pure parts
+
+
+def _job_refs(expression: str) -> set[str]:
+    """Job attributes an expression reads: MY.x or bare x (externalRefs gives "" for none)."""
+    refs = classad2.ClassAd().externalRefs(classad2.ExprTree(expression))
+    return {ref.split(".", 1)[1] if ref.upper().startswith("MY.") else ref for ref in refs
+            if ref and not ref.upper().startswith("TARGET.")}
 
 
 def job_attributes(group: Group) -> tuple[str, ...]:
@@ -42,23 +50,31 @@ def job_attributes(group: Group) -> tuple[str, ...]:
     They are what the match expression reads from the job (MY.x, or a bare x),
     the index attribute, and the job's size; the schedd groups jobs by them.
     """
-    refs = classad2.ClassAd().externalRefs(classad2.ExprTree(group.match_expr))
-    # externalRefs gives "MY.x", "TARGET.y", bare "z", and "" for an expression with none.
-    names = {ref.split(".", 1)[1] if ref.upper().startswith("MY.") else ref for ref in refs
-             if ref and not ref.upper().startswith("TARGET.")}
+    names = _job_refs(group.match_expr)
     if group.match_index is not None:
         names.add(group.match_index.job_attr)
     names.update(SIZE_ATTRS)
     return tuple(sorted(names))
 
 
-def shape_constraints(group: Group, now: float) -> dict[str, str]:
-    """One grouped query per count the decision needs, all filtered by the group's constraint."""
+def shape_queries(group: Group, now: float) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """The grouped queries a group needs per schedd: constraint and group-by attributes.
+
+    HTCondor evaluates a GroupBy query's constraint on the grouped ads, which
+    carry only the group-by attributes. So every attribute the constraint
+    reads is grouped on too: each grouped ad then has one value of it, and
+    the constraint is exact. Old idle jobs are also grouped by the time they
+    became idle: one record per shape and second (in practice per submitted
+    cluster), still never one per job.
+    """
+    shape = job_attributes(group)
+    filters = tuple(sorted(_job_refs(group.job_constraint) - set(shape)))
     old = int(now - group.old_idle_seconds)
     return {
-        IDLE: f"JobStatus == 1 && ({group.job_constraint})",
-        OLD_IDLE: f"JobStatus == 1 && EnteredCurrentStatus < {old} && ({group.job_constraint})",
-        RUNNING: f"JobStatus == 2 && ({group.job_constraint})",
+        BY_STATUS: (f"(JobStatus == 1 || JobStatus == 2) && ({group.job_constraint})",
+                    (*shape, *sorted({"JobStatus", *filters} - set(shape)))),
+        OLD_IDLE: (f"JobStatus == 1 && EnteredCurrentStatus < {old} && ({group.job_constraint})",
+                   (*shape, *sorted({"JobStatus", "EnteredCurrentStatus", *filters} - set(shape)))),
     }
 
 
@@ -74,13 +90,22 @@ def _int(value: Any, default: int) -> int:
     return default
 
 
-def merge_shapes(group: str, schedd: str, counts: Mapping[str, list[Ad]], attributes: Iterable[str]) -> list[JobShape]:
-    """Join the idle, old-idle and running groupings of one schedd into shapes."""
+def _kind(query: str, ad: Ad) -> str | None:
+    if query == OLD_IDLE:
+        return OLD_IDLE
+    return {1: IDLE, 2: RUNNING}.get(ad.get("JobStatus"))
+
+
+def merge_shapes(group: str, schedd: str, results: Mapping[str, list[Ad]], attributes: Iterable[str]) -> list[JobShape]:
+    """Fold the grouped ads of one schedd into shapes: equal `attributes`, summed counts."""
     attributes = tuple(attributes)
     totals: dict[tuple, dict[str, int]] = {}
     values: dict[tuple, dict[str, Any]] = {}
-    for kind, ads in counts.items():
+    for query, ads in results.items():
         for ad in ads:
+            kind = _kind(query, ad)
+            if kind is None:
+                continue
             attrs = {a: ad[a] for a in attributes if a in ad}
             key = tuple(sorted((k, _hashable(v)) for k, v in attrs.items()))
             values.setdefault(key, attrs)
@@ -216,9 +241,8 @@ def _schedd_reader(vo: Collector, schedd: str, groups: Mapping[str, Group], now:
 
 
 def _group_shapes(schedd, group_name: str, group: Group, now: float) -> list[JobShape]:
-    attributes = job_attributes(group)
-    counts = {kind: schedd.grouped(constraint, attributes) for kind, constraint in shape_constraints(group, now).items()}
-    return merge_shapes(group_name, schedd.name, counts, attributes)
+    results = {query: schedd.grouped(constraint, by) for query, (constraint, by) in shape_queries(group, now).items()}
+    return merge_shapes(group_name, schedd.name, results, job_attributes(group))
 
 
 def _read_slots(vo: Collector, frontend: str, now: float) -> _Outcome:

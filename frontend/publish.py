@@ -44,9 +44,9 @@ def request_ad(decision: Decision, config: FrontendConfig, cycle: int, now: floa
         protocol.R_JOBS_IDLE: round(float(inputs.get("idle_jobs", 0.0)), 2),
         protocol.R_JOBS_OLD_IDLE: round(float(inputs.get("old_idle_jobs", 0.0)), 2),
         protocol.R_JOBS_RUNNING: round(float(inputs.get("running_jobs", 0.0)), 2),
-        protocol.R_SLOTS_TOTAL: int(inputs.get("slots_total", 0)),
-        protocol.R_SLOTS_IDLE: int(inputs.get("slots_idle", 0)),
-        protocol.R_SLOTS_RUNNING: int(inputs.get("slots_running", 0)),
+        protocol.R_SLOTS_TOTAL: int(inputs.get("pilots", 0)),
+        protocol.R_SLOTS_IDLE: int(inputs.get("idle_slots", 0)),
+        protocol.R_SLOTS_RUNNING: int(inputs.get("running_slots", 0)),
     }
 
 

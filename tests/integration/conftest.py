@@ -33,9 +33,10 @@ def lab_runtime() -> Runtime:
 
 @pytest.fixture(scope="session")
 def lab(lab_topology: Topology, lab_runtime: Runtime) -> Iterator[Topology]:
-    """The running lab; a stale one from an interrupted run is taken down first."""
+    """A running lab with empty queues: a stale one from an interrupted run is taken down and wiped."""
     if control.load_state(lab_topology.base_dir) is not None:
         control.down(lab_topology, lab_runtime)
+    control.purge(lab_topology.base_dir)
     control.up(lab_topology, lab_runtime, timeout=120)
     use_client_config(lab_topology.client_config)
     yield lab_topology

@@ -61,9 +61,10 @@ def entries(lab: Topology) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def queued_jobs(lab: Topology, vo_schedd) -> int:
+def queued_jobs(lab: Topology) -> int:
     """Idle user jobs that no startd will take (requirements false): only the frontend looks at them."""
-    schedds = [vo_schedd, Collector(lab.vo.collector).schedd(lab.submit2.schedd_name)]
+    names = lab.user_schedds
+    schedds = [Collector(lab.vo.collector).schedd(name) for name in names]
     log = lab.work_dir / "tests" / "frontend.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     for index, count, cpus, sites in SHAPES:
@@ -72,8 +73,8 @@ def queued_jobs(lab: Topology, vo_schedd) -> int:
             "requirements": "false", "+UpdraftTest": f'"{MARK}"', "+DESIRED_Sites": f'"{sites}"',
         }, count=count)
     yield sum(count for _, count, _, _ in SHAPES)
-    for schedd in schedds:
-        schedd.remove(f'UpdraftTest =?= "{MARK}"', "frontend test done")
+    for name in names:  # located again: a schedd restarted by a test listens on a new port
+        Collector(lab.vo.collector).schedd(name).remove(f'UpdraftTest =?= "{MARK}"', "frontend test done")
 
 
 def requests(lab: Topology) -> dict[str, dict]:

@@ -7,14 +7,13 @@ import pytest
 from updraft.frontend.config import Group
 from updraft.frontend.model import SlotState
 from updraft.frontend.observe import (
-    IDLE,
+    BY_STATUS,
     OLD_IDLE,
-    RUNNING,
     job_attributes,
     merge_shapes,
     parse_entry,
     parse_slot,
-    shape_constraints,
+    shape_queries,
     slot_state,
 )
 
@@ -44,30 +43,38 @@ def test_job_attributes_are_what_the_match_reads_from_the_job(expr, index, expec
     assert job_attributes(group(**fields)) == expected
 
 
-def test_old_idle_means_idle_since_before_the_threshold_and_every_query_keeps_the_group_filter() -> None:
-    constraints = shape_constraints(group(job_constraint='Owner == "alice"', old_idle_seconds=600), NOW)
-    assert constraints[OLD_IDLE].startswith(f"JobStatus == 1 && EnteredCurrentStatus < {int(NOW) - 600} ")
-    assert constraints[RUNNING].startswith("JobStatus == 2 ")
-    assert all(c.endswith('(Owner == "alice")') for c in constraints.values())
+def test_every_attribute_a_grouped_constraint_reads_is_grouped_on() -> None:
+    queries = shape_queries(group(job_constraint='Owner == "alice" && MY.Project =!= undefined', old_idle_seconds=600), NOW)
+    constraint, by = queries[BY_STATUS]
+    assert constraint == '(JobStatus == 1 || JobStatus == 2) && (Owner == "alice" && MY.Project =!= undefined)'
+    assert by == ("RequestCpus", "RequestMemory", "JobStatus", "Owner", "Project")
+    old_constraint, old_by = queries[OLD_IDLE]
+    assert old_constraint.startswith(f"JobStatus == 1 && EnteredCurrentStatus < {int(NOW) - 600} && ")
+    assert {"EnteredCurrentStatus", "JobStatus", "Owner", "Project"} <= set(old_by)
 
 
 def test_grouped_counts_of_one_shape_join_into_one_record() -> None:
     attrs = ("RequestCpus", "RequestMemory", "DESIRED_Sites")
     shape = {"RequestCpus": 4, "RequestMemory": 2000, "DESIRED_Sites": "S1"}
-    counts = {
-        IDLE: [{**shape, "JobCount": 10}, {"RequestCpus": 1, "RequestMemory": 100, "DESIRED_Sites": "S2", "JobCount": 1}],
-        OLD_IDLE: [{**shape, "JobCount": 3}],
-        RUNNING: [{**shape, "JobCount": 7}],
+    results = {
+        BY_STATUS: [
+            {**shape, "JobStatus": 1, "Owner": "a", "JobCount": 6}, {**shape, "JobStatus": 1, "Owner": "b", "JobCount": 4},
+            {**shape, "JobStatus": 2, "Owner": "a", "JobCount": 7},
+            {"RequestCpus": 1, "RequestMemory": 100, "DESIRED_Sites": "S2", "JobStatus": 1, "JobCount": 1},
+            {**shape, "JobStatus": 5, "JobCount": 99},
+        ],
+        OLD_IDLE: [{**shape, "EnteredCurrentStatus": 1, "JobCount": 2}, {**shape, "EnteredCurrentStatus": 2, "JobCount": 1}],
     }
-    shapes = {s.attrs["DESIRED_Sites"]: s for s in merge_shapes("g", "schedd@x", counts, attrs)}
+    shapes = {s.attrs["DESIRED_Sites"]: s for s in merge_shapes("g", "schedd@x", results, attrs)}
     big = shapes["S1"]
     assert (big.idle, big.old_idle, big.running, big.cpus, big.memory_mb) == (10, 3, 7, 4, 2000)
     assert (big.group, big.schedd) == ("g", "schedd@x")
+    assert set(big.attrs) == set(attrs)
     assert (shapes["S2"].idle, shapes["S2"].running) == (1, 0)
 
 
 def test_a_memory_request_that_is_an_unevaluated_expression_counts_as_zero() -> None:
-    counts = {IDLE: [{"RequestCpus": 1, "RequestMemory": "ifThenElse(...)", "JobCount": 2}]}
+    counts = {BY_STATUS: [{"RequestCpus": 1, "RequestMemory": "ifThenElse(...)", "JobStatus": 1, "JobCount": 2}]}
     (shape,) = merge_shapes("g", "s", counts, ("RequestCpus", "RequestMemory"))
     assert shape.memory_mb == 0 and shape.idle == 2
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,10 @@ from updraft.lab.runtime import ChrootRuntime, HostRuntime
 def process_of_lab_a():
     env = {**os.environ, "CONDOR_CONFIG": "/var/tmp/lab-a/daemons/vo/condor_config"}
     proc = subprocess.Popen(["sleep", "30"], env=env)
+    environ = Path(f"/proc/{proc.pid}/environ")
+    deadline = time.monotonic() + 5
+    while b"CONDOR_CONFIG=" not in environ.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.01)  # the child may still be between fork and exec
     yield proc.pid
     proc.kill()
     proc.wait()

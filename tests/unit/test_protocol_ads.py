@@ -47,7 +47,7 @@ def test_published_attributes_cannot_overwrite_the_protocol_ones() -> None:
 
 def decision(idle: int, entry: str = "ce1", remove: RemoveMode = RemoveMode.NONE) -> Decision:
     return Decision(group="main", entry=EntryAd(entry, "fac", {}), idle=idle, max_pilots=40, remove=remove,
-                    remove_max=2, inputs={"idle_jobs": 12.5, "slots_running": 3}, bound_by=("group.max_idle_per_entry",))
+                    remove_max=2, inputs={"idle_jobs": 12.5, "running_slots": 3}, bound_by=("group.max_idle_per_entry",))
 
 
 def test_a_request_ad_reads_back_as_the_same_request() -> None:

@@ -1,0 +1,543 @@
+"""How many idle pilots to ask each factory entry for, and which pilots to remove.
+
+``decide`` is the whole frontend policy as one pure function: an
+``Observation`` and the config in, a ``Plan`` out, with ``now`` passed in so
+a recorded cycle replays exactly. Every number it produces carries the
+steps that made it (``Decision.steps``) and the limits that lowered it
+(``Decision.bound_by``), because "why did the frontend ask for 3 pilots?"
+is the question operators ask most.
+
+Order of the policy, per (group, entry):
+
+1. only idle slots that can run a waiting job, and live long enough, count
+   as capacity;
+2. need = pilots the matching idle jobs need, minus that capacity;
+3. only 1/attenuation of the need is asked for per cycle (pilots take
+   minutes to arrive; asking for everything at once overshoots);
+4. a small reserve while old idle jobs wait (so they do not wait for the
+   slow ramp alone);
+5. no idle jobs -> nothing, so requests fall to zero within one cycle;
+6. per-entry caps; 7. curbs near every maximum; 9. downtime; 10. removal;
+   then 8. aggregate caps per group, frontend and pool, shared out over
+   all entries. Downtime is zeroed before the shares are computed, so an
+   entry that cannot get pilots does not take a share from one that can.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from updraft.frontend.config import FrontendConfig, Group
+from updraft.frontend.matching import EntryDemand, GroupMatch, match
+from updraft.frontend.model import (
+    Decision,
+    EntryAd,
+    JobShape,
+    Observation,
+    PilotSlot,
+    Plan,
+    RemoveMode,
+    SlotState,
+    Step,
+)
+
+_FLOAT_SLACK = 9
+"""Decimals kept before rounding up: the 1/k split leaves float noise (3.0000000004)."""
+
+
+def _ceil(value: float) -> int:
+    """Round up, ignoring float noise so 3 jobs split in thirds still need 1 pilot, not 2."""
+    return math.ceil(round(value, _FLOAT_SLACK))
+
+
+@dataclass(frozen=True, slots=True)
+class _SlotView:
+    """This group's pilot slots on one entry, counted the ways the policy needs."""
+
+    idle: tuple[PilotSlot, ...] = ()
+    busy: int = 0
+    """Slots not idle (running, retiring, failed): the ones ALL removal may take."""
+    running: int = 0
+    failed: int = 0
+    """Of `busy`, those running a job and those failed: reported, not decided on."""
+
+    @property
+    def total(self) -> int:
+        """Every slot is a pilot the entry is running (one slot = one pilot)."""
+        return len(self.idle) + self.busy
+
+
+@dataclass(frozen=True, slots=True)
+class _Totals:
+    """Slot counts one level up from an entry: T in the curbs and headroom."""
+
+    pilots: int = 0
+    idle: int = 0
+
+
+def _slot_views(slots: Iterable[PilotSlot]) -> dict[tuple[str, str], _SlotView]:
+    idle: dict[tuple[str, str], list[PilotSlot]] = {}
+    busy: Counter[tuple[str, str]] = Counter()
+    by_state: Counter[tuple[tuple[str, str], SlotState]] = Counter()
+    for slot in slots:
+        key = (slot.group, slot.entry_key)
+        if slot.state is SlotState.IDLE:
+            idle.setdefault(key, []).append(slot)
+        else:
+            busy[key] += 1
+            by_state[key, slot.state] += 1
+    keys = idle.keys() | busy.keys()
+    return {
+        key: _SlotView(tuple(idle.get(key, ())), busy[key], by_state[key, SlotState.RUNNING], by_state[key, SlotState.FAILED])
+        for key in keys
+    }
+
+
+def _totals(views: Mapping[tuple[str, str], _SlotView], group: str | None) -> _Totals:
+    chosen = [view for (name, _), view in views.items() if group is None or name == group]
+    return _Totals(pilots=sum(v.total for v in chosen), idle=sum(len(v.idle) for v in chosen))
+
+
+# --------------------------------------------------------------------------
+# A decision under construction
+# --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Draft:
+    """Mutable while the policy runs; frozen into a Decision at the end."""
+
+    group: str
+    entry: EntryAd
+    idle: int = 0
+    max_pilots: int = 0
+    remove: RemoveMode = RemoveMode.NONE
+    remove_max: int = 0
+    inputs: dict[str, float] = field(default_factory=dict)
+    steps: list[Step] = field(default_factory=list)
+    bound_by: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def sort_key(self) -> tuple[str, str]:
+        return (self.group, self.entry.key)
+
+    def step(self, name: str, value: float, note: str = "") -> None:
+        self.steps.append(Step(name, value, note))
+
+    def lower(self, value: int, kind: str, bounds: Sequence[str], detail: str) -> None:
+        """Lower the request if `value` is below it, recording the step and its bounds."""
+        value = max(0, value)
+        if value >= self.idle:
+            return
+        self.idle = value
+        self.step(kind, value, f"{'/'.join(bounds)}: {detail}" if detail else "/".join(bounds))
+        self.bound_by.extend(b for b in bounds if b not in self.bound_by)
+
+    def freeze(self) -> Decision:
+        return Decision(
+            group=self.group,
+            entry=self.entry,
+            idle=self.idle,
+            max_pilots=self.max_pilots,
+            remove=self.remove,
+            remove_max=self.remove_max,
+            inputs=dict(self.inputs),
+            steps=tuple(self.steps),
+            bound_by=tuple(self.bound_by),
+            notes=tuple(self.notes),
+        )
+
+
+# --------------------------------------------------------------------------
+# Steps 1-5: the request before any limit
+# --------------------------------------------------------------------------
+
+
+def _slot_fits(slot: PilotSlot, requirements: Iterable[tuple[int, int]]) -> bool:
+    return any(slot.cpus >= cpus and slot.memory_mb >= memory for cpus, memory in requirements)
+
+
+def usable_idle_slots(
+    idle_slots: Iterable[PilotSlot],
+    requirements: Iterable[tuple[int, int]],
+    now: float,
+    min_lifetime: float,
+) -> int:
+    """Idle slots that would actually take a waiting job.
+
+    A slot too small for every waiting job, or about to die, is not capacity:
+    counting it would starve those jobs forever while the slot sits unused.
+    """
+    needs = tuple(requirements)
+    return sum(
+        1
+        for slot in idle_slots
+        if (slot.to_die is None or slot.to_die - now >= min_lifetime) and _slot_fits(slot, needs)
+    )
+
+
+def _record_inputs(
+    draft: _Draft, demand: EntryDemand | None, view: _SlotView, usable: int, group: Group
+) -> None:
+    draft.inputs.update(
+        idle_jobs=demand.idle_jobs if demand else 0.0,
+        old_idle_jobs=demand.old_idle_jobs if demand else 0.0,
+        running_jobs=demand.running_jobs if demand else 0.0,
+        idle_pilots_needed=demand.idle_pilots_needed if demand else 0.0,
+        old_idle_pilots=demand.old_idle_pilots if demand else 0.0,
+        pilots=float(view.total),
+        idle_slots=float(len(view.idle)),
+        usable_idle_slots=float(usable),
+        busy_slots=float(view.busy),
+        running_slots=float(view.running),
+        failed_slots=float(view.failed),
+        ramp_up_attenuation=group.ramp_up_attenuation,
+        reserve_idle=float(group.reserve_idle),
+    )
+
+
+def _request_before_limits(
+    draft: _Draft, demand: EntryDemand | None, usable: int, group: Group
+) -> None:
+    """Steps 2-5: need, attenuated ramp, old-idle reserve.
+
+    The reserve is what keeps long-waiting jobs from depending on the ramp
+    alone; it is capped by the old jobs' own pilot-equivalents so one old
+    single-core job never earns a full reserve of 8-core pilots.
+    """
+    if demand is None or demand.idle_jobs <= 0:
+        draft.idle = 0
+        draft.step("request", 0, "no idle jobs match")
+        return
+    need = max(0, _ceil(demand.idle_pilots_needed - usable))
+    ramp = _ceil(need / group.ramp_up_attenuation)
+    reserve = min(group.reserve_idle, _ceil(demand.old_idle_pilots)) if demand.old_idle_jobs > 0 else 0
+    draft.step("need", need)
+    draft.step("ramp", ramp)
+    draft.step("reserve", reserve)
+    draft.idle = ramp + reserve
+    draft.step("request", draft.idle)
+
+
+# --------------------------------------------------------------------------
+# Steps 6-7: per-entry caps and curbs at every level
+# --------------------------------------------------------------------------
+
+
+Limit = tuple[int, tuple[str, ...]]
+"""A maximum and the names of the settings that impose it."""
+
+
+def _tightest(own: tuple[str, int], factory: tuple[str, int]) -> Limit:
+    """The group's limit or the factory's, whichever is lower; the factory's 0 means it set none."""
+    if factory[1] <= 0 or own[1] < factory[1]:
+        return own[1], (own[0],)
+    if factory[1] < own[1]:
+        return factory[1], (factory[0],)
+    return own[1], (own[0], factory[0])
+
+
+def entry_limits(entry: EntryAd, group: Group) -> tuple[Limit, Limit]:
+    """(max pilots, names) and (max idle, names) for one entry of one group."""
+    running = _tightest(
+        ("group.max_running_per_entry", group.limits.max_running_per_entry), ("entry.max_pilots", entry.max_pilots)
+    )
+    idle = _tightest(("group.max_idle_per_entry", group.limits.max_idle_per_entry), ("entry.max_idle", entry.max_idle))
+    return running, idle
+
+
+@dataclass(frozen=True, slots=True)
+class _Ceiling:
+    """A maximum M on an observed total T, at one level (entry, group, frontend, pool)."""
+
+    level: str
+    bounds: tuple[str, ...]
+    total: int
+    maximum: int
+    what: str
+
+
+def _curb(draft: _Draft, ceiling: _Ceiling, fraction: float) -> None:
+    """At the maximum: ask for nothing. Near it: ask for half.
+
+    Pilots requested now arrive minutes later; halving near a maximum keeps
+    the arrivals from overshooting it, without stopping growth altogether.
+    """
+    if draft.idle <= 0:
+        return
+    seen = f"{ceiling.total} of {ceiling.maximum} {ceiling.what}"
+    if ceiling.total >= ceiling.maximum:
+        draft.lower(0, "zero", ceiling.bounds, f"{seen}, at the maximum")
+    elif ceiling.total >= fraction * ceiling.maximum:
+        bound = (f"{ceiling.level}.curb",)
+        draft.lower(_ceil(draft.idle / 2), "curb", bound, f"{seen} (curb at {fraction:.0%})")
+
+
+def _entry_caps(draft: _Draft, view: _SlotView, group: Group) -> list[_Ceiling]:
+    """Step 6: the request fits the entry's idle cap and its remaining pilot room."""
+    (max_pilots, running_names), (max_idle, idle_names) = entry_limits(draft.entry, group)
+    draft.max_pilots = max_pilots
+    draft.inputs.update(max_pilots=float(max_pilots), max_idle=float(max_idle))
+    draft.lower(max_idle, "cap", idle_names, "")
+    room = max_pilots - view.total
+    if room > 0:
+        draft.lower(room, "cap", running_names, f"room for {room} more pilots")
+    return [
+        _Ceiling("entry", running_names, view.total, max_pilots, "pilots"),
+        _Ceiling("entry", idle_names, len(view.idle), max_idle, "idle slots"),
+    ]
+
+
+def _level_ceilings(level: str, totals: _Totals, max_running: int, max_idle: int) -> list[_Ceiling]:
+    return [
+        _Ceiling(level, (f"{level}.max_running_pilots",), totals.pilots, max_running, "pilots"),
+        _Ceiling(level, (f"{level}.max_idle_pilots",), totals.idle, max_idle, "idle slots"),
+    ]
+
+
+def _outer_ceilings(
+    group_name: str, config: FrontendConfig, observation: Observation, views: Mapping[tuple[str, str], _SlotView]
+) -> list[_Ceiling]:
+    """Group, frontend and pool maxima with the totals observed against them."""
+    group = config.groups[group_name].limits
+    pool = _Totals(pilots=observation.pool_running_pilots, idle=observation.pool_idle_pilots)
+    return (
+        _level_ceilings("group", _totals(views, group_name), group.max_running_pilots, group.max_idle_pilots)
+        + _level_ceilings(
+            "frontend", _totals(views, None), config.limits.max_running_pilots, config.limits.max_idle_pilots
+        )
+        + _level_ceilings("pool", pool, config.pool.max_running_pilots, config.pool.max_idle_pilots)
+    )
+
+
+# --------------------------------------------------------------------------
+# Step 8: aggregate caps, shared out proportionally
+# --------------------------------------------------------------------------
+
+
+def share_out(requests: Sequence[int], cap: int) -> list[int]:
+    """Scale requests down to sum to `cap`, proportionally, in whole pilots.
+
+    Largest remainder method: everyone gets the floor of their exact share,
+    then the pilots left over go to the largest fractional parts, earlier
+    position first on ties (callers pass requests sorted by key), so the
+    result is deterministic and never exceeds any single request.
+    """
+    total = sum(requests)
+    if total <= cap:
+        return list(requests)
+    cap = max(0, cap)
+    shares = [request * cap // total for request in requests]
+    remainders = [request * cap % total for request in requests]
+    left = cap - sum(shares)
+    for position in sorted(range(len(requests)), key=lambda i: (-remainders[i], i))[:left]:
+        shares[position] += 1
+    return shares
+
+
+@dataclass(frozen=True, slots=True)
+class _Cap:
+    """An aggregate limit on the sum of several requests."""
+
+    bounds: tuple[str, ...]
+    value: int
+    detail: str
+
+
+def _aggregate_cap(level: str, max_idle: int, idle_seen: int, max_running: int, pilots_seen: int) -> _Cap:
+    """The tighter of the idle room and the running room at one level.
+
+    Requested pilots become running pilots; asking for more than the running
+    room would only queue pilots the limit will never let run.
+    """
+    idle_room, running_room = max(0, max_idle - idle_seen), max(0, max_running - pilots_seen)
+    idle_detail = f"{idle_seen} of {max_idle} idle already" if idle_seen else f"at most {max_idle} idle"
+    limits = (
+        (f"{level}.max_idle_pilots", idle_room, idle_detail),
+        (f"{level}.max_running_pilots", running_room, f"{pilots_seen} of {max_running} pilots running"),
+    )
+    lowest = min(idle_room, running_room)
+    chosen = [(name, detail) for name, value, detail in limits if value == lowest]
+    return _Cap(tuple(name for name, _ in chosen), lowest, "; ".join(detail for _, detail in chosen))
+
+
+def _apply_cap(drafts: Sequence[_Draft], cap: _Cap) -> None:
+    ordered = sorted(drafts, key=lambda d: d.sort_key)
+    wanted = sum(d.idle for d in ordered)
+    for draft, share in zip(ordered, share_out([d.idle for d in ordered], cap.value)):
+        draft.lower(share, "scale", cap.bounds, f"{cap.detail}; {wanted} requested in all")
+
+
+def _group_cap(group: Group, totals: _Totals) -> _Cap:
+    limits = group.limits
+    return _aggregate_cap("group", limits.max_idle_pilots, 0, limits.max_running_pilots, totals.pilots)
+
+
+def _frontend_cap(config: FrontendConfig, totals: _Totals) -> _Cap:
+    limits = config.limits
+    return _aggregate_cap("frontend", limits.max_idle_pilots, 0, limits.max_running_pilots, totals.pilots)
+
+
+def _pool_cap(config: FrontendConfig, observation: Observation) -> _Cap:
+    """The pool's idle maximum already holds everyone's idle slots, so only the rest is ours."""
+    pool = config.pool
+    return _aggregate_cap(
+        "pool",
+        pool.max_idle_pilots,
+        observation.pool_idle_pilots,
+        pool.max_running_pilots,
+        observation.pool_running_pilots,
+    )
+
+
+# --------------------------------------------------------------------------
+# Steps 9-10: downtime and removal
+# --------------------------------------------------------------------------
+
+
+def _downtime(draft: _Draft) -> None:
+    """No new pilots for an entry in downtime; its running ones keep working (max_pilots unchanged)."""
+    if draft.entry.in_downtime:
+        draft.notes.append("entry in downtime")
+        if draft.idle > 0:
+            draft.lower(0, "zero", ("entry.downtime",), "entry in downtime")
+        elif "entry.downtime" not in draft.bound_by:
+            draft.bound_by.append("entry.downtime")
+
+
+def _removal(
+    draft: _Draft, demand: EntryDemand | None, view: _SlotView, group: Group, unreachable: Sequence[str]
+) -> None:
+    """Step 10: remove only pilots no job here can use, and never on a partial view.
+
+    An unreachable schedd looks exactly like an empty queue; removing on
+    that would kill pilots whose jobs are merely unseen. ALL removal also
+    kills busy pilots, so it takes a fraction per cycle: one bad cycle must
+    never drain the pool.
+    """
+    if unreachable:
+        draft.notes.append(f"removal disabled: {', '.join(unreachable)} unreachable")
+        return
+    idle_jobs = demand.idle_jobs if demand else 0.0
+    running_jobs = demand.running_jobs if demand else 0.0
+    mode = group.removal.mode
+    if mode == "none":
+        if view.total and idle_jobs <= 0:
+            draft.notes.append("removal mode none: unneeded pilots are kept")
+        return
+    if idle_jobs <= 0 and view.idle:
+        draft.remove, draft.remove_max = RemoveMode.IDLE, len(view.idle)
+        draft.notes.append(f"remove up to {len(view.idle)} idle pilots: no idle jobs match")
+    if mode == "all" and idle_jobs <= 0 and running_jobs <= 0 and view.busy:
+        most = max(1, math.floor(group.removal.max_fraction_per_cycle * view.busy))
+        draft.remove, draft.remove_max = RemoveMode.ALL, most
+        draft.notes.append(f"remove up to {most} of {view.busy} busy pilots: no jobs match")
+
+
+# --------------------------------------------------------------------------
+# Putting it together
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Cycle:
+    """What every group's decisions share: the inputs, bucketed once."""
+
+    observation: Observation
+    config: FrontendConfig
+    now: float
+    entries: Mapping[str, EntryAd]
+    views: Mapping[tuple[str, str], _SlotView]
+    unreachable: Mapping[str, tuple[str, ...]]
+
+
+def _entry_for(key: str, cycle: _Cycle) -> EntryAd:
+    """The advertised entry, or a bare stand-in so pilots of a vanished entry can still be removed."""
+    found = cycle.entries.get(key)
+    if found is not None:
+        return found
+    name, _, factory = key.rpartition("@")
+    return EntryAd(name=name, factory=factory, attrs={})
+
+
+def _decide_entry(
+    group_name: str, key: str, demand: EntryDemand | None, cycle: _Cycle, ceilings: Sequence[_Ceiling]
+) -> _Draft:
+    """Steps 1-7, 9 and 10 for one (group, entry); step 8 needs all entries at once."""
+    group = cycle.config.groups[group_name]
+    view = cycle.views.get((group_name, key), _SlotView())
+    entry = demand.entry if demand else _entry_for(key, cycle)
+    draft = _Draft(group=group_name, entry=entry)
+    if key not in cycle.entries:
+        draft.notes.append("entry not advertised this cycle")
+    requirements = demand.requirements if demand else frozenset()
+    usable = usable_idle_slots(view.idle, requirements, cycle.now, group.min_pilot_lifetime_seconds)
+    _record_inputs(draft, demand, view, usable, group)
+    _request_before_limits(draft, demand, usable, group)
+    for ceiling in _entry_caps(draft, view, group) + list(ceilings):
+        _curb(draft, ceiling, group.curb_fraction)
+    _downtime(draft)
+    _removal(draft, demand, view, group, cycle.unreachable.get(group_name, ()))
+    return draft
+
+
+def _decide_group(group_name: str, shapes: Sequence[JobShape], cycle: _Cycle) -> tuple[list[_Draft], GroupMatch]:
+    """Match, decide per entry, then hold the group's sum under its own caps."""
+    group = cycle.config.groups[group_name]
+    matched = match(shapes, cycle.observation.entries, group_name, group)
+    keys = set(matched.demands) | {key for (name, key) in cycle.views if name == group_name}
+    ceilings = _outer_ceilings(group_name, cycle.config, cycle.observation, cycle.views)
+    drafts = [_decide_entry(group_name, key, matched.demands.get(key), cycle, ceilings) for key in sorted(keys)]
+    _apply_cap(drafts, _group_cap(group, _totals(cycle.views, group_name)))
+    return drafts, matched
+
+
+def _unreachable_sources(observation: Observation) -> dict[str, tuple[str, ...]]:
+    found: dict[str, list[str]] = {}
+    for problem in observation.problems:
+        for group in problem.groups:
+            found.setdefault(group, []).append(problem.source)
+    return {group: tuple(dict.fromkeys(sources)) for group, sources in found.items()}
+
+
+def _shapes_by_group(shapes: Iterable[JobShape]) -> dict[str, list[JobShape]]:
+    found: dict[str, list[JobShape]] = {}
+    for shape in shapes:
+        found.setdefault(shape.group, []).append(shape)
+    return found
+
+
+def decide(observation: Observation, config: FrontendConfig, now: float) -> Plan:
+    """The frontend's whole policy for one cycle: pure, deterministic, replayable."""
+    views = _slot_views(observation.slots)
+    cycle = _Cycle(
+        observation=observation,
+        config=config,
+        now=now,
+        entries={entry.key: entry for entry in observation.entries},
+        views=views,
+        unreachable=_unreachable_sources(observation),
+    )
+    shapes = _shapes_by_group(observation.shapes)
+    drafts: list[_Draft] = []
+    unmatched: dict[str, int] = {}
+    in_downtime: dict[str, int] = {}
+    for name in sorted(name for name, group in config.groups.items() if group.enabled):
+        group_drafts, matched = _decide_group(name, shapes.get(name, []), cycle)
+        drafts.extend(group_drafts)
+        unmatched[name], in_downtime[name] = matched.unmatched, matched.in_downtime
+    _apply_cap(drafts, _frontend_cap(config, _totals(views, None)))
+    _apply_cap(drafts, _pool_cap(config, observation))
+    drafts.sort(key=lambda d: d.sort_key)
+    return Plan(
+        now=now,
+        decisions=tuple(d.freeze() for d in drafts),
+        unmatched=unmatched,
+        in_downtime=in_downtime,
+        problems=observation.problems,
+    )

@@ -1,0 +1,118 @@
+"""A decision's record in plain words, for logs, ``updraft frontend explain`` and bug reports.
+
+The record (inputs, steps, bounds, notes) is already complete; this only
+phrases it, so an operator can follow the arithmetic without reading the
+policy's code. Unknown step names still print, generically, so a new step
+in ``decide`` never disappears from an explanation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from updraft.frontend.model import Decision, Plan, Step
+
+
+def _num(value: float) -> str:
+    """Whole numbers without a decimal point, fractions (from the equal split) with one."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+
+
+Phrase = Callable[[Step, Mapping[str, float], "Step | None"], str]
+"""Words for one step, given the decision's inputs and the step before it."""
+
+
+def _need(step: Step, inputs: Mapping[str, float], previous: Step | None) -> str:
+    jobs, pilots = _num(inputs.get("idle_jobs", 0)), inputs.get("idle_pilots_needed", 0)
+    usable, idle = _num(inputs.get("usable_idle_slots", 0)), _num(inputs.get("idle_slots", 0))
+    return (
+        f"{jobs} matching idle jobs = {pilots:.1f} pilots; "
+        f"{usable} usable idle slots (of {idle}) -> need {_num(step.value)}"
+    )
+
+
+def _ramp(step: Step, inputs: Mapping[str, float], previous: Step | None) -> str:
+    """Names the need it divides, which the previous step holds."""
+    need = _num(previous.value) if previous is not None and previous.name == "need" else "need"
+    return f"need {need} / attenuation {_num(inputs.get('ramp_up_attenuation', 1))} = {_num(step.value)}"
+
+
+def _reserve(step: Step, inputs: Mapping[str, float], previous: Step | None) -> str:
+    old = inputs.get("old_idle_jobs", 0)
+    if not old:
+        return "+0 reserve (no old idle jobs)"
+    pilots = inputs.get("old_idle_pilots", 0)
+    return f"+{_num(step.value)} reserve for {_num(old)} old idle jobs ({pilots:.1f} pilots)"
+
+
+def _request(step: Step, inputs: Mapping[str, float], previous: Step | None) -> str:
+    if step.note:
+        return f"request {_num(step.value)}: {step.note}"
+    return f"= {_num(step.value)} before limits"
+
+
+_PHRASES: Mapping[str, Phrase] = {
+    "need": _need,
+    "ramp": _ramp,
+    "reserve": _reserve,
+    "request": _request,
+    "cap": lambda step, _, __: f"capped at {_num(step.value)} by {step.note}",
+    "curb": lambda step, _, __: f"halved to {_num(step.value)} by {step.note}",
+    "zero": lambda step, _, __: f"zero by {step.note}",
+    "scale": lambda step, _, __: f"scaled down to {_num(step.value)} by {step.note}",
+}
+
+
+def _step_line(step: Step, inputs: Mapping[str, float], previous: Step | None) -> str:
+    phrase = _PHRASES.get(step.name)
+    if phrase is None:
+        return f"{step.name} = {_num(step.value)}" + (f" ({step.note})" if step.note else "")
+    return phrase(step, inputs, previous)
+
+
+def headline(decision: Decision) -> str:
+    """One line: who, how many, the running cap and what gets removed."""
+    removal = decision.remove.value
+    if decision.remove_max:
+        removal = f"{removal}, up to {decision.remove_max}"
+    return (
+        f"group {decision.group}, entry {decision.entry.key}: requested {decision.idle} idle "
+        f"(max {decision.max_pilots} pilots, removal {removal})"
+    )
+
+
+def explain(decision: Decision) -> str:
+    """Every step of one decision, in order, then its notes and the limits that bound it."""
+    lines = [headline(decision)]
+    previous: Step | None = None
+    for step in decision.steps:
+        lines.append(f"  {_step_line(step, decision.inputs, previous)}")
+        previous = step
+    lines.extend(f"  note: {note}" for note in decision.notes)
+    if decision.bound_by:
+        lines.append(f"  bound by: {', '.join(decision.bound_by)}")
+    return "\n".join(lines)
+
+
+def _compact(decision: Decision) -> str:
+    bound = f" [{', '.join(decision.bound_by)}]" if decision.bound_by else ""
+    removal = f", remove {decision.remove.value} <= {decision.remove_max}" if decision.remove_max else ""
+    jobs = _num(decision.inputs.get("idle_jobs", 0))
+    who = f"{decision.group:<12} {decision.entry.key:<30}"
+    return f"  {who} idle {decision.idle:>5} (jobs {jobs}){removal}{bound}"
+
+
+def explain_plan(plan: Plan) -> str:
+    """A whole cycle at a glance: one line per decision, then what got no pilots and why."""
+    total = sum(d.idle for d in plan.decisions)
+    lines = [f"plan at {plan.now:.0f}: {len(plan.decisions)} decisions, {total} idle pilots requested"]
+    lines.extend(_compact(decision) for decision in plan.decisions)
+    for group in sorted(set(plan.unmatched) | set(plan.in_downtime)):
+        lines.append(
+            f"  group {group}: {plan.unmatched.get(group, 0)} idle jobs match no entry, "
+            f"{plan.in_downtime.get(group, 0)} only entries in downtime"
+        )
+    for problem in plan.problems:
+        groups = f" (groups {', '.join(sorted(problem.groups))} incomplete)" if problem.groups else ""
+        lines.append(f"  problem: {problem.source}: {problem.message}{groups}")
+    return "\n".join(lines)

@@ -1,0 +1,556 @@
+"""The frontend policy: one table per step, then properties over random cycles."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from updraft.frontend.config import FrontendConfig
+from updraft.frontend.decide import decide, entry_limits, share_out, usable_idle_slots
+from updraft.frontend.matching import match
+from updraft.frontend.model import (
+    Decision,
+    EntryAd,
+    JobShape,
+    Observation,
+    PilotSlot,
+    Plan,
+    RemoveMode,
+    SlotState,
+    SourceProblem,
+)
+
+NOW = 1_000_000.0
+BIG = 100_000
+IDLE, BUSY = SlotState.IDLE, SlotState.RUNNING
+
+# A group where every step is neutral unless a case turns it on.
+NEUTRAL_GROUP: dict[str, Any] = {
+    "match_expr": "true",
+    "ramp_up_attenuation": 1,
+    "reserve_idle": 0,
+    "curb_fraction": 1.0,
+    "min_pilot_lifetime_seconds": 1800,
+    "limits": {
+        "max_idle_pilots": BIG,
+        "max_running_pilots": BIG,
+        "max_idle_per_entry": BIG,
+        "max_running_per_entry": BIG,
+    },
+    "removal": {"mode": "idle", "max_fraction_per_cycle": 0.1},
+}
+
+
+def merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merged(out[key], value) if isinstance(value, Mapping) and key in out else value
+    return out
+
+
+def config(groups: Mapping[str, Mapping[str, Any]] | None = None, **top: Any) -> FrontendConfig:
+    raw = {
+        "name": "vo",
+        "vo_collector": "127.0.0.1:29618",
+        "wms_collector": "127.0.0.1:29619",
+        "factories": {"f": {"identity": "u@lab"}},
+        "limits": {"max_idle_pilots": BIG, "max_running_pilots": BIG},
+        "pool": {"max_idle_pilots": BIG, "max_running_pilots": BIG},
+        "groups": {name: merged(NEUTRAL_GROUP, g) for name, g in (groups or {"main": {}}).items()},
+    }
+    return FrontendConfig.model_validate(merged(raw, top))
+
+
+def entry(name: str = "e1", cpus: int = 1, **kw: Any) -> EntryAd:
+    return EntryAd(name=name, factory="f", attrs={"GLIDEIN_Site": name}, cpus_per_pilot=cpus, **kw)
+
+
+def jobs(idle: int, old_idle: int = 0, running: int = 0, cpus: int = 1, memory: int = 1000, group: str = "main",
+         **attrs: Any) -> JobShape:
+    return JobShape(group, "s1", attrs, idle=idle, old_idle=old_idle, running=running, cpus=cpus, memory_mb=memory)
+
+
+def slots(count: int, state: SlotState = BUSY, entry_name: str = "e1", group: str = "main", cpus: int = 1,
+          memory: int = 2000, to_die: float | None = None) -> tuple[PilotSlot, ...]:
+    return tuple(PilotSlot(entry_name, "f", group, state, cpus, memory, to_die) for _ in range(count))
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    shapes: tuple[JobShape, ...]
+    idle: int
+    bound: tuple[str, ...] = ()
+    group: Mapping[str, Any] = field(default_factory=dict)
+    top: Mapping[str, Any] = field(default_factory=dict)
+    entries: tuple[EntryAd, ...] = (entry(),)
+    slots: tuple[PilotSlot, ...] = ()
+    pool_idle: int = 0
+    pool_running: int = 0
+    problems: tuple[SourceProblem, ...] = ()
+    remove: RemoveMode = RemoveMode.NONE
+    remove_max: int = 0
+    key: str = "e1@f"
+
+
+def run(case: Case) -> Plan:
+    observation = Observation(
+        shapes=case.shapes, entries=case.entries, slots=case.slots, problems=case.problems,
+        pool_idle_pilots=case.pool_idle, pool_running_pilots=case.pool_running,
+    )
+    return decide(observation, config({"main": case.group}, **case.top), NOW)
+
+
+def the(plan: Plan, key: str = "e1@f", group: str = "main") -> Decision:
+    (found,) = [d for d in plan.decisions if d.entry.key == key and d.group == group]
+    return found
+
+
+def check(case: Case) -> Decision:
+    decision = the(run(case), case.key)
+    assert decision.idle == case.idle, decision.steps
+    assert set(case.bound) <= set(decision.bound_by), decision.bound_by
+    if not case.bound:
+        assert decision.bound_by == ()
+    assert (decision.remove, decision.remove_max) == (case.remove, case.remove_max)
+    return decision
+
+
+REQUEST_CASES = [
+    Case("attenuation 1 asks for everything", (jobs(40),), 40),
+    Case("attenuation 3 asks for a third, rounded up", (jobs(40),), 14, group={"ramp_up_attenuation": 3}),
+    Case("multi-core jobs need pilot-equivalents", (jobs(10, cpus=4),), 5, entries=(entry(cpus=8),)),
+    Case("reserve for old idle jobs", (jobs(40, old_idle=5),), 16, group={"ramp_up_attenuation": 3, "reserve_idle": 2}),
+    Case("no old idle jobs, no reserve", (jobs(10),), 10, group={"reserve_idle": 3}),
+    Case("reserve limited by the old jobs' own pilots", (jobs(10, old_idle=1, cpus=4),), 6,
+         group={"reserve_idle": 5}, entries=(entry(cpus=8),)),
+    Case("no idle jobs: nothing, even with old-idle reserve", (jobs(0, running=4),), 0, group={"reserve_idle": 3}),
+    Case("usable idle slots are capacity", (jobs(10),), 7, slots=slots(3, IDLE)),
+    Case("idle slots beyond the need leave no request", (jobs(2),), 0, slots=slots(5, IDLE), remove=RemoveMode.NONE),
+    Case("idle slot without enough memory is not capacity", (jobs(10, memory=1000),), 10,
+         slots=slots(3, IDLE, memory=500)),
+    Case("idle slot without enough cpus is not capacity", (jobs(10, cpus=4),), 5,
+         entries=(entry(cpus=8),), slots=slots(3, IDLE, cpus=2)),
+    Case("idle slot dying too soon is not capacity", (jobs(10),), 10, slots=slots(3, IDLE, to_die=NOW + 600)),
+    Case("idle slot living long enough is capacity", (jobs(10),), 7, slots=slots(3, IDLE, to_die=NOW + 7200)),
+    Case("idle slot that never said when it dies is capacity", (jobs(10),), 9, slots=slots(1, IDLE)),
+    Case("busy slots are not capacity", (jobs(10),), 10, slots=slots(4)),
+    Case("fractional need rounds up", (jobs(3, cpus=1),), 1, entries=(entry(cpus=8),)),
+]
+
+CAP_CASES = [
+    Case("group.max_idle_per_entry", (jobs(40),), 12, ("group.max_idle_per_entry",),
+         group={"limits": {"max_idle_per_entry": 12}}),
+    Case("entry.max_idle", (jobs(40),), 7, ("entry.max_idle",), entries=(entry(max_idle=7),)),
+    Case("entry.max_idle 0 is no limit of the factory's", (jobs(40),), 40, entries=(entry(max_idle=0),)),
+    Case("entry.max_pilots reached", (jobs(40),), 0, ("entry.max_pilots",),
+         entries=(entry(max_pilots=5),), slots=slots(5)),
+    Case("group.max_running_per_entry reached", (jobs(40),), 0, ("group.max_running_per_entry",),
+         group={"limits": {"max_running_per_entry": 3}}, slots=slots(3)),
+    Case("room left under entry.max_pilots", (jobs(40),), 3, ("entry.max_pilots",),
+         entries=(entry(max_pilots=8),), slots=slots(5)),
+    Case("idle slots at the entry's idle maximum", (jobs(40),), 0, ("group.max_idle_per_entry",),
+         group={"limits": {"max_idle_per_entry": 10}}, slots=slots(10, IDLE, memory=1)),
+]
+
+CURB_CASES = [
+    Case("entry.curb on pilots", (jobs(10),), 5, ("entry.curb",),
+         group={"curb_fraction": 0.8, "limits": {"max_running_per_entry": 100}}, slots=slots(85)),
+    Case("entry.curb on idle slots", (jobs(10),), 5, ("entry.curb",),
+         group={"curb_fraction": 0.8, "limits": {"max_idle_per_entry": 10}}, slots=slots(8, IDLE, memory=1)),
+    Case("below the curb nothing happens", (jobs(10),), 10, group={"curb_fraction": 0.8}, slots=slots(79),
+         top={"limits": {"max_running_pilots": 100}}),
+    Case("group.curb on pilots", (jobs(10),), 5, ("group.curb",),
+         group={"curb_fraction": 0.8, "limits": {"max_running_pilots": 100}}, slots=slots(85, entry_name="e2")),
+    Case("group.max_running_pilots reached", (jobs(10),), 0, ("group.max_running_pilots",),
+         group={"limits": {"max_running_pilots": 50}}, slots=slots(50, entry_name="e2")),
+    Case("group.curb on idle slots", (jobs(10),), 5, ("group.curb",),
+         group={"curb_fraction": 0.8, "limits": {"max_idle_pilots": 20}}, slots=slots(16, IDLE, entry_name="e2")),
+    Case("group.max_idle_pilots reached by idle slots", (jobs(10),), 0, ("group.max_idle_pilots",),
+         group={"limits": {"max_idle_pilots": 4}}, slots=slots(4, IDLE, entry_name="e2")),
+    Case("frontend.curb on pilots", (jobs(10),), 5, ("frontend.curb",), group={"curb_fraction": 0.8},
+         top={"limits": {"max_running_pilots": 100}}, slots=slots(85, group="other")),
+    Case("frontend.max_running_pilots reached", (jobs(10),), 0, ("frontend.max_running_pilots",),
+         top={"limits": {"max_running_pilots": 100}}, slots=slots(100, group="other")),
+    Case("frontend.max_idle_pilots reached", (jobs(10),), 0, ("frontend.max_idle_pilots",),
+         top={"limits": {"max_idle_pilots": 5}}, slots=slots(5, IDLE, group="other")),
+    Case("frontend.curb on idle slots", (jobs(10),), 5, ("frontend.curb",), group={"curb_fraction": 0.5},
+         top={"limits": {"max_idle_pilots": 100}}, slots=slots(50, IDLE, group="other")),
+    Case("pool.curb on pilots", (jobs(10),), 5, ("pool.curb",), group={"curb_fraction": 0.8},
+         top={"pool": {"max_running_pilots": 100}}, pool_running=90),
+    Case("pool.max_running_pilots reached", (jobs(10),), 0, ("pool.max_running_pilots",),
+         top={"pool": {"max_running_pilots": 100}}, pool_running=100),
+    Case("pool.curb on idle slots", (jobs(10),), 5, ("pool.curb",), group={"curb_fraction": 0.8},
+         top={"pool": {"max_idle_pilots": 100}}, pool_idle=80),
+    Case("pool.max_idle_pilots reached", (jobs(10),), 0, ("pool.max_idle_pilots",),
+         top={"pool": {"max_idle_pilots": 100}}, pool_idle=100),
+    Case("curbs at two levels halve twice", (jobs(12),), 3, ("entry.curb", "pool.curb"),
+         group={"curb_fraction": 0.8, "limits": {"max_running_per_entry": 100}}, slots=slots(85),
+         top={"pool": {"max_running_pilots": 1000}}, pool_running=900),
+]
+
+AGGREGATE_CASES = [
+    Case("room under the group's running maximum", (jobs(10),), 8, ("group.max_running_pilots",),
+         group={"limits": {"max_running_pilots": 12}}, slots=slots(4, entry_name="e2")),
+    Case("room under the pool's idle maximum", (jobs(10),), 5, ("pool.max_idle_pilots",),
+         top={"pool": {"max_idle_pilots": 100}}, pool_idle=95),
+    Case("room under the frontend's running maximum", (jobs(10),), 6, ("frontend.max_running_pilots",),
+         top={"limits": {"max_running_pilots": 10}}, slots=slots(4, group="other")),
+]
+
+DOWNTIME_CASES = [
+    Case("downtime: no idle request", (jobs(10),), 0, ("entry.downtime",), entries=(entry(in_downtime=True),)),
+    Case("no jobs at all: nothing", (), 0, slots=slots(2)),
+]
+
+REMOVAL_CASES = [
+    Case("idle removal when no idle jobs match", (jobs(0),), 0, slots=slots(3, IDLE) + slots(2),
+         remove=RemoveMode.IDLE, remove_max=3),
+    Case("no removal while idle jobs wait", (jobs(1),), 0, slots=slots(3, IDLE)),
+    Case("mode none never removes", (), 0, group={"removal": {"mode": "none"}}, slots=slots(3, IDLE) + slots(30)),
+    Case("all: a fraction of busy pilots", (), 0, group={"removal": {"mode": "all", "max_fraction_per_cycle": 0.1}},
+         slots=slots(25), remove=RemoveMode.ALL, remove_max=2),
+    Case("all: at least one", (), 0, group={"removal": {"mode": "all", "max_fraction_per_cycle": 0.1}},
+         slots=slots(5), remove=RemoveMode.ALL, remove_max=1),
+    Case("all with running jobs removes idle only", (jobs(0, running=3),), 0, group={"removal": {"mode": "all"}},
+         slots=slots(2, IDLE) + slots(3), remove=RemoveMode.IDLE, remove_max=2),
+    Case("idle mode leaves busy pilots", (), 0, slots=slots(30)),
+    Case("unreachable schedd: no removal", (), 0, group={"removal": {"mode": "all"}},
+         slots=slots(3, IDLE) + slots(30), problems=(SourceProblem("schedd1@vo", "timeout", frozenset({"main"})),)),
+    Case("unreachable schedd of another group does not matter", (), 0, slots=slots(3, IDLE),
+         problems=(SourceProblem("schedd9@vo", "timeout", frozenset({"other"})),),
+         remove=RemoveMode.IDLE, remove_max=3),
+]
+
+
+@pytest.mark.parametrize(
+    "case",
+    REQUEST_CASES + CAP_CASES + CURB_CASES + AGGREGATE_CASES + DOWNTIME_CASES + REMOVAL_CASES,
+    ids=lambda c: c.id,
+)
+def test_decision_table(case: Case) -> None:
+    check(case)
+
+
+def test_downtime_keeps_max_pilots_and_says_so() -> None:
+    decision = the(run(Case("", (jobs(10),), 0, entries=(entry(in_downtime=True, max_pilots=40),))))
+    assert decision.max_pilots == 40
+    assert "entry in downtime" in decision.notes
+
+
+def test_unreachable_schedd_is_named() -> None:
+    problem = SourceProblem("schedd1@vo", "timeout", frozenset({"main"}))
+    decision = the(run(Case("", (), 0, slots=slots(3, IDLE), problems=(problem,))))
+    assert decision.remove is RemoveMode.NONE
+    assert "removal disabled: schedd1@vo unreachable" in decision.notes
+
+
+def test_requests_fall_to_zero_once_the_queue_empties() -> None:
+    busy = Case("", (jobs(40, old_idle=10),), 0, group={"reserve_idle": 5}, slots=slots(3))
+    assert the(run(busy)).idle == 45
+    emptied = replace(busy, shapes=(jobs(0, running=40),))
+    assert the(run(emptied)).idle == 0
+
+
+@pytest.mark.parametrize(
+    ("cap", "expected"),
+    [(10, [4, 3, 3]), (11, [4, 4, 3]), (0, [0, 0, 0]), (30, [10, 10, 10]), (100, [10, 10, 10])],
+)
+def test_group_sum_is_scaled_down_by_largest_remainder(cap: int, expected: list[int]) -> None:
+    case = Case("", (jobs(30, DESIRED="x"),), 0, entries=(entry("a"), entry("b"), entry("c")),
+                group={"limits": {"max_idle_pilots": cap}})
+    plan = run(case)
+    assert [d.idle for d in plan.decisions] == expected
+    if sum(expected) < 30:
+        assert all("group.max_idle_pilots" in d.bound_by for d, e in zip(plan.decisions, expected) if e < 10)
+
+
+def test_frontend_sum_is_shared_across_groups() -> None:
+    two = {"g1": {}, "g2": {}}
+    observation = Observation(shapes=(jobs(10, group="g1"), jobs(10, group="g2")), entries=(entry(),))
+    plan = decide(observation, config(two, limits={"max_idle_pilots": 7}), NOW)
+    assert [(d.group, d.idle) for d in plan.decisions] == [("g1", 4), ("g2", 3)]
+    assert all("frontend.max_idle_pilots" in d.bound_by for d in plan.decisions)
+
+
+def test_pool_sum_counts_everyone_elses_idle_slots() -> None:
+    observation = Observation(shapes=(jobs(10),), entries=(entry("a"), entry("b")), pool_idle_pilots=96)
+    plan = decide(observation, config(pool={"max_idle_pilots": 100}), NOW)
+    assert sum(d.idle for d in plan.decisions) == 4
+    assert all("pool.max_idle_pilots" in d.bound_by for d in plan.decisions)
+
+
+@pytest.mark.parametrize(
+    ("requests", "cap", "expected"),
+    [([5, 5], 10, [5, 5]), ([5, 5], 5, [3, 2]), ([1, 1, 1], 2, [1, 1, 0]), ([9, 1], 5, [5, 0]),
+     ([0, 4], 2, [0, 2]), ([3, 3], -1, [0, 0]), ([], 3, [])],
+)
+def test_share_out(requests: list[int], cap: int, expected: list[int]) -> None:
+    assert share_out(requests, cap) == expected
+
+
+def test_disabled_groups_and_foreign_shapes_are_ignored() -> None:
+    groups = {"main": {}, "off": {"enabled": False}}
+    observation = Observation(
+        shapes=(jobs(5), jobs(50, group="off"), jobs(70, group="unknown")),
+        entries=(entry(),),
+        slots=slots(2, IDLE, group="off"),
+    )
+    plan = decide(observation, config(groups), NOW)
+    assert [(d.group, d.idle) for d in plan.decisions] == [("main", 5)]
+    assert set(plan.unmatched) == {"main"}
+
+
+def test_plan_reports_unmatched_downtime_and_problems() -> None:
+    problem = SourceProblem("wms", "down")
+    observation = Observation(
+        shapes=(jobs(5, GLIDEIN_Site="nowhere"), jobs(3, DESIRED_Sites="e2"), jobs(4, DESIRED_Sites="e1")),
+        entries=(entry("e1"), entry("e2", in_downtime=True)),
+        problems=(problem,),
+    )
+    expr = "stringListMember(TARGET.GLIDEIN_Site, MY.DESIRED_Sites)"
+    plan = decide(observation, config({"main": {"match_expr": expr}}), NOW)
+    assert (plan.unmatched, plan.in_downtime, plan.problems) == ({"main": 5}, {"main": 3}, (problem,))
+    assert [(d.entry.key, d.idle) for d in plan.decisions] == [("e1@f", 4), ("e2@f", 0)]
+
+
+def test_pilots_of_a_vanished_entry_are_still_removed() -> None:
+    observation = Observation(entries=(), slots=slots(2, IDLE, entry_name="gone"))
+    decision = the(decide(observation, config(), NOW), "gone@f")
+    assert (decision.idle, decision.remove, decision.remove_max) == (0, RemoveMode.IDLE, 2)
+    assert "entry not advertised this cycle" in decision.notes
+
+
+def test_record_holds_inputs_and_ordered_steps() -> None:
+    case = Case("", (jobs(40, old_idle=5),), 0,
+                group={"ramp_up_attenuation": 3, "reserve_idle": 2, "limits": {"max_idle_per_entry": 12}})
+    decision = the(run(case))
+    assert [s.name for s in decision.steps] == ["need", "ramp", "reserve", "request", "cap"]
+    assert [s.value for s in decision.steps] == [40, 14, 2, 16, 12]
+    assert decision.inputs["idle_jobs"] == 40 and decision.inputs["old_idle_jobs"] == 5
+    assert decision.bound_by == ("group.max_idle_per_entry",)
+
+
+def test_usable_idle_slots_needs_one_fitting_requirement() -> None:
+    idle = slots(1, IDLE, cpus=4, memory=4000) + slots(1, IDLE, cpus=1, memory=8000)
+    assert usable_idle_slots(idle, {(4, 1000)}, NOW, 0) == 1
+    assert usable_idle_slots(idle, {(4, 1000), (1, 6000)}, NOW, 0) == 2
+    assert usable_idle_slots(idle, set(), NOW, 0) == 0
+
+
+def test_decide_is_deterministic() -> None:
+    case = Case("", (jobs(30),), 0, entries=(entry("c"), entry("a"), entry("b")),
+                group={"limits": {"max_idle_pilots": 10}})
+    assert run(case) == run(case)
+    assert [d.entry.key for d in run(case).decisions] == ["a@f", "b@f", "c@f"]
+
+
+# --------------------------------------------------------------------------
+# Properties over random cycles
+# --------------------------------------------------------------------------
+
+SITES = ("A", "B", "C")
+EXPRS = (
+    "true",
+    "stringListMember(TARGET.GLIDEIN_Site, MY.DESIRED_Sites)",
+    "MY.RequestMemory <= TARGET.GLIDEIN_MaxMemMBs",
+    "TARGET.Missing == 1",
+)
+GROUPS = ("g0", "g1")
+small = st.integers(min_value=0, max_value=30)
+
+
+@st.composite
+def group_configs(draw: st.DrawFn) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "enabled": draw(st.booleans() | st.just(True)),
+        "match_expr": draw(st.sampled_from(EXPRS)),
+        "ramp_up_attenuation": draw(st.floats(min_value=1, max_value=5)),
+        "reserve_idle": draw(st.integers(0, 5)),
+        "curb_fraction": draw(st.floats(min_value=0.1, max_value=1)),
+        "min_pilot_lifetime_seconds": draw(st.integers(0, 3600)),
+        "limits": {
+            "max_idle_pilots": draw(small),
+            "max_running_pilots": draw(st.integers(0, 60)),
+            "max_idle_per_entry": draw(small),
+            "max_running_per_entry": draw(small),
+        },
+        "removal": {
+            "mode": draw(st.sampled_from(("none", "idle", "all"))),
+            "max_fraction_per_cycle": draw(st.floats(min_value=0.01, max_value=1)),
+        },
+    }
+    if draw(st.booleans()):
+        raw["match_index"] = {"job_attr": "DESIRED_Sites", "entry_attr": "GLIDEIN_Site"}
+    return raw
+
+
+@st.composite
+def configs(draw: st.DrawFn) -> FrontendConfig:
+    groups = {name: draw(group_configs()) for name in GROUPS[: draw(st.integers(1, 2))]}
+    return FrontendConfig.model_validate(
+        {
+            "name": "vo",
+            "vo_collector": "127.0.0.1:29618",
+            "wms_collector": "127.0.0.1:29619",
+            "factories": {"f": {"identity": "u@lab"}},
+            "limits": {"max_idle_pilots": draw(st.integers(0, 60)), "max_running_pilots": draw(st.integers(0, 120))},
+            "pool": {"max_idle_pilots": draw(st.integers(0, 80)), "max_running_pilots": draw(st.integers(0, 200))},
+            "groups": groups,
+        }
+    )
+
+
+@st.composite
+def entries(draw: st.DrawFn, name: str) -> EntryAd:
+    cpus = draw(st.sampled_from((1, 4, 8)))
+    attrs: dict[str, Any] = {"GLIDEIN_MaxMemMBs": cpus * draw(st.sampled_from((1000, 2000)))}
+    if draw(st.integers(0, 5)):
+        attrs["GLIDEIN_Site"] = draw(st.sampled_from(SITES))
+    return EntryAd(
+        name=name, factory="f", attrs=attrs, cpus_per_pilot=cpus,
+        max_pilots=draw(small), max_idle=draw(small), in_downtime=draw(st.integers(0, 4)) == 0,
+    )
+
+
+@st.composite
+def shapes(draw: st.DrawFn) -> JobShape:
+    cpus = draw(st.sampled_from((1, 2, 4, 8)))
+    attrs: dict[str, Any] = {}
+    if draw(st.integers(0, 3)):
+        attrs["DESIRED_Sites"] = ",".join(draw(st.lists(st.sampled_from(SITES + ("Z",)), max_size=3)))
+    idle = draw(st.integers(0, 200))
+    return JobShape(
+        group=draw(st.sampled_from(GROUPS + ("stray",))), schedd=draw(st.sampled_from(("s1", "s2"))), attrs=attrs,
+        idle=idle, old_idle=draw(st.integers(0, idle)), running=draw(st.integers(0, 50)),
+        cpus=cpus, memory_mb=cpus * draw(st.sampled_from((500, 1500, 3000))),
+    )
+
+
+@st.composite
+def pilot_slots(draw: st.DrawFn, names: Sequence[str]) -> PilotSlot:
+    return PilotSlot(
+        entry=draw(st.sampled_from(tuple(names) + ("vanished",))), factory="f",
+        group=draw(st.sampled_from(GROUPS + ("stray",))), state=draw(st.sampled_from(tuple(SlotState))),
+        cpus=draw(st.sampled_from((1, 4, 8))), memory_mb=draw(st.sampled_from((1000, 4000, 16000))),
+        to_die=draw(st.none() | st.floats(min_value=NOW - 100, max_value=NOW + 7200)),
+    )
+
+
+@st.composite
+def observations(draw: st.DrawFn) -> Observation:
+    names = [f"e{i}" for i in range(draw(st.integers(0, 5)))]
+    problems = draw(st.lists(st.builds(
+        SourceProblem, st.sampled_from(("s1", "s2", "wms")), st.just("timeout"),
+        st.frozensets(st.sampled_from(GROUPS), max_size=2),
+    ), max_size=2))
+    return Observation(
+        shapes=tuple(draw(st.lists(shapes(), max_size=6))),
+        entries=tuple(draw(entries(name)) for name in names),
+        slots=tuple(draw(st.lists(pilot_slots(names), max_size=25))),
+        problems=tuple(problems),
+        pool_idle_pilots=draw(st.integers(0, 100)),
+        pool_running_pilots=draw(st.integers(0, 250)),
+    )
+
+
+PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _group_slots(observation: Observation, group: str) -> list[PilotSlot]:
+    return [s for s in observation.slots if s.group == group]
+
+
+def _assert_entry_limits(d: Decision, observation: Observation, cfg: FrontendConfig) -> None:
+    group = cfg.groups[d.group]
+    (max_pilots, _), (max_idle, _) = entry_limits(d.entry, group)
+    here = [s for s in _group_slots(observation, d.group) if s.entry_key == d.entry.key]
+    assert d.idle <= max_idle
+    assert d.idle == 0 or len(here) + d.idle <= max_pilots
+    assert d.max_pilots == max_pilots
+
+
+def _assert_sums(plan: Plan, observation: Observation, cfg: FrontendConfig) -> None:
+    total = sum(d.idle for d in plan.decisions)
+    for name, group in cfg.groups.items():
+        in_group = sum(d.idle for d in plan.decisions if d.group == name)
+        assert in_group <= group.limits.max_idle_pilots
+        assert in_group == 0 or len(_group_slots(observation, name)) + in_group <= group.limits.max_running_pilots
+    assert total <= cfg.limits.max_idle_pilots
+    assert total == 0 or len(observation.slots) + total <= cfg.limits.max_running_pilots
+    assert total == 0 or observation.pool_idle_pilots + total <= cfg.pool.max_idle_pilots
+    assert total == 0 or observation.pool_running_pilots + total <= cfg.pool.max_running_pilots
+
+
+def _check_maxima(plan: Plan, observation: Observation, cfg: FrontendConfig) -> None:
+    """Per entry, per group sum, frontend sum, pool: no maximum is ever exceeded."""
+    for d in plan.decisions:
+        assert cfg.groups[d.group].enabled
+        _assert_entry_limits(d, observation, cfg)
+    _assert_sums(plan, observation, cfg)
+
+
+def _check_unmatched_and_downtime(plan: Plan, observation: Observation, cfg: FrontendConfig) -> None:
+    """Nothing for an entry no idle job matches; nothing for an entry in downtime."""
+    for d in plan.decisions:
+        group_shapes = [s for s in observation.shapes if s.group == d.group]
+        demand = match(group_shapes, observation.entries, d.group, cfg.groups[d.group]).demands.get(d.entry.key)
+        if demand is None or demand.idle_jobs == 0:
+            assert d.idle == 0
+        if d.entry.in_downtime:
+            assert d.idle == 0 and "entry.downtime" in d.bound_by
+
+
+def _check_decay(plan: Plan, observation: Observation, cfg: FrontendConfig) -> None:
+    """Same cycle with the queue emptied: every request is zero at once."""
+    emptied = replace(observation, shapes=tuple(replace(s, idle=0, old_idle=0) for s in observation.shapes))
+    assert all(d.idle == 0 for d in decide(emptied, cfg, NOW).decisions)
+
+
+def _check_removal(plan: Plan, observation: Observation, cfg: FrontendConfig) -> None:
+    """ALL never exceeds the fraction; nothing is removed for an incomplete group or mode none."""
+    incomplete = observation.incomplete_groups
+    for d in plan.decisions:
+        mine = [s for s in _group_slots(observation, d.group) if s.entry_key == d.entry.key]
+        busy = sum(1 for s in mine if s.state is not SlotState.IDLE)
+        idle = len(mine) - busy
+        mode = cfg.groups[d.group].removal.mode
+        if d.group in incomplete or mode == "none":
+            assert d.remove is RemoveMode.NONE
+        if d.remove is RemoveMode.ALL:
+            assert mode == "all" and busy > 0
+            assert d.remove_max <= max(1, math.floor(cfg.groups[d.group].removal.max_fraction_per_cycle * busy))
+        if d.remove is RemoveMode.IDLE:
+            assert d.remove_max == idle > 0 and d.inputs["idle_jobs"] == 0
+        if d.remove is RemoveMode.NONE:
+            assert d.remove_max == 0
+
+
+def _check_coverage(plan: Plan, observation: Observation, cfg: FrontendConfig) -> None:
+    """One decision per (group, entry), sorted, for every enabled group's pilots."""
+    keys = [(d.group, d.entry.key) for d in plan.decisions]
+    assert keys == sorted(set(keys))
+    for slot in observation.slots:
+        if slot.group in cfg.groups and cfg.groups[slot.group].enabled:
+            assert (slot.group, slot.entry_key) in keys
+
+
+PROPERTIES = (_check_maxima, _check_unmatched_and_downtime, _check_decay, _check_removal, _check_coverage)
+
+
+@PROPERTY
+@given(observations(), configs())
+def test_properties_hold_for_random_cycles(observation: Observation, cfg: FrontendConfig) -> None:
+    """All properties on each random cycle: generating cycles costs far more than checking them.
+
+    A failure's traceback names the `_check_*` function that broke.
+    """
+    plan = decide(observation, cfg, NOW)
+    for check_property in PROPERTIES:
+        check_property(plan, observation, cfg)

@@ -121,13 +121,13 @@ def merge_shapes(group: str, schedd: str, results: Mapping[str, list[Ad]], attri
 
 def slot_state(ad: Ad, now: float) -> SlotState:
     """Idle only if it could start a job now; a pilot past its retire time takes no new work."""
-    state, activity = ad.get("State"), ad.get("Activity")
+    state = ad.get("State")
     retire = ad.get("GLIDEIN_ToRetire")
     if state == "Claimed":
         return SlotState.RUNNING
     if isinstance(retire, (int, float)) and retire <= now:
         return SlotState.RETIRING
-    if state == "Unclaimed" and activity == "Idle":
+    if state == "Unclaimed":  # Idle, or Benchmarking just after start: either way free for a job
         return SlotState.IDLE
     if state in ("Drained", "Preempting", "Backfill"):
         return SlotState.RETIRING

@@ -7,6 +7,7 @@ without it these tests fail, loudly.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 from collections.abc import Iterator
@@ -32,7 +33,20 @@ def lab_runtime() -> Runtime:
 
 
 @pytest.fixture(scope="session")
-def lab(lab_topology: Topology, lab_runtime: Runtime) -> Iterator[Topology]:
+def lab_lock(lab_topology: Topology) -> Iterator[None]:
+    """One test session per lab folder: a second one would take the first one's lab down."""
+    lock_path = lab_topology.base_dir.with_name(lab_topology.base_dir.name + ".lock")
+    with open(lock_path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pytest.fail(f"another test session uses the lab in {lab_topology.base_dir}; "
+                        "wait for it, or set UPDRAFT_TEST_LAB_DIR and UPDRAFT_TEST_BASE_PORT")
+        yield
+
+
+@pytest.fixture(scope="session")
+def lab(lab_topology: Topology, lab_runtime: Runtime, lab_lock: None) -> Iterator[Topology]:
     """A running lab with empty queues: a stale one from an interrupted run is taken down and wiped."""
     if control.load_state(lab_topology.base_dir) is not None:
         control.down(lab_topology, lab_runtime)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from updraft.condor import Schedd
+from updraft.lab.topology import Site
 
 DATA = Path(__file__).parent / "data"
 COMPLETED, HELD = 4, 5
@@ -37,3 +38,20 @@ def stage(job_dir: Path, script: str) -> Path:
     shutil.copy(DATA / script, target)
     target.chmod(0o755)
     return target
+
+
+def grid_job(job_dir: Path, site: Site, executable: Path, arguments: str) -> dict[str, str]:
+    return {
+        "universe": "grid",
+        "grid_resource": f"condor {site.ce_resource}",
+        "executable": str(executable),
+        "arguments": arguments,
+        "initialdir": str(job_dir),
+        "output": str(job_dir / "out"),
+        "error": str(job_dir / "err"),
+        "log": str(job_dir / "log"),
+        "should_transfer_files": "YES",
+        "when_to_transfer_output": "ON_EXIT",
+        "+remote_jobuniverse": "5",
+        "+remote_requirements": "True",
+    }

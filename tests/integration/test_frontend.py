@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import htcondor2
 import pytest
 import yaml
 
@@ -27,6 +28,8 @@ from updraft.lab import control
 from updraft.lab.labconfig import factory_config, frontend_config
 from updraft.lab.runtime import Runtime
 from updraft.lab.topology import Topology
+
+from .jobs import grid_job, stage
 
 UPDRAFT = str(Path(sys.executable).parent / "updraft")
 MARK = "frontend-test"
@@ -138,6 +141,32 @@ def test_a_stopped_schedd_is_skipped_and_reported_and_disables_removal(lab, lab_
     assert published["site1"][protocol.R_IDLE] == 2
     assert published["site2"][protocol.R_IDLE] == 3
     assert {ad[protocol.R_REMOVE] for ad in published.values()} == {"none"}
+
+
+@pytest.fixture
+def idle_pilot(lab: Topology, factory_schedd, job_dir: Path):
+    """A real pilot for site1, sent through the factory schedd and the site's CE, idle in the VO pool."""
+    site = lab.sites[0]
+    pilot = stage(job_dir, "mini_pilot.sh")
+    arguments = f"{lab.common_config} {lab.vo.collector} {site.glidein_site} 600 {site.name} lab-factory lab-vo main"
+    cluster = factory_schedd.submit(grid_job(job_dir, site, pilot, arguments))
+    vo = Collector(lab.vo.collector)
+    ours = 'GLIDEIN_Entry_Name == "site1" && GLIDECLIENT_Name == "lab-vo"'
+    try:
+        _wait_for(lambda: vo.query(htcondor2.AdType.Startd, ours, ["Name"]), 180)
+        yield
+    finally:
+        factory_schedd.remove(f"ClusterId == {cluster}", "frontend test done")
+        _wait_for(lambda: not vo.query(htcondor2.AdType.Startd, ours, ["Name"]), 120)
+
+
+def test_an_idle_pilot_slot_that_can_take_the_jobs_counts_as_capacity(lab, frontend_yaml, entries, queued_jobs, idle_pilot) -> None:
+    updraft("frontend", "once", "--config", str(frontend_yaml))
+    site1 = requests(lab)["site1"]
+    assert site1[protocol.R_SLOTS_TOTAL] == 1 and site1[protocol.R_SLOTS_IDLE] == 1
+    # 3 pilots' worth of jobs, 1 usable idle slot (1 core, 512 MB, 10 min to live): 2 more.
+    assert site1[protocol.R_IDLE] == 2
+    assert requests(lab)["site2"][protocol.R_SLOTS_TOTAL] == 0
 
 
 def test_run_reloads_on_sighup_keeping_a_good_config_and_withdraws_on_sigterm(lab, frontend_yaml, entries, queued_jobs, tmp_path) -> None:

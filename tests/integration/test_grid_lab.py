@@ -8,28 +8,11 @@ from pathlib import Path
 import pytest
 
 from updraft.condor import Schedd
-from updraft.lab.topology import Site, Topology
+from updraft.lab.topology import Topology
 
-from .jobs import stage, wait_for_completion
+from .jobs import grid_job, stage, wait_for_completion
 
 TIMEOUT = 240
-
-
-def grid_job(job_dir: Path, site: Site, executable: Path, arguments: str) -> dict[str, str]:
-    return {
-        "universe": "grid",
-        "grid_resource": f"condor {site.ce_resource}",
-        "executable": str(executable),
-        "arguments": arguments,
-        "initialdir": str(job_dir),
-        "output": str(job_dir / "out"),
-        "error": str(job_dir / "err"),
-        "log": str(job_dir / "log"),
-        "should_transfer_files": "YES",
-        "when_to_transfer_output": "ON_EXIT",
-        "+remote_jobuniverse": "5",
-        "+remote_requirements": "True",
-    }
 
 
 @pytest.fixture(scope="module")

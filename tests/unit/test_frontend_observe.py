@@ -84,6 +84,7 @@ def test_a_memory_request_that_is_an_unevaluated_expression_counts_as_zero() -> 
     [
         ({"State": "Claimed", "Activity": "Busy"}, SlotState.RUNNING),
         ({"State": "Unclaimed", "Activity": "Idle"}, SlotState.IDLE),
+        ({"State": "Unclaimed", "Activity": "Benchmarking"}, SlotState.IDLE),
         ({"State": "Unclaimed", "Activity": "Idle", "GLIDEIN_ToRetire": NOW - 1}, SlotState.RETIRING),
         ({"State": "Unclaimed", "Activity": "Idle", "GLIDEIN_ToRetire": NOW + 60}, SlotState.IDLE),
         ({"State": "Drained", "Activity": "Retiring"}, SlotState.RETIRING),

@@ -43,6 +43,7 @@ R_JOBS_RUNNING = "UpdraftJobsRunning"
 R_SLOTS_TOTAL = "UpdraftSlotsTotal"
 R_SLOTS_IDLE = "UpdraftSlotsIdle"
 R_SLOTS_RUNNING = "UpdraftSlotsRunning"
+R_SLOTS_CORES = "UpdraftSlotsCores"
 
 IDENTITY = "AuthenticatedIdentity"
 """Added by the collector: who really sent the ad."""

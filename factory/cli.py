@@ -6,25 +6,11 @@ from pathlib import Path
 
 import click
 
+from updraft.cliutil import config_option as config_option_for
+from updraft.cliutil import count, echo_warning
 from updraft.factory.config import load_factory_config
 
-DEFAULT_CONFIG = Path("/etc/updraft/factory.yaml")
-
-config_option = click.option(
-    "-c", "--config", "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="UPDRAFT_FACTORY_CONFIG", show_envvar=True,
-    default=DEFAULT_CONFIG, show_default=True,
-    help="Main config file; *.yaml files in its sibling <stem>.d/ directory are read after it.",
-)
-
-
-def _echo_warning(warning: str) -> None:
-    click.echo(f"warning: {warning}", err=True)
-
-
-def _count(number: int, singular: str, plural: str) -> str:
-    return f"{number} {singular if number == 1 else plural}"
+config_option = config_option_for("factory")
 
 
 @click.group()
@@ -49,12 +35,12 @@ def check_config(config_path: Path) -> None:
     if the configuration is valid; 1 with every problem listed, each with
     its file and key, if not.
     """
-    loaded = load_factory_config(config_path, on_warning=_echo_warning)
+    loaded = load_factory_config(config_path, on_warning=echo_warning)
     for file in loaded.files:
         click.echo(f"read {file}")
     config = loaded.config
     enabled = sum(entry.enabled for entry in config.entries.values())
     click.echo(
-        f"factory {config.name}: {_count(len(config.entries), 'entry', 'entries')} "
+        f"factory {config.name}: {count(len(config.entries), 'entry', 'entries')} "
         f"({enabled} enabled), WMS collector {config.wms_collector}, schedd {config.schedd}"
     )

@@ -6,25 +6,11 @@ from pathlib import Path
 
 import click
 
+from updraft.cliutil import config_option as config_option_for
+from updraft.cliutil import count, echo_warning
 from updraft.frontend.config import load_frontend_config
 
-DEFAULT_CONFIG = Path("/etc/updraft/frontend.yaml")
-
-config_option = click.option(
-    "-c", "--config", "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="UPDRAFT_FRONTEND_CONFIG", show_envvar=True,
-    default=DEFAULT_CONFIG, show_default=True,
-    help="Main config file; *.yaml files in its sibling <stem>.d/ directory are read after it.",
-)
-
-
-def _echo_warning(warning: str) -> None:
-    click.echo(f"warning: {warning}", err=True)
-
-
-def _count(number: int, singular: str, plural: str) -> str:
-    return f"{number} {singular if number == 1 else plural}"
+config_option = config_option_for("frontend")
 
 
 @click.group()
@@ -49,14 +35,14 @@ def check_config(config_path: Path) -> None:
     to different values) go to stderr. Exits 0 if the configuration is
     valid; 1 with every problem listed, each with its file and key, if not.
     """
-    loaded = load_frontend_config(config_path, on_warning=_echo_warning)
+    loaded = load_frontend_config(config_path, on_warning=echo_warning)
     for file in loaded.files:
         click.echo(f"read {file}")
     config = loaded.config
     enabled = sum(group.enabled for group in config.groups.values())
     click.echo(
-        f"frontend {config.name}: {_count(len(config.groups), 'group', 'groups')} ({enabled} enabled), "
-        f"{_count(len(config.factories), 'factory', 'factories')}, "
+        f"frontend {config.name}: {count(len(config.groups), 'group', 'groups')} ({enabled} enabled), "
+        f"{count(len(config.factories), 'factory', 'factories')}, "
         f"VO collector {config.vo_collector}, WMS collector {config.wms_collector}"
     )
 
@@ -65,7 +51,7 @@ def _load(config_path: Path):
     """The validated config, with its HTCondor client set up for this process."""
     from updraft.frontend.service import prepare
 
-    config = load_frontend_config(config_path, on_warning=_echo_warning).config
+    config = load_frontend_config(config_path, on_warning=echo_warning).config
     prepare(config)
     return config
 

@@ -64,6 +64,8 @@ class _SlotView:
     running: int = 0
     failed: int = 0
     """Of `busy`, those running a job and those failed: reported, not decided on."""
+    cores: int = 0
+    """Cores of all these slots, for monitoring."""
 
     @property
     def total(self) -> int:
@@ -83,8 +85,10 @@ def _slot_views(slots: Iterable[PilotSlot]) -> dict[tuple[str, str], _SlotView]:
     idle: dict[tuple[str, str], list[PilotSlot]] = {}
     busy: Counter[tuple[str, str]] = Counter()
     by_state: Counter[tuple[tuple[str, str], SlotState]] = Counter()
+    cores: Counter[tuple[str, str]] = Counter()
     for slot in slots:
         key = (slot.group, slot.entry_key)
+        cores[key] += slot.cpus
         if slot.state is SlotState.IDLE:
             idle.setdefault(key, []).append(slot)
         else:
@@ -92,7 +96,8 @@ def _slot_views(slots: Iterable[PilotSlot]) -> dict[tuple[str, str], _SlotView]:
             by_state[key, slot.state] += 1
     keys = idle.keys() | busy.keys()
     return {
-        key: _SlotView(tuple(idle.get(key, ())), busy[key], by_state[key, SlotState.RUNNING], by_state[key, SlotState.FAILED])
+        key: _SlotView(tuple(idle.get(key, ())), busy[key], by_state[key, SlotState.RUNNING],
+                       by_state[key, SlotState.FAILED], cores[key])
         for key in keys
     }
 
@@ -196,6 +201,7 @@ def _record_inputs(
         busy_slots=float(view.busy),
         running_slots=float(view.running),
         failed_slots=float(view.failed),
+        pilot_cores=float(view.cores),
         ramp_up_attenuation=group.ramp_up_attenuation,
         reserve_idle=float(group.reserve_idle),
     )

@@ -47,6 +47,7 @@ def request_ad(decision: Decision, config: FrontendConfig, cycle: int, now: floa
         protocol.R_SLOTS_TOTAL: int(inputs.get("pilots", 0)),
         protocol.R_SLOTS_IDLE: int(inputs.get("idle_slots", 0)),
         protocol.R_SLOTS_RUNNING: int(inputs.get("running_slots", 0)),
+        protocol.R_SLOTS_CORES: int(inputs.get("pilot_cores", 0)),
     }
 
 

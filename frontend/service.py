@@ -52,6 +52,7 @@ def snapshot_of(plan: Plan, config: FrontendConfig, cycle: int, timings: dict[st
             slots_idle=int(d.inputs.get("idle_slots", 0)),
             slots_running=int(d.inputs.get("running_slots", 0)),
             slots_failed=int(d.inputs.get("failed_slots", 0)),
+            slots_cores=int(d.inputs.get("pilot_cores", 0)),
             requested_idle=d.idle,
             requested_max=d.max_pilots,
             remove=d.remove.value,

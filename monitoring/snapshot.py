@@ -24,6 +24,7 @@ class GroupEntryRow:
     slots_idle: int
     slots_running: int
     slots_failed: int
+    slots_cores: int
     requested_idle: int
     requested_max: int
     remove: str
@@ -48,7 +49,7 @@ class FrontendSnapshot:
     def totals(self) -> dict[str, float]:
         """Sums over every row, for pages and dashboards that show the frontend as a whole."""
         keys = ("jobs_idle", "jobs_old_idle", "jobs_running", "slots_total", "slots_idle", "slots_running",
-                "slots_failed", "requested_idle")
+                "slots_failed", "slots_cores", "requested_idle")
         return {key: sum(getattr(row, key) for row in self.rows) for key in keys}
 
     def as_dict(self) -> dict[str, Any]:

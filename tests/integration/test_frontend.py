@@ -164,6 +164,7 @@ def test_an_idle_pilot_slot_that_can_take_the_jobs_counts_as_capacity(lab, front
     updraft("frontend", "once", "--config", str(frontend_yaml))
     site1 = requests(lab)["site1"]
     assert site1[protocol.R_SLOTS_TOTAL] == 1 and site1[protocol.R_SLOTS_IDLE] == 1
+    assert site1[protocol.R_SLOTS_CORES] == 1
     # 3 pilots' worth of jobs, 1 usable idle slot (1 core, 512 MB, 10 min to live): 2 more.
     assert site1[protocol.R_IDLE] == 2
     assert requests(lab)["site2"][protocol.R_SLOTS_TOTAL] == 0

@@ -554,3 +554,12 @@ def test_properties_hold_for_random_cycles(observation: Observation, cfg: Fronte
     plan = decide(observation, cfg, NOW)
     for check_property in PROPERTIES:
         check_property(plan, observation, cfg)
+
+
+def test_record_counts_slots_by_state_and_their_cores() -> None:
+    case = Case("", (jobs(4),), 0,
+                slots=(*slots(2, SlotState.RUNNING, cpus=8), *slots(1, SlotState.FAILED, cpus=4),
+                       *slots(3, SlotState.IDLE, cpus=2)))
+    inputs = the(run(case)).inputs
+    assert (inputs["pilots"], inputs["idle_slots"], inputs["running_slots"], inputs["failed_slots"]) == (6, 3, 2, 1)
+    assert inputs["pilot_cores"] == 2 * 8 + 4 + 3 * 2

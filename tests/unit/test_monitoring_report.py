@@ -13,7 +13,7 @@ from updraft.monitoring.report import Reporter
 from updraft.monitoring.snapshot import FrontendSnapshot, GroupEntryRow
 from updraft.monitoring.writers.json_status import JsonStatusWriter
 
-ROW = GroupEntryRow("main", "ce1@fac", 10.0, 2.0, 5.0, 8, 3, 5, 0, 4, 40, "none", ("group.max_idle_per_entry",))
+ROW = GroupEntryRow("main", "ce1@fac", 10.0, 2.0, 5.0, 8, 3, 5, 0, 32, 4, 40, "none", ("group.max_idle_per_entry",))
 SNAPSHOT = FrontendSnapshot("vo", 1000.0, 3, (ROW, ROW), {"main": 1}, {}, ("schedd x: down",), {"observe": 0.1})
 
 
@@ -48,6 +48,7 @@ def test_json_writer_writes_the_snapshot_with_totals(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "frontend-vo.json").read_text())
     assert data["cycle"] == 3 and len(data["rows"]) == 2
     assert data["totals"]["jobs_idle"] == 20.0 and data["totals"]["requested_idle"] == 8
+    assert data["totals"]["slots_cores"] == 64
     assert not list(tmp_path.glob(".*tmp"))
 
 

@@ -30,6 +30,7 @@ R_FRONTEND = "UpdraftFrontend"
 R_GROUP = "UpdraftGroup"
 R_FACTORY = "UpdraftFactory"
 R_ENTRY = "UpdraftEntry"
+R_SECURITY_CLASS = "UpdraftSecurityClass"
 R_IDLE = "UpdraftReqIdlePilots"
 R_MAX = "UpdraftReqMaxPilots"
 R_REMOVE = "UpdraftReqRemoveMode"
@@ -70,6 +71,7 @@ class PublishedRequest:
     remove: str
     remove_max: int
     identity: str | None
+    security_class: str = "default"
 
     @property
     def key(self) -> tuple[str, str]:
@@ -92,6 +94,7 @@ def parse_request(ad: Mapping[str, Any]) -> PublishedRequest | None:
             remove=str(ad[R_REMOVE]),
             remove_max=int(ad[R_REMOVE_MAX]),
             identity=ad.get(IDENTITY),
+            security_class=str(ad.get(R_SECURITY_CLASS, "default")),
         )
     except (KeyError, TypeError, ValueError):
         return None

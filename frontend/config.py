@@ -36,6 +36,8 @@ class FactoryRef(ConfigModel):
     """A factory the frontend works with; its ads count only if they come from `identity`."""
 
     identity: Identity
+    security_class: Name = "default"
+    """Sent with every request to this factory; its entries list the classes they accept."""
 
 
 class GroupLimits(ConfigModel):

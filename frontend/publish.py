@@ -34,6 +34,7 @@ def request_ad(decision: Decision, config: FrontendConfig, cycle: int, now: floa
         protocol.R_GROUP: decision.group,
         protocol.R_FACTORY: entry.factory,
         protocol.R_ENTRY: entry.name,
+        protocol.R_SECURITY_CLASS: _security_class(config, entry.factory),
         protocol.R_IDLE: decision.idle,
         protocol.R_MAX: decision.max_pilots,
         protocol.R_REMOVE: decision.remove.value,
@@ -49,6 +50,11 @@ def request_ad(decision: Decision, config: FrontendConfig, cycle: int, now: floa
         protocol.R_SLOTS_RUNNING: int(inputs.get("running_slots", 0)),
         protocol.R_SLOTS_CORES: int(inputs.get("pilot_cores", 0)),
     }
+
+
+def _security_class(config: FrontendConfig, factory: str) -> str:
+    ref = config.factories.get(factory)
+    return ref.security_class if ref is not None else "default"
 
 
 def request_ads(plan: Plan, config: FrontendConfig, cycle: int) -> list[dict[str, Any]]:

@@ -58,6 +58,7 @@ def test_a_request_ad_reads_back_as_the_same_request() -> None:
     back = protocol.parse_request({**ad, "AuthenticatedIdentity": "vo@lab"})
     assert (back.frontend, back.group, back.entry, back.factory) == ("vo", "main", "ce1", "fac")
     assert (back.idle, back.max_pilots, back.remove, back.remove_max, back.identity) == (7, 40, "idle", 2, "vo@lab")
+    assert back.security_class == "default"
 
 
 def test_malformed_or_foreign_request_ads_are_not_read() -> None:

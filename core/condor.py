@@ -159,6 +159,13 @@ class Schedd:
         )
         return [_plain(ad, projection) for ad in ads]
 
+    def act_on_jobs(self, action: htcondor2.JobAction, job_ids: Iterable[str], reason: str) -> None:
+        """Remove, release or hold the listed jobs ("cluster.proc") in one command."""
+        ids = list(job_ids)
+        if ids:
+            _call(f"{action.name.lower()} of {len(ids)} job(s) on schedd {self.name}", self._on_handle("act"),
+                  action, ids, reason, timeout=self.timeout)
+
     def remove(self, constraint: str, reason: str) -> None:
         _call(
             f"remove on schedd {self.name}",

@@ -6,10 +6,12 @@ import shutil
 import time
 from pathlib import Path
 
+import updraft.lab
 from updraft.condor import Schedd
-from updraft.lab.topology import Site
+from updraft.lab.topology import Site, Topology
 
 DATA = Path(__file__).parent / "data"
+LAB_PILOT = Path(updraft.lab.__file__).parent / "pilot" / "lab_pilot.sh"
 COMPLETED, HELD = 4, 5
 PROJECTION = ["ClusterId", "ProcId", "JobStatus", "HoldReason", "ExitCode", "RemoteHost", "LastRemoteHost",
               "MachineAttrGLIDEIN_Site0", "MachineAttrIS_GLIDEIN0", "GridJobId"]
@@ -33,11 +35,20 @@ def wait_for_completion(schedd: Schedd, cluster: int, timeout: float) -> dict:
 
 
 def stage(job_dir: Path, script: str) -> Path:
-    """Copy a script from tests/integration/data into a job folder."""
+    """Copy a script from tests/integration/data (or the lab's pilot) into a job folder."""
+    source = LAB_PILOT if script == LAB_PILOT.name else DATA / script
     target = job_dir / script
-    shutil.copy(DATA / script, target)
+    shutil.copy(source, target)
     target.chmod(0o755)
     return target
+
+
+def pilot_environment(lab: Topology, site: Site, lifetime: int = 600, **identity: str) -> str:
+    """The environment the factory would give the lab pilot (HTCondor's quoted form)."""
+    pairs = {"LAB_COMMON_CONFIG": lab.common_config, "LAB_VO_COLLECTOR": lab.vo.collector,
+             "GLIDEIN_Site": site.glidein_site, "LAB_PILOT_LIFETIME": lifetime,
+             **{f"UPDRAFT_{key.upper()}": value for key, value in identity.items()}}
+    return '"' + " ".join(f"{key}={value}" for key, value in pairs.items()) + '"'
 
 
 def grid_job(job_dir: Path, site: Site, executable: Path, arguments: str) -> dict[str, str]:

@@ -1,23 +1,27 @@
 #!/bin/sh
-# A minimal pilot for the lab tests: on a site worker, start a startd that
-# joins the VO pool, live until the time limit, then shut down cleanly.
-# Usage: mini_pilot.sh COMMON_CONFIG VO_COLLECTOR SITE LIFETIME_SECONDS [ENTRY FACTORY FRONTEND GROUP]
+# The lab's pilot: on a site worker, start a startd that joins the VO pool
+# and advertises who sent it, live until its lifetime ends, then shut down
+# cleanly. Everything comes from the environment the factory's submit
+# description sets (UPDRAFT_*) and the entry's pilot attributes (LAB_*,
+# GLIDEIN_Site). The full glidein lives in glidein/; this is the lab's own.
 set -eu
-common=$1 collector=$2 site=$3 lifetime=$4
-entry=${5:-none} factory=${6:-none} frontend=${7:-none} group=${8:-none}
+: "${LAB_COMMON_CONFIG:?}" "${LAB_VO_COLLECTOR:?}" "${GLIDEIN_Site:?}"
+lifetime=${LAB_PILOT_LIFETIME:-600}
+entry=${UPDRAFT_ENTRY:-none} factory=${UPDRAFT_FACTORY:-none}
+frontend=${UPDRAFT_FRONTEND:-none} group=${UPDRAFT_GROUP:-none}
 to_die=$(( $(date +%s) + lifetime ))
 here=$(pwd)
-name="pilot_$$_${site}@lab"
+name="pilot_$$_${GLIDEIN_Site}@lab"
 mkdir -p "$here/pilot/log" "$here/pilot/spool" "$here/pilot/execute" "$here/pilot/lock" "$here/pilot/run"
 cat > "$here/pilot/condor_config" <<CONFIG
 LOCAL_DIR = $here/pilot
-include : $common
-COLLECTOR_HOST = $collector
+include : $LAB_COMMON_CONFIG
+COLLECTOR_HOST = $LAB_VO_COLLECTOR
 DAEMON_LIST = MASTER, STARTD
 MASTER_NAME = $name
 STARTD_NAME = $name
 IS_GLIDEIN = True
-GLIDEIN_Site = "$site"
+GLIDEIN_Site = "$GLIDEIN_Site"
 GLIDEIN_Entry_Name = "$entry"
 GLIDEIN_Factory = "$factory"
 GLIDECLIENT_Name = "$frontend"
@@ -33,7 +37,7 @@ KILL = False
 RunBenchmarks = False
 BENCHMARKS_JOBLIST =
 CONFIG
-echo "pilot $name joining $collector"
+echo "pilot $name joining $LAB_VO_COLLECTOR"
 # The outer starter's environment would make the inner daemons present its
 # session ids to our collector; start them with a clean one.
 exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$here" CONDOR_CONFIG="$here/pilot/condor_config" \

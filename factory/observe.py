@@ -1,0 +1,127 @@
+"""Observe: the factory's pilots (from its own queue) and the requests addressed to it.
+
+The queue is the factory's only memory: every pilot carries its entry,
+frontend, group, security class and credential id as job attributes, so
+a restarted factory rebuilds exactly the view it had. The functions that
+turn ads into model objects are pure and tested alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import classad2
+
+from updraft import protocol
+from updraft.condor import Ad, Collector
+from updraft.errors import CondorError
+from updraft.factory.config import FactoryConfig
+from updraft.factory.model import Pilot, PilotState
+
+log = logging.getLogger(__name__)
+
+PILOT_PROJECTION = (
+    "ClusterId", "ProcId", "JobStatus", "QDate", "EnteredCurrentStatus", "GridJobId", "GridJobStatus",
+    "TransferringInput", "TransferringOutput", "HoldReasonCode", "HoldReasonSubCode", "NumHolds",
+    "UpdraftEntry", "UpdraftFrontend", "UpdraftGroup", "UpdraftSecurityClass", "UpdraftCredentialId",
+)
+_STAGING_WORDS = ("TRANSFER", "STAGE")
+
+
+def pilot_constraint(factory: str) -> str:
+    return f"UpdraftPilot =?= true && UpdraftFactory =?= {classad2.quote(factory)}"
+
+
+def pilot_state(ad: Ad) -> PilotState:
+    """Idle pilots split by where they wait: at the factory, at the CE, or moving files."""
+    status = ad.get("JobStatus")
+    if status == 2:
+        return PilotState.RUNNING
+    if status == 5:
+        return PilotState.HELD
+    if status in (3, 4, 6):
+        return PilotState.COMPLETED
+    grid_status = str(ad.get("GridJobStatus") or "").upper()
+    if ad.get("TransferringInput") is True or ad.get("TransferringOutput") is True or any(
+        word in grid_status for word in _STAGING_WORDS
+    ):
+        return PilotState.STAGING
+    return PilotState.PENDING if ad.get("GridJobId") else PilotState.WAITING
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def parse_pilot(ad: Ad) -> Pilot | None:
+    """A pilot from its queue ad, or None for a job that lacks our bookkeeping."""
+    entry, frontend = ad.get("UpdraftEntry"), ad.get("UpdraftFrontend")
+    if not isinstance(entry, str) or not isinstance(frontend, str):
+        return None
+    state = pilot_state(ad)
+    entered = _number(ad.get("EnteredCurrentStatus")) or 0.0
+    return Pilot(
+        job_id=f"{ad.get('ClusterId')}.{ad.get('ProcId')}",
+        entry=entry,
+        frontend=frontend,
+        group=str(ad.get("UpdraftGroup", "")),
+        security_class=str(ad.get("UpdraftSecurityClass", "default")),
+        credential_id=str(ad.get("UpdraftCredentialId", "")),
+        state=state,
+        entered_state=entered,
+        submitted=_number(ad.get("QDate")) or entered,
+        hold_code=int(ad["HoldReasonCode"]) if state is PilotState.HELD and _number(ad.get("HoldReasonCode")) is not None else None,
+        hold_subcode=int(ad["HoldReasonSubCode"]) if _number(ad.get("HoldReasonSubCode")) is not None else None,
+        num_holds=int(_number(ad.get("NumHolds")) or 0),
+        last_hold_time=entered if state is PilotState.HELD else None,
+    )
+
+
+def parse_requests(ads: Iterable[Ad], factory: str) -> list[protocol.PublishedRequest]:
+    """Requests of this schema addressed to this factory; the rest are not ours to read."""
+    parsed = (protocol.parse_request(ad) for ad in ads)
+    return [r for r in parsed if r is not None and r.factory == factory]
+
+
+@dataclass(frozen=True)
+class FactoryView:
+    """What one factory cycle saw. `pilots` is None when the queue could not be read:
+    then nothing may be submitted, or it could be submitted twice."""
+
+    pilots: tuple[Pilot, ...] | None
+    requests: tuple[protocol.PublishedRequest, ...]
+    problems: tuple[str, ...] = ()
+
+
+def observe(config: FactoryConfig) -> FactoryView:
+    """Read the queue and the requests at once; a failure is a problem, not zero pilots."""
+    wms = Collector(config.wms_collector, timeout=config.query_timeout_seconds)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="factory-observe") as pool:
+        queue = pool.submit(_read_queue, wms, config)
+        requests = pool.submit(_read_requests, wms, config)
+        (pilots, queue_problem), (found, request_problem) = queue.result(), requests.result()
+    problems = tuple(p for p in (queue_problem, request_problem) if p)
+    return FactoryView(pilots, tuple(found), problems)
+
+
+def _read_queue(wms: Collector, config: FactoryConfig) -> tuple[tuple[Pilot, ...] | None, str | None]:
+    try:
+        ads = wms.schedd(config.schedd).query(pilot_constraint(config.name), PILOT_PROJECTION)
+    except CondorError as err:
+        log.error("pilot queue unreadable this cycle: %s", err)
+        return None, str(err)
+    pilots = (parse_pilot(ad) for ad in ads)
+    return tuple(p for p in pilots if p is not None and p.state is not PilotState.COMPLETED), None
+
+
+def _read_requests(wms: Collector, config: FactoryConfig) -> tuple[list[protocol.PublishedRequest], str | None]:
+    try:
+        ads = wms.generic_ads(protocol.REQUEST_TYPE, f"{protocol.R_FACTORY} == {classad2.quote(config.name)}")
+    except CondorError as err:
+        log.error("requests unreadable this cycle: %s", err)
+        return [], str(err)
+    return parse_requests(ads, config.name), None

@@ -1,0 +1,353 @@
+"""Pilot submit descriptions: one Jinja2 template per grid type, rendered to a plain dict.
+
+Rendering is pure (config and a PilotSpec in, ``{command: value}`` out), so
+every grid type is checked without a pool; one shared adapter submits the
+dict. Templates decide which commands a grid type needs; this module
+decides how a value is written, because values come from config files and
+frontends' requests and must never turn into extra commands:
+
+- a line break anywhere in a value is refused, naming the field, since the
+  submit language is one command per line;
+- ``$`` is written ``$(DOLLAR)`` (see `_no_macros`), so no value can expand
+  a submit macro; the only macros are the ones the templates write;
+- ClassAd strings are quoted with ``classad2.quote``, so a ``"`` stays
+  inside its string.
+
+The ``+Updraft*`` job attributes are the factory's whole memory: a restarted
+factory rebuilds its view of its pilots from its queue alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from typing import Any
+from urllib.parse import quote as percent_encode
+
+import classad2
+import jinja2
+
+from updraft.errors import ConfigError, UpdraftError
+from updraft.factory.config import Entry, FactoryConfig
+
+# Job attributes every pilot carries (read back by the factory's queue queries).
+J_PILOT = "UpdraftPilot"
+J_FACTORY = "UpdraftFactory"
+J_ENTRY = "UpdraftEntry"
+J_FRONTEND = "UpdraftFrontend"
+J_GROUP = "UpdraftGroup"
+J_SECURITY_CLASS = "UpdraftSecurityClass"
+J_CREDENTIAL_ID = "UpdraftCredentialId"
+
+JOB_ID_MACRO = "$(Cluster).$(Process)"
+LOG_FILE = "pilots.log"
+CREDENTIAL_GRID_TYPES = ("condor", "arc")
+"""Grid types whose CE authenticates the factory with a proxy or token file."""
+
+_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\x00")
+_SUBMIT_KEY = re.compile(r"\+?[A-Za-z_][A-Za-z0-9_.]*")
+_NEEDS_QUOTES = frozenset(" \t'\"")
+_DOLLARS = re.compile(r"\$+")
+
+
+class RenderError(UpdraftError):
+    """A pilot's submit description cannot be rendered from what the factory was given."""
+
+
+@dataclass(frozen=True)
+class PilotSpec:
+    """Whom a pilot is for and where its files go: what the config alone does not say.
+
+    `work_dir` is this entry and frontend's folder for the pilots' job event
+    log and output. `proxy_file` and `token_file` authenticate the factory
+    to the CE (condor and arc entries only); they are paths, never secrets.
+    """
+
+    frontend: str
+    group: str
+    security_class: str
+    credential_id: str
+    executable: Path
+    work_dir: Path
+    proxy_file: Path | None = None
+    token_file: Path | None = None
+    arguments: tuple[str, ...] = ()
+
+
+class _Escaped(str):
+    """Text already written in the submit language; `_finalize` leaves it alone."""
+
+
+# --------------------------------------------------------------------------
+# Public entry points
+# --------------------------------------------------------------------------
+
+
+def submit_templates() -> jinja2.Environment:
+    """The template environment: a missing variable is an error, never an empty string."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("updraft.factory", "templates"),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=_finalize,
+    )
+    env.filters.update(
+        classad=classad_literal,
+        environment=environment_value,
+        ec2_user_data=ec2_user_data,
+        gce_metadata=gce_metadata,
+    )
+    return env
+
+
+def render_submit_text(factory: FactoryConfig, entry_name: str, entry: Entry, pilot: PilotSpec) -> str:
+    """The submit description as the template wrote it (``key = value`` lines, with comments)."""
+    check_entry(entry_name, entry)
+    _check_pilot(entry, pilot)
+    template_name = f"{entry.grid_type}.sub.j2"
+    context = _context(factory, entry_name, entry, pilot, template_name)
+    try:
+        return submit_templates().get_template(template_name).render(context)
+    except jinja2.UndefinedError as err:
+        raise RenderError(f"template {template_name}: {err}") from err
+
+
+def render_submit(factory: FactoryConfig, entry_name: str, entry: Entry, pilot: PilotSpec) -> dict[str, str]:
+    """The submit description of one pilot, as a plain dict for ``htcondor2.Submit``.
+
+    ``+Attr`` keys are kept as written; ``htcondor2.Submit`` accepts them and
+    stores them as ``MY.Attr``.
+    """
+    return parse_submit(render_submit_text(factory, entry_name, entry, pilot))
+
+
+def parse_submit(text: str) -> dict[str, str]:
+    """``key = value`` lines to a dict; blank lines and ``#`` comments are skipped.
+
+    Keys are checked (``+Attr`` allowed) and may appear once, ignoring case
+    as HTCondor does, so a template slip cannot silently override a command.
+    """
+    commands: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(text.split("\n"), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key, equals, value = stripped.partition("=")
+        key = key.strip()
+        if not equals or not _SUBMIT_KEY.fullmatch(key):
+            raise RenderError(f"line {number}: expected 'key = value', got {stripped!r}")
+        if key.lower() in first_line:
+            raise RenderError(f"line {number}: {key} is set twice (first on line {first_line[key.lower()]})")
+        first_line[key.lower()] = number
+        commands[key] = value.strip()
+    return commands
+
+
+def check_entry(entry_name: str, entry: Entry) -> None:
+    """Refuse an entry no pilot can be rendered for, naming the key to fix.
+
+    Cloud settings are checked here rather than when the config is loaded,
+    so that entries written before they existed still load.
+    """
+    where = f"entries.{entry_name}"
+    _reject_line_breaks(where, {"name": entry_name, **entry.model_dump(exclude={"attributes"})}, ConfigError)
+    if entry.grid_type in ("ec2", "gce") and entry.cloud is None:
+        raise ConfigError(f"{where}.cloud: required for {entry.grid_type} entries (at least image and instance_type)")
+    if entry.grid_type == "ec2" and len(entry.resource.split()) != 1:
+        raise ConfigError(f"{where}.resource: an ec2 resource is the service URL alone, "
+                          f"e.g. https://ec2.us-east-1.amazonaws.com/ (got {entry.resource!r})")
+    if entry.grid_type == "gce" and len(entry.resource.split()) != 3:
+        raise ConfigError(f"{where}.resource: a gce resource is '<service URL> <project> <zone>', e.g. "
+                          f"'https://www.googleapis.com/compute/v1 my-project us-central1-a' (got {entry.resource!r})")
+
+
+# --------------------------------------------------------------------------
+# Writing values in the submit language (also the templates' filters)
+# --------------------------------------------------------------------------
+
+
+def _plain(value: object) -> str:
+    """A config or request value as text: ClassAd spelling for booleans."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _no_macros(text: str) -> str:
+    """`text` with no submit macro left in it.
+
+    HTCondor reads ``$$`` as a pair it leaves alone, so a run of dollars
+    keeps its pairs and only an odd last ``$`` (which would start ``$(x)``,
+    ``$ENV(x)``...) becomes ``$(DOLLAR)``; writing every ``$`` that way
+    would fail, since ``$`` then ``$(DOLLAR)`` reads as a ``$$(DOLLAR)`` pair.
+    A literal ``$(DOLLAR)`` cannot be written at all (HTCondor expands it
+    again after expanding ``$(DOLLAR)``), so it is refused.
+    """
+
+    def escape(run: re.Match[str]) -> str:
+        odd = len(run[0]) % 2
+        if odd and text[run.end():run.end() + len("(DOLLAR)")].upper() == "(DOLLAR)":
+            raise RenderError(f"{text!r}: a literal '$(DOLLAR)' cannot be written in a submit description")
+        return "$" * (len(run[0]) - odd) + "$(DOLLAR)" * odd
+
+    return _DOLLARS.sub(escape, text)
+
+
+def classad_literal(value: str | int | float | bool) -> _Escaped:
+    """A ClassAd literal for a ``+Attr`` line: strings quoted and escaped, numbers and booleans bare."""
+    if isinstance(value, bool):
+        return _Escaped("true" if value else "false")
+    if isinstance(value, (int, float)):
+        return _Escaped(repr(value))
+    return _Escaped(_no_macros(classad2.quote(value)))
+
+
+def _word(value: str) -> str:
+    """One word of the new argument/environment syntax: single-quoted when it has blanks or quotes."""
+    if value == "" or any(ch in _NEEDS_QUOTES for ch in value):
+        return "'" + value.replace("'", "''") + "'"
+    return value
+
+
+def _new_syntax(words: Iterable[str]) -> _Escaped:
+    """Words joined into HTCondor's double-quoted new syntax, where a literal ``"`` is doubled."""
+    return _Escaped('"' + " ".join(words).replace('"', '""') + '"')
+
+
+def arguments_value(arguments: Iterable[str]) -> _Escaped:
+    """The ``arguments`` command, each argument kept whole whatever it contains."""
+    return _new_syntax(_word(_no_macros(arg)) for arg in arguments)
+
+
+def _raw_or_escaped(value: object) -> str:
+    return str(value) if isinstance(value, _Escaped) else _no_macros(_plain(value))
+
+
+def environment_value(variables: Iterable[tuple[str, object]]) -> _Escaped:
+    """The ``environment`` command (new syntax) for NAME, value pairs."""
+    return _new_syntax(f"{name}={_word(_raw_or_escaped(value))}" for name, value in variables)
+
+
+def _encoded_pairs(variables: Iterable[tuple[str, object]]) -> list[str]:
+    """``NAME=value`` with the value percent-encoded (macros like the job id kept as written)."""
+    return [f"{name}={value if isinstance(value, _Escaped) else percent_encode(_plain(value), safe='')}"
+            for name, value in variables]
+
+
+def ec2_user_data(variables: Iterable[tuple[str, object]]) -> _Escaped:
+    """The VM's user data: a URL query string (``parse_qsl`` reads it), one line, no macros."""
+    return _Escaped("&".join(_encoded_pairs(variables)))
+
+
+def gce_metadata(variables: Iterable[tuple[str, object]]) -> _Escaped:
+    """``gce_metadata``: ``name=value`` pairs split on commas, so values are percent-encoded."""
+    return _Escaped(",".join(_encoded_pairs(variables)))
+
+
+def _finalize(value: object) -> object:
+    """Every ``{{ value }}``: escaped unless a filter already wrote it in the submit language."""
+    if isinstance(value, jinja2.Undefined):
+        return value  # StrictUndefined raises when it is turned into text
+    if isinstance(value, _Escaped):
+        text = str(value)
+    elif isinstance(value, (str, int, float, PurePath)):
+        text = _no_macros(_plain(value))
+    else:
+        raise RenderError(f"cannot write a {type(value).__name__} ({value!r}) into a submit description")
+    if not _LINE_BREAKS.isdisjoint(text):
+        raise RenderError(f"a value with a line break reached the template: {text!r}")
+    return text
+
+
+# --------------------------------------------------------------------------
+# Checks and the template context
+# --------------------------------------------------------------------------
+
+
+def _reject_line_breaks(where: str, value: object, error: type[UpdraftError]) -> None:
+    """Raise `error` naming the first field (at any depth) whose text holds a line break."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _reject_line_breaks(f"{where}.{key}", item, error)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _reject_line_breaks(f"{where}[{index}]", item, error)
+    elif isinstance(value, (str, PurePath)) and not _LINE_BREAKS.isdisjoint(str(value)):
+        raise error(f"{where}: contains a line break, which would end the submit command "
+                    f"and start another (got {str(value)!r})")
+
+
+def _check_pilot(entry: Entry, pilot: PilotSpec) -> None:
+    _reject_line_breaks("pilot", dataclasses.asdict(pilot), RenderError)
+    for name in ("frontend", "group", "security_class", "credential_id"):
+        if not getattr(pilot, name):
+            raise RenderError(f"pilot.{name}: must not be empty (the factory finds its pilots by it)")
+    for name in ("executable", "work_dir", "proxy_file", "token_file"):
+        path = getattr(pilot, name)
+        if path is not None and not path.is_absolute():
+            raise RenderError(f"pilot.{name}: expected an absolute path, got {str(path)!r} "
+                              "(the schedd does not run in the factory's directory)")
+    has_credential = pilot.proxy_file is not None or pilot.token_file is not None
+    if has_credential and entry.grid_type not in CREDENTIAL_GRID_TYPES:
+        raise RenderError(f"pilot.proxy_file/token_file: {entry.grid_type} entries do not use them "
+                          f"(only {' and '.join(CREDENTIAL_GRID_TYPES)} entries authenticate to a CE with them)")
+    if entry.grid_type == "arc" and not has_credential:
+        raise RenderError("pilot.proxy_file/token_file: an arc CE needs one of them to accept a pilot")
+
+
+def _job_attributes(factory: FactoryConfig, entry_name: str, pilot: PilotSpec) -> tuple[tuple[str, object], ...]:
+    return (
+        (J_PILOT, True),
+        (J_FACTORY, factory.name),
+        (J_ENTRY, entry_name),
+        (J_FRONTEND, pilot.frontend),
+        (J_GROUP, pilot.group),
+        (J_SECURITY_CLASS, pilot.security_class),
+        (J_CREDENTIAL_ID, pilot.credential_id),
+    )
+
+
+def _pilot_environment(factory: FactoryConfig, entry_name: str, entry: Entry,
+                       pilot: PilotSpec) -> tuple[tuple[str, object], ...]:
+    """What the pilot is told: its identity (names reserved by the config) and the entry's pilot_attributes."""
+    identity = (
+        ("UPDRAFT_FACTORY", factory.name),
+        ("UPDRAFT_ENTRY", entry_name),
+        ("UPDRAFT_FRONTEND", pilot.frontend),
+        ("UPDRAFT_GROUP", pilot.group),
+        ("UPDRAFT_SECURITY_CLASS", pilot.security_class),
+        ("UPDRAFT_CREDENTIAL_ID", pilot.credential_id),
+        ("UPDRAFT_JOB_ID", _Escaped(JOB_ID_MACRO)),
+    )
+    return (*identity, *entry.pilot_attributes.items())
+
+
+def _pilot_file(work_dir: Path, suffix: str) -> _Escaped:
+    """One file per pilot: the job id macro stays a macro, the folder is escaped."""
+    return _Escaped(f"{_no_macros(str(work_dir))}/pilot.{JOB_ID_MACRO}.{suffix}")
+
+
+def _context(factory: FactoryConfig, entry_name: str, entry: Entry, pilot: PilotSpec,
+             template_name: str) -> dict[str, Any]:
+    return {
+        "template_name": template_name,
+        "entry": entry,
+        "pilot": pilot,
+        "grid_resource": entry.grid_resource,
+        "arguments": arguments_value(pilot.arguments),
+        "pilot_env": _pilot_environment(factory, entry_name, entry, pilot),
+        "output": _pilot_file(pilot.work_dir, "out"),
+        "error": _pilot_file(pilot.work_dir, "err"),
+        "log": pilot.work_dir / LOG_FILE,
+        "cpus": entry.cpus_per_pilot,
+        "memory_mb": entry.memory_mb,
+        "max_walltime_seconds": entry.max_walltime_seconds,
+        "job_attributes": _job_attributes(factory, entry_name, pilot),
+    }

@@ -1,0 +1,473 @@
+"""Pilot submit descriptions: golden files per grid type, HTCondor's own parser, quoting, config checks.
+
+Goldens live in tests/unit/golden/factory/<case>.sub. After an intended
+template change, rewrite them with
+
+    UPDRAFT_REGENERATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_factory_render.py
+
+and review the diff; a normal run only compares.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote
+
+import classad2
+import htcondor2
+import jinja2
+import pydantic
+import pytest
+
+from updraft.errors import ConfigError
+from updraft.factory.config import Entry, FactoryConfig, load_factory_config
+from updraft.factory.render import (
+    PilotSpec,
+    RenderError,
+    arguments_value,
+    check_entry,
+    classad_literal,
+    parse_submit,
+    render_submit,
+    render_submit_text,
+    submit_templates,
+)
+
+GOLDEN_DIR = Path(__file__).parent / "golden" / "factory"
+REGENERATE = os.environ.get("UPDRAFT_REGENERATE_GOLDEN") == "1"
+REPO = Path(__file__).resolve().parents[2]
+
+FACTORY = FactoryConfig.model_validate({
+    "name": "lab-factory",
+    "wms_collector": "127.0.0.1:29619",
+    "schedd": "factory@lab",
+    "entries": {
+        "site1": {
+            "grid_type": "condor", "resource": "ce@site1.lab 127.0.0.1:29620",
+            "attributes": {"GLIDEIN_Site": "Site1", "GLIDEIN_CPUS": 4},
+            "memory_mb": 8000, "max_walltime_seconds": 7200,
+            "pilot_attributes": {"GLIDEIN_Site": "Site 1", "GLIDEIN_Debug": True, "GLIDEIN_MaxMemMBs": 8000},
+        },
+        "site2": {"grid_type": "condor", "resource": "ce@site2.lab 127.0.0.1:29621"},
+        "nordic": {
+            "grid_type": "arc", "resource": "https://arc.example.org:443/arex/rest/1.0",
+            "attributes": {"GLIDEIN_CPUS": 8}, "memory_mb": 16000, "batch_queue": "grid",
+            "arc_rte": "ENV/PROXY USE_DELEGATION_DB,ENV/GLITE",
+            "arc_resources": "<NetworkInfo>gigabitethernet</NetworkInfo>",
+        },
+        **{f"hpc-{system}": {"grid_type": "batch", "resource": f"{system} on the local cluster",
+                             "batch_system": system}
+           for system in ("slurm", "pbs", "lsf", "sge", "condor")},
+        "hpc-remote": {
+            "grid_type": "batch", "resource": "slurm@login.hpc.example.org", "batch_system": "slurm",
+            "ssh_host": "pilots@login.hpc.example.org", "batch_queue": "debug@cluster1",
+            "attributes": {"GLIDEIN_CPUS": 16}, "memory_mb": 32000, "max_walltime_seconds": 172800,
+            "pilot_attributes": {"GLIDEIN_Site": "HPC"},
+        },
+        "aws": {
+            "grid_type": "ec2", "resource": "https://ec2.us-east-1.amazonaws.com/",
+            "cloud": {"image": "ami-0abc1234", "instance_type": "m5.xlarge", "key_name": "updraft-ops",
+                      "zone": "us-east-1b", "access_key_file": "/etc/updraft/ec2/access.key",
+                      "secret_key_file": "/etc/updraft/ec2/secret.key"},
+            "max_walltime_seconds": 14400,
+            "pilot_attributes": {"GLIDEIN_Site": "AWS us-east-1", "GLIDEIN_Spot": False},
+        },
+        "google": {
+            "grid_type": "gce", "resource": "https://www.googleapis.com/compute/v1 updraft-project us-central1-a",
+            "cloud": {"image": "updraft-pilot-image", "instance_type": "n2-standard-4",
+                      "auth_file": "/etc/updraft/gce/auth.json"},
+            "pilot_attributes": {"GLIDEIN_Site": "GCE, central"},
+        },
+    },
+})
+
+PILOT = PilotSpec(
+    frontend="lab-vo", group="main", security_class="pilot", credential_id="lab-vo.main.token1",
+    executable=Path("/usr/libexec/updraft/pilot.sh"), work_dir=Path("/var/lib/updraft/factory/entries/ENTRY/lab-vo"),
+)
+TOKEN = {"token_file": Path("/var/lib/updraft/factory/creds/lab-vo.main.token1")}
+PROXY = {"proxy_file": Path("/var/lib/updraft/factory/creds/lab-vo.main.proxy")}
+
+CASES = {
+    "condor": ("site1", TOKEN),
+    "condor_defaults": ("site2", TOKEN),
+    "arc": ("nordic", PROXY),
+    "batch_slurm": ("hpc-slurm", {}),
+    "batch_pbs": ("hpc-pbs", {}),
+    "batch_lsf": ("hpc-lsf", {}),
+    "batch_sge": ("hpc-sge", {}),
+    "batch_condor": ("hpc-condor", {}),
+    "batch_slurm_ssh": ("hpc-remote", {}),
+    "ec2": ("aws", {}),
+    "gce": ("google", {}),
+}
+
+
+def pilot_for(entry_name: str, **changes: object) -> PilotSpec:
+    work_dir = Path(str(PILOT.work_dir).replace("ENTRY", entry_name))
+    return dataclasses.replace(PILOT, work_dir=work_dir, **changes)
+
+
+def render_case(case: str) -> tuple[str, dict[str, str]]:
+    entry_name, credentials = CASES[case]
+    entry = FACTORY.entries[entry_name]
+    pilot = pilot_for(entry_name, **credentials)
+    return render_submit_text(FACTORY, entry_name, entry, pilot), render_submit(FACTORY, entry_name, entry, pilot)
+
+
+def classad_value(submit: htcondor2.Submit, attr: str) -> object:
+    """What the schedd would store for ``+attr``: the expanded text, parsed and evaluated as ClassAd."""
+    return classad2.ExprTree(submit.expand(f"MY.{attr}")).eval()
+
+
+# --------------------------------------------------------------------------
+# Golden files and HTCondor's own submit parser, for every grid type
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_rendered_description_matches_its_golden_file(case: str) -> None:
+    text, _ = render_case(case)
+    golden = GOLDEN_DIR / f"{case}.sub"
+    if REGENERATE:
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text)
+    assert golden.exists(), f"{golden} missing: run with UPDRAFT_REGENERATE_GOLDEN=1 and review it"
+    assert text == golden.read_text(), f"{case} differs from {golden} (regenerate only if intended)"
+
+
+def test_every_golden_file_belongs_to_a_case() -> None:
+    assert {path.stem for path in GOLDEN_DIR.glob("*.sub")} == set(CASES)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_htcondor_accepts_the_description_and_reads_back_the_bookkeeping(case: str) -> None:
+    entry_name, _ = CASES[case]
+    entry = FACTORY.entries[entry_name]
+    _, description = render_case(case)
+    submit = htcondor2.Submit(description)
+    assert submit.get("universe") == "grid"
+    assert submit.get("grid_resource") == entry.grid_resource
+    assert str(submit).rstrip().endswith("queue")
+    # htcondor2 stores "+Attr" as "MY.Attr"; each must be one ClassAd literal of the right value.
+    expected = {
+        "UpdraftPilot": True, "UpdraftFactory": "lab-factory", "UpdraftEntry": entry_name,
+        "UpdraftFrontend": "lab-vo", "UpdraftGroup": "main", "UpdraftSecurityClass": "pilot",
+        "UpdraftCredentialId": "lab-vo.main.token1",
+    }
+    assert {attr: classad_value(submit, attr) for attr in expected} == expected
+    assert submit.get("periodic_remove") == (
+        f"JobStatus == 2 && time() - EnteredCurrentStatus > {entry.max_walltime_seconds}")
+    assert classad2.ExprTree(submit.get("periodic_remove")) is not None
+
+
+def test_every_grid_type_and_batch_system_has_a_case() -> None:
+    entries = [FACTORY.entries[name] for name, _ in CASES.values()]
+    assert {e.grid_type for e in entries} == {"condor", "arc", "batch", "ec2", "gce"}
+    assert {e.batch_system for e in entries if e.grid_type == "batch"} == {"slurm", "pbs", "lsf", "sge", "condor"}
+    assert any(e.ssh_host for e in entries)
+
+
+# --------------------------------------------------------------------------
+# What each grid type gets
+# --------------------------------------------------------------------------
+
+
+def test_condor_entry_runs_a_vanilla_job_at_the_ce_with_the_entry_resources() -> None:
+    _, d = render_case("condor")
+    assert d["grid_resource"] == "condor ce@site1.lab 127.0.0.1:29620"
+    assert (d["+remote_jobuniverse"], d["+remote_RequestCpus"], d["+remote_RequestMemory"]) == ("5", "4", "8000")
+    assert d["scitokens_file"] == "/var/lib/updraft/factory/creds/lab-vo.main.token1"
+    assert d["output"] == "/var/lib/updraft/factory/entries/site1/lab-vo/pilot.$(Cluster).$(Process).out"
+    assert d["log"] == "/var/lib/updraft/factory/entries/site1/lab-vo/pilots.log"
+    assert d["transfer_executable"] == "true"
+
+
+def test_unset_memory_leaves_no_memory_request() -> None:
+    _, d = render_case("condor_defaults")
+    assert "+remote_RequestMemory" not in d and d["+remote_RequestCpus"] == "1"
+
+
+def test_batch_grid_resource_names_the_batch_system_and_the_ssh_login() -> None:
+    assert render_case("batch_pbs")[1]["grid_resource"] == "batch pbs"
+    _, d = render_case("batch_slurm_ssh")
+    assert d["grid_resource"] == "batch slurm pilots@login.hpc.example.org"
+    assert (d["batch_queue"], d["request_cpus"], d["request_memory"], d["batch_runtime"]) == (
+        "debug@cluster1", "16", "32000", "172800")
+    assert "batch_queue" not in render_case("batch_sge")[1]
+
+
+def test_pilot_identity_is_in_the_environment_with_the_job_id_macro() -> None:
+    _, d = render_case("condor")
+    assert d["environment"] == (
+        '"UPDRAFT_FACTORY=lab-factory UPDRAFT_ENTRY=site1 UPDRAFT_FRONTEND=lab-vo UPDRAFT_GROUP=main '
+        "UPDRAFT_SECURITY_CLASS=pilot UPDRAFT_CREDENTIAL_ID=lab-vo.main.token1 UPDRAFT_JOB_ID=$(Cluster).$(Process) "
+        "GLIDEIN_Site='Site 1' GLIDEIN_Debug=true GLIDEIN_MaxMemMBs=8000\"")
+    assert htcondor2.Submit(d).expand("environment").count("UPDRAFT_JOB_ID=1.0") == 1
+
+
+def test_ec2_user_data_carries_the_identity_as_a_query_string_and_credentials_as_paths() -> None:
+    _, d = render_case("ec2")
+    assert (d["ec2_ami_id"], d["ec2_instance_type"], d["ec2_keypair"], d["ec2_availability_zone"]) == (
+        "ami-0abc1234", "m5.xlarge", "updraft-ops", "us-east-1b")
+    assert (d["ec2_access_key_id"], d["ec2_secret_access_key"]) == (
+        "/etc/updraft/ec2/access.key", "/etc/updraft/ec2/secret.key")
+    data = dict(parse_qsl(d["ec2_user_data"]))
+    assert data["UPDRAFT_ENTRY"] == "aws" and data["UPDRAFT_JOB_ID"] == "$(Cluster).$(Process)"
+    assert (data["GLIDEIN_Site"], data["GLIDEIN_Spot"]) == ("AWS us-east-1", "false")
+    assert (d["should_transfer_files"], d["transfer_executable"]) == ("NO", "false")
+    assert "output" not in d and "arguments" not in d
+
+
+def test_gce_metadata_is_comma_separated_pairs_with_encoded_values() -> None:
+    _, d = render_case("gce")
+    assert (d["gce_image"], d["gce_machine_type"], d["gce_auth_file"]) == (
+        "updraft-pilot-image", "n2-standard-4", "/etc/updraft/gce/auth.json")
+    pairs = dict(item.split("=", 1) for item in d["gce_metadata"].split(","))
+    assert unquote(pairs["GLIDEIN_Site"]) == "GCE, central"
+    assert pairs["UPDRAFT_FRONTEND"] == "lab-vo"
+
+
+def test_arc_gets_runtime_environments_resources_and_queue() -> None:
+    _, d = render_case("arc")
+    assert d["arc_rte"] == "ENV/PROXY USE_DELEGATION_DB,ENV/GLITE"
+    assert d["arc_resources"] == "<NetworkInfo>gigabitethernet</NetworkInfo>"
+    assert (d["request_cpus"], d["request_memory"], d["batch_queue"]) == ("8", "16000", "grid")
+    assert d["x509userproxy"] == "/var/lib/updraft/factory/creds/lab-vo.main.proxy"
+
+
+def test_shipped_config_entries_render() -> None:
+    config = load_factory_config(REPO / "etc" / "factory.yaml", on_warning=lambda _: None).config
+    assert config.entries
+    for name, entry in config.entries.items():
+        description = render_submit(config, name, entry, pilot_for(name, **TOKEN))
+        assert description["grid_resource"] == entry.grid_resource
+        htcondor2.Submit(description)
+
+
+# --------------------------------------------------------------------------
+# Templates: a missing variable is an error
+# --------------------------------------------------------------------------
+
+
+def test_a_missing_template_variable_raises_instead_of_rendering_empty() -> None:
+    env = submit_templates()
+    with pytest.raises(jinja2.UndefinedError, match="nowhere"):
+        env.from_string("grid_resource = {{ nowhere }}\n").render()
+    with pytest.raises(jinja2.UndefinedError):
+        env.from_string("x = {{ entry.cloud.image }}\n").render(entry=FACTORY.entries["site1"])
+
+
+@pytest.mark.parametrize("grid_type", ["condor", "arc", "batch", "ec2", "gce"])
+def test_every_template_refuses_an_incomplete_context(grid_type: str) -> None:
+    with pytest.raises(jinja2.UndefinedError):
+        submit_templates().get_template(f"{grid_type}.sub.j2").render(template_name="t")
+
+
+def test_a_value_that_is_not_text_or_a_number_is_refused() -> None:
+    with pytest.raises(RenderError, match="NoneType"):
+        submit_templates().from_string("x = {{ value }}\n").render(value=None)
+
+
+# --------------------------------------------------------------------------
+# Quoting: no value leaves its quotes or becomes another command
+# --------------------------------------------------------------------------
+
+
+def test_double_quotes_and_backslashes_stay_inside_classad_strings() -> None:
+    pilot = pilot_for("site2", frontend='vo "one" \\ two', group='g"', **TOKEN)
+    description = render_submit(FACTORY, "site2", FACTORY.entries["site2"], pilot)
+    assert description["+UpdraftFrontend"] == r'"vo \"one\" \\ two"'
+    submit = htcondor2.Submit(description)
+    assert classad_value(submit, "UpdraftFrontend") == 'vo "one" \\ two'
+    assert classad_value(submit, "UpdraftGroup") == 'g"'
+    assert "UPDRAFT_FRONTEND='vo \"\"one\"\" \\ two'" in description["environment"]
+
+
+def test_dollar_signs_cannot_expand_submit_macros() -> None:
+    pilot = pilot_for("site2", credential_id="a$(HOME)b$$(Memory)", **TOKEN)
+    description = render_submit(FACTORY, "site2", FACTORY.entries["site2"], pilot)
+    assert classad_value(htcondor2.Submit(description), "UpdraftCredentialId") == "a$(HOME)b$$(Memory)"
+    assert "UPDRAFT_CREDENTIAL_ID=a$(DOLLAR)(HOME)b$$(Memory)" in description["environment"]
+
+
+@pytest.mark.parametrize("dollars", range(1, 6))
+@pytest.mark.parametrize("after", ["", "(x)", "ENV(HOME)", "RANDOM_INTEGER(1,5)", "(DOLLAR)", " x"])
+def test_any_run_of_dollars_reads_back_as_written(dollars: int, after: str) -> None:
+    value = f"a{'$' * dollars}{after}"
+    if dollars % 2 and after == "(DOLLAR)":  # HTCondor would expand it whatever we write
+        with pytest.raises(RenderError, match="a literal '[$][(]DOLLAR[)]' cannot be written"):
+            classad_literal(value)
+        return
+    description = {"executable": "/bin/true", "+A": classad_literal(value)}
+    assert classad_value(htcondor2.Submit(description), "A") == value
+
+
+@pytest.mark.parametrize("field, value", [
+    ("frontend", "vo\nuniverse = vanilla"), ("group", "main\r"), ("credential_id", "c\u2028d"),
+    ("work_dir", Path("/var/lib/x\ny")),
+])
+def test_a_line_break_in_a_pilot_value_is_refused_naming_the_field(field: str, value: object) -> None:
+    pilot = dataclasses.replace(PILOT, **TOKEN, **{field: value})
+    with pytest.raises(RenderError, match=rf"^pilot\.{field}: contains a line break"):
+        render_submit(FACTORY, "site2", FACTORY.entries["site2"], pilot)
+
+
+def test_a_line_break_in_an_argument_names_its_position() -> None:
+    pilot = pilot_for("site2", arguments=("-v", "two\nlines"), **TOKEN)
+    with pytest.raises(RenderError, match=r"^pilot\.arguments\[1\]: contains a line break"):
+        render_submit(FACTORY, "site2", FACTORY.entries["site2"], pilot)
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"resource": "ce@x h:1\nuniverse = vanilla"}, "resource"),
+    ({"pilot_attributes": {"GLIDEIN_Site": "a\nb"}}, "pilot_attributes.GLIDEIN_Site"),
+])
+def test_a_line_break_in_an_entry_value_is_a_config_error_naming_the_key(changes: dict, field: str) -> None:
+    entry = Entry.model_validate({"grid_type": "condor", "resource": "ce@x h:1", **changes})
+    with pytest.raises(ConfigError, match=rf"^entries\.site9\.{field}: contains a line break"):
+        render_submit(FACTORY, "site9", entry, pilot_for("site9", **TOKEN))
+
+
+def test_published_attributes_may_hold_line_breaks_they_never_reach_the_description() -> None:
+    entry = Entry.model_validate({"grid_type": "condor", "resource": "ce@x h:1", "attributes": {"Note": "a\nb"}})
+    assert render_submit(FACTORY, "site9", entry, pilot_for("site9", **TOKEN))["grid_resource"] == "condor ce@x h:1"
+
+
+def test_arguments_use_the_new_syntax_and_keep_each_argument_whole() -> None:
+    assert arguments_value(["-v", "two words", "it's", 'say "hi"', ""]) == (
+        '"-v \'two words\' \'it\'\'s\' \'say ""hi""\' \'\'"')
+    assert arguments_value([]) == '""'
+    pilot = pilot_for("hpc-slurm", arguments=("-v", "two words"))
+    assert render_submit(FACTORY, "hpc-slurm", FACTORY.entries["hpc-slurm"], pilot)["arguments"] == (
+        "\"-v 'two words'\"")
+
+
+# --------------------------------------------------------------------------
+# The pilot spec
+# --------------------------------------------------------------------------
+
+
+def test_relative_paths_are_refused() -> None:
+    with pytest.raises(RenderError, match=r"^pilot\.work_dir: expected an absolute path"):
+        render_submit(FACTORY, "site2", FACTORY.entries["site2"], dataclasses.replace(PILOT, work_dir=Path("logs")))
+
+
+def test_empty_identity_is_refused() -> None:
+    with pytest.raises(RenderError, match=r"^pilot\.group: must not be empty"):
+        render_submit(FACTORY, "site2", FACTORY.entries["site2"], pilot_for("site2", group="", **TOKEN))
+
+
+def test_credentials_only_go_where_a_ce_uses_them() -> None:
+    with pytest.raises(RenderError, match="batch entries do not use them"):
+        render_submit(FACTORY, "hpc-slurm", FACTORY.entries["hpc-slurm"], pilot_for("hpc-slurm", **PROXY))
+    with pytest.raises(RenderError, match="an arc CE needs one of them"):
+        render_submit(FACTORY, "nordic", FACTORY.entries["nordic"], pilot_for("nordic"))
+
+
+# --------------------------------------------------------------------------
+# The parser
+# --------------------------------------------------------------------------
+
+
+def test_parser_skips_comments_and_blank_lines_and_keeps_plus_attributes() -> None:
+    text = "# header\n\nuniverse = grid\n  +Foo = \"a = b\"\nperiodic_remove = x == 2\n"
+    assert parse_submit(text) == {"universe": "grid", "+Foo": '"a = b"', "periodic_remove": "x == 2"}
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("universe = grid\nqueue\n", "line 2: expected 'key = value'"),
+    ("bad key = 1\n", "line 1: expected 'key = value'"),
+    ("Universe = grid\nuniverse = vanilla\n", r"line 2: universe is set twice \(first on line 1\)"),
+])
+def test_parser_refuses_what_is_not_one_command_per_line(text: str, problem: str) -> None:
+    with pytest.raises(RenderError, match=problem):
+        parse_submit(text)
+
+
+# --------------------------------------------------------------------------
+# Config: settings must fit the entry's grid type
+# --------------------------------------------------------------------------
+
+
+def factory_problem(tree, entry_yaml: str) -> str:
+    main = tree.factory(("50-entry.yaml", f"entries:\n  x:\n{entry_yaml}"))
+    with pytest.raises(ConfigError) as caught:
+        load_factory_config(main)
+    return str(caught.value)
+
+
+def test_batch_entry_without_batch_system_is_a_clear_config_error(tree) -> None:
+    message = factory_problem(tree, "    grid_type: batch\n    resource: hpc\n")
+    assert "entries.x.batch_system: required for batch entries: one of slurm, pbs, lsf, sge, condor" in message
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("batch_system: slurm", "entries.x.batch_system: only for batch entries, not condor"),
+    ("ssh_host: u@h", "entries.x.ssh_host: only for batch entries, not condor"),
+    ("batch_queue: q", "entries.x.batch_queue: only for batch and arc entries, not condor"),
+    ("arc_rte: ENV/PROXY", "entries.x.arc_rte: only for arc entries, not condor"),
+    ("cloud: {image: i, instance_type: t}", "entries.x.cloud: only for ec2 and gce entries, not condor"),
+    ("pilot_attributes: {UPDRAFT_ENTRY: forged}",
+     "entries.x.pilot_attributes: UPDRAFT_ENTRY: names starting with UPDRAFT_ are reserved"),
+])
+def test_settings_of_another_grid_type_are_refused(tree, setting: str, message: str) -> None:
+    assert message in factory_problem(tree, f"    grid_type: condor\n    resource: ce h:1\n    {setting}\n")
+
+
+def test_ssh_host_must_be_a_login(tree) -> None:
+    entry = "    grid_type: batch\n    resource: r\n    batch_system: pbs\n    ssh_host: host\n"
+    message = factory_problem(tree, entry)
+    assert "entries.x.ssh_host: expected user@host" in message
+
+
+@pytest.mark.parametrize("grid_type, cloud, message", [
+    ("gce", "{image: i, instance_type: t, key_name: k}", "key_name not used by gce entries"),
+    ("ec2", "{image: i, instance_type: t, auth_file: /a}", "auth_file not used by ec2 entries"),
+    ("ec2", "{image: i, instance_type: t, access_key_file: /a}", "access_key_file and secret_key_file go together"),
+    ("ec2", "{image: i, instance_type: t, access_key_file: a, secret_key_file: /b}", "expected an absolute path"),
+])
+def test_cloud_settings_must_fit_the_provider(tree, grid_type: str, cloud: str, message: str) -> None:
+    assert message in factory_problem(tree, f"    grid_type: {grid_type}\n    resource: r\n    cloud: {cloud}\n")
+
+
+def test_entry_model_errors_are_pydantic_validation_errors() -> None:
+    with pytest.raises(pydantic.ValidationError, match="required for batch entries"):
+        Entry.model_validate({"grid_type": "batch", "resource": "hpc"})
+
+
+@pytest.mark.parametrize("grid_type", ["ec2", "gce"])
+def test_cloud_entry_without_cloud_settings_cannot_be_rendered(grid_type: str) -> None:
+    entry = Entry.model_validate({"grid_type": grid_type, "resource": "https://x p z"})
+    with pytest.raises(ConfigError, match=rf"^entries\.vm\.cloud: required for {grid_type} entries"):
+        check_entry("vm", entry)
+    with pytest.raises(ConfigError):
+        render_submit(FACTORY, "vm", entry, pilot_for("vm"))
+
+
+@pytest.mark.parametrize("grid_type, resource, expected", [
+    ("ec2", "https://ec2.example/ extra", "an ec2 resource is the service URL alone"),
+    ("gce", "https://www.googleapis.com/compute/v1 project-only", "a gce resource is '<service URL> <project> <zone>'"),
+])
+def test_cloud_resource_must_have_the_shape_htcondor_expects(grid_type: str, resource: str, expected: str) -> None:
+    entry = Entry.model_validate({"grid_type": grid_type, "resource": resource,
+                                  "cloud": {"image": "i", "instance_type": "t"}})
+    with pytest.raises(ConfigError, match=rf"^entries\.vm\.resource: {expected}"):
+        check_entry("vm", entry)
+
+
+@pytest.mark.parametrize("cpus, expected", [(4, 4), ("auto", 1), (0, 1), (True, 1)])
+def test_cpus_per_pilot_comes_from_glidein_cpus(cpus: object, expected: int) -> None:
+    entry = Entry.model_validate({"grid_type": "condor", "resource": "r", "attributes": {"GLIDEIN_CPUS": cpus}})
+    assert entry.cpus_per_pilot == expected
+
+
+def test_new_entry_settings_have_defaults_and_serialise(tree) -> None:
+    entry = load_factory_config(tree.factory()).config.entries["site1"]
+    assert (entry.max_walltime_seconds, entry.memory_mb, dict(entry.pilot_attributes)) == (86400, None, {})
+    assert (entry.batch_system, entry.ssh_host, entry.batch_queue, entry.cloud) == (None, None, None, None)
+    dumped = FACTORY.model_dump(mode="json")
+    assert FactoryConfig.model_validate_json(FACTORY.model_dump_json()) == FACTORY
+    assert dumped["entries"]["aws"]["cloud"]["access_key_file"] == "/etc/updraft/ec2/access.key"

@@ -259,7 +259,7 @@ class _Screened:
     rejected: list[Rejection] = field(default_factory=list)
 
 
-def screen(requests: Iterable[Request], policies: Mapping[str, EntryPolicy]) -> _Screened:
+def _screen(requests: Iterable[Request], policies: Mapping[str, EntryPolicy]) -> _Screened:
     """Accept or reject every request, in sorted order."""
     screened = _Screened()
     for request in sorted(requests, key=_request_order):
@@ -696,7 +696,7 @@ def decide(requests: Iterable[Request], pilots: Iterable[Pilot], policies: Mappi
     `policies` maps entry names to their policy; pilots of an entry with no
     policy are only counted (`FactoryPlan.unmanaged`), never acted on.
     """
-    screened = screen(requests, policies)
+    screened = _screen(requests, policies)
     queue = _bucket(pilots)
     refused = _refused_by_entry(screened.rejected)
     decisions: list[EntryDecision] = []

@@ -70,6 +70,8 @@ class Pilot:
     """NumHolds: times it has been held, the current hold included (so releases so far = num_holds - 1)."""
     last_hold_time: float | None = None
     """Epoch seconds of the current hold; None falls back to `entered_state`."""
+    member: str | None = None
+    """For an entry set: the member CE this pilot went to (UpdraftMember)."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -133,13 +135,17 @@ class Request:
         return self.frontend, self.group
 
     @classmethod
-    def from_published(cls, ad: PublishedRequest, security_class: str) -> Request:
-        """The protocol's request plus the security class its credential maps to."""
+    def from_published(cls, ad: PublishedRequest, security_class: str | None = None) -> Request:
+        """The protocol's request; `security_class`, if given, replaces the one the ad names.
+
+        The override is for a factory that derives the class from something
+        it trusts more than the ad's text (e.g. the credential it holds).
+        """
         return cls(
             entry=ad.entry,
             frontend=ad.frontend,
             group=ad.group,
-            security_class=security_class,
+            security_class=ad.security_class if security_class is None else security_class,
             identity=ad.identity,
             idle=ad.idle,
             max_pilots=ad.max_pilots,

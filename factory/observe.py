@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 PILOT_PROJECTION = (
     "ClusterId", "ProcId", "JobStatus", "QDate", "EnteredCurrentStatus", "GridJobId", "GridJobStatus",
     "TransferringInput", "TransferringOutput", "HoldReasonCode", "HoldReasonSubCode", "NumHolds",
-    "UpdraftEntry", "UpdraftFrontend", "UpdraftGroup", "UpdraftSecurityClass", "UpdraftCredentialId",
+    "UpdraftEntry", "UpdraftFrontend", "UpdraftGroup", "UpdraftSecurityClass", "UpdraftCredentialId", "UpdraftMember",
 )
 _STAGING_WORDS = ("TRANSFER", "STAGE")
 
@@ -78,6 +78,7 @@ def parse_pilot(ad: Ad) -> Pilot | None:
         hold_subcode=int(ad["HoldReasonSubCode"]) if _number(ad.get("HoldReasonSubCode")) is not None else None,
         num_holds=int(_number(ad.get("NumHolds")) or 0),
         last_hold_time=entered if state is PilotState.HELD else None,
+        member=ad["UpdraftMember"] if isinstance(ad.get("UpdraftMember"), str) else None,
     )
 
 

@@ -180,8 +180,9 @@ def test_a_rejected_request_still_lets_its_pilots_be_cleaned_up() -> None:
     assert any("request rejected: authenticated as 'mallory@evil'" in n for n in decision.notes)
 
 
-def test_request_from_published_ad_adds_the_security_class() -> None:
-    ad = PublishedRequest("fe1", "g1", "factory", "e1", 4, 9, "idle", 2, "fe1@lab")
+def test_request_from_published_ad_keeps_or_replaces_its_security_class() -> None:
+    ad = PublishedRequest("fe1", "g1", "factory", "e1", 4, 9, "idle", 2, "fe1@lab", security_class="sc1b")
+    assert Request.from_published(ad) == request(4, 9, "idle", 2, security_class="sc1b")
     assert Request.from_published(ad, "sc1") == request(4, 9, "idle", 2)
 
 
@@ -691,7 +692,8 @@ def _check_reasons(plan: FactoryPlan, reqs: list[Request], queue: list[Pilot], p
                         found.state is R and req.remove == "all" and req.idle == 0)
                 else:
                     assert verdict is not None and (verdict.action, verdict.reason) == ("remove", action.reason)
-        assert all(pilot_verdict(by_id[job], NOW, pol).action == "release" for job in d.released)  # type: ignore[union-attr]
+        verdicts = [pilot_verdict(by_id[job], NOW, pol) for job in d.released]
+        assert all(verdict is not None and verdict.action == "release" for verdict in verdicts)
         if req is not None:
             asked = sum(len(a.job_ids) for a in d.actions if isinstance(a, Remove)
                         and a.reason in ("excess idle", "remove all"))

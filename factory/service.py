@@ -1,0 +1,254 @@
+"""The factory loop: observe -> advertise -> decide -> act -> report, every cycle.
+
+`plan_cycle` observes and decides without touching the queue (for `plan`
+and `status`); `run_cycle` also acts. `FactoryService` repeats it and owns
+the process's signals: SIGTERM stops after the current cycle, SIGHUP
+re-reads the configuration and keeps the old one when the new one is bad.
+Nothing about pilots is kept in memory between cycles: the queue is the
+state, so a restart or `kill -9` loses nothing and submits nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import classad2
+
+from updraft import protocol
+from updraft.condor import Collector, Schedd, use_client_config
+from updraft.errors import CondorError, ConfigError
+from updraft.factory import downtime
+from updraft.factory.act import ActResult, release_pilots, remove_pilots, submit_pilots
+from updraft.factory.advertise import entry_ads, factory_ad
+from updraft.factory.config import FactoryConfig, load_factory_config
+from updraft.factory.decide import decide
+from updraft.factory.model import FactoryPlan, Pilot, PilotState, Release, Remove, Request, Submit
+from updraft.factory.observe import FactoryView, observe
+from updraft.factory.policy import advertised_entries, choose_members, entry_policies, frontend_in_downtime, member_entry
+from updraft.factory.render import PilotSpec, render_submit
+
+log = logging.getLogger(__name__)
+
+
+def downtimes_path(config: FactoryConfig) -> Path:
+    return config.work_dir / "downtimes.json"
+
+
+def pid_path(config: FactoryConfig) -> Path:
+    return config.work_dir / "factory.pid"
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    plan: FactoryPlan | None
+    """None when the queue could not be read: nothing was decided."""
+    view: FactoryView
+    submitted: int = 0
+    removed: int = 0
+    released: int = 0
+    problems: tuple[str, ...] = field(default=())
+
+
+def accepted_requests(view: FactoryView, config: FactoryConfig, downtimes: list[downtime.Downtime], now: float) -> list[Request]:
+    """Requests as the decision sees them; a frontend in its own downtime asks for nothing."""
+    return [
+        Request.from_published(r, r.security_class)
+        for r in view.requests
+        if not frontend_in_downtime(downtimes, r.entry, r.frontend, now)
+    ]
+
+
+def pilot_totals(pilots: tuple[Pilot, ...] | None) -> dict[str, int]:
+    """Live pilots by state, for the factory's global ad and its status."""
+    counts = Counter(p.state for p in pilots or ())
+    idle = sum(counts[s] for s in (PilotState.WAITING, PilotState.PENDING, PilotState.STAGING))
+    return {"idle": idle, "running": counts[PilotState.RUNNING], "held": counts[PilotState.HELD]}
+
+
+def plan_cycle(config: FactoryConfig, now: float) -> tuple[FactoryView, FactoryPlan | None, list[downtime.Downtime]]:
+    """Observe and decide; no queue is touched and no ad is sent."""
+    downtimes = downtime.load(downtimes_path(config))
+    view = observe(config)
+    if view.pilots is None:
+        return view, None, downtimes
+    requests = accepted_requests(view, config, downtimes, now)
+    return view, decide(requests, view.pilots, entry_policies(config, downtimes, now), now), downtimes
+
+
+def advertise(config: FactoryConfig, downtimes: list[downtime.Downtime], pilots: tuple[Pilot, ...] | None, now: float) -> str | None:
+    """Entry ads and the global factory ad; a refusal is this cycle's problem, not a crash."""
+    in_downtime = {name for name in advertised_entries(config) if downtime.active(downtimes, name, None, now)}
+    ads = [*entry_ads(config, in_downtime), factory_ad(config, pilot_totals(pilots))]
+    try:
+        Collector(config.wms_collector, timeout=config.query_timeout_seconds).advertise(ads)
+    except CondorError as err:
+        log.error("entries not advertised this cycle: %s", err)
+        return str(err)
+    return None
+
+
+def run_cycle(config: FactoryConfig, cycle: int, now: float) -> CycleResult:
+    view, plan, downtimes = plan_cycle(config, now)
+    problems = list(view.problems)
+    trouble = advertise(config, downtimes, view.pilots, now)
+    if trouble:
+        problems.append(trouble)
+    if plan is None:
+        log.error("pilot queue unreadable: nothing submitted or removed this cycle")
+        return CycleResult(None, view, problems=tuple(problems))
+    log_rejections(plan)
+    results = act(config, plan, view.pilots or (), cycle)
+    problems.extend(e for r in results for e in r.errors)
+    return CycleResult(
+        plan, view,
+        submitted=sum(r.submitted for r in results),
+        removed=sum(r.removed for r in results),
+        released=sum(r.released for r in results),
+        problems=tuple(problems),
+    )
+
+
+def log_rejections(plan: FactoryPlan) -> None:
+    """Once per cycle and request: who was refused and why."""
+    for rejection in plan.rejected:
+        r = rejection.request
+        log.warning("request refused: %s.%s for %s: %s", r.frontend, r.group, r.entry, rejection.reason)
+
+
+def act(config: FactoryConfig, plan: FactoryPlan, pilots: tuple[Pilot, ...], cycle: int) -> list[ActResult]:
+    if not plan.actions:
+        return []
+    try:
+        schedd = Collector(config.wms_collector, timeout=config.query_timeout_seconds).schedd(config.schedd)
+    except CondorError as err:
+        return [ActResult(errors=(str(err),))]
+    idle = _idle_by_member(pilots)
+    results = []
+    for action in plan.actions:
+        if isinstance(action, Submit):
+            results.extend(_submit(config, schedd, action, idle, cycle))
+        elif isinstance(action, Remove):
+            results.append(remove_pilots(schedd, action.job_ids, f"Updraft factory: {action.reason}"))
+        elif isinstance(action, Release):
+            results.append(release_pilots(schedd, action.job_ids))
+    return results
+
+
+def _idle_by_member(pilots: tuple[Pilot, ...]) -> Counter[str]:
+    return Counter(p.member or p.entry for p in pilots if p.state in (PilotState.WAITING, PilotState.PENDING, PilotState.STAGING))
+
+
+def _submit(config: FactoryConfig, schedd: Schedd, action: Submit, idle: Counter[str], cycle: int) -> list[ActResult]:
+    """One advertised entry may be a set of CEs: spread the pilots, then submit per member."""
+    advertised = advertised_entries(config)[action.entry]
+    members = advertised.members or (action.entry,)
+    shares = choose_members(action.count, members, {m: idle[m] for m in members},
+                            config.entry_sets[action.entry].policy if advertised.is_set else "least_idle", start=cycle)
+    results = []
+    for member, count in shares.items():
+        if count:
+            description = _description(config, action, member)
+            results.append(submit_pilots(schedd, description, count, _cluster_size(action)))
+    return results
+
+
+def _cluster_size(action: Submit) -> int:
+    return max(action.clusters) if action.clusters else 1
+
+
+def _description(config: FactoryConfig, action: Submit, member: str) -> dict[str, str]:
+    spec = PilotSpec(
+        frontend=action.frontend,
+        group=action.group,
+        security_class=action.security_class,
+        credential_id=f"{action.frontend}.{action.group}",
+        executable=config.pilot.executable,
+        work_dir=_log_dir(config, action.entry, action.frontend),
+        arguments=tuple(config.pilot.arguments.split()),
+    )
+    description = render_submit(config, action.entry, member_entry(config, action.entry, member), spec)
+    description["+UpdraftMember"] = classad2.quote(member)
+    return description
+
+
+def _log_dir(config: FactoryConfig, entry: str, frontend: str) -> Path:
+    """Pilot logs per entry and frontend. A factory running as root submits as a
+    token identity that is not root, so the pilot owner must be able to write here."""
+    path = config.work_dir / "entries" / entry / frontend
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        path.chmod(0o1777)
+    return path
+
+
+def prepare(config: FactoryConfig) -> None:
+    if config.condor_config is not None:
+        use_client_config(config.condor_config)
+
+
+def withdraw(config: FactoryConfig) -> None:
+    """On clean shutdown: our entries disappear, so no frontend keeps asking for them."""
+    wms = Collector(config.wms_collector, timeout=config.query_timeout_seconds)
+    try:
+        wms.invalidate(protocol.ENTRY_TYPE, f"{protocol.E_FACTORY} == {classad2.quote(config.name)}")
+        wms.invalidate("UpdraftFactory", f"Name == {classad2.quote(config.name)}")
+    except CondorError as err:
+        log.error("entries not withdrawn (they expire on their own): %s", err)
+
+
+class FactoryService:
+    """Runs cycles until SIGTERM; SIGHUP reloads the configuration."""
+
+    def __init__(self, config_path: Path, config: FactoryConfig) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.stopping = threading.Event()
+        self.reload_wanted = threading.Event()
+        self.cycle = 0
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGHUP, lambda *_: (self.reload_wanted.set(), self.stopping.set()))
+
+    def run(self, max_cycles: int | None = None) -> None:
+        self.config.work_dir.mkdir(parents=True, exist_ok=True)
+        pid_path(self.config).write_text(f"{os.getpid()}\n")
+        try:
+            while max_cycles is None or self.cycle < max_cycles:
+                self.cycle += 1
+                result = run_cycle(self.config, self.cycle, time.time())
+                log.info("cycle %d: submitted %d, removed %d, released %d, %d problems", self.cycle,
+                         result.submitted, result.removed, result.released, len(result.problems))
+                if self._wait_for_next_cycle():
+                    break
+        finally:
+            withdraw(self.config)
+            pid_path(self.config).unlink(missing_ok=True)
+
+    def _wait_for_next_cycle(self) -> bool:
+        """Sleep a cycle; True when it is time to stop."""
+        if not self.stopping.wait(self.config.cycle_seconds):
+            return False
+        if not self.reload_wanted.is_set():
+            return True
+        self.reload_wanted.clear()
+        self.stopping.clear()
+        self.reload()
+        return False
+
+    def reload(self) -> None:
+        try:
+            self.config = load_factory_config(self.config_path).config
+        except ConfigError as err:
+            log.error("reload refused, keeping the running configuration: %s", err)
+            return
+        prepare(self.config)
+        log.warning("configuration reloaded from %s", self.config_path)

@@ -1,42 +1,100 @@
-"""The factory's entry ads, as frontends read them (schema in docs/protocol.md).
+"""The factory's ads, as frontends and monitoring read them (schema in docs/protocol.md).
 
-Pure: the ads come from the configuration alone, so what a factory
-advertises can be checked without a collector.
+One entry ad per advertised entry (a standalone entry, or an entry set
+standing for its members, see `updraft.factory.policy`), plus one factory
+ad with the factory's totals. Pure: the ads come from the configuration
+and the numbers the caller passes, so what a factory advertises can be
+checked without a collector.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from updraft import protocol
-from updraft.factory.config import Entry, FactoryConfig
+from updraft.factory.config import FactoryConfig
+from updraft.factory.policy import AdvertisedEntry, advertised_entries
+
+FACTORY_TYPE = "UpdraftFactory"
+"""MyType of the one global ad a factory publishes about itself."""
+F_ENTRIES = "UpdraftEntries"
+F_PILOTS_PREFIX = "UpdraftPilots"
+"""Followed by the state in CamelCase: ``UpdraftPilotsIdle``, ``UpdraftPilotsStaleIdle`` ..."""
+LIFETIME_CYCLES = 3
+"""Ads outlive three cycles, so a factory that dies without withdrawing them is forgotten soon."""
+
+_STATE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 
 
-def entry_ad(factory: FactoryConfig, name: str, entry: Entry) -> dict[str, Any]:
-    """One entry: its published attributes, then the protocol's own (which win)."""
+def entry_ad(factory: FactoryConfig, entry: AdvertisedEntry, in_downtime: bool = False) -> dict[str, Any]:
+    """One advertised entry: its published attributes, then the protocol's own (which win).
+
+    `in_downtime` adds what the config's flag cannot know: a stored
+    downtime active now (or, for a set, every member down).
+    """
     return {
         **entry.attributes,
         "MyType": protocol.ENTRY_TYPE,
-        "Name": protocol.entry_ad_name(name, factory.name),
+        "Name": protocol.entry_ad_name(entry.name, factory.name),
         "UpdraftSchema": protocol.SCHEMA,
-        "ClassAdLifetime": 3 * factory.cycle_seconds,
+        "ClassAdLifetime": LIFETIME_CYCLES * factory.cycle_seconds,
         protocol.E_FACTORY: factory.name,
-        protocol.E_ENTRY: name,
+        protocol.E_ENTRY: entry.name,
         protocol.E_GRID_TYPE: entry.grid_type,
-        protocol.E_CPUS: _cpus_per_pilot(entry),
+        protocol.E_CPUS: entry.cpus_per_pilot,
         protocol.E_MAX_PILOTS: entry.limits.max_pilots,
         protocol.E_MAX_IDLE: entry.limits.max_idle,
         protocol.E_MAX_HELD: entry.limits.max_held,
-        protocol.E_DOWNTIME: entry.downtime,
+        protocol.E_DOWNTIME: entry.downtime or in_downtime,
     }
 
 
-def entry_ads(factory: FactoryConfig) -> list[dict[str, Any]]:
-    """Ads for every enabled entry; a disabled entry is not advertised at all."""
-    return [entry_ad(factory, name, entry) for name, entry in sorted(factory.entries.items()) if entry.enabled]
+def entry_ads(factory: FactoryConfig, downtimes: Collection[str] = frozenset()) -> list[dict[str, Any]]:
+    """Ads for every advertised entry, by name: enabled standalone entries and enabled entry sets.
+
+    Disabled entries and the members of sets are not advertised at all.
+    `downtimes` names the advertised entries in a stored downtime now
+    (`updraft.factory.policy.entries_in_downtime`); they advertise
+    ``UpdraftInDowntime = true`` like an entry whose config says so.
+    Raises TypeError if given anything but names (e.g. the `Downtime`
+    records themselves), which would otherwise advertise no downtime at all.
+    """
+    strays = [name for name in downtimes if not isinstance(name, str)]
+    if strays:
+        raise TypeError(f"entry_ads takes the names of entries in downtime (see entries_in_downtime), got {strays[0]!r}")
+    return [entry_ad(factory, entry, name in downtimes) for name, entry in advertised_entries(factory).items()]
 
 
-def _cpus_per_pilot(entry: Entry) -> int:
-    """GLIDEIN_CPUS when it is a number; anything else (e.g. "auto") advertises 1, the safe minimum."""
-    cpus = entry.attributes.get(protocol.E_CPUS, 1)
-    return cpus if isinstance(cpus, int) and not isinstance(cpus, bool) and cpus > 0 else 1
+def factory_ad(factory: FactoryConfig, totals: Mapping[str, int]) -> dict[str, Any]:
+    """The factory's one global ad: who it is, how many entries it advertises, its pilots by state.
+
+    `totals` maps snake_case states to counts, e.g. ``{"idle": 3,
+    "stale_idle": 1}`` becomes ``UpdraftPilotsIdle = 3`` and
+    ``UpdraftPilotsStaleIdle = 1``. Raises ValueError for a state that is
+    not snake_case or a count that is not an int, since either would
+    publish an attribute nobody can query by its documented name.
+    """
+    return {
+        "MyType": FACTORY_TYPE,
+        "Name": factory.name,
+        "UpdraftSchema": protocol.SCHEMA,
+        "ClassAdLifetime": LIFETIME_CYCLES * factory.cycle_seconds,
+        protocol.E_FACTORY: factory.name,
+        F_ENTRIES: len(advertised_entries(factory)),
+        **{pilots_attribute(state): _count(state, value) for state, value in sorted(totals.items())},
+    }
+
+
+def pilots_attribute(state: str) -> str:
+    """``stale_idle`` -> ``UpdraftPilotsStaleIdle``."""
+    if not _STATE.fullmatch(state):
+        raise ValueError(f"pilot state {state!r} is not a snake_case name")
+    return F_PILOTS_PREFIX + "".join(word.capitalize() for word in state.split("_"))
+
+
+def _count(state: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"pilot total for {state!r} must be an int, got {value!r}")
+    return value

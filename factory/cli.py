@@ -44,3 +44,216 @@ def check_config(config_path: Path) -> None:
         f"factory {config.name}: {count(len(config.entries), 'entry', 'entries')} "
         f"({enabled} enabled), WMS collector {config.wms_collector}, schedd {config.schedd}"
     )
+
+
+def _load(config_path: Path):
+    """The validated config, with its HTCondor client set up for this process."""
+    from updraft.factory.service import prepare
+
+    config = load_factory_config(config_path, on_warning=echo_warning).config
+    prepare(config)
+    return config
+
+
+def _describe(action) -> str:
+    from updraft.factory.model import Release, Remove, Submit
+
+    if isinstance(action, Submit):
+        return f"submit {action.count} for {action.frontend}.{action.group} to {action.entry} in clusters {list(action.clusters)}"
+    if isinstance(action, Remove):
+        return f"remove {len(action.job_ids)} ({action.reason}): {' '.join(action.job_ids[:10])}{' ...' if len(action.job_ids) > 10 else ''}"
+    if isinstance(action, Release):
+        return f"release {len(action.job_ids)}: {' '.join(action.job_ids[:10])}"
+    return repr(action)
+
+
+@factory.command()
+@config_option
+def once(config_path: Path) -> None:
+    """Run one cycle: advertise the entries, read the requests, submit, remove and release pilots.
+
+    Requests refused (unknown frontend, wrong identity, security class not
+    allowed) are listed with the reason; so are sources that could not be
+    read. With an unreadable queue nothing is submitted.
+    """
+    import time
+
+    from updraft.factory.service import log_rejections, run_cycle
+
+    result = run_cycle(_load(config_path), 1, time.time())
+    click.echo(f"submitted {result.submitted}, removed {result.removed}, released {result.released}")
+    if result.plan is not None:
+        for rejection in result.plan.rejected:
+            r = rejection.request
+            click.echo(f"refused {r.frontend}.{r.group} on {r.entry}: {rejection.reason}", err=True)
+    for problem in result.problems:
+        click.echo(f"problem: {problem}", err=True)
+    if result.plan is None:
+        raise click.ClickException("the pilot queue could not be read")
+
+
+@factory.command()
+@config_option
+def run(config_path: Path) -> None:
+    """Run cycles every cycle_seconds until stopped.
+
+    SIGTERM (or Ctrl-C) finishes the cycle, withdraws the entry ads and
+    exits 0; SIGHUP re-reads the configuration and keeps the running one
+    when the new one is invalid. Pilots are never tracked in memory: a
+    restart, even after kill -9, finds them all in the queue.
+    """
+    from updraft.factory.service import FactoryService
+
+    service = FactoryService(config_path, _load(config_path))
+    service.install_signal_handlers()
+    service.run()
+
+
+@factory.command()
+@config_option
+def plan(config_path: Path) -> None:
+    """Print the actions the next cycle would take, and why, without taking them."""
+    import time
+
+    from updraft.factory.service import plan_cycle
+
+    _, planned, _ = plan_cycle(_load(config_path), time.time())
+    if planned is None:
+        raise click.ClickException("the pilot queue could not be read")
+    for decision in planned.decisions:
+        for action in decision.actions:
+            click.echo(f"{decision.entry:<16} {_describe(action)}")
+        if decision.actions and decision.bound_by:
+            click.echo(f"{'':<16} bound by {', '.join(decision.bound_by)}")
+    for rejection in planned.rejected:
+        r = rejection.request
+        click.echo(f"refused {r.frontend}.{r.group} on {r.entry}: {rejection.reason}")
+    if not planned.actions:
+        click.echo("nothing to do")
+
+
+@factory.command()
+@config_option
+def status(config_path: Path) -> None:
+    """A table per entry: requested idle, pilots idle / running / held, and limits hit."""
+    import time
+
+    from updraft.factory.service import plan_cycle
+    from updraft.factory.status import status_rows
+
+    view, planned, downtimes = plan_cycle(_load(config_path), time.time())
+    if planned is None:
+        raise click.ClickException("the pilot queue could not be read")
+    click.echo(f"{'entry':<16} {'requested':>9} {'waiting':>7} {'pending':>7} {'staging':>7} {'running':>7} {'held':>5}  limits hit")
+    for row in status_rows(planned, view.pilots or (), view.requests):
+        click.echo(f"{row.entry:<16} {row.requested:>9} {row.waiting:>7} {row.pending:>7} {row.staging:>7} "
+                   f"{row.running:>7} {row.held:>5}  {', '.join(row.limits_hit) or '-'}")
+
+
+@factory.command()
+@config_option
+@click.option("--force", is_flag=True, help="Also remove entries that still have pilots in the queue.")
+def reconfig(config_path: Path, force: bool) -> None:
+    """Validate a changed configuration, show what changes, and apply it.
+
+    Prints the entries added, removed and changed against the configuration
+    applied last. Refuses to remove an entry that still has pilots unless
+    --force; their pilots stay in the queue and stay tracked. Applying
+    records the new configuration and sends SIGHUP to a running factory.
+    """
+    from updraft.factory.reconfig import apply, changes
+
+    config = _load(config_path)
+    diff = changes(config)
+    for line in diff.describe():
+        click.echo(line)
+    click.echo(apply(config, diff, force))
+
+
+@factory.command()
+@config_option
+@click.option("--entry", required=True, help="Entry name, or 'all'.")
+@click.option("--frontend", default=None, help="Only for this frontend (default: every frontend).")
+@click.option("--start", "start", default=None, help="ISO time or epoch seconds (default: now).")
+@click.option("--end", "end", default=None, help="ISO time or epoch seconds (default: until `up`).")
+@click.option("--comment", default="", help="Why; shown by `downtimes`.")
+def down(config_path: Path, entry: str, frontend: str | None, start: str | None, end: str | None, comment: str) -> None:
+    """Put an entry (or all) in downtime: it advertises so and gets no new pilots."""
+    import time
+
+    from updraft.factory import downtime
+    from updraft.factory.service import downtimes_path
+
+    config = load_factory_config(config_path, on_warning=echo_warning).config
+    _check_entry(config, entry)
+    now = time.time()
+    new = downtime.Downtime(entry, _when(start, now), _when(end, None) if end else None, frontend, comment)
+    path = downtimes_path(config)
+    downtime.save(path, [*downtime.load(path), new])
+    click.echo(f"{entry} down from {_show(new.start)} until {_show(new.end) if new.end else 'further notice'}")
+
+
+@factory.command()
+@config_option
+@click.option("--entry", required=True, help="Entry name, or 'all'.")
+@click.option("--frontend", default=None, help="Only the downtime for this frontend.")
+def up(config_path: Path, entry: str, frontend: str | None) -> None:
+    """End the downtimes of an entry that are running now."""
+    import time
+
+    from updraft.factory import downtime
+    from updraft.factory.service import downtimes_path
+
+    config = load_factory_config(config_path, on_warning=echo_warning).config
+    path = downtimes_path(config)
+    updated, closed = downtime.end_now(downtime.load(path), entry, frontend, time.time())
+    downtime.save(path, updated)
+    click.echo(f"{entry}: {closed} downtime(s) ended")
+
+
+@factory.command()
+@config_option
+def downtimes(config_path: Path) -> None:
+    """List every stored downtime, marking the ones in force now."""
+    import time
+
+    from updraft.factory import downtime
+    from updraft.factory.service import downtimes_path
+
+    config = load_factory_config(config_path, on_warning=echo_warning).config
+    now = time.time()
+    for d in downtime.load(downtimes_path(config)):
+        live = "*" if d.covers(d.entry, d.frontend, now) else " "
+        click.echo(f"{live} {d.entry:<16} {d.frontend or 'all frontends':<16} {_show(d.start)} -> "
+                   f"{_show(d.end) if d.end else 'open':<20} {d.comment}")
+
+
+def _check_entry(config, entry: str) -> None:
+    from updraft.factory.policy import advertised_entries
+
+    names = sorted(advertised_entries(config))
+    if entry != "all" and entry not in names:
+        raise click.BadParameter(f"{entry!r} is not an advertised entry ({', '.join(names) or 'none'})", param_hint="--entry")
+
+
+def _when(text: str | None, default: float | None) -> float | None:
+    """ISO 8601 (naive means UTC) or epoch seconds."""
+    from datetime import datetime, timezone
+
+    if text is None:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected ISO 8601 (2026-11-22T10:00) or epoch seconds") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _show(when: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

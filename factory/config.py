@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from updraft import protocol
 from updraft.config import (
@@ -21,8 +21,10 @@ from updraft.config import (
     AttrName,
     AttrValue,
     ConfigModel,
+    FrozenList,
     FrozenMap,
     HostPort,
+    Identity,
     Loaded,
     Name,
     NonEmptyStr,
@@ -33,6 +35,8 @@ from updraft.config import (
 
 GridType = Literal["condor", "arc", "batch", "ec2", "gce"]
 BatchSystem = Literal["slurm", "pbs", "lsf", "sge", "condor"]
+SetPolicy = Literal["least_idle", "round_robin"]
+"""How an entry set spreads new pilots over its members (see `updraft.factory.policy.choose_members`)."""
 
 RESERVED_PILOT_PREFIX = "UPDRAFT_"
 """Pilot environment names the factory sets itself (the pilot's identity)."""
@@ -49,12 +53,114 @@ def _check_ssh_host(value: str) -> str:
 SshHost = Annotated[str, AfterValidator(_check_ssh_host)]
 
 
+class FrontendLimits(ConfigModel):
+    """Caps on one frontend's pilots on one entry.
+
+    They share the entry's room between frontends, so one frontend with a
+    burst of jobs cannot take every place the entry has. Unset (null) under
+    a frontend means the entry's ``limits.per_frontend`` value; unset there
+    means no cap. 0 is a real zero, as everywhere in this file (see
+    `updraft.factory.policy`).
+    """
+
+    max_pilots: NonNegativeInt | None = None
+    max_idle: NonNegativeInt | None = None
+    max_held: NonNegativeInt | None = None
+    """Held pilots of this frontend at which its submissions stop (0: none submitted at all)."""
+
+
 class EntryLimits(ConfigModel):
-    """Caps on one entry's pilots; the factory stops submitting when one is reached."""
+    """Caps on one entry's pilots; the factory stops submitting when one is reached.
+
+    0 is a real zero, never "no limit": ``max_idle: 0`` submits nothing, and
+    since submission stops once the held count reaches ``max_held``,
+    ``max_held: 0`` submits nothing either.
+    """
 
     max_pilots: NonNegativeInt = 100
     max_idle: NonNegativeInt = 20
     max_held: NonNegativeInt = 10
+    per_frontend: FrontendLimits = Field(default_factory=FrontendLimits)
+    """Caps for every allowed frontend that has no ``limits`` of its own under ``frontends:``."""
+
+
+class AllowedFrontend(ConfigModel):
+    """A frontend the entry accepts requests from, and how it must prove it is that frontend."""
+
+    identity: Identity
+    """The AuthenticatedIdentity the collector must attach to its request ads: a name written
+    in the ad proves nothing, anyone can write one."""
+    security_classes: Annotated[FrozenList[Name], Field(min_length=1)] = ("default",)
+    """The security classes its requests may name. At least one: an empty list would accept the
+    frontend and then refuse every request it sends, which is better said by leaving it out."""
+    limits: FrontendLimits = Field(default_factory=FrontendLimits)
+    """Each cap not set here is the entry's ``limits.per_frontend`` one (where that is unset too: no cap)."""
+
+
+class SubmitTuning(ConfigModel):
+    """How much the factory does to one entry in one cycle, so one bad cycle cannot flood a CE.
+
+    0 is a real zero: ``max_submits_per_cycle: 0`` stops new pilots while
+    removals and releases still run.
+    """
+
+    max_submits_per_cycle: NonNegativeInt = 20
+    max_removals_per_cycle: NonNegativeInt = 20
+    max_releases_per_cycle: NonNegativeInt = 10
+    cluster_size: PositiveInt = 5
+    """Pilots per submitted cluster: one submit transaction, one batch for the grid manager."""
+
+
+class StaleSettings(ConfigModel):
+    """Seconds in one state after which a pilot is taken as stuck and removed; null: never.
+
+    Idle pilots are checked by default because a CE that accepts pilots and
+    never starts them would otherwise hold the entry's idle places forever.
+    A running pilot ends on its own (``max_walltime_seconds``), so that age
+    is off by default.
+    """
+
+    idle_seconds: PositiveInt | None = 86400
+    running_seconds: PositiveInt | None = None
+    held_seconds: PositiveInt | None = None
+
+
+class HoldSettings(ConfigModel):
+    """Which held pilots are released, how often, and how long the factory waits first.
+
+    ``recoverable_codes`` are HTCondor ``HoldReasonCode`` values (the table
+    "Hold Reason Codes" in the HTCondor manual):
+
+    - 0 ``Unspecified``: the grid manager holds a grid job with code 0 for
+      most failures it reports (CE unreachable, submission refused, the
+      remote job lost), which are usually transient;
+    - 12 ``TransferOutputError`` and 13 ``TransferInputError``: moving the
+      pilot's files failed, typically a network or a full disk.
+
+    Everything else (e.g. 1 ``UserRequest``, 3 ``JobPolicy`` from the pilot's
+    own ``periodic_hold``, 4 ``CorruptedCredential``) recurs when released, so
+    such a pilot is removed instead. An ec2 entry may add 40
+    (``EC2ConnectionProblem``) and 41 (``EC2ServerError``).
+
+    The wait before a release doubles with every release of that pilot, from
+    ``backoff_seconds`` up to ``max_backoff_seconds``.
+    """
+
+    recoverable_codes: FrozenList[NonNegativeInt] = (0, 12, 13)
+    max_releases: NonNegativeInt = 3
+    """Releases per pilot; a pilot held again after that many is removed (0: never released)."""
+    backoff_seconds: PositiveInt = 300
+    max_backoff_seconds: PositiveInt = 3600
+
+    @field_validator("max_backoff_seconds", mode="after")
+    @classmethod
+    def _not_below_the_first_wait(cls, value: int, info: ValidationInfo) -> int:
+        """A ceiling under the first wait would silently shorten it: say so instead."""
+        first = info.data.get("backoff_seconds")
+        if first is not None and value < first:
+            raise PydanticCustomError(
+                "backoff_order", "must be at least backoff_seconds ({first})", {"first": first})
+        return value
 
 
 class CloudSettings(ConfigModel):
@@ -127,6 +233,11 @@ class Entry(ConfigModel):
     """Memory each pilot requests; unset leaves it to the site."""
     pilot_attributes: FrozenMap[AttrName, AttrValue] = Field(default_factory=dict)
     """Passed to the pilot itself (its environment, or the VM's user data / metadata)."""
+    frontends: FrozenMap[Name, AllowedFrontend] = Field(default_factory=dict)
+    """Frontends allowed on this entry, by name; requests from any other are refused."""
+    submit: SubmitTuning = Field(default_factory=SubmitTuning)
+    stale: StaleSettings = Field(default_factory=StaleSettings)
+    holds: HoldSettings = Field(default_factory=HoldSettings)
 
     @field_validator("batch_system", mode="after")
     @classmethod
@@ -199,6 +310,47 @@ class Entry(ConfigModel):
         return cpus if isinstance(cpus, int) and not isinstance(cpus, bool) and cpus > 0 else 1
 
 
+class PilotSettings(ConfigModel):
+    """The pilot program every entry starts (the glidein startup script) and its arguments."""
+
+    executable: AbsolutePath = Path("/usr/libexec/updraft/glidein_startup.sh")
+    arguments: str = ""
+
+
+class EntrySet(ConfigModel):
+    """Several entries (CEs) advertised as ONE entry, the set's name (a "metasite").
+
+    Frontends see and request only the set; the factory spreads the pilots
+    over the members by `policy`. Members are not advertised on their own,
+    and the set's ``limits``, ``frontends`` and ``downtime`` replace theirs;
+    how pilots are submitted (``submit``, ``stale``, ``holds``) comes from
+    the first member (see `updraft.factory.policy`). ``GLIDEIN_CPUS`` among the
+    set's ``attributes`` must be what every member's pilots have, since
+    frontends size their requests by it.
+    """
+
+    members: Annotated[FrozenList[Name], Field(min_length=1)]
+    """Names of entries under ``entries:``, each in at most one set."""
+    policy: SetPolicy = "least_idle"
+    attributes: FrozenMap[AttrName, AttrValue] = Field(default_factory=dict)
+    limits: EntryLimits = Field(default_factory=EntryLimits)
+    frontends: FrozenMap[Name, AllowedFrontend] = Field(default_factory=dict)
+    downtime: bool = False
+    enabled: bool = True
+    """false: the set is not advertised, and its members are not used either."""
+
+    @property
+    def cpus_per_pilot(self) -> int:
+        """As `Entry.cpus_per_pilot`: what the set's ad tells frontends a pilot brings."""
+        return cpus_in(self.attributes)
+
+
+def cpus_in(attributes: Mapping[str, object]) -> int:
+    """GLIDEIN_CPUS when it is a positive integer; anything else (e.g. "auto") means 1."""
+    cpus = attributes.get(protocol.E_CPUS, 1)
+    return cpus if isinstance(cpus, int) and not isinstance(cpus, bool) and cpus > 0 else 1
+
+
 class FactoryConfig(ConfigModel):
     """The whole factory configuration, after merging ``factory.yaml`` and ``factory.d/``."""
 
@@ -208,6 +360,74 @@ class FactoryConfig(ConfigModel):
     work_dir: AbsolutePath = Path("/var/lib/updraft/factory")
     cycle_seconds: PositiveInt = 60
     entries: FrozenMap[Name, Entry] = Field(default_factory=dict)
+    query_timeout_seconds: Annotated[float, Field(gt=0)] = 20.0
+    """Longest wait for one answer from the schedd or the collector before the cycle gives up on it."""
+    condor_config: AbsolutePath | None = None
+    """The HTCondor client configuration to use (CONDOR_CONFIG); unset: the environment's."""
+    pilot: PilotSettings = Field(default_factory=PilotSettings)
+    entry_sets: FrozenMap[Name, EntrySet] = Field(default_factory=dict)
+    """Entry sets by the name they are advertised under (see `EntrySet`)."""
+
+    @model_validator(mode="after")
+    def _entry_sets_fit_the_entries(self) -> FactoryConfig:
+        """Members must exist, belong to one set only, and agree with the set's core count.
+
+        Every problem is reported at its own key path (e.g.
+        ``entry_sets.us.members[1]``), so the loader names the file and key
+        the operator has to edit, and all are reported at once.
+        """
+        problems = [*_set_name_clashes(self), *_member_problems(self)]
+        if problems:
+            raise ValidationError.from_exception_data(type(self).__name__, problems)
+        return self
+
+
+def _problem(loc: tuple[str | int, ...], value: object, kind: str, message: str,
+             context: Mapping[str, object] | None = None) -> InitErrorDetails:
+    """One validation error at `loc`: a ValidationError raised in a validator keeps these paths."""
+    return InitErrorDetails(type=PydanticCustomError(kind, message, dict(context or {})), loc=loc, input=value)
+
+
+def _set_name_clashes(config: FactoryConfig) -> list[InitErrorDetails]:
+    """Sets and entries are both advertised by name, so one name cannot mean both."""
+    return [
+        _problem(("entry_sets", name), name, "entry_set_name",
+                 "{name} is also the name of an entry: entries and entry sets are advertised "
+                 "under one namespace", {"name": repr(name)})
+        for name in config.entry_sets if name in config.entries
+    ]
+
+
+def _member_problems(config: FactoryConfig) -> list[InitErrorDetails]:
+    """Unknown members, members of two sets (or listed twice), and core counts that differ."""
+    problems: list[InitErrorDetails] = []
+    owner: dict[str, tuple[str, int]] = {}
+    for set_name in sorted(config.entry_sets):
+        entry_set = config.entry_sets[set_name]
+        for index, member in enumerate(entry_set.members):
+            loc = ("entry_sets", set_name, "members", index)
+            entry = config.entries.get(member)
+            if entry is None:
+                problems.append(_problem(loc, member, "entry_set_member", "no entry named {name}",
+                                         {"name": repr(member)}))
+                continue
+            if member in owner:
+                problems.append(_problem(loc, member, "entry_set_member", _already_in(member, *owner[member], set_name)))
+                continue
+            owner[member] = (set_name, index)
+            if entry.cpus_per_pilot != entry_set.cpus_per_pilot:
+                problems.append(_problem(
+                    loc, member, "entry_set_cpus",
+                    "entry {name} has {member_cpus}-core pilots but the set advertises {set_cpus} "
+                    "(GLIDEIN_CPUS): frontends would size their requests wrong",
+                    {"name": repr(member), "member_cpus": entry.cpus_per_pilot, "set_cpus": entry_set.cpus_per_pilot}))
+    return problems
+
+
+def _already_in(member: str, first_set: str, first_index: int, this_set: str) -> str:
+    if first_set == this_set:
+        return f"entry {member!r} is listed twice (also members[{first_index}])"
+    return f"entry {member!r} is already a member of entry set {first_set!r}: an entry is in at most one set"
 
 
 def load_factory_config(

@@ -31,7 +31,16 @@ from updraft.factory.config import FactoryConfig, load_factory_config
 from updraft.factory.decide import decide
 from updraft.factory.model import FactoryPlan, Pilot, PilotState, Release, Remove, Request, Submit
 from updraft.factory.observe import FactoryView, observe
-from updraft.factory.policy import advertised_entries, choose_members, entry_policies, frontend_in_downtime, member_entry
+from updraft.factory.policy import (
+    advertised_entries,
+    available_members,
+    choose_members,
+    entries_in_downtime,
+    entry_policies,
+    frontend_in_downtime,
+    member_entry,
+)
+from updraft.factory.reconfig import record_applied
 from updraft.factory.render import PilotSpec, render_submit
 
 log = logging.getLogger(__name__)
@@ -84,8 +93,7 @@ def plan_cycle(config: FactoryConfig, now: float) -> tuple[FactoryView, FactoryP
 
 def advertise(config: FactoryConfig, downtimes: list[downtime.Downtime], pilots: tuple[Pilot, ...] | None, now: float) -> str | None:
     """Entry ads and the global factory ad; a refusal is this cycle's problem, not a crash."""
-    in_downtime = {name for name in advertised_entries(config) if downtime.active(downtimes, name, None, now)}
-    ads = [*entry_ads(config, in_downtime), factory_ad(config, pilot_totals(pilots))]
+    ads = [*entry_ads(config, entries_in_downtime(config, downtimes, now)), factory_ad(config, pilot_totals(pilots))]
     try:
         Collector(config.wms_collector, timeout=config.query_timeout_seconds).advertise(ads)
     except CondorError as err:
@@ -104,7 +112,7 @@ def run_cycle(config: FactoryConfig, cycle: int, now: float) -> CycleResult:
         log.error("pilot queue unreadable: nothing submitted or removed this cycle")
         return CycleResult(None, view, problems=tuple(problems))
     log_rejections(plan)
-    results = act(config, plan, view.pilots or (), cycle)
+    results = act(config, plan, view.pilots or (), cycle, downtimes)
     problems.extend(e for r in results for e in r.errors)
     return CycleResult(
         plan, view,
@@ -122,7 +130,8 @@ def log_rejections(plan: FactoryPlan) -> None:
         log.warning("request refused: %s.%s for %s: %s", r.frontend, r.group, r.entry, rejection.reason)
 
 
-def act(config: FactoryConfig, plan: FactoryPlan, pilots: tuple[Pilot, ...], cycle: int) -> list[ActResult]:
+def act(config: FactoryConfig, plan: FactoryPlan, pilots: tuple[Pilot, ...], cycle: int,
+        downtimes: list[downtime.Downtime]) -> list[ActResult]:
     if not plan.actions:
         return []
     try:
@@ -133,7 +142,7 @@ def act(config: FactoryConfig, plan: FactoryPlan, pilots: tuple[Pilot, ...], cyc
     results = []
     for action in plan.actions:
         if isinstance(action, Submit):
-            results.extend(_submit(config, schedd, action, idle, cycle))
+            results.extend(_submit(config, schedd, action, idle, cycle, downtimes))
         elif isinstance(action, Remove):
             results.append(remove_pilots(schedd, action.job_ids, f"Updraft factory: {action.reason}"))
         elif isinstance(action, Release):
@@ -145,10 +154,13 @@ def _idle_by_member(pilots: tuple[Pilot, ...]) -> Counter[str]:
     return Counter(p.member or p.entry for p in pilots if p.state in (PilotState.WAITING, PilotState.PENDING, PilotState.STAGING))
 
 
-def _submit(config: FactoryConfig, schedd: Schedd, action: Submit, idle: Counter[str], cycle: int) -> list[ActResult]:
-    """One advertised entry may be a set of CEs: spread the pilots, then submit per member."""
+def _submit(config: FactoryConfig, schedd: Schedd, action: Submit, idle: Counter[str], cycle: int,
+            downtimes: list[downtime.Downtime]) -> list[ActResult]:
+    """One advertised entry may be a set of CEs: spread the pilots over the members not in downtime."""
     advertised = advertised_entries(config)[action.entry]
-    members = advertised.members or (action.entry,)
+    members = available_members(config, action.entry, downtimes, time.time())
+    if not members:
+        return []
     shares = choose_members(action.count, members, {m: idle[m] for m in members},
                             config.entry_sets[action.entry].policy if advertised.is_set else "least_idle", start=cycle)
     results = []
@@ -221,6 +233,7 @@ class FactoryService:
     def run(self, max_cycles: int | None = None) -> None:
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
         pid_path(self.config).write_text(f"{os.getpid()}\n")
+        record_applied(self.config)
         try:
             while max_cycles is None or self.cycle < max_cycles:
                 self.cycle += 1
@@ -251,4 +264,5 @@ class FactoryService:
             log.error("reload refused, keeping the running configuration: %s", err)
             return
         prepare(self.config)
+        record_applied(self.config)
         log.warning("configuration reloaded from %s", self.config_path)

@@ -6,6 +6,7 @@ addresses, and they go through the same loaders as an operator's files.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,29 @@ FACTORY_NAME = "lab-factory"
 FRONTEND_NAME = "lab-vo"
 
 
+def lab_pilot(topology: Topology) -> Path:
+    """Where `lab env` puts the lab's pilot script: inside the lab folder, seen by host and daemons."""
+    return topology.work_dir / "pilot" / "lab_pilot.sh"
+
+
 def factory_config(topology: Topology) -> dict[str, Any]:
+    """A factory with one entry per site, open to the lab frontend, tuned for a fast lab."""
     entries = {
         site.name: {
             "grid_type": "condor",
             "resource": site.ce_resource,
             "attributes": {"GLIDEIN_Site": site.glidein_site, "GLIDEIN_CPUS": 2, "GLIDEIN_MaxMemMBs": 2048},
+            "pilot_attributes": {
+                "GLIDEIN_Site": site.glidein_site,
+                "LAB_COMMON_CONFIG": str(topology.common_config),
+                "LAB_VO_COLLECTOR": topology.vo.collector,
+                "LAB_PILOT_LIFETIME": 600,
+            },
             "limits": {"max_pilots": 20, "max_idle": 5, "max_held": 5},
+            "frontends": {FRONTEND_NAME: {"identity": f"{LAB_USER}@{UID_DOMAIN}", "security_classes": ["default"]}},
+            "submit": {"max_submits_per_cycle": 10, "cluster_size": 2},
+            "holds": {"backoff_seconds": 1, "max_backoff_seconds": 5},
+            "max_walltime_seconds": 3600,
         }
         for site in topology.sites
     }
@@ -34,6 +51,9 @@ def factory_config(topology: Topology) -> dict[str, Any]:
         "schedd": topology.factory.schedd_name,
         "work_dir": str(topology.work_dir / "factory"),
         "cycle_seconds": 10,
+        "query_timeout_seconds": 10.0,
+        "condor_config": str(topology.client_config),
+        "pilot": {"executable": str(lab_pilot(topology))},
         "entries": entries,
     }
 
@@ -66,6 +86,7 @@ def frontend_config(topology: Topology) -> dict[str, Any]:
 def write_component_configs(topology: Topology) -> dict[str, Path]:
     """Write etc/factory.yaml and etc/frontend.yaml in the lab folder; returns their paths."""
     topology.etc_dir.mkdir(parents=True, exist_ok=True)
+    _install_pilot(topology)
     written = {}
     for component, content in (("factory", factory_config(topology)), ("frontend", frontend_config(topology))):
         path = topology.etc_dir / f"{component}.yaml"
@@ -73,3 +94,10 @@ def write_component_configs(topology: Topology) -> dict[str, Path]:
         path.write_text(header + yaml.safe_dump(content, sort_keys=False))
         written[component] = path
     return written
+
+
+def _install_pilot(topology: Topology) -> None:
+    target = lab_pilot(topology)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(__file__).parent / "pilot" / "lab_pilot.sh", target)
+    target.chmod(0o755)

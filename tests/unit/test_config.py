@@ -512,7 +512,10 @@ def test_defaults_and_serialisation(tree):
     assert (entry.enabled, dict(entry.attributes)) == (True, {})
     assert (entry.limits.max_pilots, entry.limits.max_idle, entry.limits.max_held) == (100, 20, 10)
     dumped = config.model_dump(mode="json")
-    assert dumped["entries"]["e"]["limits"] == {"max_pilots": 100, "max_idle": 20, "max_held": 10}
+    assert dumped["entries"]["e"]["limits"] == {
+        "max_pilots": 100, "max_idle": 20, "max_held": 10,
+        "per_frontend": {"max_pilots": None, "max_idle": None, "max_held": None},
+    }
 
 
 def test_frontend_defaults(tree):

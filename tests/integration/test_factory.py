@@ -1,0 +1,163 @@
+"""The factory against the real lab: request ads in, pilots through HTCondor-C out.
+
+Layers: the lab's factory config (site1 treats user holds as recoverable,
+site2 does not) -> request ads in the WMS collector, built by the
+frontend's own code -> `updraft factory` commands run as an operator runs
+them -> assertions on the factory schedd's queue and the VO pool.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import htcondor2
+import pytest
+import yaml
+
+from updraft.condor import Collector
+from updraft.frontend.config import FrontendConfig
+from updraft.frontend.model import Decision, EntryAd, RemoveMode
+from updraft.frontend.publish import request_ad
+from updraft.lab.labconfig import factory_config, frontend_config, write_component_configs
+from updraft.lab.topology import Topology
+
+UPDRAFT = str(Path(sys.executable).parent / "updraft")
+PROJECTION = ["ClusterId", "ProcId", "JobStatus", "GridJobId", "UpdraftEntry", "UpdraftFrontend", "UpdraftGroup",
+              "UpdraftSecurityClass", "UpdraftCredentialId", "HoldReasonCode"]
+
+
+def updraft(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run([UPDRAFT, *args], capture_output=True, text=True, timeout=180, env=_clean_env())
+    if check:
+        assert done.returncode == 0, f"{args}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("UPDRAFT_", "CONDOR_"))}
+
+
+@pytest.fixture(scope="module")
+def factory_yaml(lab: Topology, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    write_component_configs(lab)  # installs the lab pilot in the lab folder
+    config = factory_config(lab)
+    config["entries"]["site1"]["holds"]["recoverable_codes"] = [1]  # a user hold: recoverable here only
+    path = tmp_path_factory.mktemp("factory") / "factory.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def frontend(lab: Topology) -> FrontendConfig:
+    return FrontendConfig.model_validate(frontend_config(lab))
+
+
+@pytest.fixture
+def schedd(lab: Topology):
+    return Collector(lab.wms.collector).schedd(lab.factory.schedd_name)
+
+
+@pytest.fixture(autouse=True)
+def empty_queue(lab: Topology):
+    """Each test starts and ends with no pilots and no requests."""
+    yield
+    wms = Collector(lab.wms.collector)
+    wms.invalidate("UpdraftRequest", "true")
+    wms.schedd(lab.factory.schedd_name).remove('UpdraftFactory =?= "lab-factory"', "factory test done")
+    _wait_for(lambda: not _pilots(wms.schedd(lab.factory.schedd_name)), 120)
+
+
+def ask(lab: Topology, frontend: FrontendConfig, entry: str, idle: int, max_pilots: int,
+        remove: RemoveMode = RemoveMode.NONE, remove_max: int = 0) -> None:
+    """What the frontend would publish for group main on an entry."""
+    decision = Decision("main", EntryAd(entry, "lab-factory", {}), idle, max_pilots, remove, remove_max)
+    Collector(lab.wms.collector).advertise([request_ad(decision, frontend, 1, time.time())])
+
+
+def _pilots(schedd, extra: str = "true") -> list[dict]:
+    return schedd.query(f'UpdraftFactory =?= "lab-factory" && ({extra})', PROJECTION)
+
+
+def _wait_for(condition, timeout: float):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(1)
+
+
+def test_a_request_makes_the_factory_submit_pilots_that_reach_the_ce_and_join_the_pool(lab, frontend, factory_yaml, schedd) -> None:
+    ask(lab, frontend, "site1", idle=3, max_pilots=3)
+    done = updraft("factory", "once", "--config", str(factory_yaml))
+    assert "submitted 3," in done.stdout
+    pilots = _pilots(schedd)
+    assert len(pilots) == 3
+    for pilot in pilots:
+        assert (pilot["UpdraftEntry"], pilot["UpdraftFrontend"], pilot["UpdraftGroup"]) == ("site1", "lab-vo", "main")
+        assert pilot["UpdraftSecurityClass"] == "default" and pilot["UpdraftCredentialId"]
+    _wait_for(lambda: all(p.get("GridJobId") for p in _pilots(schedd)), 120)
+    vo = Collector(lab.vo.collector)
+    slots = _wait_for(lambda: vo.query(htcondor2.AdType.Startd, 'GLIDEIN_Entry_Name == "site1"', ["GLIDECLIENT_Name"]), 180)
+    assert {s["GLIDECLIENT_Name"] for s in slots} == {"lab-vo"}
+    again = updraft("factory", "once", "--config", str(factory_yaml))
+    assert "submitted 0," in again.stdout  # max_pilots 3 reached: the queue is the memory
+    status = updraft("factory", "status", "--config", str(factory_yaml))
+    row = next(line for line in status.stdout.splitlines() if line.startswith("site1"))
+    assert row.split()[1] == "3"  # requested
+
+
+def test_lowering_the_request_removes_the_excess_idle_pilots_only(lab, frontend, factory_yaml, schedd) -> None:
+    ask(lab, frontend, "site1", idle=5, max_pilots=5)
+    updraft("factory", "once", "--config", str(factory_yaml))
+    # site1's worker fits two 2-core pilots: two run, three stay idle.
+    _wait_for(lambda: len(_pilots(schedd, "JobStatus == 2")) == 2, 180)
+    ask(lab, frontend, "site1", idle=0, max_pilots=5, remove=RemoveMode.IDLE, remove_max=10)
+    done = updraft("factory", "once", "--config", str(factory_yaml))
+    assert "removed 3," in done.stdout
+    _wait_for(lambda: len(_pilots(schedd)) == 2, 120)
+    assert len(_pilots(schedd, "JobStatus == 2")) == 2
+
+
+@pytest.mark.parametrize(("entry", "outcome"), [("site1", "released"), ("site2", "removed")])
+def test_a_held_pilot_is_released_if_its_hold_is_recoverable_else_removed(lab, frontend, factory_yaml, schedd, entry, outcome) -> None:
+    ask(lab, frontend, entry, idle=1, max_pilots=1)
+    updraft("factory", "once", "--config", str(factory_yaml))
+    (pilot,) = _pilots(schedd)
+    job_id = f"{pilot['ClusterId']}.{pilot['ProcId']}"
+    schedd.act_on_jobs(htcondor2.JobAction.Hold, [job_id], "held by the factory test")
+    _wait_for(lambda: _pilots(schedd, "JobStatus == 5"), 30)
+    time.sleep(2)  # past the lab's 1 s back-off
+    done = updraft("factory", "once", "--config", str(factory_yaml))
+    assert f"{outcome} 1" in done.stdout
+    this = f"ClusterId == {pilot['ClusterId']} && ProcId == {pilot['ProcId']}"
+    if outcome == "released":
+        _wait_for(lambda: _pilots(schedd, f"{this} && JobStatus != 5"), 30)
+    else:  # gone (a replacement may already be queued: the request still wants one pilot)
+        _wait_for(lambda: not _pilots(schedd, f"{this} && JobStatus != 3"), 60)
+
+
+def test_kill_9_mid_cycle_then_restart_converges_without_extra_pilots(lab, frontend, factory_yaml, schedd, tmp_path) -> None:
+    ask(lab, frontend, "site2", idle=4, max_pilots=4)
+    first = subprocess.Popen([UPDRAFT, "factory", "run", "--config", str(factory_yaml)], env=_clean_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(lambda: _pilots(schedd), 60)  # it is submitting: kill it now
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    second = subprocess.Popen([UPDRAFT, "-v", "factory", "run", "--config", str(factory_yaml)], env=_clean_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for(lambda: len(_pilots(schedd)) == 4, 60)
+        time.sleep(25)  # two more cycles of the lab factory
+        assert len(_pilots(schedd)) == 4
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=60) == 0
+    output = second.stdout.read()
+    assert "Traceback" not in output

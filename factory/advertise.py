@@ -28,7 +28,8 @@ LIFETIME_CYCLES = 3
 _STATE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 
 
-def entry_ad(factory: FactoryConfig, entry: AdvertisedEntry, in_downtime: bool = False) -> dict[str, Any]:
+def entry_ad(factory: FactoryConfig, entry: AdvertisedEntry, in_downtime: bool = False,
+             totals: Mapping[str, int] | None = None) -> dict[str, Any]:
     """One advertised entry: its published attributes, then the protocol's own (which win).
 
     `in_downtime` adds what the config's flag cannot know: a stored
@@ -48,23 +49,29 @@ def entry_ad(factory: FactoryConfig, entry: AdvertisedEntry, in_downtime: bool =
         protocol.E_MAX_IDLE: entry.limits.max_idle,
         protocol.E_MAX_HELD: entry.limits.max_held,
         protocol.E_DOWNTIME: entry.downtime or in_downtime,
+        **{pilots_attribute(state): _count(state, value) for state, value in sorted((totals or {}).items())},
     }
 
 
-def entry_ads(factory: FactoryConfig, downtimes: Collection[str] = frozenset()) -> list[dict[str, Any]]:
+def entry_ads(factory: FactoryConfig, downtimes: Collection[str] = frozenset(),
+              totals: Mapping[str, Mapping[str, int]] | None = None) -> list[dict[str, Any]]:
     """Ads for every advertised entry, by name: enabled standalone entries and enabled entry sets.
 
     Disabled entries and the members of sets are not advertised at all.
     `downtimes` names the advertised entries in a stored downtime now
     (`updraft.factory.policy.entries_in_downtime`); they advertise
     ``UpdraftInDowntime = true`` like an entry whose config says so.
+    `totals` gives each entry's pilots by state (as for `factory_ad`), the
+    monitoring numbers frontends and dashboards read from the entry ad.
     Raises TypeError if given anything but names (e.g. the `Downtime`
     records themselves), which would otherwise advertise no downtime at all.
     """
     strays = [name for name in downtimes if not isinstance(name, str)]
     if strays:
         raise TypeError(f"entry_ads takes the names of entries in downtime (see entries_in_downtime), got {strays[0]!r}")
-    return [entry_ad(factory, entry, name in downtimes) for name, entry in advertised_entries(factory).items()]
+    totals = totals or {}
+    return [entry_ad(factory, entry, name in downtimes, totals.get(name))
+            for name, entry in advertised_entries(factory).items()]
 
 
 def factory_ad(factory: FactoryConfig, totals: Mapping[str, int]) -> dict[str, Any]:

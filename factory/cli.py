@@ -135,7 +135,8 @@ def plan(config_path: Path) -> None:
 @factory.command()
 @config_option
 def status(config_path: Path) -> None:
-    """A table per entry: requested idle, pilots idle / running / held, and limits hit."""
+    """A table per entry and frontend: requested idle, pilots waiting / pending at the CE /
+    staging / running / held, and the limits that bound the next cycle."""
     import time
 
     from updraft.factory.service import plan_cycle
@@ -144,10 +145,11 @@ def status(config_path: Path) -> None:
     view, planned, downtimes = plan_cycle(_load(config_path), time.time())
     if planned is None:
         raise click.ClickException("the pilot queue could not be read")
-    click.echo(f"{'entry':<16} {'requested':>9} {'waiting':>7} {'pending':>7} {'staging':>7} {'running':>7} {'held':>5}  limits hit")
+    click.echo(f"{'entry':<16} {'frontend':<12} {'requested':>9} {'waiting':>7} {'pending':>7} {'staging':>7} "
+               f"{'running':>7} {'held':>5}  limits hit")
     for row in status_rows(planned, view.pilots or (), view.requests):
-        click.echo(f"{row.entry:<16} {row.requested:>9} {row.waiting:>7} {row.pending:>7} {row.staging:>7} "
-                   f"{row.running:>7} {row.held:>5}  {', '.join(row.limits_hit) or '-'}")
+        click.echo(f"{row.entry:<16} {row.frontend:<12} {row.requested:>9} {row.waiting:>7} {row.pending:>7} "
+                   f"{row.staging:>7} {row.running:>7} {row.held:>5}  {', '.join(row.limits_hit) or '-'}")
 
 
 @factory.command()

@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import classad2
@@ -28,8 +28,8 @@ from updraft.factory import downtime
 from updraft.factory.act import ActResult, release_pilots, remove_pilots, submit_pilots
 from updraft.factory.advertise import entry_ads, factory_ad
 from updraft.factory.config import FactoryConfig, load_factory_config
-from updraft.factory.decide import decide
-from updraft.factory.model import FactoryPlan, Pilot, PilotState, Release, Remove, Request, Submit
+from updraft.factory.decide import count_pilots, decide
+from updraft.factory.model import FactoryPlan, Pilot, PilotCounts, PilotState, Release, Remove, Request, Submit
 from updraft.factory.observe import FactoryView, observe
 from updraft.factory.policy import (
     advertised_entries,
@@ -44,6 +44,8 @@ from updraft.factory.reconfig import record_applied
 from updraft.factory.render import PilotSpec, render_submit
 
 log = logging.getLogger(__name__)
+REJECTED_ATTRIBUTE = "UpdraftRejectedRequests"
+"""In the factory ad: requests refused in the last cycle (each is also logged once, with its reason)."""
 
 
 def downtimes_path(config: FactoryConfig) -> Path:
@@ -74,11 +76,26 @@ def accepted_requests(view: FactoryView, config: FactoryConfig, downtimes: list[
     ]
 
 
-def pilot_totals(pilots: tuple[Pilot, ...] | None) -> dict[str, int]:
-    """Live pilots by state, for the factory's global ad and its status."""
-    counts = Counter(p.state for p in pilots or ())
-    idle = sum(counts[s] for s in (PilotState.WAITING, PilotState.PENDING, PilotState.STAGING))
-    return {"idle": idle, "running": counts[PilotState.RUNNING], "held": counts[PilotState.HELD]}
+def entry_totals(config: FactoryConfig, pilots: tuple[Pilot, ...] | None, downtimes: list[downtime.Downtime],
+                 now: float) -> dict[str, dict[str, int]]:
+    """Each advertised entry's pilots by state, stale ones included, as its ad publishes them."""
+    policies = entry_policies(config, downtimes, now)
+    by_entry: dict[str, list[Pilot]] = {name: [] for name in policies}
+    for pilot in pilots or ():
+        by_entry.setdefault(pilot.entry, []).append(pilot)
+    return {name: _as_totals(count_pilots(by_entry[name], now, policy)) for name, policy in policies.items()}
+
+
+def _as_totals(counts: PilotCounts) -> dict[str, int]:
+    return {**asdict(counts), "idle": counts.idle}
+
+
+def factory_totals(per_entry: dict[str, dict[str, int]]) -> dict[str, int]:
+    """The sum over entries: the pilot numbers of the factory ad."""
+    totals: Counter[str] = Counter()
+    for counts in per_entry.values():
+        totals.update(counts)
+    return dict(totals)
 
 
 def plan_cycle(config: FactoryConfig, now: float) -> tuple[FactoryView, FactoryPlan | None, list[downtime.Downtime]]:
@@ -91,9 +108,12 @@ def plan_cycle(config: FactoryConfig, now: float) -> tuple[FactoryView, FactoryP
     return view, decide(requests, view.pilots, entry_policies(config, downtimes, now), now), downtimes
 
 
-def advertise(config: FactoryConfig, downtimes: list[downtime.Downtime], pilots: tuple[Pilot, ...] | None, now: float) -> str | None:
+def advertise(config: FactoryConfig, downtimes: list[downtime.Downtime], pilots: tuple[Pilot, ...] | None,
+              now: float, rejected: int) -> str | None:
     """Entry ads and the global factory ad; a refusal is this cycle's problem, not a crash."""
-    ads = [*entry_ads(config, entries_in_downtime(config, downtimes, now)), factory_ad(config, pilot_totals(pilots))]
+    per_entry = entry_totals(config, pilots, downtimes, now) if pilots is not None else {}
+    global_ad = {**factory_ad(config, factory_totals(per_entry)), REJECTED_ATTRIBUTE: rejected}
+    ads = [*entry_ads(config, entries_in_downtime(config, downtimes, now), per_entry), global_ad]
     try:
         Collector(config.wms_collector, timeout=config.query_timeout_seconds).advertise(ads)
     except CondorError as err:
@@ -105,7 +125,7 @@ def advertise(config: FactoryConfig, downtimes: list[downtime.Downtime], pilots:
 def run_cycle(config: FactoryConfig, cycle: int, now: float) -> CycleResult:
     view, plan, downtimes = plan_cycle(config, now)
     problems = list(view.problems)
-    trouble = advertise(config, downtimes, view.pilots, now)
+    trouble = advertise(config, downtimes, view.pilots, now, len(plan.rejected) if plan else 0)
     if trouble:
         problems.append(trouble)
     if plan is None:

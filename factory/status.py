@@ -13,6 +13,7 @@ from updraft.factory.model import FactoryPlan, Pilot, PilotState
 @dataclass(frozen=True)
 class StatusRow:
     entry: str
+    frontend: str
     requested: int
     waiting: int
     pending: int
@@ -23,18 +24,20 @@ class StatusRow:
 
 
 def status_rows(plan: FactoryPlan, pilots: Iterable[Pilot], requests: Iterable[protocol.PublishedRequest]) -> list[StatusRow]:
-    """Every entry that has a decision, pilots or a request, with the limits that bound it."""
-    states = Counter((p.entry, p.state) for p in pilots)
-    requested = Counter()
+    """One row per (entry, frontend) with a decision, pilots or a request, with the limits that bound it."""
+    states = Counter((p.entry, p.frontend, p.state) for p in pilots)
+    requested: Counter[tuple[str, str]] = Counter()
     for request in requests:
-        requested[request.entry] += request.idle
-    bounds: dict[str, set[str]] = {}
+        requested[request.entry, request.frontend] += request.idle
+    bounds: dict[tuple[str, str], set[str]] = {}
     for decision in plan.decisions:
-        bounds.setdefault(decision.entry, set()).update(decision.bound_by)
-    entries = sorted({e for e, _ in states} | set(requested) | set(bounds))
+        bounds.setdefault((decision.entry, decision.frontend), set()).update(decision.bound_by)
+    keys = sorted({(e, f) for e, f, _ in states} | set(requested) | set(bounds))
     return [
-        StatusRow(entry, requested[entry], states[entry, PilotState.WAITING], states[entry, PilotState.PENDING],
-                  states[entry, PilotState.STAGING], states[entry, PilotState.RUNNING], states[entry, PilotState.HELD],
-                  tuple(sorted(bounds.get(entry, ()))))
-        for entry in entries
+        StatusRow(entry, frontend, requested[entry, frontend],
+                  *(states[entry, frontend, state] for state in ROW_STATES), tuple(sorted(bounds.get((entry, frontend), ()))))
+        for entry, frontend in keys
     ]
+
+
+ROW_STATES = (PilotState.WAITING, PilotState.PENDING, PilotState.STAGING, PilotState.RUNNING, PilotState.HELD)

@@ -110,7 +110,10 @@ def test_a_request_makes_the_factory_submit_pilots_that_reach_the_ce_and_join_th
     assert "submitted 0," in again.stdout  # max_pilots 3 reached: the queue is the memory
     status = updraft("factory", "status", "--config", str(factory_yaml))
     row = next(line for line in status.stdout.splitlines() if line.startswith("site1"))
-    assert row.split()[1] == "3"  # requested
+    assert row.split()[1:3] == ["lab-vo", "3"]  # frontend, requested
+    assert sum(int(n) for n in row.split()[3:8]) == 3  # waiting + pending + staging + running + held
+    ad = Collector(lab.wms.collector).generic_ads("UpdraftEntry", 'Name == "site1@lab-factory"')[0]
+    assert ad["UpdraftPilotsIdle"] + ad["UpdraftPilotsRunning"] + ad["UpdraftPilotsHeld"] == 3
 
 
 def test_lowering_the_request_removes_the_excess_idle_pilots_only(lab, frontend, factory_yaml, schedd) -> None:
@@ -161,3 +164,49 @@ def test_kill_9_mid_cycle_then_restart_converges_without_extra_pilots(lab, front
         assert second.wait(timeout=60) == 0
     output = second.stdout.read()
     assert "Traceback" not in output
+
+
+def test_an_entry_in_downtime_advertises_it_and_gets_no_pilots(lab, frontend, factory_yaml, schedd) -> None:
+    ask(lab, frontend, "site1", idle=2, max_pilots=2)
+    updraft("factory", "down", "--config", str(factory_yaml), "--entry", "site1", "--comment", "CE upgrade")
+    try:
+        listed = updraft("factory", "downtimes", "--config", str(factory_yaml))
+        assert "* site1" in listed.stdout and "CE upgrade" in listed.stdout
+        done = updraft("factory", "once", "--config", str(factory_yaml))
+        assert "submitted 0," in done.stdout and not _pilots(schedd)
+        ad = Collector(lab.wms.collector).generic_ads("UpdraftEntry", 'Name == "site1@lab-factory"')[0]
+        assert ad["UpdraftInDowntime"] is True
+    finally:
+        updraft("factory", "up", "--config", str(factory_yaml), "--entry", "site1")
+    done = updraft("factory", "once", "--config", str(factory_yaml))
+    assert "submitted 2," in done.stdout
+
+
+def test_a_request_in_a_security_class_the_entry_refuses_is_reported_and_counted(lab, factory_yaml, schedd) -> None:
+    config = frontend_config(lab)
+    config["factories"]["lab-factory"]["security_class"] = "untrusted"
+    ask(lab, FrontendConfig.model_validate(config), "site2", idle=2, max_pilots=2)
+    plan = updraft("factory", "plan", "--config", str(factory_yaml))
+    assert "refused lab-vo.main on site2" in plan.stdout and "untrusted" in plan.stdout
+    done = updraft("factory", "once", "--config", str(factory_yaml))
+    assert "submitted 0," in done.stdout and "refused lab-vo.main on site2" in done.stderr
+    factory_ad = Collector(lab.wms.collector).generic_ads("UpdraftFactory", 'Name == "lab-factory"')[0]
+    assert factory_ad["UpdraftRejectedRequests"] == 1
+    assert not _pilots(schedd)
+
+
+def test_reconfig_refuses_to_drop_an_entry_that_still_has_pilots(lab, frontend, factory_yaml, schedd, tmp_path) -> None:
+    updraft("factory", "reconfig", "--config", str(factory_yaml))  # records the running configuration
+    ask(lab, frontend, "site2", idle=1, max_pilots=1)
+    updraft("factory", "once", "--config", str(factory_yaml))
+    smaller = yaml.safe_load(factory_yaml.read_text())
+    del smaller["entries"]["site2"]
+    smaller_path = tmp_path / "factory.yaml"
+    smaller_path.write_text(yaml.safe_dump(smaller))
+    refused = updraft("factory", "reconfig", "--config", str(smaller_path), check=False)
+    assert refused.returncode == 1
+    assert "- entry site2 (1 pilots in the queue)" in refused.stdout
+    assert "refusing to remove entry site2" in refused.stderr
+    forced = updraft("factory", "reconfig", "--config", str(smaller_path), "--force")
+    assert "applied" in forced.stdout
+    assert len(_pilots(schedd, 'UpdraftEntry == "site2"')) == 1  # still in the queue, still tracked

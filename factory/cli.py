@@ -35,10 +35,14 @@ def check_config(config_path: Path) -> None:
     if the configuration is valid; 1 with every problem listed, each with
     its file and key, if not.
     """
+    from updraft.factory.render import check_entry
+
     loaded = load_factory_config(config_path, on_warning=echo_warning)
     for file in loaded.files:
         click.echo(f"read {file}")
     config = loaded.config
+    for name, entry in config.entries.items():
+        check_entry(name, entry)  # what a grid type needs to render (cloud settings, credentials...)
     enabled = sum(entry.enabled for entry in config.entries.values())
     click.echo(
         f"factory {config.name}: {count(len(config.entries), 'entry', 'entries')} "

@@ -157,12 +157,15 @@ def test_kill_9_mid_cycle_then_restart_converges_without_extra_pilots(lab, front
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         _wait_for(lambda: len(_pilots(schedd)) == 4, 60)
+        reloaded = updraft("factory", "reconfig", "--config", str(factory_yaml))
+        assert f"the running factory (pid {second.pid}) is reloading" in reloaded.stdout
         time.sleep(25)  # two more cycles of the lab factory
         assert len(_pilots(schedd)) == 4
     finally:
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=60) == 0
     output = second.stdout.read()
+    assert "configuration reloaded" in output
     assert "Traceback" not in output
 
 
@@ -210,3 +213,25 @@ def test_reconfig_refuses_to_drop_an_entry_that_still_has_pilots(lab, frontend, 
     forced = updraft("factory", "reconfig", "--config", str(smaller_path), "--force")
     assert "applied" in forced.stdout
     assert len(_pilots(schedd, 'UpdraftEntry == "site2"')) == 1  # still in the queue, still tracked
+
+
+def test_an_entry_set_spreads_its_pilots_over_its_member_ces(lab, tmp_path, schedd) -> None:
+    config = factory_config(lab)
+    template = config["entries"]["site1"]
+    config["entry_sets"] = {"lab-sites": {
+        "members": ["site1", "site2"], "policy": "least_idle",
+        "attributes": {"GLIDEIN_Site": "LabSites", "GLIDEIN_CPUS": 2},
+        "frontends": template["frontends"], "limits": template["limits"],
+    }}
+    path = tmp_path / "factory.yaml"
+    path.write_text(yaml.safe_dump(config))
+    names = {ad["UpdraftEntry"] for ad in Collector(lab.wms.collector).generic_ads("UpdraftEntry", "true")}
+    ask(lab, FrontendConfig.model_validate(frontend_config(lab)), "lab-sites", idle=4, max_pilots=4)
+    done = updraft("factory", "once", "--config", str(path))
+    assert "submitted 4," in done.stdout
+    pilots = schedd.query('UpdraftFactory =?= "lab-factory"', ["UpdraftEntry", "UpdraftMember", "GridResource"])
+    assert {p["UpdraftEntry"] for p in pilots} == {"lab-sites"}
+    assert sorted(p["UpdraftMember"] for p in pilots) == ["site1", "site1", "site2", "site2"]
+    assert {p["GridResource"].split()[1] for p in pilots} == {"ce@site1.lab", "ce@site2.lab"}
+    advertised = {ad["UpdraftEntry"] for ad in Collector(lab.wms.collector).generic_ads("UpdraftEntry", "true")}
+    assert "lab-sites" in advertised and not ({"site1", "site2"} & (advertised - names))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 SCHEMA = 1
@@ -48,6 +49,14 @@ R_SLOTS_CORES = "UpdraftSlotsCores"
 
 IDENTITY = "AuthenticatedIdentity"
 """Added by the collector: who really sent the ad."""
+
+
+class RemoveMode(str, Enum):
+    """A request's `UpdraftReqRemoveMode`: which unneeded pilots the factory may remove."""
+
+    NONE = "none"
+    IDLE = "idle"
+    ALL = "all"
 
 
 def entry_ad_name(entry: str, factory: str) -> str:

@@ -82,7 +82,7 @@ def once(config_path: Path) -> None:
     """
     import time
 
-    from updraft.factory.service import log_rejections, run_cycle
+    from updraft.factory.service import run_cycle
 
     result = run_cycle(_load(config_path), 1, time.time())
     click.echo(f"submitted {result.submitted}, removed {result.removed}, released {result.released}")

@@ -44,6 +44,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from updraft.records import share_out  # noqa: F401  (re-exported for callers and tests)
 from updraft.factory.model import (
     IDLE_STATES,
     LIVE_STATES,
@@ -188,26 +189,6 @@ def clusters(count: int, size: int) -> tuple[int, ...]:
     """`count` pilots as full clusters of `size` and one smaller remainder."""
     full, rest = divmod(count, size)
     return (size,) * full + ((rest,) if rest else ())
-
-
-def share_out(wanted: Sequence[int], cap: int) -> list[int]:
-    """Scale `wanted` down to sum to `cap`, proportionally, in whole pilots.
-
-    Largest remainder: everyone gets the floor of their exact share, and the
-    rest go to the largest fractional parts, earlier position first on ties
-    (callers pass sorted keys), so the result is deterministic and never
-    exceeds any single wish.
-    """
-    total = sum(wanted)
-    if total <= cap:
-        return list(wanted)
-    cap = max(0, cap)
-    shares = [want * cap // total for want in wanted]
-    remainders = [want * cap % total for want in wanted]
-    left = cap - sum(shares)
-    for position in sorted(range(len(wanted)), key=lambda i: (-remainders[i], i))[:left]:
-        shares[position] += 1
-    return shares
 
 
 # --------------------------------------------------------------------------

@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from updraft.protocol import PublishedRequest
+from updraft.protocol import PublishedRequest, RemoveMode  # noqa: F401  (RemoveMode re-exported)
+from updraft.records import Step  # noqa: F401  (re-exported)
 
 # --------------------------------------------------------------------------
 # What the factory observes
@@ -100,14 +101,6 @@ class PilotCounts:
     def total(self) -> int:
         """Every live pilot: held ones too still occupy a place under max_pilots."""
         return self.idle + self.running + self.held
-
-
-class RemoveMode(str, Enum):
-    """A request's `UpdraftReqRemoveMode`."""
-
-    NONE = "none"
-    IDLE = "idle"
-    ALL = "all"
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,15 +264,6 @@ class Release:
 
 
 Action = Submit | Remove | Release
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One intermediate value of a decision, with what produced it."""
-
-    name: str
-    value: float
-    note: str = ""
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,12 @@ Order of the policy, per (group, entry):
 
 from __future__ import annotations
 
-from collections import Counter
-
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from updraft.records import share_out  # noqa: F401  (re-exported for callers and tests)
 from updraft.frontend.config import FrontendConfig, Group
 from updraft.frontend.matching import EntryDemand, GroupMatch, match
 from updraft.frontend.model import (
@@ -324,26 +324,6 @@ def _outer_ceilings(
 # --------------------------------------------------------------------------
 # Step 8: aggregate caps, shared out proportionally
 # --------------------------------------------------------------------------
-
-
-def share_out(requests: Sequence[int], cap: int) -> list[int]:
-    """Scale requests down to sum to `cap`, proportionally, in whole pilots.
-
-    Largest remainder method: everyone gets the floor of their exact share,
-    then the pilots left over go to the largest fractional parts, earlier
-    position first on ties (callers pass requests sorted by key), so the
-    result is deterministic and never exceeds any single request.
-    """
-    total = sum(requests)
-    if total <= cap:
-        return list(requests)
-    cap = max(0, cap)
-    shares = [request * cap // total for request in requests]
-    remainders = [request * cap % total for request in requests]
-    left = cap - sum(shares)
-    for position in sorted(range(len(requests)), key=lambda i: (-remainders[i], i))[:left]:
-        shares[position] += 1
-    return shares
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from updraft.protocol import RemoveMode  # noqa: F401  (re-exported: part of this model)
+from updraft.records import Step  # noqa: F401  (re-exported)
+
 
 @dataclass(frozen=True, slots=True)
 class JobShape:
@@ -101,20 +104,6 @@ class Observation:
     def incomplete_groups(self) -> frozenset[str]:
         return frozenset(g for p in self.problems for g in p.groups)
 
-
-class RemoveMode(str, Enum):
-    NONE = "none"
-    IDLE = "idle"
-    ALL = "all"
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One intermediate value of a decision, with what produced it."""
-
-    name: str
-    value: float
-    note: str = ""
 
 
 @dataclass(frozen=True)

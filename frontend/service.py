@@ -20,7 +20,7 @@ from updraft.condor import use_client_config
 from updraft.errors import ConfigError, CondorError
 from updraft.frontend.config import FrontendConfig, load_frontend_config
 from updraft.frontend.decide import decide
-from updraft.frontend.model import Plan, SlotState
+from updraft.frontend.model import Plan
 from updraft.frontend.observe import observe
 from updraft.frontend.publish import publish, published_requests, request_ads, withdraw_all
 from updraft.monitoring import registry

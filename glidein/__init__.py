@@ -1,5 +1,6 @@
 """The glidein (pilot) that runs on worker nodes.
 
-What runs on the node is POSIX shell; this package holds the factory-side
-helpers that stage it.
+What runs on the node is POSIX shell (`glidein_startup.sh`); this package
+also holds the factory-side helpers, such as `report.parse_report` for the
+report a pilot prints at exit. README.md has the interface.
 """

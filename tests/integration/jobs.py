@@ -17,6 +17,17 @@ PROJECTION = ["ClusterId", "ProcId", "JobStatus", "HoldReason", "ExitCode", "Rem
               "MachineAttrGLIDEIN_Site0", "MachineAttrIS_GLIDEIN0", "GridJobId"]
 
 
+def wait_for(condition, timeout: float, interval: float = 1.0):
+    """Poll `condition` until it returns something truthy, and return that; fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"condition not met within {timeout:g} s"
+        time.sleep(interval)
+
+
 def wait_for_completion(schedd: Schedd, cluster: int, timeout: float) -> dict:
     """The job's final ad once it has left the queue completed; fails fast when it is held."""
     deadline = time.monotonic() + timeout

@@ -26,6 +26,8 @@ from updraft.frontend.publish import request_ad
 from updraft.lab.labconfig import factory_config, frontend_config, write_component_configs
 from updraft.lab.topology import Topology
 
+from .jobs import wait_for
+
 UPDRAFT = str(Path(sys.executable).parent / "updraft")
 PROJECTION = ["ClusterId", "ProcId", "JobStatus", "GridJobId", "UpdraftEntry", "UpdraftFrontend", "UpdraftGroup",
               "UpdraftSecurityClass", "UpdraftCredentialId", "HoldReasonCode"]
@@ -69,7 +71,7 @@ def empty_queue(lab: Topology):
     wms = Collector(lab.wms.collector)
     wms.invalidate("UpdraftRequest", "true")
     wms.schedd(lab.factory.schedd_name).remove('UpdraftFactory =?= "lab-factory"', "factory test done")
-    _wait_for(lambda: not _pilots(wms.schedd(lab.factory.schedd_name)), 120)
+    wait_for(lambda: not _pilots(wms.schedd(lab.factory.schedd_name)), 120)
 
 
 def ask(lab: Topology, frontend: FrontendConfig, entry: str, idle: int, max_pilots: int,
@@ -83,15 +85,6 @@ def _pilots(schedd, extra: str = "true") -> list[dict]:
     return schedd.query(f'UpdraftFactory =?= "lab-factory" && ({extra})', PROJECTION)
 
 
-def _wait_for(condition, timeout: float):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(1)
-
 
 def test_a_request_makes_the_factory_submit_pilots_that_reach_the_ce_and_join_the_pool(lab, frontend, factory_yaml, schedd) -> None:
     ask(lab, frontend, "site1", idle=3, max_pilots=3)
@@ -102,9 +95,9 @@ def test_a_request_makes_the_factory_submit_pilots_that_reach_the_ce_and_join_th
     for pilot in pilots:
         assert (pilot["UpdraftEntry"], pilot["UpdraftFrontend"], pilot["UpdraftGroup"]) == ("site1", "lab-vo", "main")
         assert pilot["UpdraftSecurityClass"] == "default" and pilot["UpdraftCredentialId"]
-    _wait_for(lambda: all(p.get("GridJobId") for p in _pilots(schedd)), 120)
+    wait_for(lambda: all(p.get("GridJobId") for p in _pilots(schedd)), 120)
     vo = Collector(lab.vo.collector)
-    slots = _wait_for(lambda: vo.query(htcondor2.AdType.Startd, 'GLIDEIN_Entry_Name == "site1"', ["GLIDECLIENT_Name"]), 180)
+    slots = wait_for(lambda: vo.query(htcondor2.AdType.Startd, 'GLIDEIN_Entry_Name == "site1"', ["GLIDECLIENT_Name"]), 180)
     assert {s["GLIDECLIENT_Name"] for s in slots} == {"lab-vo"}
     again = updraft("factory", "once", "--config", str(factory_yaml))
     assert "submitted 0," in again.stdout  # max_pilots 3 reached: the queue is the memory
@@ -120,11 +113,11 @@ def test_lowering_the_request_removes_the_excess_idle_pilots_only(lab, frontend,
     ask(lab, frontend, "site1", idle=5, max_pilots=5)
     updraft("factory", "once", "--config", str(factory_yaml))
     # site1's worker fits two 2-core pilots: two run, three stay idle.
-    _wait_for(lambda: len(_pilots(schedd, "JobStatus == 2")) == 2, 180)
+    wait_for(lambda: len(_pilots(schedd, "JobStatus == 2")) == 2, 180)
     ask(lab, frontend, "site1", idle=0, max_pilots=5, remove=RemoveMode.IDLE, remove_max=10)
     done = updraft("factory", "once", "--config", str(factory_yaml))
     assert "removed 3," in done.stdout
-    _wait_for(lambda: len(_pilots(schedd)) == 2, 120)
+    wait_for(lambda: len(_pilots(schedd)) == 2, 120)
     assert len(_pilots(schedd, "JobStatus == 2")) == 2
 
 
@@ -135,28 +128,28 @@ def test_a_held_pilot_is_released_if_its_hold_is_recoverable_else_removed(lab, f
     (pilot,) = _pilots(schedd)
     job_id = f"{pilot['ClusterId']}.{pilot['ProcId']}"
     schedd.act_on_jobs(htcondor2.JobAction.Hold, [job_id], "held by the factory test")
-    _wait_for(lambda: _pilots(schedd, "JobStatus == 5"), 30)
+    wait_for(lambda: _pilots(schedd, "JobStatus == 5"), 30)
     time.sleep(2)  # past the lab's 1 s back-off
     done = updraft("factory", "once", "--config", str(factory_yaml))
     assert f"{outcome} 1" in done.stdout
     this = f"ClusterId == {pilot['ClusterId']} && ProcId == {pilot['ProcId']}"
     if outcome == "released":
-        _wait_for(lambda: _pilots(schedd, f"{this} && JobStatus != 5"), 30)
+        wait_for(lambda: _pilots(schedd, f"{this} && JobStatus != 5"), 30)
     else:  # gone (a replacement may already be queued: the request still wants one pilot)
-        _wait_for(lambda: not _pilots(schedd, f"{this} && JobStatus != 3"), 60)
+        wait_for(lambda: not _pilots(schedd, f"{this} && JobStatus != 3"), 60)
 
 
 def test_kill_9_mid_cycle_then_restart_converges_without_extra_pilots(lab, frontend, factory_yaml, schedd, tmp_path) -> None:
     ask(lab, frontend, "site2", idle=4, max_pilots=4)
     first = subprocess.Popen([UPDRAFT, "factory", "run", "--config", str(factory_yaml)], env=_clean_env(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for(lambda: _pilots(schedd), 60)  # it is submitting: kill it now
+    wait_for(lambda: _pilots(schedd), 60)  # it is submitting: kill it now
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
     second = subprocess.Popen([UPDRAFT, "-v", "factory", "run", "--config", str(factory_yaml)], env=_clean_env(),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        _wait_for(lambda: len(_pilots(schedd)) == 4, 60)
+        wait_for(lambda: len(_pilots(schedd)) == 4, 60)
         reloaded = updraft("factory", "reconfig", "--config", str(factory_yaml))
         assert f"the running factory (pid {second.pid}) is reloading" in reloaded.stdout
         time.sleep(25)  # two more cycles of the lab factory

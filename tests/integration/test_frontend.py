@@ -29,7 +29,7 @@ from updraft.lab.labconfig import factory_config, frontend_config
 from updraft.lab.runtime import Runtime
 from updraft.lab.topology import Topology
 
-from .jobs import grid_job, pilot_environment, stage
+from .jobs import grid_job, pilot_environment, stage, wait_for
 
 UPDRAFT = str(Path(sys.executable).parent / "updraft")
 MARK = "frontend-test"
@@ -154,11 +154,11 @@ def idle_pilot(lab: Topology, factory_schedd, job_dir: Path):
     vo = Collector(lab.vo.collector)
     ours = 'GLIDEIN_Entry_Name == "site1" && GLIDECLIENT_Name == "lab-vo"'
     try:
-        _wait_for(lambda: vo.query(htcondor2.AdType.Startd, ours, ["Name"]), 180)
+        wait_for(lambda: vo.query(htcondor2.AdType.Startd, ours, ["Name"]), 180)
         yield
     finally:
         factory_schedd.remove(f"ClusterId == {cluster}", "frontend test done")
-        _wait_for(lambda: not vo.query(htcondor2.AdType.Startd, ours, ["Name"]), 120)
+        wait_for(lambda: not vo.query(htcondor2.AdType.Startd, ours, ["Name"]), 120)
 
 
 def test_an_idle_pilot_slot_that_can_take_the_jobs_counts_as_capacity(lab, frontend_yaml, entries, queued_jobs, idle_pilot) -> None:
@@ -181,10 +181,10 @@ def test_run_reloads_on_sighup_keeping_a_good_config_and_withdraws_on_sigterm(la
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     started = int(time.time())
     try:
-        _wait_for(lambda: requests(lab).get("site1", {}).get(protocol.R_TIME, 0) >= started, 60)
+        wait_for(lambda: requests(lab).get("site1", {}).get(protocol.R_TIME, 0) >= started, 60)
         config.write_text("name: [not, a, name]\n")
         service.send_signal(signal.SIGHUP)
-        _wait_for(lambda: requests(lab).get("site1", {}).get(protocol.R_CYCLE, 0) >= 2, 60)
+        wait_for(lambda: requests(lab).get("site1", {}).get(protocol.R_CYCLE, 0) >= 2, 60)
         assert service.poll() is None, "a bad config on SIGHUP must not stop the frontend"
         service.send_signal(signal.SIGTERM)
         assert service.wait(timeout=60) == 0
@@ -194,11 +194,4 @@ def test_run_reloads_on_sighup_keeping_a_good_config_and_withdraws_on_sigterm(la
     output = service.stdout.read()
     assert "reload refused, keeping the running configuration" in output
     assert "Traceback" not in output
-    _wait_for(lambda: not requests(lab), 10)
-
-
-def _wait_for(condition, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.5)
+    wait_for(lambda: not requests(lab), 10)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import time
 from pathlib import Path
 
 import htcondor2
@@ -22,7 +21,7 @@ from updraft.condor import Collector
 from updraft.glidein.report import parse_report
 from updraft.lab.topology import Topology
 
-from .jobs import grid_job, wait_for_completion
+from .jobs import grid_job, wait_for, wait_for_completion
 
 STARTUP = Path(updraft.glidein.__file__).parent / "glidein_startup.sh"
 REQUIRED = ("IS_GLIDEIN", "GLIDEIN_Site", "GLIDEIN_Entry_Name", "GLIDEIN_Factory", "GLIDEIN_Name", "GLIDECLIENT_Name",
@@ -66,7 +65,7 @@ def test_a_glidein_joins_the_pool_runs_a_job_retires_after_its_idle_tail_and_rep
 
     vo = Collector(lab.vo.collector)
     ours = f"GLIDEIN_ClusterId =?= {cluster} && GLIDEIN_Entry_Name =?= \"site2\""
-    slots = _wait_for(lambda: vo.query(htcondor2.AdType.Startd, ours, list(REQUIRED)), 240)
+    slots = wait_for(lambda: vo.query(htcondor2.AdType.Startd, ours, list(REQUIRED)), 240)
     slot = slots[0]
     assert set(REQUIRED) <= set(slot), set(REQUIRED) - set(slot)
     assert (slot["GLIDEIN_Site"], slot["GLIDECLIENT_Name"], slot["GLIDEIN_CredentialIdentifier"]) == ("Site2", "lab-vo", "cred-7")
@@ -88,13 +87,3 @@ def test_a_glidein_joins_the_pool_runs_a_job_retires_after_its_idle_tail_and_rep
     assert report.jobs_run == 1
     assert [(v.script, v.result) for v in report.validations] == [("check.sh", "OK")]
     assert report.lifetime < 600  # it retired on its idle tail, long before its walltime
-
-
-def _wait_for(condition, timeout: float):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(2)

@@ -27,12 +27,14 @@ DEFAULT_TIMEOUT = 30.0
 Ad = dict[str, Any]
 
 
-def use_client_config(path: Path) -> None:
-    """Point this process's HTCondor client at a config file.
+def use_client_config(path: Path | None) -> None:
+    """Point this process's HTCondor client at a config file (None: keep the environment's).
 
     The bindings keep one configuration per process, so this is called once,
-    at start-up, by the command that owns the process.
+    at start-up (and on a reload), by the command that owns the process.
     """
+    if path is None:
+        return
     os.environ["CONDOR_CONFIG"] = str(path)
     htcondor2.reload_config()
 

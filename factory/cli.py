@@ -52,10 +52,10 @@ def check_config(config_path: Path) -> None:
 
 def _load(config_path: Path):
     """The validated config, with its HTCondor client set up for this process."""
-    from updraft.factory.service import prepare
+    from updraft.condor import use_client_config
 
     config = load_factory_config(config_path, on_warning=echo_warning).config
-    prepare(config)
+    use_client_config(config.condor_config)
     return config
 
 
@@ -109,7 +109,7 @@ def run(config_path: Path) -> None:
     from updraft.factory.service import FactoryService
 
     service = FactoryService(config_path, _load(config_path))
-    service.install_signal_handlers()
+    service.signals.install()
     service.run()
 
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -24,6 +22,7 @@ import classad2
 from updraft import protocol
 from updraft.condor import Collector, Schedd, use_client_config
 from updraft.errors import CondorError, ConfigError
+from updraft.loop import CycleSignals, Wake
 from updraft.factory import downtime
 from updraft.factory.act import ActResult, release_pilots, remove_pilots, submit_pilots
 from updraft.factory.advertise import entry_ads, factory_ad
@@ -220,11 +219,6 @@ def _log_dir(config: FactoryConfig, entry: str, frontend: str) -> Path:
     return path
 
 
-def prepare(config: FactoryConfig) -> None:
-    if config.condor_config is not None:
-        use_client_config(config.condor_config)
-
-
 def withdraw(config: FactoryConfig) -> None:
     """On clean shutdown: our entries disappear, so no frontend keeps asking for them."""
     wms = Collector(config.wms_collector, timeout=config.query_timeout_seconds)
@@ -241,14 +235,8 @@ class FactoryService:
     def __init__(self, config_path: Path, config: FactoryConfig) -> None:
         self.config_path = config_path
         self.config = config
-        self.stopping = threading.Event()
-        self.reload_wanted = threading.Event()
+        self.signals = CycleSignals()
         self.cycle = 0
-
-    def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
-        signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
-        signal.signal(signal.SIGHUP, lambda *_: (self.reload_wanted.set(), self.stopping.set()))
 
     def run(self, max_cycles: int | None = None) -> None:
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
@@ -260,22 +248,14 @@ class FactoryService:
                 result = run_cycle(self.config, self.cycle, time.time())
                 log.info("cycle %d: submitted %d, removed %d, released %d, %d problems", self.cycle,
                          result.submitted, result.removed, result.released, len(result.problems))
-                if self._wait_for_next_cycle():
+                wake = self.signals.sleep(self.config.cycle_seconds)
+                if wake is Wake.STOP:
                     break
+                if wake is Wake.RELOAD:
+                    self.reload()
         finally:
             withdraw(self.config)
             pid_path(self.config).unlink(missing_ok=True)
-
-    def _wait_for_next_cycle(self) -> bool:
-        """Sleep a cycle; True when it is time to stop."""
-        if not self.stopping.wait(self.config.cycle_seconds):
-            return False
-        if not self.reload_wanted.is_set():
-            return True
-        self.reload_wanted.clear()
-        self.stopping.clear()
-        self.reload()
-        return False
 
     def reload(self) -> None:
         try:
@@ -283,6 +263,6 @@ class FactoryService:
         except ConfigError as err:
             log.error("reload refused, keeping the running configuration: %s", err)
             return
-        prepare(self.config)
+        use_client_config(self.config.condor_config)
         record_applied(self.config)
         log.warning("configuration reloaded from %s", self.config_path)

@@ -49,10 +49,10 @@ def check_config(config_path: Path) -> None:
 
 def _load(config_path: Path):
     """The validated config, with its HTCondor client set up for this process."""
-    from updraft.frontend.service import prepare
+    from updraft.condor import use_client_config
 
     config = load_frontend_config(config_path, on_warning=echo_warning).config
-    prepare(config)
+    use_client_config(config.condor_config)
     return config
 
 
@@ -108,7 +108,7 @@ def run(config_path: Path) -> None:
     from updraft.frontend.service import FrontendService
 
     service = FrontendService(config_path, _load(config_path))
-    service.install_signal_handlers()
+    service.signals.install()
     service.run()
 
 

@@ -9,14 +9,13 @@ old one when the new one does not validate.
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from updraft.condor import use_client_config
+from updraft.loop import CycleSignals, Wake
 from updraft.errors import ConfigError, CondorError
 from updraft.frontend.config import FrontendConfig, load_frontend_config
 from updraft.frontend.decide import decide
@@ -96,12 +95,6 @@ def reporter_for(config: FrontendConfig) -> Reporter:
     return Reporter(registry.build(config.monitoring.writers, config.monitoring.dir))
 
 
-def prepare(config: FrontendConfig) -> None:
-    """Process-wide set-up a config asks for (the HTCondor client config)."""
-    if config.condor_config is not None:
-        use_client_config(config.condor_config)
-
-
 class FrontendService:
     """Runs cycles until SIGTERM; SIGHUP reloads the configuration."""
 
@@ -109,41 +102,20 @@ class FrontendService:
         self.config_path = config_path
         self.config = config
         self.reporter = reporter_for(config)
-        self.stopping = threading.Event()
-        self.reload_wanted = threading.Event()
+        self.signals = CycleSignals()
         self.cycle = 0
-
-    def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, lambda *_: self.stop())
-        signal.signal(signal.SIGINT, lambda *_: self.stop())
-        signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
-
-    def stop(self) -> None:
-        self.stopping.set()
-
-    def request_reload(self) -> None:
-        self.reload_wanted.set()
-        self.stopping.set()  # wakes the sleep; run() clears it again for a reload
 
     def run(self, max_cycles: int | None = None) -> None:
         while max_cycles is None or self.cycle < max_cycles:
             self.cycle += 1
             result = run_cycle(self.config, self.reporter, self.cycle, time.time())
             log.info("cycle %d: %d requests, %d problems", self.cycle, len(result.ads), len(result.problems))
-            if self._wait_for_next_cycle():
+            wake = self.signals.sleep(self.config.cycle_seconds)
+            if wake is Wake.STOP:
                 break
+            if wake is Wake.RELOAD:
+                self.reload()
         self._withdraw()
-
-    def _wait_for_next_cycle(self) -> bool:
-        """Sleep a cycle; True when it is time to stop."""
-        while self.stopping.wait(self.config.cycle_seconds):
-            if not self.reload_wanted.is_set():
-                return True
-            self.reload_wanted.clear()
-            self.stopping.clear()
-            self.reload()
-            return False
-        return False
 
     def reload(self) -> None:
         try:
@@ -152,7 +124,7 @@ class FrontendService:
             log.error("reload refused, keeping the running configuration: %s", err)
             return
         self.config = loaded.config
-        prepare(self.config)
+        use_client_config(self.config.condor_config)
         self.reporter = reporter_for(self.config)
         log.warning("configuration reloaded from %s", self.config_path)
 

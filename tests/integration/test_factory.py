@@ -150,6 +150,9 @@ def test_kill_9_mid_cycle_then_restart_converges_without_extra_pilots(lab, front
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(lambda: len(_pilots(schedd)) == 4, 60)
+        # The killed factory left its pid file behind; reconfig must find the new one.
+        pid_file = Path(factory_config(lab)["work_dir"]) / "factory.pid"
+        wait_for(lambda: pid_file.exists() and pid_file.read_text().split() == [str(second.pid)], 60)
         reloaded = updraft("factory", "reconfig", "--config", str(factory_yaml))
         assert f"the running factory (pid {second.pid}) is reloading" in reloaded.stdout
         time.sleep(25)  # two more cycles of the lab factory

@@ -36,6 +36,7 @@ from updraft.factory.model import (
     Request,
     StaleAges,
 )
+from updraft.protocol import PilotParams
 
 NOW = 1_700_000_000.0
 HOUR = 3600.0
@@ -120,6 +121,7 @@ def make_request(policy: EntryPolicy, key: tuple[str, str], rng: random.Random) 
         entry=policy.name, frontend=vo, group=group, security_class=f"{vo}-pilot", identity=identity,
         idle=rng.randint(0, 40), max_pilots=rng.randint(50, 300),
         remove=rng.choices(("none", "idle", "all"), (50, 35, 15))[0], remove_max=rng.randint(0, 20),
+        pilot=PilotParams(collector=f"{vo}.example.org:9618"),
     )
 
 

@@ -7,8 +7,9 @@ dicts in, plain dicts or dataclasses out.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -25,6 +26,8 @@ E_MAX_PILOTS = "UpdraftMaxPilots"
 E_MAX_IDLE = "UpdraftMaxIdle"
 E_MAX_HELD = "UpdraftMaxHeld"
 E_DOWNTIME = "UpdraftInDowntime"
+E_NODES = "GLIDEIN_Nodes"
+"""Nodes per pilot (HPC allocations of several nodes); absent means 1."""
 
 # Request ad attributes set by the frontend.
 R_FRONTEND = "UpdraftFrontend"
@@ -46,6 +49,17 @@ R_SLOTS_TOTAL = "UpdraftSlotsTotal"
 R_SLOTS_IDLE = "UpdraftSlotsIdle"
 R_SLOTS_RUNNING = "UpdraftSlotsRunning"
 R_SLOTS_CORES = "UpdraftSlotsCores"
+# What the frontend tells its pilots, through the factory's submit description.
+R_PILOT_COLLECTOR = "UpdraftPilotCollector"
+R_MANIFEST_URL = "UpdraftFrontendManifestURL"
+R_MANIFEST_SHA256 = "UpdraftFrontendManifestSHA256"
+R_GROUP_START = "UpdraftGroupStart"
+
+_HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}")
+_URL = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_LINE_BREAK = re.compile(r"[\r\n\x00]")
+MAX_START_LENGTH = 4096
 
 IDENTITY = "AuthenticatedIdentity"
 """Added by the collector: who really sent the ad."""
@@ -68,6 +82,54 @@ def request_ad_name(frontend: str, group: str, entry: str, factory: str) -> str:
 
 
 @dataclass(frozen=True)
+class PilotParams:
+    """What a frontend tells the pilots it asks for: its pool, its staging area, its START.
+
+    They travel in the request ad, authenticated by the collector, and the
+    factory writes them into the submit description, the pilot's trusted
+    channel. Empty strings mean "not given".
+    """
+
+    collector: str = ""
+    manifest_url: str = ""
+    manifest_sha256: str = ""
+    group_start: str = ""
+
+
+def pilot_params_problem(params: PilotParams) -> str | None:
+    """Why a factory cannot pass these to a pilot, or None: the pilot must know which pool to join."""
+    if not params.collector:
+        return f"no {R_PILOT_COLLECTOR}: pilots would not know which pool to join"
+    if not _HOST_PORT.fullmatch(params.collector):
+        return f"{R_PILOT_COLLECTOR} {params.collector[:80]!r} is not host:port"
+    if bool(params.manifest_url) != bool(params.manifest_sha256):
+        return f"{R_MANIFEST_URL} and {R_MANIFEST_SHA256} go together"
+    if params.manifest_url and not _URL.fullmatch(params.manifest_url):
+        return f"{R_MANIFEST_URL} {params.manifest_url[:80]!r} is not an http(s) URL"
+    if params.manifest_sha256 and not _SHA256.fullmatch(params.manifest_sha256):
+        return f"{R_MANIFEST_SHA256} is not 64 lowercase hex digits"
+    if _LINE_BREAK.search(params.group_start) or len(params.group_start) > MAX_START_LENGTH:
+        return f"{R_GROUP_START} has a line break or is longer than {MAX_START_LENGTH} characters"
+    return None
+
+
+def pilot_params_ad(params: PilotParams) -> dict[str, str]:
+    """The request ad attributes for `params` (only those given)."""
+    attrs = {R_PILOT_COLLECTOR: params.collector, R_MANIFEST_URL: params.manifest_url,
+             R_MANIFEST_SHA256: params.manifest_sha256, R_GROUP_START: params.group_start}
+    return {name: value for name, value in attrs.items() if value}
+
+
+def _pilot_params(ad: Mapping[str, Any]) -> PilotParams:
+    return PilotParams(
+        collector=str(ad.get(R_PILOT_COLLECTOR, "")),
+        manifest_url=str(ad.get(R_MANIFEST_URL, "")),
+        manifest_sha256=str(ad.get(R_MANIFEST_SHA256, "")),
+        group_start=str(ad.get(R_GROUP_START, "")),
+    )
+
+
+@dataclass(frozen=True)
 class PublishedRequest:
     """A request as read back from the collector (for diffs and the factory)."""
 
@@ -81,6 +143,7 @@ class PublishedRequest:
     remove_max: int
     identity: str | None
     security_class: str = "default"
+    pilot: PilotParams = field(default_factory=PilotParams)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -104,6 +167,7 @@ def parse_request(ad: Mapping[str, Any]) -> PublishedRequest | None:
             remove_max=int(ad[R_REMOVE_MAX]),
             identity=ad.get(IDENTITY),
             security_class=str(ad.get(R_SECURITY_CLASS, "default")),
+            pilot=_pilot_params(ad),
         )
     except (KeyError, TypeError, ValueError):
         return None

@@ -165,7 +165,8 @@ def reconfig(config_path: Path, force: bool) -> None:
     Prints the entries added, removed and changed against the configuration
     applied last. Refuses to remove an entry that still has pilots unless
     --force; their pilots stay in the queue and stay tracked. Applying
-    records the new configuration and sends SIGHUP to a running factory.
+    records the new configuration, writes the staging area (one release per
+    entry, see `staging:`) and sends SIGHUP to a running factory.
     """
     from updraft.factory.reconfig import apply, changes
 

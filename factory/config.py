@@ -17,6 +17,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from updraft import protocol
 from updraft.config import (
+    ClassAdExpr,
     AbsolutePath,
     AttrName,
     AttrValue,
@@ -32,6 +33,7 @@ from updraft.config import (
     PositiveInt,
     load_layered,
 )
+from updraft.staging import HttpUrl, StagedFileConfig, StagingSettings
 
 GridType = Literal["condor", "arc", "batch", "ec2", "gce"]
 BatchSystem = Literal["slurm", "pbs", "lsf", "sge", "condor"]
@@ -42,6 +44,7 @@ RESERVED_PILOT_PREFIX = "UPDRAFT_"
 """Pilot environment names the factory sets itself (the pilot's identity)."""
 
 _SSH_HOST = re.compile(r"[^@\s]+@[^@\s]+")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def _check_ssh_host(value: str) -> str:
@@ -51,6 +54,55 @@ def _check_ssh_host(value: str) -> str:
 
 
 SshHost = Annotated[str, AfterValidator(_check_ssh_host)]
+
+
+def _check_sha256(value: str) -> str:
+    if _SHA256.fullmatch(value.lower()):
+        return value.lower()
+    raise PydanticCustomError("sha256", "expected 64 hex digits (a SHA-256 digest)")
+
+
+Sha256 = Annotated[str, AfterValidator(_check_sha256)]
+
+
+class CondorTarball(ConfigModel):
+    """An HTCondor release the pilot downloads, trusted by the digest written here."""
+
+    url: HttpUrl
+    sha256: Sha256
+
+
+class GlideinSettings(ConfigModel):
+    """How the glidein behaves on this entry's workers (glidein/README.md has the details).
+
+    Each setting becomes one of glidein_startup.sh's options in the submit
+    description, so the pilot gets them through the trusted channel.
+    """
+
+    max_idle_seconds: NonNegativeInt = 1200
+    """Leave when no job ever started for this long."""
+    idle_tail_seconds: NonNegativeInt = 300
+    """Leave when idle this long after having run jobs."""
+    failure_sleep_seconds: NonNegativeInt = 600
+    """On failure, keep the batch slot this long, so a broken node does not take pilot after pilot."""
+    shutdown_margin_seconds: NonNegativeInt = 300
+    retire_spread_seconds: NonNegativeInt = 0
+    """Random spread of the retire times, so pilots started together do not drain together."""
+    max_job_seconds: NonNegativeInt = 0
+    """The longest job a pilot should still start: retire this long before the die time."""
+    condor_dir: AbsolutePath | None = None
+    """An HTCondor installed on the workers (holding sbin/condor_master)."""
+    condor_tarball: CondorTarball | None = None
+    """An HTCondor release to download instead; ``condor_dir`` wins when both are set."""
+    blackhole_jobs: NonNegativeInt = 0
+    """More job starts than this within ``blackhole_window_seconds`` marks the node a black hole (0: off)."""
+    blackhole_window_seconds: PositiveInt = 600
+    node_launcher: NonEmptyStr | None = None
+    """For multi-node pilots (``GLIDEIN_Nodes`` > 1 in the entry's ``attributes``): how the pilot
+    starts one process per node, e.g. ``srun --ntasks-per-node=1`` (the default under Slurm)."""
+    slots_layout: Literal["partitionable", "fixed"] = "partitionable"
+    start: ClassAdExpr | None = None
+    """The entry's START expression, combined with the frontend group's."""
 
 
 class FrontendLimits(ConfigModel):
@@ -238,6 +290,9 @@ class Entry(ConfigModel):
     submit: SubmitTuning = Field(default_factory=SubmitTuning)
     stale: StaleSettings = Field(default_factory=StaleSettings)
     holds: HoldSettings = Field(default_factory=HoldSettings)
+    glidein: GlideinSettings = Field(default_factory=GlideinSettings)
+    staging_files: FrozenList[StagedFileConfig] = ()
+    """This entry's files (e.g. its validation scripts), after the factory's ``staging.files``."""
 
     @field_validator("batch_system", mode="after")
     @classmethod
@@ -347,8 +402,16 @@ class EntrySet(ConfigModel):
 
 def cpus_in(attributes: Mapping[str, object]) -> int:
     """GLIDEIN_CPUS when it is a positive integer; anything else (e.g. "auto") means 1."""
-    cpus = attributes.get(protocol.E_CPUS, 1)
-    return cpus if isinstance(cpus, int) and not isinstance(cpus, bool) and cpus > 0 else 1
+    return _positive_int(attributes.get(protocol.E_CPUS, 1))
+
+
+def nodes_in(attributes: Mapping[str, object]) -> int:
+    """GLIDEIN_Nodes (nodes per pilot) when it is a positive integer; else 1."""
+    return _positive_int(attributes.get(protocol.E_NODES, 1))
+
+
+def _positive_int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
 
 
 class FactoryConfig(ConfigModel):
@@ -367,6 +430,9 @@ class FactoryConfig(ConfigModel):
     pilot: PilotSettings = Field(default_factory=PilotSettings)
     entry_sets: FrozenMap[Name, EntrySet] = Field(default_factory=dict)
     """Entry sets by the name they are advertised under (see `EntrySet`)."""
+    staging: StagingSettings | None = None
+    """The factory's staging area (per entry releases, written by ``reconfig``); unset: the pilot
+    gets no manifest, which only a custom ``pilot.executable`` can live with."""
 
     @model_validator(mode="after")
     def _entry_sets_fit_the_entries(self) -> FactoryConfig:

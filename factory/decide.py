@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from updraft.records import share_out  # noqa: F401  (re-exported for callers and tests)
+from updraft.protocol import pilot_params_problem
 from updraft.factory.model import (
     IDLE_STATES,
     LIVE_STATES,
@@ -204,7 +205,7 @@ def _malformed(request: Request) -> str | None:
                         ("remove_max", request.remove_max)):
         if value < 0:
             return f"{name} is negative ({value})"
-    return None
+    return pilot_params_problem(request.pilot)
 
 
 def refusal(request: Request, policies: Mapping[str, EntryPolicy]) -> str | None:
@@ -348,7 +349,7 @@ class _Draft:
             actions.append(Release(tuple(self.released)))
         if self.submit > 0 and self.request is not None:
             actions.append(Submit(self.entry, self.frontend, self.group, self.request.security_class,
-                                  self.submit, clusters(self.submit, policy.cluster_size)))
+                                  self.submit, clusters(self.submit, policy.cluster_size), self.request.pilot))
         return tuple(actions)
 
 

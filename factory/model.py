@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from updraft.protocol import PublishedRequest, RemoveMode  # noqa: F401  (RemoveMode re-exported)
+from updraft.protocol import PilotParams, PublishedRequest, RemoveMode  # noqa: F401  (RemoveMode re-exported)
 from updraft.records import Step  # noqa: F401  (re-exported)
 
 # --------------------------------------------------------------------------
@@ -122,6 +122,8 @@ class Request:
     max_pilots: int
     remove: str = RemoveMode.NONE.value
     remove_max: int = 0
+    pilot: PilotParams = PilotParams()
+    """What the frontend tells its pilots (pool, staging area, START); checked before any submission."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -144,6 +146,7 @@ class Request:
             max_pilots=ad.max_pilots,
             remove=ad.remove,
             remove_max=ad.remove_max,
+            pilot=ad.pilot,
         )
 
 
@@ -246,6 +249,7 @@ class Submit:
     security_class: str
     count: int
     clusters: tuple[int, ...]
+    pilot: PilotParams = PilotParams()
 
 
 @dataclass(frozen=True, slots=True)

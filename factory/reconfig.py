@@ -12,6 +12,7 @@ import json
 import os
 import signal
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from updraft.errors import UpdraftError
 from updraft.factory.config import FactoryConfig
 from updraft.factory.observe import observe
 from updraft.factory.policy import advertised_entries
+from updraft.factory.stage import stage_entries
+from updraft.staging import Release
 
 
 def applied_path(config: FactoryConfig) -> Path:
@@ -91,12 +94,19 @@ def apply(config: FactoryConfig, diff: Changes, force: bool) -> str:
     if diff.pilots_on_removed and not force:
         busy = ", ".join(f"{name} ({count} pilots)" for name, count in diff.pilots_on_removed.items())
         raise UpdraftError(f"refusing to remove {busy}: they still have pilots; use --force to remove the entries anyway")
+    staged = staging_summary(stage_entries(config))
     record_applied(config)
     pid = _running_factory(config)
     if pid is None:
-        return f"applied ({len(advertised_entries(config))} advertised entries); no factory running"
+        return f"{staged}applied ({len(advertised_entries(config))} advertised entries); no factory running"
     os.kill(pid, signal.SIGHUP)
-    return f"applied; the running factory (pid {pid}) is reloading"
+    return f"{staged}applied; the running factory (pid {pid}) is reloading"
+
+
+def staging_summary(releases: Mapping[str, Release]) -> str:
+    """One line per staged entry: where its pilots fetch the manifest from."""
+    return "".join(f"staged {name}: {r.manifest_url} (sha256 {r.manifest_sha256[:12]}...)\n"
+                   for name, r in sorted(releases.items()))
 
 
 def _running_factory(config: FactoryConfig) -> int | None:

@@ -75,6 +75,9 @@ class PilotSpec:
     proxy_file: Path | None = None
     token_file: Path | None = None
     arguments: tuple[str, ...] = ()
+    environment: tuple[tuple[str, object], ...] = ()
+    """The pilot's settings (`updraft.factory.pilot_args`); the entry's ``pilot_attributes`` are added
+    by the template context unless they are already here."""
 
 
 class _Escaped(str):
@@ -326,7 +329,8 @@ def _pilot_environment(factory: FactoryConfig, entry_name: str, entry: Entry,
         ("UPDRAFT_CREDENTIAL_ID", pilot.credential_id),
         ("UPDRAFT_JOB_ID", _Escaped(JOB_ID_MACRO)),
     )
-    return (*identity, *entry.pilot_attributes.items())
+    settings = {**entry.pilot_attributes, **dict(pilot.environment)}
+    return (*identity, *settings.items())
 
 
 def _pilot_file(work_dir: Path, suffix: str) -> _Escaped:

@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,8 +40,11 @@ from updraft.factory.policy import (
     frontend_in_downtime,
     member_entry,
 )
+from updraft.factory.pilot_args import glidein_arguments, glidein_environment
 from updraft.factory.reconfig import record_applied
 from updraft.factory.render import PilotSpec, render_submit
+from updraft.factory.stage import stage_entries
+from updraft.staging import Release, StagingError
 
 log = logging.getLogger(__name__)
 REJECTED_ATTRIBUTE = "UpdraftRejectedRequests"
@@ -121,7 +125,11 @@ def advertise(config: FactoryConfig, downtimes: list[downtime.Downtime], pilots:
     return None
 
 
-def run_cycle(config: FactoryConfig, cycle: int, now: float) -> CycleResult:
+def run_cycle(config: FactoryConfig, cycle: int, now: float,
+              releases: Mapping[str, Release] | None = None) -> CycleResult:
+    """One cycle; `releases` are the entries' staged files (`stage_entries`), read from disk when None."""
+    if releases is None:
+        releases = stage_entries(config)
     view, plan, downtimes = plan_cycle(config, now)
     problems = list(view.problems)
     trouble = advertise(config, downtimes, view.pilots, now, len(plan.rejected) if plan else 0)
@@ -131,7 +139,7 @@ def run_cycle(config: FactoryConfig, cycle: int, now: float) -> CycleResult:
         log.error("pilot queue unreadable: nothing submitted or removed this cycle")
         return CycleResult(None, view, problems=tuple(problems))
     log_rejections(plan)
-    results = act(config, plan, view.pilots or (), cycle, downtimes)
+    results = act(config, plan, view.pilots or (), cycle, downtimes, releases)
     problems.extend(e for r in results for e in r.errors)
     return CycleResult(
         plan, view,
@@ -150,7 +158,7 @@ def log_rejections(plan: FactoryPlan) -> None:
 
 
 def act(config: FactoryConfig, plan: FactoryPlan, pilots: tuple[Pilot, ...], cycle: int,
-        downtimes: list[downtime.Downtime]) -> list[ActResult]:
+        downtimes: list[downtime.Downtime], releases: Mapping[str, Release]) -> list[ActResult]:
     if not plan.actions:
         return []
     try:
@@ -161,7 +169,7 @@ def act(config: FactoryConfig, plan: FactoryPlan, pilots: tuple[Pilot, ...], cyc
     results = []
     for action in plan.actions:
         if isinstance(action, Submit):
-            results.extend(_submit(config, schedd, action, idle, cycle, downtimes))
+            results.extend(_submit(config, schedd, action, idle, cycle, downtimes, releases))
         elif isinstance(action, Remove):
             results.append(remove_pilots(schedd, action.job_ids, f"Updraft factory: {action.reason}"))
         elif isinstance(action, Release):
@@ -174,7 +182,7 @@ def _idle_by_member(pilots: tuple[Pilot, ...]) -> Counter[str]:
 
 
 def _submit(config: FactoryConfig, schedd: Schedd, action: Submit, idle: Counter[str], cycle: int,
-            downtimes: list[downtime.Downtime]) -> list[ActResult]:
+            downtimes: list[downtime.Downtime], releases: Mapping[str, Release]) -> list[ActResult]:
     """One advertised entry may be a set of CEs: spread the pilots over the members not in downtime."""
     advertised = advertised_entries(config)[action.entry]
     members = available_members(config, action.entry, downtimes, time.time())
@@ -185,7 +193,7 @@ def _submit(config: FactoryConfig, schedd: Schedd, action: Submit, idle: Counter
     results = []
     for member, count in shares.items():
         if count:
-            description = _description(config, action, member)
+            description = _description(config, action, member, releases.get(member))
             results.append(submit_pilots(schedd, description, count, _cluster_size(action)))
     return results
 
@@ -194,7 +202,8 @@ def _cluster_size(action: Submit) -> int:
     return max(action.clusters) if action.clusters else 1
 
 
-def _description(config: FactoryConfig, action: Submit, member: str) -> dict[str, str]:
+def _description(config: FactoryConfig, action: Submit, member: str, release: Release | None) -> dict[str, str]:
+    entry = member_entry(config, action.entry, member)
     spec = PilotSpec(
         frontend=action.frontend,
         group=action.group,
@@ -202,9 +211,10 @@ def _description(config: FactoryConfig, action: Submit, member: str) -> dict[str
         credential_id=f"{action.frontend}.{action.group}",
         executable=config.pilot.executable,
         work_dir=_log_dir(config, action.entry, action.frontend),
-        arguments=tuple(config.pilot.arguments.split()),
+        arguments=glidein_arguments(entry, release, action.pilot, config.pilot.arguments),
+        environment=glidein_environment(entry, action.pilot),
     )
-    description = render_submit(config, action.entry, member_entry(config, action.entry, member), spec)
+    description = render_submit(config, action.entry, entry, spec)
     description["+UpdraftMember"] = classad2.quote(member)
     return description
 
@@ -237,15 +247,17 @@ class FactoryService:
         self.config = config
         self.signals = CycleSignals()
         self.cycle = 0
+        self.releases: Mapping[str, Release] = {}
 
     def run(self, max_cycles: int | None = None) -> None:
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
         pid_path(self.config).write_text(f"{os.getpid()}\n")
         record_applied(self.config)
+        self.releases = stage_entries(self.config)
         try:
             while max_cycles is None or self.cycle < max_cycles:
                 self.cycle += 1
-                result = run_cycle(self.config, self.cycle, time.time())
+                result = run_cycle(self.config, self.cycle, time.time(), self.releases)
                 log.info("cycle %d: submitted %d, removed %d, released %d, %d problems", self.cycle,
                          result.submitted, result.removed, result.released, len(result.problems))
                 wake = self.signals.sleep(self.config.cycle_seconds)
@@ -259,10 +271,12 @@ class FactoryService:
 
     def reload(self) -> None:
         try:
-            self.config = load_factory_config(self.config_path).config
-        except ConfigError as err:
+            config = load_factory_config(self.config_path).config
+            releases = stage_entries(config)
+        except (ConfigError, StagingError) as err:
             log.error("reload refused, keeping the running configuration: %s", err)
             return
+        self.config, self.releases = config, releases
         use_client_config(self.config.condor_config)
         record_applied(self.config)
         log.warning("configuration reloaded from %s", self.config_path)

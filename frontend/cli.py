@@ -157,3 +157,31 @@ def explain(config_path: Path, entry_name: str, group_name: str | None) -> None:
         raise click.ClickException(f"no decision for entry {entry_name!r}: no matching jobs, pilots or advertised entry")
     for decision in chosen:
         click.echo(explain_decision(decision))
+
+
+@frontend.command()
+@config_option
+def reconfig(config_path: Path) -> None:
+    """Validate the configuration, write the staging area, and make a running frontend reload.
+
+    Each group's files (``staging.files`` then its ``staging_files``) are
+    published as a release named after its manifest's digest; the request
+    ads then tell pilots where it is and what its digest must be. A running
+    frontend (its pid file in ``work_dir``) gets SIGHUP.
+    """
+    import os
+    import signal
+
+    from updraft.frontend.service import pid_path
+    from updraft.frontend.stage import stage_groups
+
+    config = _load(config_path)
+    for name, release in sorted(stage_groups(config).items()):
+        click.echo(f"staged {name}: {release.manifest_url} (sha256 {release.manifest_sha256[:12]}...)")
+    try:
+        pid = int(pid_path(config).read_text().split()[0])
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError, IndexError):
+        click.echo("applied; no frontend running")
+        return
+    click.echo(f"applied; the running frontend (pid {pid}) is reloading")

@@ -30,6 +30,7 @@ from updraft.config import (
     PositiveInt,
     load_layered,
 )
+from updraft.staging import StagedFileConfig, StagingSettings
 
 
 class FactoryRef(ConfigModel):
@@ -98,6 +99,10 @@ class Group(ConfigModel):
     """Past this fraction of a maximum, the request is halved."""
     limits: GroupLimits = Field(default_factory=GroupLimits)
     removal: Removal = Field(default_factory=Removal)
+    pilot_start: ClassAdExpr | None = None
+    """Added to the START of this group's pilots (with the entry's own): which jobs they run."""
+    staging_files: FrozenList[StagedFileConfig] = ()
+    """This group's files for its pilots (validation scripts, condor config), after ``staging.files``."""
 
 
 class FrontendConfig(ConfigModel):
@@ -120,6 +125,12 @@ class FrontendConfig(ConfigModel):
     """For every pilot in the VO pool, this frontend's or not."""
     factories: FrozenMap[Name, FactoryRef] = Field(min_length=1)
     groups: FrozenMap[Name, Group] = Field(min_length=1)
+    work_dir: AbsolutePath = Path("/var/lib/updraft/frontend")
+    """The running frontend's pid file (for ``reconfig``)."""
+    pilot_collector: HostPort | None = None
+    """The collector pilots join; unset: ``vo_collector``."""
+    staging: StagingSettings | None = None
+    """The frontend's staging area (one release per group, written by ``reconfig`` and at start)."""
 
 
 def load_frontend_config(

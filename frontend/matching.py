@@ -40,7 +40,7 @@ class EntryDemand:
     """The jobs of one group that one entry could run, after the equal split.
 
     Counts are floats because a shape matching k entries gives each 1/k of
-    its jobs; pilots are pilot-equivalents (jobs x job cpus / pilot cpus).
+    its jobs; pilots are pilot-equivalents (jobs x job cpus / pilot cores, all nodes).
     """
 
     entry: EntryAd
@@ -302,7 +302,7 @@ class _Totals:
         running = shape.running * share
         need = (shape.cpus, shape.memory_mb)
         for target in targets:
-            per_pilot = shape.cpus / max(1, entries[target].cpus_per_pilot)
+            per_pilot = shape.cpus / max(1, entries[target].cores_per_pilot)
             self.idle[target] += idle
             self.old_idle[target] += old_idle
             self.running[target] += running

@@ -43,9 +43,16 @@ class EntryAd:
     factory: str
     attrs: Mapping[str, Any]
     cpus_per_pilot: int = 1
+    """Per node: the most one job can use."""
     max_pilots: int = 0
     max_idle: int = 0
     in_downtime: bool = False
+    nodes_per_pilot: int = 1
+    """GLIDEIN_Nodes: a multi-node pilot brings this many nodes of `cpus_per_pilot` each."""
+
+    @property
+    def cores_per_pilot(self) -> int:
+        return self.cpus_per_pilot * self.nodes_per_pilot
 
     @property
     def key(self) -> str:

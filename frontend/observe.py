@@ -168,6 +168,7 @@ def parse_entry(ad: Ad, trusted: Mapping[str, str]) -> tuple[EntryAd | None, str
         factory=factory,
         attrs=dict(ad),
         cpus_per_pilot=max(1, _int(ad.get(protocol.E_CPUS), 1)),
+        nodes_per_pilot=max(1, _int(ad.get(protocol.E_NODES), 1)),
         max_pilots=_int(ad.get(protocol.E_MAX_PILOTS), 0),
         max_idle=_int(ad.get(protocol.E_MAX_IDLE), 0),
         in_downtime=ad.get(protocol.E_DOWNTIME) is True,

@@ -7,7 +7,7 @@ factory submitting for jobs nobody watches any more.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,11 +21,13 @@ from updraft.frontend.model import Decision, Plan
 LIFETIME_CYCLES = 3
 
 
-def request_ad(decision: Decision, config: FrontendConfig, cycle: int, now: float) -> dict[str, Any]:
-    """The ad for one decision, in the schema of docs/protocol.md."""
+def request_ad(decision: Decision, config: FrontendConfig, cycle: int, now: float,
+               pilot: protocol.PilotParams | None = None) -> dict[str, Any]:
+    """The ad for one decision, in the schema of docs/protocol.md; `pilot`: what its pilots are told."""
     entry = decision.entry
     inputs = decision.inputs
     return {
+        **protocol.pilot_params_ad(pilot or protocol.PilotParams(collector=config.vo_collector)),
         "MyType": protocol.REQUEST_TYPE,
         "Name": protocol.request_ad_name(config.name, decision.group, entry.name, entry.factory),
         "UpdraftSchema": protocol.SCHEMA,
@@ -57,8 +59,11 @@ def _security_class(config: FrontendConfig, factory: str) -> str:
     return ref.security_class if ref is not None else "default"
 
 
-def request_ads(plan: Plan, config: FrontendConfig, cycle: int) -> list[dict[str, Any]]:
-    return [request_ad(d, config, cycle, plan.now) for d in plan.decisions]
+def request_ads(plan: Plan, config: FrontendConfig, cycle: int,
+                pilots: Mapping[str, protocol.PilotParams] | None = None) -> list[dict[str, Any]]:
+    """Every decision's ad; `pilots` (per group, `updraft.frontend.stage.pilot_params`) defaults to
+    the VO collector and no staging area."""
+    return [request_ad(d, config, cycle, plan.now, (pilots or {}).get(d.group)) for d in plan.decisions]
 
 
 @dataclass(frozen=True)

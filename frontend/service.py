@@ -9,7 +9,9 @@ old one when the new one does not validate.
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +24,11 @@ from updraft.frontend.decide import decide
 from updraft.frontend.model import Plan
 from updraft.frontend.observe import observe
 from updraft.frontend.publish import publish, published_requests, request_ads, withdraw_all
+from updraft.frontend.stage import pilot_params, stage_groups
 from updraft.monitoring import registry
 from updraft.monitoring.report import Reporter
 from updraft.monitoring.snapshot import FrontendSnapshot, GroupEntryRow
+from updraft.staging import Release, StagingError
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +76,16 @@ def plan_cycle(config: FrontendConfig, now: float) -> tuple[Plan, dict[str, floa
     return plan, {"observe": observed - started, "decide": time.perf_counter() - observed}
 
 
-def run_cycle(config: FrontendConfig, reporter: Reporter, cycle: int, now: float) -> CycleResult:
-    """One full turn; a collector that refuses our ads is a problem reported, not a crash."""
+def run_cycle(config: FrontendConfig, reporter: Reporter, cycle: int, now: float,
+              releases: Mapping[str, Release] | None = None) -> CycleResult:
+    """One full turn; a collector that refuses our ads is a problem reported, not a crash.
+
+    `releases` are the groups' staged files (`stage_groups`), written here when None.
+    """
+    if releases is None:
+        releases = stage_groups(config)
     plan, timings = plan_cycle(config, now)
-    ads = request_ads(plan, config, cycle)
+    ads = request_ads(plan, config, cycle, pilot_params(config, releases))
     problems = [f"{p.source}: {p.message}" for p in plan.problems]
     started = time.perf_counter()
     try:
@@ -91,6 +101,10 @@ def run_cycle(config: FrontendConfig, reporter: Reporter, cycle: int, now: float
     return CycleResult(plan, ads, snapshot, published, tuple(problems))
 
 
+def pid_path(config: FrontendConfig) -> Path:
+    return config.work_dir / "frontend.pid"
+
+
 def reporter_for(config: FrontendConfig) -> Reporter:
     return Reporter(registry.build(config.monitoring.writers, config.monitoring.dir))
 
@@ -104,26 +118,34 @@ class FrontendService:
         self.reporter = reporter_for(config)
         self.signals = CycleSignals()
         self.cycle = 0
+        self.releases: Mapping[str, Release] = {}
 
     def run(self, max_cycles: int | None = None) -> None:
-        while max_cycles is None or self.cycle < max_cycles:
-            self.cycle += 1
-            result = run_cycle(self.config, self.reporter, self.cycle, time.time())
-            log.info("cycle %d: %d requests, %d problems", self.cycle, len(result.ads), len(result.problems))
-            wake = self.signals.sleep(self.config.cycle_seconds)
-            if wake is Wake.STOP:
-                break
-            if wake is Wake.RELOAD:
-                self.reload()
-        self._withdraw()
+        self.releases = stage_groups(self.config)
+        self.config.work_dir.mkdir(parents=True, exist_ok=True)
+        pid_path(self.config).write_text(f"{os.getpid()}\n")
+        try:
+            while max_cycles is None or self.cycle < max_cycles:
+                self.cycle += 1
+                result = run_cycle(self.config, self.reporter, self.cycle, time.time(), self.releases)
+                log.info("cycle %d: %d requests, %d problems", self.cycle, len(result.ads), len(result.problems))
+                wake = self.signals.sleep(self.config.cycle_seconds)
+                if wake is Wake.STOP:
+                    break
+                if wake is Wake.RELOAD:
+                    self.reload()
+        finally:
+            self._withdraw()
+            pid_path(self.config).unlink(missing_ok=True)
 
     def reload(self) -> None:
         try:
             loaded = load_frontend_config(self.config_path)
-        except ConfigError as err:
+            releases = stage_groups(loaded.config)
+        except (ConfigError, StagingError) as err:
             log.error("reload refused, keeping the running configuration: %s", err)
             return
-        self.config = loaded.config
+        self.config, self.releases = loaded.config, releases
         use_client_config(self.config.condor_config)
         self.reporter = reporter_for(self.config)
         log.warning("configuration reloaded from %s", self.config_path)

@@ -70,6 +70,7 @@ def render_configs(topology: Topology, release_dir: str = "/usr") -> dict[Path, 
         files[master_config(topology, instance)] = instance_template.render(
             instance=instance,
             local_dir=topology.instance_dir(instance),
+            staging_dir=topology.staging_dir,
             common_config=topology.common_config,
             worker_cpus=WORKER_CPUS,
             worker_memory_mb=WORKER_MEMORY_MB,
@@ -102,6 +103,7 @@ def _prepare_dirs(topology: Topology, runtime: Runtime) -> None:
             os.chown(path, condor_uid, condor_gid)
     topology.work_dir.mkdir(parents=True, exist_ok=True)
     topology.work_dir.chmod(0o1777)
+    topology.staging_dir.mkdir(parents=True, exist_ok=True)
     for private in (topology.secrets_dir, topology.tokens_dir):
         private.mkdir(parents=True, exist_ok=True)
         private.chmod(0o700)

@@ -29,6 +29,8 @@ class Instance:
     collector_port: int
     schedd_name: str | None = None
     startd_name: str | None = None
+    web_port: int | None = None
+    """The staging web server's port, on the instance that serves pilots their files (the factory host)."""
 
     @property
     def collector(self) -> str:
@@ -127,17 +129,28 @@ class Topology:
         return self.base_dir / "common.config"
 
     @property
+    def staging_dir(self) -> Path:
+        """Served over HTTP to pilots: ``factory/`` and ``frontend/`` staging areas below it."""
+        return self.base_dir / "www"
+
+    @property
+    def staging_url(self) -> str:
+        assert self.factory.web_port is not None
+        return f"http://{LOOPBACK}:{self.factory.web_port}"
+
+    @property
     def etc_dir(self) -> Path:
         """Where `lab env` writes factory and frontend configs for this lab."""
         return self.base_dir / "etc"
 
 
 def build_topology(base_dir: Path, base_port: int = DEFAULT_BASE_PORT, site_count: int = 2) -> Topology:
-    """The standard lab: ports base_port (VO), +1 (WMS), +2... (one per site)."""
+    """The standard lab: ports base_port (VO), +1 (WMS), +2... (one per site), then the staging web server."""
     vo = Instance("vo", "VO pool", ("COLLECTOR", "NEGOTIATOR", "SCHEDD"), base_port, schedd_name=f"vo-schedd@{UID_DOMAIN}")
     submit2 = Instance("submit2", "second user schedd", ("SCHEDD",), base_port, schedd_name=f"vo-schedd2@{UID_DOMAIN}")
     wms = Instance("wms", "WMS collector", ("COLLECTOR",), base_port + 1)
-    factory = Instance("factory", "factory schedd", ("SCHEDD",), base_port + 1, schedd_name=f"factory@{UID_DOMAIN}")
+    factory = Instance("factory", "factory schedd", ("SCHEDD",), base_port + 1, schedd_name=f"factory@{UID_DOMAIN}",
+                       web_port=base_port + 2 + site_count)
     sites = tuple(_site(index, base_port + 1 + index) for index in range(1, site_count + 1))
     return Topology(Path(base_dir), base_port, vo, submit2, wms, factory, sites)
 

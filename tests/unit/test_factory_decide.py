@@ -40,7 +40,7 @@ from updraft.factory.model import (
     StaleAges,
     Submit,
 )
-from updraft.protocol import PublishedRequest
+from updraft.protocol import PilotParams, PublishedRequest
 
 NOW = 1_000_000.0
 W, P, S, R, H = PilotState.WAITING, PilotState.PENDING, PilotState.STAGING, PilotState.RUNNING, PilotState.HELD
@@ -49,6 +49,7 @@ ACCESS = {
     "fe2": FrontendAccess("fe2@lab", frozenset({"sc2"})),
 }
 HOLDS = HoldPolicy(recoverable_codes=frozenset({13, 26}), max_releases=2, backoff_seconds=10, max_backoff_seconds=60)
+POOL = PilotParams(collector="vo.example.org:9618")
 
 
 def policy(name: str = "e1", **kw: Any) -> EntryPolicy:
@@ -61,7 +62,7 @@ def request(idle: int = 0, max_pilots: int = 1000, remove: str = "none", remove_
             identity: str | None = "<default>") -> Request:
     if identity == "<default>":
         identity = f"{frontend}@lab"
-    return Request(entry, frontend, group, security_class, identity, idle, max_pilots, remove, remove_max)
+    return Request(entry, frontend, group, security_class, identity, idle, max_pilots, remove, remove_max, POOL)
 
 
 def pilot(job_id: str, state: PilotState = W, *, age: float = 10, submitted_age: float | None = None,
@@ -181,7 +182,7 @@ def test_a_rejected_request_still_lets_its_pilots_be_cleaned_up() -> None:
 
 
 def test_request_from_published_ad_keeps_or_replaces_its_security_class() -> None:
-    ad = PublishedRequest("fe1", "g1", "factory", "e1", 4, 9, "idle", 2, "fe1@lab", security_class="sc1b")
+    ad = PublishedRequest("fe1", "g1", "factory", "e1", 4, 9, "idle", 2, "fe1@lab", security_class="sc1b", pilot=POOL)
     assert Request.from_published(ad) == request(4, 9, "idle", 2, security_class="sc1b")
     assert Request.from_published(ad, "sc1") == request(4, 9, "idle", 2)
 
@@ -325,9 +326,24 @@ def test_clusters(count: int, size: int, expected: tuple[int, ...]) -> None:
     assert clusters(count, size) == expected
 
 
-def test_submit_action_carries_the_request_security_class_and_clusters() -> None:
+def test_submit_action_carries_the_request_security_class_clusters_and_pilot_params() -> None:
     plan = decide([request(7, security_class="sc1b")], [], {"e1": policy(cluster_size=3)}, NOW)
-    assert the(plan).actions == (Submit("e1", "fe1", "g1", "sc1b", 7, (3, 3, 1)),)
+    assert the(plan).actions == (Submit("e1", "fe1", "g1", "sc1b", 7, (3, 3, 1), POOL),)
+
+
+@pytest.mark.parametrize(("params", "reason"), [
+    (PilotParams(), "no UpdraftPilotCollector"),
+    (PilotParams(collector="vo.example.org"), "is not host:port"),
+    (PilotParams(collector="vo:9618", manifest_url="http://web/m"), "go together"),
+    (PilotParams(collector="vo:9618", manifest_url="ftp://web/m", manifest_sha256="a" * 64), "not an http(s) URL"),
+    (PilotParams(collector="vo:9618", manifest_url="http://web/m", manifest_sha256="A" * 64), "64 lowercase hex"),
+    (PilotParams(collector="vo:9618", group_start="true\nSTART = true"), "line break"),
+])
+def test_a_request_whose_pilot_params_no_pilot_can_use_is_refused(params: PilotParams, reason: str) -> None:
+    bad = Request("e1", "fe1", "g1", "sc1", "fe1@lab", 3, 10, pilot=params)
+    plan = decide([bad], [], {"e1": policy()}, NOW)
+    assert plan.actions == ()
+    assert len(plan.rejected) == 1 and reason in plan.rejected[0].reason, plan.rejected
 
 
 def test_cluster_size_must_be_positive() -> None:
@@ -499,7 +515,7 @@ def test_actions_are_removals_then_releases_then_the_submission() -> None:
     plan = decide([request(5)], queue, {"e1": policy(stale=StaleAges(idle_seconds=100))}, NOW)
     assert the(plan).actions == (
         Remove(("1.0",), "unrecoverable hold"), Remove(("3.0",), "stale idle"), Release(("2.0",)),
-        Submit("e1", "fe1", "g1", "sc1", 4, (1, 1, 1, 1)),
+        Submit("e1", "fe1", "g1", "sc1", 4, (1, 1, 1, 1), POOL),
     )
     assert plan.actions == the(plan).actions
 
@@ -569,7 +585,7 @@ def _request(fields: tuple[Any, ...]) -> Request:
     entry, frontend, group, security_class, identity, idle, max_pilots, remove, remove_max = fields
     identity = f"{frontend}@lab" if identity == "own" else identity
     security_class = f"sc{frontend[-1]}" if security_class == "own" else security_class
-    return Request(entry, frontend, group, security_class, identity, idle, max_pilots, remove, remove_max)
+    return Request(entry, frontend, group, security_class, identity, idle, max_pilots, remove, remove_max, POOL)
 
 
 REQUESTS = st.lists(REQUEST_FIELDS.map(_request), max_size=8)
@@ -586,7 +602,7 @@ def requests_for(draw: st.DrawFn, queue: list[Pilot]) -> list[Request]:
         return []
     return [
         Request(p.entry, p.frontend, p.group, f"sc{p.frontend[-1]}", f"{p.frontend}@lab", draw(FEW_IDLE),
-                draw(st.integers(0, 30)), draw(REMOVE_MODES), draw(st.integers(0, 10)))
+                draw(st.integers(0, 30)), draw(REMOVE_MODES), draw(st.integers(0, 10)), POOL)
         for p in draw(st.lists(st.sampled_from(queue), max_size=4))
     ]
 

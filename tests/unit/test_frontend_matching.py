@@ -249,6 +249,15 @@ def test_old_idle_and_running_are_split_and_converted() -> None:
     assert a.requirements == frozenset({(4, 100)}) and a.shapes == 1
 
 
+def test_a_multi_node_pilot_counts_all_its_nodes_cores_but_a_job_must_fit_one_node() -> None:
+    job = JobShape("main", "s1", {}, idle=16, cpus=4, memory_mb=100)
+    big = JobShape("main", "s1", {"big": 1}, idle=1, cpus=16, memory_mb=100)
+    result = match([job, big], [entry("hpc", cpus=8, nodes_per_pilot=4)], "main", group())
+    # 16 jobs x 4 cores = 64 cores = 2 pilots of 4 nodes x 8 cores; the 16-core job fits no node.
+    assert result.demands["hpc@f"].idle_pilots_needed == 2
+    assert result.unmatched == 1
+
+
 def test_requirements_only_from_shapes_with_idle_jobs() -> None:
     busy_only = JobShape("main", "s1", {"x": 1}, idle=0, running=5, cpus=8, memory_mb=9000)
     waiting = JobShape("main", "s1", {"x": 2}, idle=3, cpus=1, memory_mb=500)

@@ -115,7 +115,7 @@ class StagedFile:
 
 
 @dataclass(frozen=True)
-class Release:
+class StagingRelease:
     """A published set of files: what goes into a pilot's submit description."""
 
     name: str
@@ -185,11 +185,11 @@ def configured_files(settings: StagingSettings, own: Sequence[StagedFileConfig],
 # --------------------------------------------------------------------------
 
 
-def publish(settings: StagingSettings, name: str, files: Sequence[StagedFile]) -> Release:
+def publish(settings: StagingSettings, name: str, files: Sequence[StagedFile]) -> StagingRelease:
     """Write `files` as a release of `name` (an entry or a group), unless it is already there."""
     text = manifest_text(files)
     sha = digest(text)
-    release = Release(name, f"{settings.url}/{name}/{sha[:RELEASE_ID_LENGTH]}/{MANIFEST}", sha,
+    release = StagingRelease(name, f"{settings.url}/{name}/{sha[:RELEASE_ID_LENGTH]}/{MANIFEST}", sha,
                       settings.dir / name / sha[:RELEASE_ID_LENGTH])
     if _intact(release):
         return release
@@ -202,7 +202,7 @@ def publish(settings: StagingSettings, name: str, files: Sequence[StagedFile]) -
     return release
 
 
-def _intact(release: Release) -> bool:
+def _intact(release: StagingRelease) -> bool:
     """Already published, with the manifest it should have (a half-written folder never is: it is renamed in)."""
     try:
         return digest((release.directory / MANIFEST).read_text()) == release.manifest_sha256
@@ -210,7 +210,7 @@ def _intact(release: Release) -> bool:
         return False
 
 
-def _write_release(release: Release, text: str, files: Sequence[StagedFile]) -> None:
+def _write_release(release: StagingRelease, text: str, files: Sequence[StagedFile]) -> None:
     """Written in a temporary folder then renamed: a pilot never sees a release half written."""
     parent = release.directory.parent
     parent.mkdir(parents=True, exist_ok=True)

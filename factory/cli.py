@@ -154,6 +154,23 @@ def status(config_path: Path) -> None:
     for row in status_rows(planned, view.pilots or (), view.requests):
         click.echo(f"{row.entry:<16} {row.frontend:<12} {row.requested:>9} {row.waiting:>7} {row.pending:>7} "
                    f"{row.staging:>7} {row.running:>7} {row.held:>5}  {', '.join(row.limits_hit) or '-'}")
+    _echo_completed(_load(config_path))
+
+
+def _echo_completed(config) -> None:
+    """Completed pilots as counted from their reports since the factory started counting."""
+    from updraft.factory.completed import CompletedTotals
+    from updraft.factory.service import completed_paths
+
+    totals = CompletedTotals(completed_paths(config)[1]).load()
+    if not totals:
+        return
+    click.echo(f"\ncompleted pilots (from their reports)\n{'entry':<16} {'frontend':<12} {'pilots':>6} {'ok':>5} "
+               f"{'failed':>6} {'no rep':>6} {'jobs/pilot':>10} {'mean life':>9} {'goodput':>7}  failures by step")
+    for (entry, frontend), stats in sorted(totals.items()):
+        steps = ", ".join(f"{step} {n}" for step, n in sorted(stats.failed_by_step.items())) or "-"
+        click.echo(f"{entry:<16} {frontend:<12} {stats.pilots:>6} {stats.ok:>5} {stats.failed:>6} {stats.no_report:>6} "
+                   f"{stats.jobs_per_pilot:>10.1f} {stats.mean_lifetime_seconds:>8.0f}s {stats.goodput_fraction:>7.0%}  {steps}")
 
 
 @factory.command()

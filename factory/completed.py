@@ -248,9 +248,9 @@ def read_report(path: str, max_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> tuple[P
 def attach_report(pilot: CompletedPilot, report: PilotReport | None, problem: str) -> CompletedPilot:
     """The pilot with its report, unless the report names another job.
 
-    That happens when a reset schedd reuses cluster ids and an old output
-    file still sits at the new pilot's path: its numbers are not this
-    pilot's, so they are not counted as if they were.
+    The file's path is made from the job id, so a report naming another job
+    is a file that ended up in the wrong place (copied by hand, or a site
+    wrapper that mixed outputs): its numbers are not this pilot's.
     """
     if report is not None and report.job_id and report.job_id != pilot.job_id:
         return replace(pilot, report=None, report_problem=OTHER_PILOT)
@@ -266,7 +266,7 @@ def read_completed(
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
     slack_seconds: int = SLACK_SECONDS,
 ) -> tuple[list[CompletedPilot], Checkpoint]:
-    """The pilots that completed since `checkpoint` and were not counted yet, with their reports, and the next checkpoint.
+    """Pilots that left the queue since `checkpoint` and were not counted yet, with reports; and the next checkpoint.
 
     One history query; output files are read only for the new pilots. A
     CondorError from the query propagates: the caller logs it and keeps the
@@ -445,7 +445,8 @@ class CompletedStats:
     def __add__(self, other: CompletedStats) -> CompletedStats:
         if not isinstance(other, CompletedStats):
             return NotImplemented
-        return CompletedStats(**{f.name: _add_field(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)})
+        return CompletedStats(**{f.name: _add_field(getattr(self, f.name), getattr(other, f.name))
+                                 for f in fields(self)})
 
     def as_dict(self) -> dict[str, Any]:
         """The stored fields as plain JSON values (the derived ratios are not stored)."""

@@ -365,11 +365,23 @@ class Entry(ConfigModel):
         return cpus if isinstance(cpus, int) and not isinstance(cpus, bool) and cpus > 0 else 1
 
 
-class PilotSettings(ConfigModel):
-    """The pilot program every entry starts (the glidein startup script) and its arguments."""
+def shipped_glidein() -> Path:
+    """glidein_startup.sh as installed with Updraft."""
+    import updraft.glidein
 
-    executable: AbsolutePath = Path("/usr/libexec/updraft/glidein_startup.sh")
+    return Path(updraft.glidein.__file__).parent / "glidein_startup.sh"
+
+
+class PilotSettings(ConfigModel):
+    """The pilot program every entry starts and extra arguments for it.
+
+    The default is the glidein installed with Updraft. A factory whose
+    schedd cannot read that path (another host, a chroot) names a copy.
+    """
+
+    executable: AbsolutePath = Field(default_factory=shipped_glidein)
     arguments: str = ""
+    """Added after the options the factory writes (shell-like quoting)."""
 
 
 class EntrySet(ConfigModel):
@@ -430,6 +442,8 @@ class FactoryConfig(ConfigModel):
     pilot: PilotSettings = Field(default_factory=PilotSettings)
     entry_sets: FrozenMap[Name, EntrySet] = Field(default_factory=dict)
     """Entry sets by the name they are advertised under (see `EntrySet`)."""
+    pilot_log_retention_seconds: PositiveInt = 7 * 86400
+    """Pilot output and error files older than this are deleted (their reports are read long before)."""
     staging: StagingSettings | None = None
     """The factory's staging area (per entry releases, written by ``reconfig``); unset: the pilot
     gets no manifest, which only a custom ``pilot.executable`` can live with."""

@@ -14,12 +14,12 @@ from collections.abc import Mapping
 
 from updraft.factory.config import Entry, nodes_in
 from updraft.protocol import PilotParams
-from updraft.staging import Release
+from updraft.staging import StagingRelease
 
 GLIDEIN_PREFIX = "GLIDEIN_"
 
 
-def glidein_arguments(entry: Entry, release: Release | None, params: PilotParams, extra: str = "") -> tuple[str, ...]:
+def glidein_arguments(entry: Entry, release: StagingRelease | None, params: PilotParams, extra: str = "") -> tuple[str, ...]:
     """glidein_startup.sh's options for one pilot of `entry` asked for with `params`.
 
     Options the pilot takes from its environment anyway are still written

@@ -22,7 +22,7 @@ from updraft.factory.config import FactoryConfig
 from updraft.factory.observe import observe
 from updraft.factory.policy import advertised_entries
 from updraft.factory.stage import stage_entries
-from updraft.staging import Release
+from updraft.staging import StagingRelease
 
 
 def applied_path(config: FactoryConfig) -> Path:
@@ -103,7 +103,7 @@ def apply(config: FactoryConfig, diff: Changes, force: bool) -> str:
     return f"{staged}applied; the running factory (pid {pid}) is reloading"
 
 
-def staging_summary(releases: Mapping[str, Release]) -> str:
+def staging_summary(releases: Mapping[str, StagingRelease]) -> str:
     """One line per staged entry: where its pilots fetch the manifest from."""
     return "".join(f"staged {name}: {r.manifest_url} (sha256 {r.manifest_sha256[:12]}...)\n"
                    for name, r in sorted(releases.items()))

@@ -24,6 +24,7 @@ from updraft import protocol
 from updraft.condor import Collector, Schedd, use_client_config
 from updraft.errors import CondorError, ConfigError
 from updraft.loop import CycleSignals, Wake
+from updraft.factory import completed as completed_pilots
 from updraft.factory import downtime
 from updraft.factory.act import ActResult, release_pilots, remove_pilots, submit_pilots
 from updraft.factory.advertise import entry_ads, factory_ad
@@ -44,7 +45,7 @@ from updraft.factory.pilot_args import glidein_arguments, glidein_environment
 from updraft.factory.reconfig import record_applied
 from updraft.factory.render import PilotSpec, render_submit
 from updraft.factory.stage import stage_entries
-from updraft.staging import Release, StagingError
+from updraft.staging import StagingError, StagingRelease
 
 log = logging.getLogger(__name__)
 REJECTED_ATTRIBUTE = "UpdraftRejectedRequests"
@@ -68,6 +69,8 @@ class CycleResult:
     removed: int = 0
     released: int = 0
     problems: tuple[str, ...] = field(default=())
+    completed: Mapping[completed_pilots.Key, completed_pilots.CompletedStats] = field(default_factory=dict)
+    """Pilots that left the queue since the last cycle, by (entry, frontend), from their reports."""
 
 
 def accepted_requests(view: FactoryView, config: FactoryConfig, downtimes: list[downtime.Downtime], now: float) -> list[Request]:
@@ -126,7 +129,7 @@ def advertise(config: FactoryConfig, downtimes: list[downtime.Downtime], pilots:
 
 
 def run_cycle(config: FactoryConfig, cycle: int, now: float,
-              releases: Mapping[str, Release] | None = None) -> CycleResult:
+              releases: Mapping[str, StagingRelease] | None = None) -> CycleResult:
     """One cycle; `releases` are the entries' staged files (`stage_entries`), read from disk when None."""
     if releases is None:
         releases = stage_entries(config)
@@ -141,13 +144,58 @@ def run_cycle(config: FactoryConfig, cycle: int, now: float,
     log_rejections(plan)
     results = act(config, plan, view.pilots or (), cycle, downtimes, releases)
     problems.extend(e for r in results for e in r.errors)
+    completed, trouble = account_completed(config, now)
+    if trouble:
+        problems.append(trouble)
     return CycleResult(
         plan, view,
         submitted=sum(r.submitted for r in results),
         removed=sum(r.removed for r in results),
         released=sum(r.released for r in results),
         problems=tuple(problems),
+        completed=completed,
     )
+
+
+def completed_paths(config: FactoryConfig) -> tuple[Path, Path]:
+    """(checkpoint, running totals) of the completed-pilot accounting."""
+    return config.work_dir / "completed-checkpoint.json", config.work_dir / "completed-totals.json"
+
+
+def account_completed(config: FactoryConfig, now: float
+                      ) -> tuple[dict[completed_pilots.Key, completed_pilots.CompletedStats], str | None]:
+    """Read the reports of pilots that left the queue since last time and add them to the totals.
+
+    The checkpoint is saved before the totals: a crash in between loses one
+    cycle's pilots rather than counting them twice. Old pilot logs are
+    pruned here too, long after their reports were read.
+    """
+    checkpoint_path, totals_path = completed_paths(config)
+    checkpoint = completed_pilots.load_checkpoint(checkpoint_path, now)
+    try:
+        schedd = Collector(config.wms_collector, timeout=config.query_timeout_seconds).schedd(config.schedd)
+        pilots, following = completed_pilots.read_completed(schedd, config.name, checkpoint)
+    except CondorError as err:
+        log.error("completed pilots not read this cycle: %s", err)
+        return {}, str(err)
+    new = completed_pilots.summarize(pilots)
+    try:
+        completed_pilots.save_checkpoint(checkpoint_path, following)
+        store = completed_pilots.CompletedTotals(totals_path)
+        store.save(completed_pilots.merge(store.load(), new))
+        completed_pilots.prune_pilot_logs(config.work_dir / "entries", config.pilot_log_retention_seconds, now)
+    except OSError as err:
+        log.error("completed-pilot accounting not saved: %s", err)
+        return new, f"completed-pilot accounting not saved: {err}"
+    for (entry, frontend), stats in sorted(new.items()):
+        log.info("completed on %s for %s: %d pilots (%d ok, %d failed%s, %d without report), %d jobs",
+                 entry, frontend, stats.pilots, stats.ok, stats.failed, _by_step(stats), stats.no_report, stats.jobs_run)
+    return new, None
+
+
+def _by_step(stats: completed_pilots.CompletedStats) -> str:
+    steps = ", ".join(f"{step} {count}" for step, count in sorted(stats.failed_by_step.items()))
+    return f": {steps}" if steps else ""
 
 
 def log_rejections(plan: FactoryPlan) -> None:
@@ -158,7 +206,7 @@ def log_rejections(plan: FactoryPlan) -> None:
 
 
 def act(config: FactoryConfig, plan: FactoryPlan, pilots: tuple[Pilot, ...], cycle: int,
-        downtimes: list[downtime.Downtime], releases: Mapping[str, Release]) -> list[ActResult]:
+        downtimes: list[downtime.Downtime], releases: Mapping[str, StagingRelease]) -> list[ActResult]:
     if not plan.actions:
         return []
     try:
@@ -182,7 +230,7 @@ def _idle_by_member(pilots: tuple[Pilot, ...]) -> Counter[str]:
 
 
 def _submit(config: FactoryConfig, schedd: Schedd, action: Submit, idle: Counter[str], cycle: int,
-            downtimes: list[downtime.Downtime], releases: Mapping[str, Release]) -> list[ActResult]:
+            downtimes: list[downtime.Downtime], releases: Mapping[str, StagingRelease]) -> list[ActResult]:
     """One advertised entry may be a set of CEs: spread the pilots over the members not in downtime."""
     advertised = advertised_entries(config)[action.entry]
     members = available_members(config, action.entry, downtimes, time.time())
@@ -202,7 +250,7 @@ def _cluster_size(action: Submit) -> int:
     return max(action.clusters) if action.clusters else 1
 
 
-def _description(config: FactoryConfig, action: Submit, member: str, release: Release | None) -> dict[str, str]:
+def _description(config: FactoryConfig, action: Submit, member: str, release: StagingRelease | None) -> dict[str, str]:
     entry = member_entry(config, action.entry, member)
     spec = PilotSpec(
         frontend=action.frontend,
@@ -247,7 +295,7 @@ class FactoryService:
         self.config = config
         self.signals = CycleSignals()
         self.cycle = 0
-        self.releases: Mapping[str, Release] = {}
+        self.releases: Mapping[str, StagingRelease] = {}
 
     def run(self, max_cycles: int | None = None) -> None:
         self.config.work_dir.mkdir(parents=True, exist_ok=True)

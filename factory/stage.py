@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from updraft.factory.config import FactoryConfig
-from updraft.staging import Release, configured_files, publish, read_files
+from updraft.staging import StagingRelease, configured_files, publish, read_files
 
 
-def stage_entries(config: FactoryConfig) -> Mapping[str, Release]:
+def stage_entries(config: FactoryConfig) -> Mapping[str, StagingRelease]:
     """Publish every entry's release (unchanged ones cost a read and a hash); {} without staging."""
     if config.staging is None:
         return MappingProxyType({})

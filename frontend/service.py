@@ -28,7 +28,7 @@ from updraft.frontend.stage import pilot_params, stage_groups
 from updraft.monitoring import registry
 from updraft.monitoring.report import Reporter
 from updraft.monitoring.snapshot import FrontendSnapshot, GroupEntryRow
-from updraft.staging import Release, StagingError
+from updraft.staging import StagingRelease, StagingError
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def plan_cycle(config: FrontendConfig, now: float) -> tuple[Plan, dict[str, floa
 
 
 def run_cycle(config: FrontendConfig, reporter: Reporter, cycle: int, now: float,
-              releases: Mapping[str, Release] | None = None) -> CycleResult:
+              releases: Mapping[str, StagingRelease] | None = None) -> CycleResult:
     """One full turn; a collector that refuses our ads is a problem reported, not a crash.
 
     `releases` are the groups' staged files (`stage_groups`), written here when None.
@@ -118,7 +118,7 @@ class FrontendService:
         self.reporter = reporter_for(config)
         self.signals = CycleSignals()
         self.cycle = 0
-        self.releases: Mapping[str, Release] = {}
+        self.releases: Mapping[str, StagingRelease] = {}
 
     def run(self, max_cycles: int | None = None) -> None:
         self.releases = stage_groups(self.config)

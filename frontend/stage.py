@@ -14,10 +14,10 @@ from types import MappingProxyType
 
 from updraft.frontend.config import FrontendConfig
 from updraft.protocol import PilotParams
-from updraft.staging import Release, configured_files, publish, read_files
+from updraft.staging import StagingRelease, configured_files, publish, read_files
 
 
-def stage_groups(config: FrontendConfig) -> Mapping[str, Release]:
+def stage_groups(config: FrontendConfig) -> Mapping[str, StagingRelease]:
     """Publish every enabled group's release; {} without a staging area."""
     if config.staging is None:
         return MappingProxyType({})
@@ -29,7 +29,7 @@ def stage_groups(config: FrontendConfig) -> Mapping[str, Release]:
     return MappingProxyType(releases)
 
 
-def pilot_params(config: FrontendConfig, releases: Mapping[str, Release]) -> Mapping[str, PilotParams]:
+def pilot_params(config: FrontendConfig, releases: Mapping[str, StagingRelease]) -> Mapping[str, PilotParams]:
     """Per group: what its pilots are told."""
     collector = config.pilot_collector or config.vo_collector
     params = {}

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+import updraft.glidein
 from updraft.lab.runtime import LAB_USER
 from updraft.lab.topology import UID_DOMAIN, Topology
 
@@ -19,9 +20,25 @@ FACTORY_NAME = "lab-factory"
 FRONTEND_NAME = "lab-vo"
 
 
-def lab_pilot(topology: Topology) -> Path:
-    """Where `lab env` puts the lab's pilot script: inside the lab folder, seen by host and daemons."""
-    return topology.work_dir / "pilot" / "lab_pilot.sh"
+GLIDEIN_DIR = Path(updraft.glidein.__file__).parent
+LAB_GLIDEIN = {
+    "max_idle_seconds": 300,
+    "idle_tail_seconds": 60,
+    "failure_sleep_seconds": 10,
+    "shutdown_margin_seconds": 30,
+    "retire_spread_seconds": 30,
+}
+"""Short lifetimes, so lab pilots come and go within a test."""
+
+
+def lab_glidein(topology: Topology) -> Path:
+    """Where `lab env` copies the glidein: inside the lab folder, which the daemons see too."""
+    return topology.work_dir / "pilot" / "glidein_startup.sh"
+
+
+def shared_config(topology: Topology) -> Path:
+    """The lab's daemon security settings, staged for the pilots by the frontend."""
+    return topology.etc_dir / "pilot-security.config"
 
 
 def factory_config(topology: Topology) -> dict[str, Any]:
@@ -31,12 +48,7 @@ def factory_config(topology: Topology) -> dict[str, Any]:
             "grid_type": "condor",
             "resource": site.ce_resource,
             "attributes": {"GLIDEIN_Site": site.glidein_site, "GLIDEIN_CPUS": 2, "GLIDEIN_MaxMemMBs": 2048},
-            "pilot_attributes": {
-                "GLIDEIN_Site": site.glidein_site,
-                "LAB_COMMON_CONFIG": str(topology.common_config),
-                "LAB_VO_COLLECTOR": topology.vo.collector,
-                "LAB_PILOT_LIFETIME": 600,
-            },
+            "glidein": LAB_GLIDEIN,
             "limits": {"max_pilots": 20, "max_idle": 5, "max_held": 5},
             "frontends": {FRONTEND_NAME: {"identity": f"{LAB_USER}@{UID_DOMAIN}", "security_classes": ["default"]}},
             "submit": {"max_submits_per_cycle": 10, "cluster_size": 2},
@@ -53,7 +65,12 @@ def factory_config(topology: Topology) -> dict[str, Any]:
         "cycle_seconds": 10,
         "query_timeout_seconds": 10.0,
         "condor_config": str(topology.client_config),
-        "pilot": {"executable": str(lab_pilot(topology))},
+        "pilot": {"executable": str(lab_glidein(topology))},
+        "staging": {
+            "dir": str(topology.staging_dir / "factory"),
+            "url": f"{topology.staging_url}/factory",
+            "files": [{"source": str(GLIDEIN_DIR / "validate" / "check_worker.sh"), "kind": "validate"}],
+        },
         "entries": entries,
     }
 
@@ -80,13 +97,20 @@ def frontend_config(topology: Topology) -> dict[str, Any]:
         "monitoring": {"dir": str(topology.work_dir / "frontend" / "monitoring"), "writers": ["json"]},
         "factories": {FACTORY_NAME: {"identity": f"{LAB_USER}@{UID_DOMAIN}"}},
         "groups": {"main": group},
+        "work_dir": str(topology.work_dir / "frontend"),
+        "staging": {
+            "dir": str(topology.staging_dir / "frontend"),
+            "url": f"{topology.staging_url}/frontend",
+            "files": [{"source": str(shared_config(topology)), "kind": "condor-config", "name": "pool.config"}],
+        },
     }
 
 
 def write_component_configs(topology: Topology) -> dict[str, Path]:
     """Write etc/factory.yaml and etc/frontend.yaml in the lab folder; returns their paths."""
     topology.etc_dir.mkdir(parents=True, exist_ok=True)
-    _install_pilot(topology)
+    _install_glidein(topology)
+    shutil.copy(topology.common_config, shared_config(topology))
     written = {}
     for component, content in (("factory", factory_config(topology)), ("frontend", frontend_config(topology))):
         path = topology.etc_dir / f"{component}.yaml"
@@ -96,8 +120,8 @@ def write_component_configs(topology: Topology) -> dict[str, Path]:
     return written
 
 
-def _install_pilot(topology: Topology) -> None:
-    target = lab_pilot(topology)
+def _install_glidein(topology: Topology) -> None:
+    target = lab_glidein(topology)
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(Path(__file__).parent / "pilot" / "lab_pilot.sh", target)
+    shutil.copy(GLIDEIN_DIR / "glidein_startup.sh", target)
     target.chmod(0o755)

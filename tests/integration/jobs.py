@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import time
 from pathlib import Path
 
-import updraft.lab
+import updraft.glidein
 from updraft.condor import Schedd
 from updraft.lab.topology import Site, Topology
 
 DATA = Path(__file__).parent / "data"
-LAB_PILOT = Path(updraft.lab.__file__).parent / "pilot" / "lab_pilot.sh"
+GLIDEIN = Path(updraft.glidein.__file__).parent / "glidein_startup.sh"
 COMPLETED, HELD = 4, 5
 PROJECTION = ["ClusterId", "ProcId", "JobStatus", "HoldReason", "ExitCode", "RemoteHost", "LastRemoteHost",
               "MachineAttrGLIDEIN_Site0", "MachineAttrIS_GLIDEIN0", "GridJobId"]
@@ -46,20 +47,51 @@ def wait_for_completion(schedd: Schedd, cluster: int, timeout: float) -> dict:
 
 
 def stage(job_dir: Path, script: str) -> Path:
-    """Copy a script from tests/integration/data (or the lab's pilot) into a job folder."""
-    source = LAB_PILOT if script == LAB_PILOT.name else DATA / script
+    """Copy a script from tests/integration/data (or the glidein) into a job folder."""
+    source = GLIDEIN if script == GLIDEIN.name else DATA / script
     target = job_dir / script
     shutil.copy(source, target)
     target.chmod(0o755)
     return target
 
 
-def pilot_environment(lab: Topology, site: Site, lifetime: int = 600, **identity: str) -> str:
-    """The environment the factory would give the lab pilot (HTCondor's quoted form)."""
-    pairs = {"LAB_COMMON_CONFIG": lab.common_config, "LAB_VO_COLLECTOR": lab.vo.collector,
-             "GLIDEIN_Site": site.glidein_site, "LAB_PILOT_LIFETIME": lifetime,
-             **{f"UPDRAFT_{key.upper()}": value for key, value in identity.items()}}
-    return '"' + " ".join(f"{key}={value}" for key, value in pairs.items()) + '"'
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def file_staging(lab: Topology, job_dir: Path, scripts: dict[str, str] | None = None) -> tuple[Path, str]:
+    """A factory-style manifest served as file://: the lab's daemon settings plus entry scripts.
+
+    For tests of the glidein alone; the factory's own staging goes over HTTP.
+    """
+    stage_dir = job_dir / "stage"
+    stage_dir.mkdir()
+    shutil.copy(lab.common_config, stage_dir / "lab.config")
+    lines = [f"{sha256(stage_dir / 'lab.config')}  lab.config  condor-config"]
+    for name, text in (scripts or {}).items():
+        (stage_dir / name).write_text(text)
+        lines.append(f"{sha256(stage_dir / name)}  {name}  validate-entry")
+    manifest = stage_dir / "manifest"
+    manifest.write_text("\n".join(lines) + "\n")
+    for path in (stage_dir, *stage_dir.iterdir()):
+        path.chmod(0o755)
+    return manifest, sha256(manifest)
+
+
+def glidein_job(lab: Topology, job_dir: Path, site: Site, *, options: str = "", cpus: int = 1, memory_mb: int = 512,
+                entry: str | None = None, credential_id: str = "cred-1",
+                scripts: dict[str, str] | None = None, environment: dict[str, str] | None = None) -> dict[str, str]:
+    """A grid job that runs the real glidein on `site`, as the factory would send it."""
+    manifest, digest = file_staging(lab, job_dir, scripts)
+    startup = stage(job_dir, GLIDEIN.name)
+    job = grid_job(job_dir, site, startup, f"--manifest-url file://{manifest} --manifest-sha256 {digest} "
+                   f"--collector {lab.vo.collector} --max-walltime 900 --shutdown-margin 30 --failure-sleep 0 {options}")
+    variables = {"UPDRAFT_FACTORY": "lab-factory", "UPDRAFT_ENTRY": entry or site.name, "UPDRAFT_FRONTEND": "lab-vo",
+                 "UPDRAFT_GROUP": "main", "UPDRAFT_JOB_ID": "$(Cluster).$(Process)",
+                 "UPDRAFT_CREDENTIAL_ID": credential_id, "GLIDEIN_Site": site.glidein_site,
+                 "GLIDEIN_CPUS": str(cpus), "GLIDEIN_MaxMemMBs": str(memory_mb), **(environment or {})}
+    job["environment"] = '"' + " ".join(f"{k}={v}" for k, v in variables.items()) + '"'
+    return job
 
 
 def grid_job(job_dir: Path, site: Site, executable: Path, arguments: str) -> dict[str, str]:

@@ -29,7 +29,7 @@ from updraft.lab.labconfig import factory_config, frontend_config
 from updraft.lab.runtime import Runtime
 from updraft.lab.topology import Topology
 
-from .jobs import grid_job, pilot_environment, stage, wait_for
+from .jobs import glidein_job, wait_for
 
 UPDRAFT = str(Path(sys.executable).parent / "updraft")
 MARK = "frontend-test"
@@ -147,9 +147,7 @@ def test_a_stopped_schedd_is_skipped_and_reported_and_disables_removal(lab, lab_
 def idle_pilot(lab: Topology, factory_schedd, job_dir: Path):
     """A real pilot for site1, sent through the factory schedd and the site's CE, idle in the VO pool."""
     site = lab.sites[0]
-    pilot = stage(job_dir, "lab_pilot.sh")
-    job = grid_job(job_dir, site, pilot, "")
-    job["environment"] = pilot_environment(lab, site, entry=site.name, factory="lab-factory", frontend="lab-vo", group="main")
+    job = glidein_job(lab, job_dir, site, options="--max-walltime 630 --max-idle 600")
     cluster = factory_schedd.submit(job)
     vo = Collector(lab.vo.collector)
     ours = 'GLIDEIN_Entry_Name == "site1" && GLIDECLIENT_Name == "lab-vo"'

@@ -10,7 +10,7 @@ import pytest
 from updraft.condor import Schedd
 from updraft.lab.topology import Topology
 
-from .jobs import grid_job, pilot_environment, stage, wait_for_completion
+from .jobs import glidein_job, grid_job, stage, wait_for_completion
 
 TIMEOUT = 240
 
@@ -46,10 +46,8 @@ def test_user_job_in_vo_schedd_runs_on_a_pilot_startd_and_completes(
     lab: Topology, factory_schedd: Schedd, vo_schedd: Schedd, job_dir: Path
 ) -> None:
     site = lab.sites[0]
-    pilot = stage(job_dir, "lab_pilot.sh")
-    pilot_job = grid_job(job_dir, site, pilot, "")
-    pilot_job.update(environment=pilot_environment(lab, site, lifetime=180),
-                     output=str(job_dir / "pilot.out"), error=str(job_dir / "pilot.err"), log=str(job_dir / "pilot.log"))
+    pilot_job = glidein_job(lab, job_dir, site, options="--max-walltime 210 --max-idle 180")
+    pilot_job.update(output=str(job_dir / "pilot.out"), error=str(job_dir / "pilot.err"), log=str(job_dir / "pilot.log"))
     pilot_cluster = factory_schedd.submit(pilot_job)
 
     user_job = {

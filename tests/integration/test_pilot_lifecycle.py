@@ -1,0 +1,104 @@
+"""A pilot's whole life through Updraft's own commands, on the lab.
+
+Layers: the lab's factory and frontend configs (staging areas served by the
+lab's web server) -> `reconfig` writes both staging areas -> a user job
+queued in the VO schedd -> `frontend once` publishes a request carrying the
+pool, the frontend's manifest and the group's START -> `factory once`
+submits the real glidein -> the glidein fetches both manifests over HTTP,
+validates, joins the VO pool, runs the job and retires -> `factory once`
+reads its report into the completed-pilot totals that `status` shows.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import htcondor2
+import pytest
+import yaml
+
+from updraft.condor import Collector, Schedd
+from updraft.factory.completed import CompletedTotals
+from updraft.lab.labconfig import factory_config, frontend_config, write_component_configs
+from updraft.lab.topology import Topology
+
+from .jobs import wait_for, wait_for_completion
+from .test_factory import updraft
+
+GROUP_START = "TARGET.RequestMemory <= 1024"
+
+
+@pytest.fixture(scope="module")
+def configs(lab: Topology, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The lab's configs, with a group START and a short idle tail, staged by `reconfig`."""
+    write_component_configs(lab)
+    folder = tmp_path_factory.mktemp("lifecycle")
+    factory = factory_config(lab)
+    factory["work_dir"] = str(lab.work_dir / "lifecycle-factory")
+    for entry in factory["entries"].values():
+        entry["glidein"] = {**entry["glidein"], "idle_tail_seconds": 20, "retire_spread_seconds": 0}
+    frontend = frontend_config(lab)
+    frontend["groups"]["main"]["pilot_start"] = GROUP_START
+    frontend["work_dir"] = str(folder / "frontend")
+    paths = folder / "factory.yaml", folder / "frontend.yaml"
+    for path, content in zip(paths, (factory, frontend)):
+        path.write_text(yaml.safe_dump(content))
+    assert "staged site1: http://" in updraft("factory", "reconfig", "--config", str(paths[0])).stdout
+    assert "staged main: http://" in updraft("frontend", "reconfig", "--config", str(paths[1])).stdout
+    return paths
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers(lab: Topology, factory_schedd: Schedd, vo_schedd: Schedd):
+    """No request, pilot or user job outlives the test."""
+    yield
+    Collector(lab.wms.collector).invalidate("UpdraftRequest", "true")
+    factory_schedd.remove('UpdraftFactory =?= "lab-factory"', "lifecycle test done")
+    vo_schedd.remove("true", "lifecycle test done")
+
+
+def test_a_glidein_sent_by_the_factory_runs_the_frontends_job_and_its_report_reaches_the_totals(
+    lab: Topology, configs: tuple[Path, Path], vo_schedd: Schedd, factory_schedd: Schedd, job_dir: Path
+) -> None:
+    factory_yaml, frontend_yaml = configs
+    user = vo_schedd.submit({
+        "executable": "/bin/echo", "arguments": "lifecycle", "initialdir": str(job_dir),
+        "output": str(job_dir / "user.out"), "log": str(job_dir / "user.log"), "request_memory": "128",
+        "+DESIRED_Sites": '"Site1"', "requirements": "IS_GLIDEIN =?= True", "should_transfer_files": "YES",
+    })
+    updraft("frontend", "once", "--config", str(frontend_yaml))
+    assert "submitted 1," in updraft("factory", "once", "--config", str(factory_yaml)).stdout
+
+    vo = Collector(lab.vo.collector)
+    ours = 'GLIDEIN_Entry_Name =?= "site1" && GLIDEIN_Factory =?= "lab-factory"'
+    slot = wait_for(lambda: vo.query(htcondor2.AdType.Startd, ours, ["Start", "GLIDEIN_ClusterId", "GLIDEIN_Nodes"]), 240)[0]
+    assert GROUP_START in str(slot["Start"]) and "GLIDEIN_ToRetire" in str(slot["Start"])
+    assert slot.get("GLIDEIN_Nodes", 1) == 1
+
+    done = wait_for_completion(vo_schedd, user, 180)
+    assert done["ExitCode"] == 0 and (job_dir / "user.out").read_text().strip() == "lifecycle"
+
+    # Nobody sends more work: the pilot retires after its idle tail and leaves the queue.
+    pilot_cluster = slot["GLIDEIN_ClusterId"]
+    wait_for_completion(factory_schedd, pilot_cluster, 240)
+    updraft("factory", "once", "--config", str(factory_yaml))
+
+    work_dir = lab.work_dir / "lifecycle-factory"
+    out = next((work_dir / "entries" / "site1" / "lab-vo").glob(f"pilot.{pilot_cluster}.0.out")).read_text()
+    assert "validation.1=entry/check_worker.sh OK" in out, out
+    totals = CompletedTotals(work_dir / "completed-totals.json").load()
+    stats = totals[("site1", "lab-vo")]
+    assert (stats.pilots, stats.ok, stats.failed, stats.jobs_run) == (1, 1, 0, 1), stats
+    assert 0 < stats.lifetime_seconds < 600 and stats.busy_core_seconds >= 0
+    assert stats.waste_core_seconds > 0  # a 2-core pilot idle for its tail wasted some
+
+    status = updraft("factory", "status", "--config", str(factory_yaml)).stdout
+    row = next(line for line in status.splitlines()[status.splitlines().index("completed pilots (from their reports)"):]
+               if line.startswith("site1"))
+    assert row.split()[1:5] == ["lab-vo", "1", "1", "0"], status
+
+    # A second look counts nothing twice.
+    updraft("factory", "once", "--config", str(factory_yaml))
+    assert CompletedTotals(work_dir / "completed-totals.json").load()[("site1", "lab-vo")].pilots == 1
+    assert json.loads((work_dir / "completed-checkpoint.json").read_text())["seen"]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from updraft.config import AbsolutePath, ConfigModel, FrozenList, PositiveInt
@@ -84,6 +84,15 @@ class StagedFileConfig(ConfigModel):
     kind: FileKind = "file"
     name: ManifestPath | None = None
     """Its path in the manifest (and under the pilot's files folder); default: the source's name."""
+
+    @model_validator(mode="after")
+    def _source_name_fits_a_manifest(self) -> StagedFileConfig:
+        """Caught when the config loads, not at the next reconfig: a name the pilot would refuse."""
+        problem = None if self.name else manifest_path_problem(self.source.name)
+        if problem:
+            raise PydanticCustomError("manifest_path", "the file name {name!r} cannot be listed in a manifest "
+                                      "({problem}): set `name`", {"name": self.source.name, "problem": problem})
+        return self
 
     @property
     def manifest_name(self) -> str:
@@ -147,6 +156,10 @@ def manifest_text(files: Sequence[StagedFile]) -> str:
             raise StagingError(f"file {index + 1} ({staged.path!r}): {problem}")
         if staged.path in seen:
             raise StagingError(f"{staged.path!r} is listed twice (files {seen[staged.path] + 1} and {index + 1})")
+        for other, position in seen.items():
+            if other.startswith(staged.path + "/") or staged.path.startswith(other + "/"):
+                raise StagingError(f"{staged.path!r} (file {index + 1}) and {other!r} (file {position + 1}): "
+                                   "one would be a file inside the other")
         seen[staged.path] = index
     header = "# Updraft staging manifest: sha256  path  kind\n"
     return header + "".join(f"{f.sha256}  {f.path}  {f.kind}\n" for f in files)
@@ -162,15 +175,29 @@ def digest(text: str) -> str:
 
 
 def read_files(configured: Iterable[tuple[str, StagedFileConfig]], origin: Origin) -> list[StagedFile]:
-    """The configured files' contents; a missing source names its config key."""
+    """The configured files' contents; a missing source or a clash names its config key."""
     files = []
+    claimed: dict[str, str] = {}
     for where, item in configured:
+        clash = _clash(item.manifest_name, claimed)
+        if clash:
+            raise ConfigError(f"{where}: {item.manifest_name!r} clashes with {clash[0]!r} of {clash[1]} "
+                              "(set `name` to tell them apart)")
+        claimed[item.manifest_name] = where
         try:
             content = item.source.read_bytes()
         except OSError as err:
             raise ConfigError(f"{where}.source: cannot read {item.source}: {err.strerror or err}") from err
         files.append(StagedFile(item.manifest_name, pilot_kind(item.kind, origin), content))
     return files
+
+
+def _clash(path: str, claimed: dict[str, str]) -> tuple[str, str] | None:
+    """A listed path equal to `path`, or one that is a folder of it or inside it (a file cannot be both)."""
+    for other, where in claimed.items():
+        if other == path or other.startswith(path + "/") or path.startswith(other + "/"):
+            return other, where
+    return None
 
 
 def configured_files(settings: StagingSettings, own: Sequence[StagedFileConfig],
@@ -191,9 +218,10 @@ def publish(settings: StagingSettings, name: str, files: Sequence[StagedFile]) -
     sha = digest(text)
     release = StagingRelease(name, f"{settings.url}/{name}/{sha[:RELEASE_ID_LENGTH]}/{MANIFEST}", sha,
                       settings.dir / name / sha[:RELEASE_ID_LENGTH])
-    if _intact(release):
-        return release
     try:
+        if _intact(release):
+            os.utime(release.directory)  # published again: it is the newest, so pruning keeps it
+            return release
         _write_release(release, text, files)
         _prune(settings.dir / name, keep=settings.keep_releases, current=release.directory)
     except OSError as err:
@@ -214,24 +242,33 @@ def _write_release(release: StagingRelease, text: str, files: Sequence[StagedFil
     """Written in a temporary folder then renamed: a pilot never sees a release half written."""
     parent = release.directory.parent
     parent.mkdir(parents=True, exist_ok=True)
+    # Whatever the umask, the web server (often another user) must read it all.
+    for folder in (parent.parent, parent):
+        folder.chmod(0o755)
     tmp = parent / f".{release.release_id}.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    for staged in files:
-        target = tmp / PurePosixPath(staged.path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(staged.content)
-        target.chmod(0o644)
-    tmp.mkdir(parents=True, exist_ok=True)
-    (tmp / MANIFEST).write_text(text)
-    for folder in (tmp, *(p for p in tmp.rglob("*") if p.is_dir())):
-        folder.chmod(0o755)
-    shutil.rmtree(release.directory, ignore_errors=True)
-    tmp.rename(release.directory)
+    try:
+        for staged in files:
+            target = tmp / PurePosixPath(staged.path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(staged.content)
+            target.chmod(0o644)
+        tmp.mkdir(parents=True, exist_ok=True)
+        (tmp / MANIFEST).write_text(text)
+        (tmp / MANIFEST).chmod(0o644)
+        for folder in (tmp, *(p for p in tmp.rglob("*") if p.is_dir())):
+            folder.chmod(0o755)
+        shutil.rmtree(release.directory, ignore_errors=True)
+        tmp.rename(release.directory)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _prune(folder: Path, keep: int, current: Path) -> None:
     """Drop the oldest releases beyond `keep`; never the current one."""
     releases = sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
                       key=lambda p: p.stat().st_mtime, reverse=True)
+    for leftover in folder.glob(".*.tmp"):
+        shutil.rmtree(leftover, ignore_errors=True)  # a writer killed mid-release
     for old in [p for p in releases if p != current][max(0, keep - 1):]:
         shutil.rmtree(old)

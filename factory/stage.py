@@ -15,11 +15,13 @@ from updraft.staging import StagingRelease, configured_files, publish, read_file
 
 
 def stage_entries(config: FactoryConfig) -> Mapping[str, StagingRelease]:
-    """Publish every entry's release (unchanged ones cost a read and a hash); {} without staging."""
+    """Publish every enabled entry's release (unchanged ones cost a read and a hash); {} without staging."""
     if config.staging is None:
         return MappingProxyType({})
     releases = {}
     for name, entry in config.entries.items():
+        if not entry.enabled:
+            continue
         files = configured_files(config.staging, entry.staging_files, f"entries.{name}.staging_files")
         releases[name] = publish(config.staging, name, read_files(files, "entry"))
     return MappingProxyType(releases)

@@ -1,23 +1,29 @@
 #!/bin/sh
 # Updraft glidein: what a pilot job runs on a site's worker node.
 #
-# It fetches a manifest (trusted by its SHA-256, which comes from the submit
-# description), fetches and verifies every file the manifest lists, runs the
-# entry's then the frontend's validation scripts, computes when to stop
-# accepting jobs and when to die, writes a startd configuration that joins the
-# VO collector and advertises who sent the pilot, then runs condor_master until
-# the die time. Whatever happens, it prints a report between marker lines on
-# stdout (the factory reads it from the job's output). See glidein/README.md.
+# It fetches the factory's manifest and, optionally, the frontend's (each
+# trusted by its SHA-256, which comes from the submit description), fetches
+# and verifies every file they list, optionally an HTCondor tarball, runs the
+# entry's then the frontend's validation scripts, unpacks the tarball,
+# computes when to stop accepting jobs and when to die, writes a startd
+# configuration that joins the VO collector and advertises who sent the
+# pilot, then runs condor_master until the die time: once, or once on each
+# node of a multi-node allocation. Whatever happens, it prints a report
+# between marker lines on stdout (the factory reads it from the job's
+# output). See glidein/README.md.
 #
 # Runs on a bare worker: POSIX sh (dash), coreutils, sha256sum, awk, sed,
-# curl or wget. No Python, no bash.
+# tar, curl or wget. No Python, no bash.
 # shellcheck disable=SC2016  # '$(NAME)' in single quotes is an HTCondor macro, written as is
 set -eu
 
 REPORT_BEGIN='=== UPDRAFT PILOT REPORT BEGIN ==='
 REPORT_END='=== UPDRAFT PILOT REPORT END ==='
-REPORT_VERSION=1
+REPORT_VERSION=2
 MANIFEST_KINDS='validate-entry validate-frontend condor-config file'
+# Where each manifest's files land under WORK_DIR/files, in the order they
+# are validated and included: the factory's (entry) first, then the frontend's.
+MANIFEST_ORIGINS='entry frontend'
 
 # ---------------------------------------------------------------------------
 # State the report reads; every variable exists before the EXIT trap can run.
@@ -30,6 +36,10 @@ reason=
 dry_run=0
 manifest_url=''
 manifest_sha256=''
+frontend_manifest_url=''
+frontend_manifest_sha256=''
+condor_tarball_url=''
+condor_tarball_sha256=''
 work_dir=''
 condor_dir=''
 collector=''
@@ -40,11 +50,20 @@ spread=''
 max_idle=''
 idle_tail=''
 failure_sleep=''
+blackhole_jobs=''
+blackhole_window=''
+nodes=''
+nodes_origin=''
+node_launcher=''
 retire_time=''
 die_time=''
 retire_clamped=no
 glidein_name=''
 condor_exit=''
+condor_source=''
+release_dir=''
+tarball_release=''
+cpus=''
 validation_file=''
 factory=${UPDRAFT_FACTORY:-} entry=${UPDRAFT_ENTRY:-}
 frontend=${UPDRAFT_FRONTEND:-} group=${UPDRAFT_GROUP:-}
@@ -76,9 +95,12 @@ one_line() {
 # Arguments
 # ---------------------------------------------------------------------------
 
-usage_options='--manifest-url URL --manifest-sha256 HEX [--work-dir DIR] [--condor-dir DIR]
+usage_options='--manifest-url URL --manifest-sha256 HEX
+ [--frontend-manifest-url URL --frontend-manifest-sha256 HEX] [--work-dir DIR]
+ [--condor-dir DIR | --condor-tarball-url URL --condor-tarball-sha256 HEX]
  [--collector HOST:PORT] [--max-walltime S] [--max-job-time S] [--shutdown-margin S]
- [--spread S] [--max-idle S] [--idle-tail S] [--failure-sleep S] [--dry-run]'
+ [--spread S] [--max-idle S] [--idle-tail S] [--failure-sleep S]
+ [--blackhole-jobs N] [--blackhole-window S] [--nodes N] [--node-launcher CMD] [--dry-run]'
 
 first_set() {
     # first_set DEFAULT VAR...: the value of the first set, non-empty VAR, else DEFAULT.
@@ -99,6 +121,10 @@ apply_environment_fallbacks() {
     # an entry may set, then the default.
     : "${manifest_url:=$(first_set '' UPDRAFT_MANIFEST_URL GLIDEIN_Manifest_URL)}"
     : "${manifest_sha256:=$(first_set '' UPDRAFT_MANIFEST_SHA256 GLIDEIN_Manifest_SHA256)}"
+    : "${frontend_manifest_url:=$(first_set '' UPDRAFT_FRONTEND_MANIFEST_URL)}"
+    : "${frontend_manifest_sha256:=$(first_set '' UPDRAFT_FRONTEND_MANIFEST_SHA256)}"
+    : "${condor_tarball_url:=$(first_set '' UPDRAFT_CONDOR_TARBALL_URL GLIDEIN_Condor_Tarball_URL)}"
+    : "${condor_tarball_sha256:=$(first_set '' UPDRAFT_CONDOR_TARBALL_SHA256 GLIDEIN_Condor_Tarball_SHA256)}"
     : "${work_dir:=$(first_set "$(pwd)/updraft-glidein" UPDRAFT_WORK_DIR GLIDEIN_Work_Dir)}"
     : "${condor_dir:=$(first_set '' UPDRAFT_CONDOR_DIR GLIDEIN_Condor_Dir)}"
     : "${collector:=$(first_set '' UPDRAFT_COLLECTOR GLIDEIN_Collector)}"
@@ -108,9 +134,37 @@ apply_environment_fallbacks() {
     : "${spread:=$(first_set 0 UPDRAFT_SPREAD GLIDEIN_Retire_Spread)}"
     : "${max_idle:=$(first_set 1200 UPDRAFT_MAX_IDLE GLIDEIN_Max_Idle)}"
     : "${idle_tail:=$(first_set 300 UPDRAFT_IDLE_TAIL GLIDEIN_Max_Tail)}"
+    : "${blackhole_jobs:=$(first_set 0 UPDRAFT_BLACKHOLE_JOBS GLIDEIN_BlackHole_Jobs)}"
+    : "${blackhole_window:=$(first_set 600 UPDRAFT_BLACKHOLE_WINDOW GLIDEIN_BlackHole_Window)}"
+    : "${node_launcher:=$(first_set '' UPDRAFT_NODE_LAUNCHER GLIDEIN_Node_Launcher)}"
+    resolve_nodes
     if [ "$(first_set 0 UPDRAFT_DRY_RUN)" = 1 ]; then
         dry_run=1
     fi
+}
+
+resolve_nodes() {
+    # --nodes, else UPDRAFT_NODES / GLIDEIN_Nodes, else what the batch system
+    # says it gave this job, else 1. nodes_origin names the source for errors.
+    if [ -n "$nodes" ]; then
+        nodes_origin=--nodes
+        return
+    fi
+    for _name in UPDRAFT_NODES GLIDEIN_Nodes SLURM_JOB_NUM_NODES PBS_NUM_NODES; do
+        nodes=$(first_set '' "$_name")
+        if [ -n "$nodes" ]; then
+            nodes_origin=$_name
+            return
+        fi
+    done
+    if [ -n "${PBS_NODEFILE:-}" ] && [ -r "$PBS_NODEFILE" ]; then
+        # PBS lists a node once per core it gave: count distinct lines.
+        nodes=$(sort -u "$PBS_NODEFILE" | grep -c . || true)
+        nodes_origin="distinct lines of PBS_NODEFILE"
+        return
+    fi
+    nodes=1
+    nodes_origin=default
 }
 
 set_failure_sleep_early() {
@@ -141,9 +195,10 @@ parse_arguments() {
             --*=*) set -- "${_opt#*=}" "$@"; _opt=${_opt%%=*} ;;
         esac
         case $_opt in
-            --manifest-url | --manifest-sha256 | --work-dir | --condor-dir | --collector | \
+            --manifest-url | --manifest-sha256 | --frontend-manifest-url | --frontend-manifest-sha256 | \
+            --condor-tarball-url | --condor-tarball-sha256 | --work-dir | --condor-dir | --collector | \
             --max-walltime | --max-job-time | --shutdown-margin | --spread | --max-idle | \
-            --idle-tail | --failure-sleep)
+            --idle-tail | --failure-sleep | --blackhole-jobs | --blackhole-window | --nodes | --node-launcher)
                 option_value "$_opt" $# "${1-}"
                 _val=$1
                 shift
@@ -153,6 +208,10 @@ parse_arguments() {
         case $_opt in
             --manifest-url) manifest_url=$_val ;;
             --manifest-sha256) manifest_sha256=$_val ;;
+            --frontend-manifest-url) frontend_manifest_url=$_val ;;
+            --frontend-manifest-sha256) frontend_manifest_sha256=$_val ;;
+            --condor-tarball-url) condor_tarball_url=$_val ;;
+            --condor-tarball-sha256) condor_tarball_sha256=$_val ;;
             --work-dir) work_dir=$_val ;;
             --condor-dir) condor_dir=$_val ;;
             --collector) collector=$_val ;;
@@ -163,6 +222,10 @@ parse_arguments() {
             --max-idle) max_idle=$_val ;;
             --idle-tail) idle_tail=$_val ;;
             --failure-sleep) failure_sleep=$_val ;;
+            --blackhole-jobs) blackhole_jobs=$_val ;;
+            --blackhole-window) blackhole_window=$_val ;;
+            --nodes) nodes=$_val ;;
+            --node-launcher) node_launcher=$_val ;;
         esac
     done
 }
@@ -181,25 +244,31 @@ require_seconds() {
     esac
 }
 
-check_arguments() {
-    require_value "--manifest-url (or UPDRAFT_MANIFEST_URL)" "$manifest_url"
-    require_value "--manifest-sha256 (or UPDRAFT_MANIFEST_SHA256)" "$manifest_sha256"
-    require_value "--collector (or UPDRAFT_COLLECTOR)" "$collector"
-    require_value "--max-walltime (or UPDRAFT_MAX_WALLTIME)" "$max_walltime"
-    require_seconds --failure-sleep "$failure_sleep"
-    require_seconds --max-walltime "$max_walltime"
-    require_seconds --max-job-time "$max_job_time"
-    require_seconds --shutdown-margin "$shutdown_margin"
-    require_seconds --spread "$spread"
-    require_seconds --max-idle "$max_idle"
-    require_seconds --idle-tail "$idle_tail"
-    case $manifest_sha256 in
-        *[!0-9a-fA-F]*) fail args "--manifest-sha256 must be 64 hex digits" ;;
+require_sha256() {
+    # require_sha256 OPTION VALUE: 64 hex digits, either case.
+    case $2 in
+        *[!0-9a-fA-F]*) fail args "$1 must be 64 hex digits" ;;
     esac
-    if [ ${#manifest_sha256} -ne 64 ]; then
-        fail args "--manifest-sha256 must be 64 hex digits"
+    if [ ${#2} -ne 64 ]; then
+        fail args "$1 must be 64 hex digits"
     fi
-    manifest_sha256=$(printf '%s' "$manifest_sha256" | tr 'A-F' 'a-f')
+}
+
+lowercase() {
+    printf '%s' "$1" | tr 'A-F' 'a-f'
+}
+
+require_together() {
+    # require_together OPTION1 VALUE1 OPTION2 VALUE2: both set or neither.
+    if [ -n "$2" ] && [ -z "$4" ]; then
+        fail args "$1 needs $3 (give both or neither)"
+    fi
+    if [ -z "$2" ] && [ -n "$4" ]; then
+        fail args "$3 needs $1 (give both or neither)"
+    fi
+}
+
+check_identity() {
     # The factory always sets who the pilot is: without it the slot could be
     # neither matched by its frontend nor accounted by its factory.
     require_value "UPDRAFT_FACTORY" "$factory"
@@ -215,6 +284,49 @@ check_arguments() {
     if [ "$bad_job_id" = 1 ]; then
         fail args "UPDRAFT_JOB_ID must be cluster.proc, got '$job_id'"
     fi
+}
+
+check_blackhole_and_nodes() {
+    case $blackhole_jobs in
+        '' | *[!0-9]*) fail args "--blackhole-jobs must be a whole number of jobs, got '$blackhole_jobs'" ;;
+    esac
+    require_seconds --blackhole-window "$blackhole_window"
+    if [ "$blackhole_jobs" -gt 0 ] && [ "$blackhole_window" -eq 0 ]; then
+        fail args "--blackhole-window must be positive when --blackhole-jobs is set"
+    fi
+    case $nodes in
+        '' | *[!0-9]* | 0) fail args "--nodes must be a positive whole number, got '$nodes' (from $nodes_origin)" ;;
+    esac
+}
+
+check_arguments() {
+    require_value "--manifest-url (or UPDRAFT_MANIFEST_URL)" "$manifest_url"
+    require_value "--manifest-sha256 (or UPDRAFT_MANIFEST_SHA256)" "$manifest_sha256"
+    require_value "--collector (or UPDRAFT_COLLECTOR)" "$collector"
+    require_value "--max-walltime (or UPDRAFT_MAX_WALLTIME)" "$max_walltime"
+    require_seconds --failure-sleep "$failure_sleep"
+    require_seconds --max-walltime "$max_walltime"
+    require_seconds --max-job-time "$max_job_time"
+    require_seconds --shutdown-margin "$shutdown_margin"
+    require_seconds --spread "$spread"
+    require_seconds --max-idle "$max_idle"
+    require_seconds --idle-tail "$idle_tail"
+    require_sha256 --manifest-sha256 "$manifest_sha256"
+    manifest_sha256=$(lowercase "$manifest_sha256")
+    require_together --frontend-manifest-url "$frontend_manifest_url" \
+        --frontend-manifest-sha256 "$frontend_manifest_sha256"
+    if [ -n "$frontend_manifest_sha256" ]; then
+        require_sha256 --frontend-manifest-sha256 "$frontend_manifest_sha256"
+        frontend_manifest_sha256=$(lowercase "$frontend_manifest_sha256")
+    fi
+    require_together --condor-tarball-url "$condor_tarball_url" \
+        --condor-tarball-sha256 "$condor_tarball_sha256"
+    if [ -n "$condor_tarball_sha256" ]; then
+        require_sha256 --condor-tarball-sha256 "$condor_tarball_sha256"
+        condor_tarball_sha256=$(lowercase "$condor_tarball_sha256")
+    fi
+    check_blackhole_and_nodes
+    check_identity
 }
 
 # ---------------------------------------------------------------------------
@@ -264,13 +376,51 @@ verify_sha256() {
     fi
 }
 
+manifest_name() {
+    # manifest_name ORIGIN: how reasons name a manifest.
+    case $1 in
+        entry) printf 'factory manifest' ;;
+        frontend) printf 'frontend manifest' ;;
+    esac
+}
+
+manifest_kinds() {
+    # manifest_kinds ORIGIN: the kinds its manifest may list. Each side
+    # validates only what it knows about: the factory its entry's nodes, the
+    # frontend its VO's needs.
+    case $1 in
+        entry) printf 'validate-entry condor-config file' ;;
+        frontend) printf 'validate-frontend condor-config file' ;;
+    esac
+}
+
+kind_home() {
+    # kind_home KIND: which manifest a validation kind belongs in.
+    case $1 in
+        validate-entry) printf "the factory's manifest" ;;
+        validate-frontend) printf "the frontend's manifest" ;;
+    esac
+}
+
 fetch_manifest() {
+    # fetch_manifest ORIGIN URL SHA256: download, check and parse one manifest.
+    _origin=$1
     step=fetch
-    if ! fetch_url "$manifest_url" "$work_dir/manifest"; then
-        fail fetch "cannot fetch manifest $manifest_url"
+    if ! fetch_url "$2" "$work_dir/manifest.$_origin"; then
+        fail fetch "cannot fetch $(manifest_name "$_origin") $2"
     fi
     step=verify
-    verify_sha256 "$work_dir/manifest" "$manifest_sha256" "manifest $manifest_url"
+    verify_sha256 "$work_dir/manifest.$_origin" "$3" "$(manifest_name "$_origin") $2"
+    read_manifest "$_origin"
+}
+
+fetch_manifests() {
+    # An empty list stands for the frontend manifest a pilot was not given.
+    : >"$work_dir/manifest.frontend.list"
+    fetch_manifest entry "$manifest_url" "$manifest_sha256"
+    if [ -n "$frontend_manifest_url" ]; then
+        fetch_manifest frontend "$frontend_manifest_url" "$frontend_manifest_sha256"
+    fi
 }
 
 check_manifest_path() {
@@ -284,32 +434,39 @@ check_manifest_path() {
 }
 
 parse_manifest_line() {
-    # parse_manifest_line NUMBER LINE: append "sha path kind" to manifest.list.
-    _number=$1
+    # parse_manifest_line ORIGIN NUMBER LINE: append "sha path kind" to manifest.ORIGIN.list.
+    _origin=$1
+    _where="$(manifest_name "$1") line $2"
     set -f
     # shellcheck disable=SC2086  # splitting the line into fields is the point
-    set -- $2
+    set -- $3
     set +f
     if [ $# -ne 3 ]; then
-        fail verify "manifest line $_number: expected 'sha256 path kind', got $# fields"
+        fail verify "$_where: expected 'sha256 path kind', got $# fields"
     fi
     case $1 in
-        *[!0-9a-f]*) fail verify "manifest line $_number: bad sha256 for $2" ;;
+        *[!0-9a-f]*) fail verify "$_where: bad sha256 for $2" ;;
     esac
     if [ ${#1} -ne 64 ]; then
-        fail verify "manifest line $_number: bad sha256 for $2"
+        fail verify "$_where: bad sha256 for $2"
     fi
-    check_manifest_path "$2" || fail verify "manifest line $_number: path not allowed: $2"
-    case " $MANIFEST_KINDS " in
+    check_manifest_path "$2" || fail verify "$_where: path not allowed: $2"
+    case " $(manifest_kinds "$_origin") " in
         *" $3 "*) ;;
-        *) fail verify "manifest line $_number: unknown kind '$3' for $2" ;;
+        *)
+            case " $MANIFEST_KINDS " in
+                *" $3 "*) fail verify "$_where: kind $3 belongs in $(kind_home "$3")" ;;
+                *) fail verify "$_where: unknown kind '$3' for $2" ;;
+            esac
+            ;;
     esac
-    printf '%s %s %s\n' "$1" "$2" "$3" >>"$work_dir/manifest.list"
+    printf '%s %s %s\n' "$1" "$2" "$3" >>"$work_dir/manifest.$_origin.list"
 }
 
 read_manifest() {
+    # read_manifest ORIGIN
     step=verify
-    : >"$work_dir/manifest.list"
+    : >"$work_dir/manifest.$1.list"
     _n=0
     while IFS= read -r _line || [ -n "$_line" ]; do
         _n=$((_n + 1))
@@ -317,22 +474,53 @@ read_manifest() {
         case $_trimmed in
             '' | '#'*) continue ;;
         esac
-        parse_manifest_line "$_n" "$_trimmed"
-    done <"$work_dir/manifest"
+        parse_manifest_line "$1" "$_n" "$_trimmed"
+    done <"$work_dir/manifest.$1"
 }
 
 fetch_listed_files() {
-    # Listed files live next to the manifest: URL = manifest's folder + path.
-    _base=${manifest_url%/*}
+    # fetch_listed_files ORIGIN MANIFEST_URL: each file lives next to its own
+    # manifest (URL = manifest's folder + path) and lands in WORK_DIR/files/ORIGIN.
+    _base=${2%/*}
+    _what=$(manifest_name "$1")
     while read -r _sha _path _kind; do
-        mkdir -p "$(dirname "$work_dir/files/$_path")"
+        _dest=$work_dir/files/$1/$_path
+        mkdir -p "$(dirname "$_dest")"
         step=fetch
-        if ! fetch_url "$_base/$_path" "$work_dir/files/$_path"; then
-            fail fetch "cannot fetch $_path from $_base/$_path"
+        if ! fetch_url "$_base/$_path" "$_dest"; then
+            fail fetch "cannot fetch $_path ($_what) from $_base/$_path"
         fi
         step=verify
-        verify_sha256 "$work_dir/files/$_path" "$_sha" "$_path"
-    done <"$work_dir/manifest.list"
+        verify_sha256 "$_dest" "$_sha" "$_path ($_what)"
+    done <"$work_dir/manifest.$1.list"
+}
+
+fetch_all_listed_files() {
+    fetch_listed_files entry "$manifest_url"
+    if [ -n "$frontend_manifest_url" ]; then
+        fetch_listed_files frontend "$frontend_manifest_url"
+    fi
+}
+
+wants_tarball() {
+    # The tarball counts only when no --condor-dir overrides it.
+    [ -n "$condor_tarball_url" ] && [ -z "$condor_dir" ]
+}
+
+fetch_condor_tarball() {
+    if [ -z "$condor_tarball_url" ]; then
+        return 0
+    fi
+    if ! wants_tarball; then
+        log "--condor-dir $condor_dir wins over --condor-tarball-url: not fetching the tarball"
+        return 0
+    fi
+    step=fetch
+    if ! fetch_url "$condor_tarball_url" "$work_dir/condor-tarball"; then
+        fail fetch "cannot fetch the condor tarball $condor_tarball_url"
+    fi
+    step=verify
+    verify_sha256 "$work_dir/condor-tarball" "$condor_tarball_sha256" "condor tarball $condor_tarball_url"
 }
 
 # ---------------------------------------------------------------------------
@@ -355,7 +543,8 @@ validation_verdict() {
 }
 
 run_validation() {
-    # run_validation PATH: run one script, append "path OK|kind message".
+    # run_validation PATH: run one script (PATH under WORK_DIR/files), append
+    # "path OK|kind message".
     _script=$work_dir/files/$1
     _out=$work_dir/validation/$(printf '%s' "$1" | tr '/' '_').out
     chmod +x "$_script"
@@ -389,18 +578,96 @@ run_validations() {
     mkdir -p "$work_dir/validation"
     # The entry's checks describe the node; the frontend's assume a sane node.
     export UPDRAFT_WORK_DIR="$work_dir" UPDRAFT_FILES_DIR="$work_dir/files"
-    for _wanted in validate-entry validate-frontend; do
+    for _origin in $MANIFEST_ORIGINS; do
         while read -r _sha _path _kind; do
-            if [ "$_kind" = "$_wanted" ]; then
-                run_validation "$_path"
-            fi
-        done <"$work_dir/manifest.list"
+            case $_kind in
+                validate-*) run_validation "$_origin/$_path" ;;
+            esac
+        done <"$work_dir/manifest.$_origin.list"
     done
     _first_failure=$(awk '$2 != "OK" {print; exit}' "$validation_file")
     if [ -n "$_first_failure" ]; then
         _failures=$(awk '$2 != "OK"' "$validation_file" | wc -l | tr -d ' ')
         fail validate "$_failures validation(s) failed; first: $_first_failure"
     fi
+}
+
+# ---------------------------------------------------------------------------
+# Installing HTCondor from the tarball
+# ---------------------------------------------------------------------------
+
+tar_compression_flag() {
+    # tar_compression_flag FILE: z, J, j or nothing, from the file's first
+    # bytes (not its name: the URL need not end in .tar.gz).
+    _magic=$(od -An -tx1 -N6 "$1" 2>/dev/null | tr -d ' \n')
+    case $_magic in
+        1f8b*) printf z ;;
+        fd377a585a00) printf J ;;
+        425a68*) printf j ;;
+    esac
+}
+
+check_tarball_members() {
+    # check_tarball_members TARBALL FLAG: refuse members that would land
+    # outside the release dir (absolute or with a '..' component) before
+    # anything is unpacked.
+    _members=$work_dir/condor-tarball.members
+    if ! tar "-t${2}f" "$1" >"$_members" 2>/dev/null; then
+        fail install "cannot list the condor tarball $condor_tarball_url (not a tar archive?)"
+    fi
+    _bad=$(awk '/^\// { print; exit } index("/" $0 "/", "/../") { print; exit }' "$_members")
+    if [ -n "$_bad" ]; then
+        fail install "condor tarball member would escape the release dir: $_bad"
+    fi
+}
+
+locate_unpacked_release() {
+    # locate_unpacked_release DIR: sets tarball_release to DIR or its one
+    # subdirectory that holds sbin/condor_master (tarballs usually wrap
+    # everything in condor-<version>-<platform>/).
+    tarball_release=
+    if [ -f "$1/sbin/condor_master" ]; then
+        tarball_release=$1
+        return
+    fi
+    _candidates=0
+    for _dir in "$1"/*/; do
+        if [ -f "${_dir}sbin/condor_master" ]; then
+            _candidates=$((_candidates + 1))
+            tarball_release=${_dir%/}
+        fi
+    done
+    if [ "$_candidates" -eq 0 ]; then
+        fail install "no sbin/condor_master in the condor tarball (looked at the top and one directory down)"
+    fi
+    if [ "$_candidates" -gt 1 ]; then
+        tarball_release=
+        fail install "the condor tarball holds $_candidates directories with sbin/condor_master; expected one"
+    fi
+}
+
+install_condor() {
+    # Unpack the tarball into WORK_DIR/condor-release; --condor-dir wins.
+    if ! wants_tarball; then
+        return 0
+    fi
+    step=install
+    _tarball=$work_dir/condor-tarball
+    _flag=$(tar_compression_flag "$_tarball")
+    check_tarball_members "$_tarball" "$_flag"
+    _into=$work_dir/condor-release
+    rm -rf "$_into"
+    mkdir -p "$_into"
+    if ! (cd "$_into" && tar "-x${_flag}f" "$_tarball") >&2; then
+        fail install "cannot unpack the condor tarball $condor_tarball_url"
+    fi
+    locate_unpacked_release "$_into"
+    if [ ! -x "$tarball_release/sbin/condor_master" ]; then
+        fail install "sbin/condor_master in the condor tarball is not executable"
+    fi
+    # The unpacked release is all we need; the sandbox is often small.
+    rm -f "$_tarball" "$work_dir/condor-tarball.members"
+    log "installed condor from the tarball in $tarball_release"
 }
 
 # ---------------------------------------------------------------------------
@@ -471,20 +738,29 @@ detect_cpus() {
     echo "$_cpus"
 }
 
-find_release_dir() {
-    # The HTCondor install: --condor-dir, else where condor_master is on PATH.
+resolve_release() {
+    # The HTCondor install, in order: --condor-dir, the unpacked tarball,
+    # the install that holds condor_master on PATH.
     if [ -n "$condor_dir" ]; then
-        printf '%s' "$condor_dir"
+        release_dir=$condor_dir
+        condor_source=condor-dir
+        return
+    fi
+    if [ -n "$tarball_release" ]; then
+        release_dir=$tarball_release
+        condor_source=tarball
         return
     fi
     _master=$(command -v condor_master 2>/dev/null || true)
     if [ -n "$_master" ]; then
-        dirname "$(dirname "$_master")"
+        release_dir=$(dirname "$(dirname "$_master")")
+        condor_source=path
     fi
 }
 
 start_expression() {
-    # The entry's and the group's START, each optional, and never after retire.
+    # The entry's and the group's START, each optional, never after retire,
+    # and never on a node found to be a black hole.
     _expr=
     if [ -n "${GLIDEIN_Entry_Start:-}" ]; then
         _expr="($GLIDEIN_Entry_Start) && "
@@ -493,6 +769,9 @@ start_expression() {
         _expr="$_expr($GLIDECLIENT_Group_Start) && "
     fi
     printf '%s(time() < GLIDEIN_ToRetire)' "$_expr"
+    if [ "$blackhole_jobs" -gt 0 ]; then
+        printf ' && (GLIDEIN_BlackHole =!= True)'
+    fi
 }
 
 slot_layout_config() {
@@ -509,8 +788,55 @@ slot_layout_config() {
     esac
 }
 
-write_condor_config() {
-    step=config
+nothing_runs_expression() {
+    # nothing_runs_expression CPUS: true in a slot ad when no job runs on the
+    # whole startd. DAEMON_SHUTDOWN is evaluated in every slot's ad, and the
+    # partitionable slot itself stays Unclaimed while its dynamic slots run
+    # jobs, so its own State says nothing: count its children instead. Fixed
+    # slots see each other's State through STARTD_SLOT_ATTRS.
+    case ${GLIDEIN_Slots_Layout:-partitionable} in
+        partitionable)
+            printf '(PartitionableSlot =?= True && NumDynamicSlots =?= 0)'
+            ;;
+        fixed)
+            _expr='(State =!= "Claimed")'
+            _slot=1
+            while [ "$_slot" -le "$1" ]; do
+                _expr="$_expr && (slot${_slot}_State =!= \"Claimed\")"
+                _slot=$((_slot + 1))
+            done
+            printf '%s' "$_expr"
+            ;;
+    esac
+}
+
+blackhole_config() {
+    # blackhole_config CPUS: stop matching at once when jobs start too fast,
+    # and leave as soon as nothing runs. RecentJobStarts counts the jobs the
+    # whole startd started in HTCondor's "recent" window, which the startd
+    # fixes at 20 minutes (STATISTICS_WINDOW_SECONDS does not change it), and
+    # is published in every slot ad. The exact --blackhole-window check runs
+    # on the startd history once condor has exited (step blackhole).
+    echo "GLIDEIN_BlackHole_Jobs = $blackhole_jobs"
+    echo "GLIDEIN_BlackHole_Window = $blackhole_window"
+    echo "GLIDEIN_BlackHole = (RecentJobStarts =!= undefined) && (RecentJobStarts > $blackhole_jobs)"
+    echo "GLIDEIN_NothingRuns = $(nothing_runs_expression "$1")"
+    if [ "${GLIDEIN_Slots_Layout:-partitionable}" = fixed ]; then
+        echo 'STARTD_SLOT_ATTRS = $(STARTD_SLOT_ATTRS) State'
+    fi
+}
+
+daemon_shutdown_expression() {
+    # Idle and retired, or idle for the tail after having run a job: leave.
+    # A black hole leaves as soon as no job runs.
+    _expr='State == "Unclaimed" && Activity == "Idle" && ((time() > GLIDEIN_ToRetire) || (TotalTimeClaimedBusy =!= undefined && (time() - EnteredCurrentActivity) > GLIDEIN_Max_Tail))'
+    if [ "$blackhole_jobs" -gt 0 ]; then
+        _expr="($_expr) || ((GLIDEIN_BlackHole =?= True) && \$(GLIDEIN_NothingRuns))"
+    fi
+    printf '%s' "$_expr"
+}
+
+check_advertised_values() {
     for _pair in "factory:$factory" "entry:$entry" "frontend:$frontend" "group:$group" \
         "collector:$collector" "credential_id:$credential_id" \
         "GLIDEIN_Site:${GLIDEIN_Site:-}" "GLIDEIN_Schedd:${GLIDEIN_Schedd:-}" \
@@ -525,20 +851,44 @@ write_condor_config() {
     case ${GLIDEIN_MaxMemMBs:-} in
         *[!0-9]*) fail config "GLIDEIN_MaxMemMBs must be a whole number of MB, got '${GLIDEIN_MaxMemMBs}'" ;;
     esac
+}
+
+staged_config_includes() {
+    # The factory's condor-config files first, then the frontend's, each in
+    # manifest order: the VO's settings win over the site's.
+    for _origin in $MANIFEST_ORIGINS; do
+        while read -r _sha _path _kind; do
+            if [ "$_kind" = condor-config ]; then
+                echo "include : $work_dir/files/$_origin/$_path"
+            fi
+        done <"$work_dir/manifest.$_origin.list"
+    done
+}
+
+write_condor_config() {
+    step=config
+    check_advertised_values
     _local=$work_dir/condor
     mkdir -p "$_local/log" "$_local/spool" "$_local/execute" "$_local/lock" "$_local/run"
-    _release=$(find_release_dir)
-    _cpus=$(detect_cpus)
-    _slots=$(slot_layout_config "$_cpus")
+    resolve_release
+    cpus=$(detect_cpus)
+    _slots=$(slot_layout_config "$cpus")
     _cluster=${job_id%%.*}
     _proc=${job_id#*.}
     _site=${GLIDEIN_Site:-$entry}
-    glidein_name="glidein_${_cluster}_${_proc}_$$@$(uname -n)"
-    _attrs="IS_GLIDEIN GLIDEIN_Site GLIDEIN_Entry_Name GLIDEIN_Factory GLIDEIN_Name GLIDECLIENT_Name GLIDECLIENT_Group GLIDEIN_ClusterId GLIDEIN_ProcId GLIDEIN_CredentialIdentifier GLIDEIN_ToRetire GLIDEIN_ToDie GLIDEIN_Max_Walltime GLIDEIN_Max_Idle GLIDEIN_Max_Tail"
+    name_prefix="glidein_${_cluster}_${_proc}_$$"
+    if [ "$nodes" -gt 1 ]; then
+        # Each node names itself: <prefix>_node<i>@<its host>.
+        glidein_name="${name_prefix}_node*"
+    else
+        glidein_name="${name_prefix}@$(uname -n)"
+    fi
+    plan_nodes
+    _attrs="IS_GLIDEIN GLIDEIN_Site GLIDEIN_Entry_Name GLIDEIN_Factory GLIDEIN_Name GLIDECLIENT_Name GLIDECLIENT_Group GLIDEIN_ClusterId GLIDEIN_ProcId GLIDEIN_CredentialIdentifier GLIDEIN_ToRetire GLIDEIN_ToDie GLIDEIN_Max_Walltime GLIDEIN_Max_Idle GLIDEIN_Max_Tail GLIDEIN_Nodes GLIDEIN_NodeIndex"
     {
         echo "# Written by glidein_startup.sh for $glidein_name; rewritten at every start."
-        if [ -n "$_release" ]; then
-            echo "RELEASE_DIR = $_release"
+        if [ -n "$release_dir" ]; then
+            echo "RELEASE_DIR = $release_dir"
             echo 'BIN = $(RELEASE_DIR)/bin'
             echo 'SBIN = $(RELEASE_DIR)/sbin'
             echo 'LIB = $(RELEASE_DIR)/lib/condor'
@@ -547,15 +897,13 @@ write_condor_config() {
         fi
         echo "COLLECTOR_HOST = $collector"
         echo
-        echo "# Configuration staged by the factory and the frontend, in manifest order."
-        while read -r _sha _path _kind; do
-            if [ "$_kind" = condor-config ]; then
-                echo "include : $work_dir/files/$_path"
-            fi
-        done <"$work_dir/manifest.list"
+        echo "# Configuration staged by the factory, then by the frontend, in manifest order."
+        staged_config_includes
         echo
         echo "# The pilot's own settings come last so no staged file can change"
         echo "# who the pilot says it is, where it writes, or when it leaves."
+        echo "# (Each node of a multi-node pilot overrides LOCAL_DIR, the names and"
+        echo "# GLIDEIN_NodeIndex in its own condor/node-<i>/condor_config.)"
         echo "LOCAL_DIR = $_local"
         echo 'LOG = $(LOCAL_DIR)/log'
         echo 'SPOOL = $(LOCAL_DIR)/spool'
@@ -564,8 +912,10 @@ write_condor_config() {
         echo 'RUN = $(LOCAL_DIR)/run'
         echo "STARTD_HISTORY = $_local/log/startd_history"
         echo 'DAEMON_LIST = MASTER, STARTD'
-        echo "MASTER_NAME = $glidein_name"
-        echo "STARTD_NAME = $glidein_name"
+        if [ "$nodes" -eq 1 ]; then
+            echo "MASTER_NAME = $glidein_name"
+            echo "STARTD_NAME = $glidein_name"
+        fi
         echo 'IS_GLIDEIN = True'
         echo "GLIDEIN_Site = $(classad_string "$_site")"
         echo "GLIDEIN_Entry_Name = $(classad_string "$entry")"
@@ -586,9 +936,15 @@ write_condor_config() {
         echo "GLIDEIN_Max_Walltime = $max_walltime"
         echo "GLIDEIN_Max_Idle = $max_idle"
         echo "GLIDEIN_Max_Tail = $idle_tail"
+        echo "GLIDEIN_Nodes = $nodes"
+        echo 'GLIDEIN_NodeIndex = 0'
+        if [ "$blackhole_jobs" -gt 0 ]; then
+            blackhole_config "$cpus"
+            _attrs="$_attrs GLIDEIN_BlackHole GLIDEIN_BlackHole_Jobs GLIDEIN_BlackHole_Window"
+        fi
         echo "STARTD_ATTRS = \$(STARTD_ATTRS) $_attrs"
         echo
-        echo "NUM_CPUS = $_cpus"
+        echo "NUM_CPUS = $cpus"
         if [ -n "${GLIDEIN_MaxMemMBs:-}" ]; then
             echo "MEMORY = $GLIDEIN_MaxMemMBs"
         fi
@@ -602,8 +958,7 @@ write_condor_config() {
         echo 'WANT_VACATE = False'
         echo '# Never claimed: nobody wants this pilot; leave after max-idle.'
         echo "STARTD_NOCLAIM_SHUTDOWN = $max_idle"
-        echo '# Idle and retired, or idle for the tail after having run a job: leave.'
-        echo 'STARTD.DAEMON_SHUTDOWN = State == "Unclaimed" && Activity == "Idle" && ((time() > GLIDEIN_ToRetire) || (TotalTimeClaimedBusy =!= undefined && (time() - EnteredCurrentActivity) > GLIDEIN_Max_Tail))'
+        echo "STARTD.DAEMON_SHUTDOWN = $(daemon_shutdown_expression)"
         echo '# The master has nothing to do once its startd has gone.'
         echo 'MASTER.DAEMON_SHUTDOWN = STARTD_StartTime =?= 0'
         echo '# Benchmarks would delay the first match by minutes.'
@@ -614,12 +969,107 @@ write_condor_config() {
 }
 
 # ---------------------------------------------------------------------------
+# Multi-node pilots: the head prepares, then starts one --node-run per node
+# ---------------------------------------------------------------------------
+
+plan_nodes() {
+    # With several nodes the work dir (on the shared filesystem) carries
+    # everything a node needs: a copy of this script and nodes.conf.
+    if [ "$nodes" -eq 1 ]; then
+        return 0
+    fi
+    if [ -z "$node_launcher" ] && [ -n "${SLURM_JOB_ID:-}" ]; then
+        # One task per node, each allowed the node's CPUs: srun would
+        # otherwise confine every task to one CPU.
+        node_launcher="srun --nodes=$nodes --ntasks=$nodes --ntasks-per-node=1 --cpus-per-task=$cpus"
+    fi
+    if [ -z "$node_launcher" ]; then
+        fail config "$nodes nodes but no --node-launcher (or UPDRAFT_NODE_LAUNCHER), and no SLURM_JOB_ID for the srun default"
+    fi
+    # The pilot's own copy may sit in a node-local sandbox: the nodes run
+    # the one in the shared work dir.
+    if [ ! -f "$0" ]; then
+        fail config "cannot find this script ($0) to start it on the nodes"
+    fi
+    cp -- "$0" "$work_dir/glidein_startup.sh.new"
+    mv -f "$work_dir/glidein_startup.sh.new" "$work_dir/glidein_startup.sh"
+    {
+        echo "nodes=$nodes"
+        echo "die_time=$die_time"
+        echo "shutdown_margin=$shutdown_margin"
+        echo "release_dir=$release_dir"
+        echo "name_prefix=$name_prefix"
+    } >"$work_dir/condor/nodes.conf"
+}
+
+clear_node_results() {
+    # Results of an earlier run in the same work dir must not count.
+    _i=0
+    while [ "$_i" -lt "$nodes" ]; do
+        rm -f "$work_dir/condor/node-$_i/condor_exit" "$work_dir/condor/node-$_i/error"
+        _i=$((_i + 1))
+    done
+}
+
+collect_node_results() {
+    # collect_node_results LAUNCHER_EXIT: every node must have left its
+    # condor_master's exit status; the first non-zero one is condor_exit.
+    condor_exit=0
+    _failed_node=
+    _i=0
+    while [ "$_i" -lt "$nodes" ]; do
+        _dir=$work_dir/condor/node-$_i
+        if [ -s "$_dir/error" ]; then
+            fail condor "node $_i: $(cat "$_dir/error")"
+        fi
+        if [ ! -s "$_dir/condor_exit" ]; then
+            fail condor "node $_i of $nodes left no result (node launcher exited with status $1)"
+        fi
+        _node_exit=$(cat "$_dir/condor_exit")
+        case $_node_exit in
+            '' | *[!0-9]*) fail condor "node $_i left a garbled exit status: '$_node_exit'" ;;
+        esac
+        if [ "$_node_exit" -ne 0 ] && [ -z "$_failed_node" ]; then
+            condor_exit=$_node_exit
+            _failed_node=$_i
+        fi
+        _i=$((_i + 1))
+    done
+    if [ -n "$_failed_node" ] && [ "$(date +%s)" -lt "$die_time" ]; then
+        fail condor "node $_failed_node: condor_master exited with status $condor_exit"
+    fi
+    if [ "$1" -ne 0 ]; then
+        log "node launcher exited with status $1, but every node reported"
+    fi
+}
+
+run_nodes() {
+    # The launcher runs "sh WORK_DIR/glidein_startup.sh --node-run WORK_DIR"
+    # once per node; timeout bounds it like a single condor_master.
+    _left=$1
+    clear_node_results
+    log "starting $nodes nodes with: $node_launcher"
+    set -f
+    # shellcheck disable=SC2086  # the launcher is a command line, split into words
+    set -- $node_launcher
+    set +f
+    # Node output goes to stderr: stdout is the report's.
+    timeout --preserve-status --kill-after="$shutdown_margin" "$_left" \
+        "$@" sh "$work_dir/glidein_startup.sh" --node-run "$work_dir" </dev/null >&2 &
+    condor_pid=$!
+    _launcher_exit=0
+    wait "$condor_pid" || _launcher_exit=$?
+    condor_pid=
+    collect_node_results "$_launcher_exit"
+}
+
+# ---------------------------------------------------------------------------
 # Running condor
 # ---------------------------------------------------------------------------
 
 forward_signal() {
-    # The batch system asks us to stop: ask condor_master to shut down
-    # gracefully and let the EXIT trap report once it is gone.
+    # The batch system asks us to stop: ask condor_master (or the node
+    # launcher) to shut down gracefully and let the EXIT trap report.
     if [ -n "$condor_pid" ]; then
         kill -TERM "$condor_pid" 2>/dev/null || true
         wait "$condor_pid" 2>/dev/null || true
@@ -627,71 +1077,301 @@ forward_signal() {
     fail "$step" "stopped by signal $1"
 }
 
+run_master() {
+    # run_master CONFIG SECONDS: condor_master -f until the die time; sets condor_exit.
+    # env -i: the outer starter's environment would make the inner daemons
+    # present its session ids to our collector. timeout sends TERM (graceful
+    # shutdown) at the die time and KILL after the shutdown margin.
+    env -i PATH="$release_dir/sbin:$release_dir/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+        HOME="$work_dir" CONDOR_CONFIG="$1" \
+        timeout --preserve-status --kill-after="$shutdown_margin" "$2" \
+        "$release_dir/sbin/condor_master" -f &
+    condor_pid=$!
+    condor_exit=0
+    wait "$condor_pid" || condor_exit=$?
+    condor_pid=
+}
+
 run_condor() {
     step=condor
-    _release=$(find_release_dir)
-    if [ -z "$_release" ] || [ ! -x "$_release/sbin/condor_master" ]; then
-        fail condor "condor_master not found (pass --condor-dir)"
+    if [ -z "$release_dir" ] || [ ! -x "$release_dir/sbin/condor_master" ]; then
+        fail condor "condor_master not found (pass --condor-dir or --condor-tarball-url)"
     fi
     _left=$((die_time - $(date +%s)))
     if [ "$_left" -le 0 ]; then
         fail condor "die time passed before condor could start"
     fi
-    log "starting condor_master for $glidein_name, joining $collector until $die_time"
     trap 'forward_signal TERM' TERM
     trap 'forward_signal INT' INT
     trap 'forward_signal HUP' HUP
-    # env -i: the outer starter's environment would make the inner daemons
-    # present its session ids to our collector. timeout sends TERM (graceful
-    # shutdown) at the die time and KILL after the shutdown margin.
-    env -i PATH="$_release/sbin:$_release/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
-        HOME="$work_dir" CONDOR_CONFIG="$work_dir/condor/condor_config" \
-        timeout --preserve-status --kill-after="$shutdown_margin" "$_left" \
-        "$_release/sbin/condor_master" -f &
-    condor_pid=$!
-    condor_exit=0
-    wait "$condor_pid" || condor_exit=$?
-    condor_pid=
+    if [ "$nodes" -gt 1 ]; then
+        log "starting $nodes condor_masters ($glidein_name), joining $collector until $die_time"
+        run_nodes "$_left"
+        return
+    fi
+    log "starting condor_master for $glidein_name, joining $collector until $die_time"
+    run_master "$work_dir/condor/condor_config" "$_left"
     if [ "$condor_exit" -ne 0 ] && [ "$(date +%s)" -lt "$die_time" ]; then
         fail condor "condor_master exited with status $condor_exit"
     fi
 }
 
 # ---------------------------------------------------------------------------
-# Report
+# Startd histories: jobs, busy time, goodput, black holes
 # ---------------------------------------------------------------------------
 
-count_jobs() {
-    # jobs_run and busy_seconds from the startd history (one job ad per
-    # "***" banner); else count job starts in the StartLog (busy unknown: 0).
-    _history=$work_dir/condor/log/startd_history
-    _startlog=$work_dir/condor/log/StartLog
-    if [ -n "$work_dir" ] && [ -s "$_history" ]; then
-        awk -F ' = ' '
-            /^\*\*\*/ {
-                jobs++
-                if (duration > 0) busy += duration
-                else if (done > 0 && started > 0 && done > started) busy += done - started
-                else if (wall > 0) busy += wall
-                duration = done = started = wall = 0
-                next
-            }
-            $1 == "JobDuration" { duration = int($2) }
-            $1 == "CompletionDate" { done = int($2) }
-            $1 == "JobCurrentStartDate" { started = int($2) }
-            $1 == "RemoteWallClockTime" { wall = int($2) }
-            END { printf "%d %d\n", jobs, busy }
-        ' "$_history"
-    elif [ -n "$work_dir" ] && [ -s "$_startlog" ]; then
-        printf '%s 0\n' "$(grep -c 'Changing activity: Idle -> Busy' "$_startlog" || true)"
-    else
-        echo '0 0'
+history_files() {
+    # The startd histories, one per line: WORK_DIR/condor/log for a single
+    # node, WORK_DIR/condor/node-<i>/log for each node of a multi-node pilot.
+    if is_multi_node; then
+        _i=0
+        while [ "$_i" -lt "$nodes" ]; do
+            if [ -s "$work_dir/condor/node-$_i/log/startd_history" ]; then
+                echo "$work_dir/condor/node-$_i/log/startd_history"
+            fi
+            _i=$((_i + 1))
+        done
+    elif [ -s "$work_dir/condor/log/startd_history" ]; then
+        echo "$work_dir/condor/log/startd_history"
     fi
 }
 
+log_dirs() {
+    # The condor log dirs, one per line, as history_files.
+    if is_multi_node; then
+        _i=0
+        while [ "$_i" -lt "$nodes" ]; do
+            echo "$work_dir/condor/node-$_i/log"
+            _i=$((_i + 1))
+        done
+    else
+        echo "$work_dir/condor/log"
+    fi
+}
+
+is_multi_node() {
+    # Safe to ask before the arguments are checked (the report always asks).
+    case $nodes in
+        '' | *[!0-9]*) return 1 ;;
+    esac
+    [ "$nodes" -gt 1 ]
+}
+
+history_totals() {
+    # history_totals FILE: "jobs busy busy_core goodput_core" for one startd
+    # history (one job ad before each "***" banner). A job's duration is
+    # JobDuration, else CompletionDate - JobCurrentStartDate, else
+    # RemoteWallClockTime; its cores are RequestCpus (1 when absent or not a
+    # whole number, e.g. an expression). Goodput: the job ended by itself (ExitCode, or
+    # ExitBySignal = true) and the startd did not vacate it
+    # (BadputCausedByPreemption / BadputCausedByDraining not true).
+    awk -F ' = ' '
+        function reset() {
+            duration = done = started = wall = ended = vacated = 0
+            cpus = 1
+        }
+        BEGIN { reset() }
+        /^\*\*\*/ {
+            jobs++
+            if (duration > 0) d = duration
+            else if (done > 0 && started > 0 && done > started) d = done - started
+            else if (wall > 0) d = wall
+            else d = 0
+            busy += d
+            core += d * cpus
+            if (ended && !vacated) good += d * cpus
+            reset()
+            next
+        }
+        $1 == "JobDuration" { duration = int($2) }
+        $1 == "CompletionDate" { done = int($2) }
+        $1 == "JobCurrentStartDate" { started = int($2) }
+        $1 == "RemoteWallClockTime" { wall = int($2) }
+        $1 == "RequestCpus" && $2 ~ /^[0-9]+(\.0*)?$/ && $2 >= 1 { cpus = int($2) }
+        $1 == "ExitCode" { ended = 1 }
+        $1 == "ExitBySignal" && tolower($2) == "true" { ended = 1 }
+        ($1 == "BadputCausedByPreemption" || $1 == "BadputCausedByDraining") && tolower($2) == "true" { vacated = 1 }
+        END { printf "%.0f %.0f %.0f %.0f\n", jobs, busy, core, good }
+    ' "$1"
+}
+
+count_jobs() {
+    # "jobs busy busy_core goodput_core", summed over every node's startd
+    # history; without any history, job starts counted in the StartLogs.
+    if [ -z "$work_dir" ]; then
+        echo '0 0 0 0'
+        return
+    fi
+    _files=$(history_files)
+    if [ -n "$_files" ]; then
+        printf '%s\n' "$_files" | while IFS= read -r _file; do
+            history_totals "$_file"
+        done | awk '{ j += $1; b += $2; c += $3; g += $4 } END { printf "%.0f %.0f %.0f %.0f\n", j, b, c, g }'
+        return
+    fi
+    log_dirs | while IFS= read -r _dir; do
+        if [ -s "$_dir/StartLog" ]; then
+            grep -c 'Changing activity: Idle -> Busy' "$_dir/StartLog" || true
+        fi
+    done | awk '{ starts += $1 } END { printf "%.0f 0 0 0\n", starts }'
+}
+
+most_starts_within() {
+    # most_starts_within FILE SECONDS: the most jobs whose start times
+    # (JobCurrentStartDate, else JobStartDate) lie less than SECONDS apart.
+    awk -F ' = ' '
+        /^\*\*\*/ {
+            if (current > 0) print current
+            else if (first > 0) print first
+            current = first = 0
+            next
+        }
+        $1 == "JobCurrentStartDate" { current = int($2) }
+        $1 == "JobStartDate" { first = int($2) }
+    ' "$1" | sort -n | awk -v window="$2" '
+        BEGIN { oldest = 1; most = 0 }
+        {
+            start[NR] = $1
+            while (start[NR] - start[oldest] >= window) oldest++
+            if (NR - oldest + 1 > most) most = NR - oldest + 1
+        }
+        END { print most }
+    '
+}
+
+check_blackhole() {
+    # Even a clean exit hides a black hole: a node that fails every job it
+    # gets empties the VO's queue through itself. Judge each startd alone.
+    if [ "$blackhole_jobs" -eq 0 ]; then
+        return 0
+    fi
+    step=blackhole
+    history_files | while IFS= read -r _file; do
+        _most=$(most_starts_within "$_file" "$blackhole_window")
+        if [ "$_most" -gt "$blackhole_jobs" ]; then
+            _node=
+            case $_file in
+                */condor/node-*/log/startd_history)
+                    _node=${_file%/log/startd_history}
+                    _node="node ${_node##*/node-}: "
+                    ;;
+            esac
+            echo "$_node$_most jobs started within $blackhole_window s (limit $blackhole_jobs): the node fails jobs as fast as it gets them"
+            break
+        fi
+    done >"$work_dir/blackhole.verdict"
+    if [ -s "$work_dir/blackhole.verdict" ]; then
+        fail blackhole "$(cat "$work_dir/blackhole.verdict")"
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# One node of a multi-node pilot (--node-run WORK_DIR)
+# ---------------------------------------------------------------------------
+
+node_fail() {
+    # node_fail REASON: the head reads the reason from condor/node-<i>/error.
+    log "node ${node_index:-?}: $1"
+    if [ -n "${node_dir:-}" ]; then
+        printf '%s\n' "$(one_line "$1")" >"$node_dir/error"
+    fi
+    exit 1
+}
+
+node_conf() {
+    # node_conf KEY: a value the head wrote in condor/nodes.conf.
+    sed -n "s/^$1=//p" "$work_dir/condor/nodes.conf" | tail -n 1
+}
+
+node_on_exit() {
+    _rc=$?
+    trap - EXIT TERM INT HUP
+    if [ "$_rc" -ne 0 ] && [ -n "${node_dir:-}" ] && [ ! -s "$node_dir/error" ] &&
+        [ ! -s "$node_dir/condor_exit" ]; then
+        printf 'unexpected error (exit status %s)\n' "$_rc" >"$node_dir/error"
+    fi
+    exit "$_rc"
+}
+
+node_forward_signal() {
+    if [ -n "$condor_pid" ]; then
+        kill -TERM "$condor_pid" 2>/dev/null || true
+        wait "$condor_pid" 2>/dev/null || true
+    fi
+    node_fail "stopped by signal $1"
+}
+
+node_index_from_environment() {
+    # Whichever launcher started us says which node we are.
+    first_set '' UPDRAFT_NODE_INDEX SLURM_NODEID SLURM_PROCID PBS_VNODENUM \
+        OMPI_COMM_WORLD_RANK PMI_RANK
+}
+
+write_node_config() {
+    # The shared configuration, then what differs on this node.
+    _name="${name_prefix}_node${node_index}@$(uname -n)"
+    {
+        echo "# Written by glidein_startup.sh --node-run for node $node_index of $nodes."
+        echo "include : $work_dir/condor/condor_config"
+        echo "LOCAL_DIR = $node_dir"
+        echo "STARTD_HISTORY = $node_dir/log/startd_history"
+        echo "MASTER_NAME = $_name"
+        echo "STARTD_NAME = $_name"
+        echo "GLIDEIN_NodeIndex = $node_index"
+    } >"$node_dir/condor_config"
+    log "node $node_index: wrote $node_dir/condor_config for $_name"
+}
+
+node_main() {
+    # No report here: the head reports for every node, and srun would mix
+    # every task's stdout into the pilot's.
+    exec >&2
+    trap node_on_exit EXIT
+    work_dir=${1-}
+    node_index=
+    node_dir=
+    if [ -z "$work_dir" ] || [ ! -s "$work_dir/condor/nodes.conf" ]; then
+        node_fail "--node-run needs the work dir the head prepared (no condor/nodes.conf in '$work_dir')"
+    fi
+    nodes=$(node_conf nodes)
+    die_time=$(node_conf die_time)
+    shutdown_margin=$(node_conf shutdown_margin)
+    release_dir=$(node_conf release_dir)
+    name_prefix=$(node_conf name_prefix)
+    node_index=$(node_index_from_environment)
+    case $node_index in
+        '' | *[!0-9]*)
+            node_fail "no node index: set UPDRAFT_NODE_INDEX, or start nodes with srun, pbsdsh, mpiexec (got '$node_index')"
+            ;;
+    esac
+    if [ "$node_index" -ge "$nodes" ]; then
+        node_fail "node index $node_index is not below the node count $nodes"
+    fi
+    node_dir=$work_dir/condor/node-$node_index
+    mkdir -p "$node_dir/log" "$node_dir/spool" "$node_dir/execute" "$node_dir/lock" "$node_dir/run"
+    rm -f "$node_dir/error" "$node_dir/condor_exit"
+    write_node_config
+    _left=$((die_time - $(date +%s)))
+    if [ "$_left" -le 0 ]; then
+        node_fail "die time passed before condor could start"
+    fi
+    trap 'node_forward_signal TERM' TERM
+    trap 'node_forward_signal INT' INT
+    trap 'node_forward_signal HUP' HUP
+    run_master "$node_dir/condor_config" "$_left"
+    echo "$condor_exit" >"$node_dir/condor_exit"
+    log "node $node_index: condor_master exited with status $condor_exit"
+}
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
 print_report() {
     _end=$(date +%s)
-    _jobs=$(count_jobs 2>/dev/null || echo '0 0')
+    _jobs=$(count_jobs 2>/dev/null || echo '0 0 0 0')
+    # shellcheck disable=SC2086  # four numbers, split on purpose
+    set -- $_jobs 0 0 0 0
     echo "$REPORT_BEGIN"
     printf 'report_version=%s\n' "$REPORT_VERSION"
     printf 'status=%s\n' "$status"
@@ -714,11 +1394,18 @@ print_report() {
     printf 'die_time=%s\n' "$die_time"
     printf 'retire_clamped=%s\n' "$retire_clamped"
     printf 'condor_exit=%s\n' "$condor_exit"
+    printf 'condor_source=%s\n' "$condor_source"
+    printf 'nodes=%s\n' "$(one_line "${nodes:-1}")"
+    printf 'cpus=%s\n' "$cpus"
+    printf 'blackhole_jobs=%s\n' "$(one_line "$blackhole_jobs")"
+    printf 'blackhole_window=%s\n' "$(one_line "$blackhole_window")"
     if [ -n "$validation_file" ] && [ -f "$validation_file" ]; then
         awk '{ printf "validation.%d=%s\n", NR, $0 }' "$validation_file"
     fi
-    printf 'jobs_run=%s\n' "${_jobs% *}"
-    printf 'busy_seconds=%s\n' "${_jobs#* }"
+    printf 'jobs_run=%s\n' "$1"
+    printf 'busy_seconds=%s\n' "$2"
+    printf 'busy_core_seconds=%s\n' "$3"
+    printf 'goodput_core_seconds=%s\n' "$4"
     echo "$REPORT_END"
 }
 
@@ -744,21 +1431,31 @@ on_exit() {
     exit 0
 }
 
-main() {
-    trap on_exit EXIT
-    set_failure_sleep_early
-    parse_arguments "$@"
-    apply_environment_fallbacks
-    check_arguments
+prepare_work_dir() {
     mkdir -p "$work_dir" || fail args "cannot create work dir $work_dir"
     work_dir=$(cd "$work_dir" && pwd)
     validation_file=$work_dir/validation.results
     : >"$validation_file"
     validation_timeout=$(first_set 600 UPDRAFT_VALIDATION_TIMEOUT)
-    fetch_manifest
-    read_manifest
-    fetch_listed_files
+}
+
+main() {
+    if [ "${1-}" = --node-run ]; then
+        shift
+        node_main "$@"
+        return
+    fi
+    trap on_exit EXIT
+    set_failure_sleep_early
+    parse_arguments "$@"
+    apply_environment_fallbacks
+    check_arguments
+    prepare_work_dir
+    fetch_manifests
+    fetch_all_listed_files
+    fetch_condor_tarball
     run_validations
+    install_condor
     compute_lifetime
     write_condor_config
     if [ "$dry_run" = 1 ]; then
@@ -767,6 +1464,7 @@ main() {
         return 0
     fi
     run_condor
+    check_blackhole
     step=finished
 }
 

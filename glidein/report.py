@@ -17,6 +17,8 @@ REPORT_BEGIN = "=== UPDRAFT PILOT REPORT BEGIN ==="
 REPORT_END = "=== UPDRAFT PILOT REPORT END ==="
 
 STATUSES = frozenset({"ok", "failed"})
+STEPS = ("args", "fetch", "verify", "validate", "install", "lifetime", "config", "condor", "blackhole")
+"""The pilot's steps in the order it runs them; a failed report names one in `failed_step`."""
 VALIDATION_KINDS = frozenset({"resources", "network", "config", "corruption", "unknown"})
 
 _VALIDATION_KEY = re.compile(r"validation\.([0-9]+)")
@@ -25,7 +27,8 @@ _KNOWN_KEYS = frozenset({
     "factory", "entry", "frontend", "group", "security_class", "job_id", "credential_id",
     "glidein_name", "host", "dry_run",
     "start_time", "end_time", "lifetime", "retire_time", "die_time", "retire_clamped",
-    "condor_exit", "jobs_run", "busy_seconds",
+    "condor_exit", "condor_source", "nodes", "cpus", "blackhole_jobs", "blackhole_window",
+    "jobs_run", "busy_seconds", "busy_core_seconds", "goodput_core_seconds",
 })
 
 
@@ -34,7 +37,9 @@ class ValidationResult:
     """One validation script's outcome, in the order the pilot ran them."""
 
     script: str
-    """Its path in the manifest."""
+    """Its path under the pilot's files dir: "entry/<path>" for the factory's
+    manifest, "frontend/<path>" for the frontend's (report_version 1: the
+    manifest path alone)."""
     result: str
     """"OK", or the failure's kind (resources, network, config, corruption, unknown)."""
     message: str = ""
@@ -51,7 +56,8 @@ class PilotReport:
     status: str
     """"ok" or "failed"."""
     failed_step: str
-    """args, fetch, verify, validate, lifetime, config or condor; "" when ok."""
+    """One of STEPS (args, fetch, verify, validate, install, lifetime, config,
+    condor, blackhole); "" when ok."""
     reason: str
     factory: str
     entry: str
@@ -70,8 +76,21 @@ class PilotReport:
     die_time: int | None = None
     retire_clamped: bool = False
     condor_exit: int | None = None
+    condor_source: str = ""
+    """Where HTCondor came from: "condor-dir", "tarball", "path"; "" if not found or not reached."""
+    nodes: int = 1
+    """Nodes the pilot ran on (each its own startd)."""
+    cpus: int = 0
+    """CPUs each node's startd offered; 0 when the pilot did not get that far (or an older report)."""
+    blackhole_jobs: int = 0
+    """The black-hole limit (more job starts than this within `blackhole_window` s); 0 = off."""
+    blackhole_window: int = 0
     jobs_run: int = 0
     busy_seconds: int = 0
+    busy_core_seconds: int = 0
+    """Sum over jobs of duration x RequestCpus (1 when absent)."""
+    goodput_core_seconds: int = 0
+    """The same, only for jobs that ended by themselves and were not vacated by the startd."""
     validations: tuple[ValidationResult, ...] = ()
     report_version: int | None = None
     extra: tuple[tuple[str, str], ...] = ()
@@ -124,8 +143,15 @@ def parse_report(text: str) -> PilotReport | None:
         die_time=_int(fields.get("die_time")),
         retire_clamped=fields.get("retire_clamped") == "yes",
         condor_exit=_int(fields.get("condor_exit")),
+        condor_source=fields.get("condor_source", ""),
+        nodes=_int(fields.get("nodes")) or 1,
+        cpus=_int(fields.get("cpus")) or 0,
+        blackhole_jobs=_int(fields.get("blackhole_jobs")) or 0,
+        blackhole_window=_int(fields.get("blackhole_window")) or 0,
         jobs_run=_int(fields.get("jobs_run")) or 0,
         busy_seconds=_int(fields.get("busy_seconds")) or 0,
+        busy_core_seconds=_int(fields.get("busy_core_seconds")) or 0,
+        goodput_core_seconds=_int(fields.get("goodput_core_seconds")) or 0,
         validations=tuple(validations[n] for n in sorted(validations)),
         report_version=_int(fields.get("report_version")),
         extra=tuple(extra),

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from updraft.glidein.report import REPORT_BEGIN, REPORT_END, ValidationResult, parse_report
+from updraft.glidein.report import REPORT_BEGIN, REPORT_END, STEPS, ValidationResult, parse_report
 
 BODY = """\
 report_version=1
@@ -102,3 +102,36 @@ def test_stray_lines_and_bad_numbers_inside_are_ignored() -> None:
     report = parse_report(wrap("status=ok\nnot a field\n=novalue\njobs_run=many\nstart_time=12\n"))
     assert report is not None
     assert (report.status, report.jobs_run, report.start_time, report.factory) == ("ok", 0, 12, "")
+
+
+def test_version_2_fields_are_typed() -> None:
+    body = (BODY.replace("report_version=1", "report_version=2")
+            .replace("validation.2=f.sh", "validation.2=frontend/f.sh")
+            + "condor_source=tarball\nnodes=4\ncpus=16\nblackhole_jobs=3\nblackhole_window=900\n"
+              "busy_core_seconds=7200\ngoodput_core_seconds=3600\n")
+    report = parse_report(wrap(body))
+    assert report is not None and report.report_version == 2
+    assert (report.condor_source, report.nodes, report.cpus) == ("tarball", 4, 16)
+    assert (report.blackhole_jobs, report.blackhole_window) == (3, 900)
+    assert (report.busy_core_seconds, report.goodput_core_seconds) == (7200, 3600)
+    assert report.validations[1] == ValidationResult("frontend/f.sh", "network", "no route = to host")
+    assert report.extra == (("future_key", "value=with=equals"),)
+
+
+def test_version_1_report_gets_defaults_for_version_2_fields() -> None:
+    report = parse_report(wrap(BODY))
+    assert report is not None
+    assert (report.nodes, report.cpus, report.condor_source) == (1, 0, "")
+    assert (report.busy_core_seconds, report.goodput_core_seconds) == (0, 0)
+    assert (report.blackhole_jobs, report.blackhole_window) == (0, 0)
+
+
+def test_bad_numbers_in_version_2_fields_fall_back_to_defaults() -> None:
+    report = parse_report(wrap("status=ok\nnodes=many\ncpus=\nbusy_core_seconds=1.5\n"))
+    assert report is not None
+    assert (report.nodes, report.cpus, report.busy_core_seconds) == (1, 0, 0)
+
+
+def test_steps_include_install_and_blackhole_in_run_order() -> None:
+    assert STEPS == ("args", "fetch", "verify", "validate", "install", "lifetime", "config", "condor",
+                     "blackhole")

@@ -59,25 +59,38 @@ class Run:
 
 
 class Pilot:
-    """A served folder, its manifest, and a way to run the pilot against it."""
+    """Served folders, the factory's and the frontend's manifests, and a way to run the pilot."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.root = tmp_path
         self.served = tmp_path / "served"
         self.served.mkdir()
+        self.served_frontend = tmp_path / "served-frontend"
+        self.served_frontend.mkdir()
         self.work = tmp_path / "work"
         self.lines: list[str] = []
+        self.frontend_lines: list[str] | None = None
+        """None: the pilot gets no frontend manifest."""
 
-    def add(self, path: str, content: str, kind: str = "file") -> None:
-        target = self.served / path
+    def add(self, path: str, content: str, kind: str = "file", frontend: bool = False) -> None:
+        """Serve a file and list it in the factory's manifest (or the frontend's)."""
+        target = (self.served_frontend if frontend else self.served) / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(content)
-        self.lines.append(f"{sha256(content.encode())}  {path}  {kind}")
+        self.listing(frontend).append(f"{sha256(content.encode())}  {path}  {kind}")
+
+    def listing(self, frontend: bool = False) -> list[str]:
+        if not frontend:
+            return self.lines
+        if self.frontend_lines is None:
+            self.frontend_lines = []
+        return self.frontend_lines
 
     def manifest(self) -> tuple[str, str]:
-        text = "# sha256  path  kind\n" + "\n".join(self.lines) + "\n"
-        (self.served / "manifest").write_text(text)
-        return f"file://{self.served}/manifest", sha256(text.encode())
+        return _write_manifest(self.served, self.lines)
+
+    def frontend_manifest(self) -> tuple[str, str]:
+        return _write_manifest(self.served_frontend, self.frontend_lines or [])
 
     def run(self, *extra: str, env: dict[str, str] | None = None, manifest: bool = True,
             lifetime: tuple[str, ...] = ("--max-walltime", "3600"), dry_run: bool = True) -> Run:
@@ -85,6 +98,9 @@ class Pilot:
         if manifest:
             url, digest = self.manifest()
             args = ["--manifest-url", url, "--manifest-sha256", digest]
+            if self.frontend_lines is not None:
+                url, digest = self.frontend_manifest()
+                args += ["--frontend-manifest-url", url, "--frontend-manifest-sha256", digest]
         args += ["--work-dir", str(self.work), "--collector", "127.0.0.1:29618",
                  *lifetime, "--failure-sleep", "0", *(["--dry-run"] if dry_run else []), *extra]
         full_env = {"PATH": os.environ["PATH"], "HOME": str(self.root),
@@ -92,6 +108,12 @@ class Pilot:
         done = subprocess.run([SHELL, str(SCRIPT), *args], env=full_env, cwd=self.root,
                               capture_output=True, text=True, timeout=20)
         return Run(done.returncode, done.stdout, done.stderr, self.work)
+
+
+def _write_manifest(folder: Path, lines: list[str]) -> tuple[str, str]:
+    text = "# sha256  path  kind\n" + "\n".join(lines) + "\n"
+    (folder / "manifest").write_text(text)
+    return f"file://{folder}/manifest", sha256(text.encode())
 
 
 @pytest.fixture
@@ -113,6 +135,14 @@ def assert_failed(run: Run, step: str, *in_reason: str) -> PilotReport:
 
 def test_script_parses_as_posix_sh() -> None:
     subprocess.run([SHELL, "-n", str(SCRIPT)], check=True)
+
+
+@pytest.mark.parametrize("tool", [["shellcheck", "-s", "sh"], ["checkbashisms"]])
+def test_script_is_clean_posix_sh(tool: list[str]) -> None:
+    if shutil.which(tool[0]) is None:
+        pytest.skip(f"{tool[0]} is not installed")
+    done = subprocess.run([*tool, str(SCRIPT)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_success_reports_ok_with_identity(pilot: Pilot) -> None:
@@ -197,7 +227,7 @@ def test_tampered_file_stops_the_pilot_naming_it(pilot: Pilot) -> None:
 
 
 def test_missing_listed_file_fails_fetch_naming_it(pilot: Pilot) -> None:
-    pilot.add("gone.sh", OK_SCRIPT, "validate-frontend")
+    pilot.add("gone.sh", OK_SCRIPT, "validate-entry")
     url, digest = pilot.manifest()
     (pilot.served / "gone.sh").unlink()
     run = pilot.run("--manifest-url", url, "--manifest-sha256", digest, manifest=False)
@@ -238,6 +268,74 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+# --- two manifests: the factory's (entry) and the frontend's --------------------
+
+
+def test_each_manifest_stages_its_files_in_its_own_folder(pilot: Pilot) -> None:
+    # The same path in both manifests: fetched next to each manifest, kept apart.
+    pilot.add("lib/tools.txt", "from the factory")
+    pilot.add("lib/tools.txt", "from the frontend", frontend=True)
+    pilot.add("where.sh", '#!/bin/sh\necho "$UPDRAFT_FILES_DIR" > "$UPDRAFT_WORK_DIR/files_dir"\n',
+              "validate-frontend", frontend=True)
+    report = pilot.run().report
+    assert report.ok, report.reason
+    assert (pilot.work / "files" / "entry" / "lib" / "tools.txt").read_text() == "from the factory"
+    assert (pilot.work / "files" / "frontend" / "lib" / "tools.txt").read_text() == "from the frontend"
+    assert (pilot.work / "files_dir").read_text().strip() == f"{pilot.work}/files"
+
+
+@pytest.mark.parametrize(("frontend", "kind", "message"), [
+    (True, "validate-entry", "frontend manifest line 3: kind validate-entry belongs in the factory's manifest"),
+    (False, "validate-frontend", "factory manifest line 3: kind validate-frontend belongs in the frontend's manifest"),
+])
+def test_a_kind_in_the_wrong_manifest_is_refused(pilot: Pilot, frontend: bool, kind: str, message: str) -> None:
+    pilot.add("ok.txt", "fine", frontend=frontend)
+    pilot.add("misplaced.sh", OK_SCRIPT, kind, frontend=frontend)
+    pilot.listing(not frontend)  # both manifests are given
+    assert_failed(pilot.run(), "verify", message)
+
+
+def test_frontend_manifest_sha_mismatch_names_the_frontend_manifest(pilot: Pilot) -> None:
+    url, _ = pilot.frontend_manifest()
+    run = pilot.run("--frontend-manifest-url", url, "--frontend-manifest-sha256", "a" * 64)
+    assert_failed(run, "verify", "frontend manifest")
+
+
+def test_tampered_frontend_file_names_the_frontend_manifest(pilot: Pilot) -> None:
+    pilot.add("vo/check.sh", OK_SCRIPT, "validate-frontend", frontend=True)
+    url, digest = pilot.frontend_manifest()
+    (pilot.served_frontend / "vo" / "check.sh").write_text("tampered")
+    run = pilot.run("--frontend-manifest-url", url, "--frontend-manifest-sha256", digest)
+    assert_failed(run, "verify", "vo/check.sh (frontend manifest)")
+
+
+@pytest.mark.parametrize("given", ["--frontend-manifest-url", "--frontend-manifest-sha256"])
+def test_frontend_manifest_needs_both_url_and_sha(pilot: Pilot, given: str) -> None:
+    value = "file:///nowhere/manifest" if given.endswith("url") else "b" * 64
+    assert_failed(pilot.run(given, value), "args", "give both or neither", given)
+
+
+def test_frontend_manifest_from_the_environment(pilot: Pilot) -> None:
+    pilot.add("vo/check.sh", _recording_script("vo"), "validate-frontend", frontend=True)
+    url, digest = pilot.frontend_manifest()
+    report = pilot.run(env={"UPDRAFT_FRONTEND_MANIFEST_URL": url,
+                            "UPDRAFT_FRONTEND_MANIFEST_SHA256": digest.upper()}).report
+    assert report.ok, report.reason
+    assert [v.script for v in report.validations] == ["frontend/vo/check.sh"]
+
+
+def test_staged_config_includes_factory_then_frontend_before_pilot_settings(pilot: Pilot) -> None:
+    pilot.add("vo/b.config", "B = 1\n", "condor-config", frontend=True)
+    pilot.add("site/a.config", "A = 1\n", "condor-config")
+    pilot.add("vo/c.config", "C = 1\n", "condor-config", frontend=True)
+    lines = pilot.run().config.splitlines()
+    includes = [line for line in lines if line.startswith("include : ")]
+    assert includes == [f"include : {pilot.work}/files/entry/site/a.config",
+                        f"include : {pilot.work}/files/frontend/vo/b.config",
+                        f"include : {pilot.work}/files/frontend/vo/c.config"]
+    assert lines.index(includes[-1]) < lines.index("IS_GLIDEIN = True")
+
+
 # --- validation ----------------------------------------------------------------
 
 
@@ -246,28 +344,28 @@ def _recording_script(name: str) -> str:
 
 
 def test_entry_validations_run_before_frontend_ones(pilot: Pilot) -> None:
-    pilot.add("frontend/f1.sh", _recording_script("f1"), "validate-frontend")
-    pilot.add("entry/e1.sh", _recording_script("e1"), "validate-entry")
-    pilot.add("frontend/f2.sh", _recording_script("f2"), "validate-frontend")
-    pilot.add("entry/e2.sh", _recording_script("e2"), "validate-entry")
+    pilot.add("checks/f1.sh", _recording_script("f1"), "validate-frontend", frontend=True)
+    pilot.add("checks/e1.sh", _recording_script("e1"), "validate-entry")
+    pilot.add("checks/f2.sh", _recording_script("f2"), "validate-frontend", frontend=True)
+    pilot.add("checks/e2.sh", _recording_script("e2"), "validate-entry")
     report = pilot.run().report
-    assert report.ok
+    assert report.ok, report.reason
     assert (pilot.work / "order").read_text().split() == ["e1", "e2", "f1", "f2"]
     assert [v.script for v in report.validations] == [
-        "entry/e1.sh", "entry/e2.sh", "frontend/f1.sh", "frontend/f2.sh"]
+        "entry/checks/e1.sh", "entry/checks/e2.sh", "frontend/checks/f1.sh", "frontend/checks/f2.sh"]
 
 
 def test_failing_validation_reports_kind_and_message(pilot: Pilot) -> None:
     pilot.add("e.sh", OK_SCRIPT, "validate-entry")
     pilot.add("f.sh", "#!/bin/sh\necho checking\n"
               "echo 'UPDRAFT_VALIDATION kind=network message=cannot reach cvmfs: timeout'\nexit 2\n",
-              "validate-frontend")
-    pilot.add("g.sh", "#!/bin/sh\nexit 5\n", "validate-frontend")
-    report = assert_failed(pilot.run(), "validate", "f.sh", "cannot reach cvmfs")
+              "validate-frontend", frontend=True)
+    pilot.add("g.sh", "#!/bin/sh\nexit 5\n", "validate-frontend", frontend=True)
+    report = assert_failed(pilot.run(), "validate", "frontend/f.sh", "cannot reach cvmfs")
     assert [(v.script, v.result, v.message) for v in report.validations] == [
-        ("e.sh", "OK", ""),
-        ("f.sh", "network", "cannot reach cvmfs: timeout"),
-        ("g.sh", "unknown", "exited 5 without an UPDRAFT_VALIDATION line"),
+        ("entry/e.sh", "OK", ""),
+        ("frontend/f.sh", "network", "cannot reach cvmfs: timeout"),
+        ("frontend/g.sh", "unknown", "exited 5 without an UPDRAFT_VALIDATION line"),
     ]
     assert report.retire_time is None  # stopped before the lifetime step
 
@@ -368,11 +466,20 @@ def test_start_without_expressions_only_retires(pilot: Pilot) -> None:
     assert "START = (time() < GLIDEIN_ToRetire)" in pilot.run().config.splitlines()
 
 
+def test_single_node_pilot_advertises_node_count_and_index(pilot: Pilot) -> None:
+    run = pilot.run()
+    lines = run.config.splitlines()
+    assert "GLIDEIN_Nodes = 1" in lines and "GLIDEIN_NodeIndex = 0" in lines
+    attrs = next(line for line in lines if line.startswith("STARTD_ATTRS"))
+    assert " GLIDEIN_Nodes" in attrs and " GLIDEIN_NodeIndex" in attrs
+    assert f"STARTD_NAME = {run.report.glidein_name}" in lines
+
+
 def test_fixed_slots_and_staged_config_included_before_pilot_settings(pilot: Pilot) -> None:
     pilot.add("vo/security.config", "SEC_DEFAULT_AUTHENTICATION = REQUIRED\n", "condor-config")
     config = pilot.run(env={"GLIDEIN_Slots_Layout": "fixed", "GLIDEIN_CPUS": "3"}).config
     lines = config.splitlines()
-    include = f"include : {pilot.work}/files/vo/security.config"
+    include = f"include : {pilot.work}/files/entry/vo/security.config"
     assert include in lines and "NUM_SLOTS = 3" in lines
     assert "SLOT_TYPE_1_PARTITIONABLE = True" not in lines
     assert lines.index(include) < lines.index("IS_GLIDEIN = True")
@@ -390,15 +497,39 @@ def test_line_break_in_an_advertised_value_fails_config(pilot: Pilot) -> None:
 # --- running condor ------------------------------------------------------------
 
 
+def fake_condor(root: Path, master: str) -> Path:
+    """An HTCondor install in ROOT/condor whose condor_master is the sh script MASTER."""
+    sbin = root / "condor" / "sbin"
+    sbin.mkdir(parents=True)
+    (sbin / "condor_master").write_text(master)
+    (sbin / "condor_master").chmod(0o755)
+    return root / "condor"
+
+
+def history_master(root: Path) -> str:
+    """A condor_master for node <i> (GLIDEIN_NodeIndex in its config): it prints a line on
+    stdout, records its config's path in ROOT/master.<i>, appends ROOT/history.<i> to its
+    STARTD_HISTORY, and exits with ROOT/exit.<i> (default 0)."""
+    return (
+        "#!/bin/sh\n"
+        'value() { sed -n "s/^$1 = //p" "$CONDOR_CONFIG" | tail -n 1; }\n'
+        "index=$(value GLIDEIN_NodeIndex)\n"
+        'echo "condor_master of node $index says hello on stdout"\n'
+        f'echo "$CONDOR_CONFIG" > {root}/master.$index\n'
+        f'if [ -f {root}/history.$index ]; then cat {root}/history.$index >> "$(value STARTD_HISTORY)"; fi\n'
+        f'if [ -f {root}/exit.$index ]; then exit "$(cat {root}/exit.$index)"; fi\n'
+    )
+
+
+def history_ad(banner: str = "ClusterId=1 ProcId=0", **attrs: object) -> str:
+    """One job ad as the startd history holds it: attributes, then the *** banner."""
+    return "".join(f"{name} = {value}\n" for name, value in attrs.items()) + f"*** {banner}\n"
+
+
 def _fake_condor(pilot: Pilot, exit_status: int) -> Path:
     """An HTCondor install whose condor_master records its arguments and environment."""
-    sbin = pilot.root / "condor" / "sbin"
-    sbin.mkdir(parents=True)
-    master = sbin / "condor_master"
-    master.write_text(f'#!/bin/sh\necho "$@" > {pilot.root}/master.args\nenv > {pilot.root}/master.env\n'
-                      f"exit {exit_status}\n")
-    master.chmod(0o755)
-    return pilot.root / "condor"
+    return fake_condor(pilot.root, f'#!/bin/sh\necho "$@" > {pilot.root}/master.args\n'
+                                    f"env > {pilot.root}/master.env\nexit {exit_status}\n")
 
 
 def test_condor_master_runs_in_a_clean_environment(pilot: Pilot) -> None:
@@ -444,6 +575,48 @@ def test_jobs_and_busy_time_come_from_the_startd_history(pilot: Pilot) -> None:
         "CompletionDate = 2000\nJobCurrentStartDate = 1700\n*** ClusterId=1 ProcId=1\n")
     report = pilot.run().report
     assert (report.jobs_run, report.busy_seconds) == (2, 400)
+
+
+def test_core_seconds_and_goodput_come_from_the_startd_history(pilot: Pilot) -> None:
+    log = pilot.work / "condor" / "log"
+    log.mkdir(parents=True)
+    (log / "startd_history").write_text(
+        # 100 s on 4 cores, exited by itself: goodput.
+        history_ad(JobDuration="100.0", RequestCpus=4, ExitBySignal="false", ExitCode=0)
+        # 300 s on 1 core (RequestCpus absent), vacated by the startd: not goodput.
+        + history_ad(CompletionDate=2000, JobCurrentStartDate=1700, ExitBySignal="true", ExitSignal=15,
+                     BadputCausedByPreemption="true")
+        # 50 s, RequestCpus an expression (counts 1), died on its own signal: goodput.
+        + history_ad(RemoteWallClockTime="50.0", RequestCpus="ifThenElse(x, 2, 1)", ExitBySignal="true")
+        # 10 s on 2 cores, never ended by itself (no exit attributes): not goodput.
+        + history_ad(JobDuration=10, RequestCpus="2.0", BadputCausedByDraining="false")
+        # Exited by itself while the node drained: vacated, not goodput.
+        + history_ad(JobDuration=7, ExitCode=0, BadputCausedByDraining="TRUE"))
+    report = pilot.run().report
+    assert (report.jobs_run, report.busy_seconds) == (5, 467)
+    assert report.busy_core_seconds == 400 + 300 + 50 + 20 + 7
+    assert report.goodput_core_seconds == 400 + 50
+
+
+def test_report_version_2_says_where_condor_came_from_and_what_each_node_offered(pilot: Pilot) -> None:
+    condor = _fake_condor(pilot, 0)
+    report = pilot.run("--condor-dir", str(condor), env={"GLIDEIN_CPUS": "6"}).report
+    assert report.ok and report.report_version == 2
+    assert (report.condor_source, report.nodes, report.cpus) == ("condor-dir", 1, 6)
+    assert (report.blackhole_jobs, report.blackhole_window) == (0, 600)
+    assert report.extra == ()  # every key the pilot prints is a known one
+
+
+def test_condor_on_path_is_the_last_resort(pilot: Pilot) -> None:
+    condor = _fake_condor(pilot, 0)
+    run = pilot.run(env={"PATH": f"{condor}/sbin:{os.environ['PATH']}"})
+    assert run.report.condor_source == "path"
+    assert f"RELEASE_DIR = {condor}" in run.config.splitlines()
+
+
+def test_report_before_config_has_no_cpus_and_one_node(pilot: Pilot) -> None:
+    report = pilot.run("--bogus").report
+    assert (report.cpus, report.nodes, report.condor_source) == (0, 1, "")
 
 
 def test_reason_with_line_breaks_stays_on_one_line(pilot: Pilot) -> None:

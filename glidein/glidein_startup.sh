@@ -820,6 +820,10 @@ blackhole_config() {
     echo "GLIDEIN_BlackHole_Jobs = $blackhole_jobs"
     echo "GLIDEIN_BlackHole_Window = $blackhole_window"
     echo "GLIDEIN_BlackHole = (RecentJobStarts =!= undefined) && (RecentJobStarts > $blackhole_jobs)"
+}
+
+nothing_runs_config() {
+    # nothing_runs_config CPUS: GLIDEIN_NothingRuns, for the shutdown rules.
     echo "GLIDEIN_NothingRuns = $(nothing_runs_expression "$1")"
     if [ "${GLIDEIN_Slots_Layout:-partitionable}" = fixed ]; then
         echo 'STARTD_SLOT_ATTRS = $(STARTD_SLOT_ATTRS) State'
@@ -827,9 +831,12 @@ blackhole_config() {
 }
 
 daemon_shutdown_expression() {
-    # Idle and retired, or idle for the tail after having run a job: leave.
+    # Retired and no job runs anywhere on the startd: leave. (A slot's own
+    # State cannot say this: a partitionable slot stays Unclaimed while its
+    # dynamic slots run jobs.) The idle tail is watched by the script itself
+    # (watch_idle_tail), since no slot attribute says when the last job ended.
     # A black hole leaves as soon as no job runs.
-    _expr='State == "Unclaimed" && Activity == "Idle" && ((time() > GLIDEIN_ToRetire) || (TotalTimeClaimedBusy =!= undefined && (time() - EnteredCurrentActivity) > GLIDEIN_Max_Tail))'
+    _expr='(time() > GLIDEIN_ToRetire) && $(GLIDEIN_NothingRuns)'
     if [ "$blackhole_jobs" -gt 0 ]; then
         _expr="($_expr) || ((GLIDEIN_BlackHole =?= True) && \$(GLIDEIN_NothingRuns))"
     fi
@@ -938,6 +945,7 @@ write_condor_config() {
         echo "GLIDEIN_Max_Tail = $idle_tail"
         echo "GLIDEIN_Nodes = $nodes"
         echo 'GLIDEIN_NodeIndex = 0'
+        nothing_runs_config "$cpus"
         if [ "$blackhole_jobs" -gt 0 ]; then
             blackhole_config "$cpus"
             _attrs="$_attrs GLIDEIN_BlackHole GLIDEIN_BlackHole_Jobs GLIDEIN_BlackHole_Window"
@@ -1087,9 +1095,46 @@ run_master() {
         timeout --preserve-status --kill-after="$shutdown_margin" "$2" \
         "$release_dir/sbin/condor_master" -f &
     condor_pid=$!
+    watch_idle_tail "$(dirname "$1")" "$condor_pid" &
+    _watcher=$!
     condor_exit=0
     wait "$condor_pid" || condor_exit=$?
+    kill "$_watcher" 2>/dev/null || true
+    wait "$_watcher" 2>/dev/null || true
     condor_pid=
+    if [ -f "$(dirname "$1")/idle_tail_reached" ]; then
+        condor_exit=0  # we asked it to leave: its status says how the TERM was taken, not a failure
+    fi
+}
+
+file_age() {
+    # file_age FILE: seconds since FILE was last written.
+    _mtime=$(date -r "$1" +%s 2>/dev/null || stat -c %Y "$1" 2>/dev/null || echo 0)
+    echo $(($(date +%s) - _mtime))
+}
+
+no_job_runs() {
+    # no_job_runs LOCAL_DIR: the starter keeps one sandbox per running job in EXECUTE.
+    [ -z "$(ls -A "$1/execute" 2>/dev/null)" ]
+}
+
+watch_idle_tail() {
+    # watch_idle_tail LOCAL_DIR PID: once jobs have run (the startd history
+    # exists) and none has run for --idle-tail seconds, TERM condor (a
+    # graceful shutdown, with nothing left to vacate). The history is
+    # appended when a job ends, so its age is the time since the last job.
+    _poll=$((idle_tail < 10 ? (idle_tail > 0 ? idle_tail : 1) : 10))
+    # The sleep holds none of our output: when condor ends first and this
+    # watcher is killed, a leftover sleep must not keep the job's pipes open.
+    while sleep "$_poll" >/dev/null 2>&1; do
+        if [ -s "$1/log/startd_history" ] && no_job_runs "$1" &&
+            [ "$(file_age "$1/log/startd_history")" -ge "$idle_tail" ]; then
+            log "idle for $idle_tail s after its last job: shutting down"
+            : >"$1/idle_tail_reached"
+            kill -TERM "$2" 2>/dev/null || true
+            return 0
+        fi
+    done
 }
 
 run_condor() {

@@ -1037,7 +1037,7 @@ collect_node_results() {
         case $_node_exit in
             '' | *[!0-9]*) fail condor "node $_i left a garbled exit status: '$_node_exit'" ;;
         esac
-        if [ "$_node_exit" -ne 0 ] && [ -z "$_failed_node" ]; then
+        if ! planned_exit "$_node_exit" && [ -z "$_failed_node" ]; then
             condor_exit=$_node_exit
             _failed_node=$_i
         fi
@@ -1083,6 +1083,13 @@ forward_signal() {
         wait "$condor_pid" 2>/dev/null || true
     fi
     fail "$step" "stopped by signal $1"
+}
+
+planned_exit() {
+    # planned_exit STATUS: condor_master left as configured. It exits 0 when
+    # asked to stop, and 99 when MASTER.DAEMON_SHUTDOWN made it leave (its
+    # daemons had shut themselves down: retired, never claimed, black hole).
+    [ "$1" -eq 0 ] || [ "$1" -eq 99 ]
 }
 
 run_master() {
@@ -1156,7 +1163,7 @@ run_condor() {
     fi
     log "starting condor_master for $glidein_name, joining $collector until $die_time"
     run_master "$work_dir/condor/condor_config" "$_left"
-    if [ "$condor_exit" -ne 0 ] && [ "$(date +%s)" -lt "$die_time" ]; then
+    if ! planned_exit "$condor_exit" && [ "$(date +%s)" -lt "$die_time" ]; then
         fail condor "condor_master exited with status $condor_exit"
     fi
 }

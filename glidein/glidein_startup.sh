@@ -894,6 +894,12 @@ write_condor_config() {
     _attrs="IS_GLIDEIN GLIDEIN_Site GLIDEIN_Entry_Name GLIDEIN_Factory GLIDEIN_Name GLIDECLIENT_Name GLIDECLIENT_Group GLIDEIN_ClusterId GLIDEIN_ProcId GLIDEIN_CredentialIdentifier GLIDEIN_ToRetire GLIDEIN_ToDie GLIDEIN_Max_Walltime GLIDEIN_Max_Idle GLIDEIN_Max_Tail GLIDEIN_Nodes GLIDEIN_NodeIndex"
     {
         echo "# Written by glidein_startup.sh for $glidein_name; rewritten at every start."
+        echo "# Configuration staged by the factory, then by the frontend, in manifest order."
+        staged_config_includes
+        echo
+        echo "# The pilot's own settings come last so no staged file can change"
+        echo "# which HTCondor runs, which pool it joins, who the pilot says it is,"
+        echo "# where it writes, or when it leaves."
         if [ -n "$release_dir" ]; then
             echo "RELEASE_DIR = $release_dir"
             echo 'BIN = $(RELEASE_DIR)/bin'
@@ -903,12 +909,6 @@ write_condor_config() {
             echo 'SHARE = $(RELEASE_DIR)/share/condor'
         fi
         echo "COLLECTOR_HOST = $collector"
-        echo
-        echo "# Configuration staged by the factory, then by the frontend, in manifest order."
-        staged_config_includes
-        echo
-        echo "# The pilot's own settings come last so no staged file can change"
-        echo "# who the pilot says it is, where it writes, or when it leaves."
         echo "# (Each node of a multi-node pilot overrides LOCAL_DIR, the names and"
         echo "# GLIDEIN_NodeIndex in its own condor/node-<i>/condor_config.)"
         echo "LOCAL_DIR = $_local"

@@ -10,6 +10,7 @@ the VO schedd -> assertions on the collector, the user job and the report.
 from __future__ import annotations
 
 import hashlib
+import os
 import tarfile
 from pathlib import Path
 
@@ -136,15 +137,16 @@ def _condor_tarball(root: Path, target: Path) -> str:
     return hashlib.sha256(target.read_bytes()).hexdigest()
 
 
-def _processes_running_from(fragment: str) -> list[str]:
+def _executables_running_from(fragment: str) -> list[str]:
+    """Paths of the running programs whose executable file's path contains `fragment`."""
     found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+    for exe in Path("/proc").glob("[0-9]*/exe"):
         try:
-            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            target = os.readlink(exe)
         except OSError:
             continue
-        if fragment in text:
-            found.append(text)
+        if fragment in target:
+            found.append(target)
     return found
 
 
@@ -159,7 +161,7 @@ def test_a_glidein_runs_htcondor_from_a_tarball_it_fetched_over_http(
                                                           f"--condor-tarball-sha256 {digest}")
     cluster = factory_schedd.submit(job)
     _slot(lab, cluster, ["Name"])
-    startds = _processes_running_from("condor-release/condor-release-test/sbin/condor_startd")
+    startds = _executables_running_from("condor-release/condor-release-test/sbin/condor_startd")
     assert startds, "no condor_startd runs from the unpacked tarball"
     wait_for_completion(factory_schedd, cluster, 180)
     report = _report(job_dir)

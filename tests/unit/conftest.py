@@ -1,11 +1,14 @@
-"""Helpers for config tests: write small YAML trees under tmp_path."""
+"""Shared fixtures: small YAML config trees under tmp_path, and a web server for staging areas."""
 
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from .glidein_helpers import serving
 
 FACTORY_MAIN = """\
     name: test-factory
@@ -65,3 +68,11 @@ class ConfigTree:
 @pytest.fixture
 def tree(tmp_path: Path) -> ConfigTree:
     return ConfigTree(tmp_path)
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[str]:
+    """An http server for tmp_path/area (created empty); yields its URL."""
+    (tmp_path / "area").mkdir()
+    with serving(tmp_path / "area") as url:
+        yield url

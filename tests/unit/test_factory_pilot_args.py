@@ -8,12 +8,6 @@ the pilot accepts them.
 from __future__ import annotations
 
 import hashlib
-import http.server
-import os
-import shutil
-import subprocess
-import threading
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +19,10 @@ from updraft.factory.config import Entry, FactoryConfig
 from updraft.factory.pilot_args import glidein_arguments, glidein_environment
 from updraft.factory.render import PilotSpec, render_submit
 from updraft.factory.stage import stage_entries
-from updraft.glidein.report import parse_report
 from updraft.protocol import PilotParams
 from updraft.staging import MANIFEST, StagingRelease
+
+from .glidein_helpers import dry_run_pilot
 
 URL = "https://web.example.org/staging"
 SHA = "0123456789abcdef" * 4
@@ -416,43 +411,12 @@ def test_htcondor_reads_the_description_with_the_pilot_settings() -> None:
 # The real pilot accepts what the factory writes
 # --------------------------------------------------------------------------
 
-PILOT_SCRIPT = Path(__file__).resolve().parents[2] / "glidein" / "glidein_startup.sh"
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
-
-
-@pytest.fixture
-def web(tmp_path: Path):
-    """An http server for tmp_path/area; yields its URL."""
-    (tmp_path / "area").mkdir()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(tmp_path / "area")))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def test_the_pilot_verifies_a_staged_release_given_the_factory_arguments(tmp_path: Path, web: str) -> None:
     config = staged_factory(tmp_path, url=web)
     e = Entry.model_validate({**config.entries["site1"].model_dump(), "glidein": {"failure_sleep_seconds": 0},
                               "attributes": {"GLIDEIN_Site": "Site1"}})
     release = stage_entries(config)["site1"]
     params = PilotParams(collector="127.0.0.1:29618")
-    env = {name: str(value) for name, value in glidein_environment(e, params)}
-    identity = {"UPDRAFT_FACTORY": "fac", "UPDRAFT_ENTRY": "site1", "UPDRAFT_FRONTEND": "vo", "UPDRAFT_GROUP": "main",
-                "UPDRAFT_JOB_ID": "42.0"}
-    done = subprocess.run(
-        [shutil.which("dash") or "/bin/sh", str(PILOT_SCRIPT), *glidein_arguments(e, release, params, "--dry-run")],
-        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), **identity, **env},
-        cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    report = parse_report(done.stdout)
-    assert report is not None, done.stdout + done.stderr
-    assert report.ok, (report, done.stderr)
+    report = dry_run_pilot(tmp_path, glidein_arguments(e, release, params), dict(glidein_environment(e, params)))
     assert [v.ok for v in report.validations] == [True, True]
     assert len(report.validations) == 2

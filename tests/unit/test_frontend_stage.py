@@ -8,12 +8,6 @@ and read back unchanged.
 from __future__ import annotations
 
 import hashlib
-import http.server
-import os
-import shutil
-import subprocess
-import threading
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +24,10 @@ from updraft.frontend.config import FrontendConfig
 from updraft.frontend.model import Decision, EntryAd, Plan, RemoveMode
 from updraft.frontend.publish import request_ad, request_ads
 from updraft.frontend.stage import pilot_params, stage_groups
-from updraft.glidein.report import parse_report
 from updraft.protocol import PilotParams, parse_request, pilot_params_ad, pilot_params_problem
 from updraft.staging import MANIFEST, StagingRelease
+
+from .glidein_helpers import dry_run_pilot
 
 URL = "https://vo.example.org/staging"
 VO = "vo.example.org:9618"
@@ -220,27 +215,6 @@ def test_without_pilot_params_a_request_still_names_the_vo_pool(tmp_path: Path) 
 # The real pilot: factory and frontend releases, entry checks before the frontend's
 # --------------------------------------------------------------------------
 
-PILOT_SCRIPT = Path(__file__).resolve().parents[2] / "glidein" / "glidein_startup.sh"
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
-
-
-@pytest.fixture
-def web(tmp_path: Path):
-    """An http server for tmp_path/area; yields its URL."""
-    (tmp_path / "area").mkdir()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(tmp_path / "area")))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def test_a_pilot_runs_the_entry_checks_then_the_group_checks(tmp_path: Path, web: str) -> None:
     fe = frontend(tmp_path, url=f"{web}/frontend", pilot_collector="127.0.0.1:29618")
     params = pilot_params(fe, stage_groups(fe))["main"]
@@ -253,15 +227,6 @@ def test_a_pilot_runs_the_entry_checks_then_the_group_checks(tmp_path: Path, web
     })
     entry = factory.entries["site1"]
     release = stage_entries(factory)["site1"]
-    env = {name: str(value) for name, value in glidein_environment(entry, params)}
-    identity = {"UPDRAFT_FACTORY": "fac", "UPDRAFT_ENTRY": "site1", "UPDRAFT_FRONTEND": "vo",
-                "UPDRAFT_GROUP": "main", "UPDRAFT_JOB_ID": "42.0"}
-    done = subprocess.run(
-        [shutil.which("dash") or "/bin/sh", str(PILOT_SCRIPT), *glidein_arguments(entry, release, params, "--dry-run")],
-        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), **identity, **env},
-        cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    report = parse_report(done.stdout)
-    assert report is not None, done.stdout + done.stderr
-    assert report.ok, (report, done.stderr)
+    report = dry_run_pilot(tmp_path, glidein_arguments(entry, release, params), dict(glidein_environment(entry, params)))
     assert [(v.script, v.ok) for v in report.validations] == [
         ("entry/entry_check.sh", True), ("frontend/vo_check.sh", True), ("frontend/main/check.sh", True)]

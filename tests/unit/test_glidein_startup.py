@@ -7,20 +7,19 @@ reads the pilot's report back with `parse_report`, as the factory will.
 from __future__ import annotations
 
 import hashlib
-import http.server
 import os
 import shutil
 import subprocess
-import threading
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import pytest
 
 from updraft.glidein.report import REPORT_BEGIN, REPORT_END, PilotReport, parse_report
 
-SCRIPT = Path(__file__).resolve().parents[2] / "glidein" / "glidein_startup.sh"
+from .glidein_helpers import PILOT_SCRIPT, serving
+
+SCRIPT = PILOT_SCRIPT
 SHELL = shutil.which("dash") or "/bin/sh"
 
 IDENTITY = {
@@ -249,23 +248,10 @@ def test_malformed_manifest_lines_are_refused(pilot: Pilot, line: str) -> None:
 def test_fetches_over_http(pilot: Pilot) -> None:
     pilot.add("check.sh", OK_SCRIPT, "validate-entry")
     _, digest = pilot.manifest()
-    handler = partial(_QuietHandler, directory=str(pilot.served))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/manifest"
-        run = pilot.run("--manifest-url", url, "--manifest-sha256", digest, manifest=False)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(pilot.served) as base:
+        run = pilot.run("--manifest-url", f"{base}/manifest", "--manifest-sha256", digest, manifest=False)
     assert run.report.ok, run.stderr
     assert run.report.validations[0].ok
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
 
 
 # --- two manifests: the factory's (entry) and the frontend's --------------------

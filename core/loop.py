@@ -1,4 +1,4 @@
-"""What every Updraft service loop shares: signals, and the sleep between cycles.
+"""What every Updraft service loop shares: signals, the sleep between cycles, its pid file.
 
 SIGTERM and SIGINT ask the loop to stop after the current cycle; SIGHUP
 asks it to reload its configuration. Both wake the sleep at once, so an
@@ -7,9 +7,11 @@ operator never waits a whole cycle for either.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from enum import Enum
+from pathlib import Path
 
 
 class Wake(str, Enum):
@@ -50,3 +52,19 @@ class CycleSignals:
             self._reload.clear()
             return Wake.RELOAD
         return Wake.NEXT_CYCLE
+
+
+def write_pid(path: Path) -> None:
+    """Record the running service, so `reconfig` can find it and ask it to reload."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{os.getpid()}\n")
+
+
+def signal_running(path: Path, signum: int) -> int | None:
+    """Send `signum` to the service whose pid `path` records; its pid, or None when none runs."""
+    try:
+        pid = int(path.read_text().split()[0])
+        os.kill(pid, signum)
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid

@@ -19,7 +19,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
@@ -210,6 +210,12 @@ def configured_files(settings: StagingSettings, own: Sequence[StagedFileConfig],
 # --------------------------------------------------------------------------
 # Writing releases
 # --------------------------------------------------------------------------
+
+
+def describe_releases(releases: Mapping[str, StagingRelease]) -> list[str]:
+    """One line per staged entry or group, for `reconfig`: where its pilots fetch the manifest from."""
+    return [f"staged {name}: {r.manifest_url} (sha256 {r.manifest_sha256[:12]}...)"
+            for name, r in sorted(releases.items())]
 
 
 def publish(settings: StagingSettings, name: str, files: Sequence[StagedFile]) -> StagingRelease:

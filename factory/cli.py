@@ -140,13 +140,15 @@ def plan(config_path: Path) -> None:
 @config_option
 def status(config_path: Path) -> None:
     """A table per entry and frontend: requested idle, pilots waiting / pending at the CE /
-    staging / running / held, and the limits that bound the next cycle."""
+    staging / running / held, the limits that bound the next cycle; then the completed pilots
+    counted from their reports."""
     import time
 
     from updraft.factory.service import plan_cycle
     from updraft.factory.status import status_rows
 
-    view, planned, downtimes = plan_cycle(_load(config_path), time.time())
+    config = _load(config_path)
+    view, planned, downtimes = plan_cycle(config, time.time())
     if planned is None:
         raise click.ClickException("the pilot queue could not be read")
     click.echo(f"{'entry':<16} {'frontend':<12} {'requested':>9} {'waiting':>7} {'pending':>7} {'staging':>7} "
@@ -154,7 +156,7 @@ def status(config_path: Path) -> None:
     for row in status_rows(planned, view.pilots or (), view.requests):
         click.echo(f"{row.entry:<16} {row.frontend:<12} {row.requested:>9} {row.waiting:>7} {row.pending:>7} "
                    f"{row.staging:>7} {row.running:>7} {row.held:>5}  {', '.join(row.limits_hit) or '-'}")
-    _echo_completed(_load(config_path))
+    _echo_completed(config)
 
 
 def _echo_completed(config) -> None:

@@ -361,8 +361,7 @@ class Entry(ConfigModel):
     @property
     def cpus_per_pilot(self) -> int:
         """GLIDEIN_CPUS when it is a positive integer; anything else (e.g. "auto") means 1."""
-        cpus = self.attributes.get(protocol.E_CPUS, 1)
-        return cpus if isinstance(cpus, int) and not isinstance(cpus, bool) and cpus > 0 else 1
+        return cpus_in(self.attributes)
 
 
 def shipped_glidein() -> Path:

@@ -22,7 +22,13 @@ from updraft.factory.config import FactoryConfig
 from updraft.factory.observe import observe
 from updraft.factory.policy import advertised_entries
 from updraft.factory.stage import stage_entries
-from updraft.staging import StagingRelease
+from updraft.loop import signal_running
+from updraft.staging import StagingRelease, describe_releases
+
+
+def pid_path(config: FactoryConfig) -> Path:
+    """The running factory's pid: where `reconfig` finds whom to ask to reload."""
+    return config.work_dir / "factory.pid"
 
 
 def applied_path(config: FactoryConfig) -> Path:
@@ -96,23 +102,11 @@ def apply(config: FactoryConfig, diff: Changes, force: bool) -> str:
         raise UpdraftError(f"refusing to remove {busy}: they still have pilots; use --force to remove the entries anyway")
     staged = staging_summary(stage_entries(config))
     record_applied(config)
-    pid = _running_factory(config)
+    pid = signal_running(pid_path(config), signal.SIGHUP)
     if pid is None:
         return f"{staged}applied ({len(advertised_entries(config))} advertised entries); no factory running"
-    os.kill(pid, signal.SIGHUP)
     return f"{staged}applied; the running factory (pid {pid}) is reloading"
 
 
 def staging_summary(releases: Mapping[str, StagingRelease]) -> str:
-    """One line per staged entry: where its pilots fetch the manifest from."""
-    return "".join(f"staged {name}: {r.manifest_url} (sha256 {r.manifest_sha256[:12]}...)\n"
-                   for name, r in sorted(releases.items()))
-
-
-def _running_factory(config: FactoryConfig) -> int | None:
-    try:
-        pid = int((config.work_dir / "factory.pid").read_text().split()[0])
-        os.kill(pid, 0)
-    except (OSError, ValueError, IndexError):
-        return None
-    return pid
+    return "".join(f"{line}\n" for line in describe_releases(releases))

@@ -23,7 +23,7 @@ import classad2
 from updraft import protocol
 from updraft.condor import Collector, Schedd, use_client_config
 from updraft.errors import CondorError, ConfigError
-from updraft.loop import CycleSignals, Wake
+from updraft.loop import CycleSignals, Wake, write_pid
 from updraft.factory import completed as completed_pilots
 from updraft.factory import downtime
 from updraft.factory.act import ActResult, release_pilots, remove_pilots, submit_pilots
@@ -42,7 +42,7 @@ from updraft.factory.policy import (
     member_entry,
 )
 from updraft.factory.pilot_args import glidein_arguments, glidein_environment
-from updraft.factory.reconfig import record_applied
+from updraft.factory.reconfig import pid_path, record_applied
 from updraft.factory.render import PilotSpec, render_submit
 from updraft.factory.stage import stage_entries
 from updraft.staging import StagingError, StagingRelease
@@ -54,10 +54,6 @@ REJECTED_ATTRIBUTE = "UpdraftRejectedRequests"
 
 def downtimes_path(config: FactoryConfig) -> Path:
     return config.work_dir / "downtimes.json"
-
-
-def pid_path(config: FactoryConfig) -> Path:
-    return config.work_dir / "factory.pid"
 
 
 @dataclass(frozen=True)
@@ -298,8 +294,7 @@ class FactoryService:
         self.releases: Mapping[str, StagingRelease] = {}
 
     def run(self, max_cycles: int | None = None) -> None:
-        self.config.work_dir.mkdir(parents=True, exist_ok=True)
-        pid_path(self.config).write_text(f"{os.getpid()}\n")
+        write_pid(pid_path(self.config))
         record_applied(self.config)
         self.releases = stage_entries(self.config)
         try:

@@ -169,19 +169,15 @@ def reconfig(config_path: Path) -> None:
     ads then tell pilots where it is and what its digest must be. A running
     frontend (its pid file in ``work_dir``) gets SIGHUP.
     """
-    import os
     import signal
 
     from updraft.frontend.service import pid_path
     from updraft.frontend.stage import stage_groups
+    from updraft.loop import signal_running
+    from updraft.staging import describe_releases
 
     config = _load(config_path)
-    for name, release in sorted(stage_groups(config).items()):
-        click.echo(f"staged {name}: {release.manifest_url} (sha256 {release.manifest_sha256[:12]}...)")
-    try:
-        pid = int(pid_path(config).read_text().split()[0])
-        os.kill(pid, signal.SIGHUP)
-    except (OSError, ValueError, IndexError):
-        click.echo("applied; no frontend running")
-        return
-    click.echo(f"applied; the running frontend (pid {pid}) is reloading")
+    for line in describe_releases(stage_groups(config)):
+        click.echo(line)
+    pid = signal_running(pid_path(config), signal.SIGHUP)
+    click.echo("applied; no frontend running" if pid is None else f"applied; the running frontend (pid {pid}) is reloading")

@@ -9,7 +9,6 @@ old one when the new one does not validate.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from updraft.condor import use_client_config
-from updraft.loop import CycleSignals, Wake
+from updraft.loop import CycleSignals, Wake, write_pid
 from updraft.errors import ConfigError, CondorError
 from updraft.frontend.config import FrontendConfig, load_frontend_config
 from updraft.frontend.decide import decide
@@ -122,8 +121,7 @@ class FrontendService:
 
     def run(self, max_cycles: int | None = None) -> None:
         self.releases = stage_groups(self.config)
-        self.config.work_dir.mkdir(parents=True, exist_ok=True)
-        pid_path(self.config).write_text(f"{os.getpid()}\n")
+        write_pid(pid_path(self.config))
         try:
             while max_cycles is None or self.cycle < max_cycles:
                 self.cycle += 1

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from pathlib import Path
 
-from updraft.loop import CycleSignals, Wake
+import pytest
+
+from updraft.loop import CycleSignals, Wake, signal_running, write_pid
 
 
 def test_a_quiet_cycle_sleeps_its_full_length() -> None:
@@ -37,3 +41,17 @@ def test_a_stop_outranks_a_reload_asked_for_at_the_same_time() -> None:
     assert signals.sleep(30) is Wake.STOP
     assert signals.sleep(30) is Wake.STOP  # stopping is final, and never sleeps again
     assert time.monotonic() - started < 5
+
+
+def test_a_recorded_service_is_found_and_signalled(tmp_path: Path) -> None:
+    pid_file = tmp_path / "run" / "service.pid"
+    write_pid(pid_file)
+    assert signal_running(pid_file, 0) == os.getpid()  # signal 0: only checks it exists
+
+
+@pytest.mark.parametrize("content", [None, "", "not-a-pid\n", "999999999\n"])
+def test_no_service_is_signalled_without_a_live_pid(tmp_path: Path, content: str | None) -> None:
+    pid_file = tmp_path / "service.pid"
+    if content is not None:
+        pid_file.write_text(content)
+    assert signal_running(pid_file, 0) is None

@@ -25,7 +25,7 @@ system-deps:
 test: venv system-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-unit: venv
+unit: venv system-deps
 	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
 
 integration: venv system-deps

@@ -138,8 +138,7 @@ def test_script_parses_as_posix_sh() -> None:
 
 @pytest.mark.parametrize("tool", [["shellcheck", "-s", "sh"], ["checkbashisms"]])
 def test_script_is_clean_posix_sh(tool: list[str]) -> None:
-    if shutil.which(tool[0]) is None:
-        pytest.skip(f"{tool[0]} is not installed")
+    assert shutil.which(tool[0]), f"{tool[0]} is not installed (scripts/system-deps installs it)"
     done = subprocess.run([*tool, str(SCRIPT)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 

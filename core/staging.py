@@ -22,6 +22,7 @@ import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from types import MappingProxyType
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
@@ -210,6 +211,21 @@ def configured_files(settings: StagingSettings, own: Sequence[StagedFileConfig],
 # --------------------------------------------------------------------------
 # Writing releases
 # --------------------------------------------------------------------------
+
+
+def publish_all(settings: StagingSettings | None, own_files: Mapping[str, Sequence[StagedFileConfig]],
+                section: str, origin: Origin) -> Mapping[str, StagingRelease]:
+    """One release per name (entry or group): the shared files, then its own from ``<section>.<name>``.
+
+    {} without a staging area.
+    """
+    if settings is None:
+        return MappingProxyType({})
+    releases = {}
+    for name, own in own_files.items():
+        files = configured_files(settings, own, f"{section}.{name}.staging_files")
+        releases[name] = publish(settings, name, read_files(files, origin))
+    return MappingProxyType(releases)
 
 
 def describe_releases(releases: Mapping[str, StagingRelease]) -> list[str]:

@@ -14,19 +14,13 @@ from types import MappingProxyType
 
 from updraft.frontend.config import FrontendConfig
 from updraft.protocol import PilotParams
-from updraft.staging import StagingRelease, configured_files, publish, read_files
+from updraft.staging import StagingRelease, publish_all
 
 
 def stage_groups(config: FrontendConfig) -> Mapping[str, StagingRelease]:
     """Publish every enabled group's release; {} without a staging area."""
-    if config.staging is None:
-        return MappingProxyType({})
-    releases = {}
-    for name, group in config.groups.items():
-        if group.enabled:
-            files = configured_files(config.staging, group.staging_files, f"groups.{name}.staging_files")
-            releases[name] = publish(config.staging, name, read_files(files, "frontend"))
-    return MappingProxyType(releases)
+    own = {name: group.staging_files for name, group in config.groups.items() if group.enabled}
+    return publish_all(config.staging, own, "groups", "frontend")
 
 
 def pilot_params(config: FrontendConfig, releases: Mapping[str, StagingRelease]) -> Mapping[str, PilotParams]:

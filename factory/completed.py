@@ -604,8 +604,6 @@ class CompletedTotals:
 
     path: Path
 
-    merge = staticmethod(merge)
-
     def load(self) -> dict[Key, CompletedStats]:
         """The stored totals; {} when there is no file yet or it is damaged (with a warning)."""
         try:

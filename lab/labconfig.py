@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -21,13 +22,13 @@ FRONTEND_NAME = "lab-vo"
 
 
 GLIDEIN_DIR = Path(updraft.glidein.__file__).parent
-LAB_GLIDEIN = {
+LAB_GLIDEIN = MappingProxyType({
     "max_idle_seconds": 300,
     "idle_tail_seconds": 60,
     "failure_sleep_seconds": 10,
     "shutdown_margin_seconds": 30,
     "retire_spread_seconds": 30,
-}
+})
 """Short lifetimes, so lab pilots come and go within a test."""
 
 
@@ -48,7 +49,7 @@ def factory_config(topology: Topology) -> dict[str, Any]:
             "grid_type": "condor",
             "resource": site.ce_resource,
             "attributes": {"GLIDEIN_Site": site.glidein_site, "GLIDEIN_CPUS": 2, "GLIDEIN_MaxMemMBs": 2048},
-            "glidein": LAB_GLIDEIN,
+            "glidein": dict(LAB_GLIDEIN),
             "limits": {"max_pilots": 20, "max_idle": 5, "max_held": 5},
             "frontends": {FRONTEND_NAME: {"identity": f"{LAB_USER}@{UID_DOMAIN}", "security_classes": ["default"]}},
             "submit": {"max_submits_per_cycle": 10, "cluster_size": 2},

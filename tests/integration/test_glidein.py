@@ -63,10 +63,14 @@ def test_a_glidein_joins_the_pool_runs_a_job_retires_after_its_idle_tail_and_rep
 
 
 def _slot(lab: Topology, cluster: int, projection: list[str], count: int = 1, timeout: float = 240) -> list[dict]:
+    """The pilot's slot ads once at least `count` of them are in the VO collector."""
     vo = Collector(lab.vo.collector)
-    ours = f"GLIDEIN_ClusterId =?= {cluster}"
-    return wait_for(lambda: (lambda ads: ads if len(ads) >= count else None)(
-        vo.query(htcondor2.AdType.Startd, ours, projection)), timeout)
+
+    def enough() -> list[dict] | None:
+        ads = vo.query(htcondor2.AdType.Startd, f"GLIDEIN_ClusterId =?= {cluster}", projection)
+        return ads if len(ads) >= count else None
+
+    return wait_for(enough, timeout)
 
 
 def _user_job(job_dir: Path, cluster: int, executable: str, arguments: str = "", name: str = "user") -> dict[str, str]:

@@ -28,6 +28,9 @@ from .jobs import wait_for, wait_for_completion
 from .test_factory import updraft
 
 GROUP_START = "TARGET.RequestMemory <= 1024"
+FACTORY = "lifecycle-factory"
+"""A factory name of its own: the schedd's history holds the other tests' lab-factory pilots,
+which a new factory's first look back (an hour) would otherwise count too."""
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +39,12 @@ def configs(lab: Topology, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     write_component_configs(lab)
     folder = tmp_path_factory.mktemp("lifecycle")
     factory = factory_config(lab)
+    factory["name"] = FACTORY
     factory["work_dir"] = str(lab.work_dir / "lifecycle-factory")
     for entry in factory["entries"].values():
         entry["glidein"] = {**entry["glidein"], "idle_tail_seconds": 20, "retire_spread_seconds": 0}
     frontend = frontend_config(lab)
+    frontend["factories"] = {FACTORY: next(iter(frontend["factories"].values()))}
     frontend["groups"]["main"]["pilot_start"] = GROUP_START
     frontend["work_dir"] = str(folder / "frontend")
     paths = folder / "factory.yaml", folder / "frontend.yaml"
@@ -55,7 +60,7 @@ def no_leftovers(lab: Topology, factory_schedd: Schedd, vo_schedd: Schedd):
     """No request, pilot or user job outlives the test."""
     yield
     Collector(lab.wms.collector).invalidate("UpdraftRequest", "true")
-    factory_schedd.remove('UpdraftFactory =?= "lab-factory"', "lifecycle test done")
+    factory_schedd.remove(f'UpdraftFactory =?= "{FACTORY}"', "lifecycle test done")
     vo_schedd.remove("true", "lifecycle test done")
 
 
@@ -78,14 +83,14 @@ def test_a_glidein_sent_by_the_factory_runs_the_frontends_job_and_its_report_rea
     wait_for(one_cycle_each, 60, interval=5)
 
     # The submit description carries what the frontend told its pilots.
-    pilot = factory_schedd.query('UpdraftFactory =?= "lab-factory"', ["Environment", "Arguments"])[0]
+    pilot = factory_schedd.query(f'UpdraftFactory =?= "{FACTORY}"', ["Environment", "Arguments"])[0]
     # (The schedd keeps the environment in its own quoting: compare the words.)
     group_start = pilot["Environment"].split("GLIDECLIENT_Group_Start=", 1)[1].split(" GLIDEIN_", 1)[0]
     assert group_start.replace("'", "") == GROUP_START, pilot
     assert "--frontend-manifest-sha256" in pilot["Arguments"] and f"--collector {lab.vo.collector}" in pilot["Arguments"]
 
     vo = Collector(lab.vo.collector)
-    ours = 'GLIDEIN_Entry_Name =?= "site1" && GLIDEIN_Factory =?= "lab-factory"'
+    ours = f'GLIDEIN_Entry_Name =?= "site1" && GLIDEIN_Factory =?= "{FACTORY}"'
     slot = wait_for(lambda: vo.query(htcondor2.AdType.Startd, ours, ["GLIDEIN_ClusterId", "GLIDEIN_Nodes"]), 240)[0]
     assert slot["GLIDEIN_Nodes"] == 1
 

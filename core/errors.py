@@ -20,3 +20,7 @@ class CondorError(UpdraftError):
 
 class LabError(UpdraftError):
     """The grid lab could not be provisioned, started, or stopped."""
+
+
+class MonitoringError(UpdraftError):
+    """A monitoring writer could not store a snapshot; the cycle goes on without it."""

@@ -82,9 +82,10 @@ def once(config_path: Path) -> None:
     """
     import time
 
-    from updraft.factory.service import run_cycle
+    from updraft.factory.service import reporter_for, run_cycle
 
-    result = run_cycle(_load(config_path), 1, time.time())
+    config = _load(config_path)
+    result = run_cycle(config, 1, time.time(), reporter=reporter_for(config))
     click.echo(f"submitted {result.submitted}, removed {result.removed}, released {result.released}")
     if result.plan is not None:
         for rejection in result.plan.rejected:

@@ -33,6 +33,7 @@ from updraft.config import (
     PositiveInt,
     load_layered,
 )
+from updraft.monitoring.config import MonitoringConfig
 from updraft.staging import HttpUrl, StagedFileConfig, StagingSettings
 
 GridType = Literal["condor", "arc", "batch", "ec2", "gce"]
@@ -443,6 +444,7 @@ class FactoryConfig(ConfigModel):
     """Entry sets by the name they are advertised under (see `EntrySet`)."""
     pilot_log_retention_seconds: PositiveInt = 7 * 86400
     """Pilot output and error files older than this are deleted (their reports are read long before)."""
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     staging: StagingSettings | None = None
     """The factory's staging area (per entry releases, written by ``reconfig``); unset: the pilot
     gets no manifest, which only a custom ``pilot.executable`` can live with."""

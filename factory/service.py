@@ -15,7 +15,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import classad2
@@ -44,7 +44,10 @@ from updraft.factory.policy import (
 from updraft.factory.pilot_args import glidein_arguments, glidein_environment
 from updraft.factory.reconfig import pid_path, record_applied
 from updraft.factory.render import PilotSpec, render_submit
+from updraft.factory.snapshot import CycleFacts, factory_snapshot
 from updraft.factory.stage import stage_entries
+from updraft.monitoring import registry
+from updraft.monitoring.report import Reporter
 from updraft.staging import StagingError, StagingRelease
 
 log = logging.getLogger(__name__)
@@ -102,12 +105,24 @@ def factory_totals(per_entry: dict[str, dict[str, int]]) -> dict[str, int]:
 
 def plan_cycle(config: FactoryConfig, now: float) -> tuple[FactoryView, FactoryPlan | None, list[downtime.Downtime]]:
     """Observe and decide; no queue is touched and no ad is sent."""
+    view, plan, downtimes, _ = timed_plan(config, now)
+    return view, plan, downtimes
+
+
+def timed_plan(config: FactoryConfig, now: float
+               ) -> tuple[FactoryView, FactoryPlan | None, list[downtime.Downtime], dict[str, float]]:
+    """`plan_cycle`, with the seconds spent observing and deciding (for monitoring)."""
+    started = time.perf_counter()
     downtimes = downtime.load(downtimes_path(config))
     view = observe(config)
+    observed = time.perf_counter()
+    timings = {"observe": observed - started}
     if view.pilots is None:
-        return view, None, downtimes
+        return view, None, downtimes, timings
     requests = accepted_requests(view, config, downtimes, now)
-    return view, decide(requests, view.pilots, entry_policies(config, downtimes, now), now), downtimes
+    plan = decide(requests, view.pilots, entry_policies(config, downtimes, now), now)
+    timings["decide"] = time.perf_counter() - observed
+    return view, plan, downtimes, timings
 
 
 def advertise(config: FactoryConfig, downtimes: list[downtime.Downtime], pilots: tuple[Pilot, ...] | None,
@@ -125,32 +140,46 @@ def advertise(config: FactoryConfig, downtimes: list[downtime.Downtime], pilots:
 
 
 def run_cycle(config: FactoryConfig, cycle: int, now: float,
-              releases: Mapping[str, StagingRelease] | None = None) -> CycleResult:
-    """One cycle; `releases` are the entries' staged files (`stage_entries`), read from disk when None."""
+              releases: Mapping[str, StagingRelease] | None = None, reporter: Reporter | None = None) -> CycleResult:
+    """One cycle; `releases` are the entries' staged files (`stage_entries`), read from disk when None.
+
+    `reporter` gets the cycle's snapshot last, whatever happened before:
+    monitoring shows the cycles that went wrong too.
+    """
     if releases is None:
         releases = stage_entries(config)
-    view, plan, downtimes = plan_cycle(config, now)
+    view, plan, downtimes, timings = timed_plan(config, now)
     problems = list(view.problems)
     trouble = advertise(config, downtimes, view.pilots, now, len(plan.rejected) if plan else 0)
     if trouble:
         problems.append(trouble)
+    result = CycleResult(None, view)
+    totals: Mapping[completed_pilots.Key, completed_pilots.CompletedStats] = {}
     if plan is None:
         log.error("pilot queue unreadable: nothing submitted or removed this cycle")
-        return CycleResult(None, view, problems=tuple(problems))
-    log_rejections(plan)
-    results = act(config, plan, view.pilots or (), cycle, downtimes, releases)
-    problems.extend(e for r in results for e in r.errors)
-    completed, trouble = account_completed(config, now)
-    if trouble:
-        problems.append(trouble)
-    return CycleResult(
-        plan, view,
-        submitted=sum(r.submitted for r in results),
-        removed=sum(r.removed for r in results),
-        released=sum(r.released for r in results),
-        problems=tuple(problems),
-        completed=completed,
-    )
+    else:
+        log_rejections(plan)
+        started = time.perf_counter()
+        results = act(config, plan, view.pilots or (), cycle, downtimes, releases)
+        problems.extend(e for r in results for e in r.errors)
+        acted = time.perf_counter()
+        completed, totals, trouble = account_completed(config, now)
+        if trouble:
+            problems.append(trouble)
+        timings.update(act=acted - started, account=time.perf_counter() - acted)
+        result = CycleResult(
+            plan, view,
+            submitted=sum(r.submitted for r in results),
+            removed=sum(r.removed for r in results),
+            released=sum(r.released for r in results),
+            completed=completed,
+        )
+    result = replace(result, problems=tuple(problems))
+    if reporter is not None:
+        facts = CycleFacts(now, cycle, view.pilots or (), plan, entries_in_downtime(config, downtimes, now),
+                           totals, result.problems, timings)
+        reporter.report(factory_snapshot(config, facts))
+    return result
 
 
 def completed_paths(config: FactoryConfig) -> tuple[Path, Path]:
@@ -158,9 +187,13 @@ def completed_paths(config: FactoryConfig) -> tuple[Path, Path]:
     return config.work_dir / "completed-checkpoint.json", config.work_dir / "completed-totals.json"
 
 
-def account_completed(config: FactoryConfig, now: float
-                      ) -> tuple[dict[completed_pilots.Key, completed_pilots.CompletedStats], str | None]:
+Stats = dict[completed_pilots.Key, completed_pilots.CompletedStats]
+
+
+def account_completed(config: FactoryConfig, now: float) -> tuple[Stats, Stats, str | None]:
     """Read the reports of pilots that left the queue since last time and add them to the totals.
+
+    Returns (this cycle's pilots, the running totals, the problem if any).
 
     The checkpoint is saved before the totals: a crash in between loses one
     cycle's pilots rather than counting them twice. Old pilot logs are
@@ -173,16 +206,17 @@ def account_completed(config: FactoryConfig, now: float
         pilots, following = completed_pilots.read_completed(schedd, config.name, checkpoint)
     except CondorError as err:
         log.error("completed pilots not read this cycle: %s", err)
-        return {}, str(err)
+        return {}, completed_pilots.CompletedTotals(totals_path).load(), str(err)
     new = completed_pilots.summarize(pilots)
+    store = completed_pilots.CompletedTotals(totals_path)
+    totals = completed_pilots.merge(store.load(), new)
     try:
         completed_pilots.save_checkpoint(checkpoint_path, following)
-        store = completed_pilots.CompletedTotals(totals_path)
-        store.save(completed_pilots.merge(store.load(), new))
+        store.save(totals)
         completed_pilots.prune_pilot_logs(config.work_dir / "entries", config.pilot_log_retention_seconds, now)
     except OSError as err:
         log.error("completed-pilot accounting not saved: %s", err)
-        return new, f"completed-pilot accounting not saved: {err}"
+        return new, totals, f"completed-pilot accounting not saved: {err}"
     for (entry, frontend), stats in sorted(new.items()):
         log.info("completed on %s for %s: %d pilots (%d ok, %d failed%s, %d without report), %d jobs",
                  entry, frontend, stats.pilots, stats.ok, stats.failed, _by_step(stats), stats.no_report, stats.jobs_run)
@@ -283,6 +317,10 @@ def withdraw(config: FactoryConfig) -> None:
         log.error("entries not withdrawn (they expire on their own): %s", err)
 
 
+def reporter_for(config: FactoryConfig) -> Reporter:
+    return Reporter(registry.build(config.monitoring.writers, config.monitoring.dir), config.monitoring.deadline_seconds)
+
+
 class FactoryService:
     """Runs cycles until SIGTERM; SIGHUP reloads the configuration."""
 
@@ -292,6 +330,7 @@ class FactoryService:
         self.signals = CycleSignals()
         self.cycle = 0
         self.releases: Mapping[str, StagingRelease] = {}
+        self.reporter = reporter_for(config)
 
     def run(self, max_cycles: int | None = None) -> None:
         write_pid(pid_path(self.config))
@@ -300,7 +339,7 @@ class FactoryService:
         try:
             while max_cycles is None or self.cycle < max_cycles:
                 self.cycle += 1
-                result = run_cycle(self.config, self.cycle, time.time(), self.releases)
+                result = run_cycle(self.config, self.cycle, time.time(), self.releases, self.reporter)
                 log.info("cycle %d: submitted %d, removed %d, released %d, %d problems", self.cycle,
                          result.submitted, result.removed, result.released, len(result.problems))
                 wake = self.signals.sleep(self.config.cycle_seconds)
@@ -320,6 +359,7 @@ class FactoryService:
             log.error("reload refused, keeping the running configuration: %s", err)
             return
         self.config, self.releases = config, releases
+        self.reporter = reporter_for(config)
         use_client_config(self.config.condor_config)
         record_applied(self.config)
         log.warning("configuration reloaded from %s", self.config_path)

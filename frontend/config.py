@@ -30,6 +30,7 @@ from updraft.config import (
     PositiveInt,
     load_layered,
 )
+from updraft.monitoring.config import MonitoringConfig
 from updraft.staging import StagedFileConfig, StagingSettings
 
 
@@ -72,13 +73,6 @@ class Removal(ConfigModel):
     max_fraction_per_cycle: Annotated[float, Field(gt=0, le=1)] = 0.1
 
 
-class Monitoring(ConfigModel):
-    """Where monitoring goes and which writers produce it."""
-
-    dir: AbsolutePath = Path("/var/lib/updraft/frontend/monitoring")
-    writers: FrozenList[Name] = ("json",)
-
-
 class Group(ConfigModel):
     """Which jobs the group covers, which entries suit them, and how many pilots at most."""
 
@@ -116,7 +110,7 @@ class FrontendConfig(ConfigModel):
     cycle_seconds: PositiveInt = 60
     condor_config: AbsolutePath | None = None
     """The HTCondor client configuration to use (as CONDOR_CONFIG); None: the environment's."""
-    monitoring: Monitoring = Field(default_factory=Monitoring)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     query_timeout_seconds: Annotated[float, Field(gt=0)] = 20.0
     """Per call; a schedd or collector slower than this is skipped for the cycle."""
     limits: Limits = Field(default_factory=Limits)

@@ -1,37 +1,62 @@
 """Which monitoring writers exist: our own, listed here, and third parties'
 through the `updraft.monitoring.writers` entry point group.
 
-A writer factory takes the monitoring directory and returns a `Writer`.
+Our own are imported only when configured, so a factory without InfluxDB
+never imports its client.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Mapping
+from importlib import import_module
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 from updraft.errors import ConfigError
-from updraft.monitoring.report import Writer
-from updraft.monitoring.writers.json_status import JsonStatusWriter
+from updraft.monitoring.plugin import Writer, WriterPlugin
 
 ENTRY_POINT_GROUP = "updraft.monitoring.writers"
-BUILTIN: dict[str, Callable[[Path], Writer]] = {"json": JsonStatusWriter}
+BUILTIN: Mapping[str, str] = {
+    "json": "updraft.monitoring.writers.json_status",
+    "rrd": "updraft.monitoring.writers.rrd",
+    "xml": "updraft.monitoring.writers.xml_status",
+    "influxdb": "updraft.monitoring.writers.influxdb",
+    "status_pages": "updraft.monitoring.writers.status_pages",
+}
+"""Writer name -> the module whose `PLUGIN` it is."""
 
 
-def available() -> dict[str, Callable[[Path], Writer]]:
-    """Built-in writers, then entry-point ones (a third party cannot shadow a built-in)."""
-    found = {ep.name: ep.load for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    plugins = {name: _lazy(load) for name, load in found.items() if name not in BUILTIN}
-    return {**plugins, **BUILTIN}
+def names() -> list[str]:
+    """Every writer that can be configured: built-in ones, then third parties' (which cannot shadow ours)."""
+    third = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in BUILTIN)
+    return [*BUILTIN, *third]
 
 
-def _lazy(load: Callable[[], Callable[[Path], Writer]]) -> Callable[[Path], Writer]:
-    return lambda directory: load()(directory)
+def plugin(name: str) -> WriterPlugin:
+    """The plugin called `name`; ConfigError naming the ones available if there is none."""
+    if name in BUILTIN:
+        found = import_module(BUILTIN[name]).PLUGIN
+    else:
+        matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+        if not matches:
+            raise ConfigError(f"unknown writer {name!r} (available: {', '.join(names())})")
+        found = matches[0].load()
+    if not isinstance(found, WriterPlugin):
+        raise ConfigError(f"writer {name!r}: its entry point is not an updraft WriterPlugin")
+    return found
 
 
-def build(names: Iterable[str], directory: Path) -> tuple[Writer, ...]:
-    writers = available()
-    unknown = [n for n in names if n not in writers]
-    if unknown:
-        raise ConfigError(f"monitoring.writers: unknown writer(s) {', '.join(unknown)} (available: {', '.join(sorted(writers))})")
-    return tuple(writers[n](directory) for n in names)
+def build(writers: Mapping[str, Any], directory: Path) -> tuple[Writer, ...]:
+    """The configured writers, in configuration order, from their validated settings."""
+    return tuple(plugin(name).create(settings, directory) for name, settings in writers.items())
+
+
+def check(writers: Mapping[str, Any], directory: Path) -> list[str]:
+    """What the configured writers find wrong with their files on disk (for `reconfig`)."""
+    problems = []
+    for name, settings in writers.items():
+        found = plugin(name)
+        if found.check is not None:
+            problems.extend(f"monitoring {name}: {p}" for p in found.check(settings, directory))
+    return problems

@@ -2,6 +2,9 @@
 
 Writers see only these frozen values, never a component's internals, so a
 writer can neither change provisioning nor depend on how it is computed.
+Numbers a writer stores over time (RRD, InfluxDB) are derived from these
+by `updraft.monitoring.metrics`; the XML, JSON and HTML writers show the
+snapshot itself, names of the limits hit included.
 """
 
 from __future__ import annotations
@@ -9,6 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+# --------------------------------------------------------------------------
+# Frontend
+# --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -18,6 +25,7 @@ class GroupEntryRow:
     group: str
     entry: str
     jobs_idle: float
+    """Idle jobs matched to this entry (a job matching n entries counts 1/n on each)."""
     jobs_old_idle: float
     jobs_running: float
     slots_total: int
@@ -31,6 +39,18 @@ class GroupEntryRow:
     bound_by: tuple[str, ...] = ()
     in_downtime: bool = False
 
+    @property
+    def curbs_hit(self) -> tuple[str, ...]:
+        return tuple(b for b in self.bound_by if b.endswith(".curb"))
+
+    @property
+    def limits_hit(self) -> tuple[str, ...]:
+        return tuple(b for b in self.bound_by if not b.endswith(".curb"))
+
+
+FRONTEND_SUMS = ("jobs_idle", "jobs_old_idle", "jobs_running", "slots_total", "slots_idle", "slots_running",
+                 "slots_failed", "slots_cores", "requested_idle", "requested_max")
+
 
 @dataclass(frozen=True)
 class FrontendSnapshot:
@@ -41,18 +61,173 @@ class FrontendSnapshot:
     cycle: int
     rows: tuple[GroupEntryRow, ...] = ()
     unmatched_jobs: Mapping[str, int] = field(default_factory=dict)
+    """Idle jobs per group that matched no entry."""
     downtime_jobs: Mapping[str, int] = field(default_factory=dict)
+    """Idle jobs per group whose only matching entries are in downtime."""
     problems: tuple[str, ...] = ()
     timings: Mapping[str, float] = field(default_factory=dict)
     """Seconds spent in each phase: observe, decide, publish."""
 
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """Every group with a row or with unmatched jobs, sorted."""
+        return tuple(sorted({r.group for r in self.rows} | set(self.unmatched_jobs) | set(self.downtime_jobs)))
+
+    def rows_of(self, group: str) -> tuple[GroupEntryRow, ...]:
+        return tuple(r for r in self.rows if r.group == group)
+
+    def group_totals(self, group: str) -> dict[str, float]:
+        """Sums over the group's entries; `jobs_matched` is its idle jobs that some entry can run."""
+        totals = _sums(self.rows_of(group))
+        totals["jobs_matched"] = totals["jobs_idle"]
+        totals["jobs_unmatched"] = float(self.unmatched_jobs.get(group, 0))
+        totals["jobs_downtime"] = float(self.downtime_jobs.get(group, 0))
+        return totals
+
     def totals(self) -> dict[str, float]:
         """Sums over every row, for pages and dashboards that show the frontend as a whole."""
-        keys = ("jobs_idle", "jobs_old_idle", "jobs_running", "slots_total", "slots_idle", "slots_running",
-                "slots_failed", "slots_cores", "requested_idle")
-        return {key: sum(getattr(row, key) for row in self.rows) for key in keys}
+        totals = _sums(self.rows)
+        totals["jobs_matched"] = totals["jobs_idle"]
+        totals["jobs_unmatched"] = float(sum(self.unmatched_jobs.values()))
+        totals["jobs_downtime"] = float(sum(self.downtime_jobs.values()))
+        return totals
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["totals"] = self.totals()
         return data
+
+
+def _sums(rows: tuple[GroupEntryRow, ...]) -> dict[str, float]:
+    return {key: float(sum(getattr(row, key) for row in rows)) for key in FRONTEND_SUMS}
+
+
+# --------------------------------------------------------------------------
+# Factory
+# --------------------------------------------------------------------------
+
+PILOT_STATES = ("waiting", "pending", "staging", "running", "held")
+
+
+@dataclass(frozen=True)
+class PilotRow:
+    """One (entry, frontend) of a factory cycle: its pilots by state and what was asked and done.
+
+    The frontend's groups are summed: the factory's limits and its operator
+    think in frontends; the groups are the frontend's business.
+    """
+
+    entry: str
+    frontend: str
+    waiting: int = 0
+    pending: int = 0
+    staging: int = 0
+    running: int = 0
+    held: int = 0
+    cores_running: int = 0
+    requested_idle: int = 0
+    requested_max: int = 0
+    submitted: int = 0
+    removed: int = 0
+    released: int = 0
+    limits_hit: tuple[str, ...] = ()
+
+    @property
+    def idle(self) -> int:
+        return self.waiting + self.pending + self.staging
+
+
+@dataclass(frozen=True)
+class EntryStatus:
+    """One advertised entry as a whole: every pilot on it, whoever asked for it."""
+
+    entry: str
+    in_downtime: bool = False
+    cores_per_pilot: int = 1
+    waiting: int = 0
+    pending: int = 0
+    staging: int = 0
+    running: int = 0
+    held: int = 0
+
+    @property
+    def idle(self) -> int:
+        return self.waiting + self.pending + self.staging
+
+
+COMPLETED_COUNTERS = ("pilots", "ok", "failed", "no_report", "removed", "lifetime_seconds", "jobs_run",
+                      "pilots_without_jobs", "core_seconds", "busy_core_seconds", "goodput_core_seconds",
+                      "waste_core_seconds")
+
+
+@dataclass(frozen=True)
+class CompletedRow:
+    """Running totals over every pilot of an (entry, frontend) that has left the queue.
+
+    Totals, not this cycle's increments: a writer that missed cycles loses
+    nothing, and rates come from differences (RRD DERIVE, InfluxQL
+    ``non_negative_derivative``).
+    """
+
+    entry: str
+    frontend: str
+    pilots: int = 0
+    ok: int = 0
+    failed: int = 0
+    no_report: int = 0
+    removed: int = 0
+    lifetime_seconds: int = 0
+    jobs_run: int = 0
+    pilots_without_jobs: int = 0
+    core_seconds: int = 0
+    busy_core_seconds: int = 0
+    goodput_core_seconds: int = 0
+    waste_core_seconds: int = 0
+    failed_by_step: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FactorySnapshot:
+    """A whole factory cycle."""
+
+    factory: str
+    time: float
+    cycle: int
+    entries: tuple[EntryStatus, ...] = ()
+    pilots: tuple[PilotRow, ...] = ()
+    completed: tuple[CompletedRow, ...] = ()
+    rejected_requests: int = 0
+    problems: tuple[str, ...] = ()
+    timings: Mapping[str, float] = field(default_factory=dict)
+    """Seconds spent in each phase: observe, decide, act, account."""
+
+    def rows_of(self, entry: str) -> tuple[PilotRow, ...]:
+        return tuple(r for r in self.pilots if r.entry == entry)
+
+    def completed_of(self, entry: str) -> tuple[CompletedRow, ...]:
+        return tuple(r for r in self.completed if r.entry == entry)
+
+    def totals(self) -> dict[str, float]:
+        """Pilots by state over every entry, and what frontends asked and the factory did."""
+        totals = {state: float(sum(getattr(e, state) for e in self.entries)) for state in PILOT_STATES}
+        totals["idle"] = totals["waiting"] + totals["pending"] + totals["staging"]
+        for key in ("cores_running", "requested_idle", "requested_max", "submitted", "removed", "released"):
+            totals[key] = float(sum(getattr(r, key) for r in self.pilots))
+        totals["entries_in_downtime"] = float(sum(e.in_downtime for e in self.entries))
+        return totals
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["totals"] = self.totals()
+        return data
+
+
+Snapshot = FactorySnapshot | FrontendSnapshot
+"""What a writer is handed: one component's cycle."""
+
+
+def component_of(snapshot: Snapshot) -> tuple[str, str]:
+    """("factory" or "frontend", its name): how writers name what they write."""
+    if isinstance(snapshot, FactorySnapshot):
+        return "factory", snapshot.factory
+    return "frontend", snapshot.frontend

@@ -7,11 +7,12 @@ and asked for, with no backend to run.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from updraft.monitoring.snapshot import FrontendSnapshot
+from updraft.monitoring.files import write_atomically
+from updraft.monitoring.plugin import NoSettings, WriterPlugin
+from updraft.monitoring.snapshot import Snapshot, component_of
 
 
 @dataclass(frozen=True)
@@ -19,12 +20,13 @@ class JsonStatusWriter:
     directory: Path
     name: str = "json"
 
-    def path_for(self, snapshot: FrontendSnapshot) -> Path:
-        return self.directory / f"frontend-{snapshot.frontend}.json"
+    def path_for(self, snapshot: Snapshot) -> Path:
+        component, name = component_of(snapshot)
+        return self.directory / f"{component}-{name}.json"
 
-    def write(self, snapshot: FrontendSnapshot) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        target = self.path_for(snapshot)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(snapshot.as_dict(), indent=2, sort_keys=True) + "\n")
-        tmp.replace(target)
+    def write(self, snapshot: Snapshot) -> None:
+        text = json.dumps(snapshot.as_dict(), indent=2, sort_keys=True) + "\n"
+        write_atomically(self.path_for(snapshot), text)
+
+
+PLUGIN = WriterPlugin("json", NoSettings, lambda settings, directory: JsonStatusWriter(directory))

@@ -9,6 +9,7 @@ import pytest
 
 from updraft.errors import ConfigError
 from updraft.monitoring import registry
+from updraft.monitoring.config import validate_writers
 from updraft.monitoring.report import Reporter
 from updraft.monitoring.snapshot import FrontendSnapshot, GroupEntryRow
 from updraft.monitoring.writers.json_status import JsonStatusWriter
@@ -52,8 +53,8 @@ def test_json_writer_writes_the_snapshot_with_totals(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*tmp"))
 
 
-def test_registry_builds_known_writers_and_names_unknown_ones(tmp_path: Path) -> None:
-    (writer,) = registry.build(["json"], tmp_path)
+def test_registry_builds_configured_writers_and_names_unknown_ones(tmp_path: Path) -> None:
+    (writer,) = registry.build(validate_writers(["json"]), tmp_path)
     assert writer.name == "json"
-    with pytest.raises(ConfigError, match=r"unknown writer\(s\) rrdx .*available: .*json"):
-        registry.build(["json", "rrdx"], tmp_path)
+    with pytest.raises(ConfigError, match=r"unknown writer 'rrdx' .*available: json, rrd"):
+        registry.plugin("rrdx")

@@ -1,0 +1,105 @@
+"""What the factory hands to monitoring each cycle: a pure function of what the cycle saw and did."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from updraft.factory.completed import CompletedStats, Key
+from updraft.factory.config import FactoryConfig, nodes_in
+from updraft.factory.model import LIVE_STATES, FactoryPlan, Pilot
+from updraft.factory.policy import advertised_entries
+from updraft.monitoring.snapshot import (
+    COMPLETED_COUNTERS,
+    PILOT_STATES,
+    CompletedRow,
+    EntryStatus,
+    FactorySnapshot,
+    PilotRow,
+)
+
+
+@dataclass(frozen=True)
+class CycleFacts:
+    """Everything about one cycle that monitoring shows, gathered by the service."""
+
+    now: float
+    cycle: int
+    pilots: tuple[Pilot, ...] = ()
+    plan: FactoryPlan | None = None
+    in_downtime: frozenset[str] = frozenset()
+    completed: Mapping[Key, CompletedStats] = field(default_factory=dict)
+    """Running totals, not this cycle's increments."""
+    problems: tuple[str, ...] = ()
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+
+def factory_snapshot(config: FactoryConfig, facts: CycleFacts) -> FactorySnapshot:
+    cores = cores_per_pilot(config)
+    live = [p for p in facts.pilots if p.state in LIVE_STATES]
+    return FactorySnapshot(
+        factory=config.name,
+        time=facts.now,
+        cycle=facts.cycle,
+        entries=_entries(cores, live, facts.in_downtime),
+        pilots=_pilot_rows(cores, live, facts.plan),
+        completed=_completed_rows(facts.completed),
+        rejected_requests=len(facts.plan.rejected) if facts.plan else 0,
+        problems=facts.problems,
+        timings=dict(facts.timings),
+    )
+
+
+def cores_per_pilot(config: FactoryConfig) -> dict[str, int]:
+    """Cores one pilot of each advertised entry brings: GLIDEIN_CPUS x GLIDEIN_Nodes."""
+    return {name: entry.cpus_per_pilot * nodes_in(entry.attributes) for name, entry in advertised_entries(config).items()}
+
+
+def _states(pilots: Iterable[Pilot]) -> dict[str, int]:
+    counts = Counter(p.state.value for p in pilots)
+    return {state: counts.get(state, 0) for state in PILOT_STATES}
+
+
+def _entries(cores: Mapping[str, int], live: list[Pilot], down: frozenset[str]) -> tuple[EntryStatus, ...]:
+    by_entry: dict[str, list[Pilot]] = defaultdict(list)
+    for pilot in live:
+        by_entry[pilot.entry].append(pilot)
+    return tuple(
+        EntryStatus(name, name in down, cores.get(name, 1), **_states(by_entry.get(name, ())))
+        for name in sorted(set(cores) | set(by_entry))
+    )
+
+
+def _pilot_rows(cores: Mapping[str, int], live: list[Pilot], plan: FactoryPlan | None) -> tuple[PilotRow, ...]:
+    """One row per (entry, frontend) that has pilots or a decision, the frontend's groups summed."""
+    pilots: dict[tuple[str, str], list[Pilot]] = defaultdict(list)
+    for pilot in live:
+        pilots[(pilot.entry, pilot.frontend)].append(pilot)
+    asked: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    limits: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for d in plan.decisions if plan else ():
+        key = (d.entry, d.frontend)
+        if d.request is not None:
+            asked[key].update(requested_idle=d.request.idle, requested_max=d.request.max_pilots)
+        asked[key].update(submitted=d.submitted, removed=len(d.removed), released=len(d.released))
+        limits[key].extend(b for b in d.bound_by if b not in limits[key])
+    rows = []
+    for key in sorted(set(pilots) | set(asked)):
+        states = _states(pilots.get(key, ()))
+        numbers = asked.get(key, Counter())
+        rows.append(PilotRow(
+            *key, **states, cores_running=states["running"] * cores.get(key[0], 1),
+            requested_idle=numbers["requested_idle"], requested_max=numbers["requested_max"],
+            submitted=numbers["submitted"], removed=numbers["removed"], released=numbers["released"],
+            limits_hit=tuple(limits.get(key, ())),
+        ))
+    return tuple(rows)
+
+
+def _completed_rows(totals: Mapping[Key, CompletedStats]) -> tuple[CompletedRow, ...]:
+    return tuple(
+        CompletedRow(entry, frontend, **{name: getattr(stats, name) for name in COMPLETED_COUNTERS},
+                     failed_by_step=dict(stats.failed_by_step))
+        for (entry, frontend), stats in sorted(totals.items())
+    )

@@ -1,0 +1,82 @@
+"""The ``monitoring:`` section shared by the factory and frontend configurations.
+
+Writers are a mapping from a writer's name to its own section, which the
+writer's plugin validates; a bare list of names means every writer with
+its defaults. Problems are reported with the writer's name and key, e.g.
+``monitoring.writers: influxdb.url: required key is missing``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, PlainSerializer, ValidationError
+
+from updraft.config import AbsolutePath, ConfigModel, dotted
+from updraft.errors import ConfigError
+from updraft.monitoring import registry
+
+
+def _explain(name: str, err: ValidationError) -> str:
+    lines = []
+    for problem in err.errors():
+        key = dotted((name, *problem["loc"]))
+        message = "required key is missing" if problem["type"] == "missing" else problem["msg"]
+        if problem["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{key}: {message}")
+    return "; ".join(lines)
+
+
+def _sections(value: object) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, (list, tuple)):
+        if not all(isinstance(n, str) for n in value):
+            raise ValueError(f"expected writer names or a mapping of writer name to settings (got {value!r})")
+        if len(set(value)) != len(value):
+            raise ValueError(f"a writer is listed twice: {list(value)}")
+        return {name: {} for name in value}
+    if isinstance(value, Mapping):
+        return {str(name): ({} if section is None else section) for name, section in value.items()}
+    raise ValueError(f"expected a mapping of writer name to settings (got {type(value).__name__})")
+
+
+def validate_writers(value: object) -> Mapping[str, Any]:
+    """Each writer's section validated by its own plugin, in the order given."""
+    sections = _sections(value)
+    validated: dict[str, Any] = {}
+    for name, section in sections.items():
+        try:
+            found = registry.plugin(name)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+        missing = [r for r in found.requires if r not in validated]
+        if missing:
+            raise ValueError(f"{name} needs the {', '.join(missing)} writer(s), listed before it")
+        try:
+            validated[name] = found.settings.model_validate(section)
+        except ValidationError as err:
+            raise ValueError(_explain(name, err)) from None
+    return MappingProxyType(validated)
+
+
+def _dump(writers: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: settings.model_dump(mode="json") for name, settings in writers.items()}
+
+
+Writers = Annotated[Any, BeforeValidator(validate_writers), PlainSerializer(_dump)]
+
+
+class MonitoringConfig(ConfigModel):
+    """Where monitoring goes and which writers produce it."""
+
+    dir: AbsolutePath = Path("/var/lib/updraft/monitoring")
+    """Files of the file-based writers (json, rrd/, xml/, html/), named after the component."""
+    writers: Writers = Field(default=("json",))
+    """Writer name -> its settings (or a list of names, each with its defaults)."""
+    deadline_seconds: Annotated[float, Field(gt=0)] = 30.0
+    """A writer still busy after this long is left to finish in the background; the cycle goes on."""

@@ -1,0 +1,300 @@
+"""The catalogue of what Updraft stores over time, and how a snapshot becomes those numbers.
+
+One catalogue serves every time-series writer: the RRD writer makes one
+data source per field, the InfluxDB writer one field per field, and the
+Grafana dashboards and docs/metrics.md are checked against it. A metric
+is added here once and appears everywhere, with the same name.
+
+Names follow the limits of the strictest backend: RRD data-source names
+are at most 19 characters of ``[a-zA-Z0-9_]``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+from updraft.monitoring.snapshot import (
+    COMPLETED_COUNTERS,
+    PILOT_STATES,
+    FactorySnapshot,
+    FrontendSnapshot,
+    GroupEntryRow,
+    Snapshot,
+)
+
+FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,18}")
+
+
+class Kind(str, Enum):
+    GAUGE = "gauge"
+    """A level at the time of the cycle (pilots running now)."""
+    COUNTER = "counter"
+    """A running total that only grows, except when reset; rates are its differences."""
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    kind: Kind
+    unit: str
+    help: str
+
+
+@dataclass(frozen=True)
+class MeasurementSpec:
+    name: str
+    tags: tuple[str, ...]
+    fields: tuple[FieldSpec, ...]
+    help: str
+
+    def field(self, name: str) -> FieldSpec:
+        for spec in self.fields:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"{self.name} has no field {name}")
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One row of numbers for one measurement and one set of tag values, at one time."""
+
+    spec: MeasurementSpec
+    tags: tuple[tuple[str, str], ...]
+    """(tag, value) in the order of `spec.tags`."""
+    values: Mapping[str, float]
+    time: float
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def tag_values(self) -> tuple[str, ...]:
+        return tuple(v for _, v in self.tags)
+
+
+def _g(name: str, unit: str, help_: str) -> FieldSpec:
+    return FieldSpec(name, Kind.GAUGE, unit, help_)
+
+
+def _c(name: str, unit: str, help_: str) -> FieldSpec:
+    return FieldSpec(name, Kind.COUNTER, unit, help_)
+
+
+_PILOT_STATE_FIELDS = (
+    _g("waiting", "pilots", "idle in the factory schedd, not yet handed to the site"),
+    _g("pending", "pilots", "queued at the site"),
+    _g("staging", "pilots", "transferring files, about to start"),
+    _g("idle", "pilots", "waiting + pending + staging: what requests are compared with"),
+    _g("running", "pilots", "running at the site"),
+    _g("held", "pilots", "held in the factory schedd"),
+)
+
+_ACTION_FIELDS = (
+    _g("requested_idle", "pilots", "idle pilots the frontends asked for"),
+    _g("requested_max", "pilots", "most pilots the frontends allow"),
+    _g("submitted", "pilots", "submitted this cycle"),
+    _g("removed", "pilots", "removed this cycle"),
+    _g("released", "pilots", "released from hold this cycle"),
+)
+
+FACTORY = MeasurementSpec(
+    "updraft_factory", ("factory",),
+    (*_PILOT_STATE_FIELDS,
+     _g("cores_running", "cores", "cores held by running pilots"),
+     *_ACTION_FIELDS,
+     _g("entries_down", "entries", "advertised entries in downtime"),
+     _g("rejected_requests", "requests", "requests refused this cycle"),
+     _g("problems", "problems", "problems this cycle (unreachable schedd, refused ads, failed submits)"),
+     _g("observe_seconds", "s", "time spent reading the queue and the requests"),
+     _g("decide_seconds", "s", "time spent deciding"),
+     _g("act_seconds", "s", "time spent submitting, removing and releasing"),
+     _g("account_seconds", "s", "time spent reading completed pilots' reports")),
+    "The factory as a whole, once per cycle.",
+)
+
+FACTORY_ENTRY = MeasurementSpec(
+    "updraft_factory_entry", ("factory", "entry"),
+    (*_PILOT_STATE_FIELDS,
+     _g("in_downtime", "0/1", "1 while the entry is in downtime"),
+     _g("cores_per_pilot", "cores", "cores one pilot brings (GLIDEIN_CPUS x GLIDEIN_Nodes)")),
+    "Each advertised entry: every pilot on it, whoever asked for it.",
+)
+
+FACTORY_PILOTS = MeasurementSpec(
+    "updraft_factory_pilots", ("factory", "entry", "frontend"),
+    (*_PILOT_STATE_FIELDS,
+     _g("cores_running", "cores", "cores held by running pilots"),
+     *_ACTION_FIELDS,
+     _g("limits_hit", "limits", "factory limits that lowered this cycle's submissions or removals")),
+    "Each (entry, frontend): the frontend's pilots, its requests summed over its groups, and what the factory did.",
+)
+
+FACTORY_COMPLETED = MeasurementSpec(
+    "updraft_factory_completed", ("factory", "entry", "frontend"),
+    (_c("pilots", "pilots", "pilots that left the queue"),
+     _c("ok", "pilots", "pilots whose report says they ended well"),
+     _c("failed", "pilots", "pilots whose report names a failed step"),
+     _c("no_report", "pilots", "pilots that left no report (killed, lost output)"),
+     _c("removed", "pilots", "pilots the factory or an operator removed"),
+     _c("lifetime_seconds", "s", "summed lifetime of reported pilots"),
+     _c("jobs_run", "jobs", "user jobs the pilots ran"),
+     _c("pilots_without_jobs", "pilots", "reported pilots that ran no job"),
+     _c("core_seconds", "core-s", "cores x lifetime: what the pilots held"),
+     _c("busy_core_seconds", "core-s", "core-seconds the pilots' slots were claimed"),
+     _c("good_core_seconds", "core-s", "core-seconds of jobs that ended well (goodput)"),
+     _c("waste_core_seconds", "core-s", "core-seconds held but never busy")),
+    "Running totals from the reports of pilots that have left the queue (counters: graph their rate).",
+)
+
+FACTORY_FAILURES = MeasurementSpec(
+    "updraft_factory_failures", ("factory", "entry", "frontend", "step"),
+    (_c("pilots", "pilots", "pilots that failed at this glidein step"),),
+    "Failed pilots by the glidein step that failed (running totals).",
+)
+
+FRONTEND = MeasurementSpec(
+    "updraft_frontend", ("frontend",),
+    (_g("jobs_idle", "jobs", "idle jobs matched to some entry"),
+     _g("jobs_old_idle", "jobs", "matched jobs idle longer than the group's old_idle_seconds"),
+     _g("jobs_running", "jobs", "running jobs"),
+     _g("jobs_unmatched", "jobs", "idle jobs no entry can run"),
+     _g("jobs_downtime", "jobs", "idle jobs whose only entries are in downtime"),
+     _g("slots_total", "slots", "pilot slots in the VO pool"),
+     _g("slots_idle", "slots", "unclaimed pilot slots"),
+     _g("slots_running", "slots", "claimed pilot slots"),
+     _g("slots_failed", "slots", "pilot slots that report a failure"),
+     _g("slots_cores", "cores", "cores of the pilot slots"),
+     _g("requested_idle", "pilots", "idle pilots requested from factories"),
+     _g("requested_max", "pilots", "most pilots allowed"),
+     _g("problems", "problems", "problems this cycle (unreachable schedd or collector)"),
+     _g("observe_seconds", "s", "time spent reading jobs and slots"),
+     _g("decide_seconds", "s", "time spent matching and deciding"),
+     _g("publish_seconds", "s", "time spent publishing requests")),
+    "The frontend as a whole, once per cycle.",
+)
+
+_MATCH_FIELDS = (
+    _g("jobs_idle", "jobs", "idle jobs matched to the entry (a job matching n entries counts 1/n)"),
+    _g("jobs_old_idle", "jobs", "of those, idle longer than old_idle_seconds"),
+    _g("jobs_running", "jobs", "jobs running on the entry's pilots"),
+    _g("slots_total", "slots", "the entry's pilot slots for this group"),
+    _g("slots_idle", "slots", "unclaimed"),
+    _g("slots_running", "slots", "claimed"),
+    _g("slots_failed", "slots", "reporting a failure"),
+    _g("slots_cores", "cores", "cores of those slots"),
+    _g("requested_idle", "pilots", "idle pilots requested"),
+    _g("requested_max", "pilots", "most pilots allowed"),
+)
+
+FRONTEND_GROUP = MeasurementSpec(
+    "updraft_frontend_group", ("frontend", "group"),
+    (*_MATCH_FIELDS,
+     _g("jobs_unmatched", "jobs", "idle jobs no entry can run"),
+     _g("jobs_downtime", "jobs", "idle jobs whose only entries are in downtime")),
+    "Each group, summed over its entries.",
+)
+
+FRONTEND_MATCH = MeasurementSpec(
+    "updraft_frontend_match", ("frontend", "group", "entry"),
+    (*_MATCH_FIELDS,
+     _g("limits_hit", "limits", "limits that lowered the request this cycle"),
+     _g("curbs_hit", "curbs", "curbs (near a maximum) that halved the request this cycle"),
+     _g("in_downtime", "0/1", "1 while the entry is in downtime")),
+    "Each (group, entry): the demand seen and the request made.",
+)
+
+CATALOGUE: tuple[MeasurementSpec, ...] = (
+    FACTORY, FACTORY_ENTRY, FACTORY_PILOTS, FACTORY_COMPLETED, FACTORY_FAILURES,
+    FRONTEND, FRONTEND_GROUP, FRONTEND_MATCH,
+)
+
+
+def spec_named(name: str) -> MeasurementSpec:
+    for spec in CATALOGUE:
+        if spec.name == name:
+            return spec
+    raise KeyError(f"no measurement {name} in the catalogue")
+
+
+# --------------------------------------------------------------------------
+# Snapshot -> measurements
+# --------------------------------------------------------------------------
+
+
+def measurements(snapshot: Snapshot) -> list[Measurement]:
+    """Every number of the cycle, as catalogue measurements stamped with the snapshot's time."""
+    if isinstance(snapshot, FactorySnapshot):
+        return list(_factory(snapshot))
+    return list(_frontend(snapshot))
+
+
+def _m(spec: MeasurementSpec, tag_values: tuple[str, ...], values: Mapping[str, float], time: float) -> Measurement:
+    return Measurement(spec, tuple(zip(spec.tags, tag_values, strict=True)),
+                       {name: float(values[name]) for name in spec.field_names}, time)
+
+
+def _states(source: object) -> dict[str, float]:
+    values = {state: float(getattr(source, state)) for state in PILOT_STATES}
+    values["idle"] = values["waiting"] + values["pending"] + values["staging"]
+    return values
+
+
+def _factory(s: FactorySnapshot) -> Iterator[Measurement]:
+    totals = s.totals()
+    yield _m(FACTORY, (s.factory,), {
+        **totals,
+        "entries_down": totals["entries_in_downtime"],
+        "rejected_requests": s.rejected_requests,
+        "problems": len(s.problems),
+        **{f"{phase}_seconds": s.timings.get(phase, 0.0) for phase in ("observe", "decide", "act", "account")},
+    }, s.time)
+    for e in s.entries:
+        yield _m(FACTORY_ENTRY, (s.factory, e.entry),
+                 {**_states(e), "in_downtime": e.in_downtime, "cores_per_pilot": e.cores_per_pilot}, s.time)
+    for r in s.pilots:
+        yield _m(FACTORY_PILOTS, (s.factory, r.entry, r.frontend), {
+            **_states(r), "cores_running": r.cores_running, "requested_idle": r.requested_idle,
+            "requested_max": r.requested_max, "submitted": r.submitted, "removed": r.removed,
+            "released": r.released, "limits_hit": len(r.limits_hit),
+        }, s.time)
+    for c in s.completed:
+        values = {name: getattr(c, name) for name in COMPLETED_COUNTERS}
+        values["good_core_seconds"] = c.goodput_core_seconds
+        yield _m(FACTORY_COMPLETED, (s.factory, c.entry, c.frontend), values, s.time)
+        for step, count in sorted(c.failed_by_step.items()):
+            yield _m(FACTORY_FAILURES, (s.factory, c.entry, c.frontend, step), {"pilots": count}, s.time)
+
+
+def _match_values(values: Mapping[str, float]) -> dict[str, float]:
+    return {f.name: values[f.name] for f in _MATCH_FIELDS}
+
+
+def _row_values(row: GroupEntryRow) -> dict[str, float]:
+    return {f.name: getattr(row, f.name) for f in _MATCH_FIELDS}
+
+
+def _frontend(s: FrontendSnapshot) -> Iterator[Measurement]:
+    yield _m(FRONTEND, (s.frontend,), {
+        **s.totals(),
+        "problems": len(s.problems),
+        **{f"{phase}_seconds": s.timings.get(phase, 0.0) for phase in ("observe", "decide", "publish")},
+    }, s.time)
+    for group in s.groups:
+        totals = s.group_totals(group)
+        yield _m(FRONTEND_GROUP, (s.frontend, group), {
+            **_match_values(totals), "jobs_unmatched": totals["jobs_unmatched"],
+            "jobs_downtime": totals["jobs_downtime"],
+        }, s.time)
+    for row in s.rows:
+        yield _m(FRONTEND_MATCH, (s.frontend, row.group, row.entry), {
+            **_row_values(row), "limits_hit": len(row.limits_hit), "curbs_hit": len(row.curbs_hit),
+            "in_downtime": row.in_downtime,
+        }, s.time)

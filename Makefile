@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo   bring the HTCondor grid lab up and show it (KEEP=1 leaves it running)"
 	@echo "make test   install what is missing, then run the whole suite, lab tests included"
-	@echo "make unit   only the fast unit tests (no daemons)"
+	@echo "make unit   only the fast unit tests (no daemons, no monitoring backends)"
 
 $(BIN)/updraft: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ test: venv system-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: venv system-deps
-	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not integration and not backends" $(PYTEST_ARGS)
 
 integration: venv system-deps
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)

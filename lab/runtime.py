@@ -26,7 +26,7 @@ LAB_UID = 4242
 ROOT_SUITE = "trixie"
 ROOT_MIRROR = "http://deb.debian.org/debian"
 # Bump when the recipe below changes, so cached roots are rebuilt.
-ROOT_RECIPE = "2"
+ROOT_RECIPE = "3"
 CLEAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -195,8 +195,11 @@ def _build_root(root: Path) -> None:
     _run(["debootstrap", "--variant=minbase", ROOT_SUITE, str(root), ROOT_MIRROR], "debootstrap of the HTCondor root")
     chroot = ["chroot", str(root), "env", "-i", f"PATH={CLEAN_PATH}", "DEBIAN_FRONTEND=noninteractive"]
     _run([*chroot, "apt-get", "update"], "apt-get update in the HTCondor root")
-    # curl: pilots fetch their staged files over HTTP.
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "htcondor", "curl", "ca-certificates"]
+    # curl: pilots fetch their staged files over HTTP. victoria-metrics and
+    # influxdb (1.x): the monitoring tests run their binaries from the root
+    # (updraft.lab.tsdb); their init scripts only warn under chroot.
+    install = ["apt-get", "install", "-y", "--no-install-recommends", "htcondor", "curl", "ca-certificates",
+               "victoria-metrics", "influxdb"]
     _run([*chroot, *install], "installing HTCondor in the root")
     _run([*chroot, "useradd", "--create-home", "--uid", str(LAB_UID), LAB_USER], "adding the lab user")
     (root / ".updraft-root").write_text(ROOT_RECIPE + "\n")

@@ -26,3 +26,11 @@ def echo_warning(warning: str) -> None:
 
 def count(number: int, singular: str, plural: str) -> str:
     return f"{number} {singular if number == 1 else plural}"
+
+
+def echo_monitoring_problems(monitoring: Any) -> None:
+    """What the configured writers find wrong with their files (an RRD file of an older schema)."""
+    from updraft.monitoring import registry
+
+    for problem in registry.check(monitoring.writers, monitoring.dir):
+        echo_warning(problem)

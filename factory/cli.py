@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from updraft.cliutil import config_option as config_option_for
-from updraft.cliutil import count, echo_warning
+from updraft.cliutil import count, echo_monitoring_problems, echo_warning
 from updraft.factory.config import load_factory_config
 
 config_option = config_option_for("factory")
@@ -183,8 +183,10 @@ def reconfig(config_path: Path, force: bool) -> None:
     """Validate a changed configuration, show what changes, and apply it.
 
     Prints the entries added, removed and changed against the configuration
-    applied last. Refuses to remove an entry that still has pilots unless
-    --force; their pilots stay in the queue and stay tracked. Applying
+    applied last, and monitoring files of an older schema (an RRD file keeps
+    its data sources, so a changed catalogue needs the file moved aside).
+    Refuses to remove an entry that still has pilots unless --force; their
+    pilots stay in the queue and stay tracked. Applying
     records the new configuration, writes the staging area (one release per
     entry, see `staging:`) and sends SIGHUP to a running factory.
     """
@@ -195,6 +197,7 @@ def reconfig(config_path: Path, force: bool) -> None:
     for line in diff.describe():
         click.echo(line)
     click.echo(apply(config, diff, force))
+    echo_monitoring_problems(config.monitoring)
 
 
 @factory.command()

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from updraft.cliutil import config_option as config_option_for
-from updraft.cliutil import count, echo_warning
+from updraft.cliutil import count, echo_monitoring_problems, echo_warning
 from updraft.frontend.config import load_frontend_config
 
 config_option = config_option_for("frontend")
@@ -181,3 +181,4 @@ def reconfig(config_path: Path) -> None:
         click.echo(line)
     pid = signal_running(pid_path(config), signal.SIGHUP)
     click.echo("applied; no frontend running" if pid is None else f"applied; the running frontend (pid {pid}) is reloading")
+    echo_monitoring_problems(config.monitoring)

@@ -13,7 +13,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from updraft.errors import ConfigError
+from updraft.errors import ConfigError, MonitoringError
 from updraft.monitoring.plugin import Writer, WriterPlugin
 
 ENTRY_POINT_GROUP = "updraft.monitoring.writers"
@@ -57,6 +57,10 @@ def check(writers: Mapping[str, Any], directory: Path) -> list[str]:
     problems = []
     for name, settings in writers.items():
         found = plugin(name)
-        if found.check is not None:
+        if found.check is None:
+            continue
+        try:
             problems.extend(f"monitoring {name}: {p}" for p in found.check(settings, directory))
+        except MonitoringError as err:
+            problems.append(f"monitoring {name}: files not checked: {err}")
     return problems

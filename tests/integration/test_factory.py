@@ -231,3 +231,43 @@ def test_an_entry_set_spreads_its_pilots_over_its_member_ces(lab, tmp_path, sche
     assert {p["GridResource"].split()[1] for p in pilots} == {"ce@site1.lab", "ce@site2.lab"}
     advertised = {ad["UpdraftEntry"] for ad in Collector(lab.wms.collector).generic_ads("UpdraftEntry", "true")}
     assert "lab-sites" in advertised and not ({"site1", "site2"} & (advertised - names))
+
+
+class _RaisingWriter:
+    name = "raising"
+
+    def write(self, snapshot) -> None:
+        raise RuntimeError("monitoring backend exploded")
+
+
+class _RecordingWriter:
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.snapshots: list = []
+
+    def write(self, snapshot) -> None:
+        self.snapshots.append(snapshot)
+
+
+def test_a_monitoring_writer_that_raises_does_not_stop_the_factory_cycle(lab, frontend, factory_yaml, schedd) -> None:
+    from updraft.factory.config import load_factory_config
+    from updraft.factory.service import run_cycle
+    from updraft.monitoring.report import Reporter
+
+    config = load_factory_config(factory_yaml).config
+    recording = _RecordingWriter()
+    reporter = Reporter((_RaisingWriter(), recording))
+    ask(lab, frontend, "site1", idle=2, max_pilots=2)
+    first = run_cycle(config, 1, time.time(), reporter=reporter)
+    assert first.submitted == 2 and len(_pilots(schedd)) == 2
+    second = run_cycle(config, 2, time.time(), reporter=reporter)
+    assert second.submitted == 0
+    assert reporter.failures["raising"] == 2 and len(recording.snapshots) == 2
+    before, after = recording.snapshots
+    (asked,) = [r for r in before.pilots if (r.entry, r.frontend) == ("site1", "lab-vo")]
+    assert (asked.requested_idle, asked.requested_max, asked.submitted) == (2, 2, 2)
+    (seen,) = [r for r in after.pilots if (r.entry, r.frontend) == ("site1", "lab-vo")]
+    assert seen.idle + seen.running + seen.held == 2 and seen.submitted == 0
+    assert {"observe", "decide", "act", "account"} <= set(after.timings)
+    assert {e.entry for e in after.entries} == {site.name for site in lab.sites}

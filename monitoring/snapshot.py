@@ -70,7 +70,7 @@ class FrontendSnapshot:
 
     @property
     def groups(self) -> tuple[str, ...]:
-        """Every group with a row or with unmatched jobs, sorted."""
+        """Every group with a row, unmatched jobs or jobs waiting on a downtime, sorted."""
         return tuple(sorted({r.group for r in self.rows} | set(self.unmatched_jobs) | set(self.downtime_jobs)))
 
     def rows_of(self, group: str) -> tuple[GroupEntryRow, ...]:

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from updraft.monitoring.files import write_atomically
+from updraft.monitoring.files import path_part, write_atomically
 from updraft.monitoring.plugin import NoSettings, WriterPlugin
 from updraft.monitoring.snapshot import Snapshot, component_of
 
@@ -22,7 +22,7 @@ class JsonStatusWriter:
 
     def path_for(self, snapshot: Snapshot) -> Path:
         component, name = component_of(snapshot)
-        return self.directory / f"{component}-{name}.json"
+        return self.directory / f"{component}-{path_part(name)}.json"
 
     def write(self, snapshot: Snapshot) -> None:
         text = json.dumps(snapshot.as_dict(), indent=2, sort_keys=True) + "\n"

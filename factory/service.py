@@ -318,7 +318,7 @@ def withdraw(config: FactoryConfig) -> None:
 
 
 def reporter_for(config: FactoryConfig) -> Reporter:
-    return Reporter(registry.build(config.monitoring.writers, config.monitoring.dir), config.monitoring.deadline_seconds)
+    return registry.reporter(config.monitoring)
 
 
 class FactoryService:

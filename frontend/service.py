@@ -105,7 +105,7 @@ def pid_path(config: FrontendConfig) -> Path:
 
 
 def reporter_for(config: FrontendConfig) -> Reporter:
-    return Reporter(registry.build(config.monitoring.writers, config.monitoring.dir), config.monitoring.deadline_seconds)
+    return registry.reporter(config.monitoring)
 
 
 class FrontendService:

@@ -61,6 +61,9 @@ def validate_writers(value: object) -> Mapping[str, Any]:
             validated[name] = found.settings.model_validate(section)
         except ValidationError as err:
             raise ValueError(_explain(name, err)) from None
+        disagreements = found.agrees(validated[name], validated) if found.agrees else []
+        if disagreements:
+            raise ValueError("; ".join(disagreements))
     return MappingProxyType(validated)
 
 

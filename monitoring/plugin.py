@@ -9,7 +9,7 @@ tells the configuration loader how to validate the writer's own section
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -40,3 +40,5 @@ class WriterPlugin:
     """Writers that must be configured too, and before this one (status pages read the RRD files)."""
     check: Callable[[Any, Path], list[str]] | None = None
     """Problems with what is already on disk (an RRD file of an older schema), for `reconfig`."""
+    agrees: Callable[[Any, Mapping[str, Any]], list[str]] | None = None
+    """Problems between these settings and the other writers' (validated) settings."""

@@ -11,10 +11,19 @@ from collections.abc import Mapping
 from importlib import import_module
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from updraft.errors import ConfigError, MonitoringError
 from updraft.monitoring.plugin import Writer, WriterPlugin
+from updraft.monitoring.report import Reporter
+
+class MonitoringSettings(Protocol):
+    """The ``monitoring:`` config section (`updraft.monitoring.config.MonitoringConfig`)."""
+
+    dir: Path
+    writers: Mapping[str, Any]
+    deadline_seconds: float
+
 
 ENTRY_POINT_GROUP = "updraft.monitoring.writers"
 BUILTIN: Mapping[str, str] = {
@@ -50,6 +59,13 @@ def plugin(name: str) -> WriterPlugin:
 def build(writers: Mapping[str, Any], directory: Path) -> tuple[Writer, ...]:
     """The configured writers, in configuration order, from their validated settings."""
     return tuple(plugin(name).create(settings, directory) for name, settings in writers.items())
+
+
+def reporter(monitoring: MonitoringSettings) -> Reporter:
+    """The configured writers behind their error boundaries, each after the writers it requires."""
+    writers = build(monitoring.writers, monitoring.dir)
+    requires = {name: plugin(name).requires for name in monitoring.writers}
+    return Reporter(writers, monitoring.deadline_seconds, requires)
 
 
 def check(writers: Mapping[str, Any], directory: Path) -> list[str]:

@@ -626,4 +626,12 @@ def create(settings: PageSettings, directory: Path) -> StatusPagesWriter:
     return StatusPagesWriter(settings, directory)
 
 
-PLUGIN = WriterPlugin("status_pages", PageSettings, create, requires=("rrd",))
+def agrees(settings: PageSettings, writers: Mapping[str, Any]) -> list[str]:
+    """The pages graph the rrd writer's files: both must name the same folder."""
+    rrd_subdir = writers["rrd"].subdir
+    if settings.rrd_subdir != rrd_subdir:
+        return [f"status_pages.rrd_subdir {settings.rrd_subdir!r} must be the rrd writer's subdir {rrd_subdir!r}"]
+    return []
+
+
+PLUGIN = WriterPlugin("status_pages", PageSettings, create, requires=("rrd",), agrees=agrees)

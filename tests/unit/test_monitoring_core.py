@@ -279,3 +279,38 @@ def test_an_unreadable_queue_still_gives_a_snapshot_of_the_entries() -> None:
     snapshot = factory_snapshot(CONFIG, CycleFacts(NOW, 1, problems=("schedd down",)))
     assert [e.entry for e in snapshot.entries] == ["ce1", "ce2"] and snapshot.pilots == ()
     assert snapshot.totals()["running"] == 0
+
+
+class Ordered:
+    """Records the order in which writers ran, across threads."""
+
+    def __init__(self, name: str, log: list[str], delay: float = 0.0) -> None:
+        self.name, self.log, self.delay = name, log, delay
+
+    def write(self, snapshot: object) -> None:
+        time.sleep(self.delay)
+        self.log.append(self.name)
+
+
+def test_a_writer_runs_after_the_writer_it_requires_and_sees_its_output() -> None:
+    order: list[str] = []
+    writers = (Ordered("rrd", order, delay=0.2), Ordered("json", order), Ordered("status_pages", order))
+    reporter = Reporter(writers, deadline_seconds=5, requires={"status_pages": ("rrd",)})
+    assert reporter.report(SNAPSHOT) == {}
+    assert order.index("status_pages") > order.index("rrd") and order[0] == "json"
+
+
+def test_a_writer_behind_a_slow_one_in_its_chain_is_reported_as_still_writing() -> None:
+    hanging = Hanging()
+    order: list[str] = []
+    reporter = Reporter((hanging, Ordered("pages", order)), deadline_seconds=0.1, requires={"pages": ("hanging",)})
+    failed = reporter.report(SNAPSHOT)
+    assert set(failed) == {"hanging", "pages"} and order == []
+    hanging.release.set()
+
+
+def test_status_pages_must_read_the_folder_the_rrd_writer_writes() -> None:
+    with pytest.raises(ValueError, match=r"status_pages.rrd_subdir 'graphs' must be the rrd writer's subdir 'rrd'"):
+        MonitoringConfig.model_validate({"writers": {"rrd": {}, "status_pages": {"rrd_subdir": "graphs"}}})
+    with pytest.raises(ValueError, match=r"status_pages needs the rrd writer"):
+        MonitoringConfig.model_validate({"writers": ["status_pages", "rrd"]})

@@ -42,6 +42,19 @@ def shared_config(topology: Topology) -> Path:
     return topology.etc_dir / "pilot-security.config"
 
 
+def lab_monitoring(topology: Topology, component: str) -> dict[str, Any]:
+    """Every file-based writer, at the lab's 10 s cycle: status pages to look at after a run."""
+    return {
+        "dir": str(topology.work_dir / component / "monitoring"),
+        "writers": {
+            "json": {},
+            "xml": {},
+            "rrd": {"step_seconds": 10},
+            "status_pages": {"refresh_seconds": 10},
+        },
+    }
+
+
 def factory_config(topology: Topology) -> dict[str, Any]:
     """A factory with one entry per site, open to the lab frontend, tuned for a fast lab."""
     entries = {
@@ -67,6 +80,7 @@ def factory_config(topology: Topology) -> dict[str, Any]:
         "query_timeout_seconds": 10.0,
         "condor_config": str(topology.client_config),
         "pilot": {"executable": str(lab_glidein(topology))},
+        "monitoring": lab_monitoring(topology, "factory"),
         "staging": {
             "dir": str(topology.staging_dir / "factory"),
             "url": f"{topology.staging_url}/factory",
@@ -95,7 +109,7 @@ def frontend_config(topology: Topology) -> dict[str, Any]:
         "cycle_seconds": 10,
         "query_timeout_seconds": 10.0,
         "condor_config": str(topology.client_config),
-        "monitoring": {"dir": str(topology.work_dir / "frontend" / "monitoring"), "writers": ["json"]},
+        "monitoring": lab_monitoring(topology, "frontend"),
         "factories": {FACTORY_NAME: {"identity": f"{LAB_USER}@{UID_DOMAIN}"}},
         "groups": {"main": group},
         "work_dir": str(topology.work_dir / "frontend"),

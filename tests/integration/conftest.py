@@ -17,7 +17,9 @@ import pytest
 
 from updraft.condor import Collector, Schedd, use_client_config
 from updraft.lab import control
-from updraft.lab.runtime import Runtime, choose_runtime
+from updraft.lab import tsdb as tsdb_lab
+from updraft.lab.runtime import Runtime, choose_runtime, ensure_root
+from updraft.lab.tsdb import TimeSeriesServers
 from updraft.lab.topology import Topology, build_topology
 
 
@@ -76,3 +78,15 @@ def job_dir(lab: Topology, request: pytest.FixtureRequest) -> Path:
     path.mkdir(parents=True)
     path.chmod(0o777)
     return path
+
+
+@pytest.fixture(scope="session")
+def tsdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TimeSeriesServers]:
+    """VictoriaMetrics and InfluxDB 1.x from the cached root, on free ports; no HTCondor lab.
+
+    Never skipped: a missing binary or a server that does not come up fails
+    the tests that use it, with the end of the server's log.
+    """
+    root = ensure_root(Path(os.environ.get("UPDRAFT_CACHE", "/var/cache/updraft")))
+    with tsdb_lab.running(root, tmp_path_factory.mktemp("tsdb")) as servers:
+        yield servers

@@ -8,22 +8,28 @@ them -> assertions on the factory schedd's queue and the VO pool.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import htcondor2
 import pytest
 import yaml
-
 from updraft.condor import Collector
+from updraft.factory.config import load_factory_config
 from updraft.frontend.config import FrontendConfig
 from updraft.frontend.model import Decision, EntryAd, RemoveMode
 from updraft.frontend.publish import request_ad
-from updraft.lab.labconfig import factory_config, frontend_config, write_component_configs
+from updraft.lab.labconfig import (
+    factory_config,
+    frontend_config,
+    write_component_configs,
+)
 from updraft.lab.topology import Topology
 
 from .jobs import wait_for
@@ -107,6 +113,21 @@ def test_a_request_makes_the_factory_submit_pilots_that_reach_the_ce_and_join_th
     assert sum(int(n) for n in row.split()[3:8]) == 3  # waiting + pending + staging + running + held
     ad = Collector(lab.wms.collector).generic_ads("UpdraftEntry", 'Name == "site1@lab-factory"')[0]
     assert ad["UpdraftPilotsIdle"] + ad["UpdraftPilotsRunning"] + ad["UpdraftPilotsHeld"] == 3
+    _assert_monitoring_shows_three_pilots_on_site1(Path(load_factory_config(factory_yaml).config.monitoring.dir))
+
+
+def _assert_monitoring_shows_three_pilots_on_site1(monitoring: Path) -> None:
+    """The second `once` saw the 3 pilots: every file-based writer shows them."""
+    status = json.loads((monitoring / "factory-lab-factory.json").read_text())
+    (row,) = [r for r in status["pilots"] if (r["entry"], r["frontend"]) == ("site1", "lab-vo")]
+    assert sum(row[s] for s in ("waiting", "pending", "staging", "running", "held")) == 3
+    entry = ET.parse(monitoring / "xml" / "factory-lab-factory" / "entry-site1.xml").getroot()
+    assert entry.get("name") == "site1"
+    rrd = monitoring / "rrd" / "updraft_factory_pilots" / "lab-factory" / "site1" / "lab-vo.rrd"
+    info = subprocess.run(["rrdtool", "info", str(rrd)], capture_output=True, text=True, check=True).stdout
+    assert "ds[running].type = \"GAUGE\"" in info
+    page = monitoring / "html" / "factory-lab-factory" / "index.html"
+    assert "site1" in page.read_text()
 
 
 def test_lowering_the_request_removes_the_excess_idle_pilots_only(lab, frontend, factory_yaml, schedd) -> None:
@@ -251,7 +272,6 @@ class _RecordingWriter:
 
 
 def test_a_monitoring_writer_that_raises_does_not_stop_the_factory_cycle(lab, frontend, factory_yaml, schedd) -> None:
-    from updraft.factory.config import load_factory_config
     from updraft.factory.service import run_cycle
     from updraft.monitoring.report import Reporter
 

@@ -14,12 +14,12 @@ import signal
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import htcondor2
 import pytest
 import yaml
-
 from updraft import protocol
 from updraft.condor import Collector
 from updraft.factory.advertise import entry_ads
@@ -110,6 +110,15 @@ def test_monitoring_gets_the_cycle_as_a_snapshot(lab, frontend_yaml, entries, qu
     assert rows["site2@lab-factory"]["jobs_idle"] == 3
     assert status["unmatched_jobs"] == {"main": 1}
     assert set(status["timings"]) == {"observe", "decide", "publish"}
+    monitoring = lab.work_dir / "frontend" / "monitoring"
+    group = ET.parse(monitoring / "xml" / "frontend-lab-vo" / "group-main.xml").getroot()
+    requested = {e.get("name"): e.get("requested_idle") for e in group.iter() if e.get("requested_idle") and e.get("name")}
+    assert requested["site1@lab-factory"] == "3"
+    rrd = monitoring / "rrd" / "updraft_frontend_match" / "lab-vo" / "main" / "site1@lab-factory.rrd"
+    assert "requested_idle" in subprocess.run(["rrdtool", "info", str(rrd)], capture_output=True, text=True,
+                                              check=True).stdout
+    page = (monitoring / "html" / "frontend-lab-vo" / "index.html").read_text()
+    assert "main" in page
 
 
 def test_plan_diffs_against_what_is_published_without_publishing(lab, frontend_yaml, entries, queued_jobs) -> None:

@@ -167,6 +167,11 @@ def choose_runtime(preference: str, cache_dir: Path) -> Runtime:
     return ChrootRuntime(ensure_root(cache_dir))
 
 
+def mounts_under(path: Path) -> list[Path]:
+    """Mount points at or below `path`."""
+    return [m for m in mount_points() if m == path or path in m.parents]
+
+
 def root_path(cache_dir: Path) -> Path:
     return cache_dir / f"htcondor-{ROOT_SUITE}"
 
@@ -179,6 +184,11 @@ def ensure_root(cache_dir: Path) -> Path:
         return root
     if os.geteuid() != 0:
         raise LabError(f"building the HTCondor root in {root} needs root (or install HTCondor on this host)")
+    busy = mounts_under(root)
+    if busy:
+        # Deleting the old root would follow its bind mounts into a running lab's files.
+        raise LabError(f"the HTCondor root {root} must be rebuilt (recipe {ROOT_RECIPE}) but a lab still uses it "
+                       f"({', '.join(map(str, busy[:3]))} mounted): take that lab down first (updraft lab down)")
     if shutil.which("debootstrap") is None:
         raise LabError("debootstrap is missing: apt-get install debootstrap (make test does this)")
     building = cache_dir / f"{root.name}.building"

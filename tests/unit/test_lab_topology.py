@@ -98,3 +98,17 @@ def test_derived_component_configs_validate_and_name_the_lab_addresses(topology)
 )
 def test_parse_passwd(text: str, user: str, expected) -> None:
     assert parse_passwd(text, user) == expected
+
+
+def test_a_root_with_a_lab_mounted_inside_is_not_rebuilt(tmp_path, monkeypatch) -> None:
+    from updraft.errors import LabError
+    from updraft.lab import runtime
+
+    root = runtime.root_path(tmp_path)
+    (root).mkdir()
+    (root / ".updraft-root").write_text("0\n")
+    monkeypatch.setattr(runtime, "mount_points", lambda: [Path("/proc"), root / "proc", root / "var/tmp/lab"])
+    monkeypatch.setattr(runtime.os, "geteuid", lambda: 0)
+    with pytest.raises(LabError, match=r"a lab still uses it \(.*/proc, .* mounted\).*updraft lab down"):
+        runtime.ensure_root(tmp_path)
+    assert (root / ".updraft-root").read_text() == "0\n"

@@ -220,7 +220,7 @@ def account_completed(config: FactoryConfig, now: float) -> tuple[Stats, Stats, 
     for (entry, frontend), stats in sorted(new.items()):
         log.info("completed on %s for %s: %d pilots (%d ok, %d failed%s, %d without report), %d jobs",
                  entry, frontend, stats.pilots, stats.ok, stats.failed, _by_step(stats), stats.no_report, stats.jobs_run)
-    return new, None
+    return new, totals, None
 
 
 def _by_step(stats: completed_pilots.CompletedStats) -> str:

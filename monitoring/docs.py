@@ -55,10 +55,20 @@ VictoriaMetrics): each field becomes a metric named
 Counters work with `rate()` and `increase()`, e.g.
 `sum by (entry) (increase(updraft_factory_completed_failed[1h]))`.
 
-**RRD** (writer `rrd`): one file per measurement and tag set, one data
-source per field, named as the field (fields are at most 19 characters
-of `[a-z0-9_]`, RRD's limit). Gauges are GAUGE data sources; counters
-are stored so that their rate can be graphed.
+**RRD** (writer `rrd`): one file per measurement and tag set,
+`<monitoring dir>/rrd/<measurement>/<tag value>/.../<last tag value>.rrd`
+(tags in the order listed below; a value that is not a plain name is
+written as `_` and its UTF-8 bytes in hex), one data source per field,
+named as the field (fields are at most 19 characters of `[a-z0-9_]`,
+RRD's limit). Gauges are `GAUGE` data sources; counters are `DERIVE`
+with minimum 0, so `rrdtool fetch` and graphs show their rate per second
+and a reset is one unknown point, not a spike. Archives keep AVERAGE and
+MAX at 1, 6, 24 and 288 steps for 2, 14, 62 and 400 days. A file whose
+data sources or step differ from this catalogue (after an upgrade or a
+changed `step_seconds`) is never rewritten: the writer skips it and says
+so, and `updraft factory reconfig` / `updraft frontend reconfig` list
+it; move it aside to start a new one. The `status_pages` writer draws
+its graphs from these files.
 
 ## Setting up the InfluxDB writer
 

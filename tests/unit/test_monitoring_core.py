@@ -314,3 +314,18 @@ def test_status_pages_must_read_the_folder_the_rrd_writer_writes() -> None:
         MonitoringConfig.model_validate({"writers": {"rrd": {}, "status_pages": {"rrd_subdir": "graphs"}}})
     with pytest.raises(ValueError, match=r"status_pages needs the rrd writer"):
         MonitoringConfig.model_validate({"writers": ["status_pages", "rrd"]})
+
+
+@pytest.mark.parametrize("example", ["factory.yaml", "frontend.yaml"])
+def test_the_commented_monitoring_example_in_etc_validates(example: str) -> None:
+    import yaml
+
+    text = (Path(__file__).parents[2] / "etc" / example).read_text()
+    start = text.index("# monitoring:\n")
+    block = []
+    for line in text[start:].splitlines():
+        if not (line.startswith("# monitoring") or line.startswith("#   ")):
+            break
+        block.append(line[2:])
+    config = MonitoringConfig.model_validate(yaml.safe_load("\n".join(block))["monitoring"])
+    assert list(config.writers) == ["json", "xml", "rrd", "status_pages", "influxdb"]

@@ -380,3 +380,18 @@ def test_a_cycle_costs_one_rrdtool_process(monitoring_dir: Path, tmp_path: Path)
     assert runs() == 2  # the files it has not seen yet are checked first
     restarted.write(factory_snapshot(4))
     assert runs() == 1
+
+
+def test_a_big_component_draws_its_graphs_over_several_cycles_missing_ones_first(monitoring_dir: Path) -> None:
+    w, pages = writer(monitoring_dir), pages_writer(monitoring_dir, periods=("hour",), max_graphs_per_cycle=5)
+    w.write(factory_snapshot(1))
+    folder = monitoring_dir / "html" / "factory-fac"
+    counts = []
+    for k in range(1, 40):
+        pages.write(factory_snapshot(1))
+        counts.append(len(list(folder.rglob("*.png"))))
+        if len(counts) > 1 and counts[-1] == counts[-2]:
+            break
+    assert counts[0] == 5 and all(b - a <= 5 for a, b in zip(counts, counts[1:]))
+    assert counts[-1] > 10  # every graph arrived in the end, a few per cycle
+    assert_page_is_whole(folder / "index.html")

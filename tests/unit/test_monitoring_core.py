@@ -329,3 +329,58 @@ def test_the_commented_monitoring_example_in_etc_validates(example: str) -> None
         block.append(line[2:])
     config = MonitoringConfig.model_validate(yaml.safe_load("\n".join(block))["monitoring"])
     assert list(config.writers) == ["json", "xml", "rrd", "status_pages", "influxdb"]
+
+
+THIRD_PARTY = '''
+from pathlib import Path
+from updraft.config import ConfigModel
+from updraft.monitoring.plugin import WriterPlugin
+
+
+class Settings(ConfigModel):
+    greeting: str = "hello"
+
+
+class Writer:
+    name = "{name}"
+
+    def __init__(self, settings, directory):
+        self.settings, self.directory = settings, directory
+
+    def write(self, snapshot):
+        (self.directory / "third-party.txt").write_text(f"{{self.settings.greeting}} cycle {{snapshot.cycle}}")
+
+
+PLUGIN = WriterPlugin("{name}", Settings, Writer)
+'''
+
+
+@pytest.fixture
+def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An installed distribution publishing two writers under the entry point group, one named like ours."""
+    site = tmp_path / "site"
+    (site / "acme_writer").mkdir(parents=True)
+    (site / "acme_writer" / "__init__.py").write_text("")
+    (site / "acme_writer" / "good.py").write_text(THIRD_PARTY.format(name="acme"))
+    (site / "acme_writer" / "shadow.py").write_text(THIRD_PARTY.format(name="json"))
+    info = site / "acme_writer-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-writer\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[updraft.monitoring.writers]\nacme = acme_writer.good:PLUGIN\njson = acme_writer.shadow:PLUGIN\n")
+    monkeypatch.syspath_prepend(str(site))
+    return tmp_path / "monitoring"
+
+
+def test_a_third_party_writer_registers_through_its_entry_point_and_cannot_shadow_ours(third_party: Path) -> None:
+    from updraft.monitoring import registry
+
+    assert "acme" in registry.names() and registry.names().count("json") == 1
+    config = MonitoringConfig.model_validate({"dir": str(third_party), "writers": {"json": {}, "acme": {"greeting": "hi"}}})
+    reporter = registry.reporter(config)
+    third_party.mkdir()
+    assert reporter.report(SNAPSHOT) == {}
+    assert (third_party / "third-party.txt").read_text() == "hi cycle 1"
+    assert (third_party / "frontend-vo.json").is_file()  # ours, not the shadow's
+    with pytest.raises(ValueError, match=r"acme\.greting: unknown key"):
+        MonitoringConfig.model_validate({"writers": {"acme": {"greting": "hi"}}})

@@ -395,3 +395,26 @@ def test_a_big_component_draws_its_graphs_over_several_cycles_missing_ones_first
     assert counts[0] == 5 and all(b - a <= 5 for a, b in zip(counts, counts[1:]))
     assert counts[-1] > 10  # every graph arrived in the end, a few per cycle
     assert_page_is_whole(folder / "index.html")
+
+
+def test_frontend_reconfig_warns_about_an_rrd_file_of_another_schema(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from updraft.cli import main
+
+    monitoring = tmp_path / "monitoring"
+    old = rrd_file(monitoring / "rrd", metrics.FRONTEND, ("vo",))
+    old.parent.mkdir(parents=True)
+    subprocess.run(["rrdtool", "create", str(old), "--step", "300", "DS:jobs_idle:GAUGE:600:0:U",
+                    "RRA:AVERAGE:0.5:1:10"], check=True)
+    config = tmp_path / "frontend.yaml"
+    config.write_text(
+        "name: vo\nvo_collector: 127.0.0.1:1\nwms_collector: 127.0.0.1:2\n"
+        "factories: {fac: {identity: u@d}}\ngroups: {main: {}}\n"
+        f"work_dir: {tmp_path / 'work'}\n"
+        f"monitoring: {{dir: {monitoring}, writers: {{rrd: {{step_seconds: 300}}}}}}\n"
+    )
+    done = CliRunner().invoke(main, ["frontend", "reconfig", "-c", str(config)])
+    assert done.exit_code == 0, done.output
+    assert f"warning: monitoring rrd: {old}: data sources missing: jobs_old_idle" in done.output
+    assert "move it aside" in done.output

@@ -141,6 +141,8 @@ def env(lab_dir: Path) -> None:
     click.echo(f"# WMS collector  {topology.wms.collector}  (factory schedd {topology.factory.schedd_name})")
     for site in topology.sites:
         click.echo(f"# {site.name:<14} grid_resource = condor {site.ce_resource}")
+    if topology.influx_config.is_file():
+        click.echo(f"# InfluxDB       {topology.influx_url}  (database {control.LAB_DATABASE}: the monitoring of both)")
     click.echo(f"export CONDOR_CONFIG={topology.client_config}")
     click.echo(f"export UPDRAFT_FACTORY_CONFIG={written['factory']}")
     click.echo(f"export UPDRAFT_FRONTEND_CONFIG={written['frontend']}")

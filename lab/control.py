@@ -27,6 +27,7 @@ from updraft.condor import Collector, use_client_config
 from updraft.errors import CondorError, LabError
 from updraft.lab.runtime import LAB_USER, ChrootRuntime, HostRuntime, Runtime
 from updraft.lab.topology import UID_DOMAIN, Instance, Topology
+from updraft.lab.tsdb import answers, create_database, influxdb_config
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,11 @@ def _templates() -> jinja2.Environment:
     return jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
 
-def render_configs(topology: Topology, release_dir: str = "/usr") -> dict[Path, str]:
-    """Every config file of the lab, by path: pure, so it is tested without daemons."""
+def render_configs(topology: Topology, release_dir: str = "/usr", influxdb: bool = True) -> dict[Path, str]:
+    """Every config file of the lab, by path: pure, so it is tested without daemons.
+
+    `influxdb`: whether the runtime has InfluxDB to run for the lab's monitoring.
+    """
     env = _templates()
     files = {
         topology.common_config: env.get_template("common.config.j2").render(
@@ -74,8 +78,18 @@ def render_configs(topology: Topology, release_dir: str = "/usr") -> dict[Path, 
             common_config=topology.common_config,
             worker_cpus=WORKER_CPUS,
             worker_memory_mb=WORKER_MEMORY_MB,
+            influxdb=influxdb,
+            influx_config=topology.influx_config,
         )
+    if influxdb and topology.factory.influx_port:
+        port = topology.factory.influx_port
+        files[topology.influx_config] = influxdb_config(port, port + 1, topology.influx_data_dir)
     return files
+
+
+def has_influxdb(runtime: Runtime) -> bool:
+    """The chroot runtime's root has it (ROOT_RECIPE 3); an operator's host may not."""
+    return (runtime.root / "usr/bin/influxd").is_file()
 
 
 def master_config(topology: Topology, instance: Instance) -> Path:
@@ -173,14 +187,32 @@ def up(topology: Topology, runtime: Runtime, timeout: float = 90.0) -> list[Daem
     topology.base_dir.mkdir(parents=True, exist_ok=True)
     runtime.share(topology.base_dir)
     _prepare_dirs(topology, runtime)
-    for path, text in render_configs(topology).items():
+    influxdb = has_influxdb(runtime)
+    for path, text in render_configs(topology, influxdb=influxdb).items():
         _write_atomically(path, text)
     _ensure_credentials(topology, runtime)
     _save_state(topology, runtime)
     use_client_config(topology.client_config)
     for instance in topology.instances:
         _start_master(topology, runtime, instance)
-    return wait_ready(topology, timeout)
+    statuses = wait_ready(topology, timeout)
+    if influxdb:
+        _ensure_database(topology, timeout)
+    return statuses
+
+
+LAB_DATABASE = "updraft"
+"""The InfluxDB database the lab's writers fill and Grafana reads."""
+
+
+def _ensure_database(topology: Topology, timeout: float) -> None:
+    """InfluxDB 1.x drops writes to a database that does not exist: create it once it answers."""
+    deadline = time.monotonic() + timeout
+    while not answers(f"{topology.influx_url}/ping"):
+        if time.monotonic() > deadline:
+            raise LabError(f"the lab's InfluxDB at {topology.influx_url} did not answer within {timeout:.0f} s")
+        time.sleep(0.5)
+    create_database(topology.influx_url, LAB_DATABASE)
 
 
 def wait_ready(topology: Topology, timeout: float) -> list[DaemonStatus]:

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 import updraft.glidein
+from updraft.lab.control import LAB_DATABASE
 from updraft.lab.runtime import LAB_USER
 from updraft.lab.topology import UID_DOMAIN, Topology
 
@@ -43,16 +44,18 @@ def shared_config(topology: Topology) -> Path:
 
 
 def lab_monitoring(topology: Topology, component: str) -> dict[str, Any]:
-    """Every file-based writer, at the lab's 10 s cycle: status pages to look at after a run."""
-    return {
-        "dir": str(topology.work_dir / component / "monitoring"),
-        "writers": {
-            "json": {},
-            "xml": {},
-            "rrd": {"step_seconds": 10},
-            "status_pages": {"refresh_seconds": 10},
-        },
+    """Every writer, at the lab's 10 s cycle: status pages to look at after a run, and the
+    lab's InfluxDB (when the lab runs one) for Grafana."""
+    writers: dict[str, Any] = {
+        "json": {},
+        "xml": {},
+        "rrd": {"step_seconds": 10},
+        "status_pages": {"refresh_seconds": 10},
     }
+    if topology.influx_config.is_file():
+        writers["influxdb"] = {"api": "v1", "url": topology.influx_url, "database": LAB_DATABASE,
+                               "timeout_seconds": 5.0}
+    return {"dir": str(topology.work_dir / component / "monitoring"), "writers": writers}
 
 
 def factory_config(topology: Topology) -> dict[str, Any]:

@@ -31,6 +31,9 @@ class Instance:
     startd_name: str | None = None
     web_port: int | None = None
     """The staging web server's port, on the instance that serves pilots their files (the factory host)."""
+    influx_port: int | None = None
+    """InfluxDB's HTTP port, where the lab's factory and frontend write their monitoring (the factory host);
+    its RPC service takes the next port."""
 
     @property
     def collector(self) -> str:
@@ -139,18 +142,32 @@ class Topology:
         return f"http://{LOOPBACK}:{self.factory.web_port}"
 
     @property
+    def influx_url(self) -> str:
+        assert self.factory.influx_port is not None
+        return f"http://{LOOPBACK}:{self.factory.influx_port}"
+
+    @property
+    def influx_config(self) -> Path:
+        return self.base_dir / "influxdb.conf"
+
+    @property
+    def influx_data_dir(self) -> Path:
+        return self.base_dir / "influxdb"
+
+    @property
     def etc_dir(self) -> Path:
         """Where `lab env` writes factory and frontend configs for this lab."""
         return self.base_dir / "etc"
 
 
 def build_topology(base_dir: Path, base_port: int = DEFAULT_BASE_PORT, site_count: int = 2) -> Topology:
-    """The standard lab: ports base_port (VO), +1 (WMS), +2... (one per site), then the staging web server."""
+    """The standard lab: ports base_port (VO), +1 (WMS), +2... (one per site), then the staging web server,
+    then InfluxDB (HTTP, RPC)."""
     vo = Instance("vo", "VO pool", ("COLLECTOR", "NEGOTIATOR", "SCHEDD"), base_port, schedd_name=f"vo-schedd@{UID_DOMAIN}")
     submit2 = Instance("submit2", "second user schedd", ("SCHEDD",), base_port, schedd_name=f"vo-schedd2@{UID_DOMAIN}")
     wms = Instance("wms", "WMS collector", ("COLLECTOR",), base_port + 1)
     factory = Instance("factory", "factory schedd", ("SCHEDD",), base_port + 1, schedd_name=f"factory@{UID_DOMAIN}",
-                       web_port=base_port + 2 + site_count)
+                       web_port=base_port + 2 + site_count, influx_port=base_port + 3 + site_count)
     sites = tuple(_site(index, base_port + 1 + index) for index in range(1, site_count + 1))
     return Topology(Path(base_dir), base_port, vo, submit2, wms, factory, sites)
 

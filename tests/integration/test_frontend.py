@@ -25,9 +25,11 @@ from updraft.condor import Collector
 from updraft.factory.advertise import entry_ads
 from updraft.factory.config import FactoryConfig
 from updraft.lab import control
-from updraft.lab.labconfig import factory_config, frontend_config
+from updraft.lab.control import LAB_DATABASE
+from updraft.lab.labconfig import factory_config, frontend_config, write_component_configs
 from updraft.lab.runtime import Runtime
 from updraft.lab.topology import Topology
+from updraft.lab.tsdb import influxql
 
 from .jobs import glidein_job, wait_for
 
@@ -48,6 +50,7 @@ def updraft(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def frontend_yaml(lab: Topology, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The lab's frontend config, narrowed to this module's jobs."""
+    write_component_configs(lab)  # the files it stages for pilots
     config = frontend_config(lab)
     config["groups"]["main"]["job_constraint"] = f'UpdraftTest =?= "{MARK}"'
     path = tmp_path_factory.mktemp("frontend") / "frontend.yaml"
@@ -119,6 +122,9 @@ def test_monitoring_gets_the_cycle_as_a_snapshot(lab, frontend_yaml, entries, qu
                                               check=True).stdout
     page = (monitoring / "html" / "frontend-lab-vo" / "index.html").read_text()
     assert "main" in page
+    points = influxql(lab.influx_url, 'SELECT last("requested_idle") FROM "updraft_frontend_match" '
+                      "WHERE \"entry\" = 'site1@lab-factory' AND time > now() - 1h", LAB_DATABASE)
+    assert points[0]["series"][0]["values"][0][1] == 3.0
 
 
 def test_plan_diffs_against_what_is_published_without_publishing(lab, frontend_yaml, entries, queued_jobs) -> None:

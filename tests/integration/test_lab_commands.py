@@ -49,6 +49,7 @@ def test_env_prints_addresses_and_writes_configs_that_validate(lab: Topology) ->
     assert lab.wms.collector in done.stdout and lab.vo.collector in done.stdout
     for site in lab.sites:
         assert site.ce_resource in done.stdout
+    assert f"# InfluxDB       {lab.influx_url}  (database updraft" in done.stdout
     for component in ("factory", "frontend"):
         path = lab.etc_dir / f"{component}.yaml"
         assert f"export UPDRAFT_{component.upper()}_CONFIG={path}" in done.stdout

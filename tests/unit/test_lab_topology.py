@@ -112,3 +112,18 @@ def test_a_root_with_a_lab_mounted_inside_is_not_rebuilt(tmp_path, monkeypatch) 
     with pytest.raises(LabError, match=r"a lab still uses it \(.*/proc, .* mounted\).*updraft lab down"):
         runtime.ensure_root(tmp_path)
     assert (root / ".updraft-root").read_text() == "0\n"
+
+
+def test_the_factory_host_runs_influxdb_on_its_own_ports_when_the_runtime_has_it(topology) -> None:
+    files = render_configs(topology)
+    factory = files[master_config(topology, topology.factory)]
+    assert f"INFLUXDB_ARGS = -config {topology.influx_config}" in factory and "STAGING_WEB, INFLUXDB" not in factory
+    assert "DAEMON_LIST = $(DAEMON_LIST), INFLUXDB" in factory
+    port = topology.factory.influx_port
+    assert port not in {i.collector_port for i in topology.instances} | {topology.factory.web_port}
+    conf = files[topology.influx_config]
+    assert f'bind-address = "127.0.0.1:{port}"' in conf and f'bind-address = "127.0.0.1:{port + 1}"' in conf
+    assert all("INFLUXDB" not in text for path, text in files.items() if path != master_config(topology, topology.factory))
+    without = render_configs(topology, influxdb=False)
+    assert "INFLUXDB" not in without[master_config(topology, topology.factory)]
+    assert topology.influx_config not in without

@@ -1,0 +1,119 @@
+"""The demo's user workload, and how its progress reads: pure, so it is tested without a pool.
+
+Jobs come in shapes (cores, memory, the sites they accept, how long they
+run), as users submit them. One shape asks for more cores than any lab
+entry offers, so the demo shows what the frontend does with jobs it cannot
+serve. `jobs_progress` and `pilots_progress` turn the ads one query
+returns into the counts the demo prints each refresh.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import classad2
+
+WORKLOAD_ATTR = "UpdraftDemoShape"
+"""Job attribute naming the job's shape: how the demo finds and counts its own jobs."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    count: int
+    cpus: int
+    memory_mb: int
+    sites: tuple[str, ...]
+    """GLIDEIN_Site values the job accepts (DESIRED_Sites)."""
+    seconds: int
+    """How long each job sleeps."""
+    runnable: bool = True
+    """False for the shape no lab entry can run: it must stay idle."""
+
+
+DEMO_WORKLOAD: tuple[Shape, ...] = (
+    Shape("small-site1", 10, 1, 512, ("Site1",), 20),
+    Shape("double-site2", 8, 2, 1024, ("Site2",), 20),
+    Shape("short-anywhere", 8, 1, 256, ("Site1", "Site2"), 10),
+    Shape("too-wide", 4, 4, 1024, ("Site1", "Site2"), 10, runnable=False),
+)
+"""30 jobs: 26 runnable on the lab's 2-core pilots, 4 that want 4 cores, which no entry has."""
+
+
+def submit_description(shape: Shape, log: Path) -> dict[str, str]:
+    """One shape's jobs as a plain submit description (one cluster of `shape.count` jobs)."""
+    return {
+        "universe": "vanilla",
+        "executable": "/bin/sleep",
+        "arguments": str(shape.seconds),
+        "log": str(log),
+        "request_cpus": str(shape.cpus),
+        "request_memory": str(shape.memory_mb),
+        "request_disk": "10240",
+        "should_transfer_files": "YES",
+        "when_to_transfer_output": "ON_EXIT",
+        "requirements": "TARGET.IS_GLIDEIN =?= true && stringListMember(TARGET.GLIDEIN_Site, MY.DESIRED_Sites)",
+        f"+{WORKLOAD_ATTR}": classad2.quote(shape.name),
+        "+DESIRED_Sites": classad2.quote(",".join(shape.sites)),
+    }
+
+
+JOB_PROJECTION = [WORKLOAD_ATTR, "JobStatus", "MachineAttrGLIDEIN_Site0", "MachineAttrIS_GLIDEIN0"]
+JOB_STATES = {1: "idle", 2: "running", 4: "done", 5: "held"}
+
+
+@dataclass(frozen=True)
+class JobsProgress:
+    """Jobs by shape and state, and where the finished ones ran."""
+
+    by_shape: Mapping[str, Mapping[str, int]]
+    done_on_pilots: int
+    """Finished jobs whose slot was a pilot (IS_GLIDEIN) of a site the job accepts."""
+    done_elsewhere: int
+
+    def count(self, state: str, shapes: Iterable[Shape] = DEMO_WORKLOAD, runnable: bool | None = None) -> int:
+        return sum(self.by_shape.get(s.name, {}).get(state, 0) for s in shapes
+                   if runnable is None or s.runnable is runnable)
+
+    def runnable_finished(self, shapes: Iterable[Shape] = DEMO_WORKLOAD) -> bool:
+        """Every runnable job is done."""
+        return all(self.by_shape.get(s.name, {}).get("done", 0) >= s.count for s in shapes if s.runnable)
+
+
+def jobs_progress(ads: Iterable[Mapping[str, Any]], shapes: Iterable[Shape] = DEMO_WORKLOAD) -> JobsProgress:
+    """From the VO schedds' queue and history ads of the demo's jobs (JOB_PROJECTION)."""
+    sites = {s.name: set(s.sites) for s in shapes}
+    counts: dict[str, Counter[str]] = {}
+    on_pilots = elsewhere = 0
+    for ad in ads:
+        shape = str(ad.get(WORKLOAD_ATTR, ""))
+        state = JOB_STATES.get(int(ad.get("JobStatus", 0)), "other")
+        counts.setdefault(shape, Counter())[state] += 1
+        if state == "done":
+            ran_on_pilot = ad.get("MachineAttrIS_GLIDEIN0") is True
+            if ran_on_pilot and ad.get("MachineAttrGLIDEIN_Site0") in sites.get(shape, set()):
+                on_pilots += 1
+            else:
+                elsewhere += 1
+    return JobsProgress({k: dict(v) for k, v in counts.items()}, on_pilots, elsewhere)
+
+
+@dataclass(frozen=True)
+class EntryPilots:
+    entry: str
+    requested_idle: int = 0
+    idle: int = 0
+    running: int = 0
+    held: int = 0
+
+
+def progress_line(elapsed: float, jobs: JobsProgress, pilots: Iterable[EntryPilots]) -> str:
+    """One line per refresh: jobs idle/running/done, then each entry's requested/idle/running pilots."""
+    entries = "  ".join(f"{p.entry}: req {p.requested_idle} idle {p.idle} run {p.running}"
+                        + (f" held {p.held}" if p.held else "") for p in pilots)
+    return (f"[{elapsed:5.0f}s] jobs idle {jobs.count('idle')} running {jobs.count('running')} "
+            f"done {jobs.count('done')}/{sum(s.count for s in DEMO_WORKLOAD if s.runnable)}  |  {entries}")

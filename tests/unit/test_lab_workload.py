@@ -1,0 +1,61 @@
+"""The demo's workload and its progress, from plain ads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from updraft.lab.workload import (
+    DEMO_WORKLOAD,
+    WORKLOAD_ATTR,
+    EntryPilots,
+    jobs_progress,
+    progress_line,
+    submit_description,
+)
+
+
+def test_the_workload_has_thirty_jobs_and_one_shape_no_two_core_pilot_can_run() -> None:
+    assert sum(s.count for s in DEMO_WORKLOAD) == 30
+    (wide,) = [s for s in DEMO_WORKLOAD if not s.runnable]
+    assert wide.cpus > 2 and all(s.cpus <= 2 for s in DEMO_WORKLOAD if s.runnable)
+
+
+def test_a_shape_becomes_a_submit_description_that_only_pilots_of_its_sites_match(tmp_path: Path) -> None:
+    shape = DEMO_WORKLOAD[2]
+    description = submit_description(shape, tmp_path / "demo.log")
+    assert (description["request_cpus"], description["request_memory"], description["arguments"]) == ("1", "256", "10")
+    assert description["requirements"].startswith("TARGET.IS_GLIDEIN =?= true")
+    assert description["+DESIRED_Sites"] == '"Site1,Site2"'
+    assert description[f"+{WORKLOAD_ATTR}"] == '"short-anywhere"'
+
+
+def ad(shape: str, status: int, site: str | None = None, glidein: bool = True) -> dict:
+    found = {WORKLOAD_ATTR: shape, "JobStatus": status}
+    if site:
+        found.update(MachineAttrGLIDEIN_Site0=site, MachineAttrIS_GLIDEIN0=glidein)
+    return found
+
+
+def test_progress_counts_states_and_where_finished_jobs_ran() -> None:
+    ads = [ad("small-site1", 4, "Site1")] * 10 + [ad("double-site2", 4, "Site2")] * 7 + [ad("double-site2", 2)]
+    ads += [ad("short-anywhere", 4, "Site2")] * 7 + [ad("short-anywhere", 4, "Site1", glidein=False)]
+    ads += [ad("too-wide", 1)] * 4
+    progress = jobs_progress(ads)
+    assert progress.count("done") == 25 and progress.count("running") == 1
+    assert progress.count("idle", runnable=False) == 4
+    assert (progress.done_on_pilots, progress.done_elsewhere) == (24, 1)
+    assert not progress.runnable_finished()
+    finished = jobs_progress([*ads[:17], ad("double-site2", 4, "Site2"), *ads[18:]])
+    assert finished.runnable_finished()
+
+
+def test_a_wrong_site_is_not_counted_as_done_on_pilots() -> None:
+    progress = jobs_progress([ad("small-site1", 4, "Site2")])
+    assert (progress.done_on_pilots, progress.done_elsewhere) == (0, 1)
+
+
+def test_the_progress_line_shows_jobs_and_each_entry() -> None:
+    line = progress_line(42.4, jobs_progress([ad("small-site1", 2), ad("small-site1", 4, "Site1")]),
+                         [EntryPilots("site1", 3, 1, 2), EntryPilots("site2", held=1)])
+    assert line.startswith("[   42s] jobs idle 0 running 1 done 1/26")
+    assert "site1: req 3 idle 1 run 2" in line and "site2: req 0 idle 0 run 0 held 1" in line

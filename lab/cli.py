@@ -75,6 +75,37 @@ def up(lab_dir: Path, base_port: int, runtime_choice: str, cache: Path, timeout:
 
 @lab.command()
 @lab_dir_option
+@click.option("--keep", is_flag=True, envvar="KEEP", help="Leave the lab running at the end [env KEEP=1].")
+@click.option("--timeout", type=float, default=900.0, show_default=True, help="Seconds the workload may take.")
+def demo(lab_dir: Path, keep: bool, timeout: float) -> None:
+    """Provision pilots for a real workload on the lab, showing progress, then summarize.
+
+    Starts the factory and the frontend as services on a running lab
+    (`updraft lab up` first), queues 30 jobs of four shapes, prints jobs
+    and pilots every 5 s until every runnable job has finished and the
+    pilots have retired, then stops the services (and the lab, unless --keep).
+    """
+    import signal
+    import sys
+
+    from updraft.lab.demo import run_demo
+
+    topology = _existing_topology(lab_dir)
+    # SIGTERM cleans up like Ctrl-C: the services are stopped, the demo's jobs removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        for line in run_demo(topology, click.echo, timeout):
+            click.echo(line)
+    finally:
+        if not keep:
+            state = control.load_state(topology.base_dir)
+            if state is not None:
+                control.down(topology, control.runtime_from_state(state))
+                click.echo("lab down (KEEP=1 or --keep leaves it running)")
+
+
+@lab.command()
+@lab_dir_option
 def status(lab_dir: Path) -> None:
     """Show each daemon of the lab and whether its collector sees it; exit 1 if any is missing."""
     statuses = control.status(_existing_topology(lab_dir))

@@ -45,9 +45,14 @@ DEMO_WORKLOAD: tuple[Shape, ...] = (
 
 
 def submit_description(shape: Shape, log: Path) -> dict[str, str]:
-    """One shape's jobs as a plain submit description (one cluster of `shape.count` jobs)."""
+    """One shape's jobs as a plain submit description (one cluster of `shape.count` jobs).
+
+    The job starts in the log's folder, which must exist where the schedd
+    runs: a path the lab shares between host and daemons.
+    """
     return {
         "universe": "vanilla",
+        "initialdir": str(log.parent),
         "executable": "/bin/sleep",
         "arguments": str(shape.seconds),
         "log": str(log),

@@ -26,6 +26,7 @@ def test_a_shape_becomes_a_submit_description_that_only_pilots_of_its_sites_matc
     assert (description["request_cpus"], description["request_memory"], description["arguments"]) == ("1", "256", "10")
     assert description["requirements"].startswith("TARGET.IS_GLIDEIN =?= true")
     assert description["+DESIRED_Sites"] == '"Site1,Site2"'
+    assert description["initialdir"] == str(tmp_path)
     assert description[f"+{WORKLOAD_ATTR}"] == '"short-anywhere"'
 
 

@@ -62,6 +62,8 @@ def submit_description(shape: Shape, log: Path) -> dict[str, str]:
         "should_transfer_files": "YES",
         "when_to_transfer_output": "ON_EXIT",
         "requirements": "TARGET.IS_GLIDEIN =?= true && stringListMember(TARGET.GLIDEIN_Site, MY.DESIRED_Sites)",
+        # Recorded in the job as MachineAttr<name>0: where it ran, for the demo's summary.
+        "job_machine_attrs": "IS_GLIDEIN GLIDEIN_Site",
         f"+{WORKLOAD_ATTR}": classad2.quote(shape.name),
         "+DESIRED_Sites": classad2.quote(",".join(shape.sites)),
     }

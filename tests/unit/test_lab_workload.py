@@ -27,6 +27,7 @@ def test_a_shape_becomes_a_submit_description_that_only_pilots_of_its_sites_matc
     assert description["requirements"].startswith("TARGET.IS_GLIDEIN =?= true")
     assert description["+DESIRED_Sites"] == '"Site1,Site2"'
     assert description["initialdir"] == str(tmp_path)
+    assert set(description["job_machine_attrs"].split()) == {"IS_GLIDEIN", "GLIDEIN_Site"}
     assert description[f"+{WORKLOAD_ATTR}"] == '"short-anywhere"'
 
 

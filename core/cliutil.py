@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from updraft.monitoring.registry import MonitoringSettings
 
 
 def config_option(component: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -28,7 +31,7 @@ def count(number: int, singular: str, plural: str) -> str:
     return f"{number} {singular if number == 1 else plural}"
 
 
-def echo_monitoring_problems(monitoring: Any) -> None:
+def echo_monitoring_problems(monitoring: MonitoringSettings) -> None:
     """What the configured writers find wrong with their files (an RRD file of an older schema)."""
     from updraft.monitoring import registry
 

@@ -82,10 +82,11 @@ def once(config_path: Path) -> None:
     """
     import time
 
-    from updraft.factory.service import reporter_for, run_cycle
+    from updraft.factory.service import run_cycle
+    from updraft.monitoring.registry import reporter
 
     config = _load(config_path)
-    result = run_cycle(config, 1, time.time(), reporter=reporter_for(config))
+    result = run_cycle(config, 1, time.time(), reporter=reporter(config.monitoring))
     click.echo(f"submitted {result.submitted}, removed {result.removed}, released {result.released}")
     if result.plan is not None:
         for rejection in result.plan.rejected:

@@ -317,9 +317,6 @@ def withdraw(config: FactoryConfig) -> None:
         log.error("entries not withdrawn (they expire on their own): %s", err)
 
 
-def reporter_for(config: FactoryConfig) -> Reporter:
-    return registry.reporter(config.monitoring)
-
 
 class FactoryService:
     """Runs cycles until SIGTERM; SIGHUP reloads the configuration."""
@@ -330,7 +327,7 @@ class FactoryService:
         self.signals = CycleSignals()
         self.cycle = 0
         self.releases: Mapping[str, StagingRelease] = {}
-        self.reporter = reporter_for(config)
+        self.reporter = registry.reporter(config.monitoring)
 
     def run(self, max_cycles: int | None = None) -> None:
         write_pid(pid_path(self.config))
@@ -359,7 +356,7 @@ class FactoryService:
             log.error("reload refused, keeping the running configuration: %s", err)
             return
         self.config, self.releases = config, releases
-        self.reporter = reporter_for(config)
+        self.reporter = registry.reporter(config.monitoring)
         use_client_config(self.config.condor_config)
         record_applied(self.config)
         log.warning("configuration reloaded from %s", self.config_path)

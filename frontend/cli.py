@@ -86,10 +86,11 @@ def once(config_path: Path) -> None:
     """
     import time
 
-    from updraft.frontend.service import reporter_for, run_cycle
+    from updraft.frontend.service import run_cycle
+    from updraft.monitoring.registry import reporter
 
     config = _load(config_path)
-    result = run_cycle(config, reporter_for(config), 1, time.time())
+    result = run_cycle(config, reporter(config.monitoring), 1, time.time())
     _print_summary(result)
     if not result.published:
         raise click.ClickException("requests were not published")

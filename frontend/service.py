@@ -104,9 +104,6 @@ def pid_path(config: FrontendConfig) -> Path:
     return config.work_dir / "frontend.pid"
 
 
-def reporter_for(config: FrontendConfig) -> Reporter:
-    return registry.reporter(config.monitoring)
-
 
 class FrontendService:
     """Runs cycles until SIGTERM; SIGHUP reloads the configuration."""
@@ -114,7 +111,7 @@ class FrontendService:
     def __init__(self, config_path: Path, config: FrontendConfig) -> None:
         self.config_path = config_path
         self.config = config
-        self.reporter = reporter_for(config)
+        self.reporter = registry.reporter(config.monitoring)
         self.signals = CycleSignals()
         self.cycle = 0
         self.releases: Mapping[str, StagingRelease] = {}
@@ -145,7 +142,7 @@ class FrontendService:
             return
         self.config, self.releases = loaded.config, releases
         use_client_config(self.config.condor_config)
-        self.reporter = reporter_for(self.config)
+        self.reporter = registry.reporter(self.config.monitoring)
         log.warning("configuration reloaded from %s", self.config_path)
 
     def _withdraw(self) -> None:

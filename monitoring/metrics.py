@@ -19,9 +19,11 @@ from enum import Enum
 from updraft.monitoring.snapshot import (
     COMPLETED_COUNTERS,
     PILOT_STATES,
+    EntryStatus,
     FactorySnapshot,
     FrontendSnapshot,
     GroupEntryRow,
+    PilotRow,
     Snapshot,
 )
 
@@ -241,10 +243,8 @@ def _m(spec: MeasurementSpec, tag_values: tuple[str, ...], values: Mapping[str, 
                        {name: float(values[name]) for name in spec.field_names}, time)
 
 
-def _states(source: object) -> dict[str, float]:
-    values = {state: float(getattr(source, state)) for state in PILOT_STATES}
-    values["idle"] = values["waiting"] + values["pending"] + values["staging"]
-    return values
+def _states(source: EntryStatus | PilotRow) -> dict[str, float]:
+    return {**{state: float(getattr(source, state)) for state in PILOT_STATES}, "idle": float(source.idle)}
 
 
 def _factory(s: FactorySnapshot) -> Iterator[Measurement]:

@@ -58,14 +58,18 @@ def plugin(name: str) -> WriterPlugin:
 
 def build(writers: Mapping[str, Any], directory: Path) -> tuple[Writer, ...]:
     """The configured writers, in configuration order, from their validated settings."""
-    return tuple(plugin(name).create(settings, directory) for name, settings in writers.items())
+    return _create({name: plugin(name) for name in writers}, writers, directory)
+
+
+def _create(plugins: Mapping[str, WriterPlugin], writers: Mapping[str, Any], directory: Path) -> tuple[Writer, ...]:
+    return tuple(plugins[name].create(settings, directory) for name, settings in writers.items())
 
 
 def reporter(monitoring: MonitoringSettings) -> Reporter:
     """The configured writers behind their error boundaries, each after the writers it requires."""
-    writers = build(monitoring.writers, monitoring.dir)
-    requires = {name: plugin(name).requires for name in monitoring.writers}
-    return Reporter(writers, monitoring.deadline_seconds, requires)
+    plugins = {name: plugin(name) for name in monitoring.writers}
+    requires = {name: found.requires for name, found in plugins.items()}
+    return Reporter(_create(plugins, monitoring.writers, monitoring.dir), monitoring.deadline_seconds, requires)
 
 
 def check(writers: Mapping[str, Any], directory: Path) -> list[str]:

@@ -10,7 +10,7 @@ snapshot itself, names of the limits hit included.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 # --------------------------------------------------------------------------
@@ -155,11 +155,6 @@ class EntryStatus:
         return self.waiting + self.pending + self.staging
 
 
-COMPLETED_COUNTERS = ("pilots", "ok", "failed", "no_report", "removed", "lifetime_seconds", "jobs_run",
-                      "pilots_without_jobs", "core_seconds", "busy_core_seconds", "goodput_core_seconds",
-                      "waste_core_seconds")
-
-
 @dataclass(frozen=True)
 class CompletedRow:
     """Running totals over every pilot of an (entry, frontend) that has left the queue.
@@ -184,6 +179,10 @@ class CompletedRow:
     goodput_core_seconds: int = 0
     waste_core_seconds: int = 0
     failed_by_step: Mapping[str, int] = field(default_factory=dict)
+
+
+COMPLETED_COUNTERS = tuple(f.name for f in fields(CompletedRow) if f.name not in ("entry", "frontend", "failed_by_step"))
+"""The counters of `CompletedRow`, in field order: every total but the names and the steps."""
 
 
 @dataclass(frozen=True)

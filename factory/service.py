@@ -15,7 +15,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import classad2
@@ -53,6 +53,10 @@ from updraft.staging import StagingError, StagingRelease
 log = logging.getLogger(__name__)
 REJECTED_ATTRIBUTE = "UpdraftRejectedRequests"
 """In the factory ad: requests refused in the last cycle (each is also logged once, with its reason)."""
+
+
+Stats = dict[completed_pilots.Key, completed_pilots.CompletedStats]
+"""Completed-pilot statistics by (entry, frontend)."""
 
 
 def downtimes_path(config: FactoryConfig) -> Path:
@@ -153,8 +157,9 @@ def run_cycle(config: FactoryConfig, cycle: int, now: float,
     trouble = advertise(config, downtimes, view.pilots, now, len(plan.rejected) if plan else 0)
     if trouble:
         problems.append(trouble)
-    result = CycleResult(None, view)
-    totals: Mapping[completed_pilots.Key, completed_pilots.CompletedStats] = {}
+    results: list[ActResult] = []
+    completed: Stats = {}
+    totals: Stats = {}
     if plan is None:
         log.error("pilot queue unreadable: nothing submitted or removed this cycle")
     else:
@@ -167,14 +172,14 @@ def run_cycle(config: FactoryConfig, cycle: int, now: float,
         if trouble:
             problems.append(trouble)
         timings.update(act=acted - started, account=time.perf_counter() - acted)
-        result = CycleResult(
-            plan, view,
-            submitted=sum(r.submitted for r in results),
-            removed=sum(r.removed for r in results),
-            released=sum(r.released for r in results),
-            completed=completed,
-        )
-    result = replace(result, problems=tuple(problems))
+    result = CycleResult(
+        plan, view,
+        submitted=sum(r.submitted for r in results),
+        removed=sum(r.removed for r in results),
+        released=sum(r.released for r in results),
+        problems=tuple(problems),
+        completed=completed,
+    )
     if reporter is not None:
         facts = CycleFacts(now, cycle, view.pilots or (), plan, entries_in_downtime(config, downtimes, now),
                            totals, result.problems, timings)
@@ -185,9 +190,6 @@ def run_cycle(config: FactoryConfig, cycle: int, now: float,
 def completed_paths(config: FactoryConfig) -> tuple[Path, Path]:
     """(checkpoint, running totals) of the completed-pilot accounting."""
     return config.work_dir / "completed-checkpoint.json", config.work_dir / "completed-totals.json"
-
-
-Stats = dict[completed_pilots.Key, completed_pilots.CompletedStats]
 
 
 def account_completed(config: FactoryConfig, now: float) -> tuple[Stats, Stats, str | None]:

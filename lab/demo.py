@@ -130,9 +130,11 @@ def requested_idle(topology: Topology) -> dict[str, int]:
 
 def entry_pilots(topology: Topology) -> list[EntryPilots]:
     pilots, asked = pilots_per_entry(topology), requested_idle(topology)
-    return [EntryPilots(site.name, asked.get(site.name, 0), pilots.get(site.name, Counter())["idle"],
-                        pilots.get(site.name, Counter())["running"], pilots.get(site.name, Counter())["held"])
-            for site in topology.sites]
+    rows = []
+    for site in topology.sites:
+        states = pilots.get(site.name, Counter())
+        rows.append(EntryPilots(site.name, asked.get(site.name, 0), states["idle"], states["running"], states["held"]))
+    return rows
 
 
 @dataclass

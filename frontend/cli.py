@@ -136,21 +136,32 @@ def plan(config_path: Path) -> None:
 
 @frontend.command()
 @config_option
-@click.option("--entry", "entry_name", required=True, help="Entry name, or entry@factory.")
+@click.option("--entry", "entry_name", default=None, help="Entry name, or entry@factory.")
+@click.option("--unmatched", is_flag=True, help="Instead: why idle jobs get no pilots at all, entry by entry.")
 @click.option("--group", "group_name", default=None, help="Only this group (default: every group).")
-def explain(config_path: Path, entry_name: str, group_name: str | None) -> None:
+def explain(config_path: Path, entry_name: str | None, unmatched: bool, group_name: str | None) -> None:
     """Explain, in plain words, how the next request for an entry is computed.
 
     Observes and decides like a cycle, publishes nothing, and prints each
     step from the matching jobs to the number requested, naming the limit
-    or curb that bound it.
+    or curb that bound it. With --unmatched it prints, for each shape of
+    idle jobs that no entry takes, the test each entry failed.
     """
+    if (entry_name is None) == (not unmatched):
+        raise click.UsageError("give either --entry NAME or --unmatched")
+    config = _load(config_path)
+    if unmatched:
+        _explain_unmatched(config, group_name)
+    else:
+        _explain_entry(config, entry_name, group_name)
+
+
+def _explain_entry(config, entry_name: str, group_name: str | None) -> None:
     import time
 
     from updraft.frontend.explain import explain as explain_decision
     from updraft.frontend.service import plan_cycle
 
-    config = _load(config_path)
     planned, _ = plan_cycle(config, time.time())
     chosen = [d for d in planned.decisions
               if entry_name in (d.entry.name, d.entry.key) and group_name in (None, d.group)]
@@ -158,6 +169,22 @@ def explain(config_path: Path, entry_name: str, group_name: str | None) -> None:
         raise click.ClickException(f"no decision for entry {entry_name!r}: no matching jobs, pilots or advertised entry")
     for decision in chosen:
         click.echo(explain_decision(decision))
+
+
+def _explain_unmatched(config, group_name: str | None) -> None:
+    import time
+
+    from updraft.frontend.observe import observe
+    from updraft.frontend.whynot import describe, refused_shapes
+
+    seen = observe(config, time.time())
+    for problem in seen.problems:
+        click.echo(f"problem: {problem.source}: {problem.message}", err=True)
+    refused = refused_shapes(seen.shapes, seen.entries, config, group_name)
+    if not refused:
+        click.echo("every idle job matches at least one live entry")
+    for verdict in refused:
+        click.echo(describe(verdict))
 
 
 @frontend.command()

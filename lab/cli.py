@@ -132,13 +132,22 @@ def down(lab_dir: Path, purge: bool) -> None:
         click.echo(f"removed {lab_dir}")
 
 
+DAEMON_OPTION = click.option("--daemon", default=None, metavar="SUBSYSTEM",
+                             help="Only this daemon of the instance (e.g. INFLUXDB, SCHEDD), through its master.")
+
+
 @lab.command()
 @lab_dir_option
 @click.argument("instance")
-def stop(lab_dir: Path, instance: str) -> None:
-    """Stop one instance (vo, submit2, wms, factory, site1, site2): a fault on demand."""
+@DAEMON_OPTION
+def stop(lab_dir: Path, instance: str, daemon: str | None) -> None:
+    """Stop one instance (vo, submit2, wms, factory, site1, site2), or one of its daemons: a fault on demand."""
     topology = _existing_topology(lab_dir)
     _check_instance(topology, instance)
+    if daemon:
+        control.switch_daemon(topology, instance, daemon.upper(), on=False)
+        click.echo(f"{daemon.upper()} on {instance} stopped")
+        return
     control.stop_instance(topology, instance)
     click.echo(f"{instance} stopped")
 
@@ -146,10 +155,15 @@ def stop(lab_dir: Path, instance: str) -> None:
 @lab.command()
 @lab_dir_option
 @click.argument("instance")
-def start(lab_dir: Path, instance: str) -> None:
-    """Start one stopped instance again and wait until the whole lab advertises."""
+@DAEMON_OPTION
+def start(lab_dir: Path, instance: str, daemon: str | None) -> None:
+    """Start one stopped instance (or daemon) again; an instance waits until the whole lab advertises."""
     topology = _existing_topology(lab_dir)
     _check_instance(topology, instance)
+    if daemon:
+        control.switch_daemon(topology, instance, daemon.upper(), on=True)
+        click.echo(f"{daemon.upper()} on {instance} started")
+        return
     state = control.load_state(topology.base_dir)
     control.start_instance(topology, control.runtime_from_state(state), instance)
     click.echo(f"{instance} started")

@@ -267,6 +267,21 @@ def start_instance(topology: Topology, runtime: Runtime, name: str, timeout: flo
     wait_ready(topology, timeout)
 
 
+def switch_daemon(topology: Topology, name: str, subsystem: str, on: bool) -> None:
+    """Turn one daemon under an instance's master off or on (the factory host's INFLUXDB, say).
+
+    The master keeps an off daemon off, instead of restarting it as it
+    would after a crash: what an outage of one service looks like.
+    """
+    instance = topology.instance(name)
+    command = htcondor2.DaemonCommand.DaemonOn if on else htcondor2.DaemonCommand.DaemonOff
+    try:
+        master = htcondor2.Collector(instance.collector).locate(htcondor2.DaemonType.Master, instance.master_name)
+        htcondor2.send_command(master, command, subsystem)
+    except htcondor2.HTCondorException as err:
+        raise LabError(f"could not turn {subsystem} {'on' if on else 'off'} on {name}: {err}") from err
+
+
 def down(topology: Topology, runtime: Runtime, grace: float = 20.0) -> list[int]:
     """Stop the lab's masters, then anything of the lab left behind; returns pids killed hard."""
     masters = [p for p in (_read_pid(_pid_file(topology, i)) for i in topology.instances) if _alive(p)]

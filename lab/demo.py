@@ -10,6 +10,7 @@ the pilots are gone. It stops what it started.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -46,6 +47,7 @@ class Services:
 
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
+    argvs: dict[str, list[str]] = field(default_factory=dict)
 
     def start(self, name: str, argv: list[str], log: Path) -> None:
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -54,6 +56,16 @@ class Services:
             self.processes[name] = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
                                                     start_new_session=True)
         self.logs[name] = log
+        self.argvs[name] = argv
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: no cycle finished, nothing withdrawn, the pid file left behind (a crash)."""
+        process = self.processes[name]
+        process.kill()
+        process.wait()
+
+    def restart(self, name: str) -> None:
+        self.start(name, self.argvs[name], self.logs[name])
 
     def check_alive(self) -> None:
         for name, process in self.processes.items():
@@ -78,12 +90,15 @@ def updraft_command() -> str:
     return str(Path(sys.executable).parent / "updraft")
 
 
-def start_services(topology: Topology, configs: Mapping[str, Path]) -> Services:
+def start_services(topology: Topology, configs: Mapping[str, Path], log_dir: Path | None = None) -> Services:
+    """`updraft -v factory run` and `updraft -v frontend run`, as an operator starts them."""
     services = Services()
-    logs = topology.work_dir / "demo"
+    logs = log_dir or topology.work_dir / "demo"
     for component in ("factory", "frontend"):
-        services.start(component, [updraft_command(), component, "run", "--config", str(configs[component])],
-                       logs / f"{component}.log")
+        log = logs / f"{component}.log"
+        if log.exists():  # the previous run's log is kept, once; this run's starts empty
+            log.replace(log.with_suffix(".log.1"))
+        services.start(component, [updraft_command(), "-v", component, "run", "--config", str(configs[component])], log)
     return services
 
 
@@ -121,39 +136,62 @@ def pilots_per_entry(topology: Topology) -> dict[str, Counter[str]]:
     return counts
 
 
-def requested_idle(topology: Topology) -> dict[str, int]:
-    """What the frontend asks of each entry now (the request ads' idle pilots), by entry name."""
+def requests_now(topology: Topology) -> dict[str, tuple[int, int]]:
+    """What the frontend asks of each entry now, from its request ads: (idle pilots, most pilots)."""
     ads = Collector(topology.wms.collector).generic_ads(
-        protocol.REQUEST_TYPE, f'{protocol.R_FRONTEND} == "{FRONTEND_NAME}"', [protocol.R_ENTRY, protocol.R_IDLE])
-    return {str(ad[protocol.R_ENTRY]): int(ad.get(protocol.R_IDLE, 0)) for ad in ads}
+        protocol.REQUEST_TYPE, f'{protocol.R_FRONTEND} == "{FRONTEND_NAME}"',
+        [protocol.R_ENTRY, protocol.R_IDLE, protocol.R_MAX])
+    return {str(ad[protocol.R_ENTRY]): (int(ad.get(protocol.R_IDLE, 0)), int(ad.get(protocol.R_MAX, 0))) for ad in ads}
 
 
 def entry_pilots(topology: Topology) -> list[EntryPilots]:
-    pilots, asked = pilots_per_entry(topology), requested_idle(topology)
+    """Requests are read before pilots, so a pilot seen here was asked for by a request seen now or earlier."""
+    asked = requests_now(topology)
+    pilots = pilots_per_entry(topology)
     rows = []
     for site in topology.sites:
         states = pilots.get(site.name, Counter())
-        rows.append(EntryPilots(site.name, asked.get(site.name, 0), states["idle"], states["running"], states["held"]))
+        idle, most = asked.get(site.name, (0, 0))
+        rows.append(EntryPilots(site.name, idle, states["idle"], states["running"], states["held"], most))
     return rows
+
+
+@dataclass(frozen=True)
+class Sample:
+    elapsed: float
+    jobs: JobsProgress
+    entries: tuple[EntryPilots, ...]
 
 
 @dataclass
 class Watch:
-    """What the demo saw over the run, for its summary."""
+    """Every refresh the demo saw, for its summary and for the end-to-end tests."""
 
     started: float
-    first_running_pilot: float | None = None
-    most_requested: dict[str, int] = field(default_factory=dict)
-    most_pilots: dict[str, int] = field(default_factory=dict)
-    jobs: JobsProgress | None = None
+    samples: list[Sample] = field(default_factory=list)
 
-    def see(self, now: float, jobs: JobsProgress, entries: Iterable[EntryPilots]) -> None:
-        self.jobs = jobs
-        for e in entries:
-            if e.running and self.first_running_pilot is None:
-                self.first_running_pilot = now
-            self.most_requested[e.entry] = max(self.most_requested.get(e.entry, 0), e.requested_idle)
-            self.most_pilots[e.entry] = max(self.most_pilots.get(e.entry, 0), e.idle + e.running + e.held)
+    @property
+    def jobs(self) -> JobsProgress:
+        return self.samples[-1].jobs
+
+    @property
+    def first_running_pilot(self) -> float | None:
+        """Seconds from submission to the first pilot seen running."""
+        return next((s.elapsed for s in self.samples if any(e.running for e in s.entries)), None)
+
+    def most(self, entry: str, what: Callable[[EntryPilots], int]) -> int:
+        return max((what(e) for s in self.samples for e in s.entries if e.entry == entry), default=0)
+
+    def pilots_beyond_ask(self) -> list[str]:
+        """Moments an entry held more pilots than the most the frontend had asked for until then."""
+        allowed: dict[str, int] = {}
+        found = []
+        for sample in self.samples:
+            for e in sample.entries:
+                allowed[e.entry] = max(allowed.get(e.entry, 0), e.requested_max)
+                if e.pilots > allowed[e.entry]:
+                    found.append(f"{sample.elapsed:.0f} s: {e.entry} had {e.pilots} pilots, asked at most {allowed[e.entry]}")
+        return found
 
 
 def watch(topology: Topology, services: Services, since: float, timeout: float,
@@ -165,55 +203,86 @@ def watch(topology: Topology, services: Services, since: float, timeout: float,
         services.check_alive()
         now = time.monotonic()
         try:
-            jobs, entries = jobs_progress(demo_jobs(topology, since)), entry_pilots(topology)
+            entries = tuple(entry_pilots(topology))
+            jobs = jobs_progress(demo_jobs(topology, since))
         except CondorError as err:
             echo(f"[{now - seen.started:5.0f}s] (a daemon did not answer: {err})")
         else:
-            seen.see(now, jobs, entries)
+            seen.samples.append(Sample(now - seen.started, jobs, entries))
             echo(progress_line(now - seen.started, jobs, entries))
-            if jobs.runnable_finished() and not any(e.idle + e.running + e.held for e in entries):
+            if jobs.runnable_finished() and not any(e.pilots for e in entries):
                 return seen
         if now > deadline:
             raise LabError(f"the demo did not finish within {timeout:.0f} s; logs in {topology.work_dir / 'demo'}")
         time.sleep(interval)
 
 
-def summary(topology: Topology, seen: Watch, configs: Mapping[str, Path]) -> list[str]:
-    jobs = seen.jobs
-    assert jobs is not None
-    first = f"{seen.first_running_pilot - seen.started:.0f} s" if seen.first_running_pilot else "never"
-    runnable = sum(s.count for s in DEMO_WORKLOAD if s.runnable)
-    lines = [
-        f"first pilot running after {first}",
-        f"jobs completed on pilots of a site they accept: {jobs.done_on_pilots}/{runnable}"
-        + (f" ({jobs.done_elsewhere} elsewhere)" if jobs.done_elsewhere else ""),
-    ]
-    for site in topology.sites:
-        lines.append(f"{site.name}: at most {seen.most_pilots.get(site.name, 0)} pilots at once, "
-                     f"{seen.most_requested.get(site.name, 0)} idle requested at most")
-    for shape in DEMO_WORKLOAD:
-        if not shape.runnable:
-            idle = jobs.by_shape.get(shape.name, {}).get("idle", 0)
-            lines.append(f"{shape.name}: {idle} jobs still idle: they ask for {shape.cpus} cores and every lab entry "
-                         f"offers 2 (GLIDEIN_CPUS), so the frontend matches them to no entry and asks for nothing")
-    monitoring = topology.work_dir / "factory" / "monitoring"
-    lines += [
-        "",
-        "where to look next:",
-        f"  status pages   file://{monitoring}/html/index.html and {topology.work_dir / 'frontend/monitoring/html/index.html'}",
-        f"  XML            {monitoring / 'xml'}",
-        f"  RRD            {monitoring / 'rrd'}",
-        f"  service logs   {topology.work_dir / 'demo'}",
-        f"  configs        {configs['factory']}, {configs['frontend']}",
-    ]
-    if topology.influx_config.is_file():
-        lines.append(f"  InfluxDB       {topology.influx_url}, database updraft: Grafana with etc/grafana/ "
-                     f"(UPDRAFT_INFLUXDB_URL={topology.influx_url} UPDRAFT_INFLUXDB_BUCKET=updraft)")
-    return lines
+def explain_unmatched(config: Path) -> str:
+    """What `updraft frontend explain --unmatched` says, exactly as an admin would run it."""
+    done = subprocess.run([updraft_command(), "frontend", "explain", "--unmatched", "--config", str(config)],
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise LabError(f"frontend explain --unmatched failed ({done.returncode}): {done.stderr.strip()}")
+    return done.stdout.strip()
 
 
-def run_demo(topology: Topology, echo: Callable[[str], None], timeout: float = 900.0) -> list[str]:
-    """Services up, workload in, progress until done, services down; returns the summary lines."""
+PILOT_HISTORY_PROJECTION = ["UpdraftEntry", "JobStatus", "QDate", "RemoveReason"]
+
+
+def demo_pilots(topology: Topology, since: float) -> list[dict[str, Any]]:
+    """The factory's pilots submitted since `since`: still queued, or in its history with how they ended."""
+    schedd = Collector(topology.wms.collector).schedd(topology.factory.schedd_name)
+    constraint = f'UpdraftFactory =?= "{FACTORY_NAME}" && QDate >= {int(since)}'
+    return [*schedd.query(constraint, PILOT_HISTORY_PROJECTION), *schedd.history(constraint, PILOT_HISTORY_PROJECTION)]
+
+
+def tracebacks(logs: Iterable[Path]) -> list[str]:
+    """Service logs holding a Python traceback: a bug, whatever else happened."""
+    return [str(log) for log in logs if log.is_file() and "Traceback (most recent call last)" in log.read_text(errors="replace")]
+
+
+LOG_LINE = re.compile(r"^\S+ \S+ (?P<level>[A-Z]+) (?P<logger>[\w.]+): (?P<message>.*)$")
+
+
+def repeated_in_a_cycle(lines: Iterable[str]) -> list[str]:
+    """Warnings and errors said twice between two "cycle N:" lines: an outage flooding the log.
+
+    Messages compare by logger and the text before their first colon, so
+    the same complaint with a different error text still counts as a repeat.
+    """
+    repeated: list[str] = []
+    seen: Counter[tuple[str, str]] = Counter()
+    for line in lines:
+        found = LOG_LINE.match(line)
+        if not found:
+            continue
+        if found["message"].startswith("cycle "):
+            seen.clear()
+        elif found["level"] in ("WARNING", "ERROR"):
+            key = (found["logger"], found["message"].split(":")[0])
+            seen[key] += 1
+            if seen[key] == 2:
+                repeated.append(line)
+    return repeated
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """What one run of the workload left to look at."""
+
+    since: float
+    """Wall-clock time just before the jobs were queued."""
+    watch: Watch
+    unmatched: str
+    """`updraft frontend explain --unmatched`, taken while the unmatched jobs were still idle."""
+    jobs: list[dict[str, Any]]
+    pilots: list[dict[str, Any]]
+    configs: Mapping[str, Path]
+    logs: Mapping[str, Path]
+
+
+def run_workload(topology: Topology, echo: Callable[[str], None], timeout: float = 900.0) -> DemoRun:
+    """Services up, workload in, progress until done, then services down and the demo's jobs removed."""
     use_client_config(topology.client_config)
     configs = write_component_configs(topology)
     since = time.time() - 1
@@ -224,7 +293,9 @@ def run_demo(topology: Topology, echo: Callable[[str], None], timeout: float = 9
              + ", ".join(f"{s.count} x {s.name} ({s.cpus} cpu, {s.memory_mb} MB, {'/'.join(s.sites)})"
                          for s in DEMO_WORKLOAD))
         seen = watch(topology, services, since, timeout, echo)
-        return summary(topology, seen, configs)
+        unmatched = explain_unmatched(configs["frontend"])
+        return DemoRun(since, seen, unmatched, demo_jobs(topology, since), demo_pilots(topology, since),
+                       configs, dict(services.logs))
     finally:
         services.stop()
         vo = Collector(topology.vo.collector)
@@ -233,3 +304,57 @@ def run_demo(topology: Topology, echo: Callable[[str], None], timeout: float = 9
                 vo.schedd(name).remove(f"{WORKLOAD_ATTR} =!= undefined", "demo over")
             except CondorError as err:
                 echo(f"(demo jobs left in {name}: {err})")
+
+
+def _pilot_line(entry: str, run: DemoRun) -> str:
+    mine = [p for p in run.pilots if p.get("UpdraftEntry") == entry]
+    ended = Counter(PILOT_ENDINGS.get(int(p.get("JobStatus", 0)), "still queued") for p in mine)
+    how = ", ".join(f"{n} {state}" for state, n in sorted(ended.items()))
+    seen = run.watch
+    return (f"{entry}: {len(mine)} pilots submitted ({how or 'none'}); at most {seen.most(entry, lambda e: e.pilots)} "
+            f"at once; the frontend asked for at most {seen.most(entry, lambda e: e.requested_idle)} idle "
+            f"and {seen.most(entry, lambda e: e.requested_max)} in all")
+
+
+PILOT_ENDINGS = {3: "removed", 4: "retired on their own"}
+
+
+def summary(topology: Topology, run: DemoRun) -> list[str]:
+    seen, jobs = run.watch, run.watch.jobs
+    first = seen.first_running_pilot
+    runnable = sum(s.count for s in DEMO_WORKLOAD if s.runnable)
+    lines = [
+        f"first pilot running {first:.0f} s after the jobs were queued" if first is not None else "no pilot ever ran",
+        f"jobs completed on pilots of a site they accept: {jobs.done_on_pilots}/{runnable}"
+        + (f" ({jobs.done_elsewhere} elsewhere)" if jobs.done_elsewhere else ""),
+        *(_pilot_line(site.name, run) for site in topology.sites),
+    ]
+    beyond = seen.pilots_beyond_ask()
+    lines.append("the factory never held more pilots than the frontend allowed" if not beyond
+                 else "MORE PILOTS THAN ASKED: " + "; ".join(beyond))
+    for shape in DEMO_WORKLOAD:
+        if not shape.runnable:
+            idle = jobs.by_shape.get(shape.name, {}).get("idle", 0)
+            lines.append(f"{shape.name}: {idle} jobs still idle; `updraft frontend explain --unmatched` says:")
+    lines.extend(f"    {line}" for line in run.unmatched.splitlines())
+    broken = tracebacks(run.logs.values())
+    lines.append(f"tracebacks in {', '.join(broken)}" if broken else "no traceback in the service logs")
+    monitoring = topology.work_dir / "factory" / "monitoring"
+    lines += [
+        "",
+        "where to look next:",
+        f"  status pages   file://{monitoring}/html/index.html and {topology.work_dir / 'frontend/monitoring/html/index.html'}",
+        f"  XML            {monitoring / 'xml'}",
+        f"  RRD            {monitoring / 'rrd'}",
+        f"  service logs   {', '.join(str(log) for log in run.logs.values())}",
+        f"  configs        {run.configs['factory']}, {run.configs['frontend']}",
+    ]
+    if topology.influx_config.is_file():
+        lines.append(f"  InfluxDB       {topology.influx_url}, database updraft: Grafana with etc/grafana/ "
+                     f"(UPDRAFT_INFLUXDB_URL={topology.influx_url} UPDRAFT_INFLUXDB_BUCKET=updraft)")
+    return lines
+
+
+def run_demo(topology: Topology, echo: Callable[[str], None], timeout: float = 900.0) -> list[str]:
+    """The workload from queued jobs to retired pilots; returns the summary lines."""
+    return summary(topology, run_workload(topology, echo, timeout))

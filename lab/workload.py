@@ -111,11 +111,18 @@ def jobs_progress(ads: Iterable[Mapping[str, Any]], shapes: Iterable[Shape] = DE
 
 @dataclass(frozen=True)
 class EntryPilots:
+    """One entry at one moment: what the frontend asks (its request ad) and the factory's pilots."""
+
     entry: str
     requested_idle: int = 0
     idle: int = 0
     running: int = 0
     held: int = 0
+    requested_max: int = 0
+
+    @property
+    def pilots(self) -> int:
+        return self.idle + self.running + self.held
 
 
 def progress_line(elapsed: float, jobs: JobsProgress, pilots: Iterable[EntryPilots]) -> str:

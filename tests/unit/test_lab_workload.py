@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from updraft.lab.demo import Sample, Watch, repeated_in_a_cycle, tracebacks
 from updraft.lab.workload import (
     DEMO_WORKLOAD,
     WORKLOAD_ATTR,
@@ -61,3 +62,44 @@ def test_the_progress_line_shows_jobs_and_each_entry() -> None:
                          [EntryPilots("site1", 3, 1, 2), EntryPilots("site2", held=1)])
     assert line.startswith("[   42s] jobs idle 0 running 1 done 1/26")
     assert "site1: req 3 idle 1 run 2" in line and "site2: req 0 idle 0 run 0 held 1" in line
+
+
+def sample(elapsed: float, *entries: EntryPilots) -> Sample:
+    return Sample(elapsed, jobs_progress([]), entries)
+
+
+def test_pilots_are_checked_against_the_most_the_frontend_asked_until_then() -> None:
+    watch = Watch(started=0.0, samples=[
+        sample(5, EntryPilots("site1", requested_idle=3, requested_max=3)),
+        sample(10, EntryPilots("site1", idle=3, requested_max=3)),
+        sample(15, EntryPilots("site1", running=3, requested_max=1)),  # the ask shrank; pilots run on
+        sample(20, EntryPilots("site1", idle=1, running=3, requested_max=1)),
+    ])
+    assert watch.pilots_beyond_ask() == ["20 s: site1 had 4 pilots, asked at most 3"]
+    assert watch.first_running_pilot == 15
+    assert watch.most("site1", lambda e: e.pilots) == 4
+    assert watch.most("site9", lambda e: e.pilots) == 0
+
+
+def test_pilots_before_any_ask_are_beyond_it() -> None:
+    watch = Watch(started=0.0, samples=[sample(5, EntryPilots("site2", idle=1))])
+    assert watch.pilots_beyond_ask() == ["5 s: site2 had 1 pilots, asked at most 0"]
+    assert watch.first_running_pilot is None
+
+
+def test_a_log_with_a_traceback_is_named(tmp_path: Path) -> None:
+    clean, broken = tmp_path / "factory.log", tmp_path / "frontend.log"
+    clean.write_text("INFO cycle 1: submitted 0\n")
+    broken.write_text("ERROR boom\nTraceback (most recent call last):\n  File ...\n")
+    assert tracebacks([clean, broken, tmp_path / "missing.log"]) == [str(broken)]
+
+
+def test_a_complaint_repeated_within_one_cycle_is_found_and_one_per_cycle_is_not() -> None:
+    lines = ["2026-11-22 10:00:00,1 ERROR updraft.factory.observe: requests unreadable this cycle: down",
+             "2026-11-22 10:00:01,1 INFO updraft.factory.service: cycle 3: submitted 0",
+             "2026-11-22 10:00:02,1 ERROR updraft.factory.observe: requests unreadable this cycle: still down",
+             "  a continuation line",
+             "2026-11-22 10:00:03,1 WARNING updraft.factory.observe: requests unreadable this cycle: other text",
+             "2026-11-22 10:00:04,1 INFO updraft.factory.observe: requests unreadable this cycle: info is fine"]
+    assert repeated_in_a_cycle(lines) == [lines[4]]
+    assert repeated_in_a_cycle(lines[:3]) == []

@@ -57,6 +57,16 @@ def _plain(ad: classad2.ClassAd, projection: Iterable[str]) -> Ad:
     return {key: ad.eval(key) for key in wanted if key in ad}
 
 
+def _reason(text: str) -> tuple[str, None]:
+    """The form of a reason `htcondor2.Schedd.act` actually sends.
+
+    The bindings (seen in 25.14) drop a plain-string reason and send none, so
+    RemoveReason and HoldReason would stay empty; only a (text, code) tuple
+    reaches the schedd. The code None is what they send anyway.
+    """
+    return (text, None)
+
+
 @dataclass(frozen=True)
 class Collector:
     """A collector by address (host:port)."""
@@ -166,7 +176,7 @@ class Schedd:
         ids = list(job_ids)
         if ids:
             _call(f"{action.name.lower()} of {len(ids)} job(s) on schedd {self.name}", self._on_handle("act"),
-                  action, ids, reason, timeout=self.timeout)
+                  action, ids, _reason(reason), timeout=self.timeout)
 
     def remove(self, constraint: str, reason: str) -> None:
         _call(
@@ -174,6 +184,6 @@ class Schedd:
             self._on_handle("act"),
             htcondor2.JobAction.Remove,
             constraint,
-            reason,
+            _reason(reason),
             timeout=self.timeout,
         )

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import classad2
 import htcondor2
 import jinja2
 
@@ -276,8 +277,12 @@ def switch_daemon(topology: Topology, name: str, subsystem: str, on: bool) -> No
     instance = topology.instance(name)
     command = htcondor2.DaemonCommand.DaemonOn if on else htcondor2.DaemonCommand.DaemonOff
     try:
-        master = htcondor2.Collector(instance.collector).locate(htcondor2.DaemonType.Master, instance.master_name)
-        htcondor2.send_command(master, command, subsystem)
+        # The full ad: a location ad from locate() lacks the type send_command needs.
+        masters = htcondor2.Collector(instance.collector).query(
+            htcondor2.AdType.Master, f"Name == {classad2.quote(instance.master_name)}")
+        if not masters:
+            raise LabError(f"the {name} master is not in its collector {instance.collector}")
+        htcondor2.send_command(masters[0], command, subsystem)
     except htcondor2.HTCondorException as err:
         raise LabError(f"could not turn {subsystem} {'on' if on else 'off'} on {name}: {err}") from err
 

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from typing import Any
 from updraft import protocol
 from updraft.condor import Collector, use_client_config
 from updraft.errors import CondorError, LabError
+from updraft.factory.decide import EXCESS_IDLE
 from updraft.lab.labconfig import FACTORY_NAME, FRONTEND_NAME, write_component_configs
 from updraft.lab.topology import Topology
 from updraft.lab.workload import (
@@ -217,6 +219,27 @@ def watch(topology: Topology, services: Services, since: float, timeout: float,
         time.sleep(interval)
 
 
+def factory_cycle(topology: Topology) -> int:
+    """The factory's last reported cycle, from its XML status file (0 before the first)."""
+    path = topology.work_dir / "factory" / "monitoring" / "xml" / f"factory-{FACTORY_NAME}.xml"
+    try:
+        return int(ET.parse(path).getroot().get("cycle", 0))
+    except (OSError, ET.ParseError, ValueError):
+        return 0
+
+
+def wait_for_factory_cycles(topology: Topology, services: Services, cycles: int, timeout: float = 90.0) -> None:
+    """Until the factory has finished `cycles` more cycles: a pilot that left the queue during
+    the current one is accounted (its report read, its jobs counted) in the next."""
+    target = factory_cycle(topology) + cycles
+    deadline = time.monotonic() + timeout
+    while factory_cycle(topology) < target:
+        services.check_alive()
+        if time.monotonic() > deadline:
+            raise LabError(f"the factory finished no cycle in {timeout:.0f} s; see {services.logs['factory']}")
+        time.sleep(1.0)
+
+
 def explain_unmatched(config: Path) -> str:
     """What `updraft frontend explain --unmatched` says, exactly as an admin would run it."""
     done = subprocess.run([updraft_command(), "frontend", "explain", "--unmatched", "--config", str(config)],
@@ -293,6 +316,7 @@ def run_workload(topology: Topology, echo: Callable[[str], None], timeout: float
              + ", ".join(f"{s.count} x {s.name} ({s.cpus} cpu, {s.memory_mb} MB, {'/'.join(s.sites)})"
                          for s in DEMO_WORKLOAD))
         seen = watch(topology, services, since, timeout, echo)
+        wait_for_factory_cycles(topology, services, 2)  # the last pilots' reports get accounted
         unmatched = explain_unmatched(configs["frontend"])
         return DemoRun(since, seen, unmatched, demo_jobs(topology, since), demo_pilots(topology, since),
                        configs, dict(services.logs))
@@ -306,17 +330,25 @@ def run_workload(topology: Topology, echo: Callable[[str], None], timeout: float
                 echo(f"(demo jobs left in {name}: {err})")
 
 
+def pilot_ending(pilot: Mapping[str, Any]) -> str:
+    """How a pilot left: on its own, or removed (and why); anything else is still queued."""
+    status = int(pilot.get("JobStatus", 0))
+    if status == 4:
+        return "retired on their own"
+    if status == 3:
+        reason = str(pilot.get("RemoveReason", ""))
+        return "removed unstarted, no longer needed" if EXCESS_IDLE in reason else f"removed: {reason}"
+    return "still queued"
+
+
 def _pilot_line(entry: str, run: DemoRun) -> str:
     mine = [p for p in run.pilots if p.get("UpdraftEntry") == entry]
-    ended = Counter(PILOT_ENDINGS.get(int(p.get("JobStatus", 0)), "still queued") for p in mine)
+    ended = Counter(pilot_ending(p) for p in mine)
     how = ", ".join(f"{n} {state}" for state, n in sorted(ended.items()))
     seen = run.watch
     return (f"{entry}: {len(mine)} pilots submitted ({how or 'none'}); at most {seen.most(entry, lambda e: e.pilots)} "
             f"at once; the frontend asked for at most {seen.most(entry, lambda e: e.requested_idle)} idle "
             f"and {seen.most(entry, lambda e: e.requested_max)} in all")
-
-
-PILOT_ENDINGS = {3: "removed", 4: "retired on their own"}
 
 
 def summary(topology: Topology, run: DemoRun) -> list[str]:

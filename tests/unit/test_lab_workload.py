@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from updraft.lab.demo import Sample, Watch, repeated_in_a_cycle, tracebacks
+from updraft.lab.demo import Sample, Watch, pilot_ending, repeated_in_a_cycle, tracebacks
 from updraft.lab.workload import (
     DEMO_WORKLOAD,
     WORKLOAD_ATTR,
@@ -103,3 +103,10 @@ def test_a_complaint_repeated_within_one_cycle_is_found_and_one_per_cycle_is_not
              "2026-11-22 10:00:04,1 INFO updraft.factory.observe: requests unreadable this cycle: info is fine"]
     assert repeated_in_a_cycle(lines) == [lines[4]]
     assert repeated_in_a_cycle(lines[:3]) == []
+
+
+def test_a_pilot_ending_says_whether_it_retired_or_why_it_was_removed() -> None:
+    assert pilot_ending({"JobStatus": 4}) == "retired on their own"
+    assert pilot_ending({"JobStatus": 3, "RemoveReason": "Updraft factory: excess idle"}) == "removed unstarted, no longer needed"
+    assert pilot_ending({"JobStatus": 3, "RemoveReason": "Updraft factory: stale running"}) == "removed: Updraft factory: stale running"
+    assert pilot_ending({"JobStatus": 1}) == "still queued"

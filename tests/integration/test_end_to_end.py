@@ -1,0 +1,123 @@
+"""The whole system on the lab, exactly as `make demo` runs it.
+
+Layers: the lab's configs -> `updraft factory run` and `updraft frontend run`
+as services -> the demo's 30 jobs in the VO schedds, watched until every
+runnable one is done and the pilots are gone -> assertions on where the
+jobs ran, what the frontend asked, what the factory submitted, how the
+pilots ended, what `frontend explain` says, and what the monitoring
+backends (XML, RRD, InfluxDB) hold for the run.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections import Counter
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from updraft.lab.demo import DemoRun, pilot_ending, run_workload, tracebacks
+from updraft.lab.tsdb import influxql
+from updraft.lab.topology import Topology
+from updraft.lab.workload import DEMO_WORKLOAD, WORKLOAD_ATTR
+
+RUNNABLE = {shape.name: shape for shape in DEMO_WORKLOAD if shape.runnable}
+UNMATCHED = [shape for shape in DEMO_WORKLOAD if not shape.runnable]
+NS = {"u": "urn:updraft:monitoring:status:1"}
+
+
+@pytest.fixture(scope="module")
+def run(lab: Topology) -> DemoRun:
+    progress: list[str] = []
+    result = run_workload(lab, progress.append, timeout=600)
+    print("\n".join(progress))  # shown with -s, and in the report of a failing test
+    return result
+
+
+@pytest.fixture(scope="module")
+def monitoring(lab: Topology) -> Path:
+    return lab.work_dir / "factory" / "monitoring"
+
+
+def test_every_runnable_job_completes_on_a_pilot_of_a_site_it_accepts(run: DemoRun) -> None:
+    runnable = [job for job in run.jobs if job.get(WORKLOAD_ATTR) in RUNNABLE]
+    assert len(runnable) == sum(shape.count for shape in RUNNABLE.values())
+    for job in runnable:
+        shape = RUNNABLE[job[WORKLOAD_ATTR]]
+        assert job["JobStatus"] == 4, job
+        assert job.get("MachineAttrIS_GLIDEIN0") is True, job
+        assert job.get("MachineAttrGLIDEIN_Site0") in shape.sites, job
+    used = {job["MachineAttrGLIDEIN_Site0"] for job in runnable}
+    assert used == {"Site1", "Site2"}, "each site ran some of the workload"
+
+
+def test_the_unmatched_shape_stays_idle_and_explain_says_why(run: DemoRun) -> None:
+    for shape in UNMATCHED:
+        states = [job["JobStatus"] for job in run.jobs if job.get(WORKLOAD_ATTR) == shape.name]
+        assert states == [1] * shape.count, f"{shape.name}: {states}"
+    assert f"{sum(s.count for s in UNMATCHED)} idle job(s)" in run.unmatched
+    for entry in ("site1@lab-factory", "site2@lab-factory"):
+        assert f"{entry}: the job asks 4 cpus; the entry's pilots have 2 per node" in run.unmatched, run.unmatched
+
+
+def test_the_factory_never_holds_more_pilots_than_the_frontend_asked(run: DemoRun) -> None:
+    assert run.watch.pilots_beyond_ask() == []
+    for entry in ("site1", "site2"):
+        assert run.watch.most(entry, lambda e: e.pilots) > 0, f"{entry} never had a pilot: the check above saw nothing"
+
+
+def test_pilots_retire_on_their_own_once_the_work_is_done(run: DemoRun) -> None:
+    endings = Counter((p["UpdraftEntry"], pilot_ending(p)) for p in run.pilots)
+    retired = {entry for (entry, ending) in endings if ending == "retired on their own"}
+    assert retired == {"site1", "site2"}, endings
+    # The only other way out: still idle in the factory's queue when the frontend said no job needs it.
+    assert {ending for (_, ending) in endings} <= {"retired on their own", "removed unstarted, no longer needed"}, endings
+    # The idle tail: pilots outlived the last job instead of being killed with it.
+    done = next(s for s in run.watch.samples if s.jobs.runnable_finished())
+    assert any(e.pilots for e in done.entries)
+    assert not any(e.pilots for e in run.watch.samples[-1].entries)
+
+
+def test_no_service_log_holds_a_traceback(run: DemoRun) -> None:
+    assert tracebacks(run.logs.values()) == []
+    for log in run.logs.values():
+        assert "cycle 1:" in log.read_text(), f"{log} shows no cycle"
+
+
+def _influx_by_entry(lab: Topology, query: str) -> dict[str, list]:
+    series = influxql(lab.influx_url, query, database="updraft")[0].get("series", [])
+    return {row["tags"]["entry"]: row["values"] for row in series}
+
+
+def test_influxdb_holds_the_pilots_and_the_jobs_they_ran(lab: Topology, run: DemoRun) -> None:
+    since = f"{int(run.since)}s"
+    running = _influx_by_entry(lab, f'SELECT max("running") FROM "updraft_factory_entry" '
+                                    f"WHERE time >= {since} GROUP BY \"entry\"")
+    for entry in ("site1", "site2"):
+        assert 0 < running[entry][0][1] <= run.watch.most(entry, lambda e: e.pilots)
+    jobs = _influx_by_entry(lab, f'SELECT min("jobs_run"), max("jobs_run") FROM "updraft_factory_completed" '
+                                 f"WHERE time >= {since} GROUP BY \"entry\"")
+    ran = sum(values[0][2] - values[0][1] for values in jobs.values())
+    assert ran == sum(shape.count for shape in RUNNABLE.values()), jobs
+
+
+def test_xml_agrees_with_influxdb_on_the_completed_totals(lab: Topology, run: DemoRun, monitoring: Path) -> None:
+    since = f"{int(run.since)}s"
+    last = _influx_by_entry(lab, f'SELECT last("jobs_run") FROM "updraft_factory_completed" '
+                                 f"WHERE time >= {since} GROUP BY \"entry\"")
+    for entry in ("site1", "site2"):
+        root = ET.parse(monitoring / "xml" / "factory-lab-factory" / f"entry-{entry}.xml").getroot()
+        row = root.find("u:completed/u:frontend[@name='lab-vo']", NS)
+        assert row is not None and int(row.get("jobs_run")) == last[entry][0][1]
+
+
+def test_rrd_holds_the_running_pilots(run: DemoRun, monitoring: Path) -> None:
+    for entry in ("site1", "site2"):
+        rrd = monitoring / "rrd" / "updraft_factory_entry" / "lab-factory" / f"{entry}.rrd"
+        fetched = subprocess.run(["rrdtool", "fetch", str(rrd), "MAX", "-r", "10", "-s", str(int(run.since)),
+                                  "-e", str(int(time.time()))], capture_output=True, text=True, check=True).stdout
+        header, *rows = [line for line in fetched.splitlines() if line.strip()]
+        column = header.split().index("running")
+        values = [float(row.split()[column + 1]) for row in rows]
+        assert max(v for v in values if v == v) > 0, f"{rrd}: no running pilot recorded"

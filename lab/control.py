@@ -116,12 +116,26 @@ def _prepare_dirs(topology: Topology, runtime: Runtime) -> None:
             path = topology.instance_dir(instance) / sub
             path.mkdir(parents=True, exist_ok=True)
             os.chown(path, condor_uid, condor_gid)
+            _adopt_stale_files(path, condor_uid, condor_gid)
     topology.work_dir.mkdir(parents=True, exist_ok=True)
     topology.work_dir.chmod(0o1777)
     topology.staging_dir.mkdir(parents=True, exist_ok=True)
     for private in (topology.secrets_dir, topology.tokens_dir):
         private.mkdir(parents=True, exist_ok=True)
         private.chmod(0o700)
+
+
+def _adopt_stale_files(folder: Path, uid: int, gid: int) -> None:
+    """Give the condor user back files a previous HTCondor root's condor user left.
+
+    A rebuilt root may give `condor` another uid; the daemons then cannot
+    open their own old logs and spool ("Cannot open log file"). Files of
+    root stay root's: the master writes some of them itself.
+    """
+    for path in (folder, *folder.rglob("*")):
+        owner = path.lstat().st_uid
+        if owner not in (0, uid):
+            os.lchown(path, uid, gid)
 
 
 def _ensure_credentials(topology: Topology, runtime: Runtime) -> None:

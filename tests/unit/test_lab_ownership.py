@@ -40,3 +40,23 @@ def test_a_vanished_process_belongs_to_no_lab() -> None:
     proc = subprocess.Popen(["true"])
     proc.wait()
     assert not HostRuntime().owns_process(proc.pid, Path("/var/tmp/lab-a"))
+
+
+def test_files_of_an_old_roots_condor_user_are_adopted_and_roots_stay_roots(tmp_path) -> None:
+    """A rebuilt HTCondor root may give condor another uid: its old logs must become writable again."""
+    import os
+
+    from updraft.lab.control import _adopt_stale_files
+
+    log = tmp_path / "log"
+    (log / "spool" / "sub").mkdir(parents=True)
+    stale, own, roots = log / "MasterLog", log / "spool" / "sub" / "job.ad", log / "ProcLog"
+    for path in (stale, own, roots):
+        path.write_text("x")
+    os.chown(stale, 100, 101)
+    os.chown(log / "spool", 100, 101)
+    os.chown(own, 102, 103)
+    _adopt_stale_files(log, 102, 103)
+    assert (stale.stat().st_uid, stale.stat().st_gid) == (102, 103)
+    assert (log / "spool").stat().st_uid == 102
+    assert own.stat().st_uid == 102 and roots.stat().st_uid == 0

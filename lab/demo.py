@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import htcondor2
+
 from updraft import protocol
 from updraft.condor import Collector, use_client_config
 from updraft.errors import CondorError, LabError
@@ -304,9 +306,34 @@ class DemoRun:
     logs: Mapping[str, Path]
 
 
+def clear_leftovers(topology: Topology, echo: Callable[[str], None], timeout: float = 60.0) -> None:
+    """Remove what an earlier run left (an interrupted demo, a lab kept with KEEP=1): its pilots
+    would count as this run's. A pilot whose CE no longer answers is forced out after half the time."""
+    vo = Collector(topology.vo.collector)
+    for name in topology.user_schedds:
+        vo.schedd(name).remove(f"{WORKLOAD_ATTR} =!= undefined", "a new demo run starts")
+    schedd = Collector(topology.wms.collector).schedd(topology.factory.schedd_name)
+    constraint = f'UpdraftFactory =?= "{FACTORY_NAME}"'
+    left = schedd.query(constraint, ["ClusterId", "ProcId"])
+    if not left:
+        return
+    echo(f"removing {len(left)} pilots an earlier run left in the factory's queue")
+    schedd.remove(constraint, "a new demo run starts")
+    deadline, forced = time.monotonic() + timeout, False
+    while left := schedd.query(constraint, ["ClusterId", "ProcId"]):
+        if time.monotonic() > deadline:
+            raise LabError(f"{len(left)} old pilots are still in {topology.factory.schedd_name} after {timeout:.0f} s")
+        if not forced and time.monotonic() > deadline - timeout / 2:
+            schedd.act_on_jobs(htcondor2.JobAction.RemoveX, [f"{a['ClusterId']}.{a['ProcId']}" for a in left],
+                               "a new demo run starts; the CE did not confirm the removal")
+            forced = True
+        time.sleep(2.0)
+
+
 def run_workload(topology: Topology, echo: Callable[[str], None], timeout: float = 900.0) -> DemoRun:
     """Services up, workload in, progress until done, then services down and the demo's jobs removed."""
     use_client_config(topology.client_config)
+    clear_leftovers(topology, echo)
     configs = write_component_configs(topology)
     since = time.time() - 1
     services = start_services(topology, configs)

@@ -24,7 +24,7 @@ FRONTEND_NAME = "lab-vo"
 
 GLIDEIN_DIR = Path(updraft.glidein.__file__).parent
 LAB_GLIDEIN = MappingProxyType({
-    "max_idle_seconds": 300,
+    "max_idle_seconds": 90,
     "idle_tail_seconds": 60,
     "failure_sleep_seconds": 10,
     "shutdown_margin_seconds": 30,

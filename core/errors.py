@@ -24,3 +24,10 @@ class LabError(UpdraftError):
 
 class MonitoringError(UpdraftError):
     """A monitoring writer could not store a snapshot; the cycle goes on without it."""
+
+
+class SealError(UpdraftError):
+    """A sealed credential does not open: unknown key, tampered, or sealed for someone else.
+
+    Its message never holds the plaintext, nor the key material.
+    """

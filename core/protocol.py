@@ -120,15 +120,6 @@ def pilot_params_ad(params: PilotParams) -> dict[str, str]:
     return {name: value for name, value in attrs.items() if value}
 
 
-def _pilot_params(ad: Mapping[str, Any]) -> PilotParams:
-    return PilotParams(
-        collector=str(ad.get(R_PILOT_COLLECTOR, "")),
-        manifest_url=str(ad.get(R_MANIFEST_URL, "")),
-        manifest_sha256=str(ad.get(R_MANIFEST_SHA256, "")),
-        group_start=str(ad.get(R_GROUP_START, "")),
-    )
-
-
 @dataclass(frozen=True)
 class PublishedRequest:
     """A request as read back from the collector (for diffs and the factory)."""
@@ -151,23 +142,88 @@ class PublishedRequest:
         return self.group, entry_ad_name(self.entry, self.factory)
 
 
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+"""Names that end up in ad names and file paths (frontends, groups, factories, entries, classes)."""
+MAX_NAME = 128
+MAX_COUNT = 1_000_000
+"""No request asks for a million pilots; a larger number is a broken or hostile ad."""
+
+
+class MalformedAd(ValueError):
+    """An ad that breaks the schema; its message names the attribute and what is wrong."""
+
+
+def _name(ad: Mapping[str, Any], attr: str, default: str | None = None) -> str:
+    value = ad.get(attr, default)
+    if value is None:
+        raise MalformedAd(f"{attr} is missing")
+    if not isinstance(value, str):
+        raise MalformedAd(f"{attr} is a {type(value).__name__}, not a string")
+    if len(value) > MAX_NAME or not NAME.fullmatch(value):
+        raise MalformedAd(f"{attr} {value[:40]!r} is not a name (letters, digits, '_', '.', '-'; "
+                          f"at most {MAX_NAME} characters)")
+    return value
+
+
+def _count(ad: Mapping[str, Any], attr: str) -> int:
+    value = ad.get(attr)
+    if value is None:
+        raise MalformedAd(f"{attr} is missing")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MalformedAd(f"{attr} is a {type(value).__name__}, not an integer")
+    if not 0 <= value <= MAX_COUNT:
+        raise MalformedAd(f"{attr} {value} is outside 0..{MAX_COUNT}")
+    return value
+
+
+def _text(ad: Mapping[str, Any], attr: str, limit: int = 4096) -> str:
+    value = ad.get(attr, "")
+    if not isinstance(value, str):
+        raise MalformedAd(f"{attr} is a {type(value).__name__}, not a string")
+    if len(value) > limit:
+        raise MalformedAd(f"{attr} is longer than {limit} characters")
+    return value
+
+
+def read_request(ad: Mapping[str, Any]) -> PublishedRequest:
+    """A request ad of this schema, or MalformedAd saying which attribute is wrong and how.
+
+    Everything in a request ad is written by whoever can advertise to the
+    WMS collector, so nothing is coerced: a number must be an integer, a
+    name must be a name (it becomes part of file paths at the factory).
+    """
+    schema = ad.get("UpdraftSchema")
+    if schema != SCHEMA or isinstance(schema, bool):
+        raise MalformedAd(f"UpdraftSchema {str(schema)[:20]!r} is not {SCHEMA}")
+    remove = _text(ad, R_REMOVE, 16) or None
+    if remove not in {mode.value for mode in RemoveMode}:
+        raise MalformedAd(f"{R_REMOVE} {str(remove)[:16]!r} is not one of {', '.join(m.value for m in RemoveMode)}")
+    identity = ad.get(IDENTITY)
+    if identity is not None and not isinstance(identity, str):
+        raise MalformedAd(f"{IDENTITY} is a {type(identity).__name__}, not a string")
+    return PublishedRequest(
+        frontend=_name(ad, R_FRONTEND),
+        group=_name(ad, R_GROUP),
+        factory=_name(ad, R_FACTORY),
+        entry=_name(ad, R_ENTRY),
+        idle=_count(ad, R_IDLE),
+        max_pilots=_count(ad, R_MAX),
+        remove=remove,
+        remove_max=_count(ad, R_REMOVE_MAX),
+        identity=identity,
+        security_class=_name(ad, R_SECURITY_CLASS, "default"),
+        pilot=PilotParams(
+            collector=_text(ad, R_PILOT_COLLECTOR, 256),
+            manifest_url=_text(ad, R_MANIFEST_URL, 2048),
+            manifest_sha256=_text(ad, R_MANIFEST_SHA256, 64),
+            group_start=_text(ad, R_GROUP_START, 64 * 1024),  # pilot_params_problem says what is too long
+        ),
+    )
+
+
 def parse_request(ad: Mapping[str, Any]) -> PublishedRequest | None:
-    """A request ad of this schema, or None for anything malformed or of another schema."""
+    """A request ad of this schema, or None for anything malformed (`read_request` says why)."""
     try:
-        if int(ad.get("UpdraftSchema", -1)) != SCHEMA:
-            return None
-        return PublishedRequest(
-            frontend=str(ad[R_FRONTEND]),
-            group=str(ad[R_GROUP]),
-            factory=str(ad[R_FACTORY]),
-            entry=str(ad[R_ENTRY]),
-            idle=int(ad[R_IDLE]),
-            max_pilots=int(ad[R_MAX]),
-            remove=str(ad[R_REMOVE]),
-            remove_max=int(ad[R_REMOVE_MAX]),
-            identity=ad.get(IDENTITY),
-            security_class=str(ad.get(R_SECURITY_CLASS, "default")),
-            pilot=_pilot_params(ad),
-        )
-    except (KeyError, TypeError, ValueError):
+        return read_request(ad)
+    except MalformedAd:
         return None

@@ -82,10 +82,20 @@ def parse_pilot(ad: Ad) -> Pilot | None:
     )
 
 
-def parse_requests(ads: Iterable[Ad], factory: str) -> list[protocol.PublishedRequest]:
-    """Requests of this schema addressed to this factory; the rest are not ours to read."""
-    parsed = (protocol.parse_request(ad) for ad in ads)
-    return [r for r in parsed if r is not None and r.factory == factory]
+def parse_requests(ads: Iterable[Ad], factory: str) -> tuple[list[protocol.PublishedRequest], list[str]]:
+    """Requests addressed to this factory, and why each malformed one among them was ignored.
+
+    Ads for other factories are not ours to judge and are skipped quietly.
+    """
+    requests, malformed = [], []
+    for ad in ads:
+        if ad.get(protocol.R_FACTORY) != factory:
+            continue
+        try:
+            requests.append(protocol.read_request(ad))
+        except protocol.MalformedAd as err:
+            malformed.append(f"request ad {str(ad.get('Name', '?'))[:80]!r} ignored: {err}")
+    return requests, malformed
 
 
 @dataclass(frozen=True)
@@ -104,8 +114,8 @@ def observe(config: FactoryConfig) -> FactoryView:
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="factory-observe") as pool:
         queue = pool.submit(_read_queue, wms, config)
         requests = pool.submit(_read_requests, wms, config)
-        (pilots, queue_problem), (found, request_problem) = queue.result(), requests.result()
-    problems = tuple(p for p in (queue_problem, request_problem) if p)
+        (pilots, queue_problem), (found, request_problems) = queue.result(), requests.result()
+    problems = tuple(p for p in (queue_problem, *request_problems) if p)
     return FactoryView(pilots, tuple(found), problems)
 
 
@@ -119,10 +129,13 @@ def _read_queue(wms: Collector, config: FactoryConfig) -> tuple[tuple[Pilot, ...
     return tuple(p for p in pilots if p is not None and p.state is not PilotState.COMPLETED), None
 
 
-def _read_requests(wms: Collector, config: FactoryConfig) -> tuple[list[protocol.PublishedRequest], str | None]:
+def _read_requests(wms: Collector, config: FactoryConfig) -> tuple[list[protocol.PublishedRequest], list[str]]:
     try:
         ads = wms.generic_ads(protocol.REQUEST_TYPE, f"{protocol.R_FACTORY} == {classad2.quote(config.name)}")
     except CondorError as err:
         log.error("requests unreadable this cycle: %s", err)
-        return [], str(err)
-    return parse_requests(ads, config.name), None
+        return [], [str(err)]
+    requests, malformed = parse_requests(ads, config.name)
+    if malformed:
+        log.warning("%d malformed request ad(s) ignored this cycle; first: %s", len(malformed), malformed[0])
+    return requests, malformed

@@ -56,8 +56,9 @@ def test_only_well_formed_requests_for_this_factory_are_read() -> None:
     base = {"UpdraftSchema": 1, "UpdraftFrontend": "vo", "UpdraftGroup": "g", "UpdraftEntry": "ce1", "UpdraftReqIdlePilots": 3,
             "UpdraftReqMaxPilots": 9, "UpdraftReqRemoveMode": "idle", "UpdraftReqRemoveMax": 1}
     ads = [{**base, "UpdraftFactory": "fac"}, {**base, "UpdraftFactory": "other"}, {**base, "UpdraftFactory": "fac", "UpdraftSchema": 7}]
-    (request,) = parse_requests(ads, "fac")
+    (request,), malformed = parse_requests(ads, "fac")
     assert (request.entry, request.idle, request.max_pilots, request.remove) == ("ce1", 3, 9, "idle")
+    assert malformed == ["request ad '?' ignored: UpdraftSchema '7' is not 1"]
 
 
 @pytest.mark.parametrize(("count", "size", "expected"), [(0, 5, []), (3, 5, [3]), (10, 5, [5, 5]), (11, 5, [5, 5, 1]), (2, 0, [1, 1])])

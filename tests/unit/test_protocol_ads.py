@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from updraft import protocol
 from updraft.factory.advertise import entry_ads
 from updraft.factory.config import FactoryConfig
@@ -75,3 +79,54 @@ def test_diff_marks_new_changed_unchanged_and_withdrawn_requests() -> None:
     assert [line[0] for line in lines] == ["=", "~", "-", "+"]
     assert "idle 2" in lines[1] and "idle 5" in lines[1]
     assert lines[2].endswith("withdrawn") and "not published" in lines[3]
+
+
+GOOD = request_ad(decision(7, remove=RemoveMode.IDLE), FRONTEND, cycle=4, now=1000.0)
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ({protocol.R_FRONTEND: "../../etc"}, "UpdraftFrontend '../../etc' is not a name"),
+    ({protocol.R_ENTRY: "ce1/evil"}, "UpdraftEntry 'ce1/evil' is not a name"),
+    ({protocol.R_GROUP: "x" * 200}, "at most 128 characters"),
+    ({protocol.R_SECURITY_CLASS: ""}, "UpdraftSecurityClass '' is not a name"),
+    ({protocol.R_IDLE: "many"}, "UpdraftReqIdlePilots is a str, not an integer"),
+    ({protocol.R_IDLE: True}, "UpdraftReqIdlePilots is a bool, not an integer"),
+    ({protocol.R_IDLE: 2.5}, "UpdraftReqIdlePilots is a float, not an integer"),
+    ({protocol.R_MAX: -1}, "UpdraftReqMaxPilots -1 is outside 0..1000000"),
+    ({protocol.R_MAX: 10**12}, "is outside 0..1000000"),
+    ({protocol.R_REMOVE: "everything"}, "UpdraftReqRemoveMode 'everything' is not one of none, idle, all"),
+    ({"UpdraftSchema": 2}, "UpdraftSchema '2' is not 1"),
+    ({"UpdraftSchema": True}, "UpdraftSchema 'True' is not 1"),
+    ({protocol.R_PILOT_COLLECTOR: 7}, "UpdraftPilotCollector is a int, not a string"),
+    ({protocol.R_GROUP_START: "x" * 70000}, "UpdraftGroupStart is longer than 65536 characters"),
+    ({protocol.IDENTITY: ["vo@lab"]}, "AuthenticatedIdentity is a list, not a string"),
+])
+def test_a_malformed_request_ad_is_refused_naming_the_attribute(change, reason) -> None:
+    with pytest.raises(protocol.MalformedAd) as caught:
+        protocol.read_request({**GOOD, **change})
+    assert reason in str(caught.value)
+    assert protocol.parse_request({**GOOD, **change}) is None
+
+
+def test_a_missing_attribute_is_named() -> None:
+    for attr in (protocol.R_FRONTEND, protocol.R_IDLE, protocol.R_MAX, protocol.R_REMOVE_MAX):
+        with pytest.raises(protocol.MalformedAd, match=f"{attr} is missing"):
+            protocol.read_request({k: v for k, v in GOOD.items() if k != attr})
+
+
+VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=300),
+                   st.lists(st.integers(), max_size=3), st.sampled_from(["a/b", "..", "x\x00y", "idle", "fac", "1"]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(changes=st.dictionaries(st.sampled_from(sorted(GOOD)), VALUES, max_size=6))
+def test_any_request_ad_is_read_or_refused_with_a_reason_never_crashes(changes) -> None:
+    ad = {**GOOD, **changes}
+    try:
+        request = protocol.read_request(ad)
+    except protocol.MalformedAd as err:
+        assert str(err)
+        return
+    for name in (request.frontend, request.group, request.factory, request.entry, request.security_class):
+        assert protocol.NAME.fullmatch(name) and "/" not in name and len(name) <= protocol.MAX_NAME
+    assert 0 <= request.idle <= protocol.MAX_COUNT and 0 <= request.max_pilots <= protocol.MAX_COUNT

@@ -28,7 +28,7 @@ import binascii
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hpke, serialization
@@ -149,13 +149,11 @@ class Keyring:
     current: X25519PrivateKey
     retired: tuple[RetiredKey, ...] = ()
     grace_seconds: float = 3600.0
-    rotated_at: float = field(default=0.0)
 
     def rotate(self, now: float, new: X25519PrivateKey | None = None) -> Keyring:
         """A new current key; the old one is kept for the grace period, expired ones dropped."""
         keep = tuple(r for r in self.retired if now - r.retired_at < self.grace_seconds)
-        return Keyring(new or X25519PrivateKey.generate(), (RetiredKey(self.current, now), *keep),
-                       self.grace_seconds, now)
+        return Keyring(new or X25519PrivateKey.generate(), (RetiredKey(self.current, now), *keep), self.grace_seconds)
 
     def openers(self, now: float) -> dict[str, X25519PrivateKey]:
         """The keys a request may be sealed with at `now`, by key id."""

@@ -127,7 +127,7 @@ def _value_key(value: Any) -> Any:
     return object()
 
 
-def _lowered(attrs: Mapping[str, Any]) -> dict[str, Any]:
+def lowered(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """ClassAd attribute names are case-insensitive; Python dict keys are not."""
     return {name.lower(): value for name, value in attrs.items()}
 
@@ -205,14 +205,14 @@ def _build_entry_table(
     indexed: dict[str, list[int]] = {}
     wanted = index.entry_attr.lower() if index else None
     for position, entry in enumerate(entries):
-        lowered = _lowered(entry.attrs)
-        key = (entry.cpus_per_pilot, _class_key(lowered, rule.target_names, rule.shareable))
+        by_lower_name = lowered(entry.attrs)
+        key = (entry.cpus_per_pilot, _class_key(by_lower_name, rule.target_names, rule.shareable))
         if key not in class_ids:
             class_ids[key] = len(class_ads)
             class_ads.append(dict(entry.attrs))
             class_cpus.append(entry.cpus_per_pilot)
         class_of.append(class_ids[key])
-        value = lowered.get(wanted) if wanted else None
+        value = by_lower_name.get(wanted) if wanted else None
         if value is not None:
             indexed.setdefault(str(value).strip(), []).append(position)
     return _EntryTable(
@@ -240,7 +240,7 @@ class _Evaluator:
         self.evaluations = 0
 
     def shape_class(self, attrs: Mapping[str, Any]) -> int:
-        key = _class_key(_lowered(attrs), self.rule.my_names, self.rule.shareable)
+        key = _class_key(lowered(attrs), self.rule.my_names, self.rule.shareable)
         found = self.shape_classes.get(key)
         if found is None:
             found = self.shape_classes[key] = len(self.shape_ads)
@@ -274,7 +274,7 @@ def _candidates(
     """The entries worth comparing: all of them, or only those the job's index attribute lists."""
     if index is None:
         return table.everything
-    wanted = index_values(_lowered(attrs).get(index.job_attr.lower()))
+    wanted = index_values(lowered(attrs).get(index.job_attr.lower()))
     if wanted is None:
         return table.everything
     return [group for value in wanted for group in table.by_value.get(value, ())]

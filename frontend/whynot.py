@@ -21,7 +21,7 @@ from typing import Any
 import classad2
 
 from updraft.frontend.config import FrontendConfig, Group
-from updraft.frontend.matching import index_values, job_attrs
+from updraft.frontend.matching import index_values, job_attrs, lowered
 from updraft.frontend.model import EntryAd, JobShape
 
 
@@ -93,45 +93,59 @@ def _index_refusal(shape: JobShape, entry: EntryAd, group: Group) -> str | None:
     index = group.match_index
     if index is None:
         return None
-    lowered = {name.lower(): value for name, value in shape.attrs.items()}
-    wanted = index_values(lowered.get(index.job_attr.lower()))
+    wanted = index_values(lowered(shape.attrs).get(index.job_attr.lower()))
     if wanted is None:
         return None
-    offered = {name.lower(): value for name, value in entry.attrs.items()}.get(index.entry_attr.lower())
+    offered = lowered(entry.attrs).get(index.entry_attr.lower())
     if offered is not None and str(offered).strip() in wanted:
         return None
     return f"the job's {index.job_attr} lists {', '.join(wanted) or 'nothing'}; the entry's {index.entry_attr} is {offered!r}"
 
 
-def _expression_refusal(shape_ad: classad2.ClassAd, entry: EntryAd, terms: Sequence[str], whole: str) -> str | None:
-    entry_ad = classad2.ClassAd(dict(entry.attrs))
-    answer = classad2.ExprTree(whole).eval(shape_ad, entry_ad)
-    if answer is True:
-        return None
-    for term in terms:
-        value = classad2.ExprTree(term).eval(shape_ad, entry_ad)
-        if value is not True:
-            return f"match_expr term `{term}` is {_shown(value)}"
-    return f"match_expr is {_shown(answer)}"
+class _Judge:
+    """One group's tests, with its expression and its terms parsed once and each entry's ad built once."""
+
+    def __init__(self, group: Group) -> None:
+        self.group = group
+        self.whole = classad2.ExprTree(group.match_expr)
+        self.terms = tuple((term, classad2.ExprTree(term)) for term in conjuncts(group.match_expr))
+        self.entry_ads: dict[str, classad2.ClassAd] = {}
+
+    def verdict(self, shape: JobShape, shape_ad: classad2.ClassAd, entry: EntryAd) -> EntryVerdict:
+        """The first of matching's tests that this entry fails for this shape, or usable."""
+        refusal = _index_refusal(shape, entry, self.group)
+        if refusal is None and shape.cpus > entry.cpus_per_pilot:
+            refusal = f"the job asks {shape.cpus} cpus; the entry's pilots have {entry.cpus_per_pilot} per node"
+        if refusal is None:
+            refusal = self._expression_refusal(shape_ad, entry)
+        if refusal is None and entry.in_downtime:
+            refusal = DOWNTIME
+        return EntryVerdict(entry=entry.key, usable=refusal is None, reason=refusal or "usable")
+
+    def _expression_refusal(self, shape_ad: classad2.ClassAd, entry: EntryAd) -> str | None:
+        entry_ad = self.entry_ads.get(entry.key)
+        if entry_ad is None:
+            entry_ad = self.entry_ads[entry.key] = classad2.ClassAd(dict(entry.attrs))
+        answer = self.whole.eval(shape_ad, entry_ad)
+        if answer is True:
+            return None
+        for text, term in self.terms:
+            value = term.eval(shape_ad, entry_ad)
+            if value is not True:
+                return f"match_expr term `{text}` is {_shown(value)}"
+        return f"match_expr is {_shown(answer)}"
 
 
 def entry_verdict(shape: JobShape, entry: EntryAd, group: Group) -> EntryVerdict:
     """The first of matching's tests that this entry fails for this shape, or usable."""
-    refusal = _index_refusal(shape, entry, group)
-    if refusal is None and shape.cpus > entry.cpus_per_pilot:
-        refusal = f"the job asks {shape.cpus} cpus; the entry's pilots have {entry.cpus_per_pilot} per node"
-    if refusal is None:
-        shape_ad = classad2.ClassAd(job_attrs(shape))
-        refusal = _expression_refusal(shape_ad, entry, conjuncts(group.match_expr), group.match_expr)
-    if refusal is None and entry.in_downtime:
-        refusal = DOWNTIME
-    return EntryVerdict(entry=entry.key, usable=refusal is None, reason=refusal or "usable")
+    return _Judge(group).verdict(shape, classad2.ClassAd(job_attrs(shape)), entry)
 
 
 def refused_shapes(shapes: Iterable[JobShape], entries: Sequence[EntryAd], config: FrontendConfig,
                    group: str | None = None) -> list[ShapeVerdict]:
     """Shapes with idle jobs that no live entry takes, per group, each with every entry's reason."""
     ordered = sorted(entries, key=lambda e: e.key)
+    judges: dict[str, _Judge] = {}
     found = []
     for shape in shapes:
         if not shape.idle or (group is not None and shape.group != group):
@@ -139,7 +153,11 @@ def refused_shapes(shapes: Iterable[JobShape], entries: Sequence[EntryAd], confi
         group_cfg = config.groups.get(shape.group)
         if group_cfg is None:
             continue
-        verdicts = tuple(entry_verdict(shape, entry, group_cfg) for entry in ordered)
+        judge = judges.get(shape.group)
+        if judge is None:
+            judge = judges[shape.group] = _Judge(group_cfg)
+        shape_ad = classad2.ClassAd(job_attrs(shape))
+        verdicts = tuple(judge.verdict(shape, shape_ad, entry) for entry in ordered)
         if not any(v.usable for v in verdicts):
             found.append(ShapeVerdict(shape.group, shape, verdicts))
     return sorted(found, key=lambda v: (v.group, -v.shape.idle, v.shape.schedd))

@@ -25,9 +25,10 @@ from typing import Any
 import htcondor2
 
 from updraft import protocol
-from updraft.condor import Collector, use_client_config
+from updraft.condor import Collector, Schedd, use_client_config
 from updraft.errors import CondorError, LabError
 from updraft.factory.decide import EXCESS_IDLE
+from updraft.factory.observe import pilot_constraint
 from updraft.lab.labconfig import FACTORY_NAME, FRONTEND_NAME, write_component_configs
 from updraft.lab.topology import Topology
 from updraft.lab.workload import (
@@ -40,6 +41,7 @@ from updraft.lab.workload import (
     progress_line,
     submit_description,
 )
+from updraft.monitoring.writers.xml_status import summary_file
 
 PILOT_PROJECTION = ["UpdraftEntry", "JobStatus"]
 PILOT_STATES = {1: "idle", 2: "running", 5: "held"}
@@ -130,10 +132,17 @@ def demo_jobs(topology: Topology, since: float) -> list[dict[str, Any]]:
     return ads
 
 
+def factory_schedd(topology: Topology) -> Schedd:
+    return Collector(topology.wms.collector).schedd(topology.factory.schedd_name)
+
+
+LAB_PILOTS = pilot_constraint(FACTORY_NAME)
+"""The lab factory's pilots, by the factory's own definition."""
+
+
 def pilots_per_entry(topology: Topology) -> dict[str, Counter[str]]:
-    schedd = Collector(topology.wms.collector).schedd(topology.factory.schedd_name)
     counts: dict[str, Counter[str]] = {}
-    for ad in schedd.query(f'UpdraftFactory =?= "{FACTORY_NAME}"', PILOT_PROJECTION):
+    for ad in factory_schedd(topology).query(LAB_PILOTS, PILOT_PROJECTION):
         state = PILOT_STATES.get(int(ad.get("JobStatus", 0)))
         if state:
             counts.setdefault(str(ad.get("UpdraftEntry")), Counter())[state] += 1
@@ -223,7 +232,7 @@ def watch(topology: Topology, services: Services, since: float, timeout: float,
 
 def factory_cycle(topology: Topology) -> int:
     """The factory's last reported cycle, from its XML status file (0 before the first)."""
-    path = topology.work_dir / "factory" / "monitoring" / "xml" / f"factory-{FACTORY_NAME}.xml"
+    path = topology.work_dir / "factory" / "monitoring" / "xml" / summary_file("factory", FACTORY_NAME)
     try:
         return int(ET.parse(path).getroot().get("cycle", 0))
     except (OSError, ET.ParseError, ValueError):
@@ -256,8 +265,8 @@ PILOT_HISTORY_PROJECTION = ["UpdraftEntry", "JobStatus", "QDate", "RemoveReason"
 
 def demo_pilots(topology: Topology, since: float) -> list[dict[str, Any]]:
     """The factory's pilots submitted since `since`: still queued, or in its history with how they ended."""
-    schedd = Collector(topology.wms.collector).schedd(topology.factory.schedd_name)
-    constraint = f'UpdraftFactory =?= "{FACTORY_NAME}" && QDate >= {int(since)}'
+    schedd = factory_schedd(topology)
+    constraint = f"{LAB_PILOTS} && QDate >= {int(since)}"
     return [*schedd.query(constraint, PILOT_HISTORY_PROJECTION), *schedd.history(constraint, PILOT_HISTORY_PROJECTION)]
 
 
@@ -306,21 +315,32 @@ class DemoRun:
     logs: Mapping[str, Path]
 
 
+def remove_demo_jobs(topology: Topology, reason: str) -> dict[str, CondorError]:
+    """Remove the demo's jobs from every user schedd; the schedds that refused, with why."""
+    vo = Collector(topology.vo.collector)
+    failed = {}
+    for name in topology.user_schedds:
+        try:
+            vo.schedd(name).remove(f"{WORKLOAD_ATTR} =!= undefined", reason)
+        except CondorError as err:
+            failed[name] = err
+    return failed
+
+
 def clear_leftovers(topology: Topology, echo: Callable[[str], None], timeout: float = 60.0) -> None:
     """Remove what an earlier run left (an interrupted demo, a lab kept with KEEP=1): its pilots
     would count as this run's. A pilot whose CE no longer answers is forced out after half the time."""
-    vo = Collector(topology.vo.collector)
-    for name in topology.user_schedds:
-        vo.schedd(name).remove(f"{WORKLOAD_ATTR} =!= undefined", "a new demo run starts")
-    schedd = Collector(topology.wms.collector).schedd(topology.factory.schedd_name)
-    constraint = f'UpdraftFactory =?= "{FACTORY_NAME}"'
-    left = schedd.query(constraint, ["ClusterId", "ProcId"])
+    failed = remove_demo_jobs(topology, "a new demo run starts")
+    if failed:
+        raise next(iter(failed.values()))
+    schedd = factory_schedd(topology)
+    left = schedd.query(LAB_PILOTS, ["ClusterId", "ProcId"])
     if not left:
         return
     echo(f"removing {len(left)} pilots an earlier run left in the factory's queue")
-    schedd.remove(constraint, "a new demo run starts")
+    schedd.remove(LAB_PILOTS, "a new demo run starts")
     deadline, forced = time.monotonic() + timeout, False
-    while left := schedd.query(constraint, ["ClusterId", "ProcId"]):
+    while left := schedd.query(LAB_PILOTS, ["ClusterId", "ProcId"]):
         if time.monotonic() > deadline:
             raise LabError(f"{len(left)} old pilots are still in {topology.factory.schedd_name} after {timeout:.0f} s")
         if not forced and time.monotonic() > deadline - timeout / 2:
@@ -349,12 +369,8 @@ def run_workload(topology: Topology, echo: Callable[[str], None], timeout: float
                        configs, dict(services.logs))
     finally:
         services.stop()
-        vo = Collector(topology.vo.collector)
-        for name in topology.user_schedds:
-            try:
-                vo.schedd(name).remove(f"{WORKLOAD_ATTR} =!= undefined", "demo over")
-            except CondorError as err:
-                echo(f"(demo jobs left in {name}: {err})")
+        for name, err in remove_demo_jobs(topology, "demo over").items():
+            echo(f"(demo jobs left in {name}: {err})")
 
 
 def pilot_ending(pilot: Mapping[str, Any]) -> str:

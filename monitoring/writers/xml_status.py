@@ -291,10 +291,15 @@ class Documents:
     """File names in `folder` this writer owns: ``entry-`` or ``group-``, then the name, then ``.xml``."""
 
 
+def summary_file(component: str, name: str) -> PurePath:
+    """Where a component's summary document goes, below the writer's folder (`factory-<name>.xml`)."""
+    return PurePath(f"{component}-{path_part(name)}.xml")
+
+
 def documents(snapshot: Snapshot) -> Documents:
     component, name = component_of(snapshot)
-    base = f"{component}-{path_part(name)}"
-    folder = PurePath(base)
+    summary_path = summary_file(component, name)
+    folder = PurePath(summary_path.stem)
     if isinstance(snapshot, FactorySnapshot):
         summary = factory_element(snapshot)
         details = tuple((folder / f"entry-{path_part(e.entry)}.xml", entry_element(snapshot, e))
@@ -305,7 +310,7 @@ def documents(snapshot: Snapshot) -> Documents:
         details = tuple((folder / f"group-{path_part(g)}.xml", group_element(snapshot, g))
                         for g in snapshot.groups)
         prefix = "group-"
-    return Documents((PurePath(f"{base}.xml"), summary), folder, details, prefix)
+    return Documents((summary_path, summary), folder, details, prefix)
 
 
 def to_text(root: ET.Element) -> str:

@@ -20,12 +20,21 @@ import pytest
 from updraft import protocol
 from updraft.condor import Collector
 from updraft.lab import control
-from updraft.lab.demo import Services, repeated_in_a_cycle, start_services, tracebacks
+from updraft.lab.demo import (
+    LAB_PILOTS,
+    Services,
+    factory_schedd,
+    remove_demo_jobs,
+    repeated_in_a_cycle,
+    start_services,
+    tracebacks,
+)
 from updraft.lab.labconfig import FACTORY_NAME, FRONTEND_NAME, write_component_configs
 from updraft.lab.runtime import Runtime
 from updraft.lab.topology import Topology
 from updraft.lab.tsdb import answers, influxql
 from updraft.lab.workload import WORKLOAD_ATTR, Shape, submit_description
+from updraft.monitoring.writers.xml_status import summary_file
 
 from .jobs import wait_for
 
@@ -42,16 +51,14 @@ class Fleet:
 
     @property
     def factory_schedd(self):
-        return Collector(self.lab.wms.collector).schedd(self.lab.factory.schedd_name)
+        return factory_schedd(self.lab)
 
     def pilots(self, extra: str = "true") -> list[dict]:
-        return self.factory_schedd.query(f'UpdraftFactory =?= "{FACTORY_NAME}" && ({extra})',
-                                         ["ClusterId", "ProcId", "UpdraftEntry", "JobStatus"])
+        return self.factory_schedd.query(f"{LAB_PILOTS} && ({extra})", ["ClusterId", "ProcId", "UpdraftEntry", "JobStatus"])
 
     def removed_pilots_since(self, since: float) -> list[dict]:
-        return self.factory_schedd.history(
-            f'UpdraftFactory =?= "{FACTORY_NAME}" && JobStatus == 3 && EnteredCurrentStatus >= {int(since)}',
-            ["ClusterId", "ProcId", "RemoveReason"])
+        return self.factory_schedd.history(f"{LAB_PILOTS} && JobStatus == 3 && EnteredCurrentStatus >= {int(since)}",
+                                           ["ClusterId", "ProcId", "RemoveReason"])
 
     def requests(self) -> list[dict]:
         return Collector(self.lab.wms.collector).generic_ads(
@@ -95,8 +102,8 @@ def calm(fleet: Fleet) -> Iterator[None]:
     fleet.services.check_alive()
     yield
     fleet.services.check_alive()
-    Collector(fleet.lab.vo.collector).schedd(fleet.lab.vo.schedd_name).remove(f"{WORKLOAD_ATTR} =!= undefined", "fault test done")
-    fleet.factory_schedd.remove(f'UpdraftFactory =?= "{FACTORY_NAME}"', "fault test done")
+    assert remove_demo_jobs(fleet.lab, "fault test done") == {}
+    fleet.factory_schedd.remove(LAB_PILOTS, "fault test done")
     wait_for(lambda: not fleet.pilots(), 120)
 
 
@@ -163,7 +170,7 @@ def test_provisioning_goes_on_while_influxdb_is_down(fleet: Fleet) -> None:
     try:
         wait_for(lambda: not answers(f"{influx}/ping"), 30)
         logged_from = fleet.log_size()
-        xml = fleet.lab.work_dir / "factory" / "monitoring" / "xml" / f"factory-{FACTORY_NAME}.xml"
+        xml = fleet.lab.work_dir / "factory" / "monitoring" / "xml" / summary_file("factory", FACTORY_NAME)
         written = xml.stat().st_mtime
         fleet.submit("fault-influx", 2, ("Site1",), 5)
         wait_for(lambda: all(j["JobStatus"] == 4 for j in fleet.jobs("fault-influx")), 240, interval=3)

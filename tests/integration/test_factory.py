@@ -161,10 +161,14 @@ def test_a_held_pilot_is_released_if_its_hold_is_recoverable_else_removed(lab, f
 
 
 def _pilots_over(schedd, seconds: float) -> list[int]:
-    """How many pilots the queue held, sampled every two seconds."""
+    """How many live pilots (idle, running, held) the queue held, sampled every two seconds.
+
+    A pilot that has completed can linger in the queue for a moment; the
+    factory rightly no longer counts it and may already have replaced it.
+    """
     counts, deadline = [], time.time() + seconds
     while time.time() < deadline:
-        counts.append(len(_pilots(schedd)))
+        counts.append(len(_pilots(schedd, "JobStatus == 1 || JobStatus == 2 || JobStatus == 5")))
         time.sleep(2)
     return counts
 

@@ -31,3 +31,10 @@ class SealError(UpdraftError):
 
     Its message never holds the plaintext, nor the key material.
     """
+
+
+class TokenError(UpdraftError):
+    """A pilot token cannot be minted or read: missing signing key, bad lifetime, malformed token.
+
+    Its message never holds the token or the key.
+    """

@@ -35,10 +35,11 @@ from cryptography.hazmat.primitives import hpke, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from updraft.errors import SealError
+from updraft.protocol import MAX_SEALED
 
 FORMAT = "updraft-seal-1"
 SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
-MAX_SEALED_CHARS = 64 * 1024
+MAX_SEALED_CHARS = MAX_SEALED
 """A request ad has no business carrying more; longer input is refused before decoding."""
 
 
@@ -149,11 +150,18 @@ class Keyring:
     current: X25519PrivateKey
     retired: tuple[RetiredKey, ...] = ()
     grace_seconds: float = 3600.0
+    created_at: float = 0.0
+    """When `current` became current: what rotation is timed from."""
 
     def rotate(self, now: float, new: X25519PrivateKey | None = None) -> Keyring:
         """A new current key; the old one is kept for the grace period, expired ones dropped."""
         keep = tuple(r for r in self.retired if now - r.retired_at < self.grace_seconds)
-        return Keyring(new or X25519PrivateKey.generate(), (RetiredKey(self.current, now), *keep), self.grace_seconds)
+        return Keyring(new or X25519PrivateKey.generate(), (RetiredKey(self.current, now), *keep),
+                       self.grace_seconds, now)
+
+    def due(self, now: float, rotation_seconds: float) -> bool:
+        """Whether the current key has served its time."""
+        return now - self.created_at >= rotation_seconds
 
     def openers(self, now: float) -> dict[str, X25519PrivateKey]:
         """The keys a request may be sealed with at `now`, by key id."""

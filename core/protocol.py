@@ -54,6 +54,12 @@ R_PILOT_COLLECTOR = "UpdraftPilotCollector"
 R_MANIFEST_URL = "UpdraftFrontendManifestURL"
 R_MANIFEST_SHA256 = "UpdraftFrontendManifestSHA256"
 R_GROUP_START = "UpdraftGroupStart"
+R_CREDENTIAL = "UpdraftCredential"
+"""The pilot token and the frontend's identity, sealed to the factory's key (`updraft.envelope`)."""
+
+# The factory's global ad: the key frontends seal credentials to.
+F_PUBLIC_KEY = "UpdraftPublicKey"
+F_KEY_ID = "UpdraftKeyId"
 
 _HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}")
 _URL = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
@@ -135,6 +141,8 @@ class PublishedRequest:
     identity: str | None
     security_class: str = "default"
     pilot: PilotParams = field(default_factory=PilotParams)
+    sealed: str = field(default="", repr=False)
+    """The sealed credential as the ad carries it; empty when the frontend sent none."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -145,6 +153,8 @@ class PublishedRequest:
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 """Names that end up in ad names and file paths (frontends, groups, factories, entries, classes)."""
 MAX_NAME = 128
+MAX_SEALED = 64 * 1024
+"""Longer than any sealed token; see `updraft.envelope.MAX_SEALED_CHARS`."""
 MAX_COUNT = 1_000_000
 """No request asks for a million pilots; a larger number is a broken or hostile ad."""
 
@@ -218,6 +228,7 @@ def read_request(ad: Mapping[str, Any]) -> PublishedRequest:
             manifest_sha256=_text(ad, R_MANIFEST_SHA256, 64),
             group_start=_text(ad, R_GROUP_START, 64 * 1024),  # pilot_params_problem says what is too long
         ),
+        sealed=_text(ad, R_CREDENTIAL, MAX_SEALED),
     )
 
 

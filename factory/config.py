@@ -148,6 +148,9 @@ class AllowedFrontend(ConfigModel):
     frontend and then refuse every request it sends, which is better said by leaving it out."""
     limits: FrontendLimits = Field(default_factory=FrontendLimits)
     """Each cap not set here is the entry's ``limits.per_frontend`` one (where that is unset too: no cap)."""
+    require_credential: bool = True
+    """Refuse its requests unless they carry a sealed credential (the pilot token) that opens,
+    with the authenticated identity sealed inside. Off only for pools where pilots need no token."""
 
 
 class SubmitTuning(ConfigModel):
@@ -426,6 +429,21 @@ def _positive_int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
 
 
+class CredentialSettings(ConfigModel):
+    """The factory's key pair for sealed credentials, and where the credentials it opens are kept."""
+
+    key_rotation_seconds: PositiveInt = 7 * 86400
+    """A new key pair after this long; the old one still opens requests for ``key_grace_seconds``."""
+    key_grace_seconds: PositiveInt = 3600
+    """Long enough for every frontend to see the new key (a few of their cycles)."""
+    store_dir: AbsolutePath | None = None
+    """Keys and one folder per frontend of its pilot tokens (0700, files 0600); unset: ``work_dir/credentials``."""
+    owner_uid: NonNegativeInt | None = None
+    """A factory running as root submits as another identity: its pilot tokens are handed to this
+    uid, so the schedd can read them for that identity's pilots. Unset: files stay the factory's."""
+    owner_gid: NonNegativeInt | None = None
+
+
 class FactoryConfig(ConfigModel):
     """The whole factory configuration, after merging ``factory.yaml`` and ``factory.d/``."""
 
@@ -445,6 +463,7 @@ class FactoryConfig(ConfigModel):
     pilot_log_retention_seconds: PositiveInt = 7 * 86400
     """Pilot output and error files older than this are deleted (their reports are read long before)."""
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    credentials: CredentialSettings = Field(default_factory=CredentialSettings)
     staging: StagingSettings | None = None
     """The factory's staging area (per entry releases, written by ``reconfig``); unset: the pilot
     gets no manifest, which only a custom ``pilot.executable`` can live with."""

@@ -45,11 +45,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from updraft.records import share_out  # noqa: F401  (re-exported for callers and tests)
-from updraft.protocol import pilot_params_problem
+from updraft.protocol import R_CREDENTIAL, pilot_params_problem
 from updraft.factory.model import (
     IDLE_STATES,
     LIVE_STATES,
     EntryDecision,
+    FrontendAccess,
     EntryPolicy,
     FactoryPlan,
     HoldPolicy,
@@ -225,7 +226,22 @@ def refusal(request: Request, policies: Mapping[str, EntryPolicy]) -> str | None
                 f"must be {access.identity!r}")
     if request.security_class not in access.security_classes:
         return f"security class {request.security_class!r} is not allowed for frontend {request.frontend!r}"
-    return _malformed(request)
+    return _credential_refusal(request, access) or _malformed(request)
+
+
+def _credential_refusal(request: Request, access: FrontendAccess) -> str | None:
+    """The sealed identity must be the authenticated one: a blob lifted from another frontend's ad fails here
+    or, bound to that frontend's name, already failed to open."""
+    if request.credential_problem is not None:
+        return f"credential refused: {request.credential_problem}"
+    if request.credential is None:
+        if access.require_credential:
+            return f"no sealed credential ({R_CREDENTIAL}): its pilots could not join the VO pool"
+        return None
+    if request.credential.identity != request.identity:
+        return (f"the identity sealed in the credential, {request.credential.identity!r}, is not the "
+                f"authenticated {request.identity!r}")
+    return None
 
 
 def _request_order(request: Request) -> tuple[str, str, str, str, str, int, int, str, int]:
@@ -349,7 +365,8 @@ class _Draft:
             actions.append(Release(tuple(self.released)))
         if self.submit > 0 and self.request is not None:
             actions.append(Submit(self.entry, self.frontend, self.group, self.request.security_class,
-                                  self.submit, clusters(self.submit, policy.cluster_size), self.request.pilot))
+                                  self.submit, clusters(self.submit, policy.cluster_size), self.request.pilot,
+                                  self.request.credential))
         return tuple(actions)
 
 

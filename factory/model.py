@@ -14,6 +14,7 @@ zero. Whoever builds an `EntryPolicy` from the config maps the protocol's
 from __future__ import annotations
 
 from collections.abc import Mapping
+import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -104,6 +105,17 @@ class PilotCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class Credential:
+    """What a request's sealed credential opened to; the token never shows in a repr or a log."""
+
+    credential_id: str
+    """Names the token in the factory's store and in the pilots' job ads; not a secret."""
+    identity: str
+    """The identity the frontend sealed inside: must equal the collector's AuthenticatedIdentity."""
+    token: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Request:
     """A frontend's request for one (entry, frontend, group), as the factory read it.
 
@@ -124,6 +136,9 @@ class Request:
     remove_max: int = 0
     pilot: PilotParams = PilotParams()
     """What the frontend tells its pilots (pool, staging area, START); checked before any submission."""
+    credential: Credential | None = None
+    credential_problem: str | None = None
+    """Why the sealed credential did not open (None: it opened, or none was sent)."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -148,6 +163,10 @@ class Request:
             remove_max=ad.remove_max,
             pilot=ad.pilot,
         )
+
+    def with_credential(self, credential: Credential | None, problem: str | None) -> Request:
+        """This request with what its sealed credential opened to (or why it did not)."""
+        return dataclasses.replace(self, credential=credential, credential_problem=problem)
 
 
 # --------------------------------------------------------------------------
@@ -206,6 +225,8 @@ class FrontendAccess:
     identity: str
     """The AuthenticatedIdentity its request ads must carry."""
     security_classes: frozenset[str] = frozenset()
+    require_credential: bool = False
+    """The config's default is True; False here keeps decision tables that are not about credentials short."""
 
 
 @dataclass(frozen=True)
@@ -250,6 +271,8 @@ class Submit:
     count: int
     clusters: tuple[int, ...]
     pilot: PilotParams = PilotParams()
+    credential: Credential | None = None
+    """The token these pilots join the VO pool with."""
 
 
 @dataclass(frozen=True, slots=True)

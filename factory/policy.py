@@ -249,7 +249,7 @@ def _policy(config: FactoryConfig, entry: AdvertisedEntry, downtimes: Sequence[D
         ),
         in_downtime=in_downtime(config, entry, downtimes, now),
         frontends=MappingProxyType({
-            name: FrontendAccess(f.identity, frozenset(f.security_classes)) for name, f in entry.frontends.items()
+            name: FrontendAccess(f.identity, frozenset(f.security_classes), f.require_credential) for name, f in entry.frontends.items()
         }),
     )
 

@@ -45,6 +45,8 @@ J_CREDENTIAL_ID = "UpdraftCredentialId"
 JOB_ID_MACRO = "$(Cluster).$(Process)"
 LOG_FILE = "pilots.log"
 CREDENTIAL_GRID_TYPES = ("condor", "arc")
+NO_TRANSFER_GRID_TYPES = ("ec2", "gce")
+"""Cloud pilots are virtual machines: their submit description transfers no files."""
 """Grid types whose CE authenticates the factory with a proxy or token file."""
 
 _LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\x00")
@@ -74,6 +76,9 @@ class PilotSpec:
     work_dir: Path
     proxy_file: Path | None = None
     token_file: Path | None = None
+    pilot_token_file: Path | None = None
+    """The token the pilot's startd joins the VO pool with (from the frontend's sealed credential):
+    sent with the pilot by encrypted input transfer, never written into the description itself."""
     arguments: tuple[str, ...] = ()
     environment: tuple[tuple[str, object], ...] = ()
     """The pilot's settings (`updraft.factory.pilot_args`); the entry's ``pilot_attributes`` are added
@@ -292,7 +297,7 @@ def _check_pilot(entry: Entry, pilot: PilotSpec) -> None:
     for name in ("frontend", "group", "security_class", "credential_id"):
         if not getattr(pilot, name):
             raise RenderError(f"pilot.{name}: must not be empty (the factory finds its pilots by it)")
-    for name in ("executable", "work_dir", "proxy_file", "token_file"):
+    for name in ("executable", "work_dir", "proxy_file", "token_file", "pilot_token_file"):
         path = getattr(pilot, name)
         if path is not None and not path.is_absolute():
             raise RenderError(f"pilot.{name}: expected an absolute path, got {str(path)!r} "
@@ -301,6 +306,9 @@ def _check_pilot(entry: Entry, pilot: PilotSpec) -> None:
     if has_credential and entry.grid_type not in CREDENTIAL_GRID_TYPES:
         raise RenderError(f"pilot.proxy_file/token_file: {entry.grid_type} entries do not use them "
                           f"(only {' and '.join(CREDENTIAL_GRID_TYPES)} entries authenticate to a CE with them)")
+    if pilot.pilot_token_file is not None and entry.grid_type in NO_TRANSFER_GRID_TYPES:
+        raise RenderError(f"pilot.pilot_token_file: {entry.grid_type} pilots are machine images that get no "
+                          "input files; they cannot receive a pilot token")
     if entry.grid_type == "arc" and not has_credential:
         raise RenderError("pilot.proxy_file/token_file: an arc CE needs one of them to accept a pilot")
 
@@ -328,6 +336,7 @@ def _pilot_environment(factory: FactoryConfig, entry_name: str, entry: Entry,
         ("UPDRAFT_SECURITY_CLASS", pilot.security_class),
         ("UPDRAFT_CREDENTIAL_ID", pilot.credential_id),
         ("UPDRAFT_JOB_ID", _Escaped(JOB_ID_MACRO)),
+        *((("UPDRAFT_PILOT_TOKEN", pilot.pilot_token_file.name),) if pilot.pilot_token_file else ()),
     )
     settings = {**entry.pilot_attributes, **dict(pilot.environment)}
     return (*identity, *settings.items())

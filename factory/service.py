@@ -19,9 +19,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import classad2
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from updraft import protocol
 from updraft.condor import Collector, Schedd, use_client_config
+from updraft.envelope import Keyring
 from updraft.errors import CondorError, ConfigError
 from updraft.loop import CycleSignals, Wake, write_pid
 from updraft.factory import completed as completed_pilots
@@ -29,6 +31,7 @@ from updraft.factory import downtime
 from updraft.factory.act import ActResult, release_pilots, remove_pilots, submit_pilots
 from updraft.factory.advertise import entry_ads, factory_ad
 from updraft.factory.config import FactoryConfig, load_factory_config
+from updraft.factory.credentials import CredentialStore, load_keyring, open_credential, public_key_attributes
 from updraft.factory.decide import count_pilots, decide
 from updraft.factory.model import FactoryPlan, Pilot, PilotCounts, PilotState, Release, Remove, Request, Submit
 from updraft.factory.observe import FactoryView, observe
@@ -74,12 +77,16 @@ class CycleResult:
     problems: tuple[str, ...] = field(default=())
     completed: Mapping[completed_pilots.Key, completed_pilots.CompletedStats] = field(default_factory=dict)
     """Pilots that left the queue since the last cycle, by (entry, frontend), from their reports."""
+    refusals: frozenset[str] = frozenset()
+    """This cycle's refused requests with their reasons (`refusal_lines`): the next cycle logs only new ones."""
 
 
-def accepted_requests(view: FactoryView, config: FactoryConfig, downtimes: list[downtime.Downtime], now: float) -> list[Request]:
-    """Requests as the decision sees them; a frontend in its own downtime asks for nothing."""
+def accepted_requests(view: FactoryView, config: FactoryConfig, downtimes: list[downtime.Downtime], now: float,
+                      openers: Mapping[str, X25519PrivateKey] | None = None) -> list[Request]:
+    """Requests as the decision sees them, their credentials opened with `openers` (the keyring's keys
+    at `now`); a frontend in its own downtime asks for nothing."""
     return [
-        Request.from_published(r, r.security_class)
+        Request.from_published(r, r.security_class).with_credential(*open_credential(r, openers or {}, config.name))
         for r in view.requests
         if not frontend_in_downtime(downtimes, r.entry, r.frontend, now)
     ]
@@ -109,11 +116,11 @@ def factory_totals(per_entry: dict[str, dict[str, int]]) -> dict[str, int]:
 
 def plan_cycle(config: FactoryConfig, now: float) -> tuple[FactoryView, FactoryPlan | None, list[downtime.Downtime]]:
     """Observe and decide; no queue is touched and no ad is sent."""
-    view, plan, downtimes, _ = timed_plan(config, now)
+    view, plan, downtimes, _ = timed_plan(config, now, load_keyring(config, now))
     return view, plan, downtimes
 
 
-def timed_plan(config: FactoryConfig, now: float
+def timed_plan(config: FactoryConfig, now: float, keyring: Keyring
                ) -> tuple[FactoryView, FactoryPlan | None, list[downtime.Downtime], dict[str, float]]:
     """`plan_cycle`, with the seconds spent observing and deciding (for monitoring)."""
     started = time.perf_counter()
@@ -123,17 +130,19 @@ def timed_plan(config: FactoryConfig, now: float
     timings = {"observe": observed - started}
     if view.pilots is None:
         return view, None, downtimes, timings
-    requests = accepted_requests(view, config, downtimes, now)
+    requests = accepted_requests(view, config, downtimes, now, keyring.openers(now))
     plan = decide(requests, view.pilots, entry_policies(config, downtimes, now), now)
     timings["decide"] = time.perf_counter() - observed
     return view, plan, downtimes, timings
 
 
 def advertise(config: FactoryConfig, downtimes: list[downtime.Downtime], pilots: tuple[Pilot, ...] | None,
-              now: float, rejected: int) -> str | None:
-    """Entry ads and the global factory ad; a refusal is this cycle's problem, not a crash."""
+              now: float, rejected: int, keyring: Keyring) -> str | None:
+    """Entry ads and the global factory ad (with the key frontends seal to); a refusal is this cycle's
+    problem, not a crash."""
     per_entry = entry_totals(config, pilots, downtimes, now) if pilots is not None else {}
-    global_ad = {**factory_ad(config, factory_totals(per_entry)), REJECTED_ATTRIBUTE: rejected}
+    global_ad = {**factory_ad(config, factory_totals(per_entry)), **public_key_attributes(keyring),
+                 REJECTED_ATTRIBUTE: rejected}
     ads = [*entry_ads(config, entries_in_downtime(config, downtimes, now), per_entry), global_ad]
     try:
         Collector(config.wms_collector, timeout=config.query_timeout_seconds).advertise(ads)
@@ -144,17 +153,20 @@ def advertise(config: FactoryConfig, downtimes: list[downtime.Downtime], pilots:
 
 
 def run_cycle(config: FactoryConfig, cycle: int, now: float,
-              releases: Mapping[str, StagingRelease] | None = None, reporter: Reporter | None = None) -> CycleResult:
+              releases: Mapping[str, StagingRelease] | None = None, reporter: Reporter | None = None,
+              already_logged: frozenset[str] = frozenset()) -> CycleResult:
     """One cycle; `releases` are the entries' staged files (`stage_entries`), read from disk when None.
 
     `reporter` gets the cycle's snapshot last, whatever happened before:
-    monitoring shows the cycles that went wrong too.
+    monitoring shows the cycles that went wrong too. `already_logged`: the
+    refusals the previous cycle logged (`CycleResult.refusals`), not logged again.
     """
     if releases is None:
         releases = stage_entries(config)
-    view, plan, downtimes, timings = timed_plan(config, now)
+    keyring = load_keyring(config, now)
+    view, plan, downtimes, timings = timed_plan(config, now, keyring)
     problems = list(view.problems)
-    trouble = advertise(config, downtimes, view.pilots, now, len(plan.rejected) if plan else 0)
+    trouble = advertise(config, downtimes, view.pilots, now, len(plan.rejected) if plan else 0, keyring)
     if trouble:
         problems.append(trouble)
     results: list[ActResult] = []
@@ -163,10 +175,13 @@ def run_cycle(config: FactoryConfig, cycle: int, now: float,
     if plan is None:
         log.error("pilot queue unreadable: nothing submitted or removed this cycle")
     else:
-        log_rejections(plan)
+        log_rejections(plan, already_logged)
         started = time.perf_counter()
         results = act(config, plan, view.pilots or (), cycle, downtimes, releases)
         problems.extend(e for r in results for e in r.errors)
+        trouble = prune_credentials(config, plan, view.pilots or ())
+        if trouble:
+            problems.append(trouble)
         acted = time.perf_counter()
         completed, totals, trouble = account_completed(config, now)
         if trouble:
@@ -179,6 +194,7 @@ def run_cycle(config: FactoryConfig, cycle: int, now: float,
         released=sum(r.released for r in results),
         problems=tuple(problems),
         completed=completed,
+        refusals=refusal_lines(plan),
     )
     if reporter is not None:
         facts = CycleFacts(now, cycle, view.pilots or (), plan, entries_in_downtime(config, downtimes, now),
@@ -230,11 +246,31 @@ def _by_step(stats: completed_pilots.CompletedStats) -> str:
     return f": {steps}" if steps else ""
 
 
-def log_rejections(plan: FactoryPlan) -> None:
-    """Once per cycle and request: who was refused and why."""
-    for rejection in plan.rejected:
-        r = rejection.request
-        log.warning("request refused: %s.%s for %s: %s", r.frontend, r.group, r.entry, rejection.reason)
+def refusal_lines(plan: FactoryPlan | None) -> frozenset[str]:
+    """Each refused request with its reason, as logged."""
+    if plan is None:
+        return frozenset()
+    return frozenset(f"{r.request.frontend}.{r.request.group} for {r.request.entry}: {r.reason}" for r in plan.rejected)
+
+
+def log_rejections(plan: FactoryPlan, already_logged: frozenset[str] = frozenset()) -> None:
+    """Who was refused and why, once: a request refused again for the same reason is not logged again
+    (it is still counted in every cycle's monitoring)."""
+    for line in sorted(refusal_lines(plan) - already_logged):
+        log.warning("request refused: %s", line)
+
+
+def prune_credentials(config: FactoryConfig, plan: FactoryPlan, pilots: tuple[Pilot, ...]) -> str | None:
+    """Delete the pilot tokens that no queued pilot and no accepted request names any more."""
+    needed = {(p.frontend, p.credential_id) for p in pilots}
+    needed |= {(d.request.frontend, d.request.credential.credential_id)
+               for d in plan.decisions if d.request is not None and d.request.credential is not None}
+    try:
+        for path in CredentialStore.of(config).prune(needed):
+            log.info("pilot token %s deleted: no queued pilot needs it", path.name)
+    except OSError as err:
+        return f"pilot tokens not pruned: {err}"
+    return None
 
 
 def act(config: FactoryConfig, plan: FactoryPlan, pilots: tuple[Pilot, ...], cycle: int,
@@ -284,11 +320,15 @@ def _cluster_size(action: Submit) -> int:
 
 def _description(config: FactoryConfig, action: Submit, member: str, release: StagingRelease | None) -> dict[str, str]:
     entry = member_entry(config, action.entry, member)
+    token_file = None
+    if action.credential is not None:
+        token_file = CredentialStore.of(config).save(action.frontend, action.credential)
     spec = PilotSpec(
         frontend=action.frontend,
         group=action.group,
         security_class=action.security_class,
-        credential_id=f"{action.frontend}.{action.group}",
+        credential_id=action.credential.credential_id if action.credential else f"{action.frontend}.{action.group}",
+        pilot_token_file=token_file,
         executable=config.pilot.executable,
         work_dir=_log_dir(config, action.entry, action.frontend),
         arguments=glidein_arguments(entry, release, action.pilot, config.pilot.arguments),
@@ -330,6 +370,7 @@ class FactoryService:
         self.cycle = 0
         self.releases: Mapping[str, StagingRelease] = {}
         self.reporter = registry.reporter(config.monitoring)
+        self.refusals: frozenset[str] = frozenset()
 
     def run(self, max_cycles: int | None = None) -> None:
         write_pid(pid_path(self.config))
@@ -338,7 +379,8 @@ class FactoryService:
         try:
             while max_cycles is None or self.cycle < max_cycles:
                 self.cycle += 1
-                result = run_cycle(self.config, self.cycle, time.time(), self.releases, self.reporter)
+                result = run_cycle(self.config, self.cycle, time.time(), self.releases, self.reporter, self.refusals)
+                self.refusals = result.refusals
                 log.info("cycle %d: submitted %d, removed %d, released %d, %d problems", self.cycle,
                          result.submitted, result.removed, result.released, len(result.problems))
                 wake = self.signals.sleep(self.config.cycle_seconds)

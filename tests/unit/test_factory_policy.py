@@ -71,7 +71,7 @@ FULL = ce(
             "per_frontend": {"max_pilots": 5, "max_idle": 3}},
     frontends={
         "cms": {"identity": "cms@fe", "security_classes": ["prod", "test"], "limits": {"max_pilots": 4, "max_held": 0}},
-        "atlas": {"identity": "atlas@fe"},
+        "atlas": {"identity": "atlas@fe", "require_credential": False},
     },
     submit={"max_submits_per_cycle": 0, "max_removals_per_cycle": 4, "max_releases_per_cycle": 1, "cluster_size": 2},
     stale={"idle_seconds": None, "running_seconds": 7200, "held_seconds": 600},
@@ -88,7 +88,7 @@ FULL = ce(
     ("cluster_size", 2),
     ("stale", StaleAges(idle_seconds=None, running_seconds=7200.0, held_seconds=600.0)),
     ("holds", HoldPolicy(frozenset({0, 40}), max_releases=0, backoff_seconds=60.0, max_backoff_seconds=60.0)),
-    ("frontends", {"cms": FrontendAccess("cms@fe", frozenset({"prod", "test"})),
+    ("frontends", {"cms": FrontendAccess("cms@fe", frozenset({"prod", "test"}), require_credential=True),
                    "atlas": FrontendAccess("atlas@fe", frozenset({"default"}))}),
     ("in_downtime", False),
 ])
@@ -198,7 +198,7 @@ def test_a_set_uses_its_own_limits_and_frontends_and_its_first_members_tuning() 
     assert set(policies) == {"solo", "us"}
     us = policies["us"]
     assert us.limits == Limits(40, 6, 3)
-    assert us.frontends == {"cms": FrontendAccess("cms@fe", frozenset({"default"}))}
+    assert us.frontends == {"cms": FrontendAccess("cms@fe", frozenset({"default"}), require_credential=True)}
     assert us.frontend_limits == {"cms": Limits(None, 2, None)} and us.default_frontend_limits == Limits(None, 2, None)
     assert (us.cluster_size, us.stale.idle_seconds, us.holds.max_releases) == (3, 100.0, 1)
 

@@ -1,0 +1,186 @@
+"""The factory's side of sealed credentials: its key pair, opening requests, keeping pilot tokens.
+
+- The **keyring** lives in ``<store>/keyring.json`` (0600): the current
+  X25519 key and the retired ones still inside their grace period. It is
+  rotated when the current key has served ``key_rotation_seconds``.
+- **Opening** is pure: a request ad's sealed text, the keys and the names
+  in; a `Credential` or the reason it did not open out.
+- The **store** keeps each opened token as ``<store>/<frontend>/<id>.token``
+  (folders 0700, files 0600, written atomically), where the submit
+  description's encrypted input transfer picks it up, and deletes tokens no
+  queued pilot and no current request still names.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from updraft import envelope
+from updraft.errors import SealError, UpdraftError
+from updraft.factory.config import FactoryConfig
+from updraft.factory.model import Credential
+from updraft.protocol import F_KEY_ID, F_PUBLIC_KEY, NAME, PublishedRequest
+from updraft.secretfiles import private_dir, write_private
+
+log = logging.getLogger(__name__)
+
+KEYRING_FILE = "keyring.json"
+TOKEN_SUFFIX = ".token"
+CREDENTIAL_ID = re.compile(r"[0-9a-f]{32}")
+PAYLOAD_IDENTITY, PAYLOAD_TOKEN = "identity", "token"
+MAX_TOKEN_CHARS = 16 * 1024
+
+
+class CredentialStoreError(UpdraftError):
+    """The keyring or a pilot token could not be read or written."""
+
+
+def credential_id(token: str) -> str:
+    """Names a token without revealing it: in job ads, file names and logs."""
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+def store_dir(config: FactoryConfig) -> Path:
+    return config.credentials.store_dir or config.work_dir / "credentials"
+
+
+# ------------------------------------------------------------------ keyring
+
+
+def _raw_private(key: X25519PrivateKey) -> str:
+    raw = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                            serialization.NoEncryption())
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _private(text: str) -> X25519PrivateKey:
+    return X25519PrivateKey.from_private_bytes(base64.b64decode(text, validate=True))
+
+
+def keyring_to_json(ring: envelope.Keyring) -> dict:
+    return {
+        "current": {"key": _raw_private(ring.current), "created_at": ring.created_at},
+        "retired": [{"key": _raw_private(r.key), "retired_at": r.retired_at} for r in ring.retired],
+    }
+
+
+def keyring_from_json(data: Mapping, grace_seconds: float) -> envelope.Keyring:
+    current = data["current"]
+    retired = tuple(envelope.RetiredKey(_private(r["key"]), float(r["retired_at"])) for r in data.get("retired", ()))
+    return envelope.Keyring(_private(current["key"]), retired, grace_seconds, float(current["created_at"]))
+
+
+def load_keyring(config: FactoryConfig, now: float) -> envelope.Keyring:
+    """The factory's keyring, created on first use and rotated when due; saved whenever it changes.
+
+    A keyring that cannot be read is an error, not a reason to make a new
+    one silently: every frontend's sealed requests would stop opening.
+    """
+    settings = config.credentials
+    path = store_dir(config) / KEYRING_FILE
+    try:
+        ring = keyring_from_json(json.loads(path.read_bytes()), settings.key_grace_seconds)
+    except FileNotFoundError:
+        ring = envelope.Keyring(X25519PrivateKey.generate(), (), settings.key_grace_seconds, now)
+        log.warning("new credential key %s in %s", envelope.key_id(ring.current.public_key())[:16], path)
+        _save_keyring(path, ring)
+        return ring
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CredentialStoreError(f"the factory keyring {path} is unreadable ({type(err).__name__}); "
+                                   "move it aside to start a new one (frontends then re-seal to the new key)") from err
+    if ring.due(now, settings.key_rotation_seconds):
+        ring = ring.rotate(now)
+        log.warning("credential key rotated to %s; the previous one opens requests for %d s more",
+                    envelope.key_id(ring.current.public_key())[:16], settings.key_grace_seconds)
+        _save_keyring(path, ring)
+    return ring
+
+
+def _save_keyring(path: Path, ring: envelope.Keyring) -> None:
+    try:
+        write_private(path, json.dumps(keyring_to_json(ring)).encode())
+    except OSError as err:
+        raise CredentialStoreError(f"cannot write the factory keyring {path}: {err.strerror}") from err
+
+
+def public_key_attributes(ring: envelope.Keyring) -> dict[str, str]:
+    """What the factory ad publishes: the current public key and its id."""
+    public = ring.current.public_key()
+    return {F_PUBLIC_KEY: envelope.public_key_text(public), F_KEY_ID: envelope.key_id(public)}
+
+
+# ------------------------------------------------------------------ opening (pure)
+
+
+def open_credential(request: PublishedRequest, openers: Mapping[str, X25519PrivateKey],
+                    factory: str) -> tuple[Credential | None, str | None]:
+    """(the credential, None), (None, why it does not open), or (None, None) when none was sent."""
+    if not request.sealed:
+        return None, None
+    try:
+        payload = envelope.open_sealed(request.sealed, openers, factory, request.frontend)
+    except SealError as err:
+        return None, str(err)
+    identity, token = payload.get(PAYLOAD_IDENTITY), payload.get(PAYLOAD_TOKEN)
+    if not identity or not token:
+        return None, f"the opened credential lacks {PAYLOAD_IDENTITY!r} or {PAYLOAD_TOKEN!r}"
+    if len(token) > MAX_TOKEN_CHARS or any(c.isspace() for c in token):
+        return None, f"the opened token is not one line of at most {MAX_TOKEN_CHARS} characters"
+    return Credential(credential_id(token), identity, token), None
+
+
+# ------------------------------------------------------------------ the store
+
+
+@dataclass(frozen=True)
+class CredentialStore:
+    """Pilot tokens on disk, one folder per frontend."""
+
+    root: Path
+    owner: tuple[int, int] | None = None
+
+    @classmethod
+    def of(cls, config: FactoryConfig) -> CredentialStore:
+        settings = config.credentials
+        owner = None
+        if settings.owner_uid is not None:
+            owner = (settings.owner_uid, settings.owner_gid if settings.owner_gid is not None else settings.owner_uid)
+        return cls(store_dir(config), owner)
+
+    def path(self, frontend: str, cid: str) -> Path:
+        """Where a token lives; names are checked again here, since they become paths."""
+        if not NAME.fullmatch(frontend) or not CREDENTIAL_ID.fullmatch(cid):
+            raise CredentialStoreError(f"refusing a credential path for frontend {frontend[:40]!r}, id {cid[:40]!r}")
+        return self.root / frontend / f"{cid}{TOKEN_SUFFIX}"
+
+    def save(self, frontend: str, credential: Credential) -> Path:
+        """The token's file, written if it is not there yet (tokens are immutable: same id, same bytes)."""
+        path = self.path(frontend, credential.credential_id)
+        if not path.exists():
+            private_dir(self.root)
+            try:
+                write_private(path, (credential.token + "\n").encode(), self.owner)
+            except OSError as err:
+                raise CredentialStoreError(f"cannot store the pilot token {credential.credential_id} "
+                                           f"of frontend {frontend}: {err.strerror}") from err
+        return path
+
+    def prune(self, needed: Iterable[tuple[str, str]]) -> list[Path]:
+        """Delete every stored token not in `needed` ((frontend, id) pairs); returns what was deleted."""
+        keep = set(needed)
+        deleted = []
+        for path in sorted(self.root.glob(f"*/*{TOKEN_SUFFIX}")):
+            if (path.parent.name, path.name.removesuffix(TOKEN_SUFFIX)) not in keep:
+                path.unlink(missing_ok=True)
+                deleted.append(path)
+        return deleted

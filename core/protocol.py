@@ -15,6 +15,8 @@ from typing import Any
 
 SCHEMA = 1
 ENTRY_TYPE = "UpdraftEntry"
+FACTORY_TYPE = "UpdraftFactory"
+"""MyType of the one global ad a factory publishes about itself."""
 REQUEST_TYPE = "UpdraftRequest"
 
 # Entry ad attributes set by the factory (beyond the entry's own published attributes).

@@ -17,8 +17,7 @@ from updraft import protocol
 from updraft.factory.config import FactoryConfig
 from updraft.factory.policy import AdvertisedEntry, advertised_entries
 
-FACTORY_TYPE = "UpdraftFactory"
-"""MyType of the one global ad a factory publishes about itself."""
+FACTORY_TYPE = protocol.FACTORY_TYPE
 F_ENTRIES = "UpdraftEntries"
 F_PILOTS_PREFIX = "UpdraftPilots"
 """Followed by the state in CamelCase: ``UpdraftPilotsIdle``, ``UpdraftPilotsStaleIdle`` ..."""

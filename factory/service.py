@@ -354,7 +354,7 @@ def withdraw(config: FactoryConfig) -> None:
     wms = Collector(config.wms_collector, timeout=config.query_timeout_seconds)
     try:
         wms.invalidate(protocol.ENTRY_TYPE, f"{protocol.E_FACTORY} == {classad2.quote(config.name)}")
-        wms.invalidate("UpdraftFactory", f"Name == {classad2.quote(config.name)}")
+        wms.invalidate(protocol.FACTORY_TYPE, f"Name == {classad2.quote(config.name)}")
     except CondorError as err:
         log.error("entries not withdrawn (they expire on their own): %s", err)
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from updraft.config import (
     AbsolutePath,
@@ -99,6 +100,28 @@ class Group(ConfigModel):
     """This group's files for its pilots (validation scripts, condor config), after ``staging.files``."""
 
 
+class PilotTokens(ConfigModel):
+    """How the frontend mints the token its pilots' startds join the VO pool with (one per entry)."""
+
+    signing_key_file: AbsolutePath
+    """The VO pool's signing key (its SEC_PASSWORD_DIRECTORY/POOL); the JWT ``kid`` is its file name."""
+    trust_domain: NonEmptyStr
+    """The VO pool's TRUST_DOMAIN (by default its UID_DOMAIN): the tokens' issuer."""
+    identity: Identity
+    """Who the pilots are in the VO pool; its collector's ALLOW_ADVERTISE_STARTD must list it."""
+    lifetime_seconds: PositiveInt = 86400
+    refresh_seconds: PositiveInt = 6 * 3600
+    """A token with less than this left is replaced: a pilot may wait in a queue for hours."""
+
+    @model_validator(mode="after")
+    def _refresh_within_lifetime(self) -> PilotTokens:
+        if self.refresh_seconds >= self.lifetime_seconds:
+            raise PydanticCustomError("refresh_order", "refresh_seconds ({refresh}) must be below lifetime_seconds "
+                                      "({lifetime}), or every cycle mints a new token",
+                                      {"refresh": self.refresh_seconds, "lifetime": self.lifetime_seconds})
+        return self
+
+
 class FrontendConfig(ConfigModel):
     """The whole frontend configuration, after merging ``frontend.yaml`` and ``frontend.d/``."""
 
@@ -125,6 +148,18 @@ class FrontendConfig(ConfigModel):
     """The collector pilots join; unset: ``vo_collector``."""
     staging: StagingSettings | None = None
     """The frontend's staging area (one release per group, written by ``reconfig`` and at start)."""
+    identity: Identity | None = None
+    """Who the WMS collector authenticates this frontend as; sealed into every credential, and the
+    factory checks the two agree. Required with ``pilot_tokens``."""
+    pilot_tokens: PilotTokens | None = None
+    """Mint pilot tokens and send them, sealed to each factory's key, with the requests."""
+
+    @model_validator(mode="after")
+    def _tokens_need_an_identity(self) -> FrontendConfig:
+        if self.pilot_tokens is not None and self.identity is None:
+            raise PydanticCustomError("identity_required", "identity: required with pilot_tokens (the factory "
+                                      "checks the identity sealed with the token against the authenticated one)")
+        return self
 
 
 def load_frontend_config(

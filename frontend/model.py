@@ -106,6 +106,8 @@ class Observation:
     pool_idle_pilots: int = 0
     """Idle pilot slots in the whole VO pool, every frontend's."""
     pool_running_pilots: int = 0
+    factory_keys: Mapping[str, Any] = field(default_factory=dict)
+    """Per trusted factory, the key it seals credentials to (`updraft.frontend.credentials.FactoryKey`)."""
 
     @property
     def incomplete_groups(self) -> frozenset[str]:

@@ -21,6 +21,7 @@ from updraft import protocol
 from updraft.condor import Ad, Collector
 from updraft.errors import CondorError
 from updraft.frontend.config import FrontendConfig, Group
+from updraft.frontend.credentials import FactoryKey, parse_factory_key
 from updraft.frontend.model import EntryAd, JobShape, Observation, PilotSlot, SlotState, SourceProblem
 
 log = logging.getLogger(__name__)
@@ -188,6 +189,7 @@ class _Outcome:
     pool_running: int = 0
     entries: tuple[EntryAd, ...] = ()
     problems: tuple[SourceProblem, ...] = ()
+    keys: tuple[FactoryKey, ...] = ()
 
 
 def observe(config: FrontendConfig, now: float) -> Observation:
@@ -199,6 +201,7 @@ def observe(config: FrontendConfig, now: float) -> Observation:
     reads: list[Callable[[], _Outcome]] = [
         lambda: _read_slots(vo, config.name, now),
         lambda: _read_entries(wms, config),
+        lambda: _read_factory_keys(wms, config),
         *(_schedd_reader(vo, schedd, groups, now) for schedd in schedds),
     ]
     outcomes = _run_all(reads, config.query_timeout_seconds)
@@ -209,6 +212,7 @@ def observe(config: FrontendConfig, now: float) -> Observation:
         problems=(*problems, *(p for o in outcomes for p in o.problems)),
         pool_idle_pilots=sum(o.pool_idle for o in outcomes),
         pool_running_pilots=sum(o.pool_running for o in outcomes),
+        factory_keys={k.factory: k for o in outcomes for k in o.keys},
     )
 
 
@@ -260,6 +264,30 @@ def _read_slots(vo: Collector, frontend: str, now: float) -> _Outcome:
         pool_idle=sum(s is SlotState.IDLE for s in states),
         pool_running=sum(s is SlotState.RUNNING for s in states),
     )
+
+
+KEY_PROJECTION = (protocol.E_FACTORY, protocol.IDENTITY, protocol.F_PUBLIC_KEY, protocol.F_KEY_ID)
+
+
+def _read_factory_keys(wms: Collector, config: FrontendConfig) -> _Outcome:
+    """The sealing key of each trusted factory, from its global ad, only if that factory sent it."""
+    if config.pilot_tokens is None:
+        return _Outcome()
+    trusted = {name: ref.identity for name, ref in config.factories.items()}
+    names = " || ".join(f"Name == {classad2.quote(n)}" for n in trusted)
+    try:
+        ads = wms.generic_ads(protocol.FACTORY_TYPE, names, KEY_PROJECTION)
+    except CondorError as err:
+        log.warning("factory keys unknown this cycle: %s", err)
+        return _Outcome(problems=(SourceProblem(f"collector {wms.address}", str(err)),))
+    keys, problems = [], []
+    for ad in ads:
+        key, why = parse_factory_key(ad, trusted)
+        if key is not None:
+            keys.append(key)
+        elif why:
+            problems.append(SourceProblem(f"collector {wms.address}", why))
+    return _Outcome(keys=tuple(keys), problems=tuple(problems))
 
 
 def _read_entries(wms: Collector, config: FrontendConfig) -> _Outcome:

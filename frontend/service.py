@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from updraft import protocol
 from updraft.condor import use_client_config
 from updraft.loop import CycleSignals, Wake, write_pid
-from updraft.errors import ConfigError, CondorError
+from updraft.errors import ConfigError, CondorError, TokenError
 from updraft.frontend.config import FrontendConfig, load_frontend_config
+from updraft.frontend.credentials import TokenBook, seal_requests
 from updraft.frontend.decide import decide
-from updraft.frontend.model import Plan
+from updraft.frontend.model import Observation, Plan
 from updraft.frontend.observe import observe
 from updraft.frontend.publish import publish, published_requests, request_ads, withdraw_all
 from updraft.frontend.stage import pilot_params, stage_groups
@@ -68,24 +70,45 @@ def snapshot_of(plan: Plan, config: FrontendConfig, cycle: int, timings: dict[st
 
 def plan_cycle(config: FrontendConfig, now: float) -> tuple[Plan, dict[str, float]]:
     """Observe and decide, without acting: shared by a real cycle and `plan`/`explain`."""
+    plan, timings, _ = observe_and_decide(config, now)
+    return plan, timings
+
+
+def observe_and_decide(config: FrontendConfig, now: float) -> tuple[Plan, dict[str, float], Observation]:
+    """`plan_cycle`, also returning what was observed (the factories' keys, for sealing)."""
     started = time.perf_counter()
     observation = observe(config, now)
     observed = time.perf_counter()
     plan = decide(observation, config, now)
-    return plan, {"observe": observed - started, "decide": time.perf_counter() - observed}
+    return plan, {"observe": observed - started, "decide": time.perf_counter() - observed}, observation
+
+
+def token_book(config: FrontendConfig) -> TokenBook | None:
+    """The pilot tokens' holder, when the config mints tokens; reads the signing key (TokenError if it cannot)."""
+    return TokenBook(config.pilot_tokens) if config.pilot_tokens is not None else None
 
 
 def run_cycle(config: FrontendConfig, reporter: Reporter, cycle: int, now: float,
-              releases: Mapping[str, StagingRelease] | None = None) -> CycleResult:
+              releases: Mapping[str, StagingRelease] | None = None, tokens: TokenBook | None = None) -> CycleResult:
     """One full turn; a collector that refuses our ads is a problem reported, not a crash.
 
     `releases` are the groups' staged files (`stage_groups`), written here when None.
+    `tokens` holds the pilot tokens between cycles; None with `pilot_tokens`
+    configured mints fresh ones for this cycle alone (`once`).
     """
     if releases is None:
         releases = stage_groups(config)
-    plan, timings = plan_cycle(config, now)
+    if tokens is None:
+        tokens = token_book(config)
+    plan, timings, observation = observe_and_decide(config, now)
     ads = request_ads(plan, config, cycle, pilot_params(config, releases))
     problems = [f"{p.source}: {p.message}" for p in plan.problems]
+    if tokens is not None:
+        entries = [protocol.entry_ad_name(ad[protocol.R_ENTRY], ad[protocol.R_FACTORY]) for ad in ads]
+        ads, sealing_problems = seal_requests(ads, tokens.tokens(entries, now), observation.factory_keys, config)
+        for problem in sealing_problems:
+            log.warning("%s", problem)
+        problems.extend(sealing_problems)
     started = time.perf_counter()
     try:
         publish(ads, config, stale=published_requests(config))
@@ -115,6 +138,7 @@ class FrontendService:
         self.signals = CycleSignals()
         self.cycle = 0
         self.releases: Mapping[str, StagingRelease] = {}
+        self.tokens = token_book(config)
 
     def run(self, max_cycles: int | None = None) -> None:
         self.releases = stage_groups(self.config)
@@ -122,7 +146,7 @@ class FrontendService:
         try:
             while max_cycles is None or self.cycle < max_cycles:
                 self.cycle += 1
-                result = run_cycle(self.config, self.reporter, self.cycle, time.time(), self.releases)
+                result = run_cycle(self.config, self.reporter, self.cycle, time.time(), self.releases, self.tokens)
                 log.info("cycle %d: %d requests, %d problems", self.cycle, len(result.ads), len(result.problems))
                 wake = self.signals.sleep(self.config.cycle_seconds)
                 if wake is Wake.STOP:
@@ -137,10 +161,11 @@ class FrontendService:
         try:
             loaded = load_frontend_config(self.config_path)
             releases = stage_groups(loaded.config)
-        except (ConfigError, StagingError) as err:
+            tokens = token_book(loaded.config) if loaded.config.pilot_tokens != self.config.pilot_tokens else self.tokens
+        except (ConfigError, StagingError, TokenError) as err:
             log.error("reload refused, keeping the running configuration: %s", err)
             return
-        self.config, self.releases = loaded.config, releases
+        self.config, self.releases, self.tokens = loaded.config, releases, tokens
         use_client_config(self.config.condor_config)
         self.reporter = registry.reporter(self.config.monitoring)
         log.warning("configuration reloaded from %s", self.config_path)

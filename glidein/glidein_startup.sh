@@ -69,6 +69,11 @@ factory=${UPDRAFT_FACTORY:-} entry=${UPDRAFT_ENTRY:-}
 frontend=${UPDRAFT_FRONTEND:-} group=${UPDRAFT_GROUP:-}
 security_class=${UPDRAFT_SECURITY_CLASS:-}
 credential_id=${UPDRAFT_CREDENTIAL_ID:-}
+# The pilot token's file name in the sandbox (sent encrypted by the factory);
+# empty when the pool admits pilots without one.
+pilot_token=${UPDRAFT_PILOT_TOKEN:-}
+pilot_token_dir=''
+start_dir=$(pwd)
 job_id=${UPDRAFT_JOB_ID:-}
 condor_pid=''
 
@@ -909,6 +914,14 @@ write_condor_config() {
             echo 'SHARE = $(RELEASE_DIR)/share/condor'
         fi
         echo "COLLECTOR_HOST = $collector"
+        if [ -n "$pilot_token_dir" ]; then
+            echo "# The startd proves it is the VO's pilot with its token, and nothing else."
+            echo "SEC_TOKEN_DIRECTORY = $pilot_token_dir"
+            echo 'SEC_CLIENT_AUTHENTICATION_METHODS = IDTOKENS'
+            echo 'SEC_DEFAULT_AUTHENTICATION = REQUIRED'
+            echo 'SEC_DEFAULT_ENCRYPTION = REQUIRED'
+            echo 'SEC_DEFAULT_INTEGRITY = REQUIRED'
+        fi
         echo "# (Each node of a multi-node pilot overrides LOCAL_DIR, the names and"
         echo "# GLIDEIN_NodeIndex in its own condor/node-<i>/condor_config.)"
         echo "LOCAL_DIR = $_local"
@@ -1483,6 +1496,25 @@ on_exit() {
     exit 0
 }
 
+install_pilot_token() {
+    # The token the frontend minted for this entry arrives beside the script;
+    # it moves into a folder only the pilot can read, and its content never
+    # appears in a log or the report (only its id, GLIDEIN_CredentialIdentifier).
+    [ -n "$pilot_token" ] || return 0
+    step=token
+    case $pilot_token in
+        */* | .*) fail token "UPDRAFT_PILOT_TOKEN must be a file name in the sandbox, got $(one_line "$pilot_token")" ;;
+    esac
+    [ -s "$start_dir/$pilot_token" ] || fail token "the pilot token $pilot_token did not arrive with the pilot"
+    pilot_token_dir=$work_dir/condor/tokens.d
+    (umask 077 && mkdir -p "$pilot_token_dir" && cp "$start_dir/$pilot_token" "$pilot_token_dir/pilot.token") \
+        || fail token "cannot install the pilot token in $pilot_token_dir"
+    if ! chmod 700 "$pilot_token_dir" || ! chmod 600 "$pilot_token_dir/pilot.token"; then
+        fail token "cannot make $pilot_token_dir private"
+    fi
+    log "pilot token $credential_id installed for the startd"
+}
+
 prepare_work_dir() {
     mkdir -p "$work_dir" || fail args "cannot create work dir $work_dir"
     work_dir=$(cd "$work_dir" && pwd)
@@ -1508,6 +1540,7 @@ main() {
     fetch_condor_tarball
     run_validations
     install_condor
+    install_pilot_token
     compute_lifetime
     write_condor_config
     if [ "$dry_run" = 1 ]; then

@@ -471,3 +471,33 @@ def test_new_entry_settings_have_defaults_and_serialise(tree) -> None:
     dumped = FACTORY.model_dump(mode="json")
     assert FactoryConfig.model_validate_json(FACTORY.model_dump_json()) == FACTORY
     assert dumped["entries"]["aws"]["cloud"]["access_key_file"] == "/etc/updraft/ec2/access.key"
+
+
+# --------------------------------------------------------------------------
+# The pilot token: transferred encrypted, named in the environment, never inlined
+# --------------------------------------------------------------------------
+
+PILOT_TOKEN_FILE = Path("/var/lib/updraft/factory/credentials/lab-vo/0123456789abcdef0123456789abcdef.token")
+
+
+@pytest.mark.parametrize("entry_name", ["site1", "nordic", "hpc-slurm", "hpc-remote"])
+def test_the_pilot_token_travels_as_an_encrypted_input_file(entry_name: str) -> None:
+    credentials = {"site1": TOKEN, "nordic": PROXY}.get(entry_name, {})
+    pilot = pilot_for(entry_name, pilot_token_file=PILOT_TOKEN_FILE, **credentials)
+    description = render_submit(FACTORY, entry_name, FACTORY.entries[entry_name], pilot)
+    assert description["transfer_input_files"] == str(PILOT_TOKEN_FILE)
+    assert description["encrypt_input_files"] == str(PILOT_TOKEN_FILE)
+    assert f"UPDRAFT_PILOT_TOKEN={PILOT_TOKEN_FILE.name}" in description["environment"]
+    htcondor2.Submit(description)  # HTCondor's own parser takes it
+
+
+@pytest.mark.parametrize("entry_name", ["aws", "google"])
+def test_cloud_pilots_cannot_take_a_token_file_and_say_so(entry_name: str) -> None:
+    pilot = pilot_for(entry_name, pilot_token_file=PILOT_TOKEN_FILE)
+    with pytest.raises(RenderError, match="machine images that get no input files"):
+        render_submit(FACTORY, entry_name, FACTORY.entries[entry_name], pilot)
+
+
+def test_a_relative_token_path_is_refused() -> None:
+    with pytest.raises(RenderError, match="pilot.pilot_token_file: expected an absolute path"):
+        render_submit(FACTORY, "site1", FACTORY.entries["site1"], pilot_for("site1", pilot_token_file=Path("x.token")))

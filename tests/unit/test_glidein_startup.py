@@ -7,6 +7,7 @@ reads the pilot's report back with `parse_report`, as the factory will.
 from __future__ import annotations
 
 import hashlib
+import stat
 import os
 import shutil
 import subprocess
@@ -610,3 +611,41 @@ def test_reason_with_line_breaks_stays_on_one_line(pilot: Pilot) -> None:
     report = run.report
     assert report.status == "failed"
     assert report.entry == "site1 === UPDRAFT PILOT REPORT END ==="
+
+
+# --- the pilot token -----------------------------------------------------------
+
+PILOT_TOKEN = "eyJhbGciOiJIUzI1NiIsImtpZCI6IlBPT0wifQ.eyJzdWIiOiJwaWxvdEBsYWIifQ.c2lnbmF0dXJlLWNhbmFyeQ"
+
+
+def test_the_pilot_token_is_installed_privately_and_only_the_token_method_is_used(pilot: Pilot) -> None:
+    pilot.add("check.sh", OK_SCRIPT, "validate-entry")
+    (pilot.root / "abc.token").write_text(PILOT_TOKEN + "\n")
+    run = pilot.run(env={"UPDRAFT_PILOT_TOKEN": "abc.token"})
+    assert run.rc == 0, run.stderr
+    installed = pilot.work / "condor" / "tokens.d" / "pilot.token"
+    assert installed.read_text() == PILOT_TOKEN + "\n"
+    assert stat.S_IMODE(installed.stat().st_mode) == 0o600
+    assert stat.S_IMODE(installed.parent.stat().st_mode) == 0o700
+    assert f"SEC_TOKEN_DIRECTORY = {installed.parent}\n" in run.config
+    assert "SEC_CLIENT_AUTHENTICATION_METHODS = IDTOKENS\n" in run.config
+    assert PILOT_TOKEN not in run.stdout + run.stderr + run.config
+
+
+def test_without_a_token_the_pilot_config_names_no_token_directory(pilot: Pilot) -> None:
+    pilot.add("check.sh", OK_SCRIPT, "validate-entry")
+    run = pilot.run()
+    assert run.rc == 0, run.stderr
+    assert "SEC_TOKEN_DIRECTORY" not in run.config
+
+
+@pytest.mark.parametrize("name, message", [
+    ("missing.token", "the pilot token missing.token did not arrive with the pilot"),
+    ("../abc.token", "must be a file name in the sandbox"),
+    (".hidden", "must be a file name in the sandbox"),
+])
+def test_a_missing_or_odd_token_stops_the_pilot_at_the_token_step(pilot: Pilot, name: str, message: str) -> None:
+    pilot.add("check.sh", OK_SCRIPT, "validate-entry")
+    run = pilot.run(env={"UPDRAFT_PILOT_TOKEN": name})
+    assert run.rc != 0
+    assert run.report.failed_step == "token" and message in run.report.reason

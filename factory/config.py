@@ -437,7 +437,8 @@ class CredentialSettings(ConfigModel):
     key_grace_seconds: PositiveInt = 3600
     """Long enough for every frontend to see the new key (a few of their cycles)."""
     store_dir: AbsolutePath | None = None
-    """Keys and one folder per frontend of its pilot tokens (0700, files 0600); unset: ``work_dir/credentials``."""
+    """One folder per frontend of its pilot tokens (0700, files 0600); unset: ``work_dir/credentials``.
+    (The key pair is kept apart, in ``work_dir/keyring``.)"""
     owner_uid: NonNegativeInt | None = None
     """A factory running as root submits as another identity: its pilot tokens are handed to this
     uid, so the schedd can read them for that identity's pilots. Unset: files stay the factory's."""

@@ -1,6 +1,6 @@
 """The factory's side of sealed credentials: its key pair, opening requests, keeping pilot tokens.
 
-- The **keyring** lives in ``<store>/keyring.json`` (0600): the current
+- The **keyring** lives in ``<work_dir>/keyring/keyring.json`` (0600): the current
   X25519 key and the retired ones still inside their grace period. It is
   rotated when the current key has served ``key_rotation_seconds``.
 - **Opening** is pure: a request ad's sealed text, the keys and the names
@@ -54,6 +54,11 @@ def store_dir(config: FactoryConfig) -> Path:
     return config.credentials.store_dir or config.work_dir / "credentials"
 
 
+def keyring_path(config: FactoryConfig) -> Path:
+    """Apart from the token store: the store may belong to the pilots' owner, the private key never does."""
+    return config.work_dir / "keyring" / KEYRING_FILE
+
+
 # ------------------------------------------------------------------ keyring
 
 
@@ -87,7 +92,7 @@ def load_keyring(config: FactoryConfig, now: float) -> envelope.Keyring:
     one silently: every frontend's sealed requests would stop opening.
     """
     settings = config.credentials
-    path = store_dir(config) / KEYRING_FILE
+    path = keyring_path(config)
     try:
         ring = keyring_from_json(json.loads(path.read_bytes()), settings.key_grace_seconds)
     except FileNotFoundError:
@@ -167,7 +172,7 @@ class CredentialStore:
         """The token's file, written if it is not there yet (tokens are immutable: same id, same bytes)."""
         path = self.path(frontend, credential.credential_id)
         if not path.exists():
-            private_dir(self.root)
+            private_dir(self.root, self.owner)
             try:
                 write_private(path, (credential.token + "\n").encode(), self.owner)
             except OSError as err:

@@ -26,8 +26,19 @@ import jinja2
 
 from updraft.condor import Collector, use_client_config
 from updraft.errors import CondorError, LabError
-from updraft.lab.runtime import LAB_USER, ChrootRuntime, HostRuntime, Runtime
-from updraft.lab.topology import UID_DOMAIN, Instance, Topology
+from updraft.lab.runtime import ChrootRuntime, HostRuntime, Runtime
+from updraft.lab.topology import (
+    CLIENT_ROLES,
+    FACTORY,
+    FRONTEND,
+    OPERATOR,
+    PILOT,
+    PILOT_OWNERS,
+    UID_DOMAIN,
+    Instance,
+    Topology,
+)
+from updraft.secretfiles import private_dir
 from updraft.lab.tsdb import answers, create_database, influxdb_config
 
 log = logging.getLogger(__name__)
@@ -59,9 +70,11 @@ def render_configs(topology: Topology, release_dir: str = "/usr", influxdb: bool
     `influxdb`: whether the runtime has InfluxDB to run for the lab's monitoring.
     """
     env = _templates()
+    identities = {"operator": OPERATOR.identity, "operator_user": OPERATOR.user, "factory": FACTORY.identity,
+                  "frontend": FRONTEND.identity, "pilot": PILOT.identity}
     files = {
         topology.common_config: env.get_template("common.config.j2").render(
-            release_dir=release_dir, uid_domain=UID_DOMAIN, secrets_dir=topology.secrets_dir
+            release_dir=release_dir, uid_domain=UID_DOMAIN, secrets_dir=topology.secrets_dir, **identities
         ),
         topology.client_config: env.get_template("client.config.j2").render(
             client_config=topology.client_config,
@@ -70,9 +83,15 @@ def render_configs(topology: Topology, release_dir: str = "/usr", influxdb: bool
             tokens_dir=topology.tokens_dir,
         ),
     }
+    for role in CLIENT_ROLES:
+        if role != OPERATOR:
+            files[topology.role_config(role)] = env.get_template("role-client.config.j2").render(
+                role=role, client_config=topology.client_config, tokens_dir=topology.role_tokens(role))
     instance_template = env.get_template("instance.config.j2")
     for instance in topology.instances:
         files[master_config(topology, instance)] = instance_template.render(
+            gahp_tokens_dir=topology.gahp_tokens_dir,
+            **identities,
             instance=instance,
             local_dir=topology.instance_dir(instance),
             staging_dir=topology.staging_dir,
@@ -120,9 +139,10 @@ def _prepare_dirs(topology: Topology, runtime: Runtime) -> None:
     topology.work_dir.mkdir(parents=True, exist_ok=True)
     topology.work_dir.chmod(0o1777)
     topology.staging_dir.mkdir(parents=True, exist_ok=True)
-    for private in (topology.secrets_dir, topology.tokens_dir):
-        private.mkdir(parents=True, exist_ok=True)
-        private.chmod(0o700)
+    for private in (topology.secrets_dir, *(topology.role_tokens(r) for r in CLIENT_ROLES)):
+        private_dir(private)
+    for role in PILOT_OWNERS:
+        private_dir(topology.gahp_tokens_dir / role.user, runtime.ids(role.user))
 
 
 def _adopt_stale_files(folder: Path, uid: int, gid: int) -> None:
@@ -139,15 +159,24 @@ def _adopt_stale_files(folder: Path, uid: int, gid: int) -> None:
 
 
 def _ensure_credentials(topology: Topology, runtime: Runtime) -> None:
-    """The pool signing key (once per lab folder) and the submit user's token."""
+    """The pool signing key (once per lab folder) and a token for each role that is not a daemon.
+
+    The pilots' tokens are not made here: the frontend mints them.
+    """
     env = {"CONDOR_CONFIG": str(master_config(topology, topology.vo))}
     key = topology.secrets_dir / "POOL"
     if not key.exists():
         password = secrets.token_urlsafe(32)
         runtime.run(["condor_store_cred", "-f", str(key), "-i", "-", "add", "-c"], env, "creating the pool signing key", password)
-    token = topology.tokens_dir / LAB_USER
-    identity = f"{LAB_USER}@{UID_DOMAIN}"
-    runtime.run(["condor_token_create", "-identity", identity, "-key", "POOL", "-file", str(token)], env, "creating the lab token")
+    for role in CLIENT_ROLES:
+        token = topology.role_tokens(role) / role.user
+        runtime.run(["condor_token_create", "-identity", role.identity, "-key", "POOL", "-file", str(token)], env,
+                    f"creating the {role.user} token")
+    for role in PILOT_OWNERS:
+        gahp_token = topology.gahp_tokens_dir / role.user / role.user
+        shutil.copy(topology.role_tokens(role) / role.user, gahp_token)
+        os.chown(gahp_token, *runtime.ids(role.user))
+        gahp_token.chmod(0o600)
 
 
 def _read_pid(path: Path) -> int | None:
@@ -201,6 +230,7 @@ def up(topology: Topology, runtime: Runtime, timeout: float = 90.0) -> list[Daem
     """Start every daemon of the topology and wait until each has advertised."""
     topology.base_dir.mkdir(parents=True, exist_ok=True)
     runtime.share(topology.base_dir)
+    runtime.ensure_user(FACTORY.user, FACTORY.uid)
     _prepare_dirs(topology, runtime)
     influxdb = has_influxdb(runtime)
     for path, text in render_configs(topology, influxdb=influxdb).items():

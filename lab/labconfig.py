@@ -15,8 +15,7 @@ import yaml
 
 import updraft.glidein
 from updraft.lab.control import LAB_DATABASE
-from updraft.lab.runtime import LAB_USER
-from updraft.lab.topology import UID_DOMAIN, Topology
+from updraft.lab.topology import FACTORY, FRONTEND, PILOT, UID_DOMAIN, Topology
 
 FACTORY_NAME = "lab-factory"
 FRONTEND_NAME = "lab-vo"
@@ -67,7 +66,7 @@ def factory_config(topology: Topology) -> dict[str, Any]:
             "attributes": {"GLIDEIN_Site": site.glidein_site, "GLIDEIN_CPUS": 2, "GLIDEIN_MaxMemMBs": 2048},
             "glidein": dict(LAB_GLIDEIN),
             "limits": {"max_pilots": 20, "max_idle": 5, "max_held": 5},
-            "frontends": {FRONTEND_NAME: {"identity": f"{LAB_USER}@{UID_DOMAIN}", "security_classes": ["default"]}},
+            "frontends": {FRONTEND_NAME: {"identity": FRONTEND.identity, "security_classes": ["default"]}},
             "submit": {"max_submits_per_cycle": 10, "cluster_size": 2},
             "holds": {"backoff_seconds": 1, "max_backoff_seconds": 5},
             "max_walltime_seconds": 3600,
@@ -81,7 +80,9 @@ def factory_config(topology: Topology) -> dict[str, Any]:
         "work_dir": str(topology.work_dir / "factory"),
         "cycle_seconds": 10,
         "query_timeout_seconds": 10.0,
-        "condor_config": str(topology.client_config),
+        "condor_config": str(topology.role_config(FACTORY)),
+        # The factory runs as root on the host; its grid manager reads the pilot tokens as the factory user.
+        "credentials": {"owner_uid": FACTORY.uid},
         "pilot": {"executable": str(lab_glidein(topology))},
         "monitoring": lab_monitoring(topology, "factory"),
         "staging": {
@@ -111,9 +112,17 @@ def frontend_config(topology: Topology) -> dict[str, Any]:
         "schedds": list(topology.user_schedds),
         "cycle_seconds": 10,
         "query_timeout_seconds": 10.0,
-        "condor_config": str(topology.client_config),
+        "condor_config": str(topology.role_config(FRONTEND)),
         "monitoring": lab_monitoring(topology, "frontend"),
-        "factories": {FACTORY_NAME: {"identity": f"{LAB_USER}@{UID_DOMAIN}"}},
+        "identity": FRONTEND.identity,
+        "pilot_tokens": {
+            "signing_key_file": str(topology.secrets_dir / "POOL"),
+            "trust_domain": UID_DOMAIN,
+            "identity": PILOT.identity,
+            "lifetime_seconds": 4 * 3600,
+            "refresh_seconds": 3600,
+        },
+        "factories": {FACTORY_NAME: {"identity": FACTORY.identity}},
         "groups": {"main": group},
         "work_dir": str(topology.work_dir / "frontend"),
         "staging": {

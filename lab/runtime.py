@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from updraft.errors import LabError
+from updraft.lab.topology import OPERATOR
 
 log = logging.getLogger(__name__)
 
-LAB_USER = "updraft"
-LAB_UID = 4242
+LAB_USER = OPERATOR.user
+LAB_UID = OPERATOR.uid
 ROOT_SUITE = "trixie"
 ROOT_MIRROR = "http://deb.debian.org/debian"
 # Bump when the recipe below changes, so cached roots are rebuilt.
@@ -87,6 +88,10 @@ class HostRuntime:
             raise LabError(f"user {user!r} does not exist on this host; create an unprivileged user of that name")
         return found
 
+    def ensure_user(self, user: str, uid: int | None) -> None:
+        """The host's users are the operator's to make: only check this one exists."""
+        self.ids(user)
+
     def share(self, path: Path) -> None:
         """Nothing to do: host and daemons see the same files."""
 
@@ -116,6 +121,13 @@ class ChrootRuntime:
         if found is None:
             raise LabError(f"user {user!r} is missing in {self.root}; remove the cached root to rebuild it")
         return found
+
+    def ensure_user(self, user: str, uid: int | None) -> None:
+        """Add `user` to the root once (a root cached before the user was needed lacks it)."""
+        if parse_passwd((self.root / "etc/passwd").read_text(), user) is not None:
+            return
+        uid_args = ["--uid", str(uid)] if uid is not None else []
+        _run(["chroot", str(self.root), "useradd", "--create-home", *uid_args, user], f"adding the {user} user to the root")
 
     def share(self, path: Path) -> None:
         """Bind the lab folder into the root at the same path, and mount proc."""

@@ -11,7 +11,35 @@ from dataclasses import dataclass
 from pathlib import Path
 
 UID_DOMAIN = "lab"
+"""Also the TRUST_DOMAIN: the issuer of every lab token."""
 LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Role:
+    """One identity of the lab: whose token a process presents, and where that token lives."""
+
+    user: str
+    """The token's identity is ``<user>@lab``; a role that owns jobs is also a Unix user in the root."""
+    uid: int | None = None
+    """Set for roles whose jobs run (the Unix user HTCondor switches to)."""
+
+    @property
+    def identity(self) -> str:
+        return f"{self.user}@{UID_DOMAIN}"
+
+
+OPERATOR = Role("updraft", 4242)
+"""The lab's users and operator: submits the VO's jobs, runs the tests and the demo (a queue super user)."""
+FACTORY = Role("factory", 4243)
+"""The factory: advertises to the WMS collector and owns the pilot jobs (its grid manager runs as it)."""
+FRONTEND = Role("frontend")
+"""The frontend: reads the VO pool and advertises requests to the WMS collector."""
+PILOT = Role("pilot")
+"""The pilots' startds, with the tokens the frontend mints: may advertise a startd to the VO pool, nothing else."""
+CLIENT_ROLES = (OPERATOR, FACTORY, FRONTEND)
+PILOT_OWNERS = (FACTORY, OPERATOR)
+"""Who owns grid jobs in the factory schedd: the factory, and the operator's hand-made pilots in the tests."""
 DEFAULT_BASE_PORT = 29618
 
 
@@ -125,7 +153,22 @@ class Topology:
 
     @property
     def client_config(self) -> Path:
+        """The operator's client configuration (`lab env`'s CONDOR_CONFIG)."""
         return self.base_dir / "client.config"
+
+    def role_config(self, role: Role) -> Path:
+        """A role's client configuration: the operator's, presenting that role's token instead."""
+        return self.client_config if role == OPERATOR else self.base_dir / f"client-{role.user}.config"
+
+    def role_tokens(self, role: Role) -> Path:
+        """The folder holding a role's token (0700)."""
+        return self.tokens_dir if role == OPERATOR else self.base_dir / f"tokens-{role.user}.d"
+
+    @property
+    def gahp_tokens_dir(self) -> Path:
+        """Per pilot owner, the token its grid manager and GAHP present to the CEs (they run as that user,
+        who must own it)."""
+        return self.instance_dir(self.factory) / "gahp-tokens.d"
 
     @property
     def common_config(self) -> Path:

@@ -71,7 +71,7 @@ def factory_key_of(ring: envelope.Keyring) -> FactoryKey:
 def test_the_keyring_is_made_once_private_and_kept(tmp_path: Path) -> None:
     config = factory_config(tmp_path)
     first = load_keyring(config, NOW)
-    path = tmp_path / "factory" / "credentials" / "keyring.json"
+    path = tmp_path / "factory" / "keyring" / "keyring.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     again = load_keyring(config, NOW + 60)
     assert envelope.key_id(again.current.public_key()) == envelope.key_id(first.current.public_key())
@@ -92,7 +92,7 @@ def test_a_due_key_rotates_and_the_old_one_opens_until_its_grace_ends(tmp_path: 
 def test_an_unreadable_keyring_is_an_error_not_a_silent_new_key(tmp_path: Path) -> None:
     config = factory_config(tmp_path)
     load_keyring(config, NOW)
-    path = tmp_path / "factory" / "credentials" / "keyring.json"
+    path = tmp_path / "factory" / "keyring" / "keyring.json"
     path.write_text("{not json")
     with pytest.raises(CredentialStoreError, match="unreadable.*move it aside"):
         load_keyring(config, NOW)

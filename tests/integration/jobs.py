@@ -9,7 +9,8 @@ from pathlib import Path
 
 import updraft.glidein
 from updraft.condor import Schedd
-from updraft.lab.topology import Site, Topology
+from updraft.lab.topology import PILOT, UID_DOMAIN, Site, Topology
+from updraft.tokens import load_signing_key, mint
 
 DATA = Path(__file__).parent / "data"
 GLIDEIN = Path(updraft.glidein.__file__).parent / "glidein_startup.sh"
@@ -78,10 +79,19 @@ def file_staging(lab: Topology, job_dir: Path, scripts: dict[str, str] | None = 
     return manifest, sha256(manifest)
 
 
+def pilot_token(lab: Topology, identity: str = PILOT.identity, lifetime: int = 3600) -> str:
+    """A pilot token as the lab's frontend mints it (from the VO pool's signing key)."""
+    return mint(load_signing_key(lab.secrets_dir / "POOL"), identity, UID_DOMAIN, lifetime, time.time())
+
+
 def glidein_job(lab: Topology, job_dir: Path, site: Site, *, options: str = "", cpus: int = 1, memory_mb: int = 512,
                 entry: str | None = None, credential_id: str = "cred-1",
-                scripts: dict[str, str] | None = None, environment: dict[str, str] | None = None) -> dict[str, str]:
-    """A grid job that runs the real glidein on `site`, as the factory would send it."""
+                scripts: dict[str, str] | None = None, environment: dict[str, str] | None = None,
+                token: str | None = "") -> dict[str, str]:
+    """A grid job that runs the real glidein on `site`, as the factory would send it.
+
+    `token`: the pilot token it carries; "" mints a valid one, None sends none.
+    """
     manifest, digest = file_staging(lab, job_dir, scripts)
     startup = stage(job_dir, GLIDEIN.name)
     job = grid_job(job_dir, site, startup, f"--manifest-url file://{manifest} --manifest-sha256 {digest} "
@@ -90,6 +100,12 @@ def glidein_job(lab: Topology, job_dir: Path, site: Site, *, options: str = "", 
                  "UPDRAFT_GROUP": "main", "UPDRAFT_JOB_ID": "$(Cluster).$(Process)",
                  "UPDRAFT_CREDENTIAL_ID": credential_id, "GLIDEIN_Site": site.glidein_site,
                  "GLIDEIN_CPUS": str(cpus), "GLIDEIN_MaxMemMBs": str(memory_mb), **(environment or {})}
+    if token is not None:
+        token_file = job_dir / "pilot.token"
+        token_file.write_text((token or pilot_token(lab)) + "\n")
+        token_file.chmod(0o644)  # read by the grid manager, which runs as the operator
+        job["transfer_input_files"] = job["encrypt_input_files"] = str(token_file)
+        variables["UPDRAFT_PILOT_TOKEN"] = token_file.name
     job["environment"] = '"' + " ".join(f"{k}={v}" for k, v in variables.items()) + '"'
     return job
 

@@ -24,7 +24,12 @@ from updraft.condor import Collector
 from updraft.factory.config import load_factory_config
 from updraft.frontend.config import FrontendConfig
 from updraft.frontend.model import Decision, EntryAd, RemoveMode
+from updraft.frontend.credentials import FactoryKey, seal_requests
 from updraft.frontend.publish import request_ad
+from updraft import protocol
+from updraft.factory.config import FactoryConfig
+from updraft.factory.credentials import load_keyring, public_key_attributes
+from updraft.lab.topology import FRONTEND
 from updraft.lab.labconfig import (
     factory_config,
     frontend_config,
@@ -32,7 +37,8 @@ from updraft.lab.labconfig import (
 )
 from updraft.lab.topology import Topology
 
-from .jobs import wait_for
+from .jobs import pilot_token, wait_for
+from .roles import advertise_as, invalidate_as
 
 UPDRAFT = str(Path(sys.executable).parent / "updraft")
 PROJECTION = ["ClusterId", "ProcId", "JobStatus", "GridJobId", "UpdraftEntry", "UpdraftFrontend", "UpdraftGroup",
@@ -55,6 +61,8 @@ def factory_yaml(lab: Topology, tmp_path_factory: pytest.TempPathFactory) -> Pat
     write_component_configs(lab)  # installs the lab pilot in the lab folder
     config = factory_config(lab)
     config["entries"]["site1"]["holds"]["recoverable_codes"] = [1]  # a user hold: recoverable here only
+    for entry in config["entries"].values():  # no pilot leaves unasked while a test counts them
+        entry["glidein"]["max_idle_seconds"] = 600
     path = tmp_path_factory.mktemp("factory") / "factory.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -75,16 +83,23 @@ def empty_queue(lab: Topology):
     """Each test starts and ends with no pilots and no requests."""
     yield
     wms = Collector(lab.wms.collector)
-    wms.invalidate("UpdraftRequest", "true")
+    invalidate_as(lab, FRONTEND, lab.wms.collector, "UpdraftRequest", "true")
     wms.schedd(lab.factory.schedd_name).remove('UpdraftFactory =?= "lab-factory"', "factory test done")
     wait_for(lambda: not _pilots(wms.schedd(lab.factory.schedd_name)), 120)
 
 
 def ask(lab: Topology, frontend: FrontendConfig, entry: str, idle: int, max_pilots: int,
         remove: RemoveMode = RemoveMode.NONE, remove_max: int = 0) -> None:
-    """What the frontend would publish for group main on an entry."""
+    """What the frontend would publish for group main on an entry: sealed to the lab factory's key,
+    advertised as the frontend."""
+    now = time.time()
     decision = Decision("main", EntryAd(entry, "lab-factory", {}), idle, max_pilots, remove, remove_max)
-    Collector(lab.wms.collector).advertise([request_ad(decision, frontend, 1, time.time())])
+    attrs = public_key_attributes(load_keyring(FactoryConfig.model_validate(factory_config(lab)), now))
+    key = FactoryKey("lab-factory", attrs[protocol.F_KEY_ID], attrs[protocol.F_PUBLIC_KEY])
+    ads, problems = seal_requests([request_ad(decision, frontend, 1, now)], {f"{entry}@lab-factory": pilot_token(lab)},
+                                  {"lab-factory": key}, frontend)
+    assert not problems
+    advertise_as(lab, FRONTEND, lab.wms.collector, ads)
 
 
 def _pilots(schedd, extra: str = "true") -> list[dict]:

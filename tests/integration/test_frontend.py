@@ -28,10 +28,11 @@ from updraft.lab import control
 from updraft.lab.control import LAB_DATABASE
 from updraft.lab.labconfig import factory_config, frontend_config, write_component_configs
 from updraft.lab.runtime import Runtime
-from updraft.lab.topology import Topology
+from updraft.lab.topology import FACTORY, FRONTEND, Topology
 from updraft.lab.tsdb import influxql
 
 from .jobs import glidein_job, wait_for
+from .roles import advertise_as
 
 UPDRAFT = str(Path(sys.executable).parent / "updraft")
 MARK = "frontend-test"
@@ -62,7 +63,7 @@ def frontend_yaml(lab: Topology, tmp_path_factory: pytest.TempPathFactory) -> Pa
 def entries(lab: Topology) -> list[dict]:
     """Advertised afresh for every test: they expire after three factory cycles (30 s in the lab)."""
     ads = entry_ads(FactoryConfig.model_validate(factory_config(lab)))
-    Collector(lab.wms.collector).advertise(ads)
+    advertise_as(lab, FACTORY, lab.wms.collector, ads)
     return ads
 
 
@@ -100,7 +101,7 @@ def test_once_publishes_one_request_per_entry_with_the_right_numbers(lab, fronte
     for ad in published.values():
         assert ad[protocol.R_MAX] == 20  # the factory's max_pilots, below the group's 100
         assert ad[protocol.R_REMOVE] in ("none", "idle")
-        assert ad[protocol.IDENTITY] == "updraft@lab"
+        assert ad[protocol.IDENTITY] == FRONTEND.identity
         assert ad["ClassAdLifetime"] == 30
     assert "1 idle job(s) match no entry" in done.stdout
 

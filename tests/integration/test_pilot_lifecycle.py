@@ -22,9 +22,10 @@ import yaml
 from updraft.condor import Collector, Schedd
 from updraft.factory.completed import CompletedTotals
 from updraft.lab.labconfig import factory_config, frontend_config, write_component_configs
-from updraft.lab.topology import Topology
+from updraft.lab.topology import FRONTEND, Topology
 
 from .jobs import wait_for, wait_for_completion
+from .roles import invalidate_as
 from .test_factory import updraft
 
 GROUP_START = "TARGET.RequestMemory <= 1024"
@@ -59,7 +60,7 @@ def configs(lab: Topology, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
 def no_leftovers(lab: Topology, factory_schedd: Schedd, vo_schedd: Schedd):
     """No request, pilot or user job outlives the test."""
     yield
-    Collector(lab.wms.collector).invalidate("UpdraftRequest", "true")
+    invalidate_as(lab, FRONTEND, lab.wms.collector, "UpdraftRequest", "true")
     factory_schedd.remove(f'UpdraftFactory =?= "{FACTORY}"', "lifecycle test done")
     vo_schedd.remove("true", "lifecycle test done")
 

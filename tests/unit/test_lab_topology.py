@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from updraft.frontend.config import FrontendConfig
 from updraft.lab.control import master_config, render_configs
 from updraft.lab.labconfig import factory_config, frontend_config
 from updraft.lab.runtime import parse_passwd
-from updraft.lab.topology import build_topology
+from updraft.lab.topology import FACTORY, FRONTEND, PILOT, build_topology
 
 BASE = Path("/var/tmp/lab-under-test")
 
@@ -74,6 +76,7 @@ def test_client_config_authenticates_with_the_lab_token(topology) -> None:
     client = render_configs(topology)[topology.client_config]
     assert f"SEC_TOKEN_DIRECTORY = {topology.tokens_dir}\n" in client
     assert "SEC_CLIENT_AUTHENTICATION_METHODS = IDTOKENS\n" in client
+    assert "SEC_CLIENT_ENCRYPTION = REQUIRED\n" in client
     assert f"COLLECTOR_HOST = {topology.vo.collector}\n" in client
 
 
@@ -84,7 +87,33 @@ def test_derived_component_configs_validate_and_name_the_lab_addresses(topology)
     assert {e.resource for e in factory.entries.values()} == {s.ce_resource for s in topology.sites}
     assert frontend.vo_collector == topology.vo.collector
     assert list(frontend.schedds) == [topology.vo.schedd_name, topology.submit2.schedd_name]
-    assert frontend.condor_config == topology.client_config
+    assert frontend.condor_config == topology.role_config(FRONTEND)
+    assert factory.condor_config == topology.role_config(FACTORY)
+    # Each side trusts the other's own identity, and pilots get their own.
+    assert factory.entries["site1"].frontends["lab-vo"].identity == FRONTEND.identity
+    assert frontend.factories["lab-factory"].identity == FACTORY.identity
+    assert frontend.identity == FRONTEND.identity and frontend.pilot_tokens.identity == PILOT.identity
+
+
+def test_the_lab_runs_on_tokens_alone_encrypted_with_an_identity_per_role(topology) -> None:
+    configs = render_configs(topology)
+    common = configs[topology.common_config]
+    for line in ("SEC_DEFAULT_AUTHENTICATION_METHODS = IDTOKENS\n", "SEC_DEFAULT_ENCRYPTION = REQUIRED\n",
+                 "SEC_DEFAULT_INTEGRITY = REQUIRED\n", "TRUST_DOMAIN = lab\n"):
+        assert line in common
+    assert "FS" not in common.split("SEC_DEFAULT_AUTHENTICATION_METHODS")[1].splitlines()[0]
+    settings = [line for line in common.splitlines() if not line.startswith("#")]
+    methods = [line.split("=", 1)[1] for line in settings if "AUTHENTICATION_METHODS" in line]
+    assert methods and all(re.fullmatch(r"\s*IDTOKENS\s*", value) for value in methods)
+    assert not any("CLAIMTOBE" in line or "ALLOW_" in line and "*/" in line for line in settings)
+    vo = configs[topology.instance_dir(topology.vo) / "condor_config"]
+    assert f"ALLOW_ADVERTISE_STARTD = {PILOT.identity}\n" in vo
+    wms = configs[topology.instance_dir(topology.wms) / "condor_config"]
+    assert f"ALLOW_DAEMON = $(ALLOW_DAEMON), {FACTORY.identity}, {FRONTEND.identity}\n" in wms
+    for role in (FACTORY, FRONTEND):
+        text = configs[topology.role_config(role)]
+        assert f"include : {topology.client_config}\n" in text
+        assert f"SEC_TOKEN_DIRECTORY = {topology.role_tokens(role)}\n" in text
 
 
 @pytest.mark.parametrize(

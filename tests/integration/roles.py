@@ -1,0 +1,46 @@
+"""Acting as another lab identity: the factory's or the frontend's, in a process of its own.
+
+The bindings keep their security sessions for the life of a process, so a
+test process that switched its client config would go on presenting the
+operator's token. Each call here runs one short Python process with the
+role's client configuration instead, as the real factory or frontend would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from updraft.lab.topology import Role, Topology
+
+_SCRIPT = """
+import json, sys
+from updraft.condor import Collector
+collector, action = sys.argv[1], sys.argv[2]
+if action == "advertise":
+    Collector(collector).advertise(json.load(sys.stdin))
+else:
+    Collector(collector).invalidate(sys.argv[3], sys.argv[4])
+"""
+
+
+def _run_as(lab: Topology, role: Role, args: Sequence[str], stdin: str = "") -> None:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("_CONDOR_")},
+           "CONDOR_CONFIG": str(lab.role_config(role))}
+    done = subprocess.run([sys.executable, "-c", _SCRIPT, *args], input=stdin, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"as {role.identity}: {args}: {done.stderr.strip().splitlines()[-1:]}"
+
+
+def advertise_as(lab: Topology, role: Role, collector: str, ads: Sequence[Mapping[str, Any]]) -> None:
+    """Advertise `ads` to `collector` authenticated as `role`."""
+    _run_as(lab, role, [collector, "advertise"], json.dumps([dict(ad) for ad in ads]))
+
+
+def invalidate_as(lab: Topology, role: Role, collector: str, my_type: str, constraint: str) -> None:
+    """Withdraw the `my_type` ads matching `constraint` from `collector`, as `role`."""
+    _run_as(lab, role, [collector, "invalidate", my_type, constraint])

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from updraft import __version__
+from updraft import __version__, redact
 from updraft.errors import UpdraftError
 from updraft.factory.cli import factory
 from updraft.frontend.cli import frontend
@@ -25,7 +25,7 @@ class UpdraftGroup(click.Group):
         try:
             return super().invoke(ctx)
         except UpdraftError as err:
-            click.echo(f"updraft: error: {err}", err=True)
+            click.echo(f"updraft: error: {redact.redact(str(err))}", err=True)
             ctx.exit(1)
 
 
@@ -42,6 +42,7 @@ def main(verbose: int) -> None:
     """
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact.install()
 
 
 main.add_command(factory)

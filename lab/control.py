@@ -241,9 +241,22 @@ def up(topology: Topology, runtime: Runtime, timeout: float = 90.0) -> list[Daem
     for instance in topology.instances:
         _start_master(topology, runtime, instance)
     statuses = wait_ready(topology, timeout)
+    _register_operator(topology)
     if influxdb:
         _ensure_database(topology, timeout)
     return statuses
+
+
+def _register_operator(topology: Topology) -> None:
+    """Make the operator a user the factory schedd knows, so it may clean the factory's queue.
+
+    HTCondor 23.9's schedds act only for users they keep a record of: a queue
+    super user who never submitted there is "anonymous" and refused. One
+    held job, removed at once, creates the record.
+    """
+    schedd = Collector(topology.wms.collector).schedd(topology.factory.schedd_name)
+    cluster = schedd.submit({"executable": "/bin/true", "hold": "true", "+UpdraftLabRegistration": "true"})
+    schedd.remove(f"ClusterId == {cluster}", "the lab operator's registration")
 
 
 LAB_DATABASE = "updraft"

@@ -10,7 +10,7 @@ from pathlib import Path
 import updraft.glidein
 from updraft.condor import Schedd
 from updraft.lab.topology import PILOT, UID_DOMAIN, Site, Topology
-from updraft.tokens import load_signing_key, mint
+from updraft.tokens import PILOT_AUTHZ, load_signing_key, mint
 
 DATA = Path(__file__).parent / "data"
 GLIDEIN = Path(updraft.glidein.__file__).parent / "glidein_startup.sh"
@@ -79,9 +79,10 @@ def file_staging(lab: Topology, job_dir: Path, scripts: dict[str, str] | None = 
     return manifest, sha256(manifest)
 
 
-def pilot_token(lab: Topology, identity: str = PILOT.identity, lifetime: int = 3600) -> str:
+def pilot_token(lab: Topology, identity: str = PILOT.identity, lifetime: int = 3600,
+                authz: tuple[str, ...] = PILOT_AUTHZ) -> str:
     """A pilot token as the lab's frontend mints it (from the VO pool's signing key)."""
-    return mint(load_signing_key(lab.secrets_dir / "POOL"), identity, UID_DOMAIN, lifetime, time.time())
+    return mint(load_signing_key(lab.secrets_dir / "POOL"), identity, UID_DOMAIN, lifetime, time.time(), authz)
 
 
 def glidein_job(lab: Topology, job_dir: Path, site: Site, *, options: str = "", cpus: int = 1, memory_mb: int = 512,

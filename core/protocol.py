@@ -165,7 +165,8 @@ class MalformedAd(ValueError):
     """An ad that breaks the schema; its message names the attribute and what is wrong."""
 
 
-def _name(ad: Mapping[str, Any], attr: str, default: str | None = None) -> str:
+def read_name(ad: Mapping[str, Any], attr: str, default: str | None = None) -> str:
+    """The name in `attr`, or MalformedAd: names from ads end up in file paths and ad names."""
     value = ad.get(attr, default)
     if value is None:
         raise MalformedAd(f"{attr} is missing")
@@ -214,16 +215,16 @@ def read_request(ad: Mapping[str, Any]) -> PublishedRequest:
     if identity is not None and not isinstance(identity, str):
         raise MalformedAd(f"{IDENTITY} is a {type(identity).__name__}, not a string")
     return PublishedRequest(
-        frontend=_name(ad, R_FRONTEND),
-        group=_name(ad, R_GROUP),
-        factory=_name(ad, R_FACTORY),
-        entry=_name(ad, R_ENTRY),
+        frontend=read_name(ad, R_FRONTEND),
+        group=read_name(ad, R_GROUP),
+        factory=read_name(ad, R_FACTORY),
+        entry=read_name(ad, R_ENTRY),
         idle=_count(ad, R_IDLE),
         max_pilots=_count(ad, R_MAX),
         remove=remove,
         remove_max=_count(ad, R_REMOVE_MAX),
         identity=identity,
-        security_class=_name(ad, R_SECURITY_CLASS, "default"),
+        security_class=read_name(ad, R_SECURITY_CLASS, "default"),
         pilot=PilotParams(
             collector=_text(ad, R_PILOT_COLLECTOR, 256),
             manifest_url=_text(ad, R_MANIFEST_URL, 2048),

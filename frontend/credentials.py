@@ -72,7 +72,7 @@ def parse_factory_key(ad: Mapping[str, Any], trusted: Mapping[str, str]) -> tupl
     if not isinstance(factory, str) or factory not in trusted:
         return None, None
     if ad.get(protocol.IDENTITY) != trusted[factory]:
-        return None, (f"factory ad {factory!r} came from {ad.get(protocol.IDENTITY)!r}, "
+        return None, (f"factory ad {factory!r} came from {str(ad.get(protocol.IDENTITY))[:80]!r}, "
                       f"factory {factory} is trusted only as {trusted[factory]!r}")
     public, kid = ad.get(protocol.F_PUBLIC_KEY), ad.get(protocol.F_KEY_ID)
     if not isinstance(public, str) or not isinstance(kid, str):

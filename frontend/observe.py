@@ -154,24 +154,29 @@ def parse_slot(ad: Ad, now: float) -> PilotSlot | None:
 
 def parse_entry(ad: Ad, trusted: Mapping[str, str]) -> tuple[EntryAd | None, str | None]:
     """The entry, or None and why it is ignored (unknown factory, wrong identity, malformed)."""
-    factory, name = ad.get(protocol.E_FACTORY), ad.get(protocol.E_ENTRY)
-    if not isinstance(factory, str) or not isinstance(name, str):
-        return None, f"entry ad {ad.get('Name')!r} lacks {protocol.E_FACTORY}/{protocol.E_ENTRY}"
+    label = repr(str(ad.get("Name"))[:80])
+    factory = ad.get(protocol.E_FACTORY)
+    if not isinstance(factory, str) or not isinstance(ad.get(protocol.E_ENTRY), str):
+        return None, f"entry ad {label} lacks {protocol.E_FACTORY}/{protocol.E_ENTRY}"
     if factory not in trusted:
         return None, None
     identity = ad.get(protocol.IDENTITY)
     if identity != trusted[factory]:
-        return None, f"entry ad {ad.get('Name')!r} came from {identity!r}, factory {factory} is trusted only as {trusted[factory]!r}"
+        return None, f"entry ad {label} came from {str(identity)[:80]!r}, factory {factory} is trusted only as {trusted[factory]!r}"
     if _int(ad.get("UpdraftSchema"), -1) != protocol.SCHEMA:
-        return None, f"entry ad {ad.get('Name')!r} has schema {ad.get('UpdraftSchema')!r}, expected {protocol.SCHEMA}"
+        return None, f"entry ad {label} has schema {str(ad.get('UpdraftSchema'))[:20]!r}, expected {protocol.SCHEMA}"
+    try:
+        name = protocol.read_name(ad, protocol.E_ENTRY)
+    except protocol.MalformedAd as err:
+        return None, f"entry ad {label}: {err}"
     return EntryAd(
         name=name,
         factory=factory,
         attrs=dict(ad),
         cpus_per_pilot=max(1, _int(ad.get(protocol.E_CPUS), 1)),
         nodes_per_pilot=max(1, _int(ad.get(protocol.E_NODES), 1)),
-        max_pilots=_int(ad.get(protocol.E_MAX_PILOTS), 0),
-        max_idle=_int(ad.get(protocol.E_MAX_IDLE), 0),
+        max_pilots=max(0, _int(ad.get(protocol.E_MAX_PILOTS), 0)),  # a negative cap is no cap to honour
+        max_idle=max(0, _int(ad.get(protocol.E_MAX_IDLE), 0)),
         in_downtime=ad.get(protocol.E_DOWNTIME) is True,
     ), None
 

@@ -9,6 +9,7 @@ The functions that turn ads into model objects are pure and tested alone.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -84,9 +85,10 @@ def _hashable(value: Any) -> Any:
 
 
 def _int(value: Any, default: int) -> int:
+    """A count from someone else's ad; anything that is not a finite number is the default (NaN would crash int())."""
     if isinstance(value, bool):
         return default
-    if isinstance(value, (int, float)):
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
         return int(value)
     return default
 
@@ -162,9 +164,9 @@ def parse_entry(ad: Ad, trusted: Mapping[str, str]) -> tuple[EntryAd | None, str
         return None, None
     identity = ad.get(protocol.IDENTITY)
     if identity != trusted[factory]:
-        return None, f"entry ad {label} came from {str(identity)[:80]!r}, factory {factory} is trusted only as {trusted[factory]!r}"
+        return None, f"entry ad {label} came from {repr(identity)[:80]}, factory {factory} is trusted only as {trusted[factory]!r}"
     if _int(ad.get("UpdraftSchema"), -1) != protocol.SCHEMA:
-        return None, f"entry ad {label} has schema {str(ad.get('UpdraftSchema'))[:20]!r}, expected {protocol.SCHEMA}"
+        return None, f"entry ad {label} has schema {repr(ad.get('UpdraftSchema'))[:20]}, expected {protocol.SCHEMA}"
     try:
         name = protocol.read_name(ad, protocol.E_ENTRY)
     except protocol.MalformedAd as err:

@@ -564,5 +564,5 @@ def test_shipped_factory_example_matches_the_lab():
 def test_shipped_frontend_example_matches_the_lab():
     config = load_frontend_config(REPO / "etc" / "frontend.yaml").config
     assert (config.vo_collector, config.wms_collector) == ("127.0.0.1:29618", "127.0.0.1:29619")
-    assert config.factories["lab-factory"].identity == "updraft@lab"
+    assert config.factories["lab-factory"].identity == "factory@lab"
     assert list(config.groups) == ["main"]

@@ -333,7 +333,7 @@ def test_the_shipped_examples_validate_as_shipped_and_with_every_example_uncomme
     )
     config = load_factory_config(main, on_warning=lambda _: None).config
     assert set(config.entry_sets) == {"lab-site1"} and config.pilot.arguments == ""
-    assert config.entries["site1"].frontends["lab-vo"].identity == "updraft@lab"
+    assert config.entries["site1"].frontends["lab-vo"].identity == "frontend@lab"
     assert config.entries["site1"].limits.per_frontend.max_pilots == 60
     assert set(advertised_entries(config)) == {"lab-site1", "site2"}
     assert entry_policies(config, [], NOW)["lab-site1"].holds.recoverable_codes == frozenset({0, 12, 13})

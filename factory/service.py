@@ -31,7 +31,13 @@ from updraft.factory import downtime
 from updraft.factory.act import ActResult, release_pilots, remove_pilots, submit_pilots
 from updraft.factory.advertise import entry_ads, factory_ad
 from updraft.factory.config import FactoryConfig, load_factory_config
-from updraft.factory.credentials import CredentialStore, load_keyring, open_credential, public_key_attributes
+from updraft.factory.credentials import (
+    CredentialStore,
+    CredentialStoreError,
+    load_keyring,
+    open_credential,
+    public_key_attributes,
+)
 from updraft.factory.decide import count_pilots, decide
 from updraft.factory.model import FactoryPlan, Pilot, PilotCounts, PilotState, Release, Remove, Request, Submit
 from updraft.factory.observe import FactoryView, observe
@@ -46,7 +52,7 @@ from updraft.factory.policy import (
 )
 from updraft.factory.pilot_args import glidein_arguments, glidein_environment
 from updraft.factory.reconfig import pid_path, record_applied
-from updraft.factory.render import PilotSpec, render_submit
+from updraft.factory.render import PilotSpec, RenderError, render_submit
 from updraft.factory.snapshot import CycleFacts, factory_snapshot
 from updraft.factory.stage import stage_entries
 from updraft.monitoring import registry
@@ -309,7 +315,12 @@ def _submit(config: FactoryConfig, schedd: Schedd, action: Submit, idle: Counter
     results = []
     for member, count in shares.items():
         if count:
-            description = _description(config, action, member, releases.get(member))
+            try:
+                description = _description(config, action, member, releases.get(member))
+            except (RenderError, CredentialStoreError) as err:
+                log.error("no pilots for %s on %s this cycle: %s", action.frontend, member, err)
+                results.append(ActResult(errors=(str(err),)))
+                continue
             results.append(submit_pilots(schedd, description, count, _cluster_size(action)))
     return results
 

@@ -9,6 +9,7 @@ import click
 from updraft.cliutil import config_option as config_option_for
 from updraft.cliutil import count, echo_monitoring_problems, echo_warning
 from updraft.frontend.config import load_frontend_config
+from updraft.tokens import load_signing_key
 
 config_option = config_option_for("frontend")
 
@@ -45,6 +46,12 @@ def check_config(config_path: Path) -> None:
         f"{count(len(config.factories), 'factory', 'factories')}, "
         f"VO collector {config.vo_collector}, WMS collector {config.wms_collector}"
     )
+    if config.pilot_tokens is not None:
+        tokens = config.pilot_tokens
+        key = load_signing_key(tokens.signing_key_file)  # TokenError (exit 1) if the frontend cannot read it
+        click.echo(f"pilot tokens: {tokens.identity} issued by {tokens.trust_domain} with key {key.key_id} "
+                   f"({tokens.signing_key_file}), {tokens.lifetime_seconds} s, renewed {tokens.refresh_seconds} s "
+                   "before they end")
 
 
 def _load(config_path: Path):

@@ -140,3 +140,25 @@ def test_group_help_lists_check_config(updraft, component):
     result = updraft(component, "--help")
     assert result.exit_code == 0
     assert "check-config" in result.stdout
+
+
+def test_check_config_says_how_pilot_tokens_are_minted_or_why_they_cannot_be(tmp_path) -> None:
+    from itertools import cycle
+
+    from click.testing import CliRunner
+
+    from updraft.cli import main
+    from updraft.tokens import SCRAMBLE
+
+    key = tmp_path / "POOL"
+    config = tmp_path / "frontend.yaml"
+    config.write_text(
+        "name: vo1\nvo_collector: 127.0.0.1:9618\nwms_collector: 127.0.0.1:9619\nidentity: frontend@lab\n"
+        "factories: {fac1: {identity: factory@lab}}\ngroups: {main: {}}\n"
+        f"pilot_tokens: {{signing_key_file: {key}, trust_domain: lab, identity: pilot@lab}}\n")
+    missing = CliRunner().invoke(main, ["frontend", "check-config", "-c", str(config)])
+    assert missing.exit_code == 1 and f"cannot read the signing key {key}" in missing.output
+    key.write_bytes(bytes(b ^ s for b, s in zip(b"pool password", cycle(SCRAMBLE))))
+    done = CliRunner().invoke(main, ["frontend", "check-config", "-c", str(config)])
+    assert done.exit_code == 0, done.output
+    assert "pilot tokens: pilot@lab issued by lab with key POOL" in done.output

@@ -89,7 +89,7 @@ def empty_queue(lab: Topology):
 
 
 def ask(lab: Topology, frontend: FrontendConfig, entry: str, idle: int, max_pilots: int,
-        remove: RemoveMode = RemoveMode.NONE, remove_max: int = 0) -> None:
+        remove: RemoveMode = RemoveMode.NONE, remove_max: int = 0, tamper: bool = False) -> None:
     """What the frontend would publish for group main on an entry: sealed to the lab factory's key,
     advertised as the frontend."""
     now = time.time()
@@ -99,6 +99,9 @@ def ask(lab: Topology, frontend: FrontendConfig, entry: str, idle: int, max_pilo
     ads, problems = seal_requests([request_ad(decision, frontend, 1, now)], {f"{entry}@lab-factory": pilot_token(lab)},
                                   {"lab-factory": key}, frontend)
     assert not problems
+    if tamper:  # one character of the sealed blob changed, as a man in the middle would
+        sealed = ads[0][protocol.R_CREDENTIAL]
+        ads[0][protocol.R_CREDENTIAL] = sealed[:-5] + ("A" if sealed[-5] != "A" else "B") + sealed[-4:]
     advertise_as(lab, FRONTEND, lab.wms.collector, ads)
 
 
@@ -244,6 +247,18 @@ def test_a_request_in_a_security_class_the_entry_refuses_is_reported_and_counted
     assert "refused lab-vo.main on site2" in plan.stdout and "untrusted" in plan.stdout
     done = updraft("factory", "once", "--config", str(factory_yaml))
     assert "submitted 0," in done.stdout and "refused lab-vo.main on site2" in done.stderr
+    factory_ad = Collector(lab.wms.collector).generic_ads("UpdraftFactory", 'Name == "lab-factory"')[0]
+    assert factory_ad["UpdraftRejectedRequests"] == 1
+    assert not _pilots(schedd)
+
+
+def test_a_request_whose_sealed_credential_was_tampered_with_is_refused_and_counted(lab, frontend, factory_yaml,
+                                                                                    schedd) -> None:
+    ask(lab, frontend, "site2", idle=2, max_pilots=2, tamper=True)
+    done = updraft("factory", "once", "--config", str(factory_yaml))
+    assert "submitted 0," in done.stdout
+    assert "refused lab-vo.main on site2" in done.stderr and "credential refused" in done.stderr
+    assert "does not verify" in done.stderr
     factory_ad = Collector(lab.wms.collector).generic_ads("UpdraftFactory", 'Name == "lab-factory"')[0]
     assert factory_ad["UpdraftRejectedRequests"] == 1
     assert not _pilots(schedd)

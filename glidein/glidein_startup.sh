@@ -980,8 +980,9 @@ write_condor_config() {
         echo '# Never claimed: nobody wants this pilot; leave after max-idle.'
         echo "STARTD_NOCLAIM_SHUTDOWN = $max_idle"
         echo "STARTD.DAEMON_SHUTDOWN = $(daemon_shutdown_expression)"
-        echo '# The master has nothing to do once its startd has gone.'
-        echo 'MASTER.DAEMON_SHUTDOWN = STARTD_StartTime =?= 0'
+        echo '# The master has nothing to do once its startd has gone; in its first minute'
+        echo '# the startd may simply not have started yet (a race that ended pilots at once).'
+        echo 'MASTER.DAEMON_SHUTDOWN = STARTD_StartTime =?= 0 && time() - DaemonStartTime > 60'
         echo '# Benchmarks would delay the first match by minutes.'
         echo 'RunBenchmarks = False'
         echo 'BENCHMARKS_JOBLIST ='

@@ -159,6 +159,11 @@ class Keyring:
         return Keyring(new or X25519PrivateKey.generate(), (RetiredKey(self.current, now), *keep),
                        self.grace_seconds, now)
 
+    def without_expired(self, now: float) -> Keyring:
+        """This keyring without the retired keys past their grace period."""
+        keep = tuple(r for r in self.retired if now - r.retired_at < self.grace_seconds)
+        return self if keep == self.retired else Keyring(self.current, keep, self.grace_seconds, self.created_at)
+
     def due(self, now: float, rotation_seconds: float) -> bool:
         """Whether the current key has served its time."""
         return now - self.created_at >= rotation_seconds

@@ -17,7 +17,6 @@ from updraft import protocol
 from updraft.factory.config import FactoryConfig
 from updraft.factory.policy import AdvertisedEntry, advertised_entries
 
-FACTORY_TYPE = protocol.FACTORY_TYPE
 F_ENTRIES = "UpdraftEntries"
 F_PILOTS_PREFIX = "UpdraftPilots"
 """Followed by the state in CamelCase: ``UpdraftPilotsIdle``, ``UpdraftPilotsStaleIdle`` ..."""
@@ -83,7 +82,7 @@ def factory_ad(factory: FactoryConfig, totals: Mapping[str, int]) -> dict[str, A
     publish an attribute nobody can query by its documented name.
     """
     return {
-        "MyType": FACTORY_TYPE,
+        "MyType": protocol.FACTORY_TYPE,
         "Name": factory.name,
         "UpdraftSchema": protocol.SCHEMA,
         "ClassAdLifetime": LIFETIME_CYCLES * factory.cycle_seconds,

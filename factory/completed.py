@@ -43,7 +43,6 @@ import logging
 import os
 import re
 import stat
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -54,6 +53,7 @@ import classad2
 
 from updraft.condor import Ad
 from updraft.glidein.report import REPORT_BEGIN, PilotReport, parse_report
+from updraft.secretfiles import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -374,19 +374,10 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
 
 
 def _write_json_atomic(path: Path, data: object, indent: int | None = 2) -> None:
-    """Temp file in the same folder, fsync, rename: a reader sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # monitoring may read it as another user; counts are not secrets
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=indent, sort_keys=True)
-            out.write("\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)  # only still there if something failed before the rename
+    """A reader sees the old file or the new one, never half of one; 0644: monitoring may read it as
+    another user, and counts are not secrets."""
+    text = json.dumps(data, indent=indent, sort_keys=True) + "\n"
+    write_atomically(path, text.encode("utf-8"), 0o644)
 
 
 # --------------------------------------------------------------------------

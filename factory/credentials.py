@@ -85,17 +85,21 @@ def keyring_from_json(data: Mapping, grace_seconds: float) -> envelope.Keyring:
     return envelope.Keyring(_private(current["key"]), retired, grace_seconds, float(current["created_at"]))
 
 
-def load_keyring(config: FactoryConfig, now: float) -> envelope.Keyring:
+def load_keyring(config: FactoryConfig, now: float, *, read_only: bool = False) -> envelope.Keyring | None:
     """The factory's keyring, created on first use and rotated when due; saved whenever it changes.
 
-    A keyring that cannot be read is an error, not a reason to make a new
-    one silently: every frontend's sealed requests would stop opening.
+    `read_only` (for `plan` and `status`) neither creates, rotates nor saves:
+    None when there is no keyring yet. A keyring that cannot be read is an
+    error, not a reason to make a new one silently: every frontend's sealed
+    requests would stop opening.
     """
     settings = config.credentials
     path = keyring_path(config)
     try:
         ring = keyring_from_json(json.loads(path.read_bytes()), settings.key_grace_seconds)
     except FileNotFoundError:
+        if read_only:
+            return None
         ring = envelope.Keyring(X25519PrivateKey.generate(), (), settings.key_grace_seconds, now)
         log.warning("new credential key %s in %s", envelope.key_id(ring.current.public_key())[:16], path)
         _save_keyring(path, ring)
@@ -103,12 +107,16 @@ def load_keyring(config: FactoryConfig, now: float) -> envelope.Keyring:
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise CredentialStoreError(f"the factory keyring {path} is unreadable ({type(err).__name__}); "
                                    "move it aside to start a new one (frontends then re-seal to the new key)") from err
+    if read_only:
+        return ring
+    kept = ring.without_expired(now)
     if ring.due(now, settings.key_rotation_seconds):
-        ring = ring.rotate(now)
+        kept = kept.rotate(now)
         log.warning("credential key rotated to %s; the previous one opens requests for %d s more",
-                    envelope.key_id(ring.current.public_key())[:16], settings.key_grace_seconds)
-        _save_keyring(path, ring)
-    return ring
+                    envelope.key_id(kept.current.public_key())[:16], settings.key_grace_seconds)
+    if kept != ring:
+        _save_keyring(path, kept)  # a retired key past its grace is gone from disk too
+    return kept
 
 
 def _save_keyring(path: Path, ring: envelope.Keyring) -> None:
@@ -118,8 +126,10 @@ def _save_keyring(path: Path, ring: envelope.Keyring) -> None:
         raise CredentialStoreError(f"cannot write the factory keyring {path}: {err.strerror}") from err
 
 
-def public_key_attributes(ring: envelope.Keyring) -> dict[str, str]:
-    """What the factory ad publishes: the current public key and its id."""
+def public_key_attributes(ring: envelope.Keyring | None) -> dict[str, str]:
+    """What the factory ad publishes: the current public key and its id (nothing without a keyring)."""
+    if ring is None:
+        return {}
     public = ring.current.public_key()
     return {F_PUBLIC_KEY: envelope.public_key_text(public), F_KEY_ID: envelope.key_id(public)}
 
@@ -169,23 +179,39 @@ class CredentialStore:
         return self.root / frontend / f"{cid}{TOKEN_SUFFIX}"
 
     def save(self, frontend: str, credential: Credential) -> Path:
-        """The token's file, written if it is not there yet (tokens are immutable: same id, same bytes)."""
+        """The token's file, written if it is not there yet (tokens are immutable: same id, same bytes).
+
+        With an `owner`, the store's root stays the factory's and is only
+        traversable by others (0711), while each frontend's folder (0700) and
+        token (0600) belong to the owner: the owner cannot swap a folder for
+        a symlink that the factory, running as root, would then write through.
+        """
         path = self.path(frontend, credential.credential_id)
-        if not path.exists():
-            private_dir(self.root, self.owner)
-            try:
-                write_private(path, (credential.token + "\n").encode(), self.owner)
-            except OSError as err:
-                raise CredentialStoreError(f"cannot store the pilot token {credential.credential_id} "
-                                           f"of frontend {frontend}: {err.strerror}") from err
+        if path.exists():
+            return path
+        try:
+            private_dir(self.root, mode=0o711 if self.owner is not None else 0o700)
+            write_private(path, (credential.token + "\n").encode(), self.owner)
+        except OSError as err:
+            raise CredentialStoreError(f"cannot store the pilot token {credential.credential_id} "
+                                       f"of frontend {frontend}: {err.strerror or err}") from err
         return path
 
     def prune(self, needed: Iterable[tuple[str, str]]) -> list[Path]:
-        """Delete every stored token not in `needed` ((frontend, id) pairs); returns what was deleted."""
+        """Delete every stored token not in `needed` ((frontend, id) pairs); returns what was deleted.
+
+        Only plain files in plain folders of the store are looked at; a
+        symlink is never followed (it is deleted like a stray token).
+        """
         keep = set(needed)
         deleted = []
-        for path in sorted(self.root.glob(f"*/*{TOKEN_SUFFIX}")):
-            if (path.parent.name, path.name.removesuffix(TOKEN_SUFFIX)) not in keep:
-                path.unlink(missing_ok=True)
-                deleted.append(path)
+        if not self.root.is_dir():
+            return deleted
+        for folder in sorted(self.root.iterdir()):
+            if folder.is_symlink() or not folder.is_dir():
+                continue
+            for path in sorted(folder.iterdir()):
+                if path.name.endswith(TOKEN_SUFFIX) and (folder.name, path.name.removesuffix(TOKEN_SUFFIX)) not in keep:
+                    path.unlink(missing_ok=True)
+                    deleted.append(path)
         return deleted

@@ -45,9 +45,9 @@ J_CREDENTIAL_ID = "UpdraftCredentialId"
 JOB_ID_MACRO = "$(Cluster).$(Process)"
 LOG_FILE = "pilots.log"
 CREDENTIAL_GRID_TYPES = ("condor", "arc")
+"""Grid types whose CE authenticates the factory with a proxy or token file."""
 NO_TRANSFER_GRID_TYPES = ("ec2", "gce")
 """Cloud pilots are virtual machines: their submit description transfers no files."""
-"""Grid types whose CE authenticates the factory with a proxy or token file."""
 
 _LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\x00")
 _SUBMIT_KEY = re.compile(r"\+?[A-Za-z_][A-Za-z0-9_.]*")

@@ -1,7 +1,7 @@
 """The factory loop: observe -> advertise -> decide -> act -> report, every cycle.
 
-`plan_cycle` observes and decides without touching the queue (for `plan`
-and `status`); `run_cycle` also acts. `FactoryService` repeats it and owns
+`plan_cycle` observes and decides without touching the queue or the
+keyring (for `plan` and `status`); `run_cycle` also acts. `FactoryService` repeats it and owns
 the process's signals: SIGTERM stops after the current cycle, SIGHUP
 re-reads the configuration and keeps the old one when the new one is bad.
 Nothing about pilots is kept in memory between cycles: the queue is the
@@ -122,11 +122,11 @@ def factory_totals(per_entry: dict[str, dict[str, int]]) -> dict[str, int]:
 
 def plan_cycle(config: FactoryConfig, now: float) -> tuple[FactoryView, FactoryPlan | None, list[downtime.Downtime]]:
     """Observe and decide; no queue is touched and no ad is sent."""
-    view, plan, downtimes, _ = timed_plan(config, now, load_keyring(config, now))
+    view, plan, downtimes, _ = timed_plan(config, now, load_keyring(config, now, read_only=True))
     return view, plan, downtimes
 
 
-def timed_plan(config: FactoryConfig, now: float, keyring: Keyring
+def timed_plan(config: FactoryConfig, now: float, keyring: Keyring | None
                ) -> tuple[FactoryView, FactoryPlan | None, list[downtime.Downtime], dict[str, float]]:
     """`plan_cycle`, with the seconds spent observing and deciding (for monitoring)."""
     started = time.perf_counter()
@@ -136,14 +136,14 @@ def timed_plan(config: FactoryConfig, now: float, keyring: Keyring
     timings = {"observe": observed - started}
     if view.pilots is None:
         return view, None, downtimes, timings
-    requests = accepted_requests(view, config, downtimes, now, keyring.openers(now))
+    requests = accepted_requests(view, config, downtimes, now, keyring.openers(now) if keyring else {})
     plan = decide(requests, view.pilots, entry_policies(config, downtimes, now), now)
     timings["decide"] = time.perf_counter() - observed
     return view, plan, downtimes, timings
 
 
 def advertise(config: FactoryConfig, downtimes: list[downtime.Downtime], pilots: tuple[Pilot, ...] | None,
-              now: float, rejected: int, keyring: Keyring) -> str | None:
+              now: float, rejected: int, keyring: Keyring | None) -> str | None:
     """Entry ads and the global factory ad (with the key frontends seal to); a refusal is this cycle's
     problem, not a crash."""
     per_entry = entry_totals(config, pilots, downtimes, now) if pilots is not None else {}
@@ -169,9 +169,14 @@ def run_cycle(config: FactoryConfig, cycle: int, now: float,
     """
     if releases is None:
         releases = stage_entries(config)
-    keyring = load_keyring(config, now)
+    keyring, problems = None, []
+    try:
+        keyring = load_keyring(config, now)
+    except CredentialStoreError as err:  # no credential opens this cycle; the rest of the cycle goes on
+        log.error("%s", err)
+        problems.append(str(err))
     view, plan, downtimes, timings = timed_plan(config, now, keyring)
-    problems = list(view.problems)
+    problems.extend(view.problems)
     trouble = advertise(config, downtimes, view.pilots, now, len(plan.rejected) if plan else 0, keyring)
     if trouble:
         problems.append(trouble)

@@ -161,7 +161,7 @@ class FrontendService:
         try:
             loaded = load_frontend_config(self.config_path)
             releases = stage_groups(loaded.config)
-            tokens = token_book(loaded.config) if loaded.config.pilot_tokens != self.config.pilot_tokens else self.tokens
+            tokens = token_book(loaded.config)  # the signing key is read again: it may have been rotated
         except (ConfigError, StagingError, TokenError) as err:
             log.error("reload refused, keeping the running configuration: %s", err)
             return

@@ -1513,6 +1513,8 @@ install_pilot_token() {
     if ! chmod 700 "$pilot_token_dir" || ! chmod 600 "$pilot_token_dir/pilot.token"; then
         fail token "cannot make $pilot_token_dir private"
     fi
+    # The sandbox copy arrived with whatever mode the transfer gave it.
+    rm -f "$start_dir/$pilot_token"
     log "pilot token $credential_id installed for the startd"
 }
 

@@ -38,7 +38,7 @@ from updraft.lab.topology import (
     Instance,
     Topology,
 )
-from updraft.secretfiles import private_dir
+from updraft.secretfiles import private_dir, write_atomically
 from updraft.lab.tsdb import answers, create_database, influxdb_config
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def render_configs(topology: Topology, release_dir: str = "/usr", influxdb: bool
     `influxdb`: whether the runtime has InfluxDB to run for the lab's monitoring.
     """
     env = _templates()
-    identities = {"operator": OPERATOR.identity, "operator_user": OPERATOR.user, "factory": FACTORY.identity,
+    identities = {"operator": OPERATOR.identity, "factory": FACTORY.identity,
                   "frontend": FRONTEND.identity, "pilot": PILOT.identity}
     files = {
         topology.common_config: env.get_template("common.config.j2").render(
@@ -172,11 +172,9 @@ def _ensure_credentials(topology: Topology, runtime: Runtime) -> None:
         token = topology.role_tokens(role) / role.user
         runtime.run(["condor_token_create", "-identity", role.identity, "-key", "POOL", "-file", str(token)], env,
                     f"creating the {role.user} token")
-    for role in PILOT_OWNERS:
-        gahp_token = topology.gahp_tokens_dir / role.user / role.user
-        shutil.copy(topology.role_tokens(role) / role.user, gahp_token)
-        os.chown(gahp_token, *runtime.ids(role.user))
-        gahp_token.chmod(0o600)
+    for role in PILOT_OWNERS:  # written as root into the user's folder: never through a planted symlink
+        token = (topology.role_tokens(role) / role.user).read_bytes()
+        write_atomically(topology.gahp_tokens_dir / role.user / role.user, token, 0o600, runtime.ids(role.user))
 
 
 def _read_pid(path: Path) -> int | None:

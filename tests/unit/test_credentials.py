@@ -247,3 +247,45 @@ def test_tokens_are_stored_private_and_pruned_when_no_pilot_needs_them(tmp_path:
 def test_a_store_path_is_never_built_from_a_bad_name(tmp_path: Path, frontend: str, cid: str) -> None:
     with pytest.raises(CredentialStoreError, match="refusing a credential path"):
         CredentialStore(tmp_path).path(frontend, cid)
+
+
+def test_with_an_owner_the_store_root_stays_ours_and_only_the_frontend_folders_are_theirs(tmp_path: Path) -> None:
+    import os
+    me = (os.getuid(), os.getgid())
+    store = CredentialStore(tmp_path / "store", owner=me)
+    path = store.save("vo1", Credential(credential_id(TOKEN), "frontend@lab", TOKEN))
+    assert stat.S_IMODE((tmp_path / "store").stat().st_mode) == 0o711
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700 and stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_prune_never_follows_a_symlink_out_of_the_store(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / ("0" * 32 + ".token")
+    victim.write_text("not ours")
+    store = CredentialStore(tmp_path / "store")
+    store.save("vo1", Credential(credential_id(TOKEN), "frontend@lab", TOKEN))
+    (tmp_path / "store" / "evil").symlink_to(outside)
+    (tmp_path / "store" / "vo1" / ("1" * 32 + ".token")).symlink_to(victim)
+    deleted = store.prune(set())
+    assert victim.read_text() == "not ours"
+    assert tmp_path / "store" / "vo1" / ("1" * 32 + ".token") in deleted
+
+
+def test_plan_and_status_read_the_keyring_but_never_make_or_rotate_it(tmp_path: Path) -> None:
+    config = factory_config(tmp_path, key_rotation_seconds=100, key_grace_seconds=50)
+    assert load_keyring(config, NOW, read_only=True) is None
+    assert not (tmp_path / "factory" / "keyring").exists()
+    ring = load_keyring(config, NOW)
+    later = load_keyring(config, NOW + 1000, read_only=True)
+    assert envelope.key_id(later.current.public_key()) == envelope.key_id(ring.current.public_key())
+
+
+def test_a_retired_key_past_its_grace_leaves_the_disk(tmp_path: Path) -> None:
+    config = factory_config(tmp_path, key_rotation_seconds=100, key_grace_seconds=50)
+    load_keyring(config, NOW)
+    load_keyring(config, NOW + 100)  # rotated: one retired key
+    path = tmp_path / "factory" / "keyring" / "keyring.json"
+    assert len(json.loads(path.read_text())["retired"]) == 1
+    load_keyring(config, NOW + 151)
+    assert json.loads(path.read_text())["retired"] == []

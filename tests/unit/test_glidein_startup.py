@@ -630,6 +630,7 @@ def test_the_pilot_token_is_installed_privately_and_only_the_token_method_is_use
     assert f"SEC_TOKEN_DIRECTORY = {installed.parent}\n" in run.config
     assert "SEC_CLIENT_AUTHENTICATION_METHODS = IDTOKENS\n" in run.config
     assert PILOT_TOKEN not in run.stdout + run.stderr + run.config
+    assert not (pilot.root / "abc.token").exists()  # the sandbox copy is gone
 
 
 def test_without_a_token_the_pilot_config_names_no_token_directory(pilot: Pilot) -> None:

@@ -262,4 +262,8 @@ def test_the_factory_deletes_a_pilot_token_once_no_queued_pilot_needs_it(
         wait_for(lambda: not factory_schedd.query(f'UpdraftFactory =?= "{FACTORY_NAME}"', ["ClusterId"]), 120)
     updraft("factory", "once", "--config", str(factory_yaml))
     assert not list(store.glob("*/*.token"))
-    assert store.is_dir() and (store.stat().st_mode & 0o777) == 0o700
+    # The store's root stays the factory's, traversable only (its pilots' owner reads tokens below it);
+    # each frontend's folder is private to that owner.
+    assert store.stat().st_uid == os.getuid() and (store.stat().st_mode & 0o777) == 0o711
+    for folder in store.iterdir():
+        assert (folder.stat().st_mode & 0o777) == 0o700 and folder.stat().st_uid == FACTORY.uid

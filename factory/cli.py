@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from updraft.monitoring import registry
+
 from updraft.cliutil import config_option as config_option_for
 from updraft.cliutil import count, echo_monitoring_problems, echo_warning
 from updraft.factory.config import load_factory_config
@@ -48,6 +50,7 @@ def check_config(config_path: Path) -> None:
         f"factory {config.name}: {count(len(config.entries), 'entry', 'entries')} "
         f"({enabled} enabled), WMS collector {config.wms_collector}, schedd {config.schedd}"
     )
+    click.echo(f"monitoring: {', '.join(registry.loadable(config.monitoring.writers)) or 'no writers'}")
 
 
 def _load(config_path: Path):

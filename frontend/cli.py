@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from updraft.monitoring import registry
+
 from updraft.cliutil import config_option as config_option_for
 from updraft.cliutil import count, echo_monitoring_problems, echo_warning
 from updraft.frontend.config import load_frontend_config
@@ -46,6 +48,7 @@ def check_config(config_path: Path) -> None:
         f"{count(len(config.factories), 'factory', 'factories')}, "
         f"VO collector {config.vo_collector}, WMS collector {config.wms_collector}"
     )
+    click.echo(f"monitoring: {', '.join(registry.loadable(config.monitoring.writers)) or 'no writers'}")
     if config.pilot_tokens is not None:
         tokens = config.pilot_tokens
         key = load_signing_key(tokens.signing_key_file)  # TokenError (exit 1) if the frontend cannot read it

@@ -44,16 +44,27 @@ def names() -> list[str]:
 
 def plugin(name: str) -> WriterPlugin:
     """The plugin called `name`; ConfigError naming the ones available if there is none."""
-    if name in BUILTIN:
-        found = import_module(BUILTIN[name]).PLUGIN
-    else:
-        matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
-        if not matches:
-            raise ConfigError(f"unknown writer {name!r} (available: {', '.join(names())})")
-        found = matches[0].load()
+    try:
+        found = _load(name)
+    except ImportError as err:  # a broken installation or a third party's missing dependency
+        raise ConfigError(f"writer {name!r} cannot be loaded: {err}") from err
     if not isinstance(found, WriterPlugin):
         raise ConfigError(f"writer {name!r}: its entry point is not an updraft WriterPlugin")
     return found
+
+
+def _load(name: str) -> object:
+    if name in BUILTIN:
+        return import_module(BUILTIN[name]).PLUGIN
+    matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    if not matches:
+        raise ConfigError(f"unknown writer {name!r} (available: {', '.join(names())})")
+    return matches[0].load()
+
+
+def loadable(writers: Mapping[str, Any]) -> list[str]:
+    """The configured writers' names, each one's plugin loaded: `check-config` proves the installation has them."""
+    return [name for name in writers if plugin(name) is not None]
 
 
 def build(writers: Mapping[str, Any], directory: Path) -> tuple[Writer, ...]:

@@ -1,30 +1,60 @@
 """The one place Updraft talks to HTCondor daemons.
 
-Every call goes through `_call`, which runs it on a worker thread with a
-deadline and turns HTCondor's exceptions into `CondorError`: a daemon that
-is down or slow costs a cycle one timeout, never a hang. Results leave this
-module as plain dicts of the projected attributes, so the code that
-decides never touches a binding object.
+Every call goes through `_call`, which runs it in a forked child under a
+deadline (`updraft.deadline`) and turns HTCondor's exceptions into
+`CondorError`: a daemon that is down, slow, or accepts and never answers
+costs a cycle one timeout, never a hang. Results leave this module as plain
+dicts of the projected attributes, so the code that decides never touches a
+binding object.
+
+A `CallBudget` is shared by every adapter of one cycle. A daemon that let
+one call run into its deadline is unreachable for the rest of that cycle:
+later calls to it fail at once instead of waiting again, so a cycle against
+a hung daemon lasts one timeout plus a small margin, not one per call.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import classad2
 import htcondor2
 
+from updraft.deadline import ChildFailed, DeadlineExceeded, call_in_child
 from updraft.errors import CondorError
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 30.0
 Ad = dict[str, Any]
+
+
+class CallBudget:
+    """One cycle's deadline per call, and the daemons that already missed one this cycle."""
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._unreachable: dict[str, str] = {}
+
+    def missed(self, daemon: str) -> str | None:
+        """Why `daemon` is not asked again this cycle, or None when it may be."""
+        with self._lock:
+            return self._unreachable.get(daemon)
+
+    def mark_unreachable(self, daemon: str, why: str) -> None:
+        with self._lock:
+            self._unreachable.setdefault(daemon, why)
+
+    @property
+    def unreachable(self) -> dict[str, str]:
+        """Each daemon that missed a deadline this cycle, with the first call that did."""
+        with self._lock:
+            return dict(self._unreachable)
 
 
 def use_client_config(path: Path | None) -> None:
@@ -39,22 +69,38 @@ def use_client_config(path: Path | None) -> None:
     htcondor2.reload_config()
 
 
-def _call(what: str, fn: Callable[..., T], *args: Any, timeout: float = DEFAULT_TIMEOUT, **kwargs: Any) -> T:
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="condor")
+def _call(what: str, daemon: str, budget: CallBudget, fn: Callable[[], T]) -> T:
+    """`fn()` under the budget's deadline, in a child process; CondorError for every way it can fail."""
+    earlier = budget.missed(daemon)
+    if earlier is not None:
+        raise CondorError(f"{what}: skipped, {daemon} is unreachable this cycle ({earlier})")
     try:
-        return pool.submit(fn, *args, **kwargs).result(timeout=timeout)
-    except FutureTimeout:
-        raise CondorError(f"{what}: no answer within {timeout:g} s") from None
+        return call_in_child(fn, budget.timeout)
+    except DeadlineExceeded:
+        why = f"{what}: no answer within {budget.timeout:g} s"
+        budget.mark_unreachable(daemon, why)
+        raise CondorError(why) from None
+    except ChildFailed as err:
+        raise CondorError(f"{what}: {err}") from None
     except (htcondor2.HTCondorException, classad2.ClassAdException, RuntimeError, ValueError) as err:
         raise CondorError(f"{what}: {err}") from err
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _value(value: Any) -> Any:
+    """A ClassAd value as plain Python, so it can leave the child process."""
+    if isinstance(value, classad2.ClassAd):
+        return {key: _value(value.eval(key)) for key in value.keys()}
+    if isinstance(value, list):
+        return [_value(item) for item in value]
+    if isinstance(value, classad2.ExprTree):
+        return str(value)
+    return value
 
 
 def _plain(ad: classad2.ClassAd, projection: Iterable[str]) -> Ad:
     """The projected attributes as Python values; absent ones are left out."""
     wanted = list(projection) or list(ad.keys())
-    return {key: ad.eval(key) for key in wanted if key in ad}
+    return {key: _value(ad.eval(key)) for key in wanted if key in ad}
 
 
 def _reason(text: str) -> tuple[str, None]:
@@ -69,78 +115,90 @@ def _reason(text: str) -> tuple[str, None]:
 
 @dataclass(frozen=True)
 class Collector:
-    """A collector by address (host:port)."""
+    """A collector by address (host:port); every call within `budget`."""
 
     address: str
     timeout: float = DEFAULT_TIMEOUT
+    budget: CallBudget | None = None
+    """Shared by one cycle's adapters; None: a budget of `timeout` for this adapter alone."""
+    _own_budget: CallBudget = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_own_budget", self.budget or CallBudget(self.timeout))
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        return _call(f"{what} collector {self.address}", f"collector {self.address}", self._own_budget, fn)
 
     def query(self, ad_type: htcondor2.AdType, constraint: str = "true", projection: Iterable[str] = ()) -> list[Ad]:
-        projection = list(projection)
-        ads = _call(
-            f"query of collector {self.address}",
-            htcondor2.Collector(self.address).query,
-            ad_type,
-            constraint,
-            projection or None,
-            timeout=self.timeout,
-        )
-        return [_plain(ad, projection) for ad in ads]
+        wanted = list(projection)
+
+        def query() -> list[Ad]:
+            ads = htcondor2.Collector(self.address).query(ad_type, constraint, wanted or None)
+            return [_plain(ad, wanted) for ad in ads]
+
+        return self._call("query of", query)
 
     def advertise(self, ads: Iterable[Mapping[str, Any]]) -> None:
         """Create or replace generic ads (UPDATE_AD_GENERIC), matched by MyType and Name."""
-        class_ads = [classad2.ClassAd(dict(ad)) for ad in ads]
-        if class_ads:
-            _call(f"advertising to collector {self.address}", htcondor2.Collector(self.address).advertise,
-                  class_ads, "UPDATE_AD_GENERIC", timeout=self.timeout)
+        plain = [dict(ad) for ad in ads]
+        if plain:
+            self._call("advertising to", lambda: _done(htcondor2.Collector(self.address).advertise(
+                [classad2.ClassAd(ad) for ad in plain], "UPDATE_AD_GENERIC")))
 
     def invalidate(self, my_type: str, constraint: str) -> None:
         """Withdraw every generic ad of `my_type` that matches `constraint`."""
-        query = classad2.ClassAd({"MyType": "Query", "TargetType": my_type})
-        query["Requirements"] = classad2.ExprTree(constraint)
-        _call(f"invalidating ads in collector {self.address}", htcondor2.Collector(self.address).advertise,
-              [query], "INVALIDATE_ADS_GENERIC", timeout=self.timeout)
+
+        def invalidate() -> None:
+            query = classad2.ClassAd({"MyType": "Query", "TargetType": my_type})
+            query["Requirements"] = classad2.ExprTree(constraint)
+            _done(htcondor2.Collector(self.address).advertise([query], "INVALIDATE_ADS_GENERIC"))
+
+        self._call("invalidating ads in", invalidate)
 
     def generic_ads(self, my_type: str, constraint: str = "true", projection: Iterable[str] = ()) -> list[Ad]:
         """Generic ads of one MyType (the collector keeps them outside the Generic table)."""
         return self.query(htcondor2.AdType.Any, f"MyType == {classad2.quote(my_type)} && ({constraint})", projection)
 
     def schedd(self, name: str) -> Schedd:
-        location = _call(
-            f"locating schedd {name!r} in collector {self.address}",
-            htcondor2.Collector(self.address).locate,
-            htcondor2.DaemonType.Schedd,
-            name,
-            timeout=self.timeout,
-        )
+        """The schedd `name` as this collector locates it, sharing this collector's budget."""
+
+        def locate() -> str | None:
+            location = htcondor2.Collector(self.address).locate(htcondor2.DaemonType.Schedd, name)
+            return None if location is None else repr(location)
+
+        location = self._call(f"locating schedd {name!r} in", locate)
         if location is None:
             raise CondorError(f"schedd {name!r} is not advertised in collector {self.address}")
-        return Schedd(name, location, self.timeout)
+        return Schedd(name, location, self.timeout, self._own_budget)
 
 
 @dataclass(frozen=True)
 class Schedd:
-    """A located schedd: submit, query and act on its jobs."""
+    """A located schedd: submit, query and act on its jobs, every call within `budget`."""
 
     name: str
-    location: classad2.ClassAd
+    location: str
+    """The schedd's location ad, as ClassAd text (it crosses from the locating child process)."""
     timeout: float = DEFAULT_TIMEOUT
+    budget: CallBudget | None = None
+    _own_budget: CallBudget = field(init=False, repr=False, compare=False)
 
-    def _on_handle(self, method: str) -> Callable[..., Any]:
-        """A call on a fresh handle, made inside `_call` so that even connecting is guarded."""
-        return lambda *args, **kwargs: getattr(htcondor2.Schedd(self.location), method)(*args, **kwargs)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_own_budget", self.budget or CallBudget(self.timeout))
+
+    def _call(self, what: str, fn: Callable[[htcondor2.Schedd], T]) -> T:
+        """`fn` on a fresh handle, made in the child so that even connecting is under the deadline."""
+        return _call(f"{what} schedd {self.name}", f"schedd {self.name}", self._own_budget,
+                     lambda: fn(htcondor2.Schedd(classad2.parseOne(self.location))))
 
     def submit(self, description: Mapping[str, str], count: int = 1) -> int:
         """Queue `count` jobs of one description; returns the cluster id."""
-        submit = htcondor2.Submit(dict(description))
-        result = _call(f"submit to schedd {self.name}", self._on_handle("submit"), submit, count=count, timeout=self.timeout)
-        return result.cluster()
+        plain = dict(description)
+        return self._call("submit to", lambda s: s.submit(htcondor2.Submit(plain), count=count).cluster())
 
     def query(self, constraint: str = "true", projection: Iterable[str] = ()) -> list[Ad]:
-        projection = list(projection)
-        ads = _call(
-            f"query of schedd {self.name}", self._on_handle("query"), constraint, projection, timeout=self.timeout
-        )
-        return [_plain(ad, projection) for ad in ads]
+        wanted = list(projection)
+        return self._call("query of", lambda s: [_plain(ad, wanted) for ad in s.query(constraint, wanted)])
 
     def grouped(self, constraint: str, attributes: Iterable[str]) -> list[Ad]:
         """Jobs grouped by the schedd itself: one ad per distinct value tuple, with JobCount.
@@ -148,42 +206,23 @@ class Schedd:
         A million idle jobs come back as one record per shape, so neither the
         wire nor the frontend ever handles jobs one by one.
         """
-        attributes = list(attributes)
-        ads = _call(
-            f"grouped query of schedd {self.name}",
-            self._on_handle("query"),
-            constraint,
-            attributes,
-            opts=htcondor2.QueryOpt.GroupBy,
-            timeout=self.timeout,
-        )
-        return [_plain(ad, [*attributes, "JobCount"]) for ad in ads]
+        by = list(attributes)
+        return self._call("grouped query of", lambda s: [
+            _plain(ad, [*by, "JobCount"]) for ad in s.query(constraint, by, opts=htcondor2.QueryOpt.GroupBy)])
 
     def history(self, constraint: str, projection: Iterable[str] = (), limit: int = -1) -> list[Ad]:
-        projection = list(projection)
-        ads = _call(
-            f"history of schedd {self.name}",
-            self._on_handle("history"),
-            constraint,
-            projection,
-            match=limit,
-            timeout=self.timeout,
-        )
-        return [_plain(ad, projection) for ad in ads]
+        wanted = list(projection)
+        return self._call("history of", lambda s: [_plain(ad, wanted) for ad in s.history(constraint, wanted, match=limit)])
 
     def act_on_jobs(self, action: htcondor2.JobAction, job_ids: Iterable[str], reason: str) -> None:
         """Remove, release or hold the listed jobs ("cluster.proc") in one command."""
         ids = list(job_ids)
         if ids:
-            _call(f"{action.name.lower()} of {len(ids)} job(s) on schedd {self.name}", self._on_handle("act"),
-                  action, ids, _reason(reason), timeout=self.timeout)
+            self._call(f"{action.name.lower()} of {len(ids)} job(s) on", lambda s: _done(s.act(action, ids, _reason(reason))))
 
     def remove(self, constraint: str, reason: str) -> None:
-        _call(
-            f"remove on schedd {self.name}",
-            self._on_handle("act"),
-            htcondor2.JobAction.Remove,
-            constraint,
-            _reason(reason),
-            timeout=self.timeout,
-        )
+        self._call("remove on", lambda s: _done(s.act(htcondor2.JobAction.Remove, constraint, _reason(reason))))
+
+
+def _done(_result: object) -> None:
+    """Drop a binding's result object: only plain values cross back from the child."""

@@ -1,17 +1,25 @@
-"""What every Updraft service loop shares: signals, the sleep between cycles, its pid file.
+"""What every Updraft service loop shares: the loop itself, signals, the sleep between cycles, its pid file.
 
 SIGTERM and SIGINT ask the loop to stop after the current cycle; SIGHUP
 asks it to reload its configuration. Both wake the sleep at once, so an
-operator never waits a whole cycle for either.
+operator never waits a whole cycle for either. A service only says what one
+cycle, a reload and a shutdown are (`Service`); `run_service` does the rest
+the same way for the factory and the frontend.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
+import time
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
+from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 
 class Wake(str, Enum):
@@ -68,3 +76,49 @@ def signal_running(path: Path, signum: int) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return pid
+
+
+class Service(Protocol):
+    """What `run_service` needs of a service."""
+
+    @property
+    def pid_path(self) -> Path: ...
+
+    @property
+    def cycle_seconds(self) -> float: ...
+
+    def cycle(self, number: int, now: float) -> str:
+        """Run one cycle; a one-line summary for the log."""
+        ...
+
+    def reload(self) -> None:
+        """Re-read the configuration, keeping the running one if the new one is bad."""
+        ...
+
+    def shutdown(self) -> None:
+        """Withdraw what the service published, before the process ends."""
+        ...
+
+
+def run_service(service: Service, signals: CycleSignals, max_cycles: int | None = None,
+                clock: Callable[[], float] = time.time) -> int:
+    """Cycle until stopped (or `max_cycles`), sleeping `cycle_seconds` between; the number of cycles run.
+
+    The pid file exists while the loop runs, and the service shuts down
+    however the loop ends, an exception included.
+    """
+    write_pid(service.pid_path)
+    number = 0
+    try:
+        while max_cycles is None or number < max_cycles:
+            number += 1
+            log.info("cycle %d: %s", number, service.cycle(number, clock()))
+            wake = signals.sleep(service.cycle_seconds)
+            if wake is Wake.STOP:
+                break
+            if wake is Wake.RELOAD:
+                service.reload()
+    finally:
+        service.shutdown()
+        service.pid_path.unlink(missing_ok=True)
+    return number

@@ -12,11 +12,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+import classad2
 import htcondor2
 
-from updraft.condor import Schedd
+from updraft import protocol
 from updraft.errors import CondorError
+from updraft.ports import CollectorPort, SchedulerPort
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ class ActResult:
     errors: tuple[str, ...] = ()
 
 
-def submit_pilots(schedd: Schedd, description: Mapping[str, str], count: int, cluster_size: int) -> ActResult:
+def submit_pilots(schedd: SchedulerPort, description: Mapping[str, str], count: int, cluster_size: int) -> ActResult:
     """Submit cluster after cluster; stop at the first refusal so a broken schedd is not pounded."""
     submitted = 0
     for size in cluster_sizes(count, cluster_size):
@@ -48,7 +51,7 @@ def submit_pilots(schedd: Schedd, description: Mapping[str, str], count: int, cl
     return ActResult(submitted=submitted)
 
 
-def remove_pilots(schedd: Schedd, job_ids: Iterable[str], reason: str) -> ActResult:
+def remove_pilots(schedd: SchedulerPort, job_ids: Iterable[str], reason: str) -> ActResult:
     ids = list(job_ids)
     try:
         schedd.act_on_jobs(htcondor2.JobAction.Remove, ids, reason)
@@ -57,10 +60,29 @@ def remove_pilots(schedd: Schedd, job_ids: Iterable[str], reason: str) -> ActRes
     return ActResult(removed=len(ids))
 
 
-def release_pilots(schedd: Schedd, job_ids: Iterable[str]) -> ActResult:
+def release_pilots(schedd: SchedulerPort, job_ids: Iterable[str]) -> ActResult:
     ids = list(job_ids)
     try:
         schedd.act_on_jobs(htcondor2.JobAction.Release, ids, "released by the factory after back-off")
     except CondorError as err:
         return ActResult(errors=(str(err),))
     return ActResult(released=len(ids))
+
+
+def send_ads(wms: CollectorPort, ads: list[dict[str, Any]]) -> str | None:
+    """Advertise the cycle's entry and factory ads; a refusal is this cycle's problem, not a crash."""
+    try:
+        wms.advertise(ads)
+    except CondorError as err:
+        log.error("entries not advertised this cycle: %s", err)
+        return str(err)
+    return None
+
+
+def withdraw(wms: CollectorPort, factory: str) -> None:
+    """On clean shutdown: our entries disappear, so no frontend keeps asking for them."""
+    try:
+        wms.invalidate(protocol.ENTRY_TYPE, f"{protocol.E_FACTORY} == {classad2.quote(factory)}")
+        wms.invalidate(protocol.FACTORY_TYPE, f"Name == {classad2.quote(factory)}")
+    except CondorError as err:
+        log.error("entries not withdrawn (they expire on their own): %s", err)

@@ -10,12 +10,17 @@ checked without a collector.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Collection, Mapping
+from dataclasses import asdict
 from typing import Any
 
 from updraft import protocol
+from updraft.factory import downtime
 from updraft.factory.config import FactoryConfig
-from updraft.factory.policy import AdvertisedEntry, advertised_entries
+from updraft.factory.decide import count_pilots
+from updraft.factory.model import Pilot, PilotCounts
+from updraft.factory.policy import AdvertisedEntry, advertised_entries, entries_in_downtime, entry_policies
 
 F_ENTRIES = "UpdraftEntries"
 F_PILOTS_PREFIX = "UpdraftPilots"
@@ -103,3 +108,40 @@ def _count(state: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"pilot total for {state!r} must be an int, got {value!r}")
     return value
+
+
+REJECTED_ATTRIBUTE = "UpdraftRejectedRequests"
+"""In the factory ad: requests refused in the last cycle (each is also logged once, with its reason)."""
+
+
+def entry_totals(config: FactoryConfig, pilots: tuple[Pilot, ...] | None, downtimes: list[downtime.Downtime],
+                 now: float) -> dict[str, dict[str, int]]:
+    """Each advertised entry's pilots by state, stale ones included, as its ad publishes them."""
+    policies = entry_policies(config, downtimes, now)
+    by_entry: dict[str, list[Pilot]] = {name: [] for name in policies}
+    for pilot in pilots or ():
+        by_entry.setdefault(pilot.entry, []).append(pilot)
+    return {name: _as_totals(count_pilots(by_entry[name], now, policy)) for name, policy in policies.items()}
+
+
+def _as_totals(counts: PilotCounts) -> dict[str, int]:
+    return {**asdict(counts), "idle": counts.idle}
+
+
+def factory_totals(per_entry: dict[str, dict[str, int]]) -> dict[str, int]:
+    """The sum over entries: the pilot numbers of the factory ad."""
+    totals: Counter[str] = Counter()
+    for counts in per_entry.values():
+        totals.update(counts)
+    return dict(totals)
+
+
+def cycle_ads(config: FactoryConfig, downtimes: list[downtime.Downtime], pilots: tuple[Pilot, ...] | None,
+              now: float, extra: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every entry ad and the global factory ad of one cycle; `extra` joins the factory ad (key, refusals).
+
+    Unknown pilots (an unreadable queue) publish no pilot numbers rather than zeros.
+    """
+    per_entry = entry_totals(config, pilots, downtimes, now) if pilots is not None else {}
+    global_ad = {**factory_ad(config, factory_totals(per_entry)), **extra}
+    return [*entry_ads(config, entries_in_downtime(config, downtimes, now), per_entry), global_ad]

@@ -167,9 +167,9 @@ def status(config_path: Path) -> None:
 def _echo_completed(config) -> None:
     """Completed pilots as counted from their reports since the factory started counting."""
     from updraft.factory.completed import CompletedTotals
-    from updraft.factory.service import completed_paths
+    from updraft.factory.accounting import totals_path
 
-    totals = CompletedTotals(completed_paths(config)[1]).load()
+    totals = CompletedTotals(totals_path(config)).load()
     if not totals:
         return
     click.echo(f"\ncompleted pilots (from their reports)\n{'entry':<16} {'frontend':<12} {'pilots':>6} {'ok':>5} "

@@ -12,15 +12,18 @@ import logging
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import classad2
 
 from updraft import protocol
-from updraft.condor import Ad, Collector
+from updraft.condor import Ad
 from updraft.errors import CondorError
+from updraft.factory import completed
 from updraft.factory.config import FactoryConfig
 from updraft.factory.model import Pilot, PilotState
+from updraft.factory.ports import FactoryPorts
 
 log = logging.getLogger(__name__)
 
@@ -99,29 +102,43 @@ def parse_requests(ads: Iterable[Ad], factory: str) -> tuple[list[protocol.Publi
 
 
 @dataclass(frozen=True)
+class CompletedRead:
+    """Pilots that left the queue since the checkpoint, with their reports, and the checkpoint after them."""
+
+    pilots: tuple[completed.CompletedPilot, ...]
+    following: completed.Checkpoint
+
+
+@dataclass(frozen=True)
 class FactoryView:
     """What one factory cycle saw. `pilots` is None when the queue could not be read:
-    then nothing may be submitted, or it could be submitted twice."""
+    then nothing may be submitted, or it could be submitted twice. `completed` is None
+    when the history could not be read: the checkpoint stays, the next cycle asks again."""
 
     pilots: tuple[Pilot, ...] | None
     requests: tuple[protocol.PublishedRequest, ...]
     problems: tuple[str, ...] = ()
+    completed: CompletedRead | None = None
 
 
-def observe(config: FactoryConfig) -> FactoryView:
-    """Read the queue and the requests at once; a failure is a problem, not zero pilots."""
-    wms = Collector(config.wms_collector, timeout=config.query_timeout_seconds)
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="factory-observe") as pool:
-        queue = pool.submit(_read_queue, wms, config)
-        requests = pool.submit(_read_requests, wms, config)
+def observe(config: FactoryConfig, ports: FactoryPorts, now: float, *, with_history: bool = True) -> FactoryView:
+    """Read the queue, the requests and (`with_history`) the pilots that left, at once.
+
+    A failure is a problem of the cycle, not zero pilots.
+    """
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="factory-observe") as pool:
+        queue = pool.submit(_read_queue, ports, config)
+        requests = pool.submit(_read_requests, ports, config)
+        history = pool.submit(_read_completed, ports, config, now) if with_history else None
         (pilots, queue_problem), (found, request_problems) = queue.result(), requests.result()
-    problems = tuple(p for p in (queue_problem, *request_problems) if p)
-    return FactoryView(pilots, tuple(found), problems)
+        completed_read, history_problem = history.result() if history is not None else (None, None)
+    problems = tuple(p for p in (queue_problem, *request_problems, history_problem) if p)
+    return FactoryView(pilots, tuple(found), problems, completed_read)
 
 
-def _read_queue(wms: Collector, config: FactoryConfig) -> tuple[tuple[Pilot, ...] | None, str | None]:
+def _read_queue(ports: FactoryPorts, config: FactoryConfig) -> tuple[tuple[Pilot, ...] | None, str | None]:
     try:
-        ads = wms.schedd(config.schedd).query(pilot_constraint(config.name), PILOT_PROJECTION)
+        ads = ports.schedd.get().query(pilot_constraint(config.name), PILOT_PROJECTION)
     except CondorError as err:
         log.error("pilot queue unreadable this cycle: %s", err)
         return None, str(err)
@@ -129,9 +146,9 @@ def _read_queue(wms: Collector, config: FactoryConfig) -> tuple[tuple[Pilot, ...
     return tuple(p for p in pilots if p is not None and p.state is not PilotState.COMPLETED), None
 
 
-def _read_requests(wms: Collector, config: FactoryConfig) -> tuple[list[protocol.PublishedRequest], list[str]]:
+def _read_requests(ports: FactoryPorts, config: FactoryConfig) -> tuple[list[protocol.PublishedRequest], list[str]]:
     try:
-        ads = wms.generic_ads(protocol.REQUEST_TYPE, f"{protocol.R_FACTORY} == {classad2.quote(config.name)}")
+        ads = ports.wms.generic_ads(protocol.REQUEST_TYPE, f"{protocol.R_FACTORY} == {classad2.quote(config.name)}")
     except CondorError as err:
         log.error("requests unreadable this cycle: %s", err)
         return [], [str(err)]
@@ -139,3 +156,18 @@ def _read_requests(wms: Collector, config: FactoryConfig) -> tuple[list[protocol
     if malformed:
         log.warning("%d malformed request ad(s) ignored this cycle; first: %s", len(malformed), malformed[0])
     return requests, malformed
+
+
+def checkpoint_path(config: FactoryConfig) -> Path:
+    """Where the completed-pilot accounting records how far the history has been read."""
+    return config.work_dir / "completed-checkpoint.json"
+
+
+def _read_completed(ports: FactoryPorts, config: FactoryConfig, now: float) -> tuple[CompletedRead | None, str | None]:
+    checkpoint = completed.load_checkpoint(checkpoint_path(config), now)
+    try:
+        pilots, following = completed.read_completed(ports.schedd.get(), config.name, checkpoint)
+    except CondorError as err:
+        log.error("completed pilots not read this cycle: %s", err)
+        return None, str(err)
+    return CompletedRead(tuple(pilots), following), None

@@ -1,11 +1,12 @@
-"""The factory loop: observe -> advertise -> decide -> act -> report, every cycle.
+"""The factory loop: observe -> decide -> act -> report, every cycle.
 
 `plan_cycle` observes and decides without touching the queue or the
-keyring (for `plan` and `status`); `run_cycle` also acts. `FactoryService` repeats it and owns
-the process's signals: SIGTERM stops after the current cycle, SIGHUP
-re-reads the configuration and keeps the old one when the new one is bad.
-Nothing about pilots is kept in memory between cycles: the queue is the
-state, so a restart or `kill -9` loses nothing and submits nothing twice.
+keyring (for `plan` and `status`); `run_cycle` also acts. `FactoryService`
+repeats it under `updraft.loop.run_service`: SIGTERM stops after the current
+cycle, SIGHUP re-reads the configuration and keeps the old one when the new
+one is bad. Nothing about pilots is kept in memory between cycles: the queue
+is the state, so a restart or `kill -9` loses nothing and submits nothing twice.
+Every daemon is reached through the cycle's ports (`updraft.factory.ports`).
 """
 
 from __future__ import annotations
@@ -14,22 +15,20 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import classad2
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from updraft import protocol
-from updraft.condor import Collector, Schedd, use_client_config
+from updraft.condor import use_client_config
 from updraft.envelope import Keyring
 from updraft.errors import CondorError, ConfigError
-from updraft.loop import CycleSignals, Wake, write_pid
-from updraft.factory import completed as completed_pilots
 from updraft.factory import downtime
-from updraft.factory.act import ActResult, release_pilots, remove_pilots, submit_pilots
-from updraft.factory.advertise import entry_ads, factory_ad
+from updraft.factory.accounting import Accounting, Stats, account
+from updraft.factory.act import ActResult, release_pilots, remove_pilots, send_ads, submit_pilots, withdraw
+from updraft.factory.advertise import REJECTED_ATTRIBUTE, cycle_ads
 from updraft.factory.config import FactoryConfig, load_factory_config
 from updraft.factory.credentials import (
     CredentialStore,
@@ -38,9 +37,10 @@ from updraft.factory.credentials import (
     open_credential,
     public_key_attributes,
 )
-from updraft.factory.decide import count_pilots, decide
-from updraft.factory.model import FactoryPlan, Pilot, PilotCounts, PilotState, Release, Remove, Request, Submit
+from updraft.factory.decide import decide
+from updraft.factory.model import FactoryPlan, Pilot, PilotState, Release, Remove, Request, Submit
 from updraft.factory.observe import FactoryView, observe
+from updraft.factory.pilot_args import glidein_arguments, glidein_environment
 from updraft.factory.policy import (
     advertised_entries,
     available_members,
@@ -50,22 +50,19 @@ from updraft.factory.policy import (
     frontend_in_downtime,
     member_entry,
 )
-from updraft.factory.pilot_args import glidein_arguments, glidein_environment
+from updraft.factory.ports import FactoryPorts, connect
 from updraft.factory.reconfig import pid_path, record_applied
 from updraft.factory.render import PilotSpec, RenderError, render_submit
+from updraft.factory.report import log_rejections, refusal_lines
 from updraft.factory.snapshot import CycleFacts, factory_snapshot
 from updraft.factory.stage import stage_entries
+from updraft.loop import CycleSignals, run_service
 from updraft.monitoring import registry
 from updraft.monitoring.report import Reporter
+from updraft.ports import SchedulerPort
 from updraft.staging import StagingError, StagingRelease
 
 log = logging.getLogger(__name__)
-REJECTED_ATTRIBUTE = "UpdraftRejectedRequests"
-"""In the factory ad: requests refused in the last cycle (each is also logged once, with its reason)."""
-
-
-Stats = dict[completed_pilots.Key, completed_pilots.CompletedStats]
-"""Completed-pilot statistics by (entry, frontend)."""
 
 
 def downtimes_path(config: FactoryConfig) -> Path:
@@ -81,7 +78,7 @@ class CycleResult:
     removed: int = 0
     released: int = 0
     problems: tuple[str, ...] = field(default=())
-    completed: Mapping[completed_pilots.Key, completed_pilots.CompletedStats] = field(default_factory=dict)
+    completed: Stats = field(default_factory=dict)
     """Pilots that left the queue since the last cycle, by (entry, frontend), from their reports."""
     refusals: frozenset[str] = frozenset()
     """This cycle's refused requests with their reasons (`refusal_lines`): the next cycle logs only new ones."""
@@ -98,40 +95,21 @@ def accepted_requests(view: FactoryView, config: FactoryConfig, downtimes: list[
     ]
 
 
-def entry_totals(config: FactoryConfig, pilots: tuple[Pilot, ...] | None, downtimes: list[downtime.Downtime],
-                 now: float) -> dict[str, dict[str, int]]:
-    """Each advertised entry's pilots by state, stale ones included, as its ad publishes them."""
-    policies = entry_policies(config, downtimes, now)
-    by_entry: dict[str, list[Pilot]] = {name: [] for name in policies}
-    for pilot in pilots or ():
-        by_entry.setdefault(pilot.entry, []).append(pilot)
-    return {name: _as_totals(count_pilots(by_entry[name], now, policy)) for name, policy in policies.items()}
-
-
-def _as_totals(counts: PilotCounts) -> dict[str, int]:
-    return {**asdict(counts), "idle": counts.idle}
-
-
-def factory_totals(per_entry: dict[str, dict[str, int]]) -> dict[str, int]:
-    """The sum over entries: the pilot numbers of the factory ad."""
-    totals: Counter[str] = Counter()
-    for counts in per_entry.values():
-        totals.update(counts)
-    return dict(totals)
-
-
-def plan_cycle(config: FactoryConfig, now: float) -> tuple[FactoryView, FactoryPlan | None, list[downtime.Downtime]]:
-    """Observe and decide; no queue is touched and no ad is sent."""
-    view, plan, downtimes, _ = timed_plan(config, now, load_keyring(config, now, read_only=True))
+def plan_cycle(config: FactoryConfig, now: float, ports: FactoryPorts | None = None
+               ) -> tuple[FactoryView, FactoryPlan | None, list[downtime.Downtime]]:
+    """Observe and decide; no queue is touched, no ad is sent and no history is read."""
+    keyring = load_keyring(config, now, read_only=True)
+    view, plan, downtimes, _ = timed_plan(config, ports or connect(config), now, keyring, with_history=False)
     return view, plan, downtimes
 
 
-def timed_plan(config: FactoryConfig, now: float, keyring: Keyring | None
+def timed_plan(config: FactoryConfig, ports: FactoryPorts, now: float, keyring: Keyring | None, *,
+               with_history: bool = True
                ) -> tuple[FactoryView, FactoryPlan | None, list[downtime.Downtime], dict[str, float]]:
     """`plan_cycle`, with the seconds spent observing and deciding (for monitoring)."""
     started = time.perf_counter()
     downtimes = downtime.load(downtimes_path(config))
-    view = observe(config)
+    view = observe(config, ports, now, with_history=with_history)
     observed = time.perf_counter()
     timings = {"observe": observed - started}
     if view.pilots is None:
@@ -142,61 +120,40 @@ def timed_plan(config: FactoryConfig, now: float, keyring: Keyring | None
     return view, plan, downtimes, timings
 
 
-def advertise(config: FactoryConfig, downtimes: list[downtime.Downtime], pilots: tuple[Pilot, ...] | None,
-              now: float, rejected: int, keyring: Keyring | None) -> str | None:
-    """Entry ads and the global factory ad (with the key frontends seal to); a refusal is this cycle's
-    problem, not a crash."""
-    per_entry = entry_totals(config, pilots, downtimes, now) if pilots is not None else {}
-    global_ad = {**factory_ad(config, factory_totals(per_entry)), **public_key_attributes(keyring),
-                 REJECTED_ATTRIBUTE: rejected}
-    ads = [*entry_ads(config, entries_in_downtime(config, downtimes, now), per_entry), global_ad]
-    try:
-        Collector(config.wms_collector, timeout=config.query_timeout_seconds).advertise(ads)
-    except CondorError as err:
-        log.error("entries not advertised this cycle: %s", err)
-        return str(err)
-    return None
-
-
 def run_cycle(config: FactoryConfig, cycle: int, now: float,
               releases: Mapping[str, StagingRelease] | None = None, reporter: Reporter | None = None,
-              already_logged: frozenset[str] = frozenset()) -> CycleResult:
-    """One cycle; `releases` are the entries' staged files (`stage_entries`), read from disk when None.
+              already_logged: frozenset[str] = frozenset(), ports: FactoryPorts | None = None) -> CycleResult:
+    """One cycle through `ports` (the real daemons when None); `releases` are the entries' staged files.
 
     `reporter` gets the cycle's snapshot last, whatever happened before:
     monitoring shows the cycles that went wrong too. `already_logged`: the
     refusals the previous cycle logged (`CycleResult.refusals`), not logged again.
     """
-    if releases is None:
-        releases = stage_entries(config)
+    ports = ports or connect(config)
+    releases = stage_entries(config) if releases is None else releases
     keyring, problems = None, []
     try:
         keyring = load_keyring(config, now)
     except CredentialStoreError as err:  # no credential opens this cycle; the rest of the cycle goes on
         log.error("%s", err)
         problems.append(str(err))
-    view, plan, downtimes, timings = timed_plan(config, now, keyring)
+    view, plan, downtimes, timings = timed_plan(config, ports, now, keyring)
     problems.extend(view.problems)
-    trouble = advertise(config, downtimes, view.pilots, now, len(plan.rejected) if plan else 0, keyring)
-    if trouble:
-        problems.append(trouble)
+    extra = {**public_key_attributes(keyring), REJECTED_ATTRIBUTE: len(plan.rejected) if plan else 0}
+    problems.extend(p for p in [send_ads(ports.wms, cycle_ads(config, downtimes, view.pilots, now, extra))] if p)
     results: list[ActResult] = []
-    completed: Stats = {}
-    totals: Stats = {}
+    accounting = Accounting()
     if plan is None:
         log.error("pilot queue unreadable: nothing submitted or removed this cycle")
     else:
         log_rejections(plan, already_logged)
         started = time.perf_counter()
-        results = act(config, plan, view.pilots or (), cycle, downtimes, releases)
+        results = act(config, ports, plan, view.pilots or (), cycle, downtimes, releases)
         problems.extend(e for r in results for e in r.errors)
-        trouble = prune_credentials(config, plan, view.pilots or ())
-        if trouble:
-            problems.append(trouble)
+        problems.extend(p for p in [prune_credentials(config, plan, view.pilots or ())] if p)
         acted = time.perf_counter()
-        completed, totals, trouble = account_completed(config, now)
-        if trouble:
-            problems.append(trouble)
+        accounting = account(config, view.completed, now)
+        problems.extend(p for p in [accounting.problem] if p)
         timings.update(act=acted - started, account=time.perf_counter() - acted)
     result = CycleResult(
         plan, view,
@@ -204,71 +161,14 @@ def run_cycle(config: FactoryConfig, cycle: int, now: float,
         removed=sum(r.removed for r in results),
         released=sum(r.released for r in results),
         problems=tuple(problems),
-        completed=completed,
+        completed=accounting.new,
         refusals=refusal_lines(plan),
     )
     if reporter is not None:
         facts = CycleFacts(now, cycle, view.pilots or (), plan, entries_in_downtime(config, downtimes, now),
-                           totals, result.problems, timings)
+                           accounting.totals, result.problems, timings)
         reporter.report(factory_snapshot(config, facts))
     return result
-
-
-def completed_paths(config: FactoryConfig) -> tuple[Path, Path]:
-    """(checkpoint, running totals) of the completed-pilot accounting."""
-    return config.work_dir / "completed-checkpoint.json", config.work_dir / "completed-totals.json"
-
-
-def account_completed(config: FactoryConfig, now: float) -> tuple[Stats, Stats, str | None]:
-    """Read the reports of pilots that left the queue since last time and add them to the totals.
-
-    Returns (this cycle's pilots, the running totals, the problem if any).
-
-    The checkpoint is saved before the totals: a crash in between loses one
-    cycle's pilots rather than counting them twice. Old pilot logs are
-    pruned here too, long after their reports were read.
-    """
-    checkpoint_path, totals_path = completed_paths(config)
-    checkpoint = completed_pilots.load_checkpoint(checkpoint_path, now)
-    try:
-        schedd = Collector(config.wms_collector, timeout=config.query_timeout_seconds).schedd(config.schedd)
-        pilots, following = completed_pilots.read_completed(schedd, config.name, checkpoint)
-    except CondorError as err:
-        log.error("completed pilots not read this cycle: %s", err)
-        return {}, completed_pilots.CompletedTotals(totals_path).load(), str(err)
-    new = completed_pilots.summarize(pilots)
-    store = completed_pilots.CompletedTotals(totals_path)
-    totals = completed_pilots.merge(store.load(), new)
-    try:
-        completed_pilots.save_checkpoint(checkpoint_path, following)
-        store.save(totals)
-        completed_pilots.prune_pilot_logs(config.work_dir / "entries", config.pilot_log_retention_seconds, now)
-    except OSError as err:
-        log.error("completed-pilot accounting not saved: %s", err)
-        return new, totals, f"completed-pilot accounting not saved: {err}"
-    for (entry, frontend), stats in sorted(new.items()):
-        log.info("completed on %s for %s: %d pilots (%d ok, %d failed%s, %d without report), %d jobs",
-                 entry, frontend, stats.pilots, stats.ok, stats.failed, _by_step(stats), stats.no_report, stats.jobs_run)
-    return new, totals, None
-
-
-def _by_step(stats: completed_pilots.CompletedStats) -> str:
-    steps = ", ".join(f"{step} {count}" for step, count in sorted(stats.failed_by_step.items()))
-    return f": {steps}" if steps else ""
-
-
-def refusal_lines(plan: FactoryPlan | None) -> frozenset[str]:
-    """Each refused request with its reason, as logged."""
-    if plan is None:
-        return frozenset()
-    return frozenset(f"{r.request.frontend}.{r.request.group} for {r.request.entry}: {r.reason}" for r in plan.rejected)
-
-
-def log_rejections(plan: FactoryPlan, already_logged: frozenset[str] = frozenset()) -> None:
-    """Who was refused and why, once: a request refused again for the same reason is not logged again
-    (it is still counted in every cycle's monitoring)."""
-    for line in sorted(refusal_lines(plan) - already_logged):
-        log.warning("request refused: %s", line)
 
 
 def prune_credentials(config: FactoryConfig, plan: FactoryPlan, pilots: tuple[Pilot, ...]) -> str | None:
@@ -284,12 +184,12 @@ def prune_credentials(config: FactoryConfig, plan: FactoryPlan, pilots: tuple[Pi
     return None
 
 
-def act(config: FactoryConfig, plan: FactoryPlan, pilots: tuple[Pilot, ...], cycle: int,
+def act(config: FactoryConfig, ports: FactoryPorts, plan: FactoryPlan, pilots: tuple[Pilot, ...], cycle: int,
         downtimes: list[downtime.Downtime], releases: Mapping[str, StagingRelease]) -> list[ActResult]:
     if not plan.actions:
         return []
     try:
-        schedd = Collector(config.wms_collector, timeout=config.query_timeout_seconds).schedd(config.schedd)
+        schedd = ports.schedd.get()
     except CondorError as err:
         return [ActResult(errors=(str(err),))]
     idle = _idle_by_member(pilots)
@@ -308,7 +208,7 @@ def _idle_by_member(pilots: tuple[Pilot, ...]) -> Counter[str]:
     return Counter(p.member or p.entry for p in pilots if p.state in (PilotState.WAITING, PilotState.PENDING, PilotState.STAGING))
 
 
-def _submit(config: FactoryConfig, schedd: Schedd, action: Submit, idle: Counter[str], cycle: int,
+def _submit(config: FactoryConfig, schedd: SchedulerPort, action: Submit, idle: Counter[str], cycle: int,
             downtimes: list[downtime.Downtime], releases: Mapping[str, StagingRelease]) -> list[ActResult]:
     """One advertised entry may be a set of CEs: spread the pilots over the members not in downtime."""
     advertised = advertised_entries(config)[action.entry]
@@ -365,48 +265,38 @@ def _log_dir(config: FactoryConfig, entry: str, frontend: str) -> Path:
     return path
 
 
-def withdraw(config: FactoryConfig) -> None:
-    """On clean shutdown: our entries disappear, so no frontend keeps asking for them."""
-    wms = Collector(config.wms_collector, timeout=config.query_timeout_seconds)
-    try:
-        wms.invalidate(protocol.ENTRY_TYPE, f"{protocol.E_FACTORY} == {classad2.quote(config.name)}")
-        wms.invalidate(protocol.FACTORY_TYPE, f"Name == {classad2.quote(config.name)}")
-    except CondorError as err:
-        log.error("entries not withdrawn (they expire on their own): %s", err)
-
-
-
 class FactoryService:
-    """Runs cycles until SIGTERM; SIGHUP reloads the configuration."""
+    """A factory's cycles under `run_service`; SIGHUP reloads the configuration."""
 
-    def __init__(self, config_path: Path, config: FactoryConfig) -> None:
+    def __init__(self, config_path: Path, config: FactoryConfig,
+                 connect_ports: Callable[[FactoryConfig], FactoryPorts] = connect) -> None:
         self.config_path = config_path
         self.config = config
+        self.connect_ports = connect_ports
         self.signals = CycleSignals()
-        self.cycle = 0
         self.releases: Mapping[str, StagingRelease] = {}
         self.reporter = registry.reporter(config.monitoring)
         self.refusals: frozenset[str] = frozenset()
 
-    def run(self, max_cycles: int | None = None) -> None:
-        write_pid(pid_path(self.config))
+    @property
+    def pid_path(self) -> Path:
+        return pid_path(self.config)
+
+    @property
+    def cycle_seconds(self) -> float:
+        return self.config.cycle_seconds
+
+    def run(self, max_cycles: int | None = None) -> int:
         record_applied(self.config)
         self.releases = stage_entries(self.config)
-        try:
-            while max_cycles is None or self.cycle < max_cycles:
-                self.cycle += 1
-                result = run_cycle(self.config, self.cycle, time.time(), self.releases, self.reporter, self.refusals)
-                self.refusals = result.refusals
-                log.info("cycle %d: submitted %d, removed %d, released %d, %d problems", self.cycle,
-                         result.submitted, result.removed, result.released, len(result.problems))
-                wake = self.signals.sleep(self.config.cycle_seconds)
-                if wake is Wake.STOP:
-                    break
-                if wake is Wake.RELOAD:
-                    self.reload()
-        finally:
-            withdraw(self.config)
-            pid_path(self.config).unlink(missing_ok=True)
+        return run_service(self, self.signals, max_cycles)
+
+    def cycle(self, number: int, now: float) -> str:
+        result = run_cycle(self.config, number, now, self.releases, self.reporter, self.refusals,
+                           self.connect_ports(self.config))
+        self.refusals = result.refusals
+        return (f"submitted {result.submitted}, removed {result.removed}, released {result.released}, "
+                f"{len(result.problems)} problems")
 
     def reload(self) -> None:
         try:
@@ -420,3 +310,6 @@ class FactoryService:
         use_client_config(self.config.condor_config)
         record_applied(self.config)
         log.warning("configuration reloaded from %s", self.config_path)
+
+    def shutdown(self) -> None:
+        withdraw(self.connect_ports(self.config).wms, self.config.name)

@@ -50,6 +50,7 @@ def test_factory_check_config_prints_files_and_summary(updraft, tree):
         f"read {main}",
         f"read {main.parent / 'factory.d' / '10-site2.yaml'}",
         "factory test-factory: 2 entries (1 enabled), WMS collector 127.0.0.1:29619, schedd factory@lab",
+        "monitoring: json",
     ]
     assert result.stderr == ""
 
@@ -62,6 +63,7 @@ def test_frontend_check_config_prints_files_and_summary(updraft, tree):
         f"read {main}",
         "frontend test-vo: 1 group (1 enabled), 1 factory, VO collector 127.0.0.1:29618, "
         "WMS collector 127.0.0.1:29619",
+        "monitoring: json",
     ]
 
 

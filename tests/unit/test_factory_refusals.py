@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from updraft.factory.model import FactoryPlan, Rejection, Request
-from updraft.factory.service import log_rejections, refusal_lines
+from updraft.factory.report import log_rejections, refusal_lines
 
 NOW = 1_800_000_000.0
 
@@ -16,7 +16,7 @@ def plan_refusing(*reasons: tuple[str, str]) -> FactoryPlan:
 
 
 def test_a_refusal_is_logged_once_and_again_only_when_its_reason_changes(caplog) -> None:
-    caplog.set_level(logging.WARNING, "updraft.factory.service")
+    caplog.set_level(logging.WARNING, "updraft.factory.report")
     first = plan_refusing(("ce1", "credential refused: tampered"), ("ce2", "no sealed credential"))
     log_rejections(first)
     seen = refusal_lines(first)

@@ -6,7 +6,7 @@ from updraft import protocol
 from updraft.factory.config import FactoryConfig
 from updraft.factory.model import EntryDecision, FactoryPlan, Pilot, PilotState
 from updraft.factory.reconfig import Changes, diff_entries
-from updraft.factory.service import entry_totals, factory_totals
+from updraft.factory.advertise import entry_totals, factory_totals
 from updraft.factory.status import status_rows
 
 NOW = 1_800_000_000.0

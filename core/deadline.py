@@ -1,0 +1,108 @@
+"""Run one blocking call in a child process that is killed when its deadline passes.
+
+HTCondor's Python bindings hold the GIL while they wait on a socket, so a
+daemon that accepts a connection and never answers (a stopped collector, a
+wedged schedd) cannot be timed out from a thread: the whole process waits
+for HTCondor's own timeout, 60 s by default. A forked child can always be
+killed. The child inherits everything it needs (the bindings' configuration,
+the arguments) by the fork itself, so only the result crosses the pipe, as a
+pickle of plain Python values.
+
+Forking per call also makes parallel reads truly parallel: the parent's
+threads only wait on pipes, which releases the GIL.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import selectors
+import signal
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+_CHUNK = 1 << 16
+
+
+class DeadlineExceeded(Exception):
+    """The call had no result when its deadline passed; the child was killed."""
+
+
+class ChildFailed(Exception):
+    """The child died without sending a result (a crash in native code, or killed from outside)."""
+
+
+def call_in_child(fn: Callable[[], T], timeout: float) -> T:
+    """`fn()` run in a forked child, its result or its exception; DeadlineExceeded after `timeout` s.
+
+    An exception raised by `fn` is re-raised here as it was (it must pickle;
+    one that does not becomes ChildFailed with its text).
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the caller's code
+        os.close(read_end)
+        _run_and_exit(fn, write_end)
+    os.close(write_end)
+    try:
+        payload = _read_until(read_end, time.monotonic() + timeout)
+    except DeadlineExceeded:
+        os.kill(pid, signal.SIGKILL)
+        raise
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    return _unpack(payload)
+
+
+def _run_and_exit(fn: Callable[[], object], write_end: int) -> None:
+    """Run `fn`, send ('ok', result) or ('raised', exception), and leave without running any cleanup.
+
+    The broad catch is the point: whatever `fn` raises must travel to the
+    parent, which raises it again; nothing is swallowed.
+    """
+    status = 0
+    try:
+        try:
+            outcome: tuple[str, object] = ("ok", fn())
+        except BaseException as err:  # noqa: BLE001 - re-raised in the parent
+            outcome = ("raised", err)
+        try:
+            data = pickle.dumps(outcome)
+        except (pickle.PicklingError, TypeError, AttributeError) as err:
+            data = pickle.dumps(("unpicklable", f"{type(outcome[1]).__name__}: {outcome[1]} ({err})"))
+        view = memoryview(data)
+        while view:
+            view = view[os.write(write_end, view):]
+    except BaseException:  # noqa: BLE001 - the child must reach os._exit whatever happens
+        status = 70
+    finally:
+        os._exit(status)
+
+
+def _read_until(fd: int, deadline: float) -> bytes:
+    """Everything the child writes, until it closes the pipe; DeadlineExceeded if that is after `deadline`."""
+    chunks: list[bytes] = []
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not selector.select(left):
+                raise DeadlineExceeded
+            chunk = os.read(fd, _CHUNK)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
+def _unpack(payload: bytes) -> Any:
+    if not payload:
+        raise ChildFailed("the call's process ended without a result")
+    kind, value = pickle.loads(payload)  # noqa: S301 - our own child, through our own pipe
+    if kind == "ok":
+        return value
+    if kind == "raised":
+        raise value
+    raise ChildFailed(str(value))

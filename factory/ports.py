@@ -25,9 +25,11 @@ def connect(config: FactoryConfig) -> FactoryPorts:
     return FactoryPorts(wms, LocatedSchedd(wms, config.schedd))
 
 
-def fake_ports(config: FactoryConfig, *, collector_unreachable: bool = False,
+def fake_ports(config: FactoryConfig, now: float, *, collector_unreachable: bool = False,
                schedd_unreachable: bool = False) -> tuple[FactoryPorts, FakeCollector, FakeSchedd]:
-    """Ports on in-memory daemons named as `config` names them, and the fakes behind them (for tests)."""
-    schedd = FakeSchedd(config.schedd, unreachable=schedd_unreachable)
+    """Ports on in-memory daemons named as `config` names them, and the fakes behind them (for tests).
+
+    `now` is the time the fake schedd stamps on the pilots it queues."""
+    schedd = FakeSchedd(config.schedd, unreachable=schedd_unreachable, now=now)
     wms = FakeCollector(config.wms_collector, schedds={config.schedd: schedd}, unreachable=collector_unreachable)
     return FactoryPorts(wms, LocatedSchedd(wms, config.schedd)), wms, schedd

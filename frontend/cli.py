@@ -133,12 +133,13 @@ def plan(config_path: Path) -> None:
     """
     import time
 
-    from updraft.frontend.publish import diff, published_requests, request_ads
-    from updraft.frontend.service import plan_cycle
+    from updraft.frontend.ports import connect
+    from updraft.frontend.publish import diff, request_ads
+    from updraft.frontend.service import observe_and_decide
 
     config = _load(config_path)
-    planned, _ = plan_cycle(config, time.time())
-    for change in diff(published_requests(config), request_ads(planned, config, 0)):
+    planned, _, observation = observe_and_decide(config, connect(config), time.time())
+    for change in diff(observation.published or (), request_ads(planned, config, 0)):
         click.echo(change.describe())
     for problem in planned.problems:
         click.echo(f"problem: {problem.source}: {problem.message}", err=True)

@@ -8,6 +8,8 @@ tables, and benchmarked alone.
 
 from __future__ import annotations
 
+from updraft.protocol import PublishedRequest
+
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -108,6 +110,8 @@ class Observation:
     pool_running_pilots: int = 0
     factory_keys: Mapping[str, Any] = field(default_factory=dict)
     """Per trusted factory, the key it seals credentials to (`updraft.frontend.credentials.FactoryKey`)."""
+    published: tuple[PublishedRequest, ...] | None = None
+    """This frontend's requests as the WMS collector held them; None when it could not be read."""
 
     @property
     def incomplete_groups(self) -> frozenset[str]:

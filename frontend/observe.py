@@ -19,10 +19,12 @@ import classad2
 import htcondor2
 
 from updraft import protocol
-from updraft.condor import Ad, Collector
+from updraft.condor import Ad
 from updraft.errors import CondorError
 from updraft.frontend.config import FrontendConfig, Group
 from updraft.frontend.credentials import FactoryKey, parse_factory_key
+from updraft.frontend.ports import FrontendPorts
+from updraft.ports import CollectorPort, SchedulerPort
 from updraft.frontend.model import EntryAd, JobShape, Observation, PilotSlot, SlotState, SourceProblem
 
 log = logging.getLogger(__name__)
@@ -197,21 +199,22 @@ class _Outcome:
     entries: tuple[EntryAd, ...] = ()
     problems: tuple[SourceProblem, ...] = ()
     keys: tuple[FactoryKey, ...] = ()
+    published: tuple[protocol.PublishedRequest, ...] | None = None
 
 
-def observe(config: FrontendConfig, now: float) -> Observation:
+def observe(config: FrontendConfig, ports: FrontendPorts, now: float) -> Observation:
     """Read everything a cycle needs, in parallel; failures become problems, never zeros."""
-    vo = Collector(config.vo_collector, timeout=config.query_timeout_seconds)
-    wms = Collector(config.wms_collector, timeout=config.query_timeout_seconds)
     groups = {name: g for name, g in config.groups.items() if g.enabled}
-    schedds, problems = _schedd_names(config, vo, groups)
+    schedds, problems = _schedd_names(config, ports.vo, groups)
     reads: list[Callable[[], _Outcome]] = [
-        lambda: _read_slots(vo, config.name, now),
-        lambda: _read_entries(wms, config),
-        lambda: _read_factory_keys(wms, config),
-        *(_schedd_reader(vo, schedd, groups, now) for schedd in schedds),
+        lambda: _read_slots(ports.vo, config.name, now),
+        lambda: _read_entries(ports.wms, config),
+        lambda: _read_factory_keys(ports.wms, config),
+        lambda: _read_published(ports.wms, config),
+        *(_schedd_reader(ports.vo, schedd, groups, now) for schedd in schedds),
     ]
-    outcomes = _run_all(reads, config.query_timeout_seconds)
+    outcomes = _run_all(reads)
+    published = [o.published for o in outcomes if o.published is not None]
     return Observation(
         shapes=tuple(s for o in outcomes for s in o.shapes),
         entries=tuple(e for o in outcomes for e in o.entries),
@@ -220,16 +223,18 @@ def observe(config: FrontendConfig, now: float) -> Observation:
         pool_idle_pilots=sum(o.pool_idle for o in outcomes),
         pool_running_pilots=sum(o.pool_running for o in outcomes),
         factory_keys={k.factory: k for o in outcomes for k in o.keys},
+        published=published[0] if published else None,
     )
 
 
-def _run_all(reads: list[Callable[[], _Outcome]], timeout: float) -> list[_Outcome]:
+def _run_all(reads: list[Callable[[], _Outcome]]) -> list[_Outcome]:
+    """Every read at once: each waits in its own child process (`updraft.condor`), so they overlap."""
     with ThreadPoolExecutor(max_workers=min(16, len(reads)), thread_name_prefix="observe") as pool:
         futures: list[Future[_Outcome]] = [pool.submit(read) for read in reads]
         return [f.result() for f in futures]
 
 
-def _schedd_names(config: FrontendConfig, vo: Collector, groups: Mapping[str, Group]) -> tuple[list[str], list[SourceProblem]]:
+def _schedd_names(config: FrontendConfig, vo: CollectorPort, groups: Mapping[str, Group]) -> tuple[list[str], list[SourceProblem]]:
     if config.schedds:
         return list(config.schedds), []
     try:
@@ -239,7 +244,7 @@ def _schedd_names(config: FrontendConfig, vo: Collector, groups: Mapping[str, Gr
     return sorted(str(ad["Name"]) for ad in ads if "Name" in ad), []
 
 
-def _schedd_reader(vo: Collector, schedd: str, groups: Mapping[str, Group], now: float) -> Callable[[], _Outcome]:
+def _schedd_reader(vo: CollectorPort, schedd: str, groups: Mapping[str, Group], now: float) -> Callable[[], _Outcome]:
     def read() -> _Outcome:
         try:
             located = vo.schedd(schedd)
@@ -252,12 +257,12 @@ def _schedd_reader(vo: Collector, schedd: str, groups: Mapping[str, Group], now:
     return read
 
 
-def _group_shapes(schedd, group_name: str, group: Group, now: float) -> list[JobShape]:
+def _group_shapes(schedd: SchedulerPort, group_name: str, group: Group, now: float) -> list[JobShape]:
     results = {query: schedd.grouped(constraint, by) for query, (constraint, by) in shape_queries(group, now).items()}
     return merge_shapes(group_name, schedd.name, results, job_attributes(group))
 
 
-def _read_slots(vo: Collector, frontend: str, now: float) -> _Outcome:
+def _read_slots(vo: CollectorPort, frontend: str, now: float) -> _Outcome:
     try:
         ads = vo.query(htcondor2.AdType.Startd, "IS_GLIDEIN =?= True", SLOT_PROJECTION)
     except CondorError as err:
@@ -276,7 +281,7 @@ def _read_slots(vo: Collector, frontend: str, now: float) -> _Outcome:
 KEY_PROJECTION = (protocol.E_FACTORY, protocol.IDENTITY, protocol.F_PUBLIC_KEY, protocol.F_KEY_ID)
 
 
-def _read_factory_keys(wms: Collector, config: FrontendConfig) -> _Outcome:
+def _read_factory_keys(wms: CollectorPort, config: FrontendConfig) -> _Outcome:
     """The sealing key of each trusted factory, from its global ad, only if that factory sent it."""
     if config.pilot_tokens is None:
         return _Outcome()
@@ -297,7 +302,7 @@ def _read_factory_keys(wms: Collector, config: FrontendConfig) -> _Outcome:
     return _Outcome(keys=tuple(keys), problems=tuple(problems))
 
 
-def _read_entries(wms: Collector, config: FrontendConfig) -> _Outcome:
+def _read_entries(wms: CollectorPort, config: FrontendConfig) -> _Outcome:
     trusted = {name: ref.identity for name, ref in config.factories.items()}
     names = " || ".join(f"{protocol.E_FACTORY} == {classad2.quote(n)}" for n in trusted)
     try:
@@ -313,3 +318,18 @@ def _read_entries(wms: Collector, config: FrontendConfig) -> _Outcome:
         elif why:
             problems.append(SourceProblem(f"collector {wms.address}", why))
     return _Outcome(entries=tuple(entries), problems=tuple(problems))
+
+
+def ours(config: FrontendConfig) -> str:
+    """The constraint that selects this frontend's request ads."""
+    return f"{protocol.R_FRONTEND} == {classad2.quote(config.name)}"
+
+
+def _read_published(wms: CollectorPort, config: FrontendConfig) -> _Outcome:
+    """This frontend's requests as published now: what the cycle's new ones replace or withdraw."""
+    try:
+        ads = wms.generic_ads(protocol.REQUEST_TYPE, ours(config))
+    except CondorError as err:
+        log.warning("published requests unknown this cycle: %s", err)
+        return _Outcome(problems=(SourceProblem(f"collector {wms.address}", str(err)),))
+    return _Outcome(published=tuple(r for r in map(protocol.parse_request, ads) if r is not None))

@@ -14,8 +14,9 @@ from typing import Any
 import classad2
 
 from updraft import protocol
-from updraft.condor import Collector
 from updraft.frontend.config import FrontendConfig
+from updraft.frontend.observe import ours
+from updraft.ports import CollectorPort
 from updraft.frontend.model import Decision, Plan
 
 LIFETIME_CYCLES = 3
@@ -94,27 +95,20 @@ def diff(published: Iterable[protocol.PublishedRequest], planned: Iterable[dict[
             for group, entry in sorted(before.keys() | after.keys())]
 
 
-def _ours(config: FrontendConfig) -> str:
-    return f"{protocol.R_FRONTEND} == {classad2.quote(config.name)}"
+def publish(ads: list[dict[str, Any]], config: FrontendConfig, wms: CollectorPort,
+            published: Iterable[protocol.PublishedRequest] | None) -> None:
+    """Advertise the cycle's requests and withdraw those it no longer makes.
 
-
-def published_requests(config: FrontendConfig) -> list[protocol.PublishedRequest]:
-    """This frontend's requests as the WMS collector holds them now."""
-    wms = Collector(config.wms_collector, timeout=config.query_timeout_seconds)
-    ads = wms.generic_ads(protocol.REQUEST_TYPE, _ours(config))
-    return [r for r in (protocol.parse_request(ad) for ad in ads) if r is not None]
-
-
-def publish(ads: list[dict[str, Any]], config: FrontendConfig, stale: Iterable[protocol.PublishedRequest] = ()) -> None:
-    """Advertise the cycle's requests and withdraw those it no longer makes."""
-    wms = Collector(config.wms_collector, timeout=config.query_timeout_seconds)
+    `published` is what observe found in the collector; None (unknown) withdraws
+    nothing: the stale ads then expire on their own after their lifetime.
+    """
     wms.advertise(ads)
     names = {ad["Name"] for ad in ads}
-    gone = [protocol.request_ad_name(config.name, r.group, r.entry, r.factory) for r in stale]
+    gone = [protocol.request_ad_name(config.name, r.group, r.entry, r.factory) for r in published or ()]
     for name in sorted(set(gone) - names):
         wms.invalidate(protocol.REQUEST_TYPE, f"Name == {classad2.quote(name)}")
 
 
-def withdraw_all(config: FrontendConfig) -> None:
+def withdraw_all(config: FrontendConfig, wms: CollectorPort) -> None:
     """On clean shutdown: no request of ours outlives us."""
-    Collector(config.wms_collector, timeout=config.query_timeout_seconds).invalidate(protocol.REQUEST_TYPE, _ours(config))
+    wms.invalidate(protocol.REQUEST_TYPE, ours(config))

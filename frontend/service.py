@@ -1,30 +1,32 @@
 """The frontend loop: observe -> decide -> publish -> report, every cycle.
 
 `run_cycle` is one turn and is what `once`, `plan` and `explain` use too;
-`FrontendService` repeats it and owns the process's signals: SIGTERM stops
+`FrontendService` repeats it under `updraft.loop.run_service`: SIGTERM stops
 after withdrawing our requests, SIGHUP re-reads the config and keeps the
-old one when the new one does not validate.
+old one when the new one does not validate. Every daemon is reached through
+the cycle's ports (`updraft.frontend.ports`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from updraft import protocol
 from updraft.condor import use_client_config
-from updraft.loop import CycleSignals, Wake, write_pid
+from updraft.loop import CycleSignals, run_service
 from updraft.errors import ConfigError, CondorError, TokenError
 from updraft.frontend.config import FrontendConfig, load_frontend_config
 from updraft.frontend.credentials import TokenBook, seal_requests
 from updraft.frontend.decide import decide
 from updraft.frontend.model import Observation, Plan
 from updraft.frontend.observe import observe
-from updraft.frontend.publish import publish, published_requests, request_ads, withdraw_all
+from updraft.frontend.ports import FrontendPorts, connect
+from updraft.frontend.publish import publish, request_ads, withdraw_all
 from updraft.frontend.stage import pilot_params, stage_groups
 from updraft.monitoring import registry
 from updraft.monitoring.report import Reporter
@@ -68,16 +70,18 @@ def snapshot_of(plan: Plan, config: FrontendConfig, cycle: int, timings: dict[st
     return FrontendSnapshot(config.name, plan.now, cycle, rows, dict(plan.unmatched), dict(plan.in_downtime), problems, timings)
 
 
-def plan_cycle(config: FrontendConfig, now: float) -> tuple[Plan, dict[str, float]]:
+def plan_cycle(config: FrontendConfig, now: float, ports: FrontendPorts | None = None
+               ) -> tuple[Plan, dict[str, float]]:
     """Observe and decide, without acting: shared by a real cycle and `plan`/`explain`."""
-    plan, timings, _ = observe_and_decide(config, now)
+    plan, timings, _ = observe_and_decide(config, ports or connect(config), now)
     return plan, timings
 
 
-def observe_and_decide(config: FrontendConfig, now: float) -> tuple[Plan, dict[str, float], Observation]:
-    """`plan_cycle`, also returning what was observed (the factories' keys, for sealing)."""
+def observe_and_decide(config: FrontendConfig, ports: FrontendPorts, now: float
+                       ) -> tuple[Plan, dict[str, float], Observation]:
+    """`plan_cycle`, also returning what was observed (the factories' keys, the published requests)."""
     started = time.perf_counter()
-    observation = observe(config, now)
+    observation = observe(config, ports, now)
     observed = time.perf_counter()
     plan = decide(observation, config, now)
     return plan, {"observe": observed - started, "decide": time.perf_counter() - observed}, observation
@@ -89,18 +93,18 @@ def token_book(config: FrontendConfig) -> TokenBook | None:
 
 
 def run_cycle(config: FrontendConfig, reporter: Reporter, cycle: int, now: float,
-              releases: Mapping[str, StagingRelease] | None = None, tokens: TokenBook | None = None) -> CycleResult:
-    """One full turn; a collector that refuses our ads is a problem reported, not a crash.
+              releases: Mapping[str, StagingRelease] | None = None, tokens: TokenBook | None = None,
+              ports: FrontendPorts | None = None) -> CycleResult:
+    """One full turn through `ports` (the real daemons when None); a refused publish is a problem, not a crash.
 
     `releases` are the groups' staged files (`stage_groups`), written here when None.
     `tokens` holds the pilot tokens between cycles; None with `pilot_tokens`
     configured mints fresh ones for this cycle alone (`once`).
     """
-    if releases is None:
-        releases = stage_groups(config)
-    if tokens is None:
-        tokens = token_book(config)
-    plan, timings, observation = observe_and_decide(config, now)
+    ports = ports or connect(config)
+    releases = stage_groups(config) if releases is None else releases
+    tokens = token_book(config) if tokens is None else tokens
+    plan, timings, observation = observe_and_decide(config, ports, now)
     ads = request_ads(plan, config, cycle, pilot_params(config, releases))
     problems = [f"{p.source}: {p.message}" for p in plan.problems]
     if tokens is not None:
@@ -111,7 +115,7 @@ def run_cycle(config: FrontendConfig, reporter: Reporter, cycle: int, now: float
         problems.extend(sealing_problems)
     started = time.perf_counter()
     try:
-        publish(ads, config, stale=published_requests(config))
+        publish(ads, config, ports.wms, observation.published)
         published = True
     except CondorError as err:
         log.error("requests not published this cycle: %s", err)
@@ -129,33 +133,34 @@ def pid_path(config: FrontendConfig) -> Path:
 
 
 class FrontendService:
-    """Runs cycles until SIGTERM; SIGHUP reloads the configuration."""
+    """A frontend's cycles under `run_service`; SIGHUP reloads the configuration."""
 
-    def __init__(self, config_path: Path, config: FrontendConfig) -> None:
+    def __init__(self, config_path: Path, config: FrontendConfig,
+                 connect_ports: Callable[[FrontendConfig], FrontendPorts] = connect) -> None:
         self.config_path = config_path
         self.config = config
+        self.connect_ports = connect_ports
         self.reporter = registry.reporter(config.monitoring)
         self.signals = CycleSignals()
-        self.cycle = 0
         self.releases: Mapping[str, StagingRelease] = {}
         self.tokens = token_book(config)
 
-    def run(self, max_cycles: int | None = None) -> None:
+    @property
+    def pid_path(self) -> Path:
+        return pid_path(self.config)
+
+    @property
+    def cycle_seconds(self) -> float:
+        return self.config.cycle_seconds
+
+    def run(self, max_cycles: int | None = None) -> int:
         self.releases = stage_groups(self.config)
-        write_pid(pid_path(self.config))
-        try:
-            while max_cycles is None or self.cycle < max_cycles:
-                self.cycle += 1
-                result = run_cycle(self.config, self.reporter, self.cycle, time.time(), self.releases, self.tokens)
-                log.info("cycle %d: %d requests, %d problems", self.cycle, len(result.ads), len(result.problems))
-                wake = self.signals.sleep(self.config.cycle_seconds)
-                if wake is Wake.STOP:
-                    break
-                if wake is Wake.RELOAD:
-                    self.reload()
-        finally:
-            self._withdraw()
-            pid_path(self.config).unlink(missing_ok=True)
+        return run_service(self, self.signals, max_cycles)
+
+    def cycle(self, number: int, now: float) -> str:
+        result = run_cycle(self.config, self.reporter, number, now, self.releases, self.tokens,
+                           self.connect_ports(self.config))
+        return f"{len(result.ads)} requests, {len(result.problems)} problems"
 
     def reload(self) -> None:
         try:
@@ -170,9 +175,9 @@ class FrontendService:
         self.reporter = registry.reporter(self.config.monitoring)
         log.warning("configuration reloaded from %s", self.config_path)
 
-    def _withdraw(self) -> None:
+    def shutdown(self) -> None:
         try:
-            withdraw_all(self.config)
+            withdraw_all(self.config, self.connect_ports(self.config).wms)
             log.warning("stopped; requests withdrawn")
         except CondorError as err:
             log.error("stopped, but requests could not be withdrawn (they expire on their own): %s", err)

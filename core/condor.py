@@ -72,18 +72,24 @@ def use_client_config(path: Path | None) -> None:
 def _call(what: str, daemon: str, budget: CallBudget, fn: Callable[[], T]) -> T:
     """`fn()` under the budget's deadline, in a child process; CondorError for every way it can fail."""
     earlier = budget.missed(daemon)
-    if earlier is not None:
-        raise CondorError(f"{what}: skipped, {daemon} is unreachable this cycle ({earlier})")
+    if earlier is not None:  # the same reason again, so a cycle's problems say it once
+        raise CondorError(earlier)
     try:
-        return call_in_child(fn, budget.timeout)
+        return call_in_child(lambda: _as_ours(what, fn), budget.timeout)
     except DeadlineExceeded:
         why = f"{what}: no answer within {budget.timeout:g} s"
         budget.mark_unreachable(daemon, why)
         raise CondorError(why) from None
     except ChildFailed as err:
         raise CondorError(f"{what}: {err}") from None
+
+
+def _as_ours(what: str, fn: Callable[[], T]) -> T:
+    """`fn()` with the bindings' exceptions turned into CondorError, in the child: theirs do not pickle."""
+    try:
+        return fn()
     except (htcondor2.HTCondorException, classad2.ClassAdException, RuntimeError, ValueError) as err:
-        raise CondorError(f"{what}: {err}") from err
+        raise CondorError(f"{what}: {err}") from None
 
 
 def _value(value: Any) -> Any:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from updraft.errors import CondorError
 from updraft.monitoring import registry
 
 from updraft.cliutil import config_option as config_option_for
@@ -97,8 +98,8 @@ def once(config_path: Path) -> None:
             click.echo(f"refused {r.frontend}.{r.group} on {r.entry}: {rejection.reason}", err=True)
     for problem in result.problems:
         click.echo(f"problem: {problem}", err=True)
-    if result.plan is None:
-        raise click.ClickException("the pilot queue could not be read")
+    if result.failure is not None:
+        raise CondorError(result.failure)
 
 
 @factory.command()

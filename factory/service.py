@@ -83,6 +83,13 @@ class CycleResult:
     refusals: frozenset[str] = frozenset()
     """This cycle's refused requests with their reasons (`refusal_lines`): the next cycle logs only new ones."""
 
+    @property
+    def failure(self) -> str | None:
+        """Why the cycle could not do its job (the queue unknown), in one line; None when it could."""
+        if self.plan is not None:
+            return None
+        return f"the pilot queue could not be read: {self.view.problems[0] if self.view.problems else 'unknown'}"
+
 
 def accepted_requests(view: FactoryView, config: FactoryConfig, downtimes: list[downtime.Downtime], now: float,
                       openers: Mapping[str, X25519PrivateKey] | None = None) -> list[Request]:
@@ -160,7 +167,7 @@ def run_cycle(config: FactoryConfig, cycle: int, now: float,
         submitted=sum(r.submitted for r in results),
         removed=sum(r.removed for r in results),
         released=sum(r.released for r in results),
-        problems=tuple(problems),
+        problems=tuple(dict.fromkeys(problems)),
         completed=accounting.new,
         refusals=refusal_lines(plan),
     )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from updraft.errors import CondorError
 from updraft.monitoring import registry
 
 from updraft.cliutil import config_option as config_option_for
@@ -102,8 +103,8 @@ def once(config_path: Path) -> None:
     config = _load(config_path)
     result = run_cycle(config, reporter(config.monitoring), 1, time.time())
     _print_summary(result)
-    if not result.published:
-        raise click.ClickException("requests were not published")
+    if result.failure is not None:
+        raise CondorError(result.failure)
 
 
 @frontend.command()

@@ -43,6 +43,9 @@ class CycleResult:
     snapshot: FrontendSnapshot
     published: bool
     problems: tuple[str, ...] = field(default=())
+    failure: str | None = None
+    """Why the cycle could not do its job, in one line: requests not published, or a collector
+    (the VO pool's or the WMS) unreadable. A schedd that cannot be read is a problem, not a failure."""
 
 
 def snapshot_of(plan: Plan, config: FrontendConfig, cycle: int, timings: dict[str, float], problems: tuple[str, ...]) -> FrontendSnapshot:
@@ -122,9 +125,18 @@ def run_cycle(config: FrontendConfig, reporter: Reporter, cycle: int, now: float
         problems.append(str(err))
         published = False
     timings["publish"] = time.perf_counter() - started
+    problems = list(dict.fromkeys(problems))
     snapshot = snapshot_of(plan, config, cycle, timings, tuple(problems))
     reporter.report(snapshot)
-    return CycleResult(plan, ads, snapshot, published, tuple(problems))
+    return CycleResult(plan, ads, snapshot, published, tuple(problems), cycle_failure(plan, published, problems))
+
+
+def cycle_failure(plan: Plan, published: bool, problems: list[str]) -> str | None:
+    """The one-line reason a cycle failed (`CycleResult.failure`), or None."""
+    if not published:
+        return f"requests not published: {problems[-1]}"
+    collector = next((p for p in plan.problems if p.source.startswith("collector ")), None)
+    return None if collector is None else f"{collector.source}: {collector.message}"
 
 
 def pid_path(config: FrontendConfig) -> Path:

@@ -1,24 +1,84 @@
-"""Every HTCondor call is bounded in time and fails as our own error."""
+"""Every HTCondor call is bounded in time, fails as our own error, and a daemon that missed its
+deadline is not waited for twice in one cycle."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import htcondor2
 import pytest
 
-from updraft.condor import _call
+from updraft.condor import CallBudget, Collector, _call
+from updraft.deadline import ChildFailed, DeadlineExceeded, call_in_child
 from updraft.errors import CondorError
 
 
+@pytest.fixture
+def silent_daemon() -> Iterator[str]:
+    """host:port of a listener that accepts every connection and never answers (a stopped daemon)."""
+    server = socket.create_server(("127.0.0.1", 0), backlog=64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
 def test_a_call_that_does_not_answer_in_time_fails_with_the_deadline_named() -> None:
-    release = threading.Event()
     started = time.monotonic()
     with pytest.raises(CondorError, match=r"query of schedd s@x: no answer within 0\.2 s"):
-        _call("query of schedd s@x", release.wait, 30, timeout=0.2)
+        _call("query of schedd s@x", "schedd s@x", CallBudget(0.2), lambda: time.sleep(30))
     assert time.monotonic() - started < 2
-    release.set()
+
+
+def test_a_binding_call_that_holds_the_gil_is_still_cut_at_its_deadline(silent_daemon: str) -> None:
+    """The reason for the child process: a thread could not interrupt this call."""
+    started = time.monotonic()
+    with pytest.raises(CondorError, match=r"no answer within 1 s"):
+        Collector(silent_daemon, timeout=1).query(htcondor2.AdType.Startd, "true", ["Name"])
+    assert time.monotonic() - started < 3
+
+
+def test_a_daemon_that_missed_its_deadline_is_not_asked_again_in_the_same_cycle(silent_daemon: str) -> None:
+    budget = CallBudget(1)
+    collector = Collector(silent_daemon, budget=budget)
+    with pytest.raises(CondorError) as first:
+        collector.query(htcondor2.AdType.Any)
+    started = time.monotonic()
+    with pytest.raises(CondorError) as again:
+        collector.advertise([{"MyType": "X", "Name": "y"}])
+    assert time.monotonic() - started < 0.5, "the second call fails at once"
+    assert str(again.value) == str(first.value), "the cycle's problems repeat one reason, not a new one"
+    assert list(budget.unreachable) == [f"collector {silent_daemon}"]
+    fresh = Collector(silent_daemon, budget=CallBudget(1))
+    with pytest.raises(CondorError, match="no answer within 1 s"):  # the next cycle asks again
+        fresh.query(htcondor2.AdType.Any)
+
+
+def test_a_refused_connection_is_an_error_but_not_a_missed_deadline() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as placeholder:
+        address = f"127.0.0.1:{placeholder.getsockname()[1]}"
+    budget = CallBudget(5)
+    with pytest.raises(CondorError):
+        Collector(address, budget=budget).query(htcondor2.AdType.Any)
+    assert budget.unreachable == {}
 
 
 def test_htcondor_errors_become_ours_with_what_was_attempted() -> None:
@@ -26,7 +86,7 @@ def test_htcondor_errors_become_ours_with_what_was_attempted() -> None:
         raise htcondor2.HTCondorException("Failed to connect")
 
     with pytest.raises(CondorError, match="locating schedd: Failed to connect"):
-        _call("locating schedd", refuse)
+        _call("locating schedd", "collector c", CallBudget(5), refuse)
 
 
 def test_other_exceptions_are_bugs_and_pass_through() -> None:
@@ -34,8 +94,36 @@ def test_other_exceptions_are_bugs_and_pass_through() -> None:
         raise KeyError("bug")
 
     with pytest.raises(KeyError):
-        _call("anything", broken)
+        _call("anything", "collector c", CallBudget(5), broken)
 
 
-def test_a_result_comes_back_unchanged() -> None:
-    assert _call("sum", sum, [1, 2, 3]) == 6
+def test_a_result_comes_back_unchanged_across_the_process_boundary() -> None:
+    assert _call("sum", "collector c", CallBudget(5), lambda: sum([1, 2, 3])) == 6
+    big = call_in_child(lambda: ["x" * 100] * 50_000, 10)
+    assert len(big) == 50_000 and big[-1] == "x" * 100
+
+
+def test_a_child_that_dies_without_an_answer_is_reported() -> None:
+    import os
+    import signal
+
+    with pytest.raises(ChildFailed):
+        call_in_child(lambda: os.kill(os.getpid(), signal.SIGKILL), 5)
+
+
+def test_deadline_exceeded_kills_the_child() -> None:
+    import os
+
+    pid_file = f"/tmp/updraft-test-child-{os.getpid()}"
+
+    def sleep_forever() -> None:
+        with open(pid_file, "w") as out:
+            out.write(str(os.getpid()))
+        time.sleep(60)
+
+    with pytest.raises(DeadlineExceeded):
+        call_in_child(sleep_forever, 0.5)
+    child = int(open(pid_file).read())
+    os.unlink(pid_file)
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)

@@ -12,16 +12,24 @@ factory's other tests.)
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 
 import pytest
+import yaml
 from updraft import protocol
 from updraft.condor import Collector
 from updraft.lab import control
 from updraft.lab.demo import (
     LAB_PILOTS,
+    LOG_LINE,
     Services,
     factory_schedd,
     remove_demo_jobs,
@@ -29,7 +37,13 @@ from updraft.lab.demo import (
     start_services,
     tracebacks,
 )
-from updraft.lab.labconfig import FACTORY_NAME, FRONTEND_NAME, write_component_configs
+from updraft.lab.labconfig import (
+    FACTORY_NAME,
+    FRONTEND_NAME,
+    factory_config,
+    frontend_config,
+    write_component_configs,
+)
 from updraft.lab.runtime import Runtime
 from updraft.lab.topology import Topology
 from updraft.lab.tsdb import answers, influxql
@@ -39,6 +53,7 @@ from updraft.monitoring.writers.xml_status import summary_file
 from .jobs import wait_for
 
 CYCLE = 10  # both lab services' cycle_seconds
+UPDRAFT = str(Path(sys.executable).parent / "updraft")
 
 
 @dataclass
@@ -142,6 +157,76 @@ def test_a_stopped_wms_collector_is_waited_out_and_nothing_is_removed(fleet: Fle
         lines = fleet.log_since(name, logged_from[name])
         outage = [line for line in lines if fleet.lab.wms.collector in line or "unreadable" in line]
         assert outage, f"the {name} never said it lost the WMS collector"
+        assert repeated_in_a_cycle(lines) == [], f"the {name} repeated itself within a cycle"
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def _collector_pid(lab: Topology) -> int:
+    """The WMS instance's condor_collector, a child of its master."""
+    master = int((lab.instance_dir(lab.instance("wms")) / "run" / "master.pid").read_text().split()[0])
+    (pid,) = [c for c in _children(master) if Path(f"/proc/{c}/comm").read_text().strip() == "condor_collector"]
+    return pid
+
+
+def _once_config(lab: Topology, component: str, folder: Path) -> Path:
+    """The lab's config for `component` with a 3 s deadline and its own files, for a `once` beside the services."""
+    config = factory_config(lab) if component == "factory" else frontend_config(lab)
+    config.update(query_timeout_seconds=3, work_dir=str(folder / component),
+                  monitoring={"dir": str(folder / component / "monitoring"), "writers": {"json": {}}})
+    config.pop("staging", None)
+    path = folder / f"{component}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _cycle_times(lines: list[str]) -> list[float]:
+    """When each "cycle N:" line was logged."""
+    return [datetime.strptime(" ".join(line.split()[:2]), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            for line in lines if (found := LOG_LINE.match(line)) and found["message"].startswith("cycle ")]
+
+
+def test_a_frozen_wms_collector_costs_each_cycle_one_deadline_and_removes_nothing(
+        fleet: Fleet, tmp_path: Path) -> None:
+    """SIGSTOP: the collector's socket still accepts connections, and nothing ever answers them."""
+    fleet.submit("fault-frozen", 3, ("Site1",), 40)
+    wait_for(lambda: len(fleet.pilots('UpdraftEntry == "site1"')) >= 2, 90)
+    configs = {name: _once_config(fleet.lab, name, tmp_path) for name in ("factory", "frontend")}
+    pid = _collector_pid(fleet.lab)
+    before, logged_from = time.time(), fleet.log_size()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for name, path in configs.items():
+            started = time.monotonic()
+            done = subprocess.run([UPDRAFT, name, "once", "--config", str(path)], capture_output=True, text=True,
+                                  timeout=60, env={k: v for k, v in os.environ.items()
+                                                   if not k.startswith(("UPDRAFT_", "CONDOR_"))})
+            took = time.monotonic() - started
+            assert done.returncode == 1, f"{name} once: {done.stdout}{done.stderr}"
+            assert took < 15, f"{name} once took {took:.1f} s against a frozen collector"
+            errors = [line for line in done.stderr.splitlines() if line.startswith("updraft: error: ")]
+            assert len(errors) == 1 and "no answer within 3 s" in errors[0], done.stderr
+            assert "Traceback" not in done.stderr
+        time.sleep(3 * CYCLE)
+        fleet.services.check_alive()
+        for name in ("factory", "frontend"):
+            times = _cycle_times(fleet.log_since(name, logged_from[name]))
+            assert len(times) >= 2, f"the {name} stopped cycling while the collector was frozen"
+            gaps = [b - a for a, b in zip(times, times[1:])]
+            # a cycle, then one missed deadline (the lab's 10 s), then a margin for a loaded machine
+            assert max(gaps) < CYCLE + 10 + 8, f"the {name}'s cycles were {gaps} s apart"
+        assert fleet.removed_pilots_since(before) == [], "the frozen collector made the factory remove pilots"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: any(r[protocol.R_ENTRY] == "site1" for r in fleet.requests()), 4 * CYCLE)
+    for name in ("factory", "frontend"):
+        lines = fleet.log_since(name, logged_from[name])
+        assert any("no answer within" in line for line in lines), f"the {name} never said the collector was silent"
         assert repeated_in_a_cycle(lines) == [], f"the {name} repeated itself within a cycle"
 
 

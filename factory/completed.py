@@ -53,7 +53,7 @@ import classad2
 
 from updraft.condor import Ad
 from updraft.glidein.report import REPORT_BEGIN, PilotReport, parse_report
-from updraft.secretfiles import write_atomically
+from updraft.atomicwrite import PUBLIC_MODE, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -377,7 +377,7 @@ def _write_json_atomic(path: Path, data: object, indent: int | None = 2) -> None
     """A reader sees the old file or the new one, never half of one; 0644: monitoring may read it as
     another user, and counts are not secrets."""
     text = json.dumps(data, indent=indent, sort_keys=True) + "\n"
-    write_atomically(path, text.encode("utf-8"), 0o644)
+    write_atomically(path, text, PUBLIC_MODE)
 
 
 # --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from updraft import protocol
+from updraft.adnumbers import is_int
 from updraft.factory.config import FactoryConfig
 from updraft.factory.policy import AdvertisedEntry, advertised_entries
 
@@ -100,6 +101,6 @@ def pilots_attribute(state: str) -> str:
 
 
 def _count(state: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise ValueError(f"pilot total for {state!r} must be an int, got {value!r}")
     return value

@@ -53,6 +53,7 @@ import classad2
 
 from updraft.condor import Ad
 from updraft.glidein.report import REPORT_BEGIN, PilotReport, parse_report
+from updraft.adnumbers import is_int, whole_number
 from updraft.atomicwrite import PUBLIC_MODE, write_atomically
 
 log = logging.getLogger(__name__)
@@ -137,13 +138,6 @@ def history_constraint(factory_name: str, since: int) -> str:
     return f"UpdraftFactory == {classad2.quote(factory_name)} && EnteredCurrentStatus >= {int(since)}"
 
 
-def _whole(value: Any) -> int | None:
-    """A ClassAd number as whole seconds or an id; None for anything else (bools included)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return int(value)
-
-
 def output_path(ad: Ad) -> str:
     """The job's stdout file; a relative Out is relative to the job's Iwd, as condor reads it."""
     out = ad.get("Out")
@@ -157,15 +151,15 @@ def output_path(ad: Ad) -> str:
 
 def parse_history_ad(ad: Ad) -> CompletedPilot | None:
     """A completed pilot from its history ad, report not read yet; None for an ad that is not one of ours."""
-    cluster, proc = _whole(ad.get("ClusterId")), _whole(ad.get("ProcId"))
+    cluster, proc = whole_number(ad.get("ClusterId")), whole_number(ad.get("ProcId"))
     entry, frontend = ad.get("UpdraftEntry"), ad.get("UpdraftFrontend")
     status = ad.get("JobStatus")
     if cluster is None or proc is None or not isinstance(entry, str) or not isinstance(frontend, str):
         return None
     if status not in (JOB_REMOVED, JOB_COMPLETED) or isinstance(status, bool):
         return None
-    entered = _whole(ad.get("EnteredCurrentStatus")) or 0
-    completion = _whole(ad.get("CompletionDate")) or 0
+    entered = whole_number(ad.get("EnteredCurrentStatus")) or 0
+    completion = whole_number(ad.get("CompletionDate")) or 0
     member = ad.get("UpdraftMember")
     return CompletedPilot(
         job_id=f"{cluster}.{proc}",
@@ -176,7 +170,7 @@ def parse_history_ad(ad: Ad) -> CompletedPilot | None:
         removed=status == JOB_REMOVED,
         finished_at=completion if completion > 0 else entered,
         entered_status_at=entered,
-        wall_seconds=max(0, _whole(ad.get("RemoteWallClockTime")) or 0),
+        wall_seconds=max(0, whole_number(ad.get("RemoteWallClockTime")) or 0),
         output=output_path(ad),
     )
 
@@ -332,18 +326,14 @@ def advance(
     return new, Checkpoint(since=since, seen=kept)
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def checkpoint_from_json(data: object) -> Checkpoint:
     """The checkpoint a file held; ValueError if it is not one."""
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     since, seen = data.get("since"), data.get("seen")
-    if not _is_int(since):
+    if not is_int(since):
         raise ValueError("'since' is not a whole number")
-    if not isinstance(seen, dict) or not all(isinstance(k, str) and _is_int(v) for k, v in seen.items()):
+    if not isinstance(seen, dict) or not all(isinstance(k, str) and is_int(v) for k, v in seen.items()):
         raise ValueError("'seen' is not an object of job id -> whole number")
     return Checkpoint(since=since, seen=dict(seen))
 
@@ -454,10 +444,10 @@ class CompletedStats:
         for name in (f.name for f in fields(cls) if f.name in data):
             value = data[name]
             if isinstance(getattr(empty, name), Mapping):
-                if not isinstance(value, dict) or not all(isinstance(k, str) and _is_int(v) for k, v in value.items()):
+                if not isinstance(value, dict) or not all(isinstance(k, str) and is_int(v) for k, v in value.items()):
                     raise ValueError(f"{name}: {value!r} is not an object of counts")
                 values[name] = dict(value)
-            elif _is_int(value):
+            elif is_int(value):
                 values[name] = value
             else:
                 raise ValueError(f"{name}: {value!r} is not a whole number")

@@ -17,6 +17,7 @@ from typing import Any
 import classad2
 
 from updraft import protocol
+from updraft.adnumbers import finite_number
 from updraft.condor import Ad, Collector
 from updraft.errors import CondorError
 from updraft.factory.config import FactoryConfig
@@ -53,17 +54,13 @@ def pilot_state(ad: Ad) -> PilotState:
     return PilotState.PENDING if ad.get("GridJobId") else PilotState.WAITING
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
 def parse_pilot(ad: Ad) -> Pilot | None:
     """A pilot from its queue ad, or None for a job that lacks our bookkeeping."""
     entry, frontend = ad.get("UpdraftEntry"), ad.get("UpdraftFrontend")
     if not isinstance(entry, str) or not isinstance(frontend, str):
         return None
     state = pilot_state(ad)
-    entered = _number(ad.get("EnteredCurrentStatus")) or 0.0
+    entered = finite_number(ad.get("EnteredCurrentStatus")) or 0.0
     return Pilot(
         job_id=f"{ad.get('ClusterId')}.{ad.get('ProcId')}",
         entry=entry,
@@ -73,10 +70,10 @@ def parse_pilot(ad: Ad) -> Pilot | None:
         credential_id=str(ad.get("UpdraftCredentialId", "")),
         state=state,
         entered_state=entered,
-        submitted=_number(ad.get("QDate")) or entered,
-        hold_code=int(ad["HoldReasonCode"]) if state is PilotState.HELD and _number(ad.get("HoldReasonCode")) is not None else None,
-        hold_subcode=int(ad["HoldReasonSubCode"]) if _number(ad.get("HoldReasonSubCode")) is not None else None,
-        num_holds=int(_number(ad.get("NumHolds")) or 0),
+        submitted=finite_number(ad.get("QDate")) or entered,
+        hold_code=int(ad["HoldReasonCode"]) if state is PilotState.HELD and finite_number(ad.get("HoldReasonCode")) is not None else None,
+        hold_subcode=int(ad["HoldReasonSubCode"]) if finite_number(ad.get("HoldReasonSubCode")) is not None else None,
+        num_holds=int(finite_number(ad.get("NumHolds")) or 0),
         last_hold_time=entered if state is PilotState.HELD else None,
         member=ad["UpdraftMember"] if isinstance(ad.get("UpdraftMember"), str) else None,
     )

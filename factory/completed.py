@@ -49,20 +49,17 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-import classad2
-
+from updraft import pilot_ad
+from updraft.adnumbers import is_int
+from updraft.atomicwrite import PUBLIC_MODE, write_atomically
 from updraft.condor import Ad
 from updraft.glidein.report import REPORT_BEGIN, PilotReport, parse_report
-from updraft.adnumbers import is_int, whole_number
-from updraft.atomicwrite import PUBLIC_MODE, write_atomically
+from updraft.pilot_ad import JobStatus
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
 """(entry, frontend): what completed-pilot statistics are kept per."""
-
-JOB_REMOVED = 3
-JOB_COMPLETED = 4
 
 SLACK_SECONDS = 3600
 """How late after entering its final state a pilot may still reach the history and be counted.
@@ -83,10 +80,7 @@ REPORT_CUT = "report cut short or invalid"
 OUTPUT_TOO_LARGE = "output too large"
 OTHER_PILOT = "report of another pilot"
 
-HISTORY_PROJECTION = (
-    "ClusterId", "ProcId", "JobStatus", "EnteredCurrentStatus", "CompletionDate", "RemoteWallClockTime",
-    "Out", "Iwd", "UpdraftEntry", "UpdraftFrontend", "UpdraftGroup", "UpdraftMember",
-)
+HISTORY_PROJECTION = pilot_ad.HISTORY_PROJECTION
 
 _PILOT_LOG = re.compile(r"pilot\..*\.(?:out|err)")
 """The glob pilot.*.out / pilot.*.err (factory/render.py names them pilot.<cluster>.<proc>.<out|err>)."""
@@ -135,44 +129,35 @@ class HistorySource(Protocol):
 
 def history_constraint(factory_name: str, since: int) -> str:
     """This factory's pilots that entered their final state at or after `since`."""
-    return f"UpdraftFactory == {classad2.quote(factory_name)} && EnteredCurrentStatus >= {int(since)}"
-
-
-def output_path(ad: Ad) -> str:
-    """The job's stdout file; a relative Out is relative to the job's Iwd, as condor reads it."""
-    out = ad.get("Out")
-    if not isinstance(out, str) or not out:
-        return ""
-    iwd = ad.get("Iwd")
-    if os.path.isabs(out) or not isinstance(iwd, str) or not iwd:
-        return out
-    return os.path.join(iwd, out)
+    return pilot_ad.history_constraint(factory_name, since)
 
 
 def parse_history_ad(ad: Ad) -> CompletedPilot | None:
     """A completed pilot from its history ad, report not read yet; None for an ad that is not one of ours."""
-    cluster, proc = whole_number(ad.get("ClusterId")), whole_number(ad.get("ProcId"))
-    entry, frontend = ad.get("UpdraftEntry"), ad.get("UpdraftFrontend")
-    status = ad.get("JobStatus")
-    if cluster is None or proc is None or not isinstance(entry, str) or not isinstance(frontend, str):
+    read = pilot_ad.read_pilot_ad(ad)
+    if not read.has_job_id or read.entry is None or read.frontend is None:
         return None
-    if status not in (JOB_REMOVED, JOB_COMPLETED) or isinstance(status, bool):
+    if read.status not in pilot_ad.FINAL_STATUSES:
         return None
-    entered = whole_number(ad.get("EnteredCurrentStatus")) or 0
-    completion = whole_number(ad.get("CompletionDate")) or 0
-    member = ad.get("UpdraftMember")
+    entered = _whole_seconds(read.entered_status)
+    completion = _whole_seconds(read.completion_date)
     return CompletedPilot(
-        job_id=f"{cluster}.{proc}",
-        entry=entry,
-        member=member if isinstance(member, str) and member else entry,
-        frontend=frontend,
-        group=str(ad.get("UpdraftGroup", "")),
-        removed=status == JOB_REMOVED,
+        job_id=read.job_id,
+        entry=read.entry,
+        member=read.member or read.entry,
+        frontend=read.frontend,
+        group=read.group,
+        removed=read.status is JobStatus.REMOVED,
         finished_at=completion if completion > 0 else entered,
         entered_status_at=entered,
-        wall_seconds=max(0, whole_number(ad.get("RemoteWallClockTime")) or 0),
-        output=output_path(ad),
+        wall_seconds=max(0, _whole_seconds(read.wall_seconds)),
+        output=read.output,
     )
+
+
+def _whole_seconds(seconds: float | None) -> int:
+    """Cut toward zero, as the schedd's own integer times are; 0 when the ad had none."""
+    return int(seconds) if seconds is not None else 0
 
 
 # --------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from updraft.errors import CondorError
 from updraft.frontend.config import FrontendConfig, Group
 from updraft.frontend.credentials import FactoryKey, parse_factory_key
 from updraft.frontend.model import EntryAd, JobShape, Observation, PilotSlot, SlotState, SourceProblem
+from updraft.pilot_ad import JOB_STATUS, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,10 @@ def _hashable(value: Any) -> Any:
 def _kind(query: str, ad: Ad) -> str | None:
     if query == OLD_IDLE:
         return OLD_IDLE
-    return {1: IDLE, 2: RUNNING}.get(ad.get("JobStatus"))
+    status = JobStatus.from_ad(ad.get(JOB_STATUS))
+    if status is JobStatus.IDLE:
+        return IDLE
+    return RUNNING if status is JobStatus.RUNNING else None
 
 
 def merge_shapes(group: str, schedd: str, results: Mapping[str, list[Ad]], attributes: Iterable[str]) -> list[JobShape]:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from updraft.adnumbers import is_int
+
 SCHEMA = 1
 ENTRY_TYPE = "UpdraftEntry"
 FACTORY_TYPE = "UpdraftFactory"
@@ -182,7 +184,7 @@ def _count(ad: Mapping[str, Any], attr: str) -> int:
     value = ad.get(attr)
     if value is None:
         raise MalformedAd(f"{attr} is missing")
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise MalformedAd(f"{attr} is a {type(value).__name__}, not an integer")
     if not 0 <= value <= MAX_COUNT:
         raise MalformedAd(f"{attr} {value} is outside 0..{MAX_COUNT}")

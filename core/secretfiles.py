@@ -1,33 +1,11 @@
-"""Files written whole or not at all, and the private ones that hold secrets."""
+"""The private files that hold secrets: 0600 in 0700 folders, written atomically."""
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
-
-def write_atomically(path: Path, data: bytes, mode: int, owner: tuple[int, int] | None = None) -> None:
-    """Write `data` so that a reader sees the old file or the new one, never half of one.
-
-    The temporary file has `mode` (and `owner`) from before the first byte
-    is written, so a secret is never readable by others, not even for a
-    moment; it is created anew (O_EXCL) and renamed over the target, so a
-    symlink planted at the target's name is replaced, never followed.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        if owner is not None:
-            os.fchown(fd, *owner)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)  # only still there if something failed before the rename
+from updraft.atomicwrite import write_atomically
 
 
 def private_dir(path: Path, owner: tuple[int, int] | None = None, mode: int = 0o700) -> Path:

@@ -16,6 +16,7 @@ from dataclasses import asdict
 from typing import Any
 
 from updraft import protocol
+from updraft.adnumbers import is_int
 from updraft.factory import downtime
 from updraft.factory.config import FactoryConfig
 from updraft.factory.decide import count_pilots
@@ -105,7 +106,7 @@ def pilots_attribute(state: str) -> str:
 
 
 def _count(state: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise ValueError(f"pilot total for {state!r} must be an int, got {value!r}")
     return value
 

@@ -49,19 +49,17 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-import classad2
-
+from updraft import pilot_ad
+from updraft.adnumbers import is_int
+from updraft.atomicwrite import PUBLIC_MODE, write_atomically
 from updraft.condor import Ad
 from updraft.glidein.report import REPORT_BEGIN, PilotReport, parse_report
-from updraft.secretfiles import write_atomically
+from updraft.pilot_ad import JobStatus
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
 """(entry, frontend): what completed-pilot statistics are kept per."""
-
-JOB_REMOVED = 3
-JOB_COMPLETED = 4
 
 SLACK_SECONDS = 3600
 """How late after entering its final state a pilot may still reach the history and be counted.
@@ -82,10 +80,7 @@ REPORT_CUT = "report cut short or invalid"
 OUTPUT_TOO_LARGE = "output too large"
 OTHER_PILOT = "report of another pilot"
 
-HISTORY_PROJECTION = (
-    "ClusterId", "ProcId", "JobStatus", "EnteredCurrentStatus", "CompletionDate", "RemoteWallClockTime",
-    "Out", "Iwd", "UpdraftEntry", "UpdraftFrontend", "UpdraftGroup", "UpdraftMember",
-)
+HISTORY_PROJECTION = pilot_ad.HISTORY_PROJECTION
 
 _PILOT_LOG = re.compile(r"pilot\..*\.(?:out|err)")
 """The glob pilot.*.out / pilot.*.err (factory/render.py names them pilot.<cluster>.<proc>.<out|err>)."""
@@ -134,51 +129,35 @@ class HistorySource(Protocol):
 
 def history_constraint(factory_name: str, since: int) -> str:
     """This factory's pilots that entered their final state at or after `since`."""
-    return f"UpdraftFactory == {classad2.quote(factory_name)} && EnteredCurrentStatus >= {int(since)}"
-
-
-def _whole(value: Any) -> int | None:
-    """A ClassAd number as whole seconds or an id; None for anything else (bools included)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return int(value)
-
-
-def output_path(ad: Ad) -> str:
-    """The job's stdout file; a relative Out is relative to the job's Iwd, as condor reads it."""
-    out = ad.get("Out")
-    if not isinstance(out, str) or not out:
-        return ""
-    iwd = ad.get("Iwd")
-    if os.path.isabs(out) or not isinstance(iwd, str) or not iwd:
-        return out
-    return os.path.join(iwd, out)
+    return pilot_ad.history_constraint(factory_name, since)
 
 
 def parse_history_ad(ad: Ad) -> CompletedPilot | None:
     """A completed pilot from its history ad, report not read yet; None for an ad that is not one of ours."""
-    cluster, proc = _whole(ad.get("ClusterId")), _whole(ad.get("ProcId"))
-    entry, frontend = ad.get("UpdraftEntry"), ad.get("UpdraftFrontend")
-    status = ad.get("JobStatus")
-    if cluster is None or proc is None or not isinstance(entry, str) or not isinstance(frontend, str):
+    read = pilot_ad.read_pilot_ad(ad)
+    if not read.has_job_id or read.entry is None or read.frontend is None:
         return None
-    if status not in (JOB_REMOVED, JOB_COMPLETED) or isinstance(status, bool):
+    if read.status not in pilot_ad.FINAL_STATUSES:
         return None
-    entered = _whole(ad.get("EnteredCurrentStatus")) or 0
-    completion = _whole(ad.get("CompletionDate")) or 0
-    member = ad.get("UpdraftMember")
+    entered = _whole_seconds(read.entered_status)
+    completion = _whole_seconds(read.completion_date)
     return CompletedPilot(
-        job_id=f"{cluster}.{proc}",
-        entry=entry,
-        member=member if isinstance(member, str) and member else entry,
-        frontend=frontend,
-        group=str(ad.get("UpdraftGroup", "")),
-        removed=status == JOB_REMOVED,
+        job_id=read.job_id,
+        entry=read.entry,
+        member=read.member or read.entry,
+        frontend=read.frontend,
+        group=read.group,
+        removed=read.status is JobStatus.REMOVED,
         finished_at=completion if completion > 0 else entered,
         entered_status_at=entered,
-        wall_seconds=max(0, _whole(ad.get("RemoteWallClockTime")) or 0),
-        output=output_path(ad),
+        wall_seconds=max(0, _whole_seconds(read.wall_seconds)),
+        output=read.output,
     )
+
+
+def _whole_seconds(seconds: float | None) -> int:
+    """Cut toward zero, as the schedd's own integer times are; 0 when the ad had none."""
+    return int(seconds) if seconds is not None else 0
 
 
 # --------------------------------------------------------------------------
@@ -332,18 +311,14 @@ def advance(
     return new, Checkpoint(since=since, seen=kept)
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def checkpoint_from_json(data: object) -> Checkpoint:
     """The checkpoint a file held; ValueError if it is not one."""
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     since, seen = data.get("since"), data.get("seen")
-    if not _is_int(since):
+    if not is_int(since):
         raise ValueError("'since' is not a whole number")
-    if not isinstance(seen, dict) or not all(isinstance(k, str) and _is_int(v) for k, v in seen.items()):
+    if not isinstance(seen, dict) or not all(isinstance(k, str) and is_int(v) for k, v in seen.items()):
         raise ValueError("'seen' is not an object of job id -> whole number")
     return Checkpoint(since=since, seen=dict(seen))
 
@@ -377,7 +352,7 @@ def _write_json_atomic(path: Path, data: object, indent: int | None = 2) -> None
     """A reader sees the old file or the new one, never half of one; 0644: monitoring may read it as
     another user, and counts are not secrets."""
     text = json.dumps(data, indent=indent, sort_keys=True) + "\n"
-    write_atomically(path, text.encode("utf-8"), 0o644)
+    write_atomically(path, text, PUBLIC_MODE)
 
 
 # --------------------------------------------------------------------------
@@ -454,10 +429,10 @@ class CompletedStats:
         for name in (f.name for f in fields(cls) if f.name in data):
             value = data[name]
             if isinstance(getattr(empty, name), Mapping):
-                if not isinstance(value, dict) or not all(isinstance(k, str) and _is_int(v) for k, v in value.items()):
+                if not isinstance(value, dict) or not all(isinstance(k, str) and is_int(v) for k, v in value.items()):
                     raise ValueError(f"{name}: {value!r} is not an object of counts")
                 values[name] = dict(value)
-            elif _is_int(value):
+            elif is_int(value):
                 values[name] = value
             else:
                 raise ValueError(f"{name}: {value!r} is not a whole number")

@@ -10,11 +10,11 @@ maintenance.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from updraft.atomicwrite import write_atomically
 from updraft.errors import ConfigError
 
 ALL = "all"
@@ -67,11 +67,4 @@ def load(path: Path) -> list[Downtime]:
 
 
 def save(path: Path, downtimes: Iterable[Downtime]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as out:
-        json.dump({"downtimes": [asdict(d) for d in downtimes]}, out, indent=2)
-        out.write("\n")
-        out.flush()
-        os.fsync(out.fileno())
-    tmp.replace(path)
+    write_atomically(path, json.dumps({"downtimes": [asdict(d) for d in downtimes]}, indent=2) + "\n")

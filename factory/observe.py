@@ -17,71 +17,67 @@ from typing import Any
 
 import classad2
 
-from updraft import protocol
+from updraft import pilot_ad, protocol
 from updraft.condor import Ad
 from updraft.errors import CondorError
 from updraft.factory import completed
 from updraft.factory.config import FactoryConfig
 from updraft.factory.model import Pilot, PilotState
 from updraft.factory.ports import FactoryPorts
+from updraft.pilot_ad import JobStatus, PilotAd
 
 log = logging.getLogger(__name__)
 
-PILOT_PROJECTION = (
-    "ClusterId", "ProcId", "JobStatus", "QDate", "EnteredCurrentStatus", "GridJobId", "GridJobStatus",
-    "TransferringInput", "TransferringOutput", "HoldReasonCode", "HoldReasonSubCode", "NumHolds",
-    "UpdraftEntry", "UpdraftFrontend", "UpdraftGroup", "UpdraftSecurityClass", "UpdraftCredentialId", "UpdraftMember",
-)
+PILOT_PROJECTION = pilot_ad.QUEUE_PROJECTION
 _STAGING_WORDS = ("TRANSFER", "STAGE")
+_GONE = frozenset({*pilot_ad.FINAL_STATUSES, JobStatus.TRANSFERRING_OUTPUT})
+"""Statuses of a pilot whose job is over: it holds no place at the CE any more."""
 
 
 def pilot_constraint(factory: str) -> str:
-    return f"UpdraftPilot =?= true && UpdraftFactory =?= {classad2.quote(factory)}"
+    return pilot_ad.queue_constraint(factory)
 
 
 def pilot_state(ad: Ad) -> PilotState:
     """Idle pilots split by where they wait: at the factory, at the CE, or moving files."""
-    status = ad.get("JobStatus")
-    if status == 2:
+    return _state_of(pilot_ad.read_pilot_ad(ad))
+
+
+def _state_of(pilot: PilotAd) -> PilotState:
+    if pilot.status is JobStatus.RUNNING:
         return PilotState.RUNNING
-    if status == 5:
+    if pilot.status is JobStatus.HELD:
         return PilotState.HELD
-    if status in (3, 4, 6):
+    if pilot.status in _GONE:
         return PilotState.COMPLETED
-    grid_status = str(ad.get("GridJobStatus") or "").upper()
-    if ad.get("TransferringInput") is True or ad.get("TransferringOutput") is True or any(
-        word in grid_status for word in _STAGING_WORDS
-    ):
+    if pilot.transferring or any(word in pilot.grid_job_status.upper() for word in _STAGING_WORDS):
         return PilotState.STAGING
-    return PilotState.PENDING if ad.get("GridJobId") else PilotState.WAITING
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return PilotState.PENDING if pilot.grid_job_id else PilotState.WAITING
 
 
 def parse_pilot(ad: Ad) -> Pilot | None:
     """A pilot from its queue ad, or None for a job that lacks our bookkeeping."""
-    entry, frontend = ad.get("UpdraftEntry"), ad.get("UpdraftFrontend")
-    if not isinstance(entry, str) or not isinstance(frontend, str):
+    read = pilot_ad.read_pilot_ad(ad)
+    if read.entry is None or read.frontend is None:
         return None
-    state = pilot_state(ad)
-    entered = _number(ad.get("EnteredCurrentStatus")) or 0.0
+    state = _state_of(read)
+    held = state is PilotState.HELD
+    entered = read.entered_status or 0.0
     return Pilot(
-        job_id=f"{ad.get('ClusterId')}.{ad.get('ProcId')}",
-        entry=entry,
-        frontend=frontend,
-        group=str(ad.get("UpdraftGroup", "")),
-        security_class=str(ad.get("UpdraftSecurityClass", "default")),
-        credential_id=str(ad.get("UpdraftCredentialId", "")),
+        job_id=read.job_id,
+        entry=read.entry,
+        frontend=read.frontend,
+        group=read.group,
+        security_class=read.security_class,
+        credential_id=read.credential_id,
         state=state,
         entered_state=entered,
-        submitted=_number(ad.get("QDate")) or entered,
-        hold_code=int(ad["HoldReasonCode"]) if state is PilotState.HELD and _number(ad.get("HoldReasonCode")) is not None else None,
-        hold_subcode=int(ad["HoldReasonSubCode"]) if _number(ad.get("HoldReasonSubCode")) is not None else None,
-        num_holds=int(_number(ad.get("NumHolds")) or 0),
-        last_hold_time=entered if state is PilotState.HELD else None,
-        member=ad["UpdraftMember"] if isinstance(ad.get("UpdraftMember"), str) else None,
+        submitted=read.submitted or entered,
+        hold_code=read.hold_code if held else None,
+        hold_subcode=read.hold_subcode,
+        num_holds=read.num_holds,
+        last_hold_time=entered if held else None,
+        member=read.member,
     )
 
 

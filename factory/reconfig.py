@@ -9,7 +9,6 @@ tracked by their bookkeeping attributes, but no longer managed.
 from __future__ import annotations
 
 import json
-import os
 import signal
 from collections import Counter
 from collections.abc import Mapping
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from updraft.atomicwrite import write_atomically
 from updraft.errors import UpdraftError
 from updraft.factory.config import FactoryConfig
 from updraft.factory.observe import observe
@@ -43,11 +43,7 @@ def _entries(config: FactoryConfig) -> dict[str, Any]:
 
 def record_applied(config: FactoryConfig) -> None:
     """Called by the service whenever it (re)loads: the reference for the next reconfig."""
-    path = applied_path(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(config.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_atomically(applied_path(config), json.dumps(config.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
 
 
 @dataclass(frozen=True)

@@ -30,17 +30,18 @@ from urllib.parse import quote as percent_encode
 import classad2
 import jinja2
 
+from updraft import pilot_ad
 from updraft.errors import ConfigError, UpdraftError
 from updraft.factory.config import Entry, FactoryConfig
 
 # Job attributes every pilot carries (read back by the factory's queue queries).
-J_PILOT = "UpdraftPilot"
-J_FACTORY = "UpdraftFactory"
-J_ENTRY = "UpdraftEntry"
-J_FRONTEND = "UpdraftFrontend"
-J_GROUP = "UpdraftGroup"
-J_SECURITY_CLASS = "UpdraftSecurityClass"
-J_CREDENTIAL_ID = "UpdraftCredentialId"
+J_PILOT = pilot_ad.PILOT
+J_FACTORY = pilot_ad.FACTORY
+J_ENTRY = pilot_ad.ENTRY
+J_FRONTEND = pilot_ad.FRONTEND
+J_GROUP = pilot_ad.GROUP
+J_SECURITY_CLASS = pilot_ad.SECURITY_CLASS
+J_CREDENTIAL_ID = pilot_ad.CREDENTIAL_ID
 
 JOB_ID_MACRO = "$(Cluster).$(Process)"
 LOG_FILE = "pilots.log"

@@ -9,7 +9,6 @@ The functions that turn ads into model objects are pure and tested alone.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import classad2
 import htcondor2
 
 from updraft import protocol
+from updraft.adnumbers import finite_number, is_number, whole_or
 from updraft.condor import Ad
 from updraft.errors import CondorError
 from updraft.frontend.config import FrontendConfig, Group
@@ -26,6 +26,7 @@ from updraft.frontend.credentials import FactoryKey, parse_factory_key
 from updraft.frontend.ports import FrontendPorts
 from updraft.ports import CollectorPort, SchedulerPort
 from updraft.frontend.model import EntryAd, JobShape, Observation, PilotSlot, SlotState, SourceProblem
+from updraft.pilot_ad import JOB_STATUS, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -86,19 +87,13 @@ def _hashable(value: Any) -> Any:
     return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
 
 
-def _int(value: Any, default: int) -> int:
-    """A count from someone else's ad; anything that is not a finite number is the default (NaN would crash int())."""
-    if isinstance(value, bool):
-        return default
-    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
-        return int(value)
-    return default
-
-
 def _kind(query: str, ad: Ad) -> str | None:
     if query == OLD_IDLE:
         return OLD_IDLE
-    return {1: IDLE, 2: RUNNING}.get(ad.get("JobStatus"))
+    status = JobStatus.from_ad(ad.get(JOB_STATUS))
+    if status is JobStatus.IDLE:
+        return IDLE
+    return RUNNING if status is JobStatus.RUNNING else None
 
 
 def merge_shapes(group: str, schedd: str, results: Mapping[str, list[Ad]], attributes: Iterable[str]) -> list[JobShape]:
@@ -115,10 +110,10 @@ def merge_shapes(group: str, schedd: str, results: Mapping[str, list[Ad]], attri
             key = tuple(sorted((k, _hashable(v)) for k, v in attrs.items()))
             values.setdefault(key, attrs)
             tally = totals.setdefault(key, {IDLE: 0, OLD_IDLE: 0, RUNNING: 0})
-            tally[kind] += _int(ad.get("JobCount"), 0)
+            tally[kind] += whole_or(ad.get("JobCount"), 0)
     return [
         JobShape(group, schedd, attrs, tally[IDLE], tally[OLD_IDLE], tally[RUNNING],
-                 cpus=max(1, _int(attrs.get("RequestCpus"), 1)), memory_mb=_int(attrs.get("RequestMemory"), 0))
+                 cpus=max(1, whole_or(attrs.get("RequestCpus"), 1)), memory_mb=whole_or(attrs.get("RequestMemory"), 0))
         for key, tally in totals.items()
         for attrs in (values[key],)
     ]
@@ -130,7 +125,7 @@ def slot_state(ad: Ad, now: float) -> SlotState:
     retire = ad.get("GLIDEIN_ToRetire")
     if state == "Claimed":
         return SlotState.RUNNING
-    if isinstance(retire, (int, float)) and retire <= now:
+    if is_number(retire) and retire <= now:
         return SlotState.RETIRING
     if state == "Unclaimed":  # Idle, or Benchmarking just after start: either way free for a job
         return SlotState.IDLE
@@ -144,15 +139,14 @@ def parse_slot(ad: Ad, now: float) -> PilotSlot | None:
     entry, factory = ad.get("GLIDEIN_Entry_Name"), ad.get("GLIDEIN_Factory")
     if not isinstance(entry, str) or not isinstance(factory, str):
         return None
-    to_die = ad.get("GLIDEIN_ToDie")
     return PilotSlot(
         entry=entry,
         factory=factory,
         group=str(ad.get("GLIDECLIENT_Group", "")),
         state=slot_state(ad, now),
-        cpus=_int(ad.get("Cpus"), 1),
-        memory_mb=_int(ad.get("Memory"), 0),
-        to_die=float(to_die) if isinstance(to_die, (int, float)) and not isinstance(to_die, bool) else None,
+        cpus=whole_or(ad.get("Cpus"), 1),
+        memory_mb=whole_or(ad.get("Memory"), 0),
+        to_die=finite_number(ad.get("GLIDEIN_ToDie")),
     )
 
 
@@ -167,7 +161,7 @@ def parse_entry(ad: Ad, trusted: Mapping[str, str]) -> tuple[EntryAd | None, str
     identity = ad.get(protocol.IDENTITY)
     if identity != trusted[factory]:
         return None, f"entry ad {label} came from {repr(identity)[:80]}, factory {factory} is trusted only as {trusted[factory]!r}"
-    if _int(ad.get("UpdraftSchema"), -1) != protocol.SCHEMA:
+    if whole_or(ad.get("UpdraftSchema"), -1) != protocol.SCHEMA:
         return None, f"entry ad {label} has schema {repr(ad.get('UpdraftSchema'))[:20]}, expected {protocol.SCHEMA}"
     try:
         name = protocol.read_name(ad, protocol.E_ENTRY)
@@ -177,10 +171,10 @@ def parse_entry(ad: Ad, trusted: Mapping[str, str]) -> tuple[EntryAd | None, str
         name=name,
         factory=factory,
         attrs=dict(ad),
-        cpus_per_pilot=max(1, _int(ad.get(protocol.E_CPUS), 1)),
-        nodes_per_pilot=max(1, _int(ad.get(protocol.E_NODES), 1)),
-        max_pilots=max(0, _int(ad.get(protocol.E_MAX_PILOTS), 0)),  # a negative cap is no cap to honour
-        max_idle=max(0, _int(ad.get(protocol.E_MAX_IDLE), 0)),
+        cpus_per_pilot=max(1, whole_or(ad.get(protocol.E_CPUS), 1)),
+        nodes_per_pilot=max(1, whole_or(ad.get(protocol.E_NODES), 1)),
+        max_pilots=max(0, whole_or(ad.get(protocol.E_MAX_PILOTS), 0)),  # a negative cap is no cap to honour
+        max_idle=max(0, whole_or(ad.get(protocol.E_MAX_IDLE), 0)),
         in_downtime=ad.get(protocol.E_DOWNTIME) is True,
     ), None
 

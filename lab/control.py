@@ -38,7 +38,8 @@ from updraft.lab.topology import (
     Instance,
     Topology,
 )
-from updraft.secretfiles import private_dir, write_atomically
+from updraft.atomicwrite import write_atomically
+from updraft.secretfiles import private_dir
 from updraft.lab.tsdb import answers, create_database, influxdb_config
 
 log = logging.getLogger(__name__)
@@ -120,14 +121,6 @@ def _pid_file(topology: Topology, instance: Instance) -> Path:
     return topology.instance_dir(instance) / "run" / "master.pid"
 
 
-def _write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.chmod(mode)
-    tmp.replace(path)
-
-
 def _prepare_dirs(topology: Topology, runtime: Runtime) -> None:
     condor_uid, condor_gid = runtime.ids("condor")
     for instance in topology.instances:
@@ -207,7 +200,7 @@ def _start_master(topology: Topology, runtime: Runtime, instance: Instance) -> N
 
 def _save_state(topology: Topology, runtime: Runtime) -> None:
     state = {"runtime": runtime.kind, "root": str(runtime.root), "base_port": topology.base_port}
-    _write_atomically(topology.base_dir / STATE_FILE, json.dumps(state, indent=2) + "\n")
+    write_atomically(topology.base_dir / STATE_FILE, json.dumps(state, indent=2) + "\n")
 
 
 def load_state(base_dir: Path) -> dict | None:
@@ -232,7 +225,7 @@ def up(topology: Topology, runtime: Runtime, timeout: float = 90.0) -> list[Daem
     _prepare_dirs(topology, runtime)
     influxdb = has_influxdb(runtime)
     for path, text in render_configs(topology, influxdb=influxdb).items():
-        _write_atomically(path, text)
+        write_atomically(path, text)
     _ensure_credentials(topology, runtime)
     _save_state(topology, runtime)
     use_client_config(topology.client_config)

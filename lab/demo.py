@@ -24,7 +24,7 @@ from typing import Any
 
 import htcondor2
 
-from updraft import protocol
+from updraft import pilot_ad, protocol
 from updraft.condor import Collector, Schedd, use_client_config
 from updraft.errors import CondorError, LabError
 from updraft.factory.decide import EXCESS_IDLE
@@ -42,9 +42,10 @@ from updraft.lab.workload import (
     submit_description,
 )
 from updraft.monitoring.writers.xml_status import summary_file
+from updraft.pilot_ad import JobStatus
 
-PILOT_PROJECTION = ["UpdraftEntry", "JobStatus"]
-PILOT_STATES = {1: "idle", 2: "running", 5: "held"}
+PILOT_PROJECTION = [pilot_ad.ENTRY, pilot_ad.JOB_STATUS]
+PILOT_STATES: Mapping[int, str] = {JobStatus.IDLE: "idle", JobStatus.RUNNING: "running", JobStatus.HELD: "held"}
 
 
 @dataclass
@@ -143,9 +144,9 @@ LAB_PILOTS = pilot_constraint(FACTORY_NAME)
 def pilots_per_entry(topology: Topology) -> dict[str, Counter[str]]:
     counts: dict[str, Counter[str]] = {}
     for ad in factory_schedd(topology).query(LAB_PILOTS, PILOT_PROJECTION):
-        state = PILOT_STATES.get(int(ad.get("JobStatus", 0)))
+        state = PILOT_STATES.get(int(ad.get(pilot_ad.JOB_STATUS, 0)))
         if state:
-            counts.setdefault(str(ad.get("UpdraftEntry")), Counter())[state] += 1
+            counts.setdefault(str(ad.get(pilot_ad.ENTRY)), Counter())[state] += 1
     return counts
 
 
@@ -260,13 +261,13 @@ def explain_unmatched(config: Path) -> str:
     return done.stdout.strip()
 
 
-PILOT_HISTORY_PROJECTION = ["UpdraftEntry", "JobStatus", "QDate", "RemoveReason"]
+PILOT_HISTORY_PROJECTION = [pilot_ad.ENTRY, pilot_ad.JOB_STATUS, pilot_ad.Q_DATE, "RemoveReason"]
 
 
 def demo_pilots(topology: Topology, since: float) -> list[dict[str, Any]]:
     """The factory's pilots submitted since `since`: still queued, or in its history with how they ended."""
     schedd = factory_schedd(topology)
-    constraint = f"{LAB_PILOTS} && QDate >= {int(since)}"
+    constraint = f"{LAB_PILOTS} && {pilot_ad.Q_DATE} >= {int(since)}"
     return [*schedd.query(constraint, PILOT_HISTORY_PROJECTION), *schedd.history(constraint, PILOT_HISTORY_PROJECTION)]
 
 
@@ -375,17 +376,17 @@ def run_workload(topology: Topology, echo: Callable[[str], None], timeout: float
 
 def pilot_ending(pilot: Mapping[str, Any]) -> str:
     """How a pilot left: on its own, or removed (and why); anything else is still queued."""
-    status = int(pilot.get("JobStatus", 0))
-    if status == 4:
+    status = int(pilot.get(pilot_ad.JOB_STATUS, 0))
+    if status == JobStatus.COMPLETED:
         return "retired on their own"
-    if status == 3:
+    if status == JobStatus.REMOVED:
         reason = str(pilot.get("RemoveReason", ""))
         return "removed unstarted, no longer needed" if EXCESS_IDLE in reason else f"removed: {reason}"
     return "still queued"
 
 
 def _pilot_line(entry: str, run: DemoRun) -> str:
-    mine = [p for p in run.pilots if p.get("UpdraftEntry") == entry]
+    mine = [p for p in run.pilots if p.get(pilot_ad.ENTRY) == entry]
     ended = Counter(pilot_ending(p) for p in mine)
     how = ", ".join(f"{n} {state}" for state, n in sorted(ended.items()))
     seen = run.watch

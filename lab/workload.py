@@ -17,6 +17,8 @@ from typing import Any
 
 import classad2
 
+from updraft.pilot_ad import JOB_STATUS, JobStatus
+
 WORKLOAD_ATTR = "UpdraftDemoShape"
 """Job attribute naming the job's shape: how the demo finds and counts its own jobs."""
 
@@ -69,8 +71,10 @@ def submit_description(shape: Shape, log: Path) -> dict[str, str]:
     }
 
 
-JOB_PROJECTION = [WORKLOAD_ATTR, "JobStatus", "MachineAttrGLIDEIN_Site0", "MachineAttrIS_GLIDEIN0"]
-JOB_STATES = {1: "idle", 2: "running", 4: "done", 5: "held"}
+JOB_PROJECTION = [WORKLOAD_ATTR, JOB_STATUS, "MachineAttrGLIDEIN_Site0", "MachineAttrIS_GLIDEIN0"]
+JOB_STATES: Mapping[int, str] = {
+    JobStatus.IDLE: "idle", JobStatus.RUNNING: "running", JobStatus.COMPLETED: "done", JobStatus.HELD: "held",
+}
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,7 @@ def jobs_progress(ads: Iterable[Mapping[str, Any]], shapes: Iterable[Shape] = DE
     on_pilots = elsewhere = 0
     for ad in ads:
         shape = str(ad.get(WORKLOAD_ATTR, ""))
-        state = JOB_STATES.get(int(ad.get("JobStatus", 0)), "other")
+        state = JOB_STATES.get(int(ad.get(JOB_STATUS, 0)), "other")
         counts.setdefault(shape, Counter())[state] += 1
         if state == "done":
             ran_on_pilot = ad.get("MachineAttrIS_GLIDEIN0") is True

@@ -170,7 +170,8 @@ def _children(pid: int) -> list[int]:
 def _collector_pid(lab: Topology) -> int:
     """The WMS instance's condor_collector, a child of its master."""
     master = int((lab.instance_dir(lab.instance("wms")) / "run" / "master.pid").read_text().split()[0])
-    (pid,) = [c for c in _children(master) if Path(f"/proc/{c}/comm").read_text().strip() == "condor_collector"]
+    (pid,) = [c for c in _children(master)
+              if Path(f"/proc/{c}/cmdline").read_bytes().split(b"\0")[0].endswith(b"condor_collector")]
     return pid
 
 

@@ -435,6 +435,11 @@ def _model_at(model: type[BaseModel], path: KeyPath) -> type[BaseModel] | None:
     return None
 
 
+def model_at(model: type[BaseModel], path: KeyPath) -> type[BaseModel] | None:
+    """The model that validates the mapping at `path` of `model`, if a model does (for listing its keys)."""
+    return _model_at(model, path)
+
+
 _PLAIN_MESSAGES = {
     "missing": "required key is missing",
     "model_type": "expected a mapping of keys to values",
@@ -448,13 +453,21 @@ def _explain(error: ErrorDetails, path: KeyPath, model: type[BaseModel]) -> str:
     """What was expected, in an operator's words, plus the offending value."""
     kind = error["type"]
     if kind == "extra_forbidden":
-        parent = _model_at(model, path[:-1])
-        allowed = f" (allowed: {', '.join(parent.model_fields)})" if parent else ""
-        return f"unknown key{allowed}"
+        return f"unknown key{_allowed_keys(error, model, path)}"
     message = _PLAIN_MESSAGES.get(kind, error["msg"])
     if kind == "missing":
         return message
     return f"{message} (got {_show(path, error['input'])})"
+
+
+def _allowed_keys(error: ErrorDetails, model: type[BaseModel], path: KeyPath) -> str:
+    """The keys allowed beside an unknown one: the error's own list (a model validating a mapping
+    it assembled itself, like a factory entry and its grid type's settings), else the model's."""
+    allowed = error.get("ctx", {}).get("allowed")
+    if allowed is None:
+        parent = _model_at(model, path[:-1])
+        allowed = ", ".join(parent.model_fields) if parent else None
+    return f" (allowed: {allowed})" if allowed else ""
 
 
 def _problem(error: ErrorDetails, layers: _Layers, model: type[BaseModel], main_path: Path) -> str:

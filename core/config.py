@@ -397,9 +397,13 @@ def _show(path: KeyPath, value: Any) -> str:
 
 def _origin(layers: _Layers, path: KeyPath, main_path: Path) -> tuple[Path, ...]:
     """The file(s) to blame for `path`: its own setter, else its nearest parent's."""
+    return _origin_in(layers.origins, path, main_path)
+
+
+def _origin_in(origins: Mapping[KeyPath, tuple[Path, ...]], path: KeyPath, main_path: Path) -> tuple[Path, ...]:
     for end in range(len(path), 0, -1):
-        if path[:end] in layers.origins:
-            return layers.origins[path[:end]]
+        if path[:end] in origins:
+            return origins[path[:end]]
     return (main_path,)
 
 
@@ -494,6 +498,13 @@ class Loaded(Generic[M]):
     config: M
     files: tuple[Path, ...]
     warnings: tuple[str, ...] = ()
+    origins: Mapping[KeyPath, tuple[Path, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    """Which file(s) set each key path (see `files_for`)."""
+
+    def files_for(self, path: KeyPath) -> tuple[Path, ...]:
+        """The file(s) to edit for the value at `path`, for problems found after loading
+        (e.g. a grid type's checks in ``check-config``)."""
+        return _origin_in(self.origins, path, self.files[0])
 
 
 def _validate(layers: _Layers, model: type[M], main_path: Path) -> M:
@@ -526,7 +537,7 @@ def load_layered(
     warnings = (*notes, *layers.warnings)
     for warning in warnings:
         (on_warning or _log_warning)(warning)
-    return Loaded(_validate(layers, model, main_path), files, warnings)
+    return Loaded(_validate(layers, model, main_path), files, warnings, MappingProxyType(dict(layers.origins)))
 
 
 def _log_warning(warning: str) -> None:

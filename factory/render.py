@@ -34,6 +34,7 @@ from urllib.parse import quote as percent_encode
 import classad2
 import jinja2
 
+from updraft.config import KeyPath, dotted
 from updraft.errors import ConfigError, UpdraftError
 from updraft.factory.config import Entry, FactoryConfig
 from updraft.factory import gridtypes
@@ -174,18 +175,24 @@ def parse_submit(text: str) -> dict[str, str]:
 
 
 def check_entry(entry_name: str, entry: Entry) -> None:
-    """Refuse an entry no pilot can be rendered for, naming every key to fix (one per ``; ``).
+    """Refuse an entry no pilot can be rendered for, naming every key to fix (one per ``; ``)."""
+    problems = entry_problems(entry_name, entry)
+    if problems:
+        raise ConfigError("; ".join(f"{dotted(path)}: {message}" for path, message in problems))
+
+
+def entry_problems(entry_name: str, entry: Entry) -> list[tuple[KeyPath, str]]:
+    """Every reason no pilot can be rendered for an entry, each with its key path in the config.
 
     The grid type's checks run here rather than when the config is loaded,
     so that entries written before a check existed still load.
     """
-    where = f"entries.{entry_name}"
-    problems = [
+    where = ("entries", entry_name)
+    plugin = entry.grid_plugin
+    return [
         *_line_breaks(where, {"name": entry_name, **entry.model_dump(exclude={"attributes"})}),
-        *(f"{where}.{problem.key}: {problem.message}" for problem in entry.grid_plugin.problems(entry.grid, entry.resource)),
+        *(((*where, problem.key), problem.message) for problem in plugin.problems(entry.grid, entry.resource)),
     ]
-    if problems:
-        raise ConfigError("; ".join(problems))
 
 
 # --------------------------------------------------------------------------
@@ -291,23 +298,23 @@ def _finalize(value: object) -> object:
 # --------------------------------------------------------------------------
 
 
-def _line_breaks(where: str, value: object) -> Iterator[str]:
+def _line_breaks(where: KeyPath, value: object) -> Iterator[tuple[KeyPath, str]]:
     """A problem for every field (at any depth) whose text holds a line break."""
     if isinstance(value, Mapping):
         for key, item in value.items():
-            yield from _line_breaks(f"{where}.{key}", item)
+            yield from _line_breaks((*where, key), item)
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            yield from _line_breaks(f"{where}[{index}]", item)
+            yield from _line_breaks((*where, index), item)
     elif isinstance(value, (str, PurePath)) and not _LINE_BREAKS.isdisjoint(str(value)):
-        yield (f"{where}: contains a line break, which would end the submit command "
-               f"and start another (got {str(value)!r})")
+        yield where, (f"contains a line break, which would end the submit command "
+                      f"and start another (got {str(value)!r})")
 
 
 def _check_pilot(plugin: GridTypePlugin, pilot: PilotSpec) -> None:
-    broken = list(_line_breaks("pilot", dataclasses.asdict(pilot)))
+    broken = list(_line_breaks(("pilot",), dataclasses.asdict(pilot)))
     if broken:
-        raise RenderError("; ".join(broken))
+        raise RenderError("; ".join(f"{dotted(path)}: {message}" for path, message in broken))
     for name in ("frontend", "group", "security_class", "credential_id"):
         if not getattr(pilot, name):
             raise RenderError(f"pilot.{name}: must not be empty (the factory finds its pilots by it)")

@@ -56,14 +56,29 @@ def _check_renderable(loaded: Loaded[FactoryConfig]) -> None:
     """Every entry's grid type checks, all problems in one error, each naming its file and key."""
     from updraft.factory.render import entry_problems
 
-    problems = [
-        f"{', '.join(str(file) for file in loaded.files_for(path))}: {dotted(path)}: {message}"
-        for name, entry in loaded.config.entries.items()
-        for path, message in entry_problems(name, entry)
+    found = [
+        *(problem for name, entry in loaded.config.entries.items() for problem in entry_problems(name, entry)),
+        *_missing_templates(loaded.config),
     ]
+    problems = [f"{', '.join(str(file) for file in loaded.files_for(path))}: {dotted(path)}: {message}"
+                for path, message in found]
     if problems:
         lines = "\n".join(f"  {problem}" for problem in problems)
         raise ConfigError(f"invalid configuration ({count(len(problems), 'problem', 'problems')}):\n{lines}")
+
+
+def _missing_templates(config: FactoryConfig) -> list[tuple[tuple[str, ...], str]]:
+    """Each grid type in use whose template is not installed or does not parse, blamed on its first entry."""
+    from updraft.factory.render import submit_template
+
+    first_entry = {entry.grid_type: name for name, entry in reversed(config.entries.items())}
+    problems: list[tuple[tuple[str, ...], str]] = []
+    for name in first_entry.values():
+        try:
+            submit_template(config.entries[name].grid_plugin)
+        except ConfigError as err:
+            problems.append((("entries", name, "grid_type"), str(err)))
+    return problems
 
 
 def _load(config_path: Path):

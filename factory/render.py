@@ -137,9 +137,22 @@ def render_submit_text(factory: FactoryConfig, entry_name: str, entry: Entry, pi
     _check_pilot(plugin, pilot)
     context = _context(factory, entry_name, entry, pilot, plugin.template)
     try:
-        return submit_templates(plugin.template_package).get_template(plugin.template).render(context)
+        return submit_template(plugin).render(context)
     except jinja2.UndefinedError as err:
         raise RenderError(f"template {plugin.template}: {err}") from err
+
+
+def submit_template(plugin: GridTypePlugin) -> jinja2.Template:
+    """The grid type's template, compiled: ConfigError if the installation lacks it or it does not parse,
+    so ``check-config`` can prove a grid type's template shipped (a third party's too)."""
+    try:
+        return submit_templates(plugin.template_package).get_template(plugin.template)
+    except (ImportError, ValueError, jinja2.TemplateNotFound) as err:  # no such package, folder or file
+        raise ConfigError(f"grid type {plugin.name}: template {plugin.template} not found "
+                          f"in {plugin.template_package}/templates ({err})") from err
+    except jinja2.TemplateSyntaxError as err:
+        raise ConfigError(f"grid type {plugin.name}: template {err.name or plugin.template}, "
+                          f"line {err.lineno}: {err.message}") from err
 
 
 def render_submit(factory: FactoryConfig, entry_name: str, entry: Entry, pilot: PilotSpec) -> dict[str, str]:

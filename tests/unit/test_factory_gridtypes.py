@@ -110,8 +110,10 @@ def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gri
     plugin = GridTypePlugin("slurmrest", SlurmRestSettings, "slurmrest.sub.j2", template_package="acme_grids",
                             checks=_slurmrest_problems)
     impostor = GridTypePlugin("condor", SlurmRestSettings, "slurmrest.sub.j2", template_package="acme_grids")
+    untemplated = GridTypePlugin("untemplated", SlurmRestSettings, "untemplated.sub.j2", template_package="acme_grids")
     published = [FakeEntryPoint("slurmrest", plugin), FakeEntryPoint("condor", impostor),
-                 FakeEntryPoint("notaplugin", object()), FakeEntryPoint("misnamed", plugin)]
+                 FakeEntryPoint("notaplugin", object()), FakeEntryPoint("misnamed", plugin),
+                 FakeEntryPoint("untemplated", untemplated)]
 
     def fake_entry_points(*, group: str) -> list[FakeEntryPoint]:
         return [ep for ep in published if ep.group == group]
@@ -134,11 +136,11 @@ def test_a_third_party_grid_type_validates_renders_and_checks(third_party: GridT
 
 
 def test_a_third_party_grid_type_is_listed_and_its_keys_are_checked(third_party: GridTypePlugin) -> None:
-    assert gridtypes.names() == [*OURS, "misnamed", "notaplugin", "slurmrest"]
+    assert gridtypes.names() == [*OURS, "misnamed", "notaplugin", "slurmrest", "untemplated"]
     message = entry_problem("slurmrest", partition="p", cloud={"image": "i", "instance_type": "t"}, acount="a")
     assert "cloud\n  only for ec2 and gce entries, not slurmrest" in message
     assert "acount\n  unknown key" in message
-    assert "Input should be 'condor', 'arc', 'batch', 'ec2', 'gce', 'misnamed', 'notaplugin' or 'slurmrest'" in (
+    assert "Input should be 'condor', 'arc', 'batch', 'ec2', 'gce', 'misnamed', 'notaplugin', 'slurmrest' or 'untemplated'" in (
         entry_problem("nope"))
 
 
@@ -264,3 +266,17 @@ def test_check_config_names_the_file_and_key_of_every_render_problem(tree) -> No
 def test_a_loaded_batch_entry_keeps_its_grid_keys(tree) -> None:
     main = tree.factory(("50-hpc.yaml", "entries: {hpc: {grid_type: batch, resource: r, batch_system: lsf}}"))
     assert load_factory_config(main).config.entries["hpc"].grid_resource == "batch lsf"
+
+
+def test_check_config_proves_each_grid_types_template_is_installed(tree, third_party: GridTypePlugin) -> None:
+    main = tree.factory(("50-acme.yaml", textwrap.dedent("""\
+        entries:
+          ok: {grid_type: slurmrest, resource: "https://a", partition: p}
+          first: {grid_type: untemplated, resource: r, partition: p}
+          second: {grid_type: untemplated, resource: r, partition: p}
+    """)))
+    result = CliRunner().invoke(factory_cli, ["check-config", "-c", str(main)])
+    problems = str(result.exception).splitlines()
+    assert problems[0] == "invalid configuration (1 problem):"
+    assert problems[1].startswith(f"  {main.parent / 'factory.d' / '50-acme.yaml'}: entries.first.grid_type: "
+                                  "grid type untemplated: template untemplated.sub.j2 not found in acme_grids/templates")

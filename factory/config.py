@@ -63,7 +63,7 @@ def _check_grid_type(value: str) -> str:
     """A grid type some plugin provides; the error lists the ones that exist."""
     if gridtypes.is_known(value):
         return value
-    raise PydanticCustomError("grid_type", gridtypes.unknown_grid_type(value))
+    raise PydanticCustomError("grid_type", gridtypes.unknown_grid_type())
 
 
 GridTypeName = Annotated[str, AfterValidator(_check_grid_type)]

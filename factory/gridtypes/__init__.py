@@ -46,7 +46,7 @@ def is_known(name: str) -> bool:
     return name in BUILTIN or any(ep.name == name for ep in entry_points(group=ENTRY_POINT_GROUP))
 
 
-def unknown_grid_type(name: str) -> str:
+def unknown_grid_type() -> str:
     """What the config loader says about a grid type nobody provides: the ones that exist."""
     quoted = [repr(known) for known in names()]
     expected = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
@@ -71,7 +71,7 @@ def _load(name: str) -> object:
         return import_module(BUILTIN[name]).PLUGIN
     matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
     if not matches:
-        raise ConfigError(f"unknown grid type {name!r} ({unknown_grid_type(name)})")
+        raise ConfigError(f"unknown grid type {name!r} ({unknown_grid_type()})")
     return matches[0].load()
 
 

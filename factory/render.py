@@ -145,11 +145,15 @@ def render_submit_text(factory: FactoryConfig, entry_name: str, entry: Entry, pi
 def submit_template(plugin: GridTypePlugin) -> jinja2.Template:
     """The grid type's template, compiled: ConfigError if the installation lacks it or it does not parse,
     so ``check-config`` can prove a grid type's template shipped (a third party's too)."""
+    missing = f"grid type {plugin.name}: template {plugin.template} not found in {plugin.template_package}/templates"
     try:
-        return submit_templates(plugin.template_package).get_template(plugin.template)
-    except (ImportError, ValueError, jinja2.TemplateNotFound) as err:  # no such package, folder or file
-        raise ConfigError(f"grid type {plugin.name}: template {plugin.template} not found "
-                          f"in {plugin.template_package}/templates ({err})") from err
+        env = submit_templates(plugin.template_package)
+    except (ImportError, ValueError) as err:  # what PackageLoader raises for no such package or folder
+        raise ConfigError(f"{missing} ({err})") from err
+    try:
+        return env.get_template(plugin.template)
+    except jinja2.TemplateNotFound as err:
+        raise ConfigError(missing) from err
     except jinja2.TemplateSyntaxError as err:
         raise ConfigError(f"grid type {plugin.name}: template {err.name or plugin.template}, "
                           f"line {err.lineno}: {err.message}") from err

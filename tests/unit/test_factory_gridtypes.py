@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from updraft.factory import gridtypes
 from updraft.factory.cli import factory as factory_cli
 from updraft.factory.config import Entry, FactoryConfig, load_factory_config
 from updraft.factory.gridtypes import GridTypePlugin, Problem
-from updraft.factory.render import PilotSpec, check_entry, render_submit
+from updraft.factory.render import PilotSpec, check_entry, render_submit, submit_template
 
 OURS = ["condor", "arc", "batch", "ec2", "gce"]
 PILOT = PilotSpec(frontend="vo", group="main", security_class="pilot", credential_id="vo.main.1",
@@ -107,6 +108,7 @@ def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gri
     (package / "__init__.py").write_text("")
     (package / "templates" / "slurmrest.sub.j2").write_text(THIRD_PARTY_TEMPLATE)
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "acme_grids", raising=False)  # another test's tmp_path
     plugin = GridTypePlugin("slurmrest", SlurmRestSettings, "slurmrest.sub.j2", template_package="acme_grids",
                             checks=_slurmrest_problems)
     impostor = GridTypePlugin("condor", SlurmRestSettings, "slurmrest.sub.j2", template_package="acme_grids")
@@ -280,3 +282,13 @@ def test_check_config_proves_each_grid_types_template_is_installed(tree, third_p
     assert problems[0] == "invalid configuration (1 problem):"
     assert problems[1].startswith(f"  {main.parent / 'factory.d' / '50-acme.yaml'}: entries.first.grid_type: "
                                   "grid type untemplated: template untemplated.sub.j2 not found in acme_grids/templates")
+
+
+def test_a_template_that_does_not_parse_is_a_config_error_naming_its_line(third_party: GridTypePlugin,
+                                                                            tmp_path: Path) -> None:
+    (tmp_path / "acme_grids" / "templates" / "broken.sub.j2").write_text('{% extends "pilot.sub.j2" %}\n{% if %}\n')
+    broken = GridTypePlugin("broken", SlurmRestSettings, "broken.sub.j2", template_package="acme_grids")
+    with pytest.raises(ConfigError, match=r"^grid type broken: template broken.sub.j2, line 2: "):
+        submit_template(broken)
+    with pytest.raises(ConfigError, match="not found in no_such_package/templates"):
+        submit_template(GridTypePlugin("x", SlurmRestSettings, "x.sub.j2", template_package="no_such_package"))

@@ -397,9 +397,13 @@ def _show(path: KeyPath, value: Any) -> str:
 
 def _origin(layers: _Layers, path: KeyPath, main_path: Path) -> tuple[Path, ...]:
     """The file(s) to blame for `path`: its own setter, else its nearest parent's."""
+    return _origin_in(layers.origins, path, main_path)
+
+
+def _origin_in(origins: Mapping[KeyPath, tuple[Path, ...]], path: KeyPath, main_path: Path) -> tuple[Path, ...]:
     for end in range(len(path), 0, -1):
-        if path[:end] in layers.origins:
-            return layers.origins[path[:end]]
+        if path[:end] in origins:
+            return origins[path[:end]]
     return (main_path,)
 
 
@@ -435,6 +439,11 @@ def _model_at(model: type[BaseModel], path: KeyPath) -> type[BaseModel] | None:
     return None
 
 
+def model_at(model: type[BaseModel], path: KeyPath) -> type[BaseModel] | None:
+    """The model that validates the mapping at `path` of `model`, if a model does (for listing its keys)."""
+    return _model_at(model, path)
+
+
 _PLAIN_MESSAGES = {
     "missing": "required key is missing",
     "model_type": "expected a mapping of keys to values",
@@ -448,13 +457,21 @@ def _explain(error: ErrorDetails, path: KeyPath, model: type[BaseModel]) -> str:
     """What was expected, in an operator's words, plus the offending value."""
     kind = error["type"]
     if kind == "extra_forbidden":
-        parent = _model_at(model, path[:-1])
-        allowed = f" (allowed: {', '.join(parent.model_fields)})" if parent else ""
-        return f"unknown key{allowed}"
+        return f"unknown key{_allowed_keys(error, model, path)}"
     message = _PLAIN_MESSAGES.get(kind, error["msg"])
     if kind == "missing":
         return message
     return f"{message} (got {_show(path, error['input'])})"
+
+
+def _allowed_keys(error: ErrorDetails, model: type[BaseModel], path: KeyPath) -> str:
+    """The keys allowed beside an unknown one: the error's own list (a model validating a mapping
+    it assembled itself, like a factory entry and its grid type's settings), else the model's."""
+    allowed = error.get("ctx", {}).get("allowed")
+    if allowed is None:
+        parent = _model_at(model, path[:-1])
+        allowed = ", ".join(parent.model_fields) if parent else None
+    return f" (allowed: {allowed})" if allowed else ""
 
 
 def _problem(error: ErrorDetails, layers: _Layers, model: type[BaseModel], main_path: Path) -> str:
@@ -481,6 +498,13 @@ class Loaded(Generic[M]):
     config: M
     files: tuple[Path, ...]
     warnings: tuple[str, ...] = ()
+    origins: Mapping[KeyPath, tuple[Path, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    """Which file(s) set each key path (see `files_for`)."""
+
+    def files_for(self, path: KeyPath) -> tuple[Path, ...]:
+        """The file(s) to edit for the value at `path`, for problems found after loading
+        (e.g. a grid type's checks in ``check-config``)."""
+        return _origin_in(self.origins, path, self.files[0])
 
 
 def _validate(layers: _Layers, model: type[M], main_path: Path) -> M:
@@ -513,7 +537,7 @@ def load_layered(
     warnings = (*notes, *layers.warnings)
     for warning in warnings:
         (on_warning or _log_warning)(warning)
-    return Loaded(_validate(layers, model, main_path), files, warnings)
+    return Loaded(_validate(layers, model, main_path), files, warnings, MappingProxyType(dict(layers.origins)))
 
 
 def _log_warning(warning: str) -> None:

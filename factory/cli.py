@@ -11,7 +11,9 @@ from updraft.monitoring import registry
 
 from updraft.cliutil import config_option as config_option_for
 from updraft.cliutil import count, echo_monitoring_problems, echo_warning
-from updraft.factory.config import load_factory_config
+from updraft.config import Loaded, dotted
+from updraft.errors import ConfigError
+from updraft.factory.config import FactoryConfig, load_factory_config
 
 config_option = config_option_for("factory")
 
@@ -38,20 +40,46 @@ def check_config(config_path: Path) -> None:
     if the configuration is valid; 1 with every problem listed, each with
     its file and key, if not.
     """
-    from updraft.factory.render import check_entry
-
     loaded = load_factory_config(config_path, on_warning=echo_warning)
     for file in loaded.files:
         click.echo(f"read {file}")
     config = loaded.config
-    for name, entry in config.entries.items():
-        check_entry(name, entry)  # what a grid type needs to render (cloud settings, credentials...)
+    _check_renderable(loaded)  # what each grid type needs to render (cloud settings, resource shape...)
     enabled = sum(entry.enabled for entry in config.entries.values())
     click.echo(
         f"factory {config.name}: {count(len(config.entries), 'entry', 'entries')} "
         f"({enabled} enabled), WMS collector {config.wms_collector}, schedd {config.schedd}"
     )
     click.echo(f"monitoring: {', '.join(registry.loadable(config.monitoring.writers)) or 'no writers'}")
+
+
+def _check_renderable(loaded: Loaded[FactoryConfig]) -> None:
+    """Every entry's grid type checks, all problems in one error, each naming its file and key."""
+    from updraft.factory.render import entry_problems
+
+    found = [
+        *(problem for name, entry in loaded.config.entries.items() for problem in entry_problems(name, entry)),
+        *_missing_templates(loaded.config),
+    ]
+    problems = [f"{', '.join(str(file) for file in loaded.files_for(path))}: {dotted(path)}: {message}"
+                for path, message in found]
+    if problems:
+        lines = "\n".join(f"  {problem}" for problem in problems)
+        raise ConfigError(f"invalid configuration ({count(len(problems), 'problem', 'problems')}):\n{lines}")
+
+
+def _missing_templates(config: FactoryConfig) -> list[tuple[tuple[str, ...], str]]:
+    """Each grid type in use whose template is not installed or does not parse, blamed on its first entry."""
+    from updraft.factory.render import submit_template
+
+    first_entry = {entry.grid_type: name for name, entry in reversed(config.entries.items())}
+    problems: list[tuple[tuple[str, ...], str]] = []
+    for name in first_entry.values():
+        try:
+            submit_template(config.entries[name].grid_plugin)
+        except ConfigError as err:
+            problems.append((("entries", name, "grid_type"), str(err)))
+    return problems
 
 
 def _load(config_path: Path):

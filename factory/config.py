@@ -8,12 +8,24 @@ them. See ``etc/factory.yaml`` for a commented example.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import (
+    AfterValidator,
+    Field,
+    ModelWrapValidatorHandler,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    SkipValidation,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from updraft import protocol
 from updraft.config import (
@@ -33,28 +45,29 @@ from updraft.config import (
     PositiveInt,
     load_layered,
 )
+from updraft.errors import ConfigError
+from updraft.factory import gridtypes
 from updraft.monitoring.config import MonitoringConfig
 from updraft.staging import HttpUrl, StagedFileConfig, StagingSettings
 
-GridType = Literal["condor", "arc", "batch", "ec2", "gce"]
-BatchSystem = Literal["slurm", "pbs", "lsf", "sge", "condor"]
 SetPolicy = Literal["least_idle", "round_robin"]
 """How an entry set spreads new pilots over its members (see `updraft.factory.policy.choose_members`)."""
 
 RESERVED_PILOT_PREFIX = "UPDRAFT_"
 """Pilot environment names the factory sets itself (the pilot's identity)."""
 
-_SSH_HOST = re.compile(r"[^@\s]+@[^@\s]+")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-def _check_ssh_host(value: str) -> str:
-    if _SSH_HOST.fullmatch(value):
+def _check_grid_type(value: str) -> str:
+    """A grid type some plugin provides; the error lists the ones that exist."""
+    if gridtypes.is_known(value):
         return value
-    raise PydanticCustomError("ssh_host", "expected user@host (the login the batch system is reached over ssh)")
+    raise PydanticCustomError("grid_type", gridtypes.unknown_grid_type())
 
 
-SshHost = Annotated[str, AfterValidator(_check_ssh_host)]
+GridTypeName = Annotated[str, AfterValidator(_check_grid_type)]
+"""One of `updraft.factory.gridtypes.names`: ours or a third party's."""
 
 
 def _check_sha256(value: str) -> str:
@@ -219,70 +232,23 @@ class HoldSettings(ConfigModel):
         return value
 
 
-class CloudSettings(ConfigModel):
-    """The virtual machine an ec2 or gce entry starts: the pilot is the machine's image.
-
-    Only paths to credential files are configured, never the secrets
-    themselves, so a config file can be shown or shared without leaking one.
-    """
-
-    image: NonEmptyStr
-    """``ec2_ami_id`` or ``gce_image``."""
-    instance_type: NonEmptyStr
-    """``ec2_instance_type`` or ``gce_machine_type``."""
-    key_name: NonEmptyStr | None = None
-    """ec2 only: a key pair already registered with EC2 (``ec2_keypair``)."""
-    zone: NonEmptyStr | None = None
-    """ec2 only: ``ec2_availability_zone``. (The region is in the service URL, the entry's
-    ``resource``; a gce zone is the third word of ``resource``.)"""
-    access_key_file: AbsolutePath | None = None
-    """ec2 only: file holding the access key id (``ec2_access_key_id``)."""
-    secret_key_file: AbsolutePath | None = None
-    """ec2 only: file holding the secret access key (``ec2_secret_access_key``)."""
-    auth_file: AbsolutePath | None = None
-    """gce only: the authorization file (``gce_auth_file``); without it the gcloud default is used."""
-
-
-_EC2_ONLY_CLOUD = ("key_name", "zone", "access_key_file", "secret_key_file")
-_GCE_ONLY_CLOUD = ("auth_file",)
-_GRID_TYPES_OF = {
-    "ssh_host": ("batch",),
-    "batch_queue": ("batch", "arc"),
-    "arc_rte": ("arc",),
-    "arc_resources": ("arc",),
-    "cloud": ("ec2", "gce"),
-}
-"""The grid types each optional submit setting belongs to."""
-
-
 class Entry(ConfigModel):
     """One place pilots are submitted to, and what its entry ad advertises.
 
-    ``resource`` is the rest of the HTCondor ``grid_resource`` after the grid
-    type for condor, arc, ec2 and gce. A batch entry's grid_resource is built
-    from ``batch_system`` (and ``ssh_host``) instead, so there ``resource`` is
-    only a label for people (e.g. ``slurm@hpc.example.org``).
+    ``resource`` is what the entry's grid type makes its HTCondor
+    ``grid_resource`` from: for most, the rest of it after the grid type
+    (see `updraft.factory.gridtypes`). The keys below are every entry's;
+    any other key belongs to the grid type (``batch_system``, ``cloud``...),
+    is validated by its plugin's settings model and kept in `grid`.
     """
 
     enabled: bool = True
     downtime: bool = False
     """Advertised as in downtime: frontends request nothing here, running pilots are left alone."""
-    grid_type: GridType
+    grid_type: GridTypeName
     resource: NonEmptyStr
     attributes: FrozenMap[AttrName, AttrValue] = Field(default_factory=dict)
     limits: EntryLimits = Field(default_factory=EntryLimits)
-    batch_system: BatchSystem | None = None
-    """batch entries only, and required there: the batch system the blahp submits to."""
-    ssh_host: SshHost | None = None
-    """batch entries only: ``user@host`` of a remote login node, reached over ssh (BOSCO style)."""
-    batch_queue: NonEmptyStr | None = None
-    """batch and arc entries: the queue (partition) pilots go to; the site's default if unset."""
-    arc_rte: NonEmptyStr | None = None
-    """arc entries only: runtime environments, HTCondor's ``arc_rte`` syntax (``ENV/PROXY,ENV/X opt``)."""
-    arc_resources: NonEmptyStr | None = None
-    """arc entries only: extra ADL XML for the job's ``<Resources>`` element (``arc_resources``)."""
-    cloud: CloudSettings | None = None
-    """ec2 and gce entries only: the machine to start (checked as required when pilots are rendered)."""
     max_walltime_seconds: PositiveInt = 86400
     """A pilot running longer than this is removed by its own ``periodic_remove``."""
     memory_mb: PositiveInt | None = None
@@ -297,48 +263,42 @@ class Entry(ConfigModel):
     glidein: GlideinSettings = Field(default_factory=GlideinSettings)
     staging_files: FrozenList[StagedFileConfig] = ()
     """This entry's files (e.g. its validation scripts), after the factory's ``staging.files``."""
+    grid: Annotated[ConfigModel, SkipValidation, Field(exclude=True)]
+    """The grid type's own keys, as its plugin's settings model validated them. Not a key of
+    the YAML: the grid type's keys sit beside the common ones there (see `_split_by_owner`)."""
 
-    @field_validator("batch_system", mode="after")
+    @model_validator(mode="wrap")
     @classmethod
-    def _batch_system_on_batch_entries(cls, value: str | None, info: ValidationInfo) -> str | None:
-        """Required on batch entries (it names the blahp back end), meaningless elsewhere."""
-        grid_type = info.data.get("grid_type")
-        if grid_type == "batch" and value is None:
-            raise PydanticCustomError(
-                "batch_system_missing", "required for batch entries: one of slurm, pbs, lsf, sge, condor")
-        if grid_type not in (None, "batch") and value is not None:
-            raise PydanticCustomError(
-                "grid_type_setting", "only for batch entries, not {grid_type}", {"grid_type": grid_type})
-        return value
+    def _split_by_owner(cls, data: object, handler: ModelWrapValidatorHandler[Entry]) -> Entry:
+        """Common keys are validated here, every other key by the grid type's plugin.
 
-    @field_validator(*_GRID_TYPES_OF, mode="after")
-    @classmethod
-    def _only_on_its_grid_types(cls, value: object, info: ValidationInfo) -> object:
-        """A setting of another grid type would be silently ignored when rendering: refuse it."""
-        grid_type = info.data.get("grid_type")
-        types = _GRID_TYPES_OF[info.field_name]
-        if value is not None and grid_type is not None and grid_type not in types:
-            raise PydanticCustomError(
-                "grid_type_setting", "only for {types} entries, not {grid_type}",
-                {"types": " and ".join(types), "grid_type": grid_type})
-        return value
+        The YAML stays flat while each grid type owns its keys. Problems of
+        both kinds are reported together, each at its own key (e.g.
+        ``entries.x.batch_system``), so the loader names file and key.
+        """
+        if not isinstance(data, Mapping):
+            return handler(data)  # an Entry already, or a type error the handler words
+        common_keys = [key for key in cls.model_fields if key != "grid"]
+        common = {key: value for key, value in data.items() if key in common_keys}
+        own = {key: value for key, value in data.items() if key not in common_keys}
+        settings, problems = _grid_settings(data.get("grid_type"), own, common_keys)
+        try:
+            entry = handler({**common, "grid": settings})
+        except ValidationError as err:
+            raise _invalid(cls.__name__, [*map(_restated, err.errors(include_url=False)), *problems]) from None
+        if problems:
+            raise _invalid(cls.__name__, problems)
+        return entry
 
-    @field_validator("cloud", mode="after")
-    @classmethod
-    def _cloud_fits_its_provider(cls, value: CloudSettings | None, info: ValidationInfo) -> CloudSettings | None:
-        grid_type = info.data.get("grid_type")
-        if value is None or grid_type not in ("ec2", "gce"):
-            return value
-        other_only = _GCE_ONLY_CLOUD if grid_type == "ec2" else _EC2_ONLY_CLOUD
-        unused = [name for name in other_only if getattr(value, name) is not None]
-        if unused:
-            raise PydanticCustomError(
-                "cloud_setting", "{names} not used by {grid_type} entries",
-                {"names": ", ".join(unused), "grid_type": grid_type})
-        if (value.access_key_file is None) != (value.secret_key_file is None):
-            raise PydanticCustomError(
-                "cloud_keys", "access_key_file and secret_key_file go together: set both or neither")
-        return value
+    @model_serializer(mode="wrap")
+    def _grid_keys_beside_the_common_ones(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
+        """Dumped the way it is written, so a dump validates again."""
+        common: dict[str, Any] = handler(self)
+        own = self.grid.model_dump(mode=info.mode, exclude_none=info.exclude_none,
+                                   exclude_defaults=info.exclude_defaults, exclude_unset=info.exclude_unset)
+        return {**common, **own}
 
     @field_validator("pilot_attributes", mode="after")
     @classmethod
@@ -352,20 +312,93 @@ class Entry(ConfigModel):
         return value
 
     @property
+    def grid_plugin(self) -> gridtypes.GridTypePlugin:
+        """The plugin of this entry's grid type (its template, checks and ``grid_resource``)."""
+        return gridtypes.plugin(self.grid_type)
+
+    @property
     def grid_resource(self) -> str:
         """The HTCondor ``grid_resource`` submit value, e.g. ``condor ce@site1.lab host:port``.
 
         Batch: ``batch slurm``, or ``batch slurm user@host`` when the batch
         system is reached over ssh.
         """
-        if self.grid_type == "batch":
-            return " ".join(part for part in ("batch", self.batch_system, self.ssh_host) if part)
-        return f"{self.grid_type} {self.resource}"
+        return self.grid_plugin.grid_resource_for(self.grid, self.resource)
+
+    def setting(self, key: str) -> object:
+        """One of the grid type's keys; None where this entry's grid type has no such key."""
+        return getattr(self.grid, key, None)
+
+    # Readings of our own grid types' keys, for callers that ask any entry (None elsewhere).
+    # A grid type's own code reads its settings from `grid` instead.
+
+    @property
+    def batch_system(self) -> object:
+        return self.setting("batch_system")
+
+    @property
+    def ssh_host(self) -> object:
+        return self.setting("ssh_host")
+
+    @property
+    def batch_queue(self) -> object:
+        return self.setting("batch_queue")
+
+    @property
+    def cloud(self) -> object:
+        return self.setting("cloud")
 
     @property
     def cpus_per_pilot(self) -> int:
         """GLIDEIN_CPUS when it is a positive integer; anything else (e.g. "auto") means 1."""
         return cpus_in(self.attributes)
+
+
+def _grid_settings(grid_type: object, own: Mapping[str, object],
+                   common_keys: Sequence[str]) -> tuple[ConfigModel, list[InitErrorDetails]]:
+    """The grid type's keys validated by its plugin, or the problems with them.
+
+    An unknown (or missing) grid type is the ``grid_type`` key's problem
+    alone: without one, nothing can be said about the other keys.
+    """
+    if not isinstance(grid_type, str) or not gridtypes.is_known(grid_type):
+        return gridtypes.NoSettings(), []
+    try:
+        found = gridtypes.plugin(grid_type)
+    except ConfigError as err:
+        return gridtypes.NoSettings(), [_problem(("grid_type",), grid_type, "grid_type", str(err))]
+    try:
+        return found.settings.model_validate(own), []
+    except ValidationError as err:
+        problems = [_grid_key_problem(error, found, common_keys) for error in err.errors(include_url=False)]
+        return gridtypes.NoSettings(), problems
+
+
+def _grid_key_problem(error: ErrorDetails, found: gridtypes.GridTypePlugin,
+                      common_keys: Sequence[str]) -> InitErrorDetails:
+    """A plugin's validation error; a key it does not know says whose key it is, or which keys exist."""
+    loc = tuple(error["loc"])
+    if error["type"] != "extra_forbidden":
+        return _restated(error)
+    owners = gridtypes.owners_of(loc, besides=found.name)
+    context = {"types": " and ".join(owners), "grid_type": found.name, "key": str(loc[-1])}
+    if owners and len(loc) == 1:
+        return _problem(loc, error["input"], "grid_type_setting", "only for {types} entries, not {grid_type}", context)
+    if owners:
+        return _problem(loc, error["input"], "grid_type_setting",
+                        "{key} not used by {grid_type} entries (only by {types} entries)", context)
+    allowed = [*common_keys, *found.settings.model_fields] if len(loc) == 1 else list(
+        gridtypes.settings_keys(found.settings, loc[:-1]))
+    return _problem(loc, error["input"], "extra_forbidden", "unknown key", {"allowed": ", ".join(allowed)})
+
+
+def _restated(error: ErrorDetails) -> InitErrorDetails:
+    """A validation error as it was, to be raised again together with others."""
+    return _problem(tuple(error["loc"]), error["input"], error["type"], error["msg"])
+
+
+def _invalid(title: str, problems: list[InitErrorDetails]) -> ValidationError:
+    return ValidationError.from_exception_data(title, problems)
 
 
 def shipped_glidein() -> Path:

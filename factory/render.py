@@ -1,5 +1,9 @@
 """Pilot submit descriptions: one Jinja2 template per grid type, rendered to a plain dict.
 
+Each grid type's plugin (`updraft.factory.gridtypes`) names its template,
+checks its entries and says whether it takes CE credentials and files;
+this module knows no grid type by name.
+
 Rendering is pure (config and a PilotSpec in, ``{command: value}`` out), so
 every grid type is checked without a pool; one shared adapter submits the
 dict. Templates decide which commands a grid type needs; this module
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
@@ -31,8 +35,12 @@ import classad2
 import jinja2
 
 from updraft import pilot_ad
+from updraft.config import KeyPath, dotted
 from updraft.errors import ConfigError, UpdraftError
 from updraft.factory.config import Entry, FactoryConfig
+from updraft.factory import gridtypes
+from updraft.factory.gridtypes import GridTypePlugin
+from updraft.factory.gridtypes.plugin import DEFAULT_TEMPLATE_PACKAGE
 
 # Job attributes every pilot carries (read back by the factory's queue queries).
 J_PILOT = pilot_ad.PILOT
@@ -45,10 +53,6 @@ J_CREDENTIAL_ID = pilot_ad.CREDENTIAL_ID
 
 JOB_ID_MACRO = "$(Cluster).$(Process)"
 LOG_FILE = "pilots.log"
-CREDENTIAL_GRID_TYPES = ("condor", "arc")
-"""Grid types whose CE authenticates the factory with a proxy or token file."""
-NO_TRANSFER_GRID_TYPES = ("ec2", "gce")
-"""Cloud pilots are virtual machines: their submit description transfers no files."""
 
 _LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\x00")
 _SUBMIT_KEY = re.compile(r"\+?[A-Za-z_][A-Za-z0-9_.]*")
@@ -66,7 +70,8 @@ class PilotSpec:
 
     `work_dir` is this entry and frontend's folder for the pilots' job event
     log and output. `proxy_file` and `token_file` authenticate the factory
-    to the CE (condor and arc entries only); they are paths, never secrets.
+    to the CE (only for grid types that take them, e.g. condor and arc);
+    they are paths, never secrets.
     """
 
     frontend: str
@@ -95,10 +100,14 @@ class _Escaped(str):
 # --------------------------------------------------------------------------
 
 
-def submit_templates() -> jinja2.Environment:
-    """The template environment: a missing variable is an error, never an empty string."""
+def submit_templates(package: str = DEFAULT_TEMPLATE_PACKAGE) -> jinja2.Environment:
+    """The template environment: a missing variable is an error, never an empty string.
+
+    `package` is the one holding a grid type's template (a third party's);
+    ours stay reachable behind it, so its template can extend ``pilot.sub.j2``.
+    """
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("updraft.factory", "templates"),
+        loader=_template_loader(package),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
@@ -115,16 +124,40 @@ def submit_templates() -> jinja2.Environment:
     return env
 
 
+def _template_loader(package: str) -> jinja2.BaseLoader:
+    ours = jinja2.PackageLoader(DEFAULT_TEMPLATE_PACKAGE, "templates")
+    if package == DEFAULT_TEMPLATE_PACKAGE:
+        return ours
+    return jinja2.ChoiceLoader([jinja2.PackageLoader(package, "templates"), ours])
+
+
 def render_submit_text(factory: FactoryConfig, entry_name: str, entry: Entry, pilot: PilotSpec) -> str:
     """The submit description as the template wrote it (``key = value`` lines, with comments)."""
     check_entry(entry_name, entry)
-    _check_pilot(entry, pilot)
-    template_name = f"{entry.grid_type}.sub.j2"
-    context = _context(factory, entry_name, entry, pilot, template_name)
+    plugin = entry.grid_plugin
+    _check_pilot(plugin, pilot)
+    context = _context(factory, entry_name, entry, pilot, plugin.template)
     try:
-        return submit_templates().get_template(template_name).render(context)
+        return submit_template(plugin).render(context)
     except jinja2.UndefinedError as err:
-        raise RenderError(f"template {template_name}: {err}") from err
+        raise RenderError(f"template {plugin.template}: {err}") from err
+
+
+def submit_template(plugin: GridTypePlugin) -> jinja2.Template:
+    """The grid type's template, compiled: ConfigError if the installation lacks it or it does not parse,
+    so ``check-config`` can prove a grid type's template shipped (a third party's too)."""
+    missing = f"grid type {plugin.name}: template {plugin.template} not found in {plugin.template_package}/templates"
+    try:
+        env = submit_templates(plugin.template_package)
+    except (ImportError, ValueError) as err:  # what PackageLoader raises for no such package or folder
+        raise ConfigError(f"{missing} ({err})") from err
+    try:
+        return env.get_template(plugin.template)
+    except jinja2.TemplateNotFound as err:
+        raise ConfigError(missing) from err
+    except jinja2.TemplateSyntaxError as err:
+        raise ConfigError(f"grid type {plugin.name}: template {err.name or plugin.template}, "
+                          f"line {err.lineno}: {err.message}") from err
 
 
 def render_submit(factory: FactoryConfig, entry_name: str, entry: Entry, pilot: PilotSpec) -> dict[str, str]:
@@ -160,21 +193,24 @@ def parse_submit(text: str) -> dict[str, str]:
 
 
 def check_entry(entry_name: str, entry: Entry) -> None:
-    """Refuse an entry no pilot can be rendered for, naming the key to fix.
+    """Refuse an entry no pilot can be rendered for, naming every key to fix (one per ``; ``)."""
+    problems = entry_problems(entry_name, entry)
+    if problems:
+        raise ConfigError("; ".join(f"{dotted(path)}: {message}" for path, message in problems))
 
-    Cloud settings are checked here rather than when the config is loaded,
-    so that entries written before they existed still load.
+
+def entry_problems(entry_name: str, entry: Entry) -> list[tuple[KeyPath, str]]:
+    """Every reason no pilot can be rendered for an entry, each with its key path in the config.
+
+    The grid type's checks run here rather than when the config is loaded,
+    so that entries written before a check existed still load.
     """
-    where = f"entries.{entry_name}"
-    _reject_line_breaks(where, {"name": entry_name, **entry.model_dump(exclude={"attributes"})}, ConfigError)
-    if entry.grid_type in ("ec2", "gce") and entry.cloud is None:
-        raise ConfigError(f"{where}.cloud: required for {entry.grid_type} entries (at least image and instance_type)")
-    if entry.grid_type == "ec2" and len(entry.resource.split()) != 1:
-        raise ConfigError(f"{where}.resource: an ec2 resource is the service URL alone, "
-                          f"e.g. https://ec2.us-east-1.amazonaws.com/ (got {entry.resource!r})")
-    if entry.grid_type == "gce" and len(entry.resource.split()) != 3:
-        raise ConfigError(f"{where}.resource: a gce resource is '<service URL> <project> <zone>', e.g. "
-                          f"'https://www.googleapis.com/compute/v1 my-project us-central1-a' (got {entry.resource!r})")
+    where = ("entries", entry_name)
+    plugin = entry.grid_plugin
+    return [
+        *_line_breaks(where, {"name": entry_name, **entry.model_dump(exclude={"attributes"})}),
+        *(((*where, problem.key), problem.message) for problem in plugin.problems(entry.grid, entry.resource)),
+    ]
 
 
 # --------------------------------------------------------------------------
@@ -280,21 +316,23 @@ def _finalize(value: object) -> object:
 # --------------------------------------------------------------------------
 
 
-def _reject_line_breaks(where: str, value: object, error: type[UpdraftError]) -> None:
-    """Raise `error` naming the first field (at any depth) whose text holds a line break."""
+def _line_breaks(where: KeyPath, value: object) -> Iterator[tuple[KeyPath, str]]:
+    """A problem for every field (at any depth) whose text holds a line break."""
     if isinstance(value, Mapping):
         for key, item in value.items():
-            _reject_line_breaks(f"{where}.{key}", item, error)
+            yield from _line_breaks((*where, key), item)
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            _reject_line_breaks(f"{where}[{index}]", item, error)
+            yield from _line_breaks((*where, index), item)
     elif isinstance(value, (str, PurePath)) and not _LINE_BREAKS.isdisjoint(str(value)):
-        raise error(f"{where}: contains a line break, which would end the submit command "
-                    f"and start another (got {str(value)!r})")
+        yield where, (f"contains a line break, which would end the submit command "
+                      f"and start another (got {str(value)!r})")
 
 
-def _check_pilot(entry: Entry, pilot: PilotSpec) -> None:
-    _reject_line_breaks("pilot", dataclasses.asdict(pilot), RenderError)
+def _check_pilot(plugin: GridTypePlugin, pilot: PilotSpec) -> None:
+    broken = list(_line_breaks(("pilot",), dataclasses.asdict(pilot)))
+    if broken:
+        raise RenderError("; ".join(f"{dotted(path)}: {message}" for path, message in broken))
     for name in ("frontend", "group", "security_class", "credential_id"):
         if not getattr(pilot, name):
             raise RenderError(f"pilot.{name}: must not be empty (the factory finds its pilots by it)")
@@ -304,14 +342,19 @@ def _check_pilot(entry: Entry, pilot: PilotSpec) -> None:
             raise RenderError(f"pilot.{name}: expected an absolute path, got {str(path)!r} "
                               "(the schedd does not run in the factory's directory)")
     has_credential = pilot.proxy_file is not None or pilot.token_file is not None
-    if has_credential and entry.grid_type not in CREDENTIAL_GRID_TYPES:
-        raise RenderError(f"pilot.proxy_file/token_file: {entry.grid_type} entries do not use them "
-                          f"(only {' and '.join(CREDENTIAL_GRID_TYPES)} entries authenticate to a CE with them)")
-    if pilot.pilot_token_file is not None and entry.grid_type in NO_TRANSFER_GRID_TYPES:
-        raise RenderError(f"pilot.pilot_token_file: {entry.grid_type} pilots are machine images that get no "
+    if has_credential and plugin.ce_credentials == "refused":
+        raise RenderError(f"pilot.proxy_file/token_file: {plugin.name} entries do not use them "
+                          f"(only {' and '.join(_credential_users())} entries authenticate to a CE with them)")
+    if pilot.pilot_token_file is not None and not plugin.transfers_files:
+        raise RenderError(f"pilot.pilot_token_file: {plugin.name} pilots are machine images that get no "
                           "input files; they cannot receive a pilot token")
-    if entry.grid_type == "arc" and not has_credential:
-        raise RenderError("pilot.proxy_file/token_file: an arc CE needs one of them to accept a pilot")
+    if plugin.ce_credentials == "required" and not has_credential:
+        raise RenderError(f"pilot.proxy_file/token_file: an {plugin.name} CE needs one of them to accept a pilot")
+
+
+def _credential_users() -> list[str]:
+    """Our grid types that authenticate to their CE with a proxy or token file (for a message)."""
+    return [name for name in gridtypes.BUILTIN if gridtypes.plugin(name).ce_credentials != "refused"]
 
 
 def _job_attributes(factory: FactoryConfig, entry_name: str, pilot: PilotSpec) -> tuple[tuple[str, object], ...]:
@@ -353,6 +396,7 @@ def _context(factory: FactoryConfig, entry_name: str, entry: Entry, pilot: Pilot
     return {
         "template_name": template_name,
         "entry": entry,
+        "grid": entry.grid,
         "pilot": pilot,
         "grid_resource": entry.grid_resource,
         "arguments": arguments_value(pilot.arguments),

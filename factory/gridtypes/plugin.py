@@ -1,0 +1,80 @@
+"""What a grid type plugin is: its settings model, its template, its checks.
+
+A grid type is one way of reaching the place a pilot runs (an HTCondor-CE,
+an ARC CE, a batch system through the blahp, a cloud). Everything that
+differs between grid types lives in the grid type's plugin, so adding one
+is one module holding a `GridTypePlugin` called ``PLUGIN`` plus one
+template; third parties publish theirs under the ``updraft.grid_types``
+entry point group (docs/grid-types.md).
+
+The entry's keys that are not common to every entry (``batch_system``,
+``cloud``...) are validated by the plugin's `settings` model when the
+config is loaded, so a misspelt option is caught by ``check-config``
+and named with its file and key. The YAML stays flat: an entry's grid type
+settings sit next to its common keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from updraft.config import ConfigModel
+
+CeCredentials = Literal["refused", "accepted", "required"]
+"""Whether the factory authenticates to the grid type's CE with a proxy or token file."""
+
+DEFAULT_TEMPLATE_PACKAGE = "updraft.factory"
+"""The package whose ``templates/`` folder holds our templates (and ``pilot.sub.j2`` they extend)."""
+
+
+class NoSettings(ConfigModel):
+    """For grid types with nothing of their own to configure: any extra key is a mistake."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why an entry cannot be rendered: its key (relative to the entry, e.g. ``cloud``) and what is wrong."""
+
+    key: str
+    message: str
+
+
+@dataclass(frozen=True)
+class GridTypePlugin:
+    """One grid type: how its part of an entry is validated, written and checked.
+
+    The hooks take the entry's validated settings (an instance of
+    `settings`) and its ``resource`` rather than the whole entry, so a
+    plugin depends on nothing but its own model.
+    """
+
+    name: str
+    """The entry's ``grid_type``, and the first word of HTCondor's ``grid_resource``."""
+    settings: type[ConfigModel]
+    """The grid type's keys of an entry (every key an entry has beyond the common ones)."""
+    template: str
+    """The submit description template, e.g. ``condor.sub.j2``; it extends ``pilot.sub.j2``."""
+    template_package: str = DEFAULT_TEMPLATE_PACKAGE
+    """The package whose ``templates/`` folder holds `template` (a third party's own package)."""
+    grid_resource: Callable[[Any, str], str] | None = None
+    """(settings, resource) -> HTCondor's ``grid_resource``; None: ``<name> <resource>``."""
+    checks: Callable[[Any, str], Sequence[Problem]] | None = None
+    """(settings, resource) -> what keeps a pilot from being rendered. These run when pilots are
+    rendered and in ``check-config``, not when the config is loaded, so entries written before
+    a check existed still load and the factory keeps serving its other entries."""
+    ce_credentials: CeCredentials = "refused"
+    """``required``: no pilot without a proxy or token file; ``accepted``: with or without one."""
+    transfers_files: bool = True
+    """False for machine images (clouds): no input files, hence no pilot token file either."""
+
+    def grid_resource_for(self, settings: ConfigModel, resource: str) -> str:
+        """HTCondor's ``grid_resource`` for an entry of this grid type."""
+        if self.grid_resource is None:
+            return f"{self.name} {resource}"
+        return self.grid_resource(settings, resource)
+
+    def problems(self, settings: ConfigModel, resource: str) -> list[Problem]:
+        """Every reason an entry of this grid type cannot be rendered (empty: it can)."""
+        return [] if self.checks is None else list(self.checks(settings, resource))

@@ -21,11 +21,11 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from updraft import envelope, protocol  # noqa: E402
-from updraft.factory.credentials import open_credential  # noqa: E402
-from updraft.tokens import SigningKey, derive_jwt_key, mint  # noqa: E402
+from updraft import envelope, protocol
+from updraft.factory.credentials import open_credential
+from updraft.tokens import SigningKey, derive_jwt_key, mint
 
 NOW = 1_800_000_000.0
 
@@ -53,7 +53,7 @@ def main(count: int) -> None:
     sealing = best_of_3(lambda: sealed.__setitem__(slice(None), [
         envelope.seal({"identity": f"{fe}@vo", "token": token}, public, "fac1", fe) for fe in frontends]))
     ads = [protocol.PublishedRequest(fe, "main", "fac1", f"ce{i}", 1, 1, "idle", 0, f"{fe}@vo", sealed=s)
-           for i, (fe, s) in enumerate(zip(frontends, sealed))]
+           for i, (fe, s) in enumerate(zip(frontends, sealed, strict=True))]
     openers = ring.openers(NOW)
     results: list = []
     opening = best_of_3(lambda: results.__setitem__(slice(None), [open_credential(ad, openers, "fac1") for ad in ads]))

@@ -25,14 +25,14 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.factory_synthetic import NOW, Scenario, make_cycle  # noqa: E402
-from updraft.factory.completed import CompletedStats  # noqa: E402
-from updraft.factory.config import FactoryConfig  # noqa: E402
-from updraft.factory.decide import decide  # noqa: E402
-from updraft.factory.snapshot import CycleFacts, factory_snapshot  # noqa: E402
-from updraft.monitoring import metrics  # noqa: E402
-from updraft.monitoring.config import validate_writers  # noqa: E402
-from updraft.monitoring.registry import build  # noqa: E402
+from bench.factory_synthetic import NOW, Scenario, make_cycle
+from updraft.factory.completed import CompletedStats
+from updraft.factory.config import FactoryConfig
+from updraft.factory.decide import decide
+from updraft.factory.snapshot import CycleFacts, factory_snapshot
+from updraft.monitoring import metrics
+from updraft.monitoring.config import validate_writers
+from updraft.monitoring.registry import build
 
 STEPS = ("validate", "fetch", "condor", "blackhole")
 

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import click
 
-from updraft.monitoring import registry
-
 from updraft.cliutil import config_option as config_option_for
 from updraft.cliutil import count, echo_monitoring_problems, echo_warning
 from updraft.factory.config import load_factory_config
+from updraft.monitoring import registry
 
 config_option = config_option_for("factory")
 
@@ -153,7 +152,7 @@ def status(config_path: Path) -> None:
     from updraft.factory.status import status_rows
 
     config = _load(config_path)
-    view, planned, downtimes = plan_cycle(config, time.time())
+    view, planned, _downtimes = plan_cycle(config, time.time())
     if planned is None:
         raise click.ClickException("the pilot queue could not be read")
     click.echo(f"{'entry':<16} {'frontend':<12} {'requested':>9} {'waiting':>7} {'pending':>7} {'staging':>7} "
@@ -272,7 +271,7 @@ def _check_entry(config, entry: str) -> None:
 
 def _when(text: str | None, default: float | None) -> float | None:
     """ISO 8601 (naive means UTC) or epoch seconds."""
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     if text is None:
         return default
@@ -284,10 +283,10 @@ def _when(text: str | None, default: float | None) -> float | None:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise click.BadParameter(f"{text!r}: expected ISO 8601 (2026-11-22T10:00) or epoch seconds") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _show(when: float) -> str:
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
-    return datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import click
 
-from updraft.monitoring import registry
-
 from updraft.cliutil import config_option as config_option_for
 from updraft.cliutil import count, echo_monitoring_problems, echo_warning
 from updraft.frontend.config import load_frontend_config
+from updraft.monitoring import registry
 from updraft.tokens import load_signing_key
 
 config_option = config_option_for("frontend")

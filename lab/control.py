@@ -38,8 +38,8 @@ from updraft.lab.topology import (
     Instance,
     Topology,
 )
-from updraft.secretfiles import private_dir, write_atomically
 from updraft.lab.tsdb import answers, create_database, influxdb_config
+from updraft.secretfiles import private_dir, write_atomically
 
 log = logging.getLogger(__name__)
 

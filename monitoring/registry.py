@@ -17,6 +17,7 @@ from updraft.errors import ConfigError, MonitoringError
 from updraft.monitoring.plugin import Writer, WriterPlugin
 from updraft.monitoring.report import Reporter
 
+
 class MonitoringSettings(Protocol):
     """The ``monitoring:`` config section (`updraft.monitoring.config.MonitoringConfig`)."""
 

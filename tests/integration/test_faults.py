@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+
 from updraft import protocol
 from updraft.condor import Collector
 from updraft.lab import control

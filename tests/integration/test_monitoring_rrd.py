@@ -9,6 +9,7 @@ byte for byte, and the pages must only show images that exist.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import re
 import shutil
@@ -387,12 +388,12 @@ def test_a_big_component_draws_its_graphs_over_several_cycles_missing_ones_first
     w.write(factory_snapshot(1))
     folder = monitoring_dir / "html" / "factory-fac"
     counts = []
-    for k in range(1, 40):
+    for _ in range(1, 40):
         pages.write(factory_snapshot(1))
         counts.append(len(list(folder.rglob("*.png"))))
         if len(counts) > 1 and counts[-1] == counts[-2]:
             break
-    assert counts[0] == 5 and all(b - a <= 5 for a, b in zip(counts, counts[1:]))
+    assert counts[0] == 5 and all(b - a <= 5 for a, b in itertools.pairwise(counts))
     assert counts[-1] > 10  # every graph arrived in the end, a few per cycle
     assert_page_is_whole(folder / "index.html")
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+
 from updraft.errors import LabError, MonitoringError
 from updraft.lab import tsdb as tsdb_lab
 from updraft.lab.tsdb import TimeSeriesServers

@@ -298,7 +298,7 @@ def test_dollar_signs_cannot_expand_submit_macros() -> None:
 def test_any_run_of_dollars_reads_back_as_written(dollars: int, after: str) -> None:
     value = f"a{'$' * dollars}{after}"
     if dollars % 2 and after == "(DOLLAR)":  # HTCondor would expand it whatever we write
-        with pytest.raises(RenderError, match="a literal '[$][(]DOLLAR[)]' cannot be written"):
+        with pytest.raises(RenderError, match=r"a literal '[$][(]DOLLAR[)]' cannot be written"):
             classad_literal(value)
         return
     description = {"executable": "/bin/true", "+A": classad_literal(value)}
@@ -499,5 +499,5 @@ def test_cloud_pilots_cannot_take_a_token_file_and_say_so(entry_name: str) -> No
 
 
 def test_a_relative_token_path_is_refused() -> None:
-    with pytest.raises(RenderError, match="pilot.pilot_token_file: expected an absolute path"):
+    with pytest.raises(RenderError, match=r"pilot\.pilot_token_file: expected an absolute path"):
         render_submit(FACTORY, "site1", FACTORY.entries["site1"], pilot_for("site1", pilot_token_file=Path("x.token")))

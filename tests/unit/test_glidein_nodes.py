@@ -15,7 +15,16 @@ from pathlib import Path
 import pytest
 
 from .test_glidein_startup import (
-    IDENTITY, REPORT_BEGIN, SCRIPT, SHELL, Pilot, Run, assert_failed, fake_condor, history_ad, history_master,
+    IDENTITY,
+    REPORT_BEGIN,
+    SCRIPT,
+    SHELL,
+    Pilot,
+    Run,
+    assert_failed,
+    fake_condor,
+    history_ad,
+    history_master,
 )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-
 from pathlib import Path
 
 import pytest
@@ -105,7 +104,7 @@ def test_the_lab_runs_on_tokens_alone_encrypted_with_an_identity_per_role(topolo
     settings = [line for line in common.splitlines() if not line.startswith("#")]
     methods = [line.split("=", 1)[1] for line in settings if "AUTHENTICATION_METHODS" in line]
     assert methods and all(re.fullmatch(r"\s*IDTOKENS\s*", value) for value in methods)
-    assert not any("CLAIMTOBE" in line or "ALLOW_" in line and "*/" in line for line in settings)
+    assert not any("CLAIMTOBE" in line or ("ALLOW_" in line and "*/" in line) for line in settings)
     vo = configs[topology.instance_dir(topology.vo) / "condor_config"]
     assert f"ALLOW_ADVERTISE_STARTD = {PILOT.identity}\n" in vo
     wms = configs[topology.instance_dir(topology.wms) / "condor_config"]

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 from pydantic import SecretStr
+
 from updraft.config import load_layered
 from updraft.errors import ConfigError, MonitoringError
 from updraft.factory.config import FactoryConfig

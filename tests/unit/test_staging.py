@@ -343,7 +343,7 @@ def test_only_the_newest_keep_releases_are_kept(tmp_path: Path, keep: int) -> No
 
 def test_the_current_release_is_never_pruned_even_when_others_look_newer(tmp_path: Path) -> None:
     settings_ = area(tmp_path, keep_releases=2)
-    a, b, c = publish_versions(settings_, 3)  # keep 2: a is gone already
+    _a, b, c = publish_versions(settings_, 3)  # keep 2: a is gone already
     for r in (b, c):
         age(r.directory, 4_000_000_000)  # from the future: newer than the next release
     current = publish(settings_, "site1", [staged("v", b"current")])
@@ -365,7 +365,7 @@ def test_releases_of_other_names_are_not_pruned(tmp_path: Path) -> None:
 
 def test_a_release_published_again_counts_as_the_newest_when_pruning(tmp_path: Path) -> None:
     settings_ = area(tmp_path, keep_releases=2)
-    a, b = publish_versions(settings_, 2)
+    a, _b = publish_versions(settings_, 2)
     again = publish(settings_, "site1", [staged("v", b"0")])  # back to a: pilots are told about a again
     assert again == a
     (c,) = publish_versions(settings_, 1, start=9)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -30,7 +31,7 @@ from updraft.tokens import SigningKey, derive_jwt_key, mint
 NOW = 1_800_000_000.0
 
 
-def best_of_3(run) -> float:
+def best_of_3(run: Callable[[], object]) -> float:
     times = []
     for _ in range(3):
         started = time.perf_counter()

@@ -45,7 +45,7 @@ def main() -> int:
     spec.work_dir.mkdir(parents=True, exist_ok=True)
     spec.work_dir.chmod(0o1777)
     description = {**render_submit(config, "site1", entry, spec), "hold": "true", "+UpdraftBench": "true"}
-    schedd = Collector(lab.wms.collector).schedd(lab.factory.schedd_name)
+    schedd = Collector(lab.wms.collector).schedd(lab.factory.schedd)
     started = time.perf_counter()
     result = submit_pilots(schedd, description, args.pilots, args.cluster_size)
     elapsed = time.perf_counter() - started

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import overload
 
 import click
 
 from updraft.cliutil import config_option as config_option_for
 from updraft.cliutil import count, echo_monitoring_problems, echo_warning
-from updraft.factory.config import load_factory_config
+from updraft.factory.config import FactoryConfig, load_factory_config
 from updraft.monitoring import registry
 
 config_option = config_option_for("factory")
@@ -52,7 +53,7 @@ def check_config(config_path: Path) -> None:
     click.echo(f"monitoring: {', '.join(registry.loadable(config.monitoring.writers)) or 'no writers'}")
 
 
-def _load(config_path: Path):
+def _load(config_path: Path) -> FactoryConfig:
     """The validated config, with its HTCondor client set up for this process."""
     from updraft.condor import use_client_config
 
@@ -61,7 +62,7 @@ def _load(config_path: Path):
     return config
 
 
-def _describe(action) -> str:
+def _describe(action: object) -> str:
     from updraft.factory.model import Release, Remove, Submit
 
     if isinstance(action, Submit):
@@ -163,7 +164,7 @@ def status(config_path: Path) -> None:
     _echo_completed(config)
 
 
-def _echo_completed(config) -> None:
+def _echo_completed(config: FactoryConfig) -> None:
     """Completed pilots as counted from their reports since the factory started counting."""
     from updraft.factory.completed import CompletedTotals
     from updraft.factory.service import completed_paths
@@ -261,7 +262,7 @@ def downtimes(config_path: Path) -> None:
                    f"{_show(d.end) if d.end else 'open':<20} {d.comment}")
 
 
-def _check_entry(config, entry: str) -> None:
+def _check_entry(config: FactoryConfig, entry: str) -> None:
     from updraft.factory.policy import advertised_entries
 
     names = sorted(advertised_entries(config))
@@ -269,6 +270,10 @@ def _check_entry(config, entry: str) -> None:
         raise click.BadParameter(f"{entry!r} is not an advertised entry ({', '.join(names) or 'none'})", param_hint="--entry")
 
 
+@overload
+def _when(text: str | None, default: float) -> float: ...
+@overload
+def _when(text: str | None, default: None) -> float | None: ...
 def _when(text: str | None, default: float | None) -> float | None:
     """ISO 8601 (naive means UTC) or epoch seconds."""
     from datetime import UTC, datetime

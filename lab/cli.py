@@ -165,6 +165,8 @@ def start(lab_dir: Path, instance: str, daemon: str | None) -> None:
         click.echo(f"{daemon.upper()} on {instance} started")
         return
     state = control.load_state(topology.base_dir)
+    if state is None:  # taken down since _existing_topology looked
+        raise LabError(f"no lab in {lab_dir}: run `updraft lab up` first")
     control.start_instance(topology, control.runtime_from_state(state), instance)
     click.echo(f"{instance} started")
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 import classad2
 import htcondor2
@@ -173,8 +174,8 @@ def _ensure_credentials(topology: Topology, runtime: Runtime) -> None:
         runtime.run(["condor_token_create", "-identity", role.identity, "-key", "POOL", "-file", str(token)], env,
                     f"creating the {role.user} token")
     for role in PILOT_OWNERS:  # written as root into the user's folder: never through a planted symlink
-        token = (topology.role_tokens(role) / role.user).read_bytes()
-        write_atomically(topology.gahp_tokens_dir / role.user / role.user, token, 0o600, runtime.ids(role.user))
+        content = (topology.role_tokens(role) / role.user).read_bytes()
+        write_atomically(topology.gahp_tokens_dir / role.user / role.user, content, 0o600, runtime.ids(role.user))
 
 
 def _read_pid(path: Path) -> int | None:
@@ -184,7 +185,8 @@ def _read_pid(path: Path) -> int | None:
         return None
 
 
-def _alive(pid: int | None) -> bool:
+def _alive(pid: int | None) -> TypeGuard[int]:
+    """Whether `pid` names a live process (None never does)."""
     if pid is None:
         return False
     try:
@@ -252,7 +254,7 @@ def _register_operator(topology: Topology) -> None:
     super user who never submitted there is "anonymous" and refused. One
     held job, removed at once, creates the record.
     """
-    schedd = Collector(topology.wms.collector).schedd(topology.factory.schedd_name)
+    schedd = Collector(topology.wms.collector).schedd(topology.factory.schedd)
     cluster = schedd.submit({"executable": "/bin/true", "hold": "true", "+UpdraftLabRegistration": "true"})
     schedd.remove(f"ClusterId == {cluster}", "the lab operator's registration")
 

@@ -133,7 +133,7 @@ def demo_jobs(topology: Topology, since: float) -> list[dict[str, Any]]:
 
 
 def factory_schedd(topology: Topology) -> Schedd:
-    return Collector(topology.wms.collector).schedd(topology.factory.schedd_name)
+    return Collector(topology.wms.collector).schedd(topology.factory.schedd)
 
 
 LAB_PILOTS = pilot_constraint(FACTORY_NAME)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
 import htcondor2
@@ -69,7 +70,7 @@ def entries(lab: Topology) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def queued_jobs(lab: Topology) -> int:
+def queued_jobs(lab: Topology) -> Iterator[int]:
     """Idle user jobs that no startd will take (requirements false): only the frontend looks at them."""
     names = lab.user_schedds
     schedds = [Collector(lab.vo.collector).schedd(name) for name in names]

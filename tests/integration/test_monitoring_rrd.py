@@ -147,13 +147,13 @@ def test_gauges_hold_what_each_snapshot_said(monitoring_dir: Path) -> None:
             assert stored[int(snapshot.time)] == pytest.approx(dict(expected)), (name, tags, snapshot.cycle)
     frontend = writer(monitoring_dir)
     fe_snapshots = [frontend_snapshot(k) for k in range(4)]
-    for snapshot in fe_snapshots:
-        frontend.write(snapshot)
+    for fe_snapshot in fe_snapshots:
+        frontend.write(fe_snapshot)
     path = rrd_file(frontend.root, metrics.FRONTEND_MATCH, ("vo1", SCRIPT, "a/b"))
     stored = fetch(path, T0 - STEP, T0 + 3 * STEP)
-    for snapshot in fe_snapshots:
-        assert stored[int(snapshot.time)]["jobs_idle"] == pytest.approx(10.0 / 3 + snapshot.cycle)
-        assert stored[int(snapshot.time)]["in_downtime"] == 1.0
+    for fe_snapshot in fe_snapshots:
+        assert stored[int(fe_snapshot.time)]["jobs_idle"] == pytest.approx(10.0 / 3 + fe_snapshot.cycle)
+        assert stored[int(fe_snapshot.time)]["in_downtime"] == 1.0
 
 
 def test_counters_are_stored_as_rates_and_a_reset_is_no_spike(monitoring_dir: Path) -> None:

@@ -272,7 +272,7 @@ def test_group_sum_is_scaled_down_by_largest_remainder(cap: int, expected: list[
 
 
 def test_frontend_sum_is_shared_across_groups() -> None:
-    two = {"g1": {}, "g2": {}}
+    two: dict[str, dict[str, object]] = {"g1": {}, "g2": {}}
     observation = Observation(shapes=(jobs(10, group="g1"), jobs(10, group="g2")), entries=(entry(),))
     plan = decide(observation, config(two, limits={"max_idle_pilots": 7}), NOW)
     assert [(d.group, d.idle) for d in plan.decisions] == [("g1", 4), ("g2", 3)]

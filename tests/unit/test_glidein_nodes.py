@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from updraft.glidein.report import REPORT_BEGIN
+
 from .test_glidein_startup import (
     IDENTITY,
-    REPORT_BEGIN,
     SCRIPT,
     SHELL,
     Pilot,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -136,7 +137,7 @@ def test_a_root_with_a_lab_mounted_inside_is_not_rebuilt(tmp_path, monkeypatch) 
     (root).mkdir()
     (root / ".updraft-root").write_text("0\n")
     monkeypatch.setattr(runtime, "mount_points", lambda: [Path("/proc"), root / "proc", root / "var/tmp/lab"])
-    monkeypatch.setattr(runtime.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)  # the os module runtime uses
     with pytest.raises(LabError, match=r"a lab still uses it \(.*/proc, .* mounted\).*updraft lab down"):
         runtime.ensure_root(tmp_path)
     assert (root / ".updraft-root").read_text() == "0\n"

@@ -25,6 +25,8 @@ from updraft.errors import ConfigError
 from updraft.factory.config import load_factory_config
 from updraft.staging import (
     MANIFEST,
+    FileKind,
+    Origin,
     StagedFile,
     StagedFileConfig,
     StagingError,
@@ -482,7 +484,8 @@ def test_a_source_that_is_a_folder_names_its_config_key(tmp_path: Path) -> None:
     ("file", "entry", "file"),
     ("file", "frontend", "file"),
 ])
-def test_kind_is_written_as_the_pilot_spells_it_for_its_origin(tmp_path: Path, kind: str, origin: str, pilot: str) -> None:
+def test_kind_is_written_as_the_pilot_spells_it_for_its_origin(tmp_path: Path, kind: FileKind, origin: Origin,
+                                                                 pilot: str) -> None:
     assert pilot_kind(kind, origin) == pilot
     item = StagedFileConfig(source=source(tmp_path, "f"), kind=kind)
     (read,) = read_files([("k", item)], origin)

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from updraft import envelope, protocol
 from updraft.factory.credentials import open_credential
+from updraft.factory.model import Credential
 from updraft.tokens import SigningKey, derive_jwt_key, mint
 
 NOW = 1_800_000_000.0
@@ -56,7 +57,7 @@ def main(count: int) -> None:
     ads = [protocol.PublishedRequest(fe, "main", "fac1", f"ce{i}", 1, 1, "idle", 0, f"{fe}@vo", sealed=s)
            for i, (fe, s) in enumerate(zip(frontends, sealed, strict=True))]
     openers = ring.openers(NOW)
-    results: list = []
+    results: list[tuple[Credential | None, str | None]] = []
     opening = best_of_3(lambda: results.__setitem__(slice(None), [open_credential(ad, openers, "fac1") for ad in ads]))
     assert all(credential is not None for credential, _ in results)
     print(f"{count} request ads, one core, best of 3:")

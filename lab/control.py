@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeGuard
+from typing import TypedDict, TypeGuard
 
 import classad2
 import htcondor2
@@ -207,22 +207,31 @@ def _start_master(topology: Topology, runtime: Runtime, instance: Instance) -> N
     runtime.run(["condor_master", "-pidfile", str(pid_file)], env, f"starting the {instance.role} master")
 
 
+class LabState(TypedDict):
+    """What `up` leaves in the lab folder for the commands that come after it."""
+
+    runtime: str
+    root: str
+    base_port: int
+
+
 def _save_state(topology: Topology, runtime: Runtime) -> None:
-    state = {"runtime": runtime.kind, "root": str(runtime.root), "base_port": topology.base_port}
+    state: LabState = {"runtime": runtime.kind, "root": str(runtime.root), "base_port": topology.base_port}
     _write_atomically(topology.base_dir / STATE_FILE, json.dumps(state, indent=2) + "\n")
 
 
-def load_state(base_dir: Path) -> dict | None:
+def load_state(base_dir: Path) -> LabState | None:
     """The state `up` left, or None when the lab was never brought up here."""
     try:
-        return json.loads((base_dir / STATE_FILE).read_text())
+        state: LabState = json.loads((base_dir / STATE_FILE).read_text())
+        return state
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as err:
         raise LabError(f"{base_dir / STATE_FILE} is unreadable: {err}") from err
 
 
-def runtime_from_state(state: dict) -> Runtime:
+def runtime_from_state(state: LabState) -> Runtime:
     return HostRuntime() if state["runtime"] == "host" else ChrootRuntime(Path(state["root"]))
 
 

@@ -23,10 +23,13 @@ system-deps:
 	@scripts/system-deps
 
 # Lint, format check and type check (settings in pyproject.toml).
+# All three run, so one report shows everything; any failure fails the target.
 check: venv
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/python scripts/typecheck
+	@status=0; \
+	$(BIN)/ruff check . || status=1; \
+	$(BIN)/ruff format --check . || status=1; \
+	$(BIN)/python scripts/typecheck || status=1; \
+	exit $$status
 
 # A non-editable install into a fresh venv validates the shipped configs.
 install-check:

@@ -66,9 +66,11 @@ def _describe(action: object) -> str:
     from updraft.factory.model import Release, Remove, Submit
 
     if isinstance(action, Submit):
-        return f"submit {action.count} for {action.frontend}.{action.group} to {action.entry} in clusters {list(action.clusters)}"
+        return (f"submit {action.count} for {action.frontend}.{action.group} to {action.entry} "
+                f"in clusters {list(action.clusters)}")
     if isinstance(action, Remove):
-        return f"remove {len(action.job_ids)} ({action.reason}): {' '.join(action.job_ids[:10])}{' ...' if len(action.job_ids) > 10 else ''}"
+        more = " ..." if len(action.job_ids) > 10 else ""
+        return f"remove {len(action.job_ids)} ({action.reason}): {' '.join(action.job_ids[:10])}{more}"
     if isinstance(action, Release):
         return f"release {len(action.job_ids)}: {' '.join(action.job_ids[:10])}"
     return repr(action)
@@ -177,7 +179,8 @@ def _echo_completed(config: FactoryConfig) -> None:
     for (entry, frontend), stats in sorted(totals.items()):
         steps = ", ".join(f"{step} {n}" for step, n in sorted(stats.failed_by_step.items())) or "-"
         click.echo(f"{entry:<16} {frontend:<12} {stats.pilots:>6} {stats.ok:>5} {stats.failed:>6} {stats.no_report:>6} "
-                   f"{stats.jobs_per_pilot:>10.1f} {stats.mean_lifetime_seconds:>8.0f}s {stats.goodput_fraction:>7.0%}  {steps}")
+                   f"{stats.jobs_per_pilot:>10.1f} {stats.mean_lifetime_seconds:>8.0f}s "
+                   f"{stats.goodput_fraction:>7.0%}  {steps}")
 
 
 @factory.command()

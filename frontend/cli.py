@@ -74,7 +74,8 @@ def _print_summary(result: CycleResult) -> None:
     for ad in result.ads:
         click.echo(
             f"{ad['UpdraftGroup']:<12} {ad['UpdraftEntry'] + '@' + ad['UpdraftFactory']:<28} "
-            f"idle {ad['UpdraftReqIdlePilots']:<4} max {ad['UpdraftReqMaxPilots']:<5} remove {ad['UpdraftReqRemoveMode']}"
+            f"idle {ad['UpdraftReqIdlePilots']:<4} max {ad['UpdraftReqMaxPilots']:<5} "
+            f"remove {ad['UpdraftReqRemoveMode']}"
         )
     for group, jobs in sorted(result.plan.unmatched.items()):
         if not jobs:

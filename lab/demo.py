@@ -418,7 +418,8 @@ def summary(topology: Topology, run: DemoRun) -> list[str]:
     lines += [
         "",
         "where to look next:",
-        f"  status pages   file://{monitoring}/html/index.html and {topology.work_dir / 'frontend/monitoring/html/index.html'}",
+        f"  status pages   file://{monitoring}/html/index.html and "
+        f"{topology.work_dir / 'frontend/monitoring/html/index.html'}",
         f"  XML            {monitoring / 'xml'}",
         f"  RRD            {monitoring / 'rrd'}",
         f"  service logs   {', '.join(str(log) for log in run.logs.values())}",

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help venv system-deps install-check test unit integration demo lab-up lab-down clean
+.PHONY: help venv system-deps check install-check test unit integration demo lab-up lab-down clean
 
 help:
 	@echo "make demo   lab up, factory and frontend as services, 30 jobs run on pilots, a summary (KEEP=1 leaves it running)"
@@ -22,11 +22,20 @@ venv: $(BIN)/updraft
 system-deps:
 	@scripts/system-deps
 
+# Lint, format check and type check (settings in pyproject.toml).
+# All three run, so one report shows everything; any failure fails the target.
+check: venv
+	@status=0; \
+	$(BIN)/ruff check . || status=1; \
+	$(BIN)/ruff format --check . || status=1; \
+	$(BIN)/python scripts/typecheck || status=1; \
+	exit $$status
+
 # A non-editable install into a fresh venv validates the shipped configs.
 install-check:
 	PYTHON=$(PYTHON) scripts/install-check
 
-test: venv system-deps install-check
+test: venv check system-deps install-check
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: venv system-deps

@@ -16,21 +16,23 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from updraft import envelope, protocol  # noqa: E402
-from updraft.factory.credentials import open_credential  # noqa: E402
-from updraft.tokens import SigningKey, derive_jwt_key, mint  # noqa: E402
+from updraft import envelope, protocol
+from updraft.factory.credentials import open_credential
+from updraft.factory.model import Credential
+from updraft.tokens import SigningKey, derive_jwt_key, mint
 
 NOW = 1_800_000_000.0
 
 
-def best_of_3(run) -> float:
+def best_of_3(run: Callable[[], object]) -> float:
     times = []
     for _ in range(3):
         started = time.perf_counter()
@@ -53,9 +55,9 @@ def main(count: int) -> None:
     sealing = best_of_3(lambda: sealed.__setitem__(slice(None), [
         envelope.seal({"identity": f"{fe}@vo", "token": token}, public, "fac1", fe) for fe in frontends]))
     ads = [protocol.PublishedRequest(fe, "main", "fac1", f"ce{i}", 1, 1, "idle", 0, f"{fe}@vo", sealed=s)
-           for i, (fe, s) in enumerate(zip(frontends, sealed))]
+           for i, (fe, s) in enumerate(zip(frontends, sealed, strict=True))]
     openers = ring.openers(NOW)
-    results: list = []
+    results: list[tuple[Credential | None, str | None]] = []
     opening = best_of_3(lambda: results.__setitem__(slice(None), [open_credential(ad, openers, "fac1") for ad in ads]))
     assert all(credential is not None for credential, _ in results)
     print(f"{count} request ads, one core, best of 3:")

@@ -24,9 +24,9 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.factory_synthetic import NOW, Scenario, make_cycle  # noqa: E402
-from updraft.factory.decide import decide  # noqa: E402
-from updraft.factory.model import FactoryPlan, Release, Remove, Submit  # noqa: E402
+from bench.factory_synthetic import NOW, Scenario, make_cycle
+from updraft.factory.decide import decide
+from updraft.factory.model import FactoryPlan, Release, Remove, Submit
 
 SCENARIO = Scenario()
 TARGET_SECONDS = 1.0

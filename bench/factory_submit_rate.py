@@ -20,12 +20,12 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from updraft.condor import Collector, use_client_config  # noqa: E402
-from updraft.factory.act import submit_pilots  # noqa: E402
-from updraft.factory.config import FactoryConfig  # noqa: E402
-from updraft.factory.render import PilotSpec, render_submit  # noqa: E402
-from updraft.lab.labconfig import factory_config, write_component_configs  # noqa: E402
-from updraft.lab.topology import build_topology  # noqa: E402
+from updraft.condor import Collector, use_client_config
+from updraft.factory.act import submit_pilots
+from updraft.factory.config import FactoryConfig
+from updraft.factory.render import PilotSpec, render_submit
+from updraft.lab.labconfig import factory_config, write_component_configs
+from updraft.lab.topology import build_topology
 
 MARK = 'UpdraftBench =?= true'
 
@@ -45,7 +45,7 @@ def main() -> int:
     spec.work_dir.mkdir(parents=True, exist_ok=True)
     spec.work_dir.chmod(0o1777)
     description = {**render_submit(config, "site1", entry, spec), "hold": "true", "+UpdraftBench": "true"}
-    schedd = Collector(lab.wms.collector).schedd(lab.factory.schedd_name)
+    schedd = Collector(lab.wms.collector).schedd(lab.factory.schedd)
     started = time.perf_counter()
     result = submit_pilots(schedd, description, args.pilots, args.cluster_size)
     elapsed = time.perf_counter() - started

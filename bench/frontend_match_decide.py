@@ -27,9 +27,9 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.synthetic import NOW, Scenario, make_config, make_observation  # noqa: E402
-from updraft.frontend.decide import decide  # noqa: E402
-from updraft.frontend.matching import match  # noqa: E402
+from bench.synthetic import NOW, Scenario, make_config, make_observation
+from updraft.frontend.decide import decide
+from updraft.frontend.matching import match
 
 CASES = {
     "a": Scenario(jobs=100_000, shapes=1_000, entries=1_000),

@@ -19,20 +19,24 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.factory_synthetic import NOW, Scenario, make_cycle  # noqa: E402
-from updraft.factory.completed import CompletedStats  # noqa: E402
-from updraft.factory.config import FactoryConfig  # noqa: E402
-from updraft.factory.decide import decide  # noqa: E402
-from updraft.factory.snapshot import CycleFacts, factory_snapshot  # noqa: E402
-from updraft.monitoring import metrics  # noqa: E402
-from updraft.monitoring.config import validate_writers  # noqa: E402
-from updraft.monitoring.registry import build  # noqa: E402
+from bench.factory_synthetic import NOW, Scenario, make_cycle
+from updraft.factory.completed import CompletedStats, Key
+from updraft.factory.config import FactoryConfig
+from updraft.factory.decide import decide
+from updraft.factory.model import Pilot
+from updraft.factory.snapshot import CycleFacts, factory_snapshot
+from updraft.monitoring import metrics
+from updraft.monitoring.config import validate_writers
+from updraft.monitoring.registry import build
 
 STEPS = ("validate", "fetch", "condor", "blackhole")
 
@@ -49,9 +53,9 @@ def config_for(entry_names: list[str]) -> FactoryConfig:
                                          "entries": entries})
 
 
-def completed_totals(pilots, rng: random.Random) -> dict:
+def completed_totals(pilots: Iterable[Pilot], rng: random.Random) -> dict[Key, CompletedStats]:
     keys = sorted({(p.entry, p.frontend) for p in pilots})
-    totals = {}
+    totals: dict[Key, CompletedStats] = {}
     for key in keys:
         failed = {step: rng.randint(0, 5) for step in rng.sample(STEPS, 2)}
         ok = rng.randint(50, 500)
@@ -62,7 +66,10 @@ def completed_totals(pilots, rng: random.Random) -> dict:
     return totals
 
 
-def timed(label: str, action) -> object:
+T = TypeVar("T")
+
+
+def timed(label: str, action: Callable[[], T]) -> T:
     started = time.perf_counter()
     result = action()
     print(f"  {label:<42} {time.perf_counter() - started:8.2f} s")
@@ -88,7 +95,7 @@ def main() -> None:
         for label, moment in (("first cycle", snapshot), ("next cycle", replace(snapshot, time=NOW + 300))):
             print(label)
             for writer in built:
-                timed(f"writer {writer.name}", lambda w=writer, s=moment: w.write(s))
+                timed(f"writer {writer.name}", partial(writer.write, moment))
         pngs = sum(1 for _ in Path(folder).rglob("*.png"))
         rrds = sum(1 for _ in Path(folder).rglob("*.rrd"))
         print(f"  -> {rrds} RRD files, {pngs} graphs")

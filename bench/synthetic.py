@@ -119,7 +119,7 @@ def make_shapes(scenario: Scenario, rng: random.Random) -> list[JobShape]:
             seen.add(key)
             drawn.append(key)
     shapes = []
-    for (schedd, cpus, memory, sites), idle in zip(drawn, _job_counts(scenario.jobs, scenario.shapes, rng)):
+    for (schedd, cpus, memory, sites), idle in zip(drawn, _job_counts(scenario.jobs, scenario.shapes, rng), strict=True):
         attrs: dict[str, object] = {"RequestCpus": cpus, "RequestMemory": memory}
         if sites is not None:
             attrs["DESIRED_Sites"] = sites

@@ -21,7 +21,7 @@ from updraft.lab.cli import lab
 class UpdraftGroup(click.Group):
     """Turns our own errors into one clear line on stderr and exit code 1."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except UpdraftError as err:

@@ -90,7 +90,8 @@ def sealed_key_id(text: str) -> str:
     return _split(text)[0]
 
 
-def _split(text: str) -> tuple[str, bytes]:
+def _split(text: object) -> tuple[str, bytes]:
+    """Any value a request ad carries: the wire is not trusted to send a string."""
     if not isinstance(text, str) or len(text) > MAX_SEALED_CHARS:
         raise SealError(f"a sealed credential is a string of at most {MAX_SEALED_CHARS} characters")
     kid, sep, body = text.partition(":")

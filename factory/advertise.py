@@ -70,7 +70,8 @@ def entry_ads(factory: FactoryConfig, downtimes: Collection[str] = frozenset(),
     Raises TypeError if given anything but names (e.g. the `Downtime`
     records themselves), which would otherwise advertise no downtime at all.
     """
-    strays = [name for name in downtimes if not isinstance(name, str)]
+    # For untyped callers: mypy already refuses anything but names here.
+    strays = [name for name in downtimes if not isinstance(name, str)]  # type: ignore[redundant-expr]
     if strays:
         raise TypeError(f"entry_ads takes the names of entries in downtime (see entries_in_downtime), got {strays[0]!r}")
     totals = totals or {}

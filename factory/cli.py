@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import overload
 
 import click
-
-from updraft.errors import CondorError
-from updraft.monitoring import registry
 
 from updraft.cliutil import config_option as config_option_for
 from updraft.cliutil import count, echo_monitoring_problems, echo_warning
 from updraft.config import Loaded, dotted
-from updraft.errors import ConfigError
+from updraft.errors import CondorError, ConfigError
 from updraft.factory.config import FactoryConfig, load_factory_config
+from updraft.monitoring import registry
 
 config_option = config_option_for("factory")
 
@@ -82,7 +81,7 @@ def _missing_templates(config: FactoryConfig) -> list[tuple[tuple[str, ...], str
     return problems
 
 
-def _load(config_path: Path):
+def _load(config_path: Path) -> FactoryConfig:
     """The validated config, with its HTCondor client set up for this process."""
     from updraft.condor import use_client_config
 
@@ -91,13 +90,15 @@ def _load(config_path: Path):
     return config
 
 
-def _describe(action) -> str:
+def _describe(action: object) -> str:
     from updraft.factory.model import Release, Remove, Submit
 
     if isinstance(action, Submit):
-        return f"submit {action.count} for {action.frontend}.{action.group} to {action.entry} in clusters {list(action.clusters)}"
+        return (f"submit {action.count} for {action.frontend}.{action.group} to {action.entry} "
+                f"in clusters {list(action.clusters)}")
     if isinstance(action, Remove):
-        return f"remove {len(action.job_ids)} ({action.reason}): {' '.join(action.job_ids[:10])}{' ...' if len(action.job_ids) > 10 else ''}"
+        more = " ..." if len(action.job_ids) > 10 else ""
+        return f"remove {len(action.job_ids)} ({action.reason}): {' '.join(action.job_ids[:10])}{more}"
     if isinstance(action, Release):
         return f"release {len(action.job_ids)}: {' '.join(action.job_ids[:10])}"
     return repr(action)
@@ -182,7 +183,7 @@ def status(config_path: Path) -> None:
     from updraft.factory.status import status_rows
 
     config = _load(config_path)
-    view, planned, downtimes = plan_cycle(config, time.time())
+    view, planned, _downtimes = plan_cycle(config, time.time())
     if planned is None:
         raise click.ClickException("the pilot queue could not be read")
     click.echo(f"{'entry':<16} {'frontend':<12} {'requested':>9} {'waiting':>7} {'pending':>7} {'staging':>7} "
@@ -193,7 +194,7 @@ def status(config_path: Path) -> None:
     _echo_completed(config)
 
 
-def _echo_completed(config) -> None:
+def _echo_completed(config: FactoryConfig) -> None:
     """Completed pilots as counted from their reports since the factory started counting."""
     from updraft.factory.completed import CompletedTotals
     from updraft.factory.accounting import totals_path
@@ -206,7 +207,8 @@ def _echo_completed(config) -> None:
     for (entry, frontend), stats in sorted(totals.items()):
         steps = ", ".join(f"{step} {n}" for step, n in sorted(stats.failed_by_step.items())) or "-"
         click.echo(f"{entry:<16} {frontend:<12} {stats.pilots:>6} {stats.ok:>5} {stats.failed:>6} {stats.no_report:>6} "
-                   f"{stats.jobs_per_pilot:>10.1f} {stats.mean_lifetime_seconds:>8.0f}s {stats.goodput_fraction:>7.0%}  {steps}")
+                   f"{stats.jobs_per_pilot:>10.1f} {stats.mean_lifetime_seconds:>8.0f}s "
+                   f"{stats.goodput_fraction:>7.0%}  {steps}")
 
 
 @factory.command()
@@ -291,7 +293,7 @@ def downtimes(config_path: Path) -> None:
                    f"{_show(d.end) if d.end else 'open':<20} {d.comment}")
 
 
-def _check_entry(config, entry: str) -> None:
+def _check_entry(config: FactoryConfig, entry: str) -> None:
     from updraft.factory.policy import advertised_entries
 
     names = sorted(advertised_entries(config))
@@ -299,9 +301,13 @@ def _check_entry(config, entry: str) -> None:
         raise click.BadParameter(f"{entry!r} is not an advertised entry ({', '.join(names) or 'none'})", param_hint="--entry")
 
 
+@overload
+def _when(text: str | None, default: float) -> float: ...
+@overload
+def _when(text: str | None, default: None) -> float | None: ...
 def _when(text: str | None, default: float | None) -> float | None:
     """ISO 8601 (naive means UTC) or epoch seconds."""
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     if text is None:
         return default
@@ -313,10 +319,10 @@ def _when(text: str | None, default: float | None) -> float | None:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise click.BadParameter(f"{text!r}: expected ISO 8601 (2026-11-22T10:00) or epoch seconds") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _show(when: float) -> str:
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
-    return datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -72,14 +73,31 @@ def _private(text: str) -> X25519PrivateKey:
     return X25519PrivateKey.from_private_bytes(base64.b64decode(text, validate=True))
 
 
-def keyring_to_json(ring: envelope.Keyring) -> dict:
+class _CurrentKeyJson(TypedDict):
+    key: str
+    created_at: float
+
+
+class _RetiredKeyJson(TypedDict):
+    key: str
+    retired_at: float
+
+
+class KeyringJson(TypedDict):
+    """The keyring file's content: base64 raw X25519 private keys."""
+
+    current: _CurrentKeyJson
+    retired: NotRequired[list[_RetiredKeyJson]]
+
+
+def keyring_to_json(ring: envelope.Keyring) -> KeyringJson:
     return {
         "current": {"key": _raw_private(ring.current), "created_at": ring.created_at},
         "retired": [{"key": _raw_private(r.key), "retired_at": r.retired_at} for r in ring.retired],
     }
 
 
-def keyring_from_json(data: Mapping, grace_seconds: float) -> envelope.Keyring:
+def keyring_from_json(data: KeyringJson, grace_seconds: float) -> envelope.Keyring:
     current = data["current"]
     retired = tuple(envelope.RetiredKey(_private(r["key"]), float(r["retired_at"])) for r in data.get("retired", ()))
     return envelope.Keyring(_private(current["key"]), retired, grace_seconds, float(current["created_at"]))
@@ -204,7 +222,7 @@ class CredentialStore:
         symlink is never followed (it is deleted like a stray token).
         """
         keep = set(needed)
-        deleted = []
+        deleted: list[Path] = []
         if not self.root.is_dir():
             return deleted
         for folder in sorted(self.root.iterdir()):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from updraft.factory.completed import CompletedStats, Key
 from updraft.factory.config import FactoryConfig, nodes_in
@@ -12,7 +13,6 @@ from updraft.factory.model import LIVE_STATES, FactoryPlan, Pilot
 from updraft.factory.policy import advertised_entries
 from updraft.monitoring.snapshot import (
     COMPLETED_COUNTERS,
-    PILOT_STATES,
     CompletedRow,
     EntryStatus,
     FactorySnapshot,
@@ -56,9 +56,20 @@ def cores_per_pilot(config: FactoryConfig) -> dict[str, int]:
     return {name: entry.cpus_per_pilot * nodes_in(entry.attributes) for name, entry in advertised_entries(config).items()}
 
 
-def _states(pilots: Iterable[Pilot]) -> dict[str, int]:
+class _StateCounts(TypedDict):
+    """Pilots by state: the fields `updraft.monitoring.snapshot.PILOT_STATES` names."""
+
+    waiting: int
+    pending: int
+    staging: int
+    running: int
+    held: int
+
+
+def _states(pilots: Iterable[Pilot]) -> _StateCounts:
     counts = Counter(p.state.value for p in pilots)
-    return {state: counts.get(state, 0) for state in PILOT_STATES}
+    return _StateCounts(waiting=counts["waiting"], pending=counts["pending"], staging=counts["staging"],
+                        running=counts["running"], held=counts["held"])
 
 
 def _entries(cores: Mapping[str, int], live: list[Pilot], down: frozenset[str]) -> tuple[EntryStatus, ...]:

@@ -33,11 +33,12 @@ def status_rows(plan: FactoryPlan, pilots: Iterable[Pilot], requests: Iterable[p
     for decision in plan.decisions:
         bounds.setdefault((decision.entry, decision.frontend), set()).update(decision.bound_by)
     keys = sorted({(e, f) for e, f, _ in states} | set(requested) | set(bounds))
-    return [
-        StatusRow(entry, frontend, requested[entry, frontend],
-                  *(states[entry, frontend, state] for state in ROW_STATES), tuple(sorted(bounds.get((entry, frontend), ()))))
-        for entry, frontend in keys
-    ]
+    rows = []
+    for entry, frontend in keys:
+        waiting, pending, staging, running, held = (states[entry, frontend, state] for state in ROW_STATES)
+        rows.append(StatusRow(entry, frontend, requested[entry, frontend], waiting, pending, staging, running, held,
+                              tuple(sorted(bounds.get((entry, frontend), ())))))
+    return rows
 
 
 ROW_STATES = (PilotState.WAITING, PilotState.PENDING, PilotState.STAGING, PilotState.RUNNING, PilotState.HELD)

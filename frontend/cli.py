@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from updraft.errors import CondorError
-from updraft.monitoring import registry
-
 from updraft.cliutil import config_option as config_option_for
 from updraft.cliutil import count, echo_monitoring_problems, echo_warning
-from updraft.frontend.config import load_frontend_config
+from updraft.frontend.config import FrontendConfig, load_frontend_config
+from updraft.monitoring import registry
 from updraft.tokens import load_signing_key
+
+if TYPE_CHECKING:
+    # Imported when a command runs, not when the CLI loads.
+    from updraft.frontend.service import CycleResult
 
 config_option = config_option_for("frontend")
 
@@ -58,7 +62,7 @@ def check_config(config_path: Path) -> None:
                    "before they end")
 
 
-def _load(config_path: Path):
+def _load(config_path: Path) -> FrontendConfig:
     """The validated config, with its HTCondor client set up for this process."""
     from updraft.condor import use_client_config
 
@@ -67,11 +71,12 @@ def _load(config_path: Path):
     return config
 
 
-def _print_summary(result) -> None:
+def _print_summary(result: CycleResult) -> None:
     for ad in result.ads:
         click.echo(
             f"{ad['UpdraftGroup']:<12} {ad['UpdraftEntry'] + '@' + ad['UpdraftFactory']:<28} "
-            f"idle {ad['UpdraftReqIdlePilots']:<4} max {ad['UpdraftReqMaxPilots']:<5} remove {ad['UpdraftReqRemoveMode']}"
+            f"idle {ad['UpdraftReqIdlePilots']:<4} max {ad['UpdraftReqMaxPilots']:<5} "
+            f"remove {ad['UpdraftReqRemoveMode']}"
         )
     for group, jobs in sorted(result.plan.unmatched.items()):
         if not jobs:
@@ -162,13 +167,13 @@ def explain(config_path: Path, entry_name: str | None, unmatched: bool, group_na
     if (entry_name is None) == (not unmatched):
         raise click.UsageError("give either --entry NAME or --unmatched")
     config = _load(config_path)
-    if unmatched:
+    if entry_name is None:  # so --unmatched
         _explain_unmatched(config, group_name)
     else:
         _explain_entry(config, entry_name, group_name)
 
 
-def _explain_entry(config, entry_name: str, group_name: str | None) -> None:
+def _explain_entry(config: FrontendConfig, entry_name: str, group_name: str | None) -> None:
     import time
 
     from updraft.frontend.explain import explain as explain_decision
@@ -183,7 +188,7 @@ def _explain_entry(config, entry_name: str, group_name: str | None) -> None:
         click.echo(explain_decision(decision))
 
 
-def _explain_unmatched(config, group_name: str | None) -> None:
+def _explain_unmatched(config: FrontendConfig, group_name: str | None) -> None:
     import time
 
     from updraft.frontend.observe import observe

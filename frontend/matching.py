@@ -228,7 +228,7 @@ def _build_entry_table(
 class _Evaluator:
     """Evaluates the rule once per (shape class, entry class) and remembers the answer."""
 
-    __slots__ = ("rule", "table", "shape_classes", "shape_ads", "entry_ads", "answers", "evaluations")
+    __slots__ = ("answers", "entry_ads", "evaluations", "rule", "shape_ads", "shape_classes", "table")
 
     def __init__(self, rule: MatchRule, table: _EntryTable) -> None:
         self.rule = rule
@@ -283,7 +283,7 @@ def _candidates(
 class _Totals:
     """Per-entry running sums while shapes are spread (lists: this is the hot loop)."""
 
-    __slots__ = ("idle", "old_idle", "running", "pilots", "old_pilots", "shapes", "requirements")
+    __slots__ = ("idle", "old_idle", "old_pilots", "pilots", "requirements", "running", "shapes")
 
     def __init__(self, size: int) -> None:
         self.idle = [0.0] * size

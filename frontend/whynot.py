@@ -99,7 +99,8 @@ def _index_refusal(shape: JobShape, entry: EntryAd, group: Group) -> str | None:
     offered = lowered(entry.attrs).get(index.entry_attr.lower())
     if offered is not None and str(offered).strip() in wanted:
         return None
-    return f"the job's {index.job_attr} lists {', '.join(wanted) or 'nothing'}; the entry's {index.entry_attr} is {offered!r}"
+    return (f"the job's {index.job_attr} lists {', '.join(wanted) or 'nothing'}; "
+            f"the entry's {index.entry_attr} is {offered!r}")
 
 
 class _Judge:

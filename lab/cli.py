@@ -55,7 +55,8 @@ def lab() -> None:
 @click.option("--base-port", type=click.IntRange(1024, 65000), default=DEFAULT_BASE_PORT, show_default=True,
               help="VO collector port; the WMS collector and sites use the next ones.")
 @click.option("--runtime", "runtime_choice", type=click.Choice(["auto", "host", "root"]), default="auto", show_default=True,
-              help="host: HTCondor installed here; root: Debian's HTCondor in a cached debootstrap root; auto: host if installed.")
+              help="host: HTCondor installed here; root: Debian's HTCondor in a cached debootstrap root; "
+                   "auto: host if installed.")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CACHE, envvar="UPDRAFT_CACHE",
               show_default=True, help="Where the HTCondor root is built once and reused [env UPDRAFT_CACHE].")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for every daemon to advertise.")
@@ -165,6 +166,8 @@ def start(lab_dir: Path, instance: str, daemon: str | None) -> None:
         click.echo(f"{daemon.upper()} on {instance} started")
         return
     state = control.load_state(topology.base_dir)
+    if state is None:  # taken down since _existing_topology looked
+        raise LabError(f"no lab in {lab_dir}: run `updraft lab up` first")
     control.start_instance(topology, control.runtime_from_state(state), instance)
     click.echo(f"{instance} started")
 

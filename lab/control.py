@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict, TypeGuard
 
 import classad2
 import htcondor2
@@ -166,8 +167,8 @@ def _ensure_credentials(topology: Topology, runtime: Runtime) -> None:
         runtime.run(["condor_token_create", "-identity", role.identity, "-key", "POOL", "-file", str(token)], env,
                     f"creating the {role.user} token")
     for role in PILOT_OWNERS:  # written as root into the user's folder: never through a planted symlink
-        token = (topology.role_tokens(role) / role.user).read_bytes()
-        write_atomically(topology.gahp_tokens_dir / role.user / role.user, token, 0o600, runtime.ids(role.user))
+        content = (topology.role_tokens(role) / role.user).read_bytes()
+        write_atomically(topology.gahp_tokens_dir / role.user / role.user, content, 0o600, runtime.ids(role.user))
 
 
 def _read_pid(path: Path) -> int | None:
@@ -177,7 +178,8 @@ def _read_pid(path: Path) -> int | None:
         return None
 
 
-def _alive(pid: int | None) -> bool:
+def _alive(pid: int | None) -> TypeGuard[int]:
+    """Whether `pid` names a live process (None never does)."""
     if pid is None:
         return False
     try:
@@ -198,22 +200,31 @@ def _start_master(topology: Topology, runtime: Runtime, instance: Instance) -> N
     runtime.run(["condor_master", "-pidfile", str(pid_file)], env, f"starting the {instance.role} master")
 
 
+class LabState(TypedDict):
+    """What `up` leaves in the lab folder for the commands that come after it."""
+
+    runtime: str
+    root: str
+    base_port: int
+
+
 def _save_state(topology: Topology, runtime: Runtime) -> None:
-    state = {"runtime": runtime.kind, "root": str(runtime.root), "base_port": topology.base_port}
+    state: LabState = {"runtime": runtime.kind, "root": str(runtime.root), "base_port": topology.base_port}
     write_atomically(topology.base_dir / STATE_FILE, json.dumps(state, indent=2) + "\n")
 
 
-def load_state(base_dir: Path) -> dict | None:
+def load_state(base_dir: Path) -> LabState | None:
     """The state `up` left, or None when the lab was never brought up here."""
     try:
-        return json.loads((base_dir / STATE_FILE).read_text())
+        state: LabState = json.loads((base_dir / STATE_FILE).read_text())
+        return state
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as err:
         raise LabError(f"{base_dir / STATE_FILE} is unreadable: {err}") from err
 
 
-def runtime_from_state(state: dict) -> Runtime:
+def runtime_from_state(state: LabState) -> Runtime:
     return HostRuntime() if state["runtime"] == "host" else ChrootRuntime(Path(state["root"]))
 
 
@@ -245,7 +256,7 @@ def _register_operator(topology: Topology) -> None:
     super user who never submitted there is "anonymous" and refused. One
     held job, removed at once, creates the record.
     """
-    schedd = Collector(topology.wms.collector).schedd(topology.factory.schedd_name)
+    schedd = Collector(topology.wms.collector).schedd(topology.factory.schedd)
     cluster = schedd.submit({"executable": "/bin/true", "hold": "true", "+UpdraftLabRegistration": "true"})
     schedd.remove(f"ClusterId == {cluster}", "the lab operator's registration")
 

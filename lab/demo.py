@@ -134,7 +134,7 @@ def demo_jobs(topology: Topology, since: float) -> list[dict[str, Any]]:
 
 
 def factory_schedd(topology: Topology) -> Schedd:
-    return Collector(topology.wms.collector).schedd(topology.factory.schedd_name)
+    return Collector(topology.wms.collector).schedd(topology.factory.schedd)
 
 
 LAB_PILOTS = pilot_constraint(FACTORY_NAME)
@@ -419,7 +419,8 @@ def summary(topology: Topology, run: DemoRun) -> list[str]:
     lines += [
         "",
         "where to look next:",
-        f"  status pages   file://{monitoring}/html/index.html and {topology.work_dir / 'frontend/monitoring/html/index.html'}",
+        f"  status pages   file://{monitoring}/html/index.html and "
+        f"{topology.work_dir / 'frontend/monitoring/html/index.html'}",
         f"  XML            {monitoring / 'xml'}",
         f"  RRD            {monitoring / 'rrd'}",
         f"  service logs   {', '.join(str(log) for log in run.logs.values())}",

@@ -98,7 +98,8 @@ def frontend_config(topology: Topology) -> dict[str, Any]:
     """A frontend for the lab's VO: jobs name the sites they accept in DESIRED_Sites."""
     group = {
         "job_constraint": "true",
-        "match_expr": "stringListMember(TARGET.GLIDEIN_Site, MY.DESIRED_Sites) && MY.RequestCpus <= TARGET.GLIDEIN_CPUS",
+        "match_expr": "stringListMember(TARGET.GLIDEIN_Site, MY.DESIRED_Sites) "
+                      "&& MY.RequestCpus <= TARGET.GLIDEIN_CPUS",
         "match_index": {"job_attr": "DESIRED_Sites", "entry_attr": "GLIDEIN_Site"},
         "old_idle_seconds": 60,
         "min_pilot_lifetime_seconds": 120,

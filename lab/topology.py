@@ -75,6 +75,13 @@ class Instance:
     def master_name(self) -> str:
         return f"{self.name}@{UID_DOMAIN}"
 
+    @property
+    def schedd(self) -> str:
+        """The name of this instance's schedd; ValueError for an instance that runs none."""
+        if self.schedd_name is None:
+            raise ValueError(f"the {self.name} instance runs no schedd")
+        return self.schedd_name
+
     def expected_ads(self) -> tuple[tuple[str, str | None], ...]:
         """(ad type, name) pairs this instance's daemons advertise to its collector.
 
@@ -133,7 +140,7 @@ class Topology:
     @property
     def user_schedds(self) -> tuple[str, ...]:
         """Where VO users queue jobs: two schedds, so one can fail while the other works."""
-        return (self.vo.schedd_name, self.submit2.schedd_name)
+        return (self.vo.schedd, self.submit2.schedd)
 
     def instance_dir(self, instance: Instance) -> Path:
         return self.base_dir / "daemons" / instance.name

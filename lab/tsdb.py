@@ -69,7 +69,8 @@ def free_port() -> int:
     """A loopback port nobody listens on now (the kernel's pick, so parallel sessions do not collide)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -142,7 +143,8 @@ def answers(url: str, timeout: float = 1.0) -> bool:
     """A 2xx from `url`: the server is up and its storage is open."""
     try:
         with _NO_PROXY.open(url, timeout=timeout) as response:
-            return 200 <= response.status < 300
+            status: int = response.status
+            return 200 <= status < 300
     except (urllib.error.URLError, OSError):
         return False
 
@@ -215,7 +217,8 @@ def _request(url: str, form: dict[str, str] | None = None, timeout: float = 10.0
     data = urllib.parse.urlencode(form).encode() if form is not None else None
     try:
         with _NO_PROXY.open(urllib.request.Request(url, data=data), timeout=timeout) as response:
-            return response.read()
+            body: bytes = response.read()
+            return body
     except urllib.error.HTTPError as err:
         with err:
             detail = err.read().decode(errors="replace").strip()[:500]
@@ -235,7 +238,7 @@ def influxql(url: str, query: str, database: str | None = None) -> list[dict[str
     answer = json.loads(_request(f"{url}/query", form))
     if "error" in answer:
         raise LabError(f"InfluxQL {query!r}: {answer['error']}")
-    results = answer.get("results", [])
+    results: list[dict[str, Any]] = answer.get("results", [])
     for result in results:
         if "error" in result:
             raise LabError(f"InfluxQL {query!r}: {result['error']}")
@@ -267,5 +270,6 @@ def vm_query(url: str, promql: str, at: float | None = None) -> dict[str, Any]:
     answer = json.loads(_request(f"{url}/api/v1/query", form))
     if answer.get("status") != "success":
         raise LabError(f"PromQL {promql!r}: {answer.get('error', answer)}")
-    return answer["data"]
+    data: dict[str, Any] = answer["data"]
+    return data
 

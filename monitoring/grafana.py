@@ -419,7 +419,7 @@ def rendered() -> dict[str, str]:
 def problems(dashboard: Dashboard) -> list[str]:
     """What would make a panel empty or wrong: names the catalogue lacks, counters not graphed as
     rates, gauges graphed as rates, filters with no variable behind them."""
-    found = []
+    found: list[str] = []
     variables = {v.name for v in dashboard.variables}
     for variable in dashboard.variables:
         spec = _spec(variable.measurement, found)

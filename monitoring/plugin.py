@@ -21,7 +21,8 @@ from updraft.monitoring.snapshot import Snapshot
 class Writer(Protocol):
     """A monitoring backend: one method, taking the cycle's snapshot."""
 
-    name: str
+    @property
+    def name(self) -> str: ...  # read-only: a frozen dataclass or a plain attribute both fit
 
     def write(self, snapshot: Snapshot) -> None: ...
 

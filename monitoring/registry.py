@@ -17,12 +17,17 @@ from updraft.errors import ConfigError, MonitoringError
 from updraft.monitoring.plugin import Writer, WriterPlugin
 from updraft.monitoring.report import Reporter
 
+
 class MonitoringSettings(Protocol):
     """The ``monitoring:`` config section (`updraft.monitoring.config.MonitoringConfig`)."""
 
-    dir: Path
-    writers: Mapping[str, Any]
-    deadline_seconds: float
+    # Read-only, so the frozen config model satisfies it.
+    @property
+    def dir(self) -> Path: ...
+    @property
+    def writers(self) -> Mapping[str, Any]: ...
+    @property
+    def deadline_seconds(self) -> float: ...
 
 
 ENTRY_POINT_GROUP = "updraft.monitoring.writers"
@@ -85,7 +90,7 @@ def reporter(monitoring: MonitoringSettings) -> Reporter:
 
 def check(writers: Mapping[str, Any], directory: Path) -> list[str]:
     """What the configured writers find wrong with their files on disk (for `reconfig`)."""
-    problems = []
+    problems: list[str] = []
     for name, settings in writers.items():
         found = plugin(name)
         if found.check is None:

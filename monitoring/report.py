@@ -46,7 +46,7 @@ class _Run:
                     writer.write(snapshot)
                 # The boundary between provisioning and plugins, ours or third
                 # parties': whatever a writer raises is reported, never propagated.
-                except Exception as err:  # noqa: BLE001
+                except Exception as err:
                     self.errors[writer.name] = f"{type(err).__name__}: {err}"
                 self.finished.add(writer.name)
         finally:

@@ -19,8 +19,8 @@ from updraft.condor import Collector, Schedd, use_client_config
 from updraft.lab import control
 from updraft.lab import tsdb as tsdb_lab
 from updraft.lab.runtime import Runtime, choose_runtime, ensure_root
-from updraft.lab.tsdb import TimeSeriesServers
 from updraft.lab.topology import Topology, build_topology
+from updraft.lab.tsdb import TimeSeriesServers
 
 
 @pytest.fixture(scope="session")

@@ -11,15 +11,16 @@ backends (XML, RRD, InfluxDB) hold for the run.
 from __future__ import annotations
 
 import subprocess
-from collections import Counter
 import time
 import xml.etree.ElementTree as ET
+from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from updraft.lab.demo import DemoRun, pilot_ending, run_workload, tracebacks
-from updraft.lab.tsdb import influxql
 from updraft.lab.topology import Topology
+from updraft.lab.tsdb import influxql
 from updraft.lab.workload import DEMO_WORKLOAD, WORKLOAD_ATTR
 
 RUNNABLE = {shape.name: shape for shape in DEMO_WORKLOAD if shape.runnable}

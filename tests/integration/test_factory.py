@@ -20,22 +20,21 @@ from pathlib import Path
 import htcondor2
 import pytest
 import yaml
-from updraft.condor import Collector
-from updraft.factory.config import load_factory_config
-from updraft.frontend.config import FrontendConfig
-from updraft.frontend.model import Decision, EntryAd, RemoveMode
-from updraft.frontend.credentials import FactoryKey, seal_requests
-from updraft.frontend.publish import request_ad
+
 from updraft import protocol
-from updraft.factory.config import FactoryConfig
+from updraft.condor import Collector
+from updraft.factory.config import FactoryConfig, load_factory_config
 from updraft.factory.credentials import load_keyring, public_key_attributes
-from updraft.lab.topology import FRONTEND
+from updraft.frontend.config import FrontendConfig
+from updraft.frontend.credentials import FactoryKey, seal_requests
+from updraft.frontend.model import Decision, EntryAd, RemoveMode
+from updraft.frontend.publish import request_ad
 from updraft.lab.labconfig import (
     factory_config,
     frontend_config,
     write_component_configs,
 )
-from updraft.lab.topology import Topology
+from updraft.lab.topology import FRONTEND, Topology
 
 from .jobs import pilot_token, wait_for
 from .roles import advertise_as, invalidate_as

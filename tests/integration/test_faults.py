@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from updraft import protocol
 from updraft.condor import Collector
 from updraft.lab import control

@@ -15,11 +15,13 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
 import htcondor2
 import pytest
 import yaml
+
 from updraft import protocol
 from updraft.condor import Collector
 from updraft.factory.advertise import entry_ads
@@ -68,7 +70,7 @@ def entries(lab: Topology) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def queued_jobs(lab: Topology) -> int:
+def queued_jobs(lab: Topology) -> Iterator[int]:
     """Idle user jobs that no startd will take (requirements false): only the frontend looks at them."""
     names = lab.user_schedds
     schedds = [Collector(lab.vo.collector).schedd(name) for name in names]
@@ -132,8 +134,8 @@ def test_plan_diffs_against_what_is_published_without_publishing(lab, frontend_y
     updraft("frontend", "once", "--config", str(frontend_yaml))
     before = requests(lab)
     done = updraft("frontend", "plan", "--config", str(frontend_yaml))
-    lines = [l for l in done.stdout.splitlines() if "site" in l]
-    assert len(lines) == 2 and all(l.startswith("=") for l in lines), done.stdout
+    lines = [line for line in done.stdout.splitlines() if "site" in line]
+    assert len(lines) == 2 and all(line.startswith("=") for line in lines), done.stdout
     assert {k: v[protocol.R_CYCLE] for k, v in requests(lab).items()} == {k: v[protocol.R_CYCLE] for k, v in before.items()}
 
 

@@ -26,7 +26,7 @@ def test_status_shows_every_daemon_of_the_topology_up(lab: Topology) -> None:
     assert done.returncode == 0, done.stderr
     for instance in lab.instances:
         for ad_type, name in instance.expected_ads():
-            line = next(l for l in done.stdout.splitlines() if l.split()[:2] == [instance.name, ad_type])
+            line = next(row for row in done.stdout.splitlines() if row.split()[:2] == [instance.name, ad_type])
             assert line.endswith(" up"), line
             assert name is None or name in line
     assert "MISSING" not in done.stdout

@@ -9,6 +9,7 @@ byte for byte, and the pages must only show images that exist.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import re
 import shutil
@@ -146,13 +147,13 @@ def test_gauges_hold_what_each_snapshot_said(monitoring_dir: Path) -> None:
             assert stored[int(snapshot.time)] == pytest.approx(dict(expected)), (name, tags, snapshot.cycle)
     frontend = writer(monitoring_dir)
     fe_snapshots = [frontend_snapshot(k) for k in range(4)]
-    for snapshot in fe_snapshots:
-        frontend.write(snapshot)
+    for fe_snapshot in fe_snapshots:
+        frontend.write(fe_snapshot)
     path = rrd_file(frontend.root, metrics.FRONTEND_MATCH, ("vo1", SCRIPT, "a/b"))
     stored = fetch(path, T0 - STEP, T0 + 3 * STEP)
-    for snapshot in fe_snapshots:
-        assert stored[int(snapshot.time)]["jobs_idle"] == pytest.approx(10.0 / 3 + snapshot.cycle)
-        assert stored[int(snapshot.time)]["in_downtime"] == 1.0
+    for fe_snapshot in fe_snapshots:
+        assert stored[int(fe_snapshot.time)]["jobs_idle"] == pytest.approx(10.0 / 3 + fe_snapshot.cycle)
+        assert stored[int(fe_snapshot.time)]["in_downtime"] == 1.0
 
 
 def test_counters_are_stored_as_rates_and_a_reset_is_no_spike(monitoring_dir: Path) -> None:
@@ -387,12 +388,12 @@ def test_a_big_component_draws_its_graphs_over_several_cycles_missing_ones_first
     w.write(factory_snapshot(1))
     folder = monitoring_dir / "html" / "factory-fac"
     counts = []
-    for k in range(1, 40):
+    for _ in range(1, 40):
         pages.write(factory_snapshot(1))
         counts.append(len(list(folder.rglob("*.png"))))
         if len(counts) > 1 and counts[-1] == counts[-2]:
             break
-    assert counts[0] == 5 and all(b - a <= 5 for a, b in zip(counts, counts[1:]))
+    assert counts[0] == 5 and all(b - a <= 5 for a, b in itertools.pairwise(counts))
     assert counts[-1] > 10  # every graph arrived in the end, a few per cycle
     assert_page_is_whole(folder / "index.html")
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+
 from updraft.errors import LabError, MonitoringError
 from updraft.lab import tsdb as tsdb_lab
 from updraft.lab.tsdb import TimeSeriesServers
@@ -341,7 +342,7 @@ def failing_write(settings: InfluxSettings, caplog: pytest.LogCaptureFixture) ->
 def test_a_server_that_is_down_is_a_monitoring_error_without_the_token(caplog: pytest.LogCaptureFixture) -> None:
     url = f"http://127.0.0.1:{tsdb_lab.free_port()}"
     for api in ("v2", "v1"):
-        extra = {"org": "grid"} if api == "v2" else {}
+        extra: dict[str, Any] = {"org": "grid"} if api == "v2" else {}
         err = failing_write(InfluxSettings(api=api, url=url, bucket="updraft", token=SecretStr(TOKEN), **extra),
                             caplog)
         assert f"write to {url} failed: cannot connect: Connection refused" in str(err)

@@ -49,7 +49,7 @@ def configs(lab: Topology, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     frontend["groups"]["main"]["pilot_start"] = GROUP_START
     frontend["work_dir"] = str(folder / "frontend")
     paths = folder / "factory.yaml", folder / "frontend.yaml"
-    for path, content in zip(paths, (factory, frontend)):
+    for path, content in zip(paths, (factory, frontend), strict=True):
         path.write_text(yaml.safe_dump(content))
     assert "staged site1: http://" in updraft("factory", "reconfig", "--config", str(paths[0])).stdout
     assert "staged main: http://" in updraft("frontend", "reconfig", "--config", str(paths[1])).stdout

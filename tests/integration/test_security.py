@@ -24,8 +24,8 @@ import pytest
 import yaml
 
 from updraft.condor import Collector, Schedd
-from updraft.factory.credentials import keyring_path
 from updraft.factory.config import FactoryConfig
+from updraft.factory.credentials import keyring_path
 from updraft.lab.control import LAB_DATABASE
 from updraft.lab.labconfig import factory_config, frontend_config, write_component_configs
 from updraft.lab.topology import FACTORY, FRONTEND, OPERATOR, PILOT, UID_DOMAIN, Topology
@@ -131,7 +131,7 @@ def canary_configs(lab: Topology, tmp_path_factory: pytest.TempPathFactory) -> t
     frontend["work_dir"] = str(lab.work_dir / "security-frontend")
     frontend["monitoring"]["dir"] = str(lab.work_dir / "security-frontend" / "monitoring")
     paths = folder / "factory.yaml", folder / "frontend.yaml"
-    for path, content in zip(paths, (factory, frontend)):
+    for path, content in zip(paths, (factory, frontend), strict=True):
         path.write_text(yaml.safe_dump(content))
     updraft("factory", "reconfig", "--config", str(paths[0]))
     updraft("frontend", "reconfig", "--config", str(paths[1]))

@@ -25,7 +25,7 @@ IDENTITY = {"UPDRAFT_FACTORY": "fac", "UPDRAFT_ENTRY": "site1", "UPDRAFT_FRONTEN
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

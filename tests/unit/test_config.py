@@ -496,7 +496,7 @@ def test_models_are_deeply_immutable(tree):
     with pytest.raises(pydantic.ValidationError):
         config.groups["main"].limits.max_idle_pilots = 1  # type: ignore[misc]
     with pytest.raises(TypeError):
-        config.groups["other"] = config.groups["main"]  # type: ignore[index]
+        config.groups["other"] = config.groups["main"]
     with pytest.raises(AttributeError):
         config.schedds.append("x")  # type: ignore[attr-defined]
     assert config.name == "test-vo"

@@ -94,7 +94,7 @@ def test_an_unreadable_keyring_is_an_error_not_a_silent_new_key(tmp_path: Path) 
     load_keyring(config, NOW)
     path = tmp_path / "factory" / "keyring" / "keyring.json"
     path.write_text("{not json")
-    with pytest.raises(CredentialStoreError, match="unreadable.*move it aside"):
+    with pytest.raises(CredentialStoreError, match=r"unreadable.*move it aside"):
         load_keyring(config, NOW)
     assert path.read_text() == "{not json"
 
@@ -124,7 +124,7 @@ def test_tokens_due(tmp_path: Path, left: float | None, due: bool) -> None:
 def test_tokens_need_an_identity_and_a_refresh_below_the_lifetime(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="identity: required with pilot_tokens"):
         frontend_config(tmp_path, identity=None)
-    with pytest.raises(ValueError, match="refresh_seconds .* must be below lifetime_seconds"):
+    with pytest.raises(ValueError, match=r"refresh_seconds .* must be below lifetime_seconds"):
         FrontendConfig.model_validate({**frontend_config(tmp_path).model_dump(mode="json"),
                                        "pilot_tokens": {"signing_key_file": "/k", "trust_domain": "lab",
                                                         "identity": "p@lab", "lifetime_seconds": 60,

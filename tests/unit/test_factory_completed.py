@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
+from updraft.condor import Ad
 from updraft.errors import CondorError
 from updraft.factory.completed import (
     HISTORY_PROJECTION,
@@ -95,11 +97,11 @@ def history_ad(cluster: int, proc: int = 0, *, at: int = NOW, status: int = 4, o
 class FakeSchedd:
     """Answers history queries with canned ads, one list per call, and records what was asked."""
 
-    def __init__(self, *answers: list[dict[str, object]] | Exception) -> None:
+    def __init__(self, *answers: list[Ad] | Exception) -> None:
         self.answers = list(answers)
         self.calls: list[tuple[str, tuple[str, ...], int]] = []
 
-    def history(self, constraint: str, projection: tuple[str, ...] = (), limit: int = -1) -> list[dict[str, object]]:
+    def history(self, constraint: str, projection: Iterable[str] = (), limit: int = -1) -> list[Ad]:
         self.calls.append((constraint, tuple(projection), limit))
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
@@ -318,7 +320,11 @@ def test_output_is_read_only_for_new_pilots(tmp_path: Path, monkeypatch: pytest.
     import updraft.factory.completed as completed
 
     read: list[str] = []
-    monkeypatch.setattr(completed, "read_report", lambda path, max_bytes: (read.append(path), (None, NO_REPORT))[1])
+    def fake_read_report(path: str, max_bytes: int) -> tuple[None, str]:
+        read.append(path)
+        return None, NO_REPORT
+
+    monkeypatch.setattr(completed, "read_report", fake_read_report)
     schedd = FakeSchedd([history_ad(1, out="/o/1")], [history_ad(1, out="/o/1"), history_ad(2, out="/o/2")])
     _, checkpoint = read_completed(schedd, "fac", Checkpoint(since=NOW))
     read_completed(schedd, "fac", checkpoint)
@@ -457,7 +463,7 @@ def test_summaries_per_entry_and_frontend_and_in_total() -> None:
     assert (vo.jobs_run, vo.pilots_without_jobs, vo.lifetime_seconds) == (4, 2, 420)
     assert vo.failed_by_step == {"fetch": 1}
     assert vo.no_report_by_problem == {NO_OUTPUT: 1}
-    assert (vo.jobs_per_pilot, vo.mean_lifetime_seconds) == (pytest.approx(4 / 3), pytest.approx(140))
+    assert (vo.jobs_per_pilot, vo.mean_lifetime_seconds) == pytest.approx((4 / 3, 140))
     everything = totals(stats)
     assert (everything.pilots, everything.ok, everything.no_report, everything.jobs_run) == (6, 3, 2, 5)
     assert everything.no_report_by_problem == {NO_OUTPUT: 1, OUTPUT_TOO_LARGE: 1}

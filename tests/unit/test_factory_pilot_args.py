@@ -90,7 +90,7 @@ def staged_factory(tmp_path: Path, url: str = URL, **top: Any) -> FactoryConfig:
     })
 
 
-def manifest_rows(release: StagingRelease) -> list[tuple[str, str, str]]:
+def manifest_rows(release: StagingRelease) -> list[tuple[str, ...]]:
     text = (release.directory / MANIFEST).read_text()
     return [tuple(line.split()) for line in text.splitlines() if line and not line.startswith("#")]
 

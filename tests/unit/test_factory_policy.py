@@ -378,7 +378,7 @@ MEMBERS = st.lists(st.sampled_from("abcdefgh"), min_size=1, max_size=8, unique=T
        st.sampled_from(["least_idle", "round_robin"]), st.integers(0, 1000))
 def test_every_pilot_goes_to_exactly_one_member(count: int, members: list[str], idle: list[int], policy: str,
                                                 start: int) -> None:
-    chosen = choose_members(count, members, dict(zip("abcdefgh", idle)), policy, start)
+    chosen = choose_members(count, members, dict(zip("abcdefgh", idle, strict=True)), policy, start)
     assert sum(chosen.values()) == count
     assert set(chosen) <= set(members) and all(n > 0 for n in chosen.values())
 
@@ -396,7 +396,7 @@ def test_members_starting_equal_end_within_one_pilot(count: int, members: list[s
 @settings(max_examples=200, deadline=None)
 @given(st.integers(1, 200), MEMBERS, st.lists(st.integers(0, 50), min_size=8, max_size=8))
 def test_least_idle_only_tops_up_members_that_end_lowest(count: int, members: list[str], idle: list[int]) -> None:
-    idle_by = dict(zip("abcdefgh", idle))
+    idle_by = dict(zip("abcdefgh", idle, strict=True))
     chosen = choose_members(count, members, idle_by, "least_idle")
     after = {member: idle_by[member] + chosen.get(member, 0) for member in members}
     lowest = min(after.values())

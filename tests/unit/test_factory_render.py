@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 import classad2
@@ -87,8 +88,8 @@ PILOT = PilotSpec(
     frontend="lab-vo", group="main", security_class="pilot", credential_id="lab-vo.main.token1",
     executable=Path("/usr/libexec/updraft/pilot.sh"), work_dir=Path("/var/lib/updraft/factory/entries/ENTRY/lab-vo"),
 )
-TOKEN = {"token_file": Path("/var/lib/updraft/factory/creds/lab-vo.main.token1")}
-PROXY = {"proxy_file": Path("/var/lib/updraft/factory/creds/lab-vo.main.proxy")}
+TOKEN: dict[str, Any] = {"token_file": Path("/var/lib/updraft/factory/creds/lab-vo.main.token1")}
+PROXY: dict[str, Any] = {"proxy_file": Path("/var/lib/updraft/factory/creds/lab-vo.main.proxy")}
 
 CASES = {
     "condor": ("site1", TOKEN),
@@ -105,7 +106,7 @@ CASES = {
 }
 
 
-def pilot_for(entry_name: str, **changes: object) -> PilotSpec:
+def pilot_for(entry_name: str, **changes: Any) -> PilotSpec:
     work_dir = Path(str(PILOT.work_dir).replace("ENTRY", entry_name))
     return dataclasses.replace(PILOT, work_dir=work_dir, **changes)
 
@@ -298,7 +299,7 @@ def test_dollar_signs_cannot_expand_submit_macros() -> None:
 def test_any_run_of_dollars_reads_back_as_written(dollars: int, after: str) -> None:
     value = f"a{'$' * dollars}{after}"
     if dollars % 2 and after == "(DOLLAR)":  # HTCondor would expand it whatever we write
-        with pytest.raises(RenderError, match="a literal '[$][(]DOLLAR[)]' cannot be written"):
+        with pytest.raises(RenderError, match=r"a literal '[$][(]DOLLAR[)]' cannot be written"):
             classad_literal(value)
         return
     description = {"executable": "/bin/true", "+A": classad_literal(value)}
@@ -309,7 +310,7 @@ def test_any_run_of_dollars_reads_back_as_written(dollars: int, after: str) -> N
     ("frontend", "vo\nuniverse = vanilla"), ("group", "main\r"), ("credential_id", "c\u2028d"),
     ("work_dir", Path("/var/lib/x\ny")),
 ])
-def test_a_line_break_in_a_pilot_value_is_refused_naming_the_field(field: str, value: object) -> None:
+def test_a_line_break_in_a_pilot_value_is_refused_naming_the_field(field: str, value: Any) -> None:
     pilot = dataclasses.replace(PILOT, **TOKEN, **{field: value})
     with pytest.raises(RenderError, match=rf"^pilot\.{field}: contains a line break"):
         render_submit(FACTORY, "site2", FACTORY.entries["site2"], pilot)
@@ -499,5 +500,5 @@ def test_cloud_pilots_cannot_take_a_token_file_and_say_so(entry_name: str) -> No
 
 
 def test_a_relative_token_path_is_refused() -> None:
-    with pytest.raises(RenderError, match="pilot.pilot_token_file: expected an absolute path"):
+    with pytest.raises(RenderError, match=r"pilot\.pilot_token_file: expected an absolute path"):
         render_submit(FACTORY, "site1", FACTORY.entries["site1"], pilot_for("site1", pilot_token_file=Path("x.token")))

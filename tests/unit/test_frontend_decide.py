@@ -268,11 +268,11 @@ def test_group_sum_is_scaled_down_by_largest_remainder(cap: int, expected: list[
     plan = run(case)
     assert [d.idle for d in plan.decisions] == expected
     if sum(expected) < 30:
-        assert all("group.max_idle_pilots" in d.bound_by for d, e in zip(plan.decisions, expected) if e < 10)
+        assert all("group.max_idle_pilots" in d.bound_by for d, e in zip(plan.decisions, expected, strict=True) if e < 10)
 
 
 def test_frontend_sum_is_shared_across_groups() -> None:
-    two = {"g1": {}, "g2": {}}
+    two: dict[str, dict[str, object]] = {"g1": {}, "g2": {}}
     observation = Observation(shapes=(jobs(10, group="g1"), jobs(10, group="g2")), entries=(entry(),))
     plan = decide(observation, config(two, limits={"max_idle_pilots": 7}), NOW)
     assert [(d.group, d.idle) for d in plan.decisions] == [("g1", 4), ("g2", 3)]
@@ -424,10 +424,10 @@ def shapes(draw: st.DrawFn) -> JobShape:
     cpus = draw(st.sampled_from((1, 2, 4, 8)))
     attrs: dict[str, Any] = {}
     if draw(st.integers(0, 3)):
-        attrs["DESIRED_Sites"] = ",".join(draw(st.lists(st.sampled_from(SITES + ("Z",)), max_size=3)))
+        attrs["DESIRED_Sites"] = ",".join(draw(st.lists(st.sampled_from((*SITES, "Z")), max_size=3)))
     idle = draw(st.integers(0, 200))
     return JobShape(
-        group=draw(st.sampled_from(GROUPS + ("stray",))), schedd=draw(st.sampled_from(("s1", "s2"))), attrs=attrs,
+        group=draw(st.sampled_from((*GROUPS, "stray"))), schedd=draw(st.sampled_from(("s1", "s2"))), attrs=attrs,
         idle=idle, old_idle=draw(st.integers(0, idle)), running=draw(st.integers(0, 50)),
         cpus=cpus, memory_mb=cpus * draw(st.sampled_from((500, 1500, 3000))),
     )
@@ -436,8 +436,8 @@ def shapes(draw: st.DrawFn) -> JobShape:
 @st.composite
 def pilot_slots(draw: st.DrawFn, names: Sequence[str]) -> PilotSlot:
     return PilotSlot(
-        entry=draw(st.sampled_from(tuple(names) + ("vanished",))), factory="f",
-        group=draw(st.sampled_from(GROUPS + ("stray",))), state=draw(st.sampled_from(tuple(SlotState))),
+        entry=draw(st.sampled_from((*names, "vanished"))), factory="f",
+        group=draw(st.sampled_from((*GROUPS, "stray"))), state=draw(st.sampled_from(tuple(SlotState))),
         cpus=draw(st.sampled_from((1, 4, 8))), memory_mb=draw(st.sampled_from((1000, 4000, 16000))),
         to_die=draw(st.none() | st.floats(min_value=NOW - 100, max_value=NOW + 7200)),
     )

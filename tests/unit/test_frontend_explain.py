@@ -63,7 +63,8 @@ def test_the_worked_example_reads_like_the_arithmetic() -> None:
 
 
 def test_curb_and_capacity_are_explained() -> None:
-    slots = tuple(PilotSlot("site1", "lab-factory", "main", SlotState.RUNNING, 1, 2000) for _ in range(85)) + (
+    slots = (
+        *(PilotSlot("site1", "lab-factory", "main", SlotState.RUNNING, 1, 2000) for _ in range(85)),
         PilotSlot("site1", "lab-factory", "main", SlotState.IDLE, 1, 2000),
     )
     text = explained(

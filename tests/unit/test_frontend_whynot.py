@@ -16,7 +16,7 @@ LAB_EXPR = f"{SITE_EXPR} && {MEMORY_EXPR}"
 
 
 def config(match_expr: str = LAB_EXPR, index=SITE_INDEX) -> FrontendConfig:
-    raw = {"match_expr": match_expr}
+    raw: dict[str, object] = {"match_expr": match_expr}
     if index:
         raw["match_index"] = dict(index)
     return FrontendConfig.model_validate({

@@ -14,8 +14,18 @@ from pathlib import Path
 
 import pytest
 
+from updraft.glidein.report import REPORT_BEGIN
+
 from .test_glidein_startup import (
-    IDENTITY, REPORT_BEGIN, SCRIPT, SHELL, Pilot, Run, assert_failed, fake_condor, history_ad, history_master,
+    IDENTITY,
+    SCRIPT,
+    SHELL,
+    Pilot,
+    Run,
+    assert_failed,
+    fake_condor,
+    history_ad,
+    history_master,
 )
 
 

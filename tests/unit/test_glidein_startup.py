@@ -7,9 +7,9 @@ reads the pilot's report back with `parse_report`, as the factory will.
 from __future__ import annotations
 
 import hashlib
-import stat
 import os
 import shutil
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path

@@ -6,10 +6,13 @@ import io
 import os
 import tarfile
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
 from .test_glidein_startup import OK_SCRIPT, Pilot, assert_failed, fake_condor, sha256
+
+WriteMode = Literal["w:gz", "w:xz", "w"]
 
 MASTER = b'#!/bin/sh\necho "$0" > "$HOME/../master.ran"\nexit 0\n'
 
@@ -19,7 +22,7 @@ def pilot(tmp_path: Path) -> Pilot:
     return Pilot(tmp_path)
 
 
-def make_tarball(path: Path, members: dict[str, bytes], mode: str = "w:gz") -> tuple[str, str]:
+def make_tarball(path: Path, members: dict[str, bytes], mode: WriteMode = "w:gz") -> tuple[str, str]:
     """A tarball of MEMBERS (name -> content; names ending in sbin/condor_master are executable)."""
     with tarfile.open(path, mode) as tar:
         for name, content in members.items():
@@ -57,7 +60,7 @@ def test_release_at_the_top_of_the_tarball(pilot: Pilot) -> None:
 
 
 @pytest.mark.parametrize(("name", "mode"), [("condor.tar.xz", "w:xz"), ("condor.tar", "w")])
-def test_xz_and_plain_tarballs_are_recognised_by_their_content(pilot: Pilot, name: str, mode: str) -> None:
+def test_xz_and_plain_tarballs_are_recognised_by_their_content(pilot: Pilot, name: str, mode: WriteMode) -> None:
     url, digest = make_tarball(pilot.root / name, RELEASE, mode)
     report = pilot.run(*tarball_args(url, digest)).report
     assert report.ok and report.condor_source == "tarball", report.reason

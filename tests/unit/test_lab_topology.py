@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-
 from pathlib import Path
 
 import pytest
@@ -105,7 +105,7 @@ def test_the_lab_runs_on_tokens_alone_encrypted_with_an_identity_per_role(topolo
     settings = [line for line in common.splitlines() if not line.startswith("#")]
     methods = [line.split("=", 1)[1] for line in settings if "AUTHENTICATION_METHODS" in line]
     assert methods and all(re.fullmatch(r"\s*IDTOKENS\s*", value) for value in methods)
-    assert not any("CLAIMTOBE" in line or "ALLOW_" in line and "*/" in line for line in settings)
+    assert not any("CLAIMTOBE" in line or ("ALLOW_" in line and "*/" in line) for line in settings)
     vo = configs[topology.instance_dir(topology.vo) / "condor_config"]
     assert f"ALLOW_ADVERTISE_STARTD = {PILOT.identity}\n" in vo
     wms = configs[topology.instance_dir(topology.wms) / "condor_config"]
@@ -137,7 +137,7 @@ def test_a_root_with_a_lab_mounted_inside_is_not_rebuilt(tmp_path, monkeypatch) 
     (root).mkdir()
     (root / ".updraft-root").write_text("0\n")
     monkeypatch.setattr(runtime, "mount_points", lambda: [Path("/proc"), root / "proc", root / "var/tmp/lab"])
-    monkeypatch.setattr(runtime.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)  # the os module runtime uses
     with pytest.raises(LabError, match=r"a lab still uses it \(.*/proc, .* mounted\).*updraft lab down"):
         runtime.ensure_root(tmp_path)
     assert (root / ".updraft-root").read_text() == "0\n"

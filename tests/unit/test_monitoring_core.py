@@ -65,7 +65,7 @@ def test_the_factory_config_carries_a_validated_monitoring_section(tmp_path: Pat
     })
     assert config.monitoring.dir == tmp_path and list(config.monitoring.writers) == ["json"]
     with pytest.raises(TypeError):
-        config.monitoring.writers["json2"] = None  # type: ignore[index]
+        config.monitoring.writers["json2"] = None
 
 
 def test_an_unknown_writer_is_reported_by_the_config_loader_with_its_file(tmp_path: Path) -> None:

@@ -16,10 +16,12 @@ import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 import yaml
 from pydantic import SecretStr
+
 from updraft.config import load_layered
 from updraft.errors import ConfigError, MonitoringError
 from updraft.factory.config import FactoryConfig
@@ -149,7 +151,7 @@ def test_settings_refused_by_the_writer_section(section: dict, message: str) -> 
     ("v2", {"UPDRAFT_INFLUXDB_URL": " ", "UPDRAFT_INFLUXDB_ORG": "o", "UPDRAFT_INFLUXDB_BUCKET": "b"}, ["url"]),
     ("v1", {}, ["url", "database"]),
 ])
-def test_missing_settings_are_named_with_where_to_set_them(api: str, environ: dict, missing: list[str]) -> None:
+def test_missing_settings_are_named_with_where_to_set_them(api: Literal["v2", "v1"], environ: dict, missing: list[str]) -> None:
     with pytest.raises(ConfigError) as caught:
         resolve(InfluxSettings(api=api), environ)
     text = str(caught.value)
@@ -247,8 +249,14 @@ def test_a_config_file_problem_does_not_print_the_token(tree) -> None:
     assert TOKEN not in str(caught.value)
 
 
+class _StatusServer(http.server.ThreadingHTTPServer):
+    status = 200
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Answers every request with the server's `status` and echoes the credentials in the body."""
+
+    server: _StatusServer
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -265,7 +273,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(params=[401, 404, 500])
 def echoing_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server = _StatusServer(("127.0.0.1", 0), _Handler)
     server.status = request.param
     thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
@@ -283,8 +291,8 @@ def silent_server() -> Iterator[str]:
         yield f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
-def _settings(api: str, url: str, **extra: object) -> InfluxSettings:
-    base = {"org": "o"} if api == "v2" else {}
+def _settings(api: Literal["v2", "v1"], url: str, **extra: Any) -> InfluxSettings:
+    base: dict[str, Any] = {"org": "o"} if api == "v2" else {}
     return InfluxSettings(api=api, url=url, bucket="b", timeout_seconds=0.2, **base, **extra)
 
 
@@ -303,7 +311,7 @@ def _assert_no_secret(err: MonitoringError, caplog: pytest.LogCaptureFixture, se
 
 @pytest.mark.parametrize("api", ["v2", "v1"])
 def test_an_http_error_names_status_and_reason_but_not_the_token(
-        api: str, echoing_server: tuple[str, int], caplog: pytest.LogCaptureFixture) -> None:
+        api: Literal["v2", "v1"], echoing_server: tuple[str, int], caplog: pytest.LogCaptureFixture) -> None:
     url, status = echoing_server
     err = _failure(_settings(api, url, token=SecretStr(TOKEN)), caplog)
     assert str(err).startswith(f"influxdb {api} write to {url} failed: HTTP {status} ")
@@ -321,7 +329,7 @@ def test_v1_basic_authentication_never_shows_the_password(
 
 
 @pytest.mark.parametrize("api", ["v2", "v1"])
-def test_a_server_that_never_answers_is_a_timeout(api: str, silent_server: str,
+def test_a_server_that_never_answers_is_a_timeout(api: Literal["v2", "v1"], silent_server: str,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     err = _failure(_settings(api, silent_server, token=SecretStr(TOKEN)), caplog)
     assert str(err).endswith("failed: no answer within 0.2 s")

@@ -11,7 +11,7 @@ from updraft.errors import ConfigError
 from updraft.monitoring import registry
 from updraft.monitoring.config import validate_writers
 from updraft.monitoring.report import Reporter
-from updraft.monitoring.snapshot import FrontendSnapshot, GroupEntryRow
+from updraft.monitoring.snapshot import FrontendSnapshot, GroupEntryRow, Snapshot
 from updraft.monitoring.writers.json_status import JsonStatusWriter
 
 ROW = GroupEntryRow("main", "ce1@fac", 10.0, 2.0, 5.0, 8, 3, 5, 0, 32, 4, 40, "none", ("group.max_idle_per_entry",))
@@ -29,9 +29,9 @@ class Recording:
     name = "recording"
 
     def __init__(self) -> None:
-        self.seen = []
+        self.seen: list[Snapshot] = []
 
-    def write(self, snapshot) -> None:
+    def write(self, snapshot: Snapshot) -> None:
         self.seen.append(snapshot)
 
 

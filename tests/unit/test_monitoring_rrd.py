@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import re
 import stat
+from collections.abc import Mapping
 from pathlib import Path, PurePath
 
 import pytest
@@ -572,6 +573,7 @@ def test_frontend_pages_show_groups_and_their_entries() -> None:
 def test_page_settings() -> None:
     settings = PageSettings.model_validate({"periods": ["hour", "year"], "refresh_seconds": 60})
     assert settings.periods == ("hour", "year") and settings.rrd_subdir == "rrd" and settings.subdir == "html"
+    bad: Mapping[str, object]
     for bad in ({"periods": []}, {"periods": ["day", "day"]}, {"periods": ["fortnight"]}, {"rrd_subdir": "a/b"},
                 {"refresh_seconds": 0}):
         with pytest.raises(ValidationError):

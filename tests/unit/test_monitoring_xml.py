@@ -147,6 +147,7 @@ def test_roots_carry_namespace_schema_version_and_cycle_time(tmp_path: Path) -> 
 def test_the_writer_is_the_registered_xml_plugin_and_its_subdir_is_configurable(tmp_path: Path) -> None:
     assert registry.plugin("xml") is PLUGIN
     (writer,) = registry.build(validate_writers({"xml": {"subdir": "status-xml"}}), tmp_path)
+    assert isinstance(writer, XmlStatusWriter)
     assert writer.name == "xml" and writer.directory == tmp_path / "status-xml"
     writer.write(FRONTEND)
     assert (tmp_path / "status-xml" / "frontend-vo-a.xml").is_file()
@@ -208,11 +209,12 @@ def test_entry_file_has_pilots_and_completed_totals_per_frontend(tmp_path: Path)
     assert int(totals.get("running")) == 10 and int(totals.get("idle")) == 6
     assert int(totals.get("cores_running")) == 80 and int(totals.get("requested_max")) == 30
     completed = root.findall("s:completed/s:frontend", NS)
-    for element, row in zip(completed, FACTORY.completed_of("ce1"), strict=True):
-        assert element.get("name") == row.frontend
-        assert {k: int(element.get(k)) for k in COMPLETED_COUNTERS} == {k: getattr(row, k) for k in COMPLETED_COUNTERS}
+    for element, completed_row in zip(completed, FACTORY.completed_of("ce1"), strict=True):
+        assert element.get("name") == completed_row.frontend
+        assert {k: int(element.get(k)) for k in COMPLETED_COUNTERS} == {
+            k: getattr(completed_row, k) for k in COMPLETED_COUNTERS}
         steps = {s.get("name"): int(s.get("count")) for s in element.findall("s:failed_step", NS)}
-        assert steps == dict(row.failed_by_step)
+        assert steps == dict(completed_row.failed_by_step)
 
 
 def test_an_entry_without_pilots_or_history_still_has_its_file(tmp_path: Path) -> None:

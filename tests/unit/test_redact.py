@@ -12,7 +12,11 @@ from updraft import redact
 from updraft.cli import main
 
 JWT = "eyJhbGciOiJIUzI1NiIsImtpZCI6IlBPT0wifQ.eyJzdWIiOiJwaWxvdEBsYWIifQ.kX3c9bQ1vZ8yZr2dGQ5w0cGx1c2NhbmFyeQ"
-PEM = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VuBCIEIGZha2VrZXlmYWtla2V5ZmFrZWtleWZha2VrZXk=\n-----END PRIVATE KEY-----"
+PEM = (
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MC4CAQAwBQYDK2VuBCIEIGZha2VrZXlmYWtla2V5ZmFrZWtleWZha2VrZXk=\n"
+    "-----END PRIVATE KEY-----"
+)
 
 
 @pytest.mark.parametrize("text, secret", [

@@ -25,6 +25,8 @@ from updraft.errors import ConfigError
 from updraft.factory.config import load_factory_config
 from updraft.staging import (
     MANIFEST,
+    FileKind,
+    Origin,
     StagedFile,
     StagedFileConfig,
     StagingError,
@@ -343,7 +345,7 @@ def test_only_the_newest_keep_releases_are_kept(tmp_path: Path, keep: int) -> No
 
 def test_the_current_release_is_never_pruned_even_when_others_look_newer(tmp_path: Path) -> None:
     settings_ = area(tmp_path, keep_releases=2)
-    a, b, c = publish_versions(settings_, 3)  # keep 2: a is gone already
+    _a, b, c = publish_versions(settings_, 3)  # keep 2: a is gone already
     for r in (b, c):
         age(r.directory, 4_000_000_000)  # from the future: newer than the next release
     current = publish(settings_, "site1", [staged("v", b"current")])
@@ -365,7 +367,7 @@ def test_releases_of_other_names_are_not_pruned(tmp_path: Path) -> None:
 
 def test_a_release_published_again_counts_as_the_newest_when_pruning(tmp_path: Path) -> None:
     settings_ = area(tmp_path, keep_releases=2)
-    a, b = publish_versions(settings_, 2)
+    a, _b = publish_versions(settings_, 2)
     again = publish(settings_, "site1", [staged("v", b"0")])  # back to a: pilots are told about a again
     assert again == a
     (c,) = publish_versions(settings_, 1, start=9)
@@ -482,7 +484,8 @@ def test_a_source_that_is_a_folder_names_its_config_key(tmp_path: Path) -> None:
     ("file", "entry", "file"),
     ("file", "frontend", "file"),
 ])
-def test_kind_is_written_as_the_pilot_spells_it_for_its_origin(tmp_path: Path, kind: str, origin: str, pilot: str) -> None:
+def test_kind_is_written_as_the_pilot_spells_it_for_its_origin(tmp_path: Path, kind: FileKind, origin: Origin,
+                                                                 pilot: str) -> None:
     assert pilot_kind(kind, origin) == pilot
     item = StagedFileConfig(source=source(tmp_path, "f"), kind=kind)
     (read,) = read_files([("k", item)], origin)

@@ -369,10 +369,10 @@ class Entry(ConfigModel):
 
 
 def shipped_glidein() -> Path:
-    """glidein_startup.sh as installed with Updraft."""
-    import updraft.glidein
+    """glidein_startup.sh as installed with Updraft, checked against the assembly of its parts."""
+    from updraft.glidein.assemble import shipped_script
 
-    return Path(updraft.glidein.__file__).parent / "glidein_startup.sh"
+    return shipped_script()
 
 
 class PilotSettings(ConfigModel):

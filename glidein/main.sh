@@ -15,12 +15,11 @@
 # Runs on a bare worker: POSIX sh (dash), coreutils, sha256sum, awk, sed,
 # tar, curl or wget. No Python, no bash.
 # shellcheck disable=SC2034,SC2154  # the parts (lib/*.sh) read and set this state
-#
-# glidein/main.sh: the pilot's state and its main flow. The shipped
-# glidein_startup.sh is lib/*.sh, the HTCondor configuration template and
-# this file, concatenated by updraft.glidein.assemble (glidein/README.md,
-# "Layout"); edit those, never the assembled script.
 set -eu
+
+# The pilot's state and its main flow; the functions it calls are defined in
+# lib/*.sh, which updraft.glidein.assemble puts before this (glidein/README.md,
+# "Layout").
 
 # ---------------------------------------------------------------------------
 # State the report reads; every variable exists before the EXIT trap can run.

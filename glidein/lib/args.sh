@@ -1,5 +1,5 @@
 # shellcheck shell=sh disable=SC2034,SC2154  # the state is main.sh's; other parts read and set it
-# glidein/lib/args.sh. Step args: the command line, then UPDRAFT_*, then the GLIDEIN_* pilot
+# Step args: the command line, then UPDRAFT_*, then the GLIDEIN_* pilot
 # attributes, then the defaults; every value is checked before anything is
 # fetched.
 #

@@ -1,6 +1,6 @@
 # shellcheck shell=sh disable=SC2034,SC2154  # the state is main.sh's; other parts read and set it
-# glidein/lib/common.sh. What every part uses: progress messages, failing a step, one-line
-# report values, environment look-ups, bounded commands.
+# What every part uses: progress messages, failing a step, one-line report
+# values, environment look-ups, bounded commands.
 #
 # It only defines functions (and their constants): glidein/README.md, "Layout".
 

@@ -1,6 +1,6 @@
 # shellcheck shell=sh disable=SC2034,SC2154  # the state is main.sh's; other parts read and set it
-# glidein/lib/condor.sh. Step condor: condor_master under timeout until the die time, signals
-# passed on, the idle tail watched.
+# Step condor: condor_master under timeout until the die time, signals passed
+# on, the idle tail watched.
 #
 # It only defines functions (and their constants): glidein/README.md, "Layout".
 

@@ -1,5 +1,5 @@
 # shellcheck shell=sh disable=SC2034,SC2154  # the state is main.sh's; other parts read and set it
-# glidein/lib/condor_config.sh. Step config: the startd's configuration, rendered from
+# Step config: the startd's configuration, rendered from
 # templates/condor_config.in.
 #
 # It only defines functions (and their constants): glidein/README.md, "Layout".

@@ -1,6 +1,6 @@
 # shellcheck shell=sh disable=SC2034,SC2154  # the state is main.sh's; other parts read and set it
-# glidein/lib/fetch.sh. Steps fetch and verify: the manifests, each trusted by the SHA-256 from
-# the submit, the files they list, each checked as soon as it lands, and the
+# Steps fetch and verify: the manifests, each trusted by the SHA-256 from the
+# submit, the files they list, each checked as soon as it lands, and the
 # HTCondor tarball.
 #
 # It only defines functions (and their constants): glidein/README.md, "Layout".

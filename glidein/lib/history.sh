@@ -1,5 +1,5 @@
 # shellcheck shell=sh disable=SC2034,SC2154  # the state is main.sh's; other parts read and set it
-# glidein/lib/history.sh. The startd histories: the report's job figures, and step blackhole.
+# The startd histories: the report's job figures, and step blackhole.
 #
 # It only defines functions (and their constants): glidein/README.md, "Layout".
 

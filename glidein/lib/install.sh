@@ -1,6 +1,6 @@
 # shellcheck shell=sh disable=SC2034,SC2154  # the state is main.sh's; other parts read and set it
-# glidein/lib/install.sh. Steps install and token: HTCondor from the tarball, and the pilot token
-# the factory sent with the pilot.
+# Steps install and token: HTCondor from the tarball, and the pilot token the
+# factory sent with the pilot.
 #
 # It only defines functions (and their constants): glidein/README.md, "Layout".
 

@@ -1,5 +1,5 @@
 # shellcheck shell=sh disable=SC2034,SC2154  # the state is main.sh's; other parts read and set it
-# glidein/lib/lifetime.sh. Step lifetime: when to stop taking jobs, and when to die.
+# Step lifetime: when to stop taking jobs, and when to die.
 #
 # It only defines functions (and their constants): glidein/README.md, "Layout".
 

@@ -1,7 +1,7 @@
 # shellcheck shell=sh disable=SC2034,SC2154  # the state is main.sh's; other parts read and set it
-# glidein/lib/nodes.sh. Multi-node pilots: the head prepares the shared work dir and starts one
-# --node-run per node; each node writes its own config, runs condor_master
-# and leaves its result for the head.
+# Multi-node pilots: the head prepares the shared work dir and starts one
+# --node-run per node; each node writes its own config, runs condor_master and
+# leaves its result for the head.
 #
 # It only defines functions (and their constants): glidein/README.md, "Layout".
 

@@ -1,6 +1,6 @@
 # shellcheck shell=sh disable=SC2034,SC2154  # the state is main.sh's; other parts read and set it
-# glidein/lib/report.sh. The report the pilot prints on stdout at exit, whatever happened, then
-# the failure sleep.
+# The report the pilot prints on stdout at exit, whatever happened, then the
+# failure sleep.
 #
 # It only defines functions (and their constants): glidein/README.md, "Layout".
 

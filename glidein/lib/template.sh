@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# glidein/lib/template.sh. Filling in a template (templates/*.in) with POSIX awk.
+# Filling in a template (templates/*.in) with POSIX awk.
 #
 # It only defines functions (and their constants): glidein/README.md, "Layout".
 

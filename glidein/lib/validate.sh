@@ -1,5 +1,5 @@
 # shellcheck shell=sh disable=SC2034,SC2154  # the state is main.sh's; other parts read and set it
-# glidein/lib/validate.sh. Step validate: the entry's validation scripts, then the frontend's.
+# Step validate: the entry's validation scripts, then the frontend's.
 #
 # It only defines functions (and their constants): glidein/README.md, "Layout".
 

@@ -402,10 +402,10 @@ def _invalid(title: str, problems: list[InitErrorDetails]) -> ValidationError:
 
 
 def shipped_glidein() -> Path:
-    """glidein_startup.sh as installed with Updraft."""
-    import updraft.glidein
+    """glidein_startup.sh as installed with Updraft, checked against the assembly of its parts."""
+    from updraft.glidein.assemble import shipped_script
 
-    return Path(updraft.glidein.__file__).parent / "glidein_startup.sh"
+    return shipped_script()
 
 
 class PilotSettings(ConfigModel):

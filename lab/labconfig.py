@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 import updraft.glidein
+from updraft.glidein.assemble import write_script
 from updraft.lab.control import LAB_DATABASE
 from updraft.lab.topology import FACTORY, FRONTEND, PILOT, UID_DOMAIN, Topology
 
@@ -151,5 +152,4 @@ def write_component_configs(topology: Topology) -> dict[str, Path]:
 def _install_glidein(topology: Topology) -> None:
     target = lab_glidein(topology)
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(GLIDEIN_DIR / "glidein_startup.sh", target)
-    target.chmod(0o755)
+    write_script(target)

@@ -7,13 +7,13 @@ import shutil
 import time
 from pathlib import Path
 
-import updraft.glidein
+from updraft.glidein.assemble import shipped_script
 from updraft.condor import Schedd
 from updraft.lab.topology import PILOT, UID_DOMAIN, Site, Topology
 from updraft.tokens import PILOT_AUTHZ, load_signing_key, mint
 
 DATA = Path(__file__).parent / "data"
-GLIDEIN = Path(updraft.glidein.__file__).parent / "glidein_startup.sh"
+GLIDEIN = shipped_script()
 COMPLETED, HELD = 4, 5
 PROJECTION = ["ClusterId", "ProcId", "JobStatus", "HoldReason", "ExitCode", "RemoteHost", "LastRemoteHost",
               "MachineAttrGLIDEIN_Site0", "MachineAttrIS_GLIDEIN0", "GridJobId"]

@@ -17,9 +17,12 @@ from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
+from updraft.glidein.assemble import shipped_script
 from updraft.glidein.report import PilotReport, parse_report
 
-PILOT_SCRIPT = Path(__file__).resolve().parents[2] / "glidein" / "glidein_startup.sh"
+GLIDEIN_SOURCE = Path(__file__).resolve().parents[2] / "glidein"
+PILOT_SCRIPT = shipped_script(GLIDEIN_SOURCE)
+"""The script a pilot gets, assembled from this checkout's parts (written beside them when stale)."""
 IDENTITY = {"UPDRAFT_FACTORY": "fac", "UPDRAFT_ENTRY": "site1", "UPDRAFT_FRONTEND": "vo",
             "UPDRAFT_GROUP": "main", "UPDRAFT_JOB_ID": "42.0"}
 

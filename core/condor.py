@@ -148,8 +148,8 @@ class Collector:
         """Create or replace generic ads (UPDATE_AD_GENERIC), matched by MyType and Name."""
         plain = [dict(ad) for ad in ads]
         if plain:
-            self._call("advertising to", lambda: _done(htcondor2.Collector(self.address).advertise(
-                [classad2.ClassAd(ad) for ad in plain], "UPDATE_AD_GENERIC")))
+            self._call("advertising to", lambda: htcondor2.Collector(self.address).advertise(
+                [classad2.ClassAd(ad) for ad in plain], "UPDATE_AD_GENERIC"))
 
     def invalidate(self, my_type: str, constraint: str) -> None:
         """Withdraw every generic ad of `my_type` that matches `constraint`."""
@@ -157,7 +157,7 @@ class Collector:
         def invalidate() -> None:
             query = classad2.ClassAd({"MyType": "Query", "TargetType": my_type})
             query["Requirements"] = classad2.ExprTree(constraint)
-            _done(htcondor2.Collector(self.address).advertise([query], "INVALIDATE_ADS_GENERIC"))
+            htcondor2.Collector(self.address).advertise([query], "INVALIDATE_ADS_GENERIC")
 
         self._call("invalidating ads in", invalidate)
 
@@ -168,14 +168,10 @@ class Collector:
     def schedd(self, name: str) -> Schedd:
         """The schedd `name` as this collector locates it, sharing this collector's budget."""
 
-        def locate() -> str | None:
-            location = htcondor2.Collector(self.address).locate(htcondor2.DaemonType.Schedd, name)
-            return None if location is None else repr(location)
+        def locate() -> str:
+            return repr(htcondor2.Collector(self.address).locate(htcondor2.DaemonType.Schedd, name))
 
-        location = self._call(f"locating schedd {name!r} in", locate)
-        if location is None:
-            raise CondorError(f"schedd {name!r} is not advertised in collector {self.address}")
-        return Schedd(name, location, self.timeout, self._own_budget)
+        return Schedd(name, self._call(f"locating schedd {name!r} in", locate), self.timeout, self._own_budget)
 
 
 @dataclass(frozen=True)
@@ -195,7 +191,7 @@ class Schedd:
     def _call(self, what: str, fn: Callable[[htcondor2.Schedd], T]) -> T:
         """`fn` on a fresh handle, made in the child so that even connecting is under the deadline."""
         return _call(f"{what} schedd {self.name}", f"schedd {self.name}", self._own_budget,
-                     lambda: fn(htcondor2.Schedd(classad2.parseOne(self.location))))
+                     lambda: fn(htcondor2.Schedd(classad2.ClassAd(self.location))))
 
     def submit(self, description: Mapping[str, str], count: int = 1) -> int:
         """Queue `count` jobs of one description; returns the cluster id."""

@@ -18,12 +18,21 @@ import os
 import pickle
 import selectors
 import signal
+import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 _CHUNK = 1 << 16
+_FORKING = threading.Lock()
+"""Held from a pipe's creation until the parent has closed its write end.
+
+A child forked by another thread in that window would inherit the write
+end, and the reader would see no end of file until that other child
+exited too: a healthy call would wait out a hung one's deadline. (Seen in
+the lab: calls to a live collector timed out beside calls to a frozen one.)
+"""
 
 
 class DeadlineExceeded(Exception):
@@ -40,12 +49,13 @@ def call_in_child(fn: Callable[[], T], timeout: float) -> T:
     An exception raised by `fn` is re-raised here as it was (it must pickle;
     one that does not becomes ChildFailed with its text).
     """
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into the caller's code
-        os.close(read_end)
-        _run_and_exit(fn, write_end)
-    os.close(write_end)
+    with _FORKING:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into the caller's code
+            os.close(read_end)
+            _run_and_exit(fn, write_end)
+        os.close(write_end)
     try:
         payload = _read_until(read_end, time.monotonic() + timeout)
     except DeadlineExceeded:
@@ -54,7 +64,7 @@ def call_in_child(fn: Callable[[], T], timeout: float) -> T:
     finally:
         os.close(read_end)
         os.waitpid(pid, 0)
-    return _unpack(payload)
+    return cast(T, _unpack(payload))
 
 
 def _run_and_exit(fn: Callable[[], object], write_end: int) -> None:

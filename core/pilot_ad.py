@@ -100,7 +100,7 @@ def queue_constraint(factory: str) -> str:
     return f"{PILOT} =?= true && {FACTORY} =?= {classad2.quote(factory)}"
 
 
-def history_constraint(factory: str, since: int) -> str:
+def history_constraint(factory: str, since: float) -> str:
     """This factory's pilots that entered their final state at or after `since`."""
     return f"{FACTORY} == {classad2.quote(factory)} && {ENTERED_CURRENT_STATUS} >= {int(since)}"
 

@@ -29,14 +29,13 @@ from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from updraft import protocol
 from updraft.config import (
-    ClassAdExpr,
     AbsolutePath,
     AttrName,
     AttrValue,
+    ClassAdExpr,
     ConfigModel,
     FrozenList,
     FrozenMap,
-    HostPort,
     Identity,
     Loaded,
     Name,
@@ -47,7 +46,7 @@ from updraft.config import (
 )
 from updraft.errors import ConfigError
 from updraft.factory import gridtypes
-from updraft.monitoring.config import MonitoringConfig
+from updraft.service_config import ServiceConfig
 from updraft.staging import HttpUrl, StagedFileConfig, StagingSettings
 
 SetPolicy = Literal["least_idle", "round_robin"]
@@ -478,25 +477,17 @@ class CredentialSettings(ConfigModel):
     owner_gid: NonNegativeInt | None = None
 
 
-class FactoryConfig(ConfigModel):
+class FactoryConfig(ServiceConfig):
     """The whole factory configuration, after merging ``factory.yaml`` and ``factory.d/``."""
 
-    name: Name
-    wms_collector: HostPort
     schedd: NonEmptyStr
     work_dir: AbsolutePath = Path("/var/lib/updraft/factory")
-    cycle_seconds: PositiveInt = 60
     entries: FrozenMap[Name, Entry] = Field(default_factory=dict)
-    query_timeout_seconds: Annotated[float, Field(gt=0)] = 20.0
-    """Longest wait for one answer from the schedd or the collector before the cycle gives up on it."""
-    condor_config: AbsolutePath | None = None
-    """The HTCondor client configuration to use (CONDOR_CONFIG); unset: the environment's."""
     pilot: PilotSettings = Field(default_factory=PilotSettings)
     entry_sets: FrozenMap[Name, EntrySet] = Field(default_factory=dict)
     """Entry sets by the name they are advertised under (see `EntrySet`)."""
     pilot_log_retention_seconds: PositiveInt = 7 * 86400
     """Pilot output and error files older than this are deleted (their reports are read long before)."""
-    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     credentials: CredentialSettings = Field(default_factory=CredentialSettings)
     staging: StagingSettings | None = None
     """The factory's staging area (per entry releases, written by ``reconfig``); unset: the pilot

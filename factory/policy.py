@@ -273,8 +273,11 @@ def frontend_limits(limits: FrontendLimits, default: FrontendLimits | None = Non
 
 
 def _own_or_default(limits: FrontendLimits, default: FrontendLimits | None, name: str) -> int | None:
-    own = getattr(limits, name)
-    return own if own is not None or default is None else getattr(default, name)
+    own: int | None = getattr(limits, name)
+    if own is not None or default is None:
+        return own
+    fallback: int | None = getattr(default, name)
+    return fallback
 
 
 def _seconds(value: int | None) -> float | None:

@@ -9,6 +9,7 @@ tracked by their bookkeeping attributes, but no longer managed.
 from __future__ import annotations
 
 import json
+import time
 import signal
 from collections import Counter
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ from updraft.atomicwrite import write_atomically
 from updraft.errors import UpdraftError
 from updraft.factory.config import FactoryConfig
 from updraft.factory.observe import observe
+from updraft.factory.ports import connect
 from updraft.factory.policy import advertised_entries
 from updraft.factory.stage import stage_entries
 from updraft.loop import signal_running
@@ -84,7 +86,7 @@ def changes(config: FactoryConfig) -> Changes:
 def _pilots_on(config: FactoryConfig, removed: tuple[str, ...]) -> dict[str, int]:
     if not removed:
         return {}
-    pilots = observe(config).pilots
+    pilots = observe(config, connect(config), time.time(), with_history=False).pilots
     if pilots is None:
         raise UpdraftError("the pilot queue could not be read: cannot tell whether removed entries still have pilots")
     per_entry = Counter(p.entry for p in pilots)

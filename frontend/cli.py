@@ -192,9 +192,10 @@ def _explain_unmatched(config: FrontendConfig, group_name: str | None) -> None:
     import time
 
     from updraft.frontend.observe import observe
+    from updraft.frontend.ports import connect
     from updraft.frontend.whynot import describe, refused_shapes
 
-    seen = observe(config, time.time())
+    seen = observe(config, connect(config), time.time())
     for problem in seen.problems:
         click.echo(f"problem: {problem.source}: {problem.message}", err=True)
     refused = refused_shapes(seen.shapes, seen.entries, config, group_name)

@@ -30,7 +30,7 @@ from updraft.config import (
     PositiveInt,
     load_layered,
 )
-from updraft.monitoring.config import MonitoringConfig
+from updraft.service_config import ServiceConfig
 from updraft.staging import StagedFileConfig, StagingSettings
 
 
@@ -121,20 +121,12 @@ class PilotTokens(ConfigModel):
         return self
 
 
-class FrontendConfig(ConfigModel):
+class FrontendConfig(ServiceConfig):
     """The whole frontend configuration, after merging ``frontend.yaml`` and ``frontend.d/``."""
 
-    name: Name
     vo_collector: HostPort
-    wms_collector: HostPort
     schedds: FrozenList[NonEmptyStr] = ()
     """Schedds whose jobs count; empty means every schedd in the VO collector."""
-    cycle_seconds: PositiveInt = 60
-    condor_config: AbsolutePath | None = None
-    """The HTCondor client configuration to use (as CONDOR_CONFIG); None: the environment's."""
-    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
-    query_timeout_seconds: Annotated[float, Field(gt=0)] = 20.0
-    """Per call; a schedd or collector slower than this is skipped for the cycle."""
     limits: Limits = Field(default_factory=Limits)
     """For all of this frontend's pilots."""
     pool: Limits = Field(default_factory=lambda: Limits(max_idle_pilots=2000, max_running_pilots=20000))

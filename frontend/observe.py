@@ -99,8 +99,8 @@ def _kind(query: str, ad: Ad) -> str | None:
 def merge_shapes(group: str, schedd: str, results: Mapping[str, list[Ad]], attributes: Iterable[str]) -> list[JobShape]:
     """Fold the grouped ads of one schedd into shapes: equal `attributes`, summed counts."""
     attributes = tuple(attributes)
-    totals: dict[tuple, dict[str, int]] = {}
-    values: dict[tuple, dict[str, Any]] = {}
+    totals: dict[tuple[tuple[str, Any], ...], dict[str, int]] = {}
+    values: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
     for query, ads in results.items():
         for ad in ads:
             kind = _kind(query, ad)

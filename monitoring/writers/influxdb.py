@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_core import PydanticCustomError
@@ -404,15 +404,17 @@ def _post_v2(connection: Connection, text: str) -> str | None:
         # debug=False also sets the client's loggers to WARNING: its HTTP
         # log would otherwise carry every request (the body) at DEBUG.
         with (redacting(connection.secrets),
-              InfluxDBClient(url=connection.url, token=token, org=connection.org, debug=False,
-                             timeout=int(connection.timeout_seconds * 1000)) as client,
+              # token and org may be None (a 1.x server without auth): the client takes None at run time
+              # and sends no Authorization header, although its annotations say str.
+              InfluxDBClient(url=connection.url, token=token, org=connection.org,  # type: ignore[arg-type]
+                             debug=False, timeout=int(connection.timeout_seconds * 1000)) as client,
               client.write_api(write_options=SYNCHRONOUS) as write_api):
             write_api.write(bucket=connection.bucket, org=connection.org, record=text,
                             write_precision=WritePrecision.S)
     except ApiException as err:
         return server_reason(err.status or 0, err.reason or "", err.body)
     except InfluxDBError as err:
-        response = err.response
+        response: Any = err.response  # None when no HTTP answer came back, whatever its annotation says
         if response is not None:
             return server_reason(response.status, response.reason or "", response.data)
         return f"InfluxDBError: {err.message}"

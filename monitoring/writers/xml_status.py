@@ -326,7 +326,8 @@ def to_text(root: ET.Element) -> str:
         element.tag = element.tag.removeprefix(f"{{{NAMESPACE}}}")
     plain.attrib = {"xmlns": NAMESPACE, **plain.attrib}
     ET.indent(plain)
-    return ET.tostring(plain, encoding="us-ascii", xml_declaration=True).decode("ascii") + "\n"
+    data: bytes = ET.tostring(plain, encoding="us-ascii", xml_declaration=True)
+    return data.decode("ascii") + "\n"
 
 
 # --------------------------------------------------------------------------

@@ -58,7 +58,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Pat
     def full_disk(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(atomicwrite.os, "fsync", full_disk)
+    monkeypatch.setattr(os, "fsync", full_disk)
     with pytest.raises(OSError, match="No space"):
         write_atomically(target, "new")
     assert target.read_text() == "old"
@@ -72,7 +72,7 @@ def test_a_failed_rename_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Pa
     def refuse(src: str, dst: Path) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(atomicwrite.os, "replace", refuse)
+    monkeypatch.setattr(os, "replace", refuse)
     with pytest.raises(PermissionError):
         write_atomically(target, "new")
     assert target.read_text() == "old"
@@ -88,7 +88,7 @@ def test_the_mode_is_set_before_the_first_byte_is_written(tmp_path: Path, monkey
         seen.append(stat.S_IMODE(os.fstat(fd).st_mode))
         real_fsync(fd)
 
-    monkeypatch.setattr(atomicwrite.os, "fsync", look)
+    monkeypatch.setattr(os, "fsync", look)
     write_atomically(tmp_path / "secret", b"token", 0o600)
     assert seen == [0o600]
 

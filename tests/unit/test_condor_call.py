@@ -127,3 +127,22 @@ def test_deadline_exceeded_kills_the_child() -> None:
     os.unlink(pid_file)
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)
+
+
+def test_a_quick_call_beside_a_hung_one_is_not_held_up_by_it() -> None:
+    """Parallel calls: each child must hold only its own pipe, or a reader waits for a stranger's exit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def quick() -> float:
+        started = time.monotonic()
+        for _ in range(20):
+            call_in_child(lambda: 1, 5)
+        return time.monotonic() - started
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        hung = [pool.submit(call_in_child, lambda: time.sleep(60), 3) for _ in range(2)]
+        took = [pool.submit(quick) for _ in range(2)]
+        assert max(f.result() for f in took) < 2.5, "a quick call waited for a hung call's child"
+        for future in hung:
+            with pytest.raises(DeadlineExceeded):
+                future.result()

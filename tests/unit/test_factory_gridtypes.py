@@ -31,7 +31,7 @@ def entry(grid_type: str, resource: str = "r", **keys: object) -> Entry:
 
 def entry_problem(grid_type: str, **keys: object) -> str:
     with pytest.raises(pydantic.ValidationError) as caught:
-        entry(grid_type, **keys)
+        Entry.model_validate({"grid_type": grid_type, "resource": "r", **keys})
     return str(caught.value)
 
 

@@ -306,7 +306,8 @@ class EntryDecision:
     inputs: Mapping[str, float] = field(default_factory=dict)
     steps: tuple[Step, ...] = ()
     bound_by: tuple[str, ...] = ()
-    """Names of the limits that lowered a number, e.g. 'entry.max_idle' or 'entry.max_removals'."""
+    """Names of the limits that held a number below what was wanted, e.g. 'entry.max_idle' or
+    'entry.max_removals' (the rule is in `updraft.records`)."""
     notes: tuple[str, ...] = ()
 
     @property

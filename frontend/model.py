@@ -128,7 +128,8 @@ class Decision:
     inputs: Mapping[str, float] = field(default_factory=dict)
     steps: tuple[Step, ...] = ()
     bound_by: tuple[str, ...] = ()
-    """Names of the limits or curbs that lowered the result, e.g. 'group.max_idle_per_entry'."""
+    """Names of the limits or curbs that held the request below what was wanted, e.g.
+    'group.max_idle_per_entry' (the rule is in `updraft.records`)."""
     notes: tuple[str, ...] = ()
 
 

@@ -504,7 +504,9 @@ def _check_unmatched_and_downtime(plan: Plan, observation: Observation, cfg: Fro
         if demand is None or demand.idle_jobs == 0:
             assert d.idle == 0
         if d.entry.in_downtime:
-            assert d.idle == 0 and "entry.downtime" in d.bound_by
+            wished = next(step.value for step in d.steps if step.name == "request")
+            assert d.idle == 0 and "entry in downtime" in d.notes
+            assert ("entry.downtime" in d.bound_by) == (wished > 0), "a bound only holds back what was wanted"
 
 
 def _check_decay(plan: Plan, observation: Observation, cfg: FrontendConfig) -> None:

@@ -749,3 +749,12 @@ def test_properties_hold_for_random_cycles(cycle: tuple[list[Request], list[Pilo
     plan = decide(reqs, queue, pols, NOW)
     for check_property in PROPERTIES:
         check_property(plan, reqs, queue, pols)
+
+
+def test_a_per_cycle_cap_the_submissions_do_not_reach_is_not_a_bound() -> None:
+    roomy = check(Case("", pilots(2, R), (request(10, max_pilots=6),),
+                       policy(per_cycle=CycleCaps(max_submits=100)), submit=4, bound=("request.max_pilots",)))
+    assert roomy.bound_by == ("request.max_pilots",)
+    tie = check(Case("", pilots(2, R), (request(10, max_pilots=6),),
+                     policy(per_cycle=CycleCaps(max_submits=4)), submit=4, bound=("entry.max_submits",)))
+    assert tie.bound_by == ("request.max_pilots", "entry.max_submits")

@@ -37,6 +37,7 @@ from updraft.frontend.config import FrontendConfig, Group
 from updraft.frontend.matching import EntryDemand, GroupMatch, match
 from updraft.frontend.model import (
     Decision,
+    DecisionInputs,
     EntryAd,
     JobShape,
     Observation,
@@ -122,7 +123,7 @@ class _Draft:
     max_pilots: int = 0
     remove: RemoveMode = RemoveMode.NONE
     remove_max: int = 0
-    inputs: dict[str, float] = field(default_factory=dict)
+    inputs: DecisionInputs = DecisionInputs()
     record: Record = field(default_factory=Record)
     """The request, its steps, bounds and notes (`updraft.records` says when a bound is recorded)."""
 
@@ -143,7 +144,7 @@ class _Draft:
             max_pilots=self.max_pilots,
             remove=self.remove,
             remove_max=self.remove_max,
-            inputs=dict(self.inputs),
+            inputs=self.inputs,
             steps=tuple(self.record.steps),
             bound_by=tuple(self.record.bound_by),
             notes=tuple(self.record.notes),
@@ -178,24 +179,27 @@ def usable_idle_slots(
     )
 
 
-def _record_inputs(
-    draft: _Draft, demand: EntryDemand | None, view: _SlotView, usable: int, group: Group
-) -> None:
-    draft.inputs.update(
+def _inputs(
+    demand: EntryDemand | None, view: _SlotView, usable: int, group: Group, limits: tuple[Limit, Limit]
+) -> DecisionInputs:
+    (max_pilots, _), (max_idle, _) = limits
+    return DecisionInputs(
         idle_jobs=demand.idle_jobs if demand else 0.0,
         old_idle_jobs=demand.old_idle_jobs if demand else 0.0,
         running_jobs=demand.running_jobs if demand else 0.0,
         idle_pilots_needed=demand.idle_pilots_needed if demand else 0.0,
         old_idle_pilots=demand.old_idle_pilots if demand else 0.0,
-        pilots=float(view.total),
-        idle_slots=float(len(view.idle)),
-        usable_idle_slots=float(usable),
-        busy_slots=float(view.busy),
-        running_slots=float(view.running),
-        failed_slots=float(view.failed),
-        pilot_cores=float(view.cores),
+        pilots=view.total,
+        idle_slots=len(view.idle),
+        usable_idle_slots=usable,
+        busy_slots=view.busy,
+        running_slots=view.running,
+        failed_slots=view.failed,
+        pilot_cores=view.cores,
         ramp_up_attenuation=group.ramp_up_attenuation,
-        reserve_idle=float(group.reserve_idle),
+        reserve_idle=group.reserve_idle,
+        max_pilots=max_pilots,
+        max_idle=max_idle,
     )
 
 
@@ -274,11 +278,10 @@ def _curb(draft: _Draft, ceiling: _Ceiling, fraction: float) -> None:
         draft.record.lower(_ceil(draft.idle / 2), "curb", bound, f"{seen} (curb at {fraction:.0%})")
 
 
-def _entry_caps(draft: _Draft, view: _SlotView, group: Group) -> list[_Ceiling]:
-    """Step 6: the request fits the entry's idle cap and its remaining pilot room."""
-    (max_pilots, running_names), (max_idle, idle_names) = entry_limits(draft.entry, group)
+def _entry_caps(draft: _Draft, view: _SlotView, limits: tuple[Limit, Limit]) -> list[_Ceiling]:
+    """Step 6: the request fits the entry's idle cap and its remaining pilot room (`entry_limits`)."""
+    (max_pilots, running_names), (max_idle, idle_names) = limits
     draft.max_pilots = max_pilots
-    draft.inputs.update(max_pilots=float(max_pilots), max_idle=float(max_idle))
     draft.record.lower(max_idle, "cap", idle_names, "")
     room = max_pilots - view.total
     if room > 0:
@@ -435,9 +438,10 @@ def _decide_entry(
         draft.record.notes.append("entry not advertised this cycle")
     requirements = demand.requirements if demand else frozenset()
     usable = usable_idle_slots(view.idle, requirements, cycle.now, group.min_pilot_lifetime_seconds)
-    _record_inputs(draft, demand, view, usable, group)
+    limits = entry_limits(entry, group)
+    draft.inputs = _inputs(demand, view, usable, group, limits)
     _request_before_limits(draft, demand, usable, group)
-    for ceiling in _entry_caps(draft, view, group) + list(ceilings):
+    for ceiling in _entry_caps(draft, view, limits) + list(ceilings):
         _curb(draft, ceiling, group.curb_fraction)
     _downtime(draft)
     _removal(draft, demand, view, group, cycle.unreachable.get(group_name, ()))

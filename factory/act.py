@@ -10,7 +10,7 @@ bookkeeping attributes that the next cycle counts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import htcondor2
@@ -36,9 +36,14 @@ class ActResult:
 
 
 def submit_pilots(schedd: Schedd, description: Mapping[str, str], count: int, cluster_size: int) -> ActResult:
-    """Submit cluster after cluster; stop at the first refusal so a broken schedd is not pounded."""
-    submitted = 0
-    for size in cluster_sizes(count, cluster_size):
+    """`count` pilots in clusters of at most `cluster_size` (`submit_clusters`)."""
+    return submit_clusters(schedd, description, cluster_sizes(count, cluster_size))
+
+
+def submit_clusters(schedd: Schedd, description: Mapping[str, str], sizes: Sequence[int]) -> ActResult:
+    """Submit exactly the clusters decided, in order; stop at the first refusal so a broken schedd is not pounded."""
+    submitted, count = 0, sum(sizes)
+    for size in sizes:
         try:
             schedd.submit(description, count=size)
         except CondorError as err:

@@ -66,7 +66,8 @@ def _describe(action) -> str:
     from updraft.factory.model import Release, Remove, Submit
 
     if isinstance(action, Submit):
-        return f"submit {action.count} for {action.frontend}.{action.group} to {action.entry} in clusters {list(action.clusters)}"
+        where = action.entry if action.member is None else f"{action.entry} (member {action.member})"
+        return f"submit {action.count} for {action.frontend}.{action.group} to {where} in clusters {list(action.clusters)}"
     if isinstance(action, Remove):
         return f"remove {len(action.job_ids)} ({action.reason}): {' '.join(action.job_ids[:10])}{' ...' if len(action.job_ids) > 10 else ''}"
     if isinstance(action, Release):

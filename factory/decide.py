@@ -28,6 +28,13 @@ Order of the policy, per entry:
 4. **Submissions**: the request's `idle` minus its idle pilots, within every
    limit, each counted as it will be once this cycle's removals and
    releases are done (a released pilot is idle again).
+5. **Member CEs.** An entry set's submissions are spread over its members
+   available at ``now`` (`EntryPolicy.members`) by the set's policy
+   (`updraft.factory.policy.choose_members`: ``least_idle`` by the idle
+   pilots observed at each member, every frontend's; ``round_robin`` dealt
+   from the cycle number), one `Submit` per member, each already cut into
+   clusters of the entry's cluster size. Act renders and submits exactly
+   that: nothing is decided after decide.
 
 Per-cycle caps (submits, removals, releases) are per entry. Removals are
 taken by priority: held pilots, then stale idle, then stale running (oldest
@@ -50,10 +57,12 @@ from typing import Literal
 
 from updraft.records import Cap, Record, apply_cap, share_out, tightest
 from updraft.protocol import R_CREDENTIAL, pilot_params_problem
+from updraft.factory.policy import choose_members
 from updraft.factory.model import (
     IDLE_STATES,
     LIVE_STATES,
     EntryDecision,
+    EntryInputs,
     FrontendAccess,
     EntryPolicy,
     FactoryPlan,
@@ -299,7 +308,6 @@ class _Draft:
     removed_running: int = 0
     removed_held: int = 0
     released: list[str] = field(default_factory=list)
-    inputs: dict[str, float] = field(default_factory=dict)
     record: Record = field(default_factory=Record)
     """The submission, its steps, bounds and notes (`updraft.records` says when a bound is recorded)."""
 
@@ -333,44 +341,28 @@ class _Draft:
         else:
             self.removed_idle += 1
 
-    def freeze(self, policy: EntryPolicy) -> EntryDecision:
+    def freeze(self, spread: _Spread) -> EntryDecision:
         return EntryDecision(
             entry=self.entry, frontend=self.frontend, group=self.group, request=self.request,
-            actions=self._actions(policy), inputs=dict(self.inputs), steps=tuple(self.record.steps),
+            actions=self._actions(spread), inputs=spread.inputs(self.counts), steps=tuple(self.record.steps),
             bound_by=tuple(self.record.bound_by), notes=tuple(self.record.notes),
         )
 
-    def _actions(self, policy: EntryPolicy) -> tuple[Submit | Remove | Release, ...]:
-        """Removals first (they make room), then releases, then the submission."""
+    def _actions(self, spread: _Spread) -> tuple[Submit | Remove | Release, ...]:
+        """Removals first (they make room), then releases, then the submissions (one per member CE)."""
         actions: list[Submit | Remove | Release] = [
             Remove(tuple(self.removals[reason]), reason) for reason in REASONS if reason in self.removals
         ]
         if self.released:
             actions.append(Release(tuple(self.released)))
         if self.submit > 0 and self.request is not None:
-            actions.append(Submit(self.entry, self.frontend, self.group, self.request.security_class,
-                                  self.submit, clusters(self.submit, policy.cluster_size), self.request.pilot,
-                                  self.request.credential))
+            actions.extend(_submissions(self.entry, self.request, self.submit, spread))
         return tuple(actions)
-
-
-def _record_inputs(draft: _Draft) -> None:
-    counts, request = draft.counts, draft.request
-    draft.inputs.update(
-        waiting=counts.waiting, pending=counts.pending, staging=counts.staging, running=counts.running,
-        held=counts.held, stale_idle=counts.stale_idle, stale_running=counts.stale_running,
-        stale_held=counts.stale_held,
-    )
-    if request is not None:
-        draft.inputs.update(request_idle=request.idle, request_max_pilots=request.max_pilots,
-                            request_remove_max=request.remove_max)
 
 
 def _new_draft(entry: str, key: Key, request: Request | None, pilots: list[Pilot], now: float,
                policy: EntryPolicy) -> _Draft:
-    draft = _Draft(entry, key[0], key[1], request, pilots, count_pilots(pilots, now, policy))
-    _record_inputs(draft)
-    return draft
+    return _Draft(entry, key[0], key[1], request, pilots, count_pilots(pilots, now, policy))
 
 
 # --------------------------------------------------------------------------
@@ -556,6 +548,9 @@ def _own_bounds(draft: _Draft, request: Request, policy: EntryPolicy, entry: _Ta
     if policy.in_downtime:
         draft.record.notes.append("entry in downtime: nothing submitted")
         draft.record.lower(0, "zero", ("entry.downtime",), "")
+    elif policy.members == ():
+        draft.record.notes.append("every member CE is in downtime: nothing submitted")
+        draft.record.lower(0, "zero", ("entry.downtime",), "every member in downtime")
     _too_many_held(draft, "entry", entry.held, policy.limits.max_held)
     _too_many_held(draft, "frontend", front.held, policy.limits_for(draft.frontend).max_held)
 
@@ -607,17 +602,82 @@ def _apply_submissions(drafts: Sequence[_Draft], policy: EntryPolicy) -> None:
 
 
 # --------------------------------------------------------------------------
+# Step 5: spreading an entry set's submissions over its member CEs
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Spread:
+    """Where one entry's submissions go this cycle, and what decided it."""
+
+    cluster_size: int
+    members: tuple[str, ...] | None
+    """The member CEs available at `now`; None: a standalone entry, its own only CE."""
+    idle_by_member: Mapping[str, int]
+    """Idle pilots queued at each member (every frontend's), as observed."""
+    set_policy: str
+    start: int
+    """The cycle number: where round robin starts dealing, so the first member does not always get the odd pilot."""
+
+    def inputs(self, counts: PilotCounts) -> EntryInputs:
+        return EntryInputs(pilots=counts, members=self.members or (), idle_by_member=self.idle_by_member)
+
+
+def _spread(policy: EntryPolicy, idle_by_member: Mapping[str, int], cycle: int) -> _Spread:
+    members = policy.members
+    idle = {member: idle_by_member.get(member, 0) for member in members} if members is not None else {}
+    return _Spread(policy.cluster_size, members, idle, policy.set_policy, cycle)
+
+
+def member_shares(count: int, spread: _Spread) -> dict[str | None, int]:
+    """How many of `count` pilots go to each member CE (None: the standalone entry itself).
+
+    Members given none are left out. Every member of a set shares the same
+    observed idle counts, so two requests on one set are spread the same way
+    whatever order they are decided in.
+    """
+    if spread.members is None:
+        return {None: count}
+    shares = choose_members(count, spread.members, spread.idle_by_member, spread.set_policy, start=spread.start)
+    return {member: share for member, share in shares.items()}
+
+
+def _submissions(entry: str, request: Request, count: int, spread: _Spread) -> list[Submit]:
+    """One Submit per member CE, each in clusters of at most the entry's cluster size."""
+    return [
+        Submit(entry, request.frontend, request.group, request.security_class, share,
+               clusters(share, spread.cluster_size), request.pilot, request.credential, member)
+        for member, share in member_shares(count, spread).items()
+    ]
+
+
+# --------------------------------------------------------------------------
 # Putting it together
 # --------------------------------------------------------------------------
 
 
-def _bucket(pilots: Iterable[Pilot]) -> dict[str, dict[Key, list[Pilot]]]:
-    """Live pilots per entry, per (frontend, group): one pass, so no rule ever rescans the queue."""
-    found: dict[str, dict[Key, list[Pilot]]] = {}
+@dataclass(frozen=True, slots=True)
+class _Queue:
+    """The observed pilots, sorted out once so no rule ever rescans the queue."""
+
+    live: dict[str, dict[Key, list[Pilot]]]
+    """Live pilots per entry, per (frontend, group)."""
+    idle_by_member: dict[str, int]
+    """Idle pilots per CE they went to (`Pilot.member`, else their entry), whoever's they are."""
+
+
+def _bucket(pilots: Iterable[Pilot]) -> _Queue:
+    """One pass over the queue (which may be a one-shot iterable)."""
+    live: dict[str, dict[Key, list[Pilot]]] = {}
+    idle: dict[str, int] = {}
     for pilot in pilots:
-        if pilot.state in LIVE_STATES:
-            found.setdefault(pilot.entry, {}).setdefault((pilot.frontend, pilot.group), []).append(pilot)
-    return found
+        state = pilot.state
+        if state in LIVE_STATES:
+            live.setdefault(pilot.entry, {}).setdefault((pilot.frontend, pilot.group), []).append(pilot)
+            if state in IDLE_STATES:
+                where = pilot.member or pilot.entry
+                idle[where] = idle.get(where, 0) + 1
+    return _Queue(live, idle)
 
 
 def _note_missing_requests(draft: _Draft, refused: Mapping[Key, list[str]]) -> None:
@@ -629,8 +689,8 @@ def _note_missing_requests(draft: _Draft, refused: Mapping[Key, list[str]]) -> N
 
 
 def _decide_entry(policy: EntryPolicy, requests: Mapping[Key, Request], refused: Mapping[Key, list[str]],
-                  pilots: Mapping[Key, list[Pilot]], now: float) -> list[EntryDecision]:
-    """Steps 2-4 for every (frontend, group) on one entry, in sorted order."""
+                  pilots: Mapping[Key, list[Pilot]], now: float, spread: _Spread) -> list[EntryDecision]:
+    """Steps 2-5 for every (frontend, group) on one entry, in sorted order."""
     keys = sorted(requests.keys() | pilots.keys())
     drafts = [_new_draft(policy.name, key, requests.get(key), pilots.get(key, []), now, policy) for key in keys]
     for draft in drafts:
@@ -638,7 +698,7 @@ def _decide_entry(policy: EntryPolicy, requests: Mapping[Key, Request], refused:
     used = _apply_pilot_rules(drafts, policy, now)
     _apply_request_removals(drafts, policy, used)
     _apply_submissions(drafts, policy)
-    return [draft.freeze(policy) for draft in drafts]
+    return [draft.freeze(spread) for draft in drafts]
 
 
 def _refused_by_entry(rejected: Iterable[Rejection]) -> dict[str, dict[Key, list[str]]]:
@@ -650,19 +710,26 @@ def _refused_by_entry(rejected: Iterable[Rejection]) -> dict[str, dict[Key, list
 
 
 def decide(requests: Iterable[Request], pilots: Iterable[Pilot], policies: Mapping[str, EntryPolicy],
-           now: float) -> FactoryPlan:
+           now: float, cycle: int = 0) -> FactoryPlan:
     """The factory's whole policy for one cycle: pure, deterministic, replayable.
 
     `policies` maps entry names to their policy; pilots of an entry with no
     policy are only counted (`FactoryPlan.unmanaged`), never acted on.
+    `cycle` is the cycle number, where round-robin entry sets start dealing
+    (0 for a plan that is only shown).
     """
     screened = _screen(requests, policies)
     queue = _bucket(pilots)
     refused = _refused_by_entry(screened.rejected)
     decisions: list[EntryDecision] = []
     for name in sorted(policies):
-        accepted, mine = screened.accepted.get(name, {}), queue.get(name, {})
+        accepted, mine = screened.accepted.get(name, {}), queue.live.get(name, {})
         if accepted or mine:
-            decisions.extend(_decide_entry(policies[name], accepted, refused.get(name, {}), mine, now))
-    unmanaged = {entry: sum(map(len, keys.values())) for entry, keys in sorted(queue.items()) if entry not in policies}
-    return FactoryPlan(now=now, decisions=tuple(decisions), rejected=tuple(screened.rejected), unmanaged=unmanaged)
+            policy = policies[name]
+            spread = _spread(policy, queue.idle_by_member, cycle)
+            decisions.extend(_decide_entry(policy, accepted, refused.get(name, {}), mine, now, spread))
+    unmanaged = {
+        entry: sum(map(len, keys.values())) for entry, keys in sorted(queue.live.items()) if entry not in policies
+    }
+    return FactoryPlan(now=now, decisions=tuple(decisions), rejected=tuple(screened.rejected), unmanaged=unmanaged,
+                       cycle=cycle)

@@ -28,7 +28,7 @@ from updraft.errors import CondorError, ConfigError
 from updraft.loop import CycleSignals, Wake, write_pid
 from updraft.factory import completed as completed_pilots
 from updraft.factory import downtime
-from updraft.factory.act import ActResult, release_pilots, remove_pilots, submit_pilots
+from updraft.factory.act import ActResult, release_pilots, remove_pilots, submit_clusters
 from updraft.factory.advertise import entry_ads, factory_ad
 from updraft.factory.config import FactoryConfig, load_factory_config
 from updraft.factory.credentials import (
@@ -39,12 +39,9 @@ from updraft.factory.credentials import (
     public_key_attributes,
 )
 from updraft.factory.decide import count_pilots, decide
-from updraft.factory.model import FactoryPlan, Pilot, PilotCounts, PilotState, Release, Remove, Request, Submit
+from updraft.factory.model import FactoryPlan, Pilot, PilotCounts, Release, Remove, Request, Submit
 from updraft.factory.observe import FactoryView, observe
 from updraft.factory.policy import (
-    advertised_entries,
-    available_members,
-    choose_members,
     entries_in_downtime,
     entry_policies,
     frontend_in_downtime,
@@ -286,17 +283,22 @@ def prune_credentials(config: FactoryConfig, plan: FactoryPlan, pilots: tuple[Pi
 
 def act(config: FactoryConfig, plan: FactoryPlan, pilots: tuple[Pilot, ...], cycle: int,
         downtimes: list[downtime.Downtime], releases: Mapping[str, StagingRelease]) -> list[ActResult]:
+    """Do what the plan says, in its order; nothing is decided here.
+
+    `pilots`, `cycle` and `downtimes` are not used any more: `decide` spread
+    the submissions over member CEs with them (`Submit.member`). They stay
+    in the signature for the callers.
+    """
     if not plan.actions:
         return []
     try:
         schedd = Collector(config.wms_collector, timeout=config.query_timeout_seconds).schedd(config.schedd)
     except CondorError as err:
         return [ActResult(errors=(str(err),))]
-    idle = _idle_by_member(pilots)
     results = []
     for action in plan.actions:
         if isinstance(action, Submit):
-            results.extend(_submit(config, schedd, action, idle, cycle, downtimes, releases))
+            results.append(_submit(config, schedd, action, releases))
         elif isinstance(action, Remove):
             results.append(remove_pilots(schedd, action.job_ids, f"Updraft factory: {action.reason}"))
         elif isinstance(action, Release):
@@ -304,38 +306,19 @@ def act(config: FactoryConfig, plan: FactoryPlan, pilots: tuple[Pilot, ...], cyc
     return results
 
 
-def _idle_by_member(pilots: tuple[Pilot, ...]) -> Counter[str]:
-    return Counter(p.member or p.entry for p in pilots if p.state in (PilotState.WAITING, PilotState.PENDING, PilotState.STAGING))
+def _submit(config: FactoryConfig, schedd: Schedd, action: Submit, releases: Mapping[str, StagingRelease]
+            ) -> ActResult:
+    """Render the description for the action's CE and submit the clusters decide chose."""
+    try:
+        description = _description(config, action, releases.get(action.target))
+    except (RenderError, CredentialStoreError) as err:
+        log.error("no pilots for %s on %s this cycle: %s", action.frontend, action.target, err)
+        return ActResult(errors=(str(err),))
+    return submit_clusters(schedd, description, action.clusters)
 
 
-def _submit(config: FactoryConfig, schedd: Schedd, action: Submit, idle: Counter[str], cycle: int,
-            downtimes: list[downtime.Downtime], releases: Mapping[str, StagingRelease]) -> list[ActResult]:
-    """One advertised entry may be a set of CEs: spread the pilots over the members not in downtime."""
-    advertised = advertised_entries(config)[action.entry]
-    members = available_members(config, action.entry, downtimes, time.time())
-    if not members:
-        return []
-    shares = choose_members(action.count, members, {m: idle[m] for m in members},
-                            config.entry_sets[action.entry].policy if advertised.is_set else "least_idle", start=cycle)
-    results = []
-    for member, count in shares.items():
-        if count:
-            try:
-                description = _description(config, action, member, releases.get(member))
-            except (RenderError, CredentialStoreError) as err:
-                log.error("no pilots for %s on %s this cycle: %s", action.frontend, member, err)
-                results.append(ActResult(errors=(str(err),)))
-                continue
-            results.append(submit_pilots(schedd, description, count, _cluster_size(action)))
-    return results
-
-
-def _cluster_size(action: Submit) -> int:
-    return max(action.clusters) if action.clusters else 1
-
-
-def _description(config: FactoryConfig, action: Submit, member: str, release: StagingRelease | None) -> dict[str, str]:
-    entry = member_entry(config, action.entry, member)
+def _description(config: FactoryConfig, action: Submit, release: StagingRelease | None) -> dict[str, str]:
+    entry = member_entry(config, action.entry, action.target)
     token_file = None
     if action.credential is not None:
         token_file = CredentialStore.of(config).save(action.frontend, action.credential)
@@ -351,7 +334,7 @@ def _description(config: FactoryConfig, action: Submit, member: str, release: St
         environment=glidein_environment(entry, action.pilot),
     )
     description = render_submit(config, action.entry, entry, spec)
-    description["+UpdraftMember"] = classad2.quote(member)
+    description["+UpdraftMember"] = classad2.quote(action.target)
     return description
 
 

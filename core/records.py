@@ -123,12 +123,19 @@ def tightest(limits: Iterable[Limit]) -> Cap:
     All names at the lowest room are kept: lifting one of them alone would
     change nothing, so an operator needs to see them all.
     """
-    rooms = [(name, max(0, room), detail) for name, room, detail in limits if room is not None]
-    if not rooms:
-        return Cap((), None, "")
-    lowest = min(room for _, room, _ in rooms)
-    chosen = [(name, detail) for name, room, detail in rooms if room == lowest]
-    return Cap(tuple(name for name, _ in chosen), lowest, "; ".join(detail for _, detail in chosen if detail))
+    lowest: int | None = None
+    names: list[str] = []
+    details: list[str] = []
+    for name, room, detail in limits:  # one pass: both decides call this for every key, every cycle
+        if room is None:
+            continue
+        room = max(0, room)
+        if lowest is None or room < lowest:
+            lowest, names, details = room, [name], [detail]
+        elif room == lowest:
+            names.append(name)
+            details.append(detail)
+    return Cap(tuple(names), lowest, "; ".join(detail for detail in details if detail))
 
 
 def shared_rooms(values: Sequence[int], room: int) -> list[int]:

@@ -270,10 +270,11 @@ def _curb(draft: _Draft, ceiling: _Ceiling, fraction: float) -> None:
     Applied also to a request an earlier limit already zeroed: by the rule in
     `updraft.records`, a maximum that would hold it at zero too is a bound.
     """
-    seen = f"{ceiling.total} of {ceiling.maximum} {ceiling.what}"
     if ceiling.total >= ceiling.maximum:
+        seen = f"{ceiling.total} of {ceiling.maximum} {ceiling.what}"
         draft.record.lower(0, "zero", ceiling.bounds, f"{seen}, at the maximum")
     elif ceiling.total >= fraction * ceiling.maximum:
+        seen = f"{ceiling.total} of {ceiling.maximum} {ceiling.what}"
         bound = (f"{ceiling.level}.curb",)
         draft.record.lower(_ceil(draft.idle / 2), "curb", bound, f"{seen} (curb at {fraction:.0%})")
 

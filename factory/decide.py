@@ -656,28 +656,33 @@ def _submissions(entry: str, request: Request, count: int, spread: _Spread) -> l
 # --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Queue:
-    """The observed pilots, sorted out once so no rule ever rescans the queue."""
-
-    live: dict[str, dict[Key, list[Pilot]]]
-    """Live pilots per entry, per (frontend, group)."""
-    idle_by_member: dict[str, int]
-    """Idle pilots per CE they went to (`Pilot.member`, else their entry), whoever's they are."""
-
-
-def _bucket(pilots: Iterable[Pilot]) -> _Queue:
-    """One pass over the queue (which may be a one-shot iterable)."""
-    live: dict[str, dict[Key, list[Pilot]]] = {}
-    idle: dict[str, int] = {}
+def _bucket(pilots: Iterable[Pilot]) -> dict[str, dict[Key, list[Pilot]]]:
+    """Live pilots per entry, per (frontend, group): one pass, so no rule ever rescans the queue."""
+    found: dict[str, dict[Key, list[Pilot]]] = {}
     for pilot in pilots:
-        state = pilot.state
-        if state in LIVE_STATES:
-            live.setdefault(pilot.entry, {}).setdefault((pilot.frontend, pilot.group), []).append(pilot)
-            if state in IDLE_STATES:
-                where = pilot.member or pilot.entry
-                idle[where] = idle.get(where, 0) + 1
-    return _Queue(live, idle)
+        if pilot.state in LIVE_STATES:
+            found.setdefault(pilot.entry, {}).setdefault((pilot.frontend, pilot.group), []).append(pilot)
+    return found
+
+
+def _idle_by_member(queue: Mapping[str, Mapping[Key, list[Pilot]]], policies: Mapping[str, EntryPolicy]
+                    ) -> dict[str, int]:
+    """Idle pilots per member CE they went to (`Pilot.member`), whoever's they are.
+
+    Only pilots that can be at a set's member are looked at: those of sets,
+    and of entries no longer configured (a set's member is never a
+    standalone entry). A standalone entry's pilots are skipped, so a
+    factory without sets pays nothing for this.
+    """
+    idle: dict[str, int] = {}
+    for entry, keys in queue.items():
+        policy = policies.get(entry)
+        if policy is not None and policy.members is None:
+            continue
+        for pilot in (pilot for found in keys.values() for pilot in found if pilot.state in IDLE_STATES):
+            where = pilot.member or pilot.entry
+            idle[where] = idle.get(where, 0) + 1
+    return idle
 
 
 def _note_missing_requests(draft: _Draft, refused: Mapping[Key, list[str]]) -> None:
@@ -720,16 +725,15 @@ def decide(requests: Iterable[Request], pilots: Iterable[Pilot], policies: Mappi
     """
     screened = _screen(requests, policies)
     queue = _bucket(pilots)
+    idle_by_member = _idle_by_member(queue, policies)
     refused = _refused_by_entry(screened.rejected)
     decisions: list[EntryDecision] = []
     for name in sorted(policies):
-        accepted, mine = screened.accepted.get(name, {}), queue.live.get(name, {})
+        accepted, mine = screened.accepted.get(name, {}), queue.get(name, {})
         if accepted or mine:
             policy = policies[name]
-            spread = _spread(policy, queue.idle_by_member, cycle)
+            spread = _spread(policy, idle_by_member, cycle)
             decisions.extend(_decide_entry(policy, accepted, refused.get(name, {}), mine, now, spread))
-    unmanaged = {
-        entry: sum(map(len, keys.values())) for entry, keys in sorted(queue.live.items()) if entry not in policies
-    }
+    unmanaged = {entry: sum(map(len, keys.values())) for entry, keys in sorted(queue.items()) if entry not in policies}
     return FactoryPlan(now=now, decisions=tuple(decisions), rejected=tuple(screened.rejected), unmanaged=unmanaged,
                        cycle=cycle)

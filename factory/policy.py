@@ -305,8 +305,8 @@ def choose_members(
       earlier member. A CE that starts pilots quickly keeps few idle and so
       gets more, a slow or broken one stops getting any.
     - ``round_robin``: pilots are dealt one each, starting at member
-      ``start`` (mod the member count); the service passes e.g. the cycle
-      number so the first member does not always get the odd pilot.
+      ``start`` (mod the member count); `decide` passes the cycle number so
+      the first member does not always get the odd pilot.
 
     `members` are distinct names; a member missing from `idle_by_member` has
     no idle pilots. Deterministic, so a recorded cycle replays exactly.

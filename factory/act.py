@@ -10,7 +10,7 @@ bookkeeping attributes that the next cycle counts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,10 @@ import htcondor2
 
 from updraft import protocol
 from updraft.errors import CondorError
-from updraft.ports import CollectorPort, SchedulerPort
+from updraft.factory.credentials import CredentialStoreError
+from updraft.factory.model import FactoryPlan, Release, Remove, Submit
+from updraft.factory.render import RenderError
+from updraft.ports import CollectorPort, LocatedSchedd, SchedulerPort
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +42,14 @@ class ActResult:
 
 
 def submit_pilots(schedd: SchedulerPort, description: Mapping[str, str], count: int, cluster_size: int) -> ActResult:
-    """Submit cluster after cluster; stop at the first refusal so a broken schedd is not pounded."""
-    submitted = 0
-    for size in cluster_sizes(count, cluster_size):
+    """`count` pilots in clusters of at most `cluster_size` (`submit_clusters`)."""
+    return submit_clusters(schedd, description, cluster_sizes(count, cluster_size))
+
+
+def submit_clusters(schedd: SchedulerPort, description: Mapping[str, str], sizes: Sequence[int]) -> ActResult:
+    """Submit exactly the clusters decided, in order; stop at the first refusal so a broken schedd is not pounded."""
+    submitted, count = 0, sum(sizes)
+    for size in sizes:
         try:
             schedd.submit(description, count=size)
         except CondorError as err:
@@ -86,3 +94,35 @@ def withdraw(wms: CollectorPort, factory: str) -> None:
         wms.invalidate(protocol.FACTORY_TYPE, f"Name == {classad2.quote(factory)}")
     except CondorError as err:
         log.error("entries not withdrawn (they expire on their own): %s", err)
+
+
+def act(schedd: LocatedSchedd, plan: FactoryPlan, describe: Callable[[Submit], dict[str, str]]) -> list[ActResult]:
+    """Do what the plan says, in its order; nothing is decided here.
+
+    `describe` renders a submission's description; when it cannot (RenderError,
+    CredentialStoreError) that submission is this cycle's problem and the rest go on.
+    """
+    if not plan.actions:
+        return []
+    try:
+        located = schedd.get()
+    except CondorError as err:
+        return [ActResult(errors=(str(err),))]
+    results = []
+    for action in plan.actions:
+        if isinstance(action, Submit):
+            results.append(_submit(located, action, describe))
+        elif isinstance(action, Remove):
+            results.append(remove_pilots(located, action.job_ids, f"Updraft factory: {action.reason}"))
+        elif isinstance(action, Release):
+            results.append(release_pilots(located, action.job_ids))
+    return results
+
+
+def _submit(schedd: SchedulerPort, action: Submit, describe: Callable[[Submit], dict[str, str]]) -> ActResult:
+    try:
+        description = describe(action)
+    except (RenderError, CredentialStoreError) as err:
+        log.error("no pilots for %s on %s this cycle: %s", action.frontend, action.target, err)
+        return ActResult(errors=(str(err),))
+    return submit_clusters(schedd, description, action.clusters)

@@ -94,7 +94,8 @@ def _describe(action: object) -> str:
     from updraft.factory.model import Release, Remove, Submit
 
     if isinstance(action, Submit):
-        return (f"submit {action.count} for {action.frontend}.{action.group} to {action.entry} "
+        where = action.entry if action.member is None else f"{action.entry} (member {action.member})"
+        return (f"submit {action.count} for {action.frontend}.{action.group} to {where} "
                 f"in clusters {list(action.clusters)}")
     if isinstance(action, Remove):
         more = " ..." if len(action.job_ids) > 10 else ""

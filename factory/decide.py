@@ -4,8 +4,12 @@
 requests, the pilots in the queue, each entry's policy and ``now`` in, a
 ``FactoryPlan`` out. Nothing here talks to HTCondor or reads the config, so
 a recorded cycle replays exactly and every rule is tested with plain tables.
-Every number carries the steps that made it and the limits that lowered it,
+Every number carries the steps that made it and the limits that held it
+back (``bound_by``, recorded by the one rule in `updraft.records`: a limit
+is named when it holds the number below what was wanted, ties included),
 because "why did the factory not submit?" is the question operators ask.
+Removals and releases follow the same rule: a cap is named when it defers
+some of them (their wish is every pilot a rule picked).
 
 Order of the policy, per entry:
 
@@ -24,6 +28,13 @@ Order of the policy, per entry:
 4. **Submissions**: the request's `idle` minus its idle pilots, within every
    limit, each counted as it will be once this cycle's removals and
    releases are done (a released pilot is idle again).
+5. **Member CEs.** An entry set's submissions are spread over its members
+   available at ``now`` (`EntryPolicy.members`) by the set's policy
+   (`updraft.factory.policy.choose_members`: ``least_idle`` by the idle
+   pilots observed at each member, every frontend's; ``round_robin`` dealt
+   from the cycle number), one `Submit` per member, each already cut into
+   clusters of the entry's cluster size. Act renders and submits exactly
+   that: nothing is decided after decide.
 
 Per-cycle caps (submits, removals, releases) are per entry. Removals are
 taken by priority: held pilots, then stale idle, then stale running (oldest
@@ -44,12 +55,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from updraft.records import share_out  # noqa: F401  (re-exported for callers and tests)
+from updraft.records import Cap, Record, apply_cap, share_out, tightest
 from updraft.protocol import R_CREDENTIAL, pilot_params_problem
+from updraft.factory.policy import choose_members
 from updraft.factory.model import (
     IDLE_STATES,
     LIVE_STATES,
     EntryDecision,
+    EntryInputs,
     FrontendAccess,
     EntryPolicy,
     FactoryPlan,
@@ -63,7 +76,6 @@ from updraft.factory.model import (
     RemoveMode,
     Request,
     StaleAges,
-    Step,
     Submit,
 )
 
@@ -296,13 +308,13 @@ class _Draft:
     removed_running: int = 0
     removed_held: int = 0
     released: list[str] = field(default_factory=list)
-    submit: int = 0
-    wanted: int = 0
-    """The submission before any bound: a bound below it is binding even where an earlier one already lowered it."""
-    inputs: dict[str, float] = field(default_factory=dict)
-    steps: list[Step] = field(default_factory=list)
-    bound_by: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    record: Record = field(default_factory=Record)
+    """The submission, its steps, bounds and notes (`updraft.records` says when a bound is recorded)."""
+
+    @property
+    def submit(self) -> int:
+        """Pilots to submit so far: the record's number."""
+        return self.record.value
 
     @property
     def total_after(self) -> int:
@@ -329,64 +341,28 @@ class _Draft:
         else:
             self.removed_idle += 1
 
-    def step(self, name: str, value: float, note: str = "") -> None:
-        self.steps.append(Step(name, value, note))
-
-    def bound(self, *names: str) -> None:
-        self.bound_by.extend(name for name in names if name not in self.bound_by)
-
-    def lower(self, value: int, kind: str, bounds: Sequence[str], detail: str) -> None:
-        """Lower the submission to `value` if that is below it, recording the step.
-
-        Bounds are recorded whenever they bind, also when an earlier one
-        already lowered the number as far: an operator lifting one limit
-        needs to know the next one is waiting at the same value.
-        """
-        value = max(0, value)
-        if value < self.wanted and value <= self.submit:
-            self.bound(*bounds)
-        if value < self.submit:
-            self.submit = value
-            self.step(kind, value, f"{'/'.join(bounds)}: {detail}" if detail else "/".join(bounds))
-
-    def freeze(self, policy: EntryPolicy) -> EntryDecision:
+    def freeze(self, spread: _Spread) -> EntryDecision:
         return EntryDecision(
             entry=self.entry, frontend=self.frontend, group=self.group, request=self.request,
-            actions=self._actions(policy), inputs=dict(self.inputs), steps=tuple(self.steps),
-            bound_by=tuple(self.bound_by), notes=tuple(self.notes),
+            actions=self._actions(spread), inputs=spread.inputs(self.counts), steps=tuple(self.record.steps),
+            bound_by=tuple(self.record.bound_by), notes=tuple(self.record.notes),
         )
 
-    def _actions(self, policy: EntryPolicy) -> tuple[Submit | Remove | Release, ...]:
-        """Removals first (they make room), then releases, then the submission."""
+    def _actions(self, spread: _Spread) -> tuple[Submit | Remove | Release, ...]:
+        """Removals first (they make room), then releases, then the submissions (one per member CE)."""
         actions: list[Submit | Remove | Release] = [
             Remove(tuple(self.removals[reason]), reason) for reason in REASONS if reason in self.removals
         ]
         if self.released:
             actions.append(Release(tuple(self.released)))
         if self.submit > 0 and self.request is not None:
-            actions.append(Submit(self.entry, self.frontend, self.group, self.request.security_class,
-                                  self.submit, clusters(self.submit, policy.cluster_size), self.request.pilot,
-                                  self.request.credential))
+            actions.extend(_submissions(self.entry, self.request, self.submit, spread))
         return tuple(actions)
-
-
-def _record_inputs(draft: _Draft) -> None:
-    counts, request = draft.counts, draft.request
-    draft.inputs.update(
-        waiting=counts.waiting, pending=counts.pending, staging=counts.staging, running=counts.running,
-        held=counts.held, stale_idle=counts.stale_idle, stale_running=counts.stale_running,
-        stale_held=counts.stale_held,
-    )
-    if request is not None:
-        draft.inputs.update(request_idle=request.idle, request_max_pilots=request.max_pilots,
-                            request_remove_max=request.remove_max)
 
 
 def _new_draft(entry: str, key: Key, request: Request | None, pilots: list[Pilot], now: float,
                policy: EntryPolicy) -> _Draft:
-    draft = _Draft(entry, key[0], key[1], request, pilots, count_pilots(pilots, now, policy))
-    _record_inputs(draft)
-    return draft
+    return _Draft(entry, key[0], key[1], request, pilots, count_pilots(pilots, now, policy))
 
 
 # --------------------------------------------------------------------------
@@ -433,7 +409,7 @@ def _candidates(drafts: Sequence[_Draft], policy: EntryPolicy, now: float
                 order = (_PRIORITY[verdict.reason], pilot.entered_state, job_order(pilot.job_id))
                 removals.append(_Candidate(order, draft, pilot, verdict.reason))
         if waiting:
-            draft.notes.append(f"{len(waiting)} held pilots wait out their backoff "
+            draft.record.notes.append(f"{len(waiting)} held pilots wait out their backoff "
                                f"(the first may be released in {min(waiting):.0f} s)")
     return sorted(removals, key=_by_order), sorted(releases, key=_by_order)
 
@@ -450,8 +426,8 @@ def _capped(candidates: list[_Candidate], cap: int | None, bound: str, what: str
     for candidate in candidates[max(0, cap):]:
         deferred[candidate.draft] = deferred.get(candidate.draft, 0) + 1
     for draft, count in deferred.items():
-        draft.notes.append(f"{count} {what} deferred to a later cycle: at most {cap} per cycle")
-        draft.bound(bound)
+        draft.record.notes.append(f"{count} {what} deferred to a later cycle: at most {cap} per cycle")
+        draft.record.bound(bound)
     return candidates[: max(0, cap)]
 
 
@@ -488,7 +464,7 @@ def _excess_idle(draft: _Draft, request: Request) -> list[tuple[Pilot, str]]:
     if excess <= 0:
         return []
     if excess > request.remove_max:
-        draft.bound("request.remove_max")
+        draft.record.bound("request.remove_max")
     idle = [p for p in draft.pilots if p.state in IDLE_STATES and p.job_id not in draft.removed_ids]
     chosen = sorted(idle, key=_excess_first, reverse=True)[: min(excess, request.remove_max)]
     return [(pilot, EXCESS_IDLE) for pilot in chosen]
@@ -498,7 +474,7 @@ def _running_to_remove(draft: _Draft, budget: int) -> list[tuple[Pilot, str]]:
     """Mode all with nothing wanted: running pilots too, as many as the remove_max left allows."""
     running = [p for p in draft.pilots if p.state is PilotState.RUNNING and p.job_id not in draft.removed_ids]
     if len(running) > budget:
-        draft.bound("request.remove_max")
+        draft.record.bound("request.remove_max")
     chosen = sorted(running, key=_newest_running, reverse=True)[: max(0, budget)]
     return [(pilot, REMOVE_ALL) for pilot in chosen]
 
@@ -527,10 +503,10 @@ def _apply_request_removals(drafts: Sequence[_Draft], policy: EntryPolicy, used:
     for (draft, request), wish, share in zip(asking, wishes, share_out(wanted, room)):
         if not wish:
             continue
-        draft.step("remove", len(wish), f"remove mode {request.remove}, remove_max {request.remove_max}")
+        draft.record.step("remove", len(wish), f"remove mode {request.remove}, remove_max {request.remove_max}")
         if share < len(wish):
-            draft.step("remove", share, f"entry.max_removals: {max(0, room)} left this cycle, {sum(wanted)} wanted")
-            draft.bound("entry.max_removals")
+            draft.record.step("remove", share, f"entry.max_removals: {max(0, room)} left this cycle, {sum(wanted)} wanted")
+            draft.record.bound("entry.max_removals")
         for pilot, reason in wish[:share]:
             draft.remove(pilot, reason)
 
@@ -559,58 +535,42 @@ def _tally(drafts: Iterable[_Draft]) -> _Tally:
 def _too_many_held(draft: _Draft, level: str, held: int, max_held: int | None) -> None:
     """Many held pilots mean the site is failing them: sending more only makes more."""
     if max_held is not None and held >= max_held:
-        draft.lower(0, "zero", (f"{level}.max_held",), f"{held} held, at most {max_held}")
+        draft.record.lower(0, "zero", (f"{level}.max_held",), f"{held} held, at most {max_held}")
 
 
 def _own_bounds(draft: _Draft, request: Request, policy: EntryPolicy, entry: _Tally, front: _Tally) -> None:
     """The wish and the bounds that apply to this request alone."""
-    draft.submit = draft.wanted = max(0, request.idle - draft.idle_after)
-    draft.step("wanted", request.idle - draft.idle_after,
+    draft.record.want(request.idle - draft.idle_after)
+    draft.record.step("wanted", request.idle - draft.idle_after,
                f"{request.idle} idle requested, {draft.idle_after} idle after removals and releases")
     room = request.max_pilots - draft.total_after
-    draft.lower(room, "cap", ("request.max_pilots",), f"{draft.total_after} of {request.max_pilots} pilots")
+    draft.record.lower(room, "cap", ("request.max_pilots",), f"{draft.total_after} of {request.max_pilots} pilots")
     if policy.in_downtime:
-        draft.notes.append("entry in downtime: nothing submitted")
-        draft.lower(0, "zero", ("entry.downtime",), "")
+        draft.record.notes.append("entry in downtime: nothing submitted")
+        draft.record.lower(0, "zero", ("entry.downtime",), "")
+    elif policy.members == ():
+        draft.record.notes.append("every member CE is in downtime: nothing submitted")
+        draft.record.lower(0, "zero", ("entry.downtime",), "every member in downtime")
     _too_many_held(draft, "entry", entry.held, policy.limits.max_held)
     _too_many_held(draft, "frontend", front.held, policy.limits_for(draft.frontend).max_held)
-
-
-@dataclass(frozen=True, slots=True)
-class _Cap:
-    """The tightest of several limits on the sum of several submissions."""
-
-    bounds: tuple[str, ...]
-    value: int | None
-    detail: str
-
-
-def _tightest(limits: Sequence[tuple[str, int | None, str]]) -> _Cap:
-    """The lowest room among the limits that are set (None: no limit), with every name that gives it."""
-    rooms = [(name, max(0, value), detail) for name, value, detail in limits if value is not None]
-    if not rooms:
-        return _Cap((), None, "")
-    lowest = min(value for _, value, _ in rooms)
-    chosen = [(name, detail) for name, value, detail in rooms if value == lowest]
-    return _Cap(tuple(name for name, _ in chosen), lowest, "; ".join(detail for _, detail in chosen))
 
 
 def _room(limit: int | None, used: int) -> int | None:
     return None if limit is None else limit - used
 
 
-def _entry_cap(policy: EntryPolicy, entry: _Tally) -> _Cap:
+def _entry_cap(policy: EntryPolicy, entry: _Tally) -> Cap:
     limits, submits = policy.limits, policy.per_cycle.max_submits
-    return _tightest((
+    return tightest((
         ("entry.max_pilots", _room(limits.max_pilots, entry.total), f"{entry.total} of {limits.max_pilots} pilots"),
         ("entry.max_idle", _room(limits.max_idle, entry.idle), f"{entry.idle} of {limits.max_idle} idle"),
         ("entry.max_submits", submits, f"at most {submits} submissions per cycle"),
     ))
 
 
-def _frontend_cap(policy: EntryPolicy, frontend: str, front: _Tally) -> _Cap:
+def _frontend_cap(policy: EntryPolicy, frontend: str, front: _Tally) -> Cap:
     limits = policy.limits_for(frontend)
-    return _tightest((
+    return tightest((
         ("frontend.max_pilots", _room(limits.max_pilots, front.total),
          f"{frontend} has {front.total} of {limits.max_pilots} pilots"),
         ("frontend.max_idle", _room(limits.max_idle, front.idle),
@@ -618,13 +578,9 @@ def _frontend_cap(policy: EntryPolicy, frontend: str, front: _Tally) -> _Cap:
     ))
 
 
-def _apply_cap(drafts: Sequence[_Draft], cap: _Cap) -> None:
+def _apply_cap(drafts: Sequence[_Draft], cap: Cap) -> None:
     """Share the cap's room between the drafts, in proportion to what each still wants."""
-    if cap.value is None:
-        return
-    wanted = [draft.submit for draft in drafts]
-    for draft, share in zip(drafts, share_out(wanted, cap.value)):
-        draft.lower(share, "share", cap.bounds, f"{cap.detail}; {sum(wanted)} wanted in all")
+    apply_cap([draft.record for draft in drafts], cap, "share", "wanted in all")
 
 
 def _apply_submissions(drafts: Sequence[_Draft], policy: EntryPolicy) -> None:
@@ -642,7 +598,57 @@ def _apply_submissions(drafts: Sequence[_Draft], policy: EntryPolicy) -> None:
         _apply_cap([d for d in group if d.request is not None], _frontend_cap(policy, frontend, fronts[frontend]))
     _apply_cap(asking, _entry_cap(policy, entry))
     for draft in asking:
-        draft.step("submit", draft.submit)
+        draft.record.step("submit", draft.submit)
+
+
+# --------------------------------------------------------------------------
+# Step 5: spreading an entry set's submissions over its member CEs
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Spread:
+    """Where one entry's submissions go this cycle, and what decided it."""
+
+    cluster_size: int
+    members: tuple[str, ...] | None
+    """The member CEs available at `now`; None: a standalone entry, its own only CE."""
+    idle_by_member: Mapping[str, int]
+    """Idle pilots queued at each member (every frontend's), as observed."""
+    set_policy: str
+    start: int
+    """The cycle number: where round robin starts dealing, so the first member does not always get the odd pilot."""
+
+    def inputs(self, counts: PilotCounts) -> EntryInputs:
+        return EntryInputs(pilots=counts, members=self.members or (), idle_by_member=self.idle_by_member)
+
+
+def _spread(policy: EntryPolicy, idle_by_member: Mapping[str, int], cycle: int) -> _Spread:
+    members = policy.members
+    idle = {member: idle_by_member.get(member, 0) for member in members} if members is not None else {}
+    return _Spread(policy.cluster_size, members, idle, policy.set_policy, cycle)
+
+
+def member_shares(count: int, spread: _Spread) -> dict[str | None, int]:
+    """How many of `count` pilots go to each member CE (None: the standalone entry itself).
+
+    Members given none are left out. Every member of a set shares the same
+    observed idle counts, so two requests on one set are spread the same way
+    whatever order they are decided in.
+    """
+    if spread.members is None:
+        return {None: count}
+    shares = choose_members(count, spread.members, spread.idle_by_member, spread.set_policy, start=spread.start)
+    return {member: share for member, share in shares.items()}
+
+
+def _submissions(entry: str, request: Request, count: int, spread: _Spread) -> list[Submit]:
+    """One Submit per member CE, each in clusters of at most the entry's cluster size."""
+    return [
+        Submit(entry, request.frontend, request.group, request.security_class, share,
+               clusters(share, spread.cluster_size), request.pilot, request.credential, member)
+        for member, share in member_shares(count, spread).items()
+    ]
 
 
 # --------------------------------------------------------------------------
@@ -659,17 +665,37 @@ def _bucket(pilots: Iterable[Pilot]) -> dict[str, dict[Key, list[Pilot]]]:
     return found
 
 
+def _idle_by_member(queue: Mapping[str, Mapping[Key, list[Pilot]]], policies: Mapping[str, EntryPolicy]
+                    ) -> dict[str, int]:
+    """Idle pilots per member CE they went to (`Pilot.member`), whoever's they are.
+
+    Only pilots that can be at a set's member are looked at: those of sets,
+    and of entries no longer configured (a set's member is never a
+    standalone entry). A standalone entry's pilots are skipped, so a
+    factory without sets pays nothing for this.
+    """
+    idle: dict[str, int] = {}
+    for entry, keys in queue.items():
+        policy = policies.get(entry)
+        if policy is not None and policy.members is None:
+            continue
+        for pilot in (pilot for found in keys.values() for pilot in found if pilot.state in IDLE_STATES):
+            where = pilot.member or pilot.entry
+            idle[where] = idle.get(where, 0) + 1
+    return idle
+
+
 def _note_missing_requests(draft: _Draft, refused: Mapping[Key, list[str]]) -> None:
     """Say why a (frontend, group) gets no submissions, and that its idle pilots stay."""
     for reason in refused.get((draft.frontend, draft.group), ()):
-        draft.notes.append(f"request rejected: {reason}")
+        draft.record.notes.append(f"request rejected: {reason}")
     if draft.request is None and draft.counts.idle:
-        draft.notes.append(f"no accepted request this cycle: {draft.counts.idle} idle pilots left alone")
+        draft.record.notes.append(f"no accepted request this cycle: {draft.counts.idle} idle pilots left alone")
 
 
 def _decide_entry(policy: EntryPolicy, requests: Mapping[Key, Request], refused: Mapping[Key, list[str]],
-                  pilots: Mapping[Key, list[Pilot]], now: float) -> list[EntryDecision]:
-    """Steps 2-4 for every (frontend, group) on one entry, in sorted order."""
+                  pilots: Mapping[Key, list[Pilot]], now: float, spread: _Spread) -> list[EntryDecision]:
+    """Steps 2-5 for every (frontend, group) on one entry, in sorted order."""
     keys = sorted(requests.keys() | pilots.keys())
     drafts = [_new_draft(policy.name, key, requests.get(key), pilots.get(key, []), now, policy) for key in keys]
     for draft in drafts:
@@ -677,7 +703,7 @@ def _decide_entry(policy: EntryPolicy, requests: Mapping[Key, Request], refused:
     used = _apply_pilot_rules(drafts, policy, now)
     _apply_request_removals(drafts, policy, used)
     _apply_submissions(drafts, policy)
-    return [draft.freeze(policy) for draft in drafts]
+    return [draft.freeze(spread) for draft in drafts]
 
 
 def _refused_by_entry(rejected: Iterable[Rejection]) -> dict[str, dict[Key, list[str]]]:
@@ -689,19 +715,25 @@ def _refused_by_entry(rejected: Iterable[Rejection]) -> dict[str, dict[Key, list
 
 
 def decide(requests: Iterable[Request], pilots: Iterable[Pilot], policies: Mapping[str, EntryPolicy],
-           now: float) -> FactoryPlan:
+           now: float, cycle: int = 0) -> FactoryPlan:
     """The factory's whole policy for one cycle: pure, deterministic, replayable.
 
     `policies` maps entry names to their policy; pilots of an entry with no
     policy are only counted (`FactoryPlan.unmanaged`), never acted on.
+    `cycle` is the cycle number, where round-robin entry sets start dealing
+    (0 for a plan that is only shown).
     """
     screened = _screen(requests, policies)
     queue = _bucket(pilots)
+    idle_by_member = _idle_by_member(queue, policies)
     refused = _refused_by_entry(screened.rejected)
     decisions: list[EntryDecision] = []
     for name in sorted(policies):
         accepted, mine = screened.accepted.get(name, {}), queue.get(name, {})
         if accepted or mine:
-            decisions.extend(_decide_entry(policies[name], accepted, refused.get(name, {}), mine, now))
+            policy = policies[name]
+            spread = _spread(policy, idle_by_member, cycle)
+            decisions.extend(_decide_entry(policy, accepted, refused.get(name, {}), mine, now, spread))
     unmanaged = {entry: sum(map(len, keys.values())) for entry, keys in sorted(queue.items()) if entry not in policies}
-    return FactoryPlan(now=now, decisions=tuple(decisions), rejected=tuple(screened.rejected), unmanaged=unmanaged)
+    return FactoryPlan(now=now, decisions=tuple(decisions), rejected=tuple(screened.rejected), unmanaged=unmanaged,
+                       cycle=cycle)

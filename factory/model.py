@@ -246,6 +246,11 @@ class EntryPolicy:
     in_downtime: bool = False
     frontends: Mapping[str, FrontendAccess] = field(default_factory=dict)
     """Frontends allowed on this entry; any other is rejected."""
+    members: tuple[str, ...] | None = None
+    """For an entry set: the member CEs new pilots may go to at the cycle's `now` (enabled, in no
+    downtime), in configured order; () when none is. None: a standalone entry, its own only CE."""
+    set_policy: str = "least_idle"
+    """How an entry set spreads its pilots over `members` (`updraft.factory.policy.choose_members`)."""
 
     def __post_init__(self) -> None:
         if self.cluster_size < 1:
@@ -270,9 +275,18 @@ class Submit:
     security_class: str
     count: int
     clusters: tuple[int, ...]
+    """The sizes of the clusters to submit, in order: act submits exactly these."""
     pilot: PilotParams = PilotParams()
     credential: Credential | None = None
     """The token these pilots join the VO pool with."""
+    member: str | None = None
+    """For an entry set, the member CE these pilots go to (one Submit per member); None for a
+    standalone entry, which is its own CE."""
+
+    @property
+    def target(self) -> str:
+        """The configured entry (CE) the pilots are rendered for and sent to."""
+        return self.entry if self.member is None else self.member
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +307,23 @@ class Release:
 Action = Submit | Remove | Release
 
 
+@dataclass(frozen=True, slots=True)
+class EntryInputs:
+    """What one (entry, frontend, group) decision was computed from, as named fields.
+
+    Fields, not string keys: a misspelt name is an error where it is
+    written (and for mypy), never a quiet 0. The request's own numbers are
+    on `EntryDecision.request`.
+    """
+
+    pilots: PilotCounts = PilotCounts()
+    """This (frontend, group)'s live pilots on the entry, by state, before this cycle's actions."""
+    members: tuple[str, ...] = ()
+    """For an entry set: the members its pilots could go to this cycle (`EntryPolicy.members`)."""
+    idle_by_member: Mapping[str, int] = field(default_factory=dict)
+    """Idle pilots queued at each of `members` (every frontend's), which `least_idle` spreads by."""
+
+
 @dataclass(frozen=True)
 class EntryDecision:
     """What the factory does for one (entry, frontend, group) this cycle, and why."""
@@ -303,10 +334,11 @@ class EntryDecision:
     request: Request | None
     """The accepted request, or None: no request (or a rejected one) means no submissions."""
     actions: tuple[Action, ...] = ()
-    inputs: Mapping[str, float] = field(default_factory=dict)
+    inputs: EntryInputs = EntryInputs()
     steps: tuple[Step, ...] = ()
     bound_by: tuple[str, ...] = ()
-    """Names of the limits that lowered a number, e.g. 'entry.max_idle' or 'entry.max_removals'."""
+    """Names of the limits that held a number below what was wanted, e.g. 'entry.max_idle' or
+    'entry.max_removals' (the rule is in `updraft.records`)."""
     notes: tuple[str, ...] = ()
 
     @property
@@ -339,6 +371,8 @@ class FactoryPlan:
     rejected: tuple[Rejection, ...] = ()
     unmanaged: Mapping[str, int] = field(default_factory=dict)
     """Live pilots per entry that has no policy (unknown or dropped from the config): left alone."""
+    cycle: int = 0
+    """The cycle number decide was given: where round-robin entry sets started dealing."""
 
     @property
     def actions(self) -> tuple[Action, ...]:

@@ -163,13 +163,18 @@ def available_members(
 ) -> tuple[str, ...]:
     """The members new pilots may go to now: enabled and in no downtime (flag or stored), in order.
 
-    What the service hands to `choose_members`. A member's downtime takes
-    that CE out of the set's rotation; the set itself stays up while any
-    member is left (see `in_downtime`).
+    What `decide` spreads a set's pilots over (`EntryPolicy.members`). A
+    member's downtime takes that CE out of the set's rotation; the set
+    itself stays up while any member is left (see `in_downtime`).
     """
     entry = advertised_entries(config).get(advertised_name)
     if entry is None:
         return ()
+    return _available(config, entry, downtimes, now)
+
+
+def _available(config: FactoryConfig, entry: AdvertisedEntry, downtimes: Sequence[Downtime], now: float
+               ) -> tuple[str, ...]:
     return tuple(m for m in entry.members if not _member_down(config, m, downtimes, now))
 
 
@@ -214,7 +219,9 @@ def entry_policies(config: FactoryConfig, downtimes: Sequence[Downtime], now: fl
     A set uses its own limits, frontends and downtime, and the submit
     tuning, stale ages and hold policy of its first configured member: those
     describe how a CE is driven, the set has none of its own, and the first
-    member is the one an operator lists as the reference.
+    member is the one an operator lists as the reference. A set's policy
+    also names its members available at `now` and how pilots are spread
+    over them, so `decide` says which CE gets how many.
     """
     return {
         name: _policy(config, entry, downtimes, now) for name, entry in advertised_entries(config).items()
@@ -251,6 +258,8 @@ def _policy(config: FactoryConfig, entry: AdvertisedEntry, downtimes: Sequence[D
         frontends=MappingProxyType({
             name: FrontendAccess(f.identity, frozenset(f.security_classes), f.require_credential) for name, f in entry.frontends.items()
         }),
+        members=_available(config, entry, downtimes, now) if entry.is_set else None,
+        set_policy=config.entry_sets[entry.name].policy if entry.is_set else LEAST_IDLE,
     )
 
 
@@ -299,8 +308,8 @@ def choose_members(
       earlier member. A CE that starts pilots quickly keeps few idle and so
       gets more, a slow or broken one stops getting any.
     - ``round_robin``: pilots are dealt one each, starting at member
-      ``start`` (mod the member count); the service passes e.g. the cycle
-      number so the first member does not always get the odd pilot.
+      ``start`` (mod the member count); `decide` passes the cycle number so
+      the first member does not always get the odd pilot.
 
     `members` are distinct names; a member missing from `idle_by_member` has
     no idle pilots. Deterministic, so a recorded cycle replays exactly.

@@ -12,54 +12,35 @@ Every daemon is reached through the cycle's ports (`updraft.factory.ports`).
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import classad2
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from updraft.condor import use_client_config
 from updraft.envelope import Keyring
-from updraft.errors import CondorError, ConfigError
+from updraft.errors import ConfigError
 from updraft.factory import downtime
 from updraft.factory.accounting import Accounting, Stats, account
-from updraft.factory.act import ActResult, release_pilots, remove_pilots, send_ads, submit_pilots, withdraw
+from updraft.factory.act import ActResult, act, send_ads, withdraw
 from updraft.factory.advertise import REJECTED_ATTRIBUTE, cycle_ads
 from updraft.factory.config import FactoryConfig, load_factory_config
-from updraft.factory.credentials import (
-    CredentialStore,
-    CredentialStoreError,
-    load_keyring,
-    open_credential,
-    public_key_attributes,
-)
+from updraft.factory.credentials import CredentialStoreError, load_keyring, open_credential, public_key_attributes
 from updraft.factory.decide import decide
-from updraft.factory.model import FactoryPlan, Pilot, PilotState, Release, Remove, Request, Submit
+from updraft.factory.model import FactoryPlan, Request
 from updraft.factory.observe import FactoryView, observe
-from updraft.factory.pilot_args import glidein_arguments, glidein_environment
-from updraft.factory.policy import (
-    advertised_entries,
-    available_members,
-    choose_members,
-    entries_in_downtime,
-    entry_policies,
-    frontend_in_downtime,
-    member_entry,
-)
+from updraft.factory.policy import entries_in_downtime, entry_policies, frontend_in_downtime
 from updraft.factory.ports import FactoryPorts, connect
 from updraft.factory.reconfig import pid_path, record_applied
-from updraft.factory.render import PilotSpec, RenderError, render_submit
 from updraft.factory.report import log_rejections, refusal_lines
 from updraft.factory.snapshot import CycleFacts, factory_snapshot
 from updraft.factory.stage import stage_entries
+from updraft.factory.submission import describe, prune_credentials
 from updraft.loop import CycleSignals, run_service
 from updraft.monitoring import registry
 from updraft.monitoring.report import Reporter
-from updraft.ports import SchedulerPort
 from updraft.staging import StagingError, StagingRelease
 
 log = logging.getLogger(__name__)
@@ -111,9 +92,11 @@ def plan_cycle(config: FactoryConfig, now: float, ports: FactoryPorts | None = N
 
 
 def timed_plan(config: FactoryConfig, ports: FactoryPorts, now: float, keyring: Keyring | None, *,
-               with_history: bool = True
+               with_history: bool = True, cycle: int = 0
                ) -> tuple[FactoryView, FactoryPlan | None, list[downtime.Downtime], dict[str, float]]:
-    """`plan_cycle`, with the seconds spent observing and deciding (for monitoring)."""
+    """`plan_cycle`, with the seconds spent observing and deciding (for monitoring).
+
+    `cycle` turns round-robin entry sets: each cycle starts at the next member."""
     started = time.perf_counter()
     downtimes = downtime.load(downtimes_path(config))
     view = observe(config, ports, now, with_history=with_history)
@@ -122,7 +105,7 @@ def timed_plan(config: FactoryConfig, ports: FactoryPorts, now: float, keyring: 
     if view.pilots is None:
         return view, None, downtimes, timings
     requests = accepted_requests(view, config, downtimes, now, keyring.openers(now) if keyring else {})
-    plan = decide(requests, view.pilots, entry_policies(config, downtimes, now), now)
+    plan = decide(requests, view.pilots, entry_policies(config, downtimes, now), now, cycle)
     timings["decide"] = time.perf_counter() - observed
     return view, plan, downtimes, timings
 
@@ -144,7 +127,7 @@ def run_cycle(config: FactoryConfig, cycle: int, now: float,
     except CredentialStoreError as err:  # no credential opens this cycle; the rest of the cycle goes on
         log.error("%s", err)
         problems.append(str(err))
-    view, plan, downtimes, timings = timed_plan(config, ports, now, keyring)
+    view, plan, downtimes, timings = timed_plan(config, ports, now, keyring, cycle=cycle)
     problems.extend(view.problems)
     extra = {**public_key_attributes(keyring), REJECTED_ATTRIBUTE: len(plan.rejected) if plan else 0}
     problems.extend(p for p in [send_ads(ports.wms, cycle_ads(config, downtimes, view.pilots, now, extra))] if p)
@@ -155,7 +138,7 @@ def run_cycle(config: FactoryConfig, cycle: int, now: float,
     else:
         log_rejections(plan, already_logged)
         started = time.perf_counter()
-        results = act(config, ports, plan, view.pilots or (), cycle, downtimes, releases)
+        results = act(ports.schedd, plan, lambda action: describe(config, action, releases))
         problems.extend(e for r in results for e in r.errors)
         problems.extend(p for p in [prune_credentials(config, plan, view.pilots or ())] if p)
         acted = time.perf_counter()
@@ -176,100 +159,6 @@ def run_cycle(config: FactoryConfig, cycle: int, now: float,
                            accounting.totals, result.problems, timings)
         reporter.report(factory_snapshot(config, facts))
     return result
-
-
-def prune_credentials(config: FactoryConfig, plan: FactoryPlan, pilots: tuple[Pilot, ...]) -> str | None:
-    """Delete the pilot tokens that no queued pilot and no accepted request names any more."""
-    needed = {(p.frontend, p.credential_id) for p in pilots}
-    needed |= {(d.request.frontend, d.request.credential.credential_id)
-               for d in plan.decisions if d.request is not None and d.request.credential is not None}
-    try:
-        for path in CredentialStore.of(config).prune(needed):
-            log.info("pilot token %s deleted: no queued pilot needs it", path.name)
-    except OSError as err:
-        return f"pilot tokens not pruned: {err}"
-    return None
-
-
-def act(config: FactoryConfig, ports: FactoryPorts, plan: FactoryPlan, pilots: tuple[Pilot, ...], cycle: int,
-        downtimes: list[downtime.Downtime], releases: Mapping[str, StagingRelease]) -> list[ActResult]:
-    if not plan.actions:
-        return []
-    try:
-        schedd = ports.schedd.get()
-    except CondorError as err:
-        return [ActResult(errors=(str(err),))]
-    idle = _idle_by_member(pilots)
-    results = []
-    for action in plan.actions:
-        if isinstance(action, Submit):
-            results.extend(_submit(config, schedd, action, idle, cycle, downtimes, releases))
-        elif isinstance(action, Remove):
-            results.append(remove_pilots(schedd, action.job_ids, f"Updraft factory: {action.reason}"))
-        elif isinstance(action, Release):
-            results.append(release_pilots(schedd, action.job_ids))
-    return results
-
-
-def _idle_by_member(pilots: tuple[Pilot, ...]) -> Counter[str]:
-    return Counter(p.member or p.entry for p in pilots if p.state in (PilotState.WAITING, PilotState.PENDING, PilotState.STAGING))
-
-
-def _submit(config: FactoryConfig, schedd: SchedulerPort, action: Submit, idle: Counter[str], cycle: int,
-            downtimes: list[downtime.Downtime], releases: Mapping[str, StagingRelease]) -> list[ActResult]:
-    """One advertised entry may be a set of CEs: spread the pilots over the members not in downtime."""
-    advertised = advertised_entries(config)[action.entry]
-    members = available_members(config, action.entry, downtimes, time.time())
-    if not members:
-        return []
-    shares = choose_members(action.count, members, {m: idle[m] for m in members},
-                            config.entry_sets[action.entry].policy if advertised.is_set else "least_idle", start=cycle)
-    results = []
-    for member, count in shares.items():
-        if count:
-            try:
-                description = _description(config, action, member, releases.get(member))
-            except (RenderError, CredentialStoreError) as err:
-                log.error("no pilots for %s on %s this cycle: %s", action.frontend, member, err)
-                results.append(ActResult(errors=(str(err),)))
-                continue
-            results.append(submit_pilots(schedd, description, count, _cluster_size(action)))
-    return results
-
-
-def _cluster_size(action: Submit) -> int:
-    return max(action.clusters) if action.clusters else 1
-
-
-def _description(config: FactoryConfig, action: Submit, member: str, release: StagingRelease | None) -> dict[str, str]:
-    entry = member_entry(config, action.entry, member)
-    token_file = None
-    if action.credential is not None:
-        token_file = CredentialStore.of(config).save(action.frontend, action.credential)
-    spec = PilotSpec(
-        frontend=action.frontend,
-        group=action.group,
-        security_class=action.security_class,
-        credential_id=action.credential.credential_id if action.credential else f"{action.frontend}.{action.group}",
-        pilot_token_file=token_file,
-        executable=config.pilot.executable,
-        work_dir=_log_dir(config, action.entry, action.frontend),
-        arguments=glidein_arguments(entry, release, action.pilot, config.pilot.arguments),
-        environment=glidein_environment(entry, action.pilot),
-    )
-    description = render_submit(config, action.entry, entry, spec)
-    description["+UpdraftMember"] = classad2.quote(member)
-    return description
-
-
-def _log_dir(config: FactoryConfig, entry: str, frontend: str) -> Path:
-    """Pilot logs per entry and frontend. A factory running as root submits as a
-    token identity that is not root, so the pilot owner must be able to write here."""
-    path = config.work_dir / "entries" / entry / frontend
-    path.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() == 0:
-        path.chmod(0o1777)
-    return path
 
 
 class FactoryService:

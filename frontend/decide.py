@@ -3,8 +3,10 @@
 ``decide`` is the whole frontend policy as one pure function: an
 ``Observation`` and the config in, a ``Plan`` out, with ``now`` passed in so
 a recorded cycle replays exactly. Every number it produces carries the
-steps that made it (``Decision.steps``) and the limits that lowered it
-(``Decision.bound_by``), because "why did the frontend ask for 3 pilots?"
+steps that made it (``Decision.steps``) and the limits that held it back
+(``Decision.bound_by``, by the one rule in `updraft.records`: a limit is
+named when it holds the number below what was wanted, ties included),
+because "why did the frontend ask for 3 pilots?"
 is the question operators ask most.
 
 Order of the policy, per (group, entry):
@@ -30,11 +32,12 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from updraft.records import share_out  # noqa: F401  (re-exported for callers and tests)
+from updraft.records import Cap, Record, apply_cap, share_out, tightest  # share_out: re-exported for tests
 from updraft.frontend.config import FrontendConfig, Group
 from updraft.frontend.matching import EntryDemand, GroupMatch, match
 from updraft.frontend.model import (
     Decision,
+    DecisionInputs,
     EntryAd,
     JobShape,
     Observation,
@@ -42,7 +45,6 @@ from updraft.frontend.model import (
     Plan,
     RemoveMode,
     SlotState,
-    Step,
 )
 
 _FLOAT_SLACK = 9
@@ -118,30 +120,21 @@ class _Draft:
 
     group: str
     entry: EntryAd
-    idle: int = 0
     max_pilots: int = 0
     remove: RemoveMode = RemoveMode.NONE
     remove_max: int = 0
-    inputs: dict[str, float] = field(default_factory=dict)
-    steps: list[Step] = field(default_factory=list)
-    bound_by: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    inputs: DecisionInputs = DecisionInputs()
+    record: Record = field(default_factory=Record)
+    """The request, its steps, bounds and notes (`updraft.records` says when a bound is recorded)."""
+
+    @property
+    def idle(self) -> int:
+        """Idle pilots requested so far: the record's number."""
+        return self.record.value
 
     @property
     def sort_key(self) -> tuple[str, str]:
         return (self.group, self.entry.key)
-
-    def step(self, name: str, value: float, note: str = "") -> None:
-        self.steps.append(Step(name, value, note))
-
-    def lower(self, value: int, kind: str, bounds: Sequence[str], detail: str) -> None:
-        """Lower the request if `value` is below it, recording the step and its bounds."""
-        value = max(0, value)
-        if value >= self.idle:
-            return
-        self.idle = value
-        self.step(kind, value, f"{'/'.join(bounds)}: {detail}" if detail else "/".join(bounds))
-        self.bound_by.extend(b for b in bounds if b not in self.bound_by)
 
     def freeze(self) -> Decision:
         return Decision(
@@ -151,10 +144,10 @@ class _Draft:
             max_pilots=self.max_pilots,
             remove=self.remove,
             remove_max=self.remove_max,
-            inputs=dict(self.inputs),
-            steps=tuple(self.steps),
-            bound_by=tuple(self.bound_by),
-            notes=tuple(self.notes),
+            inputs=self.inputs,
+            steps=tuple(self.record.steps),
+            bound_by=tuple(self.record.bound_by),
+            notes=tuple(self.record.notes),
         )
 
 
@@ -186,24 +179,27 @@ def usable_idle_slots(
     )
 
 
-def _record_inputs(
-    draft: _Draft, demand: EntryDemand | None, view: _SlotView, usable: int, group: Group
-) -> None:
-    draft.inputs.update(
+def _inputs(
+    demand: EntryDemand | None, view: _SlotView, usable: int, group: Group, limits: tuple[Limit, Limit]
+) -> DecisionInputs:
+    (max_pilots, _), (max_idle, _) = limits
+    return DecisionInputs(
         idle_jobs=demand.idle_jobs if demand else 0.0,
         old_idle_jobs=demand.old_idle_jobs if demand else 0.0,
         running_jobs=demand.running_jobs if demand else 0.0,
         idle_pilots_needed=demand.idle_pilots_needed if demand else 0.0,
         old_idle_pilots=demand.old_idle_pilots if demand else 0.0,
-        pilots=float(view.total),
-        idle_slots=float(len(view.idle)),
-        usable_idle_slots=float(usable),
-        busy_slots=float(view.busy),
-        running_slots=float(view.running),
-        failed_slots=float(view.failed),
-        pilot_cores=float(view.cores),
+        pilots=view.total,
+        idle_slots=len(view.idle),
+        usable_idle_slots=usable,
+        busy_slots=view.busy,
+        running_slots=view.running,
+        failed_slots=view.failed,
+        pilot_cores=view.cores,
         ramp_up_attenuation=group.ramp_up_attenuation,
-        reserve_idle=float(group.reserve_idle),
+        reserve_idle=group.reserve_idle,
+        max_pilots=max_pilots,
+        max_idle=max_idle,
     )
 
 
@@ -217,17 +213,17 @@ def _request_before_limits(
     single-core job never earns a full reserve of 8-core pilots.
     """
     if demand is None or demand.idle_jobs <= 0:
-        draft.idle = 0
-        draft.step("request", 0, "no idle jobs match")
+        draft.record.want(0)
+        draft.record.step("request", 0, "no idle jobs match")
         return
     need = max(0, _ceil(demand.idle_pilots_needed - usable))
     ramp = _ceil(need / group.ramp_up_attenuation)
     reserve = min(group.reserve_idle, _ceil(demand.old_idle_pilots)) if demand.old_idle_jobs > 0 else 0
-    draft.step("need", need)
-    draft.step("ramp", ramp)
-    draft.step("reserve", reserve)
-    draft.idle = ramp + reserve
-    draft.step("request", draft.idle)
+    draft.record.step("need", need)
+    draft.record.step("ramp", ramp)
+    draft.record.step("reserve", reserve)
+    draft.record.want(ramp + reserve)
+    draft.record.step("request", draft.idle)
 
 
 # --------------------------------------------------------------------------
@@ -239,21 +235,19 @@ Limit = tuple[int, tuple[str, ...]]
 """A maximum and the names of the settings that impose it."""
 
 
-def _tightest(own: tuple[str, int], factory: tuple[str, int]) -> Limit:
-    """The group's limit or the factory's, whichever is lower; the factory's 0 means it set none."""
-    if factory[1] <= 0 or own[1] < factory[1]:
-        return own[1], (own[0],)
-    if factory[1] < own[1]:
-        return factory[1], (factory[0],)
-    return own[1], (own[0], factory[0])
+def _lower_of(own: tuple[str, int], factory: tuple[str, int]) -> Limit:
+    """The group's limit or the factory's, whichever is lower (both names on a tie); the factory's 0 means it
+    set none."""
+    cap = tightest(((own[0], own[1], ""), (factory[0], factory[1] if factory[1] > 0 else None, "")))
+    return (own[1] if cap.value is None else cap.value), cap.bounds
 
 
 def entry_limits(entry: EntryAd, group: Group) -> tuple[Limit, Limit]:
     """(max pilots, names) and (max idle, names) for one entry of one group."""
-    running = _tightest(
+    running = _lower_of(
         ("group.max_running_per_entry", group.limits.max_running_per_entry), ("entry.max_pilots", entry.max_pilots)
     )
-    idle = _tightest(("group.max_idle_per_entry", group.limits.max_idle_per_entry), ("entry.max_idle", entry.max_idle))
+    idle = _lower_of(("group.max_idle_per_entry", group.limits.max_idle_per_entry), ("entry.max_idle", entry.max_idle))
     return running, idle
 
 
@@ -273,26 +267,26 @@ def _curb(draft: _Draft, ceiling: _Ceiling, fraction: float) -> None:
 
     Pilots requested now arrive minutes later; halving near a maximum keeps
     the arrivals from overshooting it, without stopping growth altogether.
+    Applied also to a request an earlier limit already zeroed: by the rule in
+    `updraft.records`, a maximum that would hold it at zero too is a bound.
     """
-    if draft.idle <= 0:
-        return
-    seen = f"{ceiling.total} of {ceiling.maximum} {ceiling.what}"
     if ceiling.total >= ceiling.maximum:
-        draft.lower(0, "zero", ceiling.bounds, f"{seen}, at the maximum")
+        seen = f"{ceiling.total} of {ceiling.maximum} {ceiling.what}"
+        draft.record.lower(0, "zero", ceiling.bounds, f"{seen}, at the maximum")
     elif ceiling.total >= fraction * ceiling.maximum:
+        seen = f"{ceiling.total} of {ceiling.maximum} {ceiling.what}"
         bound = (f"{ceiling.level}.curb",)
-        draft.lower(_ceil(draft.idle / 2), "curb", bound, f"{seen} (curb at {fraction:.0%})")
+        draft.record.lower(_ceil(draft.idle / 2), "curb", bound, f"{seen} (curb at {fraction:.0%})")
 
 
-def _entry_caps(draft: _Draft, view: _SlotView, group: Group) -> list[_Ceiling]:
-    """Step 6: the request fits the entry's idle cap and its remaining pilot room."""
-    (max_pilots, running_names), (max_idle, idle_names) = entry_limits(draft.entry, group)
+def _entry_caps(draft: _Draft, view: _SlotView, limits: tuple[Limit, Limit]) -> list[_Ceiling]:
+    """Step 6: the request fits the entry's idle cap and its remaining pilot room (`entry_limits`)."""
+    (max_pilots, running_names), (max_idle, idle_names) = limits
     draft.max_pilots = max_pilots
-    draft.inputs.update(max_pilots=float(max_pilots), max_idle=float(max_idle))
-    draft.lower(max_idle, "cap", idle_names, "")
+    draft.record.lower(max_idle, "cap", idle_names, "")
     room = max_pilots - view.total
     if room > 0:
-        draft.lower(room, "cap", running_names, f"room for {room} more pilots")
+        draft.record.lower(room, "cap", running_names, f"room for {room} more pilots")
     return [
         _Ceiling("entry", running_names, view.total, max_pilots, "pilots"),
         _Ceiling("entry", idle_names, len(view.idle), max_idle, "idle slots"),
@@ -326,50 +320,35 @@ def _outer_ceilings(
 # --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Cap:
-    """An aggregate limit on the sum of several requests."""
-
-    bounds: tuple[str, ...]
-    value: int
-    detail: str
-
-
-def _aggregate_cap(level: str, max_idle: int, idle_seen: int, max_running: int, pilots_seen: int) -> _Cap:
+def _aggregate_cap(level: str, max_idle: int, idle_seen: int, max_running: int, pilots_seen: int) -> Cap:
     """The tighter of the idle room and the running room at one level.
 
     Requested pilots become running pilots; asking for more than the running
     room would only queue pilots the limit will never let run.
     """
-    idle_room, running_room = max(0, max_idle - idle_seen), max(0, max_running - pilots_seen)
     idle_detail = f"{idle_seen} of {max_idle} idle already" if idle_seen else f"at most {max_idle} idle"
-    limits = (
-        (f"{level}.max_idle_pilots", idle_room, idle_detail),
-        (f"{level}.max_running_pilots", running_room, f"{pilots_seen} of {max_running} pilots running"),
-    )
-    lowest = min(idle_room, running_room)
-    chosen = [(name, detail) for name, value, detail in limits if value == lowest]
-    return _Cap(tuple(name for name, _ in chosen), lowest, "; ".join(detail for _, detail in chosen))
+    return tightest((
+        (f"{level}.max_idle_pilots", max_idle - idle_seen, idle_detail),
+        (f"{level}.max_running_pilots", max_running - pilots_seen, f"{pilots_seen} of {max_running} pilots running"),
+    ))
 
 
-def _apply_cap(drafts: Sequence[_Draft], cap: _Cap) -> None:
+def _apply_cap(drafts: Sequence[_Draft], cap: Cap) -> None:
     ordered = sorted(drafts, key=lambda d: d.sort_key)
-    wanted = sum(d.idle for d in ordered)
-    for draft, share in zip(ordered, share_out([d.idle for d in ordered], cap.value)):
-        draft.lower(share, "scale", cap.bounds, f"{cap.detail}; {wanted} requested in all")
+    apply_cap([draft.record for draft in ordered], cap, "scale", "requested in all")
 
 
-def _group_cap(group: Group, totals: _Totals) -> _Cap:
+def _group_cap(group: Group, totals: _Totals) -> Cap:
     limits = group.limits
     return _aggregate_cap("group", limits.max_idle_pilots, 0, limits.max_running_pilots, totals.pilots)
 
 
-def _frontend_cap(config: FrontendConfig, totals: _Totals) -> _Cap:
+def _frontend_cap(config: FrontendConfig, totals: _Totals) -> Cap:
     limits = config.limits
     return _aggregate_cap("frontend", limits.max_idle_pilots, 0, limits.max_running_pilots, totals.pilots)
 
 
-def _pool_cap(config: FrontendConfig, observation: Observation) -> _Cap:
+def _pool_cap(config: FrontendConfig, observation: Observation) -> Cap:
     """The pool's idle maximum already holds everyone's idle slots, so only the rest is ours."""
     pool = config.pool
     return _aggregate_cap(
@@ -389,11 +368,8 @@ def _pool_cap(config: FrontendConfig, observation: Observation) -> _Cap:
 def _downtime(draft: _Draft) -> None:
     """No new pilots for an entry in downtime; its running ones keep working (max_pilots unchanged)."""
     if draft.entry.in_downtime:
-        draft.notes.append("entry in downtime")
-        if draft.idle > 0:
-            draft.lower(0, "zero", ("entry.downtime",), "entry in downtime")
-        elif "entry.downtime" not in draft.bound_by:
-            draft.bound_by.append("entry.downtime")
+        draft.record.notes.append("entry in downtime")
+        draft.record.lower(0, "zero", ("entry.downtime",), "entry in downtime")
 
 
 def _removal(
@@ -407,22 +383,22 @@ def _removal(
     never drain the pool.
     """
     if unreachable:
-        draft.notes.append(f"removal disabled: {', '.join(unreachable)} unreachable")
+        draft.record.notes.append(f"removal disabled: {', '.join(unreachable)} unreachable")
         return
     idle_jobs = demand.idle_jobs if demand else 0.0
     running_jobs = demand.running_jobs if demand else 0.0
     mode = group.removal.mode
     if mode == "none":
         if view.total and idle_jobs <= 0:
-            draft.notes.append("removal mode none: unneeded pilots are kept")
+            draft.record.notes.append("removal mode none: unneeded pilots are kept")
         return
     if idle_jobs <= 0 and view.idle:
         draft.remove, draft.remove_max = RemoveMode.IDLE, len(view.idle)
-        draft.notes.append(f"remove up to {len(view.idle)} idle pilots: no idle jobs match")
+        draft.record.notes.append(f"remove up to {len(view.idle)} idle pilots: no idle jobs match")
     if mode == "all" and idle_jobs <= 0 and running_jobs <= 0 and view.busy:
         most = max(1, math.floor(group.removal.max_fraction_per_cycle * view.busy))
         draft.remove, draft.remove_max = RemoveMode.ALL, most
-        draft.notes.append(f"remove up to {most} of {view.busy} busy pilots: no jobs match")
+        draft.record.notes.append(f"remove up to {most} of {view.busy} busy pilots: no jobs match")
 
 
 # --------------------------------------------------------------------------
@@ -460,12 +436,13 @@ def _decide_entry(
     entry = demand.entry if demand else _entry_for(key, cycle)
     draft = _Draft(group=group_name, entry=entry)
     if key not in cycle.entries:
-        draft.notes.append("entry not advertised this cycle")
+        draft.record.notes.append("entry not advertised this cycle")
     requirements = demand.requirements if demand else frozenset()
     usable = usable_idle_slots(view.idle, requirements, cycle.now, group.min_pilot_lifetime_seconds)
-    _record_inputs(draft, demand, view, usable, group)
+    limits = entry_limits(entry, group)
+    draft.inputs = _inputs(demand, view, usable, group, limits)
     _request_before_limits(draft, demand, usable, group)
-    for ceiling in _entry_caps(draft, view, group) + list(ceilings):
+    for ceiling in _entry_caps(draft, view, limits) + list(ceilings):
         _curb(draft, ceiling, group.curb_fraction)
     _downtime(draft)
     _removal(draft, demand, view, group, cycle.unreachable.get(group_name, ()))

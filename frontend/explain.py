@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from updraft.frontend.model import Decision, Plan, Step
+from updraft.frontend.model import Decision, DecisionInputs, Plan, Step
 
 
 def _num(value: float) -> str:
@@ -18,34 +18,34 @@ def _num(value: float) -> str:
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
 
 
-Phrase = Callable[[Step, Mapping[str, float], "Step | None"], str]
+Phrase = Callable[[Step, DecisionInputs, "Step | None"], str]
 """Words for one step, given the decision's inputs and the step before it."""
 
 
-def _need(step: Step, inputs: Mapping[str, float], previous: Step | None) -> str:
-    jobs, pilots = _num(inputs.get("idle_jobs", 0)), inputs.get("idle_pilots_needed", 0)
-    usable, idle = _num(inputs.get("usable_idle_slots", 0)), _num(inputs.get("idle_slots", 0))
+def _need(step: Step, inputs: DecisionInputs, previous: Step | None) -> str:
+    jobs, pilots = _num(inputs.idle_jobs), inputs.idle_pilots_needed
+    usable, idle = _num(inputs.usable_idle_slots), _num(inputs.idle_slots)
     return (
         f"{jobs} matching idle jobs = {pilots:.1f} pilots; "
         f"{usable} usable idle slots (of {idle}) -> need {_num(step.value)}"
     )
 
 
-def _ramp(step: Step, inputs: Mapping[str, float], previous: Step | None) -> str:
+def _ramp(step: Step, inputs: DecisionInputs, previous: Step | None) -> str:
     """Names the need it divides, which the previous step holds."""
     need = _num(previous.value) if previous is not None and previous.name == "need" else "need"
-    return f"need {need} / attenuation {_num(inputs.get('ramp_up_attenuation', 1))} = {_num(step.value)}"
+    return f"need {need} / attenuation {_num(inputs.ramp_up_attenuation)} = {_num(step.value)}"
 
 
-def _reserve(step: Step, inputs: Mapping[str, float], previous: Step | None) -> str:
-    old = inputs.get("old_idle_jobs", 0)
+def _reserve(step: Step, inputs: DecisionInputs, previous: Step | None) -> str:
+    old = inputs.old_idle_jobs
     if not old:
         return "+0 reserve (no old idle jobs)"
-    pilots = inputs.get("old_idle_pilots", 0)
+    pilots = inputs.old_idle_pilots
     return f"+{_num(step.value)} reserve for {_num(old)} old idle jobs ({pilots:.1f} pilots)"
 
 
-def _request(step: Step, inputs: Mapping[str, float], previous: Step | None) -> str:
+def _request(step: Step, inputs: DecisionInputs, previous: Step | None) -> str:
     if step.note:
         return f"request {_num(step.value)}: {step.note}"
     return f"= {_num(step.value)} before limits"
@@ -63,7 +63,7 @@ _PHRASES: Mapping[str, Phrase] = {
 }
 
 
-def _step_line(step: Step, inputs: Mapping[str, float], previous: Step | None) -> str:
+def _step_line(step: Step, inputs: DecisionInputs, previous: Step | None) -> str:
     phrase = _PHRASES.get(step.name)
     if phrase is None:
         return f"{step.name} = {_num(step.value)}" + (f" ({step.note})" if step.note else "")
@@ -97,7 +97,7 @@ def explain(decision: Decision) -> str:
 def _compact(decision: Decision) -> str:
     bound = f" [{', '.join(decision.bound_by)}]" if decision.bound_by else ""
     removal = f", remove {decision.remove.value} <= {decision.remove_max}" if decision.remove_max else ""
-    jobs = _num(decision.inputs.get("idle_jobs", 0))
+    jobs = _num(decision.inputs.idle_jobs)
     who = f"{decision.group:<12} {decision.entry.key:<30}"
     return f"  {who} idle {decision.idle:>5} (jobs {jobs}){removal}{bound}"
 

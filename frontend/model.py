@@ -119,6 +119,38 @@ class Observation:
 
 
 
+@dataclass(frozen=True, slots=True)
+class DecisionInputs:
+    """What one (group, entry) decision was computed from, as named fields.
+
+    A field, not a string key: a misspelt name is an error where it is
+    written (and for mypy), never a quiet 0 in an ad or a graph. Job counts
+    are real (a shape matching several entries is split between them);
+    slot counts are whole.
+    """
+
+    idle_jobs: float = 0.0
+    old_idle_jobs: float = 0.0
+    running_jobs: float = 0.0
+    idle_pilots_needed: float = 0.0
+    """The matching idle jobs as pilot-equivalents (cores per pilot)."""
+    old_idle_pilots: float = 0.0
+    pilots: int = 0
+    """Every slot of this group from this entry: one slot is one pilot."""
+    idle_slots: int = 0
+    usable_idle_slots: int = 0
+    """Of `idle_slots`, those that fit a waiting job and live long enough: the capacity the need subtracts."""
+    busy_slots: int = 0
+    running_slots: int = 0
+    failed_slots: int = 0
+    pilot_cores: int = 0
+    ramp_up_attenuation: float = 1.0
+    reserve_idle: int = 0
+    max_pilots: int = 0
+    """The entry's pilot maximum for this group (the lower of the group's and the factory's)."""
+    max_idle: int = 0
+
+
 @dataclass(frozen=True)
 class Decision:
     """The request for one (group, entry) and the record of why."""
@@ -129,10 +161,11 @@ class Decision:
     max_pilots: int
     remove: RemoveMode = RemoveMode.NONE
     remove_max: int = 0
-    inputs: Mapping[str, float] = field(default_factory=dict)
+    inputs: DecisionInputs = DecisionInputs()
     steps: tuple[Step, ...] = ()
     bound_by: tuple[str, ...] = ()
-    """Names of the limits or curbs that lowered the result, e.g. 'group.max_idle_per_entry'."""
+    """Names of the limits or curbs that held the request below what was wanted, e.g.
+    'group.max_idle_per_entry' (the rule is in `updraft.records`)."""
     notes: tuple[str, ...] = ()
 
 

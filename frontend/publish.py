@@ -45,13 +45,13 @@ def request_ad(decision: Decision, config: FrontendConfig, cycle: int, now: floa
         protocol.R_BOUND_BY: ",".join(decision.bound_by),
         protocol.R_CYCLE: cycle,
         protocol.R_TIME: int(now),
-        protocol.R_JOBS_IDLE: round(float(inputs.get("idle_jobs", 0.0)), 2),
-        protocol.R_JOBS_OLD_IDLE: round(float(inputs.get("old_idle_jobs", 0.0)), 2),
-        protocol.R_JOBS_RUNNING: round(float(inputs.get("running_jobs", 0.0)), 2),
-        protocol.R_SLOTS_TOTAL: int(inputs.get("pilots", 0)),
-        protocol.R_SLOTS_IDLE: int(inputs.get("idle_slots", 0)),
-        protocol.R_SLOTS_RUNNING: int(inputs.get("running_slots", 0)),
-        protocol.R_SLOTS_CORES: int(inputs.get("pilot_cores", 0)),
+        protocol.R_JOBS_IDLE: round(inputs.idle_jobs, 2),
+        protocol.R_JOBS_OLD_IDLE: round(inputs.old_idle_jobs, 2),
+        protocol.R_JOBS_RUNNING: round(inputs.running_jobs, 2),
+        protocol.R_SLOTS_TOTAL: inputs.pilots,
+        protocol.R_SLOTS_IDLE: inputs.idle_slots,
+        protocol.R_SLOTS_RUNNING: inputs.running_slots,
+        protocol.R_SLOTS_CORES: inputs.pilot_cores,
     }
 
 

@@ -225,9 +225,10 @@ def test_stale_is_strictly_older_than_the_state_age(state: PilotState, age: floa
 def test_counts_are_recorded_as_inputs() -> None:
     case = Case("", pilots=(*pilots(2, W), *pilots(1, P), *pilots(3, R), pilot("", H, hold_age=1)),
                 requests=(request(3, 20),))
-    inputs = the(run(case)).inputs
-    assert {k: inputs[k] for k in ("waiting", "pending", "running", "held", "request_idle")} == {
-        "waiting": 2, "pending": 1, "running": 3, "held": 1, "request_idle": 3}
+    decision = the(run(case))
+    counts = decision.inputs.pilots
+    assert (counts.waiting, counts.pending, counts.running, counts.held) == (2, 1, 3, 1)
+    assert decision.request is not None and decision.request.idle == 3
 
 
 # --------------------------------------------------------------------------
@@ -552,6 +553,8 @@ def policies(draw: st.DrawFn, name: str) -> EntryPolicy:
         ),
         in_downtime=draw(st.integers(0, 4)) == 0,
         frontends={"fe1": ACCESS["fe1"], **({"fe2": ACCESS["fe2"]} if draw(st.booleans()) else {})},
+        members=draw(st.none() | st.lists(st.sampled_from("abc"), unique=True, max_size=3).map(tuple)),
+        set_policy=draw(st.sampled_from(["least_idle", "round_robin"])),
     )
 
 
@@ -677,6 +680,10 @@ def _check_caps(plan: FactoryPlan, reqs: list[Request], queue: list[Pilot], pols
             assert cap is None or used <= cap
         for action in (a for d in mine for a in d.actions if isinstance(a, Submit)):
             assert sum(action.clusters) == action.count > 0 and max(action.clusters) <= pol.cluster_size
+        for decision in mine:
+            members = [a.member for a in decision.actions if isinstance(a, Submit)]
+            assert len(members) == len(set(members))
+            assert set(members) <= ({None} if pol.members is None else set(pol.members))
 
 
 def _check_ids(plan: FactoryPlan, reqs: list[Request], queue: list[Pilot], pols: dict[str, EntryPolicy]) -> None:
@@ -749,3 +756,103 @@ def test_properties_hold_for_random_cycles(cycle: tuple[list[Request], list[Pilo
     plan = decide(reqs, queue, pols, NOW)
     for check_property in PROPERTIES:
         check_property(plan, reqs, queue, pols)
+
+
+def test_a_per_cycle_cap_the_submissions_do_not_reach_is_not_a_bound() -> None:
+    roomy = check(Case("", pilots(2, R), (request(10, max_pilots=6),),
+                       policy(per_cycle=CycleCaps(max_submits=100)), submit=4, bound=("request.max_pilots",)))
+    assert roomy.bound_by == ("request.max_pilots",)
+    tie = check(Case("", pilots(2, R), (request(10, max_pilots=6),),
+                     policy(per_cycle=CycleCaps(max_submits=4)), submit=4, bound=("entry.max_submits",)))
+    assert tie.bound_by == ("request.max_pilots", "entry.max_submits")
+
+
+# --------------------------------------------------------------------------
+# Rule 5: an entry set's submissions, spread over its member CEs
+# --------------------------------------------------------------------------
+
+
+def at(member: str, count: int, state: PilotState = W, **kw: Any) -> tuple[Pilot, ...]:
+    """Pilots of the set "us" queued at one member CE."""
+    return tuple(replace(p, member=member) for p in pilots(count, state, entry="us", **kw))
+
+
+def set_policy(members: tuple[str, ...] = ("a", "b", "c"), how: str = "least_idle", **kw: Any) -> EntryPolicy:
+    """Clusters of 10 unless a case says otherwise, so each member's share is one cluster."""
+    return policy("us", members=members, set_policy=how, cluster_size=kw.pop("cluster_size", 10), **kw)
+
+
+def submits(plan: FactoryPlan, frontend: str = "fe1") -> dict[str | None, tuple[int, tuple[int, ...]]]:
+    """Per member: (count, clusters) of the Submit for it."""
+    return {a.member: (a.count, a.clusters) for a in the(plan, "us", frontend).actions if isinstance(a, Submit)}
+
+
+def decide_set(queue: Sequence[Pilot], pol: EntryPolicy, idle: int = 9, cycle: int = 0) -> FactoryPlan:
+    return decide([request(idle, entry="us")], numbered(queue), {"us": pol}, NOW, cycle)
+
+
+def test_least_idle_sends_each_pilot_to_the_member_with_the_fewest_idle() -> None:
+    plan = decide_set([*at("a", 3), *at("b", 1)], set_policy())
+    assert submits(plan) == {"b": (2, (2,)), "c": (3, (3,))}
+    assert the(plan, "us").submitted == 5
+
+
+def test_least_idle_counts_every_frontends_idle_pilots_at_a_member() -> None:
+    queue = [*at("a", 3, frontend="fe2"), *at("b", 1)]
+    plan = decide([request(5, entry="us")], numbered(queue), {"us": set_policy()}, NOW)
+    assert submits(plan) == {"b": (2, (2,)), "c": (2, (2,))}                  # 4: fe1 has 1 of its 5 idle
+    assert the(plan, "us").inputs.idle_by_member == {"a": 3, "b": 1, "c": 0}
+
+
+def test_running_and_held_pilots_do_not_count_as_idle_at_a_member() -> None:
+    plan = decide_set([*at("a", 5, R), *at("a", 1, H, hold_age=1)], set_policy(), idle=3)
+    assert submits(plan) == {"a": (1, (1,)), "b": (1, (1,)), "c": (1, (1,))}
+
+
+@pytest.mark.parametrize(("cycle", "expected"), [
+    (0, {"a": (2, (2,)), "b": (1, (1,)), "c": (1, (1,))}),
+    (1, {"a": (1, (1,)), "b": (2, (2,)), "c": (1, (1,))}),
+    (5, {"a": (1, (1,)), "b": (1, (1,)), "c": (2, (2,))}),                   # the cycle wraps around the members
+])
+def test_round_robin_deals_from_the_cycle_number_whatever_is_idle(
+        cycle: int, expected: dict[str, tuple[int, tuple[int, ...]]]) -> None:
+    plan = decide_set(at("a", 0), set_policy(how="round_robin"), idle=4, cycle=cycle)
+    assert submits(plan) == expected
+    assert plan.cycle == cycle
+
+
+@pytest.mark.parametrize("how", ["least_idle", "round_robin"])
+def test_a_member_in_downtime_gets_no_pilots(how: str) -> None:
+    plan = decide_set(at("b", 4), set_policy(members=("b", "c"), how=how), idle=10)
+    assert set(submits(plan)) <= {"b", "c"} and sum(n for n, _ in submits(plan).values()) == 6
+    assert the(plan, "us").inputs.members == ("b", "c")
+
+
+@pytest.mark.parametrize("in_downtime", [True, False])
+def test_every_member_in_downtime_submits_nothing_and_says_so(in_downtime: bool) -> None:
+    plan = decide_set(at("a", 1), set_policy(members=(), in_downtime=in_downtime), idle=5)
+    decision = the(plan, "us")
+    assert decision.submitted == 0 and submits(plan) == {}
+    assert decision.bound_by == ("entry.downtime",)
+    assert any("downtime: nothing submitted" in note for note in decision.notes)
+
+
+def test_each_members_share_goes_out_in_clusters_of_the_entry_size() -> None:
+    plan = decide_set([*at("a", 3), *at("b", 1)], set_policy(cluster_size=2), idle=12)
+    assert submits(plan) == {"a": (1, (1,)), "b": (3, (2, 1)), "c": (4, (2, 2))}     # 8 levels them at 4 idle
+
+
+def test_a_standalone_entry_is_its_own_only_member() -> None:
+    plan = decide([request(5)], [], {"e1": policy(cluster_size=2)}, NOW, cycle=3)
+    (submit,) = the(plan).actions
+    assert isinstance(submit, Submit)
+    assert (submit.member, submit.target, submit.clusters) == (None, "e1", (2, 2, 1))
+    assert the(plan).inputs.members == ()
+
+
+def test_two_requests_on_one_set_are_spread_from_the_same_observed_idle() -> None:
+    """As the service did: what one request sends this cycle does not move where the next one's go."""
+    reqs = [request(2, entry="us"), request(2, entry="us", frontend="fe2", security_class="sc2")]
+    plan = decide(reqs, numbered(at("a", 1)), {"us": set_policy(members=("a", "b"))}, NOW)
+    assert submits(plan, "fe1") == {"b": (1, (1,))}
+    assert submits(plan, "fe2") == {"a": (1, (1,)), "b": (1, (1,))}

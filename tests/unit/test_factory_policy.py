@@ -426,3 +426,19 @@ def test_the_factory_ad_refuses_totals_it_cannot_name_or_count(totals: dict[str,
 def test_pilot_attribute_names() -> None:
     assert [pilots_attribute(s) for s in ("idle", "stale_running", "held2")] == [
         "UpdraftPilotsIdle", "UpdraftPilotsStaleRunning", "UpdraftPilotsHeld2"]
+
+
+@pytest.mark.parametrize(("downtimes", "members"), [
+    ([], ("a", "b")),                                                        # c is disabled
+    ([Downtime("a", NOW - 1)], ("b",)),
+    ([Downtime("a", NOW - 100, end=NOW - 1)], ("a", "b")),                   # over by `now`
+    ([Downtime("b", NOW + 1)], ("a", "b")),                                  # not begun at `now`
+    ([Downtime("a", NOW - 1), Downtime("b", NOW - 1)], ()),
+])
+def test_a_sets_policy_names_the_members_available_at_now_and_how_to_spread_over_them(
+        downtimes: list[Downtime], members: tuple[str, ...]) -> None:
+    config = set_config()
+    policies = entry_policies(config, downtimes, NOW)
+    assert policies["us"].members == members == available_members(config, "us", downtimes, NOW)
+    assert policies["us"].set_policy == "round_robin"
+    assert (policies["solo"].members, policies["solo"].set_policy) == (None, "least_idle")

@@ -333,7 +333,7 @@ def test_record_holds_inputs_and_ordered_steps() -> None:
     decision = the(run(case))
     assert [s.name for s in decision.steps] == ["need", "ramp", "reserve", "request", "cap"]
     assert [s.value for s in decision.steps] == [40, 14, 2, 16, 12]
-    assert decision.inputs["idle_jobs"] == 40 and decision.inputs["old_idle_jobs"] == 5
+    assert decision.inputs.idle_jobs == 40 and decision.inputs.old_idle_jobs == 5
     assert decision.bound_by == ("group.max_idle_per_entry",)
 
 
@@ -504,7 +504,9 @@ def _check_unmatched_and_downtime(plan: Plan, observation: Observation, cfg: Fro
         if demand is None or demand.idle_jobs == 0:
             assert d.idle == 0
         if d.entry.in_downtime:
-            assert d.idle == 0 and "entry.downtime" in d.bound_by
+            wished = next(step.value for step in d.steps if step.name == "request")
+            assert d.idle == 0 and "entry in downtime" in d.notes
+            assert ("entry.downtime" in d.bound_by) == (wished > 0), "a bound only holds back what was wanted"
 
 
 def _check_decay(plan: Plan, observation: Observation, cfg: FrontendConfig) -> None:
@@ -527,7 +529,7 @@ def _check_removal(plan: Plan, observation: Observation, cfg: FrontendConfig) ->
             assert mode == "all" and busy > 0
             assert d.remove_max <= max(1, math.floor(cfg.groups[d.group].removal.max_fraction_per_cycle * busy))
         if d.remove is RemoveMode.IDLE:
-            assert d.remove_max == idle > 0 and d.inputs["idle_jobs"] == 0
+            assert d.remove_max == idle > 0 and d.inputs.idle_jobs == 0
         if d.remove is RemoveMode.NONE:
             assert d.remove_max == 0
 
@@ -561,5 +563,5 @@ def test_record_counts_slots_by_state_and_their_cores() -> None:
                 slots=(*slots(2, SlotState.RUNNING, cpus=8), *slots(1, SlotState.FAILED, cpus=4),
                        *slots(3, SlotState.IDLE, cpus=2)))
     inputs = the(run(case)).inputs
-    assert (inputs["pilots"], inputs["idle_slots"], inputs["running_slots"], inputs["failed_slots"]) == (6, 3, 2, 1)
-    assert inputs["pilot_cores"] == 2 * 8 + 4 + 3 * 2
+    assert (inputs.pilots, inputs.idle_slots, inputs.running_slots, inputs.failed_slots) == (6, 3, 2, 1)
+    assert inputs.pilot_cores == 2 * 8 + 4 + 3 * 2

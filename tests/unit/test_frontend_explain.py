@@ -11,6 +11,7 @@ from updraft.frontend.decide import decide
 from updraft.frontend.explain import explain, explain_plan
 from updraft.frontend.model import (
     Decision,
+    DecisionInputs,
     EntryAd,
     JobShape,
     Observation,
@@ -116,7 +117,7 @@ def test_step_wording(step: Step, line: str) -> None:
 
 def test_fractional_jobs_keep_one_decimal() -> None:
     decision = Decision(
-        "g", SITE1, idle=1, max_pilots=7, inputs={"idle_jobs": 10 / 3, "idle_pilots_needed": 10 / 3},
+        "g", SITE1, idle=1, max_pilots=7, inputs=DecisionInputs(idle_jobs=10 / 3, idle_pilots_needed=10 / 3),
         steps=(Step("need", 4),),
     )
     assert "3.3 matching idle jobs = 3.3 pilots" in explain(decision)

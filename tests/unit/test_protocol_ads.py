@@ -10,7 +10,7 @@ from updraft import protocol
 from updraft.factory.advertise import entry_ads
 from updraft.factory.config import FactoryConfig
 from updraft.frontend.config import FrontendConfig
-from updraft.frontend.model import Decision, EntryAd, Plan, RemoveMode
+from updraft.frontend.model import Decision, DecisionInputs, EntryAd, Plan, RemoveMode
 from updraft.frontend.observe import parse_entry
 from updraft.frontend.publish import diff, request_ad, request_ads
 
@@ -51,7 +51,7 @@ def test_published_attributes_cannot_overwrite_the_protocol_ones() -> None:
 
 def decision(idle: int, entry: str = "ce1", remove: RemoveMode = RemoveMode.NONE) -> Decision:
     return Decision(group="main", entry=EntryAd(entry, "fac", {}), idle=idle, max_pilots=40, remove=remove,
-                    remove_max=2, inputs={"idle_jobs": 12.5, "running_slots": 3}, bound_by=("group.max_idle_per_entry",))
+                    remove_max=2, inputs=DecisionInputs(idle_jobs=12.5, running_slots=3), bound_by=("group.max_idle_per_entry",))
 
 
 def test_a_request_ad_reads_back_as_the_same_request() -> None:

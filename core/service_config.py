@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, PositiveInt
+from pydantic import Field
 
-from updraft.config import AbsolutePath, ConfigModel, HostPort, Name
+from updraft.config import AbsolutePath, ConfigModel, HostPort, Name, PositiveInt
 from updraft.monitoring.config import MonitoringConfig
 
 

@@ -248,13 +248,13 @@ def down(config_path: Path, entry: str, frontend: str | None, start: str | None,
     import time
 
     from updraft.factory import downtime
-    from updraft.factory.service import downtimes_path
+    from updraft.factory.downtime import downtimes_path
 
     config = load_factory_config(config_path, on_warning=echo_warning).config
     _check_entry(config, entry)
     now = time.time()
     new = downtime.Downtime(entry, _when(start, now), _when(end, None) if end else None, frontend, comment)
-    path = downtimes_path(config)
+    path = downtimes_path(config.work_dir)
     downtime.save(path, [*downtime.load(path), new])
     click.echo(f"{entry} down from {_show(new.start)} until {_show(new.end) if new.end else 'further notice'}")
 
@@ -268,10 +268,10 @@ def up(config_path: Path, entry: str, frontend: str | None) -> None:
     import time
 
     from updraft.factory import downtime
-    from updraft.factory.service import downtimes_path
+    from updraft.factory.downtime import downtimes_path
 
     config = load_factory_config(config_path, on_warning=echo_warning).config
-    path = downtimes_path(config)
+    path = downtimes_path(config.work_dir)
     updated, closed = downtime.end_now(downtime.load(path), entry, frontend, time.time())
     downtime.save(path, updated)
     click.echo(f"{entry}: {closed} downtime(s) ended")
@@ -284,11 +284,11 @@ def downtimes(config_path: Path) -> None:
     import time
 
     from updraft.factory import downtime
-    from updraft.factory.service import downtimes_path
+    from updraft.factory.downtime import downtimes_path
 
     config = load_factory_config(config_path, on_warning=echo_warning).config
     now = time.time()
-    for d in downtime.load(downtimes_path(config)):
+    for d in downtime.load(downtimes_path(config.work_dir)):
         live = "*" if d.covers(d.entry, d.frontend, now) else " "
         click.echo(f"{live} {d.entry:<16} {d.frontend or 'all frontends':<16} {_show(d.start)} -> "
                    f"{_show(d.end) if d.end else 'open':<20} {d.comment}")

@@ -68,3 +68,8 @@ def load(path: Path) -> list[Downtime]:
 
 def save(path: Path, downtimes: Iterable[Downtime]) -> None:
     write_atomically(path, json.dumps({"downtimes": [asdict(d) for d in downtimes]}, indent=2) + "\n")
+
+
+def downtimes_path(work_dir: Path) -> Path:
+    """Where `updraft factory downtime` keeps the downtimes, under the factory's work folder."""
+    return work_dir / "downtimes.json"

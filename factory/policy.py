@@ -35,13 +35,18 @@ from updraft.factory.config import (
     FrontendLimits,
     cpus_in,
 )
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from updraft.factory.credentials import open_credential
 from updraft.factory.downtime import Downtime, active
+from updraft.protocol import PublishedRequest
 from updraft.factory.model import (
     CycleCaps,
     EntryPolicy,
     FrontendAccess,
     HoldPolicy,
     Limits,
+    Request,
     StaleAges,
 )
 
@@ -348,3 +353,14 @@ def _round_robin(count: int, size: int, start: int) -> list[int]:
     whole, rest = divmod(count, size)
     first = start % size
     return [whole + (1 if (index - first) % size < rest else 0) for index in range(size)]
+
+
+def accepted_requests(published: Iterable[PublishedRequest], factory: str, downtimes: list[Downtime], now: float,
+                      openers: Mapping[str, X25519PrivateKey]) -> list[Request]:
+    """Requests as the decision sees them, their credentials opened with `openers` (the keyring's keys
+    at `now`); a frontend in its own downtime asks for nothing."""
+    return [
+        Request.from_published(r, r.security_class).with_credential(*open_credential(r, openers, factory))
+        for r in published
+        if not frontend_in_downtime(downtimes, r.entry, r.frontend, now)
+    ]

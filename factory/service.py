@@ -17,8 +17,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
 from updraft.condor import use_client_config
 from updraft.envelope import Keyring
 from updraft.errors import ConfigError
@@ -27,11 +25,11 @@ from updraft.factory.accounting import Accounting, Stats, account
 from updraft.factory.act import ActResult, act, send_ads, withdraw
 from updraft.factory.advertise import REJECTED_ATTRIBUTE, cycle_ads
 from updraft.factory.config import FactoryConfig, load_factory_config
-from updraft.factory.credentials import CredentialStoreError, load_keyring, open_credential, public_key_attributes
+from updraft.factory.credentials import CredentialStoreError, load_keyring, public_key_attributes
 from updraft.factory.decide import decide
-from updraft.factory.model import FactoryPlan, Request
+from updraft.factory.model import FactoryPlan
 from updraft.factory.observe import FactoryView, observe
-from updraft.factory.policy import entries_in_downtime, entry_policies, frontend_in_downtime
+from updraft.factory.policy import accepted_requests, entries_in_downtime, entry_policies
 from updraft.factory.ports import FactoryPorts, connect
 from updraft.factory.reconfig import pid_path, record_applied
 from updraft.factory.report import log_rejections, refusal_lines
@@ -44,10 +42,6 @@ from updraft.monitoring.report import Reporter
 from updraft.staging import StagingError, StagingRelease
 
 log = logging.getLogger(__name__)
-
-
-def downtimes_path(config: FactoryConfig) -> Path:
-    return config.work_dir / "downtimes.json"
 
 
 @dataclass(frozen=True)
@@ -72,17 +66,6 @@ class CycleResult:
         return f"the pilot queue could not be read: {self.view.problems[0] if self.view.problems else 'unknown'}"
 
 
-def accepted_requests(view: FactoryView, config: FactoryConfig, downtimes: list[downtime.Downtime], now: float,
-                      openers: Mapping[str, X25519PrivateKey] | None = None) -> list[Request]:
-    """Requests as the decision sees them, their credentials opened with `openers` (the keyring's keys
-    at `now`); a frontend in its own downtime asks for nothing."""
-    return [
-        Request.from_published(r, r.security_class).with_credential(*open_credential(r, openers or {}, config.name))
-        for r in view.requests
-        if not frontend_in_downtime(downtimes, r.entry, r.frontend, now)
-    ]
-
-
 def plan_cycle(config: FactoryConfig, now: float, ports: FactoryPorts | None = None
                ) -> tuple[FactoryView, FactoryPlan | None, list[downtime.Downtime]]:
     """Observe and decide; no queue is touched, no ad is sent and no history is read."""
@@ -98,13 +81,13 @@ def timed_plan(config: FactoryConfig, ports: FactoryPorts, now: float, keyring: 
 
     `cycle` turns round-robin entry sets: each cycle starts at the next member."""
     started = time.perf_counter()
-    downtimes = downtime.load(downtimes_path(config))
+    downtimes = downtime.load(downtime.downtimes_path(config.work_dir))
     view = observe(config, ports, now, with_history=with_history)
     observed = time.perf_counter()
     timings = {"observe": observed - started}
     if view.pilots is None:
         return view, None, downtimes, timings
-    requests = accepted_requests(view, config, downtimes, now, keyring.openers(now) if keyring else {})
+    requests = accepted_requests(view.requests, config.name, downtimes, now, keyring.openers(now) if keyring else {})
     plan = decide(requests, view.pilots, entry_policies(config, downtimes, now), now, cycle)
     timings["decide"] = time.perf_counter() - observed
     return view, plan, downtimes, timings
@@ -121,12 +104,7 @@ def run_cycle(config: FactoryConfig, cycle: int, now: float,
     """
     ports = ports or connect(config)
     releases = stage_entries(config) if releases is None else releases
-    keyring, problems = None, []
-    try:
-        keyring = load_keyring(config, now)
-    except CredentialStoreError as err:  # no credential opens this cycle; the rest of the cycle goes on
-        log.error("%s", err)
-        problems.append(str(err))
+    keyring, problems = _keyring(config, now)
     view, plan, downtimes, timings = timed_plan(config, ports, now, keyring, cycle=cycle)
     problems.extend(view.problems)
     extra = {**public_key_attributes(keyring), REJECTED_ATTRIBUTE: len(plan.rejected) if plan else 0}
@@ -139,26 +117,32 @@ def run_cycle(config: FactoryConfig, cycle: int, now: float,
         log_rejections(plan, already_logged)
         started = time.perf_counter()
         results = act(ports.schedd, plan, lambda action: describe(config, action, releases))
-        problems.extend(e for r in results for e in r.errors)
-        problems.extend(p for p in [prune_credentials(config, plan, view.pilots or ())] if p)
+        problems.extend([*(e for r in results for e in r.errors), *_some(prune_credentials(config, plan, view))])
         acted = time.perf_counter()
         accounting = account(config, view.completed, now)
-        problems.extend(p for p in [accounting.problem] if p)
+        problems.extend(_some(accounting.problem))
         timings.update(act=acted - started, account=time.perf_counter() - acted)
-    result = CycleResult(
-        plan, view,
-        submitted=sum(r.submitted for r in results),
-        removed=sum(r.removed for r in results),
-        released=sum(r.released for r in results),
-        problems=tuple(dict.fromkeys(problems)),
-        completed=accounting.new,
-        refusals=refusal_lines(plan),
-    )
+    result = CycleResult(plan, view, sum(r.submitted for r in results), sum(r.removed for r in results),
+                         sum(r.released for r in results), tuple(dict.fromkeys(problems)), accounting.new,
+                         refusal_lines(plan))
     if reporter is not None:
         facts = CycleFacts(now, cycle, view.pilots or (), plan, entries_in_downtime(config, downtimes, now),
                            accounting.totals, result.problems, timings)
         reporter.report(factory_snapshot(config, facts))
     return result
+
+
+def _keyring(config: FactoryConfig, now: float) -> tuple[Keyring | None, list[str]]:
+    """The keyring, or none and why: then no credential opens this cycle, and the rest of the cycle goes on."""
+    try:
+        return load_keyring(config, now), []
+    except CredentialStoreError as err:
+        log.error("%s", err)
+        return None, [str(err)]
+
+
+def _some(problem: str | None) -> list[str]:
+    return [problem] if problem else []
 
 
 class FactoryService:

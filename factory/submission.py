@@ -17,7 +17,8 @@ import classad2
 from updraft import pilot_ad
 from updraft.factory.config import FactoryConfig
 from updraft.factory.credentials import CredentialStore
-from updraft.factory.model import FactoryPlan, Pilot, Submit
+from updraft.factory.model import FactoryPlan, Submit
+from updraft.factory.observe import FactoryView
 from updraft.factory.pilot_args import glidein_arguments, glidein_environment
 from updraft.factory.policy import member_entry
 from updraft.factory.render import PilotSpec, render_submit
@@ -58,9 +59,9 @@ def log_dir(config: FactoryConfig, entry: str, frontend: str) -> Path:
     return path
 
 
-def prune_credentials(config: FactoryConfig, plan: FactoryPlan, pilots: tuple[Pilot, ...]) -> str | None:
+def prune_credentials(config: FactoryConfig, plan: FactoryPlan, view: FactoryView) -> str | None:
     """Delete the pilot tokens that no queued pilot and no accepted request names any more."""
-    needed = {(p.frontend, p.credential_id) for p in pilots}
+    needed = {(p.frontend, p.credential_id) for p in view.pilots or ()}
     needed |= {(d.request.frontend, d.request.credential.credential_id)
                for d in plan.decisions if d.request is not None and d.request.credential is not None}
     try:

@@ -52,10 +52,16 @@ def main(count: int) -> None:
 
     minting = best_of_3(lambda: [mint(key, "pilot@vo", "vo", 86400, NOW) for _ in range(count)])
     sealed: list[str] = []
-    sealing = best_of_3(lambda: sealed.__setitem__(slice(None), [
-        envelope.seal({"identity": f"{fe}@vo", "token": token}, public, "fac1", fe) for fe in frontends]))
-    ads = [protocol.PublishedRequest(fe, "main", "fac1", f"ce{i}", 1, 1, "idle", 0, f"{fe}@vo", sealed=s)
-           for i, (fe, s) in enumerate(zip(frontends, sealed, strict=True))]
+    sealing = best_of_3(
+        lambda: sealed.__setitem__(
+            slice(None),
+            [envelope.seal({"identity": f"{fe}@vo", "token": token}, public, "fac1", fe) for fe in frontends],
+        )
+    )
+    ads = [
+        protocol.PublishedRequest(fe, "main", "fac1", f"ce{i}", 1, 1, "idle", 0, f"{fe}@vo", sealed=s)
+        for i, (fe, s) in enumerate(zip(frontends, sealed, strict=True))
+    ]
     openers = ring.openers(NOW)
     results: list[tuple[Credential | None, str | None]] = []
     opening = best_of_3(lambda: results.__setitem__(slice(None), [open_credential(ad, openers, "fac1") for ad in ads]))

@@ -71,8 +71,10 @@ def main() -> int:
     tracemalloc.stop()
     print(f"factory decide, {pinned}, best of {REPEATS}")
     print(f"{'entries':>7} {'pilots':>8} {'requests':>8} {'best s':>7} {'worst s':>7} {'py MB':>6}")
-    print(f"{len(policies):>7,} {len(pilots):>8,} {len(requests):>8,} {min(times):>7.3f} {max(times):>7.3f} "
-          f"{traced:>6.1f}")
+    print(
+        f"{len(policies):>7,} {len(pilots):>8,} {len(requests):>8,} {min(times):>7.3f} {max(times):>7.3f} "
+        f"{traced:>6.1f}"
+    )
     for name, value in sorted(summary(plan).items()):
         print(f"  {name:<24} {value:>7,}")
     met = min(times) <= TARGET_SECONDS

@@ -27,7 +27,7 @@ from updraft.factory.render import PilotSpec, render_submit
 from updraft.lab.labconfig import factory_config, write_component_configs
 from updraft.lab.topology import build_topology
 
-MARK = 'UpdraftBench =?= true'
+MARK = "UpdraftBench =?= true"
 
 
 def main() -> int:

@@ -42,13 +42,21 @@ NOW = 1_700_000_000.0
 HOUR = 3600.0
 FRONTENDS = tuple(f"vo{n}" for n in range(1, 9))
 GROUPS = {vo: tuple(f"g{n}" for n in range(1 + n % 3)) for n, vo in enumerate(FRONTENDS)}
-STATES = (PilotState.WAITING, PilotState.PENDING, PilotState.STAGING, PilotState.RUNNING, PilotState.HELD,
-          PilotState.COMPLETED, PilotState.REMOVED)
+STATES = (
+    PilotState.WAITING,
+    PilotState.PENDING,
+    PilotState.STAGING,
+    PilotState.RUNNING,
+    PilotState.HELD,
+    PilotState.COMPLETED,
+    PilotState.REMOVED,
+)
 STATE_WEIGHTS = (8, 14, 2, 68, 5, 2, 1)
 HOLD_CODES = (12, 13, 26, 3, 34)
 STALE = StaleAges(idle_seconds=12 * HOUR, running_seconds=48 * HOUR, held_seconds=24 * HOUR)
-HOLDS = HoldPolicy(recoverable_codes=frozenset({12, 13, 26}), max_releases=3, backoff_seconds=300,
-                   max_backoff_seconds=HOUR)
+HOLDS = HoldPolicy(
+    recoverable_codes=frozenset({12, 13, 26}), max_releases=3, backoff_seconds=300, max_backoff_seconds=HOUR
+)
 
 
 @dataclass(frozen=True)
@@ -70,8 +78,9 @@ def make_policy(name: str, rng: random.Random) -> EntryPolicy:
     return EntryPolicy(
         name=name,
         limits=Limits(max_pilots=rng.randint(100, 400), max_idle=rng.randint(20, 60), max_held=rng.randint(10, 30)),
-        frontend_limits={vo: Limits(max_pilots=rng.randint(50, 200), max_idle=rng.randint(10, 30))
-                         for vo in allowed[:2]},
+        frontend_limits={
+            vo: Limits(max_pilots=rng.randint(50, 200), max_idle=rng.randint(10, 30)) for vo in allowed[:2]
+        },
         default_frontend_limits=Limits(max_idle=40),
         per_cycle=CycleCaps(max_submits=50, max_removals=50, max_releases=20),
         cluster_size=10,
@@ -89,7 +98,8 @@ def _keys(policy: EntryPolicy) -> list[tuple[str, str]]:
 def _age(state: PilotState, rng: random.Random) -> float:
     """Seconds in the state; about 2 % beyond the stale limit."""
     limit = {PilotState.RUNNING: STALE.running_seconds, PilotState.HELD: STALE.held_seconds}.get(
-        state, STALE.idle_seconds)
+        state, STALE.idle_seconds
+    )
     assert limit is not None
     return rng.uniform(limit, 2 * limit) if rng.random() < 0.02 else rng.uniform(0, limit)
 
@@ -100,10 +110,18 @@ def make_pilot(number: int, policy: EntryPolicy, rng: random.Random) -> Pilot:
     age = _age(state, rng)
     held = state is PilotState.HELD
     return Pilot(
-        job_id=f"{number // 10}.{number % 10}", entry=policy.name, frontend=vo, group=group,
-        security_class=f"{vo}-pilot", credential_id=f"{vo}-cred", state=state, entered_state=NOW - age,
-        submitted=NOW - age - rng.uniform(0, 6 * HOUR), hold_code=rng.choice(HOLD_CODES) if held else None,
-        hold_subcode=0 if held else None, num_holds=rng.randint(1, 4) if held else 0,
+        job_id=f"{number // 10}.{number % 10}",
+        entry=policy.name,
+        frontend=vo,
+        group=group,
+        security_class=f"{vo}-pilot",
+        credential_id=f"{vo}-cred",
+        state=state,
+        entered_state=NOW - age,
+        submitted=NOW - age - rng.uniform(0, 6 * HOUR),
+        hold_code=rng.choice(HOLD_CODES) if held else None,
+        hold_subcode=0 if held else None,
+        num_holds=rng.randint(1, 4) if held else 0,
         last_hold_time=NOW - age if held else None,
     )
 
@@ -118,9 +136,15 @@ def make_request(policy: EntryPolicy, key: tuple[str, str], rng: random.Random) 
     vo, group = key
     identity = f"{vo}@bench" if rng.random() >= 0.02 else "intruder@bench"
     return Request(
-        entry=policy.name, frontend=vo, group=group, security_class=f"{vo}-pilot", identity=identity,
-        idle=rng.randint(0, 40), max_pilots=rng.randint(50, 300),
-        remove=rng.choices(("none", "idle", "all"), (50, 35, 15))[0], remove_max=rng.randint(0, 20),
+        entry=policy.name,
+        frontend=vo,
+        group=group,
+        security_class=f"{vo}-pilot",
+        identity=identity,
+        idle=rng.randint(0, 40),
+        max_pilots=rng.randint(50, 300),
+        remove=rng.choices(("none", "idle", "all"), (50, 35, 15))[0],
+        remove_max=rng.randint(0, 20),
         pilot=PilotParams(collector=f"{vo}.example.org:9618"),
     )
 

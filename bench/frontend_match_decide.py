@@ -85,12 +85,16 @@ def run_child(case: str) -> Result:
 
 def report(results: dict[str, Result]) -> bool:
     """Print the table and say whether every target holds."""
-    print(f"{'case':<4} {'jobs':>9} {'shapes':>6} {'entries':>7} {'time s':>7} {'RSS MB':>7} "
-          f"{'py MB':>6} {'evals':>7} {'decisions':>9} {'idle req':>8}")
+    print(
+        f"{'case':<4} {'jobs':>9} {'shapes':>6} {'entries':>7} {'time s':>7} {'RSS MB':>7} "
+        f"{'py MB':>6} {'evals':>7} {'decisions':>9} {'idle req':>8}"
+    )
     for case, r in results.items():
         s = CASES[case]
-        print(f"{case:<4} {s.jobs:>9,} {s.shapes:>6,} {s.entries:>7,} {r.seconds:>7.3f} {r.rss_mb:>7.0f} "
-              f"{r.traced_mb:>6.1f} {r.evaluations:>7,} {r.decisions:>9,} {r.requested:>8,}")
+        print(
+            f"{case:<4} {s.jobs:>9,} {s.shapes:>6,} {s.entries:>7,} {r.seconds:>7.3f} {r.rss_mb:>7.0f} "
+            f"{r.traced_mb:>6.1f} {r.evaluations:>7,} {r.decisions:>9,} {r.requested:>8,}"
+        )
     ratio = results["c"].seconds / results["a"].seconds
     print(f"ratio c/a (10x jobs, same shapes and entries): {ratio:.2f}")
     checks = [results[c].seconds <= t for c, t in TARGET_SECONDS.items()]

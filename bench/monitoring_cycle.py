@@ -47,10 +47,17 @@ def pin_to_one_core() -> None:
 
 
 def config_for(entry_names: list[str]) -> FactoryConfig:
-    entries = {name: {"grid_type": "condor", "resource": f"ce.{name}.example.org ce.{name}.example.org:9619",
-                      "attributes": {"GLIDEIN_CPUS": 8}} for name in entry_names}
-    return FactoryConfig.model_validate({"name": "bench", "wms_collector": "127.0.0.1:1", "schedd": "s@x",
-                                         "entries": entries})
+    entries = {
+        name: {
+            "grid_type": "condor",
+            "resource": f"ce.{name}.example.org ce.{name}.example.org:9619",
+            "attributes": {"GLIDEIN_CPUS": 8},
+        }
+        for name in entry_names
+    }
+    return FactoryConfig.model_validate(
+        {"name": "bench", "wms_collector": "127.0.0.1:1", "schedd": "s@x", "entries": entries}
+    )
 
 
 def completed_totals(pilots: Iterable[Pilot], rng: random.Random) -> dict[Key, CompletedStats]:
@@ -59,10 +66,18 @@ def completed_totals(pilots: Iterable[Pilot], rng: random.Random) -> dict[Key, C
     for key in keys:
         failed = {step: rng.randint(0, 5) for step in rng.sample(STEPS, 2)}
         ok = rng.randint(50, 500)
-        totals[key] = CompletedStats(pilots=ok + sum(failed.values()), ok=ok, failed=sum(failed.values()),
-                                     failed_by_step=failed, lifetime_seconds=ok * 20_000, jobs_run=ok * 7,
-                                     core_seconds=ok * 160_000, busy_core_seconds=ok * 140_000,
-                                     goodput_core_seconds=ok * 130_000, waste_core_seconds=ok * 20_000)
+        totals[key] = CompletedStats(
+            pilots=ok + sum(failed.values()),
+            ok=ok,
+            failed=sum(failed.values()),
+            failed_by_step=failed,
+            lifetime_seconds=ok * 20_000,
+            jobs_run=ok * 7,
+            core_seconds=ok * 160_000,
+            busy_core_seconds=ok * 140_000,
+            goodput_core_seconds=ok * 130_000,
+            waste_core_seconds=ok * 20_000,
+        )
     return totals
 
 
@@ -87,8 +102,9 @@ def main() -> None:
     print(f"factory cycle: {entries} entries, {len(pilots)} pilots, {len(requests)} requests (one core)")
     snapshot = timed("factory_snapshot", lambda: factory_snapshot(config, facts))
     found = timed("metrics.measurements", lambda: metrics.measurements(snapshot))
-    print(f"  -> {len(snapshot.pilots)} (entry, frontend) rows, {len(found)} measurements "
-          f"(= RRD files, InfluxDB points)")
+    print(
+        f"  -> {len(snapshot.pilots)} (entry, frontend) rows, {len(found)} measurements (= RRD files, InfluxDB points)"
+    )
     writers = validate_writers({"json": {}, "xml": {}, "rrd": {"step_seconds": 300}, "status_pages": {}})
     with tempfile.TemporaryDirectory() as folder:
         built = build(writers, Path(folder))

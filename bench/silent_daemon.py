@@ -29,7 +29,15 @@ UPDRAFT = str(Path(sys.executable).parent / "updraft")
 def silent_listener() -> tuple[socket.socket, str]:
     server = socket.create_server(("127.0.0.1", 0), backlog=128)
     held: list[socket.socket] = []
-    threading.Thread(target=lambda: [held.append(server.accept()[0]) for _ in iter(int, 1)], daemon=True).start()
+
+    def accept_forever() -> None:
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:  # the listener was closed: the bench is done
+                return
+
+    threading.Thread(target=accept_forever, daemon=True).start()
     return server, f"127.0.0.1:{server.getsockname()[1]}"
 
 
@@ -37,11 +45,11 @@ def configs(folder: Path, address: str, timeout: float) -> dict[str, Path]:
     common = f"wms_collector: {address}\nquery_timeout_seconds: {timeout}\n"
     files = {
         "factory": f"name: bench-factory\nschedd: factory@lab\nwork_dir: {folder}/factory\n{common}"
-                   "pilot: {executable: /bin/true}\n"
-                   f"entries: {{site1: {{grid_type: condor, resource: 'ce@site1 {address}'}}}}\n",
+        "pilot: {executable: /bin/true}\n"
+        f"entries: {{site1: {{grid_type: condor, resource: 'ce@site1 {address}'}}}}\n",
         "frontend": f"name: bench-vo\nvo_collector: {address}\nwork_dir: {folder}/frontend\n{common}"
-                    "factories: {f: {identity: factory@lab}}\n"
-                    "groups: {main: {job_constraint: 'true', match_expr: 'true'}}\n",
+        "factories: {f: {identity: factory@lab}}\n"
+        "groups: {main: {job_constraint: 'true', match_expr: 'true'}}\n",
     }
     paths = {}
     for name, text in files.items():
@@ -52,8 +60,7 @@ def configs(folder: Path, address: str, timeout: float) -> dict[str, Path]:
 
 def once(component: str, config: Path) -> tuple[float, int]:
     started = time.monotonic()
-    done = subprocess.run([UPDRAFT, component, "once", "-c", str(config)], capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run([UPDRAFT, component, "once", "-c", str(config)], capture_output=True, text=True, timeout=300)
     return time.monotonic() - started, done.returncode
 
 
@@ -73,19 +80,25 @@ def main() -> None:
         paths = configs(Path(folder), address, args.timeout)
         for component, path in paths.items():
             took, status = once(component, path)
-            print(f"{component:<8} once against a silent collector, query_timeout_seconds {args.timeout:g}: "
-                  f"{took:5.2f} s, exit {status}")
+            print(
+                f"{component:<8} once against a silent collector, query_timeout_seconds {args.timeout:g}: "
+                f"{took:5.2f} s, exit {status}"
+            )
     server.close()
-    ads = [{"ClusterId": n, "ProcId": 0, "JobStatus": 1, "UpdraftEntry": "site1", "UpdraftFrontend": "vo"}
-           for n in range(10_000)]
+    ads = [
+        {"ClusterId": n, "ProcId": 0, "JobStatus": 1, "UpdraftEntry": "site1", "UpdraftFrontend": "vo"}
+        for n in range(10_000)
+    ]
     empty = per_call(lambda: None, 300)
     large = per_call(lambda: ads, 30)
     started = time.perf_counter()
     for _ in range(300):
         (lambda: None)()
     in_process = (time.perf_counter() - started) / 300
-    print(f"call in a child: {empty * 1e3:.2f} ms per empty call (in process: {in_process * 1e6:.2f} µs), "
-          f"{large * 1e3:.1f} ms for a result of 10,000 ads")
+    print(
+        f"call in a child: {empty * 1e3:.2f} ms per empty call (in process: {in_process * 1e6:.2f} µs), "
+        f"{large * 1e3:.1f} ms for a result of 10,000 ads"
+    )
 
 
 if __name__ == "__main__":

@@ -119,14 +119,22 @@ def make_shapes(scenario: Scenario, rng: random.Random) -> list[JobShape]:
             seen.add(key)
             drawn.append(key)
     shapes = []
-    for (schedd, cpus, memory, sites), idle in zip(drawn, _job_counts(scenario.jobs, scenario.shapes, rng), strict=True):
+    for (schedd, cpus, memory, sites), idle in zip(
+        drawn, _job_counts(scenario.jobs, scenario.shapes, rng), strict=True
+    ):
         attrs: dict[str, object] = {"RequestCpus": cpus, "RequestMemory": memory}
         if sites is not None:
             attrs["DESIRED_Sites"] = sites
         shapes.append(
             JobShape(
-                group="main", schedd=schedd, attrs=attrs, idle=idle, old_idle=int(idle * 0.3),
-                running=idle // 2, cpus=cpus, memory_mb=memory,
+                group="main",
+                schedd=schedd,
+                attrs=attrs,
+                idle=idle,
+                old_idle=int(idle * 0.3),
+                running=idle // 2,
+                cpus=cpus,
+                memory_mb=memory,
             )
         )
     return shapes
@@ -143,8 +151,13 @@ def make_slots(entries: Sequence[EntryAd], rng: random.Random) -> list[PilotSlot
             state = rng.choices(states, weights=(80, 15, 5))[0]
             slots.append(
                 PilotSlot(
-                    entry=entry.name, factory=entry.factory, group="main", state=state,
-                    cpus=entry.cpus_per_pilot, memory_mb=memory, to_die=NOW + rng.uniform(0, 48 * 3600),
+                    entry=entry.name,
+                    factory=entry.factory,
+                    group="main",
+                    state=state,
+                    cpus=entry.cpus_per_pilot,
+                    memory_mb=memory,
+                    to_die=NOW + rng.uniform(0, 48 * 3600),
                 )
             )
     return slots
@@ -178,8 +191,10 @@ def make_config() -> FrontendConfig:
                     "match_expr": MATCH_EXPR,
                     "match_index": {"job_attr": "DESIRED_Sites", "entry_attr": "GLIDEIN_Site"},
                     "limits": {
-                        "max_idle_pilots": 10_000, "max_running_pilots": 150_000,
-                        "max_idle_per_entry": 50, "max_running_per_entry": 1000,
+                        "max_idle_pilots": 10_000,
+                        "max_running_pilots": 150_000,
+                        "max_idle_per_entry": 50,
+                        "max_running_per_entry": 1000,
                     },
                 }
             },

@@ -15,10 +15,14 @@ if TYPE_CHECKING:
 def config_option(component: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """`-c/--config` for a component: /etc/updraft/<component>.yaml, or $UPDRAFT_<COMPONENT>_CONFIG."""
     return click.option(
-        "-c", "--config", "config_path",
+        "-c",
+        "--config",
+        "config_path",
         type=click.Path(dir_okay=False, path_type=Path),
-        envvar=f"UPDRAFT_{component.upper()}_CONFIG", show_envvar=True,
-        default=Path(f"/etc/updraft/{component}.yaml"), show_default=True,
+        envvar=f"UPDRAFT_{component.upper()}_CONFIG",
+        show_envvar=True,
+        default=Path(f"/etc/updraft/{component}.yaml"),
+        show_default=True,
         help="Main config file; *.yaml files in its sibling <stem>.d/ directory are read after it.",
     )
 

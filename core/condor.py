@@ -95,7 +95,7 @@ def _as_ours(what: str, fn: Callable[[], T]) -> T:
 def _value(value: Any) -> Any:
     """A ClassAd value as plain Python, so it can leave the child process."""
     if isinstance(value, classad2.ClassAd):
-        return {key: _value(value.eval(key)) for key in value.keys()}
+        return {key: _value(value.eval(key)) for key in value}
     if isinstance(value, list):
         return [_value(item) for item in value]
     if isinstance(value, classad2.ExprTree):
@@ -148,8 +148,12 @@ class Collector:
         """Create or replace generic ads (UPDATE_AD_GENERIC), matched by MyType and Name."""
         plain = [dict(ad) for ad in ads]
         if plain:
-            self._call("advertising to", lambda: htcondor2.Collector(self.address).advertise(
-                [classad2.ClassAd(ad) for ad in plain], "UPDATE_AD_GENERIC"))
+            self._call(
+                "advertising to",
+                lambda: htcondor2.Collector(self.address).advertise(
+                    [classad2.ClassAd(ad) for ad in plain], "UPDATE_AD_GENERIC"
+                ),
+            )
 
     def invalidate(self, my_type: str, constraint: str) -> None:
         """Withdraw every generic ad of `my_type` that matches `constraint`."""
@@ -190,8 +194,12 @@ class Schedd:
 
     def _call(self, what: str, fn: Callable[[htcondor2.Schedd], T]) -> T:
         """`fn` on a fresh handle, made in the child so that even connecting is under the deadline."""
-        return _call(f"{what} schedd {self.name}", f"schedd {self.name}", self._own_budget,
-                     lambda: fn(htcondor2.Schedd(classad2.ClassAd(self.location))))
+        return _call(
+            f"{what} schedd {self.name}",
+            f"schedd {self.name}",
+            self._own_budget,
+            lambda: fn(htcondor2.Schedd(classad2.ClassAd(self.location))),
+        )
 
     def submit(self, description: Mapping[str, str], count: int = 1) -> int:
         """Queue `count` jobs of one description; returns the cluster id."""
@@ -209,18 +217,26 @@ class Schedd:
         wire nor the frontend ever handles jobs one by one.
         """
         by = list(attributes)
-        return self._call("grouped query of", lambda s: [
-            _plain(ad, [*by, "JobCount"]) for ad in s.query(constraint, by, opts=htcondor2.QueryOpt.GroupBy)])
+        return self._call(
+            "grouped query of",
+            lambda s: [
+                _plain(ad, [*by, "JobCount"]) for ad in s.query(constraint, by, opts=htcondor2.QueryOpt.GroupBy)
+            ],
+        )
 
     def history(self, constraint: str, projection: Iterable[str] = (), limit: int = -1) -> list[Ad]:
         wanted = list(projection)
-        return self._call("history of", lambda s: [_plain(ad, wanted) for ad in s.history(constraint, wanted, match=limit)])
+        return self._call(
+            "history of", lambda s: [_plain(ad, wanted) for ad in s.history(constraint, wanted, match=limit)]
+        )
 
     def act_on_jobs(self, action: htcondor2.JobAction, job_ids: Iterable[str], reason: str) -> None:
         """Remove, release or hold the listed jobs ("cluster.proc") in one command."""
         ids = list(job_ids)
         if ids:
-            self._call(f"{action.name.lower()} of {len(ids)} job(s) on", lambda s: _done(s.act(action, ids, _reason(reason))))
+            self._call(
+                f"{action.name.lower()} of {len(ids)} job(s) on", lambda s: _done(s.act(action, ids, _reason(reason)))
+            )
 
     def remove(self, constraint: str, reason: str) -> None:
         self._call("remove on", lambda s: _done(s.act(htcondor2.JobAction.Remove, constraint, _reason(reason))))

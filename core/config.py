@@ -71,9 +71,7 @@ _REDACTED = _Redacted()
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _ATTR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _IDENTITY = re.compile(r"[^@\s]+@[^@\s]+")
-_HOST_PORT = re.compile(
-    r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(?P<port>[0-9]{1,5})"
-)
+_HOST_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(?P<port>[0-9]{1,5})")
 
 
 def _matching(pattern: re.Pattern[str], kind: str, expected: str) -> AfterValidator:
@@ -99,9 +97,7 @@ def _require_text(value: object) -> object:
     """Explain the usual YAML slip: an unquoted `true` is a boolean, not an expression."""
     if isinstance(value, str):
         return value
-    raise PydanticCustomError(
-        "classad_type", 'expected a ClassAd expression as a quoted string, e.g. "true"'
-    )
+    raise PydanticCustomError("classad_type", 'expected a ClassAd expression as a quoted string, e.g. "true"')
 
 
 def is_classad_expr(text: str) -> bool:
@@ -129,9 +125,7 @@ def _check_scalar(value: object) -> str | int | float | bool:
     """One clear error instead of one per member of a str|int|float|bool union."""
     if isinstance(value, (str, int, float)):
         return value
-    raise PydanticCustomError(
-        "scalar_type", "expected a string, number or true/false (quote dates and other text)"
-    )
+    raise PydanticCustomError("scalar_type", "expected a string, number or true/false (quote dates and other text)")
 
 
 def _check_absolute(value: Path) -> Path:
@@ -161,9 +155,7 @@ NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveInt = Annotated[int, Field(ge=1)]
 AbsolutePath = Annotated[Path, Strict(False), AfterValidator(_check_absolute)]
 
-FrozenMap = Annotated[
-    dict[K, V], AfterValidator(MappingProxyType), WrapSerializer(lambda v, handler: handler(dict(v)))
-]
+FrozenMap = Annotated[dict[K, V], AfterValidator(MappingProxyType), WrapSerializer(lambda v, handler: handler(dict(v)))]
 """A mapping field that cannot be changed after validation (frozen=True alone stops only
 attribute assignment, not ``config.entries["x"] = ...``)."""
 
@@ -210,7 +202,8 @@ class _StrictLoader(yaml.SafeLoader):
                 continue  # an unhashable key: SafeConstructor reports it
             if first is not key_node:
                 raise yaml.constructor.ConstructorError(
-                    None, None,
+                    None,
+                    None,
                     f"duplicate key {key!r} (first set on line {first.start_mark.line + 1})",
                     key_node.start_mark,
                 )
@@ -221,9 +214,7 @@ _StrictLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_StrictLoader.add_implicit_resolver(
-    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
+_StrictLoader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 def _yaml_problem(path: Path, err: yaml.MarkedYAMLError) -> str:
@@ -259,8 +250,7 @@ def read_yaml(path: Path) -> dict[Any, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys to values, "
-                          f"not a {type(data).__name__}")
+        raise ConfigError(f"{path}: the top level must be a mapping of keys to values, not a {type(data).__name__}")
     return data
 
 
@@ -331,8 +321,7 @@ def _record_tree(layers: _Layers, path: KeyPath, value: Any, file: Path) -> None
             _record_tree(layers, (*path, key), child, file)
 
 
-def _merge(layers: _Layers, target: dict[Any, Any], layer: Mapping[Any, Any], file: Path,
-           prefix: KeyPath = ()) -> None:
+def _merge(layers: _Layers, target: dict[Any, Any], layer: Mapping[Any, Any], file: Path, prefix: KeyPath = ()) -> None:
     """Deep-merge one file's mapping into `target`: mappings by key, anything else replaced."""
     for key, new in layer.items():
         path = (*prefix, key)
@@ -350,8 +339,10 @@ def _merge(layers: _Layers, target: dict[Any, Any], layer: Mapping[Any, Any], fi
 def _conflict(path: KeyPath, old_files: tuple[Path, ...], old: Any, file: Path, new: Any) -> str:
     """The warning text for one key set to different values by two files."""
     old_from = ", ".join(str(f) for f in old_files) or "an earlier file"
-    return (f"{dotted(path)}: {old_from} sets {_show(path, old)}, {file} sets {_show(path, new)}; "
-            f"using {_show(path, new)} (later file wins)")
+    return (
+        f"{dotted(path)}: {old_from} sets {_show(path, old)}, {file} sets {_show(path, new)}; "
+        f"using {_show(path, new)} (later file wins)"
+    )
 
 
 # --------------------------------------------------------------------------

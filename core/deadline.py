@@ -77,7 +77,7 @@ def _run_and_exit(fn: Callable[[], object], write_end: int) -> None:
     try:
         try:
             outcome: tuple[str, object] = ("ok", fn())
-        except BaseException as err:  # noqa: BLE001 - re-raised in the parent
+        except BaseException as err:
             outcome = ("raised", err)
         try:
             data = pickle.dumps(outcome)
@@ -85,8 +85,8 @@ def _run_and_exit(fn: Callable[[], object], write_end: int) -> None:
             data = pickle.dumps(("unpicklable", f"{type(outcome[1]).__name__}: {outcome[1]} ({err})"))
         view = memoryview(data)
         while view:
-            view = view[os.write(write_end, view):]
-    except BaseException:  # noqa: BLE001 - the child must reach os._exit whatever happens
+            view = view[os.write(write_end, view) :]
+    except BaseException:
         status = 70
     finally:
         os._exit(status)
@@ -110,7 +110,7 @@ def _read_until(fd: int, deadline: float) -> bytes:
 def _unpack(payload: bytes) -> Any:
     if not payload:
         raise ChildFailed("the call's process ended without a result")
-    kind, value = pickle.loads(payload)  # noqa: S301 - our own child, through our own pipe
+    kind, value = pickle.loads(payload)
     if kind == "ok":
         return value
     if kind == "raised":

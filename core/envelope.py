@@ -118,8 +118,10 @@ def open_sealed(text: str, keys: Mapping[str, X25519PrivateKey], factory: str, f
     try:
         plaintext = SUITE.decrypt(blob, private, _info(factory, frontend))
     except (InvalidTag, ValueError) as err:
-        raise SealError(f"the credential sealed with key {kid[:16]}... does not verify for frontend {frontend!r}: "
-                        "tampered, or sealed for another frontend or factory") from err
+        raise SealError(
+            f"the credential sealed with key {kid[:16]}... does not verify for frontend {frontend!r}: "
+            "tampered, or sealed for another frontend or factory"
+        ) from err
     return _payload(plaintext)
 
 
@@ -157,8 +159,9 @@ class Keyring:
     def rotate(self, now: float, new: X25519PrivateKey | None = None) -> Keyring:
         """A new current key; the old one is kept for the grace period, expired ones dropped."""
         keep = tuple(r for r in self.retired if now - r.retired_at < self.grace_seconds)
-        return Keyring(new or X25519PrivateKey.generate(), (RetiredKey(self.current, now), *keep),
-                       self.grace_seconds, now)
+        return Keyring(
+            new or X25519PrivateKey.generate(), (RetiredKey(self.current, now), *keep), self.grace_seconds, now
+        )
 
     def without_expired(self, now: float) -> Keyring:
         """This keyring without the retired keys past their grace period."""

@@ -76,8 +76,10 @@ class FakeSchedd:
             if matches(ad, constraint):
                 key = tuple(ad.get(name) for name in by)
                 counts[key] = counts.get(key, 0) + 1
-        return [{**{n: v for n, v in zip(by, key, strict=True) if v is not None}, "JobCount": count}
-                for key, count in counts.items()]
+        return [
+            {**{n: v for n, v in zip(by, key, strict=True) if v is not None}, "JobCount": count}
+            for key, count in counts.items()
+        ]
 
     def history(self, constraint: str, projection: Iterable[str] = (), limit: int = -1) -> list[Ad]:
         self._check("history of")
@@ -91,8 +93,16 @@ class FakeSchedd:
         self.submitted.append((dict(description), count))
         attrs = {key[1:]: classad2.ExprTree(value).eval() for key, value in description.items() if key.startswith("+")}
         for proc in range(count):
-            self.jobs.append({**attrs, "ClusterId": cluster, "ProcId": proc, "JobStatus": 1,
-                              "QDate": int(self.now), "EnteredCurrentStatus": int(self.now)})
+            self.jobs.append(
+                {
+                    **attrs,
+                    "ClusterId": cluster,
+                    "ProcId": proc,
+                    "JobStatus": 1,
+                    "QDate": int(self.now),
+                    "EnteredCurrentStatus": int(self.now),
+                }
+            )
         return cluster
 
     def act_on_jobs(self, action: htcondor2.JobAction, job_ids: Iterable[str], reason: str) -> None:
@@ -133,12 +143,14 @@ class FakeCollector:
         if self.unreachable:
             raise _timed_out(f"{what} collector {self.address}")
 
-    def query(self, ad_type: htcondor2.AdType, constraint: str = "true",
-              projection: Iterable[str] = ()) -> list[Ad]:
+    def query(self, ad_type: htcondor2.AdType, constraint: str = "true", projection: Iterable[str] = ()) -> list[Ad]:
         self._check("query of")
         my_type = _MY_TYPES.get(ad_type)
-        return [project(ad, projection) for ad in self.ads
-                if (my_type is None or ad.get("MyType") == my_type) and matches(ad, constraint)]
+        return [
+            project(ad, projection)
+            for ad in self.ads
+            if (my_type is None or ad.get("MyType") == my_type) and matches(ad, constraint)
+        ]
 
     def generic_ads(self, my_type: str, constraint: str = "true", projection: Iterable[str] = ()) -> list[Ad]:
         return self.query(htcondor2.AdType.Any, f"MyType == {classad2.quote(my_type)} && ({constraint})", projection)

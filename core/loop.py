@@ -100,8 +100,9 @@ class Service(Protocol):
         ...
 
 
-def run_service(service: Service, signals: CycleSignals, max_cycles: int | None = None,
-                clock: Callable[[], float] = time.time) -> int:
+def run_service(
+    service: Service, signals: CycleSignals, max_cycles: int | None = None, clock: Callable[[], float] = time.time
+) -> int:
     """Cycle until stopped (or `max_cycles`), sleeping `cycle_seconds` between; the number of cycles run.
 
     The pid file exists while the loop runs, and the service shuts down

@@ -55,15 +55,40 @@ OUT = "Out"
 IWD = "Iwd"
 
 QUEUE_PROJECTION = (
-    CLUSTER_ID, PROC_ID, JOB_STATUS, Q_DATE, ENTERED_CURRENT_STATUS, GRID_JOB_ID, GRID_JOB_STATUS,
-    TRANSFERRING_INPUT, TRANSFERRING_OUTPUT, HOLD_REASON_CODE, HOLD_REASON_SUBCODE, NUM_HOLDS,
-    ENTRY, FRONTEND, GROUP, SECURITY_CLASS, CREDENTIAL_ID, MEMBER,
+    CLUSTER_ID,
+    PROC_ID,
+    JOB_STATUS,
+    Q_DATE,
+    ENTERED_CURRENT_STATUS,
+    GRID_JOB_ID,
+    GRID_JOB_STATUS,
+    TRANSFERRING_INPUT,
+    TRANSFERRING_OUTPUT,
+    HOLD_REASON_CODE,
+    HOLD_REASON_SUBCODE,
+    NUM_HOLDS,
+    ENTRY,
+    FRONTEND,
+    GROUP,
+    SECURITY_CLASS,
+    CREDENTIAL_ID,
+    MEMBER,
 )
 """What the factory's queue query asks for: everything its live view of a pilot is made of."""
 
 HISTORY_PROJECTION = (
-    CLUSTER_ID, PROC_ID, JOB_STATUS, ENTERED_CURRENT_STATUS, COMPLETION_DATE, REMOTE_WALL_CLOCK_TIME,
-    OUT, IWD, ENTRY, FRONTEND, GROUP, MEMBER,
+    CLUSTER_ID,
+    PROC_ID,
+    JOB_STATUS,
+    ENTERED_CURRENT_STATUS,
+    COMPLETION_DATE,
+    REMOTE_WALL_CLOCK_TIME,
+    OUT,
+    IWD,
+    ENTRY,
+    FRONTEND,
+    GROUP,
+    MEMBER,
 )
 """What the completed-pilot history query asks for: who the pilot was, how it ended, where its output is."""
 
@@ -142,7 +167,7 @@ class PilotAd:
 
     @property
     def job_id(self) -> str:
-        """"cluster.proc"."""
+        """ "cluster.proc"."""
         return f"{self.cluster}.{self.proc}"
 
     @property

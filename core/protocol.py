@@ -125,8 +125,12 @@ def pilot_params_problem(params: PilotParams) -> str | None:
 
 def pilot_params_ad(params: PilotParams) -> dict[str, str]:
     """The request ad attributes for `params` (only those given)."""
-    attrs = {R_PILOT_COLLECTOR: params.collector, R_MANIFEST_URL: params.manifest_url,
-             R_MANIFEST_SHA256: params.manifest_sha256, R_GROUP_START: params.group_start}
+    attrs = {
+        R_PILOT_COLLECTOR: params.collector,
+        R_MANIFEST_URL: params.manifest_url,
+        R_MANIFEST_SHA256: params.manifest_sha256,
+        R_GROUP_START: params.group_start,
+    }
     return {name: value for name, value in attrs.items() if value}
 
 
@@ -175,8 +179,9 @@ def read_name(ad: Mapping[str, Any], attr: str, default: str | None = None) -> s
     if not isinstance(value, str):
         raise MalformedAd(f"{attr} is a {type(value).__name__}, not a string")
     if len(value) > MAX_NAME or not NAME.fullmatch(value):
-        raise MalformedAd(f"{attr} {value[:40]!r} is not a name (letters, digits, '_', '.', '-'; "
-                          f"at most {MAX_NAME} characters)")
+        raise MalformedAd(
+            f"{attr} {value[:40]!r} is not a name (letters, digits, '_', '.', '-'; at most {MAX_NAME} characters)"
+        )
     return value
 
 

@@ -162,5 +162,5 @@ def apply_cap(records: Sequence[Record], cap: Cap, kind: str, wanted_words: str)
         return
     values = [record.value for record in records]
     detail = f"{cap.detail}; {sum(values)} {wanted_words}" if cap.detail else f"{sum(values)} {wanted_words}"
-    for record, room in zip(records, shared_rooms(values, cap.value)):
+    for record, room in zip(records, shared_rooms(values, cap.value), strict=True):
         record.lower(room, kind, cap.bounds, detail)

@@ -91,8 +91,11 @@ class StagedFileConfig(ConfigModel):
         """Caught when the config loads, not at the next reconfig: a name the pilot would refuse."""
         problem = None if self.name else manifest_path_problem(self.source.name)
         if problem:
-            raise PydanticCustomError("manifest_path", "the file name {name!r} cannot be listed in a manifest "
-                                      "({problem}): set `name`", {"name": self.source.name, "problem": problem})
+            raise PydanticCustomError(
+                "manifest_path",
+                "the file name {name!r} cannot be listed in a manifest ({problem}): set `name`",
+                {"name": self.source.name, "problem": problem},
+            )
         return self
 
     @property
@@ -159,8 +162,10 @@ def manifest_text(files: Sequence[StagedFile]) -> str:
             raise StagingError(f"{staged.path!r} is listed twice (files {seen[staged.path] + 1} and {index + 1})")
         for other, position in seen.items():
             if other.startswith(staged.path + "/") or staged.path.startswith(other + "/"):
-                raise StagingError(f"{staged.path!r} (file {index + 1}) and {other!r} (file {position + 1}): "
-                                   "one would be a file inside the other")
+                raise StagingError(
+                    f"{staged.path!r} (file {index + 1}) and {other!r} (file {position + 1}): "
+                    "one would be a file inside the other"
+                )
         seen[staged.path] = index
     header = "# Updraft staging manifest: sha256  path  kind\n"
     return header + "".join(f"{f.sha256}  {f.path}  {f.kind}\n" for f in files)
@@ -182,8 +187,10 @@ def read_files(configured: Iterable[tuple[str, StagedFileConfig]], origin: Origi
     for where, item in configured:
         clash = _clash(item.manifest_name, claimed)
         if clash:
-            raise ConfigError(f"{where}: {item.manifest_name!r} clashes with {clash[0]!r} of {clash[1]} "
-                              "(set `name` to tell them apart)")
+            raise ConfigError(
+                f"{where}: {item.manifest_name!r} clashes with {clash[0]!r} of {clash[1]} "
+                "(set `name` to tell them apart)"
+            )
         claimed[item.manifest_name] = where
         try:
             content = item.source.read_bytes()
@@ -201,11 +208,14 @@ def _clash(path: str, claimed: dict[str, str]) -> tuple[str, str] | None:
     return None
 
 
-def configured_files(settings: StagingSettings, own: Sequence[StagedFileConfig],
-                     own_where: str) -> list[tuple[str, StagedFileConfig]]:
+def configured_files(
+    settings: StagingSettings, own: Sequence[StagedFileConfig], own_where: str
+) -> list[tuple[str, StagedFileConfig]]:
     """The shared files then the entry's or group's own, each with its config key for messages."""
-    return [*((f"staging.files[{i}]", f) for i, f in enumerate(settings.files)),
-            *((f"{own_where}[{i}]", f) for i, f in enumerate(own))]
+    return [
+        *((f"staging.files[{i}]", f) for i, f in enumerate(settings.files)),
+        *((f"{own_where}[{i}]", f) for i, f in enumerate(own)),
+    ]
 
 
 # --------------------------------------------------------------------------
@@ -213,8 +223,9 @@ def configured_files(settings: StagingSettings, own: Sequence[StagedFileConfig],
 # --------------------------------------------------------------------------
 
 
-def publish_all(settings: StagingSettings | None, own_files: Mapping[str, Sequence[StagedFileConfig]],
-                section: str, origin: Origin) -> Mapping[str, StagingRelease]:
+def publish_all(
+    settings: StagingSettings | None, own_files: Mapping[str, Sequence[StagedFileConfig]], section: str, origin: Origin
+) -> Mapping[str, StagingRelease]:
     """One release per name (entry or group): the shared files, then its own from ``<section>.<name>``.
 
     {} without a staging area.
@@ -230,16 +241,21 @@ def publish_all(settings: StagingSettings | None, own_files: Mapping[str, Sequen
 
 def describe_releases(releases: Mapping[str, StagingRelease]) -> list[str]:
     """One line per staged entry or group, for `reconfig`: where its pilots fetch the manifest from."""
-    return [f"staged {name}: {r.manifest_url} (sha256 {r.manifest_sha256[:12]}...)"
-            for name, r in sorted(releases.items())]
+    return [
+        f"staged {name}: {r.manifest_url} (sha256 {r.manifest_sha256[:12]}...)" for name, r in sorted(releases.items())
+    ]
 
 
 def publish(settings: StagingSettings, name: str, files: Sequence[StagedFile]) -> StagingRelease:
     """Write `files` as a release of `name` (an entry or a group), unless it is already there."""
     text = manifest_text(files)
     sha = digest(text)
-    release = StagingRelease(name, f"{settings.url}/{name}/{sha[:RELEASE_ID_LENGTH]}/{MANIFEST}", sha,
-                      settings.dir / name / sha[:RELEASE_ID_LENGTH])
+    release = StagingRelease(
+        name,
+        f"{settings.url}/{name}/{sha[:RELEASE_ID_LENGTH]}/{MANIFEST}",
+        sha,
+        settings.dir / name / sha[:RELEASE_ID_LENGTH],
+    )
     try:
         if _intact(release):
             os.utime(release.directory)  # published again: it is the newest, so pruning keeps it
@@ -288,9 +304,12 @@ def _write_release(release: StagingRelease, text: str, files: Sequence[StagedFil
 
 def _prune(folder: Path, keep: int, current: Path) -> None:
     """Drop the oldest releases beyond `keep`; never the current one."""
-    releases = sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                      key=lambda p: p.stat().st_mtime, reverse=True)
+    releases = sorted(
+        (p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
     for leftover in folder.glob(".*.tmp"):
         shutil.rmtree(leftover, ignore_errors=True)  # a writer killed mid-release
-    for old in [p for p in releases if p != current][max(0, keep - 1):]:
+    for old in [p for p in releases if p != current][max(0, keep - 1) :]:
         shutil.rmtree(old)

@@ -74,8 +74,9 @@ class TokenClaims:
     token_id: str
 
 
-def mint(key: SigningKey, identity: str, issuer: str, lifetime_seconds: int, now: float,
-         authz: tuple[str, ...] = PILOT_AUTHZ) -> str:
+def mint(
+    key: SigningKey, identity: str, issuer: str, lifetime_seconds: int, now: float, authz: tuple[str, ...] = PILOT_AUTHZ
+) -> str:
     """A token for `identity`, valid from `now` for `lifetime_seconds`, limited to `authz`.
 
     `issuer` is the pool's TRUST_DOMAIN: daemons offer and accept only

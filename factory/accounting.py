@@ -51,9 +51,17 @@ def account(config: FactoryConfig, read: CompletedRead | None, now: float) -> Ac
         log.error("completed-pilot accounting not saved: %s", err)
         return Accounting(new, totals, f"completed-pilot accounting not saved: {err}")
     for (entry, frontend), stats in sorted(new.items()):
-        log.info("completed on %s for %s: %d pilots (%d ok, %d failed%s, %d without report), %d jobs",
-                 entry, frontend, stats.pilots, stats.ok, stats.failed, _by_step(stats), stats.no_report,
-                 stats.jobs_run)
+        log.info(
+            "completed on %s for %s: %d pilots (%d ok, %d failed%s, %d without report), %d jobs",
+            entry,
+            frontend,
+            stats.pilots,
+            stats.ok,
+            stats.failed,
+            _by_step(stats),
+            stats.no_report,
+            stats.jobs_run,
+        )
     return Accounting(new, totals)
 
 

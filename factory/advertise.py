@@ -32,8 +32,9 @@ LIFETIME_CYCLES = 3
 _STATE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 
 
-def entry_ad(factory: FactoryConfig, entry: AdvertisedEntry, in_downtime: bool = False,
-             totals: Mapping[str, int] | None = None) -> dict[str, Any]:
+def entry_ad(
+    factory: FactoryConfig, entry: AdvertisedEntry, in_downtime: bool = False, totals: Mapping[str, int] | None = None
+) -> dict[str, Any]:
     """One advertised entry: its published attributes, then the protocol's own (which win).
 
     `in_downtime` adds what the config's flag cannot know: a stored
@@ -57,8 +58,11 @@ def entry_ad(factory: FactoryConfig, entry: AdvertisedEntry, in_downtime: bool =
     }
 
 
-def entry_ads(factory: FactoryConfig, downtimes: Collection[str] = frozenset(),
-              totals: Mapping[str, Mapping[str, int]] | None = None) -> list[dict[str, Any]]:
+def entry_ads(
+    factory: FactoryConfig,
+    downtimes: Collection[str] = frozenset(),
+    totals: Mapping[str, Mapping[str, int]] | None = None,
+) -> list[dict[str, Any]]:
     """Ads for every advertised entry, by name: enabled standalone entries and enabled entry sets.
 
     Disabled entries and the members of sets are not advertised at all.
@@ -73,10 +77,14 @@ def entry_ads(factory: FactoryConfig, downtimes: Collection[str] = frozenset(),
     # For untyped callers: mypy already refuses anything but names here.
     strays = [name for name in downtimes if not isinstance(name, str)]  # type: ignore[redundant-expr]
     if strays:
-        raise TypeError(f"entry_ads takes the names of entries in downtime (see entries_in_downtime), got {strays[0]!r}")
+        raise TypeError(
+            f"entry_ads takes the names of entries in downtime (see entries_in_downtime), got {strays[0]!r}"
+        )
     totals = totals or {}
-    return [entry_ad(factory, entry, name in downtimes, totals.get(name))
-            for name, entry in advertised_entries(factory).items()]
+    return [
+        entry_ad(factory, entry, name in downtimes, totals.get(name))
+        for name, entry in advertised_entries(factory).items()
+    ]
 
 
 def factory_ad(factory: FactoryConfig, totals: Mapping[str, int]) -> dict[str, Any]:
@@ -116,8 +124,9 @@ REJECTED_ATTRIBUTE = "UpdraftRejectedRequests"
 """In the factory ad: requests refused in the last cycle (each is also logged once, with its reason)."""
 
 
-def entry_totals(config: FactoryConfig, pilots: tuple[Pilot, ...] | None, downtimes: list[downtime.Downtime],
-                 now: float) -> dict[str, dict[str, int]]:
+def entry_totals(
+    config: FactoryConfig, pilots: tuple[Pilot, ...] | None, downtimes: list[downtime.Downtime], now: float
+) -> dict[str, dict[str, int]]:
     """Each advertised entry's pilots by state, stale ones included, as its ad publishes them."""
     policies = entry_policies(config, downtimes, now)
     by_entry: dict[str, list[Pilot]] = {name: [] for name in policies}
@@ -138,8 +147,13 @@ def factory_totals(per_entry: dict[str, dict[str, int]]) -> dict[str, int]:
     return dict(totals)
 
 
-def cycle_ads(config: FactoryConfig, downtimes: list[downtime.Downtime], pilots: tuple[Pilot, ...] | None,
-              now: float, extra: Mapping[str, Any]) -> list[dict[str, Any]]:
+def cycle_ads(
+    config: FactoryConfig,
+    downtimes: list[downtime.Downtime],
+    pilots: tuple[Pilot, ...] | None,
+    now: float,
+    extra: Mapping[str, Any],
+) -> list[dict[str, Any]]:
     """Every entry ad and the global factory ad of one cycle; `extra` joins the factory ad (key, refusals).
 
     Unknown pilots (an unreadable queue) publish no pilot numbers rather than zeros.

@@ -60,8 +60,10 @@ def _check_renderable(loaded: Loaded[FactoryConfig]) -> None:
         *(problem for name, entry in loaded.config.entries.items() for problem in entry_problems(name, entry)),
         *_missing_templates(loaded.config),
     ]
-    problems = [f"{', '.join(str(file) for file in loaded.files_for(path))}: {dotted(path)}: {message}"
-                for path, message in found]
+    problems = [
+        f"{', '.join(str(file) for file in loaded.files_for(path))}: {dotted(path)}: {message}"
+        for path, message in found
+    ]
     if problems:
         lines = "\n".join(f"  {problem}" for problem in problems)
         raise ConfigError(f"invalid configuration ({count(len(problems), 'problem', 'problems')}):\n{lines}")
@@ -95,8 +97,9 @@ def _describe(action: object) -> str:
 
     if isinstance(action, Submit):
         where = action.entry if action.member is None else f"{action.entry} (member {action.member})"
-        return (f"submit {action.count} for {action.frontend}.{action.group} to {where} "
-                f"in clusters {list(action.clusters)}")
+        return (
+            f"submit {action.count} for {action.frontend}.{action.group} to {where} in clusters {list(action.clusters)}"
+        )
     if isinstance(action, Remove):
         more = " ..." if len(action.job_ids) > 10 else ""
         return f"remove {len(action.job_ids)} ({action.reason}): {' '.join(action.job_ids[:10])}{more}"
@@ -187,29 +190,37 @@ def status(config_path: Path) -> None:
     view, planned, _downtimes = plan_cycle(config, time.time())
     if planned is None:
         raise click.ClickException("the pilot queue could not be read")
-    click.echo(f"{'entry':<16} {'frontend':<12} {'requested':>9} {'waiting':>7} {'pending':>7} {'staging':>7} "
-               f"{'running':>7} {'held':>5}  limits hit")
+    click.echo(
+        f"{'entry':<16} {'frontend':<12} {'requested':>9} {'waiting':>7} {'pending':>7} {'staging':>7} "
+        f"{'running':>7} {'held':>5}  limits hit"
+    )
     for row in status_rows(planned, view.pilots or (), view.requests):
-        click.echo(f"{row.entry:<16} {row.frontend:<12} {row.requested:>9} {row.waiting:>7} {row.pending:>7} "
-                   f"{row.staging:>7} {row.running:>7} {row.held:>5}  {', '.join(row.limits_hit) or '-'}")
+        click.echo(
+            f"{row.entry:<16} {row.frontend:<12} {row.requested:>9} {row.waiting:>7} {row.pending:>7} "
+            f"{row.staging:>7} {row.running:>7} {row.held:>5}  {', '.join(row.limits_hit) or '-'}"
+        )
     _echo_completed(config)
 
 
 def _echo_completed(config: FactoryConfig) -> None:
     """Completed pilots as counted from their reports since the factory started counting."""
-    from updraft.factory.completed import CompletedTotals
     from updraft.factory.accounting import totals_path
+    from updraft.factory.completed import CompletedTotals
 
     totals = CompletedTotals(totals_path(config)).load()
     if not totals:
         return
-    click.echo(f"\ncompleted pilots (from their reports)\n{'entry':<16} {'frontend':<12} {'pilots':>6} {'ok':>5} "
-               f"{'failed':>6} {'no rep':>6} {'jobs/pilot':>10} {'mean life':>9} {'goodput':>7}  failures by step")
+    click.echo(
+        f"\ncompleted pilots (from their reports)\n{'entry':<16} {'frontend':<12} {'pilots':>6} {'ok':>5} "
+        f"{'failed':>6} {'no rep':>6} {'jobs/pilot':>10} {'mean life':>9} {'goodput':>7}  failures by step"
+    )
     for (entry, frontend), stats in sorted(totals.items()):
         steps = ", ".join(f"{step} {n}" for step, n in sorted(stats.failed_by_step.items())) or "-"
-        click.echo(f"{entry:<16} {frontend:<12} {stats.pilots:>6} {stats.ok:>5} {stats.failed:>6} {stats.no_report:>6} "
-                   f"{stats.jobs_per_pilot:>10.1f} {stats.mean_lifetime_seconds:>8.0f}s "
-                   f"{stats.goodput_fraction:>7.0%}  {steps}")
+        click.echo(
+            f"{entry:<16} {frontend:<12} {stats.pilots:>6} {stats.ok:>5} {stats.failed:>6} {stats.no_report:>6} "
+            f"{stats.jobs_per_pilot:>10.1f} {stats.mean_lifetime_seconds:>8.0f}s "
+            f"{stats.goodput_fraction:>7.0%}  {steps}"
+        )
 
 
 @factory.command()
@@ -290,8 +301,10 @@ def downtimes(config_path: Path) -> None:
     now = time.time()
     for d in downtime.load(downtimes_path(config.work_dir)):
         live = "*" if d.covers(d.entry, d.frontend, now) else " "
-        click.echo(f"{live} {d.entry:<16} {d.frontend or 'all frontends':<16} {_show(d.start)} -> "
-                   f"{_show(d.end) if d.end else 'open':<20} {d.comment}")
+        click.echo(
+            f"{live} {d.entry:<16} {d.frontend or 'all frontends':<16} {_show(d.start)} -> "
+            f"{_show(d.end) if d.end else 'open':<20} {d.comment}"
+        )
 
 
 def _check_entry(config: FactoryConfig, entry: str) -> None:
@@ -299,7 +312,9 @@ def _check_entry(config: FactoryConfig, entry: str) -> None:
 
     names = sorted(advertised_entries(config))
     if entry != "all" and entry not in names:
-        raise click.BadParameter(f"{entry!r} is not an advertised entry ({', '.join(names) or 'none'})", param_hint="--entry")
+        raise click.BadParameter(
+            f"{entry!r} is not an advertised entry ({', '.join(names) or 'none'})", param_hint="--entry"
+        )
 
 
 @overload

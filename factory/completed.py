@@ -185,7 +185,7 @@ def _from_line_start(window: bytes) -> bytes:
     if window[:1] == b"\n":
         return window[1:]
     newline = window.find(b"\n")
-    return window[newline + 1:] if newline >= 0 else b""
+    return window[newline + 1 :] if newline >= 0 else b""
 
 
 def _output_tail(path: Path, max_bytes: int) -> tuple[str, bool] | None:
@@ -254,8 +254,12 @@ def read_completed(
     constraint = history_constraint(factory_name, checkpoint.since - slack_seconds)
     ads = schedd.history(constraint, HISTORY_PROJECTION, max_ads)
     if 0 < max_ads <= len(ads):
-        log.warning("the history answer reached max_ads=%d: pilots that left the queue before the %d newest "
-                    "in the window are not counted this cycle", max_ads, max_ads)
+        log.warning(
+            "the history answer reached max_ads=%d: pilots that left the queue before the %d newest "
+            "in the window are not counted this cycle",
+            max_ads,
+            max_ads,
+        )
     rows = [pilot for pilot in map(parse_history_ad, ads) if pilot is not None]
     new, next_checkpoint = advance(checkpoint, rows, slack_seconds=slack_seconds)
     return [attach_report(pilot, *read_report(pilot.output, max_output_bytes)) for pilot in new], next_checkpoint
@@ -338,8 +342,13 @@ def load_checkpoint(path: Path, now: float, lookback_seconds: int = DEFAULT_LOOK
     except FileNotFoundError:
         log.info("no completed-pilot checkpoint at %s: counting pilots of the last %d s", path, lookback_seconds)
     except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        log.warning("completed-pilot checkpoint %s unusable (%s): counting pilots of the last %d s again, "
-                    "some may be counted twice", path, err, lookback_seconds)
+        log.warning(
+            "completed-pilot checkpoint %s unusable (%s): counting pilots of the last %d s again, "
+            "some may be counted twice",
+            path,
+            err,
+            lookback_seconds,
+        )
     return Checkpoint.fresh(now, lookback_seconds)
 
 
@@ -411,8 +420,9 @@ class CompletedStats:
     def __add__(self, other: CompletedStats) -> CompletedStats:
         if not isinstance(other, CompletedStats):
             return NotImplemented
-        return CompletedStats(**{f.name: _add_field(getattr(self, f.name), getattr(other, f.name))
-                                 for f in fields(self)})
+        return CompletedStats(
+            **{f.name: _add_field(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)}
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The stored fields as plain JSON values (the derived ratios are not stored)."""
@@ -495,8 +505,9 @@ def pilot_stats(pilot: CompletedPilot) -> CompletedStats:
     removed = int(pilot.removed)
     report = pilot.report
     if report is None:
-        return CompletedStats(pilots=1, no_report=1, removed=removed,
-                              no_report_by_problem={pilot.report_problem or NO_REPORT: 1})
+        return CompletedStats(
+            pilots=1, no_report=1, removed=removed, no_report_by_problem={pilot.report_problem or NO_REPORT: 1}
+        )
     lifetime = report_lifetime(report)
     held = report_cores(report) * lifetime
     busy = max(0, _report_number(report, "busy_core_seconds", 0))
@@ -586,8 +597,10 @@ class CompletedTotals:
 
 
 def totals_to_json(stats: Mapping[Key, CompletedStats]) -> dict[str, Any]:
-    return {"version": TOTALS_VERSION,
-            "totals": {key_to_json(key): value.as_dict() for key, value in sorted(stats.items())}}
+    return {
+        "version": TOTALS_VERSION,
+        "totals": {key_to_json(key): value.as_dict() for key, value in sorted(stats.items())},
+    }
 
 
 def totals_from_json(data: object) -> dict[Key, CompletedStats]:

@@ -226,8 +226,7 @@ class HoldSettings(ConfigModel):
         """A ceiling under the first wait would silently shorten it: say so instead."""
         first = info.data.get("backoff_seconds")
         if first is not None and value < first:
-            raise PydanticCustomError(
-                "backoff_order", "must be at least backoff_seconds ({first})", {"first": first})
+            raise PydanticCustomError("backoff_order", "must be at least backoff_seconds ({first})", {"first": first})
         return value
 
 
@@ -295,8 +294,12 @@ class Entry(ConfigModel):
     ) -> dict[str, Any]:
         """Dumped the way it is written, so a dump validates again."""
         common: dict[str, Any] = handler(self)
-        own = self.grid.model_dump(mode=info.mode, exclude_none=info.exclude_none,
-                                   exclude_defaults=info.exclude_defaults, exclude_unset=info.exclude_unset)
+        own = self.grid.model_dump(
+            mode=info.mode,
+            exclude_none=info.exclude_none,
+            exclude_defaults=info.exclude_defaults,
+            exclude_unset=info.exclude_unset,
+        )
         return {**common, **own}
 
     @field_validator("pilot_attributes", mode="after")
@@ -306,8 +309,10 @@ class Entry(ConfigModel):
         reserved = sorted(name for name in value if name.upper().startswith(RESERVED_PILOT_PREFIX))
         if reserved:
             raise PydanticCustomError(
-                "reserved_name", "{names}: names starting with {prefix} are reserved for the pilot identity",
-                {"names": ", ".join(reserved), "prefix": RESERVED_PILOT_PREFIX})
+                "reserved_name",
+                "{names}: names starting with {prefix} are reserved for the pilot identity",
+                {"names": ", ".join(reserved), "prefix": RESERVED_PILOT_PREFIX},
+            )
         return value
 
     @property
@@ -353,8 +358,9 @@ class Entry(ConfigModel):
         return cpus_in(self.attributes)
 
 
-def _grid_settings(grid_type: object, own: Mapping[str, object],
-                   common_keys: Sequence[str]) -> tuple[ConfigModel, list[InitErrorDetails]]:
+def _grid_settings(
+    grid_type: object, own: Mapping[str, object], common_keys: Sequence[str]
+) -> tuple[ConfigModel, list[InitErrorDetails]]:
     """The grid type's keys validated by its plugin, or the problems with them.
 
     An unknown (or missing) grid type is the ``grid_type`` key's problem
@@ -373,8 +379,9 @@ def _grid_settings(grid_type: object, own: Mapping[str, object],
         return gridtypes.NoSettings(), problems
 
 
-def _grid_key_problem(error: ErrorDetails, found: gridtypes.GridTypePlugin,
-                      common_keys: Sequence[str]) -> InitErrorDetails:
+def _grid_key_problem(
+    error: ErrorDetails, found: gridtypes.GridTypePlugin, common_keys: Sequence[str]
+) -> InitErrorDetails:
     """A plugin's validation error; a key it does not know says whose key it is, or which keys exist."""
     loc = tuple(error["loc"])
     if error["type"] != "extra_forbidden":
@@ -384,10 +391,18 @@ def _grid_key_problem(error: ErrorDetails, found: gridtypes.GridTypePlugin,
     if owners and len(loc) == 1:
         return _problem(loc, error["input"], "grid_type_setting", "only for {types} entries, not {grid_type}", context)
     if owners:
-        return _problem(loc, error["input"], "grid_type_setting",
-                        "{key} not used by {grid_type} entries (only by {types} entries)", context)
-    allowed = [*common_keys, *found.settings.model_fields] if len(loc) == 1 else list(
-        gridtypes.settings_keys(found.settings, loc[:-1]))
+        return _problem(
+            loc,
+            error["input"],
+            "grid_type_setting",
+            "{key} not used by {grid_type} entries (only by {types} entries)",
+            context,
+        )
+    allowed = (
+        [*common_keys, *found.settings.model_fields]
+        if len(loc) == 1
+        else list(gridtypes.settings_keys(found.settings, loc[:-1]))
+    )
     return _problem(loc, error["input"], "extra_forbidden", "unknown key", {"allowed": ", ".join(allowed)})
 
 
@@ -507,8 +522,9 @@ class FactoryConfig(ServiceConfig):
         return self
 
 
-def _problem(loc: tuple[str | int, ...], value: object, kind: str, message: str,
-             context: Mapping[str, object] | None = None) -> InitErrorDetails:
+def _problem(
+    loc: tuple[str | int, ...], value: object, kind: str, message: str, context: Mapping[str, object] | None = None
+) -> InitErrorDetails:
     """One validation error at `loc`: a ValidationError raised in a validator keeps these paths."""
     return InitErrorDetails(type=PydanticCustomError(kind, message, dict(context or {})), loc=loc, input=value)
 
@@ -516,10 +532,15 @@ def _problem(loc: tuple[str | int, ...], value: object, kind: str, message: str,
 def _set_name_clashes(config: FactoryConfig) -> list[InitErrorDetails]:
     """Sets and entries are both advertised by name, so one name cannot mean both."""
     return [
-        _problem(("entry_sets", name), name, "entry_set_name",
-                 "{name} is also the name of an entry: entries and entry sets are advertised "
-                 "under one namespace", {"name": repr(name)})
-        for name in config.entry_sets if name in config.entries
+        _problem(
+            ("entry_sets", name),
+            name,
+            "entry_set_name",
+            "{name} is also the name of an entry: entries and entry sets are advertised under one namespace",
+            {"name": repr(name)},
+        )
+        for name in config.entry_sets
+        if name in config.entries
     ]
 
 
@@ -533,19 +554,31 @@ def _member_problems(config: FactoryConfig) -> list[InitErrorDetails]:
             loc = ("entry_sets", set_name, "members", index)
             entry = config.entries.get(member)
             if entry is None:
-                problems.append(_problem(loc, member, "entry_set_member", "no entry named {name}",
-                                         {"name": repr(member)}))
+                problems.append(
+                    _problem(loc, member, "entry_set_member", "no entry named {name}", {"name": repr(member)})
+                )
                 continue
             if member in owner:
-                problems.append(_problem(loc, member, "entry_set_member", _already_in(member, *owner[member], set_name)))
+                problems.append(
+                    _problem(loc, member, "entry_set_member", _already_in(member, *owner[member], set_name))
+                )
                 continue
             owner[member] = (set_name, index)
             if entry.cpus_per_pilot != entry_set.cpus_per_pilot:
-                problems.append(_problem(
-                    loc, member, "entry_set_cpus",
-                    "entry {name} has {member_cpus}-core pilots but the set advertises {set_cpus} "
-                    "(GLIDEIN_CPUS): frontends would size their requests wrong",
-                    {"name": repr(member), "member_cpus": entry.cpus_per_pilot, "set_cpus": entry_set.cpus_per_pilot}))
+                problems.append(
+                    _problem(
+                        loc,
+                        member,
+                        "entry_set_cpus",
+                        "entry {name} has {member_cpus}-core pilots but the set advertises {set_cpus} "
+                        "(GLIDEIN_CPUS): frontends would size their requests wrong",
+                        {
+                            "name": repr(member),
+                            "member_cpus": entry.cpus_per_pilot,
+                            "set_cpus": entry_set.cpus_per_pilot,
+                        },
+                    )
+                )
     return problems
 
 
@@ -555,9 +588,7 @@ def _already_in(member: str, first_set: str, first_index: int, this_set: str) ->
     return f"entry {member!r} is already a member of entry set {first_set!r}: an entry is in at most one set"
 
 
-def load_factory_config(
-    path: Path | str, *, on_warning: Callable[[str], None] | None = None
-) -> Loaded[FactoryConfig]:
+def load_factory_config(path: Path | str, *, on_warning: Callable[[str], None] | None = None) -> Loaded[FactoryConfig]:
     """Read and validate the factory config at `path` plus its ``.d/`` drop-ins.
 
     Warnings go to `on_warning`, or to the ``updraft.config`` log if it is None.

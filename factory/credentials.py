@@ -64,8 +64,7 @@ def keyring_path(config: FactoryConfig) -> Path:
 
 
 def _raw_private(key: X25519PrivateKey) -> str:
-    raw = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                            serialization.NoEncryption())
+    raw = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
     return base64.b64encode(raw).decode("ascii")
 
 
@@ -123,15 +122,20 @@ def load_keyring(config: FactoryConfig, now: float, *, read_only: bool = False) 
         _save_keyring(path, ring)
         return ring
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise CredentialStoreError(f"the factory keyring {path} is unreadable ({type(err).__name__}); "
-                                   "move it aside to start a new one (frontends then re-seal to the new key)") from err
+        raise CredentialStoreError(
+            f"the factory keyring {path} is unreadable ({type(err).__name__}); "
+            "move it aside to start a new one (frontends then re-seal to the new key)"
+        ) from err
     if read_only:
         return ring
     kept = ring.without_expired(now)
     if ring.due(now, settings.key_rotation_seconds):
         kept = kept.rotate(now)
-        log.warning("credential key rotated to %s; the previous one opens requests for %d s more",
-                    envelope.key_id(kept.current.public_key())[:16], settings.key_grace_seconds)
+        log.warning(
+            "credential key rotated to %s; the previous one opens requests for %d s more",
+            envelope.key_id(kept.current.public_key())[:16],
+            settings.key_grace_seconds,
+        )
     if kept != ring:
         _save_keyring(path, kept)  # a retired key past its grace is gone from disk too
     return kept
@@ -155,8 +159,9 @@ def public_key_attributes(ring: envelope.Keyring | None) -> dict[str, str]:
 # ------------------------------------------------------------------ opening (pure)
 
 
-def open_credential(request: PublishedRequest, openers: Mapping[str, X25519PrivateKey],
-                    factory: str) -> tuple[Credential | None, str | None]:
+def open_credential(
+    request: PublishedRequest, openers: Mapping[str, X25519PrivateKey], factory: str
+) -> tuple[Credential | None, str | None]:
     """(the credential, None), (None, why it does not open), or (None, None) when none was sent."""
     if not request.sealed:
         return None, None
@@ -211,8 +216,9 @@ class CredentialStore:
             private_dir(self.root, mode=0o711 if self.owner is not None else 0o700)
             write_private(path, (credential.token + "\n").encode(), self.owner)
         except OSError as err:
-            raise CredentialStoreError(f"cannot store the pilot token {credential.credential_id} "
-                                       f"of frontend {frontend}: {err.strerror or err}") from err
+            raise CredentialStoreError(
+                f"cannot store the pilot token {credential.credential_id} of frontend {frontend}: {err.strerror or err}"
+            ) from err
         return path
 
     def prune(self, needed: Iterable[tuple[str, str]]) -> list[Path]:

@@ -55,17 +55,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from updraft.records import Cap, Record, apply_cap, share_out, tightest
-from updraft.protocol import R_CREDENTIAL, pilot_params_problem
-from updraft.factory.policy import choose_members
 from updraft.factory.model import (
     IDLE_STATES,
     LIVE_STATES,
     EntryDecision,
     EntryInputs,
-    FrontendAccess,
     EntryPolicy,
     FactoryPlan,
+    FrontendAccess,
     HoldPolicy,
     Pilot,
     PilotCounts,
@@ -73,11 +70,13 @@ from updraft.factory.model import (
     Rejection,
     Release,
     Remove,
-    RemoveMode,
     Request,
     StaleAges,
     Submit,
 )
+from updraft.factory.policy import choose_members
+from updraft.protocol import R_CREDENTIAL, RemoveMode, pilot_params_problem
+from updraft.records import Cap, Record, apply_cap, share_out, tightest
 
 Key = tuple[str, str]
 """(frontend, group) on one entry."""
@@ -214,8 +213,7 @@ def _malformed(request: Request) -> str | None:
     """Values no sane frontend sends; acting on them would be guessing."""
     if request.remove not in _MODES:
         return f"unknown remove mode {request.remove!r} (expected none, idle or all)"
-    for name, value in (("idle", request.idle), ("max_pilots", request.max_pilots),
-                        ("remove_max", request.remove_max)):
+    for name, value in (("idle", request.idle), ("max_pilots", request.max_pilots), ("remove_max", request.remove_max)):
         if value < 0:
             return f"{name} is negative ({value})"
     return pilot_params_problem(request.pilot)
@@ -234,8 +232,7 @@ def refusal(request: Request, policies: Mapping[str, EntryPolicy]) -> str | None
     if access is None:
         return f"frontend {request.frontend!r} is not allowed on entry {request.entry!r}"
     if request.identity != access.identity:
-        return (f"authenticated as {request.identity!r}, but frontend {request.frontend!r} "
-                f"must be {access.identity!r}")
+        return f"authenticated as {request.identity!r}, but frontend {request.frontend!r} must be {access.identity!r}"
     if request.security_class not in access.security_classes:
         return f"security class {request.security_class!r} is not allowed for frontend {request.frontend!r}"
     return _credential_refusal(request, access) or _malformed(request)
@@ -251,15 +248,26 @@ def _credential_refusal(request: Request, access: FrontendAccess) -> str | None:
             return f"no sealed credential ({R_CREDENTIAL}): its pilots could not join the VO pool"
         return None
     if request.credential.identity != request.identity:
-        return (f"the identity sealed in the credential, {request.credential.identity!r}, is not the "
-                f"authenticated {request.identity!r}")
+        return (
+            f"the identity sealed in the credential, {request.credential.identity!r}, is not the "
+            f"authenticated {request.identity!r}"
+        )
     return None
 
 
 def _request_order(request: Request) -> tuple[str, str, str, str, str, int, int, str, int]:
     """A total order on requests, so which duplicate wins never depends on input order."""
-    return (request.entry, request.frontend, request.group, request.security_class, request.identity or "",
-            request.idle, request.max_pilots, request.remove, request.remove_max)
+    return (
+        request.entry,
+        request.frontend,
+        request.group,
+        request.security_class,
+        request.identity or "",
+        request.idle,
+        request.max_pilots,
+        request.remove,
+        request.remove_max,
+    )
 
 
 @dataclass(slots=True)
@@ -343,9 +351,15 @@ class _Draft:
 
     def freeze(self, spread: _Spread) -> EntryDecision:
         return EntryDecision(
-            entry=self.entry, frontend=self.frontend, group=self.group, request=self.request,
-            actions=self._actions(spread), inputs=spread.inputs(self.counts), steps=tuple(self.record.steps),
-            bound_by=tuple(self.record.bound_by), notes=tuple(self.record.notes),
+            entry=self.entry,
+            frontend=self.frontend,
+            group=self.group,
+            request=self.request,
+            actions=self._actions(spread),
+            inputs=spread.inputs(self.counts),
+            steps=tuple(self.record.steps),
+            bound_by=tuple(self.record.bound_by),
+            notes=tuple(self.record.notes),
         )
 
     def _actions(self, spread: _Spread) -> tuple[Submit | Remove | Release, ...]:
@@ -360,8 +374,9 @@ class _Draft:
         return tuple(actions)
 
 
-def _new_draft(entry: str, key: Key, request: Request | None, pilots: list[Pilot], now: float,
-               policy: EntryPolicy) -> _Draft:
+def _new_draft(
+    entry: str, key: Key, request: Request | None, pilots: list[Pilot], now: float, policy: EntryPolicy
+) -> _Draft:
     return _Draft(entry, key[0], key[1], request, pilots, count_pilots(pilots, now, policy))
 
 
@@ -389,8 +404,7 @@ def pilot_verdict(pilot: Pilot, now: float, policy: EntryPolicy) -> Verdict | No
     return None
 
 
-def _candidates(drafts: Sequence[_Draft], policy: EntryPolicy, now: float
-                ) -> tuple[list[_Candidate], list[_Candidate]]:
+def _candidates(drafts: Sequence[_Draft], policy: EntryPolicy, now: float) -> tuple[list[_Candidate], list[_Candidate]]:
     """Every removal (by priority, oldest first) and release (longest held first) the rules want."""
     removals: list[_Candidate] = []
     releases: list[_Candidate] = []
@@ -409,8 +423,9 @@ def _candidates(drafts: Sequence[_Draft], policy: EntryPolicy, now: float
                 order = (_PRIORITY[verdict.reason], pilot.entered_state, job_order(pilot.job_id))
                 removals.append(_Candidate(order, draft, pilot, verdict.reason))
         if waiting:
-            draft.record.notes.append(f"{len(waiting)} held pilots wait out their backoff "
-                               f"(the first may be released in {min(waiting):.0f} s)")
+            draft.record.notes.append(
+                f"{len(waiting)} held pilots wait out their backoff (the first may be released in {min(waiting):.0f} s)"
+            )
     return sorted(removals, key=_by_order), sorted(releases, key=_by_order)
 
 
@@ -423,7 +438,7 @@ def _capped(candidates: list[_Candidate], cap: int | None, bound: str, what: str
     if cap is None or len(candidates) <= cap:
         return candidates
     deferred: dict[_Draft, int] = {}
-    for candidate in candidates[max(0, cap):]:
+    for candidate in candidates[max(0, cap) :]:
         deferred[candidate.draft] = deferred.get(candidate.draft, 0) + 1
     for draft, count in deferred.items():
         draft.record.notes.append(f"{count} {what} deferred to a later cycle: at most {cap} per cycle")
@@ -500,12 +515,14 @@ def _apply_request_removals(drafts: Sequence[_Draft], policy: EntryPolicy, used:
     wanted = [len(wish) for wish in wishes]
     cap = policy.per_cycle.max_removals
     room = sum(wanted) if cap is None else cap - used
-    for (draft, request), wish, share in zip(asking, wishes, share_out(wanted, room)):
+    for (draft, request), wish, share in zip(asking, wishes, share_out(wanted, room), strict=True):
         if not wish:
             continue
         draft.record.step("remove", len(wish), f"remove mode {request.remove}, remove_max {request.remove_max}")
         if share < len(wish):
-            draft.record.step("remove", share, f"entry.max_removals: {max(0, room)} left this cycle, {sum(wanted)} wanted")
+            draft.record.step(
+                "remove", share, f"entry.max_removals: {max(0, room)} left this cycle, {sum(wanted)} wanted"
+            )
             draft.record.bound("entry.max_removals")
         for pilot, reason in wish[:share]:
             draft.remove(pilot, reason)
@@ -541,8 +558,11 @@ def _too_many_held(draft: _Draft, level: str, held: int, max_held: int | None) -
 def _own_bounds(draft: _Draft, request: Request, policy: EntryPolicy, entry: _Tally, front: _Tally) -> None:
     """The wish and the bounds that apply to this request alone."""
     draft.record.want(request.idle - draft.idle_after)
-    draft.record.step("wanted", request.idle - draft.idle_after,
-               f"{request.idle} idle requested, {draft.idle_after} idle after removals and releases")
+    draft.record.step(
+        "wanted",
+        request.idle - draft.idle_after,
+        f"{request.idle} idle requested, {draft.idle_after} idle after removals and releases",
+    )
     room = request.max_pilots - draft.total_after
     draft.record.lower(room, "cap", ("request.max_pilots",), f"{draft.total_after} of {request.max_pilots} pilots")
     if policy.in_downtime:
@@ -561,21 +581,31 @@ def _room(limit: int | None, used: int) -> int | None:
 
 def _entry_cap(policy: EntryPolicy, entry: _Tally) -> Cap:
     limits, submits = policy.limits, policy.per_cycle.max_submits
-    return tightest((
-        ("entry.max_pilots", _room(limits.max_pilots, entry.total), f"{entry.total} of {limits.max_pilots} pilots"),
-        ("entry.max_idle", _room(limits.max_idle, entry.idle), f"{entry.idle} of {limits.max_idle} idle"),
-        ("entry.max_submits", submits, f"at most {submits} submissions per cycle"),
-    ))
+    return tightest(
+        (
+            ("entry.max_pilots", _room(limits.max_pilots, entry.total), f"{entry.total} of {limits.max_pilots} pilots"),
+            ("entry.max_idle", _room(limits.max_idle, entry.idle), f"{entry.idle} of {limits.max_idle} idle"),
+            ("entry.max_submits", submits, f"at most {submits} submissions per cycle"),
+        )
+    )
 
 
 def _frontend_cap(policy: EntryPolicy, frontend: str, front: _Tally) -> Cap:
     limits = policy.limits_for(frontend)
-    return tightest((
-        ("frontend.max_pilots", _room(limits.max_pilots, front.total),
-         f"{frontend} has {front.total} of {limits.max_pilots} pilots"),
-        ("frontend.max_idle", _room(limits.max_idle, front.idle),
-         f"{frontend} has {front.idle} of {limits.max_idle} idle"),
-    ))
+    return tightest(
+        (
+            (
+                "frontend.max_pilots",
+                _room(limits.max_pilots, front.total),
+                f"{frontend} has {front.total} of {limits.max_pilots} pilots",
+            ),
+            (
+                "frontend.max_idle",
+                _room(limits.max_idle, front.idle),
+                f"{frontend} has {front.idle} of {limits.max_idle} idle",
+            ),
+        )
+    )
 
 
 def _apply_cap(drafts: Sequence[_Draft], cap: Cap) -> None:
@@ -645,8 +675,17 @@ def member_shares(count: int, spread: _Spread) -> dict[str | None, int]:
 def _submissions(entry: str, request: Request, count: int, spread: _Spread) -> list[Submit]:
     """One Submit per member CE, each in clusters of at most the entry's cluster size."""
     return [
-        Submit(entry, request.frontend, request.group, request.security_class, share,
-               clusters(share, spread.cluster_size), request.pilot, request.credential, member)
+        Submit(
+            entry,
+            request.frontend,
+            request.group,
+            request.security_class,
+            share,
+            clusters(share, spread.cluster_size),
+            request.pilot,
+            request.credential,
+            member,
+        )
         for member, share in member_shares(count, spread).items()
     ]
 
@@ -665,8 +704,9 @@ def _bucket(pilots: Iterable[Pilot]) -> dict[str, dict[Key, list[Pilot]]]:
     return found
 
 
-def _idle_by_member(queue: Mapping[str, Mapping[Key, list[Pilot]]], policies: Mapping[str, EntryPolicy]
-                    ) -> dict[str, int]:
+def _idle_by_member(
+    queue: Mapping[str, Mapping[Key, list[Pilot]]], policies: Mapping[str, EntryPolicy]
+) -> dict[str, int]:
     """Idle pilots per member CE they went to (`Pilot.member`), whoever's they are.
 
     Only pilots that can be at a set's member are looked at: those of sets,
@@ -693,8 +733,14 @@ def _note_missing_requests(draft: _Draft, refused: Mapping[Key, list[str]]) -> N
         draft.record.notes.append(f"no accepted request this cycle: {draft.counts.idle} idle pilots left alone")
 
 
-def _decide_entry(policy: EntryPolicy, requests: Mapping[Key, Request], refused: Mapping[Key, list[str]],
-                  pilots: Mapping[Key, list[Pilot]], now: float, spread: _Spread) -> list[EntryDecision]:
+def _decide_entry(
+    policy: EntryPolicy,
+    requests: Mapping[Key, Request],
+    refused: Mapping[Key, list[str]],
+    pilots: Mapping[Key, list[Pilot]],
+    now: float,
+    spread: _Spread,
+) -> list[EntryDecision]:
     """Steps 2-5 for every (frontend, group) on one entry, in sorted order."""
     keys = sorted(requests.keys() | pilots.keys())
     drafts = [_new_draft(policy.name, key, requests.get(key), pilots.get(key, []), now, policy) for key in keys]
@@ -714,8 +760,13 @@ def _refused_by_entry(rejected: Iterable[Rejection]) -> dict[str, dict[Key, list
     return found
 
 
-def decide(requests: Iterable[Request], pilots: Iterable[Pilot], policies: Mapping[str, EntryPolicy],
-           now: float, cycle: int = 0) -> FactoryPlan:
+def decide(
+    requests: Iterable[Request],
+    pilots: Iterable[Pilot],
+    policies: Mapping[str, EntryPolicy],
+    now: float,
+    cycle: int = 0,
+) -> FactoryPlan:
     """The factory's whole policy for one cycle: pure, deterministic, replayable.
 
     `policies` maps entry names to their policy; pilots of an entry with no
@@ -735,5 +786,6 @@ def decide(requests: Iterable[Request], pilots: Iterable[Pilot], policies: Mappi
             spread = _spread(policy, idle_by_member, cycle)
             decisions.extend(_decide_entry(policy, accepted, refused.get(name, {}), mine, now, spread))
     unmanaged = {entry: sum(map(len, keys.values())) for entry, keys in sorted(queue.items()) if entry not in policies}
-    return FactoryPlan(now=now, decisions=tuple(decisions), rejected=tuple(screened.rejected), unmanaged=unmanaged,
-                       cycle=cycle)
+    return FactoryPlan(
+        now=now, decisions=tuple(decisions), rejected=tuple(screened.rejected), unmanaged=unmanaged, cycle=cycle
+    )

@@ -13,13 +13,13 @@ zero. Whoever builds an `EntryPolicy` from the config maps the protocol's
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from updraft.protocol import PilotParams, PublishedRequest, RemoveMode  # noqa: F401  (RemoveMode re-exported)
-from updraft.records import Step  # noqa: F401  (re-exported)
+from updraft.protocol import PilotParams, PublishedRequest, RemoveMode
+from updraft.records import Step
 
 # --------------------------------------------------------------------------
 # What the factory observes

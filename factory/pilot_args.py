@@ -19,7 +19,9 @@ from updraft.staging import StagingRelease
 GLIDEIN_PREFIX = "GLIDEIN_"
 
 
-def glidein_arguments(entry: Entry, release: StagingRelease | None, params: PilotParams, extra: str = "") -> tuple[str, ...]:
+def glidein_arguments(
+    entry: Entry, release: StagingRelease | None, params: PilotParams, extra: str = ""
+) -> tuple[str, ...]:
     """glidein_startup.sh's options for one pilot of `entry` asked for with `params`.
 
     Options the pilot takes from its environment anyway are still written
@@ -34,22 +36,37 @@ def glidein_arguments(entry: Entry, release: StagingRelease | None, params: Pilo
     if params.collector:
         args += ["--collector", params.collector]
     args += [
-        "--max-walltime", str(entry.max_walltime_seconds),
-        "--max-job-time", str(glidein.max_job_seconds),
-        "--shutdown-margin", str(glidein.shutdown_margin_seconds),
-        "--spread", str(glidein.retire_spread_seconds),
-        "--max-idle", str(glidein.max_idle_seconds),
-        "--idle-tail", str(glidein.idle_tail_seconds),
-        "--failure-sleep", str(glidein.failure_sleep_seconds),
+        "--max-walltime",
+        str(entry.max_walltime_seconds),
+        "--max-job-time",
+        str(glidein.max_job_seconds),
+        "--shutdown-margin",
+        str(glidein.shutdown_margin_seconds),
+        "--spread",
+        str(glidein.retire_spread_seconds),
+        "--max-idle",
+        str(glidein.max_idle_seconds),
+        "--idle-tail",
+        str(glidein.idle_tail_seconds),
+        "--failure-sleep",
+        str(glidein.failure_sleep_seconds),
     ]
     if glidein.condor_dir is not None:
         args += ["--condor-dir", str(glidein.condor_dir)]
     elif glidein.condor_tarball is not None:
-        args += ["--condor-tarball-url", glidein.condor_tarball.url,
-                 "--condor-tarball-sha256", glidein.condor_tarball.sha256]
+        args += [
+            "--condor-tarball-url",
+            glidein.condor_tarball.url,
+            "--condor-tarball-sha256",
+            glidein.condor_tarball.sha256,
+        ]
     if glidein.blackhole_jobs:
-        args += ["--blackhole-jobs", str(glidein.blackhole_jobs),
-                 "--blackhole-window", str(glidein.blackhole_window_seconds)]
+        args += [
+            "--blackhole-jobs",
+            str(glidein.blackhole_jobs),
+            "--blackhole-window",
+            str(glidein.blackhole_window_seconds),
+        ]
     nodes = nodes_in(entry.attributes)
     if nodes > 1:
         args += ["--nodes", str(nodes)]

@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
 from updraft.factory.config import (
     AllowedFrontend,
     Entry,
@@ -35,11 +37,8 @@ from updraft.factory.config import (
     FrontendLimits,
     cpus_in,
 )
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
 from updraft.factory.credentials import open_credential
 from updraft.factory.downtime import Downtime, active
-from updraft.protocol import PublishedRequest
 from updraft.factory.model import (
     CycleCaps,
     EntryPolicy,
@@ -49,6 +48,7 @@ from updraft.factory.model import (
     Request,
     StaleAges,
 )
+from updraft.protocol import PublishedRequest
 
 LEAST_IDLE = "least_idle"
 ROUND_ROBIN = "round_robin"
@@ -100,8 +100,7 @@ def advertised_entries(config: FactoryConfig) -> dict[str, AdvertisedEntry]:
     """
     hidden = set_members(config)
     advertised = {
-        name: _standalone(name, entry)
-        for name, entry in config.entries.items() if entry.enabled and name not in hidden
+        name: _standalone(name, entry) for name, entry in config.entries.items() if entry.enabled and name not in hidden
     }
     for name, entry_set in config.entry_sets.items():
         members = _enabled_members(config, entry_set)
@@ -112,8 +111,14 @@ def advertised_entries(config: FactoryConfig) -> dict[str, AdvertisedEntry]:
 
 def _standalone(name: str, entry: Entry) -> AdvertisedEntry:
     return AdvertisedEntry(
-        name=name, attributes=entry.attributes, limits=entry.limits, grid_type=entry.grid_type,
-        downtime=entry.downtime, is_set=False, members=(name,), frontends=entry.frontends,
+        name=name,
+        attributes=entry.attributes,
+        limits=entry.limits,
+        grid_type=entry.grid_type,
+        downtime=entry.downtime,
+        is_set=False,
+        members=(name,),
+        frontends=entry.frontends,
     )
 
 
@@ -124,9 +129,14 @@ def _from_set(config: FactoryConfig, name: str, entry_set: EntrySet, members: tu
     does not change when an operator disables one CE.
     """
     return AdvertisedEntry(
-        name=name, attributes=entry_set.attributes, limits=entry_set.limits,
-        grid_type=config.entries[entry_set.members[0]].grid_type, downtime=entry_set.downtime,
-        is_set=True, members=members, frontends=entry_set.frontends,
+        name=name,
+        attributes=entry_set.attributes,
+        limits=entry_set.limits,
+        grid_type=config.entries[entry_set.members[0]].grid_type,
+        downtime=entry_set.downtime,
+        is_set=True,
+        members=members,
+        frontends=entry_set.frontends,
     )
 
 
@@ -178,8 +188,9 @@ def available_members(
     return _available(config, entry, downtimes, now)
 
 
-def _available(config: FactoryConfig, entry: AdvertisedEntry, downtimes: Sequence[Downtime], now: float
-               ) -> tuple[str, ...]:
+def _available(
+    config: FactoryConfig, entry: AdvertisedEntry, downtimes: Sequence[Downtime], now: float
+) -> tuple[str, ...]:
     return tuple(m for m in entry.members if not _member_down(config, m, downtimes, now))
 
 
@@ -228,9 +239,7 @@ def entry_policies(config: FactoryConfig, downtimes: Sequence[Downtime], now: fl
     also names its members available at `now` and how pilots are spread
     over them, so `decide` says which CE gets how many.
     """
-    return {
-        name: _policy(config, entry, downtimes, now) for name, entry in advertised_entries(config).items()
-    }
+    return {name: _policy(config, entry, downtimes, now) for name, entry in advertised_entries(config).items()}
 
 
 def _policy(config: FactoryConfig, entry: AdvertisedEntry, downtimes: Sequence[Downtime], now: float) -> EntryPolicy:
@@ -238,9 +247,9 @@ def _policy(config: FactoryConfig, entry: AdvertisedEntry, downtimes: Sequence[D
     return EntryPolicy(
         name=entry.name,
         limits=Limits(entry.limits.max_pilots, entry.limits.max_idle, entry.limits.max_held),
-        frontend_limits=MappingProxyType({
-            name: frontend_limits(f.limits, entry.limits.per_frontend) for name, f in entry.frontends.items()
-        }),
+        frontend_limits=MappingProxyType(
+            {name: frontend_limits(f.limits, entry.limits.per_frontend) for name, f in entry.frontends.items()}
+        ),
         default_frontend_limits=frontend_limits(entry.limits.per_frontend),
         per_cycle=CycleCaps(
             max_submits=tuning.submit.max_submits_per_cycle,
@@ -260,9 +269,12 @@ def _policy(config: FactoryConfig, entry: AdvertisedEntry, downtimes: Sequence[D
             max_backoff_seconds=float(tuning.holds.max_backoff_seconds),
         ),
         in_downtime=in_downtime(config, entry, downtimes, now),
-        frontends=MappingProxyType({
-            name: FrontendAccess(f.identity, frozenset(f.security_classes), f.require_credential) for name, f in entry.frontends.items()
-        }),
+        frontends=MappingProxyType(
+            {
+                name: FrontendAccess(f.identity, frozenset(f.security_classes), f.require_credential)
+                for name, f in entry.frontends.items()
+            }
+        ),
         members=_available(config, entry, downtimes, now) if entry.is_set else None,
         set_policy=config.entry_sets[entry.name].policy if entry.is_set else LEAST_IDLE,
     )
@@ -333,7 +345,7 @@ def choose_members(
         counts = _least_idle(count, members, idle_by_member)
     else:
         counts = _round_robin(count, len(members), start)
-    return {member: n for member, n in zip(members, counts) if n > 0}
+    return {member: n for member, n in zip(members, counts, strict=True) if n > 0}
 
 
 def _least_idle(count: int, members: Sequence[str], idle_by_member: Mapping[str, int]) -> list[int]:
@@ -355,8 +367,13 @@ def _round_robin(count: int, size: int, start: int) -> list[int]:
     return [whole + (1 if (index - first) % size < rest else 0) for index in range(size)]
 
 
-def accepted_requests(published: Iterable[PublishedRequest], factory: str, downtimes: list[Downtime], now: float,
-                      openers: Mapping[str, X25519PrivateKey]) -> list[Request]:
+def accepted_requests(
+    published: Iterable[PublishedRequest],
+    factory: str,
+    downtimes: list[Downtime],
+    now: float,
+    openers: Mapping[str, X25519PrivateKey],
+) -> list[Request]:
     """Requests as the decision sees them, their credentials opened with `openers` (the keyring's keys
     at `now`); a frontend in its own downtime asks for nothing."""
     return [

@@ -25,8 +25,9 @@ def connect(config: FactoryConfig) -> FactoryPorts:
     return FactoryPorts(wms, LocatedSchedd(wms, config.schedd))
 
 
-def fake_ports(config: FactoryConfig, now: float, *, collector_unreachable: bool = False,
-               schedd_unreachable: bool = False) -> tuple[FactoryPorts, FakeCollector, FakeSchedd]:
+def fake_ports(
+    config: FactoryConfig, now: float, *, collector_unreachable: bool = False, schedd_unreachable: bool = False
+) -> tuple[FactoryPorts, FakeCollector, FakeSchedd]:
     """Ports on in-memory daemons named as `config` names them, and the fakes behind them (for tests).
 
     `now` is the time the fake schedd stamps on the pilots it queues."""

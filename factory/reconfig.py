@@ -9,8 +9,8 @@ tracked by their bookkeeping attributes, but no longer managed.
 from __future__ import annotations
 
 import json
-import time
 import signal
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,8 +21,8 @@ from updraft.atomicwrite import write_atomically
 from updraft.errors import UpdraftError
 from updraft.factory.config import FactoryConfig
 from updraft.factory.observe import observe
-from updraft.factory.ports import connect
 from updraft.factory.policy import advertised_entries
+from updraft.factory.ports import connect
 from updraft.factory.stage import stage_entries
 from updraft.loop import signal_running
 from updraft.staging import StagingRelease, describe_releases
@@ -39,8 +39,10 @@ def applied_path(config: FactoryConfig) -> Path:
 
 def _entries(config: FactoryConfig) -> dict[str, Any]:
     dumped = config.model_dump(mode="json")
-    return {**{f"entry {k}": v for k, v in dumped["entries"].items()},
-            **{f"set {k}": v for k, v in dumped.get("entry_sets", {}).items()}}
+    return {
+        **{f"entry {k}": v for k, v in dumped["entries"].items()},
+        **{f"set {k}": v for k, v in dumped.get("entry_sets", {}).items()},
+    }
 
 
 def record_applied(config: FactoryConfig) -> None:
@@ -57,12 +59,17 @@ class Changes:
 
     def describe(self) -> list[str]:
         lines = [f"+ {name}" for name in self.added] + [f"~ {name}" for name in self.changed]
-        lines += [f"- {name}" + (f" ({self.pilots_on_removed[name]} pilots in the queue)" if name in self.pilots_on_removed else "")
-                  for name in self.removed]
+        lines += [
+            f"- {name}"
+            + (f" ({self.pilots_on_removed[name]} pilots in the queue)" if name in self.pilots_on_removed else "")
+            for name in self.removed
+        ]
         return lines or ["no entry changes"]
 
 
-def diff_entries(before: dict[str, Any], after: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+def diff_entries(
+    before: dict[str, Any], after: dict[str, Any]
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     """(added, removed, changed) between two entry mappings (pure)."""
     added = tuple(sorted(after.keys() - before.keys()))
     removed = tuple(sorted(before.keys() - after.keys()))
@@ -77,8 +84,10 @@ def changes(config: FactoryConfig) -> Changes:
         applied = {"entries": {}}
     except (OSError, ValueError) as err:
         raise UpdraftError(f"{applied_path(config)}: unreadable record of the applied configuration: {err}") from err
-    before = {**{f"entry {k}": v for k, v in applied.get("entries", {}).items()},
-              **{f"set {k}": v for k, v in applied.get("entry_sets", {}).items()}}
+    before = {
+        **{f"entry {k}": v for k, v in applied.get("entries", {}).items()},
+        **{f"set {k}": v for k, v in applied.get("entry_sets", {}).items()},
+    }
     added, removed, changed = diff_entries(before, _entries(config))
     return Changes(added, removed, changed, _pilots_on(config, removed))
 
@@ -97,7 +106,9 @@ def _pilots_on(config: FactoryConfig, removed: tuple[str, ...]) -> dict[str, int
 def apply(config: FactoryConfig, diff: Changes, force: bool) -> str:
     if diff.pilots_on_removed and not force:
         busy = ", ".join(f"{name} ({count} pilots)" for name, count in diff.pilots_on_removed.items())
-        raise UpdraftError(f"refusing to remove {busy}: they still have pilots; use --force to remove the entries anyway")
+        raise UpdraftError(
+            f"refusing to remove {busy}: they still have pilots; use --force to remove the entries anyway"
+        )
     staged = staging_summary(stage_entries(config))
     record_applied(config)
     pid = signal_running(pid_path(config), signal.SIGHUP)

@@ -37,8 +37,8 @@ import jinja2
 from updraft import pilot_ad
 from updraft.config import KeyPath, dotted
 from updraft.errors import ConfigError, UpdraftError
-from updraft.factory.config import Entry, FactoryConfig
 from updraft.factory import gridtypes
+from updraft.factory.config import Entry, FactoryConfig
 from updraft.factory.gridtypes import GridTypePlugin
 from updraft.factory.gridtypes.plugin import DEFAULT_TEMPLATE_PACKAGE
 
@@ -156,8 +156,9 @@ def submit_template(plugin: GridTypePlugin) -> jinja2.Template:
     except jinja2.TemplateNotFound as err:
         raise ConfigError(missing) from err
     except jinja2.TemplateSyntaxError as err:
-        raise ConfigError(f"grid type {plugin.name}: template {err.name or plugin.template}, "
-                          f"line {err.lineno}: {err.message}") from err
+        raise ConfigError(
+            f"grid type {plugin.name}: template {err.name or plugin.template}, line {err.lineno}: {err.message}"
+        ) from err
 
 
 def render_submit(factory: FactoryConfig, entry_name: str, entry: Entry, pilot: PilotSpec) -> dict[str, str]:
@@ -238,7 +239,7 @@ def _no_macros(text: str) -> str:
 
     def escape(run: re.Match[str]) -> str:
         odd = len(run[0]) % 2
-        if odd and text[run.end():run.end() + len("(DOLLAR)")].upper() == "(DOLLAR)":
+        if odd and text[run.end() : run.end() + len("(DOLLAR)")].upper() == "(DOLLAR)":
             raise RenderError(f"{text!r}: a literal '$(DOLLAR)' cannot be written in a submit description")
         return "$" * (len(run[0]) - odd) + "$(DOLLAR)" * odd
 
@@ -282,8 +283,10 @@ def environment_value(variables: Iterable[tuple[str, object]]) -> _Escaped:
 
 def _encoded_pairs(variables: Iterable[tuple[str, object]]) -> list[str]:
     """``NAME=value`` with the value percent-encoded (macros like the job id kept as written)."""
-    return [f"{name}={value if isinstance(value, _Escaped) else percent_encode(_plain(value), safe='')}"
-            for name, value in variables]
+    return [
+        f"{name}={value if isinstance(value, _Escaped) else percent_encode(_plain(value), safe='')}"
+        for name, value in variables
+    ]
 
 
 def ec2_user_data(variables: Iterable[tuple[str, object]]) -> _Escaped:
@@ -325,8 +328,10 @@ def _line_breaks(where: KeyPath, value: object) -> Iterator[tuple[KeyPath, str]]
         for index, item in enumerate(value):
             yield from _line_breaks((*where, index), item)
     elif isinstance(value, (str, PurePath)) and not _LINE_BREAKS.isdisjoint(str(value)):
-        yield where, (f"contains a line break, which would end the submit command "
-                      f"and start another (got {str(value)!r})")
+        yield (
+            where,
+            (f"contains a line break, which would end the submit command and start another (got {str(value)!r})"),
+        )
 
 
 def _check_pilot(plugin: GridTypePlugin, pilot: PilotSpec) -> None:
@@ -339,15 +344,21 @@ def _check_pilot(plugin: GridTypePlugin, pilot: PilotSpec) -> None:
     for name in ("executable", "work_dir", "proxy_file", "token_file", "pilot_token_file"):
         path = getattr(pilot, name)
         if path is not None and not path.is_absolute():
-            raise RenderError(f"pilot.{name}: expected an absolute path, got {str(path)!r} "
-                              "(the schedd does not run in the factory's directory)")
+            raise RenderError(
+                f"pilot.{name}: expected an absolute path, got {str(path)!r} "
+                "(the schedd does not run in the factory's directory)"
+            )
     has_credential = pilot.proxy_file is not None or pilot.token_file is not None
     if has_credential and plugin.ce_credentials == "refused":
-        raise RenderError(f"pilot.proxy_file/token_file: {plugin.name} entries do not use them "
-                          f"(only {' and '.join(_credential_users())} entries authenticate to a CE with them)")
+        raise RenderError(
+            f"pilot.proxy_file/token_file: {plugin.name} entries do not use them "
+            f"(only {' and '.join(_credential_users())} entries authenticate to a CE with them)"
+        )
     if pilot.pilot_token_file is not None and not plugin.transfers_files:
-        raise RenderError(f"pilot.pilot_token_file: {plugin.name} pilots are machine images that get no "
-                          "input files; they cannot receive a pilot token")
+        raise RenderError(
+            f"pilot.pilot_token_file: {plugin.name} pilots are machine images that get no "
+            "input files; they cannot receive a pilot token"
+        )
     if plugin.ce_credentials == "required" and not has_credential:
         raise RenderError(f"pilot.proxy_file/token_file: an {plugin.name} CE needs one of them to accept a pilot")
 
@@ -369,8 +380,9 @@ def _job_attributes(factory: FactoryConfig, entry_name: str, pilot: PilotSpec) -
     )
 
 
-def _pilot_environment(factory: FactoryConfig, entry_name: str, entry: Entry,
-                       pilot: PilotSpec) -> tuple[tuple[str, object], ...]:
+def _pilot_environment(
+    factory: FactoryConfig, entry_name: str, entry: Entry, pilot: PilotSpec
+) -> tuple[tuple[str, object], ...]:
     """What the pilot is told: its identity (names reserved by the config) and the entry's pilot_attributes."""
     identity = (
         ("UPDRAFT_FACTORY", factory.name),
@@ -391,8 +403,9 @@ def _pilot_file(work_dir: Path, suffix: str) -> _Escaped:
     return _Escaped(f"{_no_macros(str(work_dir))}/pilot.{JOB_ID_MACRO}.{suffix}")
 
 
-def _context(factory: FactoryConfig, entry_name: str, entry: Entry, pilot: PilotSpec,
-             template_name: str) -> dict[str, Any]:
+def _context(
+    factory: FactoryConfig, entry_name: str, entry: Entry, pilot: PilotSpec, template_name: str
+) -> dict[str, Any]:
     return {
         "template_name": template_name,
         "entry": entry,

@@ -66,17 +66,24 @@ class CycleResult:
         return f"the pilot queue could not be read: {self.view.problems[0] if self.view.problems else 'unknown'}"
 
 
-def plan_cycle(config: FactoryConfig, now: float, ports: FactoryPorts | None = None
-               ) -> tuple[FactoryView, FactoryPlan | None, list[downtime.Downtime]]:
+def plan_cycle(
+    config: FactoryConfig, now: float, ports: FactoryPorts | None = None
+) -> tuple[FactoryView, FactoryPlan | None, list[downtime.Downtime]]:
     """Observe and decide; no queue is touched, no ad is sent and no history is read."""
     keyring = load_keyring(config, now, read_only=True)
     view, plan, downtimes, _ = timed_plan(config, ports or connect(config), now, keyring, with_history=False)
     return view, plan, downtimes
 
 
-def timed_plan(config: FactoryConfig, ports: FactoryPorts, now: float, keyring: Keyring | None, *,
-               with_history: bool = True, cycle: int = 0
-               ) -> tuple[FactoryView, FactoryPlan | None, list[downtime.Downtime], dict[str, float]]:
+def timed_plan(
+    config: FactoryConfig,
+    ports: FactoryPorts,
+    now: float,
+    keyring: Keyring | None,
+    *,
+    with_history: bool = True,
+    cycle: int = 0,
+) -> tuple[FactoryView, FactoryPlan | None, list[downtime.Downtime], dict[str, float]]:
     """`plan_cycle`, with the seconds spent observing and deciding (for monitoring).
 
     `cycle` turns round-robin entry sets: each cycle starts at the next member."""
@@ -93,9 +100,15 @@ def timed_plan(config: FactoryConfig, ports: FactoryPorts, now: float, keyring: 
     return view, plan, downtimes, timings
 
 
-def run_cycle(config: FactoryConfig, cycle: int, now: float,
-              releases: Mapping[str, StagingRelease] | None = None, reporter: Reporter | None = None,
-              already_logged: frozenset[str] = frozenset(), ports: FactoryPorts | None = None) -> CycleResult:
+def run_cycle(
+    config: FactoryConfig,
+    cycle: int,
+    now: float,
+    releases: Mapping[str, StagingRelease] | None = None,
+    reporter: Reporter | None = None,
+    already_logged: frozenset[str] = frozenset(),
+    ports: FactoryPorts | None = None,
+) -> CycleResult:
     """One cycle through `ports` (the real daemons when None); `releases` are the entries' staged files.
 
     `reporter` gets the cycle's snapshot last, whatever happened before:
@@ -122,12 +135,27 @@ def run_cycle(config: FactoryConfig, cycle: int, now: float,
         accounting = account(config, view.completed, now)
         problems.extend(_some(accounting.problem))
         timings.update(act=acted - started, account=time.perf_counter() - acted)
-    result = CycleResult(plan, view, sum(r.submitted for r in results), sum(r.removed for r in results),
-                         sum(r.released for r in results), tuple(dict.fromkeys(problems)), accounting.new,
-                         refusal_lines(plan))
+    result = CycleResult(
+        plan,
+        view,
+        sum(r.submitted for r in results),
+        sum(r.removed for r in results),
+        sum(r.released for r in results),
+        tuple(dict.fromkeys(problems)),
+        accounting.new,
+        refusal_lines(plan),
+    )
     if reporter is not None:
-        facts = CycleFacts(now, cycle, view.pilots or (), plan, entries_in_downtime(config, downtimes, now),
-                           accounting.totals, result.problems, timings)
+        facts = CycleFacts(
+            now,
+            cycle,
+            view.pilots or (),
+            plan,
+            entries_in_downtime(config, downtimes, now),
+            accounting.totals,
+            result.problems,
+            timings,
+        )
         reporter.report(factory_snapshot(config, facts))
     return result
 
@@ -148,8 +176,9 @@ def _some(problem: str | None) -> list[str]:
 class FactoryService:
     """A factory's cycles under `run_service`; SIGHUP reloads the configuration."""
 
-    def __init__(self, config_path: Path, config: FactoryConfig,
-                 connect_ports: Callable[[FactoryConfig], FactoryPorts] = connect) -> None:
+    def __init__(
+        self, config_path: Path, config: FactoryConfig, connect_ports: Callable[[FactoryConfig], FactoryPorts] = connect
+    ) -> None:
         self.config_path = config_path
         self.config = config
         self.connect_ports = connect_ports
@@ -172,11 +201,14 @@ class FactoryService:
         return run_service(self, self.signals, max_cycles)
 
     def cycle(self, number: int, now: float) -> str:
-        result = run_cycle(self.config, number, now, self.releases, self.reporter, self.refusals,
-                           self.connect_ports(self.config))
+        result = run_cycle(
+            self.config, number, now, self.releases, self.reporter, self.refusals, self.connect_ports(self.config)
+        )
         self.refusals = result.refusals
-        return (f"submitted {result.submitted}, removed {result.removed}, released {result.released}, "
-                f"{len(result.problems)} problems")
+        return (
+            f"submitted {result.submitted}, removed {result.removed}, released {result.released}, "
+            f"{len(result.problems)} problems"
+        )
 
     def reload(self) -> None:
         try:

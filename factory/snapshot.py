@@ -53,7 +53,9 @@ def factory_snapshot(config: FactoryConfig, facts: CycleFacts) -> FactorySnapsho
 
 def cores_per_pilot(config: FactoryConfig) -> dict[str, int]:
     """Cores one pilot of each advertised entry brings: GLIDEIN_CPUS x GLIDEIN_Nodes."""
-    return {name: entry.cpus_per_pilot * nodes_in(entry.attributes) for name, entry in advertised_entries(config).items()}
+    return {
+        name: entry.cpus_per_pilot * nodes_in(entry.attributes) for name, entry in advertised_entries(config).items()
+    }
 
 
 class _StateCounts(TypedDict):
@@ -68,8 +70,13 @@ class _StateCounts(TypedDict):
 
 def _states(pilots: Iterable[Pilot]) -> _StateCounts:
     counts = Counter(p.state.value for p in pilots)
-    return _StateCounts(waiting=counts["waiting"], pending=counts["pending"], staging=counts["staging"],
-                        running=counts["running"], held=counts["held"])
+    return _StateCounts(
+        waiting=counts["waiting"],
+        pending=counts["pending"],
+        staging=counts["staging"],
+        running=counts["running"],
+        held=counts["held"],
+    )
 
 
 def _entries(cores: Mapping[str, int], live: list[Pilot], down: frozenset[str]) -> tuple[EntryStatus, ...]:
@@ -99,18 +106,29 @@ def _pilot_rows(cores: Mapping[str, int], live: list[Pilot], plan: FactoryPlan |
     for key in sorted(set(pilots) | set(asked)):
         states = _states(pilots.get(key, ()))
         numbers = asked.get(key, Counter())
-        rows.append(PilotRow(
-            *key, **states, cores_running=states["running"] * cores.get(key[0], 1),
-            requested_idle=numbers["requested_idle"], requested_max=numbers["requested_max"],
-            submitted=numbers["submitted"], removed=numbers["removed"], released=numbers["released"],
-            limits_hit=tuple(limits.get(key, ())),
-        ))
+        rows.append(
+            PilotRow(
+                *key,
+                **states,
+                cores_running=states["running"] * cores.get(key[0], 1),
+                requested_idle=numbers["requested_idle"],
+                requested_max=numbers["requested_max"],
+                submitted=numbers["submitted"],
+                removed=numbers["removed"],
+                released=numbers["released"],
+                limits_hit=tuple(limits.get(key, ())),
+            )
+        )
     return tuple(rows)
 
 
 def _completed_rows(totals: Mapping[Key, CompletedStats]) -> tuple[CompletedRow, ...]:
     return tuple(
-        CompletedRow(entry, frontend, **{name: getattr(stats, name) for name in COMPLETED_COUNTERS},
-                     failed_by_step=dict(stats.failed_by_step))
+        CompletedRow(
+            entry,
+            frontend,
+            **{name: getattr(stats, name) for name in COMPLETED_COUNTERS},
+            failed_by_step=dict(stats.failed_by_step),
+        )
         for (entry, frontend), stats in sorted(totals.items())
     )

@@ -23,7 +23,9 @@ class StatusRow:
     limits_hit: tuple[str, ...]
 
 
-def status_rows(plan: FactoryPlan, pilots: Iterable[Pilot], requests: Iterable[protocol.PublishedRequest]) -> list[StatusRow]:
+def status_rows(
+    plan: FactoryPlan, pilots: Iterable[Pilot], requests: Iterable[protocol.PublishedRequest]
+) -> list[StatusRow]:
     """One row per (entry, frontend) with a decision, pilots or a request, with the limits that bound it."""
     states = Counter((p.entry, p.frontend, p.state) for p in pilots)
     requested: Counter[tuple[str, str]] = Counter()
@@ -36,8 +38,19 @@ def status_rows(plan: FactoryPlan, pilots: Iterable[Pilot], requests: Iterable[p
     rows = []
     for entry, frontend in keys:
         waiting, pending, staging, running, held = (states[entry, frontend, state] for state in ROW_STATES)
-        rows.append(StatusRow(entry, frontend, requested[entry, frontend], waiting, pending, staging, running, held,
-                              tuple(sorted(bounds.get((entry, frontend), ())))))
+        rows.append(
+            StatusRow(
+                entry,
+                frontend,
+                requested[entry, frontend],
+                waiting,
+                pending,
+                staging,
+                running,
+                held,
+                tuple(sorted(bounds.get((entry, frontend), ()))),
+            )
+        )
     return rows
 
 

@@ -62,8 +62,11 @@ def log_dir(config: FactoryConfig, entry: str, frontend: str) -> Path:
 def prune_credentials(config: FactoryConfig, plan: FactoryPlan, view: FactoryView) -> str | None:
     """Delete the pilot tokens that no queued pilot and no accepted request names any more."""
     needed = {(p.frontend, p.credential_id) for p in view.pilots or ()}
-    needed |= {(d.request.frontend, d.request.credential.credential_id)
-               for d in plan.decisions if d.request is not None and d.request.credential is not None}
+    needed |= {
+        (d.request.frontend, d.request.credential.credential_id)
+        for d in plan.decisions
+        if d.request is not None and d.request.credential is not None
+    }
     try:
         for path in CredentialStore.of(config).prune(needed):
             log.info("pilot token %s deleted: no queued pilot needs it", path.name)

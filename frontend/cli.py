@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from updraft.errors import CondorError
 from updraft.cliutil import config_option as config_option_for
 from updraft.cliutil import count, echo_monitoring_problems, echo_warning
+from updraft.errors import CondorError
 from updraft.frontend.config import FrontendConfig, load_frontend_config
 from updraft.monitoring import registry
 from updraft.tokens import load_signing_key
@@ -57,9 +57,11 @@ def check_config(config_path: Path) -> None:
     if config.pilot_tokens is not None:
         tokens = config.pilot_tokens
         key = load_signing_key(tokens.signing_key_file)  # TokenError (exit 1) if the frontend cannot read it
-        click.echo(f"pilot tokens: {tokens.identity} issued by {tokens.trust_domain} with key {key.key_id} "
-                   f"({tokens.signing_key_file}), {tokens.lifetime_seconds} s, renewed {tokens.refresh_seconds} s "
-                   "before they end")
+        click.echo(
+            f"pilot tokens: {tokens.identity} issued by {tokens.trust_domain} with key {key.key_id} "
+            f"({tokens.signing_key_file}), {tokens.lifetime_seconds} s, renewed {tokens.refresh_seconds} s "
+            "before they end"
+        )
 
 
 def _load(config_path: Path) -> FrontendConfig:
@@ -180,10 +182,13 @@ def _explain_entry(config: FrontendConfig, entry_name: str, group_name: str | No
     from updraft.frontend.service import plan_cycle
 
     planned, _ = plan_cycle(config, time.time())
-    chosen = [d for d in planned.decisions
-              if entry_name in (d.entry.name, d.entry.key) and group_name in (None, d.group)]
+    chosen = [
+        d for d in planned.decisions if entry_name in (d.entry.name, d.entry.key) and group_name in (None, d.group)
+    ]
     if not chosen:
-        raise click.ClickException(f"no decision for entry {entry_name!r}: no matching jobs, pilots or advertised entry")
+        raise click.ClickException(
+            f"no decision for entry {entry_name!r}: no matching jobs, pilots or advertised entry"
+        )
     for decision in chosen:
         click.echo(explain_decision(decision))
 
@@ -226,5 +231,7 @@ def reconfig(config_path: Path) -> None:
     for line in describe_releases(stage_groups(config)):
         click.echo(line)
     pid = signal_running(pid_path(config), signal.SIGHUP)
-    click.echo("applied; no frontend running" if pid is None else f"applied; the running frontend (pid {pid}) is reloading")
+    click.echo(
+        "applied; no frontend running" if pid is None else f"applied; the running frontend (pid {pid}) is reloading"
+    )
     echo_monitoring_problems(config.monitoring)

@@ -115,9 +115,12 @@ class PilotTokens(ConfigModel):
     @model_validator(mode="after")
     def _refresh_within_lifetime(self) -> PilotTokens:
         if self.refresh_seconds >= self.lifetime_seconds:
-            raise PydanticCustomError("refresh_order", "refresh_seconds ({refresh}) must be below lifetime_seconds "
-                                      "({lifetime}), or every cycle mints a new token",
-                                      {"refresh": self.refresh_seconds, "lifetime": self.lifetime_seconds})
+            raise PydanticCustomError(
+                "refresh_order",
+                "refresh_seconds ({refresh}) must be below lifetime_seconds "
+                "({lifetime}), or every cycle mints a new token",
+                {"refresh": self.refresh_seconds, "lifetime": self.lifetime_seconds},
+            )
         return self
 
 
@@ -148,8 +151,11 @@ class FrontendConfig(ServiceConfig):
     @model_validator(mode="after")
     def _tokens_need_an_identity(self) -> FrontendConfig:
         if self.pilot_tokens is not None and self.identity is None:
-            raise PydanticCustomError("identity_required", "identity: required with pilot_tokens (the factory "
-                                      "checks the identity sealed with the token against the authenticated one)")
+            raise PydanticCustomError(
+                "identity_required",
+                "identity: required with pilot_tokens (the factory "
+                "checks the identity sealed with the token against the authenticated one)",
+            )
         return self
 
 

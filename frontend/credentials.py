@@ -59,8 +59,9 @@ class TokenBook:
         wanted = set(entries)
         self.held = {e: t for e, t in self.held.items() if e in wanted}
         for entry in tokens_due(self.held, wanted, now, self.settings.refresh_seconds):
-            token = mint(self.key, self.settings.identity, self.settings.trust_domain,
-                         self.settings.lifetime_seconds, now)
+            token = mint(
+                self.key, self.settings.identity, self.settings.trust_domain, self.settings.lifetime_seconds, now
+            )
             self.held[entry] = HeldToken(token, read_claims(token))
             log.info("pilot token minted for %s (valid %d s)", entry, self.settings.lifetime_seconds)
         return {e: t.token for e, t in self.held.items()}
@@ -72,8 +73,10 @@ def parse_factory_key(ad: Mapping[str, Any], trusted: Mapping[str, str]) -> tupl
     if not isinstance(factory, str) or factory not in trusted:
         return None, None
     if ad.get(protocol.IDENTITY) != trusted[factory]:
-        return None, (f"factory ad {factory!r} came from {str(ad.get(protocol.IDENTITY))[:80]!r}, "
-                      f"factory {factory} is trusted only as {trusted[factory]!r}")
+        return None, (
+            f"factory ad {factory!r} came from {str(ad.get(protocol.IDENTITY))[:80]!r}, "
+            f"factory {factory} is trusted only as {trusted[factory]!r}"
+        )
     public, kid = ad.get(protocol.F_PUBLIC_KEY), ad.get(protocol.F_KEY_ID)
     if not isinstance(public, str) or not isinstance(kid, str):
         return None, f"factory {factory} advertises no credential key ({protocol.F_PUBLIC_KEY}, {protocol.F_KEY_ID})"
@@ -84,8 +87,9 @@ def parse_factory_key(ad: Mapping[str, Any], trusted: Mapping[str, str]) -> tupl
     return FactoryKey(factory, kid, public), None
 
 
-def seal_requests(ads: list[dict[str, Any]], tokens: Mapping[str, str], keys: Mapping[str, FactoryKey],
-                  config: FrontendConfig) -> tuple[list[dict[str, Any]], list[str]]:
+def seal_requests(
+    ads: list[dict[str, Any]], tokens: Mapping[str, str], keys: Mapping[str, FactoryKey], config: FrontendConfig
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Every request ad with its sealed credential; a factory with no usable key gets ads without one
     (it will refuse them, and the problem says why)."""
     sealed, problems = [], set()

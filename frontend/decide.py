@@ -32,7 +32,6 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from updraft.records import Cap, Record, apply_cap, share_out, tightest  # share_out: re-exported for tests
 from updraft.frontend.config import FrontendConfig, Group
 from updraft.frontend.matching import EntryDemand, GroupMatch, match
 from updraft.frontend.model import (
@@ -43,9 +42,10 @@ from updraft.frontend.model import (
     Observation,
     PilotSlot,
     Plan,
-    RemoveMode,
     SlotState,
 )
+from updraft.protocol import RemoveMode
+from updraft.records import Cap, Record, apply_cap, tightest
 
 _FLOAT_SLACK = 9
 """Decimals kept before rounding up: the 1/k split leaves float noise (3.0000000004)."""
@@ -98,8 +98,13 @@ def _slot_views(slots: Iterable[PilotSlot]) -> dict[tuple[str, str], _SlotView]:
             by_state[key, slot.state] += 1
     keys = idle.keys() | busy.keys()
     return {
-        key: _SlotView(tuple(idle.get(key, ())), busy[key], by_state[key, SlotState.RUNNING],
-                       by_state[key, SlotState.FAILED], cores[key])
+        key: _SlotView(
+            tuple(idle.get(key, ())),
+            busy[key],
+            by_state[key, SlotState.RUNNING],
+            by_state[key, SlotState.FAILED],
+            cores[key],
+        )
         for key in keys
     }
 
@@ -123,7 +128,7 @@ class _Draft:
     max_pilots: int = 0
     remove: RemoveMode = RemoveMode.NONE
     remove_max: int = 0
-    inputs: DecisionInputs = DecisionInputs()
+    inputs: DecisionInputs = field(default_factory=DecisionInputs)
     record: Record = field(default_factory=Record)
     """The request, its steps, bounds and notes (`updraft.records` says when a bound is recorded)."""
 
@@ -203,9 +208,7 @@ def _inputs(
     )
 
 
-def _request_before_limits(
-    draft: _Draft, demand: EntryDemand | None, usable: int, group: Group
-) -> None:
+def _request_before_limits(draft: _Draft, demand: EntryDemand | None, usable: int, group: Group) -> None:
     """Steps 2-5: need, attenuated ramp, old-idle reserve.
 
     The reserve is what keeps long-waiting jobs from depending on the ramp
@@ -327,10 +330,16 @@ def _aggregate_cap(level: str, max_idle: int, idle_seen: int, max_running: int, 
     room would only queue pilots the limit will never let run.
     """
     idle_detail = f"{idle_seen} of {max_idle} idle already" if idle_seen else f"at most {max_idle} idle"
-    return tightest((
-        (f"{level}.max_idle_pilots", max_idle - idle_seen, idle_detail),
-        (f"{level}.max_running_pilots", max_running - pilots_seen, f"{pilots_seen} of {max_running} pilots running"),
-    ))
+    return tightest(
+        (
+            (f"{level}.max_idle_pilots", max_idle - idle_seen, idle_detail),
+            (
+                f"{level}.max_running_pilots",
+                max_running - pilots_seen,
+                f"{pilots_seen} of {max_running} pilots running",
+            ),
+        )
+    )
 
 
 def _apply_cap(drafts: Sequence[_Draft], cap: Cap) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from updraft.frontend.model import Decision, DecisionInputs, Plan, Step
+from updraft.frontend.model import Decision, DecisionInputs, Plan
+from updraft.records import Step
 
 
 def _num(value: float) -> str:

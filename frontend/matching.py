@@ -194,9 +194,7 @@ class _EntryTable:
     """Index value -> the entries carrying it; empty without a match index."""
 
 
-def _build_entry_table(
-    entries: Sequence[EntryAd], rule: MatchRule, index: MatchIndex | None
-) -> _EntryTable:
+def _build_entry_table(entries: Sequence[EntryAd], rule: MatchRule, index: MatchIndex | None) -> _EntryTable:
     """One pass over the entries: class keys, and the entries under each index value."""
     class_ids: dict[Any, int] = {}
     class_of: list[int] = []
@@ -268,9 +266,7 @@ class _Evaluator:
         return self.rule.expr.eval(self.shape_ads[shape_cls], entry_ad) is True
 
 
-def _candidates(
-    attrs: Mapping[str, Any], table: _EntryTable, index: MatchIndex | None
-) -> Iterable[ClassGroup]:
+def _candidates(attrs: Mapping[str, Any], table: _EntryTable, index: MatchIndex | None) -> Iterable[ClassGroup]:
     """The entries worth comparing: all of them, or only those the job's index attribute lists."""
     if index is None:
         return table.everything
@@ -385,9 +381,7 @@ def _place_shape(
             outcome.too_big += shape.idle
 
 
-def match(
-    shapes: Iterable[JobShape], entries: Sequence[EntryAd], group_name: str, group_cfg: Group
-) -> GroupMatch:
+def match(shapes: Iterable[JobShape], entries: Sequence[EntryAd], group_name: str, group_cfg: Group) -> GroupMatch:
     """Spread one group's job shapes over the entries its match rule accepts.
 
     The caller passes only this group's shapes. Cost is one evaluation per

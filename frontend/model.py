@@ -8,15 +8,16 @@ tables, and benchmarked alone.
 
 from __future__ import annotations
 
-from updraft.protocol import PublishedRequest
-
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from updraft.protocol import RemoveMode  # noqa: F401  (re-exported: part of this model)
-from updraft.records import Step  # noqa: F401  (re-exported)
+from updraft.protocol import (
+    PublishedRequest,
+    RemoveMode,
+)
+from updraft.records import Step
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +117,6 @@ class Observation:
     @property
     def incomplete_groups(self) -> frozenset[str]:
         return frozenset(g for p in self.problems for g in p.groups)
-
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,17 +23,25 @@ from updraft.condor import Ad
 from updraft.errors import CondorError
 from updraft.frontend.config import FrontendConfig, Group
 from updraft.frontend.credentials import FactoryKey, parse_factory_key
-from updraft.frontend.ports import FrontendPorts
-from updraft.ports import CollectorPort, SchedulerPort
 from updraft.frontend.model import EntryAd, JobShape, Observation, PilotSlot, SlotState, SourceProblem
+from updraft.frontend.ports import FrontendPorts
 from updraft.pilot_ad import JOB_STATUS, JobStatus
+from updraft.ports import CollectorPort, SchedulerPort
 
 log = logging.getLogger(__name__)
 
 SIZE_ATTRS = ("RequestCpus", "RequestMemory")
 SLOT_PROJECTION = (
-    "GLIDEIN_Entry_Name", "GLIDEIN_Factory", "GLIDECLIENT_Name", "GLIDECLIENT_Group",
-    "State", "Activity", "Cpus", "Memory", "GLIDEIN_ToDie", "GLIDEIN_ToRetire",
+    "GLIDEIN_Entry_Name",
+    "GLIDEIN_Factory",
+    "GLIDECLIENT_Name",
+    "GLIDECLIENT_Group",
+    "State",
+    "Activity",
+    "Cpus",
+    "Memory",
+    "GLIDEIN_ToDie",
+    "GLIDEIN_ToRetire",
 )
 IDLE, OLD_IDLE, RUNNING = "idle", "old_idle", "running"
 BY_STATUS = "by_status"
@@ -45,8 +53,11 @@ BY_STATUS = "by_status"
 def _job_refs(expression: str) -> set[str]:
     """Job attributes an expression reads: MY.x or bare x (externalRefs gives "" for none)."""
     refs = classad2.ClassAd().externalRefs(classad2.ExprTree(expression))
-    return {ref.split(".", 1)[1] if ref.upper().startswith("MY.") else ref for ref in refs
-            if ref and not ref.upper().startswith("TARGET.")}
+    return {
+        ref.split(".", 1)[1] if ref.upper().startswith("MY.") else ref
+        for ref in refs
+        if ref and not ref.upper().startswith("TARGET.")
+    }
 
 
 def job_attributes(group: Group) -> tuple[str, ...]:
@@ -76,10 +87,14 @@ def shape_queries(group: Group, now: float) -> dict[str, tuple[str, tuple[str, .
     filters = tuple(sorted(_job_refs(group.job_constraint) - set(shape)))
     old = int(now - group.old_idle_seconds)
     return {
-        BY_STATUS: (f"(JobStatus == 1 || JobStatus == 2) && ({group.job_constraint})",
-                    (*shape, *sorted({"JobStatus", *filters} - set(shape)))),
-        OLD_IDLE: (f"JobStatus == 1 && EnteredCurrentStatus < {old} && ({group.job_constraint})",
-                   (*shape, *sorted({"JobStatus", "EnteredCurrentStatus", *filters} - set(shape)))),
+        BY_STATUS: (
+            f"(JobStatus == 1 || JobStatus == 2) && ({group.job_constraint})",
+            (*shape, *sorted({"JobStatus", *filters} - set(shape))),
+        ),
+        OLD_IDLE: (
+            f"JobStatus == 1 && EnteredCurrentStatus < {old} && ({group.job_constraint})",
+            (*shape, *sorted({"JobStatus", "EnteredCurrentStatus", *filters} - set(shape))),
+        ),
     }
 
 
@@ -112,8 +127,16 @@ def merge_shapes(group: str, schedd: str, results: Mapping[str, list[Ad]], attri
             tally = totals.setdefault(key, {IDLE: 0, OLD_IDLE: 0, RUNNING: 0})
             tally[kind] += whole_or(ad.get("JobCount"), 0)
     return [
-        JobShape(group, schedd, attrs, tally[IDLE], tally[OLD_IDLE], tally[RUNNING],
-                 cpus=max(1, whole_or(attrs.get("RequestCpus"), 1)), memory_mb=whole_or(attrs.get("RequestMemory"), 0))
+        JobShape(
+            group,
+            schedd,
+            attrs,
+            tally[IDLE],
+            tally[OLD_IDLE],
+            tally[RUNNING],
+            cpus=max(1, whole_or(attrs.get("RequestCpus"), 1)),
+            memory_mb=whole_or(attrs.get("RequestMemory"), 0),
+        )
         for key, tally in totals.items()
         for attrs in (values[key],)
     ]
@@ -160,7 +183,11 @@ def parse_entry(ad: Ad, trusted: Mapping[str, str]) -> tuple[EntryAd | None, str
         return None, None
     identity = ad.get(protocol.IDENTITY)
     if identity != trusted[factory]:
-        return None, f"entry ad {label} came from {repr(identity)[:80]}, factory {factory} is trusted only as {trusted[factory]!r}"
+        return (
+            None,
+            f"entry ad {label} came from {repr(identity)[:80]}, "
+            f"factory {factory} is trusted only as {trusted[factory]!r}",
+        )
     if whole_or(ad.get("UpdraftSchema"), -1) != protocol.SCHEMA:
         return None, f"entry ad {label} has schema {repr(ad.get('UpdraftSchema'))[:20]}, expected {protocol.SCHEMA}"
     try:
@@ -228,7 +255,9 @@ def _run_all(reads: list[Callable[[], _Outcome]]) -> list[_Outcome]:
         return [f.result() for f in futures]
 
 
-def _schedd_names(config: FrontendConfig, vo: CollectorPort, groups: Mapping[str, Group]) -> tuple[list[str], list[SourceProblem]]:
+def _schedd_names(
+    config: FrontendConfig, vo: CollectorPort, groups: Mapping[str, Group]
+) -> tuple[list[str], list[SourceProblem]]:
     if config.schedds:
         return list(config.schedds), []
     try:

@@ -26,8 +26,9 @@ def connect(config: FrontendConfig) -> FrontendPorts:
     return FrontendPorts(Collector(config.vo_collector, budget=budget), Collector(config.wms_collector, budget=budget))
 
 
-def fake_ports(config: FrontendConfig, *, vo_unreachable: bool = False,
-               wms_unreachable: bool = False) -> tuple[FrontendPorts, FakeCollector, FakeCollector]:
+def fake_ports(
+    config: FrontendConfig, *, vo_unreachable: bool = False, wms_unreachable: bool = False
+) -> tuple[FrontendPorts, FakeCollector, FakeCollector]:
     """Ports on in-memory collectors at the addresses `config` names, and the fakes behind them (for tests)."""
     vo = FakeCollector(config.vo_collector, unreachable=vo_unreachable)
     wms = FakeCollector(config.wms_collector, unreachable=wms_unreachable)

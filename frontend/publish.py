@@ -15,15 +15,16 @@ import classad2
 
 from updraft import protocol
 from updraft.frontend.config import FrontendConfig
+from updraft.frontend.model import Decision, Plan
 from updraft.frontend.observe import ours
 from updraft.ports import CollectorPort
-from updraft.frontend.model import Decision, Plan
 
 LIFETIME_CYCLES = 3
 
 
-def request_ad(decision: Decision, config: FrontendConfig, cycle: int, now: float,
-               pilot: protocol.PilotParams | None = None) -> dict[str, Any]:
+def request_ad(
+    decision: Decision, config: FrontendConfig, cycle: int, now: float, pilot: protocol.PilotParams | None = None
+) -> dict[str, Any]:
     """The ad for one decision, in the schema of docs/protocol.md; `pilot`: what its pilots are told."""
     entry = decision.entry
     inputs = decision.inputs
@@ -60,8 +61,9 @@ def _security_class(config: FrontendConfig, factory: str) -> str:
     return ref.security_class if ref is not None else "default"
 
 
-def request_ads(plan: Plan, config: FrontendConfig, cycle: int,
-                pilots: Mapping[str, protocol.PilotParams] | None = None) -> list[dict[str, Any]]:
+def request_ads(
+    plan: Plan, config: FrontendConfig, cycle: int, pilots: Mapping[str, protocol.PilotParams] | None = None
+) -> list[dict[str, Any]]:
     """Every decision's ad; `pilots` (per group, `updraft.frontend.stage.pilot_params`) defaults to
     the VO collector and no staging area."""
     return [request_ad(d, config, cycle, plan.now, (pilots or {}).get(d.group)) for d in plan.decisions]
@@ -81,8 +83,11 @@ class Change:
             return f"idle {idle}, max {max_pilots}, remove {remove}"
 
         old = show(self.before.idle, self.before.max_pilots, self.before.remove) if self.before else "not published"
-        new = (show(self.after[protocol.R_IDLE], self.after[protocol.R_MAX], self.after[protocol.R_REMOVE])
-               if self.after else "withdrawn")
+        new = (
+            show(self.after[protocol.R_IDLE], self.after[protocol.R_MAX], self.after[protocol.R_REMOVE])
+            if self.after
+            else "withdrawn"
+        )
         marker = "=" if old == new else ("+" if self.before is None else "-" if self.after is None else "~")
         return f"{marker} {self.group:<12} {self.entry:<28} {old:<34} -> {new}"
 
@@ -90,13 +95,22 @@ class Change:
 def diff(published: Iterable[protocol.PublishedRequest], planned: Iterable[dict[str, Any]]) -> list[Change]:
     """Every (group, entry) either side knows, in a stable order."""
     before = {p.key: p for p in published}
-    after = {(ad[protocol.R_GROUP], protocol.entry_ad_name(ad[protocol.R_ENTRY], ad[protocol.R_FACTORY])): ad for ad in planned}
-    return [Change(group, entry, before.get((group, entry)), after.get((group, entry)))
-            for group, entry in sorted(before.keys() | after.keys())]
+    after = {
+        (ad[protocol.R_GROUP], protocol.entry_ad_name(ad[protocol.R_ENTRY], ad[protocol.R_FACTORY])): ad
+        for ad in planned
+    }
+    return [
+        Change(group, entry, before.get((group, entry)), after.get((group, entry)))
+        for group, entry in sorted(before.keys() | after.keys())
+    ]
 
 
-def publish(ads: list[dict[str, Any]], config: FrontendConfig, wms: CollectorPort,
-            published: Iterable[protocol.PublishedRequest] | None) -> None:
+def publish(
+    ads: list[dict[str, Any]],
+    config: FrontendConfig,
+    wms: CollectorPort,
+    published: Iterable[protocol.PublishedRequest] | None,
+) -> None:
     """Advertise the cycle's requests and withdraw those it no longer makes.
 
     `published` is what observe found in the collector; None (unknown) withdraws

@@ -18,8 +18,7 @@ from typing import Any
 
 from updraft import protocol
 from updraft.condor import use_client_config
-from updraft.loop import CycleSignals, run_service
-from updraft.errors import ConfigError, CondorError, TokenError
+from updraft.errors import CondorError, ConfigError, TokenError
 from updraft.frontend.config import FrontendConfig, load_frontend_config
 from updraft.frontend.credentials import TokenBook, seal_requests
 from updraft.frontend.decide import decide
@@ -28,10 +27,11 @@ from updraft.frontend.observe import observe
 from updraft.frontend.ports import FrontendPorts, connect
 from updraft.frontend.publish import publish, request_ads, withdraw_all
 from updraft.frontend.stage import pilot_params, stage_groups
+from updraft.loop import CycleSignals, run_service
 from updraft.monitoring import registry
 from updraft.monitoring.report import Reporter
 from updraft.monitoring.snapshot import FrontendSnapshot, GroupEntryRow
-from updraft.staging import StagingRelease, StagingError
+from updraft.staging import StagingError, StagingRelease
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,9 @@ class CycleResult:
     (the VO pool's or the WMS) unreadable. A schedd that cannot be read is a problem, not a failure."""
 
 
-def snapshot_of(plan: Plan, config: FrontendConfig, cycle: int, timings: dict[str, float], problems: tuple[str, ...]) -> FrontendSnapshot:
+def snapshot_of(
+    plan: Plan, config: FrontendConfig, cycle: int, timings: dict[str, float], problems: tuple[str, ...]
+) -> FrontendSnapshot:
     """What monitoring gets from a cycle: counts and requests per (group, entry)."""
     rows = tuple(
         GroupEntryRow(
@@ -70,18 +72,20 @@ def snapshot_of(plan: Plan, config: FrontendConfig, cycle: int, timings: dict[st
         )
         for d in plan.decisions
     )
-    return FrontendSnapshot(config.name, plan.now, cycle, rows, dict(plan.unmatched), dict(plan.in_downtime), problems, timings)
+    return FrontendSnapshot(
+        config.name, plan.now, cycle, rows, dict(plan.unmatched), dict(plan.in_downtime), problems, timings
+    )
 
 
-def plan_cycle(config: FrontendConfig, now: float, ports: FrontendPorts | None = None
-               ) -> tuple[Plan, dict[str, float]]:
+def plan_cycle(config: FrontendConfig, now: float, ports: FrontendPorts | None = None) -> tuple[Plan, dict[str, float]]:
     """Observe and decide, without acting: shared by a real cycle and `plan`/`explain`."""
     plan, timings, _ = observe_and_decide(config, ports or connect(config), now)
     return plan, timings
 
 
-def observe_and_decide(config: FrontendConfig, ports: FrontendPorts, now: float
-                       ) -> tuple[Plan, dict[str, float], Observation]:
+def observe_and_decide(
+    config: FrontendConfig, ports: FrontendPorts, now: float
+) -> tuple[Plan, dict[str, float], Observation]:
     """`plan_cycle`, also returning what was observed (the factories' keys, the published requests)."""
     started = time.perf_counter()
     observation = observe(config, ports, now)
@@ -95,9 +99,15 @@ def token_book(config: FrontendConfig) -> TokenBook | None:
     return TokenBook(config.pilot_tokens) if config.pilot_tokens is not None else None
 
 
-def run_cycle(config: FrontendConfig, reporter: Reporter, cycle: int, now: float,
-              releases: Mapping[str, StagingRelease] | None = None, tokens: TokenBook | None = None,
-              ports: FrontendPorts | None = None) -> CycleResult:
+def run_cycle(
+    config: FrontendConfig,
+    reporter: Reporter,
+    cycle: int,
+    now: float,
+    releases: Mapping[str, StagingRelease] | None = None,
+    tokens: TokenBook | None = None,
+    ports: FrontendPorts | None = None,
+) -> CycleResult:
     """One full turn through `ports` (the real daemons when None); a refused publish is a problem, not a crash.
 
     `releases` are the groups' staged files (`stage_groups`), written here when None.
@@ -143,12 +153,15 @@ def pid_path(config: FrontendConfig) -> Path:
     return config.work_dir / "frontend.pid"
 
 
-
 class FrontendService:
     """A frontend's cycles under `run_service`; SIGHUP reloads the configuration."""
 
-    def __init__(self, config_path: Path, config: FrontendConfig,
-                 connect_ports: Callable[[FrontendConfig], FrontendPorts] = connect) -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        config: FrontendConfig,
+        connect_ports: Callable[[FrontendConfig], FrontendPorts] = connect,
+    ) -> None:
         self.config_path = config_path
         self.config = config
         self.connect_ports = connect_ports
@@ -170,8 +183,9 @@ class FrontendService:
         return run_service(self, self.signals, max_cycles)
 
     def cycle(self, number: int, now: float) -> str:
-        result = run_cycle(self.config, self.reporter, number, now, self.releases, self.tokens,
-                           self.connect_ports(self.config))
+        result = run_cycle(
+            self.config, self.reporter, number, now, self.releases, self.tokens, self.connect_ports(self.config)
+        )
         return f"{len(result.ads)} requests, {len(result.problems)} problems"
 
     def reload(self) -> None:

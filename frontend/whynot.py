@@ -99,8 +99,10 @@ def _index_refusal(shape: JobShape, entry: EntryAd, group: Group) -> str | None:
     offered = lowered(entry.attrs).get(index.entry_attr.lower())
     if offered is not None and str(offered).strip() in wanted:
         return None
-    return (f"the job's {index.job_attr} lists {', '.join(wanted) or 'nothing'}; "
-            f"the entry's {index.entry_attr} is {offered!r}")
+    return (
+        f"the job's {index.job_attr} lists {', '.join(wanted) or 'nothing'}; "
+        f"the entry's {index.entry_attr} is {offered!r}"
+    )
 
 
 class _Judge:
@@ -142,8 +144,9 @@ def entry_verdict(shape: JobShape, entry: EntryAd, group: Group) -> EntryVerdict
     return _Judge(group).verdict(shape, classad2.ClassAd(job_attrs(shape)), entry)
 
 
-def refused_shapes(shapes: Iterable[JobShape], entries: Sequence[EntryAd], config: FrontendConfig,
-                   group: str | None = None) -> list[ShapeVerdict]:
+def refused_shapes(
+    shapes: Iterable[JobShape], entries: Sequence[EntryAd], config: FrontendConfig, group: str | None = None
+) -> list[ShapeVerdict]:
     """Shapes with idle jobs that no live entry takes, per group, each with every entry's reason."""
     ordered = sorted(entries, key=lambda e: e.key)
     judges: dict[str, _Judge] = {}
@@ -172,8 +175,10 @@ def describe(verdict: ShapeVerdict) -> str:
     """A paragraph per shape: what the jobs ask for, then each entry's reason."""
     shape = verdict.shape
     where = "match only entries in downtime" if verdict.only_downtime else "match no entry"
-    lines = [f"group {verdict.group}: {shape.idle} idle job(s) on {shape.schedd} {where}",
-             f"  they ask: {_attrs_text(job_attrs(shape))}"]
+    lines = [
+        f"group {verdict.group}: {shape.idle} idle job(s) on {shape.schedd} {where}",
+        f"  they ask: {_attrs_text(job_attrs(shape))}",
+    ]
     if not verdict.verdicts:
         lines.append("  no entry is advertised to this frontend")
     lines.extend(f"  {v.entry}: {v.reason}" for v in verdict.verdicts)

@@ -58,7 +58,7 @@ def assemble(source: Path = GLIDEIN_DIR) -> str:
     pieces = [
         opening,
         "#\n# Assembled by updraft.glidein.assemble from the files named below; edit\n"
-        "# those, not this script (glidein/README.md, \"Layout\").\n"
+        '# those, not this script (glidein/README.md, "Layout").\n'
         "# shellcheck disable=SC2016  # '$(NAME)' in single quotes is an HTCondor macro, written as is\n",
     ]
     for part in PARTS:
@@ -102,8 +102,9 @@ def shipped_script(folder: Path = GLIDEIN_DIR) -> Path:
     try:
         write_script(target, folder)
     except OSError as err:
-        raise AssemblyError(f"{target} is not the assembly of the glidein's parts and cannot be "
-                            f"rewritten: {err}") from err
+        raise AssemblyError(
+            f"{target} is not the assembly of the glidein's parts and cannot be rewritten: {err}"
+        ) from err
     return target
 
 

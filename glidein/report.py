@@ -22,14 +22,40 @@ STEPS = ("args", "fetch", "verify", "validate", "install", "lifetime", "config",
 VALIDATION_KINDS = frozenset({"resources", "network", "config", "corruption", "unknown"})
 
 _VALIDATION_KEY = re.compile(r"validation\.([0-9]+)")
-_KNOWN_KEYS = frozenset({
-    "report_version", "status", "failed_step", "reason",
-    "factory", "entry", "frontend", "group", "security_class", "job_id", "credential_id",
-    "glidein_name", "host", "dry_run",
-    "start_time", "end_time", "lifetime", "retire_time", "die_time", "retire_clamped",
-    "condor_exit", "condor_source", "nodes", "cpus", "blackhole_jobs", "blackhole_window",
-    "jobs_run", "busy_seconds", "busy_core_seconds", "goodput_core_seconds",
-})
+_KNOWN_KEYS = frozenset(
+    {
+        "report_version",
+        "status",
+        "failed_step",
+        "reason",
+        "factory",
+        "entry",
+        "frontend",
+        "group",
+        "security_class",
+        "job_id",
+        "credential_id",
+        "glidein_name",
+        "host",
+        "dry_run",
+        "start_time",
+        "end_time",
+        "lifetime",
+        "retire_time",
+        "die_time",
+        "retire_clamped",
+        "condor_exit",
+        "condor_source",
+        "nodes",
+        "cpus",
+        "blackhole_jobs",
+        "blackhole_window",
+        "jobs_run",
+        "busy_seconds",
+        "busy_core_seconds",
+        "goodput_core_seconds",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

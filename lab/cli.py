@@ -52,14 +52,33 @@ def lab() -> None:
 
 @lab.command()
 @lab_dir_option
-@click.option("--base-port", type=click.IntRange(1024, 65000), default=DEFAULT_BASE_PORT, show_default=True,
-              help="VO collector port; the WMS collector and sites use the next ones.")
-@click.option("--runtime", "runtime_choice", type=click.Choice(["auto", "host", "root"]), default="auto", show_default=True,
-              help="host: HTCondor installed here; root: Debian's HTCondor in a cached debootstrap root; "
-                   "auto: host if installed.")
-@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CACHE, envvar="UPDRAFT_CACHE",
-              show_default=True, help="Where the HTCondor root is built once and reused [env UPDRAFT_CACHE].")
-@click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for every daemon to advertise.")
+@click.option(
+    "--base-port",
+    type=click.IntRange(1024, 65000),
+    default=DEFAULT_BASE_PORT,
+    show_default=True,
+    help="VO collector port; the WMS collector and sites use the next ones.",
+)
+@click.option(
+    "--runtime",
+    "runtime_choice",
+    type=click.Choice(["auto", "host", "root"]),
+    default="auto",
+    show_default=True,
+    help="host: HTCondor installed here; root: Debian's HTCondor in a cached debootstrap root; "
+    "auto: host if installed.",
+)
+@click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_CACHE,
+    envvar="UPDRAFT_CACHE",
+    show_default=True,
+    help="Where the HTCondor root is built once and reused [env UPDRAFT_CACHE].",
+)
+@click.option(
+    "--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for every daemon to advertise."
+)
 def up(lab_dir: Path, base_port: int, runtime_choice: str, cache: Path, timeout: float) -> None:
     """Start the lab (idempotent) and wait until every daemon has advertised."""
     state = control.load_state(lab_dir.absolute())
@@ -133,8 +152,12 @@ def down(lab_dir: Path, purge: bool) -> None:
         click.echo(f"removed {lab_dir}")
 
 
-DAEMON_OPTION = click.option("--daemon", default=None, metavar="SUBSYSTEM",
-                             help="Only this daemon of the instance (e.g. INFLUXDB, SCHEDD), through its master.")
+DAEMON_OPTION = click.option(
+    "--daemon",
+    default=None,
+    metavar="SUBSYSTEM",
+    help="Only this daemon of the instance (e.g. INFLUXDB, SCHEDD), through its master.",
+)
 
 
 @lab.command()

@@ -25,6 +25,7 @@ import classad2
 import htcondor2
 import jinja2
 
+from updraft.atomicwrite import write_atomically
 from updraft.condor import Collector, use_client_config
 from updraft.errors import CondorError, LabError
 from updraft.lab.runtime import ChrootRuntime, HostRuntime, Runtime
@@ -39,9 +40,8 @@ from updraft.lab.topology import (
     Instance,
     Topology,
 )
-from updraft.atomicwrite import write_atomically
-from updraft.secretfiles import private_dir
 from updraft.lab.tsdb import answers, create_database, influxdb_config
+from updraft.secretfiles import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,12 @@ def render_configs(topology: Topology, release_dir: str = "/usr", influxdb: bool
     `influxdb`: whether the runtime has InfluxDB to run for the lab's monitoring.
     """
     env = _templates()
-    identities = {"operator": OPERATOR.identity, "factory": FACTORY.identity,
-                  "frontend": FRONTEND.identity, "pilot": PILOT.identity}
+    identities = {
+        "operator": OPERATOR.identity,
+        "factory": FACTORY.identity,
+        "frontend": FRONTEND.identity,
+        "pilot": PILOT.identity,
+    }
     files = {
         topology.common_config: env.get_template("common.config.j2").render(
             release_dir=release_dir, uid_domain=UID_DOMAIN, secrets_dir=topology.secrets_dir, **identities
@@ -88,7 +92,8 @@ def render_configs(topology: Topology, release_dir: str = "/usr", influxdb: bool
     for role in CLIENT_ROLES:
         if role != OPERATOR:
             files[topology.role_config(role)] = env.get_template("role-client.config.j2").render(
-                role=role, client_config=topology.client_config, tokens_dir=topology.role_tokens(role))
+                role=role, client_config=topology.client_config, tokens_dir=topology.role_tokens(role)
+            )
     instance_template = env.get_template("instance.config.j2")
     for instance in topology.instances:
         files[master_config(topology, instance)] = instance_template.render(
@@ -161,11 +166,19 @@ def _ensure_credentials(topology: Topology, runtime: Runtime) -> None:
     key = topology.secrets_dir / "POOL"
     if not key.exists():
         password = secrets.token_urlsafe(32)
-        runtime.run(["condor_store_cred", "-f", str(key), "-i", "-", "add", "-c"], env, "creating the pool signing key", password)
+        runtime.run(
+            ["condor_store_cred", "-f", str(key), "-i", "-", "add", "-c"],
+            env,
+            "creating the pool signing key",
+            password,
+        )
     for role in CLIENT_ROLES:
         token = topology.role_tokens(role) / role.user
-        runtime.run(["condor_token_create", "-identity", role.identity, "-key", "POOL", "-file", str(token)], env,
-                    f"creating the {role.user} token")
+        runtime.run(
+            ["condor_token_create", "-identity", role.identity, "-key", "POOL", "-file", str(token)],
+            env,
+            f"creating the {role.user} token",
+        )
     for role in PILOT_OWNERS:  # written as root into the user's folder: never through a planted symlink
         content = (topology.role_tokens(role) / role.user).read_bytes()
         write_atomically(topology.gahp_tokens_dir / role.user / role.user, content, 0o600, runtime.ids(role.user))
@@ -284,7 +297,9 @@ def wait_ready(topology: Topology, timeout: float) -> list[DaemonStatus]:
             return statuses
         if time.monotonic() > deadline:
             names = ", ".join(f"{s.instance}/{s.ad_type}" for s in missing)
-            raise LabError(f"lab not ready after {timeout:g} s; missing: {names}; logs in {topology.base_dir}/daemons/*/log")
+            raise LabError(
+                f"lab not ready after {timeout:g} s; missing: {names}; logs in {topology.base_dir}/daemons/*/log"
+            )
         time.sleep(1.0)
 
 
@@ -301,9 +316,11 @@ def status(topology: Topology, timeout: float = 5.0) -> list[DaemonStatus]:
     """Which expected daemons have advertised to their collector right now."""
     use_client_config(topology.client_config)
     seen = {port: _advertised(f"127.0.0.1:{port}", timeout) for port in {i.collector_port for i in topology.instances}}
-    return [_daemon_status(instance, ad_type, name, seen[instance.collector_port])
-            for instance in topology.instances
-            for ad_type, name in instance.expected_ads()]
+    return [
+        _daemon_status(instance, ad_type, name, seen[instance.collector_port])
+        for instance in topology.instances
+        for ad_type, name in instance.expected_ads()
+    ]
 
 
 def _daemon_status(instance: Instance, ad_type: str, name: str | None, seen: set[tuple[str, str]]) -> DaemonStatus:
@@ -338,7 +355,8 @@ def switch_daemon(topology: Topology, name: str, subsystem: str, on: bool) -> No
     try:
         # The full ad: a location ad from locate() lacks the type send_command needs.
         masters = htcondor2.Collector(instance.collector).query(
-            htcondor2.AdType.Master, f"Name == {classad2.quote(instance.master_name)}")
+            htcondor2.AdType.Master, f"Name == {classad2.quote(instance.master_name)}"
+        )
         if not masters:
             raise LabError(f"the {name} master is not in its collector {instance.collector}")
         htcondor2.send_command(masters[0], command, subsystem)

@@ -60,8 +60,9 @@ class Services:
         log.parent.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("UPDRAFT_", "CONDOR_"))}
         with open(log, "ab") as out:
-            self.processes[name] = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                                    start_new_session=True)
+            self.processes[name] = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         self.logs[name] = log
         self.argvs[name] = argv
 
@@ -153,8 +154,10 @@ def pilots_per_entry(topology: Topology) -> dict[str, Counter[str]]:
 def requests_now(topology: Topology) -> dict[str, tuple[int, int]]:
     """What the frontend asks of each entry now, from its request ads: (idle pilots, most pilots)."""
     ads = Collector(topology.wms.collector).generic_ads(
-        protocol.REQUEST_TYPE, f'{protocol.R_FRONTEND} == "{FRONTEND_NAME}"',
-        [protocol.R_ENTRY, protocol.R_IDLE, protocol.R_MAX])
+        protocol.REQUEST_TYPE,
+        f'{protocol.R_FRONTEND} == "{FRONTEND_NAME}"',
+        [protocol.R_ENTRY, protocol.R_IDLE, protocol.R_MAX],
+    )
     return {str(ad[protocol.R_ENTRY]): (int(ad.get(protocol.R_IDLE, 0)), int(ad.get(protocol.R_MAX, 0))) for ad in ads}
 
 
@@ -204,12 +207,20 @@ class Watch:
             for e in sample.entries:
                 allowed[e.entry] = max(allowed.get(e.entry, 0), e.requested_max)
                 if e.pilots > allowed[e.entry]:
-                    found.append(f"{sample.elapsed:.0f} s: {e.entry} had {e.pilots} pilots, asked at most {allowed[e.entry]}")
+                    found.append(
+                        f"{sample.elapsed:.0f} s: {e.entry} had {e.pilots} pilots, asked at most {allowed[e.entry]}"
+                    )
         return found
 
 
-def watch(topology: Topology, services: Services, since: float, timeout: float,
-          echo: Callable[[str], None], interval: float = 5.0) -> Watch:
+def watch(
+    topology: Topology,
+    services: Services,
+    since: float,
+    timeout: float,
+    echo: Callable[[str], None],
+    interval: float = 5.0,
+) -> Watch:
     """Prints progress until every runnable job is done and no pilot is left, or `timeout`."""
     seen = Watch(started=time.monotonic())
     deadline = seen.started + timeout
@@ -254,8 +265,12 @@ def wait_for_factory_cycles(topology: Topology, services: Services, cycles: int,
 
 def explain_unmatched(config: Path) -> str:
     """What `updraft frontend explain --unmatched` says, exactly as an admin would run it."""
-    done = subprocess.run([updraft_command(), "frontend", "explain", "--unmatched", "--config", str(config)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [updraft_command(), "frontend", "explain", "--unmatched", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if done.returncode != 0:
         raise LabError(f"frontend explain --unmatched failed ({done.returncode}): {done.stderr.strip()}")
     return done.stdout.strip()
@@ -273,7 +288,11 @@ def demo_pilots(topology: Topology, since: float) -> list[dict[str, Any]]:
 
 def tracebacks(logs: Iterable[Path]) -> list[str]:
     """Service logs holding a Python traceback: a bug, whatever else happened."""
-    return [str(log) for log in logs if log.is_file() and "Traceback (most recent call last)" in log.read_text(errors="replace")]
+    return [
+        str(log)
+        for log in logs
+        if log.is_file() and "Traceback (most recent call last)" in log.read_text(errors="replace")
+    ]
 
 
 LOG_LINE = re.compile(r"^\S+ \S+ (?P<level>[A-Z]+) (?P<logger>[\w.]+): (?P<message>.*)$")
@@ -345,8 +364,11 @@ def clear_leftovers(topology: Topology, echo: Callable[[str], None], timeout: fl
         if time.monotonic() > deadline:
             raise LabError(f"{len(left)} old pilots are still in {topology.factory.schedd_name} after {timeout:.0f} s")
         if not forced and time.monotonic() > deadline - timeout / 2:
-            schedd.act_on_jobs(htcondor2.JobAction.RemoveX, [f"{a['ClusterId']}.{a['ProcId']}" for a in left],
-                               "a new demo run starts; the CE did not confirm the removal")
+            schedd.act_on_jobs(
+                htcondor2.JobAction.RemoveX,
+                [f"{a['ClusterId']}.{a['ProcId']}" for a in left],
+                "a new demo run starts; the CE did not confirm the removal",
+            )
             forced = True
         time.sleep(2.0)
 
@@ -360,14 +382,24 @@ def run_workload(topology: Topology, echo: Callable[[str], None], timeout: float
     services = start_services(topology, configs)
     try:
         clusters = submit_workload(topology)
-        echo(f"queued {sum(s.count for s in DEMO_WORKLOAD)} jobs in {len(clusters)} shapes: "
-             + ", ".join(f"{s.count} x {s.name} ({s.cpus} cpu, {s.memory_mb} MB, {'/'.join(s.sites)})"
-                         for s in DEMO_WORKLOAD))
+        echo(
+            f"queued {sum(s.count for s in DEMO_WORKLOAD)} jobs in {len(clusters)} shapes: "
+            + ", ".join(
+                f"{s.count} x {s.name} ({s.cpus} cpu, {s.memory_mb} MB, {'/'.join(s.sites)})" for s in DEMO_WORKLOAD
+            )
+        )
         seen = watch(topology, services, since, timeout, echo)
         wait_for_factory_cycles(topology, services, 2)  # the last pilots' reports get accounted
         unmatched = explain_unmatched(configs["frontend"])
-        return DemoRun(since, seen, unmatched, demo_jobs(topology, since), demo_pilots(topology, since),
-                       configs, dict(services.logs))
+        return DemoRun(
+            since,
+            seen,
+            unmatched,
+            demo_jobs(topology, since),
+            demo_pilots(topology, since),
+            configs,
+            dict(services.logs),
+        )
     finally:
         services.stop()
         for name, err in remove_demo_jobs(topology, "demo over").items():
@@ -390,9 +422,11 @@ def _pilot_line(entry: str, run: DemoRun) -> str:
     ended = Counter(pilot_ending(p) for p in mine)
     how = ", ".join(f"{n} {state}" for state, n in sorted(ended.items()))
     seen = run.watch
-    return (f"{entry}: {len(mine)} pilots submitted ({how or 'none'}); at most {seen.most(entry, lambda e: e.pilots)} "
-            f"at once; the frontend asked for at most {seen.most(entry, lambda e: e.requested_idle)} idle "
-            f"and {seen.most(entry, lambda e: e.requested_max)} in all")
+    return (
+        f"{entry}: {len(mine)} pilots submitted ({how or 'none'}); at most {seen.most(entry, lambda e: e.pilots)} "
+        f"at once; the frontend asked for at most {seen.most(entry, lambda e: e.requested_idle)} idle "
+        f"and {seen.most(entry, lambda e: e.requested_max)} in all"
+    )
 
 
 def summary(topology: Topology, run: DemoRun) -> list[str]:
@@ -406,8 +440,11 @@ def summary(topology: Topology, run: DemoRun) -> list[str]:
         *(_pilot_line(site.name, run) for site in topology.sites),
     ]
     beyond = seen.pilots_beyond_ask()
-    lines.append("the factory never held more pilots than the frontend allowed" if not beyond
-                 else "MORE PILOTS THAN ASKED: " + "; ".join(beyond))
+    lines.append(
+        "the factory never held more pilots than the frontend allowed"
+        if not beyond
+        else "MORE PILOTS THAN ASKED: " + "; ".join(beyond)
+    )
     for shape in DEMO_WORKLOAD:
         if not shape.runnable:
             idle = jobs.by_shape.get(shape.name, {}).get("idle", 0)
@@ -427,8 +464,10 @@ def summary(topology: Topology, run: DemoRun) -> list[str]:
         f"  configs        {run.configs['factory']}, {run.configs['frontend']}",
     ]
     if topology.influx_config.is_file():
-        lines.append(f"  InfluxDB       {topology.influx_url}, database updraft: Grafana with etc/grafana/ "
-                     f"(UPDRAFT_INFLUXDB_URL={topology.influx_url} UPDRAFT_INFLUXDB_BUCKET=updraft)")
+        lines.append(
+            f"  InfluxDB       {topology.influx_url}, database updraft: Grafana with etc/grafana/ "
+            f"(UPDRAFT_INFLUXDB_URL={topology.influx_url} UPDRAFT_INFLUXDB_BUCKET=updraft)"
+        )
     return lines
 
 

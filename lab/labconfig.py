@@ -23,13 +23,15 @@ FRONTEND_NAME = "lab-vo"
 
 
 GLIDEIN_DIR = Path(updraft.glidein.__file__).parent
-LAB_GLIDEIN = MappingProxyType({
-    "max_idle_seconds": 90,
-    "idle_tail_seconds": 60,
-    "failure_sleep_seconds": 10,
-    "shutdown_margin_seconds": 30,
-    "retire_spread_seconds": 30,
-})
+LAB_GLIDEIN = MappingProxyType(
+    {
+        "max_idle_seconds": 90,
+        "idle_tail_seconds": 60,
+        "failure_sleep_seconds": 10,
+        "shutdown_margin_seconds": 30,
+        "retire_spread_seconds": 30,
+    }
+)
 """Short lifetimes, so lab pilots come and go within a test."""
 
 
@@ -53,8 +55,12 @@ def lab_monitoring(topology: Topology, component: str) -> dict[str, Any]:
         "status_pages": {"refresh_seconds": 10},
     }
     if topology.influx_config.is_file():
-        writers["influxdb"] = {"api": "v1", "url": topology.influx_url, "database": LAB_DATABASE,
-                               "timeout_seconds": 5.0}
+        writers["influxdb"] = {
+            "api": "v1",
+            "url": topology.influx_url,
+            "database": LAB_DATABASE,
+            "timeout_seconds": 5.0,
+        }
     return {"dir": str(topology.work_dir / component / "monitoring"), "writers": writers}
 
 
@@ -100,7 +106,7 @@ def frontend_config(topology: Topology) -> dict[str, Any]:
     group = {
         "job_constraint": "true",
         "match_expr": "stringListMember(TARGET.GLIDEIN_Site, MY.DESIRED_Sites) "
-                      "&& MY.RequestCpus <= TARGET.GLIDEIN_CPUS",
+        "&& MY.RequestCpus <= TARGET.GLIDEIN_CPUS",
         "match_index": {"job_attr": "DESIRED_Sites", "entry_attr": "GLIDEIN_Site"},
         "old_idle_seconds": 60,
         "min_pilot_lifetime_seconds": 120,

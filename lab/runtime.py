@@ -127,7 +127,10 @@ class ChrootRuntime:
         if parse_passwd((self.root / "etc/passwd").read_text(), user) is not None:
             return
         uid_args = ["--uid", str(uid)] if uid is not None else []
-        _run(["chroot", str(self.root), "useradd", "--create-home", *uid_args, user], f"adding the {user} user to the root")
+        _run(
+            ["chroot", str(self.root), "useradd", "--create-home", *uid_args, user],
+            f"adding the {user} user to the root",
+        )
 
     def share(self, path: Path) -> None:
         """Bind the lab folder into the root at the same path, and mount proc."""
@@ -199,8 +202,10 @@ def ensure_root(cache_dir: Path) -> Path:
     busy = mounts_under(root)
     if busy:
         # Deleting the old root would follow its bind mounts into a running lab's files.
-        raise LabError(f"the HTCondor root {root} must be rebuilt (recipe {ROOT_RECIPE}) but a lab still uses it "
-                       f"({', '.join(map(str, busy[:3]))} mounted): take that lab down first (updraft lab down)")
+        raise LabError(
+            f"the HTCondor root {root} must be rebuilt (recipe {ROOT_RECIPE}) but a lab still uses it "
+            f"({', '.join(map(str, busy[:3]))} mounted): take that lab down first (updraft lab down)"
+        )
     if shutil.which("debootstrap") is None:
         raise LabError("debootstrap is missing: apt-get install debootstrap (make test does this)")
     building = cache_dir / f"{root.name}.building"
@@ -220,8 +225,17 @@ def _build_root(root: Path) -> None:
     # curl: pilots fetch their staged files over HTTP. victoria-metrics and
     # influxdb (1.x): the monitoring tests run their binaries from the root
     # (updraft.lab.tsdb); their init scripts only warn under chroot.
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "htcondor", "curl", "ca-certificates",
-               "victoria-metrics", "influxdb"]
+    install = [
+        "apt-get",
+        "install",
+        "-y",
+        "--no-install-recommends",
+        "htcondor",
+        "curl",
+        "ca-certificates",
+        "victoria-metrics",
+        "influxdb",
+    ]
     _run([*chroot, *install], "installing HTCondor in the root")
     _run([*chroot, "useradd", "--create-home", "--uid", str(LAB_UID), LAB_USER], "adding the lab user")
     (root / ".updraft-root").write_text(ROOT_RECIPE + "\n")

@@ -213,11 +213,20 @@ class Topology:
 def build_topology(base_dir: Path, base_port: int = DEFAULT_BASE_PORT, site_count: int = 2) -> Topology:
     """The standard lab: ports base_port (VO), +1 (WMS), +2... (one per site), then the staging web server,
     then InfluxDB (HTTP, RPC)."""
-    vo = Instance("vo", "VO pool", ("COLLECTOR", "NEGOTIATOR", "SCHEDD"), base_port, schedd_name=f"vo-schedd@{UID_DOMAIN}")
+    vo = Instance(
+        "vo", "VO pool", ("COLLECTOR", "NEGOTIATOR", "SCHEDD"), base_port, schedd_name=f"vo-schedd@{UID_DOMAIN}"
+    )
     submit2 = Instance("submit2", "second user schedd", ("SCHEDD",), base_port, schedd_name=f"vo-schedd2@{UID_DOMAIN}")
     wms = Instance("wms", "WMS collector", ("COLLECTOR",), base_port + 1)
-    factory = Instance("factory", "factory schedd", ("SCHEDD",), base_port + 1, schedd_name=f"factory@{UID_DOMAIN}",
-                       web_port=base_port + 2 + site_count, influx_port=base_port + 3 + site_count)
+    factory = Instance(
+        "factory",
+        "factory schedd",
+        ("SCHEDD",),
+        base_port + 1,
+        schedd_name=f"factory@{UID_DOMAIN}",
+        web_port=base_port + 2 + site_count,
+        influx_port=base_port + 3 + site_count,
+    )
     sites = tuple(_site(index, base_port + 1 + index) for index in range(1, site_count + 1))
     return Topology(Path(base_dir), base_port, vo, submit2, wms, factory, sites)
 

@@ -88,8 +88,14 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 def victoria_metrics_argv(binary: Path, port: int, data_dir: Path) -> list[str]:
     # No result cache: tests read right after writing and must see it all.
-    return [str(binary), f"-httpListenAddr=127.0.0.1:{port}", f"-storageDataPath={data_dir}",
-            "-loggerLevel=WARN", "-search.disableCache", "-retentionPeriod=1y"]
+    return [
+        str(binary),
+        f"-httpListenAddr=127.0.0.1:{port}",
+        f"-storageDataPath={data_dir}",
+        "-loggerLevel=WARN",
+        "-search.disableCache",
+        "-retentionPeriod=1y",
+    ]
 
 
 def influxdb_config(http_port: int, rpc_port: int, data_dir: Path, auth_enabled: bool = False) -> str:
@@ -99,12 +105,12 @@ reporting-disabled = true
 bind-address = "127.0.0.1:{rpc_port}"
 
 [meta]
-  dir = "{data_dir / 'meta'}"
+  dir = "{data_dir / "meta"}"
   logging-enabled = false
 
 [data]
-  dir = "{data_dir / 'data'}"
-  wal-dir = "{data_dir / 'wal'}"
+  dir = "{data_dir / "data"}"
+  wal-dir = "{data_dir / "wal"}"
   query-log-enabled = false
 
 [monitor]
@@ -127,14 +133,17 @@ bind-address = "127.0.0.1:{rpc_port}"
 
 def _launch(name: str, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
     if not Path(argv[0]).is_file():
-        raise LabError(f"{name}: {argv[0]} is missing; rebuild the cached root (remove it, `ensure_root` "
-                       "installs victoria-metrics and influxdb)")
+        raise LabError(
+            f"{name}: {argv[0]} is missing; rebuild the cached root (remove it, `ensure_root` "
+            "installs victoria-metrics and influxdb)"
+        )
     with open(log, "ab") as out:
         try:
             # Its own session: a Ctrl-C meant for pytest must not kill it
             # before the fixture's clean stop.
-            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            return subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         except OSError as err:
             raise LabError(f"{name}: cannot run {argv[0]}: {err.strerror or err}") from None
 
@@ -153,12 +162,16 @@ def wait_healthy(server: Server, health_path: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not answers(server.url + health_path):
         if not server.running:
-            raise LabError(f"{server.name} exited (status {server.process.returncode}) before answering "
-                           f"{health_path}; end of {server.log}:\n{log_tail(server.log)}")
+            raise LabError(
+                f"{server.name} exited (status {server.process.returncode}) before answering "
+                f"{health_path}; end of {server.log}:\n{log_tail(server.log)}"
+            )
         if time.monotonic() > deadline:
             stop(server)
-            raise LabError(f"{server.name} did not answer {server.url}{health_path} within {timeout:g} s; "
-                           f"end of {server.log}:\n{log_tail(server.log)}")
+            raise LabError(
+                f"{server.name} did not answer {server.url}{health_path} within {timeout:g} s; "
+                f"end of {server.log}:\n{log_tail(server.log)}"
+            )
         time.sleep(0.1)
 
 
@@ -171,8 +184,9 @@ def start_victoria_metrics(root: Path, port: int, folder: Path, timeout: float =
     return server
 
 
-def start_influxdb(root: Path, port: int, rpc_port: int, folder: Path, timeout: float = 30.0,
-                   auth_enabled: bool = False) -> Server:
+def start_influxdb(
+    root: Path, port: int, rpc_port: int, folder: Path, timeout: float = 30.0, auth_enabled: bool = False
+) -> Server:
     """With `auth_enabled`, the first user must be created (``CREATE USER ... WITH ALL PRIVILEGES``)
     before anything else is allowed; tests use that to get real 401s."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -272,4 +286,3 @@ def vm_query(url: str, promql: str, at: float | None = None) -> dict[str, Any]:
         raise LabError(f"PromQL {promql!r}: {answer.get('error', answer)}")
     data: dict[str, Any] = answer["data"]
     return data
-

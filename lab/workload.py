@@ -73,7 +73,10 @@ def submit_description(shape: Shape, log: Path) -> dict[str, str]:
 
 JOB_PROJECTION = [WORKLOAD_ATTR, JOB_STATUS, "MachineAttrGLIDEIN_Site0", "MachineAttrIS_GLIDEIN0"]
 JOB_STATES: Mapping[int, str] = {
-    JobStatus.IDLE: "idle", JobStatus.RUNNING: "running", JobStatus.COMPLETED: "done", JobStatus.HELD: "held",
+    JobStatus.IDLE: "idle",
+    JobStatus.RUNNING: "running",
+    JobStatus.COMPLETED: "done",
+    JobStatus.HELD: "held",
 }
 
 
@@ -87,8 +90,9 @@ class JobsProgress:
     done_elsewhere: int
 
     def count(self, state: str, shapes: Iterable[Shape] = DEMO_WORKLOAD, runnable: bool | None = None) -> int:
-        return sum(self.by_shape.get(s.name, {}).get(state, 0) for s in shapes
-                   if runnable is None or s.runnable is runnable)
+        return sum(
+            self.by_shape.get(s.name, {}).get(state, 0) for s in shapes if runnable is None or s.runnable is runnable
+        )
 
     def runnable_finished(self, shapes: Iterable[Shape] = DEMO_WORKLOAD) -> bool:
         """Every runnable job is done."""
@@ -131,7 +135,11 @@ class EntryPilots:
 
 def progress_line(elapsed: float, jobs: JobsProgress, pilots: Iterable[EntryPilots]) -> str:
     """One line per refresh: jobs idle/running/done, then each entry's requested/idle/running pilots."""
-    entries = "  ".join(f"{p.entry}: req {p.requested_idle} idle {p.idle} run {p.running}"
-                        + (f" held {p.held}" if p.held else "") for p in pilots)
-    return (f"[{elapsed:5.0f}s] jobs idle {jobs.count('idle')} running {jobs.count('running')} "
-            f"done {jobs.count('done')}/{sum(s.count for s in DEMO_WORKLOAD if s.runnable)}  |  {entries}")
+    entries = "  ".join(
+        f"{p.entry}: req {p.requested_idle} idle {p.idle} run {p.running}" + (f" held {p.held}" if p.held else "")
+        for p in pilots
+    )
+    return (
+        f"[{elapsed:5.0f}s] jobs idle {jobs.count('idle')} running {jobs.count('running')} "
+        f"done {jobs.count('done')}/{sum(s.count for s in DEMO_WORKLOAD if s.runnable)}  |  {entries}"
+    )

@@ -137,8 +137,16 @@ def _cell(text: str) -> str:
 
 def measurement_section(spec: MeasurementSpec) -> str:
     tags = ", ".join(f"`{tag}`" for tag in spec.tags)
-    lines = [f"### `{spec.name}`", "", _cell(spec.help), "", f"Tags: {tags}", "",
-             "| Field | Kind | Unit | Meaning |", "| --- | --- | --- | --- |"]
+    lines = [
+        f"### `{spec.name}`",
+        "",
+        _cell(spec.help),
+        "",
+        f"Tags: {tags}",
+        "",
+        "| Field | Kind | Unit | Meaning |",
+        "| --- | --- | --- | --- |",
+    ]
     lines += [f"| `{f.name}` | {f.kind.value} | {_cell(f.unit)} | {_cell(f.help)} |" for f in spec.fields]
     return "\n".join(lines) + "\n"
 
@@ -146,8 +154,7 @@ def measurement_section(spec: MeasurementSpec) -> str:
 def metrics_markdown() -> str:
     counters = sum(f.kind is Kind.COUNTER for spec in CATALOGUE for f in spec.fields)
     fields = sum(len(spec.fields) for spec in CATALOGUE)
-    summary = (f"## Measurements\n\n{len(CATALOGUE)} measurements, {fields} fields "
-               f"({counters} counters).\n")
+    summary = f"## Measurements\n\n{len(CATALOGUE)} measurements, {fields} fields ({counters} counters).\n"
     return "\n".join([INTRO, summary, *map(measurement_section, CATALOGUE)])
 
 

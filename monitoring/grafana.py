@@ -147,74 +147,134 @@ def _completed_panels(filters: tuple[str, ...], by: tuple[str, ...]) -> tuple[Pa
     """Rates from the reports of pilots that left the queue, the same on the factory and entry pages."""
     m = FACTORY_COMPLETED.name
     return (
-        Panel("Completed pilots per hour", (Query(m, ("ok", "failed", "no_report"), filters, by, rate="1h"),),
-              description="Pilots that left the queue: ended well, named a failed step, or left no report."),
-        Panel("Goodput vs waste (cores)",
-              (Query(m, ("good_core_seconds", "waste_core_seconds", "core_seconds"), filters, by, rate="1s"),),
-              description="Cores of jobs that ended well, cores held but never busy, and all cores the "
-                          "completed pilots held (core-seconds per second)."),
-        Panel("Jobs per pilot", (Ratio(m, "jobs_run", "pilots", "jobs per pilot", filters, by),),
-              description="User jobs run per completed pilot, over each interval."),
-        Panel("Failures by step per hour", (Query(FACTORY_FAILURES.name, ("pilots",), filters, (*by, "step"),
-                                                  rate="1h"),),
-              description="Failed pilots by the glidein step that failed."),
+        Panel(
+            "Completed pilots per hour",
+            (Query(m, ("ok", "failed", "no_report"), filters, by, rate="1h"),),
+            description="Pilots that left the queue: ended well, named a failed step, or left no report.",
+        ),
+        Panel(
+            "Goodput vs waste (cores)",
+            (Query(m, ("good_core_seconds", "waste_core_seconds", "core_seconds"), filters, by, rate="1s"),),
+            description="Cores of jobs that ended well, cores held but never busy, and all cores the "
+            "completed pilots held (core-seconds per second).",
+        ),
+        Panel(
+            "Jobs per pilot",
+            (Ratio(m, "jobs_run", "pilots", "jobs per pilot", filters, by),),
+            description="User jobs run per completed pilot, over each interval.",
+        ),
+        Panel(
+            "Failures by step per hour",
+            (Query(FACTORY_FAILURES.name, ("pilots",), filters, (*by, "step"), rate="1h"),),
+            description="Failed pilots by the glidein step that failed.",
+        ),
     )
 
 
 FACTORY_OVERVIEW = Dashboard(
-    "updraft-factory", "Updraft factory",
+    "updraft-factory",
+    "Updraft factory",
     "Every entry of one factory together: pilots, what frontends asked for, what was done, and how "
     "completed pilots fared.",
     (Variable("factory", "Factory", FACTORY.name),),
     (
-        Row("Pilots", (
-            Panel("Pilots by state", (Query(FACTORY.name, _STATES, _F),), stack=True),
-            Panel("Requested vs idle", (Query(FACTORY.name, ("requested_idle", "idle", "requested_max", "running"),
-                                              _F),),
-                  description="Idle pilots the frontends ask for and have; the most they allow and the running."),
-            Panel("Submissions and removals per interval",
-                  (Query(FACTORY.name, ("submitted", "removed", "released"), _F, aggregate="sum"),)),
-            Panel("Cores running", (Query(FACTORY.name, ("cores_running",), _F),)),
-            Panel("Running pilots per entry", (Query(FACTORY_ENTRY.name, ("running",), _F, ("entry",)),),
-                  stack=True),
-            Panel("Entries in downtime", (Query(FACTORY.name, ("entries_down",), _F, aggregate="max"),)),
-        )),
-        Row("Cycle", (
-            Panel("Cycle timings", (Query(FACTORY.name, ("observe_seconds", "decide_seconds", "act_seconds",
-                                                         "account_seconds"), _F),), unit="s", stack=True),
-            Panel("Refused requests and problems per interval",
-                  (Query(FACTORY.name, ("rejected_requests", "problems"), _F, aggregate="sum"),)),
-        )),
+        Row(
+            "Pilots",
+            (
+                Panel("Pilots by state", (Query(FACTORY.name, _STATES, _F),), stack=True),
+                Panel(
+                    "Requested vs idle",
+                    (Query(FACTORY.name, ("requested_idle", "idle", "requested_max", "running"), _F),),
+                    description="Idle pilots the frontends ask for and have; the most they allow and the running.",
+                ),
+                Panel(
+                    "Submissions and removals per interval",
+                    (Query(FACTORY.name, ("submitted", "removed", "released"), _F, aggregate="sum"),),
+                ),
+                Panel("Cores running", (Query(FACTORY.name, ("cores_running",), _F),)),
+                Panel(
+                    "Running pilots per entry", (Query(FACTORY_ENTRY.name, ("running",), _F, ("entry",)),), stack=True
+                ),
+                Panel("Entries in downtime", (Query(FACTORY.name, ("entries_down",), _F, aggregate="max"),)),
+            ),
+        ),
+        Row(
+            "Cycle",
+            (
+                Panel(
+                    "Cycle timings",
+                    (Query(FACTORY.name, ("observe_seconds", "decide_seconds", "act_seconds", "account_seconds"), _F),),
+                    unit="s",
+                    stack=True,
+                ),
+                Panel(
+                    "Refused requests and problems per interval",
+                    (Query(FACTORY.name, ("rejected_requests", "problems"), _F, aggregate="sum"),),
+                ),
+            ),
+        ),
         Row("Completed pilots", _completed_panels(_F, ())),
     ),
 )
 
 ENTRY_DETAIL = Dashboard(
-    "updraft-entry", "Updraft entry",
+    "updraft-entry",
+    "Updraft entry",
     "One entry of one factory, split by the frontends using it.",
-    (Variable("factory", "Factory", FACTORY.name),
-     Variable("entry", "Entry", FACTORY_ENTRY.name, ("factory",)),
-     Variable("frontend", "Frontend", FACTORY_PILOTS.name, ("factory", "entry"), multi=True)),
     (
-        Row("The entry", (
-            Panel("Pilots on the entry by state", (Query(FACTORY_ENTRY.name, _STATES, _FE),), stack=True,
-                  description="Every pilot on the entry, whichever frontend asked for it."),
-            Panel("In downtime", (Query(FACTORY_ENTRY.name, ("in_downtime",), _FE, aggregate="max"),)),
-        )),
-        Row("Per frontend", (
-            Panel("Running pilots per frontend", (Query(FACTORY_PILOTS.name, ("running",), _FEF, ("frontend",)),),
-                  stack=True),
-            Panel("Idle vs requested idle per frontend",
-                  (Query(FACTORY_PILOTS.name, ("idle", "requested_idle"), _FEF, ("frontend",)),)),
-            Panel("Submissions and removals per frontend per interval",
-                  (Query(FACTORY_PILOTS.name, ("submitted", "removed", "released"), _FEF, ("frontend",),
-                         aggregate="sum"),)),
-            Panel("Cores running per frontend", (Query(FACTORY_PILOTS.name, ("cores_running",), _FEF,
-                                                       ("frontend",)),), stack=True),
-            Panel("Factory limits hit per frontend",
-                  (Query(FACTORY_PILOTS.name, ("limits_hit",), _FEF, ("frontend",), aggregate="max"),),
-                  description="Factory limits that lowered this entry's submissions or removals."),
-        )),
+        Variable("factory", "Factory", FACTORY.name),
+        Variable("entry", "Entry", FACTORY_ENTRY.name, ("factory",)),
+        Variable("frontend", "Frontend", FACTORY_PILOTS.name, ("factory", "entry"), multi=True),
+    ),
+    (
+        Row(
+            "The entry",
+            (
+                Panel(
+                    "Pilots on the entry by state",
+                    (Query(FACTORY_ENTRY.name, _STATES, _FE),),
+                    stack=True,
+                    description="Every pilot on the entry, whichever frontend asked for it.",
+                ),
+                Panel("In downtime", (Query(FACTORY_ENTRY.name, ("in_downtime",), _FE, aggregate="max"),)),
+            ),
+        ),
+        Row(
+            "Per frontend",
+            (
+                Panel(
+                    "Running pilots per frontend",
+                    (Query(FACTORY_PILOTS.name, ("running",), _FEF, ("frontend",)),),
+                    stack=True,
+                ),
+                Panel(
+                    "Idle vs requested idle per frontend",
+                    (Query(FACTORY_PILOTS.name, ("idle", "requested_idle"), _FEF, ("frontend",)),),
+                ),
+                Panel(
+                    "Submissions and removals per frontend per interval",
+                    (
+                        Query(
+                            FACTORY_PILOTS.name,
+                            ("submitted", "removed", "released"),
+                            _FEF,
+                            ("frontend",),
+                            aggregate="sum",
+                        ),
+                    ),
+                ),
+                Panel(
+                    "Cores running per frontend",
+                    (Query(FACTORY_PILOTS.name, ("cores_running",), _FEF, ("frontend",)),),
+                    stack=True,
+                ),
+                Panel(
+                    "Factory limits hit per frontend",
+                    (Query(FACTORY_PILOTS.name, ("limits_hit",), _FEF, ("frontend",), aggregate="max"),),
+                    description="Factory limits that lowered this entry's submissions or removals.",
+                ),
+            ),
+        ),
         Row("Completed pilots", _completed_panels(_FEF, ("frontend",))),
     ),
 )
@@ -222,39 +282,72 @@ ENTRY_DETAIL = Dashboard(
 _FG = ("frontend", "group")
 
 FRONTEND_GROUP_DASHBOARD = Dashboard(
-    "updraft-frontend-group", "Updraft frontend group",
+    "updraft-frontend-group",
+    "Updraft frontend group",
     "One group of one frontend: the jobs it sees, the pilot slots it has, and what it asks each entry for.",
-    (Variable("frontend", "Frontend", FRONTEND.name),
-     Variable("group", "Group", FRONTEND_GROUP.name, ("frontend",))),
+    (Variable("frontend", "Frontend", FRONTEND.name), Variable("group", "Group", FRONTEND_GROUP.name, ("frontend",))),
     (
-        Row("Demand and supply", (
-            Panel("Jobs", (Query(FRONTEND_GROUP.name, ("jobs_idle", "jobs_old_idle", "jobs_running",
-                                                       "jobs_unmatched", "jobs_downtime"), _FG),),
-                  description="Idle jobs matched to some entry (old: idle too long), running, matched by no "
-                              "entry, and waiting for entries in downtime."),
-            Panel("Pilot slots", (Query(FRONTEND_GROUP.name, ("slots_total", "slots_idle", "slots_running",
-                                                              "slots_failed"), _FG),)),
-            Panel("Cores of the pilot slots", (Query(FRONTEND_GROUP.name, ("slots_cores",), _FG),)),
-            Panel("Idle jobs per entry", (Query(FRONTEND_MATCH.name, ("jobs_idle",), _FG, ("entry",)),),
-                  stack=True, description="A job matching n entries counts 1/n on each."),
-        )),
-        Row("Requests", (
-            Panel("Idle pilots requested per entry",
-                  (Query(FRONTEND_MATCH.name, ("requested_idle",), _FG, ("entry",)),), stack=True),
-            Panel("Most pilots allowed per entry",
-                  (Query(FRONTEND_MATCH.name, ("requested_max",), _FG, ("entry",)),)),
-            Panel("Limits and curbs hit per entry",
-                  (Query(FRONTEND_MATCH.name, ("limits_hit", "curbs_hit"), _FG, ("entry",), aggregate="max"),),
-                  description="Limits that lowered a request, and curbs (near a maximum) that halved one."),
-            Panel("Entries in downtime", (Query(FRONTEND_MATCH.name, ("in_downtime",), _FG, ("entry",),
-                                                aggregate="max"),)),
-        )),
-        Row("The frontend's cycle", (
-            Panel("Cycle timings", (Query(FRONTEND.name, _FRONTEND_TIMINGS, ("frontend",)),), unit="s",
-                  stack=True),
-            Panel("Problems per interval", (Query(FRONTEND.name, ("problems",), ("frontend",), aggregate="sum"),),
-                  description="Unreachable schedds or collectors, per interval."),
-        )),
+        Row(
+            "Demand and supply",
+            (
+                Panel(
+                    "Jobs",
+                    (
+                        Query(
+                            FRONTEND_GROUP.name,
+                            ("jobs_idle", "jobs_old_idle", "jobs_running", "jobs_unmatched", "jobs_downtime"),
+                            _FG,
+                        ),
+                    ),
+                    description="Idle jobs matched to some entry (old: idle too long), running, matched by no "
+                    "entry, and waiting for entries in downtime.",
+                ),
+                Panel(
+                    "Pilot slots",
+                    (Query(FRONTEND_GROUP.name, ("slots_total", "slots_idle", "slots_running", "slots_failed"), _FG),),
+                ),
+                Panel("Cores of the pilot slots", (Query(FRONTEND_GROUP.name, ("slots_cores",), _FG),)),
+                Panel(
+                    "Idle jobs per entry",
+                    (Query(FRONTEND_MATCH.name, ("jobs_idle",), _FG, ("entry",)),),
+                    stack=True,
+                    description="A job matching n entries counts 1/n on each.",
+                ),
+            ),
+        ),
+        Row(
+            "Requests",
+            (
+                Panel(
+                    "Idle pilots requested per entry",
+                    (Query(FRONTEND_MATCH.name, ("requested_idle",), _FG, ("entry",)),),
+                    stack=True,
+                ),
+                Panel(
+                    "Most pilots allowed per entry", (Query(FRONTEND_MATCH.name, ("requested_max",), _FG, ("entry",)),)
+                ),
+                Panel(
+                    "Limits and curbs hit per entry",
+                    (Query(FRONTEND_MATCH.name, ("limits_hit", "curbs_hit"), _FG, ("entry",), aggregate="max"),),
+                    description="Limits that lowered a request, and curbs (near a maximum) that halved one.",
+                ),
+                Panel(
+                    "Entries in downtime",
+                    (Query(FRONTEND_MATCH.name, ("in_downtime",), _FG, ("entry",), aggregate="max"),),
+                ),
+            ),
+        ),
+        Row(
+            "The frontend's cycle",
+            (
+                Panel("Cycle timings", (Query(FRONTEND.name, _FRONTEND_TIMINGS, ("frontend",)),), unit="s", stack=True),
+                Panel(
+                    "Problems per interval",
+                    (Query(FRONTEND.name, ("problems",), ("frontend",), aggregate="sum"),),
+                    description="Unreachable schedds or collectors, per interval.",
+                ),
+            ),
+        ),
     ),
 )
 
@@ -314,8 +407,10 @@ def render_query(query: Query | Ratio, multi: frozenset[str] = frozenset()) -> s
 def _render_ratio(ratio: Ratio, spec: MeasurementSpec) -> str:
     parts = (ratio.numerator, ratio.denominator)
     select = ", ".join(f"non_negative_derivative(last({quoted(f)}), {ratio.rate}) AS {quoted(f)}" for f in parts)
-    inner = (f"SELECT {select} FROM {quoted(spec.name)} WHERE {_where(ratio.filters)} "
-             f"GROUP BY {_group_by(spec.tags)} fill(none)")
+    inner = (
+        f"SELECT {select} FROM {quoted(spec.name)} WHERE {_where(ratio.filters)} "
+        f"GROUP BY {_group_by(spec.tags)} fill(none)"
+    )
     expression = f"sum({quoted(ratio.numerator)}) / sum({quoted(ratio.denominator)}) AS {quoted(ratio.label)}"
     return _summed(inner, (), expression, ratio.by)
 
@@ -344,19 +439,37 @@ _GRID_WIDTH = 24
 
 
 def _target(ref: str, query: Query | Ratio, multi: frozenset[str]) -> dict[str, Any]:
-    return {"refId": ref, "datasource": DATASOURCE, "query": render_query(query, multi), "rawQuery": True,
-            "resultFormat": "time_series", "alias": legend(query)}
+    return {
+        "refId": ref,
+        "datasource": DATASOURCE,
+        "query": render_query(query, multi),
+        "rawQuery": True,
+        "resultFormat": "time_series",
+        "alias": legend(query),
+    }
 
 
 def _panel_json(panel: Panel, panel_id: int, x: int, y: int, multi: frozenset[str]) -> dict[str, Any]:
-    custom = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 15 if panel.stack else 0, "spanNulls": True,
-              "showPoints": "auto", "stacking": {"group": "A", "mode": "normal" if panel.stack else "none"}}
+    custom = {
+        "drawStyle": "line",
+        "lineWidth": 1,
+        "fillOpacity": 15 if panel.stack else 0,
+        "spanNulls": True,
+        "showPoints": "auto",
+        "stacking": {"group": "A", "mode": "normal" if panel.stack else "none"},
+    }
     return {
-        "id": panel_id, "type": "timeseries", "title": panel.title, "description": panel.description,
-        "datasource": DATASOURCE, "gridPos": {"h": _PANEL_HEIGHT, "w": panel.width, "x": x, "y": y},
+        "id": panel_id,
+        "type": "timeseries",
+        "title": panel.title,
+        "description": panel.description,
+        "datasource": DATASOURCE,
+        "gridPos": {"h": _PANEL_HEIGHT, "w": panel.width, "x": x, "y": y},
         "fieldConfig": {"defaults": {"unit": panel.unit, "min": 0, "custom": custom}, "overrides": []},
-        "options": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-                    "tooltip": {"mode": "multi", "sort": "none"}},
+        "options": {
+            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+            "tooltip": {"mode": "multi", "sort": "none"},
+        },
         "targets": [_target(chr(ord("A") + i), q, multi) for i, q in enumerate(panel.queries)],
     }
 
@@ -366,8 +479,16 @@ def _panels_json(dashboard: Dashboard) -> list[dict[str, Any]]:
     panels: list[dict[str, Any]] = []
     y = 0
     for row in dashboard.rows:
-        panels.append({"id": len(panels) + 1, "type": "row", "title": row.title, "collapsed": False,
-                       "panels": [], "gridPos": {"h": 1, "w": _GRID_WIDTH, "x": 0, "y": y}})
+        panels.append(
+            {
+                "id": len(panels) + 1,
+                "type": "row",
+                "title": row.title,
+                "collapsed": False,
+                "panels": [],
+                "gridPos": {"h": 1, "w": _GRID_WIDTH, "x": 0, "y": y},
+            }
+        )
         y += 1
         x = 0
         for panel in row.panels:
@@ -380,27 +501,65 @@ def _panels_json(dashboard: Dashboard) -> list[dict[str, Any]]:
 
 
 def _datasource_variable() -> dict[str, Any]:
-    return {"type": "datasource", "name": "datasource", "label": "Data source", "query": "influxdb",
-            "current": {"selected": False, "text": DATASOURCE_NAME, "value": DATASOURCE_UID},
-            "hide": 0, "refresh": 1, "regex": "", "options": []}
+    return {
+        "type": "datasource",
+        "name": "datasource",
+        "label": "Data source",
+        "query": "influxdb",
+        "current": {"selected": False, "text": DATASOURCE_NAME, "value": DATASOURCE_UID},
+        "hide": 0,
+        "refresh": 1,
+        "regex": "",
+        "options": [],
+    }
 
 
 def _variable_json(variable: Variable) -> dict[str, Any]:
     query = render_variable_query(variable)
-    return {"type": "query", "name": variable.name, "label": variable.label, "datasource": DATASOURCE,
-            "query": query, "definition": query, "refresh": 1, "sort": 1, "hide": 0, "regex": "",
-            "multi": variable.multi, "includeAll": variable.multi, "current": {}, "options": []}
+    return {
+        "type": "query",
+        "name": variable.name,
+        "label": variable.label,
+        "datasource": DATASOURCE,
+        "query": query,
+        "definition": query,
+        "refresh": 1,
+        "sort": 1,
+        "hide": 0,
+        "regex": "",
+        "multi": variable.multi,
+        "includeAll": variable.multi,
+        "current": {},
+        "options": [],
+    }
 
 
 def dashboard_json(dashboard: Dashboard) -> dict[str, Any]:
     """The dashboard as Grafana imports it (``id`` null, so provisioning and import assign one)."""
     return {
-        "id": None, "uid": dashboard.uid, "title": dashboard.title, "description": dashboard.description,
-        "tags": [TAG], "timezone": "browser", "editable": True, "schemaVersion": SCHEMA_VERSION, "version": 1,
-        "refresh": "1m", "time": {"from": "now-6h", "to": "now"}, "graphTooltip": 1,
+        "id": None,
+        "uid": dashboard.uid,
+        "title": dashboard.title,
+        "description": dashboard.description,
+        "tags": [TAG],
+        "timezone": "browser",
+        "editable": True,
+        "schemaVersion": SCHEMA_VERSION,
+        "version": 1,
+        "refresh": "1m",
+        "time": {"from": "now-6h", "to": "now"},
+        "graphTooltip": 1,
         "annotations": {"list": []},
-        "links": [{"type": "dashboards", "tags": [TAG], "asDropdown": True, "title": "Updraft",
-                   "includeVars": False, "keepTime": True}],
+        "links": [
+            {
+                "type": "dashboards",
+                "tags": [TAG],
+                "asDropdown": True,
+                "title": "Updraft",
+                "includeVars": False,
+                "keepTime": True,
+            }
+        ],
         "templating": {"list": [_datasource_variable(), *map(_variable_json, dashboard.variables)]},
         "panels": _panels_json(dashboard),
     }
@@ -451,8 +610,10 @@ def _query_problems(query: Query | Ratio, variables: set[str]) -> list[str]:
         if name not in spec.field_names:
             found.append(f"{spec.name} has no field {name}")
         elif (spec.field(name).kind is Kind.COUNTER) != (rate is not None):
-            found.append(f"{spec.name}.{name} is a {spec.field(name).kind.value}: "
-                         f"{'graph it as a rate' if rate is None else 'a rate of a gauge means nothing'}")
+            found.append(
+                f"{spec.name}.{name} is a {spec.field(name).kind.value}: "
+                f"{'graph it as a rate' if rate is None else 'a rate of a gauge means nothing'}"
+            )
     for tag in (*query.filters, *query.by):
         if tag not in spec.tags:
             found.append(f"{spec.name} has no tag {tag}")

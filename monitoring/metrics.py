@@ -108,78 +108,94 @@ _ACTION_FIELDS = (
 )
 
 FACTORY = MeasurementSpec(
-    "updraft_factory", ("factory",),
-    (*_PILOT_STATE_FIELDS,
-     _g("cores_running", "cores", "cores held by running pilots"),
-     *_ACTION_FIELDS,
-     _g("entries_down", "entries", "advertised entries in downtime"),
-     _g("rejected_requests", "requests", "requests refused this cycle"),
-     _g("problems", "problems", "problems this cycle (unreachable schedd, refused ads, failed submits)"),
-     _g("observe_seconds", "s", "time spent reading the queue and the requests"),
-     _g("decide_seconds", "s", "time spent deciding"),
-     _g("act_seconds", "s", "time spent submitting, removing and releasing"),
-     _g("account_seconds", "s", "time spent reading completed pilots' reports")),
+    "updraft_factory",
+    ("factory",),
+    (
+        *_PILOT_STATE_FIELDS,
+        _g("cores_running", "cores", "cores held by running pilots"),
+        *_ACTION_FIELDS,
+        _g("entries_down", "entries", "advertised entries in downtime"),
+        _g("rejected_requests", "requests", "requests refused this cycle"),
+        _g("problems", "problems", "problems this cycle (unreachable schedd, refused ads, failed submits)"),
+        _g("observe_seconds", "s", "time spent reading the queue and the requests"),
+        _g("decide_seconds", "s", "time spent deciding"),
+        _g("act_seconds", "s", "time spent submitting, removing and releasing"),
+        _g("account_seconds", "s", "time spent reading completed pilots' reports"),
+    ),
     "The factory as a whole, once per cycle.",
 )
 
 FACTORY_ENTRY = MeasurementSpec(
-    "updraft_factory_entry", ("factory", "entry"),
-    (*_PILOT_STATE_FIELDS,
-     _g("in_downtime", "0/1", "1 while the entry is in downtime"),
-     _g("cores_per_pilot", "cores", "cores one pilot brings (GLIDEIN_CPUS x GLIDEIN_Nodes)")),
+    "updraft_factory_entry",
+    ("factory", "entry"),
+    (
+        *_PILOT_STATE_FIELDS,
+        _g("in_downtime", "0/1", "1 while the entry is in downtime"),
+        _g("cores_per_pilot", "cores", "cores one pilot brings (GLIDEIN_CPUS x GLIDEIN_Nodes)"),
+    ),
     "Each advertised entry: every pilot on it, whoever asked for it.",
 )
 
 FACTORY_PILOTS = MeasurementSpec(
-    "updraft_factory_pilots", ("factory", "entry", "frontend"),
-    (*_PILOT_STATE_FIELDS,
-     _g("cores_running", "cores", "cores held by running pilots"),
-     *_ACTION_FIELDS,
-     _g("limits_hit", "limits", "factory limits that lowered this cycle's submissions or removals")),
+    "updraft_factory_pilots",
+    ("factory", "entry", "frontend"),
+    (
+        *_PILOT_STATE_FIELDS,
+        _g("cores_running", "cores", "cores held by running pilots"),
+        *_ACTION_FIELDS,
+        _g("limits_hit", "limits", "factory limits that lowered this cycle's submissions or removals"),
+    ),
     "Each (entry, frontend): the frontend's pilots, its requests summed over its groups, and what the factory did.",
 )
 
 FACTORY_COMPLETED = MeasurementSpec(
-    "updraft_factory_completed", ("factory", "entry", "frontend"),
-    (_c("pilots", "pilots", "pilots that left the queue"),
-     _c("ok", "pilots", "pilots whose report says they ended well"),
-     _c("failed", "pilots", "pilots whose report names a failed step"),
-     _c("no_report", "pilots", "pilots that left no report (killed, lost output)"),
-     _c("removed", "pilots", "pilots the factory or an operator removed"),
-     _c("lifetime_seconds", "s", "summed lifetime of reported pilots"),
-     _c("jobs_run", "jobs", "user jobs the pilots ran"),
-     _c("pilots_without_jobs", "pilots", "reported pilots that ran no job"),
-     _c("core_seconds", "core-s", "cores x lifetime: what the pilots held"),
-     _c("busy_core_seconds", "core-s", "core-seconds the pilots' slots were claimed"),
-     _c("good_core_seconds", "core-s", "core-seconds of jobs that ended well (goodput)"),
-     _c("waste_core_seconds", "core-s", "core-seconds held but never busy")),
+    "updraft_factory_completed",
+    ("factory", "entry", "frontend"),
+    (
+        _c("pilots", "pilots", "pilots that left the queue"),
+        _c("ok", "pilots", "pilots whose report says they ended well"),
+        _c("failed", "pilots", "pilots whose report names a failed step"),
+        _c("no_report", "pilots", "pilots that left no report (killed, lost output)"),
+        _c("removed", "pilots", "pilots the factory or an operator removed"),
+        _c("lifetime_seconds", "s", "summed lifetime of reported pilots"),
+        _c("jobs_run", "jobs", "user jobs the pilots ran"),
+        _c("pilots_without_jobs", "pilots", "reported pilots that ran no job"),
+        _c("core_seconds", "core-s", "cores x lifetime: what the pilots held"),
+        _c("busy_core_seconds", "core-s", "core-seconds the pilots' slots were claimed"),
+        _c("good_core_seconds", "core-s", "core-seconds of jobs that ended well (goodput)"),
+        _c("waste_core_seconds", "core-s", "core-seconds held but never busy"),
+    ),
     "Running totals from the reports of pilots that have left the queue (counters: graph their rate).",
 )
 
 FACTORY_FAILURES = MeasurementSpec(
-    "updraft_factory_failures", ("factory", "entry", "frontend", "step"),
+    "updraft_factory_failures",
+    ("factory", "entry", "frontend", "step"),
     (_c("pilots", "pilots", "pilots that failed at this glidein step"),),
     "Failed pilots by the glidein step that failed (running totals).",
 )
 
 FRONTEND = MeasurementSpec(
-    "updraft_frontend", ("frontend",),
-    (_g("jobs_idle", "jobs", "idle jobs matched to some entry"),
-     _g("jobs_old_idle", "jobs", "matched jobs idle longer than the group's old_idle_seconds"),
-     _g("jobs_running", "jobs", "running jobs"),
-     _g("jobs_unmatched", "jobs", "idle jobs no entry can run"),
-     _g("jobs_downtime", "jobs", "idle jobs whose only entries are in downtime"),
-     _g("slots_total", "slots", "pilot slots in the VO pool"),
-     _g("slots_idle", "slots", "unclaimed pilot slots"),
-     _g("slots_running", "slots", "claimed pilot slots"),
-     _g("slots_failed", "slots", "pilot slots that report a failure"),
-     _g("slots_cores", "cores", "cores of the pilot slots"),
-     _g("requested_idle", "pilots", "idle pilots requested from factories"),
-     _g("requested_max", "pilots", "most pilots allowed"),
-     _g("problems", "problems", "problems this cycle (unreachable schedd or collector)"),
-     _g("observe_seconds", "s", "time spent reading jobs and slots"),
-     _g("decide_seconds", "s", "time spent matching and deciding"),
-     _g("publish_seconds", "s", "time spent publishing requests")),
+    "updraft_frontend",
+    ("frontend",),
+    (
+        _g("jobs_idle", "jobs", "idle jobs matched to some entry"),
+        _g("jobs_old_idle", "jobs", "matched jobs idle longer than the group's old_idle_seconds"),
+        _g("jobs_running", "jobs", "running jobs"),
+        _g("jobs_unmatched", "jobs", "idle jobs no entry can run"),
+        _g("jobs_downtime", "jobs", "idle jobs whose only entries are in downtime"),
+        _g("slots_total", "slots", "pilot slots in the VO pool"),
+        _g("slots_idle", "slots", "unclaimed pilot slots"),
+        _g("slots_running", "slots", "claimed pilot slots"),
+        _g("slots_failed", "slots", "pilot slots that report a failure"),
+        _g("slots_cores", "cores", "cores of the pilot slots"),
+        _g("requested_idle", "pilots", "idle pilots requested from factories"),
+        _g("requested_max", "pilots", "most pilots allowed"),
+        _g("problems", "problems", "problems this cycle (unreachable schedd or collector)"),
+        _g("observe_seconds", "s", "time spent reading jobs and slots"),
+        _g("decide_seconds", "s", "time spent matching and deciding"),
+        _g("publish_seconds", "s", "time spent publishing requests"),
+    ),
     "The frontend as a whole, once per cycle.",
 )
 
@@ -197,25 +213,37 @@ _MATCH_FIELDS = (
 )
 
 FRONTEND_GROUP = MeasurementSpec(
-    "updraft_frontend_group", ("frontend", "group"),
-    (*_MATCH_FIELDS,
-     _g("jobs_unmatched", "jobs", "idle jobs no entry can run"),
-     _g("jobs_downtime", "jobs", "idle jobs whose only entries are in downtime")),
+    "updraft_frontend_group",
+    ("frontend", "group"),
+    (
+        *_MATCH_FIELDS,
+        _g("jobs_unmatched", "jobs", "idle jobs no entry can run"),
+        _g("jobs_downtime", "jobs", "idle jobs whose only entries are in downtime"),
+    ),
     "Each group, summed over its entries.",
 )
 
 FRONTEND_MATCH = MeasurementSpec(
-    "updraft_frontend_match", ("frontend", "group", "entry"),
-    (*_MATCH_FIELDS,
-     _g("limits_hit", "limits", "limits that lowered the request this cycle"),
-     _g("curbs_hit", "curbs", "curbs (near a maximum) that halved the request this cycle"),
-     _g("in_downtime", "0/1", "1 while the entry is in downtime")),
+    "updraft_frontend_match",
+    ("frontend", "group", "entry"),
+    (
+        *_MATCH_FIELDS,
+        _g("limits_hit", "limits", "limits that lowered the request this cycle"),
+        _g("curbs_hit", "curbs", "curbs (near a maximum) that halved the request this cycle"),
+        _g("in_downtime", "0/1", "1 while the entry is in downtime"),
+    ),
     "Each (group, entry): the demand seen and the request made.",
 )
 
 CATALOGUE: tuple[MeasurementSpec, ...] = (
-    FACTORY, FACTORY_ENTRY, FACTORY_PILOTS, FACTORY_COMPLETED, FACTORY_FAILURES,
-    FRONTEND, FRONTEND_GROUP, FRONTEND_MATCH,
+    FACTORY,
+    FACTORY_ENTRY,
+    FACTORY_PILOTS,
+    FACTORY_COMPLETED,
+    FACTORY_FAILURES,
+    FRONTEND,
+    FRONTEND_GROUP,
+    FRONTEND_MATCH,
 )
 
 
@@ -239,8 +267,12 @@ def measurements(snapshot: Snapshot) -> list[Measurement]:
 
 
 def _m(spec: MeasurementSpec, tag_values: tuple[str, ...], values: Mapping[str, float], time: float) -> Measurement:
-    return Measurement(spec, tuple(zip(spec.tags, tag_values, strict=True)),
-                       {name: float(values[name]) for name in spec.field_names}, time)
+    return Measurement(
+        spec,
+        tuple(zip(spec.tags, tag_values, strict=True)),
+        {name: float(values[name]) for name in spec.field_names},
+        time,
+    )
 
 
 def _states(source: EntryStatus | PilotRow) -> dict[str, float]:
@@ -249,22 +281,41 @@ def _states(source: EntryStatus | PilotRow) -> dict[str, float]:
 
 def _factory(s: FactorySnapshot) -> Iterator[Measurement]:
     totals = s.totals()
-    yield _m(FACTORY, (s.factory,), {
-        **totals,
-        "entries_down": totals["entries_in_downtime"],
-        "rejected_requests": s.rejected_requests,
-        "problems": len(s.problems),
-        **{f"{phase}_seconds": s.timings.get(phase, 0.0) for phase in ("observe", "decide", "act", "account")},
-    }, s.time)
+    yield _m(
+        FACTORY,
+        (s.factory,),
+        {
+            **totals,
+            "entries_down": totals["entries_in_downtime"],
+            "rejected_requests": s.rejected_requests,
+            "problems": len(s.problems),
+            **{f"{phase}_seconds": s.timings.get(phase, 0.0) for phase in ("observe", "decide", "act", "account")},
+        },
+        s.time,
+    )
     for e in s.entries:
-        yield _m(FACTORY_ENTRY, (s.factory, e.entry),
-                 {**_states(e), "in_downtime": e.in_downtime, "cores_per_pilot": e.cores_per_pilot}, s.time)
+        yield _m(
+            FACTORY_ENTRY,
+            (s.factory, e.entry),
+            {**_states(e), "in_downtime": e.in_downtime, "cores_per_pilot": e.cores_per_pilot},
+            s.time,
+        )
     for r in s.pilots:
-        yield _m(FACTORY_PILOTS, (s.factory, r.entry, r.frontend), {
-            **_states(r), "cores_running": r.cores_running, "requested_idle": r.requested_idle,
-            "requested_max": r.requested_max, "submitted": r.submitted, "removed": r.removed,
-            "released": r.released, "limits_hit": len(r.limits_hit),
-        }, s.time)
+        yield _m(
+            FACTORY_PILOTS,
+            (s.factory, r.entry, r.frontend),
+            {
+                **_states(r),
+                "cores_running": r.cores_running,
+                "requested_idle": r.requested_idle,
+                "requested_max": r.requested_max,
+                "submitted": r.submitted,
+                "removed": r.removed,
+                "released": r.released,
+                "limits_hit": len(r.limits_hit),
+            },
+            s.time,
+        )
     for c in s.completed:
         values = {name: getattr(c, name) for name in COMPLETED_COUNTERS}
         values["good_core_seconds"] = c.goodput_core_seconds
@@ -282,19 +333,37 @@ def _row_values(row: GroupEntryRow) -> dict[str, float]:
 
 
 def _frontend(s: FrontendSnapshot) -> Iterator[Measurement]:
-    yield _m(FRONTEND, (s.frontend,), {
-        **s.totals(),
-        "problems": len(s.problems),
-        **{f"{phase}_seconds": s.timings.get(phase, 0.0) for phase in ("observe", "decide", "publish")},
-    }, s.time)
+    yield _m(
+        FRONTEND,
+        (s.frontend,),
+        {
+            **s.totals(),
+            "problems": len(s.problems),
+            **{f"{phase}_seconds": s.timings.get(phase, 0.0) for phase in ("observe", "decide", "publish")},
+        },
+        s.time,
+    )
     for group in s.groups:
         totals = s.group_totals(group)
-        yield _m(FRONTEND_GROUP, (s.frontend, group), {
-            **_match_values(totals), "jobs_unmatched": totals["jobs_unmatched"],
-            "jobs_downtime": totals["jobs_downtime"],
-        }, s.time)
+        yield _m(
+            FRONTEND_GROUP,
+            (s.frontend, group),
+            {
+                **_match_values(totals),
+                "jobs_unmatched": totals["jobs_unmatched"],
+                "jobs_downtime": totals["jobs_downtime"],
+            },
+            s.time,
+        )
     for row in s.rows:
-        yield _m(FRONTEND_MATCH, (s.frontend, row.group, row.entry), {
-            **_row_values(row), "limits_hit": len(row.limits_hit), "curbs_hit": len(row.curbs_hit),
-            "in_downtime": row.in_downtime,
-        }, s.time)
+        yield _m(
+            FRONTEND_MATCH,
+            (s.frontend, row.group, row.entry),
+            {
+                **_row_values(row),
+                "limits_hit": len(row.limits_hit),
+                "curbs_hit": len(row.curbs_hit),
+                "in_downtime": row.in_downtime,
+            },
+            s.time,
+        )

@@ -35,8 +35,9 @@ class _Run:
         self.errors: dict[str, str] = {}
         self.finished: set[str] = set()
         self.done = threading.Event()
-        self.thread = threading.Thread(target=self._write, args=(chain, snapshot),
-                                       name=f"monitoring-{'+'.join(self.names)}", daemon=True)
+        self.thread = threading.Thread(
+            target=self._write, args=(chain, snapshot), name=f"monitoring-{'+'.join(self.names)}", daemon=True
+        )
         self.thread.start()
 
     def _write(self, chain: tuple[Writer, ...], snapshot: Snapshot) -> None:

@@ -77,8 +77,17 @@ def archive_args(step: int) -> list[str]:
 
 def create_args(path: Path, spec: MeasurementSpec, step: int, start: int) -> list[str]:
     """`--no-overwrite`: a file that appeared meanwhile is an error, never replaced (its history would go)."""
-    return ["create", str(path), "--start", str(int(start)), "--step", str(step), "--no-overwrite",
-            *data_source_args(spec, step), *archive_args(step)]
+    return [
+        "create",
+        str(path),
+        "--start",
+        str(int(start)),
+        "--step",
+        str(step),
+        "--no-overwrite",
+        *data_source_args(spec, step),
+        *archive_args(step),
+    ]
 
 
 def update_value(kind: Kind, value: float) -> str:
@@ -98,8 +107,14 @@ def update_args(path: Path, measurement: Measurement) -> list[str]:
     """
     spec = measurement.spec
     values = ":".join(update_value(f.kind, measurement.values[f.name]) for f in spec.fields)
-    return ["update", str(path), "--skip-past-updates", "--template", ":".join(spec.field_names),
-            f"{int(measurement.time)}:{values}"]
+    return [
+        "update",
+        str(path),
+        "--skip-past-updates",
+        "--template",
+        ":".join(spec.field_names),
+        f"{int(measurement.time)}:{values}",
+    ]
 
 
 def info_args(path: Path) -> list[str]:
@@ -151,9 +166,11 @@ def schema_differences(expected: Schema, found: Schema) -> list[str]:
     unexpected = [name for name in found.data_sources if name not in expected.data_sources]
     if unexpected:
         differences.append(f"unexpected data sources: {', '.join(unexpected)}")
-    retyped = [f"{name} is {found.data_sources[name]}, expected {kind}"
-               for name, kind in expected.data_sources.items()
-               if name in found.data_sources and found.data_sources[name] != kind]
+    retyped = [
+        f"{name} is {found.data_sources[name]}, expected {kind}"
+        for name, kind in expected.data_sources.items()
+        if name in found.data_sources and found.data_sources[name] != kind
+    ]
     if retyped:
         differences.append(f"data sources of another type: {', '.join(retyped)}")
     return differences
@@ -236,7 +253,8 @@ class RrdTool:
         if len(replies) < len(commands):
             raise MonitoringError(
                 f"rrdtool stopped after {len(replies)} of {len(commands)} commands "
-                f"(exit status {done.returncode}): {done.stderr.strip()[-500:] or 'no message'}")
+                f"(exit status {done.returncode}): {done.stderr.strip()[-500:] or 'no message'}"
+            )
         return replies
 
     def run(self, args: Sequence[str]) -> str:
@@ -251,8 +269,16 @@ class RrdTool:
         # LC_ALL=C: numbers in `info` and `fetch` output, and in update arguments, use a decimal point.
         env = {**os.environ, "LC_ALL": "C"}
         try:
-            return subprocess.run(argv, input=stdin, capture_output=True, text=True, errors="replace",
-                                  timeout=self.timeout_seconds, env=env, check=False)
+            return subprocess.run(
+                argv,
+                input=stdin,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=self.timeout_seconds,
+                env=env,
+                check=False,
+            )
         except FileNotFoundError:
             raise MonitoringError(f"{NOT_FOUND} (no {self.binary!r} on PATH)") from None
         except subprocess.TimeoutExpired:

@@ -48,8 +48,18 @@ class GroupEntryRow:
         return tuple(b for b in self.bound_by if not b.endswith(".curb"))
 
 
-FRONTEND_SUMS = ("jobs_idle", "jobs_old_idle", "jobs_running", "slots_total", "slots_idle", "slots_running",
-                 "slots_failed", "slots_cores", "requested_idle", "requested_max")
+FRONTEND_SUMS = (
+    "jobs_idle",
+    "jobs_old_idle",
+    "jobs_running",
+    "slots_total",
+    "slots_idle",
+    "slots_running",
+    "slots_failed",
+    "slots_cores",
+    "requested_idle",
+    "requested_max",
+)
 
 
 @dataclass(frozen=True)
@@ -181,7 +191,9 @@ class CompletedRow:
     failed_by_step: Mapping[str, int] = field(default_factory=dict)
 
 
-COMPLETED_COUNTERS = tuple(f.name for f in fields(CompletedRow) if f.name not in ("entry", "frontend", "failed_by_step"))
+COMPLETED_COUNTERS = tuple(
+    f.name for f in fields(CompletedRow) if f.name not in ("entry", "frontend", "failed_by_step")
+)
 """The counters of `CompletedRow`, in field order: every total but the names and the steps."""
 
 

@@ -20,18 +20,29 @@ from updraft.errors import ConfigError
 from updraft.factory.gridtypes.plugin import GridTypePlugin, NoSettings, Problem
 
 __all__ = [
-    "BUILTIN", "ENTRY_POINT_GROUP", "GridTypePlugin", "NoSettings", "Problem",
-    "is_known", "names", "owners_of", "plugin", "settings_keys", "unknown_grid_type",
+    "BUILTIN",
+    "ENTRY_POINT_GROUP",
+    "GridTypePlugin",
+    "NoSettings",
+    "Problem",
+    "is_known",
+    "names",
+    "owners_of",
+    "plugin",
+    "settings_keys",
+    "unknown_grid_type",
 ]
 
 ENTRY_POINT_GROUP = "updraft.grid_types"
-BUILTIN: Mapping[str, str] = MappingProxyType({
-    "condor": "updraft.factory.gridtypes.condor",
-    "arc": "updraft.factory.gridtypes.arc",
-    "batch": "updraft.factory.gridtypes.batch",
-    "ec2": "updraft.factory.gridtypes.ec2",
-    "gce": "updraft.factory.gridtypes.gce",
-})
+BUILTIN: Mapping[str, str] = MappingProxyType(
+    {
+        "condor": "updraft.factory.gridtypes.condor",
+        "arc": "updraft.factory.gridtypes.arc",
+        "batch": "updraft.factory.gridtypes.batch",
+        "ec2": "updraft.factory.gridtypes.ec2",
+        "gce": "updraft.factory.gridtypes.gce",
+    }
+)
 """Grid type name -> the module whose `PLUGIN` it is (in the order error messages list them)."""
 
 

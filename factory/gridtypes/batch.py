@@ -47,7 +47,8 @@ class BatchSettings(ConfigModel):
         """It names the blahp back end: without it no pilot can be submitted."""
         if value is None:
             raise PydanticCustomError(
-                "batch_system_missing", "required for batch entries: one of slurm, pbs, lsf, sge, condor")
+                "batch_system_missing", "required for batch entries: one of slurm, pbs, lsf, sge, condor"
+            )
         return value
 
 

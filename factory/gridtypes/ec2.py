@@ -35,7 +35,8 @@ class Ec2Machine(ConfigModel):
         """One key file without the other would fail at the grid manager, long after check-config."""
         if (self.access_key_file is None) != (self.secret_key_file is None):
             raise PydanticCustomError(
-                "cloud_keys", "access_key_file and secret_key_file go together: set both or neither")
+                "cloud_keys", "access_key_file and secret_key_file go together: set both or neither"
+            )
         return self
 
 
@@ -52,8 +53,13 @@ def ec2_problems(settings: Ec2Settings, resource: str) -> list[Problem]:
     if settings.cloud is None:
         problems.append(Problem("cloud", "required for ec2 entries (at least image and instance_type)"))
     if len(resource.split()) != 1:
-        problems.append(Problem("resource", "an ec2 resource is the service URL alone, "
-                                f"e.g. https://ec2.us-east-1.amazonaws.com/ (got {resource!r})"))
+        problems.append(
+            Problem(
+                "resource",
+                "an ec2 resource is the service URL alone, "
+                f"e.g. https://ec2.us-east-1.amazonaws.com/ (got {resource!r})",
+            )
+        )
     return problems
 
 

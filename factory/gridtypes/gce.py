@@ -34,9 +34,14 @@ def gce_problems(settings: GceSettings, resource: str) -> list[Problem]:
     if settings.cloud is None:
         problems.append(Problem("cloud", "required for gce entries (at least image and instance_type)"))
     if len(resource.split()) != 3:
-        problems.append(Problem("resource", "a gce resource is '<service URL> <project> <zone>', e.g. "
-                                "'https://www.googleapis.com/compute/v1 my-project us-central1-a' "
-                                f"(got {resource!r})"))
+        problems.append(
+            Problem(
+                "resource",
+                "a gce resource is '<service URL> <project> <zone>', e.g. "
+                "'https://www.googleapis.com/compute/v1 my-project us-central1-a' "
+                f"(got {resource!r})",
+            )
+        )
     return problems
 
 

@@ -49,6 +49,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_core import PydanticCustomError
+
 from updraft.config import AbsolutePath, ConfigModel, NonEmptyStr
 from updraft.errors import ConfigError, MonitoringError
 from updraft.monitoring.metrics import Measurement, measurements
@@ -57,12 +58,14 @@ from updraft.monitoring.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
-ENVIRONMENT: Mapping[str, str] = MappingProxyType({
-    "url": "UPDRAFT_INFLUXDB_URL",
-    "org": "UPDRAFT_INFLUXDB_ORG",
-    "bucket": "UPDRAFT_INFLUXDB_BUCKET",
-    "token": "UPDRAFT_INFLUXDB_TOKEN",
-})
+ENVIRONMENT: Mapping[str, str] = MappingProxyType(
+    {
+        "url": "UPDRAFT_INFLUXDB_URL",
+        "org": "UPDRAFT_INFLUXDB_ORG",
+        "bucket": "UPDRAFT_INFLUXDB_BUCKET",
+        "token": "UPDRAFT_INFLUXDB_TOKEN",
+    }
+)
 """Setting -> the environment variable that supplies it when the file does not."""
 
 _SECTION = "monitoring.writers.influxdb"
@@ -140,8 +143,11 @@ def settings_problems(settings: InfluxSettings) -> list[str]:
     if settings.token is not None and settings.token_file is not None:
         problems.append("set token or token_file, not both")
     if settings.api == "v2":
-        v1_only = [key for key in ("database", "retention_policy", "username", "password")
-                   if getattr(settings, key) is not None]
+        v1_only = [
+            key
+            for key in ("database", "retention_policy", "username", "password")
+            if getattr(settings, key) is not None
+        ]
         if v1_only:
             problems.append(f"{', '.join(v1_only)}: only for api v1 (v2 uses bucket and token)")
     elif settings.org is not None:
@@ -187,12 +193,14 @@ def _from_environment(environ: Mapping[str, str], key: str) -> str | None:
     return value or None
 
 
-_HINTS: Mapping[str, str] = MappingProxyType({
-    "url": f"set {_SECTION}.url or {ENVIRONMENT['url']}",
-    "org": f"set {_SECTION}.org or {ENVIRONMENT['org']}",
-    "bucket": f"set {_SECTION}.bucket or {ENVIRONMENT['bucket']}",
-    "database": f"set {_SECTION}.database or .bucket, or {ENVIRONMENT['bucket']}",
-})
+_HINTS: Mapping[str, str] = MappingProxyType(
+    {
+        "url": f"set {_SECTION}.url or {ENVIRONMENT['url']}",
+        "org": f"set {_SECTION}.org or {ENVIRONMENT['org']}",
+        "bucket": f"set {_SECTION}.bucket or {ENVIRONMENT['bucket']}",
+        "database": f"set {_SECTION}.database or .bucket, or {ENVIRONMENT['bucket']}",
+    }
+)
 
 
 def read_token_file(path: Path) -> SecretStr:
@@ -235,9 +243,17 @@ def resolve(settings: InfluxSettings, environ: Mapping[str, str]) -> Connection:
     if url is None or bucket is None or (settings.api == "v2" and org is None):
         missing = [key for key, value in required.items() if value is None]
         raise ConfigError(f"{_SECTION}: missing " + ", ".join(f"{key} ({_HINTS[key]})" for key in missing))
-    return Connection(settings.api, url.rstrip("/"), bucket, settings.timeout_seconds, org=org,
-                      retention_policy=settings.retention_policy, token=_token(settings, environ),
-                      username=settings.username, password=settings.password)
+    return Connection(
+        settings.api,
+        url.rstrip("/"),
+        bucket,
+        settings.timeout_seconds,
+        org=org,
+        retention_policy=settings.retention_policy,
+        token=_token(settings, environ),
+        username=settings.username,
+        password=settings.password,
+    )
 
 
 def environment_notes(settings: InfluxSettings, environ: Mapping[str, str]) -> list[str]:
@@ -311,8 +327,14 @@ def body(points: Iterable[Point]) -> str:
 
 _ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\")\]>]+)")
 
-_CLIENT_LOGGERS = ("", "influxdb_client.client.http", "influxdb_client.client.exceptions",
-                   "influxdb_client.client.write_api", "urllib3.connectionpool", "urllib3.connection")
+_CLIENT_LOGGERS = (
+    "",
+    "influxdb_client.client.http",
+    "influxdb_client.client.exceptions",
+    "influxdb_client.client.write_api",
+    "urllib3.connectionpool",
+    "urllib3.connection",
+)
 """Where influxdb-client and urllib3 log while writing; "" is the root logger, which
 `InfluxDBError` uses for the body of a response it cannot parse."""
 
@@ -403,14 +425,20 @@ def _post_v2(connection: Connection, text: str) -> str | None:
     try:
         # debug=False also sets the client's loggers to WARNING: its HTTP
         # log would otherwise carry every request (the body) at DEBUG.
-        with (redacting(connection.secrets),
-              # token and org may be None (a 1.x server without auth): the client takes None at run time
-              # and sends no Authorization header, although its annotations say str.
-              InfluxDBClient(url=connection.url, token=token, org=connection.org,  # type: ignore[arg-type]
-                             debug=False, timeout=int(connection.timeout_seconds * 1000)) as client,
-              client.write_api(write_options=SYNCHRONOUS) as write_api):
-            write_api.write(bucket=connection.bucket, org=connection.org, record=text,
-                            write_precision=WritePrecision.S)
+        with (
+            redacting(connection.secrets),
+            # token and org may be None (a 1.x server without auth): the client takes None at run time
+            # and sends no Authorization header, although its annotations say str.
+            InfluxDBClient(
+                url=connection.url,
+                token=token,  # type: ignore[arg-type]
+                org=connection.org,  # type: ignore[arg-type]
+                debug=False,
+                timeout=int(connection.timeout_seconds * 1000),
+            ) as client,
+            client.write_api(write_options=SYNCHRONOUS) as write_api,
+        ):
+            write_api.write(bucket=connection.bucket, org=connection.org, record=text, write_precision=WritePrecision.S)
     except ApiException as err:
         return server_reason(err.status or 0, err.reason or "", err.body)
     except InfluxDBError as err:
@@ -442,8 +470,9 @@ def v1_headers(connection: Connection) -> dict[str, str]:
 
 def _post_v1(connection: Connection, text: str) -> str | None:
     """POST to InfluxDB 1.x ``/write``; why it failed, or None."""
-    request = urllib.request.Request(v1_write_url(connection), data=text.encode(), method="POST",
-                                     headers=v1_headers(connection))
+    request = urllib.request.Request(
+        v1_write_url(connection), data=text.encode(), method="POST", headers=v1_headers(connection)
+    )
     # No proxy from the environment: the v2 client ignores it too, and
     # both APIs must reach the same server the same way.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -471,8 +500,10 @@ class InfluxWriter:
         if failure is not None:
             # Raised here, outside any except block, so no client exception
             # (headers and all) rides along as its __context__.
-            raise MonitoringError(f"influxdb {self.connection.api} write to {self.connection.url} "
-                                  f"failed: {scrub(failure, self.connection.secrets)}")
+            raise MonitoringError(
+                f"influxdb {self.connection.api} write to {self.connection.url} "
+                f"failed: {scrub(failure, self.connection.secrets)}"
+            )
         log.debug("influxdb: wrote %d points to %s", len(points), self.connection.url)
 
     def _post(self, text: str) -> str | None:

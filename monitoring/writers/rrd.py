@@ -83,8 +83,10 @@ def measurement_of(root: Path, path: Path) -> MeasurementSpec | None:
 def unknown_file_problem(root: Path, path: Path) -> str:
     spec = _folder_spec(root, path)
     if spec is not None:
-        return (f"{path}: not where the rrd writer keeps {spec.name} files "
-                f"({len(spec.tags)} levels: {', '.join(spec.tags)}); it is never written")
+        return (
+            f"{path}: not where the rrd writer keeps {spec.name} files "
+            f"({len(spec.tags)} levels: {', '.join(spec.tags)}); it is never written"
+        )
     return f"{path}: not a measurement of the catalogue; it is never written"
 
 
@@ -104,8 +106,7 @@ class Plan:
     created: tuple[Path, ...]
 
 
-def plan_cycle(rows: Iterable[tuple[Path, Measurement]], existing: set[Path], skip: set[Path],
-               step: int) -> Plan:
+def plan_cycle(rows: Iterable[tuple[Path, Measurement]], existing: set[Path], skip: set[Path], step: int) -> Plan:
     """Create what is missing, update everything that may be written."""
     commands: list[tuple[str, ...]] = []
     created: list[Path] = []
@@ -240,8 +241,7 @@ def check(settings: RrdSettings, directory: Path) -> list[str]:
         else:
             known[path] = spec
     try:
-        replies = RrdTool(settings.binary, settings.timeout_seconds).batch(
-            [rrdtool.info_args(path) for path in known])
+        replies = RrdTool(settings.binary, settings.timeout_seconds).batch([rrdtool.info_args(path) for path in known])
     except MonitoringError as err:
         return [*problems, f"cannot check {len(known)} RRD files under {root}: {err}"]
     for (path, spec), reply in zip(known.items(), replies, strict=True):

@@ -58,7 +58,11 @@ from updraft.monitoring.writers.rrd import rrd_file
 
 Period = Literal["hour", "day", "week", "month", "year"]
 PERIOD_SECONDS: Mapping[str, int] = {
-    "hour": 3600, "day": 86400, "week": 7 * 86400, "month": 31 * 86400, "year": 365 * 86400,
+    "hour": 3600,
+    "day": 86400,
+    "week": 7 * 86400,
+    "month": 31 * 86400,
+    "year": 365 * 86400,
 }
 
 
@@ -96,10 +100,13 @@ class PageSettings(ConfigModel):
 # --------------------------------------------------------------------------
 
 STATE_COLOURS: Mapping[str, str] = {
-    "waiting": "#9ecae1", "pending": "#4292c6", "staging": "#8856a7", "running": "#31a354", "held": "#de2d26",
+    "waiting": "#9ecae1",
+    "pending": "#4292c6",
+    "staging": "#8856a7",
+    "running": "#31a354",
+    "held": "#de2d26",
 }
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-           "#bcbd22", "#17becf")
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 PER_HOUR = 3600.0
 """Counters are stored as rates per second; pilots per hour read better."""
 
@@ -129,8 +136,9 @@ class Graph:
 
 
 def _lines(rrd: Path, pairs: Sequence[tuple[str, str]], scale: float = 1.0) -> tuple[Series, ...]:
-    return tuple(Series(rrd, ds, legend, PALETTE[i % len(PALETTE)], "LINE", scale)
-                 for i, (ds, legend) in enumerate(pairs))
+    return tuple(
+        Series(rrd, ds, legend, PALETTE[i % len(PALETTE)], "LINE", scale) for i, (ds, legend) in enumerate(pairs)
+    )
 
 
 def _stacked_states(rrd: Path) -> tuple[Series, ...]:
@@ -150,8 +158,13 @@ def pilot_graphs(rrd: Path, folder: tuple[str, ...], who: str) -> tuple[Graph, .
     """Pilots by state, and the idle pilots against what was requested, of one rrd file."""
     return (
         Graph(folder, "pilots", f"Pilots by state: {who}", "pilots", _stacked_states(rrd)),
-        Graph(folder, "requests", f"Idle pilots and requests: {who}", "pilots",
-              _lines(rrd, (("idle", "idle"), ("requested_idle", "requested idle")))),
+        Graph(
+            folder,
+            "requests",
+            f"Idle pilots and requests: {who}",
+            "pilots",
+            _lines(rrd, (("idle", "idle"), ("requested_idle", "requested idle"))),
+        ),
     )
 
 
@@ -160,42 +173,87 @@ def factory_graphs(root: Path, s: FactorySnapshot) -> tuple[Graph, ...]:
     folder = ("graphs",)
     return (
         *pilot_graphs(rrd, folder, f"factory {s.factory}"),
-        Graph(folder, "running", "Running pilots and the most allowed", "pilots",
-              _lines(rrd, (("running", "running"), ("requested_max", "requested max")))),
-        Graph(folder, "actions", "Pilots submitted, removed and released", "pilots per cycle",
-              _lines(rrd, (("submitted", "submitted"), ("removed", "removed"), ("released", "released")))),
+        Graph(
+            folder,
+            "running",
+            "Running pilots and the most allowed",
+            "pilots",
+            _lines(rrd, (("running", "running"), ("requested_max", "requested max"))),
+        ),
+        Graph(
+            folder,
+            "actions",
+            "Pilots submitted, removed and released",
+            "pilots per cycle",
+            _lines(rrd, (("submitted", "submitted"), ("removed", "removed"), ("released", "released"))),
+        ),
         Graph(folder, "cores", "Cores held by running pilots", "cores", _lines(rrd, (("cores_running", "cores"),))),
-        Graph(folder, "health", "Problems, refused requests, entries in downtime", "count",
-              _lines(rrd, (("problems", "problems"), ("rejected_requests", "rejected requests"),
-                           ("entries_down", "entries in downtime")))),
-        Graph(folder, "timings", "Cycle time by phase", "seconds", _stacked(rrd, (
-            ("observe_seconds", "observe"), ("decide_seconds", "decide"), ("act_seconds", "act"),
-            ("account_seconds", "account")))),
+        Graph(
+            folder,
+            "health",
+            "Problems, refused requests, entries in downtime",
+            "count",
+            _lines(
+                rrd,
+                (
+                    ("problems", "problems"),
+                    ("rejected_requests", "rejected requests"),
+                    ("entries_down", "entries in downtime"),
+                ),
+            ),
+        ),
+        Graph(
+            folder,
+            "timings",
+            "Cycle time by phase",
+            "seconds",
+            _stacked(
+                rrd,
+                (
+                    ("observe_seconds", "observe"),
+                    ("decide_seconds", "decide"),
+                    ("act_seconds", "act"),
+                    ("account_seconds", "account"),
+                ),
+            ),
+        ),
     )
 
 
 def _stacked(rrd: Path, pairs: Sequence[tuple[str, str]]) -> tuple[Series, ...]:
-    return tuple(Series(rrd, ds, legend, PALETTE[i % len(PALETTE)], "AREA" if i == 0 else "STACK")
-                 for i, (ds, legend) in enumerate(pairs))
+    return tuple(
+        Series(rrd, ds, legend, PALETTE[i % len(PALETTE)], "AREA" if i == 0 else "STACK")
+        for i, (ds, legend) in enumerate(pairs)
+    )
 
 
 def entry_graphs(root: Path, s: FactorySnapshot, entry: str) -> tuple[Graph, ...]:
     """The entry as a whole: every pilot on it, whoever asked for it."""
     rrd = rrd_file(root, metrics.FACTORY_ENTRY, (s.factory, entry))
-    return (Graph(("graphs", "entry", path_part(entry)), "pilots", f"Pilots by state: entry {entry}", "pilots",
-                  _stacked_states(rrd)),)
+    return (
+        Graph(
+            ("graphs", "entry", path_part(entry)),
+            "pilots",
+            f"Pilots by state: entry {entry}",
+            "pilots",
+            _stacked_states(rrd),
+        ),
+    )
 
 
 def entry_frontend_graphs(root: Path, s: FactorySnapshot, entry: str, frontend: str) -> tuple[Graph, ...]:
     """One frontend's pilots on the entry, its requests, and its completed pilots and failures."""
     folder = ("graphs", "entry", path_part(entry), "frontend", path_part(frontend))
     rrd = rrd_file(root, metrics.FACTORY_PILOTS, (s.factory, entry, frontend))
-    return (*pilot_graphs(rrd, folder, f"{entry}, frontend {frontend}"),
-            *completed_graphs(root, s.factory, entry, frontend, folder, _completed_row(s, entry, frontend)))
+    return (
+        *pilot_graphs(rrd, folder, f"{entry}, frontend {frontend}"),
+        *completed_graphs(root, s.factory, entry, frontend, folder, _completed_row(s, entry, frontend)),
+    )
 
 
-def completed_graphs(root: Path, factory: str, entry: str, frontend: str, folder: tuple[str, ...],
-                     row: CompletedRow | None) -> tuple[Graph, ...]:
+def completed_graphs(
+    root: Path, factory: str, entry: str, frontend: str, folder: tuple[str, ...], row: CompletedRow | None
+) -> tuple[Graph, ...]:
     """Rates from the running totals of completed pilots, when the factory has any for this pair."""
     if row is None:
         return ()
@@ -206,19 +264,57 @@ def completed_graphs(root: Path, factory: str, entry: str, frontend: str, folder
         return tuple(replace(series, scale=_rate_scale(spec, series.ds)) for series in _lines(rrd, pairs))
 
     graphs = [
-        Graph(folder, "completed", f"Completed pilots: {entry}, {frontend}", "pilots per hour",
-              rates((("pilots", "completed"), ("ok", "ok"), ("failed", "failed"), ("no_report", "no report"),
-                     ("removed", "removed")))),
-        Graph(folder, "usage", f"Cores of completed pilots: {entry}, {frontend}", "cores",
-              rates((("core_seconds", "held"), ("busy_core_seconds", "busy"), ("good_core_seconds", "goodput"),
-                     ("waste_core_seconds", "never busy")))),
+        Graph(
+            folder,
+            "completed",
+            f"Completed pilots: {entry}, {frontend}",
+            "pilots per hour",
+            rates(
+                (
+                    ("pilots", "completed"),
+                    ("ok", "ok"),
+                    ("failed", "failed"),
+                    ("no_report", "no report"),
+                    ("removed", "removed"),
+                )
+            ),
+        ),
+        Graph(
+            folder,
+            "usage",
+            f"Cores of completed pilots: {entry}, {frontend}",
+            "cores",
+            rates(
+                (
+                    ("core_seconds", "held"),
+                    ("busy_core_seconds", "busy"),
+                    ("good_core_seconds", "goodput"),
+                    ("waste_core_seconds", "never busy"),
+                )
+            ),
+        ),
     ]
     steps = sorted(row.failed_by_step)
     if steps:
-        graphs.append(Graph(folder, "failures", f"Failed pilots by step: {entry}, {frontend}", "pilots per hour",
-                            tuple(Series(rrd_file(root, metrics.FACTORY_FAILURES, (factory, entry, frontend, step)),
-                                         "pilots", step, PALETTE[i % len(PALETTE)], "LINE", PER_HOUR)
-                                  for i, step in enumerate(steps))))
+        graphs.append(
+            Graph(
+                folder,
+                "failures",
+                f"Failed pilots by step: {entry}, {frontend}",
+                "pilots per hour",
+                tuple(
+                    Series(
+                        rrd_file(root, metrics.FACTORY_FAILURES, (factory, entry, frontend, step)),
+                        "pilots",
+                        step,
+                        PALETTE[i % len(PALETTE)],
+                        "LINE",
+                        PER_HOUR,
+                    )
+                    for i, step in enumerate(steps)
+                ),
+            )
+        )
     return tuple(graphs)
 
 
@@ -230,10 +326,12 @@ def _job_lines(rrd: Path, with_unmatched: bool) -> tuple[Series, ...]:
 
 
 def _slot_series(rrd: Path) -> tuple[Series, ...]:
-    return (Series(rrd, "slots_running", "claimed", "#31a354", "AREA"),
-            Series(rrd, "slots_idle", "unclaimed", "#9ecae1", "STACK"),
-            Series(rrd, "slots_failed", "failed", "#de2d26", "LINE"),
-            Series(rrd, "requested_idle", "requested idle", "#ff7f0e", "LINE"))
+    return (
+        Series(rrd, "slots_running", "claimed", "#31a354", "AREA"),
+        Series(rrd, "slots_idle", "unclaimed", "#9ecae1", "STACK"),
+        Series(rrd, "slots_failed", "failed", "#de2d26", "LINE"),
+        Series(rrd, "requested_idle", "requested idle", "#ff7f0e", "LINE"),
+    )
 
 
 def match_graphs(rrd: Path, folder: tuple[str, ...], who: str, with_unmatched: bool) -> tuple[Graph, ...]:
@@ -248,11 +346,23 @@ def frontend_graphs(root: Path, s: FrontendSnapshot) -> tuple[Graph, ...]:
     folder = ("graphs",)
     return (
         *match_graphs(rrd, folder, f"frontend {s.frontend}", True),
-        Graph(folder, "requests", "Pilots requested from factories", "pilots",
-              _lines(rrd, (("requested_idle", "idle requested"), ("requested_max", "most allowed")))),
+        Graph(
+            folder,
+            "requests",
+            "Pilots requested from factories",
+            "pilots",
+            _lines(rrd, (("requested_idle", "idle requested"), ("requested_max", "most allowed"))),
+        ),
         Graph(folder, "cores", "Cores of the pilot slots", "cores", _lines(rrd, (("slots_cores", "cores"),))),
-        Graph(folder, "timings", "Cycle time by phase", "seconds", _stacked(rrd, (
-            ("observe_seconds", "observe"), ("decide_seconds", "decide"), ("publish_seconds", "publish")))),
+        Graph(
+            folder,
+            "timings",
+            "Cycle time by phase",
+            "seconds",
+            _stacked(
+                rrd, (("observe_seconds", "observe"), ("decide_seconds", "decide"), ("publish_seconds", "publish"))
+            ),
+        ),
         Graph(folder, "problems", "Problems", "count", _lines(rrd, (("problems", "problems"),))),
     )
 
@@ -264,8 +374,9 @@ def group_graphs(root: Path, s: FrontendSnapshot, group: str) -> tuple[Graph, ..
 
 def group_entry_graphs(root: Path, s: FrontendSnapshot, group: str, entry: str) -> tuple[Graph, ...]:
     rrd = rrd_file(root, metrics.FRONTEND_MATCH, (s.frontend, group, entry))
-    return match_graphs(rrd, ("graphs", "group", path_part(group), "entry", path_part(entry)),
-                        f"{group} on {entry}", False)
+    return match_graphs(
+        rrd, ("graphs", "group", path_part(group), "entry", path_part(entry)), f"{group} on {entry}", False
+    )
 
 
 # --------------------------------------------------------------------------
@@ -295,9 +406,27 @@ def def_path(path: Path) -> str:
 
 def graph_args(graph: Graph, png: Path, period_seconds: int, end: int, width: int, height: int) -> list[str]:
     """``rrdtool graph`` for one graph and period, each series with its latest and highest value."""
-    args = ["graph", str(png), "--imgformat", "PNG", "--start", str(end - period_seconds), "--end", str(end),
-            "--width", str(width), "--height", str(height), "--lower-limit", "0", "--slope-mode",
-            "--title", label_text(graph.title, 100), "--vertical-label", label_text(graph.unit, 40)]
+    args = [
+        "graph",
+        str(png),
+        "--imgformat",
+        "PNG",
+        "--start",
+        str(end - period_seconds),
+        "--end",
+        str(end),
+        "--width",
+        str(width),
+        "--height",
+        str(height),
+        "--lower-limit",
+        "0",
+        "--slope-mode",
+        "--title",
+        label_text(graph.title, 100),
+        "--vertical-label",
+        label_text(graph.unit, 40),
+    ]
     widest = max((len(label_text(s.legend, LEGEND_LIMIT)) for s in graph.series), default=0)
     for i, series in enumerate(graph.series):
         raw = f"r{i}"
@@ -311,8 +440,12 @@ def graph_args(graph: Graph, png: Path, period_seconds: int, end: int, width: in
             args.append(f"LINE2:{value}{series.colour}:{legend}")
         else:
             args.append(f"AREA:{value}{series.colour}:{legend}" + (":STACK" if series.style == "STACK" else ""))
-        args += [f"VDEF:last{i}={value},LAST", f"VDEF:max{i}={value},MAXIMUM",
-                 f"GPRINT:last{i}:now %8.1lf", f"GPRINT:max{i}:max %8.1lf\\l"]
+        args += [
+            f"VDEF:last{i}={value},LAST",
+            f"VDEF:max{i}={value},MAXIMUM",
+            f"GPRINT:last{i}:now %8.1lf",
+            f"GPRINT:max{i}:max %8.1lf\\l",
+        ]
     return args
 
 
@@ -384,8 +517,13 @@ def entry_summary(s: FactorySnapshot, entry: str) -> EntrySummary:
     status = next((e for e in s.entries if e.entry == entry), None)
     rows, completed = s.rows_of(entry), s.completed_of(entry)
     return EntrySummary(
-        entry, page_file("entry", entry), status, rows, completed,
-        requested_idle=sum(r.requested_idle for r in rows), requested_max=sum(r.requested_max for r in rows),
+        entry,
+        page_file("entry", entry),
+        status,
+        rows,
+        completed,
+        requested_idle=sum(r.requested_idle for r in rows),
+        requested_max=sum(r.requested_max for r in rows),
         limits_hit=tuple(sorted({name for r in rows for name in r.limits_hit})),
         finished={key: sum(getattr(c, key) for c in completed) for key in COMPLETED_COUNTERS},
     )
@@ -394,13 +532,28 @@ def entry_summary(s: FactorySnapshot, entry: str) -> EntrySummary:
 def factory_pages(root: Path, s: FactorySnapshot) -> list[Page]:
     entries = [entry_summary(s, name) for name in entry_names(s)]
     common = {"snapshot": s, "kind": "factory", "name": s.factory, "states": PILOT_STATES}
-    pages = [Page("index.html", "factory.html.j2", {**common, "entries": entries, "totals": s.totals()},
-                  factory_graphs(root, s))]
+    pages = [
+        Page(
+            "index.html",
+            "factory.html.j2",
+            {**common, "entries": entries, "totals": s.totals()},
+            factory_graphs(root, s),
+        )
+    ]
     for summary in entries:
-        sections = tuple((f"Frontend {frontend}", entry_frontend_graphs(root, s, summary.name, frontend))
-                         for frontend in _frontends_of(s, summary.name))
-        pages.append(Page(summary.link, "entry.html.j2", {**common, "entry": summary},
-                          entry_graphs(root, s, summary.name), sections))
+        sections = tuple(
+            (f"Frontend {frontend}", entry_frontend_graphs(root, s, summary.name, frontend))
+            for frontend in _frontends_of(s, summary.name)
+        )
+        pages.append(
+            Page(
+                summary.link,
+                "entry.html.j2",
+                {**common, "entry": summary},
+                entry_graphs(root, s, summary.name),
+                sections,
+            )
+        )
     return pages
 
 
@@ -415,13 +568,26 @@ class GroupSummary:
 def frontend_pages(root: Path, s: FrontendSnapshot) -> list[Page]:
     groups = [GroupSummary(g, page_file("group", g), s.group_totals(g), len(s.rows_of(g))) for g in s.groups]
     common = {"snapshot": s, "kind": "frontend", "name": s.frontend}
-    pages = [Page("index.html", "frontend.html.j2", {**common, "groups": groups, "totals": s.totals()},
-                  frontend_graphs(root, s))]
+    pages = [
+        Page(
+            "index.html",
+            "frontend.html.j2",
+            {**common, "groups": groups, "totals": s.totals()},
+            frontend_graphs(root, s),
+        )
+    ]
     for summary in groups:
         rows = s.rows_of(summary.name)
         sections = tuple((f"Entry {row.entry}", group_entry_graphs(root, s, summary.name, row.entry)) for row in rows)
-        pages.append(Page(summary.link, "group.html.j2", {**common, "group": summary, "rows": rows},
-                          group_graphs(root, s, summary.name), sections))
+        pages.append(
+            Page(
+                summary.link,
+                "group.html.j2",
+                {**common, "group": summary, "rows": rows},
+                group_graphs(root, s, summary.name),
+                sections,
+            )
+        )
     return pages
 
 
@@ -486,18 +652,21 @@ def shown(graphs: Iterable[Graph], periods: Sequence[str], drawn: set[PurePath])
     return result
 
 
-def render_page(env: jinja2.Environment, page: Page, periods: Sequence[str], drawn: set[PurePath],
-                refresh_seconds: int) -> str:
+def render_page(
+    env: jinja2.Environment, page: Page, periods: Sequence[str], drawn: set[PurePath], refresh_seconds: int
+) -> str:
     sections = [(heading, shown(graphs, periods, drawn)) for heading, graphs in page.sections]
     return env.get_template(page.template).render(
-        **page.context, refresh_seconds=refresh_seconds, graphs=shown(page.graphs, periods, drawn),
-        sections=sections, periods=periods,
+        **page.context,
+        refresh_seconds=refresh_seconds,
+        graphs=shown(page.graphs, periods, drawn),
+        sections=sections,
+        periods=periods,
     )
 
 
 def render_overview(env: jinja2.Environment, folders: Sequence[str], refresh_seconds: int, now: float) -> str:
-    return env.get_template("overview.html.j2").render(folders=folders, refresh_seconds=refresh_seconds,
-                                                        generated=now)
+    return env.get_template("overview.html.j2").render(folders=folders, refresh_seconds=refresh_seconds, generated=now)
 
 
 # --------------------------------------------------------------------------
@@ -517,8 +686,12 @@ def stale_files(folder: Path, keep: set[Path]) -> list[Path]:
     """Pages and PNGs of entries or groups no longer in the snapshot (only ours: *.html, *.png)."""
     if not folder.is_dir():
         return []
-    return sorted(p for pattern in ("*.html", "graphs/**/*.png") for p in folder.glob(pattern)
-                  if p.is_file() and not p.name.startswith(".") and p not in keep)
+    return sorted(
+        p
+        for pattern in ("*.html", "graphs/**/*.png")
+        for p in folder.glob(pattern)
+        if p.is_file() and not p.name.startswith(".") and p not in keep
+    )
 
 
 @dataclass
@@ -544,10 +717,11 @@ class StatusPagesWriter:
         wanted = {g.png(p) for page in pages for g in page.all_graphs for p in periods}
         drawn = {png for png in wanted if (folder / png).is_file()}
         for page in pages:
-            self._write(folder / page.file,
-                        render_page(self.env, page, periods, drawn, self.settings.refresh_seconds))
-        self._write(self.html_root / "index.html", render_overview(
-            self.env, _components(self.html_root), self.settings.refresh_seconds, snapshot.time))
+            self._write(folder / page.file, render_page(self.env, page, periods, drawn, self.settings.refresh_seconds))
+        self._write(
+            self.html_root / "index.html",
+            render_overview(self.env, _components(self.html_root), self.settings.refresh_seconds, snapshot.time),
+        )
         keep = {folder / png for png in wanted} | {folder / page.file for page in pages}
         for path in stale_files(folder, keep):
             try:
@@ -572,15 +746,16 @@ class StatusPagesWriter:
                     drawn_at = _mtime(target)
                     if graph_is_due(drawn_at, now, PERIOD_SECONDS[period], self.settings.graph_width):
                         temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-                        due.append((-1.0 if drawn_at is None else drawn_at, Drawing(present, period, target, temporary)))
+                        due.append(
+                            (-1.0 if drawn_at is None else drawn_at, Drawing(present, period, target, temporary))
+                        )
         due.sort(key=lambda item: item[0])  # stable: the pages' own order among equals
         return [drawing for _, drawing in due[: self.settings.max_graphs_per_cycle]]
 
     def _draw(self, drawings: Sequence[Drawing], end: int) -> list[str]:
         """Draws every due graph in one rrdtool run; the problems, if any."""
         width, height = self.settings.graph_width, self.settings.graph_height
-        commands = [graph_args(d.graph, d.temporary, PERIOD_SECONDS[d.period], end, width, height)
-                    for d in drawings]
+        commands = [graph_args(d.graph, d.temporary, PERIOD_SECONDS[d.period], end, width, height) for d in drawings]
         try:
             for folder in {d.target.parent for d in drawings}:
                 folder.mkdir(parents=True, exist_ok=True)
@@ -624,9 +799,13 @@ def _remove(paths: Iterable[Path]) -> None:
 
 def _components(html_root: Path) -> list[str]:
     """Every component's page folder, for the overview: factories and frontends may share the directory."""
-    return sorted(p.name for p in html_root.iterdir()
-                  if p.is_dir() and (p.name.startswith("factory-") or p.name.startswith("frontend-"))
-                  and (p / "index.html").is_file())
+    return sorted(
+        p.name
+        for p in html_root.iterdir()
+        if p.is_dir()
+        and (p.name.startswith("factory-") or p.name.startswith("frontend-"))
+        and (p / "index.html").is_file()
+    )
 
 
 def create(settings: PageSettings, directory: Path) -> StatusPagesWriter:

@@ -147,13 +147,16 @@ def _named(name: str) -> dict[str, str]:
 
 def _root(kind: str, identity: Mapping[str, str], cycle: int, epoch: float) -> ET.Element:
     """Every document starts alike, so a reader can tell which cycle wrote it."""
-    return _element(kind, {
-        "schemaVersion": SCHEMA_VERSION,
-        **{key: xml_text(value) for key, value in identity.items()},
-        "cycle": as_integer(cycle, "the cycle number"),
-        "time": iso_time(epoch),
-        "epoch": epoch_seconds(epoch),
-    })
+    return _element(
+        kind,
+        {
+            "schemaVersion": SCHEMA_VERSION,
+            **{key: xml_text(value) for key, value in identity.items()},
+            "cycle": as_integer(cycle, "the cycle number"),
+            "time": iso_time(epoch),
+            "epoch": epoch_seconds(epoch),
+        },
+    )
 
 
 def _counts(source: object, keys: Iterable[str]) -> dict[str, str]:
@@ -219,8 +222,9 @@ def entry_element(snapshot: FactorySnapshot, entry: EntryStatus) -> ET.Element:
     _child(root, "totals", _totals(entry_totals(entry, rows), ENTRY_TOTALS))
     pilots = _child(root, "pilots")
     for row in rows:
-        _names(_child(pilots, "frontend", {**_named(row.frontend), **_counts(row, PILOT_COUNTS)}),
-               "limit", row.limits_hit)
+        _names(
+            _child(pilots, "frontend", {**_named(row.frontend), **_counts(row, PILOT_COUNTS)}), "limit", row.limits_hit
+        )
     completed = _child(root, "completed")
     for done in snapshot.completed_of(entry.entry):
         _completed(completed, done)
@@ -239,11 +243,15 @@ def frontend_element(snapshot: FrontendSnapshot) -> ET.Element:
     _child(root, "totals", _totals(snapshot.totals(), FRONTEND_TOTALS))
     groups = _child(root, "groups")
     for group in snapshot.groups:
-        _child(groups, "group", {
-            **_named(group),
-            "entries": as_integer(len(snapshot.rows_of(group)), "entries"),
-            **_totals(snapshot.group_totals(group), FRONTEND_TOTALS),
-        })
+        _child(
+            groups,
+            "group",
+            {
+                **_named(group),
+                "entries": as_integer(len(snapshot.rows_of(group)), "entries"),
+                **_totals(snapshot.group_totals(group), FRONTEND_TOTALS),
+            },
+        )
     _problems(root, snapshot.problems)
     _timings(root, snapshot.timings)
     return root
@@ -302,13 +310,13 @@ def documents(snapshot: Snapshot) -> Documents:
     folder = PurePath(summary_path.stem)
     if isinstance(snapshot, FactorySnapshot):
         summary = factory_element(snapshot)
-        details = tuple((folder / f"entry-{path_part(e.entry)}.xml", entry_element(snapshot, e))
-                        for e in snapshot.entries)
+        details = tuple(
+            (folder / f"entry-{path_part(e.entry)}.xml", entry_element(snapshot, e)) for e in snapshot.entries
+        )
         prefix = "entry-"
     else:
         summary = frontend_element(snapshot)
-        details = tuple((folder / f"group-{path_part(g)}.xml", group_element(snapshot, g))
-                        for g in snapshot.groups)
+        details = tuple((folder / f"group-{path_part(g)}.xml", group_element(snapshot, g)) for g in snapshot.groups)
         prefix = "group-"
     return Documents((summary_path, summary), folder, details, prefix)
 

@@ -42,8 +42,10 @@ def lab_lock(lab_topology: Topology) -> Iterator[None]:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            pytest.fail(f"another test session uses the lab in {lab_topology.base_dir}; "
-                        "wait for it, or set UPDRAFT_TEST_LAB_DIR and UPDRAFT_TEST_BASE_PORT")
+            pytest.fail(
+                f"another test session uses the lab in {lab_topology.base_dir}; "
+                "wait for it, or set UPDRAFT_TEST_LAB_DIR and UPDRAFT_TEST_BASE_PORT"
+            )
         yield
 
 

@@ -7,16 +7,26 @@ import shutil
 import time
 from pathlib import Path
 
-from updraft.glidein.assemble import shipped_script
 from updraft.condor import Schedd
+from updraft.glidein.assemble import shipped_script
 from updraft.lab.topology import PILOT, UID_DOMAIN, Site, Topology
 from updraft.tokens import PILOT_AUTHZ, load_signing_key, mint
 
 DATA = Path(__file__).parent / "data"
 GLIDEIN = shipped_script()
 COMPLETED, HELD = 4, 5
-PROJECTION = ["ClusterId", "ProcId", "JobStatus", "HoldReason", "ExitCode", "RemoteHost", "LastRemoteHost",
-              "MachineAttrGLIDEIN_Site0", "MachineAttrIS_GLIDEIN0", "GridJobId"]
+PROJECTION = [
+    "ClusterId",
+    "ProcId",
+    "JobStatus",
+    "HoldReason",
+    "ExitCode",
+    "RemoteHost",
+    "LastRemoteHost",
+    "MachineAttrGLIDEIN_Site0",
+    "MachineAttrIS_GLIDEIN0",
+    "GridJobId",
+]
 
 
 def wait_for(condition, timeout: float, interval: float = 1.0):
@@ -79,28 +89,52 @@ def file_staging(lab: Topology, job_dir: Path, scripts: dict[str, str] | None = 
     return manifest, sha256(manifest)
 
 
-def pilot_token(lab: Topology, identity: str = PILOT.identity, lifetime: int = 3600,
-                authz: tuple[str, ...] = PILOT_AUTHZ) -> str:
+def pilot_token(
+    lab: Topology, identity: str = PILOT.identity, lifetime: int = 3600, authz: tuple[str, ...] = PILOT_AUTHZ
+) -> str:
     """A pilot token as the lab's frontend mints it (from the VO pool's signing key)."""
     return mint(load_signing_key(lab.secrets_dir / "POOL"), identity, UID_DOMAIN, lifetime, time.time(), authz)
 
 
-def glidein_job(lab: Topology, job_dir: Path, site: Site, *, options: str = "", cpus: int = 1, memory_mb: int = 512,
-                entry: str | None = None, credential_id: str = "cred-1",
-                scripts: dict[str, str] | None = None, environment: dict[str, str] | None = None,
-                token: str | None = "") -> dict[str, str]:
+def glidein_job(
+    lab: Topology,
+    job_dir: Path,
+    site: Site,
+    *,
+    options: str = "",
+    cpus: int = 1,
+    memory_mb: int = 512,
+    entry: str | None = None,
+    credential_id: str = "cred-1",
+    scripts: dict[str, str] | None = None,
+    environment: dict[str, str] | None = None,
+    token: str | None = "",
+) -> dict[str, str]:
     """A grid job that runs the real glidein on `site`, as the factory would send it.
 
     `token`: the pilot token it carries; "" mints a valid one, None sends none.
     """
     manifest, digest = file_staging(lab, job_dir, scripts)
     startup = stage(job_dir, GLIDEIN.name)
-    job = grid_job(job_dir, site, startup, f"--manifest-url file://{manifest} --manifest-sha256 {digest} "
-                   f"--collector {lab.vo.collector} --max-walltime 900 --shutdown-margin 30 --failure-sleep 0 {options}")
-    variables = {"UPDRAFT_FACTORY": "lab-factory", "UPDRAFT_ENTRY": entry or site.name, "UPDRAFT_FRONTEND": "lab-vo",
-                 "UPDRAFT_GROUP": "main", "UPDRAFT_JOB_ID": "$(Cluster).$(Process)",
-                 "UPDRAFT_CREDENTIAL_ID": credential_id, "GLIDEIN_Site": site.glidein_site,
-                 "GLIDEIN_CPUS": str(cpus), "GLIDEIN_MaxMemMBs": str(memory_mb), **(environment or {})}
+    job = grid_job(
+        job_dir,
+        site,
+        startup,
+        f"--manifest-url file://{manifest} --manifest-sha256 {digest} "
+        f"--collector {lab.vo.collector} --max-walltime 900 --shutdown-margin 30 --failure-sleep 0 {options}",
+    )
+    variables = {
+        "UPDRAFT_FACTORY": "lab-factory",
+        "UPDRAFT_ENTRY": entry or site.name,
+        "UPDRAFT_FRONTEND": "lab-vo",
+        "UPDRAFT_GROUP": "main",
+        "UPDRAFT_JOB_ID": "$(Cluster).$(Process)",
+        "UPDRAFT_CREDENTIAL_ID": credential_id,
+        "GLIDEIN_Site": site.glidein_site,
+        "GLIDEIN_CPUS": str(cpus),
+        "GLIDEIN_MaxMemMBs": str(memory_mb),
+        **(environment or {}),
+    }
     if token is not None:
         token_file = job_dir / "pilot.token"
         token_file.write_text((token or pilot_token(lab)) + "\n")

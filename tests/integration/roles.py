@@ -29,10 +29,13 @@ else:
 
 
 def _run_as(lab: Topology, role: Role, args: Sequence[str], stdin: str = "") -> None:
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("_CONDOR_")},
-           "CONDOR_CONFIG": str(lab.role_config(role))}
-    done = subprocess.run([sys.executable, "-c", _SCRIPT, *args], input=stdin, env=env,
-                          capture_output=True, text=True, timeout=60)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("_CONDOR_")},
+        "CONDOR_CONFIG": str(lab.role_config(role)),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, *args], input=stdin, env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, f"as {role.identity}: {args}: {done.stderr.strip().splitlines()[-1:]}"
 
 

@@ -73,7 +73,9 @@ def test_pilots_retire_on_their_own_once_the_work_is_done(run: DemoRun) -> None:
     retired = {entry for (entry, ending) in endings if ending == "retired on their own"}
     assert retired == {"site1", "site2"}, endings
     # The only other way out: still idle in the factory's queue when the frontend said no job needs it.
-    assert {ending for (_, ending) in endings} <= {"retired on their own", "removed unstarted, no longer needed"}, endings
+    assert {ending for (_, ending) in endings} <= {"retired on their own", "removed unstarted, no longer needed"}, (
+        endings
+    )
     # The idle tail: pilots outlived the last job instead of being killed with it.
     done = next(s for s in run.watch.samples if s.jobs.runnable_finished())
     assert any(e.pilots for e in done.entries)
@@ -93,20 +95,25 @@ def _influx_by_entry(lab: Topology, query: str) -> dict[str, list]:
 
 def test_influxdb_holds_the_pilots_and_the_jobs_they_ran(lab: Topology, run: DemoRun) -> None:
     since = f"{int(run.since)}s"
-    running = _influx_by_entry(lab, f'SELECT max("running") FROM "updraft_factory_entry" '
-                                    f"WHERE time >= {since} GROUP BY \"entry\"")
+    running = _influx_by_entry(
+        lab, f'SELECT max("running") FROM "updraft_factory_entry" WHERE time >= {since} GROUP BY "entry"'
+    )
     for entry in ("site1", "site2"):
         assert 0 < running[entry][0][1] <= run.watch.most(entry, lambda e: e.pilots)
-    jobs = _influx_by_entry(lab, f'SELECT min("jobs_run"), max("jobs_run") FROM "updraft_factory_completed" '
-                                 f"WHERE time >= {since} GROUP BY \"entry\"")
+    jobs = _influx_by_entry(
+        lab,
+        f'SELECT min("jobs_run"), max("jobs_run") FROM "updraft_factory_completed" '
+        f'WHERE time >= {since} GROUP BY "entry"',
+    )
     ran = sum(values[0][2] - values[0][1] for values in jobs.values())
     assert ran == sum(shape.count for shape in RUNNABLE.values()), jobs
 
 
 def test_xml_agrees_with_influxdb_on_the_completed_totals(lab: Topology, run: DemoRun, monitoring: Path) -> None:
     since = f"{int(run.since)}s"
-    last = _influx_by_entry(lab, f'SELECT last("jobs_run") FROM "updraft_factory_completed" '
-                                 f"WHERE time >= {since} GROUP BY \"entry\"")
+    last = _influx_by_entry(
+        lab, f'SELECT last("jobs_run") FROM "updraft_factory_completed" WHERE time >= {since} GROUP BY "entry"'
+    )
     for entry in ("site1", "site2"):
         root = ET.parse(monitoring / "xml" / "factory-lab-factory" / f"entry-{entry}.xml").getroot()
         row = root.find("u:completed/u:frontend[@name='lab-vo']", NS)
@@ -116,8 +123,12 @@ def test_xml_agrees_with_influxdb_on_the_completed_totals(lab: Topology, run: De
 def test_rrd_holds_the_running_pilots(run: DemoRun, monitoring: Path) -> None:
     for entry in ("site1", "site2"):
         rrd = monitoring / "rrd" / "updraft_factory_entry" / "lab-factory" / f"{entry}.rrd"
-        fetched = subprocess.run(["rrdtool", "fetch", str(rrd), "MAX", "-r", "10", "-s", str(int(run.since)),
-                                  "-e", str(int(time.time()))], capture_output=True, text=True, check=True).stdout
+        fetched = subprocess.run(
+            ["rrdtool", "fetch", str(rrd), "MAX", "-r", "10", "-s", str(int(run.since)), "-e", str(int(time.time()))],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         header, *rows = [line for line in fetched.splitlines() if line.strip()]
         column = header.split().index("running")
         values = [float(row.split()[column + 1]) for row in rows]

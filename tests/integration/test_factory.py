@@ -27,7 +27,7 @@ from updraft.factory.config import FactoryConfig, load_factory_config
 from updraft.factory.credentials import load_keyring, public_key_attributes
 from updraft.frontend.config import FrontendConfig
 from updraft.frontend.credentials import FactoryKey, seal_requests
-from updraft.frontend.model import Decision, EntryAd, RemoveMode
+from updraft.frontend.model import Decision, EntryAd
 from updraft.frontend.publish import request_ad
 from updraft.lab.labconfig import (
     factory_config,
@@ -35,13 +35,24 @@ from updraft.lab.labconfig import (
     write_component_configs,
 )
 from updraft.lab.topology import FRONTEND, Topology
+from updraft.protocol import RemoveMode
 
 from .jobs import pilot_token, wait_for
 from .roles import advertise_as, invalidate_as
 
 UPDRAFT = str(Path(sys.executable).parent / "updraft")
-PROJECTION = ["ClusterId", "ProcId", "JobStatus", "GridJobId", "UpdraftEntry", "UpdraftFrontend", "UpdraftGroup",
-              "UpdraftSecurityClass", "UpdraftCredentialId", "HoldReasonCode"]
+PROJECTION = [
+    "ClusterId",
+    "ProcId",
+    "JobStatus",
+    "GridJobId",
+    "UpdraftEntry",
+    "UpdraftFrontend",
+    "UpdraftGroup",
+    "UpdraftSecurityClass",
+    "UpdraftCredentialId",
+    "HoldReasonCode",
+]
 
 
 def updraft(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -87,8 +98,16 @@ def empty_queue(lab: Topology):
     wait_for(lambda: not _pilots(wms.schedd(lab.factory.schedd_name)), 120)
 
 
-def ask(lab: Topology, frontend: FrontendConfig, entry: str, idle: int, max_pilots: int,
-        remove: RemoveMode = RemoveMode.NONE, remove_max: int = 0, tamper: bool = False) -> None:
+def ask(
+    lab: Topology,
+    frontend: FrontendConfig,
+    entry: str,
+    idle: int,
+    max_pilots: int,
+    remove: RemoveMode = RemoveMode.NONE,
+    remove_max: int = 0,
+    tamper: bool = False,
+) -> None:
     """What the frontend would publish for group main on an entry: sealed to the lab factory's key,
     advertised as the frontend."""
     now = time.time()
@@ -97,8 +116,12 @@ def ask(lab: Topology, frontend: FrontendConfig, entry: str, idle: int, max_pilo
     key = FactoryKey("lab-factory", attrs[protocol.F_KEY_ID], attrs[protocol.F_PUBLIC_KEY])
     # Its pilots take no job: none retires early while a test counts them (other modules' jobs may still wait).
     pilot = protocol.PilotParams(collector=frontend.vo_collector, group_start="False")
-    ads, problems = seal_requests([request_ad(decision, frontend, 1, now, pilot)], {f"{entry}@lab-factory": pilot_token(lab)},
-                                  {"lab-factory": key}, frontend)
+    ads, problems = seal_requests(
+        [request_ad(decision, frontend, 1, now, pilot)],
+        {f"{entry}@lab-factory": pilot_token(lab)},
+        {"lab-factory": key},
+        frontend,
+    )
     assert not problems
     if tamper:  # one character of the sealed blob changed, as a man in the middle would
         sealed = ads[0][protocol.R_CREDENTIAL]
@@ -110,8 +133,9 @@ def _pilots(schedd, extra: str = "true") -> list[dict]:
     return schedd.query(f'UpdraftFactory =?= "lab-factory" && ({extra})', PROJECTION)
 
 
-
-def test_a_request_makes_the_factory_submit_pilots_that_reach_the_ce_and_join_the_pool(lab, frontend, factory_yaml, schedd) -> None:
+def test_a_request_makes_the_factory_submit_pilots_that_reach_the_ce_and_join_the_pool(
+    lab, frontend, factory_yaml, schedd
+) -> None:
     ask(lab, frontend, "site1", idle=3, max_pilots=3)
     done = updraft("factory", "once", "--config", str(factory_yaml))
     assert "submitted 3," in done.stdout
@@ -122,7 +146,9 @@ def test_a_request_makes_the_factory_submit_pilots_that_reach_the_ce_and_join_th
         assert pilot["UpdraftSecurityClass"] == "default" and pilot["UpdraftCredentialId"]
     wait_for(lambda: all(p.get("GridJobId") for p in _pilots(schedd)), 120)
     vo = Collector(lab.vo.collector)
-    slots = wait_for(lambda: vo.query(htcondor2.AdType.Startd, 'GLIDEIN_Entry_Name == "site1"', ["GLIDECLIENT_Name"]), 180)
+    slots = wait_for(
+        lambda: vo.query(htcondor2.AdType.Startd, 'GLIDEIN_Entry_Name == "site1"', ["GLIDECLIENT_Name"]), 180
+    )
     assert {s["GLIDECLIENT_Name"] for s in slots} == {"lab-vo"}
     again = updraft("factory", "once", "--config", str(factory_yaml))
     assert "submitted 0," in again.stdout  # max_pilots 3 reached: the queue is the memory
@@ -145,7 +171,7 @@ def _assert_monitoring_shows_three_pilots_on_site1(monitoring: Path) -> None:
     assert entry.get("name") == "site1"
     rrd = monitoring / "rrd" / "updraft_factory_pilots" / "lab-factory" / "site1" / "lab-vo.rrd"
     info = subprocess.run(["rrdtool", "info", str(rrd)], capture_output=True, text=True, check=True).stdout
-    assert "ds[running].type = \"GAUGE\"" in info
+    assert 'ds[running].type = "GAUGE"' in info
     page = monitoring / "html" / "factory-lab-factory" / "index.html"
     assert "site1" in page.read_text()
 
@@ -163,7 +189,9 @@ def test_lowering_the_request_removes_the_excess_idle_pilots_only(lab, frontend,
 
 
 @pytest.mark.parametrize(("entry", "outcome"), [("site1", "released"), ("site2", "removed")])
-def test_a_held_pilot_is_released_if_its_hold_is_recoverable_else_removed(lab, frontend, factory_yaml, schedd, entry, outcome) -> None:
+def test_a_held_pilot_is_released_if_its_hold_is_recoverable_else_removed(
+    lab, frontend, factory_yaml, schedd, entry, outcome
+) -> None:
     ask(lab, frontend, entry, idle=1, max_pilots=1)
     updraft("factory", "once", "--config", str(factory_yaml))
     (pilot,) = _pilots(schedd)
@@ -193,15 +221,26 @@ def _pilots_over(schedd, seconds: float) -> list[int]:
     return counts
 
 
-def test_kill_9_mid_cycle_then_restart_converges_without_extra_pilots(lab, frontend, factory_yaml, schedd, tmp_path) -> None:
+def test_kill_9_mid_cycle_then_restart_converges_without_extra_pilots(
+    lab, frontend, factory_yaml, schedd, tmp_path
+) -> None:
     ask(lab, frontend, "site2", idle=4, max_pilots=4)
-    first = subprocess.Popen([UPDRAFT, "factory", "run", "--config", str(factory_yaml)], env=_clean_env(),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        [UPDRAFT, "factory", "run", "--config", str(factory_yaml)],
+        env=_clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for(lambda: _pilots(schedd), 60)  # it is submitting: kill it now
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
-    second = subprocess.Popen([UPDRAFT, "-v", "factory", "run", "--config", str(factory_yaml)], env=_clean_env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    second = subprocess.Popen(
+        [UPDRAFT, "-v", "factory", "run", "--config", str(factory_yaml)],
+        env=_clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_for(lambda: len(_pilots(schedd)) == 4, 60)
         # The killed factory left its pid file behind; reconfig must find the new one.
@@ -213,8 +252,10 @@ def test_kill_9_mid_cycle_then_restart_converges_without_extra_pilots(lab, front
         seen = _pilots_over(schedd, seconds=25)  # two more cycles of the lab factory
         assert max(seen) <= 4, f"pilots in the queue over two cycles: {seen}"
         # A pilot with no VO work may retire meanwhile; the factory replaces it, it never removes one.
-        removed = schedd.history(f'UpdraftFactory =?= "lab-factory" && JobStatus == 3 && EnteredCurrentStatus >= {int(started)}',
-                                 ["ClusterId", "ProcId", "RemoveReason"])
+        removed = schedd.history(
+            f'UpdraftFactory =?= "lab-factory" && JobStatus == 3 && EnteredCurrentStatus >= {int(started)}',
+            ["ClusterId", "ProcId", "RemoveReason"],
+        )
         assert not removed, removed
         wait_for(lambda: len(_pilots(schedd)) == 4, 60)
     finally:
@@ -254,8 +295,9 @@ def test_a_request_in_a_security_class_the_entry_refuses_is_reported_and_counted
     assert not _pilots(schedd)
 
 
-def test_a_request_whose_sealed_credential_was_tampered_with_is_refused_and_counted(lab, frontend, factory_yaml,
-                                                                                    schedd) -> None:
+def test_a_request_whose_sealed_credential_was_tampered_with_is_refused_and_counted(
+    lab, frontend, factory_yaml, schedd
+) -> None:
     ask(lab, frontend, "site2", idle=2, max_pilots=2, tamper=True)
     done = updraft("factory", "once", "--config", str(factory_yaml))
     assert "submitted 0," in done.stdout
@@ -286,11 +328,15 @@ def test_reconfig_refuses_to_drop_an_entry_that_still_has_pilots(lab, frontend, 
 def test_an_entry_set_spreads_its_pilots_over_its_member_ces(lab, tmp_path, schedd) -> None:
     config = factory_config(lab)
     template = config["entries"]["site1"]
-    config["entry_sets"] = {"lab-sites": {
-        "members": ["site1", "site2"], "policy": "least_idle",
-        "attributes": {"GLIDEIN_Site": "LabSites", "GLIDEIN_CPUS": 2},
-        "frontends": template["frontends"], "limits": template["limits"],
-    }}
+    config["entry_sets"] = {
+        "lab-sites": {
+            "members": ["site1", "site2"],
+            "policy": "least_idle",
+            "attributes": {"GLIDEIN_Site": "LabSites", "GLIDEIN_CPUS": 2},
+            "frontends": template["frontends"],
+            "limits": template["limits"],
+        }
+    }
     path = tmp_path / "factory.yaml"
     path.write_text(yaml.safe_dump(config))
     names = {ad["UpdraftEntry"] for ad in Collector(lab.wms.collector).generic_ads("UpdraftEntry", "true")}

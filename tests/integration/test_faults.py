@@ -71,22 +71,30 @@ class Fleet:
         return factory_schedd(self.lab)
 
     def pilots(self, extra: str = "true") -> list[dict]:
-        return self.factory_schedd.query(f"{LAB_PILOTS} && ({extra})", ["ClusterId", "ProcId", "UpdraftEntry", "JobStatus"])
+        return self.factory_schedd.query(
+            f"{LAB_PILOTS} && ({extra})", ["ClusterId", "ProcId", "UpdraftEntry", "JobStatus"]
+        )
 
     def removed_pilots_since(self, since: float) -> list[dict]:
-        return self.factory_schedd.history(f"{LAB_PILOTS} && JobStatus == 3 && EnteredCurrentStatus >= {int(since)}",
-                                           ["ClusterId", "ProcId", "RemoveReason"])
+        return self.factory_schedd.history(
+            f"{LAB_PILOTS} && JobStatus == 3 && EnteredCurrentStatus >= {int(since)}",
+            ["ClusterId", "ProcId", "RemoveReason"],
+        )
 
     def requests(self) -> list[dict]:
         return Collector(self.lab.wms.collector).generic_ads(
-            protocol.REQUEST_TYPE, f'{protocol.R_FRONTEND} == "{FRONTEND_NAME}"',
-            [protocol.R_ENTRY, protocol.R_GROUP, protocol.R_IDLE, protocol.R_MAX, protocol.R_TIME])
+            protocol.REQUEST_TYPE,
+            f'{protocol.R_FRONTEND} == "{FRONTEND_NAME}"',
+            [protocol.R_ENTRY, protocol.R_GROUP, protocol.R_IDLE, protocol.R_MAX, protocol.R_TIME],
+        )
 
     def submit(self, name: str, count: int, sites: tuple[str, ...], seconds: int) -> None:
         shape = Shape(name, count, 1, 256, sites, seconds)
         log = self.lab.work_dir / "faults" / "jobs.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        Collector(self.lab.vo.collector).schedd(self.lab.vo.schedd_name).submit(submit_description(shape, log), count=count)
+        Collector(self.lab.vo.collector).schedd(self.lab.vo.schedd_name).submit(
+            submit_description(shape, log), count=count
+        )
 
     def jobs(self, name: str) -> list[dict]:
         schedd = Collector(self.lab.vo.collector).schedd(self.lab.vo.schedd_name)
@@ -152,7 +160,12 @@ def test_a_stopped_wms_collector_is_waited_out_and_nothing_is_removed(fleet: Fle
         control.start_instance(fleet.lab, fleet.runtime, "wms")
     # Catching up: both republish within a cycle or two, and the work gets done.
     wait_for(lambda: any(r[protocol.R_ENTRY] == "site1" for r in fleet.requests()), 4 * CYCLE)
-    wait_for(lambda: Collector(fleet.lab.wms.collector).generic_ads(protocol.ENTRY_TYPE, f'{protocol.E_FACTORY} == "{FACTORY_NAME}"'), 4 * CYCLE)
+    wait_for(
+        lambda: Collector(fleet.lab.wms.collector).generic_ads(
+            protocol.ENTRY_TYPE, f'{protocol.E_FACTORY} == "{FACTORY_NAME}"'
+        ),
+        4 * CYCLE,
+    )
     wait_for(lambda: all(j["JobStatus"] == 4 for j in fleet.jobs("fault-wms")), 240, interval=3)
     assert fleet.removed_pilots_since(before) == [], "the outage made the factory remove pilots"
     for name in ("factory", "frontend"):
@@ -172,16 +185,22 @@ def _children(pid: int) -> list[int]:
 def _collector_pid(lab: Topology) -> int:
     """The WMS instance's condor_collector, a child of its master."""
     master = int((lab.instance_dir(lab.instance("wms")) / "run" / "master.pid").read_text().split()[0])
-    (pid,) = [c for c in _children(master)
-              if Path(f"/proc/{c}/cmdline").read_bytes().split(b"\0")[0].endswith(b"condor_collector")]
+    (pid,) = [
+        c
+        for c in _children(master)
+        if Path(f"/proc/{c}/cmdline").read_bytes().split(b"\0")[0].endswith(b"condor_collector")
+    ]
     return pid
 
 
 def _once_config(lab: Topology, component: str, folder: Path) -> Path:
     """The lab's config for `component` with a 3 s deadline and its own files, for a `once` beside the services."""
     config = factory_config(lab) if component == "factory" else frontend_config(lab)
-    config.update(query_timeout_seconds=3, work_dir=str(folder / component),
-                  monitoring={"dir": str(folder / component / "monitoring"), "writers": {"json": {}}})
+    config.update(
+        query_timeout_seconds=3,
+        work_dir=str(folder / component),
+        monitoring={"dir": str(folder / component / "monitoring"), "writers": {"json": {}}},
+    )
     config.pop("staging", None)
     path = folder / f"{component}.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -190,12 +209,14 @@ def _once_config(lab: Topology, component: str, folder: Path) -> Path:
 
 def _cycle_times(lines: list[str]) -> list[float]:
     """When each "cycle N:" line was logged."""
-    return [datetime.strptime(" ".join(line.split()[:2]), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-            for line in lines if (found := LOG_LINE.match(line)) and found["message"].startswith("cycle ")]
+    return [
+        datetime.strptime(" ".join(line.split()[:2]), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        for line in lines
+        if (found := LOG_LINE.match(line)) and found["message"].startswith("cycle ")
+    ]
 
 
-def test_a_frozen_wms_collector_costs_each_cycle_one_deadline_and_removes_nothing(
-        fleet: Fleet, tmp_path: Path) -> None:
+def test_a_frozen_wms_collector_costs_each_cycle_one_deadline_and_removes_nothing(fleet: Fleet, tmp_path: Path) -> None:
     """SIGSTOP: the collector's socket still accepts connections, and nothing ever answers them."""
     fleet.submit("fault-frozen", 3, ("Site1",), 40)
     wait_for(lambda: len(fleet.pilots('UpdraftEntry == "site1"')) >= 2, 90)
@@ -206,15 +227,20 @@ def test_a_frozen_wms_collector_costs_each_cycle_one_deadline_and_removes_nothin
     try:
         for name, path in configs.items():
             started = time.monotonic()
-            done = subprocess.run([UPDRAFT, name, "once", "--config", str(path)], capture_output=True, text=True,
-                                  timeout=60, env={k: v for k, v in os.environ.items()
-                                                   if not k.startswith(("UPDRAFT_", "CONDOR_"))})
+            done = subprocess.run(
+                [UPDRAFT, name, "once", "--config", str(path)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={k: v for k, v in os.environ.items() if not k.startswith(("UPDRAFT_", "CONDOR_"))},
+            )
             took = time.monotonic() - started
             assert done.returncode == 1, f"{name} once: {done.stdout}{done.stderr}"
             assert took < 15, f"{name} once took {took:.1f} s against a frozen collector"
             errors = [line for line in done.stderr.splitlines() if line.startswith("updraft: error: ")]
             assert len(errors) == 1 and "no answer within 3 s" in errors[0], done.stderr
             assert "Traceback" not in done.stderr
+
         def cycles_logged() -> dict[str, list[float]]:
             return {name: _cycle_times(fleet.log_since(name, logged_from[name])) for name in ("factory", "frontend")}
 
@@ -249,8 +275,10 @@ def test_a_killed_frontend_leaves_its_last_ask_which_the_factory_does_not_exceed
         assert count <= most, f"{count} site1 pilots after the frontend died, its last ask allowed {most}"
         time.sleep(2)
     fleet.services.restart("frontend")
-    replaced = wait_for(lambda: [r for r in fleet.requests() if r[protocol.R_ENTRY] == "site1"
-                                 and r[protocol.R_TIME] > killed], 4 * CYCLE)
+    replaced = wait_for(
+        lambda: [r for r in fleet.requests() if r[protocol.R_ENTRY] == "site1" and r[protocol.R_TIME] > killed],
+        4 * CYCLE,
+    )
     assert len(replaced) == 1, "one request per (group, entry): the restarted frontend replaced the old ad"
 
 
@@ -274,8 +302,12 @@ def test_provisioning_goes_on_while_influxdb_is_down(fleet: Fleet) -> None:
         control.switch_daemon(fleet.lab, "factory", "INFLUXDB", on=True)
     back = time.time()
     wait_for(lambda: answers(f"{influx}/ping"), 60)
-    wait_for(lambda: influxql(influx, f'SELECT last("problems") FROM "updraft_factory" WHERE time > {int(back)}s',
-                              database="updraft")[0].get("series"), 4 * CYCLE)
+    wait_for(
+        lambda: influxql(
+            influx, f'SELECT last("problems") FROM "updraft_factory" WHERE time > {int(back)}s', database="updraft"
+        )[0].get("series"),
+        4 * CYCLE,
+    )
 
 
 def test_no_service_log_holds_a_traceback_after_the_faults(fleet: Fleet) -> None:

@@ -43,8 +43,13 @@ SHAPES = [(0, 4, 1, "Site1"), (0, 3, 2, "Site2"), (1, 2, 1, "Site1"), (0, 1, 1, 
 
 
 def updraft(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run([UPDRAFT, *args], capture_output=True, text=True, timeout=120,
-                          env={k: v for k, v in os.environ.items() if not k.startswith(("UPDRAFT_", "CONDOR_"))})
+    done = subprocess.run(
+        [UPDRAFT, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("UPDRAFT_", "CONDOR_"))},
+    )
     if check:
         assert done.returncode == 0, f"{args}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     return done
@@ -77,10 +82,18 @@ def queued_jobs(lab: Topology) -> Iterator[int]:
     log = lab.work_dir / "tests" / "frontend.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     for index, count, cpus, sites in SHAPES:
-        schedds[index].submit({
-            "executable": "/bin/true", "log": str(log), "request_cpus": str(cpus), "request_memory": "100",
-            "requirements": "false", "+UpdraftTest": f'"{MARK}"', "+DESIRED_Sites": f'"{sites}"',
-        }, count=count)
+        schedds[index].submit(
+            {
+                "executable": "/bin/true",
+                "log": str(log),
+                "request_cpus": str(cpus),
+                "request_memory": "100",
+                "requirements": "false",
+                "+UpdraftTest": f'"{MARK}"',
+                "+DESIRED_Sites": f'"{sites}"',
+            },
+            count=count,
+        )
     yield sum(count for _, count, _, _ in SHAPES)
     for name in names:  # located again: a schedd restarted by a test listens on a new port
         Collector(lab.vo.collector).schedd(name).remove(f'UpdraftTest =?= "{MARK}"', "frontend test done")
@@ -118,15 +131,23 @@ def test_monitoring_gets_the_cycle_as_a_snapshot(lab, frontend_yaml, entries, qu
     assert set(status["timings"]) == {"observe", "decide", "publish"}
     monitoring = lab.work_dir / "frontend" / "monitoring"
     group = ET.parse(monitoring / "xml" / "frontend-lab-vo" / "group-main.xml").getroot()
-    requested = {e.get("name"): e.get("requested_idle") for e in group.iter() if e.get("requested_idle") and e.get("name")}
+    requested = {
+        e.get("name"): e.get("requested_idle") for e in group.iter() if e.get("requested_idle") and e.get("name")
+    }
     assert requested["site1@lab-factory"] == "3"
     rrd = monitoring / "rrd" / "updraft_frontend_match" / "lab-vo" / "main" / "site1@lab-factory.rrd"
-    assert "requested_idle" in subprocess.run(["rrdtool", "info", str(rrd)], capture_output=True, text=True,
-                                              check=True).stdout
+    assert (
+        "requested_idle"
+        in subprocess.run(["rrdtool", "info", str(rrd)], capture_output=True, text=True, check=True).stdout
+    )
     page = (monitoring / "html" / "frontend-lab-vo" / "index.html").read_text()
     assert "main" in page
-    points = influxql(lab.influx_url, 'SELECT last("requested_idle") FROM "updraft_frontend_match" '
-                      "WHERE \"entry\" = 'site1@lab-factory' AND time > now() - 1h", LAB_DATABASE)
+    points = influxql(
+        lab.influx_url,
+        'SELECT last("requested_idle") FROM "updraft_frontend_match" '
+        "WHERE \"entry\" = 'site1@lab-factory' AND time > now() - 1h",
+        LAB_DATABASE,
+    )
     assert points[0]["series"][0]["values"][0][1] == 3.0
 
 
@@ -136,7 +157,9 @@ def test_plan_diffs_against_what_is_published_without_publishing(lab, frontend_y
     done = updraft("frontend", "plan", "--config", str(frontend_yaml))
     lines = [line for line in done.stdout.splitlines() if "site" in line]
     assert len(lines) == 2 and all(line.startswith("=") for line in lines), done.stdout
-    assert {k: v[protocol.R_CYCLE] for k, v in requests(lab).items()} == {k: v[protocol.R_CYCLE] for k, v in before.items()}
+    assert {k: v[protocol.R_CYCLE] for k, v in requests(lab).items()} == {
+        k: v[protocol.R_CYCLE] for k, v in before.items()
+    }
 
 
 def test_explain_gives_the_numbers_in_words(lab, frontend_yaml, entries, queued_jobs) -> None:
@@ -147,7 +170,9 @@ def test_explain_gives_the_numbers_in_words(lab, frontend_yaml, entries, queued_
     assert unknown.returncode == 1
 
 
-def test_a_stopped_schedd_is_skipped_and_reported_and_disables_removal(lab, lab_runtime: Runtime, frontend_yaml, entries, queued_jobs) -> None:
+def test_a_stopped_schedd_is_skipped_and_reported_and_disables_removal(
+    lab, lab_runtime: Runtime, frontend_yaml, entries, queued_jobs
+) -> None:
     control.stop_instance(lab, "submit2")
     try:
         done = updraft("frontend", "once", "--config", str(frontend_yaml))
@@ -177,7 +202,9 @@ def idle_pilot(lab: Topology, factory_schedd, job_dir: Path):
         wait_for(lambda: not vo.query(htcondor2.AdType.Startd, ours, ["Name"]), 120)
 
 
-def test_an_idle_pilot_slot_that_can_take_the_jobs_counts_as_capacity(lab, frontend_yaml, entries, queued_jobs, idle_pilot) -> None:
+def test_an_idle_pilot_slot_that_can_take_the_jobs_counts_as_capacity(
+    lab, frontend_yaml, entries, queued_jobs, idle_pilot
+) -> None:
     updraft("frontend", "once", "--config", str(frontend_yaml))
     site1 = requests(lab)["site1"]
     assert site1[protocol.R_SLOTS_TOTAL] == 1 and site1[protocol.R_SLOTS_IDLE] == 1
@@ -187,14 +214,21 @@ def test_an_idle_pilot_slot_that_can_take_the_jobs_counts_as_capacity(lab, front
     assert requests(lab)["site2"][protocol.R_SLOTS_TOTAL] == 0
 
 
-def test_run_reloads_on_sighup_keeping_a_good_config_and_withdraws_on_sigterm(lab, frontend_yaml, entries, queued_jobs, tmp_path) -> None:
+def test_run_reloads_on_sighup_keeping_a_good_config_and_withdraws_on_sigterm(
+    lab, frontend_yaml, entries, queued_jobs, tmp_path
+) -> None:
     config_dir = tmp_path / "etc"
     config_dir.mkdir()
     config = config_dir / "frontend.yaml"
     config.write_text(frontend_yaml.read_text())
     env = {k: v for k, v in os.environ.items() if not k.startswith(("UPDRAFT_", "CONDOR_"))}
-    service = subprocess.Popen([UPDRAFT, "-v", "frontend", "run", "--config", str(config)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    service = subprocess.Popen(
+        [UPDRAFT, "-v", "frontend", "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     started = int(time.time())
     try:
         wait_for(lambda: requests(lab).get("site1", {}).get(protocol.R_TIME, 0) >= started, 60)

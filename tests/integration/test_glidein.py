@@ -22,9 +22,21 @@ from updraft.lab.topology import Topology
 
 from .jobs import glidein_job, wait_for, wait_for_completion
 
-REQUIRED = ("IS_GLIDEIN", "GLIDEIN_Site", "GLIDEIN_Entry_Name", "GLIDEIN_Factory", "GLIDEIN_Name", "GLIDECLIENT_Name",
-            "GLIDECLIENT_Group", "GLIDEIN_ClusterId", "GLIDEIN_ProcId", "GLIDEIN_CredentialIdentifier",
-            "GLIDEIN_ToRetire", "GLIDEIN_ToDie", "GLIDEIN_Max_Walltime")
+REQUIRED = (
+    "IS_GLIDEIN",
+    "GLIDEIN_Site",
+    "GLIDEIN_Entry_Name",
+    "GLIDEIN_Factory",
+    "GLIDEIN_Name",
+    "GLIDECLIENT_Name",
+    "GLIDECLIENT_Group",
+    "GLIDEIN_ClusterId",
+    "GLIDEIN_ProcId",
+    "GLIDEIN_CredentialIdentifier",
+    "GLIDEIN_ToRetire",
+    "GLIDEIN_ToDie",
+    "GLIDEIN_Max_Walltime",
+)
 CHECK = {"check.sh": '#!/bin/sh\necho "worker looks fine"\n'}
 
 
@@ -32,23 +44,41 @@ def test_a_glidein_joins_the_pool_runs_a_job_retires_after_its_idle_tail_and_rep
     lab: Topology, factory_schedd, vo_schedd, job_dir: Path
 ) -> None:
     site = lab.sites[1]
-    job = glidein_job(lab, job_dir, site, options="--max-idle 120 --idle-tail 20", entry="site2",
-                      credential_id="cred-7", scripts=CHECK)
+    job = glidein_job(
+        lab,
+        job_dir,
+        site,
+        options="--max-idle 120 --idle-tail 20",
+        entry="site2",
+        credential_id="cred-7",
+        scripts=CHECK,
+    )
     cluster = factory_schedd.submit(job)
 
     vo = Collector(lab.vo.collector)
-    ours = f"GLIDEIN_ClusterId =?= {cluster} && GLIDEIN_Entry_Name =?= \"site2\""
+    ours = f'GLIDEIN_ClusterId =?= {cluster} && GLIDEIN_Entry_Name =?= "site2"'
     slots = wait_for(lambda: vo.query(htcondor2.AdType.Startd, ours, list(REQUIRED)), 240)
     slot = slots[0]
     assert set(REQUIRED) <= set(slot), set(REQUIRED) - set(slot)
-    assert (slot["GLIDEIN_Site"], slot["GLIDECLIENT_Name"], slot["GLIDEIN_CredentialIdentifier"]) == ("Site2", "lab-vo", "cred-7")
+    assert (slot["GLIDEIN_Site"], slot["GLIDECLIENT_Name"], slot["GLIDEIN_CredentialIdentifier"]) == (
+        "Site2",
+        "lab-vo",
+        "cred-7",
+    )
     assert slot["GLIDEIN_ToRetire"] <= slot["GLIDEIN_ToDie"] and slot["GLIDEIN_Max_Walltime"] == 900
 
-    user = vo_schedd.submit({
-        "executable": "/bin/echo", "arguments": "ran-on-a-glidein", "initialdir": str(job_dir),
-        "output": str(job_dir / "user.out"), "log": str(job_dir / "user.log"), "request_memory": "64",
-        "requirements": f"IS_GLIDEIN =?= True && GLIDEIN_ClusterId =?= {cluster}", "should_transfer_files": "YES",
-    })
+    user = vo_schedd.submit(
+        {
+            "executable": "/bin/echo",
+            "arguments": "ran-on-a-glidein",
+            "initialdir": str(job_dir),
+            "output": str(job_dir / "user.out"),
+            "log": str(job_dir / "user.log"),
+            "request_memory": "64",
+            "requirements": f"IS_GLIDEIN =?= True && GLIDEIN_ClusterId =?= {cluster}",
+            "should_transfer_files": "YES",
+        }
+    )
     assert wait_for_completion(vo_schedd, user, 180)["ExitCode"] == 0
     assert (job_dir / "user.out").read_text().strip() == "ran-on-a-glidein"
 
@@ -75,9 +105,14 @@ def _slot(lab: Topology, cluster: int, projection: list[str], count: int = 1, ti
 
 def _user_job(job_dir: Path, cluster: int, executable: str, arguments: str = "", name: str = "user") -> dict[str, str]:
     return {
-        "executable": executable, "arguments": arguments, "initialdir": str(job_dir),
-        "output": str(job_dir / f"{name}.$(Process).out"), "log": str(job_dir / f"{name}.log"),
-        "request_memory": "64", "should_transfer_files": "YES", "transfer_executable": "false",
+        "executable": executable,
+        "arguments": arguments,
+        "initialdir": str(job_dir),
+        "output": str(job_dir / f"{name}.$(Process).out"),
+        "log": str(job_dir / f"{name}.log"),
+        "request_memory": "64",
+        "should_transfer_files": "YES",
+        "transfer_executable": "false",
         "requirements": f"IS_GLIDEIN =?= True && GLIDEIN_ClusterId =?= {cluster}",
     }
 
@@ -109,8 +144,13 @@ def test_the_idle_tail_never_cuts_a_running_job_on_a_partitionable_slot(
 def test_a_black_hole_stops_taking_jobs_fails_with_its_reason_and_keeps_the_slot_for_its_failure_sleep(
     lab: Topology, factory_schedd, vo_schedd, job_dir: Path
 ) -> None:
-    job = glidein_job(lab, job_dir, lab.sites[1], cpus=1,
-                      options="--max-idle 120 --idle-tail 60 --blackhole-jobs 2 --blackhole-window 300 --failure-sleep 8")
+    job = glidein_job(
+        lab,
+        job_dir,
+        lab.sites[1],
+        cpus=1,
+        options="--max-idle 120 --idle-tail 60 --blackhole-jobs 2 --blackhole-window 300 --failure-sleep 8",
+    )
     cluster = factory_schedd.submit(job)
     _slot(lab, cluster, ["Name"])
     eaten = vo_schedd.submit(_user_job(job_dir, cluster, "/bin/false", name="eaten"), count=6)
@@ -161,8 +201,9 @@ def test_a_glidein_runs_htcondor_from_a_tarball_it_fetched_over_http(
     tarballs.mkdir(parents=True, exist_ok=True)
     digest = _condor_tarball(lab_runtime.root, tarballs / "condor.tar.gz")
     url = f"{lab.staging_url}/tarballs/condor.tar.gz"
-    job = glidein_job(lab, job_dir, lab.sites[0], options=f"--max-idle 30 --condor-tarball-url {url} "
-                                                          f"--condor-tarball-sha256 {digest}")
+    job = glidein_job(
+        lab, job_dir, lab.sites[0], options=f"--max-idle 30 --condor-tarball-url {url} --condor-tarball-sha256 {digest}"
+    )
     cluster = factory_schedd.submit(job)
     _slot(lab, cluster, ["Name"])
     startds = _executables_running_from("condor-release/condor-release-test/sbin/condor_startd")
@@ -172,13 +213,18 @@ def test_a_glidein_runs_htcondor_from_a_tarball_it_fetched_over_http(
     assert report.ok and report.condor_source == "tarball", report
 
 
-def test_a_tampered_tarball_stops_the_pilot_before_anything_runs(lab: Topology, lab_runtime, factory_schedd,
-                                                                  job_dir: Path) -> None:
+def test_a_tampered_tarball_stops_the_pilot_before_anything_runs(
+    lab: Topology, lab_runtime, factory_schedd, job_dir: Path
+) -> None:
     tarballs = lab.staging_dir / "tarballs"
     tarballs.mkdir(parents=True, exist_ok=True)
     _condor_tarball(lab_runtime.root, tarballs / "condor.tar.gz")
-    job = glidein_job(lab, job_dir, lab.sites[0], options=f"--condor-tarball-url {lab.staging_url}/tarballs/"
-                                                          f"condor.tar.gz --condor-tarball-sha256 {'0' * 64}")
+    job = glidein_job(
+        lab,
+        job_dir,
+        lab.sites[0],
+        options=f"--condor-tarball-url {lab.staging_url}/tarballs/condor.tar.gz --condor-tarball-sha256 {'0' * 64}",
+    )
     cluster = factory_schedd.submit(job)
     wait_for_completion(factory_schedd, cluster, 180)
     report = _report(job_dir)

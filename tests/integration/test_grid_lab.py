@@ -47,7 +47,9 @@ def test_user_job_in_vo_schedd_runs_on_a_pilot_startd_and_completes(
 ) -> None:
     site = lab.sites[0]
     pilot_job = glidein_job(lab, job_dir, site, options="--max-walltime 210 --max-idle 180")
-    pilot_job.update(output=str(job_dir / "pilot.out"), error=str(job_dir / "pilot.err"), log=str(job_dir / "pilot.log"))
+    pilot_job.update(
+        output=str(job_dir / "pilot.out"), error=str(job_dir / "pilot.err"), log=str(job_dir / "pilot.log")
+    )
     pilot_cluster = factory_schedd.submit(pilot_job)
 
     user_job = {

@@ -32,7 +32,9 @@ def test_status_shows_every_daemon_of_the_topology_up(lab: Topology) -> None:
     assert "MISSING" not in done.stdout
 
 
-def test_up_again_is_harmless_and_keeps_the_same_masters_and_runtime(lab: Topology, lab_runtime: Runtime, tmp_path: Path) -> None:
+def test_up_again_is_harmless_and_keeps_the_same_masters_and_runtime(
+    lab: Topology, lab_runtime: Runtime, tmp_path: Path
+) -> None:
     before = sorted(control.lab_processes(lab, lab_runtime))
     # Another cache folder must not move a running lab to another HTCondor.
     done = updraft("lab", "up", "--dir", str(lab.base_dir), "--base-port", str(lab.base_port), "--cache", str(tmp_path))

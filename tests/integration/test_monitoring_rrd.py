@@ -72,28 +72,95 @@ FRONTENDS = ("vo1", "vo2")
 
 def factory_snapshot(k: int, time: float | None = None) -> FactorySnapshot:
     """Cycle k: levels that change with k, and completed-pilot totals that grow 30 pilots per cycle."""
-    entries = tuple(EntryStatus(e, in_downtime=(e == "a/b"), cores_per_pilot=8, waiting=k + i, pending=2,
-                                staging=i % 2, running=10 * k + i, held=i) for i, e in enumerate(ENTRIES))
-    pilots = tuple(PilotRow(e, fe, waiting=k + i, pending=1, running=5 * k + j, requested_idle=4 + j,
-                            requested_max=100, submitted=k % 3, removed=j, limits_hit=("entry.max_idle",) * j)
-                   for i, e in enumerate(ENTRIES) for j, fe in enumerate(FRONTENDS))
-    completed = tuple(CompletedRow(e, fe, pilots=30 * k, ok=20 * k, failed=10 * k, core_seconds=3600 * 8 * k,
-                                   busy_core_seconds=3600 * 6 * k, goodput_core_seconds=3600 * 5 * k,
-                                   failed_by_step={"validate": 6 * k, "fetch": 4 * k})
-                      for e in ENTRIES[:2] for fe in FRONTENDS)
-    return FactorySnapshot("fac", T0 + STEP * k if time is None else time, k, entries, pilots, completed,
-                           rejected_requests=k % 2, problems=("schedd slow",) * (k % 2),
-                           timings={"observe": 0.5, "decide": 0.1, "act": 0.2, "account": 0.05})
+    entries = tuple(
+        EntryStatus(
+            e,
+            in_downtime=(e == "a/b"),
+            cores_per_pilot=8,
+            waiting=k + i,
+            pending=2,
+            staging=i % 2,
+            running=10 * k + i,
+            held=i,
+        )
+        for i, e in enumerate(ENTRIES)
+    )
+    pilots = tuple(
+        PilotRow(
+            e,
+            fe,
+            waiting=k + i,
+            pending=1,
+            running=5 * k + j,
+            requested_idle=4 + j,
+            requested_max=100,
+            submitted=k % 3,
+            removed=j,
+            limits_hit=("entry.max_idle",) * j,
+        )
+        for i, e in enumerate(ENTRIES)
+        for j, fe in enumerate(FRONTENDS)
+    )
+    completed = tuple(
+        CompletedRow(
+            e,
+            fe,
+            pilots=30 * k,
+            ok=20 * k,
+            failed=10 * k,
+            core_seconds=3600 * 8 * k,
+            busy_core_seconds=3600 * 6 * k,
+            goodput_core_seconds=3600 * 5 * k,
+            failed_by_step={"validate": 6 * k, "fetch": 4 * k},
+        )
+        for e in ENTRIES[:2]
+        for fe in FRONTENDS
+    )
+    return FactorySnapshot(
+        "fac",
+        T0 + STEP * k if time is None else time,
+        k,
+        entries,
+        pilots,
+        completed,
+        rejected_requests=k % 2,
+        problems=("schedd slow",) * (k % 2),
+        timings={"observe": 0.5, "decide": 0.1, "act": 0.2, "account": 0.05},
+    )
 
 
 def frontend_snapshot(k: int, time: float | None = None) -> FrontendSnapshot:
-    rows = tuple(GroupEntryRow(g, e, jobs_idle=10.0 / 3 + k, jobs_old_idle=1.0, jobs_running=2.0 * k,
-                               slots_total=4 + k, slots_idle=1, slots_running=3 + k, slots_failed=k % 2,
-                               slots_cores=8 * (4 + k), requested_idle=2, requested_max=50, remove="none",
-                               bound_by=("group.max_idle", "entry.curb"), in_downtime=(e == "a/b"))
-                 for g in ("main", SCRIPT) for e in ENTRIES[:3])
-    return FrontendSnapshot("vo1", T0 + STEP * k if time is None else time, k, rows,
-                            {"main": k, "lost": 2}, {"main": 1}, (), {"observe": 0.2, "decide": 0.1})
+    rows = tuple(
+        GroupEntryRow(
+            g,
+            e,
+            jobs_idle=10.0 / 3 + k,
+            jobs_old_idle=1.0,
+            jobs_running=2.0 * k,
+            slots_total=4 + k,
+            slots_idle=1,
+            slots_running=3 + k,
+            slots_failed=k % 2,
+            slots_cores=8 * (4 + k),
+            requested_idle=2,
+            requested_max=50,
+            remove="none",
+            bound_by=("group.max_idle", "entry.curb"),
+            in_downtime=(e == "a/b"),
+        )
+        for g in ("main", SCRIPT)
+        for e in ENTRIES[:3]
+    )
+    return FrontendSnapshot(
+        "vo1",
+        T0 + STEP * k if time is None else time,
+        k,
+        rows,
+        {"main": k, "lost": 2},
+        {"main": 1},
+        (),
+        {"observe": 0.2, "decide": 0.1},
+    )
 
 
 # --------------------------------------------------------------------------
@@ -136,8 +203,12 @@ def test_gauges_hold_what_each_snapshot_said(monitoring_dir: Path) -> None:
     snapshots = [factory_snapshot(k) for k in range(6)]
     for snapshot in snapshots:
         w.write(snapshot)
-    checks = [("updraft_factory", ("fac",)), ("updraft_factory_entry", ("fac", "a/b")),
-              ("updraft_factory_entry", ("fac", SCRIPT)), ("updraft_factory_pilots", ("fac", "ce2@site2", "vo2"))]
+    checks = [
+        ("updraft_factory", ("fac",)),
+        ("updraft_factory_entry", ("fac", "a/b")),
+        ("updraft_factory_entry", ("fac", SCRIPT)),
+        ("updraft_factory_pilots", ("fac", "ce2@site2", "vo2")),
+    ]
     for name, tags in checks:
         path = rrd_file(w.root, metrics.spec_named(name), tags)
         assert path.is_file() and path.resolve().is_relative_to(w.root.resolve())
@@ -180,8 +251,9 @@ def test_two_snapshots_in_one_second_do_not_fail_the_writer(monitoring_dir: Path
     writer(monitoring_dir).write(factory_snapshot(3, time=T0 + STEP))  # a new writer, first cycle: same
     total = rrd_file(w.root, metrics.FACTORY, ("fac",))
     assert last_update(total) == T0 + STEP
-    assert fetch(total, T0, T0 + STEP)[T0 + STEP]["waiting"] == pytest.approx(measurement(
-        factory_snapshot(1), "updraft_factory", "fac").values["waiting"])
+    assert fetch(total, T0, T0 + STEP)[T0 + STEP]["waiting"] == pytest.approx(
+        measurement(factory_snapshot(1), "updraft_factory", "fac").values["waiting"]
+    )
 
 
 def test_a_file_of_another_schema_is_left_alone_and_named(monitoring_dir: Path) -> None:
@@ -189,14 +261,38 @@ def test_a_file_of_another_schema_is_left_alone_and_named(monitoring_dir: Path) 
     root = monitoring_dir / settings.subdir
     old = rrd_file(root, metrics.FACTORY_ENTRY, ("fac", "ce1@site1"))
     old.parent.mkdir(parents=True)
-    subprocess.run(["rrdtool", "create", str(old), "--start", str(T0 - 100), "--step", str(STEP),
-                    "DS:waiting:GAUGE:20:0:U", "DS:running:COUNTER:20:0:U", "DS:gone:GAUGE:20:0:U",
-                    "RRA:AVERAGE:0.5:1:10"], check=True)
+    subprocess.run(
+        [
+            "rrdtool",
+            "create",
+            str(old),
+            "--start",
+            str(T0 - 100),
+            "--step",
+            str(STEP),
+            "DS:waiting:GAUGE:20:0:U",
+            "DS:running:COUNTER:20:0:U",
+            "DS:gone:GAUGE:20:0:U",
+            "RRA:AVERAGE:0.5:1:10",
+        ],
+        check=True,
+    )
     slow = rrd_file(root, metrics.FACTORY_PILOTS, ("fac", "ce1@site1", "vo1"))
     slow.parent.mkdir(parents=True)
-    subprocess.run(["rrdtool", "create", str(slow), "--start", str(T0 - 100), "--step", "60",
-                    *[f"DS:{f}:GAUGE:120:0:U" for f in metrics.FACTORY_PILOTS.field_names],
-                    "RRA:AVERAGE:0.5:1:10"], check=True)
+    subprocess.run(
+        [
+            "rrdtool",
+            "create",
+            str(slow),
+            "--start",
+            str(T0 - 100),
+            "--step",
+            "60",
+            *[f"DS:{f}:GAUGE:120:0:U" for f in metrics.FACTORY_PILOTS.field_names],
+            "RRA:AVERAGE:0.5:1:10",
+        ],
+        check=True,
+    )
     stray = root / "updraft_bogus" / "x.rrd"
     stray.parent.mkdir()
     shutil.copy(old, stray)
@@ -329,8 +425,7 @@ def test_graphs_are_redrawn_lazily_and_pages_of_gone_entries_removed(monitoring_
     gone = folder / status_pages.page_file("entry", SCRIPT)
     assert gone.is_file()
     smaller = factory_snapshot(3)
-    smaller = FactorySnapshot(smaller.factory, smaller.time, smaller.cycle, smaller.entries[:1],
-                              smaller.pilots[:2], ())
+    smaller = FactorySnapshot(smaller.factory, smaller.time, smaller.cycle, smaller.entries[:1], smaller.pilots[:2], ())
     pages.write(smaller)
     assert not gone.is_file() and (folder / "entry-ce1@site1.html").is_file()
     assert_page_is_whole(folder / "index.html")
@@ -406,8 +501,10 @@ def test_frontend_reconfig_warns_about_an_rrd_file_of_another_schema(tmp_path: P
     monitoring = tmp_path / "monitoring"
     old = rrd_file(monitoring / "rrd", metrics.FRONTEND, ("vo",))
     old.parent.mkdir(parents=True)
-    subprocess.run(["rrdtool", "create", str(old), "--step", "300", "DS:jobs_idle:GAUGE:600:0:U",
-                    "RRA:AVERAGE:0.5:1:10"], check=True)
+    subprocess.run(
+        ["rrdtool", "create", str(old), "--step", "300", "DS:jobs_idle:GAUGE:600:0:U", "RRA:AVERAGE:0.5:1:10"],
+        check=True,
+    )
     config = tmp_path / "frontend.yaml"
     config.write_text(
         "name: vo\nvo_collector: 127.0.0.1:1\nwms_collector: 127.0.0.1:2\n"

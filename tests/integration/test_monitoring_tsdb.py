@@ -62,43 +62,106 @@ def completed(entry: str, frontend: str, cycle: int, weight: int) -> CompletedRo
     n = cycle + 1
     ok, failed, no_report = 5 * n * weight, n * weight, n
     pilots = ok + failed + no_report
-    return CompletedRow(entry, frontend, pilots=pilots, ok=ok, failed=failed, no_report=no_report, removed=n,
-                        lifetime_seconds=3600 * pilots, jobs_run=3 * ok, pilots_without_jobs=n,
-                        core_seconds=8 * 3600 * pilots, busy_core_seconds=6 * 3600 * pilots,
-                        goodput_core_seconds=5 * 3600 * pilots, waste_core_seconds=3600 * pilots,
-                        failed_by_step={"validate": n * weight, "stage": 2 * n})
+    return CompletedRow(
+        entry,
+        frontend,
+        pilots=pilots,
+        ok=ok,
+        failed=failed,
+        no_report=no_report,
+        removed=n,
+        lifetime_seconds=3600 * pilots,
+        jobs_run=3 * ok,
+        pilots_without_jobs=n,
+        core_seconds=8 * 3600 * pilots,
+        busy_core_seconds=6 * 3600 * pilots,
+        goodput_core_seconds=5 * 3600 * pilots,
+        waste_core_seconds=3600 * pilots,
+        failed_by_step={"validate": n * weight, "stage": 2 * n},
+    )
 
 
 def factory_cycle(name: str, cycle: int, entries: tuple[str, ...]) -> FactorySnapshot:
     statuses, rows, done = [], [], []
     for e, entry in enumerate(entries):
-        statuses.append(EntryStatus(entry, in_downtime=(e == 2 and cycle >= 3), cores_per_pilot=8,
-                                    waiting=cycle + e, pending=2, staging=e, running=10 + 2 * cycle + e, held=e % 2))
+        statuses.append(
+            EntryStatus(
+                entry,
+                in_downtime=(e == 2 and cycle >= 3),
+                cores_per_pilot=8,
+                waiting=cycle + e,
+                pending=2,
+                staging=e,
+                running=10 + 2 * cycle + e,
+                held=e % 2,
+            )
+        )
         for f, frontend in enumerate(FRONTENDS):
-            rows.append(PilotRow(entry, frontend, waiting=cycle, pending=1, staging=f, running=5 + cycle + f,
-                                 held=0, cores_running=8 * (5 + cycle + f), requested_idle=4 + f, requested_max=50,
-                                 submitted=cycle % 3 + 1, removed=cycle % 2, released=f,
-                                 limits_hit=("entry.max_idle",) if cycle % 2 else ()))
+            rows.append(
+                PilotRow(
+                    entry,
+                    frontend,
+                    waiting=cycle,
+                    pending=1,
+                    staging=f,
+                    running=5 + cycle + f,
+                    held=0,
+                    cores_running=8 * (5 + cycle + f),
+                    requested_idle=4 + f,
+                    requested_max=50,
+                    submitted=cycle % 3 + 1,
+                    removed=cycle % 2,
+                    released=f,
+                    limits_hit=("entry.max_idle",) if cycle % 2 else (),
+                )
+            )
             done.append(completed(entry, frontend, cycle, e + f + 1))
-    return FactorySnapshot(name, float(CYCLE_TIMES[cycle]) + 0.4, cycle, tuple(statuses), tuple(rows), tuple(done),
-                           rejected_requests=cycle % 2, problems=("schedd x: slow",) * (cycle % 2),
-                           timings={"observe": 0.5 + 0.1 * cycle, "decide": 0.02, "act": 1.5, "account": 0.3})
+    return FactorySnapshot(
+        name,
+        float(CYCLE_TIMES[cycle]) + 0.4,
+        cycle,
+        tuple(statuses),
+        tuple(rows),
+        tuple(done),
+        rejected_requests=cycle % 2,
+        problems=("schedd x: slow",) * (cycle % 2),
+        timings={"observe": 0.5 + 0.1 * cycle, "decide": 0.02, "act": 1.5, "account": 0.3},
+    )
 
 
 def frontend_cycle(name: str, cycle: int) -> FrontendSnapshot:
     rows = []
     for g, group in enumerate(GROUPS):
         for e, entry in enumerate(ENTRIES):
-            rows.append(GroupEntryRow(group, entry, jobs_idle=10.5 + cycle + e, jobs_old_idle=1.0 * g,
-                                      jobs_running=20.0 + 3 * cycle, slots_total=12 + e, slots_idle=2,
-                                      slots_running=10 + e, slots_failed=g, slots_cores=8 * (12 + e),
-                                      requested_idle=4 + e, requested_max=40, remove="none",
-                                      bound_by=("group.max_idle_per_entry", "entry.max_pilots.curb")[: 1 + cycle % 2],
-                                      in_downtime=(e == 2 and cycle >= 3)))
-    return FrontendSnapshot(name, float(CYCLE_TIMES[cycle]) + 0.7, cycle, tuple(rows),
-                            unmatched_jobs={"gpu": 3 + cycle}, downtime_jobs={"main": cycle},
-                            problems=("collector x: timeout",) * (cycle % 2),
-                            timings={"observe": 0.8, "decide": 0.05 + 0.01 * cycle, "publish": 0.2})
+            rows.append(
+                GroupEntryRow(
+                    group,
+                    entry,
+                    jobs_idle=10.5 + cycle + e,
+                    jobs_old_idle=1.0 * g,
+                    jobs_running=20.0 + 3 * cycle,
+                    slots_total=12 + e,
+                    slots_idle=2,
+                    slots_running=10 + e,
+                    slots_failed=g,
+                    slots_cores=8 * (12 + e),
+                    requested_idle=4 + e,
+                    requested_max=40,
+                    remove="none",
+                    bound_by=("group.max_idle_per_entry", "entry.max_pilots.curb")[: 1 + cycle % 2],
+                    in_downtime=(e == 2 and cycle >= 3),
+                )
+            )
+    return FrontendSnapshot(
+        name,
+        float(CYCLE_TIMES[cycle]) + 0.7,
+        cycle,
+        tuple(rows),
+        unmatched_jobs={"gpu": 3 + cycle},
+        downtime_jobs={"main": cycle},
+        problems=("collector x: timeout",) * (cycle % 2),
+        timings={"observe": 0.8, "decide": 0.05 + 0.01 * cycle, "publish": 0.2},
+    )
 
 
 def all_cycles() -> list[Snapshot]:
@@ -145,14 +208,16 @@ def vm_found(rows: list[dict[str, Any]]) -> dict[tuple[str, frozenset[tuple[str,
 @pytest.fixture(scope="module")
 def vm_loaded(tsdb: TimeSeriesServers) -> list[Measurement]:
     snapshots = all_cycles()
-    writer = InfluxWriter(resolve(InfluxSettings(url=tsdb.vm_url, org="grid", bucket="updraft",
-                                                 token=SecretStr(TOKEN)), {}))
+    writer = InfluxWriter(
+        resolve(InfluxSettings(url=tsdb.vm_url, org="grid", bucket="updraft", token=SecretStr(TOKEN)), {})
+    )
     write_all(writer, snapshots)
     return written(snapshots)
 
 
 def test_v2_writer_points_read_back_from_victoria_metrics_with_values_and_labels(
-        tsdb: TimeSeriesServers, vm_loaded: list[Measurement]) -> None:
+    tsdb: TimeSeriesServers, vm_loaded: list[Measurement]
+) -> None:
     found = vm_found(tsdb_lab.vm_export(tsdb.vm_url, '{__name__=~"updraft_.*"}'))
     expected = vm_expected(vm_loaded)
     assert set(found) == set(expected)
@@ -162,7 +227,8 @@ def test_v2_writer_points_read_back_from_victoria_metrics_with_values_and_labels
 
 
 def test_v2_writer_escaped_tags_and_counters_as_victoria_metrics_sees_them(
-        tsdb: TimeSeriesServers, vm_loaded: list[Measurement]) -> None:
+    tsdb: TimeSeriesServers, vm_loaded: list[Measurement]
+) -> None:
     rows = tsdb_lab.vm_export(tsdb.vm_url, 'updraft_factory_failures_pilots{factory="fac-main",entry="ce 2,x=y"}')
     by_series = {(r["metric"]["frontend"], r["metric"]["step"]): r["values"] for r in rows}
     assert set(by_series) == {(f, s) for f in FRONTENDS for s in ("stage", "validate")}
@@ -211,7 +277,8 @@ def influx_found(url: str, database: str, names: set[str]) -> dict[tuple[str, tu
 
 
 def test_v1_writer_points_read_back_from_influxdb_with_influxql(
-        tsdb: TimeSeriesServers, influx_loaded: tuple[str, list[Measurement]]) -> None:
+    tsdb: TimeSeriesServers, influx_loaded: tuple[str, list[Measurement]]
+) -> None:
     database, loaded = influx_loaded
     names = {m.name for m in loaded}
     (result,) = tsdb_lab.influxql(tsdb.influx_url, "SHOW MEASUREMENTS", database)
@@ -220,10 +287,12 @@ def test_v1_writer_points_read_back_from_influxdb_with_influxql(
 
 
 def test_v1_writer_tag_values_with_spaces_commas_and_equals_come_back_whole(
-        tsdb: TimeSeriesServers, influx_loaded: tuple[str, list[Measurement]]) -> None:
+    tsdb: TimeSeriesServers, influx_loaded: tuple[str, list[Measurement]]
+) -> None:
     database, _ = influx_loaded
-    (result,) = tsdb_lab.influxql(tsdb.influx_url, 'SHOW TAG VALUES FROM "updraft_frontend_match" WITH KEY = "entry"',
-                                  database)
+    (result,) = tsdb_lab.influxql(
+        tsdb.influx_url, 'SHOW TAG VALUES FROM "updraft_frontend_match" WITH KEY = "entry"', database
+    )
     assert sorted(row[1] for row in result["series"][0]["values"]) == sorted(ENTRIES)
 
 
@@ -244,9 +313,14 @@ def grafana_regex(values: list[str]) -> str:
 def substitute(query: str, variables: dict[str, str], interval: str, time_range: tuple[int, int]) -> str:
     """Grafana's macros and the chosen variable values, as its InfluxQL datasource renders them."""
     start, end = time_range
-    macros = {"timeFilter": f"time >= {start * 1000}ms and time <= {end * 1000}ms",
-              "__interval_ms": str(_seconds(interval) * 1000), "__interval": interval,
-              "__from": str(start * 1000), "__to": str(end * 1000), **variables}
+    macros = {
+        "timeFilter": f"time >= {start * 1000}ms and time <= {end * 1000}ms",
+        "__interval_ms": str(_seconds(interval) * 1000),
+        "__interval": interval,
+        "__from": str(start * 1000),
+        "__to": str(end * 1000),
+        **variables,
+    }
     for name in sorted(macros, key=len, reverse=True):
         query = query.replace("${" + name + "}", macros[name]).replace("$" + name, macros[name])
     leftover = [m.group(0) for m in _UNRESOLVED.finditer(query)]
@@ -285,8 +359,14 @@ def choose_variables(dashboard: dict[str, Any], url: str, database: str) -> tupl
         if variable["type"] != "query":
             continue
         query = substitute(variable["query"], chosen, "1m", (START, START))
-        values = sorted({row[1] for r in tsdb_lab.influxql(url, query, database)
-                         for s in r.get("series", []) for row in s["values"]})
+        values = sorted(
+            {
+                row[1]
+                for r in tsdb_lab.influxql(url, query, database)
+                for s in r.get("series", [])
+                for row in s["values"]
+            }
+        )
         if not values:
             failures.append(f"{dashboard['title']}: variable ${variable['name']} has no values: {query}")
             continue
@@ -296,7 +376,8 @@ def choose_variables(dashboard: dict[str, Any], url: str, database: str) -> tupl
 
 @pytest.mark.parametrize("interval", ["10s", "1m", "5m"])
 def test_every_dashboard_query_finds_data_the_writer_wrote(
-        tsdb: TimeSeriesServers, influx_loaded: tuple[str, list[Measurement]], interval: str) -> None:
+    tsdb: TimeSeriesServers, influx_loaded: tuple[str, list[Measurement]], interval: str
+) -> None:
     database, _ = influx_loaded
     time_range = (START - 60, CYCLE_TIMES[-1] + 60)
     failures: list[str] = []
@@ -325,8 +406,14 @@ def test_every_dashboard_query_finds_data_the_writer_wrote(
 
 
 def assert_clean(err: MonitoringError, caplog: pytest.LogCaptureFixture, *secrets: str) -> None:
-    texts = [str(err), repr(err), str(err.__context__), str(err.__cause__), caplog.text,
-             *(repr(r.args) for r in caplog.records)]
+    texts = [
+        str(err),
+        repr(err),
+        str(err.__context__),
+        str(err.__cause__),
+        caplog.text,
+        *(repr(r.args) for r in caplog.records),
+    ]
     for secret in secrets:
         assert not any(secret in text for text in texts), f"{secret!r} leaked"
     assert err.__context__ is None and err.__cause__ is None
@@ -343,24 +430,28 @@ def test_a_server_that_is_down_is_a_monitoring_error_without_the_token(caplog: p
     url = f"http://127.0.0.1:{tsdb_lab.free_port()}"
     for api in ("v2", "v1"):
         extra: dict[str, Any] = {"org": "grid"} if api == "v2" else {}
-        err = failing_write(InfluxSettings(api=api, url=url, bucket="updraft", token=SecretStr(TOKEN), **extra),
-                            caplog)
+        err = failing_write(InfluxSettings(api=api, url=url, bucket="updraft", token=SecretStr(TOKEN), **extra), caplog)
         assert f"write to {url} failed: cannot connect: Connection refused" in str(err)
         assert_clean(err, caplog, TOKEN)
 
 
 def test_v2_to_an_influxdb_without_the_v2_api_is_a_404_without_the_token(
-        tsdb: TimeSeriesServers, caplog: pytest.LogCaptureFixture) -> None:
-    err = failing_write(InfluxSettings(url=tsdb.influx_url, org="grid", bucket="updraft", token=SecretStr(TOKEN)),
-                        caplog)
+    tsdb: TimeSeriesServers, caplog: pytest.LogCaptureFixture
+) -> None:
+    err = failing_write(
+        InfluxSettings(url=tsdb.influx_url, org="grid", bucket="updraft", token=SecretStr(TOKEN)), caplog
+    )
     assert "HTTP 404" in str(err) and tsdb.influx_url in str(err)
     assert_clean(err, caplog, TOKEN)
 
 
-def test_v1_to_a_missing_database_is_a_404_naming_it(tsdb: TimeSeriesServers,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
-    err = failing_write(InfluxSettings(api="v1", url=tsdb.influx_url, database="nosuchdb",
-                                       username="writer", password=SecretStr(PASSWORD)), caplog)
+def test_v1_to_a_missing_database_is_a_404_naming_it(tsdb: TimeSeriesServers, caplog: pytest.LogCaptureFixture) -> None:
+    err = failing_write(
+        InfluxSettings(
+            api="v1", url=tsdb.influx_url, database="nosuchdb", username="writer", password=SecretStr(PASSWORD)
+        ),
+        caplog,
+    )
     assert "HTTP 404 Not Found: database not found" in str(err) and "nosuchdb" in str(err)
     assert_clean(err, caplog, PASSWORD)
 
@@ -368,8 +459,9 @@ def test_v1_to_a_missing_database_is_a_404_naming_it(tsdb: TimeSeriesServers,
 @pytest.fixture
 def influx_with_auth(tsdb: TimeSeriesServers, tmp_path: Path) -> Iterator[str]:
     """A second InfluxDB 1.x with authentication on and one admin user."""
-    server = tsdb_lab.start_influxdb(tsdb.root, tsdb_lab.free_port(), tsdb_lab.free_port(), tmp_path / "influx-auth",
-                                     auth_enabled=True)
+    server = tsdb_lab.start_influxdb(
+        tsdb.root, tsdb_lab.free_port(), tsdb_lab.free_port(), tmp_path / "influx-auth", auth_enabled=True
+    )
     try:
         tsdb_lab.influxql(server.url, "CREATE USER admin WITH PASSWORD 'right-one' WITH ALL PRIVILEGES")
         yield server.url
@@ -377,13 +469,19 @@ def influx_with_auth(tsdb: TimeSeriesServers, tmp_path: Path) -> Iterator[str]:
         tsdb_lab.stop(server)
 
 
-def test_wrong_credentials_are_a_401_without_the_password(influx_with_auth: str,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
-    err = failing_write(InfluxSettings(api="v1", url=influx_with_auth, database="updraft", username="admin",
-                                       password=SecretStr(PASSWORD)), caplog)
+def test_wrong_credentials_are_a_401_without_the_password(
+    influx_with_auth: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    err = failing_write(
+        InfluxSettings(
+            api="v1", url=influx_with_auth, database="updraft", username="admin", password=SecretStr(PASSWORD)
+        ),
+        caplog,
+    )
     assert "HTTP 401 Unauthorized" in str(err)
     assert_clean(err, caplog, PASSWORD)
-    err = failing_write(InfluxSettings(api="v1", url=influx_with_auth, database="updraft",
-                                       token=SecretStr(f"admin:{PASSWORD}")), caplog)
+    err = failing_write(
+        InfluxSettings(api="v1", url=influx_with_auth, database="updraft", token=SecretStr(f"admin:{PASSWORD}")), caplog
+    )
     assert "HTTP 401" in str(err)
     assert_clean(err, caplog, PASSWORD)

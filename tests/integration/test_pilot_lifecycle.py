@@ -69,11 +69,19 @@ def test_a_glidein_sent_by_the_factory_runs_the_frontends_job_and_its_report_rea
     lab: Topology, configs: tuple[Path, Path], vo_schedd: Schedd, factory_schedd: Schedd, job_dir: Path
 ) -> None:
     factory_yaml, frontend_yaml = configs
-    user = vo_schedd.submit({
-        "executable": "/bin/echo", "arguments": "lifecycle", "initialdir": str(job_dir),
-        "output": str(job_dir / "user.out"), "log": str(job_dir / "user.log"), "request_memory": "128",
-        "+DESIRED_Sites": '"Site1"', "requirements": "IS_GLIDEIN =?= True", "should_transfer_files": "YES",
-    })
+    user = vo_schedd.submit(
+        {
+            "executable": "/bin/echo",
+            "arguments": "lifecycle",
+            "initialdir": str(job_dir),
+            "output": str(job_dir / "user.out"),
+            "log": str(job_dir / "user.log"),
+            "request_memory": "128",
+            "+DESIRED_Sites": '"Site1"',
+            "requirements": "IS_GLIDEIN =?= True",
+            "should_transfer_files": "YES",
+        }
+    )
     updraft("factory", "once", "--config", str(factory_yaml))  # advertises the entries
 
     def one_cycle_each() -> bool:
@@ -88,7 +96,9 @@ def test_a_glidein_sent_by_the_factory_runs_the_frontends_job_and_its_report_rea
     # (The schedd keeps the environment in its own quoting: compare the words.)
     group_start = pilot["Environment"].split("GLIDECLIENT_Group_Start=", 1)[1].split(" GLIDEIN_", 1)[0]
     assert group_start.replace("'", "") == GROUP_START, pilot
-    assert "--frontend-manifest-sha256" in pilot["Arguments"] and f"--collector {lab.vo.collector}" in pilot["Arguments"]
+    assert (
+        "--frontend-manifest-sha256" in pilot["Arguments"] and f"--collector {lab.vo.collector}" in pilot["Arguments"]
+    )
 
     vo = Collector(lab.vo.collector)
     ours = f'GLIDEIN_Entry_Name =?= "site1" && GLIDEIN_Factory =?= "{FACTORY}"'
@@ -113,8 +123,11 @@ def test_a_glidein_sent_by_the_factory_runs_the_frontends_job_and_its_report_rea
     assert stats.waste_core_seconds > 0  # a 2-core pilot idle for its tail wasted some
 
     status = updraft("factory", "status", "--config", str(factory_yaml)).stdout
-    row = next(line for line in status.splitlines()[status.splitlines().index("completed pilots (from their reports)"):]
-               if line.startswith("site1"))
+    row = next(
+        line
+        for line in status.splitlines()[status.splitlines().index("completed pilots (from their reports)") :]
+        if line.startswith("site1")
+    )
     assert row.split()[1:5] == ["lab-vo", "1", "1", "0"], status
 
     # A second look counts nothing twice.

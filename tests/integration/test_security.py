@@ -42,11 +42,13 @@ FACTORY_NAME = "security-factory"
 
 def _slots(lab: Topology, cluster: int) -> list:
     return Collector(lab.vo.collector).query(
-        htcondor2.AdType.Startd, f"GLIDEIN_ClusterId =?= {cluster}", ["Name", "AuthenticatedIdentity"])
+        htcondor2.AdType.Startd, f"GLIDEIN_ClusterId =?= {cluster}", ["Name", "AuthenticatedIdentity"]
+    )
 
 
-def test_only_a_pilot_with_a_valid_pilot_token_joins_the_vo_pool(lab: Topology, factory_schedd: Schedd,
-                                                                  job_dir: Path) -> None:
+def test_only_a_pilot_with_a_valid_pilot_token_joins_the_vo_pool(
+    lab: Topology, factory_schedd: Schedd, job_dir: Path
+) -> None:
     """Four pilots on one site at once; the good one proves the others had time to join and did not."""
     foreign_key = SigningKey("POOL", derive_jwt_key(b"another pool's key", "POOL"))
     cases = {
@@ -60,8 +62,14 @@ def test_only_a_pilot_with_a_valid_pilot_token_joins_the_vo_pool(lab: Topology, 
         folder = job_dir / name.replace(" ", "-")
         folder.mkdir(mode=0o777)
         folder.chmod(0o777)
-        job = glidein_job(lab, folder, lab.sites[0], options="--max-idle 60 --idle-tail 10", token=token,
-                          credential_id=f"security-{name.replace(' ', '-')}")
+        job = glidein_job(
+            lab,
+            folder,
+            lab.sites[0],
+            options="--max-idle 60 --idle-tail 10",
+            token=token,
+            credential_id=f"security-{name.replace(' ', '-')}",
+        )
         clusters[name] = factory_schedd.submit(job)
     try:
         joined = wait_for(lambda: _slots(lab, clusters["good"]), 240)
@@ -74,8 +82,9 @@ def test_only_a_pilot_with_a_valid_pilot_token_joins_the_vo_pool(lab: Topology, 
             factory_schedd.remove(f"ClusterId == {cluster}", "security test done")
 
 
-def test_a_pilot_token_is_good_for_advertising_a_startd_and_nothing_else(lab: Topology, tmp_path: Path,
-                                                                       vo_schedd: Schedd) -> None:
+def test_a_pilot_token_is_good_for_advertising_a_startd_and_nothing_else(
+    lab: Topology, tmp_path: Path, vo_schedd: Schedd
+) -> None:
     """The frontend's tokens are scoped: even for an identity that may submit, a pilot-scoped token cannot.
 
     (HTCondor lets an ADVERTISE_STARTD token read, as that level implies READ; it cannot write.)
@@ -98,8 +107,13 @@ def test_a_pilot_token_is_good_for_advertising_a_startd_and_nothing_else(lab: To
     def submit_with(token: str) -> subprocess.CompletedProcess:
         (tokens / "token").write_text(token + "\n")
         (tokens / "token").chmod(0o600)
-        return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                              env={**os.environ, "CONDOR_CONFIG": str(config)})
+        return subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "CONDOR_CONFIG": str(config)},
+        )
 
     try:
         refused = submit_with(pilot_token(lab, identity=OPERATOR.identity))
@@ -139,8 +153,13 @@ def canary_configs(lab: Topology, tmp_path_factory: pytest.TempPathFactory) -> t
 
 
 @pytest.fixture(scope="module")
-def canary_round(lab: Topology, canary_configs: tuple[Path, Path], factory_schedd: Schedd, vo_schedd: Schedd,
-                 tmp_path_factory: pytest.TempPathFactory):
+def canary_round(
+    lab: Topology,
+    canary_configs: tuple[Path, Path],
+    factory_schedd: Schedd,
+    vo_schedd: Schedd,
+    tmp_path_factory: pytest.TempPathFactory,
+):
     """A full provisioning round: a user job, the frontend's request, the factory's pilot, the job run on it.
 
     Returns the secrets that existed during the round: the pilot tokens (read
@@ -153,11 +172,19 @@ def canary_round(lab: Topology, canary_configs: tuple[Path, Path], factory_sched
     shared = lab.work_dir / "tests" / "canary"
     shared.mkdir(parents=True, exist_ok=True)
     shared.chmod(0o777)
-    user = vo_schedd.submit({
-        "executable": "/bin/echo", "arguments": "canary", "initialdir": str(shared),
-        "output": str(shared / "user.out"), "log": str(shared / "user.log"), "request_memory": "128",
-        "+DESIRED_Sites": '"Site1"', "requirements": "IS_GLIDEIN =?= True", "should_transfer_files": "YES",
-    })
+    user = vo_schedd.submit(
+        {
+            "executable": "/bin/echo",
+            "arguments": "canary",
+            "initialdir": str(shared),
+            "output": str(shared / "user.out"),
+            "log": str(shared / "user.log"),
+            "request_memory": "128",
+            "+DESIRED_Sites": '"Site1"',
+            "requirements": "IS_GLIDEIN =?= True",
+            "should_transfer_files": "YES",
+        }
+    )
     factory = FactoryConfig.model_validate(yaml.safe_load(factory_yaml.read_text()))
     store = factory.work_dir / "credentials"
     tokens: set[str] = set()
@@ -207,7 +234,10 @@ def _ads_text(lab: Topology, factory_schedd: Schedd) -> str:
     texts = []
     for collector in (lab.vo.collector, lab.wms.collector):
         texts += [str(ad) for ad in Collector(collector).query(htcondor2.AdType.Any, "true")]
-    for schedd in (factory_schedd, *(Collector(s.instance.collector).schedd(s.instance.schedd_name) for s in lab.sites)):
+    for schedd in (
+        factory_schedd,
+        *(Collector(s.instance.collector).schedd(s.instance.schedd_name) for s in lab.sites),
+    ):
         texts += [str(ad) for ad in schedd.query("true")]
         texts += [str(ad) for ad in schedd.history("true", [], limit=200)]
     return "\n".join(texts)
@@ -225,7 +255,7 @@ def test_no_secret_of_the_round_reaches_a_log_monitoring_an_ad_or_a_submit_file(
         hits += [f"{name} in {path}" for name, needle in needles.items() if needle in data]
     ads = _ads_text(lab, factory_schedd).encode()
     hits += [f"{name} in an ad" for name, needle in needles.items() if needle in ads]
-    series = json.dumps(influxql(lab.influx_url, 'SELECT * FROM /.*/ WHERE time > now() - 1h', LAB_DATABASE)).encode()
+    series = json.dumps(influxql(lab.influx_url, "SELECT * FROM /.*/ WHERE time > now() - 1h", LAB_DATABASE)).encode()
     hits += [f"{name} in InfluxDB" for name, needle in needles.items() if needle in series]
     assert searched > 100 and b"security-factory" in series  # the search saw the round's outputs
     assert not hits, hits
@@ -236,15 +266,17 @@ def test_the_factory_ad_carries_its_public_key_and_the_pilots_carry_only_a_crede
 ) -> None:
     ad = Collector(lab.wms.collector).generic_ads("UpdraftFactory", f'Name == "{FACTORY_NAME}"')
     assert ad and len(ad[0]["UpdraftKeyId"]) == 64 and ad[0]["AuthenticatedIdentity"] == FACTORY.identity
-    ours, projection = f'UpdraftFactory =?= "{FACTORY_NAME}"', ["UpdraftCredentialId", "TransferInput",
-                                                               "EncryptInputFiles", "Environment"]
+    ours, projection = (
+        f'UpdraftFactory =?= "{FACTORY_NAME}"',
+        ["UpdraftCredentialId", "TransferInput", "EncryptInputFiles", "Environment"],
+    )
     pilots = [*factory_schedd.query(ours, projection), *factory_schedd.history(ours, projection, limit=20)]
     assert pilots
     for pilot in pilots:
         assert len(pilot["UpdraftCredentialId"]) == 32
-        assert pilot["TransferInput"].endswith(f'{pilot["UpdraftCredentialId"]}.token')
+        assert pilot["TransferInput"].endswith(f"{pilot['UpdraftCredentialId']}.token")
         assert pilot["EncryptInputFiles"] == pilot["TransferInput"]
-        assert f'UPDRAFT_PILOT_TOKEN={pilot["UpdraftCredentialId"]}.token' in pilot["Environment"]
+        assert f"UPDRAFT_PILOT_TOKEN={pilot['UpdraftCredentialId']}.token" in pilot["Environment"]
 
 
 def test_the_factory_deletes_a_pilot_token_once_no_queued_pilot_needs_it(

@@ -23,8 +23,13 @@ from updraft.glidein.report import PilotReport, parse_report
 GLIDEIN_SOURCE = Path(__file__).resolve().parents[2] / "glidein"
 PILOT_SCRIPT = shipped_script(GLIDEIN_SOURCE)
 """The script a pilot gets, assembled from this checkout's parts (written beside them when stale)."""
-IDENTITY = {"UPDRAFT_FACTORY": "fac", "UPDRAFT_ENTRY": "site1", "UPDRAFT_FRONTEND": "vo",
-            "UPDRAFT_GROUP": "main", "UPDRAFT_JOB_ID": "42.0"}
+IDENTITY = {
+    "UPDRAFT_FACTORY": "fac",
+    "UPDRAFT_ENTRY": "site1",
+    "UPDRAFT_FRONTEND": "vo",
+    "UPDRAFT_GROUP": "main",
+    "UPDRAFT_JOB_ID": "42.0",
+}
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -48,9 +53,17 @@ def dry_run_pilot(cwd: Path, arguments: Sequence[str], environment: Mapping[str,
     """The glidein run under dash with `arguments` and --dry-run; its report (asserted present)."""
     done = subprocess.run(
         [shutil.which("dash") or "/bin/sh", str(PILOT_SCRIPT), *arguments, "--dry-run"],
-        env={"PATH": os.environ["PATH"], "HOME": str(cwd), **IDENTITY,
-             **{name: str(value) for name, value in environment.items()}},
-        cwd=cwd, capture_output=True, text=True, timeout=60)
+        env={
+            "PATH": os.environ["PATH"],
+            "HOME": str(cwd),
+            **IDENTITY,
+            **{name: str(value) for name, value in environment.items()},
+        },
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     report = parse_report(done.stdout)
     assert report is not None, done.stdout + done.stderr
     assert report.ok, (report, done.stderr)

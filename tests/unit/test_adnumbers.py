@@ -46,14 +46,34 @@ def test_a_large_int_stays_exact() -> None:
     assert whole_number(BIG) == BIG != int(float(BIG))
 
 
-@pytest.mark.parametrize(("value", "expected"), [(1, True), (0, True), (-1, True), (True, False), (False, False),
-                                                 (1.0, False), ("1", False), (None, False), (math.nan, False)])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1, True),
+        (0, True),
+        (-1, True),
+        (True, False),
+        (False, False),
+        (1.0, False),
+        ("1", False),
+        (None, False),
+        (math.nan, False),
+    ],
+)
 def test_is_int_is_strict(value: object, expected: bool) -> None:
     assert is_int(value) is expected
 
 
-@given(st.one_of(st.none(), st.booleans(), st.integers(-(2**80), 2**80), st.floats(allow_nan=True, allow_infinity=True),
-                 st.text(max_size=8), st.binary(max_size=8)))
+@given(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**80), 2**80),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.text(max_size=8),
+        st.binary(max_size=8),
+    )
+)
 def test_nothing_raises_and_every_answer_is_finite(value: object) -> None:
     number, whole, exact = finite_number(value), whole_number(value), exact_whole_number(value)
     assert number is None or math.isfinite(number)

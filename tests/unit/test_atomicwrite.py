@@ -21,7 +21,9 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
-@pytest.mark.parametrize(("data", "expected"), [(b"\x00bytes\xff", b"\x00bytes\xff"), ("t\u00e9xt\n", "t\u00e9xt\n".encode())])
+@pytest.mark.parametrize(
+    ("data", "expected"), [(b"\x00bytes\xff", b"\x00bytes\xff"), ("t\u00e9xt\n", "t\u00e9xt\n".encode())]
+)
 def test_bytes_and_text_are_written_whole(tmp_path: Path, data: bytes | str, expected: bytes) -> None:
     target = tmp_path / "deep" / "er" / "file"
     write_atomically(target, data)
@@ -51,7 +53,9 @@ def test_a_rewrite_replaces_the_content_and_the_mode(tmp_path: Path) -> None:
     assert (target.read_text(), mode_of(target)) == ("new", 0o600)
 
 
-def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "f"
     write_atomically(target, "old")
 
@@ -65,7 +69,9 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Pat
     assert leftovers(tmp_path) == []
 
 
-def test_a_failed_rename_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_rename_keeps_the_old_file_and_leaves_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "f"
     write_atomically(target, "old")
 

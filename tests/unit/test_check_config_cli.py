@@ -61,14 +61,14 @@ def test_frontend_check_config_prints_files_and_summary(updraft, tree):
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
         f"read {main}",
-        "frontend test-vo: 1 group (1 enabled), 1 factory, VO collector 127.0.0.1:29618, "
-        "WMS collector 127.0.0.1:29619",
+        "frontend test-vo: 1 group (1 enabled), 1 factory, VO collector 127.0.0.1:29618, WMS collector 127.0.0.1:29619",
         "monitoring: json",
     ]
 
 
-@pytest.mark.parametrize(("component", "variable"),
-                         [("factory", "UPDRAFT_FACTORY_CONFIG"), ("frontend", "UPDRAFT_FRONTEND_CONFIG")])
+@pytest.mark.parametrize(
+    ("component", "variable"), [("factory", "UPDRAFT_FACTORY_CONFIG"), ("frontend", "UPDRAFT_FRONTEND_CONFIG")]
+)
 def test_config_path_comes_from_the_environment(updraft, tree, component, variable):
     main = getattr(tree, component)()
     result = updraft(component, "check-config", env={variable: str(main)})
@@ -80,8 +80,10 @@ def test_warnings_go_to_stderr_once_each(updraft, tree):
     main = tree.factory(("20-site1.yaml", "entries: {site1: {limits: {max_idle: 20}}}"))
     result = updraft("factory", "check-config", "-c", str(main))
     assert result.exit_code == 0, result.output
-    warning = (f"warning: entries.site1.limits.max_idle: {main} sets 10, "
-               f"{main.parent / 'factory.d' / '20-site1.yaml'} sets 20; using 20 (later file wins)")
+    warning = (
+        f"warning: entries.site1.limits.max_idle: {main} sets 10, "
+        f"{main.parent / 'factory.d' / '20-site1.yaml'} sets 20; using 20 (later file wins)"
+    )
     assert result.stderr.splitlines() == [warning]
     assert "warning:" not in result.stdout
 
@@ -92,8 +94,10 @@ def test_bad_config_exits_1_naming_file_and_key(updraft, tree):
     assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr.startswith("updraft: error: invalid configuration (1 problem):\n")
-    assert (f"{main.parent / 'frontend.d' / '20-group.yaml'}: groups.extra.match_expr: "
-            "not a valid ClassAd expression (got 'TARGET.x >')") in result.stderr
+    assert (
+        f"{main.parent / 'frontend.d' / '20-group.yaml'}: groups.extra.match_expr: "
+        "not a valid ClassAd expression (got 'TARGET.x >')"
+    ) in result.stderr
 
 
 def test_warnings_are_shown_even_when_validation_fails(updraft, tree):
@@ -157,7 +161,8 @@ def test_check_config_says_how_pilot_tokens_are_minted_or_why_they_cannot_be(tmp
     config.write_text(
         "name: vo1\nvo_collector: 127.0.0.1:9618\nwms_collector: 127.0.0.1:9619\nidentity: frontend@lab\n"
         "factories: {fac1: {identity: factory@lab}}\ngroups: {main: {}}\n"
-        f"pilot_tokens: {{signing_key_file: {key}, trust_domain: lab, identity: pilot@lab}}\n")
+        f"pilot_tokens: {{signing_key_file: {key}, trust_domain: lab, identity: pilot@lab}}\n"
+    )
     missing = CliRunner().invoke(main, ["frontend", "check-config", "-c", str(config)])
     assert missing.exit_code == 1 and f"cannot read the signing key {key}" in missing.output
     key.write_bytes(bytes(b ^ s for b, s in zip(b"pool password", cycle(SCRAMBLE))))

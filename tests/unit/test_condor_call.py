@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import htcondor2
 import pytest
@@ -123,7 +124,7 @@ def test_deadline_exceeded_kills_the_child() -> None:
 
     with pytest.raises(DeadlineExceeded):
         call_in_child(sleep_forever, 0.5)
-    child = int(open(pid_file).read())
+    child = int(Path(pid_file).read_text())
     os.unlink(pid_file)
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)

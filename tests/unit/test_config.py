@@ -90,8 +90,7 @@ def test_conflicting_value_warns_naming_both_files_and_values_and_later_wins(tre
     with caplog.at_level(logging.WARNING, logger="updraft.config"):
         loaded = load_factory_config(main)
     later = main.parent / "factory.d" / "20-site1.yaml"
-    expected = (f"entries.site1.limits.max_idle: {main} sets 10, {later} sets 20; "
-                "using 20 (later file wins)")
+    expected = f"entries.site1.limits.max_idle: {main} sets 10, {later} sets 20; using 20 (later file wins)"
     assert loaded.warnings == (expected,)
     assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
         ("updraft.config", logging.WARNING, expected)
@@ -113,8 +112,10 @@ def test_same_value_in_two_files_does_not_warn(tree, caplog):
     ids=["int-vs-float", "bool-vs-int", "str-vs-int"],
 )
 def test_equal_looking_values_of_different_types_still_warn(tree, earlier, later):
-    main = tree.factory(("10-a.yaml", f"entries: {{site1: {{attributes: {{X: {earlier}}}}}}}"),
-                        ("20-b.yaml", f"entries: {{site1: {{attributes: {{X: {later}}}}}}}"))
+    main = tree.factory(
+        ("10-a.yaml", f"entries: {{site1: {{attributes: {{X: {earlier}}}}}}}"),
+        ("20-b.yaml", f"entries: {{site1: {{attributes: {{X: {later}}}}}}}"),
+    )
     warnings: list[str] = []
     load_factory_config(main, on_warning=warnings.append)
     assert len(warnings) == 1
@@ -122,8 +123,9 @@ def test_equal_looking_values_of_different_types_still_warn(tree, earlier, later
 
 
 def test_warning_callback_replaces_logging(tree, caplog):
-    main = tree.factory(("20-site1.yaml", "cycle_seconds: 5"),
-                        main="name: f\nwms_collector: h:1\nschedd: s\ncycle_seconds: 60\n")
+    main = tree.factory(
+        ("20-site1.yaml", "cycle_seconds: 5"), main="name: f\nwms_collector: h:1\nschedd: s\ncycle_seconds: 60\n"
+    )
     seen: list[str] = []
     with caplog.at_level(logging.WARNING, logger="updraft.config"):
         loaded = load_factory_config(main, on_warning=seen.append)
@@ -166,13 +168,15 @@ def test_mapping_replaced_by_scalar_warns_and_fails_validation_in_the_later_file
 
 
 def test_duplicate_key_in_one_file_is_an_error_with_file_line_and_key(tree):
-    main = tree.factory(main="""\
+    main = tree.factory(
+        main="""\
         name: f
         wms_collector: h:1
         schedd: s
         cycle_seconds: 10
         cycle_seconds: 20
-    """)
+    """
+    )
     message = factory_error(main)
     assert message.startswith(f"{main}:5:1: ")
     assert "duplicate key 'cycle_seconds' (first set on line 4)" in message
@@ -186,7 +190,8 @@ def test_duplicate_key_nested_in_a_drop_in(tree):
 
 
 def test_yaml_merge_keys_are_not_duplicates(tree):
-    main = tree.factory(main="""\
+    main = tree.factory(
+        main="""\
         name: f
         wms_collector: h:1
         schedd: s
@@ -195,7 +200,8 @@ def test_yaml_merge_keys_are_not_duplicates(tree):
           site1:
             <<: *defaults
             resource: other
-    """)
+    """
+    )
     # `defaults` itself is an unknown key, but the merge key must not be taken for a duplicate
     message = factory_error(main)
     assert "duplicate" not in message
@@ -225,8 +231,9 @@ def test_yaml_syntax_error_names_file_line_and_column(tree, text, where):
 def test_top_level_must_be_a_mapping(tree, text, kind):
     main = tree.factory(("10-bad.yaml", text))
     message = factory_error(main)
-    assert message == (f"{main.parent / 'factory.d' / '10-bad.yaml'}: the top level must be a "
-                       f"mapping of keys to values, not a {kind}")
+    assert message == (
+        f"{main.parent / 'factory.d' / '10-bad.yaml'}: the top level must be a mapping of keys to values, not a {kind}"
+    )
 
 
 def test_empty_drop_in_counts_as_empty_mapping(tree):
@@ -284,18 +291,25 @@ def test_unknown_top_level_key(tree):
 def test_wrong_type_deep_in_a_drop_in_names_that_file_and_full_key_path(tree):
     main = tree.factory(("20-site1.yaml", "entries: {site1: {limits: {max_idle: many}}}"))
     message = factory_error(main)
-    assert (f"  {main.parent / 'factory.d' / '20-site1.yaml'}: entries.site1.limits.max_idle: "
-            "Input should be a valid integer (got 'many')") in message
+    assert (
+        f"  {main.parent / 'factory.d' / '20-site1.yaml'}: entries.site1.limits.max_idle: "
+        "Input should be a valid integer (got 'many')"
+    ) in message
     assert f"{main}: entries" not in message  # the main file set 10; it is not to blame
 
 
 def test_every_problem_is_listed_in_one_error(tree):
-    main = tree.factory(("10-bad.yaml", """\
+    main = tree.factory(
+        (
+            "10-bad.yaml",
+            """\
         cycle_seconds: 0
         entries:
           site1: {grid_type: condr}
           site2: {enabled: false}
-    """))
+    """,
+        )
+    )
     message = factory_error(main)
     assert message.startswith("invalid configuration (4 problems):\n")
     assert len(message.splitlines()) == 5
@@ -312,8 +326,9 @@ def test_missing_required_key_blames_every_file_that_defined_the_mapping(tree):
     )
     drop = main.parent / "factory.d"
     message = factory_error(main)
-    assert (f"  {drop / '10-site2.yaml'}, {drop / '20-site2.yaml'}: entries.site2.resource: "
-            "required key is missing") in message
+    assert (
+        f"  {drop / '10-site2.yaml'}, {drop / '20-site2.yaml'}: entries.site2.resource: required key is missing"
+    ) in message
 
 
 def test_long_values_are_truncated(tree):
@@ -337,24 +352,42 @@ FACTORY_BAD_VALUES = [
     ("cycle_seconds: '60'", "cycle_seconds", "Input should be a valid integer", "'60'"),
     ("cycle_seconds: true", "cycle_seconds", "Input should be a valid integer", "True"),
     ("entries: {site1: {enabled: yes}}", "entries.site1.enabled", "valid boolean", "'yes'"),
-    ("entries: {site1: {limits: {max_held: -1}}}", "entries.site1.limits.max_held",
-     "greater than or equal to 0", "-1"),
+    ("entries: {site1: {limits: {max_held: -1}}}", "entries.site1.limits.max_held", "greater than or equal to 0", "-1"),
     ("entries: {site1: {resource: ''}}", "entries.site1.resource", "at least 1 character", "''"),
-    ("entries: {site1: {attributes: {When: 2024-01-01}}}", "entries.site1.attributes.When",
-     "expected a string, number or true/false", "datetime.date(2024, 1, 1)"),
-    ("entries: {site1: {attributes: {Sites: [a, b]}}}", "entries.site1.attributes.Sites",
-     "expected a string, number or true/false", "['a', 'b']"),
-    ("entries: {site1: {attributes: {bad-attr: 1}}}", "entries.site1.attributes.bad-attr",
-     "invalid key: expected a ClassAd attribute name", "'bad-attr'"),
-    ("entries: {'bad entry': {grid_type: condor, resource: r}}", 'entries."bad entry"',
-     "invalid key: expected letters, digits", "'bad entry'"),
+    (
+        "entries: {site1: {attributes: {When: 2024-01-01}}}",
+        "entries.site1.attributes.When",
+        "expected a string, number or true/false",
+        "datetime.date(2024, 1, 1)",
+    ),
+    (
+        "entries: {site1: {attributes: {Sites: [a, b]}}}",
+        "entries.site1.attributes.Sites",
+        "expected a string, number or true/false",
+        "['a', 'b']",
+    ),
+    (
+        "entries: {site1: {attributes: {bad-attr: 1}}}",
+        "entries.site1.attributes.bad-attr",
+        "invalid key: expected a ClassAd attribute name",
+        "'bad-attr'",
+    ),
+    (
+        "entries: {'bad entry': {grid_type: condor, resource: r}}",
+        'entries."bad entry"',
+        "invalid key: expected letters, digits",
+        "'bad entry'",
+    ),
     ("entries: {site1: {grid_type: condr}}", "entries.site1.grid_type", "Input should be 'condor'", "'condr'"),
     ("entries: [site1]", "entries", "expected a mapping of keys to values", "['site1']"),
 ]
 
 
-@pytest.mark.parametrize(("yaml_text", "key_path", "expected", "got"), FACTORY_BAD_VALUES,
-                         ids=[row[1] + "=" + row[3] for row in FACTORY_BAD_VALUES])
+@pytest.mark.parametrize(
+    ("yaml_text", "key_path", "expected", "got"),
+    FACTORY_BAD_VALUES,
+    ids=[row[1] + "=" + row[3] for row in FACTORY_BAD_VALUES],
+)
 def test_factory_bad_value_names_file_key_expectation_and_value(tree, yaml_text, key_path, expected, got):
     main = tree.factory(("50-bad.yaml", yaml_text))
     message = factory_error(main)
@@ -366,25 +399,43 @@ def test_factory_bad_value_names_file_key_expectation_and_value(tree, yaml_text,
 
 
 FRONTEND_BAD_VALUES = [
-    ("groups: {main: {match_expr: 'TARGET.x >'}}", "groups.main.match_expr",
-     "not a valid ClassAd expression", "'TARGET.x >'"),
-    ("groups: {main: {job_constraint: 'true; Owner = \"x\"'}}", "groups.main.job_constraint",
-     "not a valid ClassAd expression", "'true; Owner = \"x\"'"),
+    (
+        "groups: {main: {match_expr: 'TARGET.x >'}}",
+        "groups.main.match_expr",
+        "not a valid ClassAd expression",
+        "'TARGET.x >'",
+    ),
+    (
+        "groups: {main: {job_constraint: 'true; Owner = \"x\"'}}",
+        "groups.main.job_constraint",
+        "not a valid ClassAd expression",
+        "'true; Owner = \"x\"'",
+    ),
     ("groups: {main: {job_constraint: ''}}", "groups.main.job_constraint", "not a valid ClassAd expression", "''"),
-    ("groups: {main: {match_expr: true}}", "groups.main.match_expr",
-     'expected a ClassAd expression as a quoted string, e.g. "true"', "True"),
-    ("groups: {main: {limits: {max_idle_pilots: 1.5}}}", "groups.main.limits.max_idle_pilots",
-     "valid integer", "1.5"),
+    (
+        "groups: {main: {match_expr: true}}",
+        "groups.main.match_expr",
+        'expected a ClassAd expression as a quoted string, e.g. "true"',
+        "True",
+    ),
+    ("groups: {main: {limits: {max_idle_pilots: 1.5}}}", "groups.main.limits.max_idle_pilots", "valid integer", "1.5"),
     ("vo_collector: '[::1]:99999'", "vo_collector", "port from 1 to 65535", "'[::1]:99999'"),
-    ("factories: {test-factory: {identity: updraft}}", "factories.test-factory.identity",
-     "expected an identity like user@domain", "'updraft'"),
+    (
+        "factories: {test-factory: {identity: updraft}}",
+        "factories.test-factory.identity",
+        "expected an identity like user@domain",
+        "'updraft'",
+    ),
     ("schedds: vo-schedd@lab", "schedds", "expected a list", "'vo-schedd@lab'"),
     ("schedds: [ok@lab, 7]", "schedds[1]", "valid string", "7"),
 ]
 
 
-@pytest.mark.parametrize(("yaml_text", "key_path", "expected", "got"), FRONTEND_BAD_VALUES,
-                         ids=[row[1] + "=" + row[3] for row in FRONTEND_BAD_VALUES])
+@pytest.mark.parametrize(
+    ("yaml_text", "key_path", "expected", "got"),
+    FRONTEND_BAD_VALUES,
+    ids=[row[1] + "=" + row[3] for row in FRONTEND_BAD_VALUES],
+)
 def test_frontend_bad_value_names_file_key_expectation_and_value(tree, yaml_text, key_path, expected, got):
     main = tree.frontend(("50-bad.yaml", yaml_text))
     message = frontend_error(main)
@@ -398,11 +449,15 @@ def test_frontend_bad_value_names_file_key_expectation_and_value(tree, yaml_text
 @pytest.mark.parametrize("key", ["factories", "groups"])
 def test_frontend_needs_at_least_one_factory_and_group(tree, key):
     sections = {"factories": "{f: {identity: u@d}}", "groups": "{g: {}}", key: "{}"}
-    main = tree.frontend(main="name: v\nvo_collector: a:1\nwms_collector: b:2\n"
-                         + "".join(f"{name}: {value}\n" for name, value in sections.items()))
+    main = tree.frontend(
+        main="name: v\nvo_collector: a:1\nwms_collector: b:2\n"
+        + "".join(f"{name}: {value}\n" for name, value in sections.items())
+    )
     message = frontend_error(main)
-    assert message == ("invalid configuration (1 problem):\n"
-                       f"  {main}: {key}: Dictionary should have at least 1 item after validation, not 0 (got {{}})")
+    assert message == (
+        "invalid configuration (1 problem):\n"
+        f"  {main}: {key}: Dictionary should have at least 1 item after validation, not 0 (got {{}})"
+    )
 
 
 def test_empty_mapping_in_a_drop_in_removes_nothing(tree):
@@ -460,8 +515,10 @@ def test_dotted(path, text):
 
 @pytest.mark.parametrize("name", ["Access_Token", "DB_PASSWORD", "ClientSecret", "SSH_Key"])
 def test_secret_like_values_are_redacted_in_warnings(tree, name):
-    main = tree.factory(("10-a.yaml", f"entries: {{site1: {{attributes: {{{name}: hunter2}}}}}}"),
-                        ("20-b.yaml", f"entries: {{site1: {{attributes: {{{name}: swordfish}}}}}}"))
+    main = tree.factory(
+        ("10-a.yaml", f"entries: {{site1: {{attributes: {{{name}: hunter2}}}}}}"),
+        ("20-b.yaml", f"entries: {{site1: {{attributes: {{{name}: swordfish}}}}}}"),
+    )
     warnings: list[str] = []
     load_factory_config(main, on_warning=warnings.append)
     assert len(warnings) == 1
@@ -472,10 +529,15 @@ def test_secret_like_values_are_redacted_in_warnings(tree, name):
 
 
 def test_secret_like_values_are_redacted_in_errors(tree):
-    main = tree.factory(("10-bad.yaml", """\
+    main = tree.factory(
+        (
+            "10-bad.yaml",
+            """\
         entries: {site1: {attributes: {My_Token: [hunter2]}}}
         cycle_seconds: {password: swordfish, user: bob}
-    """))
+    """,
+        )
+    )
     message = factory_error(main)
     assert "hunter2" not in message
     assert "swordfish" not in message
@@ -513,19 +575,23 @@ def test_defaults_and_serialisation(tree):
     assert (entry.limits.max_pilots, entry.limits.max_idle, entry.limits.max_held) == (100, 20, 10)
     dumped = config.model_dump(mode="json")
     assert dumped["entries"]["e"]["limits"] == {
-        "max_pilots": 100, "max_idle": 20, "max_held": 10,
+        "max_pilots": 100,
+        "max_idle": 20,
+        "max_held": 10,
         "per_frontend": {"max_pilots": None, "max_idle": None, "max_held": None},
     }
 
 
 def test_frontend_defaults(tree):
-    main = tree.frontend(main="""\
+    main = tree.frontend(
+        main="""\
         name: v
         vo_collector: a:1
         wms_collector: b:2
         factories: {f: {identity: u@d}}
         groups: {g: {}}
-    """)
+    """
+    )
     config = load_frontend_config(main).config
     group = config.groups["g"]
     assert (config.schedds, config.cycle_seconds) == ((), 60)

@@ -33,29 +33,53 @@ TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJwaWxvdEBsYWIifQ.c2lnbmF0dXJl"
 
 
 def factory_config(tmp_path: Path, **credentials) -> FactoryConfig:
-    return FactoryConfig.model_validate({
-        "name": "fac1", "wms_collector": "127.0.0.1:9618", "schedd": "factory@lab",
-        "work_dir": str(tmp_path / "factory"), "credentials": credentials,
-    })
+    return FactoryConfig.model_validate(
+        {
+            "name": "fac1",
+            "wms_collector": "127.0.0.1:9618",
+            "schedd": "factory@lab",
+            "work_dir": str(tmp_path / "factory"),
+            "credentials": credentials,
+        }
+    )
 
 
 def frontend_config(tmp_path: Path, **extra) -> FrontendConfig:
     key = tmp_path / "POOL"
     key.write_bytes(bytes(b ^ s for b, s in zip(b"vo pool signing key", cycle(SCRAMBLE))))
-    return FrontendConfig.model_validate({
-        "name": "vo1", "vo_collector": "127.0.0.1:9618", "wms_collector": "127.0.0.1:9619",
-        "identity": "frontend@lab",
-        "pilot_tokens": {"signing_key_file": str(key), "trust_domain": "lab", "identity": "pilot@lab",
-                         "lifetime_seconds": 7200, "refresh_seconds": 1800},
-        "factories": {"fac1": {"identity": "factory@lab"}}, "groups": {"main": {}}, **extra,
-    })
+    return FrontendConfig.model_validate(
+        {
+            "name": "vo1",
+            "vo_collector": "127.0.0.1:9618",
+            "wms_collector": "127.0.0.1:9619",
+            "identity": "frontend@lab",
+            "pilot_tokens": {
+                "signing_key_file": str(key),
+                "trust_domain": "lab",
+                "identity": "pilot@lab",
+                "lifetime_seconds": 7200,
+                "refresh_seconds": 1800,
+            },
+            "factories": {"fac1": {"identity": "factory@lab"}},
+            "groups": {"main": {}},
+            **extra,
+        }
+    )
 
 
 def request_ad(entry: str = "ce1", frontend: str = "vo1", **extra) -> dict:
     return {
-        "UpdraftSchema": 1, protocol.R_FRONTEND: frontend, protocol.R_GROUP: "main", protocol.R_FACTORY: "fac1",
-        protocol.R_ENTRY: entry, protocol.R_IDLE: 3, protocol.R_MAX: 10, protocol.R_REMOVE: "idle",
-        protocol.R_REMOVE_MAX: 0, protocol.IDENTITY: "frontend@lab", protocol.R_PILOT_COLLECTOR: "127.0.0.1:9618",
+        "UpdraftSchema": 1,
+        protocol.R_FRONTEND: frontend,
+        protocol.R_GROUP: "main",
+        protocol.R_FACTORY: "fac1",
+        protocol.R_ENTRY: entry,
+        protocol.R_IDLE: 3,
+        protocol.R_MAX: 10,
+        protocol.R_REMOVE: "idle",
+        protocol.R_REMOVE_MAX: 0,
+        protocol.IDENTITY: "frontend@lab",
+        protocol.R_PILOT_COLLECTOR: "127.0.0.1:9618",
         **extra,
     }
 
@@ -125,19 +149,37 @@ def test_tokens_need_an_identity_and_a_refresh_below_the_lifetime(tmp_path: Path
     with pytest.raises(ValueError, match="identity: required with pilot_tokens"):
         frontend_config(tmp_path, identity=None)
     with pytest.raises(ValueError, match=r"refresh_seconds .* must be below lifetime_seconds"):
-        FrontendConfig.model_validate({**frontend_config(tmp_path).model_dump(mode="json"),
-                                       "pilot_tokens": {"signing_key_file": "/k", "trust_domain": "lab",
-                                                        "identity": "p@lab", "lifetime_seconds": 60,
-                                                        "refresh_seconds": 60}})
+        FrontendConfig.model_validate(
+            {
+                **frontend_config(tmp_path).model_dump(mode="json"),
+                "pilot_tokens": {
+                    "signing_key_file": "/k",
+                    "trust_domain": "lab",
+                    "identity": "p@lab",
+                    "lifetime_seconds": 60,
+                    "refresh_seconds": 60,
+                },
+            }
+        )
 
 
-@pytest.mark.parametrize("ad, why", [
-    ({protocol.E_FACTORY: "fac1", protocol.IDENTITY: "mallory@lab"}, "trusted only as 'factory@lab'"),
-    ({protocol.E_FACTORY: "fac1", protocol.IDENTITY: "factory@lab"}, "advertises no credential key"),
-    ({protocol.E_FACTORY: "fac1", protocol.IDENTITY: "factory@lab", protocol.F_PUBLIC_KEY: "AAAA",
-      protocol.F_KEY_ID: "0" * 64}, "not 32 bytes"),
-    ({protocol.E_FACTORY: "other", protocol.IDENTITY: "factory@lab"}, None),
-])
+@pytest.mark.parametrize(
+    "ad, why",
+    [
+        ({protocol.E_FACTORY: "fac1", protocol.IDENTITY: "mallory@lab"}, "trusted only as 'factory@lab'"),
+        ({protocol.E_FACTORY: "fac1", protocol.IDENTITY: "factory@lab"}, "advertises no credential key"),
+        (
+            {
+                protocol.E_FACTORY: "fac1",
+                protocol.IDENTITY: "factory@lab",
+                protocol.F_PUBLIC_KEY: "AAAA",
+                protocol.F_KEY_ID: "0" * 64,
+            },
+            "not 32 bytes",
+        ),
+        ({protocol.E_FACTORY: "other", protocol.IDENTITY: "factory@lab"}, None),
+    ],
+)
 def test_a_factory_key_counts_only_from_the_trusted_factory_and_well_formed(ad: dict, why: str | None) -> None:
     key, problem = parse_factory_key(ad, {"fac1": "factory@lab"})
     assert key is None
@@ -176,8 +218,9 @@ def ring(tmp_path: Path) -> envelope.Keyring:
     return load_keyring(factory_config(tmp_path), NOW)
 
 
-def sealed_for(ring: envelope.Keyring, identity: str = "frontend@lab", frontend: str = "vo1",
-               factory: str = "fac1") -> str:
+def sealed_for(
+    ring: envelope.Keyring, identity: str = "frontend@lab", frontend: str = "vo1", factory: str = "fac1"
+) -> str:
     return envelope.seal({"identity": identity, "token": TOKEN}, ring.current.public_key(), factory, frontend)
 
 
@@ -185,22 +228,26 @@ def test_a_request_with_a_good_credential_is_accepted(ring) -> None:
     assert screened(request_ad(**{protocol.R_CREDENTIAL: sealed_for(ring)}), ring) is None
 
 
-@pytest.mark.parametrize("case, expected", [
-    ("none", "no sealed credential"),
-    ("other identity sealed", "identity sealed in the credential, 'mallory@lab', is not the authenticated"),
-    ("replayed from another frontend", "does not verify for frontend 'vo1'"),
-    ("sealed for another factory", "does not verify"),
-    ("unknown key", "which this factory does not hold"),
-    ("flipped bit", "does not verify"),
-])
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("none", "no sealed credential"),
+        ("other identity sealed", "identity sealed in the credential, 'mallory@lab', is not the authenticated"),
+        ("replayed from another frontend", "does not verify for frontend 'vo1'"),
+        ("sealed for another factory", "does not verify"),
+        ("unknown key", "which this factory does not hold"),
+        ("flipped bit", "does not verify"),
+    ],
+)
 def test_bad_credentials_are_refused_with_their_reason(ring, case: str, expected: str) -> None:
     sealed = {
         "none": None,
         "other identity sealed": sealed_for(ring, identity="mallory@lab"),
         "replayed from another frontend": sealed_for(ring, frontend="vo2"),
         "sealed for another factory": sealed_for(ring, factory="fac2"),
-        "unknown key": envelope.seal({"identity": "frontend@lab", "token": TOKEN},
-                                     X25519PrivateKey.generate().public_key(), "fac1", "vo1"),
+        "unknown key": envelope.seal(
+            {"identity": "frontend@lab", "token": TOKEN}, X25519PrivateKey.generate().public_key(), "fac1", "vo1"
+        ),
         "flipped bit": _flip(sealed_for(ring)),
     }[case]
     ad = request_ad(**({} if sealed is None else {protocol.R_CREDENTIAL: sealed}))
@@ -212,7 +259,7 @@ def test_bad_credentials_are_refused_with_their_reason(ring, case: str, expected
 def _flip(sealed: str) -> str:
     kid, _, body = sealed.partition(":")
     middle = len(body) // 2
-    return f"{kid}:{body[:middle]}{'A' if body[middle] != 'A' else 'B'}{body[middle + 1:]}"
+    return f"{kid}:{body[:middle]}{'A' if body[middle] != 'A' else 'B'}{body[middle + 1 :]}"
 
 
 @settings(max_examples=60, deadline=None)
@@ -224,7 +271,7 @@ def test_any_changed_character_of_the_blob_is_refused(position: int, replacement
     index = position % len(body)
     if body[index] == replacement:
         return
-    tampered = f"{kid}:{body[:index]}{replacement}{body[index + 1:]}"
+    tampered = f"{kid}:{body[:index]}{replacement}{body[index + 1 :]}"
     reason = screened(request_ad(**{protocol.R_CREDENTIAL: tampered}), ring)
     assert reason is not None and reason.startswith("credential refused")
 
@@ -242,8 +289,9 @@ def test_tokens_are_stored_private_and_pruned_when_no_pilot_needs_them(tmp_path:
     assert kept.exists() and not gone.exists()
 
 
-@pytest.mark.parametrize("frontend, cid", [("../etc", "0" * 32), ("vo1", "../../x"), ("vo1/x", "0" * 32),
-                                           ("vo1", "0" * 31)])
+@pytest.mark.parametrize(
+    "frontend, cid", [("../etc", "0" * 32), ("vo1", "../../x"), ("vo1/x", "0" * 32), ("vo1", "0" * 31)]
+)
 def test_a_store_path_is_never_built_from_a_bad_name(tmp_path: Path, frontend: str, cid: str) -> None:
     with pytest.raises(CredentialStoreError, match="refusing a credential path"):
         CredentialStore(tmp_path).path(frontend, cid)
@@ -251,6 +299,7 @@ def test_a_store_path_is_never_built_from_a_bad_name(tmp_path: Path, frontend: s
 
 def test_with_an_owner_the_store_root_stays_ours_and_only_the_frontend_folders_are_theirs(tmp_path: Path) -> None:
     import os
+
     me = (os.getuid(), os.getgid())
     store = CredentialStore(tmp_path / "store", owner=me)
     path = store.save("vo1", Credential(credential_id(TOKEN), "frontend@lab", TOKEN))

@@ -73,18 +73,23 @@ def test_any_flipped_bit_in_the_blob_is_refused(factory_key, position, bit) -> N
 
 
 @settings(max_examples=300, deadline=None)
-@given(text=st.one_of(st.text(max_size=300), st.binary(max_size=100).map(lambda b: b.hex() + ":" + b.decode("latin-1"))))
+@given(
+    text=st.one_of(st.text(max_size=300), st.binary(max_size=100).map(lambda b: b.hex() + ":" + b.decode("latin-1")))
+)
 def test_garbage_is_refused_with_a_seal_error_only(factory_key, text) -> None:
     with pytest.raises(SealError):
         open_sealed(text, keys_of(factory_key), "fac1", "vo1")
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("nocolon", "64-digit lowercase hex key id"),
-    ("ABCD" * 16 + ":AAAA", "64-digit lowercase hex key id"),
-    ("a" * 64 + ":***", "not URL-safe base64"),
-    ("a" * 64 + ":" + "A" * 70000, "at most"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("nocolon", "64-digit lowercase hex key id"),
+        ("ABCD" * 16 + ":AAAA", "64-digit lowercase hex key id"),
+        ("a" * 64 + ":***", "not URL-safe base64"),
+        ("a" * 64 + ":" + "A" * 70000, "at most"),
+    ],
+)
 def test_malformed_texts_say_what_is_wrong(factory_key, text, message) -> None:
     with pytest.raises(SealError, match=message):
         open_sealed(text, keys_of(factory_key), "fac1", "vo1")

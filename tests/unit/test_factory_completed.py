@@ -57,9 +57,20 @@ SLACK = 3600
 def report_text(**fields: object) -> str:
     """A pilot report as the pilot prints it; `fields` override an ok pilot's defaults."""
     values: dict[str, object] = {
-        "report_version": 1, "status": "ok", "failed_step": "", "reason": "", "factory": "fac", "entry": "ce1",
-        "frontend": "vo", "group": "main", "job_id": "", "start_time": 1000, "end_time": 4600, "lifetime": 3600,
-        "jobs_run": 3, "busy_seconds": 3000,
+        "report_version": 1,
+        "status": "ok",
+        "failed_step": "",
+        "reason": "",
+        "factory": "fac",
+        "entry": "ce1",
+        "frontend": "vo",
+        "group": "main",
+        "job_id": "",
+        "start_time": 1000,
+        "end_time": 4600,
+        "lifetime": 3600,
+        "jobs_run": 3,
+        "busy_seconds": 3000,
     }
     values.update(fields)
     body = "".join(f"{key}={value}\n" for key, value in values.items() if value is not None)
@@ -72,21 +83,45 @@ def report(**fields: object) -> PilotReport:
     return parsed
 
 
-def pilot(job_id: str = "1.0", *, at: int = NOW, entry: str = "ce1", frontend: str = "vo", removed: bool = False,
-          rep: PilotReport | None = None, problem: str | None = None, wall: int = 0) -> CompletedPilot:
+def pilot(
+    job_id: str = "1.0",
+    *,
+    at: int = NOW,
+    entry: str = "ce1",
+    frontend: str = "vo",
+    removed: bool = False,
+    rep: PilotReport | None = None,
+    problem: str | None = None,
+    wall: int = 0,
+) -> CompletedPilot:
     return CompletedPilot(
-        job_id=job_id, entry=entry, member=entry, frontend=frontend, group="main", removed=removed,
-        finished_at=at, entered_status_at=at, wall_seconds=wall, report=rep,
+        job_id=job_id,
+        entry=entry,
+        member=entry,
+        frontend=frontend,
+        group="main",
+        removed=removed,
+        finished_at=at,
+        entered_status_at=at,
+        wall_seconds=wall,
+        report=rep,
         report_problem=("" if rep is not None else NO_REPORT) if problem is None else problem,
     )
 
 
-def history_ad(cluster: int, proc: int = 0, *, at: int = NOW, status: int = 4, out: str | None = None,
-               **extra: object) -> dict[str, object]:
+def history_ad(
+    cluster: int, proc: int = 0, *, at: int = NOW, status: int = 4, out: str | None = None, **extra: object
+) -> dict[str, object]:
     ad: dict[str, object] = {
-        "ClusterId": cluster, "ProcId": proc, "JobStatus": status, "EnteredCurrentStatus": at,
-        "CompletionDate": at if status == 4 else 0, "RemoteWallClockTime": 120.0,
-        "UpdraftEntry": "ce1", "UpdraftFrontend": "vo", "UpdraftGroup": "main",
+        "ClusterId": cluster,
+        "ProcId": proc,
+        "JobStatus": status,
+        "EnteredCurrentStatus": at,
+        "CompletionDate": at if status == 4 else 0,
+        "RemoteWallClockTime": 120.0,
+        "UpdraftEntry": "ce1",
+        "UpdraftFrontend": "vo",
+        "UpdraftGroup": "main",
     }
     if out is not None:
         ad["Out"] = out
@@ -117,8 +152,18 @@ class FakeSchedd:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({}, {"job_id": "7.2", "removed": False, "finished_at": NOW - 5, "entered_status_at": NOW, "wall_seconds": 120,
-              "member": "ce1", "group": "main"}),
+        (
+            {},
+            {
+                "job_id": "7.2",
+                "removed": False,
+                "finished_at": NOW - 5,
+                "entered_status_at": NOW,
+                "wall_seconds": 120,
+                "member": "ce1",
+                "group": "main",
+            },
+        ),
         ({"JobStatus": 3, "CompletionDate": 0}, {"removed": True, "finished_at": NOW}),
         ({"CompletionDate": None}, {"finished_at": NOW}),
         ({"UpdraftMember": "ce1-b"}, {"member": "ce1-b", "entry": "ce1"}),
@@ -256,7 +301,9 @@ def ids(rows: list[CompletedPilot]) -> list[str]:
 def test_a_job_in_two_overlapping_answers_is_counted_once() -> None:
     start = Checkpoint(since=NOW - 100)
     first, checkpoint = advance(start, [pilot("1.0", at=NOW - 50), pilot("2.0", at=NOW - 10)], slack_seconds=SLACK)
-    second, checkpoint = advance(checkpoint, [pilot("2.0", at=NOW - 10), pilot("3.0", at=NOW - 20)], slack_seconds=SLACK)
+    second, checkpoint = advance(
+        checkpoint, [pilot("2.0", at=NOW - 10), pilot("3.0", at=NOW - 20)], slack_seconds=SLACK
+    )
     assert (ids(first), ids(second)) == (["1.0", "2.0"], ["3.0"])
     assert checkpoint.since == NOW - 10
     assert set(checkpoint.seen) == {"1.0", "2.0", "3.0"}
@@ -320,6 +367,7 @@ def test_output_is_read_only_for_new_pilots(tmp_path: Path, monkeypatch: pytest.
     import updraft.factory.completed as completed
 
     read: list[str] = []
+
     def fake_read_report(path: str, max_bytes: int) -> tuple[None, str]:
         read.append(path)
         return None, NO_REPORT
@@ -438,9 +486,17 @@ def test_a_removed_pilot_with_a_report_counts_as_removed_and_by_its_report() -> 
 
 
 def test_failures_are_counted_by_step_and_validation_kind() -> None:
-    rep = report(**{"status": "failed", "failed_step": "validate", "jobs_run": 0,
-                    "validation.1": "a.sh OK", "validation.2": "b.sh network no route", "validation.3": "c.sh network dns",
-                    "validation.4": "d.sh resources disk full"})
+    rep = report(
+        **{
+            "status": "failed",
+            "failed_step": "validate",
+            "jobs_run": 0,
+            "validation.1": "a.sh OK",
+            "validation.2": "b.sh network no route",
+            "validation.3": "c.sh network dns",
+            "validation.4": "d.sh resources disk full",
+        }
+    )
     stats = pilot_stats(pilot(rep=rep))
     assert (stats.ok, stats.failed, stats.pilots_without_jobs) == (0, 1, 1)
     assert stats.failed_by_step == {"validate": 1}
@@ -482,14 +538,19 @@ def test_goodput_fraction_weighs_big_pilots_more() -> None:
 
 
 def test_merge_adds_counts_and_keeps_every_key() -> None:
-    previous = {("ce1", "vo"): CompletedStats(pilots=2, ok=1, failed=1, failed_by_step={"fetch": 1}, jobs_run=5),
-                ("ce2", "vo"): CompletedStats(pilots=1, no_report=1, no_report_by_problem={NO_OUTPUT: 1})}
-    new = {("ce1", "vo"): CompletedStats(pilots=3, failed=3, failed_by_step={"fetch": 1, "validate": 2}, jobs_run=1),
-           ("ce3", "vo"): CompletedStats(pilots=1, ok=1)}
+    previous = {
+        ("ce1", "vo"): CompletedStats(pilots=2, ok=1, failed=1, failed_by_step={"fetch": 1}, jobs_run=5),
+        ("ce2", "vo"): CompletedStats(pilots=1, no_report=1, no_report_by_problem={NO_OUTPUT: 1}),
+    }
+    new = {
+        ("ce1", "vo"): CompletedStats(pilots=3, failed=3, failed_by_step={"fetch": 1, "validate": 2}, jobs_run=1),
+        ("ce3", "vo"): CompletedStats(pilots=1, ok=1),
+    }
     merged = merge(previous, new)
     assert list(merged) == [("ce1", "vo"), ("ce2", "vo"), ("ce3", "vo")]
-    assert merged["ce1", "vo"] == CompletedStats(pilots=5, ok=1, failed=4, failed_by_step={"fetch": 2, "validate": 1 + 1},
-                                                 jobs_run=6)
+    assert merged["ce1", "vo"] == CompletedStats(
+        pilots=5, ok=1, failed=4, failed_by_step={"fetch": 2, "validate": 1 + 1}, jobs_run=6
+    )
     assert merged["ce2", "vo"] == previous["ce2", "vo"]
     assert merged["ce3", "vo"] == new["ce3", "vo"]
     assert merge({}, {}) == {}
@@ -498,8 +559,13 @@ def test_merge_adds_counts_and_keeps_every_key() -> None:
 def test_totals_survive_a_save_and_a_load(tmp_path: Path) -> None:
     store = CompletedTotals(tmp_path / "completed-totals.json")
     assert store.load() == {}
-    stats = summarize([pilot("1.0", rep=report(cpus=2, busy_core_seconds=100)), pilot("2.0", removed=True, problem=NO_OUTPUT),
-                       pilot("3.0", frontend="other", rep=report(status="failed", failed_step="install"))])
+    stats = summarize(
+        [
+            pilot("1.0", rep=report(cpus=2, busy_core_seconds=100)),
+            pilot("2.0", removed=True, problem=NO_OUTPUT),
+            pilot("3.0", frontend="other", rep=report(status="failed", failed_step="install")),
+        ]
+    )
     store.save(stats)
     assert store.load() == stats
     assert list(json.loads(store.path.read_text())["totals"]) == ["ce1/other", "ce1/vo"]
@@ -525,8 +591,9 @@ def test_totals_from_an_older_or_newer_factory_still_load(tmp_path: Path) -> Non
         '{"version": 1, "totals": {"ce1/vo": []}}',
     ],
 )
-def test_damaged_totals_restart_from_zero_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                                                         content: str) -> None:
+def test_damaged_totals_restart_from_zero_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, content: str
+) -> None:
     path = tmp_path / "totals.json"
     path.write_text(content)
     with caplog.at_level(logging.WARNING, logger="updraft.factory.completed"):
@@ -534,7 +601,9 @@ def test_damaged_totals_restart_from_zero_with_a_warning(tmp_path: Path, caplog:
     assert "restart from 0" in caplog.text
 
 
-@pytest.mark.parametrize(("text", "key"), [("ce1/vo", ("ce1", "vo")), ("ce1/", ("ce1", "")), ("ce1/a/b", ("ce1", "a/b"))])
+@pytest.mark.parametrize(
+    ("text", "key"), [("ce1/vo", ("ce1", "vo")), ("ce1/", ("ce1", "")), ("ce1/a/b", ("ce1", "a/b"))]
+)
 def test_keys_split_at_the_first_slash(text: str, key: tuple[str, str]) -> None:
     assert key_from_json(text) == key
 
@@ -554,10 +623,17 @@ def touch(path: Path, mtime: float) -> Path:
 def test_old_pilot_logs_are_deleted_and_nothing_else(tmp_path: Path) -> None:
     root = tmp_path / "entries"
     old, new = NOW - 10_000, NOW - 10
-    deleted = [touch(root / "ce1/vo/pilot.1.0.out", old), touch(root / "ce1/vo/pilot.1.0.err", old),
-               touch(root / "ce2/other/pilot.7.3.out", old)]
-    kept = [touch(root / "ce1/vo/pilot.2.0.out", new), touch(root / "ce1/vo/pilots.log", old),
-            touch(root / "ce1/vo/pilot.1.0.log", old), touch(root / "ce1/vo/notes.out", old)]
+    deleted = [
+        touch(root / "ce1/vo/pilot.1.0.out", old),
+        touch(root / "ce1/vo/pilot.1.0.err", old),
+        touch(root / "ce2/other/pilot.7.3.out", old),
+    ]
+    kept = [
+        touch(root / "ce1/vo/pilot.2.0.out", new),
+        touch(root / "ce1/vo/pilots.log", old),
+        touch(root / "ce1/vo/pilot.1.0.log", old),
+        touch(root / "ce1/vo/notes.out", old),
+    ]
     outside = touch(tmp_path / "elsewhere" / "pilot.9.0.out", old)
     (root / "ce1/vo/pilot.8.0.out").symlink_to(outside)  # a link is not followed, nor deleted
     (root / "ce1/linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
@@ -586,7 +662,9 @@ def test_a_cycle_end_to_end(tmp_path: Path) -> None:
     """observe -> decide -> act, twice, with a history answer that overlaps: totals count each pilot once."""
     out = tmp_path / "entries/ce1/vo"
     out.mkdir(parents=True)
-    (out / "pilot.1.0.out").write_text(report_text(job_id="1.0", cpus=4, nodes=2, lifetime=1000, busy_core_seconds=5000))
+    (out / "pilot.1.0.out").write_text(
+        report_text(job_id="1.0", cpus=4, nodes=2, lifetime=1000, busy_core_seconds=5000)
+    )
     ads = [history_ad(1, at=NOW - 5, out=str(out / "pilot.1.0.out")), history_ad(2, at=NOW - 3, status=3)]
     schedd = FakeSchedd(ads[:1], ads)
     store = CompletedTotals(tmp_path / "completed-totals.json")

@@ -114,10 +114,21 @@ def test_a_schedd_that_does_not_answer_means_nothing_decided_not_zero_pilots(con
 
 
 def test_a_silent_collector_stops_the_cycle_without_acting(config: FactoryConfig) -> None:
-    ports, wms, schedd = fake_ports(config, NOW, collector_unreachable=True)
-    schedd.jobs.append({"ClusterId": 7, "ProcId": 0, "JobStatus": 1, "UpdraftPilot": True,
-                        "UpdraftFactory": "test-factory", "UpdraftEntry": "site1", "UpdraftFrontend": "vo",
-                        "UpdraftGroup": "main", "QDate": int(NOW) - 60, "EnteredCurrentStatus": int(NOW) - 60})
+    ports, _wms, schedd = fake_ports(config, NOW, collector_unreachable=True)
+    schedd.jobs.append(
+        {
+            "ClusterId": 7,
+            "ProcId": 0,
+            "JobStatus": 1,
+            "UpdraftPilot": True,
+            "UpdraftFactory": "test-factory",
+            "UpdraftEntry": "site1",
+            "UpdraftFrontend": "vo",
+            "UpdraftGroup": "main",
+            "QDate": int(NOW) - 60,
+            "EnteredCurrentStatus": int(NOW) - 60,
+        }
+    )
     result = run_cycle(config, 1, NOW, releases={}, ports=ports)
     assert result.plan is None, "the schedd is located through the collector: no queue, no decision"
     assert schedd.acted == [] and schedd.submitted == [] and len(schedd.jobs) == 1
@@ -125,7 +136,7 @@ def test_a_silent_collector_stops_the_cycle_without_acting(config: FactoryConfig
 
 
 def test_the_service_keeps_cycling_through_silence_and_withdraws_on_stop(config: FactoryConfig) -> None:
-    ports, wms, schedd = fake_ports(config, NOW, schedd_unreachable=True)
+    _ports, wms, schedd = fake_ports(config, NOW, schedd_unreachable=True)
     wms.ads.append(request(idle=2))
     service = FactoryService(Path("unused.yaml"), config, connect_ports=lambda _: fake_ports_over(config, wms, schedd))
     timer = threading.Timer(2.5, service.signals.stop)

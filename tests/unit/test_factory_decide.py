@@ -19,7 +19,6 @@ from updraft.factory.decide import (
     hold_verdict,
     is_stale,
     pilot_verdict,
-    share_out,
 )
 from updraft.factory.model import (
     IDLE_STATES,
@@ -41,6 +40,7 @@ from updraft.factory.model import (
     Submit,
 )
 from updraft.protocol import PilotParams, PublishedRequest
+from updraft.records import share_out
 
 NOW = 1_000_000.0
 W, P, S, R, H = PilotState.WAITING, PilotState.PENDING, PilotState.STAGING, PilotState.RUNNING, PilotState.HELD
@@ -57,24 +57,52 @@ def policy(name: str = "e1", **kw: Any) -> EntryPolicy:
     return EntryPolicy(name=name, frontends=kw.pop("frontends", ACCESS), holds=kw.pop("holds", HOLDS), **kw)
 
 
-def request(idle: int = 0, max_pilots: int = 1000, remove: str = "none", remove_max: int = 0, *,
-            entry: str = "e1", frontend: str = "fe1", group: str = "g1", security_class: str = "sc1",
-            identity: str | None = "<default>") -> Request:
+def request(
+    idle: int = 0,
+    max_pilots: int = 1000,
+    remove: str = "none",
+    remove_max: int = 0,
+    *,
+    entry: str = "e1",
+    frontend: str = "fe1",
+    group: str = "g1",
+    security_class: str = "sc1",
+    identity: str | None = "<default>",
+) -> Request:
     if identity == "<default>":
         identity = f"{frontend}@lab"
     return Request(entry, frontend, group, security_class, identity, idle, max_pilots, remove, remove_max, POOL)
 
 
-def pilot(job_id: str, state: PilotState = W, *, age: float = 10, submitted_age: float | None = None,
-          entry: str = "e1", frontend: str = "fe1", group: str = "g1", hold_code: int | None = None,
-          num_holds: int = 0, hold_age: float | None = None) -> Pilot:
+def pilot(
+    job_id: str,
+    state: PilotState = W,
+    *,
+    age: float = 10,
+    submitted_age: float | None = None,
+    entry: str = "e1",
+    frontend: str = "fe1",
+    group: str = "g1",
+    hold_code: int | None = None,
+    num_holds: int = 0,
+    hold_age: float | None = None,
+) -> Pilot:
     """A pilot `age` seconds into its state; held pilots default to a recoverable first hold."""
     if state is H and hold_code is None:
         hold_code, num_holds = 13, num_holds or 1
     return Pilot(
-        job_id=job_id, entry=entry, frontend=frontend, group=group, security_class="sc1", credential_id="c1",
-        state=state, entered_state=NOW - age, submitted=NOW - (submitted_age if submitted_age is not None else age),
-        hold_code=hold_code, hold_subcode=0 if hold_code else None, num_holds=num_holds,
+        job_id=job_id,
+        entry=entry,
+        frontend=frontend,
+        group=group,
+        security_class="sc1",
+        credential_id="c1",
+        state=state,
+        entered_state=NOW - age,
+        submitted=NOW - (submitted_age if submitted_age is not None else age),
+        hold_code=hold_code,
+        hold_subcode=0 if hold_code else None,
+        num_holds=num_holds,
         last_hold_time=None if hold_age is None else NOW - hold_age,
     )
 
@@ -173,8 +201,9 @@ def test_a_duplicate_request_keeps_the_first_in_sorted_order() -> None:
 
 def test_a_rejected_request_still_lets_its_pilots_be_cleaned_up() -> None:
     stale = pilot("1.0", W, age=500)
-    plan = decide([request(5, identity="mallory@evil")], [stale], {"e1": policy(stale=StaleAges(idle_seconds=100))},
-                  NOW)
+    plan = decide(
+        [request(5, identity="mallory@evil")], [stale], {"e1": policy(stale=StaleAges(idle_seconds=100))}, NOW
+    )
     decision = the(plan)
     assert decision.request is None and decision.submitted == 0
     assert removed_by_reason(decision) == {"stale idle": ("1.0",)}
@@ -196,15 +225,23 @@ AGES = StaleAges(idle_seconds=100, running_seconds=1000, held_seconds=50)
 
 def test_count_pilots_by_state_and_staleness() -> None:
     queue = [
-        *pilots(3, W, age=10), *pilots(2, W, age=101), pilot("", W, age=100),
-        *pilots(2, P, age=150), pilot("", S, age=99), pilot("", S, age=200),
-        *pilots(4, R, age=999), *pilots(2, R, age=1000.5),
-        pilot("", H, age=49), *pilots(3, H, age=51),
-        *pilots(5, PilotState.COMPLETED, age=10_000), *pilots(6, PilotState.REMOVED, age=10_000),
+        *pilots(3, W, age=10),
+        *pilots(2, W, age=101),
+        pilot("", W, age=100),
+        *pilots(2, P, age=150),
+        pilot("", S, age=99),
+        pilot("", S, age=200),
+        *pilots(4, R, age=999),
+        *pilots(2, R, age=1000.5),
+        pilot("", H, age=49),
+        *pilots(3, H, age=51),
+        *pilots(5, PilotState.COMPLETED, age=10_000),
+        *pilots(6, PilotState.REMOVED, age=10_000),
     ]
     counts = count_pilots(queue, NOW, policy(stale=AGES))
-    assert counts == PilotCounts(waiting=6, pending=2, staging=2, running=6, held=4,
-                                 stale_idle=2 + 2 + 1, stale_running=2, stale_held=3)
+    assert counts == PilotCounts(
+        waiting=6, pending=2, staging=2, running=6, held=4, stale_idle=2 + 2 + 1, stale_running=2, stale_held=3
+    )
     assert (counts.idle, counts.total) == (10, 20)
 
 
@@ -214,17 +251,28 @@ def test_count_pilots_without_stale_ages_counts_nothing_stale() -> None:
     assert counts == PilotCounts(waiting=2, running=2, held=1)
 
 
-@pytest.mark.parametrize(("state", "age", "stale"), [
-    (W, 100, False), (W, 100.001, True), (P, 101, True), (S, 101, True),
-    (R, 1000, False), (R, 1001, True), (H, 50, False), (H, 51, True), (PilotState.COMPLETED, 10**6, False),
-])
+@pytest.mark.parametrize(
+    ("state", "age", "stale"),
+    [
+        (W, 100, False),
+        (W, 100.001, True),
+        (P, 101, True),
+        (S, 101, True),
+        (R, 1000, False),
+        (R, 1001, True),
+        (H, 50, False),
+        (H, 51, True),
+        (PilotState.COMPLETED, 10**6, False),
+    ],
+)
 def test_stale_is_strictly_older_than_the_state_age(state: PilotState, age: float, stale: bool) -> None:
     assert is_stale(pilot("1.0", state, age=age), NOW, AGES) is stale
 
 
 def test_counts_are_recorded_as_inputs() -> None:
-    case = Case("", pilots=(*pilots(2, W), *pilots(1, P), *pilots(3, R), pilot("", H, hold_age=1)),
-                requests=(request(3, 20),))
+    case = Case(
+        "", pilots=(*pilots(2, W), *pilots(1, P), *pilots(3, R), pilot("", H, hold_age=1)), requests=(request(3, 20),)
+    )
     decision = the(run(case))
     counts = decision.inputs.pilots
     assert (counts.waiting, counts.pending, counts.running, counts.held) == (2, 1, 3, 1)
@@ -240,50 +288,148 @@ FE2 = {"frontend": "fe2"}
 
 SUBMIT_CASES = [
     Case("up to the requested idle", pilots(3, W), (request(10),), submit=7),
-    Case("waiting, pending and staging are all idle", (*pilots(2, W), *pilots(2, P), *pilots(2, S)),
-         (request(10),), submit=4),
+    Case(
+        "waiting, pending and staging are all idle",
+        (*pilots(2, W), *pilots(2, P), *pilots(2, S)),
+        (request(10),),
+        submit=4,
+    ),
     Case("running pilots are not idle", pilots(5, R), (request(10),), submit=10),
     Case("enough idle: nothing", pilots(4, P), (request(3),)),
     Case("request.max_pilots", pilots(2, R), (request(10, max_pilots=6),), submit=4, bound=("request.max_pilots",)),
-    Case("request.max_pilots counts held pilots", (*pilots(2, R), *pilots(2, H, hold_age=1)),
-         (request(10, max_pilots=6),), submit=2, bound=("request.max_pilots",)),
-    Case("entry.max_pilots counts every frontend", pilots(5, R, **FE2), (request(10),),
-         policy(limits=Limits(max_pilots=8)), submit=3, bound=("entry.max_pilots",)),
-    Case("entry.max_idle counts every group", pilots(1, W, **OTHER_GROUP), (request(10),),
-         policy(limits=Limits(max_idle=4)), submit=3, bound=("entry.max_idle",)),
-    Case("entry already above max_idle", pilots(6, W, **OTHER_GROUP), (request(10),),
-         policy(limits=Limits(max_idle=4)), submit=0, bound=("entry.max_idle",)),
-    Case("entry.max_held reached", pilots(2, H, hold_age=1, **FE2), (request(10),),
-         policy(limits=Limits(max_held=2)), submit=0, bound=("entry.max_held",)),
-    Case("entry below max_held", pilots(1, H, hold_age=1), (request(10),),
-         policy(limits=Limits(max_held=2)), submit=10),
-    Case("held pilots removed this cycle no longer block", pilots(2, H, hold_code=99), (request(10),),
-         policy(limits=Limits(max_held=2)), submit=10, removed={"unrecoverable hold": 2}),
-    Case("released pilots still count as held", pilots(2, H, hold_age=100), (request(10),),
-         policy(limits=Limits(max_held=2)), submit=0, released=2, bound=("entry.max_held",)),
-    Case("frontend.max_pilots across its groups", pilots(3, R, **OTHER_GROUP), (request(10),),
-         policy(frontend_limits={"fe1": Limits(max_pilots=5)}), submit=2, bound=("frontend.max_pilots",)),
-    Case("frontend.max_pilots ignores other frontends", pilots(30, R, **FE2), (request(10),),
-         policy(frontend_limits={"fe1": Limits(max_pilots=15)}), submit=10),
-    Case("frontend.max_idle", pilots(2, P, **OTHER_GROUP), (request(10),),
-         policy(frontend_limits={"fe1": Limits(max_idle=5)}), submit=3, bound=("frontend.max_idle",)),
-    Case("frontend.max_held", pilots(1, H, hold_age=1, **OTHER_GROUP), (request(10),),
-         policy(frontend_limits={"fe1": Limits(max_held=1)}), submit=0, bound=("frontend.max_held",)),
-    Case("default frontend limits for unlisted frontends", (), (request(10),),
-         policy(frontend_limits={"fe2": Limits(max_idle=50)}, default_frontend_limits=Limits(max_idle=4)),
-         submit=4, bound=("frontend.max_idle",)),
+    Case(
+        "request.max_pilots counts held pilots",
+        (*pilots(2, R), *pilots(2, H, hold_age=1)),
+        (request(10, max_pilots=6),),
+        submit=2,
+        bound=("request.max_pilots",),
+    ),
+    Case(
+        "entry.max_pilots counts every frontend",
+        pilots(5, R, **FE2),
+        (request(10),),
+        policy(limits=Limits(max_pilots=8)),
+        submit=3,
+        bound=("entry.max_pilots",),
+    ),
+    Case(
+        "entry.max_idle counts every group",
+        pilots(1, W, **OTHER_GROUP),
+        (request(10),),
+        policy(limits=Limits(max_idle=4)),
+        submit=3,
+        bound=("entry.max_idle",),
+    ),
+    Case(
+        "entry already above max_idle",
+        pilots(6, W, **OTHER_GROUP),
+        (request(10),),
+        policy(limits=Limits(max_idle=4)),
+        submit=0,
+        bound=("entry.max_idle",),
+    ),
+    Case(
+        "entry.max_held reached",
+        pilots(2, H, hold_age=1, **FE2),
+        (request(10),),
+        policy(limits=Limits(max_held=2)),
+        submit=0,
+        bound=("entry.max_held",),
+    ),
+    Case(
+        "entry below max_held", pilots(1, H, hold_age=1), (request(10),), policy(limits=Limits(max_held=2)), submit=10
+    ),
+    Case(
+        "held pilots removed this cycle no longer block",
+        pilots(2, H, hold_code=99),
+        (request(10),),
+        policy(limits=Limits(max_held=2)),
+        submit=10,
+        removed={"unrecoverable hold": 2},
+    ),
+    Case(
+        "released pilots still count as held",
+        pilots(2, H, hold_age=100),
+        (request(10),),
+        policy(limits=Limits(max_held=2)),
+        submit=0,
+        released=2,
+        bound=("entry.max_held",),
+    ),
+    Case(
+        "frontend.max_pilots across its groups",
+        pilots(3, R, **OTHER_GROUP),
+        (request(10),),
+        policy(frontend_limits={"fe1": Limits(max_pilots=5)}),
+        submit=2,
+        bound=("frontend.max_pilots",),
+    ),
+    Case(
+        "frontend.max_pilots ignores other frontends",
+        pilots(30, R, **FE2),
+        (request(10),),
+        policy(frontend_limits={"fe1": Limits(max_pilots=15)}),
+        submit=10,
+    ),
+    Case(
+        "frontend.max_idle",
+        pilots(2, P, **OTHER_GROUP),
+        (request(10),),
+        policy(frontend_limits={"fe1": Limits(max_idle=5)}),
+        submit=3,
+        bound=("frontend.max_idle",),
+    ),
+    Case(
+        "frontend.max_held",
+        pilots(1, H, hold_age=1, **OTHER_GROUP),
+        (request(10),),
+        policy(frontend_limits={"fe1": Limits(max_held=1)}),
+        submit=0,
+        bound=("frontend.max_held",),
+    ),
+    Case(
+        "default frontend limits for unlisted frontends",
+        (),
+        (request(10),),
+        policy(frontend_limits={"fe2": Limits(max_idle=50)}, default_frontend_limits=Limits(max_idle=4)),
+        submit=4,
+        bound=("frontend.max_idle",),
+    ),
     Case("downtime: nothing", (), (request(10),), policy(in_downtime=True), bound=("entry.downtime",)),
-    Case("entry.max_submits", (), (request(10),), policy(per_cycle=CycleCaps(max_submits=4)),
-         submit=4, bound=("entry.max_submits",)),
-    Case("a zero limit means zero", (), (request(10),), policy(limits=Limits(max_pilots=0)),
-         bound=("entry.max_pilots",)),
-    Case("a released pilot queues again and counts as idle", pilots(1, H, hold_age=10), (request(3),),
-         submit=2, released=1),
-    Case("stale idle pilots are replaced", pilots(2, W, age=500), (request(2),),
-         policy(stale=StaleAges(idle_seconds=100)), submit=2, removed={"stale idle": 2}),
-    Case("tightest of several bounds names them all", pilots(2, R), (request(10, max_pilots=6),),
-         policy(limits=Limits(max_idle=4), per_cycle=CycleCaps(max_submits=4)), submit=4,
-         bound=("request.max_pilots", "entry.max_idle", "entry.max_submits")),
+    Case(
+        "entry.max_submits",
+        (),
+        (request(10),),
+        policy(per_cycle=CycleCaps(max_submits=4)),
+        submit=4,
+        bound=("entry.max_submits",),
+    ),
+    Case(
+        "a zero limit means zero", (), (request(10),), policy(limits=Limits(max_pilots=0)), bound=("entry.max_pilots",)
+    ),
+    Case(
+        "a released pilot queues again and counts as idle",
+        pilots(1, H, hold_age=10),
+        (request(3),),
+        submit=2,
+        released=1,
+    ),
+    Case(
+        "stale idle pilots are replaced",
+        pilots(2, W, age=500),
+        (request(2),),
+        policy(stale=StaleAges(idle_seconds=100)),
+        submit=2,
+        removed={"stale idle": 2},
+    ),
+    Case(
+        "tightest of several bounds names them all",
+        pilots(2, R),
+        (request(10, max_pilots=6),),
+        policy(limits=Limits(max_idle=4), per_cycle=CycleCaps(max_submits=4)),
+        submit=4,
+        bound=("request.max_pilots", "entry.max_idle", "entry.max_submits"),
+    ),
 ]
 
 
@@ -297,10 +443,17 @@ def test_downtime_is_noted() -> None:
     assert "entry in downtime: nothing submitted" in decision.notes
 
 
-@pytest.mark.parametrize(("wanted", "cap", "expected"), [
-    ([6, 4], 5, [3, 2]), ([5, 5, 5], 4, [2, 1, 1]), ([1, 9], 5, [1, 4]), ([3, 3], 10, [3, 3]), ([2, 2], 0, [0, 0]),
-    ([2, 2], -3, [0, 0]),
-])
+@pytest.mark.parametrize(
+    ("wanted", "cap", "expected"),
+    [
+        ([6, 4], 5, [3, 2]),
+        ([5, 5, 5], 4, [2, 1, 1]),
+        ([1, 9], 5, [1, 4]),
+        ([3, 3], 10, [3, 3]),
+        ([2, 2], 0, [0, 0]),
+        ([2, 2], -3, [0, 0]),
+    ],
+)
 def test_share_out_by_largest_remainder(wanted: list[int], cap: int, expected: list[int]) -> None:
     assert share_out(wanted, cap) == expected
 
@@ -320,9 +473,16 @@ def test_frontend_room_is_shared_between_its_groups_only() -> None:
     assert got == {("fe1", "g1"): 2, ("fe1", "g2"): 2, ("fe2", "g1"): 4}
 
 
-@pytest.mark.parametrize(("count", "size", "expected"), [
-    (7, 3, (3, 3, 1)), (6, 3, (3, 3)), (2, 5, (2,)), (0, 4, ()), (5, 1, (1, 1, 1, 1, 1)),
-])
+@pytest.mark.parametrize(
+    ("count", "size", "expected"),
+    [
+        (7, 3, (3, 3, 1)),
+        (6, 3, (3, 3)),
+        (2, 5, (2,)),
+        (0, 4, ()),
+        (5, 1, (1, 1, 1, 1, 1)),
+    ],
+)
 def test_clusters(count: int, size: int, expected: tuple[int, ...]) -> None:
     assert clusters(count, size) == expected
 
@@ -332,14 +492,17 @@ def test_submit_action_carries_the_request_security_class_clusters_and_pilot_par
     assert the(plan).actions == (Submit("e1", "fe1", "g1", "sc1b", 7, (3, 3, 1), POOL),)
 
 
-@pytest.mark.parametrize(("params", "reason"), [
-    (PilotParams(), "no UpdraftPilotCollector"),
-    (PilotParams(collector="vo.example.org"), "is not host:port"),
-    (PilotParams(collector="vo:9618", manifest_url="http://web/m"), "go together"),
-    (PilotParams(collector="vo:9618", manifest_url="ftp://web/m", manifest_sha256="a" * 64), "not an http(s) URL"),
-    (PilotParams(collector="vo:9618", manifest_url="http://web/m", manifest_sha256="A" * 64), "64 lowercase hex"),
-    (PilotParams(collector="vo:9618", group_start="true\nSTART = true"), "line break"),
-])
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        (PilotParams(), "no UpdraftPilotCollector"),
+        (PilotParams(collector="vo.example.org"), "is not host:port"),
+        (PilotParams(collector="vo:9618", manifest_url="http://web/m"), "go together"),
+        (PilotParams(collector="vo:9618", manifest_url="ftp://web/m", manifest_sha256="a" * 64), "not an http(s) URL"),
+        (PilotParams(collector="vo:9618", manifest_url="http://web/m", manifest_sha256="A" * 64), "64 lowercase hex"),
+        (PilotParams(collector="vo:9618", group_start="true\nSTART = true"), "line break"),
+    ],
+)
 def test_a_request_whose_pilot_params_no_pilot_can_use_is_refused(params: PilotParams, reason: str) -> None:
     bad = Request("e1", "fe1", "g1", "sc1", "fe1@lab", 3, 10, pilot=params)
     plan = decide([bad], [], {"e1": policy()}, NOW)
@@ -357,38 +520,88 @@ def test_cluster_size_must_be_positive() -> None:
 # --------------------------------------------------------------------------
 
 REMOVAL_CASES = [
-    Case("idle mode removes the excess", pilots(5, W), (request(2, remove="idle", remove_max=10),),
-         removed={"excess idle": 3}),
-    Case("at most remove_max", pilots(5, W), (request(2, remove="idle", remove_max=1),),
-         removed={"excess idle": 1}, bound=("request.remove_max",)),
+    Case(
+        "idle mode removes the excess",
+        pilots(5, W),
+        (request(2, remove="idle", remove_max=10),),
+        removed={"excess idle": 3},
+    ),
+    Case(
+        "at most remove_max",
+        pilots(5, W),
+        (request(2, remove="idle", remove_max=1),),
+        removed={"excess idle": 1},
+        bound=("request.remove_max",),
+    ),
     Case("mode none keeps the excess", pilots(5, W), (request(2, remove="none", remove_max=10),)),
-    Case("waiting first, then pending, newest first",
-         (pilot("1.0", W, submitted_age=50), pilot("2.0", W, submitted_age=10), pilot("3.0", P, submitted_age=90),
-          pilot("4.0", P, submitted_age=5), pilot("5.0", S, submitted_age=1)),
-         (request(1, remove="idle", remove_max=10),), removed={"excess idle": ("2.0", "1.0", "4.0", "3.0")}),
-    Case("same age: the higher job id is newer",
-         (pilot("9.0", W), pilot("10.0", W), pilot("10.1", W)),
-         (request(1, remove="idle", remove_max=10),), removed={"excess idle": ("10.1", "10.0")}),
+    Case(
+        "waiting first, then pending, newest first",
+        (
+            pilot("1.0", W, submitted_age=50),
+            pilot("2.0", W, submitted_age=10),
+            pilot("3.0", P, submitted_age=90),
+            pilot("4.0", P, submitted_age=5),
+            pilot("5.0", S, submitted_age=1),
+        ),
+        (request(1, remove="idle", remove_max=10),),
+        removed={"excess idle": ("2.0", "1.0", "4.0", "3.0")},
+    ),
+    Case(
+        "same age: the higher job id is newer",
+        (pilot("9.0", W), pilot("10.0", W), pilot("10.1", W)),
+        (request(1, remove="idle", remove_max=10),),
+        removed={"excess idle": ("10.1", "10.0")},
+    ),
     Case("idle mode never removes running pilots", pilots(5, R), (request(0, remove="idle", remove_max=10),)),
-    Case("all mode with idle wanted keeps running pilots", (*pilots(3, W), *pilots(5, R)),
-         (request(1, remove="all", remove_max=10),), removed={"excess idle": 2}),
-    Case("all mode with nothing wanted: idle, then newest running",
-         (pilot("1.0", W), pilot("2.0", R, age=300), pilot("3.0", R, age=30), pilot("4.0", R, age=100)),
-         (request(0, remove="all", remove_max=3),),
-         removed={"excess idle": ("1.0",), "remove all": ("3.0", "4.0")}, bound=("request.remove_max",)),
-    Case("all mode leaves held pilots to the hold rules", (*pilots(2, R), *pilots(2, H, hold_age=1)),
-         (request(0, remove="all", remove_max=10),), removed={"remove all": 2}),
-    Case("entry.max_removals", pilots(5, W), (request(0, remove="idle", remove_max=10),),
-         policy(per_cycle=CycleCaps(max_removals=2)), removed={"excess idle": 2}, bound=("entry.max_removals",)),
-    Case("stale removals come first under max_removals", (*pilots(2, W, age=500), *pilots(3, W)),
-         (request(0, remove="idle", remove_max=10),),
-         policy(per_cycle=CycleCaps(max_removals=3), stale=StaleAges(idle_seconds=100)),
-         removed={"stale idle": 2, "excess idle": 1}, bound=("entry.max_removals",)),
-    Case("stale removals reduce the excess", (*pilots(2, W, age=500), *pilots(3, W)),
-         (request(2, remove="idle", remove_max=10),), policy(stale=StaleAges(idle_seconds=100)),
-         removed={"stale idle": 2, "excess idle": 1}),
-    Case("a release counts towards the excess", (*pilots(3, W), pilot("", H, hold_age=100)),
-         (request(3, remove="idle", remove_max=10),), removed={"excess idle": 1}, released=1),
+    Case(
+        "all mode with idle wanted keeps running pilots",
+        (*pilots(3, W), *pilots(5, R)),
+        (request(1, remove="all", remove_max=10),),
+        removed={"excess idle": 2},
+    ),
+    Case(
+        "all mode with nothing wanted: idle, then newest running",
+        (pilot("1.0", W), pilot("2.0", R, age=300), pilot("3.0", R, age=30), pilot("4.0", R, age=100)),
+        (request(0, remove="all", remove_max=3),),
+        removed={"excess idle": ("1.0",), "remove all": ("3.0", "4.0")},
+        bound=("request.remove_max",),
+    ),
+    Case(
+        "all mode leaves held pilots to the hold rules",
+        (*pilots(2, R), *pilots(2, H, hold_age=1)),
+        (request(0, remove="all", remove_max=10),),
+        removed={"remove all": 2},
+    ),
+    Case(
+        "entry.max_removals",
+        pilots(5, W),
+        (request(0, remove="idle", remove_max=10),),
+        policy(per_cycle=CycleCaps(max_removals=2)),
+        removed={"excess idle": 2},
+        bound=("entry.max_removals",),
+    ),
+    Case(
+        "stale removals come first under max_removals",
+        (*pilots(2, W, age=500), *pilots(3, W)),
+        (request(0, remove="idle", remove_max=10),),
+        policy(per_cycle=CycleCaps(max_removals=3), stale=StaleAges(idle_seconds=100)),
+        removed={"stale idle": 2, "excess idle": 1},
+        bound=("entry.max_removals",),
+    ),
+    Case(
+        "stale removals reduce the excess",
+        (*pilots(2, W, age=500), *pilots(3, W)),
+        (request(2, remove="idle", remove_max=10),),
+        policy(stale=StaleAges(idle_seconds=100)),
+        removed={"stale idle": 2, "excess idle": 1},
+    ),
+    Case(
+        "a release counts towards the excess",
+        (*pilots(3, W), pilot("", H, hold_age=100)),
+        (request(3, remove="idle", remove_max=10),),
+        removed={"excess idle": 1},
+        released=1,
+    ),
 ]
 
 
@@ -399,8 +612,10 @@ def test_request_removals(case: Case) -> None:
 
 def test_removal_cap_is_shared_across_requests() -> None:
     queue = numbered([*pilots(6, W, group="g1"), *pilots(2, W, group="g2")])
-    requests = (request(0, remove="idle", remove_max=10, group="g1"), request(0, remove="idle", remove_max=10,
-                                                                             group="g2"))
+    requests = (
+        request(0, remove="idle", remove_max=10, group="g1"),
+        request(0, remove="idle", remove_max=10, group="g2"),
+    )
     plan = decide(requests, queue, {"e1": policy(per_cycle=CycleCaps(max_removals=4))}, NOW)
     assert [len(d.removed) for d in plan.decisions] == [3, 1]
 
@@ -412,22 +627,47 @@ def test_removal_cap_is_shared_across_requests() -> None:
 STALE = policy(stale=StaleAges(idle_seconds=100, running_seconds=1000, held_seconds=50))
 
 STALE_CASES = [
-    Case("stale idle", (pilot("1.0", W, age=101), pilot("2.0", P, age=300), pilot("3.0", W, age=50)),
-         (request(3),), STALE, submit=2, removed={"stale idle": ("2.0", "1.0")}),
+    Case(
+        "stale idle",
+        (pilot("1.0", W, age=101), pilot("2.0", P, age=300), pilot("3.0", W, age=50)),
+        (request(3),),
+        STALE,
+        submit=2,
+        removed={"stale idle": ("2.0", "1.0")},
+    ),
     Case("exactly at the limit is not stale", pilots(1, P, age=100), (request(1),), STALE),
-    Case("stale running", (pilot("1.0", R, age=1001), pilot("2.0", R, age=999)), (request(0),), STALE,
-         removed={"stale running": ("1.0",)}),
-    Case("stale held beats a pending release", pilots(1, H, age=60, hold_age=60), (request(0),), STALE,
-         removed={"stale held": 1}),
+    Case(
+        "stale running",
+        (pilot("1.0", R, age=1001), pilot("2.0", R, age=999)),
+        (request(0),),
+        STALE,
+        removed={"stale running": ("1.0",)},
+    ),
+    Case(
+        "stale held beats a pending release",
+        pilots(1, H, age=60, hold_age=60),
+        (request(0),),
+        STALE,
+        removed={"stale held": 1},
+    ),
     Case("no ages set: never stale", (*pilots(1, W, age=10**6), *pilots(1, R, age=10**6)), (request(1),)),
     Case("stale pilots of a group without a request", pilots(2, W, age=500), (), STALE, removed={"stale idle": 2}),
-    Case("oldest stale first under max_removals",
-         (pilot("1.0", R, age=2000), pilot("2.0", W, age=150), pilot("3.0", W, age=900)), (request(0),),
-         replace(STALE, per_cycle=CycleCaps(max_removals=1)), removed={"stale idle": ("3.0",)},
-         bound=("entry.max_removals",)),
-    Case("stale idle before stale running", (pilot("1.0", R, age=5000), pilot("2.0", W, age=150)), (request(0),),
-         replace(STALE, per_cycle=CycleCaps(max_removals=1)), removed={"stale idle": ("2.0",)},
-         bound=("entry.max_removals",)),
+    Case(
+        "oldest stale first under max_removals",
+        (pilot("1.0", R, age=2000), pilot("2.0", W, age=150), pilot("3.0", W, age=900)),
+        (request(0),),
+        replace(STALE, per_cycle=CycleCaps(max_removals=1)),
+        removed={"stale idle": ("3.0",)},
+        bound=("entry.max_removals",),
+    ),
+    Case(
+        "stale idle before stale running",
+        (pilot("1.0", R, age=5000), pilot("2.0", W, age=150)),
+        (request(0),),
+        replace(STALE, per_cycle=CycleCaps(max_removals=1)),
+        removed={"stale idle": ("2.0",)},
+        bound=("entry.max_removals",),
+    ),
 ]
 
 
@@ -443,21 +683,37 @@ def test_stale_pilots(case: Case) -> None:
 HOLD_CASES = [
     Case("recoverable, first hold, backoff passed", pilots(1, H, hold_age=10), released=1),
     Case("backoff not passed: left alone", pilots(1, H, hold_age=9)),
-    Case("backoff doubles per release", pilots(1, H, num_holds=3, hold_age=39, hold_code=26),
-         policy=policy(holds=replace(HOLDS, max_releases=5))),
-    Case("doubled backoff passed", pilots(1, H, num_holds=3, hold_age=40, hold_code=26),
-         policy=policy(holds=replace(HOLDS, max_releases=5)), released=1),
+    Case(
+        "backoff doubles per release",
+        pilots(1, H, num_holds=3, hold_age=39, hold_code=26),
+        policy=policy(holds=replace(HOLDS, max_releases=5)),
+    ),
+    Case(
+        "doubled backoff passed",
+        pilots(1, H, num_holds=3, hold_age=40, hold_code=26),
+        policy=policy(holds=replace(HOLDS, max_releases=5)),
+        released=1,
+    ),
     Case("unrecoverable code", pilots(1, H, hold_code=7, hold_age=1000), removed={"unrecoverable hold": 1}),
-    Case("released max_releases times already", pilots(1, H, num_holds=3, hold_age=1000),
-         removed={"too many holds": 1}),
+    Case(
+        "released max_releases times already", pilots(1, H, num_holds=3, hold_age=1000), removed={"too many holds": 1}
+    ),
     Case("one release left", pilots(1, H, num_holds=2, hold_age=1000), released=1),
     Case("no LastHoldTime: the state's time is the hold's", pilots(1, H, age=10), released=1),
-    Case("releases per cycle", (pilot("1.0", H, hold_age=30), pilot("2.0", H, hold_age=300),
-                                pilot("3.0", H, hold_age=100)),
-         policy=policy(per_cycle=CycleCaps(max_releases=2)), released=("2.0", "3.0"), bound=("entry.max_releases",)),
-    Case("held removals come before stale ones", (pilot("1.0", H, hold_code=7), pilot("2.0", W, age=900)),
-         policy=policy(stale=StaleAges(idle_seconds=100), per_cycle=CycleCaps(max_removals=1)),
-         removed={"unrecoverable hold": ("1.0",)}, bound=("entry.max_removals",)),
+    Case(
+        "releases per cycle",
+        (pilot("1.0", H, hold_age=30), pilot("2.0", H, hold_age=300), pilot("3.0", H, hold_age=100)),
+        policy=policy(per_cycle=CycleCaps(max_releases=2)),
+        released=("2.0", "3.0"),
+        bound=("entry.max_releases",),
+    ),
+    Case(
+        "held removals come before stale ones",
+        (pilot("1.0", H, hold_code=7), pilot("2.0", W, age=900)),
+        policy=policy(stale=StaleAges(idle_seconds=100), per_cycle=CycleCaps(max_removals=1)),
+        removed={"unrecoverable hold": ("1.0",)},
+        bound=("entry.max_removals",),
+    ),
     Case("held pilots of a group without a request", pilots(1, H, hold_code=7), (), removed={"unrecoverable hold": 1}),
 ]
 
@@ -504,9 +760,16 @@ def test_pilots_of_an_unknown_entry_are_only_counted() -> None:
 
 
 def test_record_has_ordered_steps() -> None:
-    decision = check(Case("", pilots(2, R), (request(10, max_pilots=6),),
-                          policy(per_cycle=CycleCaps(max_submits=3)), submit=3,
-                          bound=("request.max_pilots", "entry.max_submits")))
+    decision = check(
+        Case(
+            "",
+            pilots(2, R),
+            (request(10, max_pilots=6),),
+            policy(per_cycle=CycleCaps(max_submits=3)),
+            submit=3,
+            bound=("request.max_pilots", "entry.max_submits"),
+        )
+    )
     assert [(s.name, s.value) for s in decision.steps] == [("wanted", 10), ("cap", 4), ("share", 3), ("submit", 3)]
     assert decision.bound_by == ("request.max_pilots", "entry.max_submits")
 
@@ -515,7 +778,9 @@ def test_actions_are_removals_then_releases_then_the_submission() -> None:
     queue = [pilot("1.0", H, hold_code=7), pilot("2.0", H, hold_age=100), pilot("3.0", W, age=500)]
     plan = decide([request(5)], queue, {"e1": policy(stale=StaleAges(idle_seconds=100))}, NOW)
     assert the(plan).actions == (
-        Remove(("1.0",), "unrecoverable hold"), Remove(("3.0",), "stale idle"), Release(("2.0",)),
+        Remove(("1.0",), "unrecoverable hold"),
+        Remove(("3.0",), "stale idle"),
+        Release(("2.0",)),
         Submit("e1", "fe1", "g1", "sc1", 4, (1, 1, 1, 1), POOL),
     )
     assert plan.actions == the(plan).actions
@@ -549,7 +814,8 @@ def policies(draw: st.DrawFn, name: str) -> EntryPolicy:
         holds=HoldPolicy(
             recoverable_codes=draw(st.frozensets(st.integers(1, 4)).map(lambda codes: codes | {1})),
             max_releases=draw(st.integers(0, 3)),
-            backoff_seconds=draw(st.integers(0, 60)), max_backoff_seconds=draw(st.integers(0, 200)),
+            backoff_seconds=draw(st.integers(0, 60)),
+            max_backoff_seconds=draw(st.integers(0, 200)),
         ),
         in_downtime=draw(st.integers(0, 4)) == 0,
         frontends={"fe1": ACCESS["fe1"], **({"fe2": ACCESS["fe2"]} if draw(st.booleans()) else {})},
@@ -561,25 +827,45 @@ def policies(draw: st.DrawFn, name: str) -> EntryPolicy:
 def _pilot(number: int, fields: tuple[Any, ...]) -> Pilot:
     entry, frontend, group, state, age, queued_for, hold_code, num_holds, hold_age = fields
     return Pilot(
-        job_id=f"{number // 3}.{number % 3}", entry=entry, frontend=frontend, group=group, security_class="sc1",
-        credential_id="c", state=state, entered_state=NOW - age, submitted=NOW - age - queued_for,
-        hold_code=hold_code, hold_subcode=None, num_holds=num_holds,
+        job_id=f"{number // 3}.{number % 3}",
+        entry=entry,
+        frontend=frontend,
+        group=group,
+        security_class="sc1",
+        credential_id="c",
+        state=state,
+        entered_state=NOW - age,
+        submitted=NOW - age - queued_for,
+        hold_code=hold_code,
+        hold_subcode=None,
+        num_holds=num_holds,
         last_hold_time=None if hold_age is None else NOW - hold_age,
     )
 
 
 # Built once: strategies made inside a draw are validated again on every draw, which dominates the run time.
 PILOT_FIELDS = st.tuples(
-    st.sampled_from(("e0", "e0", "e0", "e1", "e2", "gone")), st.sampled_from(("fe1", "fe1", "fe1", "fe2", "fe3")),
-    st.sampled_from(("g1", "g2")), st.sampled_from(tuple(PilotState)), st.integers(0, 400), st.integers(0, 100),
-    st.sampled_from((None, 1, 1, 1, 2, 5)), st.integers(0, 3), st.none() | st.integers(0, 400),
+    st.sampled_from(("e0", "e0", "e0", "e1", "e2", "gone")),
+    st.sampled_from(("fe1", "fe1", "fe1", "fe2", "fe3")),
+    st.sampled_from(("g1", "g2")),
+    st.sampled_from(tuple(PilotState)),
+    st.integers(0, 400),
+    st.integers(0, 100),
+    st.sampled_from((None, 1, 1, 1, 2, 5)),
+    st.integers(0, 3),
+    st.none() | st.integers(0, 400),
 )
 QUEUES = st.lists(PILOT_FIELDS, max_size=60).map(lambda rows: [_pilot(i, row) for i, row in enumerate(rows)])
 REQUEST_FIELDS = st.tuples(
-    st.sampled_from(("e0", "e0", "e0", "e1", "e2", "nowhere")), st.sampled_from(("fe1", "fe1", "fe1", "fe2", "fe3")),
-    st.sampled_from(("g1", "g2")), st.sampled_from(("own",) * 8 + ("sc1", "sc2", "sc1b")),
-    st.sampled_from(("own",) * 8 + ("fe2@lab", None)), st.integers(-1, 8), st.integers(0, 30),
-    st.sampled_from(("none", "idle", "idle", "all", "all", "all") * 2 + ("bogus",)), st.integers(0, 10),
+    st.sampled_from(("e0", "e0", "e0", "e1", "e2", "nowhere")),
+    st.sampled_from(("fe1", "fe1", "fe1", "fe2", "fe3")),
+    st.sampled_from(("g1", "g2")),
+    st.sampled_from(("own",) * 8 + ("sc1", "sc2", "sc1b")),
+    st.sampled_from(("own",) * 8 + ("fe2@lab", None)),
+    st.integers(-1, 8),
+    st.integers(0, 30),
+    st.sampled_from(("none", "idle", "idle", "all", "all", "all") * 2 + ("bogus",)),
+    st.integers(0, 10),
 )
 
 
@@ -604,8 +890,18 @@ def requests_for(draw: st.DrawFn, queue: list[Pilot]) -> list[Request]:
     if not queue:
         return []
     return [
-        Request(p.entry, p.frontend, p.group, f"sc{p.frontend[-1]}", f"{p.frontend}@lab", draw(FEW_IDLE),
-                draw(st.integers(0, 30)), draw(REMOVE_MODES), draw(st.integers(0, 10)), POOL)
+        Request(
+            p.entry,
+            p.frontend,
+            p.group,
+            f"sc{p.frontend[-1]}",
+            f"{p.frontend}@lab",
+            draw(FEW_IDLE),
+            draw(st.integers(0, 30)),
+            draw(REMOVE_MODES),
+            draw(st.integers(0, 10)),
+            POOL,
+        )
         for p in draw(st.lists(st.sampled_from(queue), max_size=4))
     ]
 
@@ -660,8 +956,11 @@ def _check_limits(plan: FactoryPlan, reqs: list[Request], queue: list[Pilot], po
         assert not (pol.in_downtime and any(d.submitted for d in mine))
         for frontend in FRONTENDS:
             theirs = [d for d in mine if d.frontend == frontend]
-            _assert_within(_after([p for p in here if p.frontend == frontend], theirs), pol.limits_for(frontend),
-                           f"frontend {frontend} on {name}")
+            _assert_within(
+                _after([p for p in here if p.frontend == frontend], theirs),
+                pol.limits_for(frontend),
+                f"frontend {frontend} on {name}",
+            )
         for d in mine:
             key = _after([p for p in here if (p.frontend, p.group) == (d.frontend, d.group)], [d])
             if d.submitted:
@@ -674,9 +973,11 @@ def _check_caps(plan: FactoryPlan, reqs: list[Request], queue: list[Pilot], pols
     for name, pol in pols.items():
         mine = [d for d in plan.decisions if d.entry == name]
         caps = pol.per_cycle
-        for cap, used in ((caps.max_submits, sum(d.submitted for d in mine)),
-                          (caps.max_removals, sum(len(d.removed) for d in mine)),
-                          (caps.max_releases, sum(len(d.released) for d in mine))):
+        for cap, used in (
+            (caps.max_submits, sum(d.submitted for d in mine)),
+            (caps.max_removals, sum(len(d.removed) for d in mine)),
+            (caps.max_releases, sum(len(d.released) for d in mine)),
+        ):
             assert cap is None or used <= cap
         for action in (a for d in mine for a in d.actions if isinstance(a, Submit)):
             assert sum(action.clusters) == action.count > 0 and max(action.clusters) <= pol.cluster_size
@@ -696,8 +997,11 @@ def _check_ids(plan: FactoryPlan, reqs: list[Request], queue: list[Pilot], pols:
     for d in plan.decisions:
         for job in d.removed + d.released:
             found = by_id[job]
-            assert found.state in LIVE_STATES and (found.entry, found.frontend, found.group) == (d.entry, d.frontend,
-                                                                                                   d.group)
+            assert found.state in LIVE_STATES and (found.entry, found.frontend, found.group) == (
+                d.entry,
+                d.frontend,
+                d.group,
+            )
         assert all(by_id[job].state is H for job in d.released)
 
 
@@ -711,15 +1015,19 @@ def _check_reasons(plan: FactoryPlan, reqs: list[Request], queue: list[Pilot], p
                 verdict = pilot_verdict(found, NOW, pol)
                 if action.reason in ("excess idle", "remove all"):
                     assert req is not None and req.remove in ("idle", "all") and verdict is None
-                    assert found.state in IDLE_STATES if action.reason == "excess idle" else (
-                        found.state is R and req.remove == "all" and req.idle == 0)
+                    assert (
+                        found.state in IDLE_STATES
+                        if action.reason == "excess idle"
+                        else (found.state is R and req.remove == "all" and req.idle == 0)
+                    )
                 else:
                     assert verdict is not None and (verdict.action, verdict.reason) == ("remove", action.reason)
         verdicts = [pilot_verdict(by_id[job], NOW, pol) for job in d.released]
         assert all(verdict is not None and verdict.action == "release" for verdict in verdicts)
         if req is not None:
-            asked = sum(len(a.job_ids) for a in d.actions if isinstance(a, Remove)
-                        and a.reason in ("excess idle", "remove all"))
+            asked = sum(
+                len(a.job_ids) for a in d.actions if isinstance(a, Remove) and a.reason in ("excess idle", "remove all")
+            )
             assert asked <= req.remove_max
 
 
@@ -735,8 +1043,9 @@ def _check_requests(plan: FactoryPlan, reqs: list[Request], queue: list[Pilot], 
     assert all(d.request is not None or (d.entry, d.frontend, d.group) in live for d in plan.decisions)
 
 
-def _check_deterministic(plan: FactoryPlan, reqs: list[Request], queue: list[Pilot],
-                         pols: dict[str, EntryPolicy]) -> None:
+def _check_deterministic(
+    plan: FactoryPlan, reqs: list[Request], queue: list[Pilot], pols: dict[str, EntryPolicy]
+) -> None:
     """The same cycle in another input order gives the same plan."""
     shuffler = random.Random(len(queue) * 31 + len(reqs))
     queue, reqs = list(queue), list(reqs)
@@ -759,11 +1068,27 @@ def test_properties_hold_for_random_cycles(cycle: tuple[list[Request], list[Pilo
 
 
 def test_a_per_cycle_cap_the_submissions_do_not_reach_is_not_a_bound() -> None:
-    roomy = check(Case("", pilots(2, R), (request(10, max_pilots=6),),
-                       policy(per_cycle=CycleCaps(max_submits=100)), submit=4, bound=("request.max_pilots",)))
+    roomy = check(
+        Case(
+            "",
+            pilots(2, R),
+            (request(10, max_pilots=6),),
+            policy(per_cycle=CycleCaps(max_submits=100)),
+            submit=4,
+            bound=("request.max_pilots",),
+        )
+    )
     assert roomy.bound_by == ("request.max_pilots",)
-    tie = check(Case("", pilots(2, R), (request(10, max_pilots=6),),
-                     policy(per_cycle=CycleCaps(max_submits=4)), submit=4, bound=("entry.max_submits",)))
+    tie = check(
+        Case(
+            "",
+            pilots(2, R),
+            (request(10, max_pilots=6),),
+            policy(per_cycle=CycleCaps(max_submits=4)),
+            submit=4,
+            bound=("entry.max_submits",),
+        )
+    )
     assert tie.bound_by == ("request.max_pilots", "entry.max_submits")
 
 
@@ -800,7 +1125,7 @@ def test_least_idle_sends_each_pilot_to_the_member_with_the_fewest_idle() -> Non
 def test_least_idle_counts_every_frontends_idle_pilots_at_a_member() -> None:
     queue = [*at("a", 3, frontend="fe2"), *at("b", 1)]
     plan = decide([request(5, entry="us")], numbered(queue), {"us": set_policy()}, NOW)
-    assert submits(plan) == {"b": (2, (2,)), "c": (2, (2,))}                  # 4: fe1 has 1 of its 5 idle
+    assert submits(plan) == {"b": (2, (2,)), "c": (2, (2,))}  # 4: fe1 has 1 of its 5 idle
     assert the(plan, "us").inputs.idle_by_member == {"a": 3, "b": 1, "c": 0}
 
 
@@ -809,13 +1134,17 @@ def test_running_and_held_pilots_do_not_count_as_idle_at_a_member() -> None:
     assert submits(plan) == {"a": (1, (1,)), "b": (1, (1,)), "c": (1, (1,))}
 
 
-@pytest.mark.parametrize(("cycle", "expected"), [
-    (0, {"a": (2, (2,)), "b": (1, (1,)), "c": (1, (1,))}),
-    (1, {"a": (1, (1,)), "b": (2, (2,)), "c": (1, (1,))}),
-    (5, {"a": (1, (1,)), "b": (1, (1,)), "c": (2, (2,))}),                   # the cycle wraps around the members
-])
+@pytest.mark.parametrize(
+    ("cycle", "expected"),
+    [
+        (0, {"a": (2, (2,)), "b": (1, (1,)), "c": (1, (1,))}),
+        (1, {"a": (1, (1,)), "b": (2, (2,)), "c": (1, (1,))}),
+        (5, {"a": (1, (1,)), "b": (1, (1,)), "c": (2, (2,))}),  # the cycle wraps around the members
+    ],
+)
 def test_round_robin_deals_from_the_cycle_number_whatever_is_idle(
-        cycle: int, expected: dict[str, tuple[int, tuple[int, ...]]]) -> None:
+    cycle: int, expected: dict[str, tuple[int, tuple[int, ...]]]
+) -> None:
     plan = decide_set(at("a", 0), set_policy(how="round_robin"), idle=4, cycle=cycle)
     assert submits(plan) == expected
     assert plan.cycle == cycle
@@ -839,7 +1168,7 @@ def test_every_member_in_downtime_submits_nothing_and_says_so(in_downtime: bool)
 
 def test_each_members_share_goes_out_in_clusters_of_the_entry_size() -> None:
     plan = decide_set([*at("a", 3), *at("b", 1)], set_policy(cluster_size=2), idle=12)
-    assert submits(plan) == {"a": (1, (1,)), "b": (3, (2, 1)), "c": (4, (2, 2))}     # 8 levels them at 4 idle
+    assert submits(plan) == {"a": (1, (1,)), "b": (3, (2, 1)), "c": (4, (2, 2))}  # 8 levels them at 4 idle
 
 
 def test_a_standalone_entry_is_its_own_only_member() -> None:

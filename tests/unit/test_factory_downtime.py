@@ -32,8 +32,12 @@ def test_which_downtime_applies(downtime: Downtime, entry: str, frontend: str | 
 
 
 def test_up_closes_only_the_running_downtimes_of_that_entry_and_frontend() -> None:
-    stored = [Downtime("ce1", NOW - 10), Downtime("ce1", NOW + 100), Downtime("ce2", NOW - 10),
-              Downtime("ce1", NOW - 10, frontend="vo")]
+    stored = [
+        Downtime("ce1", NOW - 10),
+        Downtime("ce1", NOW + 100),
+        Downtime("ce2", NOW - 10),
+        Downtime("ce1", NOW - 10, frontend="vo"),
+    ]
     result, closed = end_now(stored, "ce1", None, NOW)
     assert closed == 1
     assert result[0].end == NOW and result[1].end is None and result[2].end is None and result[3].end is None

@@ -21,8 +21,14 @@ from updraft.factory.gridtypes import GridTypePlugin, Problem
 from updraft.factory.render import PilotSpec, check_entry, render_submit, submit_template
 
 OURS = ["condor", "arc", "batch", "ec2", "gce"]
-PILOT = PilotSpec(frontend="vo", group="main", security_class="pilot", credential_id="vo.main.1",
-                  executable=Path("/usr/libexec/updraft/pilot.sh"), work_dir=Path("/var/lib/updraft/x"))
+PILOT = PilotSpec(
+    frontend="vo",
+    group="main",
+    security_class="pilot",
+    credential_id="vo.main.1",
+    executable=Path("/usr/libexec/updraft/pilot.sh"),
+    work_dir=Path("/var/lib/updraft/x"),
+)
 
 
 def entry(grid_type: str, resource: str = "r", **keys: object) -> Entry:
@@ -52,8 +58,11 @@ def test_our_grid_types_are_registered_in_a_fixed_order() -> None:
 
 
 def test_an_unknown_grid_type_names_the_available_ones() -> None:
-    with pytest.raises(ConfigError, match=r"unknown grid type 'slurm' \(Input should be 'condor', 'arc', "
-                                          r"'batch', 'ec2' or 'gce'\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown grid type 'slurm' \(Input should be 'condor', 'arc', "
+        r"'batch', 'ec2' or 'gce'\)",
+    ):
         gridtypes.plugin("slurm")
     assert "Input should be 'condor', 'arc', 'batch', 'ec2' or 'gce'" in entry_problem("slurm")
 
@@ -109,13 +118,18 @@ def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gri
     (package / "templates" / "slurmrest.sub.j2").write_text(THIRD_PARTY_TEMPLATE)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "acme_grids", raising=False)  # another test's tmp_path
-    plugin = GridTypePlugin("slurmrest", SlurmRestSettings, "slurmrest.sub.j2", template_package="acme_grids",
-                            checks=_slurmrest_problems)
+    plugin = GridTypePlugin(
+        "slurmrest", SlurmRestSettings, "slurmrest.sub.j2", template_package="acme_grids", checks=_slurmrest_problems
+    )
     impostor = GridTypePlugin("condor", SlurmRestSettings, "slurmrest.sub.j2", template_package="acme_grids")
     untemplated = GridTypePlugin("untemplated", SlurmRestSettings, "untemplated.sub.j2", template_package="acme_grids")
-    published = [FakeEntryPoint("slurmrest", plugin), FakeEntryPoint("condor", impostor),
-                 FakeEntryPoint("notaplugin", object()), FakeEntryPoint("misnamed", plugin),
-                 FakeEntryPoint("untemplated", untemplated)]
+    published = [
+        FakeEntryPoint("slurmrest", plugin),
+        FakeEntryPoint("condor", impostor),
+        FakeEntryPoint("notaplugin", object()),
+        FakeEntryPoint("misnamed", plugin),
+        FakeEntryPoint("untemplated", untemplated),
+    ]
 
     def fake_entry_points(*, group: str) -> list[FakeEntryPoint]:
         return [ep for ep in published if ep.group == group]
@@ -125,8 +139,9 @@ def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gri
 
 
 def test_a_third_party_grid_type_validates_renders_and_checks(third_party: GridTypePlugin) -> None:
-    config = factory_with({"hpc": {"grid_type": "slurmrest", "resource": "https://slurm.example.org",
-                                   "partition": "pilots"}})
+    config = factory_with(
+        {"hpc": {"grid_type": "slurmrest", "resource": "https://slurm.example.org", "partition": "pilots"}}
+    )
     hpc = config.entries["hpc"]
     assert hpc.grid == SlurmRestSettings(partition="pilots")
     description = render_submit(config, "hpc", hpc, PILOT)
@@ -142,8 +157,10 @@ def test_a_third_party_grid_type_is_listed_and_its_keys_are_checked(third_party:
     message = entry_problem("slurmrest", partition="p", cloud={"image": "i", "instance_type": "t"}, acount="a")
     assert "cloud\n  only for ec2 and gce entries, not slurmrest" in message
     assert "acount\n  unknown key" in message
-    assert "Input should be 'condor', 'arc', 'batch', 'ec2', 'gce', 'misnamed', 'notaplugin', 'slurmrest' or 'untemplated'" in (
-        entry_problem("nope"))
+    assert (
+        "Input should be 'condor', 'arc', 'batch', 'ec2', 'gce', 'misnamed', 'notaplugin', 'slurmrest' or 'untemplated'"
+        in (entry_problem("nope"))
+    )
 
 
 def test_a_third_party_cannot_shadow_our_grid_types(third_party: GridTypePlugin) -> None:
@@ -151,10 +168,13 @@ def test_a_third_party_cannot_shadow_our_grid_types(third_party: GridTypePlugin)
     assert gridtypes.names().count("condor") == 1
 
 
-@pytest.mark.parametrize("name, problem", [
-    ("notaplugin", "its entry point is not an updraft GridTypePlugin"),
-    ("misnamed", "its plugin calls itself 'slurmrest'"),
-])
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("notaplugin", "its entry point is not an updraft GridTypePlugin"),
+        ("misnamed", "its plugin calls itself 'slurmrest'"),
+    ],
+)
 def test_a_broken_third_party_plugin_is_a_config_error(third_party: GridTypePlugin, name: str, problem: str) -> None:
     with pytest.raises(ConfigError, match=problem):
         gridtypes.plugin(name)
@@ -170,7 +190,11 @@ def test_every_problem_of_an_entry_is_reported_at_once_at_its_own_key() -> None:
     with pytest.raises(pydantic.ValidationError) as caught:
         entry("batch", ssh_host="nohost", arc_rte="x", limits={"max_idle": -1})
     assert {".".join(map(str, error["loc"])) for error in caught.value.errors()} == {
-        "batch_system", "ssh_host", "arc_rte", "limits.max_idle"}
+        "batch_system",
+        "ssh_host",
+        "arc_rte",
+        "limits.max_idle",
+    }
 
 
 def test_condor_has_no_keys_of_its_own_and_accepts_ce_credentials() -> None:
@@ -186,10 +210,13 @@ def test_arc_takes_queue_runtime_environments_and_resources_and_needs_a_credenti
     assert gridtypes.plugin("arc").ce_credentials == "required"
 
 
-@pytest.mark.parametrize("keys, grid_resource", [
-    ({"batch_system": "pbs"}, "batch pbs"),
-    ({"batch_system": "slurm", "ssh_host": "u@login"}, "batch slurm u@login"),
-])
+@pytest.mark.parametrize(
+    "keys, grid_resource",
+    [
+        ({"batch_system": "pbs"}, "batch pbs"),
+        ({"batch_system": "slurm", "ssh_host": "u@login"}, "batch slurm u@login"),
+    ],
+)
 def test_batch_builds_its_grid_resource_from_the_batch_system_and_login(keys: dict, grid_resource: str) -> None:
     assert entry("batch", "label", **keys).grid_resource == grid_resource
 
@@ -213,17 +240,22 @@ def test_ec2_lists_every_problem_when_pilots_are_rendered() -> None:
 
 def test_ec2_and_gce_machines_refuse_each_others_keys() -> None:
     assert "auth_file not used by ec2 entries (only by gce entries)" in entry_problem(
-        "ec2", cloud={"image": "i", "instance_type": "t", "auth_file": "/a"})
+        "ec2", cloud={"image": "i", "instance_type": "t", "auth_file": "/a"}
+    )
     assert "zone not used by gce entries (only by ec2 entries)" in entry_problem(
-        "gce", cloud={"image": "i", "instance_type": "t", "zone": "z"})
+        "gce", cloud={"image": "i", "instance_type": "t", "zone": "z"}
+    )
     assert "access_key_file and secret_key_file go together" in entry_problem(
-        "ec2", cloud={"image": "i", "instance_type": "t", "secret_key_file": "/s"})
+        "ec2", cloud={"image": "i", "instance_type": "t", "secret_key_file": "/s"}
+    )
 
 
 def test_gce_wants_a_resource_of_three_words() -> None:
     cloud = {"image": "i", "instance_type": "t"}
     check_entry("vm", entry("gce", "https://g/v1 project zone", cloud=cloud))
-    with pytest.raises(ConfigError, match=r"^entries\.vm\.resource: a gce resource is '<service URL> <project> <zone>'"):
+    with pytest.raises(
+        ConfigError, match=r"^entries\.vm\.resource: a gce resource is '<service URL> <project> <zone>'"
+    ):
         check_entry("vm", entry("gce", "https://g/v1 project", cloud=cloud))
 
 
@@ -250,11 +282,16 @@ def test_grid_is_not_a_key_of_the_yaml() -> None:
 
 
 def test_check_config_names_the_file_and_key_of_every_render_problem(tree) -> None:
-    main = tree.factory(("50-clouds.yaml", textwrap.dedent("""\
+    main = tree.factory(
+        (
+            "50-clouds.yaml",
+            textwrap.dedent("""\
         entries:
           aws: {grid_type: ec2, resource: "https://ec2.example/ extra"}
           google: {grid_type: gce, resource: "https://g/v1 p z"}
-    """)))
+    """),
+        )
+    )
     result = CliRunner().invoke(factory_cli, ["check-config", "-c", str(main)])
     assert result.exit_code != 0
     drop_in = main.parent / "factory.d" / "50-clouds.yaml"
@@ -271,21 +308,29 @@ def test_a_loaded_batch_entry_keeps_its_grid_keys(tree) -> None:
 
 
 def test_check_config_proves_each_grid_types_template_is_installed(tree, third_party: GridTypePlugin) -> None:
-    main = tree.factory(("50-acme.yaml", textwrap.dedent("""\
+    main = tree.factory(
+        (
+            "50-acme.yaml",
+            textwrap.dedent("""\
         entries:
           ok: {grid_type: slurmrest, resource: "https://a", partition: p}
           first: {grid_type: untemplated, resource: r, partition: p}
           second: {grid_type: untemplated, resource: r, partition: p}
-    """)))
+    """),
+        )
+    )
     result = CliRunner().invoke(factory_cli, ["check-config", "-c", str(main)])
     problems = str(result.exception).splitlines()
     assert problems[0] == "invalid configuration (1 problem):"
-    assert problems[1].startswith(f"  {main.parent / 'factory.d' / '50-acme.yaml'}: entries.first.grid_type: "
-                                  "grid type untemplated: template untemplated.sub.j2 not found in acme_grids/templates")
+    assert problems[1].startswith(
+        f"  {main.parent / 'factory.d' / '50-acme.yaml'}: entries.first.grid_type: "
+        "grid type untemplated: template untemplated.sub.j2 not found in acme_grids/templates"
+    )
 
 
-def test_a_template_that_does_not_parse_is_a_config_error_naming_its_line(third_party: GridTypePlugin,
-                                                                            tmp_path: Path) -> None:
+def test_a_template_that_does_not_parse_is_a_config_error_naming_its_line(
+    third_party: GridTypePlugin, tmp_path: Path
+) -> None:
     (tmp_path / "acme_grids" / "templates" / "broken.sub.j2").write_text('{% extends "pilot.sub.j2" %}\n{% if %}\n')
     broken = GridTypePlugin("broken", SlurmRestSettings, "broken.sub.j2", template_package="acme_grids")
     with pytest.raises(ConfigError, match=r"^grid type broken: template broken.sub.j2, line 2: "):

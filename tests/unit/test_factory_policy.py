@@ -38,8 +38,15 @@ def ce(resource: str = "ce x:1", **settings: Any) -> dict[str, Any]:
 
 def factory(entries: dict[str, Any], **top: Any) -> FactoryConfig:
     return FactoryConfig.model_validate(
-        {"name": "fac", "wms_collector": "127.0.0.1:9619", "schedd": "s@x", "cycle_seconds": 20,
-         "entries": entries, **top})
+        {
+            "name": "fac",
+            "wms_collector": "127.0.0.1:9619",
+            "schedd": "s@x",
+            "cycle_seconds": 20,
+            "entries": entries,
+            **top,
+        }
+    )
 
 
 def policy_of(entry: dict[str, Any], downtimes: list[Downtime] | None = None) -> EntryPolicy:
@@ -67,8 +74,7 @@ def test_an_entry_with_only_defaults_gets_the_documented_policy() -> None:
 
 
 FULL = ce(
-    limits={"max_pilots": 7, "max_idle": 0, "max_held": 2,
-            "per_frontend": {"max_pilots": 5, "max_idle": 3}},
+    limits={"max_pilots": 7, "max_idle": 0, "max_held": 2, "per_frontend": {"max_pilots": 5, "max_idle": 3}},
     frontends={
         "cms": {"identity": "cms@fe", "security_classes": ["prod", "test"], "limits": {"max_pilots": 4, "max_held": 0}},
         "atlas": {"identity": "atlas@fe", "require_credential": False},
@@ -79,19 +85,32 @@ FULL = ce(
 )
 
 
-@pytest.mark.parametrize(("field", "expected"), [
-    ("limits", Limits(max_pilots=7, max_idle=0, max_held=2)),  # 0 stays a real zero
-    ("default_frontend_limits", Limits(max_pilots=5, max_idle=3, max_held=None)),
-    ("frontend_limits", {"cms": Limits(max_pilots=4, max_idle=3, max_held=0),  # own caps, the rest by default
-                         "atlas": Limits(max_pilots=5, max_idle=3, max_held=None)}),
-    ("per_cycle", CycleCaps(max_submits=0, max_removals=4, max_releases=1)),
-    ("cluster_size", 2),
-    ("stale", StaleAges(idle_seconds=None, running_seconds=7200.0, held_seconds=600.0)),
-    ("holds", HoldPolicy(frozenset({0, 40}), max_releases=0, backoff_seconds=60.0, max_backoff_seconds=60.0)),
-    ("frontends", {"cms": FrontendAccess("cms@fe", frozenset({"prod", "test"}), require_credential=True),
-                   "atlas": FrontendAccess("atlas@fe", frozenset({"default"}))}),
-    ("in_downtime", False),
-])
+@pytest.mark.parametrize(
+    ("field", "expected"),
+    [
+        ("limits", Limits(max_pilots=7, max_idle=0, max_held=2)),  # 0 stays a real zero
+        ("default_frontend_limits", Limits(max_pilots=5, max_idle=3, max_held=None)),
+        (
+            "frontend_limits",
+            {
+                "cms": Limits(max_pilots=4, max_idle=3, max_held=0),  # own caps, the rest by default
+                "atlas": Limits(max_pilots=5, max_idle=3, max_held=None),
+            },
+        ),
+        ("per_cycle", CycleCaps(max_submits=0, max_removals=4, max_releases=1)),
+        ("cluster_size", 2),
+        ("stale", StaleAges(idle_seconds=None, running_seconds=7200.0, held_seconds=600.0)),
+        ("holds", HoldPolicy(frozenset({0, 40}), max_releases=0, backoff_seconds=60.0, max_backoff_seconds=60.0)),
+        (
+            "frontends",
+            {
+                "cms": FrontendAccess("cms@fe", frozenset({"prod", "test"}), require_credential=True),
+                "atlas": FrontendAccess("atlas@fe", frozenset({"default"})),
+            },
+        ),
+        ("in_downtime", False),
+    ],
+)
 def test_every_config_field_reaches_the_policy(field: str, expected: object) -> None:
     assert getattr(policy_of(FULL), field) == expected
 
@@ -112,18 +131,22 @@ def test_only_advertised_entries_get_a_policy() -> None:
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("flag", "downtimes", "down"), [
-    (False, [], False),
-    (True, [], True),
-    (False, [Downtime("ce1", NOW - 10)], True),                     # open-ended, started
-    (False, [Downtime("all", NOW - 10, NOW + 10)], True),           # every entry
-    (False, [Downtime("ce1", NOW - 20, NOW - 10)], False),          # over
-    (False, [Downtime("ce1", NOW + 10)], False),                    # not yet
-    (False, [Downtime("other", NOW - 10)], False),
-    (False, [Downtime("ce1", NOW - 10, frontend="cms")], False),    # one frontend: not the whole entry
-])
+@pytest.mark.parametrize(
+    ("flag", "downtimes", "down"),
+    [
+        (False, [], False),
+        (True, [], True),
+        (False, [Downtime("ce1", NOW - 10)], True),  # open-ended, started
+        (False, [Downtime("all", NOW - 10, NOW + 10)], True),  # every entry
+        (False, [Downtime("ce1", NOW - 20, NOW - 10)], False),  # over
+        (False, [Downtime("ce1", NOW + 10)], False),  # not yet
+        (False, [Downtime("other", NOW - 10)], False),
+        (False, [Downtime("ce1", NOW - 10, frontend="cms")], False),  # one frontend: not the whole entry
+    ],
+)
 def test_an_entry_is_in_downtime_by_its_flag_or_an_active_downtime(
-        flag: bool, downtimes: list[Downtime], down: bool) -> None:
+    flag: bool, downtimes: list[Downtime], down: bool
+) -> None:
     assert policy_of(ce(downtime=flag), downtimes).in_downtime is down
     config = factory({"ce1": ce(downtime=flag)})
     assert ("ce1" in entries_in_downtime(config, downtimes, NOW)) is down
@@ -136,13 +159,16 @@ def test_entry_ads_refuse_downtime_records_in_place_of_names() -> None:
         entry_ads(factory({"ce1": ce()}), [Downtime("ce1", NOW - 10)])  # type: ignore[list-item]
 
 
-@pytest.mark.parametrize(("downtime", "frontend", "down"), [
-    (Downtime("ce1", NOW - 10, frontend="cms"), "cms", True),
-    (Downtime("ce1", NOW - 10, frontend="cms"), "atlas", False),
-    (Downtime("ce1", NOW - 10, NOW - 5, frontend="cms"), "cms", False),
-    (Downtime("ce1", NOW - 10), "atlas", True),                     # the entry's: every frontend
-    (Downtime("ce2", NOW - 10, frontend="cms"), "cms", False),
-])
+@pytest.mark.parametrize(
+    ("downtime", "frontend", "down"),
+    [
+        (Downtime("ce1", NOW - 10, frontend="cms"), "cms", True),
+        (Downtime("ce1", NOW - 10, frontend="cms"), "atlas", False),
+        (Downtime("ce1", NOW - 10, NOW - 5, frontend="cms"), "cms", False),
+        (Downtime("ce1", NOW - 10), "atlas", True),  # the entry's: every frontend
+        (Downtime("ce2", NOW - 10, frontend="cms"), "cms", False),
+    ],
+)
 def test_a_downtime_for_one_frontend_is_answered_per_frontend(downtime: Downtime, frontend: str, down: bool) -> None:
     assert frontend_in_downtime([downtime], "ce1", frontend, NOW) is down
 
@@ -154,17 +180,27 @@ def test_a_downtime_for_one_frontend_is_answered_per_frontend(downtime: Downtime
 
 SET_CONFIG = {
     "entries": {
-        "a": ce("ce a:1", grid_type="arc", submit={"cluster_size": 3}, stale={"idle_seconds": 100},
-                holds={"max_releases": 1}, frontends={"ignored": {"identity": "x@y"}}, limits={"max_idle": 1}),
+        "a": ce(
+            "ce a:1",
+            grid_type="arc",
+            submit={"cluster_size": 3},
+            stale={"idle_seconds": 100},
+            holds={"max_releases": 1},
+            frontends={"ignored": {"identity": "x@y"}},
+            limits={"max_idle": 1},
+        ),
         "b": ce("ce b:1", submit={"cluster_size": 9}),
         "c": ce("ce c:1", enabled=False),
         "solo": ce("ce s:1", attributes={"GLIDEIN_CPUS": 8}),
     },
     "entry_sets": {
-        "us": {"members": ["a", "b", "c"], "policy": "round_robin",
-               "attributes": {"GLIDEIN_Site": "US"},
-               "limits": {"max_pilots": 40, "max_idle": 6, "max_held": 3, "per_frontend": {"max_idle": 2}},
-               "frontends": {"cms": {"identity": "cms@fe"}}},
+        "us": {
+            "members": ["a", "b", "c"],
+            "policy": "round_robin",
+            "attributes": {"GLIDEIN_Site": "US"},
+            "limits": {"max_pilots": 40, "max_idle": 6, "max_held": 3, "per_frontend": {"max_idle": 2}},
+            "frontends": {"cms": {"identity": "cms@fe"}},
+        },
     },
 }
 
@@ -203,16 +239,20 @@ def test_a_set_uses_its_own_limits_and_frontends_and_its_first_members_tuning() 
     assert (us.cluster_size, us.stale.idle_seconds, us.holds.max_releases) == (3, 100.0, 1)
 
 
-@pytest.mark.parametrize(("set_flag", "downtimes", "down", "available"), [
-    (False, [], False, ("a", "b")),
-    (True, [], True, ("a", "b")),
-    (False, [Downtime("us", NOW - 1)], True, ("a", "b")),
-    (False, [Downtime("a", NOW - 1)], False, ("b",)),                       # one CE down: the set goes on
-    (False, [Downtime("a", NOW - 1), Downtime("b", NOW - 1)], True, ()),     # every CE down: the set is down
-    (False, [Downtime("a", NOW - 1, frontend="cms")], False, ("a", "b")),
-])
+@pytest.mark.parametrize(
+    ("set_flag", "downtimes", "down", "available"),
+    [
+        (False, [], False, ("a", "b")),
+        (True, [], True, ("a", "b")),
+        (False, [Downtime("us", NOW - 1)], True, ("a", "b")),
+        (False, [Downtime("a", NOW - 1)], False, ("b",)),  # one CE down: the set goes on
+        (False, [Downtime("a", NOW - 1), Downtime("b", NOW - 1)], True, ()),  # every CE down: the set is down
+        (False, [Downtime("a", NOW - 1, frontend="cms")], False, ("a", "b")),
+    ],
+)
 def test_a_set_is_down_by_its_flag_its_downtime_or_all_its_members_down(
-        set_flag: bool, downtimes: list[Downtime], down: bool, available: tuple[str, ...]) -> None:
+    set_flag: bool, downtimes: list[Downtime], down: bool, available: tuple[str, ...]
+) -> None:
     sets = {"us": {**SET_CONFIG["entry_sets"]["us"], "downtime": set_flag}}
     config = set_config(entry_sets=sets)
     assert entry_policies(config, downtimes, NOW)["us"].in_downtime is down
@@ -228,10 +268,13 @@ def test_a_member_down_by_its_own_flag_leaves_the_rotation() -> None:
     assert available_members(config, "nowhere", [], NOW) == ()
 
 
-@pytest.mark.parametrize(("change", "advertised"), [
-    ({"enabled": False}, ["solo"]),                 # a disabled set takes its members with it
-    ({"members": ["c"]}, ["a", "b", "solo"]),       # only disabled members: nowhere to send pilots
-])
+@pytest.mark.parametrize(
+    ("change", "advertised"),
+    [
+        ({"enabled": False}, ["solo"]),  # a disabled set takes its members with it
+        ({"members": ["c"]}, ["a", "b", "solo"]),  # only disabled members: nowhere to send pilots
+    ],
+)
 def test_a_set_with_nowhere_to_send_pilots_is_not_advertised(change: dict[str, Any], advertised: list[str]) -> None:
     sets = {"us": {**SET_CONFIG["entry_sets"]["us"], **change}}
     assert list(advertised_entries(set_config(entry_sets=sets))) == advertised
@@ -246,19 +289,33 @@ def test_member_entry_is_the_config_a_pilot_is_rendered_from() -> None:
             member_entry(config, advertised, member)
 
 
-@pytest.mark.parametrize(("entry_sets", "loc", "message"), [
-    ({"us": {"members": ["a", "x"]}}, ("entry_sets", "us", "members", 1), "no entry named 'x'"),
-    ({"eu": {"members": ["a"]}, "us": {"members": ["b", "a"]}}, ("entry_sets", "us", "members", 1),
-     "entry 'a' is already a member of entry set 'eu'"),
-    ({"us": {"members": ["a", "a"]}}, ("entry_sets", "us", "members", 1), "entry 'a' is listed twice"),
-    ({"a": {"members": ["b"]}}, ("entry_sets", "a"), "'a' is also the name of an entry"),
-    ({"us": {"members": ["a", "quad"]}}, ("entry_sets", "us", "members", 1),
-     "entry 'quad' has 4-core pilots but the set advertises 1"),
-    ({"us": {"members": []}}, ("entry_sets", "us", "members"), "at least 1 item"),
-    ({"us": {"members": ["a"], "policy": "random"}}, ("entry_sets", "us", "policy"), "'least_idle' or 'round_robin'"),
-])
-def test_invalid_entry_sets_are_refused_at_their_key_path(entry_sets: dict[str, Any], loc: tuple[Any, ...],
-                                                          message: str) -> None:
+@pytest.mark.parametrize(
+    ("entry_sets", "loc", "message"),
+    [
+        ({"us": {"members": ["a", "x"]}}, ("entry_sets", "us", "members", 1), "no entry named 'x'"),
+        (
+            {"eu": {"members": ["a"]}, "us": {"members": ["b", "a"]}},
+            ("entry_sets", "us", "members", 1),
+            "entry 'a' is already a member of entry set 'eu'",
+        ),
+        ({"us": {"members": ["a", "a"]}}, ("entry_sets", "us", "members", 1), "entry 'a' is listed twice"),
+        ({"a": {"members": ["b"]}}, ("entry_sets", "a"), "'a' is also the name of an entry"),
+        (
+            {"us": {"members": ["a", "quad"]}},
+            ("entry_sets", "us", "members", 1),
+            "entry 'quad' has 4-core pilots but the set advertises 1",
+        ),
+        ({"us": {"members": []}}, ("entry_sets", "us", "members"), "at least 1 item"),
+        (
+            {"us": {"members": ["a"], "policy": "random"}},
+            ("entry_sets", "us", "policy"),
+            "'least_idle' or 'round_robin'",
+        ),
+    ],
+)
+def test_invalid_entry_sets_are_refused_at_their_key_path(
+    entry_sets: dict[str, Any], loc: tuple[Any, ...], message: str
+) -> None:
     with pytest.raises(pydantic.ValidationError) as caught:
         factory({"a": ce(), "b": ce(), "quad": ce(attributes={"GLIDEIN_CPUS": 4})}, entry_sets=entry_sets)
     errors = {tuple(error["loc"]): error["msg"] for error in caught.value.errors()}
@@ -287,21 +344,32 @@ def test_factory_level_settings_have_their_documented_defaults() -> None:
     assert factory({}, query_timeout_seconds=5).query_timeout_seconds == 5.0
 
 
-@pytest.mark.parametrize(("top", "entry", "loc"), [
-    ({"query_timeout_seconds": 0}, {}, ("query_timeout_seconds",)),
-    ({"condor_config": "relative/condor_config"}, {}, ("condor_config",)),
-    ({"pilot": {"executable": "glidein_startup.sh"}}, {}, ("pilot", "executable")),
-    ({}, {"holds": {"backoff_seconds": 600, "max_backoff_seconds": 300}}, ("entries", "ce1", "holds", "max_backoff_seconds")),
-    ({}, {"holds": {"recoverable_codes": [-1]}}, ("entries", "ce1", "holds", "recoverable_codes", 0)),
-    ({}, {"submit": {"cluster_size": 0}}, ("entries", "ce1", "submit", "cluster_size")),
-    ({}, {"stale": {"idle_seconds": 0}}, ("entries", "ce1", "stale", "idle_seconds")),
-    ({}, {"frontends": {"cms": {"identity": "cms"}}}, ("entries", "ce1", "frontends", "cms", "identity")),
-    ({}, {"frontends": {"cms": {"identity": "cms@fe", "security_classes": []}}},
-     ("entries", "ce1", "frontends", "cms", "security_classes")),
-    ({}, {"limits": {"per_frontend": {"max_idle": -1}}}, ("entries", "ce1", "limits", "per_frontend", "max_idle")),
-])
-def test_bad_new_settings_are_refused_where_they_are(top: dict[str, Any], entry: dict[str, Any],
-                                                      loc: tuple[Any, ...]) -> None:
+@pytest.mark.parametrize(
+    ("top", "entry", "loc"),
+    [
+        ({"query_timeout_seconds": 0}, {}, ("query_timeout_seconds",)),
+        ({"condor_config": "relative/condor_config"}, {}, ("condor_config",)),
+        ({"pilot": {"executable": "glidein_startup.sh"}}, {}, ("pilot", "executable")),
+        (
+            {},
+            {"holds": {"backoff_seconds": 600, "max_backoff_seconds": 300}},
+            ("entries", "ce1", "holds", "max_backoff_seconds"),
+        ),
+        ({}, {"holds": {"recoverable_codes": [-1]}}, ("entries", "ce1", "holds", "recoverable_codes", 0)),
+        ({}, {"submit": {"cluster_size": 0}}, ("entries", "ce1", "submit", "cluster_size")),
+        ({}, {"stale": {"idle_seconds": 0}}, ("entries", "ce1", "stale", "idle_seconds")),
+        ({}, {"frontends": {"cms": {"identity": "cms"}}}, ("entries", "ce1", "frontends", "cms", "identity")),
+        (
+            {},
+            {"frontends": {"cms": {"identity": "cms@fe", "security_classes": []}}},
+            ("entries", "ce1", "frontends", "cms", "security_classes"),
+        ),
+        ({}, {"limits": {"per_frontend": {"max_idle": -1}}}, ("entries", "ce1", "limits", "per_frontend", "max_idle")),
+    ],
+)
+def test_bad_new_settings_are_refused_where_they_are(
+    top: dict[str, Any], entry: dict[str, Any], loc: tuple[Any, ...]
+) -> None:
     with pytest.raises(pydantic.ValidationError) as caught:
         factory({"ce1": ce(**entry)}, **top)
     assert any(tuple(error["loc"])[: len(loc)] == loc for error in caught.value.errors()), caught.value.errors()
@@ -318,7 +386,7 @@ def _uncommented(text: str, keys: tuple[str, ...]) -> str:
             indent = None
             lines.append(line)
             continue
-        lines.append(indent + line[len(indent) + 2:])
+        lines.append(indent + line[len(indent) + 2 :])
     return "\n".join(lines) + "\n"
 
 
@@ -328,7 +396,10 @@ def test_the_shipped_examples_validate_as_shipped_and_with_every_example_uncomme
     main_text = (REPO / "etc" / "factory.yaml").read_text()
     sites_text = (REPO / "etc" / "factory.d" / "10-example-sites.yaml").read_text()
     main = tree.factory(
-        ("10-example-sites.yaml", _uncommented(sites_text, ("per_frontend", "frontends", "submit", "stale", "holds", "site3"))),
+        (
+            "10-example-sites.yaml",
+            _uncommented(sites_text, ("per_frontend", "frontends", "submit", "stale", "holds", "site3")),
+        ),
         main=_uncommented(main_text, ("query_timeout_seconds", "condor_config", "pilot", "entry_sets")),
     )
     config = load_factory_config(main, on_warning=lambda _: None).config
@@ -344,27 +415,33 @@ def test_the_shipped_examples_validate_as_shipped_and_with_every_example_uncomme
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("count", "idle", "start", "policy", "expected"), [
-    (0, {}, 0, "least_idle", {}),
-    (3, {}, 0, "least_idle", {"a": 1, "b": 1, "c": 1}),
-    (4, {}, 0, "least_idle", {"a": 2, "b": 1, "c": 1}),             # ties: member order
-    (4, {"a": 3, "b": 1}, 0, "least_idle", {"b": 2, "c": 2}),       # b: 1+2, c: 0+2, a keeps 3
-    (5, {"a": 3, "b": 1}, 0, "least_idle", {"b": 2, "c": 3}),
-    (1, {"a": 0, "b": 0, "c": 0}, 2, "least_idle", {"a": 1}),       # start is for round_robin only
-    (4, {"a": 9}, 0, "round_robin", {"a": 2, "b": 1, "c": 1}),      # idle is not looked at
-    (4, {}, 1, "round_robin", {"a": 1, "b": 2, "c": 1}),
-    (2, {}, 2, "round_robin", {"a": 1, "c": 1}),
-    (2, {}, 7, "round_robin", {"b": 1, "c": 1}),                    # start wraps: the cycle number will do
-])
+@pytest.mark.parametrize(
+    ("count", "idle", "start", "policy", "expected"),
+    [
+        (0, {}, 0, "least_idle", {}),
+        (3, {}, 0, "least_idle", {"a": 1, "b": 1, "c": 1}),
+        (4, {}, 0, "least_idle", {"a": 2, "b": 1, "c": 1}),  # ties: member order
+        (4, {"a": 3, "b": 1}, 0, "least_idle", {"b": 2, "c": 2}),  # b: 1+2, c: 0+2, a keeps 3
+        (5, {"a": 3, "b": 1}, 0, "least_idle", {"b": 2, "c": 3}),
+        (1, {"a": 0, "b": 0, "c": 0}, 2, "least_idle", {"a": 1}),  # start is for round_robin only
+        (4, {"a": 9}, 0, "round_robin", {"a": 2, "b": 1, "c": 1}),  # idle is not looked at
+        (4, {}, 1, "round_robin", {"a": 1, "b": 2, "c": 1}),
+        (2, {}, 2, "round_robin", {"a": 1, "c": 1}),
+        (2, {}, 7, "round_robin", {"b": 1, "c": 1}),  # start wraps: the cycle number will do
+    ],
+)
 def test_choose_members(count: int, idle: dict[str, int], start: int, policy: str, expected: dict[str, int]) -> None:
     assert choose_members(count, ("a", "b", "c"), idle, policy, start) == expected
 
 
-@pytest.mark.parametrize(("count", "members", "policy"), [
-    (-1, ("a",), "least_idle"),
-    (1, (), "least_idle"),
-    (1, ("a",), "random"),
-])
+@pytest.mark.parametrize(
+    ("count", "members", "policy"),
+    [
+        (-1, ("a",), "least_idle"),
+        (1, (), "least_idle"),
+        (1, ("a",), "random"),
+    ],
+)
 def test_choose_members_refuses_what_it_cannot_do(count: int, members: tuple[str, ...], policy: str) -> None:
     with pytest.raises(ValueError):
         choose_members(count, members, {}, policy)
@@ -374,20 +451,32 @@ MEMBERS = st.lists(st.sampled_from("abcdefgh"), min_size=1, max_size=8, unique=T
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(0, 200), MEMBERS, st.lists(st.integers(0, 50), min_size=8, max_size=8),
-       st.sampled_from(["least_idle", "round_robin"]), st.integers(0, 1000))
-def test_every_pilot_goes_to_exactly_one_member(count: int, members: list[str], idle: list[int], policy: str,
-                                                start: int) -> None:
+@given(
+    st.integers(0, 200),
+    MEMBERS,
+    st.lists(st.integers(0, 50), min_size=8, max_size=8),
+    st.sampled_from(["least_idle", "round_robin"]),
+    st.integers(0, 1000),
+)
+def test_every_pilot_goes_to_exactly_one_member(
+    count: int, members: list[str], idle: list[int], policy: str, start: int
+) -> None:
     chosen = choose_members(count, members, dict(zip("abcdefgh", idle, strict=True)), policy, start)
     assert sum(chosen.values()) == count
     assert set(chosen) <= set(members) and all(n > 0 for n in chosen.values())
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(0, 200), MEMBERS, st.integers(0, 50), st.sampled_from(["least_idle", "round_robin"]),
-       st.integers(0, 1000))
-def test_members_starting_equal_end_within_one_pilot(count: int, members: list[str], idle: int, policy: str,
-                                                      start: int) -> None:
+@given(
+    st.integers(0, 200),
+    MEMBERS,
+    st.integers(0, 50),
+    st.sampled_from(["least_idle", "round_robin"]),
+    st.integers(0, 1000),
+)
+def test_members_starting_equal_end_within_one_pilot(
+    count: int, members: list[str], idle: int, policy: str, start: int
+) -> None:
     chosen = choose_members(count, members, dict.fromkeys(members, idle), policy, start)
     given_each = [chosen.get(member, 0) for member in members]
     assert max(given_each) - min(given_each) <= 1
@@ -411,9 +500,16 @@ def test_least_idle_only_tops_up_members_that_end_lowest(count: int, members: li
 def test_the_factory_ad_names_the_factory_and_carries_its_totals() -> None:
     ad = factory_ad(set_config(), {"idle": 3, "running": 2, "held": 0, "stale_idle": 1})
     assert ad == {
-        "MyType": "UpdraftFactory", "Name": "fac", "UpdraftSchema": protocol.SCHEMA, "UpdraftFactory": "fac",
-        "UpdraftEntries": 2, "ClassAdLifetime": 60,
-        "UpdraftPilotsIdle": 3, "UpdraftPilotsRunning": 2, "UpdraftPilotsHeld": 0, "UpdraftPilotsStaleIdle": 1,
+        "MyType": "UpdraftFactory",
+        "Name": "fac",
+        "UpdraftSchema": protocol.SCHEMA,
+        "UpdraftFactory": "fac",
+        "UpdraftEntries": 2,
+        "ClassAdLifetime": 60,
+        "UpdraftPilotsIdle": 3,
+        "UpdraftPilotsRunning": 2,
+        "UpdraftPilotsHeld": 0,
+        "UpdraftPilotsStaleIdle": 1,
     }
 
 
@@ -425,18 +521,25 @@ def test_the_factory_ad_refuses_totals_it_cannot_name_or_count(totals: dict[str,
 
 def test_pilot_attribute_names() -> None:
     assert [pilots_attribute(s) for s in ("idle", "stale_running", "held2")] == [
-        "UpdraftPilotsIdle", "UpdraftPilotsStaleRunning", "UpdraftPilotsHeld2"]
+        "UpdraftPilotsIdle",
+        "UpdraftPilotsStaleRunning",
+        "UpdraftPilotsHeld2",
+    ]
 
 
-@pytest.mark.parametrize(("downtimes", "members"), [
-    ([], ("a", "b")),                                                        # c is disabled
-    ([Downtime("a", NOW - 1)], ("b",)),
-    ([Downtime("a", NOW - 100, end=NOW - 1)], ("a", "b")),                   # over by `now`
-    ([Downtime("b", NOW + 1)], ("a", "b")),                                  # not begun at `now`
-    ([Downtime("a", NOW - 1), Downtime("b", NOW - 1)], ()),
-])
+@pytest.mark.parametrize(
+    ("downtimes", "members"),
+    [
+        ([], ("a", "b")),  # c is disabled
+        ([Downtime("a", NOW - 1)], ("b",)),
+        ([Downtime("a", NOW - 100, end=NOW - 1)], ("a", "b")),  # over by `now`
+        ([Downtime("b", NOW + 1)], ("a", "b")),  # not begun at `now`
+        ([Downtime("a", NOW - 1), Downtime("b", NOW - 1)], ()),
+    ],
+)
 def test_a_sets_policy_names_the_members_available_at_now_and_how_to_spread_over_them(
-        downtimes: list[Downtime], members: tuple[str, ...]) -> None:
+    downtimes: list[Downtime], members: tuple[str, ...]
+) -> None:
     config = set_config()
     policies = entry_policies(config, downtimes, NOW)
     assert policies["us"].members == members == available_members(config, "us", downtimes, NOW)

@@ -11,8 +11,13 @@ NOW = 1_800_000_000.0
 
 
 def plan_refusing(*reasons: tuple[str, str]) -> FactoryPlan:
-    return FactoryPlan(NOW, rejected=tuple(
-        Rejection(Request(entry, "vo1", "main", "default", "frontend@lab", 1, 1), reason) for entry, reason in reasons))
+    return FactoryPlan(
+        NOW,
+        rejected=tuple(
+            Rejection(Request(entry, "vo1", "main", "default", "frontend@lab", 1, 1), reason)
+            for entry, reason in reasons
+        ),
+    )
 
 
 def test_a_refusal_is_logged_once_and_again_only_when_its_reason_changes(caplog) -> None:

@@ -40,53 +40,84 @@ GOLDEN_DIR = Path(__file__).parent / "golden" / "factory"
 REGENERATE = os.environ.get("UPDRAFT_REGENERATE_GOLDEN") == "1"
 REPO = Path(__file__).resolve().parents[2]
 
-FACTORY = FactoryConfig.model_validate({
-    "name": "lab-factory",
-    "wms_collector": "127.0.0.1:29619",
-    "schedd": "factory@lab",
-    "entries": {
-        "site1": {
-            "grid_type": "condor", "resource": "ce@site1.lab 127.0.0.1:29620",
-            "attributes": {"GLIDEIN_Site": "Site1", "GLIDEIN_CPUS": 4},
-            "memory_mb": 8000, "max_walltime_seconds": 7200,
-            "pilot_attributes": {"GLIDEIN_Site": "Site 1", "GLIDEIN_Debug": True, "GLIDEIN_MaxMemMBs": 8000},
+FACTORY = FactoryConfig.model_validate(
+    {
+        "name": "lab-factory",
+        "wms_collector": "127.0.0.1:29619",
+        "schedd": "factory@lab",
+        "entries": {
+            "site1": {
+                "grid_type": "condor",
+                "resource": "ce@site1.lab 127.0.0.1:29620",
+                "attributes": {"GLIDEIN_Site": "Site1", "GLIDEIN_CPUS": 4},
+                "memory_mb": 8000,
+                "max_walltime_seconds": 7200,
+                "pilot_attributes": {"GLIDEIN_Site": "Site 1", "GLIDEIN_Debug": True, "GLIDEIN_MaxMemMBs": 8000},
+            },
+            "site2": {"grid_type": "condor", "resource": "ce@site2.lab 127.0.0.1:29621"},
+            "nordic": {
+                "grid_type": "arc",
+                "resource": "https://arc.example.org:443/arex/rest/1.0",
+                "attributes": {"GLIDEIN_CPUS": 8},
+                "memory_mb": 16000,
+                "batch_queue": "grid",
+                "arc_rte": "ENV/PROXY USE_DELEGATION_DB,ENV/GLITE",
+                "arc_resources": "<NetworkInfo>gigabitethernet</NetworkInfo>",
+            },
+            **{
+                f"hpc-{system}": {
+                    "grid_type": "batch",
+                    "resource": f"{system} on the local cluster",
+                    "batch_system": system,
+                }
+                for system in ("slurm", "pbs", "lsf", "sge", "condor")
+            },
+            "hpc-remote": {
+                "grid_type": "batch",
+                "resource": "slurm@login.hpc.example.org",
+                "batch_system": "slurm",
+                "ssh_host": "pilots@login.hpc.example.org",
+                "batch_queue": "debug@cluster1",
+                "attributes": {"GLIDEIN_CPUS": 16},
+                "memory_mb": 32000,
+                "max_walltime_seconds": 172800,
+                "pilot_attributes": {"GLIDEIN_Site": "HPC"},
+            },
+            "aws": {
+                "grid_type": "ec2",
+                "resource": "https://ec2.us-east-1.amazonaws.com/",
+                "cloud": {
+                    "image": "ami-0abc1234",
+                    "instance_type": "m5.xlarge",
+                    "key_name": "updraft-ops",
+                    "zone": "us-east-1b",
+                    "access_key_file": "/etc/updraft/ec2/access.key",
+                    "secret_key_file": "/etc/updraft/ec2/secret.key",
+                },
+                "max_walltime_seconds": 14400,
+                "pilot_attributes": {"GLIDEIN_Site": "AWS us-east-1", "GLIDEIN_Spot": False},
+            },
+            "google": {
+                "grid_type": "gce",
+                "resource": "https://www.googleapis.com/compute/v1 updraft-project us-central1-a",
+                "cloud": {
+                    "image": "updraft-pilot-image",
+                    "instance_type": "n2-standard-4",
+                    "auth_file": "/etc/updraft/gce/auth.json",
+                },
+                "pilot_attributes": {"GLIDEIN_Site": "GCE, central"},
+            },
         },
-        "site2": {"grid_type": "condor", "resource": "ce@site2.lab 127.0.0.1:29621"},
-        "nordic": {
-            "grid_type": "arc", "resource": "https://arc.example.org:443/arex/rest/1.0",
-            "attributes": {"GLIDEIN_CPUS": 8}, "memory_mb": 16000, "batch_queue": "grid",
-            "arc_rte": "ENV/PROXY USE_DELEGATION_DB,ENV/GLITE",
-            "arc_resources": "<NetworkInfo>gigabitethernet</NetworkInfo>",
-        },
-        **{f"hpc-{system}": {"grid_type": "batch", "resource": f"{system} on the local cluster",
-                             "batch_system": system}
-           for system in ("slurm", "pbs", "lsf", "sge", "condor")},
-        "hpc-remote": {
-            "grid_type": "batch", "resource": "slurm@login.hpc.example.org", "batch_system": "slurm",
-            "ssh_host": "pilots@login.hpc.example.org", "batch_queue": "debug@cluster1",
-            "attributes": {"GLIDEIN_CPUS": 16}, "memory_mb": 32000, "max_walltime_seconds": 172800,
-            "pilot_attributes": {"GLIDEIN_Site": "HPC"},
-        },
-        "aws": {
-            "grid_type": "ec2", "resource": "https://ec2.us-east-1.amazonaws.com/",
-            "cloud": {"image": "ami-0abc1234", "instance_type": "m5.xlarge", "key_name": "updraft-ops",
-                      "zone": "us-east-1b", "access_key_file": "/etc/updraft/ec2/access.key",
-                      "secret_key_file": "/etc/updraft/ec2/secret.key"},
-            "max_walltime_seconds": 14400,
-            "pilot_attributes": {"GLIDEIN_Site": "AWS us-east-1", "GLIDEIN_Spot": False},
-        },
-        "google": {
-            "grid_type": "gce", "resource": "https://www.googleapis.com/compute/v1 updraft-project us-central1-a",
-            "cloud": {"image": "updraft-pilot-image", "instance_type": "n2-standard-4",
-                      "auth_file": "/etc/updraft/gce/auth.json"},
-            "pilot_attributes": {"GLIDEIN_Site": "GCE, central"},
-        },
-    },
-})
+    }
+)
 
 PILOT = PilotSpec(
-    frontend="lab-vo", group="main", security_class="pilot", credential_id="lab-vo.main.token1",
-    executable=Path("/usr/libexec/updraft/pilot.sh"), work_dir=Path("/var/lib/updraft/factory/entries/ENTRY/lab-vo"),
+    frontend="lab-vo",
+    group="main",
+    security_class="pilot",
+    credential_id="lab-vo.main.token1",
+    executable=Path("/usr/libexec/updraft/pilot.sh"),
+    work_dir=Path("/var/lib/updraft/factory/entries/ENTRY/lab-vo"),
 )
 TOKEN: dict[str, Any] = {"token_file": Path("/var/lib/updraft/factory/creds/lab-vo.main.token1")}
 PROXY: dict[str, Any] = {"proxy_file": Path("/var/lib/updraft/factory/creds/lab-vo.main.proxy")}
@@ -154,13 +185,18 @@ def test_htcondor_accepts_the_description_and_reads_back_the_bookkeeping(case: s
     assert str(submit).rstrip().endswith("queue")
     # htcondor2 stores "+Attr" as "MY.Attr"; each must be one ClassAd literal of the right value.
     expected = {
-        "UpdraftPilot": True, "UpdraftFactory": "lab-factory", "UpdraftEntry": entry_name,
-        "UpdraftFrontend": "lab-vo", "UpdraftGroup": "main", "UpdraftSecurityClass": "pilot",
+        "UpdraftPilot": True,
+        "UpdraftFactory": "lab-factory",
+        "UpdraftEntry": entry_name,
+        "UpdraftFrontend": "lab-vo",
+        "UpdraftGroup": "main",
+        "UpdraftSecurityClass": "pilot",
         "UpdraftCredentialId": "lab-vo.main.token1",
     }
     assert {attr: classad_value(submit, attr) for attr in expected} == expected
     assert submit.get("periodic_remove") == (
-        f"JobStatus == 2 && time() - EnteredCurrentStatus > {entry.max_walltime_seconds}")
+        f"JobStatus == 2 && time() - EnteredCurrentStatus > {entry.max_walltime_seconds}"
+    )
     assert classad2.ExprTree(submit.get("periodic_remove")) is not None
 
 
@@ -196,7 +232,11 @@ def test_batch_grid_resource_names_the_batch_system_and_the_ssh_login() -> None:
     _, d = render_case("batch_slurm_ssh")
     assert d["grid_resource"] == "batch slurm pilots@login.hpc.example.org"
     assert (d["batch_queue"], d["request_cpus"], d["request_memory"], d["batch_runtime"]) == (
-        "debug@cluster1", "16", "32000", "172800")
+        "debug@cluster1",
+        "16",
+        "32000",
+        "172800",
+    )
     assert "batch_queue" not in render_case("batch_sge")[1]
 
 
@@ -205,16 +245,23 @@ def test_pilot_identity_is_in_the_environment_with_the_job_id_macro() -> None:
     assert d["environment"] == (
         '"UPDRAFT_FACTORY=lab-factory UPDRAFT_ENTRY=site1 UPDRAFT_FRONTEND=lab-vo UPDRAFT_GROUP=main '
         "UPDRAFT_SECURITY_CLASS=pilot UPDRAFT_CREDENTIAL_ID=lab-vo.main.token1 UPDRAFT_JOB_ID=$(Cluster).$(Process) "
-        "GLIDEIN_Site='Site 1' GLIDEIN_Debug=true GLIDEIN_MaxMemMBs=8000\"")
+        "GLIDEIN_Site='Site 1' GLIDEIN_Debug=true GLIDEIN_MaxMemMBs=8000\""
+    )
     assert htcondor2.Submit(d).expand("environment").count("UPDRAFT_JOB_ID=1.0") == 1
 
 
 def test_ec2_user_data_carries_the_identity_as_a_query_string_and_credentials_as_paths() -> None:
     _, d = render_case("ec2")
     assert (d["ec2_ami_id"], d["ec2_instance_type"], d["ec2_keypair"], d["ec2_availability_zone"]) == (
-        "ami-0abc1234", "m5.xlarge", "updraft-ops", "us-east-1b")
+        "ami-0abc1234",
+        "m5.xlarge",
+        "updraft-ops",
+        "us-east-1b",
+    )
     assert (d["ec2_access_key_id"], d["ec2_secret_access_key"]) == (
-        "/etc/updraft/ec2/access.key", "/etc/updraft/ec2/secret.key")
+        "/etc/updraft/ec2/access.key",
+        "/etc/updraft/ec2/secret.key",
+    )
     data = dict(parse_qsl(d["ec2_user_data"]))
     assert data["UPDRAFT_ENTRY"] == "aws" and data["UPDRAFT_JOB_ID"] == "$(Cluster).$(Process)"
     assert (data["GLIDEIN_Site"], data["GLIDEIN_Spot"]) == ("AWS us-east-1", "false")
@@ -225,7 +272,10 @@ def test_ec2_user_data_carries_the_identity_as_a_query_string_and_credentials_as
 def test_gce_metadata_is_comma_separated_pairs_with_encoded_values() -> None:
     _, d = render_case("gce")
     assert (d["gce_image"], d["gce_machine_type"], d["gce_auth_file"]) == (
-        "updraft-pilot-image", "n2-standard-4", "/etc/updraft/gce/auth.json")
+        "updraft-pilot-image",
+        "n2-standard-4",
+        "/etc/updraft/gce/auth.json",
+    )
     pairs = dict(item.split("=", 1) for item in d["gce_metadata"].split(","))
     assert unquote(pairs["GLIDEIN_Site"]) == "GCE, central"
     assert pairs["UPDRAFT_FRONTEND"] == "lab-vo"
@@ -284,7 +334,7 @@ def test_double_quotes_and_backslashes_stay_inside_classad_strings() -> None:
     submit = htcondor2.Submit(description)
     assert classad_value(submit, "UpdraftFrontend") == 'vo "one" \\ two'
     assert classad_value(submit, "UpdraftGroup") == 'g"'
-    assert "UPDRAFT_FRONTEND='vo \"\"one\"\" \\ two'" in description["environment"]
+    assert 'UPDRAFT_FRONTEND=\'vo ""one"" \\ two\'' in description["environment"]
 
 
 def test_dollar_signs_cannot_expand_submit_macros() -> None:
@@ -306,10 +356,15 @@ def test_any_run_of_dollars_reads_back_as_written(dollars: int, after: str) -> N
     assert classad_value(htcondor2.Submit(description), "A") == value
 
 
-@pytest.mark.parametrize("field, value", [
-    ("frontend", "vo\nuniverse = vanilla"), ("group", "main\r"), ("credential_id", "c\u2028d"),
-    ("work_dir", Path("/var/lib/x\ny")),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("frontend", "vo\nuniverse = vanilla"),
+        ("group", "main\r"),
+        ("credential_id", "c\u2028d"),
+        ("work_dir", Path("/var/lib/x\ny")),
+    ],
+)
 def test_a_line_break_in_a_pilot_value_is_refused_naming_the_field(field: str, value: Any) -> None:
     pilot = dataclasses.replace(PILOT, **TOKEN, **{field: value})
     with pytest.raises(RenderError, match=rf"^pilot\.{field}: contains a line break"):
@@ -322,10 +377,13 @@ def test_a_line_break_in_an_argument_names_its_position() -> None:
         render_submit(FACTORY, "site2", FACTORY.entries["site2"], pilot)
 
 
-@pytest.mark.parametrize("changes, field", [
-    ({"resource": "ce@x h:1\nuniverse = vanilla"}, "resource"),
-    ({"pilot_attributes": {"GLIDEIN_Site": "a\nb"}}, "pilot_attributes.GLIDEIN_Site"),
-])
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"resource": "ce@x h:1\nuniverse = vanilla"}, "resource"),
+        ({"pilot_attributes": {"GLIDEIN_Site": "a\nb"}}, "pilot_attributes.GLIDEIN_Site"),
+    ],
+)
 def test_a_line_break_in_an_entry_value_is_a_config_error_naming_the_key(changes: dict, field: str) -> None:
     entry = Entry.model_validate({"grid_type": "condor", "resource": "ce@x h:1", **changes})
     with pytest.raises(ConfigError, match=rf"^entries\.site9\.{field}: contains a line break"):
@@ -339,11 +397,13 @@ def test_published_attributes_may_hold_line_breaks_they_never_reach_the_descript
 
 def test_arguments_use_the_new_syntax_and_keep_each_argument_whole() -> None:
     assert arguments_value(["-v", "two words", "it's", 'say "hi"', ""]) == (
-        '"-v \'two words\' \'it\'\'s\' \'say ""hi""\' \'\'"')
+        "\"-v 'two words' 'it''s' 'say \"\"hi\"\"' ''\""
+    )
     assert arguments_value([]) == '""'
     pilot = pilot_for("hpc-slurm", arguments=("-v", "two words"))
     assert render_submit(FACTORY, "hpc-slurm", FACTORY.entries["hpc-slurm"], pilot)["arguments"] == (
-        "\"-v 'two words'\"")
+        "\"-v 'two words'\""
+    )
 
 
 # --------------------------------------------------------------------------
@@ -374,15 +434,18 @@ def test_credentials_only_go_where_a_ce_uses_them() -> None:
 
 
 def test_parser_skips_comments_and_blank_lines_and_keeps_plus_attributes() -> None:
-    text = "# header\n\nuniverse = grid\n  +Foo = \"a = b\"\nperiodic_remove = x == 2\n"
+    text = '# header\n\nuniverse = grid\n  +Foo = "a = b"\nperiodic_remove = x == 2\n'
     assert parse_submit(text) == {"universe": "grid", "+Foo": '"a = b"', "periodic_remove": "x == 2"}
 
 
-@pytest.mark.parametrize("text, problem", [
-    ("universe = grid\nqueue\n", "line 2: expected 'key = value'"),
-    ("bad key = 1\n", "line 1: expected 'key = value'"),
-    ("Universe = grid\nuniverse = vanilla\n", r"line 2: universe is set twice \(first on line 1\)"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("universe = grid\nqueue\n", "line 2: expected 'key = value'"),
+        ("bad key = 1\n", "line 1: expected 'key = value'"),
+        ("Universe = grid\nuniverse = vanilla\n", r"line 2: universe is set twice \(first on line 1\)"),
+    ],
+)
 def test_parser_refuses_what_is_not_one_command_per_line(text: str, problem: str) -> None:
     with pytest.raises(RenderError, match=problem):
         parse_submit(text)
@@ -405,15 +468,20 @@ def test_batch_entry_without_batch_system_is_a_clear_config_error(tree) -> None:
     assert "entries.x.batch_system: required for batch entries: one of slurm, pbs, lsf, sge, condor" in message
 
 
-@pytest.mark.parametrize("setting, message", [
-    ("batch_system: slurm", "entries.x.batch_system: only for batch entries, not condor"),
-    ("ssh_host: u@h", "entries.x.ssh_host: only for batch entries, not condor"),
-    ("batch_queue: q", "entries.x.batch_queue: only for batch and arc entries, not condor"),
-    ("arc_rte: ENV/PROXY", "entries.x.arc_rte: only for arc entries, not condor"),
-    ("cloud: {image: i, instance_type: t}", "entries.x.cloud: only for ec2 and gce entries, not condor"),
-    ("pilot_attributes: {UPDRAFT_ENTRY: forged}",
-     "entries.x.pilot_attributes: UPDRAFT_ENTRY: names starting with UPDRAFT_ are reserved"),
-])
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("batch_system: slurm", "entries.x.batch_system: only for batch entries, not condor"),
+        ("ssh_host: u@h", "entries.x.ssh_host: only for batch entries, not condor"),
+        ("batch_queue: q", "entries.x.batch_queue: only for batch and arc entries, not condor"),
+        ("arc_rte: ENV/PROXY", "entries.x.arc_rte: only for arc entries, not condor"),
+        ("cloud: {image: i, instance_type: t}", "entries.x.cloud: only for ec2 and gce entries, not condor"),
+        (
+            "pilot_attributes: {UPDRAFT_ENTRY: forged}",
+            "entries.x.pilot_attributes: UPDRAFT_ENTRY: names starting with UPDRAFT_ are reserved",
+        ),
+    ],
+)
 def test_settings_of_another_grid_type_are_refused(tree, setting: str, message: str) -> None:
     assert message in factory_problem(tree, f"    grid_type: condor\n    resource: ce h:1\n    {setting}\n")
 
@@ -424,12 +492,15 @@ def test_ssh_host_must_be_a_login(tree) -> None:
     assert "entries.x.ssh_host: expected user@host" in message
 
 
-@pytest.mark.parametrize("grid_type, cloud, message", [
-    ("gce", "{image: i, instance_type: t, key_name: k}", "key_name not used by gce entries"),
-    ("ec2", "{image: i, instance_type: t, auth_file: /a}", "auth_file not used by ec2 entries"),
-    ("ec2", "{image: i, instance_type: t, access_key_file: /a}", "access_key_file and secret_key_file go together"),
-    ("ec2", "{image: i, instance_type: t, access_key_file: a, secret_key_file: /b}", "expected an absolute path"),
-])
+@pytest.mark.parametrize(
+    "grid_type, cloud, message",
+    [
+        ("gce", "{image: i, instance_type: t, key_name: k}", "key_name not used by gce entries"),
+        ("ec2", "{image: i, instance_type: t, auth_file: /a}", "auth_file not used by ec2 entries"),
+        ("ec2", "{image: i, instance_type: t, access_key_file: /a}", "access_key_file and secret_key_file go together"),
+        ("ec2", "{image: i, instance_type: t, access_key_file: a, secret_key_file: /b}", "expected an absolute path"),
+    ],
+)
 def test_cloud_settings_must_fit_the_provider(tree, grid_type: str, cloud: str, message: str) -> None:
     assert message in factory_problem(tree, f"    grid_type: {grid_type}\n    resource: r\n    cloud: {cloud}\n")
 
@@ -448,13 +519,21 @@ def test_cloud_entry_without_cloud_settings_cannot_be_rendered(grid_type: str) -
         render_submit(FACTORY, "vm", entry, pilot_for("vm"))
 
 
-@pytest.mark.parametrize("grid_type, resource, expected", [
-    ("ec2", "https://ec2.example/ extra", "an ec2 resource is the service URL alone"),
-    ("gce", "https://www.googleapis.com/compute/v1 project-only", "a gce resource is '<service URL> <project> <zone>'"),
-])
+@pytest.mark.parametrize(
+    "grid_type, resource, expected",
+    [
+        ("ec2", "https://ec2.example/ extra", "an ec2 resource is the service URL alone"),
+        (
+            "gce",
+            "https://www.googleapis.com/compute/v1 project-only",
+            "a gce resource is '<service URL> <project> <zone>'",
+        ),
+    ],
+)
 def test_cloud_resource_must_have_the_shape_htcondor_expects(grid_type: str, resource: str, expected: str) -> None:
-    entry = Entry.model_validate({"grid_type": grid_type, "resource": resource,
-                                  "cloud": {"image": "i", "instance_type": "t"}})
+    entry = Entry.model_validate(
+        {"grid_type": grid_type, "resource": resource, "cloud": {"image": "i", "instance_type": "t"}}
+    )
     with pytest.raises(ConfigError, match=rf"^entries\.vm\.resource: {expected}"):
         check_entry("vm", entry)
 

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from updraft import protocol
+from updraft.factory.advertise import entry_totals, factory_totals
 from updraft.factory.config import FactoryConfig
 from updraft.factory.model import EntryDecision, FactoryPlan, Pilot, PilotState
 from updraft.factory.reconfig import Changes, diff_entries
-from updraft.factory.advertise import entry_totals, factory_totals
 from updraft.factory.status import status_rows
 
 NOW = 1_800_000_000.0
-CONFIG = FactoryConfig.model_validate({
-    "name": "fac", "wms_collector": "127.0.0.1:1", "schedd": "s@x",
-    "entries": {
-        "ce1": {"grid_type": "condor", "resource": "ce x:1", "stale": {"idle_seconds": 3600}},
-        "ce2": {"grid_type": "condor", "resource": "ce x:2"},
-    },
-})
+CONFIG = FactoryConfig.model_validate(
+    {
+        "name": "fac",
+        "wms_collector": "127.0.0.1:1",
+        "schedd": "s@x",
+        "entries": {
+            "ce1": {"grid_type": "condor", "resource": "ce x:1", "stale": {"idle_seconds": 3600}},
+            "ce2": {"grid_type": "condor", "resource": "ce x:2"},
+        },
+    }
+)
 
 
 def pilot(n: int, entry: str, state: PilotState, frontend: str = "vo", age: float = 60) -> Pilot:
@@ -24,8 +28,10 @@ def pilot(n: int, entry: str, state: PilotState, frontend: str = "vo", age: floa
 
 
 PILOTS = (
-    pilot(1, "ce1", PilotState.WAITING), pilot(2, "ce1", PilotState.PENDING, age=7200),
-    pilot(3, "ce1", PilotState.RUNNING), pilot(4, "ce1", PilotState.HELD, frontend="other"),
+    pilot(1, "ce1", PilotState.WAITING),
+    pilot(2, "ce1", PilotState.PENDING, age=7200),
+    pilot(3, "ce1", PilotState.RUNNING),
+    pilot(4, "ce1", PilotState.HELD, frontend="other"),
     pilot(5, "ce2", PilotState.STAGING),
 )
 

@@ -56,19 +56,38 @@ class Snapshots(Reporter):
 
 def entry_ad(name: str = "site1") -> dict[str, Any]:
     """An entry as the factory advertises it, AuthenticatedIdentity added by the collector."""
-    return {"MyType": protocol.ENTRY_TYPE, "Name": protocol.entry_ad_name(name, "test-factory"),
-            "UpdraftSchema": protocol.SCHEMA, protocol.IDENTITY: "factory@lab", protocol.E_FACTORY: "test-factory",
-            protocol.E_ENTRY: name, protocol.E_CPUS: 1, protocol.E_MAX_PILOTS: 100, protocol.E_MAX_IDLE: 10,
-            "GLIDEIN_Site": "Site1"}
+    return {
+        "MyType": protocol.ENTRY_TYPE,
+        "Name": protocol.entry_ad_name(name, "test-factory"),
+        "UpdraftSchema": protocol.SCHEMA,
+        protocol.IDENTITY: "factory@lab",
+        protocol.E_FACTORY: "test-factory",
+        protocol.E_ENTRY: name,
+        protocol.E_CPUS: 1,
+        protocol.E_MAX_PILOTS: 100,
+        protocol.E_MAX_IDLE: 10,
+        "GLIDEIN_Site": "Site1",
+    }
 
 
 def idle_jobs(count: int) -> list[dict[str, Any]]:
-    return [{"ClusterId": 1, "ProcId": n, "JobStatus": 1, "JobUniverse": 5, "RequestCpus": 1,
-             "RequestMemory": 1024, "EnteredCurrentStatus": int(NOW) - 30} for n in range(count)]
+    return [
+        {
+            "ClusterId": 1,
+            "ProcId": n,
+            "JobStatus": 1,
+            "JobUniverse": 5,
+            "RequestCpus": 1,
+            "RequestMemory": 1024,
+            "EnteredCurrentStatus": int(NOW) - 30,
+        }
+        for n in range(count)
+    ]
 
 
-def daemons(config: FrontendConfig, **unreachable: bool) -> tuple[FrontendPorts, FakeCollector, FakeCollector,
-                                                                  FakeSchedd]:
+def daemons(
+    config: FrontendConfig, **unreachable: bool
+) -> tuple[FrontendPorts, FakeCollector, FakeCollector, FakeSchedd]:
     ports, vo, wms = fake_ports(config, **unreachable)
     schedd = FakeSchedd("vo-schedd@lab", jobs=idle_jobs(5))
     vo.schedds[schedd.name] = schedd
@@ -81,7 +100,7 @@ def requests_in(wms: FakeCollector) -> list[dict[str, Any]]:
 
 
 def test_idle_jobs_become_a_published_request_and_a_withdrawn_entry_its_withdrawal(config: FrontendConfig) -> None:
-    ports, vo, wms, _ = daemons(config)
+    ports, _vo, wms, _ = daemons(config)
     result = run_cycle(config, Snapshots(), 1, NOW, releases={}, ports=ports)
     assert result.published and result.problems == ()
     [published] = requests_in(wms)
@@ -94,7 +113,7 @@ def test_idle_jobs_become_a_published_request_and_a_withdrawn_entry_its_withdraw
 
 
 def test_a_silent_vo_pool_is_reported_and_never_read_as_no_jobs(config: FrontendConfig) -> None:
-    ports, vo, wms, _ = daemons(config, vo_unreachable=True)
+    ports, _vo, wms, _ = daemons(config, vo_unreachable=True)
     reporter = Snapshots()
     result = run_cycle(config, reporter, 1, NOW, releases={}, ports=ports)
     assert any("no answer" in problem for problem in result.problems)
@@ -104,14 +123,14 @@ def test_a_silent_vo_pool_is_reported_and_never_read_as_no_jobs(config: Frontend
 
 
 def test_a_silent_wms_collector_means_nothing_published_and_the_cycle_ends(config: FrontendConfig) -> None:
-    ports, vo, wms, _ = daemons(config, wms_unreachable=True)
+    ports, _vo, _wms, _ = daemons(config, wms_unreachable=True)
     result = run_cycle(config, Snapshots(), 1, NOW, releases={}, ports=ports)
     assert not result.published
     assert any("no answer" in problem for problem in result.problems)
 
 
 def test_the_service_cycles_through_silence_and_withdraws_its_requests_on_stop(config: FrontendConfig) -> None:
-    ports, vo, wms, _ = daemons(config, vo_unreachable=True)
+    ports, _vo, wms, _ = daemons(config, vo_unreachable=True)
     service = FrontendService(Path("unused.yaml"), config, connect_ports=lambda _: ports)
     timer = threading.Timer(1.5, service.signals.stop)
     timer.start()

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from updraft.frontend.config import FrontendConfig
-from updraft.frontend.decide import decide, entry_limits, share_out, usable_idle_slots
+from updraft.frontend.decide import decide, entry_limits, usable_idle_slots
 from updraft.frontend.matching import match
 from updraft.frontend.model import (
     Decision,
@@ -21,10 +21,11 @@ from updraft.frontend.model import (
     Observation,
     PilotSlot,
     Plan,
-    RemoveMode,
     SlotState,
     SourceProblem,
 )
+from updraft.protocol import RemoveMode
+from updraft.records import share_out
 
 NOW = 1_000_000.0
 BIG = 100_000
@@ -71,13 +72,21 @@ def entry(name: str = "e1", cpus: int = 1, **kw: Any) -> EntryAd:
     return EntryAd(name=name, factory="f", attrs={"GLIDEIN_Site": name}, cpus_per_pilot=cpus, **kw)
 
 
-def jobs(idle: int, old_idle: int = 0, running: int = 0, cpus: int = 1, memory: int = 1000, group: str = "main",
-         **attrs: Any) -> JobShape:
+def jobs(
+    idle: int, old_idle: int = 0, running: int = 0, cpus: int = 1, memory: int = 1000, group: str = "main", **attrs: Any
+) -> JobShape:
     return JobShape(group, "s1", attrs, idle=idle, old_idle=old_idle, running=running, cpus=cpus, memory_mb=memory)
 
 
-def slots(count: int, state: SlotState = BUSY, entry_name: str = "e1", group: str = "main", cpus: int = 1,
-          memory: int = 2000, to_die: float | None = None) -> tuple[PilotSlot, ...]:
+def slots(
+    count: int,
+    state: SlotState = BUSY,
+    entry_name: str = "e1",
+    group: str = "main",
+    cpus: int = 1,
+    memory: int = 2000,
+    to_die: float | None = None,
+) -> tuple[PilotSlot, ...]:
     return tuple(PilotSlot(entry_name, "f", group, state, cpus, memory, to_die) for _ in range(count))
 
 
@@ -101,8 +110,12 @@ class Case:
 
 def run(case: Case) -> Plan:
     observation = Observation(
-        shapes=case.shapes, entries=case.entries, slots=case.slots, problems=case.problems,
-        pool_idle_pilots=case.pool_idle, pool_running_pilots=case.pool_running,
+        shapes=case.shapes,
+        entries=case.entries,
+        slots=case.slots,
+        problems=case.problems,
+        pool_idle_pilots=case.pool_idle,
+        pool_running_pilots=case.pool_running,
     )
     return decide(observation, config({"main": case.group}, **case.top), NOW)
 
@@ -128,15 +141,29 @@ REQUEST_CASES = [
     Case("multi-core jobs need pilot-equivalents", (jobs(10, cpus=4),), 5, entries=(entry(cpus=8),)),
     Case("reserve for old idle jobs", (jobs(40, old_idle=5),), 16, group={"ramp_up_attenuation": 3, "reserve_idle": 2}),
     Case("no old idle jobs, no reserve", (jobs(10),), 10, group={"reserve_idle": 3}),
-    Case("reserve limited by the old jobs' own pilots", (jobs(10, old_idle=1, cpus=4),), 6,
-         group={"reserve_idle": 5}, entries=(entry(cpus=8),)),
+    Case(
+        "reserve limited by the old jobs' own pilots",
+        (jobs(10, old_idle=1, cpus=4),),
+        6,
+        group={"reserve_idle": 5},
+        entries=(entry(cpus=8),),
+    ),
     Case("no idle jobs: nothing, even with old-idle reserve", (jobs(0, running=4),), 0, group={"reserve_idle": 3}),
     Case("usable idle slots are capacity", (jobs(10),), 7, slots=slots(3, IDLE)),
     Case("idle slots beyond the need leave no request", (jobs(2),), 0, slots=slots(5, IDLE), remove=RemoveMode.NONE),
-    Case("idle slot without enough memory is not capacity", (jobs(10, memory=1000),), 10,
-         slots=slots(3, IDLE, memory=500)),
-    Case("idle slot without enough cpus is not capacity", (jobs(10, cpus=4),), 5,
-         entries=(entry(cpus=8),), slots=slots(3, IDLE, cpus=2)),
+    Case(
+        "idle slot without enough memory is not capacity",
+        (jobs(10, memory=1000),),
+        10,
+        slots=slots(3, IDLE, memory=500),
+    ),
+    Case(
+        "idle slot without enough cpus is not capacity",
+        (jobs(10, cpus=4),),
+        5,
+        entries=(entry(cpus=8),),
+        slots=slots(3, IDLE, cpus=2),
+    ),
     Case("idle slot dying too soon is not capacity", (jobs(10),), 10, slots=slots(3, IDLE, to_die=NOW + 600)),
     Case("idle slot living long enough is capacity", (jobs(10),), 7, slots=slots(3, IDLE, to_die=NOW + 7200)),
     Case("idle slot that never said when it dies is capacity", (jobs(10),), 9, slots=slots(1, IDLE)),
@@ -145,63 +172,211 @@ REQUEST_CASES = [
 ]
 
 CAP_CASES = [
-    Case("group.max_idle_per_entry", (jobs(40),), 12, ("group.max_idle_per_entry",),
-         group={"limits": {"max_idle_per_entry": 12}}),
+    Case(
+        "group.max_idle_per_entry",
+        (jobs(40),),
+        12,
+        ("group.max_idle_per_entry",),
+        group={"limits": {"max_idle_per_entry": 12}},
+    ),
     Case("entry.max_idle", (jobs(40),), 7, ("entry.max_idle",), entries=(entry(max_idle=7),)),
     Case("entry.max_idle 0 is no limit of the factory's", (jobs(40),), 40, entries=(entry(max_idle=0),)),
-    Case("entry.max_pilots reached", (jobs(40),), 0, ("entry.max_pilots",),
-         entries=(entry(max_pilots=5),), slots=slots(5)),
-    Case("group.max_running_per_entry reached", (jobs(40),), 0, ("group.max_running_per_entry",),
-         group={"limits": {"max_running_per_entry": 3}}, slots=slots(3)),
-    Case("room left under entry.max_pilots", (jobs(40),), 3, ("entry.max_pilots",),
-         entries=(entry(max_pilots=8),), slots=slots(5)),
-    Case("idle slots at the entry's idle maximum", (jobs(40),), 0, ("group.max_idle_per_entry",),
-         group={"limits": {"max_idle_per_entry": 10}}, slots=slots(10, IDLE, memory=1)),
+    Case(
+        "entry.max_pilots reached",
+        (jobs(40),),
+        0,
+        ("entry.max_pilots",),
+        entries=(entry(max_pilots=5),),
+        slots=slots(5),
+    ),
+    Case(
+        "group.max_running_per_entry reached",
+        (jobs(40),),
+        0,
+        ("group.max_running_per_entry",),
+        group={"limits": {"max_running_per_entry": 3}},
+        slots=slots(3),
+    ),
+    Case(
+        "room left under entry.max_pilots",
+        (jobs(40),),
+        3,
+        ("entry.max_pilots",),
+        entries=(entry(max_pilots=8),),
+        slots=slots(5),
+    ),
+    Case(
+        "idle slots at the entry's idle maximum",
+        (jobs(40),),
+        0,
+        ("group.max_idle_per_entry",),
+        group={"limits": {"max_idle_per_entry": 10}},
+        slots=slots(10, IDLE, memory=1),
+    ),
 ]
 
 CURB_CASES = [
-    Case("entry.curb on pilots", (jobs(10),), 5, ("entry.curb",),
-         group={"curb_fraction": 0.8, "limits": {"max_running_per_entry": 100}}, slots=slots(85)),
-    Case("entry.curb on idle slots", (jobs(10),), 5, ("entry.curb",),
-         group={"curb_fraction": 0.8, "limits": {"max_idle_per_entry": 10}}, slots=slots(8, IDLE, memory=1)),
-    Case("below the curb nothing happens", (jobs(10),), 10, group={"curb_fraction": 0.8}, slots=slots(79),
-         top={"limits": {"max_running_pilots": 100}}),
-    Case("group.curb on pilots", (jobs(10),), 5, ("group.curb",),
-         group={"curb_fraction": 0.8, "limits": {"max_running_pilots": 100}}, slots=slots(85, entry_name="e2")),
-    Case("group.max_running_pilots reached", (jobs(10),), 0, ("group.max_running_pilots",),
-         group={"limits": {"max_running_pilots": 50}}, slots=slots(50, entry_name="e2")),
-    Case("group.curb on idle slots", (jobs(10),), 5, ("group.curb",),
-         group={"curb_fraction": 0.8, "limits": {"max_idle_pilots": 20}}, slots=slots(16, IDLE, entry_name="e2")),
-    Case("group.max_idle_pilots reached by idle slots", (jobs(10),), 0, ("group.max_idle_pilots",),
-         group={"limits": {"max_idle_pilots": 4}}, slots=slots(4, IDLE, entry_name="e2")),
-    Case("frontend.curb on pilots", (jobs(10),), 5, ("frontend.curb",), group={"curb_fraction": 0.8},
-         top={"limits": {"max_running_pilots": 100}}, slots=slots(85, group="other")),
-    Case("frontend.max_running_pilots reached", (jobs(10),), 0, ("frontend.max_running_pilots",),
-         top={"limits": {"max_running_pilots": 100}}, slots=slots(100, group="other")),
-    Case("frontend.max_idle_pilots reached", (jobs(10),), 0, ("frontend.max_idle_pilots",),
-         top={"limits": {"max_idle_pilots": 5}}, slots=slots(5, IDLE, group="other")),
-    Case("frontend.curb on idle slots", (jobs(10),), 5, ("frontend.curb",), group={"curb_fraction": 0.5},
-         top={"limits": {"max_idle_pilots": 100}}, slots=slots(50, IDLE, group="other")),
-    Case("pool.curb on pilots", (jobs(10),), 5, ("pool.curb",), group={"curb_fraction": 0.8},
-         top={"pool": {"max_running_pilots": 100}}, pool_running=90),
-    Case("pool.max_running_pilots reached", (jobs(10),), 0, ("pool.max_running_pilots",),
-         top={"pool": {"max_running_pilots": 100}}, pool_running=100),
-    Case("pool.curb on idle slots", (jobs(10),), 5, ("pool.curb",), group={"curb_fraction": 0.8},
-         top={"pool": {"max_idle_pilots": 100}}, pool_idle=80),
-    Case("pool.max_idle_pilots reached", (jobs(10),), 0, ("pool.max_idle_pilots",),
-         top={"pool": {"max_idle_pilots": 100}}, pool_idle=100),
-    Case("curbs at two levels halve twice", (jobs(12),), 3, ("entry.curb", "pool.curb"),
-         group={"curb_fraction": 0.8, "limits": {"max_running_per_entry": 100}}, slots=slots(85),
-         top={"pool": {"max_running_pilots": 1000}}, pool_running=900),
+    Case(
+        "entry.curb on pilots",
+        (jobs(10),),
+        5,
+        ("entry.curb",),
+        group={"curb_fraction": 0.8, "limits": {"max_running_per_entry": 100}},
+        slots=slots(85),
+    ),
+    Case(
+        "entry.curb on idle slots",
+        (jobs(10),),
+        5,
+        ("entry.curb",),
+        group={"curb_fraction": 0.8, "limits": {"max_idle_per_entry": 10}},
+        slots=slots(8, IDLE, memory=1),
+    ),
+    Case(
+        "below the curb nothing happens",
+        (jobs(10),),
+        10,
+        group={"curb_fraction": 0.8},
+        slots=slots(79),
+        top={"limits": {"max_running_pilots": 100}},
+    ),
+    Case(
+        "group.curb on pilots",
+        (jobs(10),),
+        5,
+        ("group.curb",),
+        group={"curb_fraction": 0.8, "limits": {"max_running_pilots": 100}},
+        slots=slots(85, entry_name="e2"),
+    ),
+    Case(
+        "group.max_running_pilots reached",
+        (jobs(10),),
+        0,
+        ("group.max_running_pilots",),
+        group={"limits": {"max_running_pilots": 50}},
+        slots=slots(50, entry_name="e2"),
+    ),
+    Case(
+        "group.curb on idle slots",
+        (jobs(10),),
+        5,
+        ("group.curb",),
+        group={"curb_fraction": 0.8, "limits": {"max_idle_pilots": 20}},
+        slots=slots(16, IDLE, entry_name="e2"),
+    ),
+    Case(
+        "group.max_idle_pilots reached by idle slots",
+        (jobs(10),),
+        0,
+        ("group.max_idle_pilots",),
+        group={"limits": {"max_idle_pilots": 4}},
+        slots=slots(4, IDLE, entry_name="e2"),
+    ),
+    Case(
+        "frontend.curb on pilots",
+        (jobs(10),),
+        5,
+        ("frontend.curb",),
+        group={"curb_fraction": 0.8},
+        top={"limits": {"max_running_pilots": 100}},
+        slots=slots(85, group="other"),
+    ),
+    Case(
+        "frontend.max_running_pilots reached",
+        (jobs(10),),
+        0,
+        ("frontend.max_running_pilots",),
+        top={"limits": {"max_running_pilots": 100}},
+        slots=slots(100, group="other"),
+    ),
+    Case(
+        "frontend.max_idle_pilots reached",
+        (jobs(10),),
+        0,
+        ("frontend.max_idle_pilots",),
+        top={"limits": {"max_idle_pilots": 5}},
+        slots=slots(5, IDLE, group="other"),
+    ),
+    Case(
+        "frontend.curb on idle slots",
+        (jobs(10),),
+        5,
+        ("frontend.curb",),
+        group={"curb_fraction": 0.5},
+        top={"limits": {"max_idle_pilots": 100}},
+        slots=slots(50, IDLE, group="other"),
+    ),
+    Case(
+        "pool.curb on pilots",
+        (jobs(10),),
+        5,
+        ("pool.curb",),
+        group={"curb_fraction": 0.8},
+        top={"pool": {"max_running_pilots": 100}},
+        pool_running=90,
+    ),
+    Case(
+        "pool.max_running_pilots reached",
+        (jobs(10),),
+        0,
+        ("pool.max_running_pilots",),
+        top={"pool": {"max_running_pilots": 100}},
+        pool_running=100,
+    ),
+    Case(
+        "pool.curb on idle slots",
+        (jobs(10),),
+        5,
+        ("pool.curb",),
+        group={"curb_fraction": 0.8},
+        top={"pool": {"max_idle_pilots": 100}},
+        pool_idle=80,
+    ),
+    Case(
+        "pool.max_idle_pilots reached",
+        (jobs(10),),
+        0,
+        ("pool.max_idle_pilots",),
+        top={"pool": {"max_idle_pilots": 100}},
+        pool_idle=100,
+    ),
+    Case(
+        "curbs at two levels halve twice",
+        (jobs(12),),
+        3,
+        ("entry.curb", "pool.curb"),
+        group={"curb_fraction": 0.8, "limits": {"max_running_per_entry": 100}},
+        slots=slots(85),
+        top={"pool": {"max_running_pilots": 1000}},
+        pool_running=900,
+    ),
 ]
 
 AGGREGATE_CASES = [
-    Case("room under the group's running maximum", (jobs(10),), 8, ("group.max_running_pilots",),
-         group={"limits": {"max_running_pilots": 12}}, slots=slots(4, entry_name="e2")),
-    Case("room under the pool's idle maximum", (jobs(10),), 5, ("pool.max_idle_pilots",),
-         top={"pool": {"max_idle_pilots": 100}}, pool_idle=95),
-    Case("room under the frontend's running maximum", (jobs(10),), 6, ("frontend.max_running_pilots",),
-         top={"limits": {"max_running_pilots": 10}}, slots=slots(4, group="other")),
+    Case(
+        "room under the group's running maximum",
+        (jobs(10),),
+        8,
+        ("group.max_running_pilots",),
+        group={"limits": {"max_running_pilots": 12}},
+        slots=slots(4, entry_name="e2"),
+    ),
+    Case(
+        "room under the pool's idle maximum",
+        (jobs(10),),
+        5,
+        ("pool.max_idle_pilots",),
+        top={"pool": {"max_idle_pilots": 100}},
+        pool_idle=95,
+    ),
+    Case(
+        "room under the frontend's running maximum",
+        (jobs(10),),
+        6,
+        ("frontend.max_running_pilots",),
+        top={"limits": {"max_running_pilots": 10}},
+        slots=slots(4, group="other"),
+    ),
 ]
 
 DOWNTIME_CASES = [
@@ -210,22 +385,61 @@ DOWNTIME_CASES = [
 ]
 
 REMOVAL_CASES = [
-    Case("idle removal when no idle jobs match", (jobs(0),), 0, slots=slots(3, IDLE) + slots(2),
-         remove=RemoveMode.IDLE, remove_max=3),
+    Case(
+        "idle removal when no idle jobs match",
+        (jobs(0),),
+        0,
+        slots=slots(3, IDLE) + slots(2),
+        remove=RemoveMode.IDLE,
+        remove_max=3,
+    ),
     Case("no removal while idle jobs wait", (jobs(1),), 0, slots=slots(3, IDLE)),
     Case("mode none never removes", (), 0, group={"removal": {"mode": "none"}}, slots=slots(3, IDLE) + slots(30)),
-    Case("all: a fraction of busy pilots", (), 0, group={"removal": {"mode": "all", "max_fraction_per_cycle": 0.1}},
-         slots=slots(25), remove=RemoveMode.ALL, remove_max=2),
-    Case("all: at least one", (), 0, group={"removal": {"mode": "all", "max_fraction_per_cycle": 0.1}},
-         slots=slots(5), remove=RemoveMode.ALL, remove_max=1),
-    Case("all with running jobs removes idle only", (jobs(0, running=3),), 0, group={"removal": {"mode": "all"}},
-         slots=slots(2, IDLE) + slots(3), remove=RemoveMode.IDLE, remove_max=2),
+    Case(
+        "all: a fraction of busy pilots",
+        (),
+        0,
+        group={"removal": {"mode": "all", "max_fraction_per_cycle": 0.1}},
+        slots=slots(25),
+        remove=RemoveMode.ALL,
+        remove_max=2,
+    ),
+    Case(
+        "all: at least one",
+        (),
+        0,
+        group={"removal": {"mode": "all", "max_fraction_per_cycle": 0.1}},
+        slots=slots(5),
+        remove=RemoveMode.ALL,
+        remove_max=1,
+    ),
+    Case(
+        "all with running jobs removes idle only",
+        (jobs(0, running=3),),
+        0,
+        group={"removal": {"mode": "all"}},
+        slots=slots(2, IDLE) + slots(3),
+        remove=RemoveMode.IDLE,
+        remove_max=2,
+    ),
     Case("idle mode leaves busy pilots", (), 0, slots=slots(30)),
-    Case("unreachable schedd: no removal", (), 0, group={"removal": {"mode": "all"}},
-         slots=slots(3, IDLE) + slots(30), problems=(SourceProblem("schedd1@vo", "timeout", frozenset({"main"})),)),
-    Case("unreachable schedd of another group does not matter", (), 0, slots=slots(3, IDLE),
-         problems=(SourceProblem("schedd9@vo", "timeout", frozenset({"other"})),),
-         remove=RemoveMode.IDLE, remove_max=3),
+    Case(
+        "unreachable schedd: no removal",
+        (),
+        0,
+        group={"removal": {"mode": "all"}},
+        slots=slots(3, IDLE) + slots(30),
+        problems=(SourceProblem("schedd1@vo", "timeout", frozenset({"main"})),),
+    ),
+    Case(
+        "unreachable schedd of another group does not matter",
+        (),
+        0,
+        slots=slots(3, IDLE),
+        problems=(SourceProblem("schedd9@vo", "timeout", frozenset({"other"})),),
+        remove=RemoveMode.IDLE,
+        remove_max=3,
+    ),
 ]
 
 
@@ -263,12 +477,19 @@ def test_requests_fall_to_zero_once_the_queue_empties() -> None:
     [(10, [4, 3, 3]), (11, [4, 4, 3]), (0, [0, 0, 0]), (30, [10, 10, 10]), (100, [10, 10, 10])],
 )
 def test_group_sum_is_scaled_down_by_largest_remainder(cap: int, expected: list[int]) -> None:
-    case = Case("", (jobs(30, DESIRED="x"),), 0, entries=(entry("a"), entry("b"), entry("c")),
-                group={"limits": {"max_idle_pilots": cap}})
+    case = Case(
+        "",
+        (jobs(30, DESIRED="x"),),
+        0,
+        entries=(entry("a"), entry("b"), entry("c")),
+        group={"limits": {"max_idle_pilots": cap}},
+    )
     plan = run(case)
     assert [d.idle for d in plan.decisions] == expected
     if sum(expected) < 30:
-        assert all("group.max_idle_pilots" in d.bound_by for d, e in zip(plan.decisions, expected, strict=True) if e < 10)
+        assert all(
+            "group.max_idle_pilots" in d.bound_by for d, e in zip(plan.decisions, expected, strict=True) if e < 10
+        )
 
 
 def test_frontend_sum_is_shared_across_groups() -> None:
@@ -288,8 +509,15 @@ def test_pool_sum_counts_everyone_elses_idle_slots() -> None:
 
 @pytest.mark.parametrize(
     ("requests", "cap", "expected"),
-    [([5, 5], 10, [5, 5]), ([5, 5], 5, [3, 2]), ([1, 1, 1], 2, [1, 1, 0]), ([9, 1], 5, [5, 0]),
-     ([0, 4], 2, [0, 2]), ([3, 3], -1, [0, 0]), ([], 3, [])],
+    [
+        ([5, 5], 10, [5, 5]),
+        ([5, 5], 5, [3, 2]),
+        ([1, 1, 1], 2, [1, 1, 0]),
+        ([9, 1], 5, [5, 0]),
+        ([0, 4], 2, [0, 2]),
+        ([3, 3], -1, [0, 0]),
+        ([], 3, []),
+    ],
 )
 def test_share_out(requests: list[int], cap: int, expected: list[int]) -> None:
     assert share_out(requests, cap) == expected
@@ -328,8 +556,12 @@ def test_pilots_of_a_vanished_entry_are_still_removed() -> None:
 
 
 def test_record_holds_inputs_and_ordered_steps() -> None:
-    case = Case("", (jobs(40, old_idle=5),), 0,
-                group={"ramp_up_attenuation": 3, "reserve_idle": 2, "limits": {"max_idle_per_entry": 12}})
+    case = Case(
+        "",
+        (jobs(40, old_idle=5),),
+        0,
+        group={"ramp_up_attenuation": 3, "reserve_idle": 2, "limits": {"max_idle_per_entry": 12}},
+    )
     decision = the(run(case))
     assert [s.name for s in decision.steps] == ["need", "ramp", "reserve", "request", "cap"]
     assert [s.value for s in decision.steps] == [40, 14, 2, 16, 12]
@@ -345,8 +577,9 @@ def test_usable_idle_slots_needs_one_fitting_requirement() -> None:
 
 
 def test_decide_is_deterministic() -> None:
-    case = Case("", (jobs(30),), 0, entries=(entry("c"), entry("a"), entry("b")),
-                group={"limits": {"max_idle_pilots": 10}})
+    case = Case(
+        "", (jobs(30),), 0, entries=(entry("c"), entry("a"), entry("b")), group={"limits": {"max_idle_pilots": 10}}
+    )
     assert run(case) == run(case)
     assert [d.entry.key for d in run(case).decisions] == ["a@f", "b@f", "c@f"]
 
@@ -414,8 +647,13 @@ def entries(draw: st.DrawFn, name: str) -> EntryAd:
     if draw(st.integers(0, 5)):
         attrs["GLIDEIN_Site"] = draw(st.sampled_from(SITES))
     return EntryAd(
-        name=name, factory="f", attrs=attrs, cpus_per_pilot=cpus,
-        max_pilots=draw(small), max_idle=draw(small), in_downtime=draw(st.integers(0, 4)) == 0,
+        name=name,
+        factory="f",
+        attrs=attrs,
+        cpus_per_pilot=cpus,
+        max_pilots=draw(small),
+        max_idle=draw(small),
+        in_downtime=draw(st.integers(0, 4)) == 0,
     )
 
 
@@ -427,18 +665,26 @@ def shapes(draw: st.DrawFn) -> JobShape:
         attrs["DESIRED_Sites"] = ",".join(draw(st.lists(st.sampled_from((*SITES, "Z")), max_size=3)))
     idle = draw(st.integers(0, 200))
     return JobShape(
-        group=draw(st.sampled_from((*GROUPS, "stray"))), schedd=draw(st.sampled_from(("s1", "s2"))), attrs=attrs,
-        idle=idle, old_idle=draw(st.integers(0, idle)), running=draw(st.integers(0, 50)),
-        cpus=cpus, memory_mb=cpus * draw(st.sampled_from((500, 1500, 3000))),
+        group=draw(st.sampled_from((*GROUPS, "stray"))),
+        schedd=draw(st.sampled_from(("s1", "s2"))),
+        attrs=attrs,
+        idle=idle,
+        old_idle=draw(st.integers(0, idle)),
+        running=draw(st.integers(0, 50)),
+        cpus=cpus,
+        memory_mb=cpus * draw(st.sampled_from((500, 1500, 3000))),
     )
 
 
 @st.composite
 def pilot_slots(draw: st.DrawFn, names: Sequence[str]) -> PilotSlot:
     return PilotSlot(
-        entry=draw(st.sampled_from((*names, "vanished"))), factory="f",
-        group=draw(st.sampled_from((*GROUPS, "stray"))), state=draw(st.sampled_from(tuple(SlotState))),
-        cpus=draw(st.sampled_from((1, 4, 8))), memory_mb=draw(st.sampled_from((1000, 4000, 16000))),
+        entry=draw(st.sampled_from((*names, "vanished"))),
+        factory="f",
+        group=draw(st.sampled_from((*GROUPS, "stray"))),
+        state=draw(st.sampled_from(tuple(SlotState))),
+        cpus=draw(st.sampled_from((1, 4, 8))),
+        memory_mb=draw(st.sampled_from((1000, 4000, 16000))),
         to_die=draw(st.none() | st.floats(min_value=NOW - 100, max_value=NOW + 7200)),
     )
 
@@ -446,10 +692,17 @@ def pilot_slots(draw: st.DrawFn, names: Sequence[str]) -> PilotSlot:
 @st.composite
 def observations(draw: st.DrawFn) -> Observation:
     names = [f"e{i}" for i in range(draw(st.integers(0, 5)))]
-    problems = draw(st.lists(st.builds(
-        SourceProblem, st.sampled_from(("s1", "s2", "wms")), st.just("timeout"),
-        st.frozensets(st.sampled_from(GROUPS), max_size=2),
-    ), max_size=2))
+    problems = draw(
+        st.lists(
+            st.builds(
+                SourceProblem,
+                st.sampled_from(("s1", "s2", "wms")),
+                st.just("timeout"),
+                st.frozensets(st.sampled_from(GROUPS), max_size=2),
+            ),
+            max_size=2,
+        )
+    )
     return Observation(
         shapes=tuple(draw(st.lists(shapes(), max_size=6))),
         entries=tuple(draw(entries(name)) for name in names),
@@ -559,9 +812,16 @@ def test_properties_hold_for_random_cycles(observation: Observation, cfg: Fronte
 
 
 def test_record_counts_slots_by_state_and_their_cores() -> None:
-    case = Case("", (jobs(4),), 0,
-                slots=(*slots(2, SlotState.RUNNING, cpus=8), *slots(1, SlotState.FAILED, cpus=4),
-                       *slots(3, SlotState.IDLE, cpus=2)))
+    case = Case(
+        "",
+        (jobs(4),),
+        0,
+        slots=(
+            *slots(2, SlotState.RUNNING, cpus=8),
+            *slots(1, SlotState.FAILED, cpus=4),
+            *slots(3, SlotState.IDLE, cpus=2),
+        ),
+    )
     inputs = the(run(case)).inputs
     assert (inputs.pilots, inputs.idle_slots, inputs.running_slots, inputs.failed_slots) == (6, 3, 2, 1)
     assert inputs.pilot_cores == 2 * 8 + 4 + 3 * 2

@@ -17,11 +17,11 @@ from updraft.frontend.model import (
     Observation,
     PilotSlot,
     Plan,
-    RemoveMode,
     SlotState,
     SourceProblem,
-    Step,
 )
+from updraft.protocol import RemoveMode
+from updraft.records import Step
 
 NOW = 5_000.0
 
@@ -79,9 +79,7 @@ def test_curb_and_capacity_are_explained() -> None:
 
 def test_downtime_and_removal_are_explained() -> None:
     down = EntryAd("site1", "lab-factory", {}, max_pilots=100, in_downtime=True)
-    text = explained(
-        Observation(shapes=(JobShape("main", "s1", {}, idle=4),), entries=(down,)), ramp_up_attenuation=1
-    )
+    text = explained(Observation(shapes=(JobShape("main", "s1", {}, idle=4),), entries=(down,)), ramp_up_attenuation=1)
     assert "requested 0 idle (max 100 pilots, removal none)" in text
     assert "zero by entry.downtime: entry in downtime" in text
     idle_slots = tuple(PilotSlot("site1", "lab-factory", "main", SlotState.IDLE, 1, 2000) for _ in range(3))
@@ -101,8 +99,10 @@ def test_unreachable_schedd_shows_in_the_explanation() -> None:
 @pytest.mark.parametrize(
     ("step", "line"),
     [
-        (Step("scale", 3, "pool.max_idle_pilots: 97 of 100 idle in the pool"),
-         "scaled down to 3 by pool.max_idle_pilots: 97 of 100 idle in the pool"),
+        (
+            Step("scale", 3, "pool.max_idle_pilots: 97 of 100 idle in the pool"),
+            "scaled down to 3 by pool.max_idle_pilots: 97 of 100 idle in the pool",
+        ),
         (Step("zero", 0, "frontend.max_running_pilots: 10 of 10 pilots"), "zero by frontend.max_running_pilots"),
         (Step("future_step", 2.5, "why"), "future_step = 2.5 (why)"),
         (Step("future_step", 2), "future_step = 2"),
@@ -117,7 +117,11 @@ def test_step_wording(step: Step, line: str) -> None:
 
 def test_fractional_jobs_keep_one_decimal() -> None:
     decision = Decision(
-        "g", SITE1, idle=1, max_pilots=7, inputs=DecisionInputs(idle_jobs=10 / 3, idle_pilots_needed=10 / 3),
+        "g",
+        SITE1,
+        idle=1,
+        max_pilots=7,
+        inputs=DecisionInputs(idle_jobs=10 / 3, idle_pilots_needed=10 / 3),
         steps=(Step("need", 4),),
     )
     assert "3.3 matching idle jobs = 3.3 pilots" in explain(decision)
@@ -148,7 +152,14 @@ def test_plan_counts_unmatched_and_downtime_jobs() -> None:
 
 
 def test_bounds_appear_in_the_compact_line() -> None:
-    decision = Decision("main", SITE1, idle=2, max_pilots=9, remove=RemoveMode.IDLE, remove_max=4,
-                        bound_by=("group.curb", "pool.max_idle_pilots"))
+    decision = Decision(
+        "main",
+        SITE1,
+        idle=2,
+        max_pilots=9,
+        remove=RemoveMode.IDLE,
+        remove_max=4,
+        bound_by=("group.curb", "pool.max_idle_pilots"),
+    )
     text = explain_plan(Plan(now=0, decisions=(decision,)))
     assert "remove idle <= 4 [group.curb, pool.max_idle_pilots]" in text

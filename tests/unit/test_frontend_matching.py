@@ -82,8 +82,13 @@ CASES = [
         expr=SITE_EXPR,
         idle={"a@f": 3, "b@f": 3, "c@f": 3},
     ),
-    Case("4-core jobs on 8-core pilots = half a pilot each", (shape(10, cpus=4),), (entry("e", cpus=8),),
-         idle={"e@f": 10}, pilots={"e@f": 5}),
+    Case(
+        "4-core jobs on 8-core pilots = half a pilot each",
+        (shape(10, cpus=4),),
+        (entry("e", cpus=8),),
+        idle={"e@f": 10},
+        pilots={"e@f": 5},
+    ),
     Case("1-core jobs on 8-core pilots", (shape(16),), (entry("e", cpus=8),), idle={"e@f": 16}, pilots={"e@f": 2}),
     Case("job too big for the entry", (shape(7, cpus=8),), (entry("e", cpus=4),), unmatched=7, too_big=7),
     Case(

@@ -19,8 +19,15 @@ from updraft.frontend.observe import (
 
 NOW = 1_800_000_000.0
 ENTRY = {
-    "Name": "ce1@fac", "UpdraftSchema": 1, "UpdraftFactory": "fac", "UpdraftEntry": "ce1", "GLIDEIN_CPUS": 8,
-    "UpdraftMaxPilots": 50, "UpdraftMaxIdle": 5, "UpdraftInDowntime": False, "AuthenticatedIdentity": "fac@lab",
+    "Name": "ce1@fac",
+    "UpdraftSchema": 1,
+    "UpdraftFactory": "fac",
+    "UpdraftEntry": "ce1",
+    "GLIDEIN_CPUS": 8,
+    "UpdraftMaxPilots": 50,
+    "UpdraftMaxIdle": 5,
+    "UpdraftInDowntime": False,
+    "AuthenticatedIdentity": "fac@lab",
     "GLIDEIN_Site": "S1",
 }
 
@@ -33,8 +40,16 @@ def group(**fields) -> Group:
     ("expr", "index", "expected"),
     [
         ("true", None, ("RequestCpus", "RequestMemory")),
-        ("MY.DESIRED_Sites =!= undefined && TARGET.GLIDEIN_Site == \"x\"", None, ("DESIRED_Sites", "RequestCpus", "RequestMemory")),
-        ("stringListMember(TARGET.GLIDEIN_Site, DESIRED_Sites)", None, ("DESIRED_Sites", "RequestCpus", "RequestMemory")),
+        (
+            'MY.DESIRED_Sites =!= undefined && TARGET.GLIDEIN_Site == "x"',
+            None,
+            ("DESIRED_Sites", "RequestCpus", "RequestMemory"),
+        ),
+        (
+            "stringListMember(TARGET.GLIDEIN_Site, DESIRED_Sites)",
+            None,
+            ("DESIRED_Sites", "RequestCpus", "RequestMemory"),
+        ),
         ("true", {"job_attr": "Wanted", "entry_attr": "GLIDEIN_Site"}, ("RequestCpus", "RequestMemory", "Wanted")),
     ],
 )
@@ -44,7 +59,9 @@ def test_job_attributes_are_what_the_match_reads_from_the_job(expr, index, expec
 
 
 def test_every_attribute_a_grouped_constraint_reads_is_grouped_on() -> None:
-    queries = shape_queries(group(job_constraint='Owner == "alice" && MY.Project =!= undefined', old_idle_seconds=600), NOW)
+    queries = shape_queries(
+        group(job_constraint='Owner == "alice" && MY.Project =!= undefined', old_idle_seconds=600), NOW
+    )
     constraint, by = queries[BY_STATUS]
     assert constraint == '(JobStatus == 1 || JobStatus == 2) && (Owner == "alice" && MY.Project =!= undefined)'
     assert by == ("RequestCpus", "RequestMemory", "JobStatus", "Owner", "Project")
@@ -58,12 +75,16 @@ def test_grouped_counts_of_one_shape_join_into_one_record() -> None:
     shape = {"RequestCpus": 4, "RequestMemory": 2000, "DESIRED_Sites": "S1"}
     results = {
         BY_STATUS: [
-            {**shape, "JobStatus": 1, "Owner": "a", "JobCount": 6}, {**shape, "JobStatus": 1, "Owner": "b", "JobCount": 4},
+            {**shape, "JobStatus": 1, "Owner": "a", "JobCount": 6},
+            {**shape, "JobStatus": 1, "Owner": "b", "JobCount": 4},
             {**shape, "JobStatus": 2, "Owner": "a", "JobCount": 7},
             {"RequestCpus": 1, "RequestMemory": 100, "DESIRED_Sites": "S2", "JobStatus": 1, "JobCount": 1},
             {**shape, "JobStatus": 5, "JobCount": 99},
         ],
-        OLD_IDLE: [{**shape, "EnteredCurrentStatus": 1, "JobCount": 2}, {**shape, "EnteredCurrentStatus": 2, "JobCount": 1}],
+        OLD_IDLE: [
+            {**shape, "EnteredCurrentStatus": 1, "JobCount": 2},
+            {**shape, "EnteredCurrentStatus": 2, "JobCount": 1},
+        ],
     }
     shapes = {s.attrs["DESIRED_Sites"]: s for s in merge_shapes("g", "schedd@x", results, attrs)}
     big = shapes["S1"]
@@ -96,16 +117,39 @@ def test_slot_state(ad, state) -> None:
 
 
 def test_a_slot_names_its_entry_group_size_and_death() -> None:
-    slot = parse_slot({"GLIDEIN_Entry_Name": "ce1", "GLIDEIN_Factory": "fac", "GLIDECLIENT_Group": "main",
-                       "State": "Unclaimed", "Activity": "Idle", "Cpus": 8, "Memory": 16000, "GLIDEIN_ToDie": NOW + 3600}, NOW)
-    assert (slot.entry_key, slot.group, slot.cpus, slot.memory_mb, slot.to_die) == ("ce1@fac", "main", 8, 16000, NOW + 3600)
+    slot = parse_slot(
+        {
+            "GLIDEIN_Entry_Name": "ce1",
+            "GLIDEIN_Factory": "fac",
+            "GLIDECLIENT_Group": "main",
+            "State": "Unclaimed",
+            "Activity": "Idle",
+            "Cpus": 8,
+            "Memory": 16000,
+            "GLIDEIN_ToDie": NOW + 3600,
+        },
+        NOW,
+    )
+    assert (slot.entry_key, slot.group, slot.cpus, slot.memory_mb, slot.to_die) == (
+        "ce1@fac",
+        "main",
+        8,
+        16000,
+        NOW + 3600,
+    )
     assert parse_slot({"State": "Unclaimed"}, NOW) is None
 
 
 def test_a_trusted_entry_ad_becomes_an_entry() -> None:
     entry, why = parse_entry(ENTRY, {"fac": "fac@lab"})
     assert why is None
-    assert (entry.key, entry.cpus_per_pilot, entry.max_pilots, entry.max_idle, entry.in_downtime) == ("ce1@fac", 8, 50, 5, False)
+    assert (entry.key, entry.cpus_per_pilot, entry.max_pilots, entry.max_idle, entry.in_downtime) == (
+        "ce1@fac",
+        8,
+        50,
+        5,
+        False,
+    )
     assert entry.attrs["GLIDEIN_Site"] == "S1"
 
 

@@ -21,10 +21,10 @@ from updraft.factory.config import FactoryConfig
 from updraft.factory.pilot_args import glidein_arguments, glidein_environment
 from updraft.factory.stage import stage_entries
 from updraft.frontend.config import FrontendConfig
-from updraft.frontend.model import Decision, EntryAd, Plan, RemoveMode
+from updraft.frontend.model import Decision, EntryAd, Plan
 from updraft.frontend.publish import request_ad, request_ads
 from updraft.frontend.stage import pilot_params, stage_groups
-from updraft.protocol import PilotParams, parse_request, pilot_params_ad, pilot_params_problem
+from updraft.protocol import PilotParams, RemoveMode, parse_request, pilot_params_ad, pilot_params_problem
 from updraft.staging import MANIFEST, StagingRelease
 
 from .glidein_helpers import dry_run_pilot
@@ -46,26 +46,41 @@ def write(root: Path, name: str, content: str) -> str:
 
 def frontend(tmp_path: Path, url: str = URL, **top: Any) -> FrontendConfig:
     """Groups main (with its own file and START), gpu (shared files only) and off (disabled)."""
-    return FrontendConfig.model_validate({
-        "name": "vo", "vo_collector": VO, "wms_collector": "127.0.0.1:9619",
-        "factories": {"fac": {"identity": "fac@lab"}},
-        "staging": {
-            "dir": str(tmp_path / "area" / "frontend"), "url": url,
-            "files": [
-                {"source": write(tmp_path, "vo_check.sh", "#!/bin/sh\n: vo check\nexit 0\n"), "kind": "validate"},
-                {"source": write(tmp_path, "security.config", "SEC_DEFAULT_ENCRYPTION = REQUIRED\n"),
-                 "kind": "condor-config", "name": "vo/security.config"},
-            ],
-        },
-        "groups": {
-            "main": {"pilot_start": 'Owner == "alice"', "staging_files": [
-                {"source": write(tmp_path, "main_check.sh", "#!/bin/sh\n: main check\nexit 0\n"), "kind": "validate",
-                 "name": "main/check.sh"}]},
-            "gpu": {},
-            "off": {"enabled": False, "pilot_start": "false"},
-        },
-        **top,
-    })
+    return FrontendConfig.model_validate(
+        {
+            "name": "vo",
+            "vo_collector": VO,
+            "wms_collector": "127.0.0.1:9619",
+            "factories": {"fac": {"identity": "fac@lab"}},
+            "staging": {
+                "dir": str(tmp_path / "area" / "frontend"),
+                "url": url,
+                "files": [
+                    {"source": write(tmp_path, "vo_check.sh", "#!/bin/sh\n: vo check\nexit 0\n"), "kind": "validate"},
+                    {
+                        "source": write(tmp_path, "security.config", "SEC_DEFAULT_ENCRYPTION = REQUIRED\n"),
+                        "kind": "condor-config",
+                        "name": "vo/security.config",
+                    },
+                ],
+            },
+            "groups": {
+                "main": {
+                    "pilot_start": 'Owner == "alice"',
+                    "staging_files": [
+                        {
+                            "source": write(tmp_path, "main_check.sh", "#!/bin/sh\n: main check\nexit 0\n"),
+                            "kind": "validate",
+                            "name": "main/check.sh",
+                        }
+                    ],
+                },
+                "gpu": {},
+                "off": {"enabled": False, "pilot_start": "false"},
+            },
+            **top,
+        }
+    )
 
 
 def manifest_rows(release: StagingRelease) -> list[tuple[str, ...]]:
@@ -90,7 +105,9 @@ def test_every_enabled_group_gets_its_own_release(tmp_path: Path) -> None:
 
 def test_a_group_gets_the_shared_files_then_its_own_as_frontend_kinds(tmp_path: Path) -> None:
     releases = stage_groups(frontend(tmp_path))
-    vo, security, own = (sha((tmp_path / "src" / n).read_bytes()) for n in ("vo_check.sh", "security.config", "main_check.sh"))
+    vo, security, own = (
+        sha((tmp_path / "src" / n).read_bytes()) for n in ("vo_check.sh", "security.config", "main_check.sh")
+    )
     assert manifest_rows(releases["main"]) == [
         (vo, "vo_check.sh", "validate-frontend"),
         (security, "vo/security.config", "condor-config"),
@@ -129,10 +146,14 @@ def test_each_group_tells_its_pilots_the_pool_its_release_and_its_start(tmp_path
     releases = stage_groups(config)
     params = pilot_params(config, releases)
     assert params["main"] == PilotParams(
-        collector=VO, manifest_url=releases["main"].manifest_url,
-        manifest_sha256=releases["main"].manifest_sha256, group_start='Owner == "alice"')
+        collector=VO,
+        manifest_url=releases["main"].manifest_url,
+        manifest_sha256=releases["main"].manifest_sha256,
+        group_start='Owner == "alice"',
+    )
     assert params["gpu"] == PilotParams(
-        collector=VO, manifest_url=releases["gpu"].manifest_url, manifest_sha256=releases["gpu"].manifest_sha256)
+        collector=VO, manifest_url=releases["gpu"].manifest_url, manifest_sha256=releases["gpu"].manifest_sha256
+    )
     assert params["main"].manifest_url != params["gpu"].manifest_url
 
 
@@ -158,29 +179,52 @@ def test_what_a_frontend_tells_its_pilots_is_what_a_factory_accepts(tmp_path: Pa
 # Through the request ad (protocol)
 # --------------------------------------------------------------------------
 
-FULL = PilotParams(collector=VO, manifest_url=f"{URL}/main/0123456789abcdef/manifest", manifest_sha256="ab" * 32,
-                   group_start='Owner == "alice" && RequestGPUs > 0')
+FULL = PilotParams(
+    collector=VO,
+    manifest_url=f"{URL}/main/0123456789abcdef/manifest",
+    manifest_sha256="ab" * 32,
+    group_start='Owner == "alice" && RequestGPUs > 0',
+)
 
 
 def decision(group: str = "main", entry: str = "ce1") -> Decision:
     return Decision(group=group, entry=EntryAd(entry, "fac", {}), idle=3, max_pilots=10, remove=RemoveMode.IDLE)
 
 
-@pytest.mark.parametrize(("params", "attributes"), [
-    (PilotParams(), {}),
-    (PilotParams(collector=VO), {"UpdraftPilotCollector": VO}),
-    (FULL, {"UpdraftPilotCollector": VO, "UpdraftFrontendManifestURL": FULL.manifest_url,
-            "UpdraftFrontendManifestSHA256": "ab" * 32, "UpdraftGroupStart": FULL.group_start}),
-    (PilotParams(collector=VO, group_start="true"), {"UpdraftPilotCollector": VO, "UpdraftGroupStart": "true"}),
-])
+@pytest.mark.parametrize(
+    ("params", "attributes"),
+    [
+        (PilotParams(), {}),
+        (PilotParams(collector=VO), {"UpdraftPilotCollector": VO}),
+        (
+            FULL,
+            {
+                "UpdraftPilotCollector": VO,
+                "UpdraftFrontendManifestURL": FULL.manifest_url,
+                "UpdraftFrontendManifestSHA256": "ab" * 32,
+                "UpdraftGroupStart": FULL.group_start,
+            },
+        ),
+        (PilotParams(collector=VO, group_start="true"), {"UpdraftPilotCollector": VO, "UpdraftGroupStart": "true"}),
+    ],
+)
 def test_only_the_given_pilot_params_are_written_to_the_ad(params: PilotParams, attributes: dict) -> None:
     assert pilot_params_ad(params) == attributes
 
 
 def request(pilot: dict[str, str]) -> dict[str, Any]:
-    return {"UpdraftSchema": protocol.SCHEMA, protocol.R_FRONTEND: "vo", protocol.R_GROUP: "main",
-            protocol.R_FACTORY: "fac", protocol.R_ENTRY: "ce1", protocol.R_IDLE: 1, protocol.R_MAX: 2,
-            protocol.R_REMOVE: "none", protocol.R_REMOVE_MAX: 0, **pilot}
+    return {
+        "UpdraftSchema": protocol.SCHEMA,
+        protocol.R_FRONTEND: "vo",
+        protocol.R_GROUP: "main",
+        protocol.R_FACTORY: "fac",
+        protocol.R_ENTRY: "ce1",
+        protocol.R_IDLE: 1,
+        protocol.R_MAX: 2,
+        protocol.R_REMOVE: "none",
+        protocol.R_REMOVE_MAX: 0,
+        **pilot,
+    }
 
 
 @settings(max_examples=200, deadline=None)
@@ -202,7 +246,10 @@ def test_a_group_request_ad_carries_the_group_pilot_params(tmp_path: Path) -> No
     ads = request_ads(Plan(0.0, (decision("main"), decision("gpu"), decision("main", "ce2"))), config, 1, params)
     back = [parse_request({**ad, "AuthenticatedIdentity": "vo@lab"}) for ad in ads]
     assert [(r.group, r.entry, r.pilot) for r in back] == [
-        ("main", "ce1", params["main"]), ("gpu", "ce1", params["gpu"]), ("main", "ce2", params["main"])]
+        ("main", "ce1", params["main"]),
+        ("gpu", "ce1", params["gpu"]),
+        ("main", "ce2", params["main"]),
+    ]
 
 
 def test_without_pilot_params_a_request_still_names_the_vo_pool(tmp_path: Path) -> None:
@@ -215,18 +262,41 @@ def test_without_pilot_params_a_request_still_names_the_vo_pool(tmp_path: Path) 
 # The real pilot: factory and frontend releases, entry checks before the frontend's
 # --------------------------------------------------------------------------
 
+
 def test_a_pilot_runs_the_entry_checks_then_the_group_checks(tmp_path: Path, web: str) -> None:
     fe = frontend(tmp_path, url=f"{web}/frontend", pilot_collector="127.0.0.1:29618")
     params = pilot_params(fe, stage_groups(fe))["main"]
-    factory = FactoryConfig.model_validate({
-        "name": "fac", "wms_collector": "127.0.0.1:9619", "schedd": "s@x",
-        "staging": {"dir": str(tmp_path / "area" / "factory"), "url": f"{web}/factory", "files": [
-            {"source": write(tmp_path, "entry_check.sh", "#!/bin/sh\n: entry check\nexit 0\n"), "kind": "validate"}]},
-        "entries": {"site1": {"grid_type": "condor", "resource": "ce x:1",
-                              "glidein": {"failure_sleep_seconds": 0, "start": "true"}}},
-    })
+    factory = FactoryConfig.model_validate(
+        {
+            "name": "fac",
+            "wms_collector": "127.0.0.1:9619",
+            "schedd": "s@x",
+            "staging": {
+                "dir": str(tmp_path / "area" / "factory"),
+                "url": f"{web}/factory",
+                "files": [
+                    {
+                        "source": write(tmp_path, "entry_check.sh", "#!/bin/sh\n: entry check\nexit 0\n"),
+                        "kind": "validate",
+                    }
+                ],
+            },
+            "entries": {
+                "site1": {
+                    "grid_type": "condor",
+                    "resource": "ce x:1",
+                    "glidein": {"failure_sleep_seconds": 0, "start": "true"},
+                }
+            },
+        }
+    )
     entry = factory.entries["site1"]
     release = stage_entries(factory)["site1"]
-    report = dry_run_pilot(tmp_path, glidein_arguments(entry, release, params), dict(glidein_environment(entry, params)))
+    report = dry_run_pilot(
+        tmp_path, glidein_arguments(entry, release, params), dict(glidein_environment(entry, params))
+    )
     assert [(v.script, v.ok) for v in report.validations] == [
-        ("entry/entry_check.sh", True), ("frontend/vo_check.sh", True), ("frontend/main/check.sh", True)]
+        ("entry/entry_check.sh", True),
+        ("frontend/vo_check.sh", True),
+        ("frontend/main/check.sh", True),
+    ]

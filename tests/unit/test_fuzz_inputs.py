@@ -23,17 +23,30 @@ from updraft.frontend.observe import parse_entry
 TRUSTED = {"fac1": "factory@lab"}
 
 junk = st.one_of(
-    st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
-    st.text(max_size=40), st.text(alphabet="/\\.\0\n ", min_size=1, max_size=8),
-    st.just("x" * 100_000), st.just("../../etc/passwd"), st.lists(st.integers(), max_size=3),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True),
+    st.text(max_size=40),
+    st.text(alphabet="/\\.\0\n ", min_size=1, max_size=8),
+    st.just("x" * 100_000),
+    st.just("../../etc/passwd"),
+    st.lists(st.integers(), max_size=3),
 )
 
 
 def good_entry_ad() -> dict:
     return {
-        "MyType": protocol.ENTRY_TYPE, "Name": "ce1@fac1", "UpdraftSchema": protocol.SCHEMA,
-        protocol.E_FACTORY: "fac1", protocol.E_ENTRY: "ce1", protocol.IDENTITY: "factory@lab",
-        protocol.E_CPUS: 4, protocol.E_MAX_PILOTS: 10, protocol.E_MAX_IDLE: 5, protocol.E_DOWNTIME: False,
+        "MyType": protocol.ENTRY_TYPE,
+        "Name": "ce1@fac1",
+        "UpdraftSchema": protocol.SCHEMA,
+        protocol.E_FACTORY: "fac1",
+        protocol.E_ENTRY: "ce1",
+        protocol.IDENTITY: "factory@lab",
+        protocol.E_CPUS: 4,
+        protocol.E_MAX_PILOTS: 10,
+        protocol.E_MAX_IDLE: 5,
+        protocol.E_DOWNTIME: False,
         "GLIDEIN_Site": "Site1",
     }
 
@@ -53,8 +66,14 @@ def test_a_mangled_entry_ad_is_read_with_a_safe_name_or_refused_with_a_reason(ch
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from([protocol.E_FACTORY, protocol.IDENTITY, protocol.F_PUBLIC_KEY,
-                                        protocol.F_KEY_ID]), junk, min_size=1, max_size=4))
+@given(
+    st.dictionaries(
+        st.sampled_from([protocol.E_FACTORY, protocol.IDENTITY, protocol.F_PUBLIC_KEY, protocol.F_KEY_ID]),
+        junk,
+        min_size=1,
+        max_size=4,
+    )
+)
 def test_a_mangled_factory_ad_gives_no_key_or_a_checked_one(changes: dict) -> None:
     ad = {protocol.E_FACTORY: "fac1", protocol.IDENTITY: "factory@lab", **changes}
     key, why = parse_factory_key(ad, TRUSTED)
@@ -71,16 +90,32 @@ def test_names_that_would_be_paths_are_refused_with_the_attribute_named() -> Non
 # ---------------------------------------------------------------------- config files
 
 FACTORY = {
-    "name": "fac1", "wms_collector": "127.0.0.1:9618", "schedd": "factory@lab", "work_dir": "/var/lib/updraft/f",
-    "entries": {"ce1": {"grid_type": "condor", "resource": "ce@site 127.0.0.1:9620",
-                        "frontends": {"vo1": {"identity": "frontend@lab"}}, "limits": {"max_idle": 3}}},
+    "name": "fac1",
+    "wms_collector": "127.0.0.1:9618",
+    "schedd": "factory@lab",
+    "work_dir": "/var/lib/updraft/f",
+    "entries": {
+        "ce1": {
+            "grid_type": "condor",
+            "resource": "ce@site 127.0.0.1:9620",
+            "frontends": {"vo1": {"identity": "frontend@lab"}},
+            "limits": {"max_idle": 3},
+        }
+    },
     "credentials": {"key_rotation_seconds": 3600},
 }
 FRONTEND = {
-    "name": "vo1", "vo_collector": "127.0.0.1:9618", "wms_collector": "127.0.0.1:9619", "identity": "frontend@lab",
-    "factories": {"fac1": {"identity": "factory@lab"}}, "groups": {"main": {"match_expr": "true"}},
-    "pilot_tokens": {"signing_key_file": "/etc/condor/passwords.d/POOL", "trust_domain": "lab",
-                     "identity": "pilot@lab"},
+    "name": "vo1",
+    "vo_collector": "127.0.0.1:9618",
+    "wms_collector": "127.0.0.1:9619",
+    "identity": "frontend@lab",
+    "factories": {"fac1": {"identity": "factory@lab"}},
+    "groups": {"main": {"match_expr": "true"}},
+    "pilot_tokens": {
+        "signing_key_file": "/etc/condor/passwords.d/POOL",
+        "trust_domain": "lab",
+        "identity": "pilot@lab",
+    },
 }
 
 
@@ -105,8 +140,9 @@ def _replaced(config: dict, path: tuple, value: object) -> dict:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_a_config_with_a_junk_value_loads_or_names_the_file_and_the_key(tmp_path_factory, data) -> None:
-    kind, base, loader = data.draw(st.sampled_from([("factory", FACTORY, load_factory_config),
-                                                    ("frontend", FRONTEND, load_frontend_config)]))
+    kind, base, loader = data.draw(
+        st.sampled_from([("factory", FACTORY, load_factory_config), ("frontend", FRONTEND, load_frontend_config)])
+    )
     path = data.draw(st.sampled_from(_paths(base)))
     value = data.draw(junk.filter(lambda v: not (isinstance(v, float) and v != v)))
     folder = tmp_path_factory.mktemp("fuzz")

@@ -19,8 +19,9 @@ def pilot(tmp_path: Path) -> Pilot:
 
 def starts(*times: int, attr: str = "JobCurrentStartDate") -> str:
     """A startd history with one job started at each of TIMES."""
-    return "".join(history_ad(f"ClusterId=1 ProcId={n}", **{attr: t, "JobDuration": 5, "ExitCode": 1})
-                   for n, t in enumerate(times))
+    return "".join(
+        history_ad(f"ClusterId=1 ProcId={n}", **{attr: t, "JobDuration": 5, "ExitCode": 1}) for n, t in enumerate(times)
+    )
 
 
 def run_condor_with_history(pilot: Pilot, history: str, *extra: str, env: dict[str, str] | None = None) -> Run:
@@ -40,10 +41,13 @@ def test_on_it_stops_matching_and_leaves_once_nothing_runs(pilot: Pilot) -> None
     run = pilot.run("--blackhole-jobs", "2", "--blackhole-window", "900")
     lines = run.config.splitlines()
     assert run.report.ok and (run.report.blackhole_jobs, run.report.blackhole_window) == (2, 900)
-    for line in ["GLIDEIN_BlackHole_Jobs = 2", "GLIDEIN_BlackHole_Window = 900",
-                 "GLIDEIN_BlackHole = (RecentJobStarts =!= undefined) && (RecentJobStarts > 2)",
-                 "GLIDEIN_NothingRuns = (PartitionableSlot =?= True && NumDynamicSlots =?= 0)",
-                 f"START = {RETIRE_START} && (GLIDEIN_BlackHole =!= True)"]:
+    for line in [
+        "GLIDEIN_BlackHole_Jobs = 2",
+        "GLIDEIN_BlackHole_Window = 900",
+        "GLIDEIN_BlackHole = (RecentJobStarts =!= undefined) && (RecentJobStarts > 2)",
+        "GLIDEIN_NothingRuns = (PartitionableSlot =?= True && NumDynamicSlots =?= 0)",
+        f"START = {RETIRE_START} && (GLIDEIN_BlackHole =!= True)",
+    ]:
         assert line in lines, line
     shutdown = next(line for line in lines if line.startswith("STARTD.DAEMON_SHUTDOWN = "))
     assert shutdown.endswith(" || ((GLIDEIN_BlackHole =?= True) && $(GLIDEIN_NothingRuns))")
@@ -58,8 +62,9 @@ def test_fixed_slots_wait_for_every_slot_to_be_free(pilot: Pilot) -> None:
     run = pilot.run("--blackhole-jobs", "1", env={"GLIDEIN_Slots_Layout": "fixed", "GLIDEIN_CPUS": "2"})
     lines = run.config.splitlines()
     assert "STARTD_SLOT_ATTRS = $(STARTD_SLOT_ATTRS) State" in lines
-    assert ('GLIDEIN_NothingRuns = (State =!= "Claimed") && (slot1_State =!= "Claimed") && '
-            '(slot2_State =!= "Claimed")') in lines
+    assert (
+        'GLIDEIN_NothingRuns = (State =!= "Claimed") && (slot1_State =!= "Claimed") && (slot2_State =!= "Claimed")'
+    ) in lines
 
 
 def test_settings_from_glidein_attributes(pilot: Pilot) -> None:
@@ -68,11 +73,14 @@ def test_settings_from_glidein_attributes(pilot: Pilot) -> None:
     assert run.report.blackhole_window == 120
 
 
-@pytest.mark.parametrize(("args", "named"), [
-    (("--blackhole-jobs", "many"), "--blackhole-jobs"),
-    (("--blackhole-jobs", "3", "--blackhole-window", "0"), "--blackhole-window must be positive"),
-    (("--blackhole-window", "-5"), "--blackhole-window"),
-])
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("--blackhole-jobs", "many"), "--blackhole-jobs"),
+        (("--blackhole-jobs", "3", "--blackhole-window", "0"), "--blackhole-window must be positive"),
+        (("--blackhole-window", "-5"), "--blackhole-window"),
+    ],
+)
 def test_bad_settings_fail_args(pilot: Pilot, args: tuple[str, ...], named: str) -> None:
     assert_failed(pilot.run(*args), "args", named)
 
@@ -80,8 +88,9 @@ def test_bad_settings_fail_args(pilot: Pilot, args: tuple[str, ...], named: str)
 def test_too_many_starts_in_the_window_fail_even_after_a_clean_exit(pilot: Pilot) -> None:
     # 1000..1599: five starts less than 600 s apart; 5000 is on its own.
     run = run_condor_with_history(pilot, starts(1000, 1010, 1020, 1030, 1599, 5000), "--blackhole-jobs", "2")
-    report = assert_failed(run, "blackhole",
-                           "5 jobs started within 600 s (limit 2): the node fails jobs as fast as it gets them")
+    report = assert_failed(
+        run, "blackhole", "5 jobs started within 600 s (limit 2): the node fails jobs as fast as it gets them"
+    )
     assert report.condor_exit == 0 and report.jobs_run == 6
 
 
@@ -90,8 +99,15 @@ def test_failure_sleep_applies_to_a_black_hole(pilot: Pilot) -> None:
     bin_dir.mkdir()
     (bin_dir / "sleep").write_text(f'#!/bin/sh\necho "$1" > {pilot.root}/slept\n')
     (bin_dir / "sleep").chmod(0o755)
-    run = run_condor_with_history(pilot, starts(1, 2, 3), "--blackhole-jobs", "1", "--failure-sleep", "45",
-                                  env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    run = run_condor_with_history(
+        pilot,
+        starts(1, 2, 3),
+        "--blackhole-jobs",
+        "1",
+        "--failure-sleep",
+        "45",
+        env={"PATH": f"{bin_dir}:{os.environ['PATH']}"},
+    )
     assert_failed(run, "blackhole", "3 jobs started within 600 s (limit 1)")
     assert (pilot.root / "slept").read_text().strip() == "45"
 
@@ -108,8 +124,9 @@ def test_exactly_the_limit_is_not_a_black_hole(pilot: Pilot) -> None:
 
 
 def test_job_start_date_stands_in_for_the_current_start(pilot: Pilot) -> None:
-    run = run_condor_with_history(pilot, starts(100, 101, 102, attr="JobStartDate"),
-                                  "--blackhole-jobs", "2", "--blackhole-window", "60")
+    run = run_condor_with_history(
+        pilot, starts(100, 101, 102, attr="JobStartDate"), "--blackhole-jobs", "2", "--blackhole-window", "60"
+    )
     assert_failed(run, "blackhole", "3 jobs started within 60 s (limit 2)")
 
 

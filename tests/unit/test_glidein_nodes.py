@@ -49,33 +49,48 @@ def launcher(pilot: Pilot, skip: int | None = None, first: str = "") -> str:
         f'    if [ "$i" != "{skip}" ]; then UPDRAFT_NODE_INDEX=$i "$@" & fi\n'
         "    i=$((i + 1))\n"
         "done\n"
-        "wait\n")
+        "wait\n"
+    )
     path.chmod(0o755)
     return str(path)
 
 
-def run_nodes(pilot: Pilot, count: int, *extra: str, skip: int | None = None, first: str = "",
-              env: dict[str, str] | None = None) -> Run:
+def run_nodes(
+    pilot: Pilot, count: int, *extra: str, skip: int | None = None, first: str = "", env: dict[str, str] | None = None
+) -> Run:
     condor = fake_condor(pilot.root, history_master(pilot.root))
-    return pilot.run("--condor-dir", str(condor), "--nodes", str(count),
-                     "--node-launcher", f"{launcher(pilot, skip, first)} {count}", *extra, dry_run=False, env=env)
+    return pilot.run(
+        "--condor-dir",
+        str(condor),
+        "--nodes",
+        str(count),
+        "--node-launcher",
+        f"{launcher(pilot, skip, first)} {count}",
+        *extra,
+        dry_run=False,
+        env=env,
+    )
 
 
 def job(cluster: int, cpus: int, seconds: int, start: int = 1000) -> str:
-    return history_ad(f"ClusterId={cluster} ProcId=0", JobDuration=seconds, RequestCpus=cpus, ExitCode=0,
-                      JobCurrentStartDate=start)
+    return history_ad(
+        f"ClusterId={cluster} ProcId=0", JobDuration=seconds, RequestCpus=cpus, ExitCode=0, JobCurrentStartDate=start
+    )
 
 
 # --- how many nodes ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("env", "count"), [
-    ({"SLURM_JOB_NUM_NODES": "3"}, 3),
-    ({"PBS_NUM_NODES": "4"}, 4),
-    ({"SLURM_JOB_NUM_NODES": "3", "PBS_NUM_NODES": "4"}, 3),
-    ({"GLIDEIN_Nodes": "5", "SLURM_JOB_NUM_NODES": "3"}, 5),
-    ({"UPDRAFT_NODES": "6", "GLIDEIN_Nodes": "5"}, 6),
-])
+@pytest.mark.parametrize(
+    ("env", "count"),
+    [
+        ({"SLURM_JOB_NUM_NODES": "3"}, 3),
+        ({"PBS_NUM_NODES": "4"}, 4),
+        ({"SLURM_JOB_NUM_NODES": "3", "PBS_NUM_NODES": "4"}, 3),
+        ({"GLIDEIN_Nodes": "5", "SLURM_JOB_NUM_NODES": "3"}, 5),
+        ({"UPDRAFT_NODES": "6", "GLIDEIN_Nodes": "5"}, 6),
+    ],
+)
 def test_node_count_from_the_environment_needs_a_launcher(pilot: Pilot, env: dict[str, str], count: int) -> None:
     report = assert_failed(pilot.run(env=env), "config", f"{count} nodes but no --node-launcher")
     assert report.nodes == count
@@ -92,11 +107,14 @@ def test_nodes_option_wins_over_the_batch_system(pilot: Pilot) -> None:
     assert report.ok and report.nodes == 1, report.reason
 
 
-@pytest.mark.parametrize(("args", "env", "named"), [
-    (("--nodes", "0"), {}, "--nodes"),
-    (("--nodes", "two"), {}, "'two' (from --nodes)"),
-    ((), {"SLURM_JOB_NUM_NODES": "2(x3)"}, "from SLURM_JOB_NUM_NODES"),
-])
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (("--nodes", "0"), {}, "--nodes"),
+        (("--nodes", "two"), {}, "'two' (from --nodes)"),
+        ((), {"SLURM_JOB_NUM_NODES": "2(x3)"}, "from SLURM_JOB_NUM_NODES"),
+    ],
+)
 def test_bad_node_counts_fail_args(pilot: Pilot, args: tuple[str, ...], env: dict[str, str], named: str) -> None:
     assert_failed(pilot.run(*args, env=env), "args", "positive whole number", named)
 
@@ -132,7 +150,11 @@ def test_every_node_runs_its_own_condor_and_the_head_reports_for_all(pilot: Pilo
     assert run.stdout.startswith(REPORT_BEGIN) and run.stdout.count(REPORT_BEGIN) == 1
     work = pilot.work
     assert (pilot.root / "launcher.args").read_text().split() == [
-        "sh", f"{work}/glidein_startup.sh", "--node-run", str(work)]
+        "sh",
+        f"{work}/glidein_startup.sh",
+        "--node-run",
+        str(work),
+    ]
     prefix = report.glidein_name.removesuffix("*")
     for index in range(3):
         node_config = work / "condor" / f"node-{index}" / "condor_config"
@@ -172,14 +194,23 @@ def test_a_black_hole_is_judged_per_node(pilot: Pilot) -> None:
     assert run_nodes(pilot, 2, "--blackhole-jobs", "2").report.ok
     (pilot.root / "history.0").unlink()
     (pilot.root / "history.1").write_text(job(5, 1, 5, start=102))  # appended to node 1's history
-    assert_failed(run_nodes_again(pilot, 2, "--blackhole-jobs", "2"), "blackhole",
-                  "node 1: 3 jobs started within 600 s (limit 2)")
+    assert_failed(
+        run_nodes_again(pilot, 2, "--blackhole-jobs", "2"), "blackhole", "node 1: 3 jobs started within 600 s (limit 2)"
+    )
 
 
 def run_nodes_again(pilot: Pilot, count: int, *extra: str) -> Run:
     """run_nodes in the same work dir (the fake condor and launcher already exist)."""
-    return pilot.run("--condor-dir", str(pilot.root / "condor"), "--nodes", str(count),
-                     "--node-launcher", f"{pilot.root}/launch-nodes {count}", *extra, dry_run=False)
+    return pilot.run(
+        "--condor-dir",
+        str(pilot.root / "condor"),
+        "--nodes",
+        str(count),
+        "--node-launcher",
+        f"{pilot.root}/launch-nodes {count}",
+        *extra,
+        dry_run=False,
+    )
 
 
 def test_srun_is_the_default_launcher_inside_a_slurm_job(pilot: Pilot) -> None:
@@ -189,17 +220,33 @@ def test_srun_is_the_default_launcher_inside_a_slurm_job(pilot: Pilot) -> None:
         "#!/bin/sh\n"
         f'echo "$@" > {pilot.root}/srun.args\n'
         'while [ "${1#--}" != "$1" ]; do shift; done\n'  # drop srun's own options
-        'SLURM_NODEID=0 "$@" & SLURM_NODEID=1 "$@" & wait\n')
+        'SLURM_NODEID=0 "$@" & SLURM_NODEID=1 "$@" & wait\n'
+    )
     (bin_dir / "srun").chmod(0o755)
     (pilot.root / "history.1").write_text(job(1, 3, 10))
     condor = fake_condor(pilot.root, history_master(pilot.root))
-    report = pilot.run("--condor-dir", str(condor), dry_run=False, env={
-        "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "77", "SLURM_JOB_NUM_NODES": "2",
-        "GLIDEIN_CPUS": "16"}).report
+    report = pilot.run(
+        "--condor-dir",
+        str(condor),
+        dry_run=False,
+        env={
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "SLURM_JOB_ID": "77",
+            "SLURM_JOB_NUM_NODES": "2",
+            "GLIDEIN_CPUS": "16",
+        },
+    ).report
     assert report.ok and report.nodes == 2 and report.busy_core_seconds == 30, report.reason
     assert (pilot.root / "srun.args").read_text().split() == [
-        "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--cpus-per-task=16",
-        "sh", f"{pilot.work}/glidein_startup.sh", "--node-run", str(pilot.work)]
+        "--nodes=2",
+        "--ntasks=2",
+        "--ntasks-per-node=1",
+        "--cpus-per-task=16",
+        "sh",
+        f"{pilot.work}/glidein_startup.sh",
+        "--node-run",
+        str(pilot.work),
+    ]
 
 
 # --- one node on its own (--node-run) ------------------------------------------------------
@@ -209,32 +256,40 @@ def node_run(pilot: Pilot, env: dict[str, str]) -> subprocess.CompletedProcess[s
     """Prepare a 3-node work dir (dry run), then start one node by hand."""
     condor = fake_condor(pilot.root, history_master(pilot.root))
     assert pilot.run("--condor-dir", str(condor), "--nodes", "3", "--node-launcher", "unused").report.ok
-    return subprocess.run([SHELL, str(pilot.work / "glidein_startup.sh"), "--node-run", str(pilot.work)],
-                          env={"PATH": os.environ["PATH"], **IDENTITY, **env},
-                          capture_output=True, text=True, timeout=20)
+    return subprocess.run(
+        [SHELL, str(pilot.work / "glidein_startup.sh"), "--node-run", str(pilot.work)],
+        env={"PATH": os.environ["PATH"], **IDENTITY, **env},
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
 
 
-@pytest.mark.parametrize(("env", "index"), [
-    ({"UPDRAFT_NODE_INDEX": "2", "SLURM_NODEID": "1"}, 2),
-    ({"SLURM_NODEID": "1", "SLURM_PROCID": "2"}, 1),
-    ({"SLURM_PROCID": "2", "PBS_VNODENUM": "1"}, 2),
-    ({"PBS_VNODENUM": "1", "OMPI_COMM_WORLD_RANK": "2"}, 1),
-    ({"OMPI_COMM_WORLD_RANK": "2", "PMI_RANK": "1"}, 2),
-    ({"PMI_RANK": "1"}, 1),
-])
-def test_node_index_comes_from_the_first_launcher_variable_set(pilot: Pilot, env: dict[str, str],
-                                                               index: int) -> None:
+@pytest.mark.parametrize(
+    ("env", "index"),
+    [
+        ({"UPDRAFT_NODE_INDEX": "2", "SLURM_NODEID": "1"}, 2),
+        ({"SLURM_NODEID": "1", "SLURM_PROCID": "2"}, 1),
+        ({"SLURM_PROCID": "2", "PBS_VNODENUM": "1"}, 2),
+        ({"PBS_VNODENUM": "1", "OMPI_COMM_WORLD_RANK": "2"}, 1),
+        ({"OMPI_COMM_WORLD_RANK": "2", "PMI_RANK": "1"}, 2),
+        ({"PMI_RANK": "1"}, 1),
+    ],
+)
+def test_node_index_comes_from_the_first_launcher_variable_set(pilot: Pilot, env: dict[str, str], index: int) -> None:
     done = node_run(pilot, env)
     assert done.returncode == 0 and done.stdout == "", done.stderr
-    assert (pilot.root / f"master.{index}").read_text().strip() == \
-        f"{pilot.work}/condor/node-{index}/condor_config"
+    assert (pilot.root / f"master.{index}").read_text().strip() == f"{pilot.work}/condor/node-{index}/condor_config"
 
 
-@pytest.mark.parametrize(("env", "error"), [
-    ({}, "no node index"),
-    ({"UPDRAFT_NODE_INDEX": "3"}, "node index 3 is not below the node count 3"),
-    ({"SLURM_NODEID": "x1"}, "no node index"),
-])
+@pytest.mark.parametrize(
+    ("env", "error"),
+    [
+        ({}, "no node index"),
+        ({"UPDRAFT_NODE_INDEX": "3"}, "node index 3 is not below the node count 3"),
+        ({"SLURM_NODEID": "x1"}, "no node index"),
+    ],
+)
 def test_a_node_without_a_usable_index_says_why(pilot: Pilot, env: dict[str, str], error: str) -> None:
     done = node_run(pilot, env)
     assert done.returncode != 0 and error in done.stderr and done.stdout == ""
@@ -242,6 +297,11 @@ def test_a_node_without_a_usable_index_says_why(pilot: Pilot, env: dict[str, str
 
 
 def test_node_run_without_a_prepared_work_dir_fails(tmp_path: Path) -> None:
-    done = subprocess.run([SHELL, str(SCRIPT), "--node-run", str(tmp_path)], env={"PATH": os.environ["PATH"]},
-                          capture_output=True, text=True, timeout=20)
+    done = subprocess.run(
+        [SHELL, str(SCRIPT), "--node-run", str(tmp_path)],
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert done.returncode != 0 and "nodes.conf" in done.stderr and done.stdout == ""

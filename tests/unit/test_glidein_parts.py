@@ -32,13 +32,26 @@ class Done:
     stderr: str
 
 
-def call(part: str, code: str, *args: str, env: dict[str, str] | None = None, stdin: str | None = None,
-         cwd: Path | None = None, also: tuple[str, ...] = ()) -> Done:
+def call(
+    part: str,
+    code: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+    cwd: Path | None = None,
+    also: tuple[str, ...] = (),
+) -> Done:
     """Source lib/common.sh (log, fail) and lib/<part>.sh (plus `also`), then run `code` with `args` as $@."""
     sources = "".join(f'. "{GLIDEIN}/lib/{name}.sh"\n' for name in ("common", *also, part))
-    done = subprocess.run([SHELL, "-c", f"set -eu\n{sources}{code}\n", "part-test", *args],
-                          env={"PATH": "/usr/bin:/bin", **(env or {})}, input=stdin, cwd=cwd,
-                          capture_output=True, text=True, timeout=20)
+    done = subprocess.run(
+        [SHELL, "-c", f"set -eu\n{sources}{code}\n", "part-test", *args],
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+        input=stdin,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     return Done(done.returncode, done.stdout, done.stderr)
 
 
@@ -83,8 +96,9 @@ def test_the_parts_are_clean_posix_sh(tool: list[str]) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_a_stale_script_is_rewritten_and_an_unwritable_one_refused(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_stale_script_is_rewritten_and_an_unwritable_one_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     source = tmp_path / "glidein"
     shutil.copytree(GLIDEIN, source, ignore=shutil.ignore_patterns("glidein_startup.sh", "__pycache__"))
     script = shipped_script(source)
@@ -95,6 +109,7 @@ def test_a_stale_script_is_rewritten_and_an_unwritable_one_refused(tmp_path: Pat
 
     def read_only(*_: object) -> None:
         raise PermissionError("read-only file system")
+
     monkeypatch.setattr(assemble, "write_script", read_only)
     with pytest.raises(AssemblyError, match="not the assembly of the glidein's parts"):
         shipped_script(source)
@@ -112,16 +127,26 @@ def test_a_template_line_that_would_end_its_heredoc_is_refused(tmp_path: Path) -
 
 
 def test_options_take_their_value_either_way_and_dry_run_takes_none() -> None:
-    done = call("args", 'dry_run=0; parse_arguments "$@"; printf "%s|%s|%s|%s" "$collector" "$work_dir" "$nodes" "$dry_run"',
-                "--collector=host:9618", "--work-dir", "/w d", "--dry-run", "--nodes=3")
+    done = call(
+        "args",
+        'dry_run=0; parse_arguments "$@"; printf "%s|%s|%s|%s" "$collector" "$work_dir" "$nodes" "$dry_run"',
+        "--collector=host:9618",
+        "--work-dir",
+        "/w d",
+        "--dry-run",
+        "--nodes=3",
+    )
     assert done == Done(0, "host:9618|/w d|3|1", "")
 
 
-@pytest.mark.parametrize(("args", "reason"), [
-    (["--bogus"], "unknown option: --bogus"),
-    (["--collector"], "option --collector needs a value"),
-    (["--collector", "--dry-run"], "option --collector needs a value (got option --dry-run)"),
-])
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--bogus"], "unknown option: --bogus"),
+        (["--collector"], "option --collector needs a value"),
+        (["--collector", "--dry-run"], "option --collector needs a value (got option --dry-run)"),
+    ],
+)
 def test_bad_options_fail_the_args_step(args: list[str], reason: str) -> None:
     done = call("args", 'parse_arguments "$@"', *args)
     assert done.rc == 1
@@ -131,18 +156,38 @@ def test_bad_options_fail_the_args_step(args: list[str], reason: str) -> None:
 def test_the_command_line_wins_over_updraft_which_wins_over_glidein_which_wins_over_the_default() -> None:
     show = 'printf "%s|%s|%s|%s" "$max_walltime" "$shutdown_margin" "$spread" "$max_idle"'
     state = "max_walltime=100 shutdown_margin= spread= max_idle= nodes=1; " + "; ".join(
-        f"{name}=''" for name in ("manifest_url", "manifest_sha256", "frontend_manifest_url",
-                                  "frontend_manifest_sha256", "condor_tarball_url", "condor_tarball_sha256",
-                                  "work_dir", "condor_dir", "collector", "max_job_time", "idle_tail",
-                                  "blackhole_jobs", "blackhole_window", "node_launcher", "dry_run"))
-    env = {"UPDRAFT_MAX_WALLTIME": "200", "UPDRAFT_SHUTDOWN_MARGIN": "30", "GLIDEIN_Shutdown_Margin": "40",
-           "GLIDEIN_Retire_Spread": "50"}
+        f"{name}=''"
+        for name in (
+            "manifest_url",
+            "manifest_sha256",
+            "frontend_manifest_url",
+            "frontend_manifest_sha256",
+            "condor_tarball_url",
+            "condor_tarball_sha256",
+            "work_dir",
+            "condor_dir",
+            "collector",
+            "max_job_time",
+            "idle_tail",
+            "blackhole_jobs",
+            "blackhole_window",
+            "node_launcher",
+            "dry_run",
+        )
+    )
+    env = {
+        "UPDRAFT_MAX_WALLTIME": "200",
+        "UPDRAFT_SHUTDOWN_MARGIN": "30",
+        "GLIDEIN_Shutdown_Margin": "40",
+        "GLIDEIN_Retire_Spread": "50",
+    }
     done = call("args", f"{state}; apply_environment_fallbacks; {show}", env=env)
     assert done == Done(0, "100|30|50|1200", "")
 
 
-@pytest.mark.parametrize(("job_id", "ok"), [("42.7", True), ("42", False), ("4.2.1", False), (".7", False),
-                                           ("42.", False), ("4x.7", False)])
+@pytest.mark.parametrize(
+    ("job_id", "ok"), [("42.7", True), ("42", False), ("4.2.1", False), (".7", False), ("42.", False), ("4x.7", False)]
+)
 def test_the_job_id_must_be_cluster_dot_proc(job_id: str, ok: bool) -> None:
     state = f"factory=f entry=e frontend=v group=g job_id='{job_id}'"
     done = call("args", f"{state}; check_identity")
@@ -154,11 +199,15 @@ def test_the_job_id_must_be_cluster_dot_proc(job_id: str, ok: bool) -> None:
 def test_nodes_come_from_the_batch_system_when_not_given(tmp_path: Path) -> None:
     nodefile = tmp_path / "nodes"
     nodefile.write_text("n1\nn1\nn2\nn3\nn2\n")
-    done = call("args", 'nodes=; resolve_nodes; printf "%s (%s)" "$nodes" "$nodes_origin"',
-                env={"PBS_NODEFILE": str(nodefile)})
+    done = call(
+        "args", 'nodes=; resolve_nodes; printf "%s (%s)" "$nodes" "$nodes_origin"', env={"PBS_NODEFILE": str(nodefile)}
+    )
     assert done.stdout == "3 (distinct lines of PBS_NODEFILE)"
-    done = call("args", 'nodes=; resolve_nodes; printf "%s (%s)" "$nodes" "$nodes_origin"',
-                env={"PBS_NODEFILE": str(nodefile), "SLURM_JOB_NUM_NODES": "5"})
+    done = call(
+        "args",
+        'nodes=; resolve_nodes; printf "%s (%s)" "$nodes" "$nodes_origin"',
+        env={"PBS_NODEFILE": str(nodefile), "SLURM_JOB_NUM_NODES": "5"},
+    )
     assert done.stdout == "5 (SLURM_JOB_NUM_NODES)"
 
 
@@ -183,18 +232,25 @@ def test_fetch_url_copies_file_urls_and_refuses_other_schemes(tmp_path: Path) ->
     assert done.rc == 1 and "unsupported URL scheme: ftp://host/x" in done.stderr
 
 
-@pytest.mark.parametrize(("origin", "line", "outcome"), [
-    ("entry", f"{SHA_A} checks/disk.sh validate-entry", f"{SHA_A} checks/disk.sh validate-entry\n"),
-    ("frontend", f"{SHA_A} site.config condor-config", f"{SHA_A} site.config condor-config\n"),
-    ("frontend", f"{SHA_A} check.sh validate-entry",
-     "frontend manifest line 3: kind validate-entry belongs in the factory's manifest"),
-    ("entry", f"{SHA_A} ../x file", "factory manifest line 3: path not allowed: ../x"),
-    ("entry", f"{SHA_A} x", "factory manifest line 3: expected 'sha256 path kind', got 2 fields"),
-    ("entry", f"{'A' * 64} x file", "factory manifest line 3: bad sha256 for x"),
-    ("entry", f"{SHA_A} x script", "factory manifest line 3: unknown kind 'script' for x"),
-])
-def test_a_manifest_line_is_listed_or_refused_with_its_place(tmp_path: Path, origin: str, line: str,
-                                                             outcome: str) -> None:
+@pytest.mark.parametrize(
+    ("origin", "line", "outcome"),
+    [
+        ("entry", f"{SHA_A} checks/disk.sh validate-entry", f"{SHA_A} checks/disk.sh validate-entry\n"),
+        ("frontend", f"{SHA_A} site.config condor-config", f"{SHA_A} site.config condor-config\n"),
+        (
+            "frontend",
+            f"{SHA_A} check.sh validate-entry",
+            "frontend manifest line 3: kind validate-entry belongs in the factory's manifest",
+        ),
+        ("entry", f"{SHA_A} ../x file", "factory manifest line 3: path not allowed: ../x"),
+        ("entry", f"{SHA_A} x", "factory manifest line 3: expected 'sha256 path kind', got 2 fields"),
+        ("entry", f"{'A' * 64} x file", "factory manifest line 3: bad sha256 for x"),
+        ("entry", f"{SHA_A} x script", "factory manifest line 3: unknown kind 'script' for x"),
+    ],
+)
+def test_a_manifest_line_is_listed_or_refused_with_its_place(
+    tmp_path: Path, origin: str, line: str, outcome: str
+) -> None:
     done = call("fetch", f'work_dir="$1"; parse_manifest_line {origin} 3 "$2"', str(tmp_path), line)
     listed = tmp_path / f"manifest.{origin}.list"
     if outcome.endswith("\n"):
@@ -207,11 +263,16 @@ def test_a_manifest_line_is_listed_or_refused_with_its_place(tmp_path: Path, ori
 # --- lifetime -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("max_job_time", "retire", "clamped"), [(600, 1000 + 3600 - 300 - 600, "no"),
-                                                                 (5000, 1000, "yes")])
+@pytest.mark.parametrize(
+    ("max_job_time", "retire", "clamped"), [(600, 1000 + 3600 - 300 - 600, "no"), (5000, 1000, "yes")]
+)
 def test_retire_and_die_times(max_job_time: int, retire: int, clamped: str) -> None:
-    state = f"start_time=1000 max_walltime=3600 shutdown_margin=300 max_job_time={max_job_time} spread=0 retire_clamped=no"
-    done = call("lifetime", f'{state}; compute_lifetime; printf "%s %s %s" "$die_time" "$retire_time" "$retire_clamped"')
+    state = (
+        f"start_time=1000 max_walltime=3600 shutdown_margin=300 max_job_time={max_job_time} spread=0 retire_clamped=no"
+    )
+    done = call(
+        "lifetime", f'{state}; compute_lifetime; printf "%s %s %s" "$die_time" "$retire_time" "$retire_clamped"'
+    )
     assert done.stdout == f"4300 {retire} {clamped}"
 
 
@@ -220,16 +281,28 @@ def test_retire_and_die_times(max_job_time: int, retire: int, clamped: str) -> N
 
 def test_fill_template_replaces_names_keeps_backslashes_and_drops_empty_conditional_lines() -> None:
     template = "@# not written\nA = @X@ and @X@\n@?Y@B = @X@\n@?Z@C = never\n@BLOCK@\n@EMPTY@\nD = $(MACRO)\n"
-    done = call("template", 'fill_template "$@"', 'X=say "a\\b" @Z@ \\n', "Y=yes", "Z=",
-                "BLOCK=l1\nl2", "EMPTY=", stdin=template)
-    assert done == Done(0, 'A = say "a\\b" @Z@ \\n and say "a\\b" @Z@ \\n\nB = say "a\\b" @Z@ \\n\nl1\nl2\n'
-                           "D = $(MACRO)\n", "")
+    done = call(
+        "template",
+        'fill_template "$@"',
+        'X=say "a\\b" @Z@ \\n',
+        "Y=yes",
+        "Z=",
+        "BLOCK=l1\nl2",
+        "EMPTY=",
+        stdin=template,
+    )
+    assert done == Done(
+        0, 'A = say "a\\b" @Z@ \\n and say "a\\b" @Z@ \\n\nB = say "a\\b" @Z@ \\n\nl1\nl2\nD = $(MACRO)\n', ""
+    )
 
 
-@pytest.mark.parametrize(("template", "error"), [
-    ("A = @MISSING@\n", "line 1: no value for @MISSING@"),
-    ("A = 1\nB = @BLOCK@\n", "line 2: @BLOCK@ has several lines but is not alone on its line"),
-])
+@pytest.mark.parametrize(
+    ("template", "error"),
+    [
+        ("A = @MISSING@\n", "line 1: no value for @MISSING@"),
+        ("A = 1\nB = @BLOCK@\n", "line 2: @BLOCK@ has several lines but is not alone on its line"),
+    ],
+)
 def test_fill_template_refuses_an_unknown_name_and_an_inline_block(template: str, error: str) -> None:
     done = call("template", 'fill_template "$@"', "BLOCK=l1\nl2", stdin=template)
     assert done.rc == 2 and f"fill_template: {error}" in done.stderr
@@ -247,8 +320,14 @@ def render(tmp_path: Path, state: str = "", env: dict[str, str] | None = None) -
     """The startd configuration from the template file, with CONFIG_STATE then `state`."""
     for origin in ("entry", "frontend"):
         (tmp_path / f"manifest.{origin}.list").touch()
-    done = call("condor_config", f'{CONFIG_STATE}work_dir="$1"\n{state}\nrender_condor_config "$1/condor"',
-                str(tmp_path), env=env, stdin=TEMPLATE.read_text(), also=("template",))
+    done = call(
+        "condor_config",
+        f'{CONFIG_STATE}work_dir="$1"\n{state}\nrender_condor_config "$1/condor"',
+        str(tmp_path),
+        env=env,
+        stdin=TEMPLATE.read_text(),
+        also=("template",),
+    )
     assert done.rc == 0, done.stderr
     return done.stdout
 
@@ -260,18 +339,28 @@ def config_lines(text: str) -> list[str]:
 def test_a_single_node_partitionable_configuration(tmp_path: Path) -> None:
     text = render(tmp_path, env={"GLIDEIN_MaxMemMBs": "2048"})
     lines = config_lines(text)
-    for expected in ["COLLECTOR_HOST = cm:9618", f"LOCAL_DIR = {tmp_path}/condor",
-                     f"STARTD_HISTORY = {tmp_path}/condor/log/startd_history",
-                     "MASTER_NAME = glidein_42_7_1@host", "STARTD_NAME = glidein_42_7_1@host",
-                     'GLIDEIN_Site = "site1"', 'GLIDEIN_CredentialIdentifier = "vo.main.1"',
-                     "GLIDEIN_ToRetire = 2000", "GLIDEIN_ToDie = 3000", "NUM_CPUS = 4", "MEMORY = 2048",
-                     "SLOT_TYPE_1_PARTITIONABLE = True", "START = (time() < GLIDEIN_ToRetire)",
-                     "STARTD.DAEMON_SHUTDOWN = (time() > GLIDEIN_ToRetire) && $(GLIDEIN_NothingRuns)",
-                     "BENCHMARKS_JOBLIST ="]:
+    for expected in [
+        "COLLECTOR_HOST = cm:9618",
+        f"LOCAL_DIR = {tmp_path}/condor",
+        f"STARTD_HISTORY = {tmp_path}/condor/log/startd_history",
+        "MASTER_NAME = glidein_42_7_1@host",
+        "STARTD_NAME = glidein_42_7_1@host",
+        'GLIDEIN_Site = "site1"',
+        'GLIDEIN_CredentialIdentifier = "vo.main.1"',
+        "GLIDEIN_ToRetire = 2000",
+        "GLIDEIN_ToDie = 3000",
+        "NUM_CPUS = 4",
+        "MEMORY = 2048",
+        "SLOT_TYPE_1_PARTITIONABLE = True",
+        "START = (time() < GLIDEIN_ToRetire)",
+        "STARTD.DAEMON_SHUTDOWN = (time() > GLIDEIN_ToRetire) && $(GLIDEIN_NothingRuns)",
+        "BENCHMARKS_JOBLIST =",
+    ]:
         assert expected in lines, expected
-    assert not any(line.startswith(("RELEASE_DIR", "SEC_", "GLIDEIN_Schedd", "GLIDEIN_BlackHole", "NUM_SLOTS ",
-                                    "include"))
-                   for line in lines)
+    assert not any(
+        line.startswith(("RELEASE_DIR", "SEC_", "GLIDEIN_Schedd", "GLIDEIN_BlackHole", "NUM_SLOTS ", "include"))
+        for line in lines
+    )
     assert "@" not in text.replace("glidein_42_7_1@host", "")
     assert text.startswith("# Written by glidein_startup.sh for glidein_42_7_1@host; rewritten at every start.\n")
 
@@ -279,33 +368,50 @@ def test_a_single_node_partitionable_configuration(tmp_path: Path) -> None:
 def test_release_token_blackhole_fixed_slots_and_staged_includes(tmp_path: Path) -> None:
     (tmp_path / "manifest.entry.list").write_text(f"{SHA_A} site.config condor-config\n{SHA_A} x.sh validate-entry\n")
     (tmp_path / "manifest.frontend.list").write_text(f"{SHA_A} vo.config condor-config\n")
-    text = render(tmp_path, "release_dir=/opt/condor pilot_token_dir=/t blackhole_jobs=3 nodes=2",
-                  env={"GLIDEIN_Slots_Layout": "fixed", "GLIDEIN_Schedd": 'sch"ed', "GLIDEIN_Site": "a\\b"})
+    text = render(
+        tmp_path,
+        "release_dir=/opt/condor pilot_token_dir=/t blackhole_jobs=3 nodes=2",
+        env={"GLIDEIN_Slots_Layout": "fixed", "GLIDEIN_Schedd": 'sch"ed', "GLIDEIN_Site": "a\\b"},
+    )
     lines = config_lines(text)
-    assert lines[:2] == [f"include : {tmp_path}/files/entry/site.config",
-                         f"include : {tmp_path}/files/frontend/vo.config"]
-    for expected in ["RELEASE_DIR = /opt/condor", "SBIN = $(RELEASE_DIR)/sbin", "SEC_TOKEN_DIRECTORY = /t",
-                     'GLIDEIN_Schedd = "sch\\"ed"', 'GLIDEIN_Site = "a\\\\b"', "GLIDEIN_Nodes = 2",
-                     "GLIDEIN_BlackHole_Jobs = 3", "GLIDEIN_BlackHole_Window = 600",
-                     "GLIDEIN_BlackHole = (RecentJobStarts =!= undefined) && (RecentJobStarts > 3)",
-                     "STARTD_SLOT_ATTRS = $(STARTD_SLOT_ATTRS) State", "NUM_SLOTS = 4",
-                     "START = (time() < GLIDEIN_ToRetire) && (GLIDEIN_BlackHole =!= True)"]:
+    assert lines[:2] == [
+        f"include : {tmp_path}/files/entry/site.config",
+        f"include : {tmp_path}/files/frontend/vo.config",
+    ]
+    for expected in [
+        "RELEASE_DIR = /opt/condor",
+        "SBIN = $(RELEASE_DIR)/sbin",
+        "SEC_TOKEN_DIRECTORY = /t",
+        'GLIDEIN_Schedd = "sch\\"ed"',
+        'GLIDEIN_Site = "a\\\\b"',
+        "GLIDEIN_Nodes = 2",
+        "GLIDEIN_BlackHole_Jobs = 3",
+        "GLIDEIN_BlackHole_Window = 600",
+        "GLIDEIN_BlackHole = (RecentJobStarts =!= undefined) && (RecentJobStarts > 3)",
+        "STARTD_SLOT_ATTRS = $(STARTD_SLOT_ATTRS) State",
+        "NUM_SLOTS = 4",
+        "START = (time() < GLIDEIN_ToRetire) && (GLIDEIN_BlackHole =!= True)",
+    ]:
         assert expected in lines, expected
     assert not any(line.startswith(("MASTER_NAME", "STARTD_NAME", "SLOT_TYPE_1")) for line in lines)
     attrs = next(line for line in lines if line.startswith("STARTD_ATTRS = "))
-    assert attrs.endswith("GLIDEIN_NodeIndex GLIDEIN_Schedd GLIDEIN_BlackHole GLIDEIN_BlackHole_Jobs "
-                          "GLIDEIN_BlackHole_Window")
+    assert attrs.endswith(
+        "GLIDEIN_NodeIndex GLIDEIN_Schedd GLIDEIN_BlackHole GLIDEIN_BlackHole_Jobs GLIDEIN_BlackHole_Window"
+    )
 
 
 # --- nodes --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("env", "index"), [
-    ({"SLURM_PROCID": "2", "PMI_RANK": "1"}, "2"),
-    ({"UPDRAFT_NODE_INDEX": "0", "SLURM_NODEID": "3"}, "0"),
-    ({"OMPI_COMM_WORLD_RANK": "4"}, "4"),
-    ({}, ""),
-])
+@pytest.mark.parametrize(
+    ("env", "index"),
+    [
+        ({"SLURM_PROCID": "2", "PMI_RANK": "1"}, "2"),
+        ({"UPDRAFT_NODE_INDEX": "0", "SLURM_NODEID": "3"}, "0"),
+        ({"OMPI_COMM_WORLD_RANK": "4"}, "4"),
+        ({}, ""),
+    ],
+)
 def test_the_node_index_comes_from_whichever_launcher_started_the_node(env: dict[str, str], index: str) -> None:
     assert call("nodes", "node_index_from_environment", env=env).stdout == index
 
@@ -313,14 +419,18 @@ def test_the_node_index_comes_from_whichever_launcher_started_the_node(env: dict
 def prepared_work_dir(tmp_path: Path, nodes: int) -> Path:
     (tmp_path / "condor").mkdir()
     (tmp_path / "condor" / "nodes.conf").write_text(
-        f"nodes={nodes}\ndie_time=1\nshutdown_margin=30\nrelease_dir=/opt/condor\nname_prefix=glidein_42_7_1\n")
+        f"nodes={nodes}\ndie_time=1\nshutdown_margin=30\nrelease_dir=/opt/condor\nname_prefix=glidein_42_7_1\n"
+    )
     return tmp_path
 
 
-@pytest.mark.parametrize(("index", "reason"), [
-    ("5", "node index 5 is not below the node count 2"),
-    ("x", "no node index: set UPDRAFT_NODE_INDEX"),
-])
+@pytest.mark.parametrize(
+    ("index", "reason"),
+    [
+        ("5", "node index 5 is not below the node count 2"),
+        ("x", "no node index: set UPDRAFT_NODE_INDEX"),
+    ],
+)
 def test_a_node_refuses_an_index_it_cannot_be(tmp_path: Path, index: str, reason: str) -> None:
     work = prepared_work_dir(tmp_path, 2)
     done = call("nodes", 'condor_pid=; node_main "$1"', str(work), env={"UPDRAFT_NODE_INDEX": index})
@@ -334,26 +444,38 @@ def test_a_node_past_its_die_time_writes_its_config_and_leaves_the_reason(tmp_pa
     assert done.rc == 1 and done.stdout == ""
     assert (node / "error").read_text() == "die time passed before condor could start\n"
     config = (node / "condor_config").read_text().splitlines()
-    assert config[1:] == [f"include : {work}/condor/condor_config", f"LOCAL_DIR = {node}",
-                          f"STARTD_HISTORY = {node}/log/startd_history",
-                          *(f"{name}_NAME = glidein_42_7_1_node1@{config[4].split('@')[1]}" for name in ("MASTER", "STARTD")),
-                          "GLIDEIN_NodeIndex = 1"]
+    assert config[1:] == [
+        f"include : {work}/condor/condor_config",
+        f"LOCAL_DIR = {node}",
+        f"STARTD_HISTORY = {node}/log/startd_history",
+        *(f"{name}_NAME = glidein_42_7_1_node1@{config[4].split('@')[1]}" for name in ("MASTER", "STARTD")),
+        "GLIDEIN_NodeIndex = 1",
+    ]
 
 
-@pytest.mark.parametrize(("results", "outcome"), [
-    ({0: ("condor_exit", "0"), 1: ("condor_exit", "99")}, "condor_exit=0"),
-    ({0: ("condor_exit", "0"), 1: ("condor_exit", "1")}, "condor_exit=1"),
-    ({0: ("condor_exit", "0"), 1: ("error", "no disk")}, "FAILED at condor: node 1: no disk"),
-    ({0: ("condor_exit", "0")}, "FAILED at condor: node 1 of 2 left no result (node launcher exited with status 3)"),
-])
-def test_the_head_collects_every_node_result(tmp_path: Path, results: dict[int, tuple[str, str]],
-                                             outcome: str) -> None:
+@pytest.mark.parametrize(
+    ("results", "outcome"),
+    [
+        ({0: ("condor_exit", "0"), 1: ("condor_exit", "99")}, "condor_exit=0"),
+        ({0: ("condor_exit", "0"), 1: ("condor_exit", "1")}, "condor_exit=1"),
+        ({0: ("condor_exit", "0"), 1: ("error", "no disk")}, "FAILED at condor: node 1: no disk"),
+        (
+            {0: ("condor_exit", "0")},
+            "FAILED at condor: node 1 of 2 left no result (node launcher exited with status 3)",
+        ),
+    ],
+)
+def test_the_head_collects_every_node_result(tmp_path: Path, results: dict[int, tuple[str, str]], outcome: str) -> None:
     for index, (name, content) in results.items():
         (tmp_path / "condor" / f"node-{index}").mkdir(parents=True, exist_ok=True)
         (tmp_path / "condor" / f"node-{index}" / name).write_text(content + "\n")
     # The die time has passed: a node's non-zero exit is reported, not failed.
-    done = call("nodes", 'work_dir="$1" nodes=2 die_time=1; collect_node_results 3; echo "condor_exit=$condor_exit"',
-                str(tmp_path), also=("condor",))
+    done = call(
+        "nodes",
+        'work_dir="$1" nodes=2 die_time=1; collect_node_results 3; echo "condor_exit=$condor_exit"',
+        str(tmp_path),
+        also=("condor",),
+    )
     assert outcome in done.stdout + done.stderr
 
 
@@ -366,17 +488,21 @@ def ad(**attrs: object) -> str:
 
 def test_history_totals_sum_jobs_busy_time_cores_and_goodput(tmp_path: Path) -> None:
     history = tmp_path / "startd_history"
-    history.write_text(ad(JobDuration="100.0", RequestCpus=4, ExitCode=0)
-                       + ad(CompletionDate=2000, JobCurrentStartDate=1700, ExitBySignal="true",
-                            BadputCausedByPreemption="true")
-                       + ad(RemoteWallClockTime="50.0", RequestCpus="ifThenElse(x, 2, 1)", ExitBySignal="true"))
+    history.write_text(
+        ad(JobDuration="100.0", RequestCpus=4, ExitCode=0)
+        + ad(CompletionDate=2000, JobCurrentStartDate=1700, ExitBySignal="true", BadputCausedByPreemption="true")
+        + ad(RemoteWallClockTime="50.0", RequestCpus="ifThenElse(x, 2, 1)", ExitBySignal="true")
+    )
     assert call("history", 'history_totals "$1"', str(history)).stdout == f"3 450 {400 + 300 + 50} {400 + 50}\n"
 
 
 def test_most_starts_within_a_window(tmp_path: Path) -> None:
     history = tmp_path / "startd_history"
-    history.write_text("".join(ad(JobCurrentStartDate=start) for start in (100, 700, 130, 160))
-                       + ad(JobStartDate=190) + ad(JobDuration=5))
+    history.write_text(
+        "".join(ad(JobCurrentStartDate=start) for start in (100, 700, 130, 160))
+        + ad(JobStartDate=190)
+        + ad(JobDuration=5)
+    )
     assert call("history", 'most_starts_within "$1" 60', str(history)).stdout == "2\n"
     assert call("history", 'most_starts_within "$1" 91', str(history)).stdout == "4\n"
 
@@ -387,8 +513,11 @@ def test_a_multi_node_pilot_reads_every_node_history(tmp_path: Path) -> None:
         log.mkdir(parents=True)
         (log / "startd_history").write_text(ad(JobDuration=10))
     done = call("history", 'work_dir="$1" nodes=3; history_files; count_jobs', str(tmp_path))
-    assert done.stdout.splitlines() == [f"{tmp_path}/condor/node-0/log/startd_history",
-                                        f"{tmp_path}/condor/node-2/log/startd_history", "2 20 20 0"]
+    assert done.stdout.splitlines() == [
+        f"{tmp_path}/condor/node-0/log/startd_history",
+        f"{tmp_path}/condor/node-2/log/startd_history",
+        "2 20 20 0",
+    ]
 
 
 # --- report -------------------------------------------------------------------
@@ -396,15 +525,23 @@ def test_a_multi_node_pilot_reads_every_node_history(tmp_path: Path) -> None:
 
 def test_the_report_is_one_key_per_line_between_its_markers(tmp_path: Path) -> None:
     (tmp_path / "validation.results").write_text("entry/check.sh OK\nfrontend/vo.sh network no route\n")
-    state = ("status=failed failed_step=validate reason='two\nlines' factory=fac entry=site1 frontend=vo group=main "
-             "security_class=pilot job_id=42.7 credential_id=c glidein_name=g dry_run=1 start_time=1 "
-             "retire_time= die_time= retire_clamped=no condor_exit= condor_source= nodes=1 cpus= "
-             'blackhole_jobs=0 blackhole_window=600 work_dir="$1" validation_file="$1/validation.results"')
+    state = (
+        "status=failed failed_step=validate reason='two\nlines' factory=fac entry=site1 frontend=vo group=main "
+        "security_class=pilot job_id=42.7 credential_id=c glidein_name=g dry_run=1 start_time=1 "
+        "retire_time= die_time= retire_clamped=no condor_exit= condor_source= nodes=1 cpus= "
+        'blackhole_jobs=0 blackhole_window=600 work_dir="$1" validation_file="$1/validation.results"'
+    )
     lines = call("report", f"{state}; print_report", str(tmp_path), also=("history",)).stdout.splitlines()
     assert lines[0] == "=== UPDRAFT PILOT REPORT BEGIN ===" and lines[-1] == "=== UPDRAFT PILOT REPORT END ==="
     assert all(re.fullmatch(r"[a-z_0-9.]+=.*", line) for line in lines[1:-1]), lines
     keys = [line.split("=", 1)[0] for line in lines[1:-1]]
     assert keys[:4] == ["report_version", "status", "failed_step", "reason"]
     assert "reason=two lines" in lines and "report_version=2" in lines
-    assert lines[-7:-1] == ["validation.1=entry/check.sh OK", "validation.2=frontend/vo.sh network no route",
-                            "jobs_run=0", "busy_seconds=0", "busy_core_seconds=0", "goodput_core_seconds=0"]
+    assert lines[-7:-1] == [
+        "validation.1=entry/check.sh OK",
+        "validation.2=frontend/vo.sh network no route",
+        "jobs_run=0",
+        "busy_seconds=0",
+        "busy_core_seconds=0",
+        "goodput_core_seconds=0",
+    ]

@@ -83,17 +83,20 @@ def test_last_complete_report_wins() -> None:
     assert report is not None and report.ok
 
 
-@pytest.mark.parametrize("text", [
-    "",
-    "no report at all\n",
-    BODY,
-    f"{REPORT_BEGIN}\n{BODY}",  # cut short: no END
-    f"{BODY}{REPORT_END}\n",  # END without BEGIN
-    f"  {REPORT_BEGIN}\n{BODY}{REPORT_END}\n",  # marker not a whole line
-    f"{REPORT_BEGIN} extra\n{BODY}{REPORT_END}\n",
-    wrap(BODY.replace("status=failed", "status=maybe")),
-    wrap(BODY.replace("status=failed\n", "")),
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "no report at all\n",
+        BODY,
+        f"{REPORT_BEGIN}\n{BODY}",  # cut short: no END
+        f"{BODY}{REPORT_END}\n",  # END without BEGIN
+        f"  {REPORT_BEGIN}\n{BODY}{REPORT_END}\n",  # marker not a whole line
+        f"{REPORT_BEGIN} extra\n{BODY}{REPORT_END}\n",
+        wrap(BODY.replace("status=failed", "status=maybe")),
+        wrap(BODY.replace("status=failed\n", "")),
+    ],
+)
 def test_strict_about_markers_and_status(text: str) -> None:
     assert parse_report(text) is None
 
@@ -105,10 +108,11 @@ def test_stray_lines_and_bad_numbers_inside_are_ignored() -> None:
 
 
 def test_version_2_fields_are_typed() -> None:
-    body = (BODY.replace("report_version=1", "report_version=2")
-            .replace("validation.2=f.sh", "validation.2=frontend/f.sh")
-            + "condor_source=tarball\nnodes=4\ncpus=16\nblackhole_jobs=3\nblackhole_window=900\n"
-              "busy_core_seconds=7200\ngoodput_core_seconds=3600\n")
+    body = (
+        BODY.replace("report_version=1", "report_version=2").replace("validation.2=f.sh", "validation.2=frontend/f.sh")
+        + "condor_source=tarball\nnodes=4\ncpus=16\nblackhole_jobs=3\nblackhole_window=900\n"
+        "busy_core_seconds=7200\ngoodput_core_seconds=3600\n"
+    )
     report = parse_report(wrap(body))
     assert report is not None and report.report_version == 2
     assert (report.condor_source, report.nodes, report.cpus) == ("tarball", 4, 16)
@@ -133,5 +137,4 @@ def test_bad_numbers_in_version_2_fields_fall_back_to_defaults() -> None:
 
 
 def test_steps_include_install_and_blackhole_in_run_order() -> None:
-    assert STEPS == ("args", "fetch", "verify", "validate", "install", "lifetime", "config", "condor",
-                     "blackhole")
+    assert STEPS == ("args", "fetch", "verify", "validate", "install", "lifetime", "config", "condor", "blackhole")

@@ -92,8 +92,14 @@ class Pilot:
     def frontend_manifest(self) -> tuple[str, str]:
         return _write_manifest(self.served_frontend, self.frontend_lines or [])
 
-    def run(self, *extra: str, env: dict[str, str] | None = None, manifest: bool = True,
-            lifetime: tuple[str, ...] = ("--max-walltime", "3600"), dry_run: bool = True) -> Run:
+    def run(
+        self,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        manifest: bool = True,
+        lifetime: tuple[str, ...] = ("--max-walltime", "3600"),
+        dry_run: bool = True,
+    ) -> Run:
         args: list[str] = []
         if manifest:
             url, digest = self.manifest()
@@ -101,12 +107,27 @@ class Pilot:
             if self.frontend_lines is not None:
                 url, digest = self.frontend_manifest()
                 args += ["--frontend-manifest-url", url, "--frontend-manifest-sha256", digest]
-        args += ["--work-dir", str(self.work), "--collector", "127.0.0.1:29618",
-                 *lifetime, "--failure-sleep", "0", *(["--dry-run"] if dry_run else []), *extra]
-        full_env = {"PATH": os.environ["PATH"], "HOME": str(self.root),
-                    "UPDRAFT_FAILURE_SLEEP": "0", **IDENTITY, **(env or {})}
-        done = subprocess.run([SHELL, str(SCRIPT), *args], env=full_env, cwd=self.root,
-                              capture_output=True, text=True, timeout=20)
+        args += [
+            "--work-dir",
+            str(self.work),
+            "--collector",
+            "127.0.0.1:29618",
+            *lifetime,
+            "--failure-sleep",
+            "0",
+            *(["--dry-run"] if dry_run else []),
+            *extra,
+        ]
+        full_env = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(self.root),
+            "UPDRAFT_FAILURE_SLEEP": "0",
+            **IDENTITY,
+            **(env or {}),
+        }
+        done = subprocess.run(
+            [SHELL, str(SCRIPT), *args], env=full_env, cwd=self.root, capture_output=True, text=True, timeout=20
+        )
         return Run(done.returncode, done.stdout, done.stderr, self.work)
 
 
@@ -150,8 +171,7 @@ def test_success_reports_ok_with_identity(pilot: Pilot) -> None:
     assert run.rc == 0, run.stderr
     report = run.report
     assert report.ok and report.failed_step == "" and report.dry_run
-    assert (report.factory, report.entry, report.frontend, report.group) == (
-        "lab-factory", "site1", "lab-vo", "main")
+    assert (report.factory, report.entry, report.frontend, report.group) == ("lab-factory", "site1", "lab-vo", "main")
     assert (report.job_id, report.credential_id) == ("42.7", "lab-vo.main.token1")
     assert report.end_time is not None and report.start_time is not None
     assert report.lifetime == report.end_time - report.start_time
@@ -189,9 +209,16 @@ def test_bad_job_id_is_refused(pilot: Pilot) -> None:
 
 def test_environment_fallbacks_replace_arguments(pilot: Pilot) -> None:
     url, digest = pilot.manifest()
-    run = pilot.run(manifest=False, lifetime=(), env={
-        "UPDRAFT_MANIFEST_URL": url, "UPDRAFT_MANIFEST_SHA256": digest.upper(),
-        "GLIDEIN_Max_Walltime": "1000", "GLIDEIN_Shutdown_Margin": "100"})
+    run = pilot.run(
+        manifest=False,
+        lifetime=(),
+        env={
+            "UPDRAFT_MANIFEST_URL": url,
+            "UPDRAFT_MANIFEST_SHA256": digest.upper(),
+            "GLIDEIN_Max_Walltime": "1000",
+            "GLIDEIN_Shutdown_Margin": "100",
+        },
+    )
     report = run.report
     assert report.ok, report.reason
     assert report.start_time is not None
@@ -233,13 +260,16 @@ def test_missing_listed_file_fails_fetch_naming_it(pilot: Pilot) -> None:
     assert_failed(run, "fetch", "gone.sh")
 
 
-@pytest.mark.parametrize("line", [
-    f"{'a' * 64}  ../escape.sh  file",
-    f"{'a' * 64}  /etc/passwd  file",
-    f"{'a' * 64}  x.sh  run-me",
-    "abc  x.sh  file",
-    f"{'a' * 64}  x.sh",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"{'a' * 64}  ../escape.sh  file",
+        f"{'a' * 64}  /etc/passwd  file",
+        f"{'a' * 64}  x.sh  run-me",
+        "abc  x.sh  file",
+        f"{'a' * 64}  x.sh",
+    ],
+)
 def test_malformed_manifest_lines_are_refused(pilot: Pilot, line: str) -> None:
     pilot.lines.append(line)
     assert_failed(pilot.run(), "verify", "manifest line 2")
@@ -261,8 +291,12 @@ def test_each_manifest_stages_its_files_in_its_own_folder(pilot: Pilot) -> None:
     # The same path in both manifests: fetched next to each manifest, kept apart.
     pilot.add("lib/tools.txt", "from the factory")
     pilot.add("lib/tools.txt", "from the frontend", frontend=True)
-    pilot.add("where.sh", '#!/bin/sh\necho "$UPDRAFT_FILES_DIR" > "$UPDRAFT_WORK_DIR/files_dir"\n',
-              "validate-frontend", frontend=True)
+    pilot.add(
+        "where.sh",
+        '#!/bin/sh\necho "$UPDRAFT_FILES_DIR" > "$UPDRAFT_WORK_DIR/files_dir"\n',
+        "validate-frontend",
+        frontend=True,
+    )
     report = pilot.run().report
     assert report.ok, report.reason
     assert (pilot.work / "files" / "entry" / "lib" / "tools.txt").read_text() == "from the factory"
@@ -270,10 +304,17 @@ def test_each_manifest_stages_its_files_in_its_own_folder(pilot: Pilot) -> None:
     assert (pilot.work / "files_dir").read_text().strip() == f"{pilot.work}/files"
 
 
-@pytest.mark.parametrize(("frontend", "kind", "message"), [
-    (True, "validate-entry", "frontend manifest line 3: kind validate-entry belongs in the factory's manifest"),
-    (False, "validate-frontend", "factory manifest line 3: kind validate-frontend belongs in the frontend's manifest"),
-])
+@pytest.mark.parametrize(
+    ("frontend", "kind", "message"),
+    [
+        (True, "validate-entry", "frontend manifest line 3: kind validate-entry belongs in the factory's manifest"),
+        (
+            False,
+            "validate-frontend",
+            "factory manifest line 3: kind validate-frontend belongs in the frontend's manifest",
+        ),
+    ],
+)
 def test_a_kind_in_the_wrong_manifest_is_refused(pilot: Pilot, frontend: bool, kind: str, message: str) -> None:
     pilot.add("ok.txt", "fine", frontend=frontend)
     pilot.add("misplaced.sh", OK_SCRIPT, kind, frontend=frontend)
@@ -304,8 +345,9 @@ def test_frontend_manifest_needs_both_url_and_sha(pilot: Pilot, given: str) -> N
 def test_frontend_manifest_from_the_environment(pilot: Pilot) -> None:
     pilot.add("vo/check.sh", _recording_script("vo"), "validate-frontend", frontend=True)
     url, digest = pilot.frontend_manifest()
-    report = pilot.run(env={"UPDRAFT_FRONTEND_MANIFEST_URL": url,
-                            "UPDRAFT_FRONTEND_MANIFEST_SHA256": digest.upper()}).report
+    report = pilot.run(
+        env={"UPDRAFT_FRONTEND_MANIFEST_URL": url, "UPDRAFT_FRONTEND_MANIFEST_SHA256": digest.upper()}
+    ).report
     assert report.ok, report.reason
     assert [v.script for v in report.validations] == ["frontend/vo/check.sh"]
 
@@ -316,9 +358,11 @@ def test_staged_config_includes_factory_then_frontend_before_pilot_settings(pilo
     pilot.add("vo/c.config", "C = 1\n", "condor-config", frontend=True)
     lines = pilot.run().config.splitlines()
     includes = [line for line in lines if line.startswith("include : ")]
-    assert includes == [f"include : {pilot.work}/files/entry/site/a.config",
-                        f"include : {pilot.work}/files/frontend/vo/b.config",
-                        f"include : {pilot.work}/files/frontend/vo/c.config"]
+    assert includes == [
+        f"include : {pilot.work}/files/entry/site/a.config",
+        f"include : {pilot.work}/files/frontend/vo/b.config",
+        f"include : {pilot.work}/files/frontend/vo/c.config",
+    ]
     assert lines.index(includes[-1]) < lines.index("IS_GLIDEIN = True")
 
 
@@ -338,14 +382,22 @@ def test_entry_validations_run_before_frontend_ones(pilot: Pilot) -> None:
     assert report.ok, report.reason
     assert (pilot.work / "order").read_text().split() == ["e1", "e2", "f1", "f2"]
     assert [v.script for v in report.validations] == [
-        "entry/checks/e1.sh", "entry/checks/e2.sh", "frontend/checks/f1.sh", "frontend/checks/f2.sh"]
+        "entry/checks/e1.sh",
+        "entry/checks/e2.sh",
+        "frontend/checks/f1.sh",
+        "frontend/checks/f2.sh",
+    ]
 
 
 def test_failing_validation_reports_kind_and_message(pilot: Pilot) -> None:
     pilot.add("e.sh", OK_SCRIPT, "validate-entry")
-    pilot.add("f.sh", "#!/bin/sh\necho checking\n"
-              "echo 'UPDRAFT_VALIDATION kind=network message=cannot reach cvmfs: timeout'\nexit 2\n",
-              "validate-frontend", frontend=True)
+    pilot.add(
+        "f.sh",
+        "#!/bin/sh\necho checking\n"
+        "echo 'UPDRAFT_VALIDATION kind=network message=cannot reach cvmfs: timeout'\nexit 2\n",
+        "validate-frontend",
+        frontend=True,
+    )
     pilot.add("g.sh", "#!/bin/sh\nexit 5\n", "validate-frontend", frontend=True)
     report = assert_failed(pilot.run(), "validate", "frontend/f.sh", "cannot reach cvmfs")
     assert [(v.script, v.result, v.message) for v in report.validations] == [
@@ -362,8 +414,14 @@ def test_failure_sleeps_before_exiting(pilot: Pilot) -> None:
     bin_dir.mkdir()
     (bin_dir / "sleep").write_text(f'#!/bin/sh\necho "$1" > {pilot.root}/slept\n')
     (bin_dir / "sleep").chmod(0o755)
-    run = pilot.run("--failure-sleep", "33", "--bogus", "--failure-sleep", "1200",
-                    env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "UPDRAFT_FAILURE_SLEEP": "77"})
+    run = pilot.run(
+        "--failure-sleep",
+        "33",
+        "--bogus",
+        "--failure-sleep",
+        "1200",
+        env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "UPDRAFT_FAILURE_SLEEP": "77"},
+    )
     assert_failed(run, "args", "--bogus")
     # Parsing stopped at --bogus: the last value read before it counts.
     assert (pilot.root / "slept").read_text().strip() == "33"
@@ -405,8 +463,16 @@ def test_walltime_within_shutdown_margin_fails(pilot: Pilot) -> None:
 
 
 def test_config_advertises_identity_and_lifetime(pilot: Pilot) -> None:
-    run = pilot.run("--max-idle", "900", env={"GLIDEIN_Site": 'Site "1"', "GLIDEIN_Schedd": "vo-schedd@lab",
-                                               "GLIDEIN_CPUS": "4", "GLIDEIN_MaxMemMBs": "8000"})
+    run = pilot.run(
+        "--max-idle",
+        "900",
+        env={
+            "GLIDEIN_Site": 'Site "1"',
+            "GLIDEIN_Schedd": "vo-schedd@lab",
+            "GLIDEIN_CPUS": "4",
+            "GLIDEIN_MaxMemMBs": "8000",
+        },
+    )
     report, config = run.report, run.config
     assert report.ok
     for line in [
@@ -434,18 +500,33 @@ def test_config_advertises_identity_and_lifetime(pilot: Pilot) -> None:
     ]:
         assert line in config.splitlines(), line
     attrs = next(line for line in config.splitlines() if line.startswith("STARTD_ATTRS"))
-    for name in ["IS_GLIDEIN", "GLIDEIN_Site", "GLIDEIN_Entry_Name", "GLIDEIN_Factory", "GLIDEIN_Name",
-                 "GLIDECLIENT_Name", "GLIDECLIENT_Group", "GLIDEIN_Schedd", "GLIDEIN_ClusterId",
-                 "GLIDEIN_ProcId", "GLIDEIN_CredentialIdentifier", "GLIDEIN_ToRetire", "GLIDEIN_ToDie",
-                 "GLIDEIN_Max_Walltime"]:
+    for name in [
+        "IS_GLIDEIN",
+        "GLIDEIN_Site",
+        "GLIDEIN_Entry_Name",
+        "GLIDEIN_Factory",
+        "GLIDEIN_Name",
+        "GLIDECLIENT_Name",
+        "GLIDECLIENT_Group",
+        "GLIDEIN_Schedd",
+        "GLIDEIN_ClusterId",
+        "GLIDEIN_ProcId",
+        "GLIDEIN_CredentialIdentifier",
+        "GLIDEIN_ToRetire",
+        "GLIDEIN_ToDie",
+        "GLIDEIN_Max_Walltime",
+    ]:
         assert f" {name}" in attrs, name
 
 
 def test_start_combines_entry_group_and_retire(pilot: Pilot) -> None:
-    run = pilot.run(env={"GLIDEIN_Entry_Start": "TARGET.RequestCpus <= 4",
-                         "GLIDECLIENT_Group_Start": 'TARGET.Owner == "alice"'})
-    assert ('START = (TARGET.RequestCpus <= 4) && (TARGET.Owner == "alice") && (time() < GLIDEIN_ToRetire)'
-            in run.config.splitlines())
+    run = pilot.run(
+        env={"GLIDEIN_Entry_Start": "TARGET.RequestCpus <= 4", "GLIDECLIENT_Group_Start": 'TARGET.Owner == "alice"'}
+    )
+    assert (
+        'START = (TARGET.RequestCpus <= 4) && (TARGET.Owner == "alice") && (time() < GLIDEIN_ToRetire)'
+        in run.config.splitlines()
+    )
 
 
 def test_start_without_expressions_only_retires(pilot: Pilot) -> None:
@@ -514,8 +595,10 @@ def history_ad(banner: str = "ClusterId=1 ProcId=0", **attrs: object) -> str:
 
 def _fake_condor(pilot: Pilot, exit_status: int) -> Path:
     """An HTCondor install whose condor_master records its arguments and environment."""
-    return fake_condor(pilot.root, f'#!/bin/sh\necho "$@" > {pilot.root}/master.args\n'
-                                    f"env > {pilot.root}/master.env\nexit {exit_status}\n")
+    return fake_condor(
+        pilot.root,
+        f'#!/bin/sh\necho "$@" > {pilot.root}/master.args\nenv > {pilot.root}/master.env\nexit {exit_status}\n',
+    )
 
 
 def test_condor_master_runs_in_a_clean_environment(pilot: Pilot) -> None:
@@ -557,8 +640,9 @@ def test_jobs_and_busy_time_come_from_the_startd_history(pilot: Pilot) -> None:
     log = pilot.work / "condor" / "log"
     log.mkdir(parents=True)
     (log / "startd_history").write_text(
-        "JobDuration = 100.5\nOwner = \"alice\"\n*** ClusterId=1 ProcId=0\n"
-        "CompletionDate = 2000\nJobCurrentStartDate = 1700\n*** ClusterId=1 ProcId=1\n")
+        'JobDuration = 100.5\nOwner = "alice"\n*** ClusterId=1 ProcId=0\n'
+        "CompletionDate = 2000\nJobCurrentStartDate = 1700\n*** ClusterId=1 ProcId=1\n"
+    )
     report = pilot.run().report
     assert (report.jobs_run, report.busy_seconds) == (2, 400)
 
@@ -570,14 +654,20 @@ def test_core_seconds_and_goodput_come_from_the_startd_history(pilot: Pilot) -> 
         # 100 s on 4 cores, exited by itself: goodput.
         history_ad(JobDuration="100.0", RequestCpus=4, ExitBySignal="false", ExitCode=0)
         # 300 s on 1 core (RequestCpus absent), vacated by the startd: not goodput.
-        + history_ad(CompletionDate=2000, JobCurrentStartDate=1700, ExitBySignal="true", ExitSignal=15,
-                     BadputCausedByPreemption="true")
+        + history_ad(
+            CompletionDate=2000,
+            JobCurrentStartDate=1700,
+            ExitBySignal="true",
+            ExitSignal=15,
+            BadputCausedByPreemption="true",
+        )
         # 50 s, RequestCpus an expression (counts 1), died on its own signal: goodput.
         + history_ad(RemoteWallClockTime="50.0", RequestCpus="ifThenElse(x, 2, 1)", ExitBySignal="true")
         # 10 s on 2 cores, never ended by itself (no exit attributes): not goodput.
         + history_ad(JobDuration=10, RequestCpus="2.0", BadputCausedByDraining="false")
         # Exited by itself while the node drained: vacated, not goodput.
-        + history_ad(JobDuration=7, ExitCode=0, BadputCausedByDraining="TRUE"))
+        + history_ad(JobDuration=7, ExitCode=0, BadputCausedByDraining="TRUE")
+    )
     report = pilot.run().report
     assert (report.jobs_run, report.busy_seconds) == (5, 467)
     assert report.busy_core_seconds == 400 + 300 + 50 + 20 + 7
@@ -640,11 +730,14 @@ def test_without_a_token_the_pilot_config_names_no_token_directory(pilot: Pilot)
     assert "SEC_TOKEN_DIRECTORY" not in run.config
 
 
-@pytest.mark.parametrize("name, message", [
-    ("missing.token", "the pilot token missing.token did not arrive with the pilot"),
-    ("../abc.token", "must be a file name in the sandbox"),
-    (".hidden", "must be a file name in the sandbox"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("missing.token", "the pilot token missing.token did not arrive with the pilot"),
+        ("../abc.token", "must be a file name in the sandbox"),
+        (".hidden", "must be a file name in the sandbox"),
+    ],
+)
 def test_a_missing_or_odd_token_stops_the_pilot_at_the_token_step(pilot: Pilot, name: str, message: str) -> None:
     pilot.add("check.sh", OK_SCRIPT, "validate-entry")
     run = pilot.run(env={"UPDRAFT_PILOT_TOKEN": name})

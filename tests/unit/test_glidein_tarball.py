@@ -37,8 +37,7 @@ def tarball_args(url: str, digest: str) -> tuple[str, ...]:
     return ("--condor-tarball-url", url, "--condor-tarball-sha256", digest)
 
 
-RELEASE = {"condor-24.0.1-x86_64/sbin/condor_master": MASTER,
-           "condor-24.0.1-x86_64/bin/condor_status": b"#!/bin/sh\n"}
+RELEASE = {"condor-24.0.1-x86_64/sbin/condor_master": MASTER, "condor-24.0.1-x86_64/bin/condor_status": b"#!/bin/sh\n"}
 
 
 def test_release_one_directory_down_is_found_and_used(pilot: Pilot) -> None:
@@ -111,8 +110,9 @@ def test_tarball_without_condor_master_fails_install(pilot: Pilot) -> None:
 
 
 def test_tarball_with_two_releases_fails_install(pilot: Pilot) -> None:
-    url, digest = make_tarball(pilot.root / "condor.tar.gz",
-                               {"a/sbin/condor_master": MASTER, "b/sbin/condor_master": MASTER})
+    url, digest = make_tarball(
+        pilot.root / "condor.tar.gz", {"a/sbin/condor_master": MASTER, "b/sbin/condor_master": MASTER}
+    )
     assert_failed(pilot.run(*tarball_args(url, digest)), "install", "2 directories")
 
 

@@ -66,8 +66,14 @@ def test_rendered_configs_cover_every_instance_with_its_own_local_dir(topology) 
 
 def test_common_config_carries_the_sandbox_and_session_fixes(topology) -> None:
     common = render_configs(topology)[topology.common_config]
-    for line in ("MOUNT_UNDER_SCRATCH =\n", "USE_PID_NAMESPACES = False\n", "BASE_CGROUP =\n",
-                 "SEC_USE_FAMILY_SESSION = False\n", "NETWORK_INTERFACE = 127.0.0.1\n", "NO_DNS = True\n"):
+    for line in (
+        "MOUNT_UNDER_SCRATCH =\n",
+        "USE_PID_NAMESPACES = False\n",
+        "BASE_CGROUP =\n",
+        "SEC_USE_FAMILY_SESSION = False\n",
+        "NETWORK_INTERFACE = 127.0.0.1\n",
+        "NO_DNS = True\n",
+    ):
         assert line in common
     assert "{{" not in common
 
@@ -98,8 +104,12 @@ def test_derived_component_configs_validate_and_name_the_lab_addresses(topology)
 def test_the_lab_runs_on_tokens_alone_encrypted_with_an_identity_per_role(topology) -> None:
     configs = render_configs(topology)
     common = configs[topology.common_config]
-    for line in ("SEC_DEFAULT_AUTHENTICATION_METHODS = IDTOKENS\n", "SEC_DEFAULT_ENCRYPTION = REQUIRED\n",
-                 "SEC_DEFAULT_INTEGRITY = REQUIRED\n", "TRUST_DOMAIN = lab\n"):
+    for line in (
+        "SEC_DEFAULT_AUTHENTICATION_METHODS = IDTOKENS\n",
+        "SEC_DEFAULT_ENCRYPTION = REQUIRED\n",
+        "SEC_DEFAULT_INTEGRITY = REQUIRED\n",
+        "TRUST_DOMAIN = lab\n",
+    ):
         assert line in common
     assert "FS" not in common.split("SEC_DEFAULT_AUTHENTICATION_METHODS")[1].splitlines()[0]
     settings = [line for line in common.splitlines() if not line.startswith("#")]
@@ -152,7 +162,9 @@ def test_the_factory_host_runs_influxdb_on_its_own_ports_when_the_runtime_has_it
     assert port not in {i.collector_port for i in topology.instances} | {topology.factory.web_port}
     conf = files[topology.influx_config]
     assert f'bind-address = "127.0.0.1:{port}"' in conf and f'bind-address = "127.0.0.1:{port + 1}"' in conf
-    assert all("INFLUXDB" not in text for path, text in files.items() if path != master_config(topology, topology.factory))
+    assert all(
+        "INFLUXDB" not in text for path, text in files.items() if path != master_config(topology, topology.factory)
+    )
     without = render_configs(topology, influxdb=False)
     assert "INFLUXDB" not in without[master_config(topology, topology.factory)]
     assert topology.influx_config not in without

@@ -58,8 +58,11 @@ def test_a_wrong_site_is_not_counted_as_done_on_pilots() -> None:
 
 
 def test_the_progress_line_shows_jobs_and_each_entry() -> None:
-    line = progress_line(42.4, jobs_progress([ad("small-site1", 2), ad("small-site1", 4, "Site1")]),
-                         [EntryPilots("site1", 3, 1, 2), EntryPilots("site2", held=1)])
+    line = progress_line(
+        42.4,
+        jobs_progress([ad("small-site1", 2), ad("small-site1", 4, "Site1")]),
+        [EntryPilots("site1", 3, 1, 2), EntryPilots("site2", held=1)],
+    )
     assert line.startswith("[   42s] jobs idle 0 running 1 done 1/26")
     assert "site1: req 3 idle 1 run 2" in line and "site2: req 0 idle 0 run 0 held 1" in line
 
@@ -69,12 +72,15 @@ def sample(elapsed: float, *entries: EntryPilots) -> Sample:
 
 
 def test_pilots_are_checked_against_the_most_the_frontend_asked_until_then() -> None:
-    watch = Watch(started=0.0, samples=[
-        sample(5, EntryPilots("site1", requested_idle=3, requested_max=3)),
-        sample(10, EntryPilots("site1", idle=3, requested_max=3)),
-        sample(15, EntryPilots("site1", running=3, requested_max=1)),  # the ask shrank; pilots run on
-        sample(20, EntryPilots("site1", idle=1, running=3, requested_max=1)),
-    ])
+    watch = Watch(
+        started=0.0,
+        samples=[
+            sample(5, EntryPilots("site1", requested_idle=3, requested_max=3)),
+            sample(10, EntryPilots("site1", idle=3, requested_max=3)),
+            sample(15, EntryPilots("site1", running=3, requested_max=1)),  # the ask shrank; pilots run on
+            sample(20, EntryPilots("site1", idle=1, running=3, requested_max=1)),
+        ],
+    )
     assert watch.pilots_beyond_ask() == ["20 s: site1 had 4 pilots, asked at most 3"]
     assert watch.first_running_pilot == 15
     assert watch.most("site1", lambda e: e.pilots) == 4
@@ -95,18 +101,26 @@ def test_a_log_with_a_traceback_is_named(tmp_path: Path) -> None:
 
 
 def test_a_complaint_repeated_within_one_cycle_is_found_and_one_per_cycle_is_not() -> None:
-    lines = ["2026-11-22 10:00:00,1 ERROR updraft.factory.observe: requests unreadable this cycle: down",
-             "2026-11-22 10:00:01,1 INFO updraft.factory.service: cycle 3: submitted 0",
-             "2026-11-22 10:00:02,1 ERROR updraft.factory.observe: requests unreadable this cycle: still down",
-             "  a continuation line",
-             "2026-11-22 10:00:03,1 WARNING updraft.factory.observe: requests unreadable this cycle: other text",
-             "2026-11-22 10:00:04,1 INFO updraft.factory.observe: requests unreadable this cycle: info is fine"]
+    lines = [
+        "2026-11-22 10:00:00,1 ERROR updraft.factory.observe: requests unreadable this cycle: down",
+        "2026-11-22 10:00:01,1 INFO updraft.factory.service: cycle 3: submitted 0",
+        "2026-11-22 10:00:02,1 ERROR updraft.factory.observe: requests unreadable this cycle: still down",
+        "  a continuation line",
+        "2026-11-22 10:00:03,1 WARNING updraft.factory.observe: requests unreadable this cycle: other text",
+        "2026-11-22 10:00:04,1 INFO updraft.factory.observe: requests unreadable this cycle: info is fine",
+    ]
     assert repeated_in_a_cycle(lines) == [lines[4]]
     assert repeated_in_a_cycle(lines[:3]) == []
 
 
 def test_a_pilot_ending_says_whether_it_retired_or_why_it_was_removed() -> None:
     assert pilot_ending({"JobStatus": 4}) == "retired on their own"
-    assert pilot_ending({"JobStatus": 3, "RemoveReason": "Updraft factory: excess idle"}) == "removed unstarted, no longer needed"
-    assert pilot_ending({"JobStatus": 3, "RemoveReason": "Updraft factory: stale running"}) == "removed: Updraft factory: stale running"
+    assert (
+        pilot_ending({"JobStatus": 3, "RemoveReason": "Updraft factory: excess idle"})
+        == "removed unstarted, no longer needed"
+    )
+    assert (
+        pilot_ending({"JobStatus": 3, "RemoveReason": "Updraft factory: stale running"})
+        == "removed: Updraft factory: stale running"
+    )
     assert pilot_ending({"JobStatus": 1}) == "still queued"

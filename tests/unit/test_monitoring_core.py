@@ -59,10 +59,14 @@ def test_bad_writer_sections_are_named(writers: object, problem: str) -> None:
 
 
 def test_the_factory_config_carries_a_validated_monitoring_section(tmp_path: Path) -> None:
-    config = FactoryConfig.model_validate({
-        "name": "fac", "wms_collector": "127.0.0.1:1", "schedd": "s@x",
-        "monitoring": {"dir": str(tmp_path), "writers": {"json": None}},
-    })
+    config = FactoryConfig.model_validate(
+        {
+            "name": "fac",
+            "wms_collector": "127.0.0.1:1",
+            "schedd": "s@x",
+            "monitoring": {"dir": str(tmp_path), "writers": {"json": None}},
+        }
+    )
     assert config.monitoring.dir == tmp_path and list(config.monitoring.writers) == ["json"]
     with pytest.raises(TypeError):
         config.monitoring.writers["json2"] = None
@@ -151,19 +155,50 @@ def test_every_name_fits_the_strictest_backend() -> None:
 
 
 FACTORY = FactorySnapshot(
-    "fac", NOW, 7,
+    "fac",
+    NOW,
+    7,
     entries=(EntryStatus("ce1", False, 8, waiting=2, running=3), EntryStatus("ce2", True, 1, held=1)),
-    pilots=(PilotRow("ce1", "vo", waiting=2, running=3, cores_running=24, requested_idle=5, requested_max=50,
-                     submitted=2, limits_hit=("entry.max_idle",)),),
-    completed=(CompletedRow("ce1", "vo", pilots=10, ok=7, failed=2, no_report=1, goodput_core_seconds=500,
-                            failed_by_step={"validate": 2}),),
-    rejected_requests=1, problems=("schedd slow",), timings={"observe": 0.5},
+    pilots=(
+        PilotRow(
+            "ce1",
+            "vo",
+            waiting=2,
+            running=3,
+            cores_running=24,
+            requested_idle=5,
+            requested_max=50,
+            submitted=2,
+            limits_hit=("entry.max_idle",),
+        ),
+    ),
+    completed=(
+        CompletedRow(
+            "ce1",
+            "vo",
+            pilots=10,
+            ok=7,
+            failed=2,
+            no_report=1,
+            goodput_core_seconds=500,
+            failed_by_step={"validate": 2},
+        ),
+    ),
+    rejected_requests=1,
+    problems=("schedd slow",),
+    timings={"observe": 0.5},
 )
 FRONTEND = FrontendSnapshot(
-    "vo", NOW, 3,
-    rows=(GroupEntryRow("main", "ce1", 10.0, 2.0, 5.0, 8, 3, 5, 0, 32, 4, 40, "none",
-                        ("group.max_idle_per_entry", "entry.curb")),),
-    unmatched_jobs={"main": 3, "lost": 2}, timings={"publish": 0.25},
+    "vo",
+    NOW,
+    3,
+    rows=(
+        GroupEntryRow(
+            "main", "ce1", 10.0, 2.0, 5.0, 8, 3, 5, 0, 32, 4, 40, "none", ("group.max_idle_per_entry", "entry.curb")
+        ),
+    ),
+    unmatched_jobs={"main": 3, "lost": 2},
+    timings={"publish": 0.25},
 )
 
 
@@ -205,8 +240,12 @@ def test_frontend_groups_include_those_with_only_unmatched_jobs() -> None:
 
 def test_the_catalogue_counts_every_completed_counter() -> None:
     counters = {f.name for f in metrics.FACTORY_COMPLETED.fields}
-    assert {f.name for f in fields(CompletedRow)} - {"entry", "frontend", "failed_by_step", "goodput_core_seconds"} \
-        <= counters
+    assert {f.name for f in fields(CompletedRow)} - {
+        "entry",
+        "frontend",
+        "failed_by_step",
+        "goodput_core_seconds",
+    } <= counters
 
 
 # --------------------------------------------------------------------------
@@ -230,14 +269,21 @@ def test_plain_names_stay_readable_and_odd_ones_are_encoded_apart() -> None:
 # The factory's snapshot
 # --------------------------------------------------------------------------
 
-CONFIG = FactoryConfig.model_validate({
-    "name": "fac", "wms_collector": "127.0.0.1:1", "schedd": "s@x",
-    "entries": {
-        "ce1": {"grid_type": "condor", "resource": "ce x:1",
-                "attributes": {protocol.E_CPUS: 8, protocol.E_NODES: 2}},
-        "ce2": {"grid_type": "condor", "resource": "ce x:2"},
-    },
-})
+CONFIG = FactoryConfig.model_validate(
+    {
+        "name": "fac",
+        "wms_collector": "127.0.0.1:1",
+        "schedd": "s@x",
+        "entries": {
+            "ce1": {
+                "grid_type": "condor",
+                "resource": "ce x:1",
+                "attributes": {protocol.E_CPUS: 8, protocol.E_NODES: 2},
+            },
+            "ce2": {"grid_type": "condor", "resource": "ce x:2"},
+        },
+    }
+)
 
 
 def pilot(n: int, entry: str, state: PilotState, frontend: str = "vo", group: str = "main") -> Pilot:
@@ -249,18 +295,39 @@ def request(entry: str, group: str, idle: int, max_pilots: int) -> Request:
 
 
 def test_the_factory_snapshot_sums_groups_per_entry_and_frontend() -> None:
-    pilots = (pilot(1, "ce1", PilotState.RUNNING), pilot(2, "ce1", PilotState.RUNNING, group="other"),
-              pilot(3, "ce1", PilotState.PENDING), pilot(4, "ce2", PilotState.HELD, frontend="vo2"),
-              pilot(5, "ce2", PilotState.COMPLETED), pilot(6, "gone", PilotState.RUNNING))
-    plan = FactoryPlan(NOW, decisions=(
-        EntryDecision("ce1", "vo", "main", request("ce1", "main", 4, 10),
-                      (Submit("ce1", "vo", "main", "default", 3, (3,)),), bound_by=("entry.max_idle",)),
-        EntryDecision("ce1", "vo", "other", request("ce1", "other", 1, 5),
-                      (Remove(("9.0",), "stale"),), bound_by=("entry.max_idle", "frontend.max_pilots")),
-    ))
+    pilots = (
+        pilot(1, "ce1", PilotState.RUNNING),
+        pilot(2, "ce1", PilotState.RUNNING, group="other"),
+        pilot(3, "ce1", PilotState.PENDING),
+        pilot(4, "ce2", PilotState.HELD, frontend="vo2"),
+        pilot(5, "ce2", PilotState.COMPLETED),
+        pilot(6, "gone", PilotState.RUNNING),
+    )
+    plan = FactoryPlan(
+        NOW,
+        decisions=(
+            EntryDecision(
+                "ce1",
+                "vo",
+                "main",
+                request("ce1", "main", 4, 10),
+                (Submit("ce1", "vo", "main", "default", 3, (3,)),),
+                bound_by=("entry.max_idle",),
+            ),
+            EntryDecision(
+                "ce1",
+                "vo",
+                "other",
+                request("ce1", "other", 1, 5),
+                (Remove(("9.0",), "stale"),),
+                bound_by=("entry.max_idle", "frontend.max_pilots"),
+            ),
+        ),
+    )
     completed = {("ce1", "vo"): CompletedStats(pilots=3, ok=2, failed=1, failed_by_step={"fetch": 1})}
-    snapshot = factory_snapshot(CONFIG, CycleFacts(NOW, 4, pilots, plan, frozenset({"ce2"}), completed, ("p",),
-                                                   {"observe": 1.0}))
+    snapshot = factory_snapshot(
+        CONFIG, CycleFacts(NOW, 4, pilots, plan, frozenset({"ce2"}), completed, ("p",), {"observe": 1.0})
+    )
     assert [e.entry for e in snapshot.entries] == ["ce1", "ce2", "gone"]
     ce1, ce2, _ = snapshot.entries
     assert (ce1.cores_per_pilot, ce1.running, ce1.pending, ce1.in_downtime) == (16, 2, 1, False)
@@ -331,7 +398,7 @@ def test_the_commented_monitoring_example_in_etc_validates(example: str) -> None
     assert list(config.writers) == ["json", "xml", "rrd", "status_pages", "influxdb"]
 
 
-THIRD_PARTY = '''
+THIRD_PARTY = """
 from pathlib import Path
 from updraft.config import ConfigModel
 from updraft.monitoring.plugin import WriterPlugin
@@ -352,7 +419,7 @@ class Writer:
 
 
 PLUGIN = WriterPlugin("{name}", Settings, Writer)
-'''
+"""
 
 
 @pytest.fixture
@@ -367,7 +434,8 @@ def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-writer\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(
-        "[updraft.monitoring.writers]\nacme = acme_writer.good:PLUGIN\njson = acme_writer.shadow:PLUGIN\n")
+        "[updraft.monitoring.writers]\nacme = acme_writer.good:PLUGIN\njson = acme_writer.shadow:PLUGIN\n"
+    )
     monkeypatch.syspath_prepend(str(site))
     return tmp_path / "monitoring"
 
@@ -376,7 +444,9 @@ def test_a_third_party_writer_registers_through_its_entry_point_and_cannot_shado
     from updraft.monitoring import registry
 
     assert "acme" in registry.names() and registry.names().count("json") == 1
-    config = MonitoringConfig.model_validate({"dir": str(third_party), "writers": {"json": {}, "acme": {"greeting": "hi"}}})
+    config = MonitoringConfig.model_validate(
+        {"dir": str(third_party), "writers": {"json": {}, "acme": {"greeting": "hi"}}}
+    )
     reporter = registry.reporter(config)
     third_party.mkdir()
     assert reporter.report(SNAPSHOT) == {}

@@ -106,8 +106,13 @@ def test_arguments_pipe_mode_cannot_carry_are_refused(arg: str) -> None:
 
 @pytest.mark.parametrize(
     ("step", "rows"),
-    [(300, [576, 672, 744, 400]), (60, [2880, 3360, 3720, 2000]), (10, [17280, 20160, 22320, 12000]),
-     (3600, [48, 56, 62, 34]), (86400, [2, 3, 3, 2])],
+    [
+        (300, [576, 672, 744, 400]),
+        (60, [2880, 3360, 3720, 2000]),
+        (10, [17280, 20160, 22320, 12000]),
+        (3600, [48, 56, 62, 34]),
+        (86400, [2, 3, 3, 2]),
+    ],
 )
 def test_archives_keep_their_periods_whatever_the_step(step: int, rows: list[int]) -> None:
     assert [rrdtool.rows_for(a, step) for a in rrdtool.ARCHIVES] == rows
@@ -116,10 +121,22 @@ def test_archives_keep_their_periods_whatever_the_step(step: int, rows: list[int
 def test_create_args_make_one_data_source_per_field_and_average_and_max_archives() -> None:
     args = rrdtool.create_args(Path("/m/f.rrd"), metrics.FACTORY_FAILURES, 300, 1_699_999_700)
     assert args == [
-        "create", "/m/f.rrd", "--start", "1699999700", "--step", "300", "--no-overwrite",
+        "create",
+        "/m/f.rrd",
+        "--start",
+        "1699999700",
+        "--step",
+        "300",
+        "--no-overwrite",
         "DS:pilots:DERIVE:600:0:U",
-        "RRA:AVERAGE:0.5:1:576", "RRA:MAX:0.5:1:576", "RRA:AVERAGE:0.5:6:672", "RRA:MAX:0.5:6:672",
-        "RRA:AVERAGE:0.5:24:744", "RRA:MAX:0.5:24:744", "RRA:AVERAGE:0.5:288:400", "RRA:MAX:0.5:288:400",
+        "RRA:AVERAGE:0.5:1:576",
+        "RRA:MAX:0.5:1:576",
+        "RRA:AVERAGE:0.5:6:672",
+        "RRA:MAX:0.5:6:672",
+        "RRA:AVERAGE:0.5:24:744",
+        "RRA:MAX:0.5:24:744",
+        "RRA:AVERAGE:0.5:288:400",
+        "RRA:MAX:0.5:288:400",
     ]
 
 
@@ -157,12 +174,25 @@ def test_update_values(kind: Kind, value: float, text: str) -> None:
 
 
 def test_update_args_name_every_field_and_stamp_the_whole_second() -> None:
-    row = Measurement(metrics.FACTORY_FAILURES, (("factory", "f"), ("entry", "e"), ("frontend", "v"),
-                                                 ("step", "validate")), {"pilots": 7.0}, 1_700_000_123.9)
+    row = Measurement(
+        metrics.FACTORY_FAILURES,
+        (("factory", "f"), ("entry", "e"), ("frontend", "v"), ("step", "validate")),
+        {"pilots": 7.0},
+        1_700_000_123.9,
+    )
     assert rrdtool.update_args(Path("/m/x.rrd"), row) == [
-        "update", "/m/x.rrd", "--skip-past-updates", "--template", "pilots", "1700000123:7"]
-    (entry,) = [m for m in metrics.measurements(FACTORY) if m.name == "updraft_factory_entry" and
-                m.tag_values == ("fac", "ce1@site")]
+        "update",
+        "/m/x.rrd",
+        "--skip-past-updates",
+        "--template",
+        "pilots",
+        "1700000123:7",
+    ]
+    (entry,) = [
+        m
+        for m in metrics.measurements(FACTORY)
+        if m.name == "updraft_factory_entry" and m.tag_values == ("fac", "ce1@site")
+    ]
     args = rrdtool.update_args(Path("/m/e.rrd"), entry)
     assert args[4].split(":") == list(metrics.FACTORY_ENTRY.field_names)
     assert args[5] == "1700000000:2.0:1.0:0.0:3.0:3.0:0.0:0.0:8.0"
@@ -215,13 +245,20 @@ EXPECTED = Schema(300, {"idle": "GAUGE", "running": "GAUGE", "pilots": "DERIVE"}
         (Schema(300, {"pilots": "DERIVE", "running": "GAUGE", "idle": "GAUGE"}), []),
         (Schema(60, EXPECTED.data_sources), ["step is 60 s, the writer's is 300 s"]),
         (Schema(300, {"idle": "GAUGE", "pilots": "DERIVE"}), ["data sources missing: running"]),
-        (Schema(300, {**EXPECTED.data_sources, "held": "GAUGE", "x": "GAUGE"}),
-         ["unexpected data sources: held, x"]),
-        (Schema(300, {**EXPECTED.data_sources, "pilots": "COUNTER"}),
-         ["data sources of another type: pilots is COUNTER, expected DERIVE"]),
-        (Schema(10, {"idle": "DERIVE", "old": "GAUGE"}),
-         ["step is 10 s, the writer's is 300 s", "data sources missing: running, pilots",
-          "unexpected data sources: old", "data sources of another type: idle is DERIVE, expected GAUGE"]),
+        (Schema(300, {**EXPECTED.data_sources, "held": "GAUGE", "x": "GAUGE"}), ["unexpected data sources: held, x"]),
+        (
+            Schema(300, {**EXPECTED.data_sources, "pilots": "COUNTER"}),
+            ["data sources of another type: pilots is COUNTER, expected DERIVE"],
+        ),
+        (
+            Schema(10, {"idle": "DERIVE", "old": "GAUGE"}),
+            [
+                "step is 10 s, the writer's is 300 s",
+                "data sources missing: running, pilots",
+                "unexpected data sources: old",
+                "data sources of another type: idle is DERIVE, expected GAUGE",
+            ],
+        ),
     ],
 )
 def test_schema_differences(found: Schema, differences: list[str]) -> None:
@@ -242,10 +279,12 @@ COMMANDS = [("create", "a"), ("info", "b"), ("graph", "c"), ("update", "d")]
 
 
 def test_replies_are_matched_to_their_commands_with_their_output() -> None:
-    stdout = ("OK u:0.01 s:0.00 r:0.01\n"
-              'step = 300\nds[x].type = "GAUGE"\nOK u:0.01 s:0.00 r:0.01\n'
-              "481x155\nOK u:0.02 s:0.00 r:0.03\n"
-              "ERROR: d: illegal attempt to update using time 5 when last update time is 5\n")
+    stdout = (
+        "OK u:0.01 s:0.00 r:0.01\n"
+        'step = 300\nds[x].type = "GAUGE"\nOK u:0.01 s:0.00 r:0.01\n'
+        "481x155\nOK u:0.02 s:0.00 r:0.03\n"
+        "ERROR: d: illegal attempt to update using time 5 when last update time is 5\n"
+    )
     replies = rrdtool.parse_replies(COMMANDS, stdout)
     assert [r.ok for r in replies] == [True, True, True, False]
     assert replies[1].output == 'step = 300\nds[x].type = "GAUGE"' and replies[2].output == "481x155"
@@ -343,11 +382,15 @@ def test_files_outside_the_layout_are_named(relative: str, problem: str) -> None
 # --------------------------------------------------------------------------
 
 FACTORY = FactorySnapshot(
-    "fac", NOW, 7,
-    entries=(EntryStatus("ce1@site", False, 8, waiting=2, pending=1, running=3),
-             EntryStatus("a/b", True, 1, held=1)),
-    pilots=(PilotRow("ce1@site", "vo", waiting=2, running=3, requested_idle=5, requested_max=50,
-                     limits_hit=("entry.max_idle",)),),
+    "fac",
+    NOW,
+    7,
+    entries=(EntryStatus("ce1@site", False, 8, waiting=2, pending=1, running=3), EntryStatus("a/b", True, 1, held=1)),
+    pilots=(
+        PilotRow(
+            "ce1@site", "vo", waiting=2, running=3, requested_idle=5, requested_max=50, limits_hit=("entry.max_idle",)
+        ),
+    ),
     completed=(CompletedRow("ce1@site", "vo", pilots=10, ok=7, failed=2, failed_by_step={"validate": 2}),),
 )
 
@@ -375,10 +418,19 @@ def test_failed_commands_are_named_with_their_file() -> None:
 
 def test_settings_defaults_and_strictness() -> None:
     settings = RrdSettings()
-    assert (settings.step_seconds, settings.binary, settings.timeout_seconds, settings.subdir) == \
-        (300, "rrdtool", 60.0, "rrd")
-    for bad in ({"step_seconds": 0}, {"timeout_seconds": 0}, {"subdir": "../elsewhere"}, {"stpe_seconds": 60},
-                {"step_seconds": "300"}):
+    assert (settings.step_seconds, settings.binary, settings.timeout_seconds, settings.subdir) == (
+        300,
+        "rrdtool",
+        60.0,
+        "rrd",
+    )
+    for bad in (
+        {"step_seconds": 0},
+        {"timeout_seconds": 0},
+        {"subdir": "../elsewhere"},
+        {"stpe_seconds": 60},
+        {"step_seconds": "300"},
+    ):
         with pytest.raises(ValidationError):
             RrdSettings.model_validate(bad)
 
@@ -420,11 +472,17 @@ def test_titles_keep_colons_and_lose_layout_codes() -> None:
 
 
 def test_graph_args_define_scale_draw_and_print_each_series() -> None:
-    graph = Graph(("graphs",), "k", "Completed: e", "pilots per hour", (
-        Series(Path("/m/a:b.rrd"), "ok", "ok", "#00ff00", "AREA", 3600.0),
-        Series(Path("/m/c.rrd"), "failed", "failed", "#ff0000", "STACK"),
-        Series(Path("/m/c.rrd"), "idle", "idle", "#0000ff"),
-    ))
+    graph = Graph(
+        ("graphs",),
+        "k",
+        "Completed: e",
+        "pilots per hour",
+        (
+            Series(Path("/m/a:b.rrd"), "ok", "ok", "#00ff00", "AREA", 3600.0),
+            Series(Path("/m/c.rrd"), "failed", "failed", "#ff0000", "STACK"),
+            Series(Path("/m/c.rrd"), "idle", "idle", "#0000ff"),
+        ),
+    )
     args = status_pages.graph_args(graph, Path("/h/.k-day.png.1.tmp"), 86400, 1_700_000_000, 600, 160)
     assert args[:2] == ["graph", "/h/.k-day.png.1.tmp"]
     assert args[args.index("--start") + 1] == "1699913600" and args[args.index("--end") + 1] == "1700000000"
@@ -451,8 +509,13 @@ def test_graphs_are_redrawn_once_a_pixel_old(mtime: float | None, now: float, pe
 
 def test_graphs_drop_series_whose_file_is_not_there_yet(tmp_path: Path) -> None:
     (tmp_path / "a.rrd").write_bytes(b"x")
-    graph = Graph(("g",), "k", "t", "u", (Series(tmp_path / "a.rrd", "x", "x", "#000000"),
-                                          Series(tmp_path / "b.rrd", "y", "y", "#000000")))
+    graph = Graph(
+        ("g",),
+        "k",
+        "t",
+        "u",
+        (Series(tmp_path / "a.rrd", "x", "x", "#000000"), Series(tmp_path / "b.rrd", "y", "y", "#000000")),
+    )
     present = status_pages.with_existing_data(graph)
     assert present is not None and [s.ds for s in present.series] == ["x"]
     assert status_pages.with_existing_data(Graph(("g",), "k", "t", "u", graph.series[1:])) is None
@@ -480,8 +543,12 @@ def test_every_graph_reads_a_data_source_of_its_file() -> None:
 
 
 def test_graph_files_of_different_entries_and_frontends_never_collide() -> None:
-    snapshot = FactorySnapshot("fac", NOW, 1, pilots=(
-        PilotRow("x", "y-fe-z"), PilotRow("x-fe-y", "z"), PilotRow("a/b", "v"), PilotRow("a%2fb", "v")))
+    snapshot = FactorySnapshot(
+        "fac",
+        NOW,
+        1,
+        pilots=(PilotRow("x", "y-fe-z"), PilotRow("x-fe-y", "z"), PilotRow("a/b", "v"), PilotRow("a%2fb", "v")),
+    )
     pngs = [g.png("day") for page in status_pages.pages_of(ROOT, snapshot) for g in page.all_graphs]
     assert len(pngs) == len(set(pngs))
 
@@ -492,7 +559,8 @@ def test_graph_files_of_different_entries_and_frontends_never_collide() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "text"), [(3.0, "3"), (0, "0"), (2.5, "2.5"), (1 / 3, "0.3"), (12.0, "12")],
+    ("value", "text"),
+    [(3.0, "3"), (0, "0"), (2.5, "2.5"), (1 / 3, "0.3"), (12.0, "12")],
 )
 def test_numbers(value: float, text: str) -> None:
     assert status_pages.number(value) == text
@@ -524,8 +592,14 @@ def test_links_to_our_files_are_url_quoted(relative: str | PurePath, link: str) 
 
 
 def test_entries_only_seen_in_pilots_or_reports_get_a_page_too() -> None:
-    snapshot = FactorySnapshot("fac", NOW, 1, entries=(EntryStatus("z"), EntryStatus("a")),
-                               pilots=(PilotRow("gone", "vo"),), completed=(CompletedRow("old", "vo"),))
+    snapshot = FactorySnapshot(
+        "fac",
+        NOW,
+        1,
+        entries=(EntryStatus("z"), EntryStatus("a")),
+        pilots=(PilotRow("gone", "vo"),),
+        completed=(CompletedRow("old", "vo"),),
+    )
     assert status_pages.entry_names(snapshot) == ["z", "a", "gone", "old"]
 
 
@@ -541,11 +615,14 @@ def render_all(snapshot) -> dict[str, str]:
 
 def test_factory_pages_escape_names_from_ads_and_link_each_entry() -> None:
     snapshot = FactorySnapshot(
-        "fac", NOW, 3,
+        "fac",
+        NOW,
+        3,
         entries=(EntryStatus(SCRIPT, True, 4, waiting=1), EntryStatus("ce1")),
         pilots=(PilotRow(SCRIPT, f"vo{SCRIPT}", waiting=1, limits_hit=(f"x{SCRIPT}",)),),
         completed=(CompletedRow(SCRIPT, f"vo{SCRIPT}", pilots=3, failed=1, failed_by_step={SCRIPT: 1}),),
-        problems=(f"schedd {SCRIPT}",))
+        problems=(f"schedd {SCRIPT}",),
+    )
     pages = render_all(snapshot)
     assert set(pages) == {"index.html", status_pages.page_file("entry", SCRIPT), "entry-ce1.html"}
     for text in pages.values():
@@ -559,9 +636,10 @@ def test_factory_pages_escape_names_from_ads_and_link_each_entry() -> None:
 
 
 def test_frontend_pages_show_groups_and_their_entries() -> None:
-    rows = (GroupEntryRow("main", "ce1", 2.5, 1.0, 3.0, 4, 1, 3, 0, 16, 2, 20, "none",
-                          ("group.max_idle", "entry.curb")),
-            GroupEntryRow(SCRIPT, "ce2", 1.0, 0.0, 0.0, 0, 0, 0, 0, 0, 1, 5, "idle", (), True))
+    rows = (
+        GroupEntryRow("main", "ce1", 2.5, 1.0, 3.0, 4, 1, 3, 0, 16, 2, 20, "none", ("group.max_idle", "entry.curb")),
+        GroupEntryRow(SCRIPT, "ce2", 1.0, 0.0, 0.0, 0, 0, 0, 0, 0, 1, 5, "idle", (), True),
+    )
     pages = render_all(FrontendSnapshot("vo", NOW, 2, rows, {"main": 4}, {}, (), {"observe": 0.25}))
     assert set(pages) == {"index.html", "group-main.html", status_pages.page_file("group", SCRIPT)}
     assert all("<script>" not in text for text in pages.values())
@@ -574,8 +652,13 @@ def test_page_settings() -> None:
     settings = PageSettings.model_validate({"periods": ["hour", "year"], "refresh_seconds": 60})
     assert settings.periods == ("hour", "year") and settings.rrd_subdir == "rrd" and settings.subdir == "html"
     bad: Mapping[str, object]
-    for bad in ({"periods": []}, {"periods": ["day", "day"]}, {"periods": ["fortnight"]}, {"rrd_subdir": "a/b"},
-                {"refresh_seconds": 0}):
+    for bad in (
+        {"periods": []},
+        {"periods": ["day", "day"]},
+        {"periods": ["fortnight"]},
+        {"rrd_subdir": "a/b"},
+        {"refresh_seconds": 0},
+    ):
         with pytest.raises(ValidationError):
             PageSettings.model_validate(bad)
 

@@ -49,8 +49,9 @@ FACTORY = FactorySnapshot(
         PilotRow("ce2", "vo-a", running=4, cores_running=4, limits_hit=("entry.downtime",)),
     ),
     completed=(
-        CompletedRow("ce1", "vo-a", 20, 15, 4, 1, 0, 72000, 30, 3, 576000, 500000, 450000, 50000,
-                     {"validate": 3, "stage": 1}),
+        CompletedRow(
+            "ce1", "vo-a", 20, 15, 4, 1, 0, 72000, 30, 3, 576000, 500000, 450000, 50000, {"validate": 3, "stage": 1}
+        ),
         CompletedRow("ce1", "vo-b", 5, 5, 0, 0, 0, 18000, 9, 0, 144000, 140000, 139000, 1000),
         CompletedRow("ce3", "vo-a", 2, 0, 2, 0, 0, 60, 0, 2, 120, 0, 0, 0, {"startup": 2}),
     ),
@@ -165,8 +166,12 @@ def test_the_schema_is_package_data() -> None:
 
 def test_xmllint_accepts_the_schema_and_the_files(tmp_path: Path) -> None:
     folder = _write(tmp_path, FACTORY, FRONTEND)
-    result = subprocess.run(["xmllint", "--noout", "--schema", str(schema_path()), *map(str, _written(folder))],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        ["xmllint", "--noout", "--schema", str(schema_path()), *map(str, _written(folder))],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -185,23 +190,48 @@ def test_factory_file_says_what_the_snapshot_says(tmp_path: Path) -> None:
         assert element.get("in_downtime") == ("true" if entry.in_downtime else "false")
         assert int(element.get("cores_per_pilot")) == entry.cores_per_pilot
         assert {k: int(element.get(k)) for k in ("waiting", "pending", "staging", "running", "held", "idle")} == {
-            "waiting": entry.waiting, "pending": entry.pending, "staging": entry.staging,
-            "running": entry.running, "held": entry.held, "idle": entry.idle}
+            "waiting": entry.waiting,
+            "pending": entry.pending,
+            "staging": entry.staging,
+            "running": entry.running,
+            "held": entry.held,
+            "idle": entry.idle,
+        }
     assert root.find("s:rejected_requests", NS).get("count") == "2"
     assert [p.text for p in root.findall("s:problems/s:problem", NS)] == list(FACTORY.problems)
     assert {p.get("name"): float(p.get("seconds")) for p in root.findall("s:timings/s:phase", NS)} == {
-        "observe": 0.123, "decide": 0.002, "act": 1.5, "account": 0.0}
+        "observe": 0.123,
+        "decide": 0.002,
+        "act": 1.5,
+        "account": 0.0,
+    }
 
 
 def test_entry_file_has_pilots_and_completed_totals_per_frontend(tmp_path: Path) -> None:
     root = _root(_write(tmp_path, FACTORY) / "factory-fac1" / "entry-ce1.xml")
     assert (root.get("factory"), root.get("name"), root.get("in_downtime"), root.get("cores_per_pilot")) == (
-        "fac1", "ce1", "false", "8")
+        "fac1",
+        "ce1",
+        "false",
+        "8",
+    )
     frontends = root.findall("s:pilots/s:frontend", NS)
     rows = FACTORY.rows_of("ce1")
     assert [f.get("name") for f in frontends] == ["vo-a", "vo-b"]
-    keys = ("waiting", "pending", "staging", "running", "held", "idle", "cores_running", "requested_idle",
-            "requested_max", "submitted", "removed", "released")
+    keys = (
+        "waiting",
+        "pending",
+        "staging",
+        "running",
+        "held",
+        "idle",
+        "cores_running",
+        "requested_idle",
+        "requested_max",
+        "submitted",
+        "removed",
+        "released",
+    )
     for element, row in zip(frontends, rows, strict=True):
         assert {k: int(element.get(k)) for k in keys} == {k: getattr(row, k) for k in keys}
         assert tuple(limit.get("name") for limit in element.findall("s:limit", NS)) == row.limits_hit
@@ -212,7 +242,8 @@ def test_entry_file_has_pilots_and_completed_totals_per_frontend(tmp_path: Path)
     for element, completed_row in zip(completed, FACTORY.completed_of("ce1"), strict=True):
         assert element.get("name") == completed_row.frontend
         assert {k: int(element.get(k)) for k in COMPLETED_COUNTERS} == {
-            k: getattr(completed_row, k) for k in COMPLETED_COUNTERS}
+            k: getattr(completed_row, k) for k in COMPLETED_COUNTERS
+        }
         steps = {s.get("name"): int(s.get("count")) for s in element.findall("s:failed_step", NS)}
         assert steps == dict(completed_row.failed_by_step)
 
@@ -274,8 +305,13 @@ def test_a_non_finite_number_is_a_monitoring_error_not_an_invalid_file(tmp_path:
 
 
 def test_characters_xml_cannot_hold_are_replaced_and_the_file_stays_valid(tmp_path: Path, schema) -> None:
-    odd = replace(FRONTEND, rows=(_row("g\x01", "ce\x1b[31m@fac", 1.0),), problems=("bell\x07 ünïcode ☃",),
-                  unmatched_jobs={}, downtime_jobs={})
+    odd = replace(
+        FRONTEND,
+        rows=(_row("g\x01", "ce\x1b[31m@fac", 1.0),),
+        problems=("bell\x07 ünïcode ☃",),
+        unmatched_jobs={},
+        downtime_jobs={},
+    )
     folder = _write(tmp_path, odd)
     for path in _written(folder):
         _validate(schema, path)
@@ -313,10 +349,16 @@ def test_entries_and_groups_that_disappear_lose_their_files(tmp_path: Path) -> N
 
 
 def test_names_with_slashes_or_dots_stay_inside_their_folder(tmp_path: Path, schema) -> None:
-    evil_factory = FactorySnapshot("../../etc", 1.0, 1, entries=(EntryStatus("../x"), EntryStatus("a/b"),
-                                                                  EntryStatus(".."), EntryStatus("ok")))
-    evil_frontend = replace(FRONTEND, frontend="/abs", rows=(_row("../../g", "../e", 1.0), _row(".", "e", 1.0)),
-                            unmatched_jobs={}, downtime_jobs={})
+    evil_factory = FactorySnapshot(
+        "../../etc", 1.0, 1, entries=(EntryStatus("../x"), EntryStatus("a/b"), EntryStatus(".."), EntryStatus("ok"))
+    )
+    evil_frontend = replace(
+        FRONTEND,
+        frontend="/abs",
+        rows=(_row("../../g", "../e", 1.0), _row(".", "e", 1.0)),
+        unmatched_jobs={},
+        downtime_jobs={},
+    )
     folder = _write(tmp_path, evil_factory, evil_frontend)
     written = _written(folder)
     assert len(written) == 2 + 4 + 2
@@ -345,19 +387,22 @@ def _valid_factory_text(tmp_path: Path) -> str:
     return (_write(tmp_path, FACTORY) / "factory-fac1.xml").read_text()
 
 
-@pytest.mark.parametrize("change", [
-    pytest.param(lambda t: t.replace(' cycle="42"', ""), id="missing required attribute"),
-    pytest.param(lambda t: t.replace('schemaVersion="1"', 'schemaVersion="2"'), id="other schema version"),
-    pytest.param(lambda t: t.replace('running="10"', 'running="-1"'), id="negative count"),
-    pytest.param(lambda t: t.replace('running="10"', 'running="1.5"'), id="fractional pilot count"),
-    pytest.param(lambda t: t.replace('in_downtime="false"', 'in_downtime="no"'), id="not a boolean"),
-    pytest.param(lambda t: t.replace('2024-05-01T12:00:00.250Z', '2024-05-01T14:00:00.250+02:00'), id="not UTC"),
-    pytest.param(lambda t: t.replace('name="ce2"', 'name="ce1"', 1), id="duplicate entry"),
-    pytest.param(lambda t: t.replace("<problems>", "<surprise /><problems>"), id="unknown element"),
-    pytest.param(lambda t: t.replace(" name=\"fac1\"", " name=\"fac1\" colour=\"red\""), id="unknown attribute"),
-    pytest.param(lambda t: t.replace(NAMESPACE, "urn:updraft:monitoring:status:2"), id="other namespace"),
-    pytest.param(lambda t: t.replace('<rejected_requests count="2" />', ""), id="missing element"),
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda t: t.replace(' cycle="42"', ""), id="missing required attribute"),
+        pytest.param(lambda t: t.replace('schemaVersion="1"', 'schemaVersion="2"'), id="other schema version"),
+        pytest.param(lambda t: t.replace('running="10"', 'running="-1"'), id="negative count"),
+        pytest.param(lambda t: t.replace('running="10"', 'running="1.5"'), id="fractional pilot count"),
+        pytest.param(lambda t: t.replace('in_downtime="false"', 'in_downtime="no"'), id="not a boolean"),
+        pytest.param(lambda t: t.replace("2024-05-01T12:00:00.250Z", "2024-05-01T14:00:00.250+02:00"), id="not UTC"),
+        pytest.param(lambda t: t.replace('name="ce2"', 'name="ce1"', 1), id="duplicate entry"),
+        pytest.param(lambda t: t.replace("<problems>", "<surprise /><problems>"), id="unknown element"),
+        pytest.param(lambda t: t.replace(' name="fac1"', ' name="fac1" colour="red"'), id="unknown attribute"),
+        pytest.param(lambda t: t.replace(NAMESPACE, "urn:updraft:monitoring:status:2"), id="other namespace"),
+        pytest.param(lambda t: t.replace('<rejected_requests count="2" />', ""), id="missing element"),
+    ],
+)
 def test_the_schema_rejects_documents_that_break_it(tmp_path: Path, schema, change) -> None:
     text = _valid_factory_text(tmp_path)
     assert schema.is_valid(text)

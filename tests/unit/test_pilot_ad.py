@@ -16,17 +16,35 @@ from updraft.factory.observe import PILOT_PROJECTION, parse_pilot, pilot_state
 from updraft.pilot_ad import FINAL_STATUSES, JobStatus, read_pilot_ad
 
 AD = {
-    "ClusterId": 12, "ProcId": 3, "JobStatus": 4, "QDate": 1000, "EnteredCurrentStatus": 1010, "CompletionDate": 1009,
-    "RemoteWallClockTime": 59.9, "UpdraftEntry": "ce1", "UpdraftFrontend": "vo", "UpdraftGroup": "main",
-    "UpdraftSecurityClass": "prod", "UpdraftCredentialId": "cred-1", "UpdraftMember": "ce1-b",
-    "Out": "pilot.12.3.out", "Iwd": "/w/entries/ce1/vo",
+    "ClusterId": 12,
+    "ProcId": 3,
+    "JobStatus": 4,
+    "QDate": 1000,
+    "EnteredCurrentStatus": 1010,
+    "CompletionDate": 1009,
+    "RemoteWallClockTime": 59.9,
+    "UpdraftEntry": "ce1",
+    "UpdraftFrontend": "vo",
+    "UpdraftGroup": "main",
+    "UpdraftSecurityClass": "prod",
+    "UpdraftCredentialId": "cred-1",
+    "UpdraftMember": "ce1-b",
+    "Out": "pilot.12.3.out",
+    "Iwd": "/w/entries/ce1/vo",
 }
 
 
 @pytest.mark.parametrize(
     ("code", "status"),
-    [(1, JobStatus.IDLE), (2, JobStatus.RUNNING), (3, JobStatus.REMOVED), (4, JobStatus.COMPLETED),
-     (5, JobStatus.HELD), (6, JobStatus.TRANSFERRING_OUTPUT), (7, JobStatus.SUSPENDED)],
+    [
+        (1, JobStatus.IDLE),
+        (2, JobStatus.RUNNING),
+        (3, JobStatus.REMOVED),
+        (4, JobStatus.COMPLETED),
+        (5, JobStatus.HELD),
+        (6, JobStatus.TRANSFERRING_OUTPUT),
+        (7, JobStatus.SUSPENDED),
+    ],
 )
 def test_every_job_status_is_read(code: int, status: JobStatus) -> None:
     assert JobStatus.from_ad(code) is status
@@ -36,7 +54,12 @@ def test_every_job_status_is_read(code: int, status: JobStatus) -> None:
 
 def test_the_statuses_are_htcondors_seven() -> None:
     assert [(s.name, s.value) for s in JobStatus] == [
-        ("IDLE", 1), ("RUNNING", 2), ("REMOVED", 3), ("COMPLETED", 4), ("HELD", 5), ("TRANSFERRING_OUTPUT", 6),
+        ("IDLE", 1),
+        ("RUNNING", 2),
+        ("REMOVED", 3),
+        ("COMPLETED", 4),
+        ("HELD", 5),
+        ("TRANSFERRING_OUTPUT", 6),
         ("SUSPENDED", 7),
     ]
 
@@ -53,7 +76,7 @@ def test_reading_a_status_never_raises(value: object) -> None:
 
 
 def test_a_job_leaves_the_queue_removed_or_completed() -> None:
-    assert FINAL_STATUSES == {JobStatus.REMOVED, JobStatus.COMPLETED}
+    assert {JobStatus.REMOVED, JobStatus.COMPLETED} == FINAL_STATUSES
 
 
 def test_the_queue_projection_reads_back_every_attribute_the_factory_writes() -> None:
@@ -64,8 +87,17 @@ def test_the_queue_projection_reads_back_every_attribute_the_factory_writes() ->
 
 
 def test_the_history_projection_has_what_accounting_needs() -> None:
-    needed = {pilot_ad.CLUSTER_ID, pilot_ad.PROC_ID, pilot_ad.JOB_STATUS, pilot_ad.ENTERED_CURRENT_STATUS,
-              pilot_ad.OUT, pilot_ad.IWD, pilot_ad.ENTRY, pilot_ad.FRONTEND, pilot_ad.MEMBER}
+    needed = {
+        pilot_ad.CLUSTER_ID,
+        pilot_ad.PROC_ID,
+        pilot_ad.JOB_STATUS,
+        pilot_ad.ENTERED_CURRENT_STATUS,
+        pilot_ad.OUT,
+        pilot_ad.IWD,
+        pilot_ad.ENTRY,
+        pilot_ad.FRONTEND,
+        pilot_ad.MEMBER,
+    }
     assert needed <= set(pilot_ad.HISTORY_PROJECTION)
 
 
@@ -75,11 +107,26 @@ def test_the_constraints_quote_the_factory_name() -> None:
 
 
 def test_a_pilot_ad_is_read_whole() -> None:
-    read = read_pilot_ad({**AD, "GridJobId": "condor ce 5.0", "GridJobStatus": "idle", "TransferringOutput": True,
-                          "HoldReasonCode": 30.0, "HoldReasonSubCode": 2, "NumHolds": 3})
+    read = read_pilot_ad(
+        {
+            **AD,
+            "GridJobId": "condor ce 5.0",
+            "GridJobStatus": "idle",
+            "TransferringOutput": True,
+            "HoldReasonCode": 30.0,
+            "HoldReasonSubCode": 2,
+            "NumHolds": 3,
+        }
+    )
     assert (read.job_id, read.has_job_id, read.is_bookkept, read.status) == ("12.3", True, True, JobStatus.COMPLETED)
     assert (read.entry, read.frontend, read.group, read.security_class, read.credential_id, read.member) == (
-        "ce1", "vo", "main", "prod", "cred-1", "ce1-b")
+        "ce1",
+        "vo",
+        "main",
+        "prod",
+        "cred-1",
+        "ce1-b",
+    )
     assert (read.submitted, read.entered_status, read.completion_date, read.wall_seconds) == (1000, 1010, 1009, 59.9)
     assert (read.hold_code, read.hold_subcode, read.num_holds) == (30, 2, 3)
     assert (read.grid_job_id, read.grid_job_status, read.transferring) == ("condor ce 5.0", "idle", True)
@@ -87,9 +134,20 @@ def test_a_pilot_ad_is_read_whole() -> None:
 
 
 def test_missing_or_mistyped_values_read_as_absent() -> None:
-    read = read_pilot_ad({"ClusterId": True, "ProcId": "3", "JobStatus": math.nan, "UpdraftEntry": 5,
-                          "QDate": math.inf, "EnteredCurrentStatus": "1010", "NumHolds": math.nan,
-                          "UpdraftMember": 7, "TransferringInput": 1, "Out": None})
+    read = read_pilot_ad(
+        {
+            "ClusterId": True,
+            "ProcId": "3",
+            "JobStatus": math.nan,
+            "UpdraftEntry": 5,
+            "QDate": math.inf,
+            "EnteredCurrentStatus": "1010",
+            "NumHolds": math.nan,
+            "UpdraftMember": 7,
+            "TransferringInput": 1,
+            "Out": None,
+        }
+    )
     assert (read.cluster, read.proc, read.has_job_id, read.status) == (None, None, False, None)
     assert (read.entry, read.frontend, read.is_bookkept, read.member) == (None, None, False, None)
     assert (read.group, read.security_class, read.credential_id) == ("", "default", "")
@@ -97,10 +155,15 @@ def test_missing_or_mistyped_values_read_as_absent() -> None:
     assert (read.grid_job_id, read.grid_job_status, read.transferring, read.output) == ("", "", False, "")
 
 
-@given(st.dictionaries(st.sampled_from(sorted({*pilot_ad.QUEUE_PROJECTION, *pilot_ad.HISTORY_PROJECTION})),
-                       st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),
-                                 st.text(max_size=8)),
-                       max_size=8))
+@given(
+    st.dictionaries(
+        st.sampled_from(sorted({*pilot_ad.QUEUE_PROJECTION, *pilot_ad.HISTORY_PROJECTION})),
+        st.one_of(
+            st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True), st.text(max_size=8)
+        ),
+        max_size=8,
+    )
+)
 def test_no_ad_crashes_the_reader_or_its_two_users(changes: dict[str, object]) -> None:
     ad = {**AD, **changes}
     read = read_pilot_ad(ad)
@@ -113,17 +176,28 @@ def test_the_live_view_and_accounting_agree_on_one_ad() -> None:
     """One reader: the same ad names the same pilot to both."""
     live, finished = parse_pilot(AD), parse_history_ad(AD)
     assert live is not None and finished is not None
-    assert (live.job_id, live.entry, live.frontend, live.group) == (finished.job_id, finished.entry, finished.frontend,
-                                                                    finished.group)
+    assert (live.job_id, live.entry, live.frontend, live.group) == (
+        finished.job_id,
+        finished.entry,
+        finished.frontend,
+        finished.group,
+    )
     assert live.state is PilotState.COMPLETED and not finished.removed
 
 
 @pytest.mark.parametrize(
     ("status", "state"),
-    [(JobStatus.IDLE, PilotState.WAITING), (JobStatus.RUNNING, PilotState.RUNNING),
-     (JobStatus.REMOVED, PilotState.COMPLETED), (JobStatus.COMPLETED, PilotState.COMPLETED),
-     (JobStatus.HELD, PilotState.HELD), (JobStatus.TRANSFERRING_OUTPUT, PilotState.COMPLETED),
-     (JobStatus.SUSPENDED, PilotState.WAITING), (True, PilotState.WAITING), (2.5, PilotState.WAITING)],
+    [
+        (JobStatus.IDLE, PilotState.WAITING),
+        (JobStatus.RUNNING, PilotState.RUNNING),
+        (JobStatus.REMOVED, PilotState.COMPLETED),
+        (JobStatus.COMPLETED, PilotState.COMPLETED),
+        (JobStatus.HELD, PilotState.HELD),
+        (JobStatus.TRANSFERRING_OUTPUT, PilotState.COMPLETED),
+        (JobStatus.SUSPENDED, PilotState.WAITING),
+        (True, PilotState.WAITING),
+        (2.5, PilotState.WAITING),
+    ],
 )
 def test_each_job_status_gives_a_pilot_state(status: object, state: PilotState) -> None:
     assert pilot_state({"JobStatus": status}) is state

@@ -15,17 +15,21 @@ def record(wanted: int, now: int | None = None) -> Record:
     return made
 
 
-@pytest.mark.parametrize(("wanted", "now", "room", "value", "bound"), [
-    (10, None, 4, 4, True),          # lowers it
-    (10, 4, 4, 4, True),             # a tie with an earlier limit: lifting that one alone changes nothing
-    (10, 4, 6, 4, False),            # not reached
-    (10, None, 10, 10, False),       # leaves exactly the wish: holds nothing back
-    (0, None, 0, 0, False),          # nothing was wanted
-    (10, 0, 0, 0, True),             # zero after zero, still holding back the wish
-    (10, None, -3, 0, True),         # a negative room is zero
-])
+@pytest.mark.parametrize(
+    ("wanted", "now", "room", "value", "bound"),
+    [
+        (10, None, 4, 4, True),  # lowers it
+        (10, 4, 4, 4, True),  # a tie with an earlier limit: lifting that one alone changes nothing
+        (10, 4, 6, 4, False),  # not reached
+        (10, None, 10, 10, False),  # leaves exactly the wish: holds nothing back
+        (0, None, 0, 0, False),  # nothing was wanted
+        (10, 0, 0, 0, True),  # zero after zero, still holding back the wish
+        (10, None, -3, 0, True),  # a negative room is zero
+    ],
+)
 def test_a_bound_is_recorded_when_it_holds_the_number_below_the_wish(
-        wanted: int, now: int | None, room: int, value: int, bound: bool) -> None:
+    wanted: int, now: int | None, room: int, value: int, bound: bool
+) -> None:
     made = record(wanted, now)
     made.lower(room, "cap", ("limit",), "detail")
     assert made.value == value
@@ -39,11 +43,14 @@ def test_a_step_is_written_only_when_the_number_goes_down() -> None:
     assert made.bound_by == ["earlier", "tie"]
 
 
-@pytest.mark.parametrize(("values", "room", "expected"), [
-    ([3, 4], 10, [6, 7]),            # they fit: each may take what the others leave
-    ([3, 4], 7, [3, 4]),             # exactly full: every one is at its room
-    ([3, 4], 5, [2, 3]),             # too many: proportional shares
-])
+@pytest.mark.parametrize(
+    ("values", "room", "expected"),
+    [
+        ([3, 4], 10, [6, 7]),  # they fit: each may take what the others leave
+        ([3, 4], 7, [3, 4]),  # exactly full: every one is at its room
+        ([3, 4], 5, [2, 3]),  # too many: proportional shares
+    ],
+)
 def test_shared_rooms(values: list[int], room: int, expected: list[int]) -> None:
     assert shared_rooms(values, room) == expected
 
@@ -66,5 +73,6 @@ def test_no_cap_set_changes_nothing() -> None:
 
 def test_tightest_keeps_every_name_at_the_lowest_room() -> None:
     assert tightest([("a", 5, "five"), ("b", None, "none"), ("c", 5, "also five"), ("d", 7, "seven")]) == Cap(
-        ("a", "c"), 5, "five; also five")
+        ("a", "c"), 5, "five; also five"
+    )
     assert tightest([("a", -2, "over")]) == Cap(("a",), 0, "over")

@@ -19,12 +19,15 @@ PEM = (
 )
 
 
-@pytest.mark.parametrize("text, secret", [
-    (f"token {JWT} refused by collector", JWT),
-    (f"key:\n{PEM}\nend", "MC4CAQAwBQYDK2VuBCIE"),
-    (f"cut off {PEM[:60]}", "MC4CAQAw"),
-    ("writing to https://grafana:s3cr3t-pw@influx.example.org:8086/write", "s3cr3t-pw"),
-])
+@pytest.mark.parametrize(
+    "text, secret",
+    [
+        (f"token {JWT} refused by collector", JWT),
+        (f"key:\n{PEM}\nend", "MC4CAQAwBQYDK2VuBCIE"),
+        (f"cut off {PEM[:60]}", "MC4CAQAw"),
+        ("writing to https://grafana:s3cr3t-pw@influx.example.org:8086/write", "s3cr3t-pw"),
+    ],
+)
 def test_secret_shapes_are_masked_and_the_rest_kept(text: str, secret: str) -> None:
     masked = redact.redact(text)
     assert secret not in masked and redact.MASK in masked

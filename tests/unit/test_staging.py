@@ -145,10 +145,13 @@ def test_an_empty_list_gives_a_manifest_the_pilot_reads_as_no_files() -> None:
     assert pilot_reads(manifest_text([])) == []
 
 
-@pytest.mark.parametrize(("paths", "first", "second"), [
-    (["a.sh", "b.sh", "a.sh"], 1, 3),
-    (["x", "dir/y", "dir/y"], 2, 3),
-])
+@pytest.mark.parametrize(
+    ("paths", "first", "second"),
+    [
+        (["a.sh", "b.sh", "a.sh"], 1, 3),
+        (["x", "dir/y", "dir/y"], 2, 3),
+    ],
+)
 def test_a_path_listed_twice_is_refused_naming_both_positions(paths: list[str], first: int, second: int) -> None:
     duplicate = paths[second - 1]
     with pytest.raises(StagingError) as caught:
@@ -187,8 +190,10 @@ def test_a_path_the_pilot_must_not_get_is_refused_naming_the_file(path: str, pro
     assert problem in str(caught.value)
 
 
-@pytest.mark.parametrize("path", ["x", "check_disk.sh", "entry/site-1/check.sh", ".hidden", "a..b", "-", "vo/manifest",
-                                  "manifest.d/x", "A_b-C.9"])
+@pytest.mark.parametrize(
+    "path",
+    ["x", "check_disk.sh", "entry/site-1/check.sh", ".hidden", "a..b", "-", "vo/manifest", "manifest.d/x", "A_b-C.9"],
+)
 def test_plain_relative_paths_are_accepted(path: str) -> None:
     assert manifest_path_problem(path) is None
     assert pilot_reads(manifest_text([staged(path)]))[0][1] == path
@@ -252,7 +257,8 @@ def test_a_release_is_the_manifest_and_files_under_name_and_manifest_digest(tmp_
     for f in FILES:
         assert (release.directory / f.path).read_bytes() == f.content
     assert sorted(str(p.relative_to(release.directory)) for p in release.directory.rglob("*") if p.is_file()) == sorted(
-        [MANIFEST, *(f.path for f in FILES)])
+        [MANIFEST, *(f.path for f in FILES)]
+    )
 
 
 def test_every_listed_file_sits_next_to_the_manifest_at_its_path(tmp_path: Path) -> None:
@@ -300,12 +306,15 @@ def test_publishing_the_same_files_again_returns_the_same_release_and_rewrites_n
     assert releases_in(tmp_path / "area" / "site1") == {first.release_id}
 
 
-@pytest.mark.parametrize("change", [
-    pytest.param(lambda fs: [fs[0], fs[1], staged(fs[2].path, b"new", fs[2].kind)], id="content"),
-    pytest.param(lambda fs: [fs[1], fs[0], fs[2]], id="order"),
-    pytest.param(lambda fs: [fs[0], fs[1], staged(fs[2].path, fs[2].content, "validate-frontend")], id="kind"),
-    pytest.param(lambda fs: [*fs, staged("more", b"")], id="one-more-file"),
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda fs: [fs[0], fs[1], staged(fs[2].path, b"new", fs[2].kind)], id="content"),
+        pytest.param(lambda fs: [fs[1], fs[0], fs[2]], id="order"),
+        pytest.param(lambda fs: [fs[0], fs[1], staged(fs[2].path, fs[2].content, "validate-frontend")], id="kind"),
+        pytest.param(lambda fs: [*fs, staged("more", b"")], id="one-more-file"),
+    ],
+)
 def test_a_change_gives_a_new_release_and_keeps_the_old_one_untouched(tmp_path: Path, change) -> None:
     settings_ = area(tmp_path)
     old = publish(settings_, "site1", FILES)
@@ -396,11 +405,14 @@ def test_a_leftover_temporary_folder_of_the_same_release_does_not_stop_it(tmp_pa
     assert sha((release.directory / MANIFEST).read_bytes()) == release.manifest_sha256
 
 
-@pytest.mark.parametrize("damage", [
-    pytest.param(lambda d: (d / MANIFEST).unlink(), id="manifest-missing"),
-    pytest.param(lambda d: (d / MANIFEST).write_text("# edited by hand\n"), id="manifest-edited"),
-    pytest.param(lambda d: (d / MANIFEST).write_bytes(b"\xff\xfe"), id="manifest-not-text"),
-])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda d: (d / MANIFEST).unlink(), id="manifest-missing"),
+        pytest.param(lambda d: (d / MANIFEST).write_text("# edited by hand\n"), id="manifest-edited"),
+        pytest.param(lambda d: (d / MANIFEST).write_bytes(b"\xff\xfe"), id="manifest-not-text"),
+    ],
+)
 def test_a_release_folder_without_its_manifest_is_written_again(tmp_path: Path, damage) -> None:
     settings_ = area(tmp_path)
     release = publish(settings_, "site1", FILES)
@@ -453,15 +465,21 @@ def test_configured_files_are_the_shared_then_the_own_each_with_its_config_key(t
     ]
 
 
-@pytest.mark.parametrize(("missing_shared", "missing_own", "key"), [
-    (False, True, "entries.site1.staging_files[0].source"),
-    (True, False, "staging.files[1].source"),
-])
-def test_a_missing_source_names_its_config_key(tmp_path: Path, missing_shared: bool, missing_own: bool,
-                                               key: str) -> None:
+@pytest.mark.parametrize(
+    ("missing_shared", "missing_own", "key"),
+    [
+        (False, True, "entries.site1.staging_files[0].source"),
+        (True, False, "staging.files[1].source"),
+    ],
+)
+def test_a_missing_source_names_its_config_key(
+    tmp_path: Path, missing_shared: bool, missing_own: bool, key: str
+) -> None:
     gone = tmp_path / "src" / "gone.sh"
-    shared = [{"source": str(source(tmp_path, "ok.sh"))},
-              {"source": str(gone if missing_shared else source(tmp_path, "b"))}]
+    shared = [
+        {"source": str(source(tmp_path, "ok.sh"))},
+        {"source": str(gone if missing_shared else source(tmp_path, "b"))},
+    ]
     own = [StagedFileConfig(source=gone if missing_own else source(tmp_path, "c"))]
     configured = configured_files(area(tmp_path, files=shared), own, "entries.site1.staging_files")
     with pytest.raises(ConfigError) as caught:
@@ -476,27 +494,34 @@ def test_a_source_that_is_a_folder_names_its_config_key(tmp_path: Path) -> None:
         read_files([("groups.main.staging_files[0]", StagedFileConfig(source=folder))], "frontend")
 
 
-@pytest.mark.parametrize(("kind", "origin", "pilot"), [
-    ("validate", "entry", "validate-entry"),
-    ("validate", "frontend", "validate-frontend"),
-    ("condor-config", "entry", "condor-config"),
-    ("condor-config", "frontend", "condor-config"),
-    ("file", "entry", "file"),
-    ("file", "frontend", "file"),
-])
-def test_kind_is_written_as_the_pilot_spells_it_for_its_origin(tmp_path: Path, kind: FileKind, origin: Origin,
-                                                                 pilot: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "origin", "pilot"),
+    [
+        ("validate", "entry", "validate-entry"),
+        ("validate", "frontend", "validate-frontend"),
+        ("condor-config", "entry", "condor-config"),
+        ("condor-config", "frontend", "condor-config"),
+        ("file", "entry", "file"),
+        ("file", "frontend", "file"),
+    ],
+)
+def test_kind_is_written_as_the_pilot_spells_it_for_its_origin(
+    tmp_path: Path, kind: FileKind, origin: Origin, pilot: str
+) -> None:
     assert pilot_kind(kind, origin) == pilot
     item = StagedFileConfig(source=source(tmp_path, "f"), kind=kind)
     (read,) = read_files([("k", item)], origin)
     assert read.kind == pilot
 
 
-@pytest.mark.parametrize(("name", "path"), [
-    (None, "check_disk.sh"),
-    ("disk.sh", "disk.sh"),
-    ("entry/site1/disk.sh", "entry/site1/disk.sh"),
-])
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [
+        (None, "check_disk.sh"),
+        ("disk.sh", "disk.sh"),
+        ("entry/site1/disk.sh", "entry/site1/disk.sh"),
+    ],
+)
 def test_name_overrides_the_source_basename(tmp_path: Path, name: str | None, path: str) -> None:
     item = StagedFileConfig(source=source(tmp_path, "check_disk.sh", b"#!/bin/sh\n"), kind="validate", name=name)
     assert item.manifest_name == path
@@ -504,10 +529,14 @@ def test_name_overrides_the_source_basename(tmp_path: Path, name: str | None, pa
 
 
 def test_files_are_read_in_configured_order_with_their_bytes(tmp_path: Path) -> None:
-    items = [("a", StagedFileConfig(source=source(tmp_path, "z", b"\x00\xff"))),
-             ("b", StagedFileConfig(source=source(tmp_path, "a", b"text\n"), kind="condor-config"))]
-    assert read_files(items, "frontend") == [StagedFile("z", "file", b"\x00\xff"),
-                                             StagedFile("a", "condor-config", b"text\n")]
+    items = [
+        ("a", StagedFileConfig(source=source(tmp_path, "z", b"\x00\xff"))),
+        ("b", StagedFileConfig(source=source(tmp_path, "a", b"text\n"), kind="condor-config")),
+    ]
+    assert read_files(items, "frontend") == [
+        StagedFile("z", "file", b"\x00\xff"),
+        StagedFile("a", "condor-config", b"text\n"),
+    ]
 
 
 # --------------------------------------------------------------------------
@@ -515,34 +544,52 @@ def test_files_are_read_in_configured_order_with_their_bytes(tmp_path: Path) -> 
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("url", "stored"), [
-    ("http://web", "http://web"),
-    ("http://web/", "http://web"),
-    ("https://web.example.org:8443/staging/", "https://web.example.org:8443/staging"),
-    ("https://web.example.org/a/b//", "https://web.example.org/a/b"),
-    ("http://127.0.0.1:8080/updraft", "http://127.0.0.1:8080/updraft"),
-])
+@pytest.mark.parametrize(
+    ("url", "stored"),
+    [
+        ("http://web", "http://web"),
+        ("http://web/", "http://web"),
+        ("https://web.example.org:8443/staging/", "https://web.example.org:8443/staging"),
+        ("https://web.example.org/a/b//", "https://web.example.org/a/b"),
+        ("http://127.0.0.1:8080/updraft", "http://127.0.0.1:8080/updraft"),
+    ],
+)
 def test_http_urls_are_kept_without_trailing_slashes(tmp_path: Path, url: str, stored: str) -> None:
     assert area(tmp_path, url=url).url == stored
 
 
-@pytest.mark.parametrize("url", [
-    "ftp://web/staging", "file:///srv/staging", "web.example.org/staging", "https://", "http:/web",
-    "HTTP://web", "https://web/a b", "https://web/x?token=1", "https://web/x#frag", "https://web/x\nStart=true", "",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://web/staging",
+        "file:///srv/staging",
+        "web.example.org/staging",
+        "https://",
+        "http:/web",
+        "HTTP://web",
+        "https://web/a b",
+        "https://web/x?token=1",
+        "https://web/x#frag",
+        "https://web/x\nStart=true",
+        "",
+    ],
+)
 def test_only_http_and_https_urls_are_accepted(tmp_path: Path, url: str) -> None:
     with pytest.raises(pydantic.ValidationError, match="expected an http:// or https:// URL") as caught:
         area(tmp_path, url=url)
     assert caught.value.errors()[0]["loc"] == ("url",)
 
 
-@pytest.mark.parametrize(("name", "problem"), [
-    ("../check.sh", "'.' and '..' are not allowed as parts"),
-    ("entry/../../x", "'.' and '..' are not allowed as parts"),
-    ("manifest", "'manifest' is the manifest's own name"),
-    ("/abs.sh", "use only letters, digits"),
-    ("two words.sh", "use only letters, digits"),
-])
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("../check.sh", "'.' and '..' are not allowed as parts"),
+        ("entry/../../x", "'.' and '..' are not allowed as parts"),
+        ("manifest", "'manifest' is the manifest's own name"),
+        ("/abs.sh", "use only letters, digits"),
+        ("two words.sh", "use only letters, digits"),
+    ],
+)
 def test_a_file_name_the_pilot_would_refuse_is_a_config_error(tmp_path: Path, name: str, problem: str) -> None:
     with pytest.raises(pydantic.ValidationError) as caught:
         area(tmp_path, files=[{"source": "/s/check.sh", "name": name}])
@@ -551,14 +598,19 @@ def test_a_file_name_the_pilot_would_refuse_is_a_config_error(tmp_path: Path, na
     assert error["msg"].startswith(problem)
 
 
-@pytest.mark.parametrize(("changes", "loc", "message"), [
-    ({"dir": "relative/area"}, ("dir",), "expected an absolute path"),
-    ({"keep_releases": 0}, ("keep_releases",), "greater than or equal to 1"),
-    ({"files": [{"source": "check.sh"}]}, ("files", 0, "source"), "expected an absolute path"),
-    ({"files": [{"source": "/s/x", "kind": "validate-entry"}]}, ("files", 0, "kind"), "'validate'"),
-    ({"files": [{"source": "/s/x", "mode": "755"}]}, ("files", 0, "mode"), "Extra inputs are not permitted"),
-])
-def test_other_bad_staging_settings_are_refused_at_their_key(tmp_path: Path, changes: dict, loc: tuple, message: str) -> None:
+@pytest.mark.parametrize(
+    ("changes", "loc", "message"),
+    [
+        ({"dir": "relative/area"}, ("dir",), "expected an absolute path"),
+        ({"keep_releases": 0}, ("keep_releases",), "greater than or equal to 1"),
+        ({"files": [{"source": "check.sh"}]}, ("files", 0, "source"), "expected an absolute path"),
+        ({"files": [{"source": "/s/x", "kind": "validate-entry"}]}, ("files", 0, "kind"), "'validate'"),
+        ({"files": [{"source": "/s/x", "mode": "755"}]}, ("files", 0, "mode"), "Extra inputs are not permitted"),
+    ],
+)
+def test_other_bad_staging_settings_are_refused_at_their_key(
+    tmp_path: Path, changes: dict, loc: tuple, message: str
+) -> None:
     with pytest.raises(pydantic.ValidationError) as caught:
         area(tmp_path, **changes)
     (error,) = caught.value.errors()
@@ -571,7 +623,10 @@ def test_defaults_keep_ten_releases_and_no_shared_files(tmp_path: Path) -> None:
 
 
 def test_the_config_loader_names_file_and_key_of_a_bad_staging_setting(tree) -> None:
-    main = tree.factory(("50-staging.yaml", """\
+    main = tree.factory(
+        (
+            "50-staging.yaml",
+            """\
         staging:
           dir: /srv/updraft/staging
           url: ftp://web.example.org/staging
@@ -582,13 +637,19 @@ def test_the_config_loader_names_file_and_key_of_a_bad_staging_setting(tree) -> 
           site1:
             staging_files:
               - {source: /etc/updraft/site1.config, kind: condor-config, name: manifest}
-        """))
+        """,
+        )
+    )
     with pytest.raises(ConfigError) as caught:
         load_factory_config(main)
     drop_in = main.parent / "factory.d" / "50-staging.yaml"
     lines = str(caught.value).splitlines()
-    assert f"  {drop_in}: staging.url: expected an http:// or https:// URL with no query or spaces " \
-           "(got 'ftp://web.example.org/staging')" in lines
+    assert (
+        f"  {drop_in}: staging.url: expected an http:// or https:// URL with no query or spaces "
+        "(got 'ftp://web.example.org/staging')" in lines
+    )
     assert f"  {drop_in}: staging.files[0].name: '.' and '..' are not allowed as parts (got '../check.sh')" in lines
-    assert f"  {drop_in}: entries.site1.staging_files[0].name: 'manifest' is the manifest's own name " \
-           "(got 'manifest')" in lines
+    assert (
+        f"  {drop_in}: entries.site1.staging_files[0].name: 'manifest' is the manifest's own name "
+        "(got 'manifest')" in lines
+    )

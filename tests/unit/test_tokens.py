@@ -114,15 +114,22 @@ def test_unlimited_tokens_are_refused(key_file: Path, lifetime: int, authz: tupl
         mint(load_signing_key(key_file), "pilot@lab", "lab", lifetime, NOW, authz)
 
 
-@pytest.mark.parametrize("left, refresh, expected", [
-    (None, 3600, True),
-    (7200, 3600, False),
-    (3601, 3600, False),
-    (3599, 3600, True),
-    (-10, 3600, True),
-])
+@pytest.mark.parametrize(
+    "left, refresh, expected",
+    [
+        (None, 3600, True),
+        (7200, 3600, False),
+        (3601, 3600, False),
+        (3599, 3600, True),
+        (-10, 3600, True),
+    ],
+)
 def test_a_token_is_refreshed_before_it_expires(key_file: Path, left: int | None, refresh: int, expected: bool) -> None:
-    claims = None if left is None else read_claims(mint(load_signing_key(key_file), "p@lab", "lab", 86400, NOW - 86400 + left))
+    claims = (
+        None
+        if left is None
+        else read_claims(mint(load_signing_key(key_file), "p@lab", "lab", 86400, NOW - 86400 + left))
+    )
     assert needs_refresh(claims, NOW, refresh) is expected
 
 
@@ -133,6 +140,7 @@ def test_garbage_is_not_a_token() -> None:
 
 def test_a_token_without_expiry_is_never_refreshed(key_file: Path) -> None:
     import jwt
+
     key = load_signing_key(key_file)
     token = jwt.encode({"sub": "updraft@lab", "iss": "lab", "iat": int(NOW)}, key.jwt_key, headers={"kid": "POOL"})
     claims = verify(token, key, NOW + 10**8)

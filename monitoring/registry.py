@@ -8,14 +8,13 @@ never imports its client.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from importlib import import_module
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
-from updraft.errors import ConfigError, MonitoringError
+from updraft.errors import MonitoringError
 from updraft.monitoring.plugin import Writer, WriterPlugin
 from updraft.monitoring.report import Reporter
+from updraft.plugins import PluginRegistry
 
 
 class MonitoringSettings(Protocol):
@@ -41,30 +40,17 @@ BUILTIN: Mapping[str, str] = {
 """Writer name -> the module whose `PLUGIN` it is."""
 
 
+REGISTRY = PluginRegistry("writer", ENTRY_POINT_GROUP, BUILTIN, WriterPlugin)
+
+
 def names() -> list[str]:
     """Every writer that can be configured: built-in ones, then third parties' (which cannot shadow ours)."""
-    third = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in BUILTIN)
-    return [*BUILTIN, *third]
+    return REGISTRY.names()
 
 
 def plugin(name: str) -> WriterPlugin:
     """The plugin called `name`; ConfigError naming the ones available if there is none."""
-    try:
-        found = _load(name)
-    except ImportError as err:  # a broken installation or a third party's missing dependency
-        raise ConfigError(f"writer {name!r} cannot be loaded: {err}") from err
-    if not isinstance(found, WriterPlugin):
-        raise ConfigError(f"writer {name!r}: its entry point is not an updraft WriterPlugin")
-    return found
-
-
-def _load(name: str) -> object:
-    if name in BUILTIN:
-        return import_module(BUILTIN[name]).PLUGIN
-    matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
-    if not matches:
-        raise ConfigError(f"unknown writer {name!r} (available: {', '.join(names())})")
-    return matches[0].load()
+    return REGISTRY.get(name)
 
 
 def loadable(writers: Mapping[str, Any]) -> list[str]:

@@ -9,8 +9,6 @@ are (`updraft.monitoring.registry`). How to write one: docs/grid-types.md.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from importlib import import_module
-from importlib.metadata import entry_points
 from types import MappingProxyType
 
 from pydantic import BaseModel
@@ -18,6 +16,7 @@ from pydantic import BaseModel
 from updraft.config import model_at
 from updraft.errors import ConfigError
 from updraft.factory.gridtypes.plugin import GridTypePlugin, NoSettings, Problem
+from updraft.plugins import PluginRegistry
 
 __all__ = [
     "BUILTIN",
@@ -46,44 +45,36 @@ BUILTIN: Mapping[str, str] = MappingProxyType(
 """Grid type name -> the module whose `PLUGIN` it is (in the order error messages list them)."""
 
 
-def names() -> list[str]:
-    """Every grid type an entry can name: ours, then third parties' (which cannot shadow ours)."""
-    third = sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in BUILTIN})
-    return [*BUILTIN, *third]
-
-
-def is_known(name: str) -> bool:
-    """True if `name` is ours or a third party's, without importing either."""
-    return name in BUILTIN or any(ep.name == name for ep in entry_points(group=ENTRY_POINT_GROUP))
-
-
-def unknown_grid_type() -> str:
-    """What the config loader says about a grid type nobody provides: the ones that exist."""
-    quoted = [repr(known) for known in names()]
+def _expected(known: list[str]) -> str:
+    quoted = [repr(name) for name in known]
     expected = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
     return f"Input should be {expected}"
 
 
+REGISTRY = PluginRegistry("grid type", ENTRY_POINT_GROUP, BUILTIN, GridTypePlugin, _expected)
+
+
+def names() -> list[str]:
+    """Every grid type an entry can name: ours, then third parties' (which cannot shadow ours)."""
+    return REGISTRY.names()
+
+
+def is_known(name: str) -> bool:
+    """True if `name` is ours or a third party's, without importing either."""
+    return REGISTRY.is_known(name)
+
+
+def unknown_grid_type() -> str:
+    """What the config loader says about a grid type nobody provides: the ones that exist."""
+    return _expected(names())
+
+
 def plugin(name: str) -> GridTypePlugin:
     """The plugin of grid type `name`; ConfigError naming the ones available if there is none."""
-    try:
-        found = _load(name)
-    except ImportError as err:  # a broken installation or a third party's missing dependency
-        raise ConfigError(f"grid type {name!r} cannot be loaded: {err}") from err
-    if not isinstance(found, GridTypePlugin):
-        raise ConfigError(f"grid type {name!r}: its entry point is not an updraft GridTypePlugin")
+    found = REGISTRY.get(name)
     if found.name != name:
         raise ConfigError(f"grid type {name!r}: its plugin calls itself {found.name!r}")
     return found
-
-
-def _load(name: str) -> object:
-    if name in BUILTIN:
-        return import_module(BUILTIN[name]).PLUGIN
-    matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
-    if not matches:
-        raise ConfigError(f"unknown grid type {name!r} ({unknown_grid_type()})")
-    return matches[0].load()
 
 
 def owners_of(key_path: Sequence[str | int], besides: str) -> list[str]:

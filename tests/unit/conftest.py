@@ -5,8 +5,11 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from updraft.monitoring.report import Reporter
 
 from .glidein_helpers import serving
 
@@ -38,6 +41,17 @@ FRONTEND_MAIN = """\
         job_constraint: "JobUniverse == 5"
         match_expr: "true"
 """
+
+
+class Snapshots(Reporter):
+    """A reporter with no writers that keeps every snapshot it is given, for tests of whole cycles."""
+
+    def __init__(self) -> None:
+        super().__init__((), 1.0, {})
+        self.seen: list[Any] = []
+
+    def report(self, snapshot: Any) -> None:
+        self.seen.append(snapshot)
 
 
 class ConfigTree:

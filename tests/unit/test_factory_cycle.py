@@ -16,9 +16,8 @@ from updraft import protocol
 from updraft.factory.config import FactoryConfig, load_factory_config
 from updraft.factory.ports import fake_ports
 from updraft.factory.service import FactoryService, run_cycle
-from updraft.monitoring.report import Reporter
 
-from .conftest import ConfigTree
+from .conftest import ConfigTree, Snapshots
 
 NOW = 1_800_000_000.0
 FACTORY = """\
@@ -68,15 +67,6 @@ def request(idle: int, max_pilots: int = 20) -> dict[str, Any]:
         protocol.R_REMOVE_MAX: 0,
         protocol.R_PILOT_COLLECTOR: "127.0.0.1:29618",
     }
-
-
-class Snapshots(Reporter):
-    def __init__(self) -> None:
-        super().__init__((), 1.0, {})
-        self.seen: list[Any] = []
-
-    def report(self, snapshot: Any) -> None:
-        self.seen.append(snapshot)
 
 
 def test_a_request_becomes_pilots_once_and_the_entries_are_advertised(config: FactoryConfig) -> None:

@@ -12,6 +12,7 @@ import pydantic
 import pytest
 from click.testing import CliRunner
 
+from updraft import plugins
 from updraft.config import ConfigModel, NonEmptyStr
 from updraft.errors import ConfigError
 from updraft.factory import gridtypes
@@ -134,7 +135,7 @@ def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gri
     def fake_entry_points(*, group: str) -> list[FakeEntryPoint]:
         return [ep for ep in published if ep.group == group]
 
-    monkeypatch.setattr(gridtypes, "entry_points", fake_entry_points)
+    monkeypatch.setattr(plugins, "entry_points", fake_entry_points)
     yield plugin
 
 

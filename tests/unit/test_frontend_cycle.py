@@ -18,9 +18,8 @@ from updraft.fakes import FakeCollector, FakeSchedd
 from updraft.frontend.config import FrontendConfig, load_frontend_config
 from updraft.frontend.ports import FrontendPorts, fake_ports
 from updraft.frontend.service import FrontendService, run_cycle
-from updraft.monitoring.report import Reporter
 
-from .conftest import ConfigTree
+from .conftest import ConfigTree, Snapshots
 
 NOW = 1_800_000_000.0
 FRONTEND = """\
@@ -43,15 +42,6 @@ FRONTEND = """\
 @pytest.fixture
 def config(tree: ConfigTree, tmp_path: Path) -> FrontendConfig:
     return load_frontend_config(tree.frontend(main=FRONTEND.format(work=tmp_path / "work"))).config
-
-
-class Snapshots(Reporter):
-    def __init__(self) -> None:
-        super().__init__((), 1.0, {})
-        self.seen: list[Any] = []
-
-    def report(self, snapshot: Any) -> None:
-        self.seen.append(snapshot)
 
 
 def entry_ad(name: str = "site1") -> dict[str, Any]:

@@ -58,8 +58,8 @@ def call_in_child(fn: Callable[[], T], timeout: float) -> T:
         os.close(write_end)
     try:
         payload = _read_until(read_end, time.monotonic() + timeout)
-    except DeadlineExceeded:
-        os.kill(pid, signal.SIGKILL)
+    except BaseException:  # the deadline, or the caller interrupted (Ctrl-C): the answer is no longer wanted,
+        os.kill(pid, signal.SIGKILL)  # and waiting for a hung child below would hang the caller too
         raise
     finally:
         os.close(read_end)

@@ -147,3 +147,33 @@ def test_a_quick_call_beside_a_hung_one_is_not_held_up_by_it() -> None:
         for future in hung:
             with pytest.raises(DeadlineExceeded):
                 future.result()
+
+
+def test_an_interrupted_wait_kills_the_child_instead_of_waiting_for_it() -> None:
+    """Ctrl-C during a call to a hung daemon must not leave the caller waiting for the child."""
+    import os
+    import signal
+
+    pid_file = f"/tmp/updraft-test-child-{os.getpid()}-interrupted"
+
+    def sleep_forever() -> None:
+        Path(pid_file).write_text(str(os.getpid()))
+        time.sleep(60)
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            call_in_child(sleep_forever, 30)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time.monotonic() - started < 5
+    child = int(Path(pid_file).read_text())
+    os.unlink(pid_file)
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)

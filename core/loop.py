@@ -17,7 +17,10 @@ import time
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from updraft.service_config import ServiceConfig
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,30 @@ def signal_running(path: Path, signum: int) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return pid
+
+
+def pid_file(config: ServiceConfig, service: str) -> Path:
+    """The running service's pid file, in its work folder: where `reconfig` finds whom to ask to reload."""
+    return config.work_dir / f"{service}.pid"
+
+
+C = TypeVar("C", bound="ServiceConfig")
+
+
+class ConfiguredService(Generic[C]):
+    """What both services read from their config alone: their pid file and how long a cycle sleeps."""
+
+    kind: ClassVar[str]
+    """"factory" or "frontend": names the pid file."""
+    config: C
+
+    @property
+    def pid_path(self) -> Path:
+        return pid_file(self.config, self.kind)
+
+    @property
+    def cycle_seconds(self) -> float:
+        return self.config.cycle_seconds
 
 
 class Service(Protocol):

@@ -239,3 +239,12 @@ class CredentialStore:
                     path.unlink(missing_ok=True)
                     deleted.append(path)
         return deleted
+
+
+def keyring_or_problem(config: FactoryConfig, now: float) -> tuple[envelope.Keyring | None, list[str]]:
+    """The keyring, or none and why: then no credential opens this cycle, and the rest of the cycle goes on."""
+    try:
+        return load_keyring(config, now), []
+    except CredentialStoreError as err:
+        log.error("%s", err)
+        return None, [str(err)]

@@ -24,13 +24,13 @@ from updraft.factory.observe import observe
 from updraft.factory.policy import advertised_entries
 from updraft.factory.ports import connect
 from updraft.factory.stage import stage_entries
-from updraft.loop import signal_running
+from updraft.loop import pid_file, signal_running
 from updraft.staging import StagingRelease, describe_releases
 
 
 def pid_path(config: FactoryConfig) -> Path:
     """The running factory's pid: where `reconfig` finds whom to ask to reload."""
-    return config.work_dir / "factory.pid"
+    return pid_file(config, "factory")
 
 
 def applied_path(config: FactoryConfig) -> Path:

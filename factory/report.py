@@ -1,12 +1,83 @@
-"""What a factory cycle tells its operator besides monitoring: refused requests, once each."""
+"""What a factory cycle tells its caller and its operator: its result, and refused requests, once each."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
+from updraft.factory.accounting import Accounting, Stats
+from updraft.factory.act import ActResult
 from updraft.factory.model import FactoryPlan
+from updraft.factory.observe import FactoryView
+from updraft.factory.snapshot import CycleFacts
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Acted:
+    """What the act step of a cycle did: the schedd's answers, the accounting, its problems, its timings."""
+
+    results: tuple[ActResult, ...] = ()
+    accounting: Accounting = field(default_factory=Accounting)
+    problems: tuple[str, ...] = ()
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    plan: FactoryPlan | None
+    """None when the queue could not be read: nothing was decided."""
+    view: FactoryView
+    submitted: int = 0
+    removed: int = 0
+    released: int = 0
+    problems: tuple[str, ...] = field(default=())
+    completed: Stats = field(default_factory=dict)
+    """Pilots that left the queue since the last cycle, by (entry, frontend), from their reports."""
+    refusals: frozenset[str] = frozenset()
+    """This cycle's refused requests with their reasons (`refusal_lines`): the next cycle logs only new ones."""
+    totals: Stats = field(default_factory=dict)
+    """The running completed-pilot totals after this cycle."""
+    timings: Mapping[str, float] = field(default_factory=dict)
+    """Seconds spent observing, deciding, acting and accounting."""
+
+    @classmethod
+    def of(
+        cls,
+        plan: FactoryPlan | None,
+        view: FactoryView,
+        acted: Acted,
+        problems: list[str],
+        timings: Mapping[str, float],
+    ) -> CycleResult:
+        """The cycle's numbers; each problem listed once, in the order met."""
+        results = acted.results
+        return cls(
+            plan,
+            view,
+            sum(r.submitted for r in results),
+            sum(r.removed for r in results),
+            sum(r.released for r in results),
+            tuple(dict.fromkeys([*problems, *acted.problems])),
+            acted.accounting.new,
+            refusal_lines(plan),
+            acted.accounting.totals,
+            {**timings, **acted.timings},
+        )
+
+    def facts(self, now: float, cycle: int, in_downtime: frozenset[str]) -> CycleFacts:
+        """What monitoring shows of this cycle."""
+        pilots = self.view.pilots or ()
+        return CycleFacts(now, cycle, pilots, self.plan, in_downtime, self.totals, self.problems, self.timings)
+
+    @property
+    def failure(self) -> str | None:
+        """Why the cycle could not do its job (the queue unknown), in one line; None when it could."""
+        if self.plan is not None:
+            return None
+        return f"the pilot queue could not be read: {self.view.problems[0] if self.view.problems else 'unknown'}"
 
 
 def refusal_lines(plan: FactoryPlan | None) -> frozenset[str]:

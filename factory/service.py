@@ -14,56 +14,33 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from updraft.condor import use_client_config
 from updraft.envelope import Keyring
 from updraft.errors import ConfigError
 from updraft.factory import downtime
-from updraft.factory.accounting import Accounting, Stats, account
-from updraft.factory.act import ActResult, act, send_ads, withdraw
+from updraft.factory.accounting import account
+from updraft.factory.act import act, send_ads, withdraw
 from updraft.factory.advertise import REJECTED_ATTRIBUTE, cycle_ads
 from updraft.factory.config import FactoryConfig, load_factory_config
-from updraft.factory.credentials import CredentialStoreError, load_keyring, public_key_attributes
+from updraft.factory.credentials import keyring_or_problem, load_keyring, public_key_attributes
 from updraft.factory.decide import decide
 from updraft.factory.model import FactoryPlan
 from updraft.factory.observe import FactoryView, observe
 from updraft.factory.policy import accepted_requests, entries_in_downtime, entry_policies
 from updraft.factory.ports import FactoryPorts, connect
-from updraft.factory.reconfig import pid_path, record_applied
-from updraft.factory.report import log_rejections, refusal_lines
-from updraft.factory.snapshot import CycleFacts, factory_snapshot
+from updraft.factory.reconfig import record_applied
+from updraft.factory.report import Acted, CycleResult, log_rejections
+from updraft.factory.snapshot import factory_snapshot
 from updraft.factory.stage import stage_entries
 from updraft.factory.submission import describe, prune_credentials
-from updraft.loop import CycleSignals, run_service
+from updraft.loop import ConfiguredService, CycleSignals, run_service
 from updraft.monitoring import registry
 from updraft.monitoring.report import Reporter
 from updraft.staging import StagingError, StagingRelease
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class CycleResult:
-    plan: FactoryPlan | None
-    """None when the queue could not be read: nothing was decided."""
-    view: FactoryView
-    submitted: int = 0
-    removed: int = 0
-    released: int = 0
-    problems: tuple[str, ...] = field(default=())
-    completed: Stats = field(default_factory=dict)
-    """Pilots that left the queue since the last cycle, by (entry, frontend), from their reports."""
-    refusals: frozenset[str] = frozenset()
-    """This cycle's refused requests with their reasons (`refusal_lines`): the next cycle logs only new ones."""
-
-    @property
-    def failure(self) -> str | None:
-        """Why the cycle could not do its job (the queue unknown), in one line; None when it could."""
-        if self.plan is not None:
-            return None
-        return f"the pilot queue could not be read: {self.view.problems[0] if self.view.problems else 'unknown'}"
 
 
 def plan_cycle(
@@ -117,64 +94,48 @@ def run_cycle(
     """
     ports = ports or connect(config)
     releases = stage_entries(config) if releases is None else releases
-    keyring, problems = _keyring(config, now)
+    keyring, problems = keyring_or_problem(config, now)
     view, plan, downtimes, timings = timed_plan(config, ports, now, keyring, cycle=cycle)
-    problems.extend(view.problems)
     extra = {**public_key_attributes(keyring), REJECTED_ATTRIBUTE: len(plan.rejected) if plan else 0}
-    problems.extend(p for p in [send_ads(ports.wms, cycle_ads(config, downtimes, view.pilots, now, extra))] if p)
-    results: list[ActResult] = []
-    accounting = Accounting()
+    problems += [*view.problems, *_some(send_ads(ports.wms, cycle_ads(config, downtimes, view.pilots, now, extra)))]
+    acted = Acted()
     if plan is None:
         log.error("pilot queue unreadable: nothing submitted or removed this cycle")
     else:
         log_rejections(plan, already_logged)
-        started = time.perf_counter()
-        results = act(ports.schedd, plan, lambda action: describe(config, action, releases))
-        problems.extend([*(e for r in results for e in r.errors), *_some(prune_credentials(config, plan, view))])
-        acted = time.perf_counter()
-        accounting = account(config, view.completed, now)
-        problems.extend(_some(accounting.problem))
-        timings.update(act=acted - started, account=time.perf_counter() - acted)
-    result = CycleResult(
-        plan,
-        view,
-        sum(r.submitted for r in results),
-        sum(r.removed for r in results),
-        sum(r.released for r in results),
-        tuple(dict.fromkeys(problems)),
-        accounting.new,
-        refusal_lines(plan),
-    )
+        acted = _act(config, ports, plan, view, releases, now)
+    result = CycleResult.of(plan, view, acted, problems, timings)
     if reporter is not None:
-        facts = CycleFacts(
-            now,
-            cycle,
-            view.pilots or (),
-            plan,
-            entries_in_downtime(config, downtimes, now),
-            accounting.totals,
-            result.problems,
-            timings,
-        )
-        reporter.report(factory_snapshot(config, facts))
+        reporter.report(factory_snapshot(config, result.facts(now, cycle, entries_in_downtime(config, downtimes, now))))
     return result
 
 
-def _keyring(config: FactoryConfig, now: float) -> tuple[Keyring | None, list[str]]:
-    """The keyring, or none and why: then no credential opens this cycle, and the rest of the cycle goes on."""
-    try:
-        return load_keyring(config, now), []
-    except CredentialStoreError as err:
-        log.error("%s", err)
-        return None, [str(err)]
+def _act(
+    config: FactoryConfig,
+    ports: FactoryPorts,
+    plan: FactoryPlan,
+    view: FactoryView,
+    releases: Mapping[str, StagingRelease],
+    now: float,
+) -> Acted:
+    """Submit, remove and release as decided, keep the token store tidy, and account the pilots that left."""
+    started = time.perf_counter()
+    results = tuple(act(ports.schedd, plan, lambda action: describe(config, action, releases)))
+    problems = [*(e for r in results for e in r.errors), *_some(prune_credentials(config, plan, view))]
+    acted = time.perf_counter()
+    accounting = account(config, view.completed, now)
+    timings = {"act": acted - started, "account": time.perf_counter() - acted}
+    return Acted(results, accounting, (*problems, *_some(accounting.problem)), timings)
 
 
 def _some(problem: str | None) -> list[str]:
     return [problem] if problem else []
 
 
-class FactoryService:
+class FactoryService(ConfiguredService[FactoryConfig]):
     """A factory's cycles under `run_service`; SIGHUP reloads the configuration."""
+
+    kind = "factory"
 
     def __init__(
         self, config_path: Path, config: FactoryConfig, connect_ports: Callable[[FactoryConfig], FactoryPorts] = connect
@@ -186,14 +147,6 @@ class FactoryService:
         self.releases: Mapping[str, StagingRelease] = {}
         self.reporter = registry.reporter(config.monitoring)
         self.refusals: frozenset[str] = frozenset()
-
-    @property
-    def pid_path(self) -> Path:
-        return pid_path(self.config)
-
-    @property
-    def cycle_seconds(self) -> float:
-        return self.config.cycle_seconds
 
     def run(self, max_cycles: int | None = None) -> int:
         record_applied(self.config)

@@ -16,7 +16,7 @@ from updraft.tokens import load_signing_key
 
 if TYPE_CHECKING:
     # Imported when a command runs, not when the CLI loads.
-    from updraft.frontend.service import CycleResult
+    from updraft.frontend.report import CycleResult
 
 config_option = config_option_for("frontend")
 

@@ -107,3 +107,8 @@ def seal_requests(
         payload = {"identity": config.identity or "", "token": token}
         sealed.append({**ad, protocol.R_CREDENTIAL: envelope.seal(payload, public, factory, config.name)})
     return sealed, sorted(problems)
+
+
+def token_book(config: FrontendConfig) -> TokenBook | None:
+    """The pilot tokens' holder, when the config mints tokens; reads the signing key (TokenError if it cannot)."""
+    return TokenBook(config.pilot_tokens) if config.pilot_tokens is not None else None

@@ -12,69 +12,26 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from updraft import protocol
 from updraft.condor import use_client_config
 from updraft.errors import CondorError, ConfigError, TokenError
 from updraft.frontend.config import FrontendConfig, load_frontend_config
-from updraft.frontend.credentials import TokenBook, seal_requests
+from updraft.frontend.credentials import TokenBook, seal_requests, token_book
 from updraft.frontend.decide import decide
 from updraft.frontend.model import Observation, Plan
 from updraft.frontend.observe import observe
 from updraft.frontend.ports import FrontendPorts, connect
 from updraft.frontend.publish import publish, request_ads, withdraw_all
+from updraft.frontend.report import CycleResult, cycle_failure, snapshot_of
 from updraft.frontend.stage import pilot_params, stage_groups
-from updraft.loop import CycleSignals, run_service
+from updraft.loop import ConfiguredService, CycleSignals, pid_file, run_service
 from updraft.monitoring import registry
 from updraft.monitoring.report import Reporter
-from updraft.monitoring.snapshot import FrontendSnapshot, GroupEntryRow
 from updraft.staging import StagingError, StagingRelease
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class CycleResult:
-    plan: Plan
-    ads: list[dict[str, Any]]
-    snapshot: FrontendSnapshot
-    published: bool
-    problems: tuple[str, ...] = field(default=())
-    failure: str | None = None
-    """Why the cycle could not do its job, in one line: requests not published, or a collector
-    (the VO pool's or the WMS) unreadable. A schedd that cannot be read is a problem, not a failure."""
-
-
-def snapshot_of(
-    plan: Plan, config: FrontendConfig, cycle: int, timings: dict[str, float], problems: tuple[str, ...]
-) -> FrontendSnapshot:
-    """What monitoring gets from a cycle: counts and requests per (group, entry)."""
-    rows = tuple(
-        GroupEntryRow(
-            group=d.group,
-            entry=d.entry.key,
-            jobs_idle=d.inputs.idle_jobs,
-            jobs_old_idle=d.inputs.old_idle_jobs,
-            jobs_running=d.inputs.running_jobs,
-            slots_total=d.inputs.pilots,
-            slots_idle=d.inputs.idle_slots,
-            slots_running=d.inputs.running_slots,
-            slots_failed=d.inputs.failed_slots,
-            slots_cores=d.inputs.pilot_cores,
-            requested_idle=d.idle,
-            requested_max=d.max_pilots,
-            remove=d.remove.value,
-            bound_by=d.bound_by,
-            in_downtime=d.entry.in_downtime,
-        )
-        for d in plan.decisions
-    )
-    return FrontendSnapshot(
-        config.name, plan.now, cycle, rows, dict(plan.unmatched), dict(plan.in_downtime), problems, timings
-    )
 
 
 def plan_cycle(config: FrontendConfig, now: float, ports: FrontendPorts | None = None) -> tuple[Plan, dict[str, float]]:
@@ -92,11 +49,6 @@ def observe_and_decide(
     observed = time.perf_counter()
     plan = decide(observation, config, now)
     return plan, {"observe": observed - started, "decide": time.perf_counter() - observed}, observation
-
-
-def token_book(config: FrontendConfig) -> TokenBook | None:
-    """The pilot tokens' holder, when the config mints tokens; reads the signing key (TokenError if it cannot)."""
-    return TokenBook(config.pilot_tokens) if config.pilot_tokens is not None else None
 
 
 def run_cycle(
@@ -141,20 +93,14 @@ def run_cycle(
     return CycleResult(plan, ads, snapshot, published, tuple(problems), cycle_failure(plan, published, problems))
 
 
-def cycle_failure(plan: Plan, published: bool, problems: list[str]) -> str | None:
-    """The one-line reason a cycle failed (`CycleResult.failure`), or None."""
-    if not published:
-        return f"requests not published: {problems[-1]}"
-    collector = next((p for p in plan.problems if p.source.startswith("collector ")), None)
-    return None if collector is None else f"{collector.source}: {collector.message}"
-
-
 def pid_path(config: FrontendConfig) -> Path:
-    return config.work_dir / "frontend.pid"
+    return pid_file(config, FrontendService.kind)
 
 
-class FrontendService:
+class FrontendService(ConfiguredService[FrontendConfig]):
     """A frontend's cycles under `run_service`; SIGHUP reloads the configuration."""
+
+    kind = "frontend"
 
     def __init__(
         self,
@@ -169,14 +115,6 @@ class FrontendService:
         self.signals = CycleSignals()
         self.releases: Mapping[str, StagingRelease] = {}
         self.tokens = token_book(config)
-
-    @property
-    def pid_path(self) -> Path:
-        return pid_path(self.config)
-
-    @property
-    def cycle_seconds(self) -> float:
-        return self.config.cycle_seconds
 
     def run(self, max_cycles: int | None = None) -> int:
         self.releases = stage_groups(self.config)

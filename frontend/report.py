@@ -1,0 +1,59 @@
+"""What a frontend cycle tells its caller and monitoring: its result, its snapshot, why it failed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from updraft.frontend.config import FrontendConfig
+from updraft.frontend.model import Plan
+from updraft.monitoring.snapshot import FrontendSnapshot, GroupEntryRow
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    plan: Plan
+    ads: list[dict[str, Any]]
+    snapshot: FrontendSnapshot
+    published: bool
+    problems: tuple[str, ...] = field(default=())
+    failure: str | None = None
+    """Why the cycle could not do its job, in one line: requests not published, or a collector
+    (the VO pool's or the WMS) unreadable. A schedd that cannot be read is a problem, not a failure."""
+
+
+def snapshot_of(
+    plan: Plan, config: FrontendConfig, cycle: int, timings: dict[str, float], problems: tuple[str, ...]
+) -> FrontendSnapshot:
+    """What monitoring gets from a cycle: counts and requests per (group, entry)."""
+    rows = tuple(
+        GroupEntryRow(
+            group=d.group,
+            entry=d.entry.key,
+            jobs_idle=d.inputs.idle_jobs,
+            jobs_old_idle=d.inputs.old_idle_jobs,
+            jobs_running=d.inputs.running_jobs,
+            slots_total=d.inputs.pilots,
+            slots_idle=d.inputs.idle_slots,
+            slots_running=d.inputs.running_slots,
+            slots_failed=d.inputs.failed_slots,
+            slots_cores=d.inputs.pilot_cores,
+            requested_idle=d.idle,
+            requested_max=d.max_pilots,
+            remove=d.remove.value,
+            bound_by=d.bound_by,
+            in_downtime=d.entry.in_downtime,
+        )
+        for d in plan.decisions
+    )
+    return FrontendSnapshot(
+        config.name, plan.now, cycle, rows, dict(plan.unmatched), dict(plan.in_downtime), problems, timings
+    )
+
+
+def cycle_failure(plan: Plan, published: bool, problems: list[str]) -> str | None:
+    """The one-line reason a cycle failed (`CycleResult.failure`), or None."""
+    if not published:
+        return f"requests not published: {problems[-1]}"
+    collector = next((p for p in plan.problems if p.source.startswith("collector ")), None)
+    return None if collector is None else f"{collector.source}: {collector.message}"

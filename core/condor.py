@@ -77,9 +77,8 @@ def _call(what: str, daemon: str, budget: CallBudget, fn: Callable[[], T]) -> T:
     try:
         return call_in_child(lambda: _as_ours(what, fn), budget.timeout)
     except DeadlineExceeded:
-        why = f"{what}: no answer within {budget.timeout:g} s"
-        budget.mark_unreachable(daemon, why)
-        raise CondorError(why) from None
+        budget.mark_unreachable(daemon, f"{what}: no answer within {budget.timeout:g} s")
+        raise CondorError(budget.missed(daemon)) from None  # calls missing it at once say the first reason
     except ChildFailed as err:
         raise CondorError(f"{what}: {err}") from None
 
@@ -192,11 +191,14 @@ class Schedd:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_own_budget", self.budget or CallBudget(self.timeout))
 
-    def _call(self, what: str, fn: Callable[[htcondor2.Schedd], T]) -> T:
-        """`fn` on a fresh handle, made in the child so that even connecting is under the deadline."""
+    def _call(self, what: str, fn: Callable[[htcondor2.Schedd], T], part: str = "") -> T:
+        """`fn` on a fresh handle, made in the child so that even connecting is under the deadline.
+
+        `part` names a service of the schedd that may be slow on its own (its history, read from
+        files): missing a deadline there does not make the queue unreachable for the cycle."""
         return _call(
             f"{what} schedd {self.name}",
-            f"schedd {self.name}",
+            f"schedd {self.name}{part}",
             self._own_budget,
             lambda: fn(htcondor2.Schedd(classad2.ClassAd(self.location))),
         )
@@ -227,7 +229,9 @@ class Schedd:
     def history(self, constraint: str, projection: Iterable[str] = (), limit: int = -1) -> list[Ad]:
         wanted = list(projection)
         return self._call(
-            "history of", lambda s: [_plain(ad, wanted) for ad in s.history(constraint, wanted, match=limit)]
+            "history of",
+            lambda s: [_plain(ad, wanted) for ad in s.history(constraint, wanted, match=limit)],
+            part=" history",
         )
 
     def act_on_jobs(self, action: htcondor2.JobAction, job_ids: Iterable[str], reason: str) -> None:

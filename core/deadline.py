@@ -49,13 +49,7 @@ def call_in_child(fn: Callable[[], T], timeout: float) -> T:
     An exception raised by `fn` is re-raised here as it was (it must pickle;
     one that does not becomes ChildFailed with its text).
     """
-    with _FORKING:
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: never returns into the caller's code
-            os.close(read_end)
-            _run_and_exit(fn, write_end)
-        os.close(write_end)
+    read_end, pid = _fork(fn)
     try:
         payload = _read_until(read_end, time.monotonic() + timeout)
     except BaseException:  # the deadline, or the caller interrupted (Ctrl-C): the answer is no longer wanted,
@@ -63,8 +57,28 @@ def call_in_child(fn: Callable[[], T], timeout: float) -> T:
         raise
     finally:
         os.close(read_end)
-        os.waitpid(pid, 0)
-    return cast(T, _unpack(payload))
+        _, status = os.waitpid(pid, 0)
+    return cast(T, _unpack(payload, status))
+
+
+def _fork(fn: Callable[[], object]) -> tuple[int, int]:
+    """(the pipe's read end, the child's pid); ChildFailed when no child can be made (fds, processes, memory)."""
+    with _FORKING:
+        try:
+            read_end, write_end = os.pipe()
+        except OSError as err:
+            raise ChildFailed(f"no pipe for the call's process: {err}") from err
+        try:
+            pid = os.fork()
+        except OSError as err:
+            os.close(read_end)
+            os.close(write_end)
+            raise ChildFailed(f"the call's process could not be started: {err}") from err
+        if pid == 0:  # the child: never returns into the caller's code
+            os.close(read_end)
+            _run_and_exit(fn, write_end)
+        os.close(write_end)
+    return read_end, pid
 
 
 def _run_and_exit(fn: Callable[[], object], write_end: int) -> None:
@@ -75,6 +89,11 @@ def _run_and_exit(fn: Callable[[], object], write_end: int) -> None:
     """
     status = 0
     try:
+        # The parent's handlers would only set flags in this copy of it: a Ctrl-C or a stop
+        # should end the call, which the parent then reports as failed.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         try:
             outcome: tuple[str, object] = ("ok", fn())
         except BaseException as err:
@@ -107,12 +126,21 @@ def _read_until(fd: int, deadline: float) -> bytes:
             chunks.append(chunk)
 
 
-def _unpack(payload: bytes) -> Any:
+def _unpack(payload: bytes, status: int) -> Any:
     if not payload:
-        raise ChildFailed("the call's process ended without a result")
-    kind, value = pickle.loads(payload)
+        raise ChildFailed(f"the call's process ended without a result ({_how_it_ended(status)})")
+    try:
+        kind, value = pickle.loads(payload)
+    except (pickle.UnpicklingError, EOFError, ValueError) as err:  # cut short: killed while writing
+        raise ChildFailed(f"the call's result was cut short ({_how_it_ended(status)}): {err}") from None
     if kind == "ok":
         return value
     if kind == "raised":
         raise value
     raise ChildFailed(str(value))
+
+
+def _how_it_ended(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"

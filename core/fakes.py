@@ -73,7 +73,7 @@ class FakeSchedd:
         by = list(attributes)
         counts: dict[tuple[Any, ...], int] = {}
         for ad in self.jobs:
-            if matches(ad, constraint):
+            if matches(project(ad, by), constraint):  # the schedd judges the grouped ad, not the job
                 key = tuple(ad.get(name) for name in by)
                 counts[key] = counts.get(key, 0) + 1
         return [
@@ -156,8 +156,11 @@ class FakeCollector:
         return self.query(htcondor2.AdType.Any, f"MyType == {classad2.quote(my_type)} && ({constraint})", projection)
 
     def advertise(self, ads: Iterable[Mapping[str, Any]]) -> None:
+        new = list(ads)
+        if not new:  # as the real adapter: nothing to send, no call
+            return
         self._check("advertising to")
-        for ad in ads:
+        for ad in new:
             key = (ad.get("MyType"), ad.get("Name"))
             self.ads = [old for old in self.ads if (old.get("MyType"), old.get("Name")) != key]
             self.ads.append(dict(ad))

@@ -5,9 +5,10 @@ A cycle builds its ports once (`updraft.condor` for the real daemons,
 and publish, so nothing below the loop constructs an adapter, and both
 services' `run_cycle` can be run with no daemon at all.
 
-Every method may raise `CondorError`, and only that: the daemon refused,
-failed, or did not answer within the cycle's deadline. Callers turn it into
-a problem of the cycle, never into an empty answer.
+Every method raises `CondorError` when the daemon refused, failed, or did not
+answer within the cycle's deadline (a bug still raises what it raises).
+Callers turn it into a problem of the cycle and treat what they could not
+read as unknown: never as "no jobs", "no pilots" or "no requests to keep".
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class LocatedSchedd:
                     self._found = self.collector.schedd(self.name)
                 except CondorError as err:
                     self._failure = err
-            if self._failure is not None:
-                raise self._failure
+            if self._failure is not None:  # a new exception: one object raised from many threads grows its traceback
+                raise CondorError(str(self._failure))
             assert self._found is not None
             return self._found

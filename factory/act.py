@@ -122,7 +122,7 @@ def act(schedd: LocatedSchedd, plan: FactoryPlan, describe: Callable[[Submit], d
 def _submit(schedd: SchedulerPort, action: Submit, describe: Callable[[Submit], dict[str, str]]) -> ActResult:
     try:
         description = describe(action)
-    except (RenderError, CredentialStoreError) as err:
+    except (RenderError, CredentialStoreError, OSError) as err:  # OSError: the pilots' log folder
         log.error("no pilots for %s on %s this cycle: %s", action.frontend, action.target, err)
         return ActResult(errors=(str(err),))
     return submit_clusters(schedd, description, action.clusters)

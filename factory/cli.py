@@ -115,7 +115,8 @@ def once(config_path: Path) -> None:
 
     Requests refused (unknown frontend, wrong identity, security class not
     allowed) are listed with the reason; so are sources that could not be
-    read. With an unreadable queue nothing is submitted.
+    read. With an unreadable queue nothing is submitted or removed, and the
+    command exits 1 with the reason on one line ("updraft: error: ...").
     """
     import time
 
@@ -160,9 +161,9 @@ def plan(config_path: Path) -> None:
 
     from updraft.factory.service import plan_cycle
 
-    _, planned, _ = plan_cycle(_load(config_path), time.time())
+    view, planned, _ = plan_cycle(_load(config_path), time.time())
     if planned is None:
-        raise click.ClickException("the pilot queue could not be read")
+        raise CondorError(f"the pilot queue could not be read: {'; '.join(view.problems) or 'unknown'}")
     for decision in planned.decisions:
         for action in decision.actions:
             click.echo(f"{decision.entry:<16} {_describe(action)}")
@@ -189,7 +190,7 @@ def status(config_path: Path) -> None:
     config = _load(config_path)
     view, planned, _downtimes = plan_cycle(config, time.time())
     if planned is None:
-        raise click.ClickException("the pilot queue could not be read")
+        raise CondorError(f"the pilot queue could not be read: {'; '.join(view.problems) or 'unknown'}")
     click.echo(
         f"{'entry':<16} {'frontend':<12} {'requested':>9} {'waiting':>7} {'pending':>7} {'staging':>7} "
         f"{'running':>7} {'held':>5}  limits hit"

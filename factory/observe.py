@@ -1,8 +1,11 @@
-"""Observe: the factory's pilots (from its own queue) and the requests addressed to it.
+"""Observe: the factory's pilots (from its own queue), the requests addressed to it, and the
+pilots that left the queue since the last cycle (from the schedd's history, with their reports).
 
 The queue is the factory's only memory: every pilot carries its entry,
 frontend, group, security class and credential id as job attributes, so
-a restarted factory rebuilds exactly the view it had. The functions that
+a restarted factory rebuilds exactly the view it had. The three reads run
+at once through the cycle's ports; a read that fails is a problem of the
+cycle and leaves its part unknown (None), never empty. The functions that
 turn ads into model objects are pure and tested alone.
 """
 

@@ -100,7 +100,9 @@ def once(config_path: Path) -> None:
     Sources that cannot be read (a schedd down or slower than
     query_timeout_seconds) are listed as problems on stderr; the cycle still
     completes with the rest, and removals are disabled for the groups whose
-    view is incomplete.
+    view is incomplete. When a collector cannot be read (the VO pool's or the
+    WMS), no request is published (the old ones expire on their own) and the
+    command exits 1 with the reason on one line ("updraft: error: ...").
     """
     import time
 

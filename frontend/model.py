@@ -96,6 +96,8 @@ class SourceProblem:
     message: str
     groups: frozenset[str] = frozenset()
     """Groups whose job view is incomplete because of it (empty for collectors)."""
+    unreadable: bool = False
+    """The source could not be read at all (not: it was read and some of its ads were ignored)."""
 
 
 @dataclass(frozen=True)

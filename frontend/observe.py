@@ -263,7 +263,7 @@ def _schedd_names(
     try:
         ads = vo.query(htcondor2.AdType.Schedd, "true", ["Name"])
     except CondorError as err:
-        return [], [SourceProblem(f"collector {vo.address}", str(err), frozenset(groups))]
+        return [], [SourceProblem(f"collector {vo.address}", str(err), frozenset(groups), unreadable=True)]
     return sorted(str(ad["Name"]) for ad in ads if "Name" in ad), []
 
 
@@ -274,7 +274,7 @@ def _schedd_reader(vo: CollectorPort, schedd: str, groups: Mapping[str, Group], 
             shapes = [shape for name, group in groups.items() for shape in _group_shapes(located, name, group, now)]
         except CondorError as err:
             log.warning("schedd %s skipped this cycle: %s", schedd, err)
-            return _Outcome(problems=(SourceProblem(f"schedd {schedd}", str(err), frozenset(groups)),))
+            return _Outcome(problems=(SourceProblem(f"schedd {schedd}", str(err), frozenset(groups), unreadable=True),))
         return _Outcome(shapes=tuple(shapes))
 
     return read
@@ -290,7 +290,7 @@ def _read_slots(vo: CollectorPort, frontend: str, now: float) -> _Outcome:
         ads = vo.query(htcondor2.AdType.Startd, "IS_GLIDEIN =?= True", SLOT_PROJECTION)
     except CondorError as err:
         log.warning("pilot slots unknown this cycle: %s", err)
-        return _Outcome(problems=(SourceProblem(f"collector {vo.address}", str(err)),))
+        return _Outcome(problems=(SourceProblem(f"collector {vo.address}", str(err), unreadable=True),))
     parsed = [(ad, parse_slot(ad, now)) for ad in ads]
     ours = tuple(slot for ad, slot in parsed if slot is not None and ad.get("GLIDECLIENT_Name") == frontend)
     states = [slot_state(ad, now) for ad in ads]
@@ -314,7 +314,7 @@ def _read_factory_keys(wms: CollectorPort, config: FrontendConfig) -> _Outcome:
         ads = wms.generic_ads(protocol.FACTORY_TYPE, names, KEY_PROJECTION)
     except CondorError as err:
         log.warning("factory keys unknown this cycle: %s", err)
-        return _Outcome(problems=(SourceProblem(f"collector {wms.address}", str(err)),))
+        return _Outcome(problems=(SourceProblem(f"collector {wms.address}", str(err), unreadable=True),))
     keys, problems = [], []
     for ad in ads:
         key, why = parse_factory_key(ad, trusted)
@@ -332,7 +332,7 @@ def _read_entries(wms: CollectorPort, config: FrontendConfig) -> _Outcome:
         ads = wms.generic_ads(protocol.ENTRY_TYPE, names)
     except CondorError as err:
         log.warning("factory entries unknown this cycle: %s", err)
-        return _Outcome(problems=(SourceProblem(f"collector {wms.address}", str(err)),))
+        return _Outcome(problems=(SourceProblem(f"collector {wms.address}", str(err), unreadable=True),))
     entries, problems = [], []
     for ad in ads:
         entry, why = parse_entry(ad, trusted)
@@ -354,5 +354,5 @@ def _read_published(wms: CollectorPort, config: FrontendConfig) -> _Outcome:
         ads = wms.generic_ads(protocol.REQUEST_TYPE, ours(config))
     except CondorError as err:
         log.warning("published requests unknown this cycle: %s", err)
-        return _Outcome(problems=(SourceProblem(f"collector {wms.address}", str(err)),))
+        return _Outcome(problems=(SourceProblem(f"collector {wms.address}", str(err), unreadable=True),))
     return _Outcome(published=tuple(r for r in map(protocol.parse_request, ads) if r is not None))

@@ -18,8 +18,8 @@ class CycleResult:
     published: bool
     problems: tuple[str, ...] = field(default=())
     failure: str | None = None
-    """Why the cycle could not do its job, in one line: requests not published, or a collector
-    (the VO pool's or the WMS) unreadable. A schedd that cannot be read is a problem, not a failure."""
+    """Why the cycle could not do its job, in one line: a collector (the VO pool's or the WMS)
+    unreadable, or the requests refused. A schedd that cannot be read is a problem, not a failure."""
 
 
 def snapshot_of(
@@ -51,9 +51,11 @@ def snapshot_of(
     )
 
 
-def cycle_failure(plan: Plan, published: bool, problems: list[str]) -> str | None:
-    """The one-line reason a cycle failed (`CycleResult.failure`), or None."""
-    if not published:
-        return f"requests not published: {problems[-1]}"
-    collector = next((p for p in plan.problems if p.source.startswith("collector ")), None)
-    return None if collector is None else f"{collector.source}: {collector.message}"
+def blind_spot(plan: Plan) -> str | None:
+    """Why this cycle's requests would be guesses, or None: a collector (the VO pool's, for the pilots and
+    the schedds, or the WMS, for the entries and what is published) could not be read at all.
+
+    A schedd that cannot be read is not one: its groups remove no pilots, the rest goes on.
+    """
+    down = next((p for p in plan.problems if p.unreadable and p.source.startswith("collector ")), None)
+    return None if down is None else f"{down.source}: {down.message}"

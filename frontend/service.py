@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from updraft import protocol
 from updraft.condor import use_client_config
@@ -24,7 +25,7 @@ from updraft.frontend.model import Observation, Plan
 from updraft.frontend.observe import observe
 from updraft.frontend.ports import FrontendPorts, connect
 from updraft.frontend.publish import publish, request_ads, withdraw_all
-from updraft.frontend.report import CycleResult, cycle_failure, snapshot_of
+from updraft.frontend.report import CycleResult, blind_spot, snapshot_of
 from updraft.frontend.stage import pilot_params, stage_groups
 from updraft.loop import ConfiguredService, CycleSignals, pid_file, run_service
 from updraft.monitoring import registry
@@ -79,18 +80,26 @@ def run_cycle(
             log.warning("%s", problem)
         problems.extend(sealing_problems)
     started = time.perf_counter()
-    try:
-        publish(ads, config, ports.wms, observation.published)
-        published = True
-    except CondorError as err:
-        log.error("requests not published this cycle: %s", err)
-        problems.append(str(err))
-        published = False
+    failure = blind_spot(plan)
+    if failure is None:
+        failure = _publish(ads, config, ports, observation)
+    else:  # requests computed without the pilots or the entries would be guesses: the old ones expire instead
+        log.error("requests not published this cycle: %s", failure)
     timings["publish"] = time.perf_counter() - started
-    problems = list(dict.fromkeys(problems))
+    problems = list(dict.fromkeys([*problems, *([failure] if failure else [])]))
     snapshot = snapshot_of(plan, config, cycle, timings, tuple(problems))
     reporter.report(snapshot)
-    return CycleResult(plan, ads, snapshot, published, tuple(problems), cycle_failure(plan, published, problems))
+    return CycleResult(plan, ads, snapshot, failure is None, tuple(problems), failure)
+
+
+def _publish(ads: list[dict[str, Any]], config: FrontendConfig, ports: FrontendPorts, seen: Observation) -> str | None:
+    """Advertise the cycle's requests; why they are not published, or None when they are."""
+    try:
+        publish(ads, config, ports.wms, seen.published)
+    except CondorError as err:
+        log.error("requests not published this cycle: %s", err)
+        return f"requests not published: {err}"
+    return None
 
 
 def pid_path(config: FrontendConfig) -> Path:

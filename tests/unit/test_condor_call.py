@@ -122,21 +122,37 @@ def test_deadline_exceeded_kills_the_child() -> None:
             out.write(str(os.getpid()))
         time.sleep(60)
 
+    started = time.monotonic()
     with pytest.raises(DeadlineExceeded):
         call_in_child(sleep_forever, 0.5)
+    assert time.monotonic() - started < 5, "the child was waited for, not killed"
     child = int(Path(pid_file).read_text())
     os.unlink(pid_file)
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)
 
 
-def test_a_quick_call_beside_a_hung_one_is_not_held_up_by_it() -> None:
-    """Parallel calls: each child must hold only its own pipe, or a reader waits for a stranger's exit."""
+def test_a_quick_call_beside_a_hung_one_is_not_held_up_by_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parallel calls: each child must hold only its own pipe, or a reader waits for a stranger's exit.
+
+    Creating a pipe is made slow, so another thread's fork would land between a pipe's creation
+    and the parent closing its write end if anything allowed it to.
+    """
+    import os
     from concurrent.futures import ThreadPoolExecutor
+
+    real_pipe = os.pipe
+
+    def slow_pipe() -> tuple[int, int]:
+        ends = real_pipe()
+        time.sleep(0.05)
+        return ends
+
+    monkeypatch.setattr(os, "pipe", slow_pipe)
 
     def quick() -> float:
         started = time.monotonic()
-        for _ in range(20):
+        for _ in range(5):
             call_in_child(lambda: 1, 5)
         return time.monotonic() - started
 
@@ -147,6 +163,53 @@ def test_a_quick_call_beside_a_hung_one_is_not_held_up_by_it() -> None:
         for future in hung:
             with pytest.raises(DeadlineExceeded):
                 future.result()
+
+
+def test_a_call_that_cannot_fork_fails_as_ours_and_leaks_no_descriptor(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    def no_more_processes() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    before = len(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(os, "fork", no_more_processes)
+    with pytest.raises(CondorError, match="could not be started"):
+        _call("query of collector c", "collector c", CallBudget(5), lambda: 1)
+    monkeypatch.undo()
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_ctrl_c_reaching_the_child_ends_its_call_as_a_failure() -> None:
+    """The child does not inherit the parent's handlers: SIGINT ends it, the parent reports the call failed."""
+    import os
+    import signal
+
+    with pytest.raises(ChildFailed, match="killed by SIGINT"):
+        call_in_child(lambda: os.kill(os.getpid(), signal.SIGINT), 5)
+
+
+def test_a_slow_history_leaves_the_queue_reachable(silent_daemon: str) -> None:
+    """The history is read from files and may be slow on its own: it must not stop the cycle's submissions."""
+    import classad2
+
+    from updraft.condor import Schedd
+
+    location = repr(
+        classad2.ClassAd(
+            {
+                "MyAddress": f"<{silent_daemon}>",
+                "Name": "s@x",
+                "MyType": "Scheduler",
+                "CondorVersion": "$CondorVersion: 23.9.6 2024-08-08 $",
+            }
+        )
+    )
+    budget = CallBudget(1)
+    schedd = Schedd("s@x", location, budget=budget)
+    with pytest.raises(CondorError, match="history of schedd s@x: no answer"):
+        schedd.history("true", ["ClusterId"])
+    assert budget.missed("schedd s@x") is None
+    assert budget.missed("schedd s@x history") is not None
 
 
 def test_an_interrupted_wait_kills_the_child_instead_of_waiting_for_it() -> None:

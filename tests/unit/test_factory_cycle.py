@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from updraft import protocol
+from updraft.errors import CondorError
 from updraft.factory.config import FactoryConfig, load_factory_config
 from updraft.factory.ports import fake_ports
 from updraft.factory.service import FactoryService, run_cycle
@@ -139,3 +140,37 @@ def test_the_service_keeps_cycling_through_silence_and_withdraws_on_stop(config:
     assert schedd.submitted == []
     assert not [ad for ad in wms.ads if ad["MyType"] in (protocol.ENTRY_TYPE, protocol.FACTORY_TYPE)]
     assert not service.pid_path.exists()
+
+
+def finished_pilot(cluster: int, at: float) -> dict[str, Any]:
+    """A pilot of ours that left the queue at `at`, as the schedd's history holds it."""
+    return {"ClusterId": cluster, "ProcId": 0, "JobStatus": 4, "EnteredCurrentStatus": int(at),
+            "CompletionDate": int(at), "RemoteWallClockTime": 600.0, "UpdraftPilot": True,
+            "UpdraftFactory": "test-factory", "UpdraftEntry": "site1", "UpdraftFrontend": "vo",
+            "UpdraftGroup": "main"}  # fmt: skip
+
+
+def test_a_pilot_that_left_the_queue_is_counted_once_across_cycles(config: FactoryConfig) -> None:
+    ports, wms, schedd = fake_ports(config, NOW)
+    schedd.finished.append(finished_pilot(41, NOW - 100))
+    first = run_cycle(config, 1, NOW, releases={}, ports=ports)
+    assert [(key, stats.pilots) for key, stats in first.completed.items()] == [(("site1", "vo"), 1)]
+    second = run_cycle(config, 2, NOW + 60, releases={}, ports=fake_ports_over(config, wms, schedd))
+    assert second.completed == {}, "the checkpoint remembers it"
+    assert second.totals[("site1", "vo")].pilots == 1
+
+
+def test_a_history_that_does_not_answer_costs_the_accounting_only(
+    config: FactoryConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ports, wms, schedd = fake_ports(config, NOW)
+    wms.ads.append(request(idle=2))
+
+    def silent(*_: Any, **__: Any) -> list[dict[str, Any]]:
+        raise CondorError("history of schedd factory@lab: no answer within 20 s")
+
+    monkeypatch.setattr(schedd, "history", silent)
+    result = run_cycle(config, 1, NOW, releases={}, ports=ports)
+    assert result.submitted == 2, "the queue was read: the cycle acts"
+    assert any("history" in problem for problem in result.problems)
+    assert not (config.work_dir / "completed-checkpoint.json").exists(), "the checkpoint stays where it was"

@@ -75,12 +75,21 @@ def idle_jobs(count: int) -> list[dict[str, Any]]:
     ]
 
 
+def our_idle_pilot() -> dict[str, Any]:
+    """A slot of one of our pilots on site1, free for a job."""
+    return {"MyType": "Machine", "Name": "slot1@glidein_1", "IS_GLIDEIN": True, "GLIDEIN_Entry_Name": "site1",
+            "GLIDEIN_Factory": "test-factory", "GLIDECLIENT_Name": "test-vo", "GLIDECLIENT_Group": "main",
+            "State": "Unclaimed", "Activity": "Idle", "Cpus": 1, "Memory": 2048}  # fmt: skip
+
+
 def daemons(
-    config: FrontendConfig, **unreachable: bool
+    config: FrontendConfig, *, schedd_unreachable: bool = False, with_pilot: bool = True, **unreachable: bool
 ) -> tuple[FrontendPorts, FakeCollector, FakeCollector, FakeSchedd]:
     ports, vo, wms = fake_ports(config, **unreachable)
-    schedd = FakeSchedd("vo-schedd@lab", jobs=idle_jobs(5))
+    schedd = FakeSchedd("vo-schedd@lab", jobs=idle_jobs(5), unreachable=schedd_unreachable)
     vo.schedds[schedd.name] = schedd
+    if with_pilot:
+        vo.ads.append(our_idle_pilot())
     wms.ads.append(entry_ad())
     return ports, vo, wms, schedd
 
@@ -90,9 +99,9 @@ def requests_in(wms: FakeCollector) -> list[dict[str, Any]]:
 
 
 def test_idle_jobs_become_a_published_request_and_a_withdrawn_entry_its_withdrawal(config: FrontendConfig) -> None:
-    ports, _vo, wms, _ = daemons(config)
+    ports, _vo, wms, _ = daemons(config, with_pilot=False)
     result = run_cycle(config, Snapshots(), 1, NOW, releases={}, ports=ports)
-    assert result.published and result.problems == ()
+    assert result.published and result.problems == () and result.failure is None
     [published] = requests_in(wms)
     assert published[protocol.R_ENTRY] == "site1" and published[protocol.R_IDLE] > 0
     # the entry goes away: the next cycle withdraws what it no longer asks for, from what it observed
@@ -102,25 +111,43 @@ def test_idle_jobs_become_a_published_request_and_a_withdrawn_entry_its_withdraw
     assert wms.calls.count("invalidating ads in") == 1
 
 
-def test_a_silent_vo_pool_is_reported_and_never_read_as_no_jobs(config: FrontendConfig) -> None:
+def test_an_ignored_entry_ad_is_a_problem_but_not_a_failed_cycle(config: FrontendConfig) -> None:
+    ports, _vo, wms, _ = daemons(config)
+    wms.ads.append({**entry_ad("site2"), protocol.IDENTITY: "mallory@lab"})
+    result = run_cycle(config, Snapshots(), 1, NOW, releases={}, ports=ports)
+    assert any("mallory@lab" in problem for problem in result.problems)
+    assert result.failure is None and [ad[protocol.R_ENTRY] for ad in requests_in(wms)] == ["site1"]
+
+
+def test_a_silent_schedd_never_reads_as_no_jobs(config: FrontendConfig) -> None:
+    ports, _vo, wms, _ = daemons(config, schedd_unreachable=True)
+    result = run_cycle(config, Snapshots(), 1, NOW, releases={}, ports=ports)
+    assert any("no answer" in problem for problem in result.problems)
+    assert result.failure is None, "one schedd is a problem of its groups, not of the cycle"
+    [request] = requests_in(wms)
+    assert request[protocol.R_IDLE] == 0, "no jobs known: no new pilots asked for"
+    assert request[protocol.R_REMOVE] == "none", "unknown jobs never remove the idle pilot"
+
+
+def test_a_silent_vo_pool_fails_the_cycle_and_publishes_no_guess(config: FrontendConfig) -> None:
     ports, _vo, wms, _ = daemons(config, vo_unreachable=True)
     reporter = Snapshots()
     result = run_cycle(config, reporter, 1, NOW, releases={}, ports=ports)
-    assert any("no answer" in problem for problem in result.problems)
-    assert "main" in {group for p in result.plan.problems for group in p.groups}
-    assert all(ad[protocol.R_REMOVE] == "none" for ad in requests_in(wms)), "unknown jobs never remove pilots"
-    assert len(reporter.seen) == 1
+    assert result.failure is not None and "no answer" in result.failure
+    assert not result.published and requests_in(wms) == []
+    assert len(reporter.seen) == 1, "a failed cycle is still reported"
 
 
 def test_a_silent_wms_collector_means_nothing_published_and_the_cycle_ends(config: FrontendConfig) -> None:
-    ports, _vo, _wms, _ = daemons(config, wms_unreachable=True)
+    ports, _vo, wms, _ = daemons(config, wms_unreachable=True)
     result = run_cycle(config, Snapshots(), 1, NOW, releases={}, ports=ports)
     assert not result.published
-    assert any("no answer" in problem for problem in result.problems)
+    assert result.failure is not None and "no answer" in result.failure
+    assert "advertising to" not in wms.calls
 
 
 def test_the_service_cycles_through_silence_and_withdraws_its_requests_on_stop(config: FrontendConfig) -> None:
-    ports, _vo, wms, _ = daemons(config, vo_unreachable=True)
+    ports, _vo, wms, _ = daemons(config, schedd_unreachable=True)
     service = FrontendService(Path("unused.yaml"), config, connect_ports=lambda _: ports)
     timer = threading.Timer(1.5, service.signals.stop)
     timer.start()
@@ -128,7 +155,7 @@ def test_the_service_cycles_through_silence_and_withdraws_its_requests_on_stop(c
         cycles = service.run(max_cycles=5)
     finally:
         timer.cancel()
-    assert cycles >= 2, "a silent pool is a problem of each cycle, not the end of the service"
-    assert "advertising to" in wms.calls
+    assert cycles >= 2, "a silent schedd is a problem of each cycle, not the end of the service"
+    assert wms.calls.count("advertising to") == cycles, "each cycle published its request"
     assert requests_in(wms) == [], "a clean stop withdraws every request"
     assert not service.pid_path.exists()

@@ -89,8 +89,7 @@ def test_sourcing_a_part_runs_nothing(part: str) -> None:
 
 @pytest.mark.parametrize("tool", [["shellcheck", "-s", "sh"], ["checkbashisms"]])
 def test_the_parts_are_clean_posix_sh(tool: list[str]) -> None:
-    if shutil.which(tool[0]) is None:
-        pytest.skip(f"{tool[0]} is not installed")
+    assert shutil.which(tool[0]), f"{tool[0]} is missing: scripts/system-deps installs it"
     files = [str(GLIDEIN / part) for part in PARTS] + [str(GLIDEIN / "main.sh")]
     done = subprocess.run([*tool, *files], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -18,11 +18,16 @@ class FactoryPorts:
     schedd: LocatedSchedd
     """The factory's own schedd, where its pilots queue."""
 
+    @classmethod
+    def through(cls, wms: CollectorPort, schedd: str) -> FactoryPorts:
+        """Ports for one cycle on `wms`, the schedd `schedd` located there at first use."""
+        return cls(wms, LocatedSchedd(wms, schedd))
+
 
 def connect(config: FactoryConfig) -> FactoryPorts:
     """Real ports for one cycle, sharing one budget: a daemon that misses a deadline is not asked again."""
     wms = Collector(config.wms_collector, budget=CallBudget(config.query_timeout_seconds))
-    return FactoryPorts(wms, LocatedSchedd(wms, config.schedd))
+    return FactoryPorts.through(wms, config.schedd)
 
 
 def fake_ports(
@@ -33,4 +38,4 @@ def fake_ports(
     `now` is the time the fake schedd stamps on the pilots it queues."""
     schedd = FakeSchedd(config.schedd, unreachable=schedd_unreachable, now=now)
     wms = FakeCollector(config.wms_collector, schedds={config.schedd: schedd}, unreachable=collector_unreachable)
-    return FactoryPorts(wms, LocatedSchedd(wms, config.schedd)), wms, schedd
+    return FactoryPorts.through(wms, config.schedd), wms, schedd

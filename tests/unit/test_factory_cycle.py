@@ -15,7 +15,7 @@ import pytest
 from updraft import protocol
 from updraft.errors import CondorError
 from updraft.factory.config import FactoryConfig, load_factory_config
-from updraft.factory.ports import fake_ports
+from updraft.factory.ports import FactoryPorts, fake_ports
 from updraft.factory.service import FactoryService, run_cycle
 
 from .conftest import ConfigTree, Snapshots
@@ -79,16 +79,8 @@ def test_a_request_becomes_pilots_once_and_the_entries_are_advertised(config: Fa
     assert {ad["UpdraftEntry"] for ad in schedd.jobs} == {"site1"}
     assert {ad["MyType"] for ad in wms.ads} >= {protocol.ENTRY_TYPE, protocol.FACTORY_TYPE}
     # the queue is the memory: three idle pilots now satisfy the same request
-    second = run_cycle(config, 2, NOW + 1, releases={}, ports=fake_ports_over(config, wms, schedd))
+    second = run_cycle(config, 2, NOW + 1, releases={}, ports=FactoryPorts.through(wms, config.schedd))
     assert second.submitted == 0 and len(schedd.jobs) == 3
-
-
-def fake_ports_over(config: FactoryConfig, wms: Any, schedd: Any) -> Any:
-    """Fresh per-cycle ports over the same fake daemons (a cycle locates the schedd anew)."""
-    from updraft.factory.ports import FactoryPorts
-    from updraft.ports import LocatedSchedd
-
-    return FactoryPorts(wms, LocatedSchedd(wms, config.schedd))
 
 
 def test_a_schedd_that_does_not_answer_means_nothing_decided_not_zero_pilots(config: FactoryConfig) -> None:
@@ -129,7 +121,9 @@ def test_a_silent_collector_stops_the_cycle_without_acting(config: FactoryConfig
 def test_the_service_keeps_cycling_through_silence_and_withdraws_on_stop(config: FactoryConfig) -> None:
     _ports, wms, schedd = fake_ports(config, NOW, schedd_unreachable=True)
     wms.ads.append(request(idle=2))
-    service = FactoryService(Path("unused.yaml"), config, connect_ports=lambda _: fake_ports_over(config, wms, schedd))
+    service = FactoryService(
+        Path("unused.yaml"), config, connect_ports=lambda _: FactoryPorts.through(wms, config.schedd)
+    )
     timer = threading.Timer(2.5, service.signals.stop)
     timer.start()
     try:
@@ -155,7 +149,7 @@ def test_a_pilot_that_left_the_queue_is_counted_once_across_cycles(config: Facto
     schedd.finished.append(finished_pilot(41, NOW - 100))
     first = run_cycle(config, 1, NOW, releases={}, ports=ports)
     assert [(key, stats.pilots) for key, stats in first.completed.items()] == [(("site1", "vo"), 1)]
-    second = run_cycle(config, 2, NOW + 60, releases={}, ports=fake_ports_over(config, wms, schedd))
+    second = run_cycle(config, 2, NOW + 60, releases={}, ports=FactoryPorts.through(wms, config.schedd))
     assert second.completed == {}, "the checkpoint remembers it"
     assert second.totals[("site1", "vo")].pilots == 1
 

@@ -2,22 +2,48 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from pathlib import Path
-from typing import overload
+from typing import TYPE_CHECKING, overload
 
 import click
 
+from updraft.cliutil import (
+    UpdraftGroup,
+    check_name,
+    count,
+    echo_monitoring_problems,
+    echo_problems,
+    echo_warning,
+    group_config_option,
+    quiet_repeated_log,
+)
 from updraft.cliutil import config_option as config_option_for
-from updraft.cliutil import count, echo_monitoring_problems, echo_warning
 from updraft.config import Loaded, dotted
 from updraft.errors import CondorError, ConfigError
 from updraft.factory.config import FactoryConfig, load_factory_config
 from updraft.monitoring import registry
 
+if TYPE_CHECKING:
+    from updraft.factory.model import FactoryPlan
+    from updraft.factory.observe import FactoryView
+
 config_option = config_option_for("factory")
 
+CYCLE_LOGGERS = (
+    ("updraft.factory.observe", logging.WARNING),
+    ("updraft.factory.act", logging.WARNING),
+    ("updraft.factory.service", logging.WARNING),
+    ("updraft.factory.report", logging.WARNING),
+    ("updraft.factory.accounting", logging.WARNING),
+    ("updraft.factory.credentials", logging.ERROR),
+)
+"""What a cycle logs and `once` prints itself (problems, refusals, the failure): shown only with -v."""
 
-@click.group()
+
+@click.group(cls=UpdraftGroup)
+@group_config_option("factory")
 def factory() -> None:
     """Run and inspect a pilot factory.
 
@@ -124,14 +150,14 @@ def once(config_path: Path) -> None:
     from updraft.monitoring.registry import reporter
 
     config = _load(config_path)
+    quiet_repeated_log(CYCLE_LOGGERS)
     result = run_cycle(config, 1, time.time(), reporter=reporter(config.monitoring))
-    click.echo(f"submitted {result.submitted}, removed {result.removed}, released {result.released}")
     if result.plan is not None:
+        click.echo(f"submitted {result.submitted}, removed {result.removed}, released {result.released}")
         for rejection in result.plan.rejected:
             r = rejection.request
             click.echo(f"refused {r.frontend}.{r.group} on {r.entry}: {rejection.reason}", err=True)
-    for problem in result.problems:
-        click.echo(f"problem: {problem}", err=True)
+    echo_problems(result.problems, result.failure)
     if result.failure is not None:
         raise CondorError(result.failure)
 
@@ -161,9 +187,10 @@ def plan(config_path: Path) -> None:
 
     from updraft.factory.service import plan_cycle
 
-    view, planned, _ = plan_cycle(_load(config_path), time.time())
-    if planned is None:
-        raise CondorError(f"the pilot queue could not be read: {'; '.join(view.problems) or 'unknown'}")
+    config = _load(config_path)
+    quiet_repeated_log(CYCLE_LOGGERS)
+    view, planned, _ = plan_cycle(config, time.time())
+    planned = _planned_or_fail(view, planned)
     for decision in planned.decisions:
         for action in decision.actions:
             click.echo(f"{decision.entry:<16} {_describe(action)}")
@@ -188,9 +215,9 @@ def status(config_path: Path) -> None:
     from updraft.factory.status import status_rows
 
     config = _load(config_path)
+    quiet_repeated_log(CYCLE_LOGGERS)
     view, planned, _downtimes = plan_cycle(config, time.time())
-    if planned is None:
-        raise CondorError(f"the pilot queue could not be read: {'; '.join(view.problems) or 'unknown'}")
+    planned = _planned_or_fail(view, planned)
     click.echo(
         f"{'entry':<16} {'frontend':<12} {'requested':>9} {'waiting':>7} {'pending':>7} {'staging':>7} "
         f"{'running':>7} {'held':>5}  limits hit"
@@ -201,6 +228,19 @@ def status(config_path: Path) -> None:
             f"{row.staging:>7} {row.running:>7} {row.held:>5}  {', '.join(row.limits_hit) or '-'}"
         )
     _echo_completed(config)
+
+
+def _planned_or_fail(view: FactoryView, planned: FactoryPlan | None) -> FactoryPlan:
+    """The plan, after each problem of the view once on stderr; CondorError when the queue was unreadable."""
+    failure = (
+        None
+        if planned is not None
+        else f"the pilot queue could not be read: {view.problems[0] if view.problems else 'unknown'}"
+    )
+    echo_problems(view.problems, failure)
+    if planned is None:
+        raise CondorError(failure)
+    return planned
 
 
 def _echo_completed(config: FactoryConfig) -> None:
@@ -284,7 +324,9 @@ def up(config_path: Path, entry: str, frontend: str | None) -> None:
 
     config = load_factory_config(config_path, on_warning=echo_warning).config
     path = downtimes_path(config.work_dir)
-    updated, closed = downtime.end_now(downtime.load(path), entry, frontend, time.time())
+    stored = downtime.load(path)
+    _check_entry(config, entry, also=(d.entry for d in stored))  # an entry since removed may still be down
+    updated, closed = downtime.end_now(stored, entry, frontend, time.time())
     downtime.save(path, updated)
     click.echo(f"{entry}: {closed} downtime(s) ended")
 
@@ -308,14 +350,13 @@ def downtimes(config_path: Path) -> None:
         )
 
 
-def _check_entry(config: FactoryConfig, entry: str) -> None:
+def _check_entry(config: FactoryConfig, entry: str, also: Iterable[str] = ()) -> None:
+    """A usage error naming `entry` and the known ones, unless it is 'all', advertised, or in `also`."""
     from updraft.factory.policy import advertised_entries
 
-    names = sorted(advertised_entries(config))
-    if entry != "all" and entry not in names:
-        raise click.BadParameter(
-            f"{entry!r} is not an advertised entry ({', '.join(names) or 'none'})", param_hint="--entry"
-        )
+    check_name(
+        entry, ["all", *dict.fromkeys([*advertised_entries(config), *also])], "--entry", "an entry of the factory"
+    )
 
 
 @overload

@@ -241,10 +241,13 @@ class CredentialStore:
         return deleted
 
 
-def keyring_or_problem(config: FactoryConfig, now: float) -> tuple[envelope.Keyring | None, list[str]]:
-    """The keyring, or none and why: then no credential opens this cycle, and the rest of the cycle goes on."""
+def keyring_or_problem(
+    config: FactoryConfig, now: float, *, read_only: bool = False
+) -> tuple[envelope.Keyring | None, list[str]]:
+    """The keyring (`read_only`: as stored, None when there is none yet), or none and why: then no
+    credential opens this cycle, and the rest of the cycle goes on."""
     try:
-        return load_keyring(config, now), []
+        return load_keyring(config, now, read_only=read_only), []
     except CredentialStoreError as err:
         log.error("%s", err)
         return None, [str(err)]

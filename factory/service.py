@@ -1,7 +1,10 @@
 """The factory loop: observe -> decide -> act -> report, every cycle.
 
 `plan_cycle` observes and decides without touching the queue or the
-keyring (for `plan` and `status`); `run_cycle` also acts. `FactoryService`
+keyring (for `plan` and `status`); `run_cycle` also acts, and creates or
+rotates the keyring only in a cycle that read its queue and so reached the
+WMS collector and the schedd: a factory cut off from its pool makes no key
+it cannot advertise. `FactoryService`
 repeats it under `updraft.loop.run_service`: SIGTERM stops after the current
 cycle, SIGHUP re-reads the configuration and keeps the old one when the new
 one is bad. Nothing about pilots is kept in memory between cycles: the queue
@@ -94,8 +97,10 @@ def run_cycle(
     """
     ports = ports or connect(config)
     releases = stage_entries(config) if releases is None else releases
-    keyring, problems = keyring_or_problem(config, now)
+    keyring, problems = keyring_or_problem(config, now, read_only=True)
     view, plan, downtimes, timings = timed_plan(config, ports, now, keyring, cycle=cycle)
+    if plan is not None and not problems:  # the cycle reached its daemons: its factory ad can carry a new key
+        keyring, problems = keyring_or_problem(config, now)
     extra = {**public_key_attributes(keyring), REJECTED_ATTRIBUTE: len(plan.rejected) if plan else 0}
     problems += [*view.problems, *_some(send_ads(ports.wms, cycle_ads(config, downtimes, view.pilots, now, extra)))]
     acted = Acted()

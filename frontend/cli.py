@@ -2,26 +2,41 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from updraft.cliutil import (
+    UpdraftGroup,
+    check_name,
+    count,
+    echo_monitoring_problems,
+    echo_problems,
+    echo_warning,
+    group_config_option,
+    quiet_repeated_log,
+)
 from updraft.cliutil import config_option as config_option_for
-from updraft.cliutil import count, echo_monitoring_problems, echo_warning
-from updraft.errors import CondorError
+from updraft.errors import CondorError, UpdraftError
 from updraft.frontend.config import FrontendConfig, load_frontend_config
 from updraft.monitoring import registry
 from updraft.tokens import load_signing_key
 
 if TYPE_CHECKING:
     # Imported when a command runs, not when the CLI loads.
+    from updraft.frontend.model import Observation
     from updraft.frontend.report import CycleResult
 
 config_option = config_option_for("frontend")
 
+CYCLE_LOGGERS = (("updraft.frontend.observe", logging.WARNING), ("updraft.frontend.service", logging.WARNING))
+"""What a cycle logs and the commands print themselves (problems, the failure): shown only with -v."""
 
-@click.group()
+
+@click.group(cls=UpdraftGroup)
+@group_config_option("frontend")
 def frontend() -> None:
     """Run and inspect a VO frontend.
 
@@ -88,8 +103,7 @@ def _print_summary(result: CycleResult) -> None:
         if not jobs:
             continue
         click.echo(f"{group:<12} {jobs} idle job(s) match only entries in downtime")
-    for problem in result.problems:
-        click.echo(f"problem: {problem}", err=True)
+    echo_problems(result.problems, result.failure)
 
 
 @frontend.command()
@@ -110,6 +124,7 @@ def once(config_path: Path) -> None:
     from updraft.monitoring.registry import reporter
 
     config = _load(config_path)
+    quiet_repeated_log(CYCLE_LOGGERS)
     result = run_cycle(config, reporter(config.monitoring), 1, time.time())
     _print_summary(result)
     if result.failure is not None:
@@ -145,14 +160,19 @@ def plan(config_path: Path) -> None:
 
     from updraft.frontend.ports import connect
     from updraft.frontend.publish import diff, request_ads
+    from updraft.frontend.report import blind_spot
     from updraft.frontend.service import observe_and_decide
 
     config = _load(config_path)
+    quiet_repeated_log(CYCLE_LOGGERS)
     planned, _, observation = observe_and_decide(config, connect(config), time.time())
-    for change in diff(observation.published or (), request_ads(planned, config, 0)):
-        click.echo(change.describe())
-    for problem in planned.problems:
-        click.echo(f"problem: {problem.source}: {problem.message}", err=True)
+    failure = blind_spot(planned)
+    if failure is None:
+        for change in diff(observation.published or (), request_ads(planned, config, 0)):
+            click.echo(change.describe())
+    echo_problems((f"{p.source}: {p.message}" for p in planned.problems), failure)
+    if failure is not None:  # requests computed without a collector would be guesses, as in `once`
+        raise CondorError(f"no plan: {failure}")
 
 
 @frontend.command()
@@ -171,6 +191,9 @@ def explain(config_path: Path, entry_name: str | None, unmatched: bool, group_na
     if (entry_name is None) == (not unmatched):
         raise click.UsageError("give either --entry NAME or --unmatched")
     config = _load(config_path)
+    if group_name is not None:
+        check_name(group_name, list(config.groups), "--group", "a group of the frontend")
+    quiet_repeated_log(CYCLE_LOGGERS)
     if entry_name is None:  # so --unmatched
         _explain_unmatched(config, group_name)
     else:
@@ -184,12 +207,15 @@ def _explain_entry(config: FrontendConfig, entry_name: str, group_name: str | No
     from updraft.frontend.service import plan_cycle
 
     planned, _ = plan_cycle(config, time.time())
+    echo_problems(f"{p.source}: {p.message}" for p in planned.problems)
     chosen = [
         d for d in planned.decisions if entry_name in (d.entry.name, d.entry.key) and group_name in (None, d.group)
     ]
     if not chosen:
-        raise click.ClickException(
-            f"no decision for entry {entry_name!r}: no matching jobs, pilots or advertised entry"
+        known = sorted({d.entry.key for d in planned.decisions if group_name in (None, d.group)})
+        raise UpdraftError(
+            f"no decision for entry {entry_name!r}: no matching jobs, pilots or advertised entry "
+            f"(entries with a decision: {', '.join(known) or 'none'})"
         )
     for decision in chosen:
         click.echo(explain_decision(decision))
@@ -203,13 +229,34 @@ def _explain_unmatched(config: FrontendConfig, group_name: str | None) -> None:
     from updraft.frontend.whynot import describe, refused_shapes
 
     seen = observe(config, connect(config), time.time())
-    for problem in seen.problems:
-        click.echo(f"problem: {problem.source}: {problem.message}", err=True)
+    unknown = _unread_for_unmatched(seen, config, group_name)
+    echo_problems(f"{p.source}: {p.message}" for p in seen.problems if not p.unreadable)
     refused = refused_shapes(seen.shapes, seen.entries, config, group_name)
-    if not refused:
-        click.echo("every idle job matches at least one live entry")
     for verdict in refused:
         click.echo(describe(verdict))
+    if unknown:
+        raise UpdraftError(f"cannot tell which idle jobs match: {'; '.join(unknown)}")
+    if not any(s.idle for s in seen.shapes if group_name in (None, s.group)):
+        click.echo("no idle jobs" + (f" in group {group_name}" if group_name else ""))
+    elif not refused:
+        click.echo("every idle job matches at least one live entry")
+
+
+def _unread_for_unmatched(seen: Observation, config: FrontendConfig, group_name: str | None) -> list[str]:
+    """What --unmatched needed and could not read: a collector, a schedd holding the group's jobs, or
+    any entry at all. Without these an answer of 'every idle job matches' would be a guess."""
+    unknown = [
+        f"{p.source}: {p.message}"
+        for p in seen.problems
+        if p.unreadable and (not p.groups or group_name is None or group_name in p.groups)
+    ]
+    wms = f"collector {config.wms_collector}"
+    if not seen.entries and not any(p.unreadable and p.source == wms for p in seen.problems):
+        factories = ", ".join(sorted(config.factories)) or "none configured"
+        unknown.append(
+            f"no entry of a trusted factory ({factories}) read from the WMS collector {config.wms_collector}"
+        )
+    return list(dict.fromkeys(unknown))
 
 
 @frontend.command()

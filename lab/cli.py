@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from updraft.cliutil import UpdraftGroup, check_name
 from updraft.errors import LabError
 from updraft.lab import control
 from updraft.lab.labconfig import write_component_configs
@@ -38,7 +39,7 @@ def _existing_topology(lab_dir: Path) -> Topology:
     return build_topology(lab_dir.absolute(), state["base_port"])
 
 
-@click.group()
+@click.group(cls=UpdraftGroup)
 def lab() -> None:
     """A real HTCondor grid lab on this machine (127.0.0.1 only).
 
@@ -196,9 +197,7 @@ def start(lab_dir: Path, instance: str, daemon: str | None) -> None:
 
 
 def _check_instance(topology: Topology, name: str) -> None:
-    names = [i.name for i in topology.instances]
-    if name not in names:
-        raise click.BadParameter(f"{name!r} is not one of {', '.join(names)}", param_hint="INSTANCE")
+    check_name(name, [i.name for i in topology.instances], "INSTANCE", "an instance of the lab")
 
 
 @lab.command()

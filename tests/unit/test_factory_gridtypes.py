@@ -294,10 +294,10 @@ def test_check_config_names_the_file_and_key_of_every_render_problem(tree) -> No
         )
     )
     result = CliRunner().invoke(factory_cli, ["check-config", "-c", str(main)])
-    assert result.exit_code != 0
+    assert result.exit_code == 1
     drop_in = main.parent / "factory.d" / "50-clouds.yaml"
-    problems = str(result.exception).splitlines()
-    assert problems[0] == "invalid configuration (3 problems):"
+    problems = result.stderr.splitlines()
+    assert problems[0] == "updraft: error: invalid configuration (3 problems):"
     assert f"  {drop_in}: entries.aws.cloud: required for ec2 entries (at least image and instance_type)" in problems
     assert f"  {drop_in}: entries.google.cloud: required for gce entries (at least image and instance_type)" in problems
     assert any(line.startswith(f"  {drop_in}: entries.aws.resource: an ec2 resource") for line in problems)
@@ -321,8 +321,9 @@ def test_check_config_proves_each_grid_types_template_is_installed(tree, third_p
         )
     )
     result = CliRunner().invoke(factory_cli, ["check-config", "-c", str(main)])
-    problems = str(result.exception).splitlines()
-    assert problems[0] == "invalid configuration (1 problem):"
+    assert result.exit_code == 1
+    problems = result.stderr.splitlines()
+    assert problems[0] == "updraft: error: invalid configuration (1 problem):"
     assert problems[1].startswith(
         f"  {main.parent / 'factory.d' / '50-acme.yaml'}: entries.first.grid_type: "
         "grid type untemplated: template untemplated.sub.j2 not found in acme_grids/templates"

@@ -304,6 +304,7 @@ def down(config_path: Path, entry: str, frontend: str | None, start: str | None,
 
     config = load_factory_config(config_path, on_warning=echo_warning).config
     _check_entry(config, entry)
+    _check_frontend(config, frontend)
     now = time.time()
     new = downtime.Downtime(entry, _when(start, now), _when(end, None) if end else None, frontend, comment)
     path = downtimes_path(config.work_dir)
@@ -326,6 +327,7 @@ def up(config_path: Path, entry: str, frontend: str | None) -> None:
     path = downtimes_path(config.work_dir)
     stored = downtime.load(path)
     _check_entry(config, entry, also=(d.entry for d in stored))  # an entry since removed may still be down
+    _check_frontend(config, frontend, also=(d.frontend for d in stored if d.frontend))
     updated, closed = downtime.end_now(stored, entry, frontend, time.time())
     downtime.save(path, updated)
     click.echo(f"{entry}: {closed} downtime(s) ended")
@@ -357,6 +359,17 @@ def _check_entry(config: FactoryConfig, entry: str, also: Iterable[str] = ()) ->
     check_name(
         entry, ["all", *dict.fromkeys([*advertised_entries(config), *also])], "--entry", "an entry of the factory"
     )
+
+
+def _check_frontend(config: FactoryConfig, frontend: str | None, also: Iterable[str] = ()) -> None:
+    """A usage error naming `frontend` and the known ones, unless some entry (or set) allows it, or it is in `also`."""
+    if frontend is None:
+        return
+    allowed = [
+        *(name for entry in config.entries.values() for name in entry.frontends),
+        *(name for entry_set in config.entry_sets.values() for name in entry_set.frontends),
+    ]
+    check_name(frontend, list(dict.fromkeys([*allowed, *also])), "--frontend", "a frontend of the factory")
 
 
 @overload

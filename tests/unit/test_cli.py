@@ -425,6 +425,15 @@ def test_an_unknown_entry_is_a_usage_error_listing_the_known_ones(command: str, 
     assert "'NOSUCH'" in result.stderr and "all, site1, site2" in result.stderr
 
 
+@pytest.mark.parametrize("command", ["up", "down"])
+def test_an_unknown_frontend_is_a_usage_error_listing_the_known_ones(command: str, factory_config: Path) -> None:
+    result = updraft("factory", command, "--entry", "site1", "--frontend", "nope", "-c", factory_config)
+    assert_one_error_style(result, 2)
+    assert "'nope'" in result.stderr and "(known: vo)" in result.stderr
+    allowed = updraft("factory", command, "--entry", "site1", "--frontend", "vo", "-c", factory_config)
+    assert allowed.exit_code == 0, allowed.stderr
+
+
 def test_up_still_ends_the_downtime_of_an_entry_since_removed(factory_config: Path) -> None:
     config = load_factory_config(factory_config).config
     path = downtime.downtimes_path(config.work_dir)

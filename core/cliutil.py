@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 PREFIX = "updraft: error:"
 VERBOSITY = "updraft.verbosity"
-GROUP_CONFIG = "updraft.config"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -191,17 +190,35 @@ def echo_problems(problems: Iterable[str], failure: str | None = None) -> None:
             click.echo(f"problem: {redact.redact(problem)}", err=True)
 
 
-# ------------------------------------------------------------------ the config path
+# ------------------------------------------------------------------ options a group passes to its commands
 
 
-def _config_from_group(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
-    """A path given on the command wins; else one given on its group (`updraft factory -c X once`);
-    else the environment, else the default."""
-    given_on_group = ctx.meta.get(GROUP_CONFIG)
+def _group_key(param: click.Parameter) -> str:
+    return f"updraft.group.{param.name}"
+
+
+def from_group(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A callback for a command's option that its group also takes (`updraft factory -c X once`):
+    a value given on the command wins, then one given on the group, then the environment, then the default."""
+    given_on_group = ctx.meta.get(_group_key(param))
     source = ctx.get_parameter_source(param.name or "")
     if given_on_group is not None and source in (ParameterSource.DEFAULT, ParameterSource.ENVIRONMENT):
-        return Path(given_on_group)
+        return given_on_group
     return value
+
+
+def _keep_for_commands(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if value is not None and not ctx.resilient_parsing:
+        ctx.meta[_group_key(param)] = value
+
+
+def group_option(
+    *decls: str, param_type: click.ParamType[Any], help_text: str
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The group's copy of an option its commands take with `from_group`; `decls` must name the same parameter."""
+    return click.option(
+        *decls, type=param_type, default=None, expose_value=False, callback=_keep_for_commands, help=help_text
+    )
 
 
 def config_option(component: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -215,26 +232,19 @@ def config_option(component: str) -> Callable[[Callable[..., Any]], Callable[...
         show_envvar=True,
         default=Path(f"/etc/updraft/{component}.yaml"),
         show_default=True,
-        callback=_config_from_group,
+        callback=from_group,
         help="Main config file; *.yaml files in its sibling <stem>.d/ directory are read after it.",
     )
 
 
-def _keep_group_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
-    if value is not None and not ctx.resilient_parsing:
-        ctx.meta[GROUP_CONFIG] = value
-
-
 def group_config_option(component: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """`-c/--config` on the component's group, for every command under it (a command's own -c wins)."""
-    return click.option(
+    return group_option(
         "-c",
         "--config",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        expose_value=False,
-        callback=_keep_group_config,
-        help=f"Main config file for the command that follows (default: the command's, /etc/updraft/{component}.yaml).",
+        "config_path",
+        param_type=click.Path(dir_okay=False, path_type=Path),
+        help_text=f"Main config file for the command that follows (default /etc/updraft/{component}.yaml).",
     )
 
 

@@ -1,14 +1,14 @@
 """The factory loop: observe -> decide -> act -> report, every cycle.
 
 `plan_cycle` observes and decides without touching the queue or the
-keyring (for `plan` and `status`); `run_cycle` also acts, and creates or
-rotates the keyring only in a cycle that read its queue and so reached the
+keyring (for `plan` and `status`); `run_cycle` also acts. It creates or
+rotates the keyring only in a cycle that read its queue, and so reached the
 WMS collector and the schedd: a factory cut off from its pool makes no key
-it cannot advertise. `FactoryService`
-repeats it under `updraft.loop.run_service`: SIGTERM stops after the current
-cycle, SIGHUP re-reads the configuration and keeps the old one when the new
-one is bad. Nothing about pilots is kept in memory between cycles: the queue
-is the state, so a restart or `kill -9` loses nothing and submits nothing twice.
+it could not advertise. `FactoryService` repeats the cycle under
+`updraft.loop.run_service`: SIGTERM stops after the current cycle, SIGHUP
+re-reads the configuration and keeps the old one when the new one is bad.
+Nothing about pilots is kept in memory between cycles: the queue is the
+state, so a restart or `kill -9` loses nothing and submits nothing twice.
 Every daemon is reached through the cycle's ports (`updraft.factory.ports`).
 """
 

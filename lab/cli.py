@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from updraft.cliutil import UpdraftGroup, check_name
+from updraft.cliutil import UpdraftGroup, check_name, from_group, group_option
 from updraft.errors import LabError
 from updraft.lab import control
 from updraft.lab.labconfig import write_component_configs
@@ -28,6 +28,7 @@ lab_dir_option = click.option(
     default=DEFAULT_LAB_DIR,
     envvar="UPDRAFT_LAB_DIR",
     show_default=True,
+    callback=from_group,
     help="Lab folder: configs, logs, keys, work files [env UPDRAFT_LAB_DIR].",
 )
 
@@ -40,6 +41,12 @@ def _existing_topology(lab_dir: Path) -> Topology:
 
 
 @click.group(cls=UpdraftGroup)
+@group_option(
+    "--dir",
+    "lab_dir",
+    param_type=click.Path(file_okay=False, path_type=Path),
+    help_text="Lab folder for the command that follows (a command's own --dir wins).",
+)
 def lab() -> None:
     """A real HTCondor grid lab on this machine (127.0.0.1 only).
 

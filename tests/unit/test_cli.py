@@ -203,6 +203,15 @@ def test_a_config_given_on_the_group_is_used_and_one_given_on_the_command_wins(
     assert str(missing) in both.stderr
 
 
+def test_a_lab_dir_given_on_the_group_reaches_the_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("UPDRAFT_LAB_DIR", raising=False)
+    empty = tmp_path / "no-lab-here"
+    empty.mkdir()
+    result = updraft("lab", "--dir", empty, "status")
+    assert_one_error_style(result, 1)
+    assert error_lines(result) == [f"{PREFIX} no lab in {empty}: run `updraft lab up` first"]
+
+
 @pytest.mark.parametrize("group", [None, "factory", "frontend", "lab"])
 def test_help_lists_the_commands_and_the_global_option(group: str | None) -> None:
     root = main

@@ -28,7 +28,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from updraft.config import AbsolutePath, ConfigModel, FrozenList, PositiveInt
+from updraft.config import AbsolutePath, ConfigModel, FrozenList, PositiveCount
 from updraft.errors import ConfigError, UpdraftError
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class StagingSettings(ConfigModel):
     url: HttpUrl
     files: FrozenList[StagedFileConfig] = ()
     """Files for every pilot (entries or groups add their own after these)."""
-    keep_releases: PositiveInt = Field(default=10)
+    keep_releases: PositiveCount = Field(default=10)
     """Releases kept per entry or group: queued pilots may still fetch an older one."""
 
 

@@ -34,14 +34,18 @@ from updraft.config import (
     AttrValue,
     ClassAdExpr,
     ConfigModel,
+    Count,
+    DurationSeconds,
     FrozenList,
     FrozenMap,
     Identity,
+    IntervalSeconds,
+    LifetimeSeconds,
     Loaded,
     Name,
-    NonEmptyStr,
-    NonNegativeInt,
-    PositiveInt,
+    NonBlankStr,
+    NonNegativeLifetimeSeconds,
+    Text,
     load_layered,
 )
 from updraft.errors import ConfigError
@@ -56,6 +60,20 @@ RESERVED_PILOT_PREFIX = "UPDRAFT_"
 """Pilot environment names the factory sets itself (the pilot's identity)."""
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+
+MAX_CLUSTER_SIZE = 10_000
+"""Pilots in one submit transaction: beyond this one cluster would hold the schedd too long."""
+
+MAX_MEMORY_MB = 16 * 1024 * 1024
+"""16 TiB: more than any one worker has; larger is a typo (or bytes where MB were meant)."""
+
+MAX_POSIX_ID = 2**32 - 2
+"""uid_t and gid_t are 32 bits, and 2^32 - 1 means "no id" to chown."""
+
+PosixId = Annotated[int, Field(ge=0, le=MAX_POSIX_ID)]
+
+HoldReasonCode = Annotated[int, Field(ge=0, le=2**31 - 1)]
+"""An HTCondor ``HoldReasonCode`` (a 32-bit integer in the job ad)."""
 
 
 def _check_grid_type(value: str) -> str:
@@ -92,25 +110,25 @@ class GlideinSettings(ConfigModel):
     description, so the pilot gets them through the trusted channel.
     """
 
-    max_idle_seconds: NonNegativeInt = 1200
+    max_idle_seconds: DurationSeconds = 1200
     """Leave when no job ever started for this long."""
-    idle_tail_seconds: NonNegativeInt = 300
+    idle_tail_seconds: DurationSeconds = 300
     """Leave when idle this long after having run jobs."""
-    failure_sleep_seconds: NonNegativeInt = 600
+    failure_sleep_seconds: DurationSeconds = 600
     """On failure, keep the batch slot this long, so a broken node does not take pilot after pilot."""
-    shutdown_margin_seconds: NonNegativeInt = 300
-    retire_spread_seconds: NonNegativeInt = 0
+    shutdown_margin_seconds: DurationSeconds = 300
+    retire_spread_seconds: DurationSeconds = 0
     """Random spread of the retire times, so pilots started together do not drain together."""
-    max_job_seconds: NonNegativeInt = 0
+    max_job_seconds: NonNegativeLifetimeSeconds = 0
     """The longest job a pilot should still start: retire this long before the die time."""
     condor_dir: AbsolutePath | None = None
     """An HTCondor installed on the workers (holding sbin/condor_master)."""
     condor_tarball: CondorTarball | None = None
     """An HTCondor release to download instead; ``condor_dir`` wins when both are set."""
-    blackhole_jobs: NonNegativeInt = 0
+    blackhole_jobs: Count = 0
     """More job starts than this within ``blackhole_window_seconds`` marks the node a black hole (0: off)."""
-    blackhole_window_seconds: PositiveInt = 600
-    node_launcher: NonEmptyStr | None = None
+    blackhole_window_seconds: IntervalSeconds = 600
+    node_launcher: NonBlankStr | None = None
     """For multi-node pilots (``GLIDEIN_Nodes`` > 1 in the entry's ``attributes``): how the pilot
     starts one process per node, e.g. ``srun --ntasks-per-node=1`` (the default under Slurm)."""
     slots_layout: Literal["partitionable", "fixed"] = "partitionable"
@@ -128,9 +146,9 @@ class FrontendLimits(ConfigModel):
     `updraft.factory.policy`).
     """
 
-    max_pilots: NonNegativeInt | None = None
-    max_idle: NonNegativeInt | None = None
-    max_held: NonNegativeInt | None = None
+    max_pilots: Count | None = None
+    max_idle: Count | None = None
+    max_held: Count | None = None
     """Held pilots of this frontend at which its submissions stop (0: none submitted at all)."""
 
 
@@ -142,9 +160,9 @@ class EntryLimits(ConfigModel):
     ``max_held: 0`` submits nothing either.
     """
 
-    max_pilots: NonNegativeInt = 100
-    max_idle: NonNegativeInt = 20
-    max_held: NonNegativeInt = 10
+    max_pilots: Count = 100
+    max_idle: Count = 20
+    max_held: Count = 10
     per_frontend: FrontendLimits = Field(default_factory=FrontendLimits)
     """Caps for every allowed frontend that has no ``limits`` of its own under ``frontends:``."""
 
@@ -172,10 +190,10 @@ class SubmitTuning(ConfigModel):
     removals and releases still run.
     """
 
-    max_submits_per_cycle: NonNegativeInt = 20
-    max_removals_per_cycle: NonNegativeInt = 20
-    max_releases_per_cycle: NonNegativeInt = 10
-    cluster_size: PositiveInt = 5
+    max_submits_per_cycle: Count = 20
+    max_removals_per_cycle: Count = 20
+    max_releases_per_cycle: Count = 10
+    cluster_size: Annotated[int, Field(ge=1, le=MAX_CLUSTER_SIZE)] = 5
     """Pilots per submitted cluster: one submit transaction, one batch for the grid manager."""
 
 
@@ -188,9 +206,9 @@ class StaleSettings(ConfigModel):
     is off by default.
     """
 
-    idle_seconds: PositiveInt | None = 86400
-    running_seconds: PositiveInt | None = None
-    held_seconds: PositiveInt | None = None
+    idle_seconds: LifetimeSeconds | None = 86400
+    running_seconds: LifetimeSeconds | None = None
+    held_seconds: LifetimeSeconds | None = None
 
 
 class HoldSettings(ConfigModel):
@@ -214,11 +232,11 @@ class HoldSettings(ConfigModel):
     ``backoff_seconds`` up to ``max_backoff_seconds``.
     """
 
-    recoverable_codes: FrozenList[NonNegativeInt] = (0, 12, 13)
-    max_releases: NonNegativeInt = 3
+    recoverable_codes: FrozenList[HoldReasonCode] = (0, 12, 13)
+    max_releases: Count = 3
     """Releases per pilot; a pilot held again after that many is removed (0: never released)."""
-    backoff_seconds: PositiveInt = 300
-    max_backoff_seconds: PositiveInt = 3600
+    backoff_seconds: IntervalSeconds = 300
+    max_backoff_seconds: IntervalSeconds = 3600
 
     @field_validator("max_backoff_seconds", mode="after")
     @classmethod
@@ -244,12 +262,12 @@ class Entry(ConfigModel):
     downtime: bool = False
     """Advertised as in downtime: frontends request nothing here, running pilots are left alone."""
     grid_type: GridTypeName
-    resource: NonEmptyStr
+    resource: NonBlankStr
     attributes: FrozenMap[AttrName, AttrValue] = Field(default_factory=dict)
     limits: EntryLimits = Field(default_factory=EntryLimits)
-    max_walltime_seconds: PositiveInt = 86400
+    max_walltime_seconds: LifetimeSeconds = 86400
     """A pilot running longer than this is removed by its own ``periodic_remove``."""
-    memory_mb: PositiveInt | None = None
+    memory_mb: Annotated[int, Field(ge=1, le=MAX_MEMORY_MB)] | None = None
     """Memory each pilot requests; unset leaves it to the site."""
     pilot_attributes: FrozenMap[AttrName, AttrValue] = Field(default_factory=dict)
     """Passed to the pilot itself (its environment, or the VM's user data / metadata)."""
@@ -430,7 +448,7 @@ class PilotSettings(ConfigModel):
     """
 
     executable: AbsolutePath = Field(default_factory=shipped_glidein)
-    arguments: str = ""
+    arguments: Text = ""
     """Added after the options the factory writes (shell-like quoting)."""
 
 
@@ -479,29 +497,29 @@ def _positive_int(value: object) -> int:
 class CredentialSettings(ConfigModel):
     """The factory's key pair for sealed credentials, and where the credentials it opens are kept."""
 
-    key_rotation_seconds: PositiveInt = 7 * 86400
+    key_rotation_seconds: LifetimeSeconds = 7 * 86400
     """A new key pair after this long; the old one still opens requests for ``key_grace_seconds``."""
-    key_grace_seconds: PositiveInt = 3600
+    key_grace_seconds: IntervalSeconds = 3600
     """Long enough for every frontend to see the new key (a few of their cycles)."""
     store_dir: AbsolutePath | None = None
     """One folder per frontend of its pilot tokens (0700, files 0600); unset: ``work_dir/credentials``.
     (The key pair is kept apart, in ``work_dir/keyring``.)"""
-    owner_uid: NonNegativeInt | None = None
+    owner_uid: PosixId | None = None
     """A factory running as root submits as another identity: its pilot tokens are handed to this
     uid, so the schedd can read them for that identity's pilots. Unset: files stay the factory's."""
-    owner_gid: NonNegativeInt | None = None
+    owner_gid: PosixId | None = None
 
 
 class FactoryConfig(ServiceConfig):
     """The whole factory configuration, after merging ``factory.yaml`` and ``factory.d/``."""
 
-    schedd: NonEmptyStr
+    schedd: NonBlankStr
     work_dir: AbsolutePath = Path("/var/lib/updraft/factory")
     entries: FrozenMap[Name, Entry] = Field(default_factory=dict)
     pilot: PilotSettings = Field(default_factory=PilotSettings)
     entry_sets: FrozenMap[Name, EntrySet] = Field(default_factory=dict)
     """Entry sets by the name they are advertised under (see `EntrySet`)."""
-    pilot_log_retention_seconds: PositiveInt = 7 * 86400
+    pilot_log_retention_seconds: LifetimeSeconds = 7 * 86400
     """Pilot output and error files older than this are deleted (their reports are read long before)."""
     credentials: CredentialSettings = Field(default_factory=CredentialSettings)
     staging: StagingSettings | None = None

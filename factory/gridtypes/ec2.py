@@ -10,20 +10,20 @@ from __future__ import annotations
 from pydantic import model_validator
 from pydantic_core import PydanticCustomError
 
-from updraft.config import AbsolutePath, ConfigModel, NonEmptyStr
+from updraft.config import AbsolutePath, ConfigModel, NonBlankStr
 from updraft.factory.gridtypes.plugin import GridTypePlugin, Problem
 
 
 class Ec2Machine(ConfigModel):
     """The instance an ec2 entry starts (``cloud:``)."""
 
-    image: NonEmptyStr
+    image: NonBlankStr
     """``ec2_ami_id``."""
-    instance_type: NonEmptyStr
+    instance_type: NonBlankStr
     """``ec2_instance_type``."""
-    key_name: NonEmptyStr | None = None
+    key_name: NonBlankStr | None = None
     """A key pair already registered with EC2 (``ec2_keypair``)."""
-    zone: NonEmptyStr | None = None
+    zone: NonBlankStr | None = None
     """``ec2_availability_zone`` (the region is in the service URL, the entry's ``resource``)."""
     access_key_file: AbsolutePath | None = None
     """File holding the access key id (``ec2_access_key_id``)."""

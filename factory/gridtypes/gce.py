@@ -6,16 +6,16 @@ HTCondor's GCE grid manager expects after ``gce``.
 
 from __future__ import annotations
 
-from updraft.config import AbsolutePath, ConfigModel, NonEmptyStr
+from updraft.config import AbsolutePath, ConfigModel, NonBlankStr
 from updraft.factory.gridtypes.plugin import GridTypePlugin, Problem
 
 
 class GceMachine(ConfigModel):
     """The instance a gce entry starts (``cloud:``)."""
 
-    image: NonEmptyStr
+    image: NonBlankStr
     """``gce_image``."""
-    instance_type: NonEmptyStr
+    instance_type: NonBlankStr
     """``gce_machine_type``."""
     auth_file: AbsolutePath | None = None
     """The authorization file (``gce_auth_file``); without it the gcloud default is used."""

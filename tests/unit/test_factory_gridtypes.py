@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from updraft import plugins
-from updraft.config import ConfigModel, NonEmptyStr
+from updraft.config import ConfigModel, NonBlankStr
 from updraft.errors import ConfigError
 from updraft.factory import gridtypes
 from updraft.factory.cli import factory as factory_cli
@@ -81,8 +81,8 @@ def test_a_refused_key_names_the_grid_types_it_belongs_to() -> None:
 
 
 class SlurmRestSettings(ConfigModel):
-    partition: NonEmptyStr
-    account: NonEmptyStr | None = None
+    partition: NonBlankStr
+    account: NonBlankStr | None = None
 
 
 def _slurmrest_problems(settings: SlurmRestSettings, resource: str) -> list[Problem]:

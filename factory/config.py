@@ -457,7 +457,10 @@ class EntrySet(ConfigModel):
 
     Frontends see and request only the set; the factory spreads the pilots
     over the members by `policy`. Members are not advertised on their own,
-    and the set's ``limits``, ``frontends`` and ``downtime`` replace theirs;
+    and the set's ``limits`` and ``frontends`` replace theirs. The set's
+    ``downtime: true`` takes every member down (a member that says
+    ``downtime: false`` itself is an error); a member's ``downtime: true``
+    takes only that member out of the set's rotation;
     how pilots are submitted (``submit``, ``stale``, ``holds``) comes from
     the first member (see `updraft.factory.policy`). ``GLIDEIN_CPUS`` among the
     set's ``attributes`` must be what every member's pilots have, since
@@ -528,13 +531,13 @@ class FactoryConfig(ServiceConfig):
 
     @model_validator(mode="after")
     def _entry_sets_fit_the_entries(self) -> FactoryConfig:
-        """Members must exist, belong to one set only, and agree with the set's core count.
+        """Members must exist, belong to one set only, and agree with the set's core count and downtime.
 
         Every problem is reported at its own key path (e.g.
         ``entry_sets.us.members[1]``), so the loader names the file and key
         the operator has to edit, and all are reported at once.
         """
-        problems = [*_set_name_clashes(self), *_member_problems(self)]
+        problems = [*_set_name_clashes(self), *_member_problems(self), *_downtime_conflicts(self)]
         if problems:
             raise ValidationError.from_exception_data(type(self).__name__, problems)
         return self
@@ -598,6 +601,31 @@ def _member_problems(config: FactoryConfig) -> list[InitErrorDetails]:
                     )
                 )
     return problems
+
+
+def _downtime_conflicts(config: FactoryConfig) -> list[InitErrorDetails]:
+    """A set in downtime takes every member out of use, so a member that says ``downtime: false``
+    itself would be overridden without a word: that is refused, naming both keys.
+
+    The other way round is no conflict: a member's ``downtime: true`` in a set that is up takes
+    that one CE out of the set's rotation (`updraft.factory.policy.available_members`).
+    """
+    return [
+        _problem(
+            ("entries", member, "downtime"),
+            False,
+            "entry_set_downtime",
+            "says the entry is up, but entry_sets.{set_name}.downtime is true and takes every member "
+            "down: remove one of the two",
+            {"set_name": set_name},
+        )
+        for set_name, entry_set in sorted(config.entry_sets.items())
+        if entry_set.downtime
+        for member in entry_set.members
+        if member in config.entries
+        and "downtime" in config.entries[member].model_fields_set
+        and not config.entries[member].downtime
+    ]
 
 
 def _already_in(member: str, first_set: str, first_index: int, this_set: str) -> str:

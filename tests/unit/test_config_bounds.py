@@ -317,3 +317,33 @@ def test_every_listed_classad_function_is_known_to_the_installed_library():
     assert sorted(name for name in _CLASSAD_FUNCTIONS if not library_knows(name)) == []
     assert not library_knows("stringListMembr")
     assert not library_knows("noSuchFunction")
+
+
+# --------------------------------------------------------------------------
+# An entry set's downtime and its members'
+# --------------------------------------------------------------------------
+
+SET_WITH_MEMBERS = """\
+entries:
+  site2: {grid_type: condor, resource: "ce@site2.lab 127.0.0.1:29621"%s}
+entry_sets:
+  us: {members: [site1, site2]%s}
+"""
+
+
+def test_a_set_in_downtime_with_a_member_that_says_it_is_up_is_refused_naming_both_keys(tree):
+    line = factory_problem(tree, SET_WITH_MEMBERS % (", downtime: false", ", downtime: true"), "entries.site2.downtime")
+    assert "entry_sets.us.downtime is true" in line
+    assert "entries.site1.downtime" not in line  # site1 says nothing about downtime: no conflict
+
+
+@pytest.mark.parametrize(
+    ("member", "set_flag"),
+    [("", ", downtime: true"), (", downtime: true", ""), (", downtime: true", ", downtime: false")],
+)
+def test_set_and_member_downtimes_that_do_not_contradict_load(tree, member, set_flag):
+    """A set down with silent members, or one member down in a set that is up (out of the rotation)."""
+    main = tree.factory(("50-set.yaml", SET_WITH_MEMBERS % (member, set_flag)))
+    config = load_factory_config(main).config
+    assert config.entry_sets["us"].downtime == ("true" in set_flag)
+    assert config.entries["site2"].downtime == ("true" in member)

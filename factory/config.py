@@ -8,8 +8,8 @@ them. See ``etc/factory.yaml`` for a commented example.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -302,6 +302,7 @@ class Entry(ConfigModel):
             entry = handler({**common, "grid": settings})
         except ValidationError as err:
             raise _invalid(cls.__name__, [*map(_restated, err.errors(include_url=False)), *problems]) from None
+        problems = problems or _renderable_problems(entry)
         if problems:
             raise _invalid(cls.__name__, problems)
         return entry
@@ -374,6 +375,59 @@ class Entry(ConfigModel):
     def cpus_per_pilot(self) -> int:
         """GLIDEIN_CPUS when it is a positive integer; anything else (e.g. "auto") means 1."""
         return cpus_in(self.attributes)
+
+
+def _renderable_problems(entry: Entry) -> list[InitErrorDetails]:
+    """What keeps a valid entry from being rendered, each at its key: the grid type's checks
+    (an ec2 entry without ``cloud``, a gce ``resource`` of two words) and line breaks.
+
+    Run when the config is loaded, so ``check-config`` lists every one with its file and key
+    instead of the factory finding the first one when it submits.
+    """
+    return [
+        _problem(path, value, kind, message.replace("{", "{{").replace("}", "}}"))
+        for path, value, kind, message in [
+            *(
+                (_key_path(problem.key), _value_at(entry, problem.key), "grid_type_check", problem.message)
+                for problem in entry.grid_plugin.problems(entry.grid, entry.resource)
+            ),
+            *(
+                (path, value, "line_break", LINE_BREAK_PROBLEM)
+                for path, value in line_breaks((), entry.model_dump(exclude={"attributes"}))
+            ),
+        ]
+    ]
+
+
+LINE_BREAK_PROBLEM = "contains a line break, which would end the submit command and start another"
+
+SUBMIT_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\x00")
+"""Everything `str.splitlines` breaks at, and NUL: the submit parser may end a line at any of them."""
+
+
+def line_breaks(where: tuple[str | int, ...], value: object) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """The path and text of every string (at any depth) that holds a line break."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from line_breaks((*where, key), item)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from line_breaks((*where, index), item)
+    elif isinstance(value, (str, PurePath)) and not SUBMIT_LINE_BREAKS.isdisjoint(str(value)):
+        yield where, str(value)
+
+
+def _key_path(key: str) -> tuple[str | int, ...]:
+    """A grid type check's key (``cloud`` or ``cloud.instance_type``) as a path inside the entry."""
+    return tuple(key.split("."))
+
+
+def _value_at(entry: Entry, key: str) -> object:
+    """The value a grid type check is about, for the message's ``(got ...)``."""
+    value: object = entry.model_dump()
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
 
 
 def _grid_settings(

@@ -44,7 +44,7 @@ class Ec2Settings(ConfigModel):
     """An ec2 entry's own keys."""
 
     cloud: Ec2Machine | None = None
-    """The machine to start; required, but checked when pilots are rendered (see `ec2_problems`)."""
+    """The machine to start; required (checked with the resource when the config loads, see `ec2_problems`)."""
 
 
 def ec2_problems(settings: Ec2Settings, resource: str) -> list[Problem]:
@@ -56,8 +56,7 @@ def ec2_problems(settings: Ec2Settings, resource: str) -> list[Problem]:
         problems.append(
             Problem(
                 "resource",
-                "an ec2 resource is the service URL alone, "
-                f"e.g. https://ec2.us-east-1.amazonaws.com/ (got {resource!r})",
+                "an ec2 resource is the service URL alone, e.g. https://ec2.us-east-1.amazonaws.com/",
             )
         )
     return problems

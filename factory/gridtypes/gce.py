@@ -25,7 +25,7 @@ class GceSettings(ConfigModel):
     """A gce entry's own keys."""
 
     cloud: GceMachine | None = None
-    """The machine to start; required, but checked when pilots are rendered (see `gce_problems`)."""
+    """The machine to start; required (checked with the resource when the config loads, see `gce_problems`)."""
 
 
 def gce_problems(settings: GceSettings, resource: str) -> list[Problem]:
@@ -38,8 +38,7 @@ def gce_problems(settings: GceSettings, resource: str) -> list[Problem]:
             Problem(
                 "resource",
                 "a gce resource is '<service URL> <project> <zone>', e.g. "
-                "'https://www.googleapis.com/compute/v1 my-project us-central1-a' "
-                f"(got {resource!r})",
+                "'https://www.googleapis.com/compute/v1 my-project us-central1-a'",
             )
         )
     return problems

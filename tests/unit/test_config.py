@@ -566,7 +566,7 @@ def test_models_are_deeply_immutable(tree):
 
 
 def test_defaults_and_serialisation(tree):
-    main = tree.factory(main="name: f\nwms_collector: h:1\nschedd: s\nentries: {e: {grid_type: gce, resource: r}}\n")
+    main = tree.factory(main="name: f\nwms_collector: h:1\nschedd: s\nentries: {e: {grid_type: arc, resource: r}}\n")
     config = load_factory_config(main).config
     assert config.work_dir == Path("/var/lib/updraft/factory")
     assert config.cycle_seconds == 60

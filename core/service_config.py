@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import Field
 
 from updraft.config import AbsolutePath, ConfigModel, HostPort, IntervalSeconds, Name, TimeoutSeconds
+from updraft.filechecks import ReadHere
 from updraft.monitoring.config import MonitoringConfig
 
 
@@ -27,7 +28,7 @@ class ServiceConfig(ConfigModel):
     """Longest wait for one answer from a schedd or collector. One that does not answer in time
     (down, or accepting connections and never answering) is unreachable for the rest of the cycle:
     the cycle costs one timeout, never one per call. Above 0, at most a day."""
-    condor_config: AbsolutePath | None = None
+    condor_config: ReadHere | None = None
     """The HTCondor client configuration to use (CONDOR_CONFIG); unset: the environment's."""
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     work_dir: AbsolutePath = Path("/var/lib/updraft")

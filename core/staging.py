@@ -30,6 +30,7 @@ from pydantic_core import PydanticCustomError
 
 from updraft.config import AbsolutePath, ConfigModel, FrozenList, PositiveCount
 from updraft.errors import ConfigError, UpdraftError
+from updraft.filechecks import ReadHere
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ HttpUrl = Annotated[str, AfterValidator(_check_url)]
 class StagedFileConfig(ConfigModel):
     """One file every pilot gets: where it is on this host, and what the pilot does with it."""
 
-    source: AbsolutePath
+    source: ReadHere
     kind: FileKind = "file"
     name: ManifestPath | None = None
     """Its path in the manifest (and under the pilot's files folder); default: the source's name."""

@@ -39,9 +39,12 @@ def check_config(config_path: Path) -> None:
     if the configuration is valid; 1 with every problem listed, each with
     its file and key, if not.
     """
+    from updraft.filechecks import check_files
+
     loaded = load_factory_config(config_path, on_warning=echo_warning)
     for file in loaded.files:
         click.echo(f"read {file}")
+    check_files(loaded, echo_warning)  # staged files, an InfluxDB token file, the pilot executable ...
     config = loaded.config
     _check_renderable(loaded)  # what each grid type needs to render (cloud settings, resource shape...)
     enabled = sum(entry.enabled for entry in config.entries.values())

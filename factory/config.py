@@ -50,6 +50,7 @@ from updraft.config import (
 )
 from updraft.errors import ConfigError
 from updraft.factory import gridtypes
+from updraft.filechecks import ReadBySchedd
 from updraft.service_config import ServiceConfig
 from updraft.staging import HttpUrl, StagedFileConfig, StagingSettings
 
@@ -501,7 +502,7 @@ class PilotSettings(ConfigModel):
     schedd cannot read that path (another host, a chroot) names a copy.
     """
 
-    executable: AbsolutePath = Field(default_factory=shipped_glidein)
+    executable: ReadBySchedd = Field(default_factory=shipped_glidein)
     arguments: Text = ""
     """Added after the options the factory writes (shell-like quoting)."""
 

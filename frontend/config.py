@@ -33,6 +33,7 @@ from updraft.config import (
     NonNegativeLifetimeSeconds,
     load_layered,
 )
+from updraft.filechecks import ReadHere
 from updraft.service_config import ServiceConfig
 from updraft.staging import StagedFileConfig, StagingSettings
 
@@ -108,7 +109,7 @@ class Group(ConfigModel):
 class PilotTokens(ConfigModel):
     """How the frontend mints the token its pilots' startds join the VO pool with (one per entry)."""
 
-    signing_key_file: AbsolutePath
+    signing_key_file: ReadHere
     """The VO pool's signing key (its SEC_PASSWORD_DIRECTORY/POOL); the JWT ``kid`` is its file name."""
     trust_domain: NonBlankStr
     """The VO pool's TRUST_DOMAIN (by default its UID_DOMAIN): the tokens' issuer."""

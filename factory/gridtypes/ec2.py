@@ -10,8 +10,9 @@ from __future__ import annotations
 from pydantic import model_validator
 from pydantic_core import PydanticCustomError
 
-from updraft.config import AbsolutePath, ConfigModel, NonBlankStr
+from updraft.config import ConfigModel, NonBlankStr
 from updraft.factory.gridtypes.plugin import GridTypePlugin, Problem
+from updraft.filechecks import ReadBySchedd
 
 
 class Ec2Machine(ConfigModel):
@@ -25,9 +26,9 @@ class Ec2Machine(ConfigModel):
     """A key pair already registered with EC2 (``ec2_keypair``)."""
     zone: NonBlankStr | None = None
     """``ec2_availability_zone`` (the region is in the service URL, the entry's ``resource``)."""
-    access_key_file: AbsolutePath | None = None
+    access_key_file: ReadBySchedd | None = None
     """File holding the access key id (``ec2_access_key_id``)."""
-    secret_key_file: AbsolutePath | None = None
+    secret_key_file: ReadBySchedd | None = None
     """File holding the secret access key (``ec2_secret_access_key``)."""
 
     @model_validator(mode="after")

@@ -6,8 +6,9 @@ HTCondor's GCE grid manager expects after ``gce``.
 
 from __future__ import annotations
 
-from updraft.config import AbsolutePath, ConfigModel, NonBlankStr
+from updraft.config import ConfigModel, NonBlankStr
 from updraft.factory.gridtypes.plugin import GridTypePlugin, Problem
+from updraft.filechecks import ReadBySchedd
 
 
 class GceMachine(ConfigModel):
@@ -17,7 +18,7 @@ class GceMachine(ConfigModel):
     """``gce_image``."""
     instance_type: NonBlankStr
     """``gce_machine_type``."""
-    auth_file: AbsolutePath | None = None
+    auth_file: ReadBySchedd | None = None
     """The authorization file (``gce_auth_file``); without it the gcloud default is used."""
 
 

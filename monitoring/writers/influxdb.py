@@ -50,8 +50,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, SecretStr, model_validator
 from pydantic_core import PydanticCustomError
 
-from updraft.config import AbsolutePath, ConfigModel, NonBlankStr, TimeoutSeconds
+from updraft.config import ConfigModel, NonBlankStr, TimeoutSeconds
 from updraft.errors import ConfigError, MonitoringError
+from updraft.filechecks import ReadHere
 from updraft.monitoring.metrics import Measurement, measurements
 from updraft.monitoring.plugin import WriterPlugin
 from updraft.monitoring.snapshot import Snapshot
@@ -118,7 +119,7 @@ class InfluxSettings(ConfigModel):
     """v2 only; VictoriaMetrics and InfluxDB 3 ignore it but the client requires one."""
     bucket: NonBlankStr | None = None
     token: SecretStr | None = None
-    token_file: AbsolutePath | None = None
+    token_file: ReadHere | None = None
     """A file holding the token, read when the writer starts (keeps it out of the config)."""
     database: NonBlankStr | None = None
     """v1 only; defaults to bucket."""

@@ -236,7 +236,7 @@ def _check_scalar(value: object) -> str | int | float | bool:
             return value
         raise PydanticCustomError("finite_number", "expected a finite number (not .inf or .nan)")
     if isinstance(value, str):
-        return _bounded(value, MAX_TEXT_LENGTH, "text_too_long")
+        return _no_nul(_bounded(value, MAX_TEXT_LENGTH, "text_too_long"))
     raise PydanticCustomError("scalar_type", "expected a string, number or true/false (quote dates and other text)")
 
 
@@ -260,7 +260,14 @@ def _check_not_blank(value: str) -> str:
     """``resource: ' '`` says nothing: text that must say something has a non-space character."""
     if not value.strip():
         raise PydanticCustomError("blank", "expected text that is not empty or only spaces")
-    return _bounded(value, MAX_TEXT_LENGTH, "text_too_long")
+    return _no_nul(_bounded(value, MAX_TEXT_LENGTH, "text_too_long"))
+
+
+def _no_nul(value: str) -> str:
+    """A NUL ends a C string: HTCondor would cut the value there (or refuse a whole ad)."""
+    if "\0" in value:
+        raise PydanticCustomError("nul_character", "contains a NUL character")
+    return value
 
 
 def _check_name_length(value: str) -> str:

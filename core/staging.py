@@ -28,7 +28,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from updraft.config import AbsolutePath, ConfigModel, FrozenList, PositiveCount
+from updraft.config import MAX_TEXT_LENGTH, AbsolutePath, ConfigModel, FrozenList, PositiveCount
 from updraft.errors import ConfigError, UpdraftError
 from updraft.filechecks import ReadHere
 
@@ -70,6 +70,8 @@ def _check_manifest_path(value: str) -> str:
 
 
 def _check_url(value: str) -> str:
+    if len(value) > MAX_TEXT_LENGTH:
+        raise PydanticCustomError("url", "too long: at most {limit} characters", {"limit": MAX_TEXT_LENGTH})
     if not _URL.fullmatch(value):
         raise PydanticCustomError("url", "expected an http:// or https:// URL with no query or spaces")
     return value.rstrip("/")

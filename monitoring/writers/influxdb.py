@@ -50,7 +50,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, SecretStr, model_validator
 from pydantic_core import PydanticCustomError
 
-from updraft.config import ConfigModel, NonBlankStr, TimeoutSeconds
+from updraft.config import MAX_TEXT_LENGTH, ConfigModel, NonBlankStr, TimeoutSeconds
 from updraft.errors import ConfigError, MonitoringError
 from updraft.filechecks import ReadHere
 from updraft.monitoring.metrics import Measurement, measurements
@@ -80,6 +80,8 @@ _REASON_MAX = 200
 
 def url_problem(text: str) -> str | None:
     """Why `text` is not a usable server URL, never quoting it (it may hold a password)."""
+    if len(text) > MAX_TEXT_LENGTH:
+        return f"too long: at most {MAX_TEXT_LENGTH} characters"
     try:
         parts = urllib.parse.urlsplit(text)
     except ValueError:

@@ -347,3 +347,24 @@ def test_set_and_member_downtimes_that_do_not_contradict_load(tree, member, set_
     config = load_factory_config(main).config
     assert config.entry_sets["us"].downtime == ("true" in set_flag)
     assert config.entries["site2"].downtime == ("true" in member)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "key_path", "expected"),
+    [
+        ('entries: {site1: {attributes: {Note: "a\\0b"}}}', "entries.site1.attributes.Note", "NUL character"),
+        ('entries: {site1: {resource: "ce\\0x"}}', "entries.site1.resource", "NUL character"),
+        (
+            f"staging: {{dir: /srv/www, url: 'http://h/{'p' * 5000}'}}",
+            "staging.url",
+            "at most 4096 characters",
+        ),
+        (
+            f"entries: {{b1: {{grid_type: batch, resource: r, batch_system: slurm, ssh_host: 'u@{'h' * 5000}'}}}}",
+            "entries.b1.ssh_host",
+            "expected user@host",
+        ),
+    ],
+)
+def test_nul_characters_and_overlong_urls_and_hosts_are_refused(tree, yaml_text, key_path, expected):
+    assert expected in factory_problem(tree, yaml_text, key_path)

@@ -299,11 +299,12 @@ class Entry(ConfigModel):
         common = {key: value for key, value in data.items() if key in common_keys}
         own = {key: value for key, value in data.items() if key not in common_keys}
         settings, problems = _grid_settings(data.get("grid_type"), own, common_keys)
+        problems = problems or _grid_check_problems(data, settings)
         try:
             entry = handler({**common, "grid": settings})
         except ValidationError as err:
             raise _invalid(cls.__name__, [*map(_restated, err.errors(include_url=False)), *problems]) from None
-        problems = problems or _renderable_problems(entry)
+        problems = problems or _line_break_problems(entry)
         if problems:
             raise _invalid(cls.__name__, problems)
         return entry
@@ -378,26 +379,37 @@ class Entry(ConfigModel):
         return cpus_in(self.attributes)
 
 
-def _renderable_problems(entry: Entry) -> list[InitErrorDetails]:
-    """What keeps a valid entry from being rendered, each at its key: the grid type's checks
-    (an ec2 entry without ``cloud``, a gce ``resource`` of two words) and line breaks.
+def _grid_check_problems(data: Mapping[str, Any], settings: ConfigModel) -> list[InitErrorDetails]:
+    """The grid type's checks (an ec2 entry without ``cloud``, a gce ``resource`` of two words),
+    each at its key, run when the config is loaded.
 
-    Run when the config is loaded, so ``check-config`` lists every one with its file and key
-    instead of the factory finding the first one when it submits.
+    So ``check-config`` lists every one with its file and key, beside the entry's other
+    problems, instead of the factory finding the first one when it submits. They need
+    the grid type's settings validated and a ``resource`` (its own problems are said
+    elsewhere), nothing else of the entry.
     """
+    grid_type, resource = data.get("grid_type"), data.get("resource")
+    if not isinstance(grid_type, str) or not gridtypes.is_known(grid_type):
+        return []
+    if not isinstance(resource, str) or not resource.strip():
+        return []
     return [
-        _problem(path, value, kind, message.replace("{", "{{").replace("}", "}}"))
-        for path, value, kind, message in [
-            *(
-                (_key_path(problem.key), _value_at(entry, problem.key), "grid_type_check", problem.message)
-                for problem in entry.grid_plugin.problems(entry.grid, entry.resource)
-            ),
-            *(
-                (path, value, "line_break", LINE_BREAK_PROBLEM)
-                for path, value in line_breaks((), entry.model_dump(exclude={"attributes"}))
-            ),
-        ]
+        _problem(_key_path(problem.key), _value_at(data, problem.key), "grid_type_check", _literal(problem.message))
+        for problem in gridtypes.plugin(grid_type).problems(settings, resource)
     ]
+
+
+def _line_break_problems(entry: Entry) -> list[InitErrorDetails]:
+    """Every text value of a valid entry that would end a submit command, at its key."""
+    return [
+        _problem(path, value, "line_break", LINE_BREAK_PROBLEM)
+        for path, value in line_breaks((), entry.model_dump(exclude={"attributes"}))
+    ]
+
+
+def _literal(message: str) -> str:
+    """`message` as a PydanticCustomError template that formats to itself."""
+    return message.replace("{", "{{").replace("}", "}}")
 
 
 LINE_BREAK_PROBLEM = "contains a line break, which would end the submit command and start another"
@@ -423,9 +435,9 @@ def _key_path(key: str) -> tuple[str | int, ...]:
     return tuple(key.split("."))
 
 
-def _value_at(entry: Entry, key: str) -> object:
+def _value_at(data: Mapping[str, Any], key: str) -> object:
     """The value a grid type check is about, for the message's ``(got ...)``."""
-    value: object = entry.model_dump()
+    value: object = data
     for part in key.split("."):
         value = value.get(part) if isinstance(value, Mapping) else None
     return value

@@ -374,3 +374,12 @@ def test_a_dotted_key_of_a_grid_type_check_is_reported_at_its_full_path(tree, mo
     assert f"  {main.parent / 'factory.d' / '50-vm.yaml'}: entries.vm.cloud.instance_type: too big (got 'huge')" in (
         str(caught.value).splitlines()
     )
+
+
+def test_grid_type_checks_are_listed_beside_the_entrys_other_problems(tree) -> None:
+    """One bad key elsewhere in the entry must not hide what its grid type finds wrong."""
+    main = tree.factory(("50-vm.yaml", "entries: {vm: {grid_type: ec2, resource: 'u v', limits: {max_idle: -1}}}"))
+    with pytest.raises(ConfigError) as caught:
+        load_factory_config(main)
+    keys = [line.split(": ")[1] for line in str(caught.value).splitlines()[1:]]
+    assert keys == ["entries.vm.limits.max_idle", "entries.vm.cloud", "entries.vm.resource"]

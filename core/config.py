@@ -15,7 +15,9 @@ here so the factory and frontend models check the same things the same way.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -73,6 +75,36 @@ _ATTR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _IDENTITY = re.compile(r"[^@\s]+@[^@\s]+")
 _HOST_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(?P<port>[0-9]{1,5})")
 
+MAX_NAME_LENGTH = 128
+"""Names become file names (``entry-<name>.xml``) and parts of ad names: 128 characters
+leave room for prefixes and suffixes under the 255 bytes a file name may have."""
+
+MAX_TEXT_LENGTH = 4096
+"""Any other configured text (a resource, a queue, a binary's path): one page is plenty."""
+
+MAX_PATH_LENGTH = 4096
+"""A path: Linux's PATH_MAX."""
+
+MAX_EXPR_LENGTH = 65536
+"""A ClassAd expression: generous for a long START policy, still far from a pasted file."""
+
+MAX_INTERVAL_SECONDS = 30 * 86400
+"""Cycles, waits, back-offs and idle limits: beyond 30 days a value is a typo, and a huge
+one (``1e20``) would overflow the clock arithmetic when the service runs."""
+
+MAX_LIFETIME_SECONDS = 366 * 86400
+"""Lifetimes and ages (a pilot's walltime, a token's lifetime, log retention): at most a year."""
+
+MAX_TIMEOUT_SECONDS = 86400.0
+"""One call, or one monitoring run, waiting longer than a day is never meant."""
+
+MAX_COUNT = 1_000_000
+"""Pilots, jobs, submissions per cycle, releases kept: a million is beyond any pool we serve,
+and a limit of 10^30 is a typo, not a way of saying "no limit"."""
+
+MAX_CLASSAD_INT = 2**63 - 1
+"""The largest integer a ClassAd holds (64 bits)."""
+
 
 def _matching(pattern: re.Pattern[str], kind: str, expected: str) -> AfterValidator:
     """A validator that accepts a string only if it fully matches `pattern`."""
@@ -87,7 +119,7 @@ def _matching(pattern: re.Pattern[str], kind: str, expected: str) -> AfterValida
 
 def _check_host_port(value: str) -> str:
     """Accept ``host:port`` (``[v6addr]:port`` too) with a port of 1..65535."""
-    match = _HOST_PORT.fullmatch(value)
+    match = _HOST_PORT.fullmatch(value) if len(value) <= MAX_NAME_LENGTH * 2 else None
     if match and 1 <= int(match["port"]) <= 65535:
         return value
     raise PydanticCustomError("host_port", "expected host:port with a port from 1 to 65535")
@@ -115,44 +147,192 @@ def is_classad_expr(text: str) -> bool:
     return True
 
 
+_FUNCTION_NAMES = """
+    abstime allcompare anycompare argstolist avg bool ceil ceiling countmatches currenttime daytime
+    debug envv1tov2 eval evalineachcontext floor formattime identicalmember ifthenelse int interval
+    isabstime isboolean isclassad iserror isinteger islist isreal isreltime isstring isundefined join
+    listtoargs max member mergeenvironment min pow quantize random real regexp regexpmember regexps
+    reltime replace replaceall round size split splitslotname splittime splitusername strcat strcmp
+    stricmp string stringlist_regexpmember stringlistavg stringlistimember stringlistisubsetmatch
+    stringlistmax stringlistmember stringlistmin stringlistsintersect stringlistsize
+    stringlistsubsetmatch stringlistsum substr sum time timezoneoffset tolower toupper unparse
+    unresolved userhome usermap version_in_range versioncmp versioneq versionge versiongt versionle
+    versionlt
+"""
+_CLASSAD_FUNCTIONS = frozenset(_FUNCTION_NAMES.split())
+"""The ClassAd functions of the HTCondor manual ("ClassAd Functions"), lower case (the
+language ignores case in function names); a unit test checks each against the library."""
+
+_CALL = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|(?<![\w.])([A-Za-z_][A-Za-z0-9_]*)\s*\(")
+"""A string literal or quoted attribute name (skipped), or a function name before its ``(``."""
+
+_PROBE_ARGUMENTS = ("undefined", "x", '"a"', "1", "1.5", "true", '{"a"}', "[a = 1]")
+
+
+def called_functions(text: str) -> list[str]:
+    """The names of the functions an expression calls, in order, each once.
+
+    Read from the library's own rendering of the expression, which has no
+    comments left, so only string literals and quoted names need skipping.
+    """
+    rendered = str(classad2.ExprTree(text))
+    return list(dict.fromkeys(match[1] for match in _CALL.finditer(rendered) if match[1]))
+
+
+def library_knows(function: str) -> bool:
+    """True if the ClassAd library (with HTCondor's functions registered) has `function`.
+
+    The library evaluates a call of a function it does not know to an error,
+    whatever its arguments, while a function it knows gives something else
+    for at least one of a few argument lists; so the answer needs no list of
+    names, and covers functions added by newer HTCondor versions.
+    """
+    import htcondor2  # noqa: F401  (importing it registers HTCondor's own functions, e.g. stringListMember)
+
+    for count in range(4):
+        for arguments in itertools.product(_PROBE_ARGUMENTS, repeat=count):
+            try:
+                value = classad2.ExprTree(f"{function}({', '.join(arguments)})").eval()
+            except (classad2.ClassAdException, ValueError):
+                continue  # e.g. absTime("a") is refused by the parser: this probe says nothing
+            if not (isinstance(value, classad2.Value) and value == classad2.Value.Error):
+                return True
+    return False
+
+
+def unknown_functions(text: str) -> list[str]:
+    """The functions `text` calls that the ClassAd library does not know (e.g. a misspelt
+    ``stringListMembr``): the library would quietly evaluate each call to an error."""
+    return [
+        name for name in called_functions(text) if name.lower() not in _CLASSAD_FUNCTIONS and not library_knows(name)
+    ]
+
+
 def _check_classad(value: str) -> str:
-    if is_classad_expr(value):
-        return value
-    raise PydanticCustomError("classad_syntax", "not a valid ClassAd expression")
+    _bounded(value, MAX_EXPR_LENGTH, "expr_too_long")
+    if not is_classad_expr(value):
+        raise PydanticCustomError("classad_syntax", "not a valid ClassAd expression")
+    unknown = unknown_functions(value)
+    if unknown:
+        raise PydanticCustomError(
+            "classad_function",
+            "calls {names}, not a ClassAd function (see 'ClassAd functions' in the HTCondor manual)",
+            {"names": ", ".join(unknown)},
+        )
+    return value
 
 
 def _check_scalar(value: object) -> str | int | float | bool:
-    """One clear error instead of one per member of a str|int|float|bool union."""
-    if isinstance(value, (str, int, float)):
+    """One clear error instead of one per member of a str|int|float|bool union; the value
+    must fit in an ad: a 64-bit integer, a finite number, text of bounded length."""
+    if isinstance(value, bool):
         return value
+    if isinstance(value, int):
+        if -MAX_CLASSAD_INT - 1 <= value <= MAX_CLASSAD_INT:
+            return value
+        raise PydanticCustomError("int_range", "expected an integer a ClassAd can hold (64 bits)")
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        raise PydanticCustomError("finite_number", "expected a finite number (not .inf or .nan)")
+    if isinstance(value, str):
+        return _no_nul(_bounded(value, MAX_TEXT_LENGTH, "text_too_long"))
     raise PydanticCustomError("scalar_type", "expected a string, number or true/false (quote dates and other text)")
 
 
 def _check_absolute(value: Path) -> Path:
     """Daemons change directory, so a relative path would mean different places."""
     if value.is_absolute():
+        _bounded(str(value), MAX_PATH_LENGTH, "path_too_long")
         return value
     raise PydanticCustomError("absolute_path", "expected an absolute path")
 
 
+def _bounded(value: str, limit: int, kind: str) -> str:
+    if len(value) <= limit:
+        return value
+    raise PydanticCustomError(
+        kind, "too long: {length} characters, at most {limit}", {"length": len(value), "limit": limit}
+    )
+
+
+def _check_not_blank(value: str) -> str:
+    """``resource: ' '`` says nothing: text that must say something has a non-space character."""
+    if not value.strip():
+        raise PydanticCustomError("blank", "expected text that is not empty or only spaces")
+    return _no_nul(_bounded(value, MAX_TEXT_LENGTH, "text_too_long"))
+
+
+def _no_nul(value: str) -> str:
+    """A NUL ends a C string: HTCondor would cut the value there (or refuse a whole ad)."""
+    if "\0" in value:
+        raise PydanticCustomError("nul_character", "contains a NUL character")
+    return value
+
+
+def _check_name_length(value: str) -> str:
+    return _bounded(value, MAX_NAME_LENGTH, "name_too_long")
+
+
 Name = Annotated[
     str,
+    AfterValidator(_check_name_length),
     _matching(_NAME, "name", "expected letters, digits, '_', '.' or '-', starting with a letter or digit"),
 ]
-"""A name that ends up in ad names and file paths (entries, groups, components)."""
+"""A name that ends up in ad names and file paths (entries, groups, components): at most
+`MAX_NAME_LENGTH` characters."""
 
 AttrName = Annotated[
-    str, _matching(_ATTR_NAME, "attr_name", "expected a ClassAd attribute name (letters, digits, '_')")
+    str,
+    AfterValidator(_check_name_length),
+    _matching(_ATTR_NAME, "attr_name", "expected a ClassAd attribute name (letters, digits, '_')"),
 ]
-Identity = Annotated[str, _matching(_IDENTITY, "identity", "expected an identity like user@domain")]
+Identity = Annotated[
+    str,
+    AfterValidator(lambda value: _bounded(value, MAX_TEXT_LENGTH, "text_too_long")),
+    _matching(_IDENTITY, "identity", "expected an identity like user@domain"),
+]
 HostPort = Annotated[str, AfterValidator(_check_host_port)]
 ClassAdExpr = Annotated[str, BeforeValidator(_require_text), AfterValidator(_check_classad)]
-"""ClassAd expression text, checked to parse; kept as text (it is evaluated later)."""
+"""ClassAd expression text, checked to parse and to call only functions the ClassAd library
+knows; kept as text (it is evaluated later). At most `MAX_EXPR_LENGTH` characters."""
 
 AttrValue = Annotated[str | int | float | bool, PlainValidator(_check_scalar)]
-NonEmptyStr = Annotated[str, Field(min_length=1)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
-PositiveInt = Annotated[int, Field(ge=1)]
+"""A value published in an ad: text up to `MAX_TEXT_LENGTH` characters, a 64-bit integer,
+a finite number, or true/false."""
+
+NonBlankStr = Annotated[str, AfterValidator(_check_not_blank)]
+"""Text that must say something: not empty, not only spaces, at most `MAX_TEXT_LENGTH` characters."""
+
+NonEmptyStr = NonBlankStr
+"""The former name of `NonBlankStr`, kept for grid type and writer plugins written against it."""
+
+Text = Annotated[str, AfterValidator(lambda value: _bounded(value, MAX_TEXT_LENGTH, "text_too_long"))]
+"""Text that may be empty (extra arguments, a comment), at most `MAX_TEXT_LENGTH` characters."""
+
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+"""A number of pilots, jobs or actions: 0 (a real zero) up to `MAX_COUNT`."""
+PositiveCount = Annotated[int, Field(ge=1, le=MAX_COUNT)]
+
+IntervalSeconds = Annotated[int, Field(ge=1, le=MAX_INTERVAL_SECONDS)]
+"""Whole seconds from 1 up to 30 days: cycles, back-offs, windows."""
+DurationSeconds = Annotated[int, Field(ge=0, le=MAX_INTERVAL_SECONDS)]
+"""Whole seconds from 0 (off) up to 30 days: a pilot's idle limits and margins."""
+LifetimeSeconds = Annotated[int, Field(ge=1, le=MAX_LIFETIME_SECONDS)]
+"""Whole seconds from 1 up to a year: lifetimes, ages, retention."""
+NonNegativeLifetimeSeconds = Annotated[int, Field(ge=0, le=MAX_LIFETIME_SECONDS)]
+"""Whole seconds from 0 (off) up to a year."""
+TimeoutSeconds = Annotated[float, Field(gt=0, le=MAX_TIMEOUT_SECONDS, allow_inf_nan=False)]
+"""Seconds (a fraction allowed) above 0 and at most a day; ``.inf`` and ``.nan`` are refused."""
+
+
+Fraction = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+"""A share above 0 and at most 1."""
+
+NonNegativeInt = Annotated[int, Field(ge=0, le=MAX_CLASSAD_INT)]
+"""Prefer a type that says what the number is (`Count`, `DurationSeconds` ...); this one only
+keeps the value within what a ClassAd can hold."""
+PositiveInt = Annotated[int, Field(ge=1, le=MAX_CLASSAD_INT)]
 AbsolutePath = Annotated[Path, Strict(False), AfterValidator(_check_absolute)]
 
 FrozenMap = Annotated[dict[K, V], AfterValidator(MappingProxyType), WrapSerializer(lambda v, handler: handler(dict(v)))]
@@ -359,9 +539,14 @@ def dotted(path: KeyPath) -> str:
         if isinstance(part, int) and not isinstance(part, bool):
             text += f"[{part}]"
         else:
-            key = str(part)
+            key = _cut(str(part))
             text += "." + (key if _PLAIN_KEY.fullmatch(key) else '"' + key.replace('"', '\\"') + '"')
     return text.lstrip(".")
+
+
+def _cut(key: str) -> str:
+    """A key as a message shows it: one longer than any name may be (see `MAX_NAME_LENGTH`) is cut."""
+    return key if len(key) <= MAX_NAME_LENGTH else key[: _SHOW_MAX - 3] + "..."
 
 
 def is_secret(path: KeyPath) -> bool:

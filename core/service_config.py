@@ -8,11 +8,11 @@ rely on it whichever service they serve.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 from pydantic import Field
 
-from updraft.config import AbsolutePath, ConfigModel, HostPort, Name, PositiveInt
+from updraft.config import AbsolutePath, ConfigModel, HostPort, IntervalSeconds, Name, TimeoutSeconds
+from updraft.filechecks import ReadHere
 from updraft.monitoring.config import MonitoringConfig
 
 
@@ -22,12 +22,13 @@ class ServiceConfig(ConfigModel):
     name: Name
     wms_collector: HostPort
     """The collector where factories advertise entries and frontends publish requests."""
-    cycle_seconds: PositiveInt = 60
-    query_timeout_seconds: Annotated[float, Field(gt=0)] = 20.0
+    cycle_seconds: IntervalSeconds = 60
+    """Seconds between two cycles: 1 up to 30 days."""
+    query_timeout_seconds: TimeoutSeconds = 20.0
     """Longest wait for one answer from a schedd or collector. One that does not answer in time
     (down, or accepting connections and never answering) is unreachable for the rest of the cycle:
-    the cycle costs one timeout, never one per call."""
-    condor_config: AbsolutePath | None = None
+    the cycle costs one timeout, never one per call. Above 0, at most a day."""
+    condor_config: ReadHere | None = None
     """The HTCondor client configuration to use (CONDOR_CONFIG); unset: the environment's."""
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     work_dir: AbsolutePath = Path("/var/lib/updraft")

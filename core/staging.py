@@ -28,8 +28,9 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from updraft.config import AbsolutePath, ConfigModel, FrozenList, PositiveInt
+from updraft.config import MAX_TEXT_LENGTH, AbsolutePath, ConfigModel, FrozenList, PositiveCount
 from updraft.errors import ConfigError, UpdraftError
+from updraft.filechecks import ReadHere
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ def _check_manifest_path(value: str) -> str:
 
 
 def _check_url(value: str) -> str:
+    if len(value) > MAX_TEXT_LENGTH:
+        raise PydanticCustomError("url", "too long: at most {limit} characters", {"limit": MAX_TEXT_LENGTH})
     if not _URL.fullmatch(value):
         raise PydanticCustomError("url", "expected an http:// or https:// URL with no query or spaces")
     return value.rstrip("/")
@@ -81,7 +84,7 @@ HttpUrl = Annotated[str, AfterValidator(_check_url)]
 class StagedFileConfig(ConfigModel):
     """One file every pilot gets: where it is on this host, and what the pilot does with it."""
 
-    source: AbsolutePath
+    source: ReadHere
     kind: FileKind = "file"
     name: ManifestPath | None = None
     """Its path in the manifest (and under the pilot's files folder); default: the source's name."""
@@ -110,7 +113,7 @@ class StagingSettings(ConfigModel):
     url: HttpUrl
     files: FrozenList[StagedFileConfig] = ()
     """Files for every pilot (entries or groups add their own after these)."""
-    keep_releases: PositiveInt = Field(default=10)
+    keep_releases: PositiveCount = Field(default=10)
     """Releases kept per entry or group: queued pilots may still fetch an older one."""
 
 

@@ -52,12 +52,19 @@ def derive_jwt_key(stored: bytes, key_id: str) -> bytes:
     return HKDF(algorithm=SHA256(), length=32, salt=b"htcondor", info=b"master jwt").derive(password)
 
 
+SIGNING_KEY_SETTING = "pilot_tokens.signing_key_file"
+"""The config key that names the signing key, for errors about it."""
+
+
 def load_signing_key(path: Path) -> SigningKey:
-    """The key in `path`, named after its file (as in SEC_PASSWORD_DIRECTORY); errors never show its bytes."""
+    """The key in `path`, named after its file (as in SEC_PASSWORD_DIRECTORY); errors never show its bytes.
+
+    An error names the config key as well as the path: the operator edits the key.
+    """
     try:
         stored = path.read_bytes()
     except OSError as err:
-        raise TokenError(f"cannot read the signing key {path}: {err.strerror}") from err
+        raise TokenError(f"{SIGNING_KEY_SETTING}: cannot read the signing key {path}: {err.strerror}") from err
     return SigningKey(path.name, derive_jwt_key(stored, path.name))
 
 

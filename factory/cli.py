@@ -65,9 +65,12 @@ def check_config(config_path: Path) -> None:
     if the configuration is valid; 1 with every problem listed, each with
     its file and key, if not.
     """
+    from updraft.filechecks import check_files
+
     loaded = load_factory_config(config_path, on_warning=echo_warning)
     for file in loaded.files:
         click.echo(f"read {file}")
+    check_files(loaded, echo_warning)  # staged files, an InfluxDB token file, the pilot executable ...
     config = loaded.config
     _check_renderable(loaded)  # what each grid type needs to render (cloud settings, resource shape...)
     enabled = sum(entry.enabled for entry in config.entries.values())
@@ -306,7 +309,13 @@ def down(config_path: Path, entry: str, frontend: str | None, start: str | None,
     _check_entry(config, entry)
     _check_frontend(config, frontend)
     now = time.time()
-    new = downtime.Downtime(entry, _when(start, now), _when(end, None) if end else None, frontend, comment)
+    start_at, end_at = _when(start, now, "--start"), _when(end, None, "--end")
+    if end_at is not None and end_at <= start_at:
+        raise click.BadParameter(
+            f"{end!r} ({_show(end_at)}) is not after the start ({_show(start_at)}): a downtime ends after it begins",
+            param_hint="--end",
+        )
+    new = downtime.Downtime(entry, start_at, end_at, frontend, comment)
     path = downtimes_path(config.work_dir)
     downtime.save(path, [*downtime.load(path), new])
     click.echo(f"{entry} down from {_show(new.start)} until {_show(new.end) if new.end else 'further notice'}")
@@ -373,24 +382,33 @@ def _check_frontend(config: FactoryConfig, frontend: str | None, also: Iterable[
 
 
 @overload
-def _when(text: str | None, default: float) -> float: ...
+def _when(text: str | None, default: float, option: str) -> float: ...
 @overload
-def _when(text: str | None, default: None) -> float | None: ...
-def _when(text: str | None, default: float | None) -> float | None:
-    """ISO 8601 (naive means UTC) or epoch seconds."""
+def _when(text: str | None, default: None, option: str) -> float | None: ...
+def _when(text: str | None, default: float | None, option: str) -> float | None:
+    """ISO 8601 (naive means UTC) or epoch seconds, a moment a calendar can show (years 1970 to 9999)."""
+    import math
     from datetime import UTC, datetime
 
-    if text is None:
+    if not text:
         return default
     try:
-        return float(text)
+        moment = float(text)
     except ValueError:
-        pass
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise click.BadParameter(
+                f"{text!r}: expected ISO 8601 (2026-11-22T10:00) or epoch seconds", param_hint=option
+            ) from None
+        moment = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: expected ISO 8601 (2026-11-22T10:00) or epoch seconds") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+        if not (math.isfinite(moment) and moment >= 0):
+            raise ValueError(moment)
+        datetime.fromtimestamp(moment, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise click.BadParameter(f"{text!r}: not a moment between the years 1970 and 9999", param_hint=option) from None
+    return moment
 
 
 def _show(when: float) -> str:

@@ -8,8 +8,8 @@ them. See ``etc/factory.yaml`` for a commented example.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -34,18 +34,23 @@ from updraft.config import (
     AttrValue,
     ClassAdExpr,
     ConfigModel,
+    Count,
+    DurationSeconds,
     FrozenList,
     FrozenMap,
     Identity,
+    IntervalSeconds,
+    LifetimeSeconds,
     Loaded,
     Name,
-    NonEmptyStr,
-    NonNegativeInt,
-    PositiveInt,
+    NonBlankStr,
+    NonNegativeLifetimeSeconds,
+    Text,
     load_layered,
 )
 from updraft.errors import ConfigError
 from updraft.factory import gridtypes
+from updraft.filechecks import ReadBySchedd
 from updraft.service_config import ServiceConfig
 from updraft.staging import HttpUrl, StagedFileConfig, StagingSettings
 
@@ -56,6 +61,20 @@ RESERVED_PILOT_PREFIX = "UPDRAFT_"
 """Pilot environment names the factory sets itself (the pilot's identity)."""
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+
+MAX_CLUSTER_SIZE = 10_000
+"""Pilots in one submit transaction: beyond this one cluster would hold the schedd too long."""
+
+MAX_MEMORY_MB = 16 * 1024 * 1024
+"""16 TiB: more than any one worker has; larger is a typo (or bytes where MB were meant)."""
+
+MAX_POSIX_ID = 2**32 - 2
+"""uid_t and gid_t are 32 bits, and 2^32 - 1 means "no id" to chown."""
+
+PosixId = Annotated[int, Field(ge=0, le=MAX_POSIX_ID)]
+
+HoldReasonCode = Annotated[int, Field(ge=0, le=2**31 - 1)]
+"""An HTCondor ``HoldReasonCode`` (a 32-bit integer in the job ad)."""
 
 
 def _check_grid_type(value: str) -> str:
@@ -92,25 +111,25 @@ class GlideinSettings(ConfigModel):
     description, so the pilot gets them through the trusted channel.
     """
 
-    max_idle_seconds: NonNegativeInt = 1200
+    max_idle_seconds: DurationSeconds = 1200
     """Leave when no job ever started for this long."""
-    idle_tail_seconds: NonNegativeInt = 300
+    idle_tail_seconds: DurationSeconds = 300
     """Leave when idle this long after having run jobs."""
-    failure_sleep_seconds: NonNegativeInt = 600
+    failure_sleep_seconds: DurationSeconds = 600
     """On failure, keep the batch slot this long, so a broken node does not take pilot after pilot."""
-    shutdown_margin_seconds: NonNegativeInt = 300
-    retire_spread_seconds: NonNegativeInt = 0
+    shutdown_margin_seconds: DurationSeconds = 300
+    retire_spread_seconds: DurationSeconds = 0
     """Random spread of the retire times, so pilots started together do not drain together."""
-    max_job_seconds: NonNegativeInt = 0
+    max_job_seconds: NonNegativeLifetimeSeconds = 0
     """The longest job a pilot should still start: retire this long before the die time."""
     condor_dir: AbsolutePath | None = None
     """An HTCondor installed on the workers (holding sbin/condor_master)."""
     condor_tarball: CondorTarball | None = None
     """An HTCondor release to download instead; ``condor_dir`` wins when both are set."""
-    blackhole_jobs: NonNegativeInt = 0
+    blackhole_jobs: Count = 0
     """More job starts than this within ``blackhole_window_seconds`` marks the node a black hole (0: off)."""
-    blackhole_window_seconds: PositiveInt = 600
-    node_launcher: NonEmptyStr | None = None
+    blackhole_window_seconds: IntervalSeconds = 600
+    node_launcher: NonBlankStr | None = None
     """For multi-node pilots (``GLIDEIN_Nodes`` > 1 in the entry's ``attributes``): how the pilot
     starts one process per node, e.g. ``srun --ntasks-per-node=1`` (the default under Slurm)."""
     slots_layout: Literal["partitionable", "fixed"] = "partitionable"
@@ -128,9 +147,9 @@ class FrontendLimits(ConfigModel):
     `updraft.factory.policy`).
     """
 
-    max_pilots: NonNegativeInt | None = None
-    max_idle: NonNegativeInt | None = None
-    max_held: NonNegativeInt | None = None
+    max_pilots: Count | None = None
+    max_idle: Count | None = None
+    max_held: Count | None = None
     """Held pilots of this frontend at which its submissions stop (0: none submitted at all)."""
 
 
@@ -142,9 +161,9 @@ class EntryLimits(ConfigModel):
     ``max_held: 0`` submits nothing either.
     """
 
-    max_pilots: NonNegativeInt = 100
-    max_idle: NonNegativeInt = 20
-    max_held: NonNegativeInt = 10
+    max_pilots: Count = 100
+    max_idle: Count = 20
+    max_held: Count = 10
     per_frontend: FrontendLimits = Field(default_factory=FrontendLimits)
     """Caps for every allowed frontend that has no ``limits`` of its own under ``frontends:``."""
 
@@ -172,10 +191,10 @@ class SubmitTuning(ConfigModel):
     removals and releases still run.
     """
 
-    max_submits_per_cycle: NonNegativeInt = 20
-    max_removals_per_cycle: NonNegativeInt = 20
-    max_releases_per_cycle: NonNegativeInt = 10
-    cluster_size: PositiveInt = 5
+    max_submits_per_cycle: Count = 20
+    max_removals_per_cycle: Count = 20
+    max_releases_per_cycle: Count = 10
+    cluster_size: Annotated[int, Field(ge=1, le=MAX_CLUSTER_SIZE)] = 5
     """Pilots per submitted cluster: one submit transaction, one batch for the grid manager."""
 
 
@@ -188,9 +207,9 @@ class StaleSettings(ConfigModel):
     is off by default.
     """
 
-    idle_seconds: PositiveInt | None = 86400
-    running_seconds: PositiveInt | None = None
-    held_seconds: PositiveInt | None = None
+    idle_seconds: LifetimeSeconds | None = 86400
+    running_seconds: LifetimeSeconds | None = None
+    held_seconds: LifetimeSeconds | None = None
 
 
 class HoldSettings(ConfigModel):
@@ -214,11 +233,11 @@ class HoldSettings(ConfigModel):
     ``backoff_seconds`` up to ``max_backoff_seconds``.
     """
 
-    recoverable_codes: FrozenList[NonNegativeInt] = (0, 12, 13)
-    max_releases: NonNegativeInt = 3
+    recoverable_codes: FrozenList[HoldReasonCode] = (0, 12, 13)
+    max_releases: Count = 3
     """Releases per pilot; a pilot held again after that many is removed (0: never released)."""
-    backoff_seconds: PositiveInt = 300
-    max_backoff_seconds: PositiveInt = 3600
+    backoff_seconds: IntervalSeconds = 300
+    max_backoff_seconds: IntervalSeconds = 3600
 
     @field_validator("max_backoff_seconds", mode="after")
     @classmethod
@@ -244,12 +263,12 @@ class Entry(ConfigModel):
     downtime: bool = False
     """Advertised as in downtime: frontends request nothing here, running pilots are left alone."""
     grid_type: GridTypeName
-    resource: NonEmptyStr
+    resource: NonBlankStr
     attributes: FrozenMap[AttrName, AttrValue] = Field(default_factory=dict)
     limits: EntryLimits = Field(default_factory=EntryLimits)
-    max_walltime_seconds: PositiveInt = 86400
+    max_walltime_seconds: LifetimeSeconds = 86400
     """A pilot running longer than this is removed by its own ``periodic_remove``."""
-    memory_mb: PositiveInt | None = None
+    memory_mb: Annotated[int, Field(ge=1, le=MAX_MEMORY_MB)] | None = None
     """Memory each pilot requests; unset leaves it to the site."""
     pilot_attributes: FrozenMap[AttrName, AttrValue] = Field(default_factory=dict)
     """Passed to the pilot itself (its environment, or the VM's user data / metadata)."""
@@ -280,10 +299,12 @@ class Entry(ConfigModel):
         common = {key: value for key, value in data.items() if key in common_keys}
         own = {key: value for key, value in data.items() if key not in common_keys}
         settings, problems = _grid_settings(data.get("grid_type"), own, common_keys)
+        problems = problems or _grid_check_problems(data, settings)
         try:
             entry = handler({**common, "grid": settings})
         except ValidationError as err:
             raise _invalid(cls.__name__, [*map(_restated, err.errors(include_url=False)), *problems]) from None
+        problems = problems or _line_break_problems(entry)
         if problems:
             raise _invalid(cls.__name__, problems)
         return entry
@@ -358,6 +379,70 @@ class Entry(ConfigModel):
         return cpus_in(self.attributes)
 
 
+def _grid_check_problems(data: Mapping[str, Any], settings: ConfigModel) -> list[InitErrorDetails]:
+    """The grid type's checks (an ec2 entry without ``cloud``, a gce ``resource`` of two words),
+    each at its key, run when the config is loaded.
+
+    So ``check-config`` lists every one with its file and key, beside the entry's other
+    problems, instead of the factory finding the first one when it submits. They need
+    the grid type's settings validated and a ``resource`` (its own problems are said
+    elsewhere), nothing else of the entry.
+    """
+    grid_type, resource = data.get("grid_type"), data.get("resource")
+    if not isinstance(grid_type, str) or not gridtypes.is_known(grid_type):
+        return []
+    if not isinstance(resource, str) or not resource.strip():
+        return []
+    return [
+        _problem(_key_path(problem.key), _value_at(data, problem.key), "grid_type_check", _literal(problem.message))
+        for problem in gridtypes.plugin(grid_type).problems(settings, resource)
+    ]
+
+
+def _line_break_problems(entry: Entry) -> list[InitErrorDetails]:
+    """Every text value of a valid entry that would end a submit command, at its key."""
+    return [
+        _problem(path, value, "line_break", LINE_BREAK_PROBLEM)
+        for path, value in line_breaks((), entry.model_dump(exclude={"attributes"}))
+    ]
+
+
+def _literal(message: str) -> str:
+    """`message` as a PydanticCustomError template that formats to itself."""
+    return message.replace("{", "{{").replace("}", "}}")
+
+
+LINE_BREAK_PROBLEM = "contains a line break, which would end the submit command and start another"
+
+SUBMIT_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\x00")
+"""Everything `str.splitlines` breaks at, and NUL: the submit parser may end a line at any of them."""
+
+
+def line_breaks(where: tuple[str | int, ...], value: object) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """The path and text of every string (at any depth) that holds a line break."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from line_breaks((*where, key), item)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from line_breaks((*where, index), item)
+    elif isinstance(value, (str, PurePath)) and not SUBMIT_LINE_BREAKS.isdisjoint(str(value)):
+        yield where, str(value)
+
+
+def _key_path(key: str) -> tuple[str | int, ...]:
+    """A grid type check's key (``cloud`` or ``cloud.instance_type``) as a path inside the entry."""
+    return tuple(key.split("."))
+
+
+def _value_at(data: Mapping[str, Any], key: str) -> object:
+    """The value a grid type check is about, for the message's ``(got ...)``."""
+    value: object = data
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
 def _grid_settings(
     grid_type: object, own: Mapping[str, object], common_keys: Sequence[str]
 ) -> tuple[ConfigModel, list[InitErrorDetails]]:
@@ -429,8 +514,8 @@ class PilotSettings(ConfigModel):
     schedd cannot read that path (another host, a chroot) names a copy.
     """
 
-    executable: AbsolutePath = Field(default_factory=shipped_glidein)
-    arguments: str = ""
+    executable: ReadBySchedd = Field(default_factory=shipped_glidein)
+    arguments: Text = ""
     """Added after the options the factory writes (shell-like quoting)."""
 
 
@@ -439,7 +524,10 @@ class EntrySet(ConfigModel):
 
     Frontends see and request only the set; the factory spreads the pilots
     over the members by `policy`. Members are not advertised on their own,
-    and the set's ``limits``, ``frontends`` and ``downtime`` replace theirs;
+    and the set's ``limits`` and ``frontends`` replace theirs. The set's
+    ``downtime: true`` takes every member down (a member that says
+    ``downtime: false`` itself is an error); a member's ``downtime: true``
+    takes only that member out of the set's rotation;
     how pilots are submitted (``submit``, ``stale``, ``holds``) comes from
     the first member (see `updraft.factory.policy`). ``GLIDEIN_CPUS`` among the
     set's ``attributes`` must be what every member's pilots have, since
@@ -479,29 +567,29 @@ def _positive_int(value: object) -> int:
 class CredentialSettings(ConfigModel):
     """The factory's key pair for sealed credentials, and where the credentials it opens are kept."""
 
-    key_rotation_seconds: PositiveInt = 7 * 86400
+    key_rotation_seconds: LifetimeSeconds = 7 * 86400
     """A new key pair after this long; the old one still opens requests for ``key_grace_seconds``."""
-    key_grace_seconds: PositiveInt = 3600
+    key_grace_seconds: IntervalSeconds = 3600
     """Long enough for every frontend to see the new key (a few of their cycles)."""
     store_dir: AbsolutePath | None = None
     """One folder per frontend of its pilot tokens (0700, files 0600); unset: ``work_dir/credentials``.
     (The key pair is kept apart, in ``work_dir/keyring``.)"""
-    owner_uid: NonNegativeInt | None = None
+    owner_uid: PosixId | None = None
     """A factory running as root submits as another identity: its pilot tokens are handed to this
     uid, so the schedd can read them for that identity's pilots. Unset: files stay the factory's."""
-    owner_gid: NonNegativeInt | None = None
+    owner_gid: PosixId | None = None
 
 
 class FactoryConfig(ServiceConfig):
     """The whole factory configuration, after merging ``factory.yaml`` and ``factory.d/``."""
 
-    schedd: NonEmptyStr
+    schedd: NonBlankStr
     work_dir: AbsolutePath = Path("/var/lib/updraft/factory")
     entries: FrozenMap[Name, Entry] = Field(default_factory=dict)
     pilot: PilotSettings = Field(default_factory=PilotSettings)
     entry_sets: FrozenMap[Name, EntrySet] = Field(default_factory=dict)
     """Entry sets by the name they are advertised under (see `EntrySet`)."""
-    pilot_log_retention_seconds: PositiveInt = 7 * 86400
+    pilot_log_retention_seconds: LifetimeSeconds = 7 * 86400
     """Pilot output and error files older than this are deleted (their reports are read long before)."""
     credentials: CredentialSettings = Field(default_factory=CredentialSettings)
     staging: StagingSettings | None = None
@@ -510,13 +598,13 @@ class FactoryConfig(ServiceConfig):
 
     @model_validator(mode="after")
     def _entry_sets_fit_the_entries(self) -> FactoryConfig:
-        """Members must exist, belong to one set only, and agree with the set's core count.
+        """Members must exist, belong to one set only, and agree with the set's core count and downtime.
 
         Every problem is reported at its own key path (e.g.
         ``entry_sets.us.members[1]``), so the loader names the file and key
         the operator has to edit, and all are reported at once.
         """
-        problems = [*_set_name_clashes(self), *_member_problems(self)]
+        problems = [*_set_name_clashes(self), *_member_problems(self), *_downtime_conflicts(self)]
         if problems:
             raise ValidationError.from_exception_data(type(self).__name__, problems)
         return self
@@ -580,6 +668,31 @@ def _member_problems(config: FactoryConfig) -> list[InitErrorDetails]:
                     )
                 )
     return problems
+
+
+def _downtime_conflicts(config: FactoryConfig) -> list[InitErrorDetails]:
+    """A set in downtime takes every member out of use, so a member that says ``downtime: false``
+    itself would be overridden without a word: that is refused, naming both keys.
+
+    The other way round is no conflict: a member's ``downtime: true`` in a set that is up takes
+    that one CE out of the set's rotation (`updraft.factory.policy.available_members`).
+    """
+    return [
+        _problem(
+            ("entries", member, "downtime"),
+            False,
+            "entry_set_downtime",
+            "says the entry is up, but entry_sets.{set_name}.downtime is true and takes every member "
+            "down: remove one of the two",
+            {"set_name": set_name},
+        )
+        for set_name, entry_set in sorted(config.entry_sets.items())
+        if entry_set.downtime
+        for member in entry_set.members
+        if member in config.entries
+        and "downtime" in config.entries[member].model_fields_set
+        and not config.entries[member].downtime
+    ]
 
 
 def _already_in(member: str, first_set: str, first_index: int, this_set: str) -> str:

@@ -10,6 +10,8 @@ maintenance.
 from __future__ import annotations
 
 import json
+import math
+import typing
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -30,9 +32,46 @@ class Downtime:
     frontend: str | None = None
     comment: str = ""
 
+    def __post_init__(self) -> None:
+        problem = period_problem(self.start, self.end)
+        if problem is not None:
+            raise ValueError(problem)
+
     def covers(self, entry: str, frontend: str | None, now: float) -> bool:
         in_time = self.start <= now and (self.end is None or now < self.end)
         return in_time and self.entry in (ALL, entry) and self.frontend in (None, frontend)
+
+
+def period_problem(start: object, end: object) -> str | None:
+    """Why `start`..`end` is not a downtime's period (None: it is).
+
+    Both are epoch seconds, finite, and an end (None: open) comes after the
+    start: a period that ends before it begins would be stored and listed
+    while never applying, which hides the operator's slip.
+    """
+    if not _is_time(start):
+        return f"start: expected epoch seconds (years 1970 to 9999), got {start!r}"
+    if end is None:
+        return None
+    if not _is_time(end):
+        return f"end: expected epoch seconds (years 1970 to 9999) or null (open), got {end!r}"
+    if typing.cast(float, end) <= typing.cast(float, start):
+        return f"end ({end}) must be after start ({start})"
+    return None
+
+
+_LAST_MOMENT = 253402300799.0
+"""9999-12-31 23:59:59 UTC: later moments cannot be shown as dates (`updraft factory downtimes`)."""
+
+
+def _is_time(value: object) -> bool:
+    """Epoch seconds of a moment a calendar can show (years 1970 to 9999)."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value <= _LAST_MOMENT
+    )
 
 
 def active(downtimes: Iterable[Downtime], entry: str, frontend: str | None, now: float) -> Downtime | None:
@@ -45,8 +84,9 @@ def end_now(downtimes: Iterable[Downtime], entry: str, frontend: str | None, now
     closed, result = 0, []
     for downtime in downtimes:
         if downtime.entry == entry and downtime.frontend == frontend and downtime.covers(entry, frontend, now):
-            result.append(replace(downtime, end=now))
             closed += 1
+            if downtime.start < now:  # one that began this very instant is dropped: it never lasted
+                result.append(replace(downtime, end=now))
         else:
             result.append(downtime)
     return result, closed
@@ -61,9 +101,18 @@ def load(path: Path) -> list[Downtime]:
     except (OSError, ValueError) as err:
         raise ConfigError(f"{path}: unreadable downtime file: {err}") from err
     try:
-        return [Downtime(**item) for item in raw["downtimes"]]
+        items = list(raw["downtimes"])
     except (KeyError, TypeError) as err:
         raise ConfigError(f"{path}: not a downtime file ({err})") from err
+    downtimes, problems = [], []
+    for index, item in enumerate(items):
+        try:
+            downtimes.append(Downtime(**item))
+        except (TypeError, ValueError) as err:
+            problems.append(f"downtimes[{index}]: {err}")
+    if problems:
+        raise ConfigError(f"{path}: not a downtime file: {'; '.join(problems)}")
+    return downtimes
 
 
 def save(path: Path, downtimes: Iterable[Downtime]) -> None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
@@ -38,7 +38,7 @@ from updraft import pilot_ad
 from updraft.config import KeyPath, dotted
 from updraft.errors import ConfigError, UpdraftError
 from updraft.factory import gridtypes
-from updraft.factory.config import Entry, FactoryConfig
+from updraft.factory.config import LINE_BREAK_PROBLEM, SUBMIT_LINE_BREAKS, Entry, FactoryConfig, line_breaks
 from updraft.factory.gridtypes import GridTypePlugin
 from updraft.factory.gridtypes.plugin import DEFAULT_TEMPLATE_PACKAGE
 
@@ -54,7 +54,6 @@ J_CREDENTIAL_ID = pilot_ad.CREDENTIAL_ID
 JOB_ID_MACRO = "$(Cluster).$(Process)"
 LOG_FILE = "pilots.log"
 
-_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\x00")
 _SUBMIT_KEY = re.compile(r"\+?[A-Za-z_][A-Za-z0-9_.]*")
 _NEEDS_QUOTES = frozenset(" \t'\"")
 _DOLLARS = re.compile(r"\$+")
@@ -203,8 +202,9 @@ def check_entry(entry_name: str, entry: Entry) -> None:
 def entry_problems(entry_name: str, entry: Entry) -> list[tuple[KeyPath, str]]:
     """Every reason no pilot can be rendered for an entry, each with its key path in the config.
 
-    The grid type's checks run here rather than when the config is loaded,
-    so that entries written before a check existed still load.
+    A loaded config has none (the entry's validation runs the same checks and
+    refuses it, see `updraft.factory.config.Entry`); this is the last guard
+    for an entry built some other way (``model_construct``, a test).
     """
     where = ("entries", entry_name)
     plugin = entry.grid_plugin
@@ -309,7 +309,7 @@ def _finalize(value: object) -> object:
         text = _no_macros(_plain(value))
     else:
         raise RenderError(f"cannot write a {type(value).__name__} ({value!r}) into a submit description")
-    if not _LINE_BREAKS.isdisjoint(text):
+    if not SUBMIT_LINE_BREAKS.isdisjoint(text):
         raise RenderError(f"a value with a line break reached the template: {text!r}")
     return text
 
@@ -321,17 +321,8 @@ def _finalize(value: object) -> object:
 
 def _line_breaks(where: KeyPath, value: object) -> Iterator[tuple[KeyPath, str]]:
     """A problem for every field (at any depth) whose text holds a line break."""
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from _line_breaks((*where, key), item)
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            yield from _line_breaks((*where, index), item)
-    elif isinstance(value, (str, PurePath)) and not _LINE_BREAKS.isdisjoint(str(value)):
-        yield (
-            where,
-            (f"contains a line break, which would end the submit command and start another (got {str(value)!r})"),
-        )
+    for path, text in line_breaks(where, value):
+        yield path, f"{LINE_BREAK_PROBLEM} (got {text!r})"
 
 
 def _check_pilot(plugin: GridTypePlugin, pilot: PilotSpec) -> None:

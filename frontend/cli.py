@@ -58,9 +58,12 @@ def check_config(config_path: Path) -> None:
     to different values) go to stderr. Exits 0 if the configuration is
     valid; 1 with every problem listed, each with its file and key, if not.
     """
+    from updraft.filechecks import check_files
+
     loaded = load_frontend_config(config_path, on_warning=echo_warning)
     for file in loaded.files:
         click.echo(f"read {file}")
+    check_files(loaded, echo_warning)  # the signing key, staged files, an InfluxDB token file ...
     config = loaded.config
     enabled = sum(group.enabled for group in config.groups.values())
     click.echo(

@@ -19,19 +19,26 @@ from updraft.config import (
     AttrName,
     ClassAdExpr,
     ConfigModel,
+    Count,
+    Fraction,
     FrozenList,
     FrozenMap,
     HostPort,
     Identity,
+    IntervalSeconds,
+    LifetimeSeconds,
     Loaded,
     Name,
-    NonEmptyStr,
-    NonNegativeInt,
-    PositiveInt,
+    NonBlankStr,
+    NonNegativeLifetimeSeconds,
     load_layered,
 )
+from updraft.filechecks import ReadHere
 from updraft.service_config import ServiceConfig
 from updraft.staging import StagedFileConfig, StagingSettings
+
+MAX_ATTENUATION = 100.0
+"""Asking for less than 1% of the missing pilots per cycle would never catch up with demand."""
 
 
 class FactoryRef(ConfigModel):
@@ -45,17 +52,17 @@ class FactoryRef(ConfigModel):
 class GroupLimits(ConfigModel):
     """Caps on the pilots one group asks for: per entry, and across all its entries."""
 
-    max_idle_pilots: NonNegativeInt = 50
-    max_running_pilots: NonNegativeInt = 500
-    max_idle_per_entry: NonNegativeInt = 20
-    max_running_per_entry: NonNegativeInt = 100
+    max_idle_pilots: Count = 50
+    max_running_pilots: Count = 500
+    max_idle_per_entry: Count = 20
+    max_running_per_entry: Count = 100
 
 
 class Limits(ConfigModel):
     """Caps on idle (queued) and running pilots at one level (frontend or whole pool)."""
 
-    max_idle_pilots: NonNegativeInt = 1000
-    max_running_pilots: NonNegativeInt = 10000
+    max_idle_pilots: Count = 1000
+    max_running_pilots: Count = 10000
 
 
 class MatchIndex(ConfigModel):
@@ -70,7 +77,7 @@ class Removal(ConfigModel):
     """When pilots nobody needs are removed; running ones only if asked for here."""
 
     mode: Literal["none", "idle", "all"] = "idle"
-    max_fraction_per_cycle: Annotated[float, Field(gt=0, le=1)] = 0.1
+    max_fraction_per_cycle: Fraction = 0.1
 
 
 class Group(ConfigModel):
@@ -81,15 +88,15 @@ class Group(ConfigModel):
     match_expr: ClassAdExpr = "true"
     """Evaluated with MY = the job shape and TARGET = the entry ad."""
     match_index: MatchIndex | None = None
-    old_idle_seconds: PositiveInt = 600
+    old_idle_seconds: IntervalSeconds = 600
     """Jobs idle longer than this are 'old idle' and earn the group a reserve."""
-    min_pilot_lifetime_seconds: NonNegativeInt = 1800
+    min_pilot_lifetime_seconds: NonNegativeLifetimeSeconds = 1800
     """An idle pilot slot counts as capacity only if it lives at least this much longer."""
-    ramp_up_attenuation: Annotated[float, Field(ge=1)] = 3.0
+    ramp_up_attenuation: Annotated[float, Field(ge=1, le=MAX_ATTENUATION, allow_inf_nan=False)] = 3.0
     """Only 1/attenuation of the missing pilots are requested per cycle."""
-    reserve_idle: NonNegativeInt = 2
+    reserve_idle: Count = 2
     """Extra idle pilots per entry while old idle jobs wait there."""
-    curb_fraction: Annotated[float, Field(gt=0, le=1)] = 0.8
+    curb_fraction: Fraction = 0.8
     """Past this fraction of a maximum, the request is halved."""
     limits: GroupLimits = Field(default_factory=GroupLimits)
     removal: Removal = Field(default_factory=Removal)
@@ -102,14 +109,14 @@ class Group(ConfigModel):
 class PilotTokens(ConfigModel):
     """How the frontend mints the token its pilots' startds join the VO pool with (one per entry)."""
 
-    signing_key_file: AbsolutePath
+    signing_key_file: ReadHere
     """The VO pool's signing key (its SEC_PASSWORD_DIRECTORY/POOL); the JWT ``kid`` is its file name."""
-    trust_domain: NonEmptyStr
+    trust_domain: NonBlankStr
     """The VO pool's TRUST_DOMAIN (by default its UID_DOMAIN): the tokens' issuer."""
     identity: Identity
     """Who the pilots are in the VO pool; its collector's ALLOW_ADVERTISE_STARTD must list it."""
-    lifetime_seconds: PositiveInt = 86400
-    refresh_seconds: PositiveInt = 6 * 3600
+    lifetime_seconds: LifetimeSeconds = 86400
+    refresh_seconds: LifetimeSeconds = 6 * 3600
     """A token with less than this left is replaced: a pilot may wait in a queue for hours."""
 
     @model_validator(mode="after")
@@ -128,7 +135,7 @@ class FrontendConfig(ServiceConfig):
     """The whole frontend configuration, after merging ``frontend.yaml`` and ``frontend.d/``."""
 
     vo_collector: HostPort
-    schedds: FrozenList[NonEmptyStr] = ()
+    schedds: FrozenList[NonBlankStr] = ()
     """Schedds whose jobs count; empty means every schedd in the VO collector."""
     limits: Limits = Field(default_factory=Limits)
     """For all of this frontend's pilots."""

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, PlainSerializer, ValidationError
 
-from updraft.config import AbsolutePath, ConfigModel, dotted
+from updraft.config import AbsolutePath, ConfigModel, TimeoutSeconds, dotted
 from updraft.errors import ConfigError
 from updraft.monitoring import registry
 
@@ -81,5 +81,5 @@ class MonitoringConfig(ConfigModel):
     """Files of the file-based writers (json, rrd/, xml/, html/), named after the component."""
     writers: Writers = Field(default=("json",))
     """Writer name -> its settings (or a list of names, each with its defaults)."""
-    deadline_seconds: Annotated[float, Field(gt=0)] = 30.0
+    deadline_seconds: TimeoutSeconds = 30.0
     """A writer still busy after this long is left to finish in the background; the cycle goes on."""

@@ -91,8 +91,10 @@ monitoring:
 * `api: v1` writes to InfluxDB 1.x's `/write` (Debian's `influxdb` is
   1.6): `database` (default: `bucket`), optional `retention_policy`,
   and `username` with `password` if authentication is on.
-* `timeout_seconds` (default 10) bounds each write; a writer that fails
-  is logged and counted, and the cycle goes on.
+* `timeout_seconds` (default 10, above 0 and at most 86400) bounds each
+  write; a writer that fails is logged and counted, and the cycle goes on.
+* `check-config` fails if `token_file` is missing or unreadable, naming the
+  key.
 
 `url`, `org`, `bucket` and `token` may come from the environment instead
 (`UPDRAFT_INFLUXDB_URL`, `UPDRAFT_INFLUXDB_ORG`, `UPDRAFT_INFLUXDB_BUCKET`,

@@ -6,18 +6,18 @@ pilot only with a proxy or token file, so one is required.
 
 from __future__ import annotations
 
-from updraft.config import ConfigModel, NonEmptyStr
+from updraft.config import ConfigModel, NonBlankStr
 from updraft.factory.gridtypes.plugin import GridTypePlugin
 
 
 class ArcSettings(ConfigModel):
     """An arc entry's own keys."""
 
-    batch_queue: NonEmptyStr | None = None
+    batch_queue: NonBlankStr | None = None
     """The queue (partition) pilots go to; the site's default if unset."""
-    arc_rte: NonEmptyStr | None = None
+    arc_rte: NonBlankStr | None = None
     """Runtime environments, HTCondor's ``arc_rte`` syntax (``ENV/PROXY,ENV/X opt``)."""
-    arc_resources: NonEmptyStr | None = None
+    arc_resources: NonBlankStr | None = None
     """Extra ADL XML for the job's ``<Resources>`` element (``arc_resources``)."""
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, field_validator
 from pydantic_core import PydanticCustomError
 
-from updraft.config import ConfigModel, NonEmptyStr
+from updraft.config import MAX_TEXT_LENGTH, ConfigModel, NonBlankStr
 from updraft.factory.gridtypes.plugin import GridTypePlugin
 
 BatchSystem = Literal["slurm", "pbs", "lsf", "sge", "condor"]
@@ -22,7 +22,7 @@ _SSH_HOST = re.compile(r"[^@\s]+@[^@\s]+")
 
 
 def _check_ssh_host(value: str) -> str:
-    if _SSH_HOST.fullmatch(value):
+    if len(value) <= MAX_TEXT_LENGTH and _SSH_HOST.fullmatch(value):
         return value
     raise PydanticCustomError("ssh_host", "expected user@host (the login the batch system is reached over ssh)")
 
@@ -38,7 +38,7 @@ class BatchSettings(ConfigModel):
     absence gets a message listing the choices)."""
     ssh_host: SshHost | None = None
     """``user@host`` of a remote login node, reached over ssh; unset: the factory's own host."""
-    batch_queue: NonEmptyStr | None = None
+    batch_queue: NonBlankStr | None = None
     """The queue (partition) pilots go to; the site's default if unset."""
 
     @field_validator("batch_system", mode="after")

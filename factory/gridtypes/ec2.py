@@ -10,24 +10,25 @@ from __future__ import annotations
 from pydantic import model_validator
 from pydantic_core import PydanticCustomError
 
-from updraft.config import AbsolutePath, ConfigModel, NonEmptyStr
+from updraft.config import ConfigModel, NonBlankStr
 from updraft.factory.gridtypes.plugin import GridTypePlugin, Problem
+from updraft.filechecks import ReadBySchedd
 
 
 class Ec2Machine(ConfigModel):
     """The instance an ec2 entry starts (``cloud:``)."""
 
-    image: NonEmptyStr
+    image: NonBlankStr
     """``ec2_ami_id``."""
-    instance_type: NonEmptyStr
+    instance_type: NonBlankStr
     """``ec2_instance_type``."""
-    key_name: NonEmptyStr | None = None
+    key_name: NonBlankStr | None = None
     """A key pair already registered with EC2 (``ec2_keypair``)."""
-    zone: NonEmptyStr | None = None
+    zone: NonBlankStr | None = None
     """``ec2_availability_zone`` (the region is in the service URL, the entry's ``resource``)."""
-    access_key_file: AbsolutePath | None = None
+    access_key_file: ReadBySchedd | None = None
     """File holding the access key id (``ec2_access_key_id``)."""
-    secret_key_file: AbsolutePath | None = None
+    secret_key_file: ReadBySchedd | None = None
     """File holding the secret access key (``ec2_secret_access_key``)."""
 
     @model_validator(mode="after")
@@ -44,7 +45,7 @@ class Ec2Settings(ConfigModel):
     """An ec2 entry's own keys."""
 
     cloud: Ec2Machine | None = None
-    """The machine to start; required, but checked when pilots are rendered (see `ec2_problems`)."""
+    """The machine to start; required (checked with the resource when the config loads, see `ec2_problems`)."""
 
 
 def ec2_problems(settings: Ec2Settings, resource: str) -> list[Problem]:
@@ -56,8 +57,7 @@ def ec2_problems(settings: Ec2Settings, resource: str) -> list[Problem]:
         problems.append(
             Problem(
                 "resource",
-                "an ec2 resource is the service URL alone, "
-                f"e.g. https://ec2.us-east-1.amazonaws.com/ (got {resource!r})",
+                "an ec2 resource is the service URL alone, e.g. https://ec2.us-east-1.amazonaws.com/",
             )
         )
     return problems

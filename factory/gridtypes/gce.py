@@ -6,18 +6,19 @@ HTCondor's GCE grid manager expects after ``gce``.
 
 from __future__ import annotations
 
-from updraft.config import AbsolutePath, ConfigModel, NonEmptyStr
+from updraft.config import ConfigModel, NonBlankStr
 from updraft.factory.gridtypes.plugin import GridTypePlugin, Problem
+from updraft.filechecks import ReadBySchedd
 
 
 class GceMachine(ConfigModel):
     """The instance a gce entry starts (``cloud:``)."""
 
-    image: NonEmptyStr
+    image: NonBlankStr
     """``gce_image``."""
-    instance_type: NonEmptyStr
+    instance_type: NonBlankStr
     """``gce_machine_type``."""
-    auth_file: AbsolutePath | None = None
+    auth_file: ReadBySchedd | None = None
     """The authorization file (``gce_auth_file``); without it the gcloud default is used."""
 
 
@@ -25,7 +26,7 @@ class GceSettings(ConfigModel):
     """A gce entry's own keys."""
 
     cloud: GceMachine | None = None
-    """The machine to start; required, but checked when pilots are rendered (see `gce_problems`)."""
+    """The machine to start; required (checked with the resource when the config loads, see `gce_problems`)."""
 
 
 def gce_problems(settings: GceSettings, resource: str) -> list[Problem]:
@@ -38,8 +39,7 @@ def gce_problems(settings: GceSettings, resource: str) -> list[Problem]:
             Problem(
                 "resource",
                 "a gce resource is '<service URL> <project> <zone>', e.g. "
-                "'https://www.googleapis.com/compute/v1 my-project us-central1-a' "
-                f"(got {resource!r})",
+                "'https://www.googleapis.com/compute/v1 my-project us-central1-a'",
             )
         )
     return problems

@@ -61,9 +61,10 @@ class GridTypePlugin:
     grid_resource: Callable[[Any, str], str] | None = None
     """(settings, resource) -> HTCondor's ``grid_resource``; None: ``<name> <resource>``."""
     checks: Callable[[Any, str], Sequence[Problem]] | None = None
-    """(settings, resource) -> what keeps a pilot from being rendered. These run when pilots are
-    rendered and in ``check-config``, not when the config is loaded, so entries written before
-    a check existed still load and the factory keeps serving its other entries."""
+    """(settings, resource) -> what keeps a pilot from being rendered. These run when the config
+    is loaded (each problem at its key, e.g. ``entries.vm.cloud``, all listed at once), and again
+    as a last guard when pilots are rendered. A `Problem`'s key may name a nested key with dots
+    (``cloud.instance_type``)."""
     ce_credentials: CeCredentials = "refused"
     """``required``: no pilot without a proxy or token file; ``accepted``: with or without one."""
     transfers_files: bool = True

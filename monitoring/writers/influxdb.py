@@ -47,11 +47,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, SecretStr, model_validator
+from pydantic import AfterValidator, SecretStr, model_validator
 from pydantic_core import PydanticCustomError
 
-from updraft.config import AbsolutePath, ConfigModel, NonEmptyStr
+from updraft.config import MAX_TEXT_LENGTH, ConfigModel, NonBlankStr, TimeoutSeconds
 from updraft.errors import ConfigError, MonitoringError
+from updraft.filechecks import ReadHere
 from updraft.monitoring.metrics import Measurement, measurements
 from updraft.monitoring.plugin import WriterPlugin
 from updraft.monitoring.snapshot import Snapshot
@@ -79,6 +80,8 @@ _REASON_MAX = 200
 
 def url_problem(text: str) -> str | None:
     """Why `text` is not a usable server URL, never quoting it (it may hold a password)."""
+    if len(text) > MAX_TEXT_LENGTH:
+        return f"too long: at most {MAX_TEXT_LENGTH} characters"
     try:
         parts = urllib.parse.urlsplit(text)
     except ValueError:
@@ -114,20 +117,20 @@ class InfluxSettings(ConfigModel):
     api: Literal["v2", "v1"] = "v2"
     """v2: influxdb-client (InfluxDB 2.x/3.x, 1.8+, VictoriaMetrics); v1: InfluxDB 1.x ``/write``."""
     url: ServerUrl | None = None
-    org: NonEmptyStr | None = None
+    org: NonBlankStr | None = None
     """v2 only; VictoriaMetrics and InfluxDB 3 ignore it but the client requires one."""
-    bucket: NonEmptyStr | None = None
+    bucket: NonBlankStr | None = None
     token: SecretStr | None = None
-    token_file: AbsolutePath | None = None
+    token_file: ReadHere | None = None
     """A file holding the token, read when the writer starts (keeps it out of the config)."""
-    database: NonEmptyStr | None = None
+    database: NonBlankStr | None = None
     """v1 only; defaults to bucket."""
-    retention_policy: NonEmptyStr | None = None
+    retention_policy: NonBlankStr | None = None
     """v1 only; the database's default policy if unset."""
-    username: NonEmptyStr | None = None
+    username: NonBlankStr | None = None
     """v1 only, with password: HTTP basic authentication."""
     password: SecretStr | None = None
-    timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    timeout_seconds: TimeoutSeconds = 10.0
 
     @model_validator(mode="after")
     def _consistent(self) -> InfluxSettings:

@@ -18,11 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
 
-from pydantic import Field
-
-from updraft.config import ConfigModel, Name, NonEmptyStr, PositiveInt
+from updraft.config import ConfigModel, IntervalSeconds, Name, NonBlankStr, TimeoutSeconds
 from updraft.errors import MonitoringError
 from updraft.monitoring import rrdtool
 from updraft.monitoring.files import path_part
@@ -37,11 +34,11 @@ MOVE_ASIDE = "the rrd writer leaves it alone; move it aside (e.g. add .old to it
 class RrdSettings(ConfigModel):
     """How the RRD files are laid out and how rrdtool is run."""
 
-    step_seconds: PositiveInt = 300
+    step_seconds: IntervalSeconds = 300
     """Seconds between primary data points: the component's cycle time. Changing it makes
     existing files mismatched (reported, never recreated)."""
-    binary: NonEmptyStr = "rrdtool"
-    timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+    binary: NonBlankStr = "rrdtool"
+    timeout_seconds: TimeoutSeconds = 60.0
     """For one cycle's whole rrdtool run."""
     subdir: Name = "rrd"
     """One folder name under ``monitoring.dir``; status_pages' ``rrd_subdir`` must name the same."""

@@ -36,7 +36,7 @@ from urllib.parse import quote
 import jinja2
 from pydantic import Field, field_validator
 
-from updraft.config import ConfigModel, FrozenList, Name, NonEmptyStr, PositiveInt
+from updraft.config import ConfigModel, FrozenList, IntervalSeconds, Name, NonBlankStr, PositiveCount, TimeoutSeconds
 from updraft.errors import MonitoringError
 from updraft.monitoring import metrics
 from updraft.monitoring.files import path_part, write_atomically
@@ -75,14 +75,14 @@ class PageSettings(ConfigModel):
     """The rrd writer's ``subdir``, where the graphs' data is read."""
     periods: FrozenList[Period] = ("day", "week")
     """Each graph is drawn once per period, ending at the cycle's time."""
-    refresh_seconds: PositiveInt = 300
+    refresh_seconds: IntervalSeconds = 300
     """How often a browser reloads a page (about the cycle time)."""
     graph_width: Annotated[int, Field(ge=100, le=4000)] = 600
     graph_height: Annotated[int, Field(ge=50, le=2000)] = 160
-    binary: NonEmptyStr = "rrdtool"
-    timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+    binary: NonBlankStr = "rrdtool"
+    timeout_seconds: TimeoutSeconds = 60.0
     """For one cycle's whole rrdtool run."""
-    max_graphs_per_cycle: PositiveInt = 500
+    max_graphs_per_cycle: PositiveCount = 500
     """Graphs drawn per cycle at most (about 7 ms each), missing and stalest first; the rest wait."""
 
     @field_validator("periods")

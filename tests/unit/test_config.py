@@ -347,13 +347,13 @@ FACTORY_BAD_VALUES = [
     ("wms_collector: 'host:65536'", "wms_collector", "port from 1 to 65535", "'host:65536'"),
     ("wms_collector: 'host:port'", "wms_collector", "expected host:port", "'host:port'"),
     ("wms_collector: 9618", "wms_collector", "Input should be a valid string", "9618"),
-    ("schedd: ''", "schedd", "at least 1 character", "''"),
+    ("schedd: ''", "schedd", "not empty or only spaces", "''"),
     ("work_dir: relative/dir", "work_dir", "expected an absolute path", "'relative/dir'"),
     ("cycle_seconds: '60'", "cycle_seconds", "Input should be a valid integer", "'60'"),
     ("cycle_seconds: true", "cycle_seconds", "Input should be a valid integer", "True"),
     ("entries: {site1: {enabled: yes}}", "entries.site1.enabled", "valid boolean", "'yes'"),
     ("entries: {site1: {limits: {max_held: -1}}}", "entries.site1.limits.max_held", "greater than or equal to 0", "-1"),
-    ("entries: {site1: {resource: ''}}", "entries.site1.resource", "at least 1 character", "''"),
+    ("entries: {site1: {resource: ''}}", "entries.site1.resource", "not empty or only spaces", "''"),
     (
         "entries: {site1: {attributes: {When: 2024-01-01}}}",
         "entries.site1.attributes.When",
@@ -566,7 +566,7 @@ def test_models_are_deeply_immutable(tree):
 
 
 def test_defaults_and_serialisation(tree):
-    main = tree.factory(main="name: f\nwms_collector: h:1\nschedd: s\nentries: {e: {grid_type: gce, resource: r}}\n")
+    main = tree.factory(main="name: f\nwms_collector: h:1\nschedd: s\nentries: {e: {grid_type: arc, resource: r}}\n")
     config = load_factory_config(main).config
     assert config.work_dir == Path("/var/lib/updraft/factory")
     assert config.cycle_seconds == 60

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -13,12 +14,13 @@ import pytest
 from click.testing import CliRunner
 
 from updraft import plugins
-from updraft.config import ConfigModel, NonEmptyStr
+from updraft.config import ConfigModel, NonBlankStr
 from updraft.errors import ConfigError
 from updraft.factory import gridtypes
 from updraft.factory.cli import factory as factory_cli
 from updraft.factory.config import Entry, FactoryConfig, load_factory_config
 from updraft.factory.gridtypes import GridTypePlugin, Problem
+from updraft.factory.gridtypes.ec2 import Ec2Settings
 from updraft.factory.render import PilotSpec, check_entry, render_submit, submit_template
 
 OURS = ["condor", "arc", "batch", "ec2", "gce"]
@@ -81,8 +83,8 @@ def test_a_refused_key_names_the_grid_types_it_belongs_to() -> None:
 
 
 class SlurmRestSettings(ConfigModel):
-    partition: NonEmptyStr
-    account: NonEmptyStr | None = None
+    partition: NonBlankStr
+    account: NonBlankStr | None = None
 
 
 def _slurmrest_problems(settings: SlurmRestSettings, resource: str) -> list[Problem]:
@@ -149,8 +151,7 @@ def test_a_third_party_grid_type_validates_renders_and_checks(third_party: GridT
     assert description["grid_resource"] == "slurmrest https://slurm.example.org"
     assert description["slurm_partition"] == "pilots"
     assert description["+UpdraftEntry"] == '"hpc"'  # the shared part comes from our pilot.sub.j2
-    with pytest.raises(ConfigError, match=r"^entries\.x\.resource: expected the REST endpoint's https URL"):
-        check_entry("x", entry("slurmrest", partition="p"))
+    assert "resource\n  expected the REST endpoint's https URL" in entry_problem("slurmrest", partition="p")
 
 
 def test_a_third_party_grid_type_is_listed_and_its_keys_are_checked(third_party: GridTypePlugin) -> None:
@@ -227,16 +228,25 @@ def test_batch_needs_a_known_batch_system() -> None:
     assert "Input should be 'slurm', 'pbs', 'lsf', 'sge' or 'condor'" in entry_problem("batch", batch_system="htc")
 
 
-def test_ec2_lists_every_problem_when_pilots_are_rendered() -> None:
-    vm = entry("ec2", "https://ec2.example/ extra")  # loads: the cloud is checked when rendering
+def test_ec2_lists_every_problem_when_the_entry_loads() -> None:
+    with pytest.raises(pydantic.ValidationError) as caught:
+        entry("ec2", "https://ec2.example/ extra")
+    assert [(error["loc"], error["msg"]) for error in caught.value.errors()] == [
+        (("cloud",), "required for ec2 entries (at least image and instance_type)"),
+        (("resource",), "an ec2 resource is the service URL alone, e.g. https://ec2.us-east-1.amazonaws.com/"),
+    ]
+    check_entry("vm", entry("ec2", "https://ec2.example/", cloud={"image": "i", "instance_type": "t"}))
+
+
+def test_a_render_check_still_guards_an_entry_built_without_validation() -> None:
+    """`model_construct` skips the load-time checks; rendering must still refuse such an entry."""
+    vm = Entry.model_construct(grid_type="ec2", resource="https://ec2.example/ extra", grid=Ec2Settings())
     with pytest.raises(ConfigError) as caught:
         check_entry("vm", vm)
     assert str(caught.value).split("; ") == [
         "entries.vm.cloud: required for ec2 entries (at least image and instance_type)",
-        "entries.vm.resource: an ec2 resource is the service URL alone, "
-        "e.g. https://ec2.us-east-1.amazonaws.com/ (got 'https://ec2.example/ extra')",
+        "entries.vm.resource: an ec2 resource is the service URL alone, e.g. https://ec2.us-east-1.amazonaws.com/",
     ]
-    check_entry("vm", entry("ec2", "https://ec2.example/", cloud={"image": "i", "instance_type": "t"}))
 
 
 def test_ec2_and_gce_machines_refuse_each_others_keys() -> None:
@@ -254,10 +264,9 @@ def test_ec2_and_gce_machines_refuse_each_others_keys() -> None:
 def test_gce_wants_a_resource_of_three_words() -> None:
     cloud = {"image": "i", "instance_type": "t"}
     check_entry("vm", entry("gce", "https://g/v1 project zone", cloud=cloud))
-    with pytest.raises(
-        ConfigError, match=r"^entries\.vm\.resource: a gce resource is '<service URL> <project> <zone>'"
-    ):
-        check_entry("vm", entry("gce", "https://g/v1 project", cloud=cloud))
+    assert "resource\n  a gce resource is '<service URL> <project> <zone>'" in entry_problem(
+        "gce", cloud=cloud, resource="https://g/v1 project"
+    )
 
 
 def test_cloud_pilots_transfer_no_files() -> None:
@@ -298,9 +307,21 @@ def test_check_config_names_the_file_and_key_of_every_render_problem(tree) -> No
     drop_in = main.parent / "factory.d" / "50-clouds.yaml"
     problems = result.stderr.splitlines()
     assert problems[0] == "updraft: error: invalid configuration (3 problems):"
-    assert f"  {drop_in}: entries.aws.cloud: required for ec2 entries (at least image and instance_type)" in problems
-    assert f"  {drop_in}: entries.google.cloud: required for gce entries (at least image and instance_type)" in problems
-    assert any(line.startswith(f"  {drop_in}: entries.aws.resource: an ec2 resource") for line in problems)
+    assert problems[1:] == [
+        f"  {drop_in}: entries.aws.cloud: required for ec2 entries (at least image and instance_type) (got None)",
+        f"  {drop_in}: entries.aws.resource: an ec2 resource is the service URL alone, "
+        "e.g. https://ec2.us-east-1.amazonaws.com/ (got 'https://ec2.example/ extra')",
+        f"  {drop_in}: entries.google.cloud: required for gce entries (at least image and instance_type) (got None)",
+    ]
+
+
+def test_a_nested_key_named_by_a_grid_type_check_is_reported_at_its_full_path(tree, third_party) -> None:
+    """A check's key may be dotted; the loader names the file and the whole path, e.g.
+    ``entries.hpc.cloud.instance_type`` (here a third party's check on a key of its own)."""
+    main = tree.factory(("50-hpc.yaml", "entries: {hpc: {grid_type: slurmrest, resource: http://x, partition: p}}"))
+    with pytest.raises(ConfigError) as caught:
+        load_factory_config(main)
+    assert f"{main.parent / 'factory.d' / '50-hpc.yaml'}: entries.hpc.resource: expected the REST" in str(caught.value)
 
 
 def test_a_loaded_batch_entry_keeps_its_grid_keys(tree) -> None:
@@ -339,3 +360,27 @@ def test_a_template_that_does_not_parse_is_a_config_error_naming_its_line(
         submit_template(broken)
     with pytest.raises(ConfigError, match="not found in no_such_package/templates"):
         submit_template(GridTypePlugin("x", SlurmRestSettings, "x.sub.j2", template_package="no_such_package"))
+
+
+def test_a_dotted_key_of_a_grid_type_check_is_reported_at_its_full_path(tree, monkeypatch) -> None:
+    """A check may name a nested key (``cloud.instance_type``): the loader names file and whole path."""
+    ec2 = gridtypes.plugin("ec2")
+    picky = dataclasses.replace(ec2, checks=lambda settings, resource: [Problem("cloud.instance_type", "too big")])
+    monkeypatch.setattr(gridtypes, "plugin", lambda name: picky if name == "ec2" else ec2)
+    main = tree.factory(
+        ("50-vm.yaml", "entries: {vm: {grid_type: ec2, resource: u, cloud: {image: i, instance_type: huge}}}")
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_factory_config(main)
+    assert f"  {main.parent / 'factory.d' / '50-vm.yaml'}: entries.vm.cloud.instance_type: too big (got 'huge')" in (
+        str(caught.value).splitlines()
+    )
+
+
+def test_grid_type_checks_are_listed_beside_the_entrys_other_problems(tree) -> None:
+    """One bad key elsewhere in the entry must not hide what its grid type finds wrong."""
+    main = tree.factory(("50-vm.yaml", "entries: {vm: {grid_type: ec2, resource: 'u v', limits: {max_idle: -1}}}"))
+    with pytest.raises(ConfigError) as caught:
+        load_factory_config(main)
+    keys = [line.split(": ")[1] for line in str(caught.value).splitlines()[1:]]
+    assert keys == ["entries.vm.limits.max_idle", "entries.vm.cloud", "entries.vm.resource"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -28,7 +29,6 @@ from updraft.factory.render import (
     PilotSpec,
     RenderError,
     arguments_value,
-    check_entry,
     classad_literal,
     parse_submit,
     render_submit,
@@ -384,8 +384,16 @@ def test_a_line_break_in_an_argument_names_its_position() -> None:
         ({"pilot_attributes": {"GLIDEIN_Site": "a\nb"}}, "pilot_attributes.GLIDEIN_Site"),
     ],
 )
-def test_a_line_break_in_an_entry_value_is_a_config_error_naming_the_key(changes: dict, field: str) -> None:
-    entry = Entry.model_validate({"grid_type": "condor", "resource": "ce@x h:1", **changes})
+def test_a_line_break_in_an_entry_value_is_refused_when_the_entry_loads(changes: dict, field: str) -> None:
+    with pytest.raises(pydantic.ValidationError) as caught:
+        Entry.model_validate({"grid_type": "condor", "resource": "ce@x h:1", **changes})
+    assert [(".".join(map(str, e["loc"])), e["type"]) for e in caught.value.errors()] == [(field, "line_break")]
+    assert "contains a line break, which would end the submit command" in str(caught.value)
+
+
+@pytest.mark.parametrize("changes, field", [({"resource": "ce@x h:1\nuniverse = vanilla"}, "resource")])
+def test_a_line_break_in_an_unvalidated_entry_is_still_refused_at_render(changes: dict, field: str) -> None:
+    entry = Entry.model_validate({"grid_type": "condor", "resource": "ce@x h:1"}).model_copy(update=changes)
     with pytest.raises(ConfigError, match=rf"^entries\.site9\.{field}: contains a line break"):
         render_submit(FACTORY, "site9", entry, pilot_for("site9", **TOKEN))
 
@@ -511,12 +519,9 @@ def test_entry_model_errors_are_pydantic_validation_errors() -> None:
 
 
 @pytest.mark.parametrize("grid_type", ["ec2", "gce"])
-def test_cloud_entry_without_cloud_settings_cannot_be_rendered(grid_type: str) -> None:
-    entry = Entry.model_validate({"grid_type": grid_type, "resource": "https://x p z"})
-    with pytest.raises(ConfigError, match=rf"^entries\.vm\.cloud: required for {grid_type} entries"):
-        check_entry("vm", entry)
-    with pytest.raises(ConfigError):
-        render_submit(FACTORY, "vm", entry, pilot_for("vm"))
+def test_cloud_entry_without_cloud_settings_does_not_load(grid_type: str) -> None:
+    with pytest.raises(pydantic.ValidationError, match=rf"cloud\n  required for {grid_type} entries"):
+        Entry.model_validate({"grid_type": grid_type, "resource": "https://x p z"})
 
 
 @pytest.mark.parametrize(
@@ -531,11 +536,10 @@ def test_cloud_entry_without_cloud_settings_cannot_be_rendered(grid_type: str) -
     ],
 )
 def test_cloud_resource_must_have_the_shape_htcondor_expects(grid_type: str, resource: str, expected: str) -> None:
-    entry = Entry.model_validate(
-        {"grid_type": grid_type, "resource": resource, "cloud": {"image": "i", "instance_type": "t"}}
-    )
-    with pytest.raises(ConfigError, match=rf"^entries\.vm\.resource: {expected}"):
-        check_entry("vm", entry)
+    with pytest.raises(pydantic.ValidationError, match=rf"resource\n  {re.escape(expected)}"):
+        Entry.model_validate(
+            {"grid_type": grid_type, "resource": resource, "cloud": {"image": "i", "instance_type": "t"}}
+        )
 
 
 @pytest.mark.parametrize("cpus, expected", [(4, 4), ("auto", 1), (0, 1), (True, 1)])

@@ -99,7 +99,7 @@ def test_a_token_verifies_with_the_key_it_was_minted_with(password: bytes, index
 
 
 def test_a_missing_or_empty_key_is_a_clear_error_that_shows_no_key(tmp_path: Path) -> None:
-    with pytest.raises(TokenError, match=r"cannot read the signing key .*/absent"):
+    with pytest.raises(TokenError, match=r"^pilot_tokens\.signing_key_file: cannot read the signing key .*/absent"):
         load_signing_key(tmp_path / "absent")
     empty = tmp_path / "POOL"
     empty.write_bytes(b"")

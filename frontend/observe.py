@@ -189,21 +189,35 @@ def parse_entry(ad: Ad, trusted: Mapping[str, str]) -> tuple[EntryAd | None, str
             f"factory {factory} is trusted only as {trusted[factory]!r}",
         )
     if whole_or(ad.get("UpdraftSchema"), -1) != protocol.SCHEMA:
-        return None, f"entry ad {label} has schema {repr(ad.get('UpdraftSchema'))[:20]}, expected {protocol.SCHEMA}"
+        return None, f"entry ad {label}: UpdraftSchema {repr(ad.get('UpdraftSchema'))[:20]} is not {protocol.SCHEMA}"
     try:
         name = protocol.read_name(ad, protocol.E_ENTRY)
+        numbers = {attr: _entry_number(ad, attr) for attr in _ENTRY_NUMBERS}
     except protocol.MalformedAd as err:
         return None, f"entry ad {label}: {err}"
     return EntryAd(
         name=name,
         factory=factory,
         attrs=dict(ad),
-        cpus_per_pilot=max(1, whole_or(ad.get(protocol.E_CPUS), 1)),
-        nodes_per_pilot=max(1, whole_or(ad.get(protocol.E_NODES), 1)),
-        max_pilots=max(0, whole_or(ad.get(protocol.E_MAX_PILOTS), 0)),  # a negative cap is no cap to honour
-        max_idle=max(0, whole_or(ad.get(protocol.E_MAX_IDLE), 0)),
+        cpus_per_pilot=max(1, numbers[protocol.E_CPUS]),
+        nodes_per_pilot=max(1, numbers[protocol.E_NODES]),
+        max_pilots=max(0, numbers[protocol.E_MAX_PILOTS]),  # a negative cap is no cap to honour
+        max_idle=max(0, numbers[protocol.E_MAX_IDLE]),
         in_downtime=ad.get(protocol.E_DOWNTIME) is True,
     ), None
+
+
+_ENTRY_NUMBERS = {protocol.E_CPUS: 1, protocol.E_NODES: 1, protocol.E_MAX_PILOTS: 0, protocol.E_MAX_IDLE: 0}
+"""The entry's numbers the frontend uses, with what a missing or non-whole value reads as."""
+
+
+def _entry_number(ad: Ad, attr: str) -> int:
+    """The whole number in `attr` (its default when absent or not whole), or MalformedAd when it is
+    beyond any real entry's: it would become a request the factory refuses, or a cap of 10^30."""
+    value = whole_or(ad.get(attr), _ENTRY_NUMBERS[attr])
+    if abs(value) > protocol.MAX_COUNT:
+        raise protocol.MalformedAd(f"{attr} {str(value)[:24]} is outside 0..{protocol.MAX_COUNT}")
+    return value
 
 
 # ---------------------------------------------------------------- the adapter

@@ -207,6 +207,8 @@ def _validation(value: str) -> ValidationResult:
 
 
 def _int(value: str | None) -> int | None:
-    if value is None or not re.fullmatch(r"-?[0-9]+", value):
+    """A whole number of at most 18 digits (it fits 64 bits), else None: a 5,000-digit value must not
+    reach int(), which refuses more than 4,300 digits with a ValueError."""
+    if value is None or not re.fullmatch(r"-?[0-9]{1,18}", value):
         return None
     return int(value)

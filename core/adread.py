@@ -20,7 +20,7 @@ the cycle's deadline holds.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import classad2
@@ -44,14 +44,6 @@ def trusted_constraint(name_attr: str, trusted: Mapping[str, str]) -> str:
         for name, identity in sorted(trusted.items())
     ]
     return " || ".join(pairs) if pairs else "false"
-
-
-def impostor_constraint(name_attr: str, trusted: Mapping[str, str]) -> str:
-    """Ads that claim one of `trusted`'s names but were sent by another identity."""
-    if not trusted:
-        return "false"
-    names = ", ".join(classad2.quote(name) for name in sorted(trusted))
-    return f"identicalMember({name_attr}, {{{names}}}) && !({trusted_constraint(name_attr, trusted)})"
 
 
 @dataclass(frozen=True)
@@ -149,24 +141,29 @@ MAX_IMPOSTORS_NAMED = 5
 
 
 def impostors(
-    collector: CollectorPort, my_type: str, name_attr: str, trusted: Mapping[str, str], also: str = "true"
+    collector: CollectorPort, my_type: str, trusted: Mapping[str, str], claimed: Callable[[str], str | None]
 ) -> list[str]:
-    """One line naming the `my_type` ads under a trusted name sent by another identity, if any.
+    """One line naming the `my_type` ads whose Name claims a trusted name (`claimed`) but that were sent
+    by an identity trusted for none, if any.
 
-    Such ads are never read further (names and identities only are asked
-    for), but an operator is told: another WMS writer is publishing under
-    someone else's name."""
-    constraint = f"({impostor_constraint(name_attr, trusted)}) && ({also})"
+    Such ads are never read: only their Name and AuthenticatedIdentity are
+    asked for, and the constraint compares the identity alone, so nothing an
+    untrusted party wrote (a slow expression, say) is evaluated, by the
+    collector or here. An operator is told all the same: another WMS writer
+    is publishing under someone else's name."""
+    identities = ", ".join(classad2.quote(identity) for identity in sorted(set(trusted.values())))
+    constraint = f"!identicalMember({IDENTITY}, {{{identities}}})" if identities else "true"
     try:
-        ads = collector.generic_ads(my_type, constraint, ["Name", IDENTITY, name_attr])
+        ads = collector.generic_ads(my_type, constraint, ["Name", IDENTITY])
     except CondorError as err:
-        return [f"{my_type} ads under trusted names from other identities not checked: {err}"]
-    if not ads:
+        return [f"{my_type} ads from other identities not checked for trusted names: {err}"]
+    found = [(str(ad.get("Name")), str(ad.get(IDENTITY)), claimed(str(ad.get("Name")))) for ad in ads]
+    named = [(name, identity, claim) for name, identity, claim in found if claim is not None and claim in trusted]
+    if not named:
         return []
-    named = ", ".join(
-        f"{str(ad.get('Name'))[:80]!r} came from {str(ad.get(IDENTITY))[:80]!r}, "
-        f"{name_attr} {str(ad.get(name_attr))[:80]!r} is trusted only as {trusted.get(str(ad.get(name_attr)))!r}"
-        for ad in ads[:MAX_IMPOSTORS_NAMED]
+    shown = ", ".join(
+        f"{name[:80]!r} came from {identity[:80]!r}, {claim[:80]!r} is trusted only as {trusted[claim]!r}"
+        for name, identity, claim in named[:MAX_IMPOSTORS_NAMED]
     )
-    more = f" (and {len(ads) - MAX_IMPOSTORS_NAMED} more)" if len(ads) > MAX_IMPOSTORS_NAMED else ""
-    return [f"{len(ads)} {my_type} ad(s) from an identity not trusted for their name ignored: {named}{more}"]
+    more = f" (and {len(named) - MAX_IMPOSTORS_NAMED} more)" if len(named) > MAX_IMPOSTORS_NAMED else ""
+    return [f"{len(named)} {my_type} ad(s) under a trusted name from another identity ignored: {shown}{more}"]

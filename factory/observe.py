@@ -194,8 +194,11 @@ def summarised(malformed: list[str]) -> list[str]:
 
 
 def _impostors(ports: FactoryPorts, config: FactoryConfig, trusted: dict[str, str]) -> list[str]:
-    addressed_to_us = f"{protocol.R_FACTORY} =?= {classad2.quote(config.name)}"
-    return adread.impostors(ports.wms, protocol.REQUEST_TYPE, protocol.R_FRONTEND, trusted, addressed_to_us)
+    def claimed(name: str) -> str | None:
+        """The frontend a request ad's Name (frontend.group/entry@factory) claims, if it is addressed to us."""
+        return name.split(".", 1)[0] if name.endswith(f"@{config.name}") else None
+
+    return adread.impostors(ports.wms, protocol.REQUEST_TYPE, trusted, claimed)
 
 
 def checkpoint_path(config: FactoryConfig) -> Path:

@@ -372,7 +372,7 @@ def _read_trusted(
     except CondorError as err:
         log.warning("%s ads unknown this cycle: %s", my_type, err)
         return _Outcome(problems=(SourceProblem(f"collector {wms.address}", str(err), unreadable=True),))
-    found, why_not = [], [*read.problems(my_type), *adread.impostors(wms, my_type, protocol.E_FACTORY, trusted)]
+    found, why_not = [], [*read.problems(my_type), *adread.impostors(wms, my_type, trusted, _factory_named)]
     for ad in read.ads:
         item, why = parse(ad)
         if item is not None:
@@ -383,6 +383,11 @@ def _read_trusted(
     if my_type == protocol.FACTORY_TYPE:
         return _Outcome(keys=tuple(found), problems=problems)
     return _Outcome(entries=tuple(found), problems=problems)
+
+
+def _factory_named(ad_name: str) -> str:
+    """The factory an entry ad's Name (entry@factory) or a factory ad's Name (factory) names."""
+    return ad_name.rpartition("@")[2]
 
 
 def ours(config: FrontendConfig) -> str:

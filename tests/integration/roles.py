@@ -25,7 +25,13 @@ if action == "advertise":
     Collector(collector).advertise(json.load(sys.stdin))
 elif action == "advertise-raw":  # as another party's software would: no cleaning of values on the way
     import classad2, htcondor2
-    ads = [classad2.ClassAd(ad) for ad in json.load(sys.stdin)]
+    ads = []
+    for plain in json.load(sys.stdin):
+        expressions = plain.pop("__expressions__", {})
+        ad = classad2.ClassAd(plain)
+        for name, text in expressions.items():
+            ad[name] = classad2.ExprTree(text)
+        ads.append(ad)
     htcondor2.Collector(collector).advertise(ads, "UPDATE_AD_GENERIC")
 else:
     Collector(collector).invalidate(sys.argv[3], sys.argv[4])
@@ -50,7 +56,8 @@ def advertise_as(lab: Topology, role: Role, collector: str, ads: Sequence[Mappin
 
 def advertise_raw_as(lab: Topology, role: Role, collector: str, ads: Sequence[Mapping[str, Any]]) -> None:
     """Advertise `ads` as `role` with the bindings alone, as any other WMS writer's software can:
-    values Updraft would clean before sending (a NUL byte) reach the collector as they are."""
+    values Updraft would clean before sending (a NUL byte) reach the collector as they are, and an
+    ad's ``__expressions__`` ({attribute: ClassAd expression text}) become unevaluated expressions."""
     _run_as(lab, role, [collector, "advertise-raw"], json.dumps([dict(ad) for ad in ads]))
 
 

@@ -78,7 +78,8 @@ def withdrawn(lab: Topology):
 def test_a_nul_in_one_ad_does_not_blind_the_factory(lab: Topology, withdrawn: None) -> None:
     advertise_as(lab, FRONTEND, lab.wms.collector, [request("good", 2), request("good2", 3)])
     # another WMS writer (here the factory's identity) publishes a poisoned request for the same factory,
-    advertise_raw_as(lab, FACTORY, lab.wms.collector, [request("poison-other", 1, UpdraftCycle="x\0y")])
+    poisoned = request("lab-vo.poison/other@lab-factory", 1, UpdraftCycle="x\0y")
+    advertise_raw_as(lab, FACTORY, lab.wms.collector, [poisoned])
     # and the trusted frontend itself publishes one poisoned ad among its good ones
     advertise_raw_as(lab, FRONTEND, lab.wms.collector, [request("poison-own", 1, UpdraftGroupStart="x\0y")])
     wms = Collector(lab.wms.collector)
@@ -97,9 +98,38 @@ def test_a_nul_in_one_ad_does_not_blind_the_factory(lab: Topology, withdrawn: No
     unreadable = [p for p in view.problems if "cannot be read from the collector" in p]
     assert len(unreadable) == 1 and "'poison-own' from 'frontend@lab'" in unreadable[0], view.problems
     # the other writer's ad is not read, only named: it claims a trusted frontend's name
-    [impostor] = [p for p in view.problems if "poison-other" in p]
-    assert "'poison-other' came from 'factory@lab'" in impostor and "trusted only as 'frontend@lab'" in impostor
+    [impostor] = [p for p in view.problems if "poison/other" in p]
+    assert "'lab-vo.poison/other@lab-factory' came from 'factory@lab'" in impostor
+    assert "'lab-vo' is trusted only as 'frontend@lab'" in impostor
     assert took < 10, f"isolating one bad ad took {took:.1f} s"
+
+
+SLOW = 'regexp("(a+)+$", "' + "a" * 40 + 'b")'
+"""Catastrophic backtracking: some ms per evaluation before the regex library gives up (11 ms here)."""
+
+
+def test_slow_expressions_from_another_identity_cost_the_factory_nothing(lab: Topology, withdrawn: None) -> None:
+    slow = {
+        "__expressions__": {
+            protocol.R_FACTORY: f'ifThenElse({SLOW}, "lab-factory", "lab-factory")',
+            **{f"Slow{i}": SLOW for i in range(10)},
+        }
+    }
+    ads = [{**request(f"slow{i}", 1), **slow} for i in range(12)]
+    advertise_raw_as(lab, FACTORY, lab.wms.collector, ads)
+    advertise_as(lab, FRONTEND, lab.wms.collector, [request("good", 2)])
+    wms = Collector(lab.wms.collector)
+    wait_for(lambda: len(wms.generic_ads(protocol.REQUEST_TYPE, f"{MARK} =?= True", ["Name"])) == 13, 30)
+    started = time.monotonic()
+    wms.generic_ads(protocol.REQUEST_TYPE, f'{protocol.R_FACTORY} == "lab-factory" && {MARK} =?= True')
+    every_attribute = time.monotonic() - started  # what reading every attribute of every ad costs
+
+    config = FactoryConfig.model_validate(factory_config(lab))
+    started = time.monotonic()
+    view = factory_observe(config, factory_ports.connect(config), time.time(), with_history=False)
+    took = time.monotonic() - started
+    assert [r.idle for r in view.requests if r.group == "poison"] == [2], view.problems
+    assert took < 1 and took * 5 < every_attribute, f"trusted, projected: {took:.2f} s; all: {every_attribute:.2f} s"
 
 
 def test_updraft_itself_never_sends_a_nul(lab: Topology, withdrawn: None) -> None:

@@ -8,6 +8,7 @@ lab's collector.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,13 @@ from updraft import adread, protocol
 from updraft.errors import CondorError, DaemonSilent
 from updraft.factory.config import FactoryConfig, load_factory_config
 from updraft.factory.observe import observe as factory_observe
+from updraft.factory.ports import FactoryPorts
 from updraft.factory.ports import fake_ports as factory_fake_ports
 from updraft.fakes import FakeCollector
 from updraft.frontend.config import FrontendConfig, load_frontend_config
 from updraft.frontend.observe import entry_projection
 from updraft.frontend.observe import observe as frontend_observe
+from updraft.frontend.ports import FrontendPorts
 from updraft.frontend.ports import fake_ports as frontend_fake_ports
 
 from .conftest import ConfigTree
@@ -36,9 +39,8 @@ def factory(tree: ConfigTree, tmp_path: Path) -> FactoryConfig:
 
 @pytest.fixture
 def frontend(tree: ConfigTree, tmp_path: Path) -> FrontendConfig:
-    text = FRONTEND.format(work=tmp_path / "work").replace(
-        'match_expr: "true"', "match_expr: 'TARGET.GLIDEIN_Site =!= \"x\"'"
-    )
+    text = FRONTEND.format(work=tmp_path / "work").replace("name: test-vo\n", "name: test-vo\n    identity: vo@lab\n")
+    text = text.replace('match_expr: "true"', "match_expr: 'TARGET.GLIDEIN_Site =!= \"x\"'")
     return load_frontend_config(tree.frontend(main=text)).config
 
 
@@ -74,11 +76,12 @@ def test_a_poisoned_ad_from_an_untrusted_identity_is_never_asked_for(factory: Fa
 
 def test_a_request_under_a_trusted_name_from_another_identity_is_ignored_and_named(factory: FactoryConfig) -> None:
     ports, wms, _ = factory_fake_ports(factory, NOW)
-    wms.ads.append(named(request(idle=9), "stolen", **{protocol.IDENTITY: "mallory@lab"}))
+    wms.ads.append({**request(idle=9), protocol.IDENTITY: "mallory@lab", protocol.R_FRONTEND: "slow()"})
     view = factory_observe(factory, ports, NOW, with_history=False)
     assert view.requests == ()
     [problem] = view.problems
-    assert "'stolen' came from 'mallory@lab'" in problem and "trusted only as 'frontend@lab'" in problem
+    assert "'vo.main/site1@test-factory' came from 'mallory@lab'" in problem
+    assert "'vo' is trusted only as 'frontend@lab'" in problem
 
 
 def test_a_poisoned_entry_ad_costs_only_itself_and_an_impostor_entry_is_named(frontend: FrontendConfig) -> None:
@@ -155,3 +158,47 @@ def test_the_trusted_constraint_compares_the_identity_first_and_trusts_nobody_by
     assert adread.trusted_constraint("F", {}) == "false"
     text = adread.trusted_constraint("F", {"vo": "vo@lab"})
     assert text.index("AuthenticatedIdentity") < text.index("F =?=")
+
+
+class RecordingCollector(FakeCollector):
+    """A fake collector that remembers what each query asked for."""
+
+    def __init__(self, fake: FakeCollector) -> None:
+        super().__init__(fake.address, fake.ads, fake.schedds)
+        self.asked: list[tuple[str, list[str]]] = []
+
+    def query(self, ad_type: Any, constraint: str = "true", projection: Iterable[str] = ()) -> list[dict[str, Any]]:
+        wanted = list(projection)
+        self.asked.append((constraint, wanted))
+        return super().query(ad_type, constraint, wanted)
+
+
+def test_every_collector_query_of_a_factory_cycle_projects(factory: FactoryConfig) -> None:
+    _ports, fake, _schedd = factory_fake_ports(factory, NOW)
+    wms = RecordingCollector(fake)
+    wms.ads.append(request(idle=2))
+    view = factory_observe(factory, FactoryPorts.through(wms, factory.schedd), NOW)
+    assert [r.idle for r in view.requests] == [2]
+    assert len(wms.asked) >= 2 and all(projection for _, projection in wms.asked), wms.asked
+
+
+def test_every_collector_query_of_a_frontend_cycle_projects_and_asks_for_trusted_identities(
+    frontend: FrontendConfig,
+) -> None:
+    _ports, vo_fake, wms_fake = frontend_fake_ports(frontend)
+    vo, wms = RecordingCollector(vo_fake), RecordingCollector(wms_fake)
+    wms.ads.append(entry_ad("site1"))
+    seen = frontend_observe(frontend, FrontendPorts(vo, wms), NOW)
+    assert [e.name for e in seen.entries] == ["site1"]
+    asked = vo.asked + wms.asked
+    assert len(wms.asked) >= 3 and all(projection for _, projection in asked), asked
+    assert all("AuthenticatedIdentity" in constraint for constraint, _ in wms.asked), wms.asked
+
+
+def test_the_frontend_takes_as_its_own_only_requests_its_identity_sent(frontend: FrontendConfig) -> None:
+    ports, _vo, wms = frontend_fake_ports(frontend)
+    mine = {**request(idle=1), protocol.R_FRONTEND: "test-vo", protocol.IDENTITY: "vo@lab"}
+    forged = {**mine, "Name": "test-vo.main/site2@test-factory", protocol.IDENTITY: "mallory@lab"}
+    wms.ads += [entry_ad("site1"), mine, forged]
+    published = frontend_observe(frontend, ports, NOW).published
+    assert published is not None and [p.identity for p in published] == ["vo@lab"]

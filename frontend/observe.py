@@ -391,19 +391,17 @@ def _factory_named(ad_name: str) -> str:
 
 
 def ours(config: FrontendConfig) -> str:
-    """The constraint that selects this frontend's request ads."""
-    return f"{protocol.R_FRONTEND} == {classad2.quote(config.name)}"
+    """The constraint that selects this frontend's request ads: sent by its identity (compared first,
+    so nothing in another party's ad is evaluated) when the config names one."""
+    if config.identity is None:
+        return f"{protocol.R_FRONTEND} == {classad2.quote(config.name)}"
+    return adread.trusted_constraint(protocol.R_FRONTEND, {config.name: config.identity})
 
 
 def _read_published(wms: CollectorPort, config: FrontendConfig) -> _Outcome:
     """This frontend's requests as published now: what the cycle's new ones replace or withdraw."""
-    constraint = (
-        ours(config)
-        if config.identity is None
-        else adread.trusted_constraint(protocol.R_FRONTEND, {config.name: config.identity})
-    )
     try:
-        read = adread.read_isolated(wms, protocol.REQUEST_TYPE, constraint, protocol.REQUEST_PROJECTION)
+        read = adread.read_isolated(wms, protocol.REQUEST_TYPE, ours(config), protocol.REQUEST_PROJECTION)
     except CondorError as err:
         log.warning("published requests unknown this cycle: %s", err)
         return _Outcome(problems=(SourceProblem(f"collector {wms.address}", str(err), unreadable=True),))

@@ -53,7 +53,7 @@ from updraft import pilot_ad
 from updraft.adnumbers import is_int
 from updraft.atomicwrite import PUBLIC_MODE, write_atomically
 from updraft.condor import Ad
-from updraft.glidein.report import REPORT_BEGIN, STEPS, VALIDATION_KINDS, PilotReport, parse_report
+from updraft.glidein.report import REPORT_BEGIN, STEPS, VALIDATION_KINDS, PilotReport, closed_report_body, parse_report
 from updraft.pilot_ad import JobStatus
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,8 @@ NO_OUTPUT = "no output file"
 OUTPUT_UNREADABLE = "output unreadable"
 NO_REPORT = "no report in output"
 REPORT_CUT = "report cut short or invalid"
+BAD_STATUS = "report field status invalid"
+"""A complete report whose status is neither ok nor failed."""
 OUTPUT_TOO_LARGE = "output too large"
 OTHER_PILOT = "report of another pilot"
 
@@ -175,6 +177,8 @@ def report_from_tail(text: str, cut: bool) -> tuple[PilotReport | None, str]:
     report = parse_report(text)
     if report is not None:
         return report, ""
+    if closed_report_body(text) is not None:
+        return None, BAD_STATUS
     if any(line.rstrip("\r") == REPORT_BEGIN for line in text.splitlines()):
         return None, REPORT_CUT
     return None, OUTPUT_TOO_LARGE if cut else NO_REPORT

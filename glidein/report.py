@@ -184,6 +184,12 @@ def parse_report(text: str) -> PilotReport | None:
     )
 
 
+def closed_report_body(text: str) -> list[str] | None:
+    """The lines of the last report in `text` that has both markers, or None: tells a report cut
+    short from one whose fields are wrong."""
+    return _last_report_body(text.splitlines())
+
+
 def _last_report_body(lines: list[str]) -> list[str] | None:
     """Lines between the last BEGIN and the END after it; None without a closed pair."""
     body: list[str] | None = None

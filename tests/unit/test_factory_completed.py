@@ -13,6 +13,7 @@ import pytest
 from updraft.condor import Ad
 from updraft.errors import CondorError
 from updraft.factory.completed import (
+    BAD_STATUS,
     HISTORY_PROJECTION,
     NO_OUTPUT,
     NO_REPORT,
@@ -218,7 +219,7 @@ def test_the_history_query_is_this_factorys_window_quoted() -> None:
         ("condor banner\n" + report_text(), True, ""),
         (report_text().replace(f"{REPORT_END}\n", ""), False, REPORT_CUT),  # killed while printing
         (report_text().replace(f"{REPORT_END}\n", ""), True, REPORT_CUT),
-        (report_text(status="maybe"), False, REPORT_CUT),
+        (report_text(status="maybe"), False, BAD_STATUS),
         ("only condor chatter\n", False, NO_REPORT),
         ("", False, NO_REPORT),
         ("jobs_run=3\n" + REPORT_END + "\n", True, OUTPUT_TOO_LARGE),  # began before the tail that was read

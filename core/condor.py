@@ -15,6 +15,7 @@ a hung daemon lasts one timeout plus a small margin, not one per call.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -25,9 +26,11 @@ from typing import Any, TypeVar
 import classad2
 import htcondor2
 
+from updraft import protocol
 from updraft.deadline import ChildFailed, DeadlineExceeded, call_in_child
-from updraft.errors import CondorError
+from updraft.errors import CondorError, DaemonSilent
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 30.0
 Ad = dict[str, Any]
@@ -73,12 +76,12 @@ def _call(what: str, daemon: str, budget: CallBudget, fn: Callable[[], T]) -> T:
     """`fn()` under the budget's deadline, in a child process; CondorError for every way it can fail."""
     earlier = budget.missed(daemon)
     if earlier is not None:  # the same reason again, so a cycle's problems say it once
-        raise CondorError(earlier)
+        raise DaemonSilent(earlier)
     try:
         return call_in_child(lambda: _as_ours(what, fn), budget.timeout)
     except DeadlineExceeded:
         budget.mark_unreachable(daemon, f"{what}: no answer within {budget.timeout:g} s")
-        raise CondorError(budget.missed(daemon)) from None  # calls missing it at once say the first reason
+        raise DaemonSilent(budget.missed(daemon)) from None  # calls missing it at once say the first reason
     except ChildFailed as err:
         raise CondorError(f"{what}: {err}") from None
 
@@ -145,7 +148,7 @@ class Collector:
 
     def advertise(self, ads: Iterable[Mapping[str, Any]]) -> None:
         """Create or replace generic ads (UPDATE_AD_GENERIC), matched by MyType and Name."""
-        plain = [dict(ad) for ad in ads]
+        plain = [_sendable(ad) for ad in ads]
         if plain:
             self._call(
                 "advertising to",
@@ -244,6 +247,14 @@ class Schedd:
 
     def remove(self, constraint: str, reason: str) -> None:
         self._call("remove on", lambda s: _done(s.act(htcondor2.JobAction.Remove, constraint, _reason(reason))))
+
+
+def _sendable(ad: Mapping[str, Any]) -> Ad:
+    """The ad as it may be sent: a control character in a value is dropped, and said so."""
+    cleaned, changed = protocol.sendable(ad)
+    if changed:
+        log.warning("ad %r: control characters removed from %s before advertising", str(ad.get("Name"))[:80], changed)
+    return cleaned
 
 
 def _done(_result: object) -> None:

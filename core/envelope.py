@@ -64,7 +64,7 @@ def parse_public_key(text: str, claimed_id: str) -> X25519PublicKey:
     except (ValueError, binascii.Error, UnicodeEncodeError) as err:
         raise SealError("the advertised public key is not 32 bytes of URL-safe base64") from err
     if key_id(public) != claimed_id:
-        raise SealError(f"the advertised public key does not match its key id {claimed_id[:16]}...")
+        raise SealError(f"the advertised public key does not match its key id {claimed_id[:16]!r}...")
     return public
 
 

@@ -18,6 +18,15 @@ class CondorError(UpdraftError):
     """An HTCondor daemon refused, failed or did not answer in time."""
 
 
+class DaemonSilent(CondorError):
+    """A daemon did not answer within the deadline (or already missed it this cycle).
+
+    Told apart from other failures so that a reader does not ask a silent
+    daemon again: a collector that answered with an error may be asked a
+    narrower question (`updraft.adread`), one that is silent may not.
+    """
+
+
 class LabError(UpdraftError):
     """The grid lab could not be provisioned, started, or stopped."""
 

@@ -20,7 +20,8 @@ from typing import Any
 import classad2
 import htcondor2
 
-from updraft.errors import CondorError
+from updraft import protocol
+from updraft.errors import CondorError, DaemonSilent
 
 Ad = dict[str, Any]
 _MY_TYPES: Mapping[htcondor2.AdType, str] = {
@@ -42,8 +43,13 @@ def project(ad: Mapping[str, Any], projection: Iterable[str]) -> Ad:
     return {key: value for key, value in ad.items() if not wanted or key in wanted}
 
 
+def _unsendable(ad: Mapping[str, Any]) -> bool:
+    """A value the real collector stores but cannot send back: the whole query then fails (seen in 25.x)."""
+    return any(isinstance(value, str) and "\0" in value for value in ad.values())
+
+
 def _timed_out(what: str) -> CondorError:
-    return CondorError(f"{what}: no answer within the deadline (fake: unreachable)")
+    return DaemonSilent(f"{what}: no answer within the deadline (fake: unreachable)")
 
 
 @dataclass
@@ -146,11 +152,14 @@ class FakeCollector:
     def query(self, ad_type: htcondor2.AdType, constraint: str = "true", projection: Iterable[str] = ()) -> list[Ad]:
         self._check("query of")
         my_type = _MY_TYPES.get(ad_type)
-        return [
+        found = [
             project(ad, projection)
             for ad in self.ads
             if (my_type is None or ad.get("MyType") == my_type) and matches(ad, constraint)
         ]
+        if any(_unsendable(ad) for ad in found):
+            raise CondorError(f"query of collector {self.address}: Failed communication with collector.")
+        return found
 
     def generic_ads(self, my_type: str, constraint: str = "true", projection: Iterable[str] = ()) -> list[Ad]:
         return self.query(htcondor2.AdType.Any, f"MyType == {classad2.quote(my_type)} && ({constraint})", projection)
@@ -163,7 +172,7 @@ class FakeCollector:
         for ad in new:
             key = (ad.get("MyType"), ad.get("Name"))
             self.ads = [old for old in self.ads if (old.get("MyType"), old.get("Name")) != key]
-            self.ads.append(dict(ad))
+            self.ads.append(protocol.sendable(ad)[0])  # as the real adapter sends it
 
     def invalidate(self, my_type: str, constraint: str) -> None:
         self._check("invalidating ads in")

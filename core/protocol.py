@@ -74,6 +74,57 @@ MAX_START_LENGTH = 4096
 IDENTITY = "AuthenticatedIdentity"
 """Added by the collector: who really sent the ad."""
 
+REQUEST_PROJECTION = (
+    "Name",
+    "UpdraftSchema",
+    IDENTITY,
+    R_FRONTEND,
+    R_GROUP,
+    R_FACTORY,
+    R_ENTRY,
+    R_SECURITY_CLASS,
+    R_IDLE,
+    R_MAX,
+    R_REMOVE,
+    R_REMOVE_MAX,
+    R_PILOT_COLLECTOR,
+    R_MANIFEST_URL,
+    R_MANIFEST_SHA256,
+    R_GROUP_START,
+    R_CREDENTIAL,
+)
+"""What `read_request` reads: the only attributes a reader asks the collector for."""
+ENTRY_PROJECTION = (
+    "Name",
+    "UpdraftSchema",
+    IDENTITY,
+    E_FACTORY,
+    E_ENTRY,
+    E_GRID_TYPE,
+    E_CPUS,
+    E_MAX_PILOTS,
+    E_MAX_IDLE,
+    E_MAX_HELD,
+    E_DOWNTIME,
+    E_NODES,
+)
+"""The entry ad attributes of the protocol; a frontend adds those its match expressions read."""
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def sendable(ad: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """`ad` with control characters (NUL included) removed from its string values, and the attributes
+    that had any.
+
+    A NUL byte in one value makes a collector unable to send the ad back, and
+    every query that returns it fails as a whole; no value Updraft writes has
+    a reason to carry a control character. Every ad goes through this before
+    it is advertised (`updraft.condor.Collector.advertise`).
+    """
+    cleaned = {key: _CONTROL.sub("", value) if isinstance(value, str) else value for key, value in ad.items()}
+    return cleaned, [key for key, value in ad.items() if cleaned[key] != value]
+
 
 class RemoveMode(str, Enum):
     """A request's `UpdraftReqRemoveMode`: which unneeded pilots the factory may remove."""

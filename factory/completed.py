@@ -53,7 +53,7 @@ from updraft import pilot_ad
 from updraft.adnumbers import is_int
 from updraft.atomicwrite import PUBLIC_MODE, write_atomically
 from updraft.condor import Ad
-from updraft.glidein.report import REPORT_BEGIN, PilotReport, parse_report
+from updraft.glidein.report import REPORT_BEGIN, STEPS, VALIDATION_KINDS, PilotReport, closed_report_body, parse_report
 from updraft.pilot_ad import JobStatus
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,8 @@ NO_OUTPUT = "no output file"
 OUTPUT_UNREADABLE = "output unreadable"
 NO_REPORT = "no report in output"
 REPORT_CUT = "report cut short or invalid"
+BAD_STATUS = "report field status invalid"
+"""A complete report whose status is neither ok nor failed."""
 OUTPUT_TOO_LARGE = "output too large"
 OTHER_PILOT = "report of another pilot"
 
@@ -175,6 +177,8 @@ def report_from_tail(text: str, cut: bool) -> tuple[PilotReport | None, str]:
     report = parse_report(text)
     if report is not None:
         return report, ""
+    if closed_report_body(text) is not None:
+        return None, BAD_STATUS
     if any(line.rstrip("\r") == REPORT_BEGIN for line in text.splitlines()):
         return None, REPORT_CUT
     return None, OUTPUT_TOO_LARGE if cut else NO_REPORT
@@ -207,6 +211,49 @@ def _output_tail(path: Path, max_bytes: int) -> tuple[str, bool] | None:
     return _from_line_start(window).decode("utf-8", errors="replace"), True
 
 
+_REPORT_BOUNDS: Mapping[str, tuple[int, int]] = {
+    "start_time": (0, 10**11),
+    "end_time": (0, 10**11),
+    "retire_time": (0, 10**11),
+    "die_time": (0, 10**11),
+    "lifetime": (0, 10**10),
+    "condor_exit": (-(2**31), 2**31),
+    "nodes": (0, 10_000),
+    "cpus": (0, 10_000),
+    "blackhole_jobs": (0, 10**9),
+    "blackhole_window": (0, 10**10),
+    "jobs_run": (0, 10**9),
+    "busy_seconds": (0, 10**15),
+    "busy_core_seconds": (0, 10**15),
+    "goodput_core_seconds": (0, 10**15),
+}
+"""What a real pilot can report: cores x lifetime stays far inside 64 bits for monitoring."""
+MAX_REPORT_TEXT = 4096
+MAX_REPORT_EXTRA = 100
+
+
+def report_field_problem(report: PilotReport) -> str | None:
+    """Why a parsed report cannot be counted, naming the field, or None.
+
+    The reason is one of a fixed set (one per field), since it becomes a
+    monitoring label (`no_report_by_problem`): a hostile pilot output must
+    not mint labels."""
+    for name, (low, high) in _REPORT_BOUNDS.items():
+        value = getattr(report, name)
+        if value is not None and not low <= value <= high:
+            return f"report field {name} out of range"
+    if report.failed_step and report.failed_step not in STEPS:
+        return "report field failed_step unknown"
+    if any(not v.ok and v.result not in VALIDATION_KINDS for v in report.validations):
+        return "report field validation unknown"
+    if report_lifetime(report) > _REPORT_BOUNDS["lifetime"][1]:
+        return "report field lifetime out of range"
+    texts = (getattr(report, f.name) for f in fields(report) if isinstance(getattr(report, f.name), str))
+    if any(len(text) > MAX_REPORT_TEXT for text in texts) or len(report.extra) > MAX_REPORT_EXTRA:
+        return "report text too long"
+    return None
+
+
 def read_report(path: str, max_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> tuple[PilotReport | None, str]:
     """The report at the end of a pilot's output file and "", or None and the problem; never raises."""
     if not path:
@@ -221,7 +268,9 @@ def read_report(path: str, max_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> tuple[P
     if tail is None:
         log.warning("pilot output %s is not a regular file; not read", path)
         return None, OUTPUT_UNREADABLE
-    return report_from_tail(*tail)
+    report, problem = report_from_tail(*tail)
+    wrong = report_field_problem(report) if report is not None else None
+    return (None, wrong) if wrong else (report, problem)
 
 
 def attach_report(pilot: CompletedPilot, report: PilotReport | None, problem: str) -> CompletedPilot:

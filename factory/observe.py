@@ -19,10 +19,10 @@ from pathlib import Path
 
 import classad2
 
-from updraft import pilot_ad, protocol
+from updraft import adread, pilot_ad, protocol, summary
 from updraft.condor import Ad
 from updraft.errors import CondorError
-from updraft.factory import completed
+from updraft.factory import completed, policy
 from updraft.factory.config import FactoryConfig
 from updraft.factory.model import Pilot, PilotState
 from updraft.factory.ports import FactoryPorts
@@ -144,16 +144,61 @@ def _read_queue(ports: FactoryPorts, config: FactoryConfig) -> tuple[tuple[Pilot
     return tuple(p for p in pilots if p is not None and p.state is not PilotState.COMPLETED), None
 
 
+def trusted_frontends(config: FactoryConfig) -> dict[str, str]:
+    """Each frontend some advertised entry serves, with the identity it must authenticate as.
+
+    A frontend named with two identities (one per entry) keeps the first in
+    entry order; `decide` still checks each request against its entry's own."""
+    trusted: dict[str, str] = {}
+    for entry in policy.advertised_entries(config).values():
+        for name, allowed in entry.frontends.items():
+            trusted.setdefault(name, allowed.identity)
+    return trusted
+
+
+def request_constraint(config: FactoryConfig, trusted: dict[str, str]) -> str:
+    """Requests for this factory from trusted frontends, the identity compared first."""
+    trusted_only = adread.trusted_constraint(protocol.R_FRONTEND, trusted)
+    return f"({trusted_only}) && {protocol.R_FACTORY} =?= {classad2.quote(config.name)}"
+
+
 def _read_requests(ports: FactoryPorts, config: FactoryConfig) -> tuple[list[protocol.PublishedRequest], list[str]]:
+    """Requests from trusted frontends only, projected; an ad the collector cannot send costs only itself.
+
+    Ads under a trusted frontend's name from another identity are counted and
+    named, never read further."""
+    trusted = trusted_frontends(config)
     try:
-        ads = ports.wms.generic_ads(protocol.REQUEST_TYPE, f"{protocol.R_FACTORY} == {classad2.quote(config.name)}")
+        read = adread.read_isolated(
+            ports.wms, protocol.REQUEST_TYPE, request_constraint(config, trusted), protocol.REQUEST_PROJECTION
+        )
     except CondorError as err:
         log.error("requests unreadable this cycle: %s", err)
         return [], [str(err)]
-    requests, malformed = parse_requests(ads, config.name)
-    if malformed:
-        log.warning("%d malformed request ad(s) ignored this cycle; first: %s", len(malformed), malformed[0])
-    return requests, malformed
+    requests, malformed = parse_requests(read.ads, config.name)
+    ignored = summarised(malformed) + read.problems(protocol.REQUEST_TYPE) + _impostors(ports, config, trusted)
+    if ignored:
+        log.warning("request ads ignored this cycle (%d problem(s)); first: %s", len(ignored), ignored[0])
+    return requests, ignored
+
+
+MAX_MALFORMED_LISTED = 5
+
+
+def summarised(malformed: list[str]) -> list[str]:
+    """The malformed ads one per problem when they are few; one line for a flood of them."""
+    if len(malformed) <= MAX_MALFORMED_LISTED:
+        return malformed
+    line = summary.summarise("malformed request ads ignored", [("trusted frontends", m) for m in malformed])
+    return [line] if line else []
+
+
+def _impostors(ports: FactoryPorts, config: FactoryConfig, trusted: dict[str, str]) -> list[str]:
+    def claimed(name: str) -> str | None:
+        """The frontend a request ad's Name (frontend.group/entry@factory) claims, if it is addressed to us."""
+        return name.split(".", 1)[0] if name.endswith(f"@{config.name}") else None
+
+    return adread.impostors(ports.wms, protocol.REQUEST_TYPE, trusted, claimed)
 
 
 def checkpoint_path(config: FactoryConfig) -> Path:

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 
 from updraft.factory.accounting import Accounting, Stats
 from updraft.factory.act import ActResult
-from updraft.factory.model import FactoryPlan
+from updraft.factory.model import FactoryPlan, Rejection
 from updraft.factory.observe import FactoryView
 from updraft.factory.snapshot import CycleFacts
+from updraft.summary import summarise
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +85,26 @@ def refusal_lines(plan: FactoryPlan | None) -> frozenset[str]:
     """Each refused request with its reason, as logged."""
     if plan is None:
         return frozenset()
-    return frozenset(f"{r.request.frontend}.{r.request.group} for {r.request.entry}: {r.reason}" for r in plan.rejected)
+    return frozenset(_line(r) for r in plan.rejected)
+
+
+MAX_REFUSALS_LISTED = 5
+"""Up to this many new refusals a cycle are logged one per line; more are summarised in one line."""
 
 
 def log_rejections(plan: FactoryPlan, already_logged: frozenset[str] = frozenset()) -> None:
     """Who was refused and why, once: a request refused again for the same reason is not logged again
-    (it is still counted in every cycle's monitoring)."""
-    for line in sorted(refusal_lines(plan) - already_logged):
-        log.warning("request refused: %s", line)
+    (it is still counted in every cycle's monitoring). Many new refusals in one cycle (a flood of bad
+    ads) make one line: counts per kind of reason and per frontend, and a few examples."""
+    new = [r for r in plan.rejected if _line(r) not in already_logged]
+    if len(new) <= MAX_REFUSALS_LISTED:
+        for line in sorted({_line(r) for r in new}):
+            log.warning("request refused: %s", line)
+        return
+    pairs = [(r.request.frontend, r.reason) for r in new]
+    log.warning("%s", summarise("requests refused (new this cycle)", pairs, sorted(_line(r) for r in new)))
+
+
+def _line(rejection: Rejection) -> str:
+    r = rejection.request
+    return f"{r.frontend}.{r.group} for {r.entry}: {rejection.reason}"

@@ -17,7 +17,7 @@ from typing import Any
 import classad2
 import htcondor2
 
-from updraft import protocol
+from updraft import adread, protocol
 from updraft.adnumbers import finite_number, is_number, whole_or
 from updraft.condor import Ad
 from updraft.errors import CondorError
@@ -189,21 +189,35 @@ def parse_entry(ad: Ad, trusted: Mapping[str, str]) -> tuple[EntryAd | None, str
             f"factory {factory} is trusted only as {trusted[factory]!r}",
         )
     if whole_or(ad.get("UpdraftSchema"), -1) != protocol.SCHEMA:
-        return None, f"entry ad {label} has schema {repr(ad.get('UpdraftSchema'))[:20]}, expected {protocol.SCHEMA}"
+        return None, f"entry ad {label}: UpdraftSchema {repr(ad.get('UpdraftSchema'))[:20]} is not {protocol.SCHEMA}"
     try:
         name = protocol.read_name(ad, protocol.E_ENTRY)
+        numbers = {attr: _entry_number(ad, attr) for attr in _ENTRY_NUMBERS}
     except protocol.MalformedAd as err:
         return None, f"entry ad {label}: {err}"
     return EntryAd(
         name=name,
         factory=factory,
         attrs=dict(ad),
-        cpus_per_pilot=max(1, whole_or(ad.get(protocol.E_CPUS), 1)),
-        nodes_per_pilot=max(1, whole_or(ad.get(protocol.E_NODES), 1)),
-        max_pilots=max(0, whole_or(ad.get(protocol.E_MAX_PILOTS), 0)),  # a negative cap is no cap to honour
-        max_idle=max(0, whole_or(ad.get(protocol.E_MAX_IDLE), 0)),
+        cpus_per_pilot=max(1, numbers[protocol.E_CPUS]),
+        nodes_per_pilot=max(1, numbers[protocol.E_NODES]),
+        max_pilots=max(0, numbers[protocol.E_MAX_PILOTS]),  # a negative cap is no cap to honour
+        max_idle=max(0, numbers[protocol.E_MAX_IDLE]),
         in_downtime=ad.get(protocol.E_DOWNTIME) is True,
     ), None
+
+
+_ENTRY_NUMBERS = {protocol.E_CPUS: 1, protocol.E_NODES: 1, protocol.E_MAX_PILOTS: 0, protocol.E_MAX_IDLE: 0}
+"""The entry's numbers the frontend uses, with what a missing or non-whole value reads as."""
+
+
+def _entry_number(ad: Ad, attr: str) -> int:
+    """The whole number in `attr` (its default when absent or not whole), or MalformedAd when it is
+    beyond any real entry's: it would become a request the factory refuses, or a cap of 10^30."""
+    value = whole_or(ad.get(attr), _ENTRY_NUMBERS[attr])
+    if abs(value) > protocol.MAX_COUNT:
+        raise protocol.MalformedAd(f"{attr} {str(value)[:24]} is outside 0..{protocol.MAX_COUNT}")
+    return value
 
 
 # ---------------------------------------------------------------- the adapter
@@ -301,58 +315,97 @@ def _read_slots(vo: CollectorPort, frontend: str, now: float) -> _Outcome:
     )
 
 
-KEY_PROJECTION = (protocol.E_FACTORY, protocol.IDENTITY, protocol.F_PUBLIC_KEY, protocol.F_KEY_ID)
+KEY_PROJECTION = ("Name", protocol.E_FACTORY, protocol.IDENTITY, protocol.F_PUBLIC_KEY, protocol.F_KEY_ID)
+
+
+def trusted_factories(config: FrontendConfig) -> dict[str, str]:
+    """Each configured factory with the identity its ads must come from."""
+    return {name: ref.identity for name, ref in config.factories.items()}
 
 
 def _read_factory_keys(wms: CollectorPort, config: FrontendConfig) -> _Outcome:
     """The sealing key of each trusted factory, from its global ad, only if that factory sent it."""
     if config.pilot_tokens is None:
         return _Outcome()
-    trusted = {name: ref.identity for name, ref in config.factories.items()}
-    names = " || ".join(f"Name == {classad2.quote(n)}" for n in trusted)
-    try:
-        ads = wms.generic_ads(protocol.FACTORY_TYPE, names, KEY_PROJECTION)
-    except CondorError as err:
-        log.warning("factory keys unknown this cycle: %s", err)
-        return _Outcome(problems=(SourceProblem(f"collector {wms.address}", str(err), unreadable=True),))
-    keys, problems = [], []
-    for ad in ads:
-        key, why = parse_factory_key(ad, trusted)
-        if key is not None:
-            keys.append(key)
-        elif why:
-            problems.append(SourceProblem(f"collector {wms.address}", why))
-    return _Outcome(keys=tuple(keys), problems=tuple(problems))
+    trusted = trusted_factories(config)
+    return _read_trusted(wms, protocol.FACTORY_TYPE, trusted, KEY_PROJECTION, lambda ad: parse_factory_key(ad, trusted))
+
+
+def entry_projection(config: FrontendConfig) -> tuple[str, ...]:
+    """The entry attributes this frontend reads: the protocol's and those its groups match on.
+
+    A match expression's TARGET.x and bare x (which ClassAd matching looks up
+    in the entry when the job lacks it), and each match index's entry
+    attribute."""
+    wanted = set(protocol.ENTRY_PROJECTION)
+    for group in config.groups.values():
+        for ref in classad2.ClassAd().externalRefs(classad2.ExprTree(group.match_expr)):
+            scope, _, name = ref.rpartition(".")
+            if name and scope.upper() in ("", "TARGET"):
+                wanted.add(name)
+        if group.match_index is not None:
+            wanted.add(group.match_index.entry_attr)
+    return tuple(sorted(wanted))
 
 
 def _read_entries(wms: CollectorPort, config: FrontendConfig) -> _Outcome:
-    trusted = {name: ref.identity for name, ref in config.factories.items()}
-    names = " || ".join(f"{protocol.E_FACTORY} == {classad2.quote(n)}" for n in trusted)
+    """Entry ads of trusted factories sent by those factories, projected; others are named, never read."""
+    trusted = trusted_factories(config)
+    return _read_trusted(
+        wms, protocol.ENTRY_TYPE, trusted, entry_projection(config), lambda ad: parse_entry(ad, trusted)
+    )
+
+
+def _read_trusted(
+    wms: CollectorPort,
+    my_type: str,
+    trusted: Mapping[str, str],
+    projection: Iterable[str],
+    parse: Callable[[Ad], tuple[Any, str | None]],
+) -> _Outcome:
+    """Ads of trusted factories (identity first, then name), projected, one unreadable ad costing
+    only itself; ads under a trusted factory's name from another identity are a problem, not data."""
     try:
-        ads = wms.generic_ads(protocol.ENTRY_TYPE, names)
+        read = adread.read_isolated(
+            wms, my_type, adread.trusted_constraint(protocol.E_FACTORY, trusted), list(projection)
+        )
     except CondorError as err:
-        log.warning("factory entries unknown this cycle: %s", err)
+        log.warning("%s ads unknown this cycle: %s", my_type, err)
         return _Outcome(problems=(SourceProblem(f"collector {wms.address}", str(err), unreadable=True),))
-    entries, problems = [], []
-    for ad in ads:
-        entry, why = parse_entry(ad, trusted)
-        if entry is not None:
-            entries.append(entry)
+    found, why_not = [], [*read.problems(my_type), *adread.impostors(wms, my_type, trusted, _factory_named)]
+    for ad in read.ads:
+        item, why = parse(ad)
+        if item is not None:
+            found.append(item)
         elif why:
-            problems.append(SourceProblem(f"collector {wms.address}", why))
-    return _Outcome(entries=tuple(entries), problems=tuple(problems))
+            why_not.append(why)
+    problems = tuple(SourceProblem(f"collector {wms.address}", why) for why in why_not)
+    if my_type == protocol.FACTORY_TYPE:
+        return _Outcome(keys=tuple(found), problems=problems)
+    return _Outcome(entries=tuple(found), problems=problems)
+
+
+def _factory_named(ad_name: str) -> str:
+    """The factory an entry ad's Name (entry@factory) or a factory ad's Name (factory) names."""
+    return ad_name.rpartition("@")[2]
 
 
 def ours(config: FrontendConfig) -> str:
-    """The constraint that selects this frontend's request ads."""
-    return f"{protocol.R_FRONTEND} == {classad2.quote(config.name)}"
+    """The constraint that selects this frontend's request ads: sent by its identity (compared first,
+    so nothing in another party's ad is evaluated) when the config names one."""
+    if config.identity is None:
+        return f"{protocol.R_FRONTEND} == {classad2.quote(config.name)}"
+    return adread.trusted_constraint(protocol.R_FRONTEND, {config.name: config.identity})
 
 
 def _read_published(wms: CollectorPort, config: FrontendConfig) -> _Outcome:
     """This frontend's requests as published now: what the cycle's new ones replace or withdraw."""
     try:
-        ads = wms.generic_ads(protocol.REQUEST_TYPE, ours(config))
+        read = adread.read_isolated(wms, protocol.REQUEST_TYPE, ours(config), protocol.REQUEST_PROJECTION)
     except CondorError as err:
         log.warning("published requests unknown this cycle: %s", err)
         return _Outcome(problems=(SourceProblem(f"collector {wms.address}", str(err), unreadable=True),))
-    return _Outcome(published=tuple(r for r in map(protocol.parse_request, ads) if r is not None))
+    problems = tuple(SourceProblem(f"collector {wms.address}", why) for why in read.problems(protocol.REQUEST_TYPE))
+    return _Outcome(
+        published=tuple(r for r in map(protocol.parse_request, read.ads) if r is not None), problems=problems
+    )

@@ -184,6 +184,12 @@ def parse_report(text: str) -> PilotReport | None:
     )
 
 
+def closed_report_body(text: str) -> list[str] | None:
+    """The lines of the last report in `text` that has both markers, or None: tells a report cut
+    short from one whose fields are wrong."""
+    return _last_report_body(text.splitlines())
+
+
 def _last_report_body(lines: list[str]) -> list[str] | None:
     """Lines between the last BEGIN and the END after it; None without a closed pair."""
     body: list[str] | None = None
@@ -207,6 +213,8 @@ def _validation(value: str) -> ValidationResult:
 
 
 def _int(value: str | None) -> int | None:
-    if value is None or not re.fullmatch(r"-?[0-9]+", value):
+    """A whole number of at most 18 digits (it fits 64 bits), else None: a 5,000-digit value must not
+    reach int(), which refuses more than 4,300 digits with a ValueError."""
+    if value is None or not re.fullmatch(r"-?[0-9]{1,18}", value):
         return None
     return int(value)

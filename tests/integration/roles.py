@@ -23,6 +23,16 @@ from updraft.condor import Collector
 collector, action = sys.argv[1], sys.argv[2]
 if action == "advertise":
     Collector(collector).advertise(json.load(sys.stdin))
+elif action == "advertise-raw":  # as another party's software would: no cleaning of values on the way
+    import classad2, htcondor2
+    ads = []
+    for plain in json.load(sys.stdin):
+        expressions = plain.pop("__expressions__", {})
+        ad = classad2.ClassAd(plain)
+        for name, text in expressions.items():
+            ad[name] = classad2.ExprTree(text)
+        ads.append(ad)
+    htcondor2.Collector(collector).advertise(ads, "UPDATE_AD_GENERIC")
 else:
     Collector(collector).invalidate(sys.argv[3], sys.argv[4])
 """
@@ -42,6 +52,13 @@ def _run_as(lab: Topology, role: Role, args: Sequence[str], stdin: str = "") -> 
 def advertise_as(lab: Topology, role: Role, collector: str, ads: Sequence[Mapping[str, Any]]) -> None:
     """Advertise `ads` to `collector` authenticated as `role`."""
     _run_as(lab, role, [collector, "advertise"], json.dumps([dict(ad) for ad in ads]))
+
+
+def advertise_raw_as(lab: Topology, role: Role, collector: str, ads: Sequence[Mapping[str, Any]]) -> None:
+    """Advertise `ads` as `role` with the bindings alone, as any other WMS writer's software can:
+    values Updraft would clean before sending (a NUL byte) reach the collector as they are, and an
+    ad's ``__expressions__`` ({attribute: ClassAd expression text}) become unevaluated expressions."""
+    _run_as(lab, role, [collector, "advertise-raw"], json.dumps([dict(ad) for ad in ads]))
 
 
 def invalidate_as(lab: Topology, role: Role, collector: str, my_type: str, constraint: str) -> None:

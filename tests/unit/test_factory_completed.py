@@ -13,6 +13,7 @@ import pytest
 from updraft.condor import Ad
 from updraft.errors import CondorError
 from updraft.factory.completed import (
+    BAD_STATUS,
     HISTORY_PROJECTION,
     NO_OUTPUT,
     NO_REPORT,
@@ -218,7 +219,7 @@ def test_the_history_query_is_this_factorys_window_quoted() -> None:
         ("condor banner\n" + report_text(), True, ""),
         (report_text().replace(f"{REPORT_END}\n", ""), False, REPORT_CUT),  # killed while printing
         (report_text().replace(f"{REPORT_END}\n", ""), True, REPORT_CUT),
-        (report_text(status="maybe"), False, REPORT_CUT),
+        (report_text(status="maybe"), False, BAD_STATUS),
         ("only condor chatter\n", False, NO_REPORT),
         ("", False, NO_REPORT),
         ("jobs_run=3\n" + REPORT_END + "\n", True, OUTPUT_TOO_LARGE),  # began before the tail that was read
@@ -680,3 +681,31 @@ def test_a_cycle_end_to_end(tmp_path: Path) -> None:
     assert (stats.pilots, stats.ok, stats.removed, stats.no_report) == (2, 1, 1, 1)
     assert (stats.core_seconds, stats.waste_core_seconds) == (8000, 3000)
     assert stats.no_report_by_problem == {NO_OUTPUT: 1}
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"cpus": 10**9}, "report field cpus out of range"),
+        ({"nodes": -3}, "report field nodes out of range"),
+        ({"lifetime": 10**15}, "report field lifetime out of range"),
+        ({"lifetime": None, "start_time": 0, "end_time": 10**11}, "report field lifetime out of range"),
+        ({"busy_core_seconds": -1}, "report field busy_core_seconds out of range"),
+        ({"status": "failed", "failed_step": "x" * 300}, "report field failed_step unknown"),
+        ({"validation.1": "entry/check.sh weird-kind boom"}, "report field validation unknown"),
+        ({"reason": "r" * 5000}, "report text too long"),
+    ],
+)
+def test_a_report_beyond_what_a_pilot_can_say_is_refused_naming_the_field(
+    tmp_path: Path, change: dict[str, object], problem: str
+) -> None:
+    out = tmp_path / "pilot.1.0.out"
+    out.write_text(report_text(**change))
+    assert read_report(str(out)) == (None, problem)
+    stats = pilot_stats(attach_report(pilot(), *read_report(str(out))))
+    assert stats.no_report_by_problem == {problem: 1} and stats.core_seconds == 0
+
+
+def test_a_number_of_thousands_of_digits_reads_as_absent_not_a_crash() -> None:
+    parsed = report(cpus="9" * 5000, jobs_run="9" * 19)
+    assert parsed.cpus == 0 and parsed.jobs_run == 0

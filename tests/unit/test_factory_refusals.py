@@ -37,3 +37,29 @@ def test_a_refusal_is_logged_once_and_again_only_when_its_reason_changes(caplog)
 
 def test_no_plan_means_nothing_refused() -> None:
     assert refusal_lines(None) == frozenset()
+
+
+def test_a_flood_of_refusals_is_one_line_with_counts_per_reason_and_frontend(caplog) -> None:
+    caplog.set_level(logging.WARNING, "updraft.factory.report")
+    reasons = [
+        (f"ce{i}", f"authenticated as 'x{i}@lab', but frontend 'vo1' must be 'frontend@lab'") for i in range(1500)
+    ]
+    reasons += [(f"ce{i}", f"security class 'c{i}' is not allowed on this entry") for i in range(500)]
+    log_rejections(plan_refusing(*reasons))
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line.startswith("2000 requests refused (new this cycle): 1500x authenticated as …, but frontend …")
+    assert "(from vo1 1500)" in line and "500x security class … is not allowed" in line
+    assert "e.g. vo1.main for ce0: authenticated as 'x0@lab'" in line
+    assert len(line) < 2000
+
+
+def test_the_summary_counts_only_refusals_not_logged_before(caplog) -> None:
+    caplog.set_level(logging.WARNING, "updraft.factory.report")
+    first = plan_refusing(*[(f"ce{i}", "no sealed credential") for i in range(10)])
+    log_rejections(first)
+    log_rejections(plan_refusing(*[(f"ce{i}", "no sealed credential") for i in range(12)]), refusal_lines(first))
+    assert [r.getMessage()[:40] for r in caplog.records] == [
+        "10 requests refused (new this cycle): 10",
+        "request refused: vo1.main for ce10: no s",
+        "request refused: vo1.main for ce11: no s",
+    ]

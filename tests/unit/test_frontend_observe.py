@@ -158,8 +158,10 @@ def test_a_trusted_entry_ad_becomes_an_entry() -> None:
     [
         ({"AuthenticatedIdentity": "intruder@lab"}, {"fac": "fac@lab"}, "came from 'intruder@lab'"),
         ({"AuthenticatedIdentity": None}, {"fac": "fac@lab"}, "came from None"),
-        ({"UpdraftSchema": 2}, {"fac": "fac@lab"}, "has schema 2"),
+        ({"UpdraftSchema": 2}, {"fac": "fac@lab"}, "UpdraftSchema 2 is not 1"),
         ({"UpdraftEntry": None}, {"fac": "fac@lab"}, "lacks"),
+        ({"GLIDEIN_CPUS": 10**30}, {"fac": "fac@lab"}, "GLIDEIN_CPUS 100000000000000000000000 is outside 0..1000000"),
+        ({"UpdraftMaxPilots": -(2**40)}, {"fac": "fac@lab"}, "UpdraftMaxPilots -1099511627776 is outside"),
     ],
 )
 def test_an_untrusted_or_malformed_entry_ad_is_ignored_with_a_reason(change, trusted, reason) -> None:

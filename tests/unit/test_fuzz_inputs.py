@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench import fuzz
 from updraft import protocol
 from updraft.errors import ConfigError
 from updraft.factory.config import load_factory_config
@@ -167,3 +169,33 @@ def test_a_config_error_names_file_and_dotted_key(tmp_path: Path) -> None:
         assert f"{file}: pilot_tokens.lifetime_seconds:" in str(err)
     else:
         raise AssertionError("a lifetime of 'a day' was accepted")
+
+
+# ---------------------------------------------------------------------- every kind, as bench/fuzz.py runs them
+
+
+@pytest.mark.parametrize("kind", sorted(fuzz.KINDS))
+def test_generated_hostile_input_is_read_or_refused_never_a_crash_nor_a_write_outside(
+    kind: str, tmp_path: Path
+) -> None:
+    """The CI share of `bench/fuzz.py` (which runs 10,000 cases per kind)."""
+    watch = fuzz.WriteWatch(tmp_path.resolve())
+    try:
+        tally = fuzz.run_kind(kind, 300, seed=7, watch=watch)
+    finally:
+        watch.active = False
+    assert tally.crashes == [], tally.crashes[:5]
+    assert watch.outside == [], watch.outside[:5]
+    assert tally.cases == 300 and tally.accepted > 0 and tally.refused > 0, "the cases reach both outcomes"
+    assert len(tally.reasons) > 1
+
+
+def test_the_write_watch_sees_a_write_outside_its_folder(tmp_path: Path) -> None:
+    (tmp_path / "inside").mkdir()
+    watch = fuzz.WriteWatch((tmp_path / "inside").resolve())
+    try:
+        (tmp_path / "inside" / "fine.txt").write_text("ok")
+        (tmp_path / "escaped.txt").write_text("no")
+    finally:
+        watch.active = False
+    assert watch.outside == [str((tmp_path / "escaped.txt").resolve())]

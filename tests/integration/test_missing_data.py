@@ -8,7 +8,8 @@ per test, one kind of missing data for two frontend cycles (the entry ads
 deleted from the WMS collector, the VO collector frozen, a user schedd
 frozen) -> every request published meanwhile is the last good one (or more),
 removes nothing and says since when; the factory removed no pilot; and once
-the data is back the frontend computes as usual.
+the data is back the frontend computes as usual. Last, a pilot running jobs
+in dynamic slots is counted once.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import htcondor2
 import pytest
 import yaml
 
@@ -253,3 +255,52 @@ def test_a_frozen_user_schedd_keeps_the_request_as_a_floor_and_removes_nothing(s
     finally:
         os.kill(pid, signal.SIGCONT)
     _check_outage(steady, held, started, floor_only=True)
+
+
+def _our_slots(lab: Topology, entry: str) -> list[dict]:
+    return Collector(lab.vo.collector).query(
+        htcondor2.AdType.Startd,
+        f'GLIDECLIENT_Name == "{FRONTEND_NAME}" && GLIDEIN_Entry_Name == "{entry}"',
+        ["Name", "SlotType", "GLIDEIN_ClusterId", "GLIDEIN_ProcId", "TotalSlotCpus", "Cpus"],
+    )
+
+
+def _pilots_and_slots(lab: Topology, entry: str) -> tuple[int, int, bool]:
+    """(glideins, slot ads, whether any slot is a dynamic one) of this frontend's pilots on `entry`."""
+    ads = _our_slots(lab, entry)
+    pilots = {(ad.get("GLIDEIN_ClusterId"), ad.get("GLIDEIN_ProcId")) for ad in ads}
+    return len(pilots), len(ads), any(ad.get("SlotType") == "Dynamic" for ad in ads)
+
+
+def test_a_pilot_running_jobs_in_dynamic_slots_is_one_pilot(steady: Lab) -> None:
+    """The red team's "6 of 6 pilots" with 2 running: a partitionable slot and its dynamic slots are one pilot."""
+    lab = steady.lab
+    shape = Shape("missing-data-pslots", 2, 1, 256, ("Site1",), 180)
+    log = lab.work_dir / "missing-data" / "jobs.log"
+    Collector(lab.vo.collector).schedd(lab.vo.schedd_name).submit(submit_description(shape, log), count=2)
+    wait_for(lambda: _pilots_and_slots(lab, "site1")[2], 240, interval=2)
+
+    def counted_right() -> tuple[int, int, dict] | None:
+        """A frontend publication between two equal views of the pool with dynamic slots in it."""
+        pilots, slots, dynamic = _pilots_and_slots(lab, "site1")
+        since = time.time()
+        ad = wait_for(lambda: _site1_request_after(lab, since), 4 * CYCLE, interval=0.5)
+        if (pilots, slots, dynamic) != _pilots_and_slots(lab, "site1") or not dynamic:
+            return None  # a pilot came or went meanwhile: look again
+        assert slots > pilots, "dynamic slots are there, so there are more slot ads than pilots"
+        assert ad[protocol.R_SLOTS_TOTAL] == pilots, f"{ad[protocol.R_SLOTS_TOTAL]} pilots counted, {pilots} glideins"
+        assert ad[protocol.R_SLOTS_CORES] == 2 * pilots, "each 2-core pilot once, not again per dynamic slot"
+        return pilots, slots, ad
+
+    pilots, slots, ad = wait_for(counted_right, 8 * CYCLE, interval=0)
+    print(f"\n{pilots} pilots in {slots} slot ads; the frontend counted {ad[protocol.R_SLOTS_TOTAL]} pilots, "
+          f"{ad[protocol.R_SLOTS_CORES]} cores, {ad[protocol.R_SLOTS_RUNNING]} running")  # fmt: skip
+
+
+def _site1_request_after(lab: Topology, since: float) -> dict | None:
+    ads = Collector(lab.wms.collector).generic_ads(
+        protocol.REQUEST_TYPE,
+        f'{protocol.R_FRONTEND} == "{FRONTEND_NAME}" && {protocol.R_ENTRY} == "site1" && {protocol.R_TIME} > {since}',
+        [protocol.R_TIME, protocol.R_SLOTS_TOTAL, protocol.R_SLOTS_CORES, protocol.R_SLOTS_RUNNING],
+    )
+    return ads[0] if ads else None

@@ -480,6 +480,16 @@ def _utc(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
+def _within_group(draft: _Draft, last: PublishedRequest, group: Group) -> None:
+    """A kept request never exceeds the group's own per-entry limits: the ad read back is only as
+    trustworthy as the WMS collector, and the configuration is not missing data."""
+    limits = group.limits
+    draft.max_pilots = min(last.max_pilots, limits.max_running_per_entry)
+    if draft.max_pilots < last.max_pilots:
+        draft.record.bound("group.max_running_per_entry")
+    draft.record.lower(limits.max_idle_per_entry, "cap", ("group.max_idle_per_entry",), "")
+
+
 def _keep(draft: _Draft, last: PublishedRequest | None, missing: _Missing, cycle: _Cycle) -> bool:
     """Keep the last good request against missing data; False when there is none to keep (any more).
 
@@ -513,8 +523,8 @@ def _keep(draft: _Draft, last: PublishedRequest | None, missing: _Missing, cycle
     draft.record.notes.append(f"{kept}, since {_utc(since)} ({age:.0f} s of {limit} s)")
     if missing.whole:
         draft.record.want(last.idle)
-        draft.max_pilots = last.max_pilots
         draft.record.step("hold", last.idle, kept)
+        _within_group(draft, last, cycle.config.groups[draft.group])
     elif last.idle > draft.idle:
         draft.record.want(last.idle)
         draft.record.step("hold", last.idle, kept)

@@ -998,3 +998,13 @@ def test_with_no_request_to_keep_nothing_is_guessed() -> None:
 def test_data_back_is_decided_as_usual() -> None:
     decision = the(decide(seen(published=(last(5, 40, held_since=NOW - 300),)), HOLD, NOW))
     assert decision.held_since is None and decision.idle == 28 and decision.notes == ()
+
+
+def test_a_kept_request_never_exceeds_the_groups_own_limits() -> None:
+    """The request read back is only as trustworthy as the collector: a forged huge one is cut to the config."""
+    forged = seen(entries=(), published=(last(10**6, 10**6),))
+    decision = the(
+        decide(forged, config({"main": {"limits": {"max_idle_per_entry": 7, "max_running_per_entry": 30}}}), NOW)
+    )
+    assert (decision.idle, decision.max_pilots) == (7, 30)
+    assert decision.bound_by == ("group.max_running_per_entry", "group.max_idle_per_entry")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from updraft.adnumbers import is_int
+from updraft.adnumbers import finite_number, is_int
 
 SCHEMA = 1
 ENTRY_TYPE = "UpdraftEntry"
@@ -46,6 +46,8 @@ R_REMOVE_MAX = "UpdraftReqRemoveMax"
 R_BOUND_BY = "UpdraftReqBoundBy"
 R_CYCLE = "UpdraftCycle"
 R_TIME = "UpdraftTime"
+R_HELD_SINCE = "UpdraftHeldSince"
+"""Only on a request the frontend keeps while data it depends on is missing: when that data was last complete."""
 R_JOBS_IDLE = "UpdraftJobsIdle"
 R_JOBS_OLD_IDLE = "UpdraftJobsOldIdle"
 R_JOBS_RUNNING = "UpdraftJobsRunning"
@@ -92,6 +94,8 @@ REQUEST_PROJECTION = (
     R_MANIFEST_SHA256,
     R_GROUP_START,
     R_CREDENTIAL,
+    R_TIME,
+    R_HELD_SINCE,
 )
 """What `read_request` reads: the only attributes a reader asks the collector for."""
 ENTRY_PROJECTION = (
@@ -202,6 +206,10 @@ class PublishedRequest:
     pilot: PilotParams = field(default_factory=PilotParams)
     sealed: str = field(default="", repr=False)
     """The sealed credential as the ad carries it; empty when the frontend sent none."""
+    time: float | None = None
+    """When the frontend published it (`R_TIME`)."""
+    held_since: float | None = None
+    """`R_HELD_SINCE`: the request is a kept one, computed from data complete at that time."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -290,6 +298,8 @@ def read_request(ad: Mapping[str, Any]) -> PublishedRequest:
             group_start=_text(ad, R_GROUP_START, 64 * 1024),  # pilot_params_problem says what is too long
         ),
         sealed=_text(ad, R_CREDENTIAL, MAX_SEALED),
+        time=finite_number(ad.get(R_TIME)),
+        held_since=finite_number(ad.get(R_HELD_SINCE)),
     )
 
 

@@ -117,9 +117,11 @@ def once(config_path: Path) -> None:
     Sources that cannot be read (a schedd down or slower than
     query_timeout_seconds) are listed as problems on stderr; the cycle still
     completes with the rest, and removals are disabled for the groups whose
-    view is incomplete. When a collector cannot be read (the VO pool's or the
-    WMS), no request is published (the old ones expire on their own) and the
-    command exits 1 with the reason on one line ("updraft: error: ...").
+    view is incomplete, and their last good requests are a floor. When a
+    collector cannot be read (the VO pool's or the WMS), no request is
+    computed: the last good ones are republished where they can be (never
+    lowered, removing nothing, for at most hold_last_request_seconds), and
+    the command exits 1 with the reason on one line ("updraft: error: ...").
     """
     import time
 

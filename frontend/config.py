@@ -40,6 +40,9 @@ from updraft.staging import StagedFileConfig, StagingSettings
 MAX_ATTENUATION = 100.0
 """Asking for less than 1% of the missing pilots per cycle would never catch up with demand."""
 
+MAX_HOLD_SECONDS = 86400
+"""A day: no request computed from data older than that is worth keeping."""
+
 
 class FactoryRef(ConfigModel):
     """A factory the frontend works with; its ads count only if they come from `identity`."""
@@ -154,6 +157,12 @@ class FrontendConfig(ServiceConfig):
     factory checks the two agree. Required with ``pilot_tokens``."""
     pilot_tokens: PilotTokens | None = None
     """Mint pilot tokens and send them, sealed to each factory's key, with the requests."""
+    hold_last_request_seconds: Annotated[int, Field(ge=0, le=MAX_HOLD_SECONDS)] = 900
+    """While data a request depends on is missing (entry ads, pilot slots, a user schedd), the last
+    good request is kept, never lowered and never removing, for at most this long after the data was
+    last complete; then it is withdrawn (a factory submits nothing and removes nothing for a request it
+    does not have). 0 withdraws at once. Long enough to ride out a daemon restart, short enough that a
+    frontend blind to its pool stops steering the factory within a quarter hour."""
 
     @model_validator(mode="after")
     def _tokens_need_an_identity(self) -> FrontendConfig:

@@ -23,11 +23,22 @@ Order of the policy, per (group, entry):
    then 8. aggregate caps per group, frontend and pool, shared out over
    all entries. Downtime is zeroed before the shares are computed, so an
    entry that cannot get pilots does not take a share from one that can.
+
+Missing data is never read as no demand. When the pilot slots or the entry
+ads cannot be read, or an entry this frontend asked before is no longer
+advertised, its last good request (as published, ``Observation.published``)
+is kept as it was; when one of a group's schedds cannot be read, the
+request is computed from the jobs that are seen and is never below the last
+good one. Either way nothing is removed, and the record says why and since
+when. A request is kept until the data is back or was last complete more
+than ``hold_last_request_seconds`` ago (`_keep` says what happens then).
+Pilots are counted per glidein, not per slot (`_SlotView`).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,8 +54,11 @@ from updraft.frontend.model import (
     PilotSlot,
     Plan,
     SlotState,
+    pilot_cores,
+    pilot_state,
+    slots_by_pilot,
 )
-from updraft.protocol import RemoveMode
+from updraft.protocol import PublishedRequest, RemoveMode
 from updraft.records import Cap, Record, apply_cap, tightest
 
 _FLOAT_SLACK = 9
@@ -58,60 +72,66 @@ def _ceil(value: float) -> int:
 
 @dataclass(frozen=True, slots=True)
 class _SlotView:
-    """This group's pilot slots on one entry, counted the ways the policy needs."""
+    """This group's pilots on one entry, counted the ways the policy needs.
+
+    Pilots are glideins, counted once however many slots they advertise (a
+    partitionable slot and its dynamic slots, fixed slots, nodes): counting
+    slots would call one busy 8-core pilot three pilots and hold every
+    maximum far below what it allows. Idle *slots* are kept apart: they are
+    the capacity a waiting job can use, also on a pilot that is busy.
+    """
 
     idle: tuple[PilotSlot, ...] = ()
+    """Idle slots: capacity for waiting jobs."""
+    pilots: int = 0
+    idle_pilots: int = 0
+    """Pilots none of whose slots is busy or leaving."""
     busy: int = 0
-    """Slots not idle (running, retiring, failed): the ones ALL removal may take."""
+    """Pilots not idle (running, retiring, failed): the ones ALL removal may take."""
     running: int = 0
     failed: int = 0
     """Of `busy`, those running a job and those failed: reported, not decided on."""
     cores: int = 0
-    """Cores of all these slots, for monitoring."""
+    """Cores of all these pilots, for monitoring."""
 
     @property
     def total(self) -> int:
-        """Every slot is a pilot the entry is running (one slot = one pilot)."""
-        return len(self.idle) + self.busy
+        """Every pilot the entry is running for this group."""
+        return self.pilots
 
 
 @dataclass(frozen=True, slots=True)
 class _Totals:
-    """Slot counts one level up from an entry: T in the curbs and headroom."""
+    """Pilot counts one level up from an entry: T in the curbs and headroom."""
 
     pilots: int = 0
     idle: int = 0
 
 
+def _view_of(slots: Sequence[PilotSlot]) -> _SlotView:
+    pilots = slots_by_pilot(slots)
+    states = Counter(pilot_state(slot.state for slot in mine) for mine in pilots.values())
+    return _SlotView(
+        idle=tuple(slot for slot in slots if slot.state is SlotState.IDLE),
+        pilots=len(pilots),
+        idle_pilots=states[SlotState.IDLE],
+        busy=len(pilots) - states[SlotState.IDLE],
+        running=states[SlotState.RUNNING],
+        failed=states[SlotState.FAILED],
+        cores=sum(pilot_cores(mine) for mine in pilots.values()),
+    )
+
+
 def _slot_views(slots: Iterable[PilotSlot]) -> dict[tuple[str, str], _SlotView]:
-    idle: dict[tuple[str, str], list[PilotSlot]] = {}
-    busy: Counter[tuple[str, str]] = Counter()
-    by_state: Counter[tuple[tuple[str, str], SlotState]] = Counter()
-    cores: Counter[tuple[str, str]] = Counter()
+    by_key: dict[tuple[str, str], list[PilotSlot]] = {}
     for slot in slots:
-        key = (slot.group, slot.entry_key)
-        cores[key] += slot.cpus
-        if slot.state is SlotState.IDLE:
-            idle.setdefault(key, []).append(slot)
-        else:
-            busy[key] += 1
-            by_state[key, slot.state] += 1
-    keys = idle.keys() | busy.keys()
-    return {
-        key: _SlotView(
-            tuple(idle.get(key, ())),
-            busy[key],
-            by_state[key, SlotState.RUNNING],
-            by_state[key, SlotState.FAILED],
-            cores[key],
-        )
-        for key in keys
-    }
+        by_key.setdefault((slot.group, slot.entry_key), []).append(slot)
+    return {key: _view_of(chosen) for key, chosen in by_key.items()}
 
 
 def _totals(views: Mapping[tuple[str, str], _SlotView], group: str | None) -> _Totals:
     chosen = [view for (name, _), view in views.items() if group is None or name == group]
-    return _Totals(pilots=sum(v.total for v in chosen), idle=sum(len(v.idle) for v in chosen))
+    return _Totals(pilots=sum(v.total for v in chosen), idle=sum(v.idle_pilots for v in chosen))
 
 
 # --------------------------------------------------------------------------
@@ -131,6 +151,8 @@ class _Draft:
     inputs: DecisionInputs = field(default_factory=DecisionInputs)
     record: Record = field(default_factory=Record)
     """The request, its steps, bounds and notes (`updraft.records` says when a bound is recorded)."""
+    held_since: float | None = None
+    withdrawn: bool = False
 
     @property
     def idle(self) -> int:
@@ -153,6 +175,8 @@ class _Draft:
             steps=tuple(self.record.steps),
             bound_by=tuple(self.record.bound_by),
             notes=tuple(self.record.notes),
+            held_since=self.held_since,
+            withdrawn=self.withdrawn,
         )
 
 
@@ -195,6 +219,7 @@ def _inputs(
         idle_pilots_needed=demand.idle_pilots_needed if demand else 0.0,
         old_idle_pilots=demand.old_idle_pilots if demand else 0.0,
         pilots=view.total,
+        idle_pilots=view.idle_pilots,
         idle_slots=len(view.idle),
         usable_idle_slots=usable,
         busy_slots=view.busy,
@@ -292,14 +317,14 @@ def _entry_caps(draft: _Draft, view: _SlotView, limits: tuple[Limit, Limit]) -> 
         draft.record.lower(room, "cap", running_names, f"room for {room} more pilots")
     return [
         _Ceiling("entry", running_names, view.total, max_pilots, "pilots"),
-        _Ceiling("entry", idle_names, len(view.idle), max_idle, "idle slots"),
+        _Ceiling("entry", idle_names, view.idle_pilots, max_idle, "idle pilots"),
     ]
 
 
 def _level_ceilings(level: str, totals: _Totals, max_running: int, max_idle: int) -> list[_Ceiling]:
     return [
         _Ceiling(level, (f"{level}.max_running_pilots",), totals.pilots, max_running, "pilots"),
-        _Ceiling(level, (f"{level}.max_idle_pilots",), totals.idle, max_idle, "idle slots"),
+        _Ceiling(level, (f"{level}.max_idle_pilots",), totals.idle, max_idle, "idle pilots"),
     ]
 
 
@@ -381,18 +406,17 @@ def _downtime(draft: _Draft) -> None:
         draft.record.lower(0, "zero", ("entry.downtime",), "entry in downtime")
 
 
-def _removal(
-    draft: _Draft, demand: EntryDemand | None, view: _SlotView, group: Group, unreachable: Sequence[str]
-) -> None:
+def _removal(draft: _Draft, demand: EntryDemand | None, view: _SlotView, group: Group, missing: _Missing) -> None:
     """Step 10: remove only pilots no job here can use, and never on a partial view.
 
-    An unreachable schedd looks exactly like an empty queue; removing on
-    that would kill pilots whose jobs are merely unseen. ALL removal also
-    kills busy pilots, so it takes a fraction per cycle: one bad cycle must
-    never drain the pool.
+    An unreachable schedd looks exactly like an empty queue, vanished entry
+    ads like entries nobody offers, an unread pool like one without pilots;
+    removing on any of them would kill pilots whose jobs are merely unseen.
+    ALL removal also kills busy pilots, so it takes a fraction per cycle:
+    one bad cycle must never drain the pool.
     """
-    if unreachable:
-        draft.record.notes.append(f"removal disabled: {', '.join(unreachable)} unreachable")
+    if missing.reasons:
+        draft.record.notes.append(f"removal disabled: {'; '.join(missing.reasons)}")
         return
     idle_jobs = demand.idle_jobs if demand else 0.0
     running_jobs = demand.running_jobs if demand else 0.0
@@ -401,13 +425,110 @@ def _removal(
         if view.total and idle_jobs <= 0:
             draft.record.notes.append("removal mode none: unneeded pilots are kept")
         return
-    if idle_jobs <= 0 and view.idle:
-        draft.remove, draft.remove_max = RemoveMode.IDLE, len(view.idle)
-        draft.record.notes.append(f"remove up to {len(view.idle)} idle pilots: no idle jobs match")
+    if idle_jobs <= 0 and view.idle_pilots:
+        draft.remove, draft.remove_max = RemoveMode.IDLE, view.idle_pilots
+        draft.record.notes.append(f"remove up to {view.idle_pilots} idle pilots: no idle jobs match")
     if mode == "all" and idle_jobs <= 0 and running_jobs <= 0 and view.busy:
         most = max(1, math.floor(group.removal.max_fraction_per_cycle * view.busy))
         draft.remove, draft.remove_max = RemoveMode.ALL, most
         draft.record.notes.append(f"remove up to {most} of {view.busy} busy pilots: no jobs match")
+
+
+# --------------------------------------------------------------------------
+# Missing data: keep the last good request
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Missing:
+    """What a (group, entry)'s decision cannot see this cycle.
+
+    `whole`: the pilots or the entry itself are unknown, so no request can be
+    computed and the last good one is kept as it was. Otherwise only some of
+    the group's jobs are unseen (a schedd): the request is computed from the
+    jobs that are seen, and the last good one is its floor.
+    """
+
+    reasons: tuple[str, ...] = ()
+    whole: bool = False
+
+
+def _missing(group_name: str, key: str, cycle: _Cycle) -> _Missing:
+    observation = cycle.observation
+    reasons: list[str] = []
+    if observation.slots_unread:
+        reasons.append("pilot slots unreadable")
+    if observation.entries_unread:
+        reasons.append("entry ads unreadable")
+    elif key not in cycle.entries and (group_name, key) in cycle.last:
+        reasons.append("entry no longer advertised")
+    whole = bool(reasons)
+    reasons.extend(f"{source} unreachable" for source in cycle.unreachable.get(group_name, ()))
+    return _Missing(tuple(reasons), whole)
+
+
+def _incomplete_since(last: PublishedRequest | None, now: float) -> float:
+    """When the data was last complete: a kept request says so; a computed one was complete when published."""
+    if last is None:
+        return now
+    if last.held_since is not None:
+        return min(last.held_since, now)
+    return min(last.time, now) if last.time is not None else now
+
+
+def _utc(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _within_group(draft: _Draft, last: PublishedRequest, group: Group) -> None:
+    """A kept request never exceeds the group's own per-entry limits: the ad read back is only as
+    trustworthy as the WMS collector, and the configuration is not missing data."""
+    limits = group.limits
+    draft.max_pilots = min(last.max_pilots, limits.max_running_per_entry)
+    if draft.max_pilots < last.max_pilots:
+        draft.record.bound("group.max_running_per_entry")
+    draft.record.lower(limits.max_idle_per_entry, "cap", ("group.max_idle_per_entry",), "")
+
+
+def _keep(draft: _Draft, last: PublishedRequest | None, missing: _Missing, cycle: _Cycle) -> bool:
+    """Keep the last good request against missing data; False when there is none to keep (any more).
+
+    Called after the request is computed from what is seen. A kept request
+    is never lower than the last good one (its idle and, when the entry is
+    unseen, its maximum), until the data is back or was last complete more
+    than `hold_last_request_seconds` ago. Past that, a request that could
+    not be computed is withdrawn, and one computed from partly seen jobs
+    stands as computed: a factory submits nothing and removes nothing for a
+    request it does not have, and a schedd that stays down must not keep
+    pilots coming for jobs nobody has seen for a quarter hour.
+    """
+    since = _incomplete_since(last, cycle.now)
+    draft.held_since = since
+    why = "; ".join(missing.reasons)
+    limit = cycle.config.hold_last_request_seconds
+    age = cycle.now - since
+    if last is None or age > limit:
+        gone = (
+            "no good request to keep"
+            if last is None
+            else f"data complete last at {_utc(since)}, longer ago than hold_last_request_seconds ({limit} s)"
+        )
+        draft.record.notes.append(f"{why}: {gone}")
+        if missing.whole:
+            draft.withdrawn = True
+            draft.record.want(0)
+            draft.record.step("withdrawn", 0, f"{why}: nothing asked, nothing removed")
+        return not draft.withdrawn
+    kept = f"kept the last good request (idle {last.idle}, max {last.max_pilots}): {why}"
+    draft.record.notes.append(f"{kept}, since {_utc(since)} ({age:.0f} s of {limit} s)")
+    if missing.whole:
+        draft.record.want(last.idle)
+        draft.record.step("hold", last.idle, kept)
+        _within_group(draft, last, cycle.config.groups[draft.group])
+    elif last.idle > draft.idle:
+        draft.record.want(last.idle)
+        draft.record.step("hold", last.idle, kept)
+    return True
 
 
 # --------------------------------------------------------------------------
@@ -425,10 +546,12 @@ class _Cycle:
     entries: Mapping[str, EntryAd]
     views: Mapping[tuple[str, str], _SlotView]
     unreachable: Mapping[str, tuple[str, ...]]
+    last: Mapping[tuple[str, str], PublishedRequest]
+    """This frontend's requests as published before this cycle: the last good ones to keep."""
 
 
 def _entry_for(key: str, cycle: _Cycle) -> EntryAd:
-    """The advertised entry, or a bare stand-in so pilots of a vanished entry can still be removed."""
+    """The advertised entry, or a bare stand-in for one with pilots (or a kept request) but no ad this cycle."""
     found = cycle.entries.get(key)
     if found is not None:
         return found
@@ -436,25 +559,49 @@ def _entry_for(key: str, cycle: _Cycle) -> EntryAd:
     return EntryAd(name=name, factory=factory, attrs={})
 
 
+def _within_entry(draft: _Draft, limits: tuple[Limit, Limit]) -> None:
+    """A kept request still fits what its (advertised) entry allows now: that is data, not missing data."""
+    (max_pilots, running_names), (max_idle, idle_names) = limits
+    if max_pilots < draft.max_pilots:
+        draft.max_pilots = max_pilots
+        draft.record.bound(*running_names)
+    draft.record.lower(max_idle, "cap", idle_names, "")
+    _downtime(draft)
+
+
 def _decide_entry(
     group_name: str, key: str, demand: EntryDemand | None, cycle: _Cycle, ceilings: Sequence[_Ceiling]
 ) -> _Draft:
-    """Steps 1-7, 9 and 10 for one (group, entry); step 8 needs all entries at once."""
+    """Steps 1-7, 9 and 10 for one (group, entry); step 8 needs all entries at once.
+
+    Missing data (`_missing`) keeps the last good request (`_keep`): the
+    entry's own limits, curbs and downtime apply only to what is seen.
+    """
     group = cycle.config.groups[group_name]
     view = cycle.views.get((group_name, key), _SlotView())
     entry = demand.entry if demand else _entry_for(key, cycle)
     draft = _Draft(group=group_name, entry=entry)
-    if key not in cycle.entries:
-        draft.record.notes.append("entry not advertised this cycle")
+    missing = _missing(group_name, key, cycle)
     requirements = demand.requirements if demand else frozenset()
     usable = usable_idle_slots(view.idle, requirements, cycle.now, group.min_pilot_lifetime_seconds)
     limits = entry_limits(entry, group)
     draft.inputs = _inputs(demand, view, usable, group, limits)
+    if key not in cycle.entries and not missing.whole:
+        draft.withdrawn = True
+        draft.record.notes.append("entry not advertised, and no request for it to keep: nothing asked")
+        return draft
+    if missing.whole:
+        if _keep(draft, cycle.last.get((group_name, key)), missing, cycle) and key in cycle.entries:
+            _within_entry(draft, limits)
+        _removal(draft, demand, view, group, missing)
+        return draft
     _request_before_limits(draft, demand, usable, group)
+    if missing.reasons:
+        _keep(draft, cycle.last.get((group_name, key)), missing, cycle)
     for ceiling in _entry_caps(draft, view, limits) + list(ceilings):
         _curb(draft, ceiling, group.curb_fraction)
     _downtime(draft)
-    _removal(draft, demand, view, group, cycle.unreachable.get(group_name, ()))
+    _removal(draft, demand, view, group, missing)
     return draft
 
 
@@ -462,10 +609,14 @@ def _decide_group(group_name: str, shapes: Sequence[JobShape], cycle: _Cycle) ->
     """Match, decide per entry, then hold the group's sum under its own caps."""
     group = cycle.config.groups[group_name]
     matched = match(shapes, cycle.observation.entries, group_name, group)
-    keys = set(matched.demands) | {key for (name, key) in cycle.views if name == group_name}
+    keys = (
+        set(matched.demands)
+        | {key for (name, key) in cycle.views if name == group_name}
+        | {key for (name, key) in cycle.last if name == group_name}
+    )
     ceilings = _outer_ceilings(group_name, cycle.config, cycle.observation, cycle.views)
     drafts = [_decide_entry(group_name, key, matched.demands.get(key), cycle, ceilings) for key in sorted(keys)]
-    _apply_cap(drafts, _group_cap(group, _totals(cycle.views, group_name)))
+    _apply_cap([d for d in drafts if not d.withdrawn], _group_cap(group, _totals(cycle.views, group_name)))
     return drafts, matched
 
 
@@ -494,6 +645,7 @@ def decide(observation: Observation, config: FrontendConfig, now: float) -> Plan
         entries={entry.key: entry for entry in observation.entries},
         views=views,
         unreachable=_unreachable_sources(observation),
+        last={request.key: request for request in observation.published or ()},
     )
     shapes = _shapes_by_group(observation.shapes)
     drafts: list[_Draft] = []
@@ -503,8 +655,9 @@ def decide(observation: Observation, config: FrontendConfig, now: float) -> Plan
         group_drafts, matched = _decide_group(name, shapes.get(name, []), cycle)
         drafts.extend(group_drafts)
         unmatched[name], in_downtime[name] = matched.unmatched, matched.in_downtime
-    _apply_cap(drafts, _frontend_cap(config, _totals(views, None)))
-    _apply_cap(drafts, _pool_cap(config, observation))
+    asking = [draft for draft in drafts if not draft.withdrawn]
+    _apply_cap(asking, _frontend_cap(config, _totals(views, None)))
+    _apply_cap(asking, _pool_cap(config, observation))
     drafts.sort(key=lambda d: d.sort_key)
     return Plan(
         now=now,

@@ -61,6 +61,8 @@ _PHRASES: Mapping[str, Phrase] = {
     "curb": lambda step, _, __: f"halved to {_num(step.value)} by {step.note}",
     "zero": lambda step, _, __: f"zero by {step.note}",
     "scale": lambda step, _, __: f"scaled down to {_num(step.value)} by {step.note}",
+    "hold": lambda step, _, __: f"held at {_num(step.value)}: {step.note}",
+    "withdrawn": lambda step, _, __: f"withdrawn: {step.note}",
 }
 
 
@@ -76,10 +78,11 @@ def headline(decision: Decision) -> str:
     removal = decision.remove.value
     if decision.remove_max:
         removal = f"{removal}, up to {decision.remove_max}"
-    return (
-        f"group {decision.group}, entry {decision.entry.key}: requested {decision.idle} idle "
-        f"(max {decision.max_pilots} pilots, removal {removal})"
-    )
+    who = f"group {decision.group}, entry {decision.entry.key}"
+    if decision.withdrawn:
+        return f"{who}: no request (withdrawn; nothing submitted, nothing removed)"
+    kept = f", kept: data incomplete since {decision.held_since:.0f}" if decision.held_since is not None else ""
+    return f"{who}: requested {decision.idle} idle (max {decision.max_pilots} pilots, removal {removal}{kept})"
 
 
 def explain(decision: Decision) -> str:
@@ -100,7 +103,8 @@ def _compact(decision: Decision) -> str:
     removal = f", remove {decision.remove.value} <= {decision.remove_max}" if decision.remove_max else ""
     jobs = _num(decision.inputs.idle_jobs)
     who = f"{decision.group:<12} {decision.entry.key:<30}"
-    return f"  {who} idle {decision.idle:>5} (jobs {jobs}){removal}{bound}"
+    state = " withdrawn" if decision.withdrawn else " kept" if decision.held_since is not None else ""
+    return f"  {who} idle {decision.idle:>5} (jobs {jobs}){removal}{bound}{state}"
 
 
 def explain_plan(plan: Plan) -> str:

@@ -8,7 +8,7 @@ tables, and benchmarked alone.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -70,6 +70,14 @@ class SlotState(str, Enum):
     FAILED = "failed"
 
 
+class SlotKind(str, Enum):
+    """HTCondor's slot types: a partitionable slot holds the pilot's cores, its dynamic slots are carved out of it."""
+
+    STATIC = "static"
+    PARTITIONABLE = "partitionable"
+    DYNAMIC = "dynamic"
+
+
 @dataclass(frozen=True, slots=True)
 class PilotSlot:
     """One pilot slot (a glidein startd's slot) in the VO collector."""
@@ -82,10 +90,55 @@ class PilotSlot:
     memory_mb: int
     to_die: float | None = None
     """Epoch seconds when the pilot dies (GLIDEIN_ToDie); None if it did not say."""
+    pilot: str = ""
+    """Which glidein the slot belongs to (`updraft.frontend.observe.pilot_id`): every slot of one pilot
+    (a partitionable slot and its dynamic slots, each node of a multi-node pilot) says the same.
+    Empty: unknown, the slot counts as a pilot of its own."""
+    kind: SlotKind = SlotKind.STATIC
+    total_cpus: int = 0
+    """A partitionable slot's TotalSlotCpus (its `cpus` are what is left unclaimed); 0: same as `cpus`."""
 
     @property
     def entry_key(self) -> str:
         return f"{self.entry}@{self.factory}"
+
+    @property
+    def cores(self) -> int:
+        """The cores this slot holds for its pilot: a dynamic slot's are already its partitionable slot's."""
+        if self.kind is SlotKind.PARTITIONABLE:
+            return max(self.total_cpus, self.cpus)
+        return self.cpus
+
+
+_PILOT_STATE_ORDER = (SlotState.RUNNING, SlotState.RETIRING, SlotState.IDLE, SlotState.FAILED)
+
+
+def pilot_state(states: Iterable[SlotState]) -> SlotState:
+    """One pilot's state from its slots': running if any slot runs a job, idle only if none is busy or leaving.
+
+    A partitionable slot stays Unclaimed while its dynamic slots run jobs, so
+    "any slot idle" would call a working pilot idle.
+    """
+    seen = set(states)
+    return next((state for state in _PILOT_STATE_ORDER if state in seen), SlotState.FAILED)
+
+
+def slots_by_pilot(slots: Iterable[PilotSlot]) -> dict[str, list[PilotSlot]]:
+    """Slots grouped by the glidein they belong to; a slot whose pilot is unknown is a pilot of its own."""
+    found: dict[str, list[PilotSlot]] = {}
+    for index, slot in enumerate(slots):
+        found.setdefault(slot.pilot or f"#{index}", []).append(slot)
+    return found
+
+
+def pilot_cores(slots: Iterable[PilotSlot]) -> int:
+    """A pilot's cores: its partitionable slots' totals and static slots' cores; dynamic slots count only when
+    their partitionable slot's ad is not there (they are carved out of it, never added to it)."""
+    chosen = list(slots)
+    whole = [s for s in chosen if s.kind is not SlotKind.DYNAMIC]
+    has_partitionable = any(s.kind is SlotKind.PARTITIONABLE for s in chosen)
+    carved = [] if has_partitionable else [s for s in chosen if s.kind is SlotKind.DYNAMIC]
+    return sum(s.cores for s in whole) + sum(s.cpus for s in carved)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +168,10 @@ class Observation:
     """Per trusted factory, the key it seals credentials to (`updraft.frontend.credentials.FactoryKey`)."""
     published: tuple[PublishedRequest, ...] | None = None
     """This frontend's requests as the WMS collector held them; None when it could not be read."""
+    slots_unread: bool = False
+    """The VO collector's pilot slots could not be read: how many pilots there are is unknown, not zero."""
+    entries_unread: bool = False
+    """The factories' entry ads could not be read: which entries exist is unknown, not "none"."""
 
     @property
     def incomplete_groups(self) -> frozenset[str]:
@@ -138,14 +195,20 @@ class DecisionInputs:
     """The matching idle jobs as pilot-equivalents (cores per pilot)."""
     old_idle_pilots: float = 0.0
     pilots: int = 0
-    """Every slot of this group from this entry: one slot is one pilot."""
+    """This group's pilots from this entry: one per glidein, however many slots (and nodes) it has."""
+    idle_pilots: int = 0
+    """Of `pilots`, those with no slot busy: what the idle maxima count."""
     idle_slots: int = 0
     usable_idle_slots: int = 0
     """Of `idle_slots`, those that fit a waiting job and live long enough: the capacity the need subtracts."""
     busy_slots: int = 0
+    """Pilots (not slots) with a slot that is not idle: the ones ALL removal may take."""
     running_slots: int = 0
+    """Pilots running a job (one per glidein)."""
     failed_slots: int = 0
+    """Pilots whose every slot failed."""
     pilot_cores: int = 0
+    """Cores of these pilots: a partitionable slot's total, never again its dynamic slots'."""
     ramp_up_attenuation: float = 1.0
     reserve_idle: int = 0
     max_pilots: int = 0
@@ -169,6 +232,12 @@ class Decision:
     """Names of the limits or curbs that held the request below what was wanted, e.g.
     'group.max_idle_per_entry' (the rule is in `updraft.records`)."""
     notes: tuple[str, ...] = ()
+    held_since: float | None = None
+    """Set when data this request depends on is missing: the request is the last good one, kept
+    unlowered and without removal, and this is when the data was last complete."""
+    withdrawn: bool = False
+    """No request is published for it (data missing for longer than `hold_last_request_seconds`, or an
+    entry not advertised with no good request to keep): the factory then submits and removes nothing."""
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,21 @@ import classad2
 import htcondor2
 
 from updraft import adread, protocol
-from updraft.adnumbers import finite_number, is_number, whole_or
+from updraft.adnumbers import finite_number, is_number, whole_number, whole_or
 from updraft.condor import Ad
 from updraft.errors import CondorError
 from updraft.frontend.config import FrontendConfig, Group
 from updraft.frontend.credentials import FactoryKey, parse_factory_key
-from updraft.frontend.model import EntryAd, JobShape, Observation, PilotSlot, SlotState, SourceProblem
+from updraft.frontend.model import (
+    EntryAd,
+    JobShape,
+    Observation,
+    PilotSlot,
+    SlotKind,
+    SlotState,
+    SourceProblem,
+    pilot_state,
+)
 from updraft.frontend.ports import FrontendPorts
 from updraft.pilot_ad import JOB_STATUS, JobStatus
 from updraft.ports import CollectorPort, SchedulerPort
@@ -42,7 +51,17 @@ SLOT_PROJECTION = (
     "Memory",
     "GLIDEIN_ToDie",
     "GLIDEIN_ToRetire",
+    "Name",
+    "GLIDEIN_Name",
+    "GLIDEIN_Schedd",
+    "GLIDEIN_ClusterId",
+    "GLIDEIN_ProcId",
+    "SlotType",
+    "PartitionableSlot",
+    "DynamicSlot",
+    "TotalSlotCpus",
 )
+"""What the frontend reads of a pilot slot: its origin, state and size, and which glidein it belongs to."""
 IDLE, OLD_IDLE, RUNNING = "idle", "old_idle", "running"
 BY_STATUS = "by_status"
 
@@ -157,6 +176,35 @@ def slot_state(ad: Ad, now: float) -> SlotState:
     return SlotState.FAILED
 
 
+def pilot_id(ad: Ad) -> str:
+    """The glidein a slot belongs to: the same for all its slots (a partitionable slot and its dynamic
+    ones, fixed slots, each node of a multi-node pilot), different for every pilot.
+
+    Every pilot advertises the factory's job id it runs as (GLIDEIN_ClusterId,
+    GLIDEIN_ProcId, with GLIDEIN_Name and GLIDEIN_Schedd naming the factory
+    instance and queue); without it, the startd's name (after the slot's
+    "slotN@"). Empty when neither is there: the slot then counts alone.
+    """
+    cluster, proc = whole_number(ad.get("GLIDEIN_ClusterId")), whole_number(ad.get("GLIDEIN_ProcId"))
+    if cluster is not None and proc is not None:
+        origin = [str(ad.get(attr, "")) for attr in ("GLIDEIN_Factory", "GLIDEIN_Name", "GLIDEIN_Schedd")]
+        return "/".join([*origin, f"{cluster}.{proc}"])
+    name = ad.get("Name")
+    if isinstance(name, str) and "@" in name:
+        return "startd " + name.split("@", 1)[1]
+    return ""
+
+
+def slot_kind(ad: Ad) -> SlotKind:
+    """Partitionable, dynamic or static, from SlotType or the older boolean attributes."""
+    kind = ad.get("SlotType")
+    if kind == "Partitionable" or ad.get("PartitionableSlot") is True:
+        return SlotKind.PARTITIONABLE
+    if kind == "Dynamic" or ad.get("DynamicSlot") is True:
+        return SlotKind.DYNAMIC
+    return SlotKind.STATIC
+
+
 def parse_slot(ad: Ad, now: float) -> PilotSlot | None:
     """A pilot slot, or None when the startd does not say which entry it came from."""
     entry, factory = ad.get("GLIDEIN_Entry_Name"), ad.get("GLIDEIN_Factory")
@@ -170,6 +218,9 @@ def parse_slot(ad: Ad, now: float) -> PilotSlot | None:
         cpus=whole_or(ad.get("Cpus"), 1),
         memory_mb=whole_or(ad.get("Memory"), 0),
         to_die=finite_number(ad.get("GLIDEIN_ToDie")),
+        pilot=pilot_id(ad),
+        kind=slot_kind(ad),
+        total_cpus=max(0, whole_or(ad.get("TotalSlotCpus"), 0)),
     )
 
 
@@ -235,6 +286,8 @@ class _Outcome:
     problems: tuple[SourceProblem, ...] = ()
     keys: tuple[FactoryKey, ...] = ()
     published: tuple[protocol.PublishedRequest, ...] | None = None
+    slots_unread: bool = False
+    entries_unread: bool = False
 
 
 def observe(config: FrontendConfig, ports: FrontendPorts, now: float) -> Observation:
@@ -259,6 +312,8 @@ def observe(config: FrontendConfig, ports: FrontendPorts, now: float) -> Observa
         pool_running_pilots=sum(o.pool_running for o in outcomes),
         factory_keys={k.factory: k for o in outcomes for k in o.keys},
         published=published[0] if published else None,
+        slots_unread=any(o.slots_unread for o in outcomes),
+        entries_unread=any(o.entries_unread for o in outcomes),
     )
 
 
@@ -304,15 +359,24 @@ def _read_slots(vo: CollectorPort, frontend: str, now: float) -> _Outcome:
         ads = vo.query(htcondor2.AdType.Startd, "IS_GLIDEIN =?= True", SLOT_PROJECTION)
     except CondorError as err:
         log.warning("pilot slots unknown this cycle: %s", err)
-        return _Outcome(problems=(SourceProblem(f"collector {vo.address}", str(err), unreadable=True),))
+        problem = SourceProblem(f"collector {vo.address}", str(err), unreadable=True)
+        return _Outcome(problems=(problem,), slots_unread=True)
     parsed = [(ad, parse_slot(ad, now)) for ad in ads]
     ours = tuple(slot for ad, slot in parsed if slot is not None and ad.get("GLIDECLIENT_Name") == frontend)
-    states = [slot_state(ad, now) for ad in ads]
+    states = _pool_pilot_states(ads, now)
     return _Outcome(
         slots=ours,
         pool_idle=sum(s is SlotState.IDLE for s in states),
         pool_running=sum(s is SlotState.RUNNING for s in states),
     )
+
+
+def _pool_pilot_states(ads: Iterable[Ad], now: float) -> list[SlotState]:
+    """Every pilot's state in the whole pool, every frontend's: one per glidein, not one per slot."""
+    by_pilot: dict[str, list[SlotState]] = {}
+    for index, ad in enumerate(ads):
+        by_pilot.setdefault(pilot_id(ad) or f"#{index}", []).append(slot_state(ad, now))
+    return [pilot_state(states) for states in by_pilot.values()]
 
 
 KEY_PROJECTION = ("Name", protocol.E_FACTORY, protocol.IDENTITY, protocol.F_PUBLIC_KEY, protocol.F_KEY_ID)
@@ -371,7 +435,8 @@ def _read_trusted(
         )
     except CondorError as err:
         log.warning("%s ads unknown this cycle: %s", my_type, err)
-        return _Outcome(problems=(SourceProblem(f"collector {wms.address}", str(err), unreadable=True),))
+        problem = SourceProblem(f"collector {wms.address}", str(err), unreadable=True)
+        return _Outcome(problems=(problem,), entries_unread=my_type == protocol.ENTRY_TYPE)
     found, why_not = [], [*read.problems(my_type), *adread.impostors(wms, my_type, trusted, _factory_named)]
     for ad in read.ads:
         item, why = parse(ad)

@@ -28,7 +28,9 @@ def request_ad(
     """The ad for one decision, in the schema of docs/protocol.md; `pilot`: what its pilots are told."""
     entry = decision.entry
     inputs = decision.inputs
+    held = {} if decision.held_since is None else {protocol.R_HELD_SINCE: int(decision.held_since)}
     return {
+        **held,
         **protocol.pilot_params_ad(pilot or protocol.PilotParams(collector=config.vo_collector)),
         "MyType": protocol.REQUEST_TYPE,
         "Name": protocol.request_ad_name(config.name, decision.group, entry.name, entry.factory),
@@ -64,9 +66,11 @@ def _security_class(config: FrontendConfig, factory: str) -> str:
 def request_ads(
     plan: Plan, config: FrontendConfig, cycle: int, pilots: Mapping[str, protocol.PilotParams] | None = None
 ) -> list[dict[str, Any]]:
-    """Every decision's ad; `pilots` (per group, `updraft.frontend.stage.pilot_params`) defaults to
-    the VO collector and no staging area."""
-    return [request_ad(d, config, cycle, plan.now, (pilots or {}).get(d.group)) for d in plan.decisions]
+    """Every decision's ad but the withdrawn ones; `pilots` (per group, `updraft.frontend.stage.pilot_params`)
+    defaults to the VO collector and no staging area."""
+    return [
+        request_ad(d, config, cycle, plan.now, (pilots or {}).get(d.group)) for d in plan.decisions if not d.withdrawn
+    ]
 
 
 @dataclass(frozen=True)

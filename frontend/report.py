@@ -16,6 +16,7 @@ class CycleResult:
     ads: list[dict[str, Any]]
     snapshot: FrontendSnapshot
     published: bool
+    """The cycle's requests (computed, and kept ones where data was missing) went out."""
     problems: tuple[str, ...] = field(default=())
     failure: str | None = None
     """Why the cycle could not do its job, in one line: a collector (the VO pool's or the WMS)
@@ -52,10 +53,12 @@ def snapshot_of(
 
 
 def blind_spot(plan: Plan) -> str | None:
-    """Why this cycle's requests would be guesses, or None: a collector (the VO pool's, for the pilots and
-    the schedds, or the WMS, for the entries and what is published) could not be read at all.
+    """Why this cycle could not compute its requests, or None: a collector (the VO pool's, for the pilots
+    and the schedds, or the WMS, for the entries and what is published) could not be read at all.
 
-    A schedd that cannot be read is not one: its groups remove no pilots, the rest goes on.
+    The cycle then publishes only the last good requests decide kept (none when what is published is
+    unknown), and fails. A schedd that cannot be read is not one: its groups keep their requests as a floor
+    and remove no pilots, the rest goes on.
     """
     down = next((p for p in plan.problems if p.unreadable and p.source.startswith("collector ")), None)
     return None if down is None else f"{down.source}: {down.message}"

@@ -80,16 +80,31 @@ def run_cycle(
             log.warning("%s", problem)
         problems.extend(sealing_problems)
     started = time.perf_counter()
-    failure = blind_spot(plan)
-    if failure is None:
-        failure = _publish(ads, config, ports, observation)
-    else:  # requests computed without the pilots or the entries would be guesses: the old ones expire instead
-        log.error("requests not published this cycle: %s", failure)
+    blind = blind_spot(plan)
+    if observation.published is None:  # what is published is unknown: nothing to keep, nothing to withdraw
+        refused: str | None = blind or "requests not published: the published ones could not be read"
+        log.error("requests not published this cycle: %s", refused)
+    else:  # blind or not: decide kept the last good requests where data is missing, and computed no guess
+        refused = _publish(ads, config, ports, observation)
+        if blind is not None:
+            log.error("requests kept as they were where data is missing: %s", blind)
     timings["publish"] = time.perf_counter() - started
-    problems = list(dict.fromkeys([*problems, *([failure] if failure else [])]))
+    _log_kept(plan)
+    failure = blind or refused
+    problems = list(dict.fromkeys([*problems, *([failure] if failure else []), *([refused] if refused else [])]))
     snapshot = snapshot_of(plan, config, cycle, timings, tuple(problems))
     reporter.report(snapshot)
-    return CycleResult(plan, ads, snapshot, failure is None, tuple(problems), failure)
+    return CycleResult(plan, ads, snapshot, refused is None, tuple(problems), failure)
+
+
+def _log_kept(plan: Plan) -> None:
+    """One line per cycle for the requests kept or withdrawn against missing data (the records say why)."""
+    kept = [f"{d.group}/{d.entry.key}" for d in plan.decisions if d.held_since is not None and not d.withdrawn]
+    gone = [f"{d.group}/{d.entry.key}" for d in plan.decisions if d.withdrawn and d.held_since is not None]
+    if kept:
+        log.warning("data missing: %d requests kept, nothing removed for them: %s", len(kept), ", ".join(kept[:10]))
+    if gone:
+        log.warning("data missing too long or no request to keep: %d withdrawn: %s", len(gone), ", ".join(gone[:10]))
 
 
 def _publish(ads: list[dict[str, Any]], config: FrontendConfig, ports: FrontendPorts, seen: Observation) -> str | None:

@@ -173,6 +173,8 @@ def test_explain_gives_the_numbers_in_words(lab, frontend_yaml, entries, queued_
 def test_a_stopped_schedd_is_skipped_and_reported_and_disables_removal(
     lab, lab_runtime: Runtime, frontend_yaml, entries, queued_jobs
 ) -> None:
+    updraft("frontend", "once", "--config", str(frontend_yaml))
+    good = requests(lab)
     control.stop_instance(lab, "submit2")
     try:
         done = updraft("frontend", "once", "--config", str(frontend_yaml))
@@ -180,8 +182,11 @@ def test_a_stopped_schedd_is_skipped_and_reported_and_disables_removal(
     finally:
         control.start_instance(lab, lab_runtime, "submit2")
     assert lab.submit2.schedd_name in done.stderr
-    # Only vo-schedd's 4 one-core Site1 jobs are seen now: 2 pilots; never "zero jobs".
-    assert published["site1"][protocol.R_IDLE] == 2
+    # Only vo-schedd's 4 one-core Site1 jobs are seen now (2 pilots), never "zero jobs"; and the last good
+    # request (3) is the floor while submit2 cannot be read: missing jobs never lower a request.
+    assert published["site1"][protocol.R_JOBS_IDLE] == 4
+    assert published["site1"][protocol.R_IDLE] == good["site1"][protocol.R_IDLE] == 3
+    assert published["site1"][protocol.R_HELD_SINCE] == good["site1"][protocol.R_TIME]
     assert published["site2"][protocol.R_IDLE] == 3
     assert {ad[protocol.R_REMOVE] for ad in published.values()} == {"none"}
 

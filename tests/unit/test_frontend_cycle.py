@@ -36,6 +36,7 @@ FRONTEND = """\
       main:
         job_constraint: "JobUniverse == 5"
         match_expr: "true"
+        old_idle_seconds: 86400  # the jobs stay young through the hold tests' hours
 """
 
 
@@ -54,7 +55,7 @@ def entry_ad(name: str = "site1") -> dict[str, Any]:
         protocol.E_FACTORY: "test-factory",
         protocol.E_ENTRY: name,
         protocol.E_CPUS: 1,
-        protocol.E_MAX_PILOTS: 100,
+        protocol.E_MAX_PILOTS: 40,
         protocol.E_MAX_IDLE: 10,
         "GLIDEIN_Site": "Site1",
     }
@@ -98,17 +99,63 @@ def requests_in(wms: FakeCollector) -> list[dict[str, Any]]:
     return [ad for ad in wms.ads if ad["MyType"] == protocol.REQUEST_TYPE]
 
 
-def test_idle_jobs_become_a_published_request_and_a_withdrawn_entry_its_withdrawal(config: FrontendConfig) -> None:
+def test_idle_jobs_become_a_published_request(config: FrontendConfig) -> None:
     ports, _vo, wms, _ = daemons(config, with_pilot=False)
     result = run_cycle(config, Snapshots(), 1, NOW, releases={}, ports=ports)
     assert result.published and result.problems == () and result.failure is None
     [published] = requests_in(wms)
     assert published[protocol.R_ENTRY] == "site1" and published[protocol.R_IDLE] > 0
-    # the entry goes away: the next cycle withdraws what it no longer asks for, from what it observed
+    assert protocol.R_HELD_SINCE not in published, "a request computed from complete data is not a kept one"
+
+
+def asked(wms: FakeCollector) -> dict[str, tuple[int, int, str, Any]]:
+    """Per entry: what the published request asks (idle, max, remove mode) and since when it is kept."""
+    return {
+        ad[protocol.R_ENTRY]: (
+            ad[protocol.R_IDLE],
+            ad[protocol.R_MAX],
+            ad[protocol.R_REMOVE],
+            ad.get(protocol.R_HELD_SINCE),
+        )
+        for ad in requests_in(wms)
+    }
+
+
+def test_vanished_entry_ads_keep_the_last_request_then_withdraw_it(config: FrontendConfig) -> None:
+    """The red team's case: entry ads deleted from the WMS collector must not read as "no entry, no demand"."""
+    ports, _vo, wms, _ = daemons(config)
+    run_cycle(config, Snapshots(), 1, NOW, releases={}, ports=ports)
+    good = asked(wms)
+    assert good == {"site1": (2, 40, "none", None)}, "5 jobs, 1 usable idle pilot: 4 needed, a third of it asked"
     wms.ads = [ad for ad in wms.ads if ad["MyType"] != protocol.ENTRY_TYPE]
-    second = run_cycle(config, Snapshots(), 2, NOW + 1, releases={}, ports=ports)
-    assert second.published and requests_in(wms) == []
-    assert wms.calls.count("invalidating ads in") == 1
+    for cycle, now in ((2, NOW + 60), (3, NOW + 120)):
+        result = run_cycle(config, Snapshots(), cycle, now, releases={}, ports=ports)
+        assert result.published and result.failure is None
+        assert asked(wms) == {"site1": (2, 40, "none", int(NOW))}, "not lowered, no removal, since the good cycle"
+        [decision] = result.plan.decisions
+        assert decision.held_since == NOW and decision.remove.value == "none"
+        assert any(note.startswith("kept the last good request (idle 2, max 40): entry no longer advertised")
+                   for note in decision.notes), decision.notes  # fmt: skip
+    late = NOW + config.hold_last_request_seconds + 1
+    result = run_cycle(config, Snapshots(), 4, late, releases={}, ports=ports)
+    assert requests_in(wms) == [], "older than the limit: withdrawn (the factory then submits and removes nothing)"
+    assert result.plan.decisions[0].withdrawn
+    assert any("longer ago than hold_last_request_seconds" in note for note in result.plan.decisions[0].notes)
+    wms.ads.append(entry_ad())
+    run_cycle(config, Snapshots(), 5, late + 60, releases={}, ports=ports)
+    assert asked(wms) == {"site1": (2, 40, "none", None)}, "data back: computed as before"
+
+
+def test_entry_ads_back_before_the_limit_end_the_hold(config: FrontendConfig) -> None:
+    ports, _vo, wms, schedd = daemons(config)
+    run_cycle(config, Snapshots(), 1, NOW, releases={}, ports=ports)
+    wms.ads = [ad for ad in wms.ads if ad["MyType"] != protocol.ENTRY_TYPE]
+    run_cycle(config, Snapshots(), 2, NOW + 60, releases={}, ports=ports)
+    wms.ads.append(entry_ad())
+    schedd.jobs = []  # the jobs finished meanwhile: with the data back, the request falls and removal resumes
+    result = run_cycle(config, Snapshots(), 3, NOW + 120, releases={}, ports=ports)
+    assert asked(wms) == {"site1": (0, 40, "idle", None)}
+    assert result.plan.decisions[0].held_since is None
 
 
 def test_an_ignored_entry_ad_is_a_problem_but_not_a_failed_cycle(config: FrontendConfig) -> None:
@@ -125,8 +172,25 @@ def test_a_silent_schedd_never_reads_as_no_jobs(config: FrontendConfig) -> None:
     assert any("no answer" in problem for problem in result.problems)
     assert result.failure is None, "one schedd is a problem of its groups, not of the cycle"
     [request] = requests_in(wms)
-    assert request[protocol.R_IDLE] == 0, "no jobs known: no new pilots asked for"
+    assert request[protocol.R_IDLE] == 0, "no jobs known and no request to keep: no new pilots asked for"
     assert request[protocol.R_REMOVE] == "none", "unknown jobs never remove the idle pilot"
+
+
+def test_a_schedd_gone_silent_keeps_the_last_request_as_its_floor(config: FrontendConfig) -> None:
+    ports, _vo, wms, schedd = daemons(config)
+    run_cycle(config, Snapshots(), 1, NOW, releases={}, ports=ports)
+    schedd.unreachable = True
+    result = run_cycle(config, Snapshots(), 2, NOW + 60, releases={}, ports=ports)
+    assert result.failure is None
+    assert asked(wms) == {"site1": (2, 40, "none", int(NOW))}
+    assert "removal disabled: schedd vo-schedd@lab unreachable" in result.plan.decisions[0].notes
+    result = run_cycle(config, Snapshots(), 3, NOW + config.hold_last_request_seconds + 1, releases={}, ports=ports)
+    assert asked(wms) == {"site1": (0, 40, "none", int(NOW))}, (
+        "past the limit: only the jobs seen count (none here), still nothing removed"
+    )
+    schedd.unreachable = False
+    run_cycle(config, Snapshots(), 4, NOW + 2000, releases={}, ports=ports)
+    assert asked(wms) == {"site1": (2, 40, "none", None)}
 
 
 def test_a_silent_vo_pool_fails_the_cycle_and_publishes_no_guess(config: FrontendConfig) -> None:
@@ -134,8 +198,21 @@ def test_a_silent_vo_pool_fails_the_cycle_and_publishes_no_guess(config: Fronten
     reporter = Snapshots()
     result = run_cycle(config, reporter, 1, NOW, releases={}, ports=ports)
     assert result.failure is not None and "no answer" in result.failure
-    assert not result.published and requests_in(wms) == []
+    assert requests_in(wms) == [], "no request to keep, and none computed without the pilots"
     assert len(reporter.seen) == 1, "a failed cycle is still reported"
+
+
+def test_a_vo_pool_gone_silent_keeps_the_last_requests(config: FrontendConfig) -> None:
+    ports, vo, wms, _ = daemons(config)
+    run_cycle(config, Snapshots(), 1, NOW, releases={}, ports=ports)
+    vo.unreachable = True
+    result = run_cycle(config, Snapshots(), 2, NOW + 60, releases={}, ports=ports)
+    assert result.failure is not None and "no answer" in result.failure, "`once` still says the cycle was blind"
+    assert result.published and asked(wms) == {"site1": (2, 40, "none", int(NOW))}
+    assert any("pilot slots unreadable" in note for note in result.plan.decisions[0].notes)
+    vo.unreachable = False
+    run_cycle(config, Snapshots(), 3, NOW + 120, releases={}, ports=ports)
+    assert asked(wms) == {"site1": (2, 40, "none", None)}
 
 
 def test_a_silent_wms_collector_means_nothing_published_and_the_cycle_ends(config: FrontendConfig) -> None:

@@ -21,10 +21,11 @@ from updraft.frontend.model import (
     Observation,
     PilotSlot,
     Plan,
+    SlotKind,
     SlotState,
     SourceProblem,
 )
-from updraft.protocol import RemoveMode
+from updraft.protocol import PublishedRequest, RemoveMode
 from updraft.records import share_out
 
 NOW = 1_000_000.0
@@ -548,11 +549,12 @@ def test_plan_reports_unmatched_downtime_and_problems() -> None:
     assert [(d.entry.key, d.idle) for d in plan.decisions] == [("e1@f", 4), ("e2@f", 0)]
 
 
-def test_pilots_of_a_vanished_entry_are_still_removed() -> None:
-    observation = Observation(entries=(), slots=slots(2, IDLE, entry_name="gone"))
+def test_pilots_of_an_entry_not_advertised_are_never_removed_nor_asked_for() -> None:
+    """An entry without an ad may be one whose ad is merely unseen: its pilots stay, nothing is published."""
+    observation = Observation(entries=(), slots=slots(2, IDLE, entry_name="gone"), published=())
     decision = the(decide(observation, config(), NOW), "gone@f")
-    assert (decision.idle, decision.remove, decision.remove_max) == (0, RemoveMode.IDLE, 2)
-    assert "entry not advertised this cycle" in decision.notes
+    assert (decision.idle, decision.remove, decision.remove_max, decision.withdrawn) == (0, RemoveMode.NONE, 0, True)
+    assert "entry not advertised, and no request for it to keep: nothing asked" in decision.notes
 
 
 def test_record_holds_inputs_and_ordered_steps() -> None:
@@ -710,6 +712,8 @@ def observations(draw: st.DrawFn) -> Observation:
         problems=tuple(problems),
         pool_idle_pilots=draw(st.integers(0, 100)),
         pool_running_pilots=draw(st.integers(0, 250)),
+        slots_unread=draw(st.integers(0, 9)) == 0,
+        entries_unread=draw(st.integers(0, 9)) == 0,
     )
 
 
@@ -721,6 +725,14 @@ def _group_slots(observation: Observation, group: str) -> list[PilotSlot]:
 
 
 def _assert_entry_limits(d: Decision, observation: Observation, cfg: FrontendConfig) -> None:
+    if d.withdrawn:  # nothing published for it: no request, no removal
+        assert (d.idle, d.remove, d.remove_max) == (0, RemoveMode.NONE, 0)
+        assert (
+            d.entry.key not in {e.key for e in observation.entries}
+            or observation.slots_unread
+            or observation.entries_unread
+        )
+        return
     group = cfg.groups[d.group]
     (max_pilots, _), (max_idle, _) = entry_limits(d.entry, group)
     here = [s for s in _group_slots(observation, d.group) if s.entry_key == d.entry.key]
@@ -756,8 +768,8 @@ def _check_unmatched_and_downtime(plan: Plan, observation: Observation, cfg: Fro
         demand = match(group_shapes, observation.entries, d.group, cfg.groups[d.group]).demands.get(d.entry.key)
         if demand is None or demand.idle_jobs == 0:
             assert d.idle == 0
-        if d.entry.in_downtime:
-            wished = next(step.value for step in d.steps if step.name == "request")
+        if d.entry.in_downtime and not d.withdrawn:
+            wished = next((step.value for step in d.steps if step.name in ("request", "hold")), 0)
             assert d.idle == 0 and "entry in downtime" in d.notes
             assert ("entry.downtime" in d.bound_by) == (wished > 0), "a bound only holds back what was wanted"
 
@@ -771,13 +783,15 @@ def _check_decay(plan: Plan, observation: Observation, cfg: FrontendConfig) -> N
 def _check_removal(plan: Plan, observation: Observation, cfg: FrontendConfig) -> None:
     """ALL never exceeds the fraction; nothing is removed for an incomplete group or mode none."""
     incomplete = observation.incomplete_groups
+    advertised = {e.key for e in observation.entries}
     for d in plan.decisions:
         mine = [s for s in _group_slots(observation, d.group) if s.entry_key == d.entry.key]
         busy = sum(1 for s in mine if s.state is not SlotState.IDLE)
         idle = len(mine) - busy
         mode = cfg.groups[d.group].removal.mode
-        if d.group in incomplete or mode == "none":
-            assert d.remove is RemoveMode.NONE
+        unseen = observation.slots_unread or observation.entries_unread
+        if d.group in incomplete or mode == "none" or unseen or d.entry.key not in advertised:
+            assert d.remove is RemoveMode.NONE, "missing data never removes"
         if d.remove is RemoveMode.ALL:
             assert mode == "all" and busy > 0
             assert d.remove_max <= max(1, math.floor(cfg.groups[d.group].removal.max_fraction_per_cycle * busy))
@@ -825,3 +839,172 @@ def test_record_counts_slots_by_state_and_their_cores() -> None:
     inputs = the(run(case)).inputs
     assert (inputs.pilots, inputs.idle_slots, inputs.running_slots, inputs.failed_slots) == (6, 3, 2, 1)
     assert inputs.pilot_cores == 2 * 8 + 4 + 3 * 2
+
+
+# --------------------------------------------------------------------------
+# Pilots, not slots
+# --------------------------------------------------------------------------
+
+
+def glidein(
+    number: int, busy_dynamic: int, total_cpus: int = 8, entry_name: str = "e1", group: str = "main"
+) -> tuple[PilotSlot, ...]:
+    """One pilot with a partitionable slot and `busy_dynamic` one-core dynamic slots carved out of it."""
+    pilot = f"f/f//{number}.0"
+    left = total_cpus - busy_dynamic
+    parent = PilotSlot(entry_name, "f", group, IDLE, left, 2000, None, pilot, SlotKind.PARTITIONABLE, total_cpus)
+    carved = (
+        PilotSlot(entry_name, "f", group, BUSY, 1, 500, None, pilot, SlotKind.DYNAMIC) for _ in range(busy_dynamic)
+    )
+    return (parent, *carved)
+
+
+def test_a_partitionable_pilot_and_its_dynamic_slots_are_one_pilot_with_its_total_cores() -> None:
+    two_pilots = (*glidein(1, busy_dynamic=2), *glidein(2, busy_dynamic=0))
+    inputs = the(run(Case("", (jobs(4),), 0, slots=two_pilots))).inputs
+    assert (inputs.pilots, inputs.idle_pilots, inputs.running_slots) == (2, 1, 1)
+    assert inputs.idle_slots == 2, "both partitionable slots still have free cores for waiting jobs"
+    assert inputs.pilot_cores == 16, "the partitionable totals, never again the dynamic slots' cores"
+
+
+def test_a_cap_binds_on_pilots_not_on_slots() -> None:
+    """The red team's "6 of 6 pilots, at the maximum" with 2 pilots running: the request must not stop at 2."""
+    two_pilots = (*glidein(1, busy_dynamic=2), *glidein(2, busy_dynamic=2))
+    decision = the(
+        run(
+            Case(
+                "",
+                (jobs(40, cpus=8, memory=1000),),
+                0,
+                entries=(entry(cpus=8),),
+                slots=two_pilots,
+                group={"limits": {"max_running_per_entry": 6}},
+            )
+        )
+    )
+    assert decision.inputs.pilots == 2
+    assert decision.idle == 4, decision.steps
+
+
+def test_dynamic_slots_alone_count_their_own_cores() -> None:
+    """The partitionable slot's ad not there (not yet in the collector): its dynamic slots' cores are all we know."""
+    carved = glidein(1, busy_dynamic=3)[1:]
+    inputs = the(run(Case("", (jobs(1),), 0, slots=carved))).inputs
+    assert (inputs.pilots, inputs.pilot_cores) == (1, 3)
+
+
+def test_slots_of_unknown_pilots_count_one_pilot_each() -> None:
+    inputs = the(run(Case("", (jobs(1),), 0, slots=slots(3, IDLE)))).inputs
+    assert (inputs.pilots, inputs.idle_pilots) == (3, 3)
+
+
+def test_idle_removal_counts_idle_pilots_not_slots() -> None:
+    busy_pilot = glidein(1, busy_dynamic=1)  # its partitionable slot is idle, the pilot is not
+    idle_pilot = glidein(2, busy_dynamic=0)
+    decision = the(run(Case("", (), 0, slots=(*busy_pilot, *idle_pilot))))
+    assert (decision.remove, decision.remove_max) == (RemoveMode.IDLE, 1)
+
+
+# --------------------------------------------------------------------------
+# Missing data keeps the last good request
+# --------------------------------------------------------------------------
+
+
+def last(idle: int, max_pilots: int, held_since: float | None = None, at: float = NOW - 60) -> PublishedRequest:
+    return PublishedRequest(
+        "vo", "main", "f", "e1", idle, max_pilots, "none", 0, "vo@lab", time=at, held_since=held_since
+    )
+
+
+def seen(**changes: Any) -> Observation:
+    """A cycle that saw 30 idle jobs, 2 idle pilots and the entry, after publishing idle 5, max 40 a minute ago."""
+    base = Observation(
+        shapes=(jobs(30),),
+        entries=(entry(max_pilots=40),),
+        slots=slots(2, IDLE),
+        published=(last(5, 40),),
+    )
+    return replace(base, **changes)
+
+
+HOLD = config(hold_last_request_seconds=600)
+
+
+@pytest.mark.parametrize(
+    "missing, why",
+    [
+        ({"entries": ()}, "entry no longer advertised"),
+        ({"entries_unread": True, "entries": ()}, "entry ads unreadable"),
+        ({"slots_unread": True, "slots": ()}, "pilot slots unreadable"),
+        (
+            {
+                "slots_unread": True,
+                "slots": (),
+                "shapes": (),
+                "problems": (SourceProblem("collector vo", "no answer", frozenset({"main"}), True),),
+            },
+            "pilot slots unreadable",
+        ),
+    ],
+    ids=["entry gone", "entries unreadable", "slots unreadable", "VO collector unreachable"],
+)
+def test_missing_entries_or_slots_keep_the_last_request_and_never_remove(missing: dict[str, Any], why: str) -> None:
+    decision = the(decide(seen(**missing), HOLD, NOW))
+    assert (decision.idle, decision.max_pilots, decision.remove, decision.remove_max) == (5, 40, RemoveMode.NONE, 0)
+    assert decision.held_since == NOW - 60 and not decision.withdrawn
+    kept = [n for n in decision.notes if n.startswith("kept the last good request (idle 5, max 40)")]
+    assert kept and why in kept[0] and "since 1970-01-12T13:45:40Z (60 s of 600 s)" in kept[0], decision.notes
+    assert any(n.startswith("removal disabled") and why in n for n in decision.notes)
+
+
+def test_the_gone_entry_keeps_its_own_maximum_not_the_groups_default() -> None:
+    decision = the(decide(seen(entries=()), config(), NOW))
+    assert decision.max_pilots == 40 and config().groups["main"].limits.max_running_per_entry == BIG
+
+
+def test_a_silent_schedd_floors_the_request_at_the_last_one_under_the_limits() -> None:
+    problem = SourceProblem("schedd s2", "no answer", frozenset({"main"}), True)
+    few_seen = seen(shapes=(jobs(3),), problems=(problem,))
+    decision = the(decide(few_seen, HOLD, NOW))
+    assert (decision.idle, decision.remove) == (5, RemoveMode.NONE), "3 jobs seen - 2 idle pilots = 1, but 5 kept"
+    more_seen = seen(shapes=(jobs(30),), problems=(problem,))
+    assert the(decide(more_seen, HOLD, NOW)).idle == 28, "what is seen may raise it"
+    capped = the(decide(few_seen, config({"main": {"limits": {"max_idle_per_entry": 3}}}), NOW))
+    assert capped.idle == 3 and "group.max_idle_per_entry" in capped.bound_by, "limits still hold a kept request"
+
+
+def test_the_hold_is_counted_from_when_the_data_was_last_complete() -> None:
+    kept_since = seen(entries=(), published=(last(5, 40, held_since=NOW - 500, at=NOW - 60),))
+    decision = the(decide(kept_since, HOLD, NOW))
+    assert decision.held_since == NOW - 500 and decision.idle == 5
+    expired = the(decide(kept_since, HOLD, NOW + 101))
+    assert expired.withdrawn and (expired.idle, expired.remove) == (0, RemoveMode.NONE)
+    assert any("longer ago than hold_last_request_seconds (600 s)" in note for note in expired.notes)
+
+
+def test_past_the_limit_a_silent_schedd_leaves_the_jobs_seen() -> None:
+    problem = SourceProblem("schedd s2", "no answer", frozenset({"main"}), True)
+    old = seen(shapes=(jobs(3),), problems=(problem,), published=(last(5, 40, held_since=NOW - 700),))
+    decision = the(decide(old, HOLD, NOW))
+    assert (decision.idle, decision.remove, decision.withdrawn) == (1, RemoveMode.NONE, False)
+
+
+def test_with_no_request_to_keep_nothing_is_guessed() -> None:
+    for blind in (seen(slots_unread=True, published=()), seen(entries_unread=True, published=None)):
+        decision = the(decide(blind, HOLD, NOW))
+        assert decision.withdrawn and (decision.idle, decision.remove) == (0, RemoveMode.NONE)
+
+
+def test_data_back_is_decided_as_usual() -> None:
+    decision = the(decide(seen(published=(last(5, 40, held_since=NOW - 300),)), HOLD, NOW))
+    assert decision.held_since is None and decision.idle == 28 and decision.notes == ()
+
+
+def test_a_kept_request_never_exceeds_the_groups_own_limits() -> None:
+    """The request read back is only as trustworthy as the collector: a forged huge one is cut to the config."""
+    forged = seen(entries=(), published=(last(10**6, 10**6),))
+    decision = the(
+        decide(forged, config({"main": {"limits": {"max_idle_per_entry": 7, "max_running_per_entry": 30}}}), NOW)
+    )
+    assert (decision.idle, decision.max_pilots) == (7, 30)
+    assert decision.bound_by == ("group.max_running_per_entry", "group.max_idle_per_entry")

@@ -20,7 +20,7 @@ from updraft.frontend.model import (
     SlotState,
     SourceProblem,
 )
-from updraft.protocol import RemoveMode
+from updraft.protocol import PublishedRequest, RemoveMode
 from updraft.records import Step
 
 NOW = 5_000.0
@@ -163,3 +163,14 @@ def test_bounds_appear_in_the_compact_line() -> None:
     )
     text = explain_plan(Plan(now=0, decisions=(decision,)))
     assert "remove idle <= 4 [group.curb, pool.max_idle_pilots]" in text
+
+
+def test_a_kept_request_and_a_withdrawn_one_say_so() -> None:
+    last = PublishedRequest("vo", "main", "lab-factory", "site1", 3, 40, "none", 0, None, time=NOW - 60)
+    (kept,) = decide(Observation(published=(last,)), config(), NOW).decisions
+    text = explain(kept)
+    assert "requested 3 idle (max 40 pilots, removal none, kept: data incomplete since 4940)" in text
+    assert "held at 3: kept the last good request (idle 3, max 40): entry no longer advertised" in text
+    (gone,) = decide(Observation(published=(last,)), config(), NOW + 10**5).decisions
+    assert "no request (withdrawn; nothing submitted, nothing removed)" in explain(gone)
+    assert "withdrawn" in explain_plan(decide(Observation(published=(last,)), config(), NOW + 10**5))

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from updraft.frontend.config import Group
-from updraft.frontend.model import SlotState
+from updraft.fakes import FakeSchedd
+from updraft.frontend.config import FrontendConfig, Group
+from updraft.frontend.model import SlotKind, SlotState, pilot_cores
 from updraft.frontend.observe import (
     BY_STATUS,
     OLD_IDLE,
     job_attributes,
     merge_shapes,
+    observe,
     parse_entry,
     parse_slot,
+    pilot_id,
     shape_queries,
+    slot_kind,
     slot_state,
 )
+from updraft.frontend.ports import fake_ports
 
 NOW = 1_800_000_000.0
 ENTRY = {
@@ -177,3 +184,91 @@ def test_an_entry_of_a_factory_we_do_not_use_is_ignored_silently() -> None:
 def test_downtime_is_only_a_real_true() -> None:
     assert parse_entry({**ENTRY, "UpdraftInDowntime": True}, {"fac": "fac@lab"})[0].in_downtime
     assert not parse_entry({**ENTRY, "UpdraftInDowntime": "yes"}, {"fac": "fac@lab"})[0].in_downtime
+
+
+def slot_ad(name: str, state: str = "Claimed", **attrs: object) -> dict[str, object]:
+    """A slot of pilot 7.0 of factory fac, as its startd advertises it (STARTD_ATTRS of the glidein's config)."""
+    return {
+        "MyType": "Machine",
+        "Name": name,
+        "IS_GLIDEIN": True,
+        "GLIDEIN_Entry_Name": "ce1",
+        "GLIDEIN_Factory": "fac",
+        "GLIDEIN_Name": "fac",
+        "GLIDECLIENT_Name": "vo",
+        "GLIDECLIENT_Group": "main",
+        "GLIDEIN_ClusterId": 7,
+        "GLIDEIN_ProcId": 0,
+        "State": state,
+        "Cpus": 1,
+        "Memory": 1000,
+        **attrs,
+    }
+
+
+def test_every_slot_of_one_glidein_names_the_same_pilot() -> None:
+    parent = parse_slot(slot_ad("slot1@glidein_7", "Unclaimed", SlotType="Partitionable", TotalSlotCpus=8, Cpus=6), NOW)
+    carved = parse_slot(slot_ad("slot1_1@glidein_7", SlotType="Dynamic"), NOW)
+    other_node = parse_slot(slot_ad("slot1@glidein_7_node1@host2", GLIDEIN_NodeIndex=1), NOW)
+    assert parent and carved and other_node
+    assert parent.pilot == carved.pilot == other_node.pilot == "fac/fac//7.0"
+    assert (parent.kind, carved.kind, other_node.kind) == (SlotKind.PARTITIONABLE, SlotKind.DYNAMIC, SlotKind.STATIC)
+    assert (parent.cores, carved.cores) == (8, 1)
+    assert pilot_cores([parent, carved]) == 8 and pilot_cores([carved, carved]) == 2
+    another = slot_ad("slot1@glidein_8", GLIDEIN_ProcId=1)
+    assert pilot_id(another) == "fac/fac//7.1"
+
+
+def test_a_slot_without_the_pilots_job_id_falls_back_to_its_startd_then_to_itself() -> None:
+    bare = {k: v for k, v in slot_ad("slot2@glidein_9@host").items() if k != "GLIDEIN_ClusterId"}
+    assert pilot_id(bare) == "startd glidein_9@host"
+    assert pilot_id({}) == ""
+    assert slot_kind({"PartitionableSlot": True}) is SlotKind.PARTITIONABLE
+    assert slot_kind({"DynamicSlot": True}) is SlotKind.DYNAMIC
+
+
+def test_the_pools_pilots_are_counted_once_per_glidein(tmp_path: Path) -> None:
+    config = FrontendConfig.model_validate(
+        {
+            "name": "vo",
+            "vo_collector": "127.0.0.1:29618",
+            "wms_collector": "127.0.0.1:29619",
+            "schedds": ["s@lab"],
+            "work_dir": str(tmp_path),
+            "factories": {"fac": {"identity": "fac@lab"}},
+            "groups": {"main": {}},
+        }
+    )
+    ports, vo, _wms = fake_ports(config)
+    vo.schedds["s@lab"] = FakeSchedd("s@lab")
+    vo.ads.extend(
+        [
+            slot_ad("slot1@glidein_7", "Unclaimed", SlotType="Partitionable", TotalSlotCpus=8),
+            slot_ad("slot1_1@glidein_7", SlotType="Dynamic"),
+            slot_ad("slot1_2@glidein_7", SlotType="Dynamic"),
+            slot_ad("slot1@glidein_8", "Unclaimed", GLIDEIN_ProcId=1, GLIDECLIENT_Name="other-vo"),
+        ]
+    )
+    seen = observe(config, ports, NOW)
+    assert (seen.pool_running_pilots, seen.pool_idle_pilots) == (1, 1), "3 slots of pilot 7 are one running pilot"
+    assert len(seen.slots) == 3 and not seen.slots_unread
+
+
+def test_an_unreadable_pool_is_unknown_pilots_not_zero(tmp_path: Path) -> None:
+    config = FrontendConfig.model_validate(
+        {
+            "name": "vo",
+            "vo_collector": "127.0.0.1:29618",
+            "wms_collector": "127.0.0.1:29619",
+            "schedds": ["s@lab"],
+            "work_dir": str(tmp_path),
+            "factories": {"fac": {"identity": "fac@lab"}},
+            "groups": {"main": {}},
+        }
+    )
+    ports, _vo, _wms = fake_ports(config, vo_unreachable=True)
+    seen = observe(config, ports, NOW)
+    assert seen.slots_unread and not seen.entries_unread
+    ports, _vo, _wms = fake_ports(config, wms_unreachable=True)
+    seen = observe(config, ports, NOW)
+    assert seen.entries_unread and seen.published is None

@@ -39,6 +39,7 @@ from updraft.lab.topology import (
     UID_DOMAIN,
     Instance,
     Topology,
+    access_settings,
 )
 from updraft.lab.tsdb import answers, create_database, influxdb_config
 from updraft.secretfiles import private_dir
@@ -100,6 +101,7 @@ def render_configs(topology: Topology, release_dir: str = "/usr", influxdb: bool
             gahp_tokens_dir=topology.gahp_tokens_dir,
             **identities,
             instance=instance,
+            access=access_settings(instance),
             local_dir=topology.instance_dir(instance),
             staging_dir=topology.staging_dir,
             common_config=topology.common_config,

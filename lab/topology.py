@@ -211,6 +211,11 @@ class Topology:
         return self.base_dir / "www"
 
     @property
+    def staging_server(self) -> Path:
+        """The staging web server's script (lab/staging_server.py), copied where the daemons' root sees it."""
+        return self.base_dir / "staging_server.py"
+
+    @property
     def staging_url(self) -> str:
         assert self.factory.web_port is not None
         return f"http://{LOOPBACK}:{self.factory.web_port}"

@@ -198,8 +198,49 @@ def read_files(configured: Iterable[tuple[str, StagedFileConfig]], origin: Origi
             content = item.source.read_bytes()
         except OSError as err:
             raise ConfigError(f"{where}.source: cannot read {item.source}: {err.strerror or err}") from err
+        if item.kind == "condor-config":
+            _refuse_secret_settings(where, item.source, content)
         files.append(StagedFile(item.manifest_name, pilot_kind(item.kind, origin), content))
     return files
+
+
+SECRET_SETTINGS = frozenset(
+    {
+        "SEC_TOKEN_POOL_SIGNING_KEY_FILE",
+        "SEC_TOKEN_POOL_SIGNING_KEY",
+        "SEC_PASSWORD_FILE",
+        "SEC_PASSWORD_DIRECTORY",
+        "SEC_TOKEN_SYSTEM_DIRECTORY",
+        "AUTH_SSL_SERVER_KEYFILE",
+        "AUTH_SSL_CLIENT_KEYFILE",
+        "GSI_DAEMON_KEY",
+    }
+)
+"""Settings that say where a pool keeps a secret: a pilot never needs one, and a staged file is public."""
+
+
+def secret_settings(content: bytes) -> list[tuple[int, str]]:
+    """(line number, name) of each line of a condor config that sets one of SECRET_SETTINGS,
+    with or without a subsystem prefix (names are case-insensitive)."""
+    found = []
+    for number, line in enumerate(content.decode(errors="replace").splitlines(), start=1):
+        if line.lstrip().startswith("#"):
+            continue
+        name, sep, _value = line.strip().partition("=")
+        if sep and name.strip().rsplit(".", 1)[-1].upper() in SECRET_SETTINGS:
+            found.append((number, name.strip()))
+    return found
+
+
+def _refuse_secret_settings(where: str, source: Path, content: bytes) -> None:
+    """ConfigError naming each line of a staged condor config that would tell pilots where a secret lives."""
+    found = secret_settings(content)
+    if found:
+        lines = ", ".join(f"line {number} sets {name}" for number, name in found)
+        raise ConfigError(
+            f"{where}.source: {source}: {lines}: a condor-config file is served to every pilot, which needs no "
+            "pool secret; stage only the settings pilots use (docs/security.md)"
+        )
 
 
 def _clash(path: str, claimed: dict[str, str]) -> tuple[str, str] | None:

@@ -14,6 +14,7 @@ from updraft.lab.control import master_config, render_configs
 from updraft.lab.labconfig import PILOT_SETTINGS, factory_config, frontend_config, pilot_config
 from updraft.lab.runtime import parse_passwd
 from updraft.lab.topology import FACTORY, FRONTEND, OPERATOR, PILOT, build_topology
+from updraft.staging import secret_settings
 
 BASE = Path("/var/tmp/lab-under-test")
 
@@ -242,6 +243,8 @@ def test_the_staged_pool_config_holds_only_settings_a_pilot_uses(topology) -> No
         assert secret not in staged
     assert "include" not in staged and "$(" not in staged
     assert settings["SEC_DEFAULT_ENCRYPTION"] == "REQUIRED"
+    # What staging refuses in any condor-config file: the whole pool config has it, the pilots' has not.
+    assert secret_settings(common.encode()) and not secret_settings(staged.encode())
 
 
 def test_the_pilot_config_whitelist_drops_anything_it_does_not_name() -> None:

@@ -757,3 +757,33 @@ def test_a_name_that_is_not_one_plain_path_component_is_refused(tmp_path: Path, 
     with pytest.raises(StagingError, match="one plain path component"):
         publish(area(tmp_path), name, FILES)
     assert not (tmp_path / "area").exists()
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "SEC_TOKEN_POOL_SIGNING_KEY_FILE = /etc/condor/passwords.d/POOL",
+        "sec_password_directory=/etc/condor/passwords.d",
+        "  STARTD.SEC_PASSWORD_FILE = /etc/condor/pool_password",
+        "AUTH_SSL_SERVER_KEYFILE = /etc/grid-security/hostkey.pem",
+    ],
+)
+def test_a_staged_condor_config_that_locates_a_pool_secret_is_refused_naming_the_line(
+    tmp_path: Path, line: str
+) -> None:
+    source = tmp_path / "pool.config"
+    source.write_text(f"TRUST_DOMAIN = vo.example\n# a comment\n{line}\n")
+    config = StagedFileConfig(source=source, kind="condor-config")
+    with pytest.raises(ConfigError) as refused:
+        read_files([("staging.files[0]", config)], "frontend")
+    name = line.split("=")[0].strip()
+    assert f"staging.files[0].source: {source}: line 3 sets {name}" in str(refused.value)
+    assert "/etc/" not in str(refused.value)  # the name and line, never the value
+
+
+def test_the_same_settings_in_a_plain_file_or_a_comment_are_not_a_condor_config_problem(tmp_path: Path) -> None:
+    source = tmp_path / "notes.txt"
+    source.write_text("# SEC_PASSWORD_FILE = /x\nSEC_TOKEN_DIRECTORY = /pilot/tokens\n")
+    assert read_files([("f", StagedFileConfig(source=source, kind="condor-config"))], "entry")
+    source.write_text("SEC_PASSWORD_FILE = /x\n")
+    assert read_files([("f", StagedFileConfig(source=source, kind="file"))], "entry")

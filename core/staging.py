@@ -306,8 +306,8 @@ def publish(settings: StagingSettings, name: str, files: Sequence[StagedFile]) -
         sha,
         settings.dir / name / sha[:RELEASE_ID_LENGTH],
     )
-    if not _MANIFEST_PATH.fullmatch(name) or "/" in name or name in (".", ".."):
-        raise StagingError(f"cannot stage under the name {name!r}: it must be one plain path component")
+    if not _MANIFEST_PATH.fullmatch(name) or "/" in name or name.startswith("."):
+        raise StagingError(f"cannot stage under the name {name!r}: it must be one plain path component, not hidden")
     try:
         with _name_folder(settings.dir, name) as folder:
             if _intact(folder, release):
@@ -330,7 +330,7 @@ class _Folder:
     path: Path
 
     def kind_of(self, entry: str) -> str | None:
-        """ "symlink", "folder", "file", "other", or None when `entry` is not there (never follows a link)."""
+        """What `entry` is: symlink, folder, file, other, or None when it is not there (never follows a link)."""
         try:
             mode = os.stat(entry, dir_fd=self.fd, follow_symlinks=False).st_mode
         except FileNotFoundError:

@@ -752,7 +752,7 @@ def test_the_staging_root_itself_may_be_reached_through_a_link(tmp_path: Path) -
     assert (real / "site1" / release.release_id / MANIFEST).is_file()
 
 
-@pytest.mark.parametrize("name", ["..", ".", "a/b", "", "x y"])
+@pytest.mark.parametrize("name", ["..", ".", ".hidden", "a/b", "", "x y"])
 def test_a_name_that_is_not_one_plain_path_component_is_refused(tmp_path: Path, name: str) -> None:
     with pytest.raises(StagingError, match="one plain path component"):
         publish(area(tmp_path), name, FILES)

@@ -49,9 +49,9 @@ READ, WRITE, DAEMON, ADVERTISE_STARTD = "READ", "WRITE", "DAEMON", "ADVERTISE_ST
 class Grant:
     """One access level one daemon of an instance gives some roles, beyond what the daemons and the operator have.
 
-    Every lab daemon allows the daemons (``condor@*``) and the operator
-    everything (common.config.j2); each other role is allowed only what a
-    Grant names, on that daemon alone (``ALLOW_<level>_<subsystem>``).
+    Every lab daemon allows the daemons (``condor@*``) everything and the
+    operator all but DAEMON (common.config.j2); each other role is allowed
+    only what a Grant names, on that daemon alone (``ALLOW_<level>_<subsystem>``).
     """
 
     subsystem: str

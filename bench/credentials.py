@@ -55,7 +55,12 @@ def main(count: int) -> None:
     sealing = best_of_3(
         lambda: sealed.__setitem__(
             slice(None),
-            [envelope.seal({"identity": f"{fe}@vo", "token": token}, public, "fac1", fe) for fe in frontends],
+            [
+                envelope.seal(
+                    {"identity": f"{fe}@vo", "token": token}, public, envelope.Binding("fac1", fe, "main", f"ce{i}")
+                )
+                for i, fe in enumerate(frontends)
+            ],
         )
     )
     ads = [

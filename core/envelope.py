@@ -13,9 +13,13 @@ cipher of our own; this module only decides what gets bound to what:
 - the **key id** (SHA-256 of the factory's raw public key) travels in the
   clear, so the factory picks the right key during a rotation and a blob
   for an unknown key is refused before any decryption is tried;
-- the HPKE **info** names the format, the factory and the frontend whose
-  ad carries the blob: a blob copied from frontend A's ad into frontend
-  B's, or sent to another factory, does not open;
+- the HPKE **info** (the context every key and nonce is derived from, so
+  it works as associated data) names the format and the request the blob
+  was sealed for: factory, frontend, group and entry (`Binding`). A blob
+  copied from frontend A's ad into frontend B's, sent to another factory,
+  or replayed in the same frontend's request for another entry or group
+  (a per-entry pilot token used for an entry it was not minted for) does
+  not open;
 - the AEAD tag makes any flipped bit fail.
 
 Pure: keys and texts in, texts and mappings out, `now` passed in.
@@ -37,7 +41,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from updraft.errors import SealError
 from updraft.protocol import MAX_SEALED
 
-FORMAT = "updraft-seal-1"
+FORMAT = "updraft-seal-2"
+"""Version 2 binds group and entry too; a version-1 blob no longer opens (seal and open must agree)."""
 SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
 MAX_SEALED_CHARS = MAX_SEALED
 """A request ad has no business carrying more; longer input is refused before decoding."""
@@ -73,15 +78,28 @@ def _strict_b64(text: str) -> bytes:
     return base64.b64decode(text.encode("ascii"), altchars=b"-_", validate=True)
 
 
-def _info(factory: str, frontend: str) -> bytes:
-    """What the blob is bound to; NUL cannot occur in either name of a valid ad."""
-    return f"{FORMAT}\0{factory}\0{frontend}".encode()
+@dataclass(frozen=True)
+class Binding:
+    """The one request a sealed credential is for: the factory that opens it, the frontend that sent it,
+    and the group and entry it was minted for."""
+
+    factory: str
+    frontend: str
+    group: str
+    entry: str
+
+    def info(self) -> bytes:
+        """The HPKE info; NUL cannot occur in any name of a valid ad, so no two bindings share one."""
+        return "\0".join((FORMAT, self.factory, self.frontend, self.group, self.entry)).encode()
+
+    def describe(self) -> str:
+        return f"frontend {self.frontend!r}, group {self.group!r}, entry {self.entry!r}"
 
 
-def seal(payload: Mapping[str, str], public: X25519PublicKey, factory: str, frontend: str) -> str:
-    """`payload` sealed for `factory`, as sent by `frontend`: "<key id>:<base64 blob>"."""
+def seal(payload: Mapping[str, str], public: X25519PublicKey, binding: Binding) -> str:
+    """`payload` sealed for the request `binding` names: "<key id>:<base64 blob>"."""
     plaintext = json.dumps(dict(payload), sort_keys=True, separators=(",", ":")).encode()
-    blob = SUITE.encrypt(plaintext, public, _info(factory, frontend))
+    blob = SUITE.encrypt(plaintext, public, binding.info())
     return f"{key_id(public)}:{base64.urlsafe_b64encode(blob).decode('ascii')}"
 
 
@@ -103,24 +121,24 @@ def _split(text: object) -> tuple[str, bytes]:
         raise SealError(f"the sealed credential for key {kid[:16]}... is not URL-safe base64") from err
 
 
-def open_sealed(text: str, keys: Mapping[str, X25519PrivateKey], factory: str, frontend: str) -> dict[str, str]:
-    """The payload, if `text` was sealed with one of `keys` for this factory by this frontend.
+def open_sealed(text: str, keys: Mapping[str, X25519PrivateKey], binding: Binding) -> dict[str, str]:
+    """The payload, if `text` was sealed with one of `keys` for exactly the request `binding` names.
 
     Every failure is a SealError that says which check failed and never
     what the blob holds: unknown key id, bad encoding, a tag that does not
-    verify (tampered, or sealed for another frontend or factory), or a
-    payload that is not a JSON object of strings.
+    verify (tampered, or sealed for another factory, frontend, group or
+    entry), or a payload that is not a JSON object of strings.
     """
     kid, blob = _split(text)
     private = keys.get(kid)
     if private is None:
         raise SealError(f"sealed with key {kid[:16]}..., which this factory does not hold (retired, or never ours)")
     try:
-        plaintext = SUITE.decrypt(blob, private, _info(factory, frontend))
+        plaintext = SUITE.decrypt(blob, private, binding.info())
     except (InvalidTag, ValueError) as err:
         raise SealError(
-            f"the credential sealed with key {kid[:16]}... does not verify for frontend {frontend!r}: "
-            "tampered, or sealed for another frontend or factory"
+            f"the credential sealed with key {kid[:16]}... does not verify for {binding.describe()}: "
+            "tampered, or sealed for another factory, frontend, group or entry"
         ) from err
     return _payload(plaintext)
 

@@ -19,7 +19,9 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+import stat
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
@@ -199,8 +201,49 @@ def read_files(configured: Iterable[tuple[str, StagedFileConfig]], origin: Origi
             content = item.source.read_bytes()
         except OSError as err:
             raise ConfigError(f"{where}.source: cannot read {item.source}: {err.strerror or err}") from err
+        if item.kind == "condor-config":
+            _refuse_secret_settings(where, item.source, content)
         files.append(StagedFile(item.manifest_name, pilot_kind(item.kind, origin), content))
     return files
+
+
+SECRET_SETTINGS = frozenset(
+    {
+        "SEC_TOKEN_POOL_SIGNING_KEY_FILE",
+        "SEC_TOKEN_POOL_SIGNING_KEY",
+        "SEC_PASSWORD_FILE",
+        "SEC_PASSWORD_DIRECTORY",
+        "SEC_TOKEN_SYSTEM_DIRECTORY",
+        "AUTH_SSL_SERVER_KEYFILE",
+        "AUTH_SSL_CLIENT_KEYFILE",
+        "GSI_DAEMON_KEY",
+    }
+)
+"""Settings that say where a pool keeps a secret: a pilot never needs one, and a staged file is public."""
+
+
+def secret_settings(content: bytes) -> list[tuple[int, str]]:
+    """(line number, name) of each line of a condor config that sets one of SECRET_SETTINGS,
+    with or without a subsystem prefix (names are case-insensitive)."""
+    found = []
+    for number, line in enumerate(content.decode(errors="replace").splitlines(), start=1):
+        if line.lstrip().startswith("#"):
+            continue
+        name, sep, _value = line.strip().partition("=")
+        if sep and name.strip().rsplit(".", 1)[-1].upper() in SECRET_SETTINGS:
+            found.append((number, name.strip()))
+    return found
+
+
+def _refuse_secret_settings(where: str, source: Path, content: bytes) -> None:
+    """ConfigError naming each line of a staged condor config that would tell pilots where a secret lives."""
+    found = secret_settings(content)
+    if found:
+        lines = ", ".join(f"line {number} sets {name}" for number, name in found)
+        raise ConfigError(
+            f"{where}.source: {source}: {lines}: a condor-config file is served to every pilot, which needs no "
+            "pool secret; stage only the settings pilots use (docs/security.md)"
+        )
 
 
 def _clash(path: str, claimed: dict[str, str]) -> tuple[str, str] | None:
@@ -250,7 +293,14 @@ def describe_releases(releases: Mapping[str, StagingRelease]) -> list[str]:
 
 
 def publish(settings: StagingSettings, name: str, files: Sequence[StagedFile]) -> StagingRelease:
-    """Write `files` as a release of `name` (an entry or a group), unless it is already there."""
+    """Write `files` as a release of `name` (an entry or a group), unless it is already there.
+
+    Safe by construction: below the staging folder everything is opened
+    relative to its parent's descriptor without following symlinks, and
+    only regular files and plain folders are written. A symlink where the
+    name's folder or the release should be is a StagingError naming it:
+    a web server that follows links would serve whatever it points at.
+    """
     text = manifest_text(files)
     sha = digest(text)
     release = StagingRelease(
@@ -259,60 +309,168 @@ def publish(settings: StagingSettings, name: str, files: Sequence[StagedFile]) -
         sha,
         settings.dir / name / sha[:RELEASE_ID_LENGTH],
     )
+    if not _MANIFEST_PATH.fullmatch(name) or "/" in name or name.startswith("."):
+        raise StagingError(f"cannot stage under the name {name!r}: it must be one plain path component, not hidden")
     try:
-        if _intact(release):
-            os.utime(release.directory)  # published again: it is the newest, so pruning keeps it
-            return release
-        _write_release(release, text, files)
-        _prune(settings.dir / name, keep=settings.keep_releases, current=release.directory)
+        with _name_folder(settings.dir, name) as folder:
+            if _intact(folder, release):
+                # Published again: now the newest, so pruning keeps it.
+                os.utime(release.release_id, dir_fd=folder.fd, follow_symlinks=False)
+                return release
+            _write_release(folder, release, text, files)
+            _prune(folder, keep=settings.keep_releases, current=release.release_id)
     except OSError as err:
         raise StagingError(f"cannot write the staging area {settings.dir / name}: {err}") from err
     log.info("staged %d file(s) for %s as release %s", len(files), name, release.release_id)
     return release
 
 
-def _intact(release: StagingRelease) -> bool:
-    """Already published, with the manifest it should have (a half-written folder never is: it is renamed in)."""
+@dataclass(frozen=True)
+class _Folder:
+    """A folder of the staging area held open: its descriptor, and its path for messages."""
+
+    fd: int
+    path: Path
+
+    def kind_of(self, entry: str) -> str | None:
+        """What `entry` is: symlink, folder, file, other, or None when it is not there (never follows a link)."""
+        try:
+            mode = os.stat(entry, dir_fd=self.fd, follow_symlinks=False).st_mode
+        except FileNotFoundError:
+            return None
+        if stat.S_ISLNK(mode):
+            return "symlink"
+        return "folder" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
+
+    def refuse_link(self, entry: str, doing: str) -> None:
+        """StagingError when `entry` is a symlink: never published through or over."""
+        if self.kind_of(entry) == "symlink":
+            raise StagingError(
+                f"refusing to {doing} {self.path / entry}: it is a symlink, and the web server serving "
+                "the staging area must never be led outside it (remove the link)"
+            )
+
+    def open_folder(self, entry: str, create: bool = False) -> _Folder:
+        """`entry` as a folder of its own: made when missing and `create`; a symlink is refused."""
+        self.refuse_link(entry, "publish through")
+        if create and self.kind_of(entry) is None:
+            os.mkdir(entry, 0o755, dir_fd=self.fd)
+        return _Folder(os.open(entry, _DIR_FLAGS, dir_fd=self.fd), self.path / entry)
+
+    def remove(self, entry: str) -> None:
+        """Delete `entry` whatever it is; a symlink is unlinked, never followed."""
+        kind = self.kind_of(entry)
+        if kind == "folder":
+            shutil.rmtree(entry, dir_fd=self.fd)
+        elif kind is not None:
+            os.unlink(entry, dir_fd=self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+
+
+@contextmanager
+def _name_folder(root: Path, name: str) -> Iterator[_Folder]:
+    """The name's folder below the staging root, made 0755 (a web server, often another user, reads it all).
+
+    The root itself is the operator's choice and may be reached through a
+    link; below it nothing is.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o755)
+    top = _Folder(os.open(root, os.O_RDONLY | os.O_DIRECTORY), root)
     try:
-        return digest((release.directory / MANIFEST).read_text()) == release.manifest_sha256
+        folder = top.open_folder(name, create=True)
+    finally:
+        top.close()
+    try:
+        os.fchmod(folder.fd, 0o755)
+        yield folder
+    finally:
+        folder.close()
+
+
+def _intact(folder: _Folder, release: StagingRelease) -> bool:
+    """Already published, with the manifest it should have and nothing but plain files and folders
+    (a half-written folder never is: it is renamed in). A symlink in the release's place is refused."""
+    folder.refuse_link(release.release_id, "publish over")
+    if folder.kind_of(release.release_id) != "folder":
+        return False
+    try:
+        fd = os.open(f"{release.release_id}/{MANIFEST}", os.O_RDONLY | os.O_NOFOLLOW, dir_fd=folder.fd)
+        with os.fdopen(fd, "rb") as manifest:
+            intact = digest(manifest.read().decode()) == release.manifest_sha256
     except (OSError, UnicodeDecodeError):
         return False
+    return intact and not _has_links(folder, release.release_id)
 
 
-def _write_release(release: StagingRelease, text: str, files: Sequence[StagedFile]) -> None:
+def _has_links(folder: _Folder, entry: str) -> bool:
+    """Whether anything below `entry` is not a plain file or folder (a link planted in a release)."""
+    for top, dirs, files, top_fd in os.fwalk(entry, dir_fd=folder.fd):
+        for name in (*dirs, *files):
+            mode = os.stat(name, dir_fd=top_fd, follow_symlinks=False).st_mode
+            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                log.warning("%s holds %s, which is not a plain file: publishing it again", folder.path / top, name)
+                return True
+    return False
+
+
+def _write_release(folder: _Folder, release: StagingRelease, text: str, files: Sequence[StagedFile]) -> None:
     """Written in a temporary folder then renamed: a pilot never sees a release half written."""
-    parent = release.directory.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    # Whatever the umask, the web server (often another user) must read it all.
-    for folder in (parent.parent, parent):
-        folder.chmod(0o755)
-    tmp = parent / f".{release.release_id}.{os.getpid()}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = f".{release.release_id}.{os.getpid()}.tmp"
+    folder.remove(tmp)
+    os.mkdir(tmp, 0o700, dir_fd=folder.fd)
     try:
-        for staged in files:
-            target = tmp / PurePosixPath(staged.path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(staged.content)
-            target.chmod(0o644)
-        tmp.mkdir(parents=True, exist_ok=True)
-        (tmp / MANIFEST).write_text(text)
-        (tmp / MANIFEST).chmod(0o644)
-        for folder in (tmp, *(p for p in tmp.rglob("*") if p.is_dir())):
-            folder.chmod(0o755)
-        shutil.rmtree(release.directory, ignore_errors=True)
-        tmp.rename(release.directory)
+        staging = _Folder(os.open(tmp, _DIR_FLAGS, dir_fd=folder.fd), folder.path / tmp)
+        try:
+            for staged in files:
+                _write_file(staging, PurePosixPath(staged.path).parts, staged.content)
+            _write_file(staging, (MANIFEST,), text.encode())
+            os.fchmod(staging.fd, 0o755)
+        finally:
+            staging.close()
+        folder.refuse_link(release.release_id, "publish over")
+        folder.remove(release.release_id)
+        os.rename(tmp, release.release_id, src_dir_fd=folder.fd, dst_dir_fd=folder.fd)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        folder.remove(tmp)
 
 
-def _prune(folder: Path, keep: int, current: Path) -> None:
-    """Drop the oldest releases beyond `keep`; never the current one."""
-    releases = sorted(
-        (p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    )
-    for leftover in folder.glob(".*.tmp"):
-        shutil.rmtree(leftover, ignore_errors=True)  # a writer killed mid-release
-    for old in [p for p in releases if p != current][max(0, keep - 1) :]:
-        shutil.rmtree(old)
+def _write_file(top: _Folder, parts: Sequence[str], content: bytes) -> None:
+    """A new regular file (0644) at `parts` below `top`, its folders made 0755; never through a link."""
+    folders: list[_Folder] = []
+    try:
+        here = top
+        for part in parts[:-1]:
+            here = here.open_folder(part, create=True)
+            os.fchmod(here.fd, 0o755)
+            folders.append(here)
+        fd = os.open(parts[-1], _NEW_FILE_FLAGS, 0o644, dir_fd=here.fd)
+        with os.fdopen(fd, "wb") as target:
+            target.write(content)
+            os.fchmod(target.fileno(), 0o644)
+    finally:
+        for opened in folders:
+            opened.close()
+
+
+def _prune(folder: _Folder, keep: int, current: str) -> None:
+    """Drop the oldest releases beyond `keep`; never the current one. Links are deleted, never followed."""
+    releases = []
+    with os.scandir(folder.fd) as entries:
+        for entry in entries:
+            if entry.name.endswith(".tmp") and entry.name.startswith("."):
+                folder.remove(entry.name)  # a writer killed mid-release
+            elif entry.is_symlink():
+                log.warning("deleting the symlink %s from the staging area", folder.path / entry.name)
+                folder.remove(entry.name)
+            elif entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
+                releases.append((entry.stat(follow_symlinks=False).st_mtime, entry.name))
+    older = [name for _, name in sorted(releases, reverse=True) if name != current]
+    for old in older[max(0, keep - 1) :]:
+        folder.remove(old)

@@ -166,7 +166,8 @@ def open_credential(
     if not request.sealed:
         return None, None
     try:
-        payload = envelope.open_sealed(request.sealed, openers, factory, request.frontend)
+        binding = envelope.Binding(factory, request.frontend, request.group, request.entry)
+        payload = envelope.open_sealed(request.sealed, openers, binding)
     except SealError as err:
         return None, str(err)
     identity, token = payload.get(PAYLOAD_IDENTITY), payload.get(PAYLOAD_TOKEN)

@@ -4,8 +4,8 @@ Each cycle the frontend holds one pilot token per entry it asks pilots
 for, minted from the VO pool's signing key and replaced when less than
 ``refresh_seconds`` of it is left. Into every request ad goes that token
 with the frontend's own identity, sealed to the key the factory publishes
-(`updraft.envelope`), so only that factory can read it and only for this
-frontend's ads.
+(`updraft.envelope`), so only that factory can read it, and only in this
+frontend's request for that group and entry.
 
 `tokens_due` and `seal_requests` are pure; `TokenBook` holds the tokens
 between cycles and reads the signing key.
@@ -105,7 +105,8 @@ def seal_requests(
             continue
         public = envelope.parse_public_key(key.public, key.key_id)
         payload = {"identity": config.identity or "", "token": token}
-        sealed.append({**ad, protocol.R_CREDENTIAL: envelope.seal(payload, public, factory, config.name)})
+        binding = envelope.Binding(factory, config.name, ad[protocol.R_GROUP], ad[protocol.R_ENTRY])
+        sealed.append({**ad, protocol.R_CREDENTIAL: envelope.seal(payload, public, binding)})
     return sealed, sorted(problems)
 
 

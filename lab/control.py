@@ -9,6 +9,7 @@ any later process.
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import logging
 import os
@@ -39,6 +40,7 @@ from updraft.lab.topology import (
     UID_DOMAIN,
     Instance,
     Topology,
+    access_settings,
 )
 from updraft.lab.tsdb import answers, create_database, influxdb_config
 from updraft.secretfiles import private_dir
@@ -100,18 +102,26 @@ def render_configs(topology: Topology, release_dir: str = "/usr", influxdb: bool
             gahp_tokens_dir=topology.gahp_tokens_dir,
             **identities,
             instance=instance,
+            access=access_settings(instance),
             local_dir=topology.instance_dir(instance),
             staging_dir=topology.staging_dir,
+            staging_server=topology.staging_server,
             common_config=topology.common_config,
             worker_cpus=WORKER_CPUS,
             worker_memory_mb=WORKER_MEMORY_MB,
             influxdb=influxdb,
             influx_config=topology.influx_config,
         )
+    files[topology.staging_server] = staging_server_source()
     if influxdb and topology.factory.influx_port:
         port = topology.factory.influx_port
         files[topology.influx_config] = influxdb_config(port, port + 1, topology.influx_data_dir)
     return files
+
+
+def staging_server_source() -> str:
+    """The staging web server's script, as the package ships it (the daemons' root has no Updraft)."""
+    return importlib.resources.files("updraft.lab").joinpath("staging_server.py").read_text()
 
 
 def has_influxdb(runtime: Runtime) -> bool:

@@ -6,7 +6,6 @@ addresses, and they go through the same loaders as an operator's files.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import yaml
 
 import updraft.glidein
+from updraft.atomicwrite import write_atomically
 from updraft.glidein.assemble import write_script
 from updraft.lab.control import LAB_DATABASE
 from updraft.lab.topology import FACTORY, FRONTEND, PILOT, UID_DOMAIN, Topology
@@ -41,8 +41,56 @@ def lab_glidein(topology: Topology) -> Path:
 
 
 def shared_config(topology: Topology) -> Path:
-    """The lab's daemon security settings, staged for the pilots by the frontend."""
+    """The lab's settings a pilot's startd uses, staged for the pilots by the frontend (`pilot_config`)."""
     return topology.etc_dir / "pilot-security.config"
+
+
+PILOT_SETTINGS = frozenset(
+    {
+        # How the lab's hosts talk: loopback, fixed ports, no DNS.
+        "NETWORK_INTERFACE",
+        "BIND_ALL_INTERFACES",
+        "USE_SHARED_PORT",
+        "NO_DNS",
+        "DEFAULT_DOMAIN_NAME",
+        "UID_DOMAIN",
+        "FILESYSTEM_DOMAIN",
+        # What the sandbox forbids (namespaces, cgroups).
+        "MOUNT_UNDER_SCRATCH",
+        "USE_PID_NAMESPACES",
+        "BASE_CGROUP",
+        # Whose tokens to offer, and that every channel authenticates, encrypts and checks integrity.
+        "TRUST_DOMAIN",
+        "SEC_DEFAULT_AUTHENTICATION",
+        "SEC_DEFAULT_AUTHENTICATION_METHODS",
+        "SEC_DEFAULT_ENCRYPTION",
+        "SEC_DEFAULT_INTEGRITY",
+        "SEC_USE_FAMILY_SESSION",
+        # The lab's fast intervals, as far as a master, a startd and a starter use them.
+        "UPDATE_INTERVAL",
+        "MASTER_UPDATE_INTERVAL",
+        "STARTER_UPDATE_INTERVAL",
+        "STARTD_CRON_AUTOPUBLISH",
+        "MAX_DEFAULT_LOG",
+    }
+)
+"""What the staged pool config may set: the pilot's own settings come from the glidein, and nothing
+about the pool's secrets (signing key, password folder), its ALLOW/DENY lists, its super users or
+other daemons' intervals has any business on a worker node."""
+
+
+def pilot_config(pool_config: str) -> str:
+    """The lines of the pool's daemon config (``NAME = value``) whose name is in PILOT_SETTINGS.
+
+    A whitelist rather than a list of what to drop: a setting added to the
+    pool later reaches pilots only when someone decides it should.
+    """
+    kept = ["# Written by `updraft lab env`: the lab's settings a pilot uses, and nothing else."]
+    for line in pool_config.splitlines():
+        name, sep, _value = line.partition("=")
+        if sep and name.strip() in PILOT_SETTINGS:
+            kept.append(line.strip())
+    return "\n".join(kept) + "\n"
 
 
 def lab_monitoring(topology: Topology, component: str) -> dict[str, Any]:
@@ -145,7 +193,7 @@ def write_component_configs(topology: Topology) -> dict[str, Path]:
     """Write etc/factory.yaml and etc/frontend.yaml in the lab folder; returns their paths."""
     topology.etc_dir.mkdir(parents=True, exist_ok=True)
     _install_glidein(topology)
-    shutil.copy(topology.common_config, shared_config(topology))
+    write_atomically(shared_config(topology), pilot_config(topology.common_config.read_text()).encode(), 0o644)
     written = {}
     for component, content in (("factory", factory_config(topology)), ("frontend", frontend_config(topology))):
         path = topology.etc_dir / f"{component}.yaml"

@@ -42,6 +42,28 @@ PILOT_OWNERS = (FACTORY, OPERATOR)
 """Who owns grid jobs in the factory schedd: the factory, and the operator's hand-made pilots in the tests."""
 DEFAULT_BASE_PORT = 29618
 
+READ, WRITE, DAEMON, ADVERTISE_STARTD = "READ", "WRITE", "DAEMON", "ADVERTISE_STARTD"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One access level one daemon of an instance gives some roles, beyond what the daemons and the operator have.
+
+    Every lab daemon allows the daemons (``condor@*``) everything and the
+    operator all but DAEMON (common.config.j2); each other role is allowed
+    only what a Grant names, on that daemon alone (``ALLOW_<level>_<subsystem>``).
+    """
+
+    subsystem: str
+    level: str
+    roles: tuple[Role, ...]
+    deny: bool = False
+    """A refusal instead (``DENY_<level>_<subsystem>``): for a level another one implies."""
+
+    @property
+    def setting(self) -> str:
+        return f"{'DENY' if self.deny else 'ALLOW'}_{self.level}_{self.subsystem}"
+
 
 @dataclass(frozen=True)
 class Instance:
@@ -57,6 +79,8 @@ class Instance:
     collector_port: int
     schedd_name: str | None = None
     startd_name: str | None = None
+    grants: tuple[Grant, ...] = ()
+    """What roles other than the daemons and the operator may do on this instance's daemons."""
     web_port: int | None = None
     """The staging web server's port, on the instance that serves pilots their files (the factory host)."""
     influx_port: int | None = None
@@ -187,6 +211,11 @@ class Topology:
         return self.base_dir / "www"
 
     @property
+    def staging_server(self) -> Path:
+        """The staging web server's script (lab/staging_server.py), copied where the daemons' root sees it."""
+        return self.base_dir / "staging_server.py"
+
+    @property
     def staging_url(self) -> str:
         assert self.factory.web_port is not None
         return f"http://{LOOPBACK}:{self.factory.web_port}"
@@ -210,20 +239,56 @@ class Topology:
         return self.base_dir / "etc"
 
 
+USER_SCHEDD_GRANTS = (Grant("SCHEDD", READ, (FRONTEND,)),)
+"""A user schedd: its users (the operator, in the lab) submit; the frontend reads the queue; nobody else."""
+VO_GRANTS = (
+    Grant("COLLECTOR", READ, (FRONTEND,)),
+    Grant("COLLECTOR", ADVERTISE_STARTD, (PILOT,)),
+    # HTCondor lets whoever may advertise a startd read the collector too; a pilot reads nothing.
+    Grant("COLLECTOR", READ, (PILOT,), deny=True),
+    *USER_SCHEDD_GRANTS,
+)
+"""The VO pool's collector (slots and schedds for the frontend; pilots advertise their startd), negotiator
+(daemons only) and first user schedd."""
+WMS_GRANTS = (Grant("COLLECTOR", READ, (FACTORY, FRONTEND)), Grant("COLLECTOR", DAEMON, (FACTORY, FRONTEND)))
+"""Factories and frontends read and write each other's ads here."""
+FACTORY_SCHEDD_GRANTS = (Grant("SCHEDD", READ, (FACTORY,)), Grant("SCHEDD", WRITE, (FACTORY,)))
+"""The factory's queue and history: the factory's alone (and its operator's)."""
+SITE_GRANTS = (
+    Grant("COLLECTOR", READ, (FACTORY,)),
+    Grant("SCHEDD", READ, (FACTORY,)),
+    Grant("SCHEDD", WRITE, (FACTORY,)),
+)
+"""A site's CE: the factory's grid manager finds the CE schedd through its collector and submits pilots."""
+
+
 def build_topology(base_dir: Path, base_port: int = DEFAULT_BASE_PORT, site_count: int = 2) -> Topology:
     """The standard lab: ports base_port (VO), +1 (WMS), +2... (one per site), then the staging web server,
     then InfluxDB (HTTP, RPC)."""
     vo = Instance(
-        "vo", "VO pool", ("COLLECTOR", "NEGOTIATOR", "SCHEDD"), base_port, schedd_name=f"vo-schedd@{UID_DOMAIN}"
+        "vo",
+        "VO pool",
+        ("COLLECTOR", "NEGOTIATOR", "SCHEDD"),
+        base_port,
+        schedd_name=f"vo-schedd@{UID_DOMAIN}",
+        grants=VO_GRANTS,
     )
-    submit2 = Instance("submit2", "second user schedd", ("SCHEDD",), base_port, schedd_name=f"vo-schedd2@{UID_DOMAIN}")
-    wms = Instance("wms", "WMS collector", ("COLLECTOR",), base_port + 1)
+    submit2 = Instance(
+        "submit2",
+        "second user schedd",
+        ("SCHEDD",),
+        base_port,
+        schedd_name=f"vo-schedd2@{UID_DOMAIN}",
+        grants=USER_SCHEDD_GRANTS,
+    )
+    wms = Instance("wms", "WMS collector", ("COLLECTOR",), base_port + 1, grants=WMS_GRANTS)
     factory = Instance(
         "factory",
         "factory schedd",
         ("SCHEDD",),
         base_port + 1,
         schedd_name=f"factory@{UID_DOMAIN}",
+        grants=FACTORY_SCHEDD_GRANTS,
         web_port=base_port + 2 + site_count,
         influx_port=base_port + 3 + site_count,
     )
@@ -240,5 +305,20 @@ def _site(index: int, port: int) -> Site:
         port,
         schedd_name=f"ce@{name}.{UID_DOMAIN}",
         startd_name=f"worker@{name}.{UID_DOMAIN}",
+        grants=SITE_GRANTS,
     )
     return Site(name, f"Site{index}", instance)
+
+
+BASE_LEVELS = (READ, WRITE, DAEMON)
+"""Levels common.config.j2 sets for every daemon (the daemons, and for READ and WRITE the operator too):
+a grant adds its roles to that list; any other level lists the grant's roles alone."""
+
+
+def access_settings(instance: Instance) -> list[str]:
+    """The instance's ``ALLOW_<level>_<subsystem>`` lines: its grants on top of the common lists."""
+    lines = []
+    for grant in instance.grants:
+        base = [f"$(ALLOW_{grant.level})"] if grant.level in BASE_LEVELS and not grant.deny else []
+        lines.append(f"{grant.setting} = {', '.join([*base, *(role.identity for role in grant.roles)])}")
+    return lines

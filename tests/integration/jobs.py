@@ -9,6 +9,7 @@ from pathlib import Path
 
 from updraft.condor import Schedd
 from updraft.glidein.assemble import shipped_script
+from updraft.lab.labconfig import pilot_config
 from updraft.lab.topology import PILOT, UID_DOMAIN, Site, Topology
 from updraft.tokens import PILOT_AUTHZ, load_signing_key, mint
 
@@ -77,7 +78,7 @@ def file_staging(lab: Topology, job_dir: Path, scripts: dict[str, str] | None = 
     """
     stage_dir = job_dir / "stage"
     stage_dir.mkdir()
-    shutil.copy(lab.common_config, stage_dir / "lab.config")
+    (stage_dir / "lab.config").write_text(pilot_config(lab.common_config.read_text()))
     lines = [f"{sha256(stage_dir / 'lab.config')}  lab.config  condor-config"]
     for name, text in (scripts or {}).items():
         (stage_dir / name).write_text(text)

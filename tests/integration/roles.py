@@ -13,6 +13,8 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from updraft.lab.topology import Role, Topology
@@ -64,3 +66,62 @@ def advertise_raw_as(lab: Topology, role: Role, collector: str, ads: Sequence[Ma
 def invalidate_as(lab: Topology, role: Role, collector: str, my_type: str, constraint: str) -> None:
     """Withdraw the `my_type` ads matching `constraint` from `collector`, as `role`."""
     _run_as(lab, role, [collector, "invalidate", my_type, constraint])
+
+
+_PROBE = """
+import json, sys
+import htcondor2
+from updraft.condor import Collector, Schedd
+from updraft.errors import CondorError
+action, address, location = sys.argv[1], sys.argv[2], sys.argv[3]
+calls = {
+    "read-collector": lambda: len(Collector(address).query(htcondor2.AdType.Any, "true", ["Name"])),
+    "advertise": lambda: Collector(address).advertise(
+        [{"MyType": "UpdraftProbe", "Name": "probe", "UpdraftProbe": True}]
+    ),
+    "read-queue": lambda: len(Schedd(address, location).query("true", ["ClusterId"])),
+    "read-history": lambda: len(Schedd(address, location).history("true", ["ClusterId"], limit=5)),
+    "submit": lambda: Schedd(address, location).submit(
+        {"executable": "/bin/true", "hold": "true", "+UpdraftScopeTest": "true"}
+    ),
+}
+try:
+    print(json.dumps({"ok": True, "result": calls[action]()}))
+except CondorError as err:
+    print(json.dumps({"ok": False, "result": str(err)}))
+"""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one call by one identity came to: allowed (with its result) or refused (with the error)."""
+
+    ok: bool
+    result: Any
+
+
+def token_config(lab: Topology, folder: Path, token: str) -> Path:
+    """A client configuration presenting `token` alone (a pilot's, say), in `folder`."""
+    tokens = folder / "tokens.d"
+    tokens.mkdir(mode=0o700, exist_ok=True)
+    (tokens / "token").write_text(token + "\n")
+    (tokens / "token").chmod(0o600)
+    config = folder / "token-client.config"
+    config.write_text(f"include : {lab.client_config}\nSEC_TOKEN_DIRECTORY = {tokens}\n")
+    return config
+
+
+def attempt(config: Path, action: str, address: str, location: str = "") -> Attempt:
+    """Try `action` (read-collector, advertise, read-queue, read-history, submit) with client `config`.
+
+    `address` is a collector's host:port, or for the schedd actions the
+    schedd's name with its `location` ad, located beforehand by the operator
+    so that the schedd itself, not a collector, decides.
+    """
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("_CONDOR_")}, "CONDOR_CONFIG": str(config)}
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, action, address, location], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, f"{action} on {address}: {done.stderr.strip().splitlines()[-1:]}"
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    return Attempt(found["ok"], found["result"])

@@ -15,7 +15,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator
 from itertools import cycle
 from pathlib import Path
 
@@ -33,7 +35,7 @@ from updraft.lab.tsdb import influxql
 from updraft.tokens import SCRAMBLE, SigningKey, derive_jwt_key, mint
 
 from .jobs import glidein_job, pilot_token, wait_for, wait_for_completion
-from .roles import invalidate_as
+from .roles import attempt, invalidate_as, token_config
 from .test_factory import updraft
 
 CANARY_PASSWORD = "canary-influx-password-5b7e0c1d"
@@ -122,6 +124,157 @@ def test_a_pilot_token_is_good_for_advertising_a_startd_and_nothing_else(
         assert allowed.returncode == 0, allowed.stdout + allowed.stderr  # the scope, not the identity, refused
     finally:
         vo_schedd.remove("UpdraftScopeTest =?= true", "security test done")
+
+
+# ---------------------------------------------------------------------- who may do what, on the real daemons
+
+ALLOWED, REFUSED = True, False
+MATRIX = [
+    # A pilot's token: advertising its startd to the VO collector (the tests above), nothing else.
+    ("pilot", "read-queue", "vo-schedd", REFUSED),
+    ("pilot", "read-history", "vo-schedd", REFUSED),
+    ("pilot", "read-queue", "vo-schedd2", REFUSED),
+    ("pilot", "read-queue", "factory-schedd", REFUSED),
+    ("pilot", "read-history", "factory-schedd", REFUSED),
+    ("pilot", "submit", "factory-schedd", REFUSED),
+    ("pilot", "read-queue", "ce", REFUSED),
+    ("pilot", "read-collector", "vo-collector", REFUSED),
+    ("pilot", "read-collector", "wms-collector", REFUSED),
+    ("pilot", "advertise", "wms-collector", REFUSED),
+    # The factory: the WMS collector, its own schedd and the CEs; nothing of the VO.
+    ("factory", "submit", "vo-schedd", REFUSED),
+    ("factory", "submit", "vo-schedd2", REFUSED),
+    ("factory", "read-queue", "vo-schedd", REFUSED),
+    ("factory", "read-history", "vo-schedd", REFUSED),
+    ("factory", "read-collector", "vo-collector", REFUSED),
+    ("factory", "advertise", "vo-collector", REFUSED),
+    ("factory", "read-collector", "wms-collector", ALLOWED),
+    ("factory", "advertise", "wms-collector", ALLOWED),
+    ("factory", "read-queue", "factory-schedd", ALLOWED),
+    ("factory", "read-history", "factory-schedd", ALLOWED),
+    ("factory", "submit", "factory-schedd", ALLOWED),
+    ("factory", "read-collector", "ce-collector", ALLOWED),
+    ("factory", "submit", "ce", ALLOWED),
+    # The frontend: reads the VO pool and its user schedds, writes to the WMS collector; submits nowhere.
+    ("frontend", "submit", "factory-schedd", REFUSED),
+    ("frontend", "read-queue", "factory-schedd", REFUSED),
+    ("frontend", "read-history", "factory-schedd", REFUSED),
+    ("frontend", "submit", "vo-schedd", REFUSED),
+    ("frontend", "submit", "ce", REFUSED),
+    ("frontend", "read-collector", "ce-collector", REFUSED),
+    ("frontend", "advertise", "vo-collector", REFUSED),
+    ("frontend", "read-collector", "vo-collector", ALLOWED),
+    ("frontend", "read-queue", "vo-schedd", ALLOWED),
+    ("frontend", "read-history", "vo-schedd2", ALLOWED),
+    ("frontend", "read-collector", "wms-collector", ALLOWED),
+    ("frontend", "advertise", "wms-collector", ALLOWED),
+    # The users (and the lab's operator): submit to the user schedds; never write ads.
+    ("operator", "submit", "vo-schedd", ALLOWED),
+    ("operator", "submit", "vo-schedd2", ALLOWED),
+    ("operator", "advertise", "wms-collector", REFUSED),
+    ("operator", "advertise", "vo-collector", REFUSED),
+]
+
+
+@pytest.fixture(scope="module")
+def identities(lab: Topology, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A client configuration per identity: the lab's roles, and a pilot token as the frontend mints it."""
+    folder = tmp_path_factory.mktemp("pilot-identity")
+    return {
+        "pilot": token_config(lab, folder, pilot_token(lab)),
+        "factory": lab.role_config(FACTORY),
+        "frontend": lab.role_config(FRONTEND),
+        "operator": lab.role_config(OPERATOR),
+    }
+
+
+@pytest.fixture(scope="module")
+def daemons(lab: Topology) -> Iterator[dict[str, tuple[str, str]]]:
+    """Each daemon of the matrix as (address or schedd name, location ad), the schedds located by the
+    operator so that the schedd itself, not a collector, decides. Jobs and ads the allowed calls left
+    are removed afterwards."""
+    site = lab.sites[0].instance
+    schedds = {
+        "vo-schedd": Collector(lab.vo.collector).schedd(lab.vo.schedd),
+        "vo-schedd2": Collector(lab.vo.collector).schedd(lab.submit2.schedd),
+        "factory-schedd": Collector(lab.wms.collector).schedd(lab.factory.schedd),
+        "ce": Collector(site.collector).schedd(site.schedd),
+    }
+    yield {
+        **{name: (schedd.name, schedd.location) for name, schedd in schedds.items()},
+        "vo-collector": (lab.vo.collector, ""),
+        "wms-collector": (lab.wms.collector, ""),
+        "ce-collector": (site.collector, ""),
+    }
+    for schedd in schedds.values():
+        schedd.remove("UpdraftScopeTest =?= true", "security test done")
+    invalidate_as(lab, FACTORY, lab.wms.collector, "UpdraftProbe", "true")
+
+
+@pytest.mark.parametrize(
+    ("who", "action", "daemon", "allowed"),
+    MATRIX,
+    ids=[f"{who}-{action}-{daemon}" for who, action, daemon, _ in MATRIX],
+)
+def test_each_identity_may_do_on_each_daemon_only_what_its_role_needs(
+    identities: dict[str, Path], daemons: dict[str, tuple[str, str]], who: str, action: str, daemon: str, allowed: bool
+) -> None:
+    """The matrix of docs/security.md, tried against the real daemons; a refusal must be the daemon's
+    "DENIED" (or the collector closing on us), never a daemon that is down: the operator's control
+    below shows each one answers."""
+    done = attempt(identities[who], action, *daemons[daemon])
+    assert done.ok == allowed, f"{who} {action} on {daemon}: {done.result}"
+    if not allowed:
+        assert "DENIED" in done.result or "Failed" in done.result, done.result
+        if action != "advertise":
+            control = attempt(identities["operator"], action, *daemons[daemon])
+            assert control.ok, f"the operator's control call failed too: {control.result}"
+
+
+def test_a_refusal_of_a_pilot_is_the_schedd_saying_denied_to_its_identity(
+    identities: dict[str, Path], daemons: dict[str, tuple[str, str]]
+) -> None:
+    """Not a broken connection: the schedd authenticated the pilot token, then refused it."""
+    for daemon in ("vo-schedd", "factory-schedd"):
+        done = attempt(identities["pilot"], "read-history", *daemons[daemon])
+        assert not done.ok and f'"DENIED" from server for user {PILOT.identity}' in done.result
+
+
+# ---------------------------------------------------------------------- the staging web server
+
+
+def _fetch(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def test_the_labs_staging_server_serves_regular_files_and_never_a_symlink(lab: Topology) -> None:
+    """Links planted under www/ (to a file outside, to a folder outside) are refused by the running server,
+    and so is every way of climbing out of www/; a plain file beside them is served."""
+    outside = lab.base_dir / "outside-www"
+    outside.mkdir(exist_ok=True)
+    secret = b"outside the staging folder\n"
+    (outside / "secret").write_bytes(secret)
+    planted = lab.staging_dir / "planted"
+    planted.mkdir(exist_ok=True)
+    (planted / "plain").write_bytes(b"served\n")
+    for name, target in (("file-link", outside / "secret"), ("folder-link", outside)):
+        (planted / name).unlink(missing_ok=True)
+        (planted / name).symlink_to(target)
+    base = lab.staging_url
+    assert _fetch(f"{base}/planted/plain") == (200, b"served\n")
+    for path in (
+        "/planted/file-link",
+        "/planted/folder-link/secret",
+        "/planted/../../outside-www/secret",
+        "/planted/%2e%2e/%2e%2e/outside-www/secret",
+        "/planted%2f..%2f..%2foutside-www%2fsecret",
+    ):
+        status, body = _fetch(base + path)
+        assert status in (400, 404) and secret not in body, (path, status)
 
 
 # ---------------------------------------------------------------------- the canary round

@@ -67,6 +67,10 @@ def frontend_config(tmp_path: Path, **extra) -> FrontendConfig:
     )
 
 
+REQUEST = envelope.Binding("fac1", "vo1", "main", "ce1")
+"""What `request_ad` asks for by default: the request a credential is sealed for."""
+
+
 def request_ad(entry: str = "ce1", frontend: str = "vo1", **extra) -> dict:
     return {
         "UpdraftSchema": 1,
@@ -104,7 +108,7 @@ def test_the_keyring_is_made_once_private_and_kept(tmp_path: Path) -> None:
 def test_a_due_key_rotates_and_the_old_one_opens_until_its_grace_ends(tmp_path: Path) -> None:
     config = factory_config(tmp_path, key_rotation_seconds=1000, key_grace_seconds=300)
     old = load_keyring(config, NOW)
-    sealed = envelope.seal({"identity": "frontend@lab", "token": TOKEN}, old.current.public_key(), "fac1", "vo1")
+    sealed = envelope.seal({"identity": "frontend@lab", "token": TOKEN}, old.current.public_key(), REQUEST)
     rotated = load_keyring(config, NOW + 1000)
     assert envelope.key_id(rotated.current.public_key()) != envelope.key_id(old.current.public_key())
     ad = protocol.read_request(request_ad(**{protocol.R_CREDENTIAL: sealed}))
@@ -219,9 +223,15 @@ def ring(tmp_path: Path) -> envelope.Keyring:
 
 
 def sealed_for(
-    ring: envelope.Keyring, identity: str = "frontend@lab", frontend: str = "vo1", factory: str = "fac1"
+    ring: envelope.Keyring,
+    identity: str = "frontend@lab",
+    frontend: str = "vo1",
+    factory: str = "fac1",
+    group: str = "main",
+    entry: str = "ce1",
 ) -> str:
-    return envelope.seal({"identity": identity, "token": TOKEN}, ring.current.public_key(), factory, frontend)
+    binding = envelope.Binding(factory, frontend, group, entry)
+    return envelope.seal({"identity": identity, "token": TOKEN}, ring.current.public_key(), binding)
 
 
 def test_a_request_with_a_good_credential_is_accepted(ring) -> None:
@@ -234,6 +244,8 @@ def test_a_request_with_a_good_credential_is_accepted(ring) -> None:
         ("none", "no sealed credential"),
         ("other identity sealed", "identity sealed in the credential, 'mallory@lab', is not the authenticated"),
         ("replayed from another frontend", "does not verify for frontend 'vo1'"),
+        ("replayed from another entry", "does not verify for frontend 'vo1', group 'main', entry 'ce1'"),
+        ("replayed from another group", "does not verify for frontend 'vo1', group 'main', entry 'ce1'"),
         ("sealed for another factory", "does not verify"),
         ("unknown key", "which this factory does not hold"),
         ("flipped bit", "does not verify"),
@@ -245,8 +257,10 @@ def test_bad_credentials_are_refused_with_their_reason(ring, case: str, expected
         "other identity sealed": sealed_for(ring, identity="mallory@lab"),
         "replayed from another frontend": sealed_for(ring, frontend="vo2"),
         "sealed for another factory": sealed_for(ring, factory="fac2"),
+        "replayed from another entry": sealed_for(ring, entry="ce2"),
+        "replayed from another group": sealed_for(ring, group="other"),
         "unknown key": envelope.seal(
-            {"identity": "frontend@lab", "token": TOKEN}, X25519PrivateKey.generate().public_key(), "fac1", "vo1"
+            {"identity": "frontend@lab", "token": TOKEN}, X25519PrivateKey.generate().public_key(), REQUEST
         ),
         "flipped bit": _flip(sealed_for(ring)),
     }[case]
@@ -338,3 +352,23 @@ def test_a_retired_key_past_its_grace_leaves_the_disk(tmp_path: Path) -> None:
     assert len(json.loads(path.read_text())["retired"]) == 1
     load_keyring(config, NOW + 151)
     assert json.loads(path.read_text())["retired"] == []
+
+
+def test_the_frontends_credential_for_one_entry_copied_into_its_request_for_another_is_refused(tmp_path: Path) -> None:
+    """Both requests come from the same frontend, with the same identity: only the binding tells them apart."""
+    config = frontend_config(tmp_path)
+    ring = load_keyring(factory_config(tmp_path), NOW)
+    ads, _ = seal_requests(
+        [request_ad("ce1"), request_ad("ce2")],
+        {"ce1@fac1": TOKEN, "ce2@fac1": TOKEN + "2"},
+        {"fac1": factory_key_of(ring)},
+        config,
+    )
+    for ad in ads:
+        assert open_credential(protocol.read_request(ad), ring.openers(NOW), "fac1")[1] is None
+    replayed = {**ads[1], protocol.R_CREDENTIAL: ads[0][protocol.R_CREDENTIAL]}
+    credential, problem = open_credential(protocol.read_request(replayed), ring.openers(NOW), "fac1")
+    assert credential is None and "entry 'ce2'" in problem and TOKEN not in problem
+    other_group = {**ads[0], protocol.R_GROUP: "other"}
+    credential, problem = open_credential(protocol.read_request(other_group), ring.openers(NOW), "fac1")
+    assert credential is None and "group 'other'" in problem

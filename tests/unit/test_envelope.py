@@ -1,4 +1,4 @@
-"""Sealed credentials: they open only for the factory, key and frontend they were sealed for."""
+"""Sealed credentials: they open only with their key, for the factory, frontend, group and entry sealed for."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from updraft.envelope import (
+    Binding,
     Keyring,
     key_id,
     open_sealed,
@@ -22,6 +23,8 @@ from updraft.errors import SealError
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.canary-token-7f3a.sig"
 PAYLOAD = {"identity": "vo-frontend@lab", "token": TOKEN}
+FOR = Binding("fac1", "vo1", "main", "site1")
+"""The request every blob here is sealed for, unless a test says otherwise."""
 
 
 @pytest.fixture(scope="module")
@@ -34,42 +37,83 @@ def keys_of(*private: X25519PrivateKey) -> dict:
 
 
 def test_a_sealed_payload_opens_for_its_factory_and_frontend(factory_key) -> None:
-    sealed = seal(PAYLOAD, factory_key.public_key(), "fac1", "vo1")
+    sealed = seal(PAYLOAD, factory_key.public_key(), FOR)
     assert TOKEN not in sealed and "vo-frontend" not in sealed
     assert sealed_key_id(sealed) == key_id(factory_key.public_key())
-    assert open_sealed(sealed, keys_of(factory_key), "fac1", "vo1") == PAYLOAD
+    assert open_sealed(sealed, keys_of(factory_key), FOR) == PAYLOAD
 
 
 def test_sealing_twice_gives_different_texts(factory_key) -> None:
     """A fresh ephemeral key each time: equal tokens cannot be spotted across ads."""
     public = factory_key.public_key()
-    assert seal(PAYLOAD, public, "fac1", "vo1") != seal(PAYLOAD, public, "fac1", "vo1")
+    assert seal(PAYLOAD, public, FOR) != seal(PAYLOAD, public, FOR)
 
 
-@pytest.mark.parametrize(("factory", "frontend"), [("fac1", "vo2"), ("fac2", "vo1"), ("fac1", "vo1\0")])
-def test_a_blob_moved_to_another_frontend_or_factory_does_not_open(factory_key, factory, frontend) -> None:
-    sealed = seal(PAYLOAD, factory_key.public_key(), "fac1", "vo1")
+@pytest.mark.parametrize(
+    "other",
+    [
+        Binding("fac1", "vo2", "main", "site1"),
+        Binding("fac2", "vo1", "main", "site1"),
+        Binding("fac1", "vo1\0", "main", "site1"),
+    ],
+    ids=["other frontend", "other factory", "name with NUL"],
+)
+def test_a_blob_moved_to_another_frontend_or_factory_does_not_open(factory_key, other) -> None:
+    sealed = seal(PAYLOAD, factory_key.public_key(), FOR)
     with pytest.raises(SealError, match="does not verify") as caught:
-        open_sealed(sealed, keys_of(factory_key), factory, frontend)
+        open_sealed(sealed, keys_of(factory_key), other)
     assert TOKEN not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("other", "named"),
+    [
+        (Binding("fac1", "vo1", "main", "site2"), "entry 'site2'"),
+        (Binding("fac1", "vo1", "cms", "site1"), "group 'cms'"),
+        (Binding("fac1", "vo1", "cms", "site2"), "group 'cms', entry 'site2'"),
+        (Binding("fac1", "vo1", "mainsite1", ""), "entry ''"),
+        (Binding("fac1", "vo1", "main\0site1", ""), "entry ''"),
+    ],
+    ids=["other entry", "other group", "both", "names run together", "names run together with NUL"],
+)
+def test_a_per_entry_credential_replayed_for_another_entry_or_group_of_the_same_frontend_does_not_open(
+    factory_key, other, named
+) -> None:
+    """The token was minted for (main, site1): copied into the same frontend's request for another
+    entry or group, it must not reach pilots there."""
+    sealed = seal(PAYLOAD, factory_key.public_key(), FOR)
+    assert open_sealed(sealed, keys_of(factory_key), FOR) == PAYLOAD
+    with pytest.raises(SealError, match="does not verify") as caught:
+        open_sealed(sealed, keys_of(factory_key), other)
+    assert named in str(caught.value) and TOKEN not in str(caught.value)
+
+
+def test_a_version_1_blob_bound_to_factory_and_frontend_alone_no_longer_opens(factory_key) -> None:
+    from updraft import envelope
+
+    version_1 = b"updraft-seal-1\0fac1\0vo1"
+    blob = envelope.SUITE.encrypt(b'{"identity":"x","token":"y"}', factory_key.public_key(), version_1)
+    text = f"{key_id(factory_key.public_key())}:{base64.urlsafe_b64encode(blob).decode()}"
+    with pytest.raises(SealError, match="does not verify"):
+        open_sealed(text, keys_of(factory_key), FOR)
 
 
 def test_an_unknown_key_id_is_refused_before_decrypting(factory_key) -> None:
     other = X25519PrivateKey.generate()
-    sealed = seal(PAYLOAD, other.public_key(), "fac1", "vo1")
+    sealed = seal(PAYLOAD, other.public_key(), FOR)
     with pytest.raises(SealError, match="does not hold"):
-        open_sealed(sealed, keys_of(factory_key), "fac1", "vo1")
+        open_sealed(sealed, keys_of(factory_key), FOR)
 
 
 @settings(max_examples=200, deadline=None)
 @given(position=st.integers(min_value=0), bit=st.integers(min_value=0, max_value=7))
 def test_any_flipped_bit_in_the_blob_is_refused(factory_key, position, bit) -> None:
-    kid, _, body = seal(PAYLOAD, factory_key.public_key(), "fac1", "vo1").partition(":")
+    kid, _, body = seal(PAYLOAD, factory_key.public_key(), FOR).partition(":")
     blob = bytearray(base64.urlsafe_b64decode(body))
     blob[position % len(blob)] ^= 1 << bit
     tampered = f"{kid}:{base64.urlsafe_b64encode(bytes(blob)).decode()}"
     with pytest.raises(SealError, match="does not verify"):
-        open_sealed(tampered, keys_of(factory_key), "fac1", "vo1")
+        open_sealed(tampered, keys_of(factory_key), FOR)
 
 
 @settings(max_examples=300, deadline=None)
@@ -78,7 +122,7 @@ def test_any_flipped_bit_in_the_blob_is_refused(factory_key, position, bit) -> N
 )
 def test_garbage_is_refused_with_a_seal_error_only(factory_key, text) -> None:
     with pytest.raises(SealError):
-        open_sealed(text, keys_of(factory_key), "fac1", "vo1")
+        open_sealed(text, keys_of(factory_key), FOR)
 
 
 @pytest.mark.parametrize(
@@ -92,17 +136,17 @@ def test_garbage_is_refused_with_a_seal_error_only(factory_key, text) -> None:
 )
 def test_malformed_texts_say_what_is_wrong(factory_key, text, message) -> None:
     with pytest.raises(SealError, match=message):
-        open_sealed(text, keys_of(factory_key), "fac1", "vo1")
+        open_sealed(text, keys_of(factory_key), FOR)
 
 
 def test_a_payload_that_is_not_an_object_of_strings_is_refused(factory_key) -> None:
     from updraft import envelope
 
     for bad in (b"[1, 2]", b'{"token": 3}', b"\xff"):
-        blob = envelope.SUITE.encrypt(bad, factory_key.public_key(), envelope._info("fac1", "vo1"))
+        blob = envelope.SUITE.encrypt(bad, factory_key.public_key(), FOR.info())
         text = f"{key_id(factory_key.public_key())}:{base64.urlsafe_b64encode(blob).decode()}"
         with pytest.raises(SealError, match="not"):
-            open_sealed(text, keys_of(factory_key), "fac1", "vo1")
+            open_sealed(text, keys_of(factory_key), FOR)
 
 
 def test_an_advertised_key_must_match_its_key_id(factory_key) -> None:
@@ -118,14 +162,14 @@ def test_an_advertised_key_must_match_its_key_id(factory_key) -> None:
 def test_a_rotated_key_still_opens_during_its_grace_and_not_after() -> None:
     ring = Keyring(X25519PrivateKey.generate(), grace_seconds=600)
     old_public = ring.current.public_key()
-    sealed_before = seal(PAYLOAD, old_public, "fac1", "vo1")
+    sealed_before = seal(PAYLOAD, old_public, FOR)
     ring = ring.rotate(now=1000)
     assert key_id(ring.current.public_key()) != key_id(old_public)
-    assert open_sealed(sealed_before, ring.openers(now=1599), "fac1", "vo1") == PAYLOAD
+    assert open_sealed(sealed_before, ring.openers(now=1599), FOR) == PAYLOAD
     with pytest.raises(SealError, match="does not hold"):
-        open_sealed(sealed_before, ring.openers(now=1600), "fac1", "vo1")
-    sealed_after = seal(PAYLOAD, ring.current.public_key(), "fac1", "vo1")
-    assert open_sealed(sealed_after, ring.openers(now=5000), "fac1", "vo1") == PAYLOAD
+        open_sealed(sealed_before, ring.openers(now=1600), FOR)
+    sealed_after = seal(PAYLOAD, ring.current.public_key(), FOR)
+    assert open_sealed(sealed_after, ring.openers(now=5000), FOR) == PAYLOAD
 
 
 def test_rotation_drops_keys_past_their_grace() -> None:

@@ -25,7 +25,7 @@ from updraft.frontend.model import Decision, EntryAd, Plan
 from updraft.frontend.publish import request_ad, request_ads
 from updraft.frontend.stage import pilot_params, stage_groups
 from updraft.protocol import PilotParams, RemoveMode, parse_request, pilot_params_ad, pilot_params_problem
-from updraft.staging import MANIFEST, StagingRelease
+from updraft.staging import MANIFEST, StagingError, StagingRelease
 
 from .glidein_helpers import dry_run_pilot
 
@@ -300,3 +300,16 @@ def test_a_pilot_runs_the_entry_checks_then_the_group_checks(tmp_path: Path, web
         ("frontend/vo_check.sh", True),
         ("frontend/main/check.sh", True),
     ]
+
+
+def test_staging_refuses_to_publish_a_group_through_a_symlink_and_names_it(tmp_path: Path) -> None:
+    """`reconfig` stages through this: a link planted for a group's folder stops it with the path, and
+    nothing is written where the link leads."""
+    config = frontend(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "area" / "frontend").mkdir(parents=True)
+    (tmp_path / "area" / "frontend" / "gpu").symlink_to(elsewhere)
+    with pytest.raises(StagingError, match=f"refusing to publish through {tmp_path / 'area' / 'frontend' / 'gpu'}"):
+        stage_groups(config)
+    assert list(elsewhere.iterdir()) == []

@@ -11,9 +11,10 @@ import pytest
 from updraft.factory.config import FactoryConfig
 from updraft.frontend.config import FrontendConfig
 from updraft.lab.control import master_config, render_configs
-from updraft.lab.labconfig import factory_config, frontend_config
+from updraft.lab.labconfig import PILOT_SETTINGS, factory_config, frontend_config, pilot_config
 from updraft.lab.runtime import parse_passwd
-from updraft.lab.topology import FACTORY, FRONTEND, PILOT, build_topology
+from updraft.lab.topology import FACTORY, FRONTEND, OPERATOR, PILOT, build_topology
+from updraft.staging import secret_settings
 
 BASE = Path("/var/tmp/lab-under-test")
 
@@ -117,9 +118,9 @@ def test_the_lab_runs_on_tokens_alone_encrypted_with_an_identity_per_role(topolo
     assert methods and all(re.fullmatch(r"\s*IDTOKENS\s*", value) for value in methods)
     assert not any("CLAIMTOBE" in line or ("ALLOW_" in line and "*/" in line) for line in settings)
     vo = configs[topology.instance_dir(topology.vo) / "condor_config"]
-    assert f"ALLOW_ADVERTISE_STARTD = {PILOT.identity}\n" in vo
+    assert f"ALLOW_ADVERTISE_STARTD_COLLECTOR = {PILOT.identity}\n" in vo
     wms = configs[topology.instance_dir(topology.wms) / "condor_config"]
-    assert f"ALLOW_DAEMON = $(ALLOW_DAEMON), {FACTORY.identity}, {FRONTEND.identity}\n" in wms
+    assert f"ALLOW_DAEMON_COLLECTOR = $(ALLOW_DAEMON), {FACTORY.identity}, {FRONTEND.identity}\n" in wms
     for role in (FACTORY, FRONTEND):
         text = configs[topology.role_config(role)]
         assert f"include : {topology.client_config}\n" in text
@@ -168,3 +169,88 @@ def test_the_factory_host_runs_influxdb_on_its_own_ports_when_the_runtime_has_it
     without = render_configs(topology, influxdb=False)
     assert "INFLUXDB" not in without[master_config(topology, topology.factory)]
     assert topology.influx_config not in without
+
+
+def _settings(text: str) -> dict[str, str]:
+    """``NAME = value`` lines of a condor config, by name (comments and includes left out)."""
+    pairs = (line.partition("=") for line in text.splitlines() if not line.startswith(("#", "include")))
+    return {name.strip(): value.strip() for name, sep, value in pairs if sep}
+
+
+def _allowed(configs: dict, topology, instance: str, level: str, subsystem: str) -> set[str]:
+    """The identities an instance's daemon lists for a level, with the common macros expanded."""
+    common = _settings(configs[topology.common_config])
+    own = {**common, **_settings(configs[master_config(topology, topology.instance(instance))])}
+    value = own.get(f"ALLOW_{level}_{subsystem}", own.get(f"ALLOW_{level}", ""))
+    for _ in range(3):
+        value = re.sub(r"\$\((\w+)\)", lambda m: own.get(m.group(1), ""), value)
+    return {item.strip() for item in value.split(",") if item.strip()}
+
+
+@pytest.mark.parametrize(
+    ("instance", "level", "subsystem", "expected"),
+    [
+        ("wms", "READ", "COLLECTOR", {FACTORY, FRONTEND}),
+        ("wms", "DAEMON", "COLLECTOR", {FACTORY, FRONTEND}),
+        ("vo", "READ", "COLLECTOR", {FRONTEND}),
+        ("vo", "ADVERTISE_STARTD", "COLLECTOR", {PILOT}),
+        ("vo", "WRITE", "COLLECTOR", set()),
+        ("vo", "READ", "SCHEDD", {FRONTEND}),
+        ("vo", "WRITE", "SCHEDD", set()),
+        ("vo", "READ", "NEGOTIATOR", set()),
+        ("vo", "DAEMON", "SCHEDD", set()),
+        ("submit2", "READ", "SCHEDD", {FRONTEND}),
+        ("submit2", "WRITE", "SCHEDD", set()),
+        ("factory", "READ", "SCHEDD", {FACTORY}),
+        ("factory", "WRITE", "SCHEDD", {FACTORY}),
+        ("factory", "DAEMON", "SCHEDD", set()),
+        ("site1", "READ", "COLLECTOR", {FACTORY}),
+        ("site1", "WRITE", "SCHEDD", {FACTORY}),
+        ("site1", "READ", "STARTD", set()),
+    ],
+)
+def test_each_role_is_allowed_only_what_it_needs_on_each_daemon(
+    topology, instance: str, level: str, subsystem: str, expected: set
+) -> None:
+    """Beyond the daemons (and, but for advertising a startd, the operator): exactly the roles of the matrix
+    in docs/security.md."""
+    allowed = _allowed(render_configs(topology), topology, instance, level, subsystem)
+    others = allowed - {"condor@*", OPERATOR.identity}
+    assert others == {role.identity for role in expected}
+
+
+def test_no_role_but_the_daemons_and_the_operator_is_allowed_anything_by_default(topology) -> None:
+    common = _settings(render_configs(topology)[topology.common_config])
+    allow = {name: value for name, value in common.items() if name.startswith("ALLOW_")}
+    assert allow and all(FACTORY.identity not in v and FRONTEND.identity not in v for v in allow.values())
+    assert not any("*@" in value for value in allow.values())  # no wildcard identity of the lab
+
+
+def test_a_pilot_may_not_read_the_vo_collector_it_advertises_to(topology) -> None:
+    """HTCondor lets whoever may advertise a startd read the collector; the lab refuses that explicitly."""
+    vo = _settings(render_configs(topology)[master_config(topology, topology.vo)])
+    assert vo["DENY_READ_COLLECTOR"] == PILOT.identity
+
+
+def test_the_staged_pool_config_holds_only_settings_a_pilot_uses(topology) -> None:
+    common = render_configs(topology)[topology.common_config]
+    staged = pilot_config(common)
+    settings = _settings(staged)
+    assert set(settings) <= PILOT_SETTINGS
+    assert {"TRUST_DOMAIN", "SEC_DEFAULT_AUTHENTICATION_METHODS", "SEC_DEFAULT_ENCRYPTION"} <= set(settings)
+    assert not any(name.startswith(("ALLOW_", "DENY_")) for name in settings)
+    for secret in ("SIGNING_KEY", "PASSWORD", "SUPER_USERS", str(topology.secrets_dir)):
+        assert secret not in staged
+    assert "include" not in staged and "$(" not in staged
+    assert settings["SEC_DEFAULT_ENCRYPTION"] == "REQUIRED"
+    # What staging refuses in any condor-config file: the whole pool config has it, the pilots' has not.
+    assert secret_settings(common.encode()) and not secret_settings(staged.encode())
+
+
+def test_the_pilot_config_whitelist_drops_anything_it_does_not_name() -> None:
+    pool = (
+        "SEC_TOKEN_POOL_SIGNING_KEY_FILE = /etc/condor/POOL\n"
+        "ALLOW_WRITE = *\nDENY_READ = x\n  TRUST_DOMAIN = vo.example \n"
+        "include : /etc/condor/more.config\nUPDATE_INTERVAL=5\nSTARTD.UPDATE_INTERVAL = 1\n"
+    )
+    assert _settings(pilot_config(pool)) == {"TRUST_DOMAIN": "vo.example", "UPDATE_INTERVAL": "5"}

@@ -653,3 +653,137 @@ def test_the_config_loader_names_file_and_key_of_a_bad_staging_setting(tree) -> 
         f"  {drop_in}: entries.site1.staging_files[0].name: 'manifest' is the manifest's own name "
         "(got 'manifest')" in lines
     )
+
+
+# --------------------------------------------------------------------------
+# Safe by construction: regular files only, never through or over a symlink
+
+
+def entries_below(folder: Path) -> list[Path]:
+    return [folder, *folder.rglob("*")]
+
+
+def outside(tmp_path: Path) -> Path:
+    """A folder beside the staging area, with one file: what a planted link would lead the writer or server to."""
+    folder = tmp_path / "outside"
+    folder.mkdir(exist_ok=True)
+    (folder / "secret").write_bytes(b"not for pilots\n")
+    return folder
+
+
+def untouched(folder: Path) -> bool:
+    return sorted(p.name for p in folder.iterdir()) == ["secret"] and (folder / "secret").read_bytes() == (
+        b"not for pilots\n"
+    )
+
+
+def test_a_release_is_plain_folders_and_regular_files_only(tmp_path: Path) -> None:
+    release = publish(area(tmp_path), "site1", FILES)
+    kinds = {stat.S_IFMT(p.lstat().st_mode) for p in entries_below(tmp_path / "area")}
+    assert kinds == {stat.S_IFDIR, stat.S_IFREG}
+    assert (release.directory / "data" / "deep" / "tools.tar.gz").read_bytes() == bytes(range(200))
+
+
+def test_a_symlink_in_place_of_the_names_folder_is_refused_naming_it(tmp_path: Path) -> None:
+    target = outside(tmp_path)
+    (tmp_path / "area").mkdir()
+    (tmp_path / "area" / "site1").symlink_to(target)
+    with pytest.raises(StagingError) as refused:
+        publish(area(tmp_path), "site1", FILES)
+    assert f"refusing to publish through {tmp_path / 'area' / 'site1'}: it is a symlink" in str(refused.value)
+    assert untouched(target)
+
+
+def test_a_symlink_in_place_of_the_release_is_refused_even_when_it_holds_the_right_manifest(tmp_path: Path) -> None:
+    """Content-addressed is not enough: the web server would serve whatever else lies beside that manifest."""
+    target = outside(tmp_path)
+    (target / MANIFEST).write_text(manifest_text(FILES))
+    release_id = sha(manifest_text(FILES))[:16]
+    (tmp_path / "area" / "site1").mkdir(parents=True)
+    (tmp_path / "area" / "site1" / release_id).symlink_to(target)
+    with pytest.raises(StagingError, match=re.escape(f"publish over {tmp_path / 'area' / 'site1' / release_id}")):
+        publish(area(tmp_path), "site1", FILES)
+    assert sorted(p.name for p in target.iterdir()) == [MANIFEST, "secret"]
+
+
+def test_a_file_of_a_release_replaced_by_a_symlink_makes_the_release_written_again_without_it(
+    tmp_path: Path,
+) -> None:
+    target = outside(tmp_path)
+    settings_ = area(tmp_path)
+    release = publish(settings_, "site1", FILES)
+    (release.directory / "check.sh").unlink()
+    (release.directory / "check.sh").symlink_to(target / "secret")
+    (release.directory / "extra").symlink_to(target)
+    assert publish(settings_, "site1", FILES) == release
+    assert not any(p.is_symlink() for p in entries_below(release.directory))
+    assert (release.directory / "check.sh").read_bytes() == FILES[0].content
+    assert untouched(target)
+
+
+def test_a_link_planted_at_the_writers_temporary_name_is_not_written_through(tmp_path: Path) -> None:
+    target = outside(tmp_path)
+    release_id = sha(manifest_text(FILES))[:16]
+    (tmp_path / "area" / "site1").mkdir(parents=True)
+    (tmp_path / "area" / "site1" / f".{release_id}.{os.getpid()}.tmp").symlink_to(target)
+    release = publish(area(tmp_path), "site1", FILES)
+    assert (release.directory / "check.sh").read_bytes() == FILES[0].content
+    assert untouched(target)
+    assert not any(p.is_symlink() for p in entries_below(tmp_path / "area"))
+
+
+def test_a_link_among_the_releases_is_deleted_when_pruning_and_never_followed(tmp_path: Path) -> None:
+    target = outside(tmp_path)
+    settings_ = area(tmp_path, keep_releases=1)
+    (tmp_path / "area" / "site1").mkdir(parents=True)
+    (tmp_path / "area" / "site1" / "0123456789abcdef").symlink_to(target)
+    (only,) = publish_versions(settings_, 1)
+    assert releases_in(tmp_path / "area" / "site1") == {only.release_id}
+    assert not (tmp_path / "area" / "site1" / "0123456789abcdef").is_symlink()
+    assert untouched(target)
+
+
+def test_the_staging_root_itself_may_be_reached_through_a_link(tmp_path: Path) -> None:
+    """The operator's choice (a web server configured from its document root); below it nothing is a link."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "area").symlink_to(real)
+    release = publish(area(tmp_path), "site1", FILES)
+    assert (real / "site1" / release.release_id / MANIFEST).is_file()
+
+
+@pytest.mark.parametrize("name", ["..", ".", ".hidden", "a/b", "", "x y"])
+def test_a_name_that_is_not_one_plain_path_component_is_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(StagingError, match="one plain path component"):
+        publish(area(tmp_path), name, FILES)
+    assert not (tmp_path / "area").exists()
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "SEC_TOKEN_POOL_SIGNING_KEY_FILE = /etc/condor/passwords.d/POOL",
+        "sec_password_directory=/etc/condor/passwords.d",
+        "  STARTD.SEC_PASSWORD_FILE = /etc/condor/pool_password",
+        "AUTH_SSL_SERVER_KEYFILE = /etc/grid-security/hostkey.pem",
+    ],
+)
+def test_a_staged_condor_config_that_locates_a_pool_secret_is_refused_naming_the_line(
+    tmp_path: Path, line: str
+) -> None:
+    source = tmp_path / "pool.config"
+    source.write_text(f"TRUST_DOMAIN = vo.example\n# a comment\n{line}\n")
+    config = StagedFileConfig(source=source, kind="condor-config")
+    with pytest.raises(ConfigError) as refused:
+        read_files([("staging.files[0]", config)], "frontend")
+    name = line.split("=")[0].strip()
+    assert f"staging.files[0].source: {source}: line 3 sets {name}" in str(refused.value)
+    assert "/etc/" not in str(refused.value)  # the name and line, never the value
+
+
+def test_the_same_settings_in_a_plain_file_or_a_comment_are_not_a_condor_config_problem(tmp_path: Path) -> None:
+    source = tmp_path / "notes.txt"
+    source.write_text("# SEC_PASSWORD_FILE = /x\nSEC_TOKEN_DIRECTORY = /pilot/tokens\n")
+    assert read_files([("f", StagedFileConfig(source=source, kind="condor-config"))], "entry")
+    source.write_text("SEC_PASSWORD_FILE = /x\n")
+    assert read_files([("f", StagedFileConfig(source=source, kind="file"))], "entry")

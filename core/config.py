@@ -337,16 +337,20 @@ def _line_column(data: bytes, offset: int) -> str:
 
 def _read_bytes(path: Path) -> bytes:
     """The file's bytes, refusing one larger than MAX_FILE_BYTES without reading more than that."""
+    chunks: list[bytes] = []
+    size = 0
     try:
         with path.open("rb") as stream:
-            data = stream.read(MAX_FILE_BYTES + 1)
+            while size <= MAX_FILE_BYTES and (chunk := stream.read(1 << 20)):  # not one buffer of the limit
+                chunks.append(chunk)
+                size += len(chunk)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as err:
         raise ConfigError(f"{path}: cannot read: {err.strerror or err}") from None
-    if len(data) > MAX_FILE_BYTES:
+    if size > MAX_FILE_BYTES:
         raise ConfigError(f"{path}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB, the limit for one config file")
-    return data
+    return b"".join(chunks)
 
 
 def _parse(path: Path, data: bytes) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import itertools
 import logging
 import os
@@ -226,6 +227,21 @@ def test_merging_is_linear_in_the_size_of_the_configuration():
     small, large = origin_work(200), origin_work(2000)
     assert small > 200
     assert large <= 10 * small + 100
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+@pytest.mark.parametrize("good", [True, False])
+def test_the_cyclic_collector_is_left_as_it_was(tree, enabled, good):
+    main = tree.factory() if good else tree.write("etc/factory.yaml", "name: [\n")
+    (gc.enable if enabled else gc.disable)()
+    try:
+        try:
+            load_factory_config(main)
+        except ConfigError:
+            assert not good
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable()
 
 
 def test_origins_follow_a_mapping_replaced_by_a_value_and_back(tree):

@@ -441,6 +441,8 @@ def layer_files(main_path: Path) -> tuple[tuple[Path, ...], tuple[str, ...]]:
     """
     drop_dir = main_path.with_name(f"{main_path.stem}.d")
     if not drop_dir.exists():
+        if drop_dir.is_symlink():  # meant to be there: say why it is not read
+            return (main_path,), (f"{drop_dir}: ignored, {_why_not_a_file(drop_dir)}",)
         return (main_path,), ()
     if not drop_dir.is_dir():
         raise ConfigError(f"{drop_dir}: expected a directory of *.yaml drop-in files")
@@ -470,6 +472,11 @@ def _why_skipped(path: Path) -> str | None:
         if dot and stem and suffix.lower() in ("yaml", "yml"):
             return f"only *.yaml files are read (rename it to {stem}.yaml to use it)"
         return "only *.yaml files are read"
+    return _why_not_a_file(path)
+
+
+def _why_not_a_file(path: Path) -> str | None:
+    """Why `path` is no regular file to read (a folder, a loop ...), or None if it is one."""
     try:
         info = path.stat()
     except OSError as err:

@@ -303,6 +303,17 @@ def test_every_skipped_drop_in_is_named_with_its_reason(tree, caplog, name, make
     assert [r.getMessage() for r in caplog.records] == [f"{path}: ignored, {reason}"]
 
 
+@pytest.mark.parametrize(
+    ("target", "reason"), [("factory.d", "a symlink loop"), ("gone", "a dangling symlink (to gone)")]
+)
+def test_a_drop_in_folder_that_is_a_broken_symlink_is_named(tree, target, reason):
+    main = tree.factory()
+    (main.parent / "factory.d").symlink_to(target)
+    loaded = load_factory_config(main, on_warning=lambda _: None)
+    assert loaded.files == (main,)
+    assert loaded.warnings == (f"{main.parent / 'factory.d'}: ignored, {reason}",)
+
+
 def test_a_symlinked_drop_in_to_a_file_is_read(tree):
     main = tree.factory()
     target = tree.write("elsewhere/site.yaml", "cycle_seconds: 12\n")

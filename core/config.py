@@ -396,16 +396,17 @@ class _Problems(ConfigError):
         self.problems = problems
 
 
-def _listed(problems: list[str], *, header_for_one: bool = False) -> str:
+def _listed(problems: list[str], *, header_for_one: bool = False, total: int | None = None) -> str:
     """``invalid configuration (N problems):`` and one indented line each (one alone: just that line,
-    unless `header_for_one`); at most MAX_PROBLEMS_SHOWN, the rest counted."""
-    if len(problems) == 1 and not header_for_one:
+    unless `header_for_one`); at most MAX_PROBLEMS_SHOWN, the rest (up to `total`) counted."""
+    total = len(problems) if total is None else total
+    if total == 1 and not header_for_one:
         return problems[0]
     shown = problems[:MAX_PROBLEMS_SHOWN]
     lines = "\n".join(f"  {problem}" for problem in shown)
-    if len(problems) > len(shown):
-        lines += f"\n  ... and {len(problems) - len(shown)} more problems"
-    count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+    if total > len(shown):
+        lines += f"\n  ... and {total - len(shown)} more problems"
+    count = f"{total} problem{'s' if total != 1 else ''}"
     return f"invalid configuration ({count}):\n{lines}"
 
 
@@ -553,7 +554,7 @@ def _collect_secrets(path: KeyPath, value: Any, into: set[str]) -> None:
             _collect_secrets((*path, index), child, into)
     elif value is not None and not isinstance(value, bool) and is_secret(path):
         text = str(value)
-        if len(text) >= _SCRUB_MIN:
+        if len(text) >= _SCRUB_MIN and len(into) < _SCRUBBED_MAX:
             into.add(text)
 
 
@@ -580,7 +581,7 @@ def _conflict(path: KeyPath, old_files: tuple[Path, ...], old: Any, file: Path, 
     """The warning text for one key set to different values by two files."""
     old_from = ", ".join(str(f) for f in old_files) or "an earlier file"
     return (
-        f"{dotted(path)}: {old_from} sets {_show(path, old)}, {file} sets {_show(path, new)}; "
+        f"{_shown_path(path)}: {old_from} sets {_show(path, old)}, {file} sets {_show(path, new)}; "
         f"using {_show(path, new)} (later file wins)"
     )
 
@@ -604,6 +605,11 @@ _NOT_SECRET_TAILS = frozenset(
 )
 """A key whose last word is one of these describes a secret (where it is, how long it lives), but
 its value is not one: ``signing_key_file``, ``pilot_tokens.lifetime_seconds``, ``token_file``."""
+_SCRUBBED_MAX = 1000
+"""Secret values remembered for scrubbing: a real config has a handful; the bound keeps a hostile one
+(a million ``x_token:`` keys) from making each message cost a million searches."""
+_PATH_SHOWN_MAX = 200
+"""Key paths in messages are cut to about this many characters (a key may be megabytes long)."""
 _SCRUB_MIN = 5
 """Shorter secret values are not scrubbed from message text (they would mangle ordinary words);
 they are still never shown as values."""
@@ -653,6 +659,12 @@ def is_secret(path: KeyPath) -> bool:
     own_words = _words(own)
     described = bool(own_words) and own_words[-1] in _NOT_SECRET_TAILS
     return len(keys) >= 2 and _names_secret(keys[-2]) and not described
+
+
+def _shown_path(path: KeyPath) -> str:
+    """`dotted` for a message, cut to about _PATH_SHOWN_MAX characters."""
+    text = dotted(path)
+    return text if len(text) <= _PATH_SHOWN_MAX else text[: _PATH_SHOWN_MAX - 3] + "..."
 
 
 def _redact(path: KeyPath, value: Any) -> Any:
@@ -769,7 +781,7 @@ def _problem(error: ErrorDetails, layers: _Layers, model: type[BaseModel], main_
     explanation = _explain(error, path, model)
     if is_key:
         explanation = f"invalid key: {explanation}"
-    return f"{files}: {dotted(path) or '(top level)'}: {explanation}"
+    return f"{files}: {_shown_path(path) or '(top level)'}: {explanation}"
 
 
 # --------------------------------------------------------------------------
@@ -798,8 +810,10 @@ def _validate(layers: _Layers, model: type[M], main_path: Path) -> M:
     try:
         return model.model_validate(layers.data)
     except ValidationError as err:
-        problems = [_problem(e, layers, model, main_path) for e in err.errors(include_url=False)]
-        raise ConfigError(_scrub(_listed(problems, header_for_one=True), layers.secrets)) from None
+        errors = err.errors(include_url=False)
+        problems = [_problem(e, layers, model, main_path) for e in errors[:MAX_PROBLEMS_SHOWN]]
+        message = _listed(problems, header_for_one=True, total=len(errors))
+        raise ConfigError(_scrub(message, layers.secrets)) from None
 
 
 def _read_all(files: tuple[Path, ...], layers: _Layers) -> None:
@@ -839,7 +853,8 @@ def load_layered(
     layers = _Layers()
     with _cyclic_gc_paused():
         _read_all(files, layers)
-        warnings = tuple(_scrub(warning, layers.secrets) for warning in (*notes, *layers.warnings))
+        # built from key paths, file names and `_show`n values only: masking shapes is enough (and linear)
+        warnings = tuple(redact.redact(warning) for warning in (*notes, *layers.warnings))
         for warning in warnings:
             (on_warning or _log_warning)(warning)
         config = _validate(layers, model, main_path)

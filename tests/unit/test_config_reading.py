@@ -170,6 +170,23 @@ def test_a_flood_of_problems_is_cut_with_a_count(tree):
     assert message.endswith("\n  ... and 39 more problems")
 
 
+def test_a_flood_of_validation_problems_is_cut_with_a_count(tree):
+    entries = "".join(f"  e{i}: {{enabled: true}}\n" for i in range(MAX_PROBLEMS_SHOWN))
+    main = tree.factory(("10-many.yaml", "entries:\n" + entries))
+    message = refusal(main)
+    total = 2 * MAX_PROBLEMS_SHOWN  # each entry lacks grid_type and resource
+    assert message.startswith(f"invalid configuration ({total} problems):\n")
+    assert message.count(": required key is missing") == MAX_PROBLEMS_SHOWN
+    assert message.endswith(f"\n  ... and {total - MAX_PROBLEMS_SHOWN} more problems")
+
+
+def test_a_huge_key_is_cut_in_the_message(tree):
+    main = tree.factory(("10-long.yaml", "? " + "k" * 100_000 + "\n: 1\n"))
+    message = refusal(main)
+    assert len(message) < 1000
+    assert f"{main.parent / 'factory.d' / '10-long.yaml'}: {'k' * 197}...: unknown key" in message
+
+
 # --------------------------------------------------------------------------
 # Merging
 # --------------------------------------------------------------------------
@@ -312,6 +329,21 @@ def test_a_drop_in_folder_that_is_a_broken_symlink_is_named(tree, target, reason
     loaded = load_factory_config(main, on_warning=lambda _: None)
     assert loaded.files == (main,)
     assert loaded.warnings == (f"{main.parent / 'factory.d'}: ignored, {reason}",)
+
+
+def test_an_unreadable_yaml_drop_in_is_an_error_not_skipped(tree, monkeypatch):
+    """A *.yaml file is meant to be read: one that cannot be (its mode, say) fails the load by name."""
+    main = tree.factory(("10-a.yaml", "cycle_seconds: 5\n"), ("20-locked.yaml", "cycle_seconds: 6\n"))
+    locked = main.parent / "factory.d" / "20-locked.yaml"
+    opened = Path.open
+
+    def refuse_locked(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return opened(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refuse_locked)
+    assert refusal(main) == f"{locked}: cannot read: Permission denied"
 
 
 def test_a_symlinked_drop_in_to_a_file_is_read(tree):

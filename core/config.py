@@ -303,7 +303,7 @@ class _StrictLoader(_LimitedComposer, _EventSource, yaml.constructor.SafeConstru
                     yaml.constructor.ConstructorError(
                         None,
                         None,
-                        f"duplicate key {key!r} (first set on line {first.start_mark.line + 1})",
+                        f"duplicate key {_cut(repr(key))} (first set on line {first.start_mark.line + 1})",
                         key_node.start_mark,
                     )
                 )
@@ -680,7 +680,11 @@ def _redact(path: KeyPath, value: Any) -> Any:
 
 def _show(path: KeyPath, value: Any) -> str:
     """The value for a message: secrets redacted (by key, then by shape), cut to about 60 characters."""
-    text = redact.redact(repr(_redact(path, value)))
+    return _cut(redact.redact(repr(_redact(path, value))))
+
+
+def _cut(text: str) -> str:
+    """`text` cut to about _SHOW_MAX characters (after masking: a cut secret would no longer match)."""
     return text if len(text) <= _SHOW_MAX else text[: _SHOW_MAX - 3] + "..."
 
 

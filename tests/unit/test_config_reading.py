@@ -185,6 +185,9 @@ def test_a_huge_key_is_cut_in_the_message(tree):
     message = refusal(main)
     assert len(message) < 1000
     assert f"{main.parent / 'factory.d' / '10-long.yaml'}: {'k' * 197}...: unknown key" in message
+    tree.write("etc/factory.d/10-long.yaml", ("? " + "k" * 100_000 + "\n: 1\n") * 2)
+    message = refusal(main)
+    assert message.endswith(f"invalid YAML: duplicate key '{'k' * 56}... (first set on line 1)")
 
 
 # --------------------------------------------------------------------------

@@ -245,6 +245,10 @@ class _LimitedComposer(yaml.composer.Composer):
         self._expanded[id(node)] = 1 + sum(self._expanded[id(child)] for child in _children(node))
         return node
 
+    @property
+    def used_aliases(self) -> bool:
+        return self._through_aliases > 0
+
     def _count_alias(self, node: yaml.Node | None, event: yaml.Event) -> None:
         size = self._expanded.get(id(node))
         if size is None:
@@ -385,7 +389,8 @@ def _parse(path: Path, data: bytes) -> Any:
             loader.dispose()
     if loader.problems:
         raise _Problems([_yaml_problem(path, problem) for problem in loader.problems])
-    return document
+    # aliases share containers: copy so that one merge into them cannot change two keys
+    return _fresh(document) if loader.used_aliases else document
 
 
 class _Problems(ConfigError):
@@ -569,12 +574,11 @@ def _merge(layers: _Layers, target: dict[Any, Any], layer: Mapping[Any, Any], fi
             continue
         if old is not _MISSING and not _same(old, new):
             layers.warnings.append(_conflict(path, layers.origins.get(path, ()), old, file, new))
-        value = _fresh(new)
-        _collect_secrets(path, value, layers.secrets)
-        target[key] = value
+        _collect_secrets(path, new, layers.secrets)
+        target[key] = new  # no container is shared: `read_yaml` copies what aliases share
         if old is not _MISSING:
             _forget_tree(layers, path, old)
-        _record_tree(layers, path, value, file)
+        _record_tree(layers, path, new, file)
 
 
 def _conflict(path: KeyPath, old_files: tuple[Path, ...], old: Any, file: Path, new: Any) -> str:

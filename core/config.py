@@ -226,7 +226,7 @@ class _LimitedComposer(yaml.composer.Composer):
         self._depth = 0
         self._composed = 0
         self._through_aliases = 0
-        self._expanded: dict[int, int] = {}  # id(node) -> nodes in it once aliases are expanded
+        self._expanded: dict[int, int] = {}  # id(collection node) -> nodes in it once aliases are expanded
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         event = self.peek_event()  # type: ignore[attr-defined]  # the parser's, mixed in beside
@@ -242,16 +242,20 @@ class _LimitedComposer(yaml.composer.Composer):
         finally:
             self._depth -= 1
         self._composed += 1
-        self._expanded[id(node)] = 1 + sum(self._expanded[id(child)] for child in _children(node))
+        if not isinstance(node, yaml.ScalarNode):  # a scalar is one node: not stored, most nodes are scalars
+            self._expanded[id(node)] = 1 + sum(self._size(child) for child in _children(node))
         return node
+
+    def _size(self, node: yaml.Node) -> int:
+        return 1 if isinstance(node, yaml.ScalarNode) else self._expanded[id(node)]
 
     @property
     def used_aliases(self) -> bool:
         return self._through_aliases > 0
 
     def _count_alias(self, node: yaml.Node | None, event: yaml.Event) -> None:
-        size = self._expanded.get(id(node))
-        if size is None:
+        size = 1 if isinstance(node, yaml.ScalarNode) else self._expanded.get(id(node))
+        if size is None:  # a collection still being composed
             raise _refusal("an alias inside the node it refers to (a structure that contains itself)", event)
         self._through_aliases += size
         allowed = max(ALIAS_NODES_FREE, self._composed)

@@ -15,11 +15,18 @@ here so the factory and frontend models check the same things the same way.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import functools
+import gc
 import itertools
+import json
 import logging
 import math
+import os
 import re
-from collections.abc import Callable, Mapping
+import stat
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType, UnionType
@@ -40,6 +47,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from updraft import redact
 from updraft.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -361,14 +369,113 @@ class ConfigModel(BaseModel):
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
+MAX_FILE_BYTES = 16 * 1024 * 1024
+"""Largest config file read: a factory of tens of thousands of entries fits many times over."""
+MAX_DEPTH = 64
+"""Deepest nesting of lists and mappings; real configs nest fewer than ten levels."""
+ALIAS_NODES_FREE = 100_000
+"""Nodes YAML aliases may add to a document however small it is. Beyond that, aliases may add
+at most as many nodes as the file itself holds: anchors shared by thousands of entries load,
+while an alias bomb (each level ten references to the one below) is refused after a few levels,
+before anything is expanded (the composed document shares the aliased nodes)."""
+MAX_PROBLEMS_SHOWN = 500
+"""Problems listed in one error; the rest are counted (a broken 16 MiB file must not print megabytes)."""
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys and reads only true/false as booleans.
+try:
+    from yaml._yaml import CParser as _EventSource  # libyaml: the same events, ten times faster
+
+    _READER_OFFSETS_IN_BYTES = True
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    _READER_OFFSETS_IN_BYTES = False
+
+    class _EventSource(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser):  # type: ignore[no-redef]
+        """The pure-Python reader, scanner and parser, for a PyYAML built without libyaml."""
+
+        def __init__(self, stream: str) -> None:
+            yaml.reader.Reader.__init__(self, stream)
+            yaml.scanner.Scanner.__init__(self)
+            yaml.parser.Parser.__init__(self)
+
+
+class _LimitedComposer(yaml.composer.Composer):
+    """Builds the node tree with bounds on nesting and on what aliases add, before anything is built
+    from it: Python's own recursion would fail on deep nesting with a traceback, and an expanded alias
+    bomb would take gigabytes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._depth = 0
+        self._composed = 0
+        self._through_aliases = 0
+        self._expanded: dict[int, int] = {}  # id(collection node) -> nodes in it once aliases are expanded
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[attr-defined]  # the parser's, mixed in beside
+        if isinstance(event, yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            self._count_alias(node, event)
+            return node
+        if self._depth >= MAX_DEPTH:
+            raise _refusal(f"nested more than {MAX_DEPTH} levels deep (the limit)", event)
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        self._composed += 1
+        if not isinstance(node, yaml.ScalarNode):  # a scalar is one node: not stored, most nodes are scalars
+            self._expanded[id(node)] = 1 + sum(self._size(child) for child in _children(node))
+        return node
+
+    def _size(self, node: yaml.Node) -> int:
+        return 1 if isinstance(node, yaml.ScalarNode) else self._expanded[id(node)]
+
+    @property
+    def used_aliases(self) -> bool:
+        return self._through_aliases > 0
+
+    def _count_alias(self, node: yaml.Node | None, event: yaml.Event) -> None:
+        size = 1 if isinstance(node, yaml.ScalarNode) else self._expanded.get(id(node))
+        if size is None:  # a collection still being composed
+            raise _refusal("an alias inside the node it refers to (a structure that contains itself)", event)
+        self._through_aliases += size
+        allowed = max(ALIAS_NODES_FREE, self._composed)
+        if self._through_aliases > allowed:
+            raise _refusal(
+                f"aliases expand the document by more than {allowed:,} nodes "
+                f"(the limit: {ALIAS_NODES_FREE:,}, or as many as the file itself holds)",
+                event,
+            )
+
+
+def _refusal(problem: str, event: Any) -> yaml.composer.ComposerError:
+    """A composer error at `event`'s place in the file (libyaml's and PyYAML's marks alike)."""
+    return yaml.composer.ComposerError(None, None, problem, event.start_mark)
+
+
+def _children(node: yaml.Node | None) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+class _StrictLoader(_LimitedComposer, _EventSource, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+    """A safe loader (no arbitrary objects) that reports duplicate keys and reads only true/false as booleans.
 
     PyYAML keeps the last of two equal keys without a word, so a pasted block
     can override another unseen; and YAML 1.1 reads yes/no/on/off as booleans,
-    so ``GLIDEIN_Country: NO`` would become false.
+    so ``GLIDEIN_Country: NO`` would become false. Duplicate keys are collected
+    in `problems` (all of them, not only the first) rather than raised.
     """
+
+    def __init__(self, stream: str) -> None:
+        _EventSource.__init__(self, stream)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
+        _LimitedComposer.__init__(self)
+        self.problems: list[yaml.MarkedYAMLError] = []
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         first_nodes: dict[Any, yaml.Node] = {}
@@ -381,18 +488,20 @@ class _StrictLoader(yaml.SafeLoader):
             except TypeError:
                 continue  # an unhashable key: SafeConstructor reports it
             if first is not key_node:
-                raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    f"duplicate key {key!r} (first set on line {first.start_mark.line + 1})",
-                    key_node.start_mark,
+                self.problems.append(
+                    yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {_cut(repr(key))} (first set on line {first.start_mark.line + 1})",
+                        key_node.start_mark,
+                    )
                 )
         return super().construct_mapping(node, deep=deep)
 
 
 _StrictLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    for first, resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items()
 }
 _StrictLoader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
@@ -404,29 +513,101 @@ def _yaml_problem(path: Path, err: yaml.MarkedYAMLError) -> str:
     context = ""
     if err.context and err.problem and err.context_mark:
         context = f" ({err.context} on line {err.context_mark.line + 1})"
-    return f"{where}: invalid YAML: {err.problem or err.context}{context}"
+    problem = err.problem or err.context
+    if problem and "maximum nesting depth" in problem:  # libyaml's own bound, met first by flow nesting
+        problem, context = f"nested more than {MAX_DEPTH} levels deep (the limit)", ""
+    return f"{where}: invalid YAML: {problem}{context}"
+
+
+def _line_column(data: bytes, offset: int) -> str:
+    """``line:column`` (from 1) of the byte at `offset`, counting columns in characters."""
+    start = data.rfind(b"\n", 0, offset) + 1
+    column = len(data[start:offset].decode("utf-8", errors="replace")) + 1
+    line = data.count(b"\n", 0, offset) + 1
+    return f"{line}:{column}"
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, refusing one larger than MAX_FILE_BYTES without reading more than that."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        with path.open("rb") as stream:
+            while size <= MAX_FILE_BYTES and (chunk := stream.read(1 << 20)):  # not one buffer of the limit
+                chunks.append(chunk)
+                size += len(chunk)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror or err}") from None
+    if size > MAX_FILE_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB, the limit for one config file")
+    return b"".join(chunks)
+
+
+def _parse(path: Path, data: bytes) -> Any:
+    """The document in `data`; every problem (all duplicate keys, else the first syntax error) raised
+    as one ConfigError naming ``file:line:column``."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path}:{_line_column(data, err.start)}: not UTF-8 text ({err.reason} at byte {err.start})"
+        ) from None
+    loader: _StrictLoader | None = None
+    try:
+        loader = _StrictLoader(text)
+        document = loader.get_single_data()
+    except yaml.MarkedYAMLError as err:
+        raise ConfigError(_yaml_problem(path, err)) from None
+    except yaml.reader.ReaderError as err:
+        # libyaml counts the offset in bytes of the UTF-8 text, PyYAML in characters
+        offset = err.position if _READER_OFFSETS_IN_BYTES else len(text[: err.position].encode("utf-8"))
+        char = err.character if isinstance(err.character, int) else ord(err.character)
+        raise ConfigError(
+            f"{path}:{_line_column(data, offset)}: invalid YAML: {err.reason} (character #x{char:04x})"
+        ) from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    if loader.problems:
+        raise _Problems([_yaml_problem(path, problem) for problem in loader.problems])
+    # aliases share containers: copy so that one merge into them cannot change two keys
+    return _fresh(document) if loader.used_aliases else document
+
+
+class _Problems(ConfigError):
+    """Several problems found in one file, kept apart so that `load_layered` can list them with others."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(_listed(problems))
+        self.problems = problems
+
+
+def _listed(problems: list[str], *, header_for_one: bool = False, total: int | None = None) -> str:
+    """``invalid configuration (N problems):`` and one indented line each (one alone: just that line,
+    unless `header_for_one`); at most MAX_PROBLEMS_SHOWN, the rest (up to `total`) counted."""
+    total = len(problems) if total is None else total
+    if total == 1 and not header_for_one:
+        return problems[0]
+    shown = problems[:MAX_PROBLEMS_SHOWN]
+    lines = "\n".join(f"  {problem}" for problem in shown)
+    if total > len(shown):
+        lines += f"\n  ... and {total - len(shown)} more problems"
+    count = f"{total} problem{'s' if total != 1 else ''}"
+    return f"invalid configuration ({count}):\n{lines}"
 
 
 def read_yaml(path: Path) -> dict[Any, Any]:
     """One file's top-level mapping (empty file: empty mapping).
 
-    Every failure is a ConfigError naming the file, so the operator knows
-    which of several layered files to open.
+    Every failure is a ConfigError naming the file (and where the YAML is at
+    fault, its line and column), so the operator knows which of several
+    layered files to open. Limits: MAX_FILE_BYTES, MAX_DEPTH, ALIAS_NODES_FREE.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read: {err.strerror or err}") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
-    except yaml.MarkedYAMLError as err:
-        raise ConfigError(_yaml_problem(path, err)) from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+    data = _parse(path, _read_bytes(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -434,25 +615,72 @@ def read_yaml(path: Path) -> dict[Any, Any]:
     return data
 
 
+_DROP_IN_SUFFIX = ".yaml"
+
+
 def layer_files(main_path: Path) -> tuple[tuple[Path, ...], tuple[str, ...]]:
     """The files to read, in order: the main file, then ``<stem>.d/*.yaml`` by name.
 
-    Also returns notes for ``*.yml`` drop-ins, which are not read: a file an
-    operator believes active but is not is worse than a warning. Hidden files
-    (editor locks and swap files) are skipped.
+    Also returns one note for every other name in the folder, saying why it
+    is not read: a file an operator believes active but is not is worse than
+    a warning. That covers ``.yml`` and ``.YAML`` (only ``.yaml``, in lower
+    case, is read: one spelling, as in ``ls *.yaml``), backups (``~``,
+    ``.bak``, ``.rpmnew``), hidden files (editor swap and lock files too:
+    harmless to mention, and a hidden ``.yaml`` looks disabled but may not be
+    meant so), folders, symlink loops and dangling symlinks. A ``*.yaml`` regular
+    file that cannot be read is not skipped: reading it fails with an error.
     """
     drop_dir = main_path.with_name(f"{main_path.stem}.d")
     if not drop_dir.exists():
+        if drop_dir.is_symlink():  # meant to be there: say why it is not read
+            return (main_path,), (f"{drop_dir}: ignored, {_why_not_a_file(drop_dir)}",)
         return (main_path,), ()
     if not drop_dir.is_dir():
         raise ConfigError(f"{drop_dir}: expected a directory of *.yaml drop-in files")
     try:
-        names = sorted((p for p in drop_dir.iterdir() if not p.name.startswith(".")), key=lambda p: p.name)
+        names = sorted(os.listdir(drop_dir))
     except OSError as err:
         raise ConfigError(f"{drop_dir}: cannot list: {err.strerror or err}") from None
-    drop_ins = tuple(p for p in names if p.suffix == ".yaml" and p.is_file())
-    notes = tuple(f"{p}: ignored, only *.yaml files are read" for p in names if p.suffix == ".yml")
-    return (main_path, *drop_ins), notes
+    drop_ins: list[Path] = []
+    notes: list[str] = []
+    for name in names:
+        path = drop_dir / name
+        reason = _why_skipped(path)
+        if reason is None:
+            drop_ins.append(path)
+        else:
+            notes.append(f"{path}: ignored, {reason}")
+    return (main_path, *drop_ins), tuple(notes)
+
+
+def _why_skipped(path: Path) -> str | None:
+    """Why the drop-in folder's `path` is not read, or None if it is."""
+    name = path.name
+    if name.startswith("."):
+        return "a hidden file (only visible *.yaml files are read)"
+    if not name.endswith(_DROP_IN_SUFFIX):
+        stem, dot, suffix = name.rpartition(".")
+        if dot and stem and suffix.lower() in ("yaml", "yml"):
+            return f"only *.yaml files are read (rename it to {stem}.yaml to use it)"
+        return "only *.yaml files are read"
+    return _why_not_a_file(path)
+
+
+def _why_not_a_file(path: Path) -> str | None:
+    """Why `path` is no regular file to read (a folder, a loop ...), or None if it is one."""
+    try:
+        info = path.stat()
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "a symlink loop"
+        if path.is_symlink():
+            return f"a dangling symlink (to {os.readlink(path)})"
+        return f"cannot be examined: {err.strerror or err}"
+    if stat.S_ISDIR(info.st_mode):
+        return "a directory, not a file"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    return None
 
 
 # --------------------------------------------------------------------------
@@ -462,15 +690,19 @@ def layer_files(main_path: Path) -> tuple[tuple[Path, ...], tuple[str, ...]]:
 
 @dataclass
 class _Layers:
-    """The merge so far: the data, which file(s) set each key path, and conflicts.
+    """The merge so far: the data, which file(s) set each key path, conflicts, and the secrets seen.
 
     A leaf's origin is the one file whose value won; a mapping's origin is
-    every file that contributed to it (used to blame a missing key).
+    every file that contributed to it (used to blame a missing key). Every
+    step costs in proportion to the value merged (or the value it replaces),
+    so a merge is linear in the size of the configuration.
     """
 
     data: dict[Any, Any] = field(default_factory=dict)
     origins: dict[KeyPath, tuple[Path, ...]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    secrets: set[str] = field(default_factory=set)
+    """Every value under a secret key (see `is_secret`), to scrub from any message that repeats it."""
 
 
 def _fresh(value: Any) -> Any:
@@ -487,11 +719,12 @@ def _same(old: Any, new: Any) -> bool:
     return type(old) is type(new) and old == new
 
 
-def _record(layers: _Layers, path: KeyPath, value: Any, file: Path) -> None:
-    """Forget who set the old value at `path` and below; `file` set the new one."""
-    for stale in [p for p in layers.origins if p[: len(path)] == path]:
-        del layers.origins[stale]
-    _record_tree(layers, path, value, file)
+def _forget_tree(layers: _Layers, path: KeyPath, old: Any) -> None:
+    """Forget who set `old` at `path` and below: only mappings record origins below themselves."""
+    layers.origins.pop(path, None)
+    if isinstance(old, dict):
+        for key, child in old.items():
+            _forget_tree(layers, (*path, key), child)
 
 
 def _record_tree(layers: _Layers, path: KeyPath, value: Any, file: Path) -> None:
@@ -499,6 +732,20 @@ def _record_tree(layers: _Layers, path: KeyPath, value: Any, file: Path) -> None
     if isinstance(value, dict):
         for key, child in value.items():
             _record_tree(layers, (*path, key), child, file)
+
+
+def _collect_secrets(path: KeyPath, value: Any, into: set[str]) -> None:
+    """Add the text of every secret value in `value` (at `path`) to `into`."""
+    if isinstance(value, dict):
+        for key, child in value.items():
+            _collect_secrets((*path, key), child, into)
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            _collect_secrets((*path, index), child, into)
+    elif value is not None and not isinstance(value, bool) and is_secret(path):
+        text = str(value)
+        if len(text) >= _SCRUB_MIN and len(into) < _SCRUBBED_MAX:
+            into.add(text)
 
 
 def _merge(layers: _Layers, target: dict[Any, Any], layer: Mapping[Any, Any], file: Path, prefix: KeyPath = ()) -> None:
@@ -512,15 +759,18 @@ def _merge(layers: _Layers, target: dict[Any, Any], layer: Mapping[Any, Any], fi
             continue
         if old is not _MISSING and not _same(old, new):
             layers.warnings.append(_conflict(path, layers.origins.get(path, ()), old, file, new))
-        target[key] = _fresh(new)
-        _record(layers, path, new, file)
+        _collect_secrets(path, new, layers.secrets)
+        target[key] = new  # no container is shared: `read_yaml` copies what aliases share
+        if old is not _MISSING:
+            _forget_tree(layers, path, old)
+        _record_tree(layers, path, new, file)
 
 
 def _conflict(path: KeyPath, old_files: tuple[Path, ...], old: Any, file: Path, new: Any) -> str:
     """The warning text for one key set to different values by two files."""
     old_from = ", ".join(str(f) for f in old_files) or "an earlier file"
     return (
-        f"{dotted(path)}: {old_from} sets {_show(path, old)}, {file} sets {_show(path, new)}; "
+        f"{_shown_path(path)}: {old_from} sets {_show(path, old)}, {file} sets {_show(path, new)}; "
         f"using {_show(path, new)} (later file wins)"
     )
 
@@ -530,6 +780,28 @@ def _conflict(path: KeyPath, old_files: tuple[Path, ...], old: Any, file: Path, 
 # --------------------------------------------------------------------------
 
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_@:-]+")
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_SECRET_WORD_FORMS = frozenset(
+    (*_SECRET_WORDS, *(f"{word}s" for word in _SECRET_WORDS), "passwd", "passphrase", "apikey")
+)
+_NOT_SECRET_TAILS = frozenset(
+    (
+        *("file", "files", "dir", "directory", "path", "paths", "url", "env", "variable"),
+        *("seconds", "minutes", "hours", "days", "lifetime", "count", "size", "bytes"),
+        *("name", "names", "id", "identity", "domain", "issuer", "subject", "scope", "scopes"),
+        *("kind", "type", "algorithm", "uid", "gid", "user", "owner", "mode"),
+    )
+)
+"""A key whose last word is one of these describes a secret (where it is, how long it lives), but
+its value is not one: ``signing_key_file``, ``pilot_tokens.lifetime_seconds``, ``token_file``."""
+_SCRUBBED_MAX = 1000
+"""Secret values remembered for scrubbing: a real config has a handful; the bound keeps a hostile one
+(a million ``x_token:`` keys) from making each message cost a million searches."""
+_PATH_SHOWN_MAX = 200
+"""Key paths in messages are cut to about this many characters (a key may be megabytes long)."""
+_SCRUB_MIN = 5
+"""Shorter secret values are not scrubbed from message text (they would mangle ordinary words);
+they are still never shown as values."""
 
 
 def dotted(path: KeyPath) -> str:
@@ -539,36 +811,77 @@ def dotted(path: KeyPath) -> str:
         if isinstance(part, int) and not isinstance(part, bool):
             text += f"[{part}]"
         else:
-            key = _cut(str(part))
-            text += "." + (key if _PLAIN_KEY.fullmatch(key) else '"' + key.replace('"', '\\"') + '"')
+            key = str(part)
+            text += "." + (key if _PLAIN_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False))
     return text.lstrip(".")
 
 
-def _cut(key: str) -> str:
-    """A key as a message shows it: one longer than any name may be (see `MAX_NAME_LENGTH`) is cut."""
-    return key if len(key) <= MAX_NAME_LENGTH else key[: _SHOW_MAX - 3] + "..."
+def _words(key: Any) -> list[str]:
+    """``SSH_Key`` -> ssh, key; ``ClientSecret`` -> client, secret; ``pilot-tokens`` -> pilot, tokens."""
+    return [word.lower() for word in _WORD.findall(str(key))]
+
+
+@functools.lru_cache(maxsize=4096)  # a pure function of the key, asked for every value merged
+def _names_secret(key: Any) -> bool:
+    words = _words(key)
+    return bool(words) and words[-1] not in _NOT_SECRET_TAILS and any(w in _SECRET_WORD_FORMS for w in words)
 
 
 def is_secret(path: KeyPath) -> bool:
-    """A value under a key naming a token, password, secret or key is never shown."""
-    return any(word in str(part).lower() for part in path for word in _SECRET_WORDS)
+    """Whether the value at `path` is a secret, never to be shown.
+
+    A value is secret when its own key names one (token, password, secret,
+    key: ``SSH_Key``, ``influxdb.token``; list items count under their list's
+    key), unless the key's last word says what it describes instead
+    (``token_file``, ``signing_key_file``, ``lifetime_seconds``). A value in a
+    mapping under such a key is secret too unless its own key says what it is
+    (``passwords: {alice: ...}`` hides alice's, ``pilot_tokens`` hides
+    nothing of its settings). Values shaped like secrets (a JWT, a PEM block,
+    a password in a URL: `updraft.redact`) are masked wherever they are.
+    """
+    keys = [part for part in path if not (isinstance(part, int) and not isinstance(part, bool))]
+    if not keys:
+        return False
+    own = keys[-1]
+    if _names_secret(own):
+        return True
+    own_words = _words(own)
+    described = bool(own_words) and own_words[-1] in _NOT_SECRET_TAILS
+    return len(keys) >= 2 and _names_secret(keys[-2]) and not described
+
+
+def _shown_path(path: KeyPath) -> str:
+    """`dotted` for a message, cut to about _PATH_SHOWN_MAX characters."""
+    text = dotted(path)
+    return text if len(text) <= _PATH_SHOWN_MAX else text[: _PATH_SHOWN_MAX - 3] + "..."
 
 
 def _redact(path: KeyPath, value: Any) -> Any:
     """`value` with every secret in it, at any depth, replaced by ``<redacted>``."""
-    if is_secret(path):
-        return _REDACTED
     if isinstance(value, dict):
         return {k: _redact((*path, k), v) for k, v in value.items()}
     if isinstance(value, list):
         return [_redact((*path, i), v) for i, v in enumerate(value)]
+    if is_secret(path):
+        return _REDACTED
     return value
 
 
 def _show(path: KeyPath, value: Any) -> str:
-    """The value for a message: secrets redacted, cut to about 60 characters."""
-    text = repr(_redact(path, value))
+    """The value for a message: secrets redacted (by key, then by shape), cut to about 60 characters."""
+    return _cut(redact.redact(repr(_redact(path, value))))
+
+
+def _cut(text: str) -> str:
+    """`text` cut to about _SHOW_MAX characters (after masking: a cut secret would no longer match)."""
     return text if len(text) <= _SHOW_MAX else text[: _SHOW_MAX - 3] + "..."
+
+
+def _scrub(text: str, secrets: set[str]) -> str:
+    """`text` with every known secret value, and anything shaped like a secret, masked."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, repr(_REDACTED))
+    return redact.redact(text)
 
 
 def _origin(layers: _Layers, path: KeyPath, main_path: Path) -> tuple[Path, ...]:
@@ -635,6 +948,8 @@ def _explain(error: ErrorDetails, path: KeyPath, model: type[BaseModel]) -> str:
     if kind == "extra_forbidden":
         return f"unknown key{_allowed_keys(error, model, path)}"
     message = _PLAIN_MESSAGES.get(kind, error["msg"])
+    if kind == "value_error":  # a validator's own ValueError: its text, without pydantic's "Value error, "
+        message = str(error.get("ctx", {}).get("error", message))
     if kind == "missing":
         return message
     return f"{message} (got {_show(path, error['input'])})"
@@ -659,7 +974,7 @@ def _problem(error: ErrorDetails, layers: _Layers, model: type[BaseModel], main_
     explanation = _explain(error, path, model)
     if is_key:
         explanation = f"invalid key: {explanation}"
-    return f"{files}: {dotted(path) or '(top level)'}: {explanation}"
+    return f"{files}: {_shown_path(path) or '(top level)'}: {explanation}"
 
 
 # --------------------------------------------------------------------------
@@ -688,10 +1003,28 @@ def _validate(layers: _Layers, model: type[M], main_path: Path) -> M:
     try:
         return model.model_validate(layers.data)
     except ValidationError as err:
-        problems = [_problem(e, layers, model, main_path) for e in err.errors(include_url=False)]
-        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
-        lines = "\n".join(f"  {problem}" for problem in problems)
-        raise ConfigError(f"invalid configuration ({count}):\n{lines}") from None
+        errors = err.errors(include_url=False)
+        problems = [_problem(e, layers, model, main_path) for e in errors[:MAX_PROBLEMS_SHOWN]]
+        message = _listed(problems, header_for_one=True, total=len(errors))
+        raise ConfigError(_scrub(message, layers.secrets)) from None
+
+
+def _read_all(files: tuple[Path, ...], layers: _Layers) -> None:
+    """Read and merge every file; the problems of all of them, not only the first file's, in one error."""
+    problems: list[str] = []
+    for file in files:
+        try:
+            data = read_yaml(file)
+        except _Problems as err:
+            problems.extend(err.problems)
+            continue
+        except ConfigError as err:
+            problems.append(str(err))
+            continue
+        if not problems:  # after a broken file, only look for more problems
+            _merge(layers, layers.data, data, file)
+    if problems:
+        raise ConfigError(_scrub(_listed(problems), layers.secrets))
 
 
 def load_layered(
@@ -703,17 +1036,40 @@ def load_layered(
     validation, so they are seen even when validation then fails and may
     explain why; by default they are logged on ``updraft.config`` (a daemon's
     log), while a command that prints them itself passes its own callback
-    to avoid saying everything twice. Raises ConfigError on any problem.
+    to avoid saying everything twice. Warnings are redacted as errors are.
+    Raises ConfigError on any problem, listing every problem found: each
+    file's YAML problems (all duplicate keys, the first syntax error), else
+    every validation problem.
     """
     main_path = Path(main_path)
     files, notes = layer_files(main_path)
     layers = _Layers()
-    for file in files:
-        _merge(layers, layers.data, read_yaml(file), file)
-    warnings = (*notes, *layers.warnings)
-    for warning in warnings:
-        (on_warning or _log_warning)(warning)
-    return Loaded(_validate(layers, model, main_path), files, warnings, MappingProxyType(dict(layers.origins)))
+    with _cyclic_gc_paused():
+        _read_all(files, layers)
+        # built from key paths, file names and `_show`n values only: masking shapes is enough (and linear)
+        warnings = tuple(redact.redact(warning) for warning in (*notes, *layers.warnings))
+        for warning in warnings:
+            (on_warning or _log_warning)(warning)
+        config = _validate(layers, model, main_path)
+    return Loaded(config, files, warnings, MappingProxyType(dict(layers.origins)))
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Load without Python's cyclic garbage collector, as it was before if it was on.
+
+    Reading builds millions of small objects, none of them in a cycle; the
+    collector would scan the growing heap again and again, more than halving
+    the speed for a 10 MB drop-in (``bench/config_load.py``). Reference
+    counting still frees everything dropped meanwhile.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _log_warning(warning: str) -> None:

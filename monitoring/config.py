@@ -35,8 +35,12 @@ def _sections(value: object) -> dict[str, Any]:
     if value is None:
         return {}
     if isinstance(value, (list, tuple)):
-        if not all(isinstance(n, str) for n in value):
-            raise ValueError(f"expected writer names or a mapping of writer name to settings (got {value!r})")
+        odd = next((i for i, n in enumerate(value) if not isinstance(n, str)), None)
+        if odd is not None:  # not the value itself: a writer's settings may hold a token
+            raise ValueError(
+                f"expected writer names or a mapping of writer name to settings "
+                f"(item [{odd}] is a {type(value[odd]).__name__}, not a name)"
+            )
         if len(set(value)) != len(value):
             raise ValueError(f"a writer is listed twice: {list(value)}")
         return {name: {} for name in value}

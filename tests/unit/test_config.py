@@ -65,7 +65,7 @@ def test_missing_drop_in_directory_is_fine(tree):
     assert loaded.config.name == "test-factory"
 
 
-def test_only_visible_yaml_drop_ins_are_read_and_yml_is_flagged(tree):
+def test_only_visible_yaml_drop_ins_are_read_and_every_other_name_is_flagged(tree):
     main = tree.factory(
         ("30-typo.yml", "cycle_seconds: 7"),
         ("40-notes.txt", "not yaml: ["),
@@ -75,7 +75,12 @@ def test_only_visible_yaml_drop_ins_are_read_and_yml_is_flagged(tree):
     loaded = load_factory_config(main, on_warning=lambda _: None)
     assert loaded.files == (main, main.parent / "factory.d" / "60-real.yaml")
     assert loaded.config.cycle_seconds == 11
-    assert loaded.warnings == (f"{main.parent / 'factory.d' / '30-typo.yml'}: ignored, only *.yaml files are read",)
+    drop = main.parent / "factory.d"
+    assert loaded.warnings == (
+        f"{drop / '.50-hidden.yaml'}: ignored, a hidden file (only visible *.yaml files are read)",
+        f"{drop / '30-typo.yml'}: ignored, only *.yaml files are read (rename it to 30-typo.yaml to use it)",
+        f"{drop / '40-notes.txt'}: ignored, only *.yaml files are read",
+    )
 
 
 def test_lists_are_replaced_not_concatenated(tree):
@@ -542,7 +547,7 @@ def test_secret_like_values_are_redacted_in_errors(tree):
     assert "hunter2" not in message
     assert "swordfish" not in message
     assert "entries.site1.attributes.My_Token: expected a string, number or true/false" in message
-    assert "(got <redacted>)" in message
+    assert "(got [<redacted>])" in message
     assert "(got {'password': <redacted>, 'user': 'bob'})" in message  # only the secret part is hidden
 
 

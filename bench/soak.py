@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import signal
 import sys
@@ -120,6 +121,8 @@ class Figures:
     factory_kills: int = 0
     mid_submission_kills: int = 0
     frontend_kills: int = 0
+    orphaned_calls: Counter[str] = field(default_factory=Counter)
+    """Kills after which a call the service had started in a child was still running (it finishes alone)."""
     samples: int = 0
     unreadable_samples: int = 0
     samples_at_a_cap: int = 0
@@ -172,7 +175,8 @@ class Figures:
         return [
             f"elapsed {time.monotonic() - self.started:.0f} s; factory SIGKILLs {self.factory_kills} "
             f"({self.mid_submission_kills} mid-submission), frontend SIGKILLs {self.frontend_kills}; "
-            f"cycles completed: {', '.join(f'{k} {v}' for k, v in sorted(self.cycles.items())) or 'not counted yet'}",
+            f"cycles completed: {', '.join(f'{k} {v}' for k, v in sorted(self.cycles.items())) or 'not counted yet'}; "
+            f"kills that left a call running in a child: {dict(sorted(self.orphaned_calls.items()))}",
             f"samples {self.samples} ({self.unreadable_samples} unreadable, {self.samples_at_a_cap} with an entry "
             f"at its cap); most live pilots {dict(sorted(self.most_live.items()))}, "
             f"published maxima {dict(sorted(self.published_max.items()))}",
@@ -344,8 +348,16 @@ class Soak:
     # ---------------------------------------------------------------- kills
 
     def kill(self, name: str) -> None:
+        """SIGKILL of the service's own process, as a crash; a call it had running in a child goes on alone."""
         assert self.services is not None
+        group = self.services.processes[name].pid  # started in a session of its own: its process group
         self.services.kill(name)
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            pass
+        else:
+            self.figures.orphaned_calls[name] += 1
         self.services.restart(name)
 
     def kills(self) -> None:
@@ -533,6 +545,8 @@ def main() -> int:
     parser.add_argument("--base-port", type=int, default=30518)
     args = parser.parse_args()
     options = SoakOptions(factory_kills=args.factory_kills, frontend_kills=args.frontend_kills, seed=args.seed)
+    # Both end the soak with the figures so far; SIGINT too when started in the background (which ignores it).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
 
     def echo(line: str) -> None:

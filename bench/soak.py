@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import signal
 import sys
@@ -214,6 +213,18 @@ def judge(figures: Figures, at: str, live: Counter[str], idle: Counter[str]) -> 
     figures.samples_at_a_cap += at_cap
 
 
+def group_alive(group: int) -> bool:
+    """Whether a process of the group is still running (zombies, waiting to be reaped, do not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone while we looked
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            return True
+    return False
+
+
 def soak_configs(topology: Topology, folder: Path, cycle_seconds: int) -> dict[str, Path]:
     """The lab's factory and frontend configs with short cycles, binding caps and their own work folders."""
     write_component_configs(topology)  # installs the glidein and the pilots' pool config
@@ -364,11 +375,10 @@ class Soak:
         assert self.services is not None
         group = self.services.processes[name].pid  # started in a session of its own: its process group
         self.services.kill(name)
-        try:
-            os.killpg(group, 0)
-        except ProcessLookupError:
-            pass
-        else:
+        deadline = time.monotonic() + 1.0
+        while group_alive(group) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if group_alive(group):
             self.figures.orphaned_calls[name] += 1
         self.services.restart(name)
 

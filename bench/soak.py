@@ -6,7 +6,7 @@
 Brings the lab up in its own folder (or reuses a running one there), starts
 `updraft factory run` and `updraft frontend run` as services with 5 s
 cycles and caps that bind (site1: the factory's own max_pilots; site2: the
-frontend's max_running_per_entry), queues a few jobs every 30 s, and kills:
+frontend's max_running_per_entry), queues ten jobs every minute, and kills:
 
 - the factory with SIGKILL, either at a random moment of its cycle or, for
   a share of the kills, right when a new pilot cluster appears in the
@@ -107,8 +107,8 @@ class SoakOptions:
     sample_seconds: float = 2.0
     mid_submission_share: float = 0.4
     """Share of the factory kills aimed at a submission in progress."""
-    batch_every_seconds: float = 30.0
-    longest_job_seconds: int = 40
+    batch_every_seconds: float = 60.0
+    longest_job_seconds: int = 30
     """Jobs of the batch run at most this long: shorter ones drain sooner (the CI share)."""
     report_every_seconds: float = 60.0
     drain_timeout: float = 900.0
@@ -403,7 +403,7 @@ class Soak:
                 next_sample = now + options.sample_seconds
             if figures.factory_kills < options.factory_kills and now >= next_factory:
                 if aim_at_submission and aiming_until is None:
-                    aiming_until = now + 3 * options.cycle_seconds
+                    aiming_until = now + 2 * options.cycle_seconds
                     self.new_cluster_seen()  # the newest cluster so far; the next one is the aim
                 if aiming_until is None or now >= aiming_until or self.new_cluster_seen():
                     mid = aiming_until is not None and now < aiming_until
@@ -424,7 +424,7 @@ class Soak:
 
     def factory_pause(self) -> float:
         """From a restart to the next kill: anywhere from before the first cycle ends to two cycles on."""
-        return self.rng.uniform(0.5, 2.5 * self.options.cycle_seconds)
+        return self.rng.uniform(0.5, 2 * self.options.cycle_seconds)
 
     def frontend_pause(self) -> float:
         return self.rng.uniform(1.0, 5.0 * self.options.cycle_seconds)

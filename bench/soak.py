@@ -251,11 +251,28 @@ def soak_configs(topology: Topology, folder: Path, cycle_seconds: int) -> dict[s
     return paths
 
 
-def start_checkpoint(folder: Path, since: int) -> None:
-    """The factory counts completed pilots from the soak's start, not the default look-back."""
+def start_checkpoint(folder: Path, since: int, earlier: Mapping[str, int]) -> None:
+    """The factory counts completed pilots from the soak's start, not the default look-back.
+
+    It also counts what ended within its slack before `since`, unless the
+    checkpoint has seen it: so the pilots of earlier runs (`earlier`, job id ->
+    EnteredCurrentStatus) are marked as seen, as a factory that had counted them would have.
+    """
     path = folder / "factory" / "completed-checkpoint.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"since": since, "seen": {}}))
+    path.write_text(json.dumps({"since": since, "seen": dict(earlier)}))
+
+
+def ended_before(topology: Topology, since: int) -> dict[str, int]:
+    """The lab factory's pilots that ended within the checkpoint's slack before `since`."""
+    ads = factory_schedd(topology).history(
+        f"{LAB_PILOTS} && EnteredCurrentStatus >= {since - completed.SLACK_SECONDS}", PILOT_PROJECTION
+    )
+    return {
+        f"{ad[pilot_ad.CLUSTER_ID]}.{ad[pilot_ad.PROC_ID]}": int(ad[pilot_ad.ENTERED_CURRENT_STATUS])
+        for ad in ads
+        if pilot_ad.ENTERED_CURRENT_STATUS in ad
+    }
 
 
 class Soak:
@@ -297,8 +314,9 @@ class Soak:
             path.chmod(0o755)
         self.clear_leftovers()
         configs = soak_configs(self.topology, self.folder, self.options.cycle_seconds)
+        time.sleep(1)  # the queue is empty: whatever ended, ended before `since`
         self.since = int(time.time())
-        start_checkpoint(self.folder, self.since)
+        start_checkpoint(self.folder, self.since, ended_before(self.topology, self.since))
         self.services = start_services(self.topology, configs, self.folder)
         self.echo(f"soak {self.run_id}: services started, logs and work files in {self.folder}")
 

@@ -3,11 +3,12 @@
 Layers: the lab's configs -> `updraft factory run` and `updraft frontend run`
 started once for the module, logging at INFO -> per test, a few user jobs
 and one fault (a CE stopped, the WMS collector stopped, the frontend killed,
-InfluxDB stopped) -> assertions on the pilots, the jobs, the ads and the
-services' logs, then the fault is undone.
+InfluxDB stopped, each daemon kind the services talk to frozen with
+SIGSTOP) -> assertions on the pilots, the jobs, the ads and the services'
+logs, then the fault is undone.
 
 (`kill -9` of the factory mid-cycle is in test_factory.py, next to the
-factory's other tests.)
+factory's other tests; repeated kills of both services are test_soak.py.)
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import signal
 import sys
@@ -566,7 +567,8 @@ def lab_running(lab_dir: Path, base_port: int, keep: bool) -> Iterator[Topology]
     if state is not None and state["base_port"] != base_port:
         raise LabError(f"the lab in {lab_dir} runs on base port {state['base_port']}, not {base_port}")
     topology = build_topology(lab_dir, base_port)
-    runtime = control.runtime_from_state(state) if state else choose_runtime("auto", Path("/var/cache/updraft"))
+    cache = Path(os.environ.get("UPDRAFT_CACHE", "/var/cache/updraft"))
+    runtime = control.runtime_from_state(state) if state else choose_runtime("auto", cache)
     control.up(topology, runtime, timeout=180)
     try:
         yield topology

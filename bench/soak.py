@@ -11,10 +11,13 @@ frontend's max_running_per_entry), queues ten jobs every minute, and kills:
 - the factory with SIGKILL, either at a random moment of its cycle or, for
   a share of the kills, right when a new pilot cluster appears in the
   factory schedd's queue (the factory is then in the middle of its
-  submissions: it submits one pilot per cluster here);
+  submissions: it submits one pilot per cluster here; the queue is polled
+  every 0.25 s, and an aim that sees no new cluster within two cycles
+  becomes a random kill);
 - the frontend with SIGKILL at random moments;
 
-restarting each at once. Every 2 s it samples the request ads and the
+restarting each at once (and counting the kills after which a call the
+service had started in a child process still ran). Every 2 s it samples the request ads and the
 factory's queue. When the kills are done it lets the work finish, removes
 the pilots left, waits for the factory to account for them and checks:
 

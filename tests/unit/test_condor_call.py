@@ -240,3 +240,43 @@ def test_an_interrupted_wait_kills_the_child_instead_of_waiting_for_it() -> None
     os.unlink(pid_file)
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or only its zombie is left (a killed orphan waits for init to reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_a_call_in_flight_dies_with_the_process_that_made_it(tmp_path: Path) -> None:
+    """SIGKILL of a service must not leave its submission running alone, to land after a restart read the queue."""
+    import subprocess
+    import sys
+
+    pid_file = tmp_path / "child.pid"
+    script = (
+        "import os, time\n"
+        "from pathlib import Path\n"
+        "from updraft.deadline import call_in_child\n"
+        "def hang():\n"
+        f"    Path({str(pid_file)!r}).write_text(str(os.getpid()))\n"
+        "    time.sleep(60)\n"
+        "call_in_child(hang, 120)\n"
+    )
+    caller = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline and caller.poll() is None, "the call never started"
+            time.sleep(0.05)
+    finally:
+        caller.kill()
+        caller.wait()
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while not _gone(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(child), "the call went on after the process that made it was killed"

@@ -1,28 +1,24 @@
 """Completed-pilot accounting: fold the pilots that left the queue into the running totals.
 
 Observe reads them (`observe.CompletedRead`, one history query under the
-cycle's deadline); this module adds them up and saves the result. The
-checkpoint is saved before the totals: a crash in between loses one cycle's
-pilots rather than counting them twice.
+cycle's deadline); this module adds them up and saves the result. The totals
+are saved with the checkpoint they count up to, in one atomic write, so a
+crash at any moment neither loses a pilot nor counts one twice
+(`completed.checkpoint_of_record`).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from updraft.factory import completed
 from updraft.factory.config import FactoryConfig
-from updraft.factory.observe import CompletedRead, checkpoint_path
+from updraft.factory.observe import CompletedRead, checkpoint_path, totals_path
 
 log = logging.getLogger(__name__)
 Stats = dict[completed.Key, completed.CompletedStats]
 """Completed-pilot statistics by (entry, frontend)."""
-
-
-def totals_path(config: FactoryConfig) -> Path:
-    return config.work_dir / "completed-totals.json"
 
 
 @dataclass(frozen=True)
@@ -44,8 +40,8 @@ def account(config: FactoryConfig, read: CompletedRead | None, now: float) -> Ac
     new = completed.summarize(read.pilots)
     totals = completed.merge(store.load(), new)
     try:
+        store.save(totals, read.following)
         completed.save_checkpoint(checkpoint_path(config), read.following)
-        store.save(totals)
         completed.prune_pilot_logs(config.work_dir / "entries", config.pilot_log_retention_seconds, now)
     except OSError as err:
         log.error("completed-pilot accounting not saved: %s", err)

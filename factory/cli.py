@@ -248,8 +248,8 @@ def _planned_or_fail(view: FactoryView, planned: FactoryPlan | None) -> FactoryP
 
 def _echo_completed(config: FactoryConfig) -> None:
     """Completed pilots as counted from their reports since the factory started counting."""
-    from updraft.factory.accounting import totals_path
     from updraft.factory.completed import CompletedTotals
+    from updraft.factory.observe import totals_path
 
     totals = CompletedTotals(totals_path(config)).load()
     if not totals:

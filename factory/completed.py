@@ -10,7 +10,7 @@ stdout back to ``<work_dir>/entries/<entry>/<frontend>/pilot.<cluster>.<proc>.ou
    tail of each new pilot's output file;
 2. **decides**, purely: which pilots are new (`advance`), their statistics
    per (entry, frontend) (`summarize`), and the running totals (`merge`);
-3. **acts**: `save_checkpoint`, then `CompletedTotals.save`; and now and then
+3. **acts**: `CompletedTotals.save` (with the checkpoint), then `save_checkpoint`; and now and then
    `prune_pilot_logs`;
 4. **reports** the totals: cumulative counters are what RRD (DERIVE with a
    minimum of 0, which also survives a reset) and InfluxDB's derivative()
@@ -26,8 +26,13 @@ answers is counted once, while the remembered set only ever holds about
 one window of pilots. A pilot that reaches the history more than `slack`
 after entering its final state is missed, never counted twice.
 
-**Saving order.** Save the checkpoint before the totals: a crash between the
-two then loses one cycle's pilots instead of counting them twice.
+**Saving once.** The totals file also holds the checkpoint it was saved
+with, in the same atomic write, and that copy is the checkpoint of record
+(`checkpoint_of_record`). A crash at any moment, even between writing the
+totals and the separate checkpoint file, then neither loses a pilot nor
+counts one twice; the soak kills the factory hundreds of times to check it.
+The separate file is what a fresh work folder starts from (a tool may seed
+it) and what an operator reads.
 
 **Files come from the pilots' side.** The pilot log folder may be writable by
 the pilots' owner, so an output file is opened without following a symlink,
@@ -640,16 +645,44 @@ class CompletedTotals:
             log.warning("completed-pilot totals %s unusable (%s): counters restart from 0", self.path, err)
             return {}
 
-    def save(self, stats: Mapping[Key, CompletedStats]) -> None:
-        """Atomically; an OSError propagates to the caller."""
-        _write_json_atomic(self.path, totals_to_json(stats))
+    def save(self, stats: Mapping[Key, CompletedStats], checkpoint: Checkpoint | None = None) -> None:
+        """Atomically, with the checkpoint these totals count up to; an OSError propagates to the caller."""
+        _write_json_atomic(self.path, totals_to_json(stats, checkpoint))
+
+    def saved_checkpoint(self) -> Checkpoint | None:
+        """The checkpoint the totals were saved with; None without a file, or with one that holds none."""
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as err:
+            log.warning("completed-pilot totals %s unusable (%s): its checkpoint is not used", self.path, err)
+            return None
+        if not isinstance(data, dict) or "checkpoint" not in data:
+            return None
+        try:
+            return checkpoint_from_json(data["checkpoint"])
+        except ValueError as err:
+            log.warning("completed-pilot totals %s hold an unusable checkpoint (%s)", self.path, err)
+            return None
 
 
-def totals_to_json(stats: Mapping[Key, CompletedStats]) -> dict[str, Any]:
-    return {
+def checkpoint_of_record(totals: CompletedTotals, path: Path, now: float) -> Checkpoint:
+    """How far the history has been counted: the totals' own copy, else the checkpoint file.
+
+    The totals' copy was written in the same atomic write as the counts, so
+    it is never ahead of or behind them, whenever the factory was killed."""
+    return totals.saved_checkpoint() or load_checkpoint(path, now)
+
+
+def totals_to_json(stats: Mapping[Key, CompletedStats], checkpoint: Checkpoint | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
         "version": TOTALS_VERSION,
         "totals": {key_to_json(key): value.as_dict() for key, value in sorted(stats.items())},
     }
+    if checkpoint is not None:
+        data["checkpoint"] = checkpoint_to_json(checkpoint)
+    return data
 
 
 def totals_from_json(data: object) -> dict[Key, CompletedStats]:

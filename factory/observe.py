@@ -206,8 +206,14 @@ def checkpoint_path(config: FactoryConfig) -> Path:
     return config.work_dir / "completed-checkpoint.json"
 
 
+def totals_path(config: FactoryConfig) -> Path:
+    """The completed-pilot totals, saved with the checkpoint they count up to."""
+    return config.work_dir / "completed-totals.json"
+
+
 def _read_completed(ports: FactoryPorts, config: FactoryConfig, now: float) -> tuple[CompletedRead | None, str | None]:
-    checkpoint = completed.load_checkpoint(checkpoint_path(config), now)
+    totals = completed.CompletedTotals(totals_path(config))
+    checkpoint = completed.checkpoint_of_record(totals, checkpoint_path(config), now)
     try:
         pilots, following = completed.read_completed(ports.schedd.get(), config.name, checkpoint)
     except CondorError as err:

@@ -28,6 +28,7 @@ from updraft.factory.completed import (
     CompletedTotals,
     advance,
     attach_report,
+    checkpoint_of_record,
     history_constraint,
     key_from_json,
     load_checkpoint,
@@ -709,3 +710,40 @@ def test_a_report_beyond_what_a_pilot_can_say_is_refused_naming_the_field(
 def test_a_number_of_thousands_of_digits_reads_as_absent_not_a_crash() -> None:
     parsed = report(cpus="9" * 5000, jobs_run="9" * 19)
     assert parsed.cpus == 0 and parsed.jobs_run == 0
+
+
+def test_a_factory_killed_between_its_two_writes_neither_loses_nor_doubles_a_pilot(tmp_path: Path) -> None:
+    """The soak caught it: the checkpoint file saved, the totals not, two pilots never counted.
+    The totals now carry their checkpoint in the same atomic write, and that copy is the record."""
+    ads = [history_ad(1, at=NOW - 5, status=3), history_ad(2, at=NOW - 3, status=3)]
+    schedd = FakeSchedd(ads, ads, ads)
+    store = CompletedTotals(tmp_path / "completed-totals.json")
+    checkpoint_file = tmp_path / "completed-checkpoint.json"
+
+    def cycle(*, killed_before_checkpoint_file: bool = False) -> None:
+        checkpoint = checkpoint_of_record(store, checkpoint_file, now=NOW)
+        new, following = read_completed(schedd, "fac", checkpoint)
+        store.save(merge(store.load(), summarize(new)), following)
+        if not killed_before_checkpoint_file:
+            save_checkpoint(checkpoint_file, following)
+
+    cycle(killed_before_checkpoint_file=True)
+    assert not checkpoint_file.exists()
+    cycle()
+    cycle()
+    assert store.load()["ce1", "vo"].pilots == 2
+    assert load_checkpoint(checkpoint_file, now=NOW) == store.saved_checkpoint()
+
+
+def test_a_fresh_work_folder_starts_from_the_checkpoint_file(tmp_path: Path) -> None:
+    """Totals without a checkpoint (none yet, or written before they carried one) leave the file in charge."""
+    checkpoint_file = tmp_path / "completed-checkpoint.json"
+    seeded = Checkpoint(since=int(NOW) - 100, seen={"7.0": int(NOW) - 120})
+    save_checkpoint(checkpoint_file, seeded)
+    store = CompletedTotals(tmp_path / "completed-totals.json")
+    assert checkpoint_of_record(store, checkpoint_file, now=NOW) == seeded
+    store.save({("ce1", "vo"): CompletedStats(pilots=1)})
+    assert store.saved_checkpoint() is None
+    assert checkpoint_of_record(store, checkpoint_file, now=NOW) == seeded
+    store.path.write_text('{"version": 1, "totals": {}, "checkpoint": {"since": "soon"}}')
+    assert checkpoint_of_record(store, checkpoint_file, now=NOW) == seeded

@@ -211,7 +211,7 @@ def completions(topology: Topology) -> dict[str, Mapping[str, str]]:
         text = job_completions(topology).read_text()
     except FileNotFoundError:
         return {}
-    records = {}
+    records: dict[str, Mapping[str, str]] = {}
     for line in text.splitlines():
         fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
         if "JobId" in fields:
@@ -221,11 +221,10 @@ def completions(topology: Topology) -> dict[str, Mapping[str, str]]:
 
 def cancel_all(topology: Topology, runtime: Runtime) -> None:
     """Cancel every job of the lab's cluster (before `down`: slurmstepd outlives slurmd)."""
-    for partition in (topology.hpc.partition,):
-        try:
-            runtime.run(["scancel", f"--partition={partition}"], slurm_env(topology), "cancelling Slurm jobs")
-        except LabError:
-            return  # slurmctld already gone: the leftover sweep takes the job processes
+    try:
+        runtime.run(["scancel", f"--partition={topology.hpc.partition}"], slurm_env(topology), "cancelling Slurm jobs")
+    except LabError:
+        return  # slurmctld already gone: the leftover sweep takes the job processes
 
 
 def describe(hpc: HpcSite, states: Mapping[str, str]) -> list[str]:

@@ -30,6 +30,7 @@ plan_nodes() {
         echo "nodes=$nodes"
         echo "die_time=$die_time"
         echo "shutdown_margin=$shutdown_margin"
+        echo "idle_tail=$idle_tail"
         echo "release_dir=$release_dir"
         echo "name_prefix=$name_prefix"
     } >"$work_dir/condor/nodes.conf"
@@ -163,6 +164,8 @@ node_main() {
     nodes=$(node_conf nodes)
     die_time=$(node_conf die_time)
     shutdown_margin=$(node_conf shutdown_margin)
+    # Each node watches its own idle tail (run_master), so each retires once its own jobs are done.
+    idle_tail=$(node_conf idle_tail)
     release_dir=$(node_conf release_dir)
     name_prefix=$(node_conf name_prefix)
     node_index=$(node_index_from_environment)

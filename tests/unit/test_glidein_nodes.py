@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -197,6 +198,34 @@ def test_a_black_hole_is_judged_per_node(pilot: Pilot) -> None:
     assert_failed(
         run_nodes_again(pilot, 2, "--blackhole-jobs", "2"), "blackhole", "node 1: 3 jobs started within 600 s (limit 2)"
     )
+
+
+def test_each_node_shuts_down_after_its_own_idle_tail(pilot: Pilot) -> None:
+    # Each node's master leaves a history (a job has ended) and would then run for a minute:
+    # only the node's idle-tail watcher ends it, which needs the head's --idle-tail on the node.
+    master = history_master(pilot.root) + "trap 'exit 0' TERM\nsleep 60 &\nwait\n"
+    condor = fake_condor(pilot.root, master)
+    for index in range(2):
+        (pilot.root / f"history.{index}").write_text(job(index + 1, 1, 5))
+    started = time.monotonic()
+    run = pilot.run(
+        "--condor-dir",
+        str(condor),
+        "--nodes",
+        "2",
+        "--node-launcher",
+        f"{launcher(pilot)} 2",
+        "--idle-tail",
+        "1",
+        dry_run=False,
+    )
+    assert time.monotonic() - started < 30, "the nodes waited for their masters instead of their idle tail"
+    report = run.report
+    assert report.ok and report.condor_exit == 0, report.reason + run.stderr
+    assert "Illegal number" not in run.stderr
+    for index in range(2):
+        assert (pilot.work / "condor" / f"node-{index}" / "idle_tail_reached").exists()
+    assert "idle_tail=1" in (pilot.work / "condor" / "nodes.conf").read_text().splitlines()
 
 
 def run_nodes_again(pilot: Pilot, count: int, *extra: str) -> Run:

@@ -38,7 +38,7 @@ from updraft import pilot_ad
 from updraft.config import KeyPath, dotted
 from updraft.errors import ConfigError, UpdraftError
 from updraft.factory import gridtypes
-from updraft.factory.config import LINE_BREAK_PROBLEM, SUBMIT_LINE_BREAKS, Entry, FactoryConfig, line_breaks
+from updraft.factory.config import LINE_BREAK_PROBLEM, SUBMIT_LINE_BREAKS, Entry, FactoryConfig, line_breaks, nodes_in
 from updraft.factory.gridtypes import GridTypePlugin
 from updraft.factory.gridtypes.plugin import DEFAULT_TEMPLATE_PACKAGE
 
@@ -409,6 +409,7 @@ def _context(
         "error": _pilot_file(pilot.work_dir, "err"),
         "log": pilot.work_dir / LOG_FILE,
         "cpus": entry.cpus_per_pilot,
+        "nodes": nodes_in(entry.attributes),
         "memory_mb": entry.memory_mb,
         "max_walltime_seconds": entry.max_walltime_seconds,
         "job_attributes": _job_attributes(factory, entry_name, pilot),

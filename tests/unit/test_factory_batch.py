@@ -8,6 +8,7 @@ the glidein is told, and the entry ad frontends read.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pydantic
@@ -403,4 +404,23 @@ def test_a_two_node_slurm_entry_loads_from_yaml(tree) -> None:
         "vo-project",
         "7200",
         "1500",
+    )
+
+
+def test_the_commented_hpc_examples_in_etc_load_when_uncommented(tree) -> None:
+    """etc/factory.d/10-example-sites.yaml shows a local and an ssh Slurm entry in comments;
+    uncommented, they must load and render what their comments say."""
+    example = (Path(__file__).resolve().parents[2] / "etc" / "factory.d" / "10-example-sites.yaml").read_text()
+    hpc = example[example.index("  # hpc-local:") :]
+    kept = [line[4:] for line in hpc.splitlines() if re.match(r"  # (hpc-[a-z]+:$|  )", line)]
+    main = tree.factory(("50-hpc.yaml", "entries:\n" + "\n".join(f"  {line}" for line in kept) + "\n"))
+    entries = load_factory_config(main).config.entries
+    assert {"hpc-local", "hpc-login"} <= set(entries)
+    login = rendered(entries["hpc-login"])
+    assert login["grid_resource"] == "batch slurm pilots@login.hpc.example.org:2222"
+    assert login["batch_extra_submit_args"] == (
+        "--nodes=2 --ntasks-per-node=1 --cpus-per-task=16 --qos=normal --constraint=haswell"
+    )
+    assert rendered(entries["hpc-local"])["batch_extra_submit_args"] == (
+        "--nodes=1 --ntasks-per-node=1 --cpus-per-task=8"
     )

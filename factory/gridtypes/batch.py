@@ -24,7 +24,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from updraft.config import MAX_TEXT_LENGTH, ConfigModel, DurationSeconds, FrozenList, LifetimeSeconds, NonBlankStr
+from updraft.config import MAX_TEXT_LENGTH, ConfigModel, DurationSeconds, FrozenList, LifetimeSeconds
 from updraft.factory.gridtypes.plugin import GridTypePlugin, Implied, LifetimeMargin, Problem
 
 BatchSystem = Literal["slurm", "pbs", "lsf", "sge", "condor"]
@@ -39,11 +39,17 @@ MAX_DIRECTIVES = 64
 MAX_DIRECTIVE_LENGTH = 256
 
 _SSH_LOGIN = re.compile(
-    r"(?P<user>[A-Za-z0-9_][A-Za-z0-9._-]*)@"
-    r"(?P<host>[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
-    r"|\[[0-9A-Fa-f:.]+\])"
+    r"(?P<user>[A-Za-z_][A-Za-z0-9_-]*)@"
+    r"(?P<host>[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)"
     r"(?::(?P<port>[0-9]{1,5}))?"
 )
+"""A login HTCondor's remote_gahp takes (its own pattern is ``[user@]host[:port]``, with a user of
+letters, digits, ``_`` and ``-`` not starting with a digit, and no bracketed IPv6 address), made
+stricter: the user is required and the host is a host name or an IPv4 address."""
+
+_BATCH_WORD = re.compile(r"[A-Za-z0-9_.,:@/+-]+")
+"""A partition (``a,b`` for several; ``name@cluster``), a queue (``queue@server``, HTCondor's
+``schedd/pool:port``) or an account."""
 
 _DIRECTIVE_CHARS = re.compile(r"[A-Za-z0-9_=:,.+/@%-]+")
 """What a directive may hold. The blahp writes the directives with an unquoted ``echo -e``, so a
@@ -131,7 +137,18 @@ def _refused_option(directive: str) -> tuple[str, str] | None:
     return None if name is None else (name, _SLURM_SETS[name][1])
 
 
+def _check_batch_word(value: str) -> str:
+    """A partition, queue or account: one word of the batch script, with nothing a shell or the
+    batch system's directive parser would read (the blahp writes it after ``#SBATCH -p``...)."""
+    if len(value) <= MAX_TEXT_LENGTH and _BATCH_WORD.fullmatch(value):
+        return value
+    raise PydanticCustomError(
+        "batch_word", "expected one word of letters, digits and _ . , : @ / + - (it is written into the batch script)"
+    )
+
+
 SshHost = Annotated[str, AfterValidator(_check_ssh_host)]
+BatchWord = Annotated[str, AfterValidator(_check_batch_word)]
 Directive = Annotated[str, Field(max_length=MAX_DIRECTIVE_LENGTH), AfterValidator(_check_directive)]
 
 
@@ -144,12 +161,12 @@ class BatchSettings(ConfigModel):
     ssh_host: SshHost | None = None
     """``user@host`` or ``user@host:port`` of a remote login node, reached over ssh; unset: the
     factory's own host."""
-    partition: NonBlankStr | None = None
+    partition: BatchWord | None = None
     """The partition (Slurm) or queue (PBS, LSF, SGE; the schedd for HTCondor) pilots go to;
     the site's default if unset. ``name@cluster`` picks a Slurm cluster too."""
-    batch_queue: NonBlankStr | None = None
+    batch_queue: BatchWord | None = None
     """Deprecated: the old name of `partition`, still read when `partition` is unset."""
-    account: NonBlankStr | None = None
+    account: BatchWord | None = None
     """The account (project) the pilots are charged to."""
     walltime_seconds: LifetimeSeconds | None = None
     """The batch job's time limit; the entry's ``max_walltime_seconds`` is this (set either)."""

@@ -59,7 +59,10 @@ def option(args: tuple[str, ...], name: str) -> str:
 
 @pytest.mark.parametrize(
     "login",
-    ["pilots@login.hpc.example.org", "pilots@login.hpc.example.org:2222", "u@h:1", "u_1@10.0.0.7:65535", "u@[::1]:22"],
+    [
+        *("pilots@login.hpc.example.org", "pilots@login.hpc.example.org:2222"),
+        *("u@h:1", "u_1@10.0.0.7:65535", "pilot-user@h-1"),
+    ],
 )
 def test_ssh_host_takes_a_login_with_an_optional_port(login: str) -> None:
     assert batch(ssh_host=login).grid_resource == f"batch slurm {login}"
@@ -204,9 +207,15 @@ def test_partition_and_batch_queue_together_are_refused() -> None:
     assert problems(partition="a", batch_queue="b") == {"batch_queue": "the old name of partition: set partition only"}
 
 
-@pytest.mark.parametrize("key", ["partition", "account"])
-def test_blank_partition_or_account_is_refused(key: str) -> None:
-    assert key in problems(**{key: " "})
+@pytest.mark.parametrize("key", ["partition", "batch_queue", "account"])
+@pytest.mark.parametrize("value", [" ", "", "a b", "a\nb", "$USER", "a\\b", "a'b", "x#y", "é"])
+def test_a_partition_or_account_that_is_not_one_plain_word_is_refused(key: str, value: str) -> None:
+    assert problems(**{key: value})[key].startswith("expected one word of letters, digits")
+
+
+@pytest.mark.parametrize("value", ["compute", "a,b", "debug@cluster1", "q@pbs.example.org", "schedd/pool:9618"])
+def test_partitions_queues_and_schedds_in_their_usual_spellings_load(value: str) -> None:
+    assert batch(partition=value).setting("queue") == value
 
 
 # --------------------------------------------------------------------------

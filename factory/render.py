@@ -210,7 +210,10 @@ def entry_problems(entry_name: str, entry: Entry) -> list[tuple[KeyPath, str]]:
     plugin = entry.grid_plugin
     return [
         *_line_breaks(where, {"name": entry_name, **entry.model_dump(exclude={"attributes"})}),
-        *(((*where, problem.key), problem.message) for problem in plugin.problems(entry.grid, entry.resource)),
+        *(
+            ((*where, *problem.key.split(".")), problem.message)
+            for problem in plugin.problems(entry.grid, entry.resource)
+        ),
     ]
 
 

@@ -205,18 +205,6 @@ class BatchSettings(ConfigModel):
             return -(-walltime_seconds // 60) * 60
         return walltime_seconds
 
-    def extra_submit_args(self, nodes: int, cpus_per_node: int) -> str:
-        """What the blahp appends as one ``#SBATCH`` line: the pilot's shape and the directives.
-
-        The cores go here because the blahp passes no core count to sbatch for
-        ``request_cpus``; one task per node is what the glidein's ``srun`` starts.
-        Empty for the other batch systems (which take neither, see `batch_problems`).
-        """
-        if self.batch_system != "slurm":
-            return ""
-        shape = (f"--nodes={nodes}", "--ntasks-per-node=1", f"--cpus-per-task={cpus_per_node}")
-        return " ".join((*shape, *self.directives))
-
 
 def batch_grid_resource(settings: BatchSettings, resource: str) -> str:
     """``batch slurm``, or ``batch slurm user@host[:port]`` when the batch system is reached over ssh."""
@@ -229,6 +217,13 @@ def batch_problems(settings: BatchSettings, resource: str) -> list[Problem]:
 
 
 def _batch_problems(settings: BatchSettings) -> Iterator[Problem]:
+    for index, directive in enumerate(settings.directives):
+        # Already refused when the config loads; again here for settings built without validation,
+        # since a directive reaches a shell's echo -e and sbatch.
+        try:
+            _check_directive(directive)
+        except PydanticCustomError as err:
+            yield Problem(f"directives.{index}", err.message())
     if settings.partition is not None and settings.batch_queue is not None:
         yield Problem("batch_queue", "the old name of partition: set partition only")
     system = settings.batch_system

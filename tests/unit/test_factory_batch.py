@@ -17,9 +17,9 @@ import pytest
 from updraft.errors import ConfigError
 from updraft.factory.advertise import entry_ads
 from updraft.factory.config import Entry, FactoryConfig, load_factory_config
-from updraft.factory.gridtypes.batch import MAX_CPUS_PER_NODE, MAX_DIRECTIVES, MAX_NODES
+from updraft.factory.gridtypes.batch import MAX_CPUS_PER_NODE, MAX_DIRECTIVES, MAX_NODES, BatchSettings
 from updraft.factory.pilot_args import glidein_arguments
-from updraft.factory.render import PilotSpec, render_submit
+from updraft.factory.render import PilotSpec, check_entry, render_submit
 from updraft.protocol import PilotParams
 
 PILOT = PilotSpec(
@@ -140,6 +140,13 @@ def test_a_directive_updraft_or_the_blahp_owns_or_cannot_write_is_refused_at_its
     found = problems(directives=["--qos=normal", directive])
     assert list(found) == ["directives.1"], found
     assert message in found["directives.1"]
+
+
+def test_a_directive_in_settings_built_without_validation_is_still_refused_before_rendering() -> None:
+    grid = BatchSettings.model_construct(batch_system="slurm", directives=("--qos=x", "--comment=a\\nb"))
+    entry = batch().model_copy(update={"grid": grid})
+    with pytest.raises(ConfigError, match=r"entries\.hpc\.directives\.1: '\\\\' is not allowed"):
+        check_entry("hpc", entry)
 
 
 def test_directives_are_bounded() -> None:

@@ -18,7 +18,8 @@ they fill those in, or must agree with them (`Implied`).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator
@@ -56,35 +57,41 @@ _DIRECTIVE_CHARS = re.compile(r"[A-Za-z0-9_=:,.+/@%-]+")
 backslash would be read as an escape, a blank would split the word, ``*?[`` would be globbed
 and quotes or ``$`` are not the shell's to interpret there; none of them is needed for an option."""
 
-_SLURM_SETS: dict[str, tuple[str | None, str]] = {
-    "nodes": ("N", "set by Updraft from nodes"),
-    "ntasks": ("n", "set by Updraft: one task per node"),
-    "ntasks-per-node": (None, "set by Updraft: one task per node"),
-    "cpus-per-task": ("c", "set by Updraft from cpus_per_node (attributes.GLIDEIN_CPUS)"),
-    "time": ("t", "set by Updraft from walltime_seconds (max_walltime_seconds)"),
-    "partition": ("p", "set by Updraft from partition"),
-    "account": ("A", "set by Updraft from account"),
-    "mem": (None, "set by Updraft from memory_mb_per_node (memory_mb)"),
-    "mem-per-cpu": (None, "not for directives: memory is set by Updraft from memory_mb_per_node (memory_mb)"),
-    "mem-per-gpu": (None, "not for directives: memory is set by Updraft from memory_mb_per_node (memory_mb)"),
-    "output": ("o", "set by the blahp"),
-    "error": ("e", "set by the blahp"),
-    "array": ("a", "a pilot is one Slurm job, not an array"),
-    "parsable": (None, "the blahp reads the job id from sbatch's usual output"),
-    "quiet": ("Q", "the blahp reads the job id sbatch prints"),
-    "wait": ("W", "the blahp would wait for the pilot to end before it learns the job id"),
-    "test-only": (None, "nothing would be submitted"),
-}
+_SLURM_SETS: Mapping[str, tuple[str | None, str]] = MappingProxyType(
+    {
+        "nodes": ("N", "set by Updraft from nodes"),
+        "ntasks": ("n", "set by Updraft: one task per node"),
+        "ntasks-per-node": (None, "set by Updraft: one task per node"),
+        "cpus-per-task": ("c", "set by Updraft from cpus_per_node (attributes.GLIDEIN_CPUS)"),
+        "time": ("t", "set by Updraft from walltime_seconds (max_walltime_seconds)"),
+        "partition": ("p", "set by Updraft from partition"),
+        "account": ("A", "set by Updraft from account"),
+        "mem": (None, "set by Updraft from memory_mb_per_node (memory_mb)"),
+        "mem-per-cpu": (None, "not for directives: memory is set by Updraft from memory_mb_per_node (memory_mb)"),
+        "mem-per-gpu": (None, "not for directives: memory is set by Updraft from memory_mb_per_node (memory_mb)"),
+        "output": ("o", "set by the blahp"),
+        "error": ("e", "set by the blahp"),
+        "array": ("a", "a pilot is one Slurm job, not an array"),
+        "parsable": (None, "the blahp reads the job id from sbatch's usual output"),
+        "quiet": ("Q", "the blahp reads the job id sbatch prints"),
+        "wait": ("W", "the blahp would wait for the pilot to end before it learns the job id"),
+        "test-only": (None, "nothing would be submitted"),
+    }
+)
 """sbatch options a directive may not give: long name -> (its short letter, why)."""
 
-_SLURM_SHORT = {short: long for long, (short, _) in _SLURM_SETS.items() if short is not None}
+_SLURM_SHORT: Mapping[str, str] = MappingProxyType(
+    {short: long for long, (short, _) in _SLURM_SETS.items() if short is not None}
+)
 
-_WHAT_BLAHP_PASSES: dict[str, frozenset[BatchSystem]] = {
-    "nodes": frozenset({"slurm"}),
-    "directives": frozenset({"slurm"}),
-    "account": frozenset({"slurm", "pbs", "lsf", "sge"}),
-    "memory_mb_per_node": frozenset({"slurm", "pbs", "condor"}),
-}
+_WHAT_BLAHP_PASSES: Mapping[str, frozenset[BatchSystem]] = MappingProxyType(
+    {
+        "nodes": frozenset({"slurm"}),
+        "directives": frozenset({"slurm"}),
+        "account": frozenset({"slurm", "pbs", "lsf", "sge"}),
+        "memory_mb_per_node": frozenset({"slurm", "pbs", "condor"}),
+    }
+)
 """A key -> the batch systems whose blahp script gets it (HTCondor 23.9's blahp; others drop it)."""
 
 _ROUNDS_TO_MINUTES: frozenset[BatchSystem] = frozenset({"slurm", "lsf"})
@@ -116,7 +123,7 @@ def _check_directive(value: str) -> str:
     refused = _refused_option(value)
     if refused is not None:
         name, why = refused
-        raise PydanticCustomError("directive", "--{name} is {why}", {"name": name, "why": why})
+        raise PydanticCustomError("directive", "--{name}: {why}", {"name": name, "why": why})
     return value
 
 
@@ -277,6 +284,7 @@ def batch_implies(settings: BatchSettings) -> list[Implied]:
 
 
 def batch_lifetime_margin(settings: BatchSettings) -> LifetimeMargin:
+    """The batch system kills the job at its walltime: the glidein must be gone this long before."""
     return LifetimeMargin("lifetime_margin_seconds", settings.lifetime_margin_seconds)
 
 

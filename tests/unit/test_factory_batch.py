@@ -18,7 +18,7 @@ from updraft.errors import ConfigError
 from updraft.factory.advertise import entry_ads
 from updraft.factory.config import Entry, FactoryConfig, load_factory_config
 from updraft.factory.gridtypes.batch import MAX_CPUS_PER_NODE, MAX_DIRECTIVES, MAX_NODES, BatchSettings
-from updraft.factory.pilot_args import glidein_arguments
+from updraft.factory.pilot_args import glidein_arguments, glidein_environment
 from updraft.factory.render import PilotSpec, check_entry, render_submit
 from updraft.protocol import PilotParams
 
@@ -114,24 +114,24 @@ def test_directives_follow_the_pilots_shape_on_the_sbatch_line() -> None:
         ("--comment=*", "'*' is not allowed"),
         ('--comment="x"', "'\"' is not allowed"),
         ("--comment=$HOME", "'$' is not allowed"),
-        ("--nodes=2", "--nodes is set by Updraft from nodes"),
-        ("-N2", "--nodes is set by Updraft from nodes"),
-        ("--ntasks=4", "--ntasks is set by Updraft: one task per node"),
-        ("--ntasks-per-node=2", "--ntasks-per-node is set by Updraft"),
-        ("-c4", "--cpus-per-task is set by Updraft from cpus_per_node"),
-        ("--time=60", "--time is set by Updraft from walltime_seconds"),
-        ("-t60", "--time is set by Updraft from walltime_seconds"),
-        ("--partition=debug", "--partition is set by Updraft from partition"),
-        ("--part=debug", "--partition is set by Updraft from partition"),
-        ("-pdebug", "--partition is set by Updraft from partition"),
-        ("--account=vo", "--account is set by Updraft from account"),
-        ("-Avo", "--account is set by Updraft from account"),
-        ("--mem=4000", "--mem is set by Updraft from memory_mb_per_node"),
+        ("--nodes=2", "--nodes: set by Updraft from nodes"),
+        ("-N2", "--nodes: set by Updraft from nodes"),
+        ("--ntasks=4", "--ntasks: set by Updraft: one task per node"),
+        ("--ntasks-per-node=2", "--ntasks-per-node: set by Updraft"),
+        ("-c4", "--cpus-per-task: set by Updraft from cpus_per_node"),
+        ("--time=60", "--time: set by Updraft from walltime_seconds"),
+        ("-t60", "--time: set by Updraft from walltime_seconds"),
+        ("--partition=debug", "--partition: set by Updraft from partition"),
+        ("--part=debug", "--partition: set by Updraft from partition"),
+        ("-pdebug", "--partition: set by Updraft from partition"),
+        ("--account=vo", "--account: set by Updraft from account"),
+        ("-Avo", "--account: set by Updraft from account"),
+        ("--mem=4000", "--mem: set by Updraft from memory_mb_per_node"),
         ("--mem-per-cpu=1000", "memory is set by Updraft from memory_mb_per_node"),
-        ("--output=/tmp/x", "--output is set by the blahp"),
+        ("--output=/tmp/x", "--output: set by the blahp"),
         ("--array=1-4", "a pilot is one Slurm job"),
         ("--parsable", "the blahp reads the job id"),
-        ("--wait", "--wait is the blahp would wait"),
+        ("--wait", "--wait: the blahp would wait"),
     ],
 )
 def test_a_directive_updraft_or_the_blahp_owns_or_cannot_write_is_refused_at_its_item(
@@ -331,6 +331,12 @@ def test_the_glidein_is_told_the_walltime_less_the_margin() -> None:
     assert rendered(entry)["batch_runtime"] == "3600"
 
 
+def test_the_pilot_is_told_the_shape_it_advertises() -> None:
+    entry = batch(nodes=2, cpus_per_node=4, memory_mb_per_node=8000)
+    env = dict(glidein_environment(entry, PilotParams(collector="vo:9618")))
+    assert (env["GLIDEIN_Nodes"], env["GLIDEIN_CPUS"], env["GLIDEIN_MaxMemMBs"]) == (2, 4, 8000)
+
+
 def test_the_margin_defaults_to_two_minutes_and_other_grid_types_have_none() -> None:
     assert batch(walltime_seconds=3600).pilot_walltime_seconds == 3480
     condor = Entry.model_validate({"grid_type": "condor", "resource": "ce h:1", "max_walltime_seconds": 3600})
@@ -385,7 +391,7 @@ def test_the_loader_names_the_file_and_key_of_each_batch_problem(tree) -> None:
         load_factory_config(main)
     file = main.parent / "factory.d" / "50-hpc.yaml"
     message = str(caught.value)
-    assert f"{file}: entries.hpc2.directives[1]: --time is set by Updraft from walltime_seconds" in message
+    assert f"{file}: entries.hpc2.directives[1]: --time: set by Updraft from walltime_seconds" in message
     assert f"{file}: entries.hpc.cpus_per_node: 8 here, but attributes.GLIDEIN_CPUS is 4" in message
     assert f"{file}: entries.hpc.batch_queue: the old name of partition: set partition only" in message
 

@@ -20,7 +20,10 @@ from updraft.factory.config import Entry, FactoryConfig, load_factory_config
 from updraft.factory.gridtypes.batch import MAX_CPUS_PER_NODE, MAX_DIRECTIVES, MAX_NODES, BatchSettings
 from updraft.factory.pilot_args import glidein_arguments, glidein_environment
 from updraft.factory.render import PilotSpec, check_entry, render_submit
+from updraft.factory.stage import stage_entries
 from updraft.protocol import PilotParams
+
+from .glidein_helpers import dry_run_pilot
 
 PILOT = PilotSpec(
     frontend="vo",
@@ -446,3 +449,38 @@ def test_the_commented_hpc_examples_in_etc_load_when_uncommented(tree) -> None:
     assert rendered(entries["hpc-local"])["batch_extra_submit_args"] == (
         "--nodes=1 --ntasks-per-node=1 --cpus-per-task=8"
     )
+
+
+def test_the_real_glidein_dies_the_margin_and_its_shutdown_margin_before_the_walltime(tmp_path: Path, web: str) -> None:
+    """Through glidein_startup.sh (dry run): KILL comes at walltime - margin, TERM a shutdown margin earlier."""
+    check = tmp_path / "check.sh"
+    check.write_text("#!/bin/sh\nexit 0\n")
+    hpc = {
+        "grid_type": "batch",
+        "resource": "hpc",
+        "batch_system": "slurm",
+        "walltime_seconds": 3600,
+        "lifetime_margin_seconds": 300,
+        "cpus_per_node": 2,
+        "glidein": {"shutdown_margin_seconds": 60, "failure_sleep_seconds": 0},
+    }
+    config = FactoryConfig.model_validate(
+        {
+            "name": "fac",
+            "wms_collector": "127.0.0.1:9619",
+            "schedd": "s@x",
+            "staging": {
+                "dir": str(tmp_path / "area"),
+                "url": web,
+                "files": [{"source": str(check), "kind": "validate"}],
+            },
+            "entries": {"hpc": hpc},
+        }
+    )
+    entry = config.entries["hpc"]
+    params = PilotParams(collector="127.0.0.1:29618")
+    args = glidein_arguments(entry, stage_entries(config)["hpc"], params)
+    report = dry_run_pilot(tmp_path, args, dict(glidein_environment(entry, params)))
+    assert report.start_time is not None and report.die_time is not None
+    assert report.die_time - report.start_time == 3600 - 300 - 60
+    assert report.cpus == 2

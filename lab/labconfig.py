@@ -150,6 +150,11 @@ def factory_config(topology: Topology) -> dict[str, Any]:
     }
 
 
+def lab_entries(topology: Topology) -> tuple[str, ...]:
+    """The lab factory's entries, in the order its config lists them (the grid sites, then the HPC site's)."""
+    return tuple(factory_config(topology)["entries"])
+
+
 def hpc_entry(topology: Topology) -> dict[str, Any]:
     """The HPC site's entry: local batch submission to the lab's Slurm through the blahp.
 

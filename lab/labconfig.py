@@ -129,6 +129,7 @@ def factory_config(topology: Topology) -> dict[str, Any]:
         for site in topology.sites
     }
     entries[topology.hpc.name] = hpc_entry(topology)
+    entries[topology.hpc.multinode_entry] = multinode_entry(topology)
     return {
         "name": FACTORY_NAME,
         "wms_collector": topology.wms.collector,
@@ -179,6 +180,33 @@ def hpc_entry(topology: Topology) -> dict[str, Any]:
         "submit": {"max_submits_per_cycle": 2, "cluster_size": 1},
         "holds": {"backoff_seconds": 1, "max_backoff_seconds": 5},
         "max_walltime_seconds": 3600,
+    }
+
+
+def multinode_entry(topology: Topology) -> dict[str, Any]:
+    """The HPC site's multi-node entry: one Slurm job of every node per pilot, one startd per node.
+
+    The same Slurm as `hpc_entry`, with its own GLIDEIN_Site so jobs can ask
+    for it alone; the batch keys say the job's shape (the glidein's srun
+    starts a startd on each node). One pilot at a time: it takes the whole
+    cluster, which the `hpc` entry's pilots share.
+    """
+    hpc = topology.hpc
+    return {
+        "grid_type": "batch",
+        "resource": f"slurm@{hpc.name}.{UID_DOMAIN}",
+        "batch_system": "slurm",
+        "partition": hpc.partition,
+        "nodes": len(hpc.nodes),
+        "cpus_per_node": hpc.cpus_per_node,
+        "memory_mb_per_node": hpc.memory_mb_per_node // 2,
+        "attributes": {"GLIDEIN_Site": hpc.multinode_site},
+        "glidein": dict(LAB_GLIDEIN),
+        "limits": {"max_pilots": 1, "max_idle": 1, "max_held": 5},
+        "frontends": {FRONTEND_NAME: {"identity": FRONTEND.identity, "security_classes": ["default"]}},
+        "submit": {"max_submits_per_cycle": 1, "cluster_size": 1},
+        "holds": {"backoff_seconds": 1, "max_backoff_seconds": 5},
+        "walltime_seconds": 3600,
     }
 
 

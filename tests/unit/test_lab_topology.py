@@ -308,6 +308,12 @@ def test_the_blahp_status_helper_is_mended_once_and_left_alone_after(tmp_path) -
     assert fix_blahp(tmp_path / "elsewhere") is False
 
 
+def test_the_hpc_entry_asks_slurm_for_a_whole_node_of_the_lab_cluster(topology) -> None:
+    entry = FactoryConfig.model_validate(factory_config(topology)).entries["hpc"]
+    assert (entry.cpus_per_pilot, entry.memory_mb, entry.grid_resource) == (2, 1000, "batch slurm")
+    assert entry.attributes["GLIDEIN_Site"] == topology.hpc.glidein_site
+
+
 def test_the_multinode_entry_asks_slurm_for_every_node_and_its_glidein_for_a_startd_on_each(topology) -> None:
     hpc = topology.hpc
     factory = FactoryConfig.model_validate(factory_config(topology))

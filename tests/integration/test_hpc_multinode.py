@@ -4,10 +4,10 @@ Layers: the lab's `hpc-2node` entry (two nodes per pilot, GLIDEIN_Site
 HPC2N) under a factory of its own -> two 2-core user jobs that accept only
 HPC2N -> `frontend once` asks for one pilot (4 cores) -> `factory once`
 submits it through the blahp -> Slurm runs one job on node1 and node2 -> the
-glidein's `srun` starts a startd on each node, both joining the VO pool as
-one pilot -> one user job runs on each node -> both nodes retire after their
-idle tail -> Slurm's own record says COMPLETED, and the pilot's report
-speaks for both nodes.
+glidein's `srun` starts a startd on each node (job sandboxes in the node's
+scratch folder), both joining the VO pool as one pilot -> one user job runs
+on each node -> both nodes retire after their idle tail -> Slurm's own
+record says COMPLETED, and the pilot's report speaks for both nodes.
 
 The lab's Slurm has two nodes of two cores, shared with the other HPC tests:
 the test waits for both to be idle before it starts and leaves them idle.
@@ -27,7 +27,7 @@ import yaml
 from updraft.condor import Collector, Schedd
 from updraft.glidein.report import parse_report
 from updraft.lab import slurm
-from updraft.lab.labconfig import factory_config, frontend_config, write_component_configs
+from updraft.lab.labconfig import factory_config, frontend_config, node_scratch, write_component_configs
 from updraft.lab.runtime import Runtime
 from updraft.lab.topology import FRONTEND, Topology
 
@@ -139,6 +139,10 @@ def test_a_two_node_pilot_is_one_slurm_job_two_startds_and_one_pilot_of_four_cor
     assert len({(s["GLIDEIN_ClusterId"], s["GLIDEIN_ProcId"]) for s in slots}) == 1, slots
     assert len({s["Name"] for s in slots}) == 2 and all(s["TotalSlotCpus"] == hpc.cpus_per_node for s in slots)
     pilot_cluster = slots[0]["GLIDEIN_ClusterId"]
+    # Each node keeps its jobs' sandboxes in its own scratch folder, not in the shared work dir.
+    prefix = f"glidein_{pilot_cluster}_0_"
+    scratch = sorted(p.name.rsplit("_", 1)[1] for p in node_scratch(lab).glob(f"{prefix}*"))
+    assert scratch == ["node0", "node1"], scratch
 
     # Slurm's own view: one job of both nodes, run as the factory's user.
     (pilot,) = factory_schedd.query(f"ClusterId == {pilot_cluster}", ["GridJobId"])
@@ -173,6 +177,7 @@ def test_a_two_node_pilot_is_one_slurm_job_two_startds_and_one_pilot_of_four_cor
     # Slurm records the job COMPLETED, and the head's report speaks for both nodes.
     wait_for_completion(factory_schedd, pilot_cluster, 180)
     record = wait_for(lambda: slurm.completions(lab).get(slurm_id), 30)
+    assert not list(node_scratch(lab).glob(f"{prefix}*")), "each node removed its scratch folder"
     assert (record["JobState"], record["NodeCnt"], record["NodeList"]) == ("COMPLETED", "2", "node[1-2]"), record
     work_dir = lab.work_dir / FACTORY / "entries" / hpc.multinode_entry / "lab-vo"
     report = parse_report(next(work_dir.glob(f"pilot.{pilot_cluster}.0.out")).read_text())

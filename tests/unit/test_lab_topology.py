@@ -335,3 +335,4 @@ def test_the_multinode_entry_asks_slurm_for_every_node_and_its_glidein_for_a_sta
     assert submit["batch_extra_submit_args"] == f"--nodes=2 --ntasks-per-node=1 --cpus-per-task={hpc.cpus_per_node}"
     assert int(submit["request_memory"]) <= hpc.memory_mb_per_node
     assert "--nodes 2" in submit["arguments"]
+    assert f"--node-scratch {topology.work_dir}/node-scratch" in submit["arguments"]

@@ -893,9 +893,10 @@ def two_node_glidein(number: int, busy_nodes: int) -> tuple[PilotSlot, ...]:
     found: list[PilotSlot] = []
     for node in range(2):
         busy = node < busy_nodes
-        found.append(PilotSlot("e1", "f", "main", IDLE, 0 if busy else 2, 1000, None, pilot, SlotKind.PARTITIONABLE, 2))
+        left = 0 if busy else 2
+        found.append(PilotSlot("e1", "f", "main", IDLE, left, 1000, None, pilot, SlotKind.PARTITIONABLE, 2, node))
         if busy:
-            found.append(PilotSlot("e1", "f", "main", BUSY, 2, 500, None, pilot, SlotKind.DYNAMIC))
+            found.append(PilotSlot("e1", "f", "main", BUSY, 2, 500, None, pilot, SlotKind.DYNAMIC, node=node))
     return tuple(found)
 
 
@@ -913,6 +914,15 @@ def test_a_two_node_pilot_is_one_pilot_of_both_nodes_cores() -> None:
     full = the(run(Case("", (jobs(2, cpus=2),), 0, entries=(two_nodes,), slots=two_node_glidein(1, busy_nodes=2))))
     assert (full.inputs.pilots, full.inputs.idle_pilots_needed, full.inputs.max_pilots) == (1, 1.0, 2)
     assert full.idle == 1, full.steps
+
+
+def test_a_nodes_dynamic_slots_count_when_only_that_nodes_partitionable_ad_is_missing() -> None:
+    """Node 0's startd is fully seen; node 1's partitionable slot not yet in the collector: its running
+    job's cores are all we know of it, and they are not the ones node 0's partitionable slot holds."""
+    node0_parent, node0_job, _, node1_job = two_node_glidein(1, busy_nodes=2)
+    seen = (node0_parent, node0_job, node1_job)
+    inputs = the(run(Case("", (), 0, entries=(entry(cpus=2, nodes_per_pilot=2),), slots=seen))).inputs
+    assert (inputs.pilots, inputs.pilot_cores) == (1, 4)
 
 
 def test_an_idle_two_node_pilot_is_one_idle_pilot_to_remove() -> None:

@@ -241,6 +241,7 @@ def env(lab_dir: Path) -> None:
     click.echo(f"# WMS collector  {topology.wms.collector}  (factory schedd {topology.factory.schedd_name})")
     for site in topology.sites:
         click.echo(f"# {site.name:<14} grid_resource = condor {site.ce_resource}")
+    click.echo(f"# {topology.hpc.name:<14} grid_resource = batch slurm  (SLURM_CONF={topology.slurm_conf})")
     if topology.influx_config.is_file():
         click.echo(f"# InfluxDB       {topology.influx_url}  (database {control.LAB_DATABASE}: the monitoring of both)")
     click.echo(f"export CONDOR_CONFIG={topology.client_config}")

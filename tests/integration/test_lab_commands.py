@@ -30,6 +30,11 @@ def test_status_shows_every_daemon_of_the_topology_up(lab: Topology) -> None:
             assert line.endswith(" up"), line
             assert name is None or name in line
     assert "MISSING" not in done.stdout
+    for node in lab.hpc.nodes:  # as sinfo reports them
+        assert any(
+            row.split()[:3] == [lab.hpc.name, "slurmd", node] and row.endswith(" idle")
+            for row in done.stdout.splitlines()
+        ), done.stdout
 
 
 def test_up_again_is_harmless_and_keeps_the_same_masters_and_runtime(
@@ -51,6 +56,7 @@ def test_env_prints_addresses_and_writes_configs_that_validate(lab: Topology) ->
     assert lab.wms.collector in done.stdout and lab.vo.collector in done.stdout
     for site in lab.sites:
         assert site.ce_resource in done.stdout
+    assert f"grid_resource = batch slurm  (SLURM_CONF={lab.slurm_conf})" in done.stdout
     assert f"# InfluxDB       {lab.influx_url}  (database updraft" in done.stdout
     for component in ("factory", "frontend"):
         path = lab.etc_dir / f"{component}.yaml"

@@ -31,8 +31,8 @@ from updraft.frontend.model import Decision, EntryAd
 from updraft.frontend.publish import request_ad
 from updraft.lab.labconfig import (
     factory_config,
-    lab_entries,
     frontend_config,
+    lab_entries,
     write_component_configs,
 )
 from updraft.lab.topology import FRONTEND, Topology

@@ -436,7 +436,7 @@ def _slurm_lines(topology: Topology, run: DemoRun) -> list[str]:
     states = Counter(r.get("JobState", "?") for r in ended)
     nodes = Counter(int(r.get("NodeCnt", "0") or 0) for r in ended if r.get("JobState") == "COMPLETED")
     shown = ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "none"
-    wide = ", ".join(f"{n} of {count} nodes" for count, n in sorted(nodes.items()))
+    wide = ", ".join(f"{n} on {count} node{'s' if count > 1 else ''}" for count, n in sorted(nodes.items()))
     return [
         f"Slurm ({topology.hpc.name}): {len(ended)} pilot jobs ended ({shown})"
         + (f"; completed: {wide}" if wide else "")

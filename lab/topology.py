@@ -41,6 +41,8 @@ CLIENT_ROLES = (OPERATOR, FACTORY, FRONTEND)
 PILOT_OWNERS = (FACTORY, OPERATOR)
 """Who owns grid jobs in the factory schedd: the factory, and the operator's hand-made pilots in the tests."""
 DEFAULT_BASE_PORT = 29618
+LOGIN_PORT_OFFSET = 10
+"""The HPC login node's sshd listens on base_port + this, after the lab's other ports."""
 
 READ, WRITE, DAEMON, ADVERTISE_STARTD = "READ", "WRITE", "DAEMON", "ADVERTISE_STARTD"
 
@@ -139,6 +141,47 @@ class Site:
 
 
 @dataclass(frozen=True)
+class LoginNode:
+    """The HPC site's login node: an sshd of its own where factories log in as an unprivileged user.
+
+    The site's batch system is reached through it the way factories reach
+    HPC centres without a CE: ``grid_resource = batch slurm <ssh_host>``.
+    """
+
+    dir: Path
+    """Its sshd config, host key, pid file and log (in the lab folder)."""
+    port: int
+    user: str = "hpc"
+    uid: int = 4250
+
+    @property
+    def ssh_host(self) -> str:
+        """What follows the batch system in `grid_resource` (remote_gahp's ``user@host:port``)."""
+        return f"{self.user}@{LOOPBACK}:{self.port}"
+
+    @property
+    def known_hosts_name(self) -> str:
+        """How ssh names this endpoint in known_hosts (a non-standard port goes in brackets)."""
+        return f"[{LOOPBACK}]:{self.port}"
+
+    @property
+    def sshd_config(self) -> Path:
+        return self.dir / "sshd_config"
+
+    @property
+    def host_key(self) -> Path:
+        return self.dir / "ssh_host_ed25519_key"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "sshd.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.dir / "sshd.log"
+
+
+@dataclass(frozen=True)
 class Topology:
     """The whole lab: VO pool, WMS collector, factory schedd and the sites."""
 
@@ -232,6 +275,15 @@ class Topology:
     @property
     def influx_data_dir(self) -> Path:
         return self.base_dir / "influxdb"
+
+    @property
+    def login_node(self) -> LoginNode:
+        return LoginNode(self.base_dir / "login", self.base_port + LOGIN_PORT_OFFSET)
+
+    @property
+    def slurm_conf(self) -> Path:
+        """The lab's Slurm configuration (lab/slurm.py writes it); Slurm's commands find it through SLURM_CONF."""
+        return self.base_dir / "slurm" / "slurm.conf"
 
     @property
     def etc_dir(self) -> Path:

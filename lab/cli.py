@@ -13,7 +13,7 @@ import click
 
 from updraft.cliutil import UpdraftGroup, check_name, from_group, group_option
 from updraft.errors import LabError
-from updraft.lab import control
+from updraft.lab import control, slurm
 from updraft.lab.labconfig import write_component_configs
 from updraft.lab.runtime import choose_runtime
 from updraft.lab.topology import DEFAULT_BASE_PORT, Topology, build_topology
@@ -135,12 +135,33 @@ def demo(lab_dir: Path, keep: bool, timeout: float) -> None:
 @lab.command()
 @lab_dir_option
 def status(lab_dir: Path) -> None:
-    """Show each daemon of the lab and whether its collector sees it; exit 1 if any is missing."""
-    statuses = control.status(_existing_topology(lab_dir))
+    """Show each daemon of the lab and whether its collector sees it, and the Slurm nodes as Slurm
+    reports them; exit 1 if any is missing."""
+    topology = _existing_topology(lab_dir)
+    statuses = control.status(topology)
     _print_statuses(statuses)
+    slurm_problem = _print_slurm_nodes(topology)
     missing = sum(not s.present for s in statuses)
     if missing:
         raise LabError(f"{missing} of {len(statuses)} daemons are not advertising")
+    if slurm_problem:
+        raise LabError(slurm_problem)
+
+
+def _print_slurm_nodes(topology: Topology) -> str | None:
+    """The HPC site's nodes as `sinfo` sees them; what is wrong with the cluster, if anything."""
+    state = control.load_state(topology.base_dir)
+    if state is None:
+        return "the lab was taken down"
+    try:
+        nodes = slurm.node_states(topology, control.runtime_from_state(state))
+    except LabError as err:
+        click.echo(f"{topology.hpc.name:<9} {'slurmctld':<13} {'-':<22} {'-':<16} NOT ANSWERING")
+        return f"Slurm: {err}"
+    for line in slurm.describe(topology.hpc, nodes):
+        click.echo(line)
+    down = [node for node in topology.hpc.nodes if not slurm.usable(nodes.get(node, "missing"))]
+    return f"Slurm nodes not usable: {', '.join(down)}" if down else None
 
 
 @lab.command()

@@ -29,7 +29,7 @@ import jinja2
 from updraft.atomicwrite import write_atomically
 from updraft.condor import Collector, use_client_config
 from updraft.errors import CondorError, LabError
-from updraft.lab import loginnode
+from updraft.lab import loginnode, slurm
 from updraft.lab.runtime import ChrootRuntime, HostRuntime, Runtime
 from updraft.lab.topology import (
     CLIENT_ROLES,
@@ -113,8 +113,12 @@ def render_configs(topology: Topology, release_dir: str = "/usr", influxdb: bool
             worker_memory_mb=WORKER_MEMORY_MB,
             influxdb=influxdb,
             influx_config=topology.influx_config,
+            slurm_conf=topology.slurm_conf,
+            programs=slurm.programs(topology) if instance == topology.hpc.instance else [],
         )
     files[topology.staging_server] = staging_server_source()
+    files[topology.slurm_conf] = slurm.render_slurm_conf(topology)
+    files[topology.slurm_dir / "cgroup.conf"] = slurm.render_cgroup_conf()
     if influxdb and topology.factory.influx_port:
         port = topology.factory.influx_port
         files[topology.influx_config] = influxdb_config(port, port + 1, topology.influx_data_dir)
@@ -260,6 +264,7 @@ def up(topology: Topology, runtime: Runtime, timeout: float = 90.0) -> list[Daem
     runtime.ensure_user(FACTORY.user, FACTORY.uid)
     _prepare_dirs(topology, runtime)
     influxdb = has_influxdb(runtime)
+    slurm.write_files(topology, runtime)
     for path, text in render_configs(topology, influxdb=influxdb).items():
         write_atomically(path, text)
     _ensure_credentials(topology, runtime)
@@ -270,6 +275,7 @@ def up(topology: Topology, runtime: Runtime, timeout: float = 90.0) -> list[Daem
     if isinstance(runtime, ChrootRuntime):  # on an operator's host, its users and sshd are its own
         loginnode.start(topology, runtime)
     statuses = wait_ready(topology, timeout)
+    slurm.wait_ready(topology, runtime, timeout)
     _register_operator(topology)
     if influxdb:
         _ensure_database(topology, timeout)
@@ -391,6 +397,8 @@ def switch_daemon(topology: Topology, name: str, subsystem: str, on: bool) -> No
 def down(topology: Topology, runtime: Runtime, grace: float = 20.0) -> list[int]:
     """Stop the lab's masters, then anything of the lab left behind; returns pids killed hard."""
     masters = [p for p in (_read_pid(_pid_file(topology, i)) for i in topology.instances) if _alive(p)]
+    if masters:
+        slurm.cancel_all(topology, runtime)  # a job's slurmstepd outlives its slurmd
     for pid in masters:
         os.kill(pid, signal.SIGTERM)
     _wait_gone(masters, grace)

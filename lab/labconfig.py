@@ -128,6 +128,7 @@ def factory_config(topology: Topology) -> dict[str, Any]:
         }
         for site in topology.sites
     }
+    entries[topology.hpc.name] = hpc_entry(topology)
     return {
         "name": FACTORY_NAME,
         "wms_collector": topology.wms.collector,
@@ -146,6 +147,33 @@ def factory_config(topology: Topology) -> dict[str, Any]:
             "files": [{"source": str(GLIDEIN_DIR / "validate" / "check_worker.sh"), "kind": "validate"}],
         },
         "entries": entries,
+    }
+
+
+def hpc_entry(topology: Topology) -> dict[str, Any]:
+    """The HPC site's entry: local batch submission to the lab's Slurm through the blahp.
+
+    The pilots run as Slurm jobs of the factory user on the lab's nodes, each
+    node's two CPUs a pilot; its glidein finds HTCondor on the node (the root).
+    """
+    hpc = topology.hpc
+    return {
+        "grid_type": "batch",
+        "resource": f"slurm@{hpc.name}.{UID_DOMAIN}",
+        "batch_system": "slurm",
+        "batch_queue": hpc.partition,
+        "attributes": {
+            "GLIDEIN_Site": hpc.glidein_site,
+            "GLIDEIN_CPUS": hpc.cpus_per_node,
+            "GLIDEIN_MaxMemMBs": hpc.memory_mb_per_node // 2,
+        },
+        "memory_mb": hpc.memory_mb_per_node // 2,
+        "glidein": dict(LAB_GLIDEIN),
+        "limits": {"max_pilots": 4, "max_idle": 2, "max_held": 5},
+        "frontends": {FRONTEND_NAME: {"identity": FRONTEND.identity, "security_classes": ["default"]}},
+        "submit": {"max_submits_per_cycle": 2, "cluster_size": 1},
+        "holds": {"backoff_seconds": 1, "max_backoff_seconds": 5},
+        "max_walltime_seconds": 3600,
     }
 
 

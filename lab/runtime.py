@@ -27,7 +27,7 @@ LAB_UID = OPERATOR.uid
 ROOT_SUITE = "trixie"
 ROOT_MIRROR = "http://deb.debian.org/debian"
 # Bump when the recipe below changes, so cached roots are rebuilt.
-ROOT_RECIPE = "3"
+ROOT_RECIPE = "4"
 CLEAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -232,7 +232,8 @@ def _build_root(root: Path) -> None:
     _run([*chroot, "apt-get", "update"], "apt-get update in the HTCondor root")
     # curl: pilots fetch their staged files over HTTP. victoria-metrics and
     # influxdb (1.x): the monitoring tests run their binaries from the root
-    # (updraft.lab.tsdb); their init scripts only warn under chroot.
+    # (updraft.lab.tsdb); their init scripts only warn under chroot. slurm-wlm,
+    # munge and openssh: the HPC site and its login node (lab/slurm.py).
     install = [
         "apt-get",
         "install",
@@ -243,6 +244,11 @@ def _build_root(root: Path) -> None:
         "ca-certificates",
         "victoria-metrics",
         "influxdb",
+        # The HPC site: Slurm with munge, and an sshd for its login node (lab/slurm.py).
+        "slurm-wlm",
+        "munge",
+        "openssh-server",
+        "openssh-client",
     ]
     _run([*chroot, *install], "installing HTCondor in the root")
     _run([*chroot, "useradd", "--create-home", "--uid", str(LAB_UID), LAB_USER], "adding the lab user")

@@ -41,8 +41,6 @@ CLIENT_ROLES = (OPERATOR, FACTORY, FRONTEND)
 PILOT_OWNERS = (FACTORY, OPERATOR)
 """Who owns grid jobs in the factory schedd: the factory, and the operator's hand-made pilots in the tests."""
 DEFAULT_BASE_PORT = 29618
-LOGIN_PORT_OFFSET = 10
-"""The HPC login node's sshd listens on base_port + this, after the lab's other ports."""
 
 READ, WRITE, DAEMON, ADVERTISE_STARTD = "READ", "WRITE", "DAEMON", "ADVERTISE_STARTD"
 
@@ -141,6 +139,35 @@ class Site:
 
 
 @dataclass(frozen=True)
+class HpcSite:
+    """An HPC centre without a CE: a Slurm cluster of two nodes, reached through the blahp.
+
+    Its `instance` is a condor_master that runs munged, slurmctld and one
+    slurmd per node as plain programs, so the lab starts, stops and
+    restarts them like any other daemon, and a test can stop slurmctld alone.
+    """
+
+    name: str
+    glidein_site: str
+    instance: Instance
+    ctld_port: int
+    node_ports: tuple[int, ...]
+    ssh_port: int
+    """The login node's sshd, for submission over SSH (BOSCO style)."""
+    cpus_per_node: int = 2
+    memory_mb_per_node: int = 2000
+    partition: str = "batch"
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return tuple(f"node{index}" for index in range(1, len(self.node_ports) + 1))
+
+
+SLURM_PROGRAMS = ("MUNGED", "SLURMCTLD")
+"""The HPC instance's programs besides one SLURMD_<NODE> per node (lab/slurm.py defines them)."""
+
+
+@dataclass(frozen=True)
 class LoginNode:
     """The HPC site's login node: an sshd of its own where factories log in as an unprivileged user.
 
@@ -192,11 +219,12 @@ class Topology:
     wms: Instance
     factory: Instance
     sites: tuple[Site, ...]
+    hpc: HpcSite
 
     @property
     def instances(self) -> tuple[Instance, ...]:
-        """Collectors first, so daemons find their collector when they start."""
-        return (self.vo, self.submit2, self.wms, *(s.instance for s in self.sites), self.factory)
+        """Collectors first, so daemons find their collector when they start; Slurm before the factory."""
+        return (self.vo, self.submit2, self.wms, *(s.instance for s in self.sites), self.hpc.instance, self.factory)
 
     def instance(self, name: str) -> Instance:
         for instance in self.instances:
@@ -277,13 +305,19 @@ class Topology:
         return self.base_dir / "influxdb"
 
     @property
-    def login_node(self) -> LoginNode:
-        return LoginNode(self.base_dir / "login", self.base_port + LOGIN_PORT_OFFSET)
+    def slurm_dir(self) -> Path:
+        """The Slurm cluster's config, munge key, state, spool and logs (lab/slurm.py)."""
+        return self.base_dir / "slurm"
 
     @property
     def slurm_conf(self) -> Path:
-        """The lab's Slurm configuration (lab/slurm.py writes it); Slurm's commands find it through SLURM_CONF."""
-        return self.base_dir / "slurm" / "slurm.conf"
+        """What SLURM_CONF names for every Slurm command of this lab."""
+        return self.slurm_dir / "slurm.conf"
+
+    @property
+    def login_node(self) -> LoginNode:
+        """The HPC site's login node: its sshd's files in the lab folder, on the port the site reserves."""
+        return LoginNode(self.base_dir / "login", self.hpc.ssh_port)
 
     @property
     def etc_dir(self) -> Path:
@@ -316,7 +350,7 @@ SITE_GRANTS = (
 
 def build_topology(base_dir: Path, base_port: int = DEFAULT_BASE_PORT, site_count: int = 2) -> Topology:
     """The standard lab: ports base_port (VO), +1 (WMS), +2... (one per site), then the staging web server,
-    then InfluxDB (HTTP, RPC)."""
+    then InfluxDB (HTTP, RPC), then slurmctld, one slurmd per node, and the HPC login node's sshd."""
     vo = Instance(
         "vo",
         "VO pool",
@@ -345,7 +379,17 @@ def build_topology(base_dir: Path, base_port: int = DEFAULT_BASE_PORT, site_coun
         influx_port=base_port + 3 + site_count,
     )
     sites = tuple(_site(index, base_port + 1 + index) for index in range(1, site_count + 1))
-    return Topology(Path(base_dir), base_port, vo, submit2, wms, factory, sites)
+    hpc = _hpc_site(base_port + 5 + site_count, wms_port=base_port + 1)
+    return Topology(Path(base_dir), base_port, vo, submit2, wms, factory, sites, hpc)
+
+
+def _hpc_site(first_port: int, wms_port: int, node_count: int = 2) -> HpcSite:
+    """Slurm on `first_port` (slurmctld) and the ports after it (slurmds, then sshd); its master reports
+    to the WMS collector, as a site's service host would to its operators' monitoring."""
+    node_ports = tuple(first_port + 1 + index for index in range(node_count))
+    programs = (*SLURM_PROGRAMS, *(f"SLURMD_NODE{index}" for index in range(1, node_count + 1)))
+    instance = Instance("hpc", "HPC site (Slurm)", programs, wms_port)
+    return HpcSite("hpc", "HPC", instance, first_port, node_ports, ssh_port=first_port + 1 + node_count)
 
 
 def _site(index: int, port: int) -> Site:

@@ -31,7 +31,10 @@ def test_the_login_node_listens_after_the_labs_other_ports_and_names_itself_as_r
         topology.factory.web_port,
         topology.factory.influx_port,
         (topology.factory.influx_port or 0) + 1,
+        topology.hpc.ctld_port,
+        *topology.hpc.node_ports,
     }
+    assert node.port == topology.hpc.ssh_port
     assert node.port not in other_ports
 
 

@@ -91,7 +91,9 @@ def test_derived_component_configs_validate_and_name_the_lab_addresses(topology)
     factory = FactoryConfig.model_validate(factory_config(topology))
     frontend = FrontendConfig.model_validate(frontend_config(topology))
     assert factory.wms_collector == topology.wms.collector
-    assert {e.resource for e in factory.entries.values()} == {s.ce_resource for s in topology.sites}
+    condor_entries = {e.resource for e in factory.entries.values() if e.grid_type == "condor"}
+    assert condor_entries == {s.ce_resource for s in topology.sites}
+    assert factory.entries["hpc"].grid_resource == "batch slurm"
     assert frontend.vo_collector == topology.vo.collector
     assert list(frontend.schedds) == [topology.vo.schedd_name, topology.submit2.schedd_name]
     assert frontend.condor_config == topology.role_config(FRONTEND)
@@ -254,3 +256,32 @@ def test_the_pilot_config_whitelist_drops_anything_it_does_not_name() -> None:
         "include : /etc/condor/more.config\nUPDATE_INTERVAL=5\nSTARTD.UPDATE_INTERVAL = 1\n"
     )
     assert _settings(pilot_config(pool)) == {"TRUST_DOMAIN": "vo.example", "UPDATE_INTERVAL": "5"}
+
+
+def test_the_hpc_site_takes_ports_after_the_others_and_none_twice(topology) -> None:
+    hpc = topology.hpc
+    others = {i.collector_port for i in topology.instances} | {topology.factory.web_port, topology.factory.influx_port}
+    ports = [hpc.ctld_port, *hpc.node_ports, hpc.ssh_port]
+    assert len(set(ports)) == len(ports) == 4
+    assert not set(ports) & others
+    assert topology.factory.influx_port is not None and min(ports) > topology.factory.influx_port + 1
+
+
+def test_slurm_conf_names_every_node_with_its_own_port_and_the_lab_munge_socket(topology) -> None:
+    conf = render_configs(topology)[topology.slurm_conf]
+    for node, port in zip(topology.hpc.nodes, topology.hpc.node_ports, strict=True):
+        assert f"NodeName={node} NodeHostname=localhost NodeAddr=127.0.0.1 Port={port} " in conf
+    assert f"SlurmctldPort={topology.hpc.ctld_port}\n" in conf
+    assert f"AuthInfo=socket={topology.slurm_dir}/run/munge.socket\n" in conf
+    assert "ProctrackType=proctrack/linuxproc\n" in conf
+    assert render_configs(topology)[topology.slurm_dir / "cgroup.conf"].endswith("CgroupPlugin=disabled\n")
+
+
+def test_the_hpc_master_runs_slurm_in_the_foreground_and_the_factory_finds_its_cluster(topology) -> None:
+    configs = render_configs(topology)
+    hpc = configs[topology.instance_dir(topology.hpc.instance) / "condor_config"]
+    assert "DAEMON_LIST = MASTER, MUNGED, SLURMCTLD, SLURMD_NODE1, SLURMD_NODE2\n" in hpc
+    assert f"SLURMD_NODE2_ARGS = -D -N node2 -f {topology.slurm_conf}\n" in hpc
+    assert "MUNGED_ARGS = -u munge -- /usr/sbin/munged --foreground" in hpc
+    factory = configs[topology.instance_dir(topology.factory) / "condor_config"]
+    assert f'SCHEDD_ENVIRONMENT = "SLURM_CONF={topology.slurm_conf}"\n' in factory

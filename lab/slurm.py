@@ -1,0 +1,234 @@
+"""The lab's HPC site: a real Slurm cluster of two nodes on one host.
+
+munged, slurmctld and one slurmd per node run from the lab's Debian root
+as plain programs under the HPC instance's condor_master (see
+`programs`), so `lab up`, `lab down`, `lab stop hpc --daemon SLURMCTLD`
+and the leftover sweep treat them like any other lab daemon. Everything
+of one lab's cluster (config, munge key and socket, state, spool, logs)
+lives in the lab folder, so several labs share the root without meeting.
+
+What worked in this sandbox (../shared/notes): no cgroup filesystem, so
+`CgroupPlugin=disabled` and the linuxproc process tracker; several slurmd
+on one host differ only by port and node name.
+
+Accounting has no database here; `jobcomp/filetxt` keeps one line per
+finished job (its final state, as `sacct` would say it), and finished
+jobs stay visible to `squeue`/`scontrol` for an hour.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from updraft.atomicwrite import write_atomically
+from updraft.errors import LabError
+from updraft.lab.runtime import Runtime
+from updraft.lab.topology import HpcSite, Topology
+
+SUBDIRS = ("state", "spool", "log", "run")
+MUNGE_KEY_BYTES = 1024
+FINISHED_JOB_SECONDS = 3600
+"""How long a finished job stays in slurmctld's memory (MinJobAge): tests read final states from it."""
+
+
+@dataclass(frozen=True)
+class Program:
+    """A plain (non-DaemonCore) program the HPC instance's master runs in the foreground."""
+
+    name: str
+    executable: str
+    args: str
+
+
+@dataclass(frozen=True)
+class SlurmJob:
+    """One job as Slurm itself reports it."""
+
+    job_id: str
+    state: str
+    user: str
+    nodes: int
+    node_list: str
+    reason: str
+
+
+def munge_socket(topology: Topology) -> Path:
+    return topology.slurm_dir / "run" / "munge.socket"
+
+
+def munge_key(topology: Topology) -> Path:
+    return topology.slurm_dir / "munge.key"
+
+
+def job_completions(topology: Topology) -> Path:
+    """jobcomp/filetxt's record of every finished job."""
+    return topology.slurm_dir / "log" / "jobcomp.log"
+
+
+def render_slurm_conf(topology: Topology) -> str:
+    """slurm.conf for the lab's cluster: pure, so it is tested without daemons."""
+    hpc, folder = topology.hpc, topology.slurm_dir
+    lines = [
+        "# Written by `updraft lab up`: the lab's HPC site (lab/slurm.py).",
+        "ClusterName=updraftlab",
+        "SlurmctldHost=localhost(127.0.0.1)",
+        f"SlurmctldPort={hpc.ctld_port}",
+        "AuthType=auth/munge",
+        "CredType=cred/munge",
+        f"AuthInfo=socket={munge_socket(topology)}",
+        "SlurmUser=root",
+        # No cgroup filesystem in this sandbox: track processes by parentage, bind nothing.
+        "ProctrackType=proctrack/linuxproc",
+        "TaskPlugin=task/none",
+        "JobAcctGatherType=jobacct_gather/none",
+        "AccountingStorageType=accounting_storage/none",
+        "JobCompType=jobcomp/filetxt",
+        f"JobCompLoc={job_completions(topology)}",
+        f"MinJobAge={FINISHED_JOB_SECONDS}",
+        "SelectType=select/cons_tres",
+        "SelectTypeParameters=CR_Core_Memory",
+        "SchedulerType=sched/backfill",
+        # A lab cycle is seconds: schedule and notice dead nodes quickly.
+        "SchedulerParameters=sched_interval=2",
+        "SlurmdTimeout=30",
+        "MessageTimeout=10",
+        "ReturnToService=2",
+        "MpiDefault=none",
+        "SlurmdParameters=config_overrides",
+        f"StateSaveLocation={folder / 'state'}",
+        f"SlurmdSpoolDir={folder / 'spool'}/%n",
+        f"SlurmctldPidFile={folder / 'run'}/slurmctld.pid",
+        f"SlurmdPidFile={folder / 'run'}/slurmd-%n.pid",
+        f"SlurmctldLogFile={folder / 'log'}/slurmctld.log",
+        f"SlurmdLogFile={folder / 'log'}/slurmd-%n.log",
+        *(
+            f"NodeName={node} NodeHostname=localhost NodeAddr=127.0.0.1 Port={port} "
+            f"CPUs={hpc.cpus_per_node} RealMemory={hpc.memory_mb_per_node} State=UNKNOWN"
+            for node, port in zip(hpc.nodes, hpc.node_ports, strict=True)
+        ),
+        f"PartitionName={hpc.partition} Nodes={','.join(hpc.nodes)} Default=YES MaxTime=INFINITE State=UP",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_cgroup_conf() -> str:
+    """slurmd refuses to start without a cgroup plugin it can initialise; the sandbox has none."""
+    return "# Written by `updraft lab up`: this sandbox has no cgroup filesystem.\nCgroupPlugin=disabled\n"
+
+
+def programs(topology: Topology) -> list[Program]:
+    """What the HPC instance's master runs, all in the foreground so the master sees them exit."""
+    folder = topology.slurm_dir
+    munged = Program(
+        "MUNGED",
+        "/usr/sbin/runuser",
+        f"-u munge -- /usr/sbin/munged --foreground --socket={munge_socket(topology)} "
+        f"--key-file={munge_key(topology)} --pid-file={folder}/run/munged.pid "
+        f"--log-file={folder}/log/munged.log --seed-file={folder}/run/munged.seed",
+    )
+    ctld = Program("SLURMCTLD", "/usr/sbin/slurmctld", f"-D -f {topology.slurm_conf}")
+    nodes = [
+        Program(f"SLURMD_{node.upper()}", "/usr/sbin/slurmd", f"-D -N {node} -f {topology.slurm_conf}")
+        for node in topology.hpc.nodes
+    ]
+    return [munged, ctld, *nodes]
+
+
+def slurm_env(topology: Topology) -> dict[str, str]:
+    """The environment every Slurm command of this lab needs (and that marks it as the lab's)."""
+    return {"SLURM_CONF": str(topology.slurm_conf), "CONDOR_CONFIG": str(topology.client_config)}
+
+
+def write_files(topology: Topology, runtime: Runtime) -> None:
+    """Folders and (once per lab folder) the munge key, owned as the daemons need them; the configs
+    come with the lab's others (`updraft.lab.control.render_configs`)."""
+    munge_ids = runtime.ids("munge")
+    for sub in SUBDIRS:
+        (topology.slurm_dir / sub).mkdir(parents=True, exist_ok=True)
+    for sub in ("run", "log"):
+        os.chown(topology.slurm_dir / sub, *munge_ids)
+    key = munge_key(topology)
+    if not key.exists():
+        write_atomically(key, secrets.token_bytes(MUNGE_KEY_BYTES), 0o400, munge_ids)
+
+
+def node_states(topology: Topology, runtime: Runtime) -> dict[str, str]:
+    """Each node's state as `sinfo` reports it (idle, allocated, down*...); LabError when slurmctld is not answering."""
+    out = runtime.run(["sinfo", "--noheader", "--Node", "--format=%N %T"], slurm_env(topology), "asking Slurm (sinfo)")
+    states = {}
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) == 2:
+            states[fields[0]] = fields[1]
+    return states
+
+
+def wait_ready(topology: Topology, runtime: Runtime, timeout: float) -> dict[str, str]:
+    """Wait until slurmctld answers and every node is up (not down, not unknown)."""
+    deadline = time.monotonic() + timeout
+    last = "slurmctld not answering"
+    while time.monotonic() < deadline:
+        try:
+            states = node_states(topology, runtime)
+        except LabError as err:
+            last = str(err)
+        else:
+            if set(states) == set(topology.hpc.nodes) and all(usable(s) for s in states.values()):
+                return states
+            last = ", ".join(f"{n} {s}" for n, s in sorted(states.items()))
+        time.sleep(0.5)
+    raise LabError(f"Slurm not ready after {timeout:g} s ({last}); logs in {topology.slurm_dir / 'log'}")
+
+
+def usable(state: str) -> bool:
+    return state.rstrip("*~#!%$@^-") in ("idle", "mixed", "allocated", "completing")
+
+
+def jobs(topology: Topology, runtime: Runtime) -> dict[str, SlurmJob]:
+    """Every job slurmctld knows, finished ones included (for FINISHED_JOB_SECONDS), by job id."""
+    out = runtime.run(
+        ["squeue", "--noheader", "--states=all", "--format=%i|%T|%u|%D|%N|%r"],
+        slurm_env(topology),
+        "asking Slurm (squeue)",
+    )
+    found = {}
+    for line in out.splitlines():
+        fields = line.split("|")
+        if len(fields) == 6:
+            job_id, state, user, nodes, node_list, reason = fields
+            found[job_id] = SlurmJob(job_id, state, user, int(nodes or 0), node_list, reason)
+    return found
+
+
+def completions(topology: Topology) -> dict[str, Mapping[str, str]]:
+    """The jobcomp record, by job id: JobState, UserId, NodeCnt, NodeList... for every finished job."""
+    try:
+        text = job_completions(topology).read_text()
+    except FileNotFoundError:
+        return {}
+    records: dict[str, Mapping[str, str]] = {}
+    for line in text.splitlines():
+        fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
+        if "JobId" in fields:
+            records[fields["JobId"]] = fields
+    return records
+
+
+def cancel_all(topology: Topology, runtime: Runtime) -> None:
+    """Cancel every job of the lab's cluster (before `down`: slurmstepd outlives slurmd)."""
+    try:
+        runtime.run(["scancel", f"--partition={topology.hpc.partition}"], slurm_env(topology), "cancelling Slurm jobs")
+    except LabError:
+        return  # slurmctld already gone: the leftover sweep takes the job processes
+
+
+def describe(hpc: HpcSite, states: Mapping[str, str]) -> list[str]:
+    """`lab status` lines for the cluster."""
+    return [
+        f"{hpc.name:<9} {'slurmd':<13} {node:<22} {'slurmctld':<16} {states.get(node, 'MISSING')}" for node in hpc.nodes
+    ]

@@ -294,13 +294,28 @@ def processes(topology: Topology) -> list[int]:
     return [] if pid is None else [pid, *descendants(_parents(), pid)]
 
 
-def stop(topology: Topology, grace: float = 10.0) -> list[int]:
-    """The login node goes down, sessions and all; returns the pids still alive after `grace`."""
+def stop(topology: Topology, grace: float = 5.0) -> list[int]:
+    """The login node goes down, sessions and all, as when the machine fails: SIGTERM, then SIGKILL for
+    what is still there after `grace` (a blahpd busy in a batch command). Returns the pids killed hard."""
     pids = processes(topology)
+    _signal(pids, signal.SIGTERM)
+    stubborn = _wait_gone(pids, grace)
+    _signal(stubborn, signal.SIGKILL)
+    left = _wait_gone(stubborn, grace)
+    if left:
+        raise LabError(f"login node processes {left} survived SIGKILL")
+    return stubborn
+
+
+def _signal(pids: list[int], signum: signal.Signals) -> None:
     for pid in pids:
         with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
+            os.kill(pid, signum)
+
+
+def _wait_gone(pids: list[int], timeout: float) -> list[int]:
+    """The pids still alive (zombies count as gone) after up to `timeout` s."""
+    deadline = time.monotonic() + timeout
     alive = pids
     while alive and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -299,12 +299,14 @@ class Entry(ConfigModel):
         common = {key: value for key, value in data.items() if key in common_keys}
         own = {key: value for key, value in data.items() if key not in common_keys}
         settings, problems = _grid_settings(data.get("grid_type"), own, common_keys)
-        problems = problems or _grid_check_problems(data, settings)
+        if not problems:
+            common, implied_problems = _with_implied(data.get("grid_type"), settings, common)
+            problems = [*_grid_check_problems(data, settings), *implied_problems]
         try:
             entry = handler({**common, "grid": settings})
         except ValidationError as err:
             raise _invalid(cls.__name__, [*map(_restated, err.errors(include_url=False)), *problems]) from None
-        problems = problems or _line_break_problems(entry)
+        problems = problems or _line_break_problems(entry) or _lifetime_problems(entry)
         if problems:
             raise _invalid(cls.__name__, problems)
         return entry
@@ -377,6 +379,105 @@ class Entry(ConfigModel):
     def cpus_per_pilot(self) -> int:
         """GLIDEIN_CPUS when it is a positive integer; anything else (e.g. "auto") means 1."""
         return cpus_in(self.attributes)
+
+    @property
+    def pilot_walltime_seconds(self) -> int:
+        """The walltime the glidein is told: ``max_walltime_seconds`` less the grid type's margin
+        (a batch entry's ``lifetime_margin_seconds``), so the pilot is gone before the site's limit."""
+        margin = self.grid_plugin.margin(self.grid)
+        return self.max_walltime_seconds - (margin.seconds if margin is not None else 0)
+
+
+_MISSING = object()
+
+
+def _with_implied(
+    grid_type: object, settings: ConfigModel, common: dict[str, Any]
+) -> tuple[dict[str, Any], list[InitErrorDetails]]:
+    """The common keys with what the grid type's own keys fix filled in, or where they disagree.
+
+    A batch entry's ``cpus_per_node: 8`` is ``attributes.GLIDEIN_CPUS: 8``: the
+    entry ad, the pilot's environment and the frontends read the common key, so
+    it gets the value where it is unset, and an entry that sets both differently
+    is refused at the grid type's key, naming both (see `gridtypes.plugin.Implied`).
+    """
+    if not isinstance(grid_type, str) or not gridtypes.is_known(grid_type):
+        return common, []
+    filled = dict(common)
+    problems: list[InitErrorDetails] = []
+    for implied in gridtypes.plugin(grid_type).implied(settings):
+        path = implied.key.split(".")
+        parent: object = filled if len(path) == 1 else filled.get(path[0], {})
+        if not isinstance(parent, Mapping):
+            continue  # not a mapping: the common key's own validation says so
+        current = parent.get(path[-1], _MISSING)
+        if current is _MISSING:
+            if implied.fills_in:
+                filled = _set_at(filled, path, implied.value)
+        elif not _agrees(current, implied):
+            problems.append(_disagreement(implied, current))
+    return filled, problems
+
+
+def _set_at(data: dict[str, Any], path: Sequence[str], value: object) -> dict[str, Any]:
+    """`data` with `value` at `path` (one or two keys deep), the caller's mappings left untouched."""
+    if len(path) == 1:
+        return {**data, path[0]: value}
+    return {**data, path[0]: {**data.get(path[0], {}), path[1]: value}}
+
+
+def _agrees(current: object, implied: gridtypes.Implied) -> bool:
+    if isinstance(current, bool) or not isinstance(current, (int, float)):
+        return False
+    return current <= implied.value if implied.at_most else current == implied.value
+
+
+def _disagreement(implied: gridtypes.Implied, current: object) -> InitErrorDetails:
+    relation = "more than" if implied.at_most else "not"
+    return _problem(
+        (implied.source,),
+        implied.value,
+        "grid_type_implies",
+        "{value} here, but {key} is {current}, {relation} {value}: {why}; set one of the two, or both alike",
+        {
+            "value": implied.value,
+            "key": implied.key,
+            "current": repr(current),
+            "relation": relation,
+            "why": implied.why,
+        },
+    )
+
+
+def _lifetime_problems(entry: Entry) -> list[InitErrorDetails]:
+    """A walltime that leaves the glidein no time to run: after the grid type's margin, or after the
+    glidein's own ``shutdown_margin_seconds`` (its lifetime step would fail on the worker)."""
+    margin = entry.grid_plugin.margin(entry.grid)
+    walltime = entry.max_walltime_seconds
+    if margin is not None and margin.seconds >= walltime:
+        return [
+            _problem(
+                (margin.key,),
+                margin.seconds,
+                "lifetime_margin",
+                "must be less than the walltime, max_walltime_seconds ({walltime}): the pilot would get no time",
+                {"walltime": walltime},
+            )
+        ]
+    shutdown = entry.glidein.shutdown_margin_seconds
+    if entry.pilot_walltime_seconds <= shutdown:
+        less = f" less {margin.key} ({margin.seconds})" if margin is not None and margin.seconds else ""
+        return [
+            _problem(
+                ("glidein", "shutdown_margin_seconds"),
+                shutdown,
+                "lifetime_margin",
+                "must be less than the glidein's walltime, {left} s (max_walltime_seconds {walltime}{less}): "
+                "the glidein would stop before it starts",
+                {"left": entry.pilot_walltime_seconds, "walltime": walltime, "less": less},
+            )
+        ]
+    return []
 
 
 def _grid_check_problems(data: Mapping[str, Any], settings: ConfigModel) -> list[InitErrorDetails]:

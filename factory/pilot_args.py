@@ -37,7 +37,7 @@ def glidein_arguments(
         args += ["--collector", params.collector]
     args += [
         "--max-walltime",
-        str(entry.max_walltime_seconds),
+        str(entry.pilot_walltime_seconds),
         "--max-job-time",
         str(glidein.max_job_seconds),
         "--shutdown-margin",

@@ -38,7 +38,7 @@ from updraft import pilot_ad
 from updraft.config import KeyPath, dotted
 from updraft.errors import ConfigError, UpdraftError
 from updraft.factory import gridtypes
-from updraft.factory.config import LINE_BREAK_PROBLEM, SUBMIT_LINE_BREAKS, Entry, FactoryConfig, line_breaks
+from updraft.factory.config import LINE_BREAK_PROBLEM, SUBMIT_LINE_BREAKS, Entry, FactoryConfig, line_breaks, nodes_in
 from updraft.factory.gridtypes import GridTypePlugin
 from updraft.factory.gridtypes.plugin import DEFAULT_TEMPLATE_PACKAGE
 
@@ -210,7 +210,10 @@ def entry_problems(entry_name: str, entry: Entry) -> list[tuple[KeyPath, str]]:
     plugin = entry.grid_plugin
     return [
         *_line_breaks(where, {"name": entry_name, **entry.model_dump(exclude={"attributes"})}),
-        *(((*where, problem.key), problem.message) for problem in plugin.problems(entry.grid, entry.resource)),
+        *(
+            ((*where, *problem.key.split(".")), problem.message)
+            for problem in plugin.problems(entry.grid, entry.resource)
+        ),
     ]
 
 
@@ -409,6 +412,7 @@ def _context(
         "error": _pilot_file(pilot.work_dir, "err"),
         "log": pilot.work_dir / LOG_FILE,
         "cpus": entry.cpus_per_pilot,
+        "nodes": nodes_in(entry.attributes),
         "memory_mb": entry.memory_mb,
         "max_walltime_seconds": entry.max_walltime_seconds,
         "job_attributes": _job_attributes(factory, entry_name, pilot),

@@ -55,6 +55,7 @@ def lab() -> None:
     WMS collector   where factories and frontends exchange ads
     factory schedd  submits grid-universe pilots (factory@lab)
     site1, site2    an HTCondor-C CE (ce@siteN.lab) and a worker each
+    hpc             a Slurm cluster (slurmctld, slurmd on node1 and node2), reached through the blahp
     """
 
 
@@ -109,7 +110,7 @@ def demo(lab_dir: Path, keep: bool, timeout: float) -> None:
     """Provision pilots for a real workload on the lab, showing progress, then summarize.
 
     Starts the factory and the frontend as services on a running lab
-    (`updraft lab up` first), queues 30 jobs of four shapes, prints jobs
+    (`updraft lab up` first), queues 36 jobs of five shapes (one only the HPC site's Slurm accepts), prints jobs
     and pilots every 5 s until every runnable job has finished and the
     pilots have retired, then stops the services (and the lab, unless --keep).
     """
@@ -194,7 +195,8 @@ DAEMON_OPTION = click.option(
 @click.argument("instance")
 @DAEMON_OPTION
 def stop(lab_dir: Path, instance: str, daemon: str | None) -> None:
-    """Stop one instance (vo, submit2, wms, factory, site1, site2), or one of its daemons: a fault on demand."""
+    """Stop one instance (vo, submit2, wms, factory, site1, site2, hpc), or one of its daemons (e.g. hpc's
+    SLURMCTLD): a fault on demand."""
     topology = _existing_topology(lab_dir)
     _check_instance(topology, instance)
     if daemon:

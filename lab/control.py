@@ -382,6 +382,7 @@ def switch_daemon(topology: Topology, name: str, subsystem: str, on: bool) -> No
     """
     instance = topology.instance(name)
     command = htcondor2.DaemonCommand.DaemonOn if on else htcondor2.DaemonCommand.DaemonOff
+    use_client_config(topology.client_config)  # the lab's, whatever CONDOR_CONFIG the caller has
     try:
         # The full ad: a location ad from locate() lacks the type send_command needs.
         masters = htcondor2.Collector(instance.collector).query(

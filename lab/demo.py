@@ -29,7 +29,8 @@ from updraft.condor import Collector, Schedd, use_client_config
 from updraft.errors import CondorError, LabError
 from updraft.factory.decide import EXCESS_IDLE
 from updraft.factory.observe import pilot_constraint
-from updraft.lab.labconfig import FACTORY_NAME, FRONTEND_NAME, write_component_configs
+from updraft.lab import slurm
+from updraft.lab.labconfig import FACTORY_NAME, FRONTEND_NAME, lab_entries, write_component_configs
 from updraft.lab.topology import Topology
 from updraft.lab.workload import (
     DEMO_WORKLOAD,
@@ -166,10 +167,10 @@ def entry_pilots(topology: Topology) -> list[EntryPilots]:
     asked = requests_now(topology)
     pilots = pilots_per_entry(topology)
     rows = []
-    for site in topology.sites:
-        states = pilots.get(site.name, Counter())
-        idle, most = asked.get(site.name, (0, 0))
-        rows.append(EntryPilots(site.name, idle, states["idle"], states["running"], states["held"], most))
+    for entry in lab_entries(topology):
+        states = pilots.get(entry, Counter())
+        idle, most = asked.get(entry, (0, 0))
+        rows.append(EntryPilots(entry, idle, states["idle"], states["running"], states["held"], most))
     return rows
 
 
@@ -276,7 +277,7 @@ def explain_unmatched(config: Path) -> str:
     return done.stdout.strip()
 
 
-PILOT_HISTORY_PROJECTION = [pilot_ad.ENTRY, pilot_ad.JOB_STATUS, pilot_ad.Q_DATE, "RemoveReason"]
+PILOT_HISTORY_PROJECTION = [pilot_ad.ENTRY, pilot_ad.JOB_STATUS, pilot_ad.Q_DATE, "RemoveReason", pilot_ad.GRID_JOB_ID]
 
 
 def demo_pilots(topology: Topology, since: float) -> list[dict[str, Any]]:
@@ -429,6 +430,24 @@ def _pilot_line(entry: str, run: DemoRun) -> str:
     )
 
 
+def _slurm_lines(topology: Topology, run: DemoRun) -> list[str]:
+    """The HPC site's pilots as Slurm itself recorded them (jobcomp), since the demo started."""
+    ended = [r for r in slurm.completions(topology).values() if r.get("StartTime", "") >= _slurm_time(run.since)]
+    states = Counter(r.get("JobState", "?") for r in ended)
+    nodes = Counter(int(r.get("NodeCnt", "0") or 0) for r in ended if r.get("JobState") == "COMPLETED")
+    shown = ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "none"
+    wide = ", ".join(f"{n} of {count} nodes" for count, n in sorted(nodes.items()))
+    return [
+        f"Slurm ({topology.hpc.name}): {len(ended)} pilot jobs ended ({shown})"
+        + (f"; completed: {wide}" if wide else "")
+    ]
+
+
+def _slurm_time(epoch: float) -> str:
+    """jobcomp's timestamps (local time, ISO without zone), for comparing as text."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(epoch))
+
+
 def summary(topology: Topology, run: DemoRun) -> list[str]:
     seen, jobs = run.watch, run.watch.jobs
     first = seen.first_running_pilot
@@ -437,7 +456,8 @@ def summary(topology: Topology, run: DemoRun) -> list[str]:
         f"first pilot running {first:.0f} s after the jobs were queued" if first is not None else "no pilot ever ran",
         f"jobs completed on pilots of a site they accept: {jobs.done_on_pilots}/{runnable}"
         + (f" ({jobs.done_elsewhere} elsewhere)" if jobs.done_elsewhere else ""),
-        *(_pilot_line(site.name, run) for site in topology.sites),
+        *(_pilot_line(entry, run) for entry in lab_entries(topology)),
+        *_slurm_lines(topology, run),
     ]
     beyond = seen.pilots_beyond_ask()
     lines.append(

@@ -150,6 +150,11 @@ def factory_config(topology: Topology) -> dict[str, Any]:
     }
 
 
+def lab_entries(topology: Topology) -> tuple[str, ...]:
+    """The lab factory's entries, in the order its config lists them (the grid sites, then the HPC site's)."""
+    return tuple(factory_config(topology)["entries"])
+
+
 def hpc_entry(topology: Topology) -> dict[str, Any]:
     """The HPC site's entry: local batch submission to the lab's Slurm through the blahp.
 
@@ -161,19 +166,18 @@ def hpc_entry(topology: Topology) -> dict[str, Any]:
         "grid_type": "batch",
         "resource": f"slurm@{hpc.name}.{UID_DOMAIN}",
         "batch_system": "slurm",
-        "batch_queue": hpc.partition,
-        "attributes": {
-            "GLIDEIN_Site": hpc.glidein_site,
-            "GLIDEIN_CPUS": hpc.cpus_per_node,
-            "GLIDEIN_MaxMemMBs": hpc.memory_mb_per_node // 2,
-        },
-        "memory_mb": hpc.memory_mb_per_node // 2,
+        "partition": hpc.partition,
+        "walltime_seconds": 3600,
+        "lifetime_margin_seconds": 60,
+        "nodes": 1,
+        "cpus_per_node": hpc.cpus_per_node,
+        "memory_mb_per_node": hpc.memory_mb_per_node // 2,
+        "attributes": {"GLIDEIN_Site": hpc.glidein_site},
         "glidein": dict(LAB_GLIDEIN),
         "limits": {"max_pilots": 4, "max_idle": 2, "max_held": 5},
         "frontends": {FRONTEND_NAME: {"identity": FRONTEND.identity, "security_classes": ["default"]}},
         "submit": {"max_submits_per_cycle": 2, "cluster_size": 1},
         "holds": {"backoff_seconds": 1, "max_backoff_seconds": 5},
-        "max_walltime_seconds": 3600,
     }
 
 

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from updraft.atomicwrite import write_atomically
 from updraft.errors import LabError
 from updraft.lab.topology import OPERATOR
 
@@ -199,11 +200,38 @@ def root_path(cache_dir: Path) -> Path:
     return cache_dir / f"htcondor-{ROOT_SUITE}"
 
 
+BLAHP_CONFIG_MODULE = Path("usr/libexec/blahp/blah.py")
+BLAHP_PY312_BUG = "self.readfp(vfile)"
+BLAHP_PY312_FIX = "self.read_file(vfile)"
+
+
+def fix_blahp(root: Path) -> bool:
+    """Mend the blahp's Python status helpers, as a site admin would; True when something was changed.
+
+    HTCondor 23.9's blah.py calls ``ConfigParser.readfp``, which Python 3.12
+    removed; the root's Python is 3.13, so every ``slurm_status.py`` (and
+    pbs/lsf) call dies with AttributeError, the blahp answers "Error parsing
+    classad or job not found" and the grid manager holds the job.
+    ``read_file`` is the same call under its newer name (docs/blahp.md).
+    """
+    module = root / BLAHP_CONFIG_MODULE
+    try:
+        text = module.read_text()
+    except FileNotFoundError:
+        return False
+    if BLAHP_PY312_BUG not in text:
+        return False
+    write_atomically(module, text.replace(BLAHP_PY312_BUG, BLAHP_PY312_FIX), 0o644)
+    log.warning("mended %s for Python 3.12+ (readfp -> read_file)", module)
+    return True
+
+
 def ensure_root(cache_dir: Path) -> Path:
     """The cached HTCondor root, built once (about a minute) and reused."""
     root = root_path(cache_dir)
     stamp = root / ".updraft-root"
     if stamp.is_file() and stamp.read_text().strip() == ROOT_RECIPE:
+        fix_blahp(root)
         return root
     if os.geteuid() != 0:
         raise LabError(f"building the HTCondor root in {root} needs root (or install HTCondor on this host)")
@@ -223,6 +251,7 @@ def ensure_root(cache_dir: Path) -> Path:
     _build_root(building)
     shutil.rmtree(root, ignore_errors=True)
     building.rename(root)
+    fix_blahp(root)
     return root
 
 

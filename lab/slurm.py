@@ -70,12 +70,20 @@ def job_completions(topology: Topology) -> Path:
     return topology.slurm_dir / "log" / "jobcomp.log"
 
 
+def first_job_id(topology: Topology) -> int:
+    """Labs differ by base port, so their job ids never meet (Slurm's largest id is 67,108,863)."""
+    return topology.base_port * 1000
+
+
 def render_slurm_conf(topology: Topology) -> str:
     """slurm.conf for the lab's cluster: pure, so it is tested without daemons."""
     hpc, folder = topology.hpc, topology.slurm_dir
     lines = [
         "# Written by `updraft lab up`: the lab's HPC site (lab/slurm.py).",
         "ClusterName=updraftlab",
+        # Job ids unique to this lab: the blahp caches `squeue` answers per user in the root's
+        # /var/tmp, which every lab in the root shares.
+        f"FirstJobId={first_job_id(topology)}",
         "SlurmctldHost=localhost(127.0.0.1)",
         f"SlurmctldPort={hpc.ctld_port}",
         "AuthType=auth/munge",

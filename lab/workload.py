@@ -41,9 +41,11 @@ DEMO_WORKLOAD: tuple[Shape, ...] = (
     Shape("small-site1", 10, 1, 512, ("Site1",), 20),
     Shape("double-site2", 8, 2, 1024, ("Site2",), 20),
     Shape("short-anywhere", 8, 1, 256, ("Site1", "Site2"), 10),
-    Shape("too-wide", 4, 4, 1024, ("Site1", "Site2"), 10, runnable=False),
+    Shape("hpc-only", 6, 1, 256, ("HPC",), 20),
+    Shape("too-wide", 4, 4, 1024, ("Site1", "Site2", "HPC"), 10, runnable=False),
 )
-"""30 jobs: 26 runnable on the lab's 2-core pilots, 4 that want 4 cores, which no entry has."""
+"""36 jobs: 32 runnable on the lab's 2-core pilots (6 only on the HPC site's Slurm), 4 that want 4 cores,
+which no entry has."""
 
 
 def submit_description(shape: Shape, log: Path) -> dict[str, str]:

@@ -15,13 +15,15 @@ from pydantic import BaseModel
 
 from updraft.config import model_at
 from updraft.errors import ConfigError
-from updraft.factory.gridtypes.plugin import GridTypePlugin, NoSettings, Problem
+from updraft.factory.gridtypes.plugin import GridTypePlugin, Implied, LifetimeMargin, NoSettings, Problem
 from updraft.plugins import PluginRegistry
 
 __all__ = [
     "BUILTIN",
     "ENTRY_POINT_GROUP",
     "GridTypePlugin",
+    "Implied",
+    "LifetimeMargin",
     "NoSettings",
     "Problem",
     "is_known",

@@ -42,6 +42,40 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class Implied:
+    """A value one of the entry's common keys must have because of the grid type's own keys.
+
+    A batch entry's ``cpus_per_node`` is what its ``attributes.GLIDEIN_CPUS`` advertises, so
+    frontends size their requests by what the batch system allocates. Where the entry leaves
+    `key` unset it gets `value` (one source of truth, the rest of the factory reads the common
+    key); where it sets it, the two must agree (``at_most``: the entry may set less), or the
+    entry is refused at `source`, naming both keys.
+    """
+
+    key: str
+    """The common key, dotted: ``max_walltime_seconds``, ``attributes.GLIDEIN_CPUS``."""
+    value: int
+    source: str
+    """The grid type's key that fixes it (``cpus_per_node``)."""
+    why: str
+    """What a disagreement would break, for the message."""
+    at_most: bool = False
+    """True: the entry may set `key` to less than `value` (e.g. memory it advertises, kept under
+    what it requests), never more."""
+    fills_in: bool = True
+    """False: only a check; where the entry leaves `key` unset it stays unset."""
+
+
+@dataclass(frozen=True)
+class LifetimeMargin:
+    """How long before the entry's ``max_walltime_seconds`` ends the pilot must be gone, and the key
+    that says so: the glidein is told ``max_walltime_seconds - seconds`` as its walltime."""
+
+    key: str
+    seconds: int
+
+
+@dataclass(frozen=True)
 class GridTypePlugin:
     """One grid type: how its part of an entry is validated, written and checked.
 
@@ -69,12 +103,24 @@ class GridTypePlugin:
     """``required``: no pilot without a proxy or token file; ``accepted``: with or without one."""
     transfers_files: bool = True
     """False for machine images (clouds): no input files, hence no pilot token file either."""
+    implies: Callable[[Any], Sequence[Implied]] | None = None
+    """(settings) -> values of the entry's common keys its grid type keys fix (see `Implied`)."""
+    lifetime_margin: Callable[[Any], LifetimeMargin] | None = None
+    """(settings) -> how long before the walltime the pilot must be gone; None: no margin (0 s)."""
 
     def grid_resource_for(self, settings: ConfigModel, resource: str) -> str:
         """HTCondor's ``grid_resource`` for an entry of this grid type."""
         if self.grid_resource is None:
             return f"{self.name} {resource}"
         return self.grid_resource(settings, resource)
+
+    def implied(self, settings: ConfigModel) -> list[Implied]:
+        """The common keys an entry of this grid type has because of its own keys (empty: none)."""
+        return [] if self.implies is None else list(self.implies(settings))
+
+    def margin(self, settings: ConfigModel) -> LifetimeMargin | None:
+        """How long before the walltime an entry's pilot must be gone (None: the grid type says nothing)."""
+        return None if self.lifetime_margin is None else self.lifetime_margin(settings)
 
     def problems(self, settings: ConfigModel, resource: str) -> list[Problem]:
         """Every reason an entry of this grid type cannot be rendered (empty: it can)."""

@@ -72,12 +72,26 @@ FACTORY = FactoryConfig.model_validate(
                 }
                 for system in ("slurm", "pbs", "lsf", "sge", "condor")
             },
+            "hpc-nodes": {
+                "grid_type": "batch",
+                "resource": "slurm, two nodes a pilot",
+                "batch_system": "slurm",
+                "partition": "compute",
+                "account": "vo-project",
+                "walltime_seconds": 5430,
+                "nodes": 2,
+                "cpus_per_node": 4,
+                "memory_mb_per_node": 8000,
+                "directives": ["--qos=normal", "--constraint=haswell"],
+                "lifetime_margin_seconds": 300,
+                "pilot_attributes": {"GLIDEIN_Site": "HPC"},
+            },
             "hpc-remote": {
                 "grid_type": "batch",
                 "resource": "slurm@login.hpc.example.org",
                 "batch_system": "slurm",
-                "ssh_host": "pilots@login.hpc.example.org",
-                "batch_queue": "debug@cluster1",
+                "ssh_host": "pilots@login.hpc.example.org:2222",
+                "partition": "debug@cluster1",
                 "attributes": {"GLIDEIN_CPUS": 16},
                 "memory_mb": 32000,
                 "max_walltime_seconds": 172800,
@@ -132,6 +146,7 @@ CASES = {
     "batch_sge": ("hpc-sge", {}),
     "batch_condor": ("hpc-condor", {}),
     "batch_slurm_ssh": ("hpc-remote", {}),
+    "batch_slurm_nodes": ("hpc-nodes", {}),
     "ec2": ("aws", {}),
     "gce": ("google", {}),
 }
@@ -230,14 +245,41 @@ def test_unset_memory_leaves_no_memory_request() -> None:
 def test_batch_grid_resource_names_the_batch_system_and_the_ssh_login() -> None:
     assert render_case("batch_pbs")[1]["grid_resource"] == "batch pbs"
     _, d = render_case("batch_slurm_ssh")
-    assert d["grid_resource"] == "batch slurm pilots@login.hpc.example.org"
+    assert d["grid_resource"] == "batch slurm pilots@login.hpc.example.org:2222"
     assert (d["batch_queue"], d["request_cpus"], d["request_memory"], d["batch_runtime"]) == (
         "debug@cluster1",
         "16",
         "32000",
         "172800",
     )
-    assert "batch_queue" not in render_case("batch_sge")[1]
+    assert d["batch_extra_submit_args"] == "--nodes=1 --ntasks-per-node=1 --cpus-per-task=16"
+    sge = render_case("batch_sge")[1]
+    assert "batch_queue" not in sge and "batch_extra_submit_args" not in sge and "batch_project" not in sge
+
+
+def test_one_node_slurm_entry_asks_sbatch_for_its_cores() -> None:
+    """The blahp passes no core count for request_cpus, so the cores go on the #SBATCH line."""
+    _, d = render_case("batch_slurm")
+    assert (d["grid_resource"], d["request_cpus"], d["batch_runtime"]) == ("batch slurm", "1", "86400")
+    assert d["batch_extra_submit_args"] == "--nodes=1 --ntasks-per-node=1 --cpus-per-task=1"
+    assert "batch_project" not in d and "batch_queue" not in d and "request_memory" not in d
+
+
+def test_two_node_slurm_entry_renders_its_shape_account_partition_and_directives() -> None:
+    _, d = render_case("batch_slurm_nodes")
+    assert (d["batch_queue"], d["batch_project"], d["request_cpus"], d["request_memory"]) == (
+        "compute",
+        "vo-project",
+        "4",
+        "8000",
+    )
+    # 5430 s is 90.5 minutes; the blahp divides by 60, so Updraft rounds up to 91 minutes.
+    assert d["batch_runtime"] == "5460"
+    assert d["batch_extra_submit_args"] == (
+        "--nodes=2 --ntasks-per-node=1 --cpus-per-task=4 --qos=normal --constraint=haswell"
+    )
+    submit = htcondor2.Submit(d)
+    assert submit.get("batch_extra_submit_args") == d["batch_extra_submit_args"]
 
 
 def test_pilot_identity_is_in_the_environment_with_the_job_id_macro() -> None:

@@ -12,7 +12,8 @@ from updraft.factory.config import FactoryConfig
 from updraft.frontend.config import FrontendConfig
 from updraft.lab.control import master_config, render_configs
 from updraft.lab.labconfig import PILOT_SETTINGS, factory_config, frontend_config, pilot_config
-from updraft.lab.runtime import parse_passwd
+from updraft.lab.runtime import BLAHP_CONFIG_MODULE, fix_blahp, parse_passwd
+from updraft.lab.slurm import first_job_id, render_slurm_conf
 from updraft.lab.topology import FACTORY, FRONTEND, OPERATOR, PILOT, build_topology
 from updraft.staging import secret_settings
 
@@ -285,3 +286,26 @@ def test_the_hpc_master_runs_slurm_in_the_foreground_and_the_factory_finds_its_c
     assert "MUNGED_ARGS = -u munge -- /usr/sbin/munged --foreground" in hpc
     factory = configs[topology.instance_dir(topology.factory) / "condor_config"]
     assert f'SCHEDD_ENVIRONMENT = "SLURM_CONF={topology.slurm_conf}"\n' in factory
+
+
+def test_each_lab_numbers_its_slurm_jobs_apart_from_every_other_lab(tmp_path) -> None:
+    first, second = build_topology(tmp_path / "a", 29618), build_topology(tmp_path / "b", 29718)
+    assert f"FirstJobId={first_job_id(first)}\n" in render_slurm_conf(first)
+    assert first_job_id(second) - first_job_id(first) >= 100_000
+    assert first_job_id(build_topology(tmp_path / "c", 65535)) < 67_108_863
+
+
+def test_the_blahp_status_helper_is_mended_once_and_left_alone_after(tmp_path) -> None:
+    module = tmp_path / BLAHP_CONFIG_MODULE
+    module.parent.mkdir(parents=True)
+    module.write_text("class P:\n    def __init__(self):\n        self.readfp(vfile)\n")
+    assert fix_blahp(tmp_path) is True
+    assert "self.read_file(vfile)" in module.read_text() and "readfp" not in module.read_text()
+    assert fix_blahp(tmp_path) is False
+    assert fix_blahp(tmp_path / "elsewhere") is False
+
+
+def test_the_hpc_entry_asks_slurm_for_a_whole_node_of_the_lab_cluster(topology) -> None:
+    entry = FactoryConfig.model_validate(factory_config(topology)).entries["hpc"]
+    assert (entry.cpus_per_pilot, entry.memory_mb, entry.grid_resource) == (2, 1000, "batch slurm")
+    assert entry.attributes["GLIDEIN_Site"] == topology.hpc.glidein_site

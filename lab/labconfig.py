@@ -129,6 +129,7 @@ def factory_config(topology: Topology) -> dict[str, Any]:
         for site in topology.sites
     }
     entries[topology.hpc.name] = hpc_entry(topology)
+    entries[f"{topology.hpc.name}-ssh"] = hpc_ssh_entry(topology)
     return {
         "name": FACTORY_NAME,
         "wms_collector": topology.wms.collector,
@@ -179,6 +180,20 @@ def hpc_entry(topology: Topology) -> dict[str, Any]:
         "submit": {"max_submits_per_cycle": 2, "cluster_size": 1},
         "holds": {"backoff_seconds": 1, "max_backoff_seconds": 5},
     }
+
+
+def hpc_ssh_entry(topology: Topology) -> dict[str, Any]:
+    """The same Slurm reached the way factories reach most HPC centres: over SSH to its login node
+    (``batch slurm hpc@127.0.0.1:<port>``, HTCondor's remote_gahp; see updraft.lab.loginnode).
+
+    The pilots run as Slurm jobs of the login node's `hpc` user. Its GLIDEIN_Site is its own, so the
+    demo's HPC shape keeps to the local entry; a job that names this site gets pilots over SSH.
+    """
+    entry = hpc_entry(topology)
+    entry["resource"] = f"slurm@{topology.login_node.ssh_host}"
+    entry["ssh_host"] = topology.login_node.ssh_host
+    entry["attributes"] = {"GLIDEIN_Site": f"{topology.hpc.glidein_site}-SSH"}
+    return entry
 
 
 def frontend_config(topology: Topology) -> dict[str, Any]:

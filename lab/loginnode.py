@@ -99,6 +99,18 @@ LogLevel VERBOSE
 """
 
 
+LOGIN_PROFILE = """\
+# Written by `updraft lab up` (the site's install for batch jobs submitted over SSH).
+# remote_gahp starts the blahp in a login shell, and the batch jobs it submits inherit
+# this environment: HTCondor's daemons (which the lab's pilots run from the node) are
+# in /usr/sbin, which Debian's /etc/profile leaves out for ordinary users.
+if [ -f "$HOME/.profile" ]; then . "$HOME/.profile"; fi
+PATH="$PATH:/usr/sbin:/sbin"
+export PATH
+"""
+"""The batch user's ~/.bash_profile (bash -l reads it instead of ~/.profile, which it sources)."""
+
+
 def install_script() -> str:
     """Shell run as the batch user: the BOSCO layout in its home (idempotent, the same for every lab)."""
     links = "\n".join(f"ln -sfn {target} {GLITE}/{name}" for name, target in SITE_LINKS)
@@ -110,6 +122,9 @@ mkdir -p {GLITE}/bin {GLITE}/etc {GLITE}/log {SANDBOX}
 {links}
 cat > {GLITE}/etc/condor_config.ft-gahp.new
 mv -f {GLITE}/etc/condor_config.ft-gahp.new {GLITE}/etc/condor_config.ft-gahp
+cat > .bash_profile.new <<'UPDRAFT_PROFILE'
+{LOGIN_PROFILE}UPDRAFT_PROFILE
+mv -f .bash_profile.new .bash_profile
 """
 
 

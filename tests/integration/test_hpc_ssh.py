@@ -17,14 +17,27 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import htcondor2
 import pytest
+import yaml
 
-from updraft.condor import Schedd
+from updraft import protocol
+from updraft.condor import Collector, Schedd
+from updraft.factory.config import FactoryConfig
+from updraft.factory.credentials import load_keyring, public_key_attributes
+from updraft.frontend.config import FrontendConfig
+from updraft.frontend.credentials import FactoryKey, seal_requests
+from updraft.frontend.model import Decision, EntryAd
+from updraft.frontend.publish import request_ad
+from updraft.frontend.stage import pilot_params, stage_groups
 from updraft.lab import loginnode, slurm
+from updraft.lab.labconfig import factory_config, frontend_config, write_component_configs
 from updraft.lab.runtime import ChrootRuntime, Runtime
-from updraft.lab.topology import FACTORY, Topology
+from updraft.lab.topology import FACTORY, FRONTEND, Topology
 
-from .jobs import wait_for, wait_for_completion
+from .jobs import pilot_token, wait_for, wait_for_completion
+from .roles import advertise_as, invalidate_as
+from .test_factory import updraft
 
 IDLE, RUNNING = 1, 2
 TIMEOUT = 120
@@ -233,3 +246,58 @@ def test_login_node_outage_queues_pilots_submits_nothing_twice_and_resumes(
 def _slurm_job(lab: Topology, runtime: Runtime, job_id: str, state: str) -> slurm.SlurmJob | None:
     job = slurm.jobs(lab, runtime).get(job_id)
     return job if job is not None and job.state == state else None
+
+
+@pytest.fixture(scope="module")
+def factory_yaml(lab: Topology, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The lab factory's own config, its hpc-ssh entry as `lab env` writes it."""
+    write_component_configs(lab)  # installs the lab pilot in the lab folder
+    config = factory_config(lab)
+    path = tmp_path_factory.mktemp("factory") / "factory.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def ask_for_one_pilot(lab: Topology, entry: str) -> None:
+    """What the lab's frontend publishes for one pilot of group main on `entry`: its staged release
+    (the pool's settings a pilot needs), sealed to the factory's key, advertised as the frontend."""
+    frontend = FrontendConfig.model_validate(frontend_config(lab))
+    params = pilot_params(frontend, stage_groups(frontend))["main"]
+    now = time.time()
+    decision = Decision("main", EntryAd(entry, "lab-factory", {}), 1, 1, protocol.RemoveMode.NONE, 0)
+    attrs = public_key_attributes(load_keyring(FactoryConfig.model_validate(factory_config(lab)), now))
+    key = FactoryKey("lab-factory", attrs[protocol.F_KEY_ID], attrs[protocol.F_PUBLIC_KEY])
+    ads, problems = seal_requests(
+        [request_ad(decision, frontend, 1, now, params)],
+        {f"{entry}@lab-factory": pilot_token(lab)},
+        {"lab-factory": key},
+        frontend,
+    )
+    assert not problems
+    advertise_as(lab, FRONTEND, lab.wms.collector, ads)
+
+
+def test_the_factory_sends_a_pilot_over_ssh_that_slurm_runs_and_that_joins_the_vo_pool(
+    lab: Topology, chroot: ChrootRuntime, factory_schedd: Schedd, factory_yaml: Path
+) -> None:
+    entry = f"{lab.hpc.name}-ssh"
+    started = time.monotonic()
+    ask_for_one_pilot(lab, entry)
+    try:
+        done = updraft("factory", "once", "--config", str(factory_yaml))
+        assert "submitted 1," in done.stdout, done.stdout
+        pilot = f'UpdraftEntry == "{entry}"'
+        cluster = int(factory_schedd.query(pilot, ["ClusterId"])[0]["ClusterId"])
+        job_id = wait_for(lambda: slurm_id(factory_schedd, cluster), TIMEOUT)
+        running = wait_for(lambda: _slurm_job(lab, chroot, job_id, "RUNNING"), TIMEOUT)
+        assert running.user == lab.login_node.user
+        vo = Collector(lab.vo.collector)
+        slots = wait_for(
+            lambda: vo.query(htcondor2.AdType.Startd, f'GLIDEIN_Entry_Name == "{entry}"', ["GLIDEIN_Site"]), 180
+        )
+        print(f"factory over ssh: request to a pilot's slot in the VO pool {time.monotonic() - started:.1f} s")
+        assert {s["GLIDEIN_Site"] for s in slots} == {f"{lab.hpc.glidein_site}-SSH"}
+    finally:
+        invalidate_as(lab, FRONTEND, lab.wms.collector, "UpdraftRequest", "true")
+        factory_schedd.remove(f'UpdraftEntry == "{entry}"', "test: done")
+    wait_for(lambda: _slurm_job(lab, chroot, job_id, "CANCELLED"), TIMEOUT)

@@ -84,6 +84,24 @@ def test_the_install_script_makes_the_layout_and_is_idempotent(tmp_path: Path) -
     assert str((glite / "libexec").readlink()) == "/usr/libexec/blahp"
     assert not (glite / "libexec/blahp").is_symlink()  # a second ln -sfn must not nest a link in the target
     assert (home / "bosco/sandbox").is_dir()
+    assert (home / ".bash_profile").read_text() == loginnode.LOGIN_PROFILE
+
+
+def test_the_login_shell_finds_htcondors_daemons_and_keeps_the_users_profile(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".profile").write_text("EXTRA=from-profile\nexport EXTRA\n")
+    (home / ".bash_profile").write_text(loginnode.LOGIN_PROFILE)
+    env = {"HOME": str(home), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        ["bash", "--noprofile", "-c", '. "$HOME/.bash_profile"; echo "$PATH|$EXTRA"'],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    path, extra = done.stdout.strip().split("|")
+    assert "/usr/sbin" in path.split(":") and extra == "from-profile"
 
 
 def test_ft_gahp_config_keeps_its_sandbox_and_log_in_the_users_bosco_folder() -> None:

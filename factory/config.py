@@ -132,6 +132,9 @@ class GlideinSettings(ConfigModel):
     node_launcher: NonBlankStr | None = None
     """For multi-node pilots (``GLIDEIN_Nodes`` > 1 in the entry's ``attributes``): how the pilot
     starts one process per node, e.g. ``srun --ntasks-per-node=1`` (the default under Slurm)."""
+    node_scratch: AbsolutePath | None = None
+    """For multi-node pilots: a folder on each node's own disk (``/tmp``, ``/local/scratch``) for the
+    jobs' sandboxes and HTCondor's locks; unset, they stay in the work dir on the shared filesystem."""
     slots_layout: Literal["partitionable", "fixed"] = "partitionable"
     start: ClassAdExpr | None = None
     """The entry's START expression, combined with the frontend group's."""

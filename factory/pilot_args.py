@@ -72,6 +72,8 @@ def glidein_arguments(
         args += ["--nodes", str(nodes)]
         if glidein.node_launcher:
             args += ["--node-launcher", glidein.node_launcher]
+        if glidein.node_scratch is not None:
+            args += ["--node-scratch", str(glidein.node_scratch)]
     return (*args, *shlex.split(extra))
 
 

@@ -97,6 +97,8 @@ class PilotSlot:
     kind: SlotKind = SlotKind.STATIC
     total_cpus: int = 0
     """A partitionable slot's TotalSlotCpus (its `cpus` are what is left unclaimed); 0: same as `cpus`."""
+    node: int = 0
+    """GLIDEIN_NodeIndex: which node of a multi-node pilot the slot's startd runs on (0 for one node)."""
 
     @property
     def entry_key(self) -> str:
@@ -132,9 +134,16 @@ def slots_by_pilot(slots: Iterable[PilotSlot]) -> dict[str, list[PilotSlot]]:
 
 
 def pilot_cores(slots: Iterable[PilotSlot]) -> int:
-    """A pilot's cores: its partitionable slots' totals and static slots' cores; dynamic slots count only when
-    their partitionable slot's ad is not there (they are carved out of it, never added to it)."""
-    chosen = list(slots)
+    """A pilot's cores: each node's, summed (a multi-node pilot runs a startd per node)."""
+    by_node: dict[int, list[PilotSlot]] = {}
+    for slot in slots:
+        by_node.setdefault(slot.node, []).append(slot)
+    return sum(_node_cores(mine) for mine in by_node.values())
+
+
+def _node_cores(chosen: list[PilotSlot]) -> int:
+    """One startd's cores: its partitionable slots' totals and static slots' cores; dynamic slots count only
+    when their partitionable slot's ad is not there (they are carved out of it, never added to it)."""
     whole = [s for s in chosen if s.kind is not SlotKind.DYNAMIC]
     has_partitionable = any(s.kind is SlotKind.PARTITIONABLE for s in chosen)
     carved = [] if has_partitionable else [s for s in chosen if s.kind is SlotKind.DYNAMIC]

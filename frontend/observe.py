@@ -60,8 +60,9 @@ SLOT_PROJECTION = (
     "PartitionableSlot",
     "DynamicSlot",
     "TotalSlotCpus",
+    "GLIDEIN_NodeIndex",
 )
-"""What the frontend reads of a pilot slot: its origin, state and size, and which glidein it belongs to."""
+"""What the frontend reads of a pilot slot: its origin, state and size, and which glidein (and node) it belongs to."""
 IDLE, OLD_IDLE, RUNNING = "idle", "old_idle", "running"
 BY_STATUS = "by_status"
 
@@ -221,6 +222,7 @@ def parse_slot(ad: Ad, now: float) -> PilotSlot | None:
         pilot=pilot_id(ad),
         kind=slot_kind(ad),
         total_cpus=max(0, whole_or(ad.get("TotalSlotCpus"), 0)),
+        node=max(0, whole_or(ad.get("GLIDEIN_NodeIndex"), 0)),
     )
 
 

@@ -51,6 +51,7 @@ blackhole_window=''
 nodes=''
 nodes_origin=''
 node_launcher=''
+node_scratch=''
 retire_time=''
 die_time=''
 retire_clamped=no

@@ -110,7 +110,7 @@ def demo(lab_dir: Path, keep: bool, timeout: float) -> None:
     """Provision pilots for a real workload on the lab, showing progress, then summarize.
 
     Starts the factory and the frontend as services on a running lab
-    (`updraft lab up` first), queues 36 jobs of five shapes (one only the HPC site's Slurm accepts), prints jobs
+    (`updraft lab up` first), queues 38 jobs of six shapes (two only the HPC site's Slurm accepts), prints jobs
     and pilots every 5 s until every runnable job has finished and the
     pilots have retired, then stops the services (and the lab, unless --keep).
     """

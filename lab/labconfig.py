@@ -129,6 +129,7 @@ def factory_config(topology: Topology) -> dict[str, Any]:
         for site in topology.sites
     }
     entries[topology.hpc.name] = hpc_entry(topology)
+    entries[topology.hpc.multinode_entry] = multinode_entry(topology)
     entries[f"{topology.hpc.name}-ssh"] = hpc_ssh_entry(topology)
     return {
         "name": FACTORY_NAME,
@@ -180,6 +181,40 @@ def hpc_entry(topology: Topology) -> dict[str, Any]:
         "submit": {"max_submits_per_cycle": 2, "cluster_size": 1},
         "holds": {"backoff_seconds": 1, "max_backoff_seconds": 5},
     }
+
+
+def multinode_entry(topology: Topology) -> dict[str, Any]:
+    """The HPC site's multi-node entry: one Slurm job of every node per pilot, one startd per node.
+
+    The same Slurm as `hpc_entry`, with its own GLIDEIN_Site so jobs can ask
+    for it alone; the batch keys say the job's shape (the glidein's srun
+    starts a startd on each node). One pilot at a time: it takes the whole
+    cluster, which the `hpc` entry's pilots share.
+    """
+    hpc = topology.hpc
+    return {
+        "grid_type": "batch",
+        "resource": f"slurm@{hpc.name}.{UID_DOMAIN}",
+        "batch_system": "slurm",
+        "partition": hpc.partition,
+        "walltime_seconds": 3600,
+        "lifetime_margin_seconds": 60,
+        "nodes": len(hpc.nodes),
+        "cpus_per_node": hpc.cpus_per_node,
+        "memory_mb_per_node": hpc.memory_mb_per_node // 2,
+        "attributes": {"GLIDEIN_Site": hpc.multinode_site},
+        # The lab's nodes share one host: a folder of the lab's own stands in for their local disks.
+        "glidein": {**LAB_GLIDEIN, "node_scratch": str(node_scratch(topology))},
+        "limits": {"max_pilots": 1, "max_idle": 1, "max_held": 5},
+        "frontends": {FRONTEND_NAME: {"identity": FRONTEND.identity, "security_classes": ["default"]}},
+        "submit": {"max_submits_per_cycle": 1, "cluster_size": 1},
+        "holds": {"backoff_seconds": 1, "max_backoff_seconds": 5},
+    }
+
+
+def node_scratch(topology: Topology) -> Path:
+    """Where the multi-node pilots' nodes keep job sandboxes and locks (`glidein.node_scratch`)."""
+    return topology.work_dir / "node-scratch"
 
 
 def hpc_ssh_entry(topology: Topology) -> dict[str, Any]:
@@ -240,6 +275,9 @@ def write_component_configs(topology: Topology) -> dict[str, Path]:
     """Write etc/factory.yaml and etc/frontend.yaml in the lab folder; returns their paths."""
     topology.etc_dir.mkdir(parents=True, exist_ok=True)
     _install_glidein(topology)
+    scratch = node_scratch(topology)
+    scratch.mkdir(parents=True, exist_ok=True)
+    scratch.chmod(0o1777)  # the pilots write there as the factory user, like /tmp
     write_atomically(shared_config(topology), pilot_config(topology.common_config.read_text()).encode(), 0o644)
     written = {}
     for component, content in (("factory", factory_config(topology)), ("frontend", frontend_config(topology))):

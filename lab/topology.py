@@ -157,6 +157,10 @@ class HpcSite:
     cpus_per_node: int = 2
     memory_mb_per_node: int = 2000
     partition: str = "batch"
+    multinode_entry: str = "hpc-2node"
+    """The factory entry whose pilots take every node of the cluster at once (one Slurm job)."""
+    multinode_site: str = "HPC2N"
+    """Its GLIDEIN_Site, so a job shape can ask for the multi-node pilots alone."""
 
     @property
     def nodes(self) -> tuple[str, ...]:

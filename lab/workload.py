@@ -42,10 +42,11 @@ DEMO_WORKLOAD: tuple[Shape, ...] = (
     Shape("double-site2", 8, 2, 1024, ("Site2",), 20),
     Shape("short-anywhere", 8, 1, 256, ("Site1", "Site2"), 10),
     Shape("hpc-only", 6, 1, 256, ("HPC",), 20),
-    Shape("too-wide", 4, 4, 1024, ("Site1", "Site2", "HPC"), 10, runnable=False),
+    Shape("two-node-hpc", 2, 2, 256, ("HPC2N",), 20),
+    Shape("too-wide", 4, 4, 1024, ("Site1", "Site2", "HPC", "HPC2N"), 10, runnable=False),
 )
-"""36 jobs: 32 runnable on the lab's 2-core pilots (6 only on the HPC site's Slurm), 4 that want 4 cores,
-which no entry has."""
+"""38 jobs: 34 runnable on the lab's 2-core pilots (6 only on the HPC site's Slurm, 2 only on its two-node
+pilots), 4 that want 4 cores, which no entry has (the two-node pilots too have 2 per node)."""
 
 
 def submit_description(shape: Shape, log: Path) -> dict[str, str]:

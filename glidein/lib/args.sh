@@ -10,7 +10,8 @@ usage_options='--manifest-url URL --manifest-sha256 HEX
  [--condor-dir DIR | --condor-tarball-url URL --condor-tarball-sha256 HEX]
  [--collector HOST:PORT] [--max-walltime S] [--max-job-time S] [--shutdown-margin S]
  [--spread S] [--max-idle S] [--idle-tail S] [--failure-sleep S]
- [--blackhole-jobs N] [--blackhole-window S] [--nodes N] [--node-launcher CMD] [--dry-run]'
+ [--blackhole-jobs N] [--blackhole-window S] [--nodes N] [--node-launcher CMD]
+ [--node-scratch DIR] [--dry-run]'
 
 set_failure_sleep_early() {
     # An argument error must also sleep (a misconfigured entry should not spin
@@ -43,7 +44,8 @@ parse_arguments() {
             --manifest-url | --manifest-sha256 | --frontend-manifest-url | --frontend-manifest-sha256 | \
             --condor-tarball-url | --condor-tarball-sha256 | --work-dir | --condor-dir | --collector | \
             --max-walltime | --max-job-time | --shutdown-margin | --spread | --max-idle | \
-            --idle-tail | --failure-sleep | --blackhole-jobs | --blackhole-window | --nodes | --node-launcher)
+            --idle-tail | --failure-sleep | --blackhole-jobs | --blackhole-window | --nodes | --node-launcher | \
+            --node-scratch)
                 option_value "$_opt" $# "${1-}"
                 _val=$1
                 shift
@@ -71,6 +73,7 @@ parse_arguments() {
             --blackhole-window) blackhole_window=$_val ;;
             --nodes) nodes=$_val ;;
             --node-launcher) node_launcher=$_val ;;
+            --node-scratch) node_scratch=$_val ;;
         esac
     done
 }
@@ -96,6 +99,7 @@ apply_environment_fallbacks() {
     : "${blackhole_jobs:=$(first_set 0 UPDRAFT_BLACKHOLE_JOBS GLIDEIN_BlackHole_Jobs)}"
     : "${blackhole_window:=$(first_set 600 UPDRAFT_BLACKHOLE_WINDOW GLIDEIN_BlackHole_Window)}"
     : "${node_launcher:=$(first_set '' UPDRAFT_NODE_LAUNCHER GLIDEIN_Node_Launcher)}"
+    : "${node_scratch:=$(first_set '' UPDRAFT_NODE_SCRATCH GLIDEIN_Node_Scratch)}"
     resolve_nodes
     if [ "$(first_set 0 UPDRAFT_DRY_RUN)" = 1 ]; then
         dry_run=1
@@ -188,6 +192,10 @@ check_blackhole_and_nodes() {
     fi
     case $nodes in
         '' | *[!0-9]* | 0) fail args "--nodes must be a positive whole number, got '$nodes' (from $nodes_origin)" ;;
+    esac
+    case $node_scratch in
+        '' | /*) ;;
+        *) fail args "--node-scratch must be an absolute path (a folder on each node's own disk), got '$node_scratch'" ;;
     esac
 }
 

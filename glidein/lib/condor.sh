@@ -22,7 +22,8 @@ planned_exit() {
 }
 
 run_master() {
-    # run_master CONFIG SECONDS: condor_master -f until the die time; sets condor_exit.
+    # run_master CONFIG SECONDS [EXECUTE_DIR]: condor_master -f until the die time; sets condor_exit.
+    # EXECUTE_DIR is where the config put EXECUTE (default: LOCAL_DIR/execute, beside the config).
     # env -i: the outer starter's environment would make the inner daemons
     # present its session ids to our collector. timeout sends TERM (graceful
     # shutdown) at the die time and KILL after the shutdown margin.
@@ -31,7 +32,7 @@ run_master() {
         timeout --preserve-status --kill-after="$shutdown_margin" "$2" \
         "$release_dir/sbin/condor_master" -f &
     condor_pid=$!
-    watch_idle_tail "$(dirname "$1")" "$condor_pid" &
+    watch_idle_tail "$(dirname "$1")" "$condor_pid" "${3:-$(dirname "$1")/execute}" &
     _watcher=$!
     condor_exit=0
     wait "$condor_pid" || condor_exit=$?
@@ -50,12 +51,12 @@ file_age() {
 }
 
 no_job_runs() {
-    # no_job_runs LOCAL_DIR: the starter keeps one sandbox per running job in EXECUTE.
-    [ -z "$(ls -A "$1/execute" 2>/dev/null)" ]
+    # no_job_runs EXECUTE_DIR: the starter keeps one sandbox per running job there.
+    [ -z "$(ls -A "$1" 2>/dev/null)" ]
 }
 
 watch_idle_tail() {
-    # watch_idle_tail LOCAL_DIR PID: once jobs have run (the startd history
+    # watch_idle_tail LOCAL_DIR PID EXECUTE_DIR: once jobs have run (the startd history
     # exists) and none has run for --idle-tail seconds, TERM condor (a
     # graceful shutdown, with nothing left to vacate). The history is
     # appended when a job ends, so its age is the time since the last job.
@@ -63,7 +64,7 @@ watch_idle_tail() {
     # The sleep holds none of our output: when condor ends first and this
     # watcher is killed, a leftover sleep must not keep the job's pipes open.
     while sleep "$_poll" >/dev/null 2>&1; do
-        if [ -s "$1/log/startd_history" ] && no_job_runs "$1" &&
+        if [ -s "$1/log/startd_history" ] && no_job_runs "$3" &&
             [ "$(file_age "$1/log/startd_history")" -ge "$idle_tail" ]; then
             log "idle for $idle_tail s after its last job: shutting down"
             : >"$1/idle_tail_reached"

@@ -30,6 +30,8 @@ plan_nodes() {
         echo "nodes=$nodes"
         echo "die_time=$die_time"
         echo "shutdown_margin=$shutdown_margin"
+        echo "idle_tail=$idle_tail"
+        echo "node_scratch=$node_scratch"
         echo "release_dir=$release_dir"
         echo "name_prefix=$name_prefix"
     } >"$work_dir/condor/nodes.conf"
@@ -113,6 +115,7 @@ node_conf() {
 node_on_exit() {
     _rc=$?
     trap - EXIT TERM INT HUP
+    remove_node_scratch
     if [ "$_rc" -ne 0 ] && [ -n "${node_dir:-}" ] && [ ! -s "$node_dir/error" ] &&
         [ ! -s "$node_dir/condor_exit" ]; then
         printf 'unexpected error (exit status %s)\n' "$_rc" >"$node_dir/error"
@@ -134,6 +137,27 @@ node_index_from_environment() {
         OMPI_COMM_WORLD_RANK PMI_RANK
 }
 
+place_node_scratch() {
+    # The jobs' sandboxes (EXECUTE) and condor's locks (LOCK) on the node's own disk when
+    # --node-scratch names one: a shared filesystem is slow for sandboxes and unsafe for
+    # locks. The rest (logs, spool, the startd history the head reads) stays shared.
+    if [ -n "$node_scratch" ]; then
+        node_local=$node_scratch/${name_prefix}_node$node_index
+    else
+        node_local=$node_dir
+    fi
+    node_execute=$node_local/execute
+    node_lock=$node_local/lock
+    mkdir -p "$node_execute" "$node_lock" || node_fail "cannot create $node_execute and $node_lock (--node-scratch)"
+}
+
+remove_node_scratch() {
+    # What a pilot leaves on a node's own disk nobody else cleans up: removed however the node ends.
+    if [ -n "${node_scratch:-}" ] && [ -n "${node_local:-}" ]; then
+        rm -rf "$node_local" || true
+    fi
+}
+
 write_node_config() {
     # The shared configuration, then what differs on this node.
     _name="${name_prefix}_node${node_index}@$(uname -n)"
@@ -145,6 +169,8 @@ write_node_config() {
         echo "MASTER_NAME = $_name"
         echo "STARTD_NAME = $_name"
         echo "GLIDEIN_NodeIndex = $node_index"
+        echo "EXECUTE = $node_execute"
+        echo "LOCK = $node_lock"
     } >"$node_dir/condor_config"
     log "node $node_index: wrote $node_dir/condor_config for $_name"
 }
@@ -163,6 +189,9 @@ node_main() {
     nodes=$(node_conf nodes)
     die_time=$(node_conf die_time)
     shutdown_margin=$(node_conf shutdown_margin)
+    # Each node watches its own idle tail (run_master), so each retires once its own jobs are done.
+    idle_tail=$(node_conf idle_tail)
+    node_scratch=$(node_conf node_scratch)
     release_dir=$(node_conf release_dir)
     name_prefix=$(node_conf name_prefix)
     node_index=$(node_index_from_environment)
@@ -175,8 +204,9 @@ node_main() {
         node_fail "node index $node_index is not below the node count $nodes"
     fi
     node_dir=$work_dir/condor/node-$node_index
-    mkdir -p "$node_dir/log" "$node_dir/spool" "$node_dir/execute" "$node_dir/lock" "$node_dir/run"
+    mkdir -p "$node_dir/log" "$node_dir/spool" "$node_dir/run"
     rm -f "$node_dir/error" "$node_dir/condor_exit"
+    place_node_scratch
     write_node_config
     _left=$((die_time - $(date +%s)))
     if [ "$_left" -le 0 ]; then
@@ -185,7 +215,7 @@ node_main() {
     trap 'node_forward_signal TERM' TERM
     trap 'node_forward_signal INT' INT
     trap 'node_forward_signal HUP' HUP
-    run_master "$node_dir/condor_config" "$_left"
+    run_master "$node_dir/condor_config" "$_left" "$node_execute"
     echo "$condor_exit" >"$node_dir/condor_exit"
     log "node $node_index: condor_master exited with status $condor_exit"
 }

@@ -1,7 +1,7 @@
 """The whole system on the lab, exactly as `make demo` runs it.
 
 Layers: the lab's configs -> `updraft factory run` and `updraft frontend run`
-as services -> the demo's 36 jobs in the VO schedds, watched until every
+as services -> the demo's 38 jobs in the VO schedds, watched until every
 runnable one is done and the pilots are gone -> assertions on where the
 jobs ran, what the frontend asked, what the factory submitted, how the
 pilots ended, what `frontend explain` says, and what the monitoring
@@ -53,7 +53,7 @@ def test_every_runnable_job_completes_on_a_pilot_of_a_site_it_accepts(run: DemoR
         assert job.get("MachineAttrIS_GLIDEIN0") is True, job
         assert job.get("MachineAttrGLIDEIN_Site0") in shape.sites, job
     used = {job["MachineAttrGLIDEIN_Site0"] for job in runnable}
-    assert used == {"Site1", "Site2", "HPC"}, "each site (the Slurm one too) ran some of the workload"
+    assert used == {"Site1", "Site2", "HPC", "HPC2N"}, "each site (the Slurm ones too) ran some of the workload"
 
 
 def test_the_unmatched_shape_stays_idle_and_explain_says_why(run: DemoRun) -> None:
@@ -61,20 +61,20 @@ def test_the_unmatched_shape_stays_idle_and_explain_says_why(run: DemoRun) -> No
         states = [job["JobStatus"] for job in run.jobs if job.get(WORKLOAD_ATTR) == shape.name]
         assert states == [1] * shape.count, f"{shape.name}: {states}"
     assert f"{sum(s.count for s in UNMATCHED)} idle job(s)" in run.unmatched
-    for entry in ("site1@lab-factory", "site2@lab-factory", "hpc@lab-factory"):
+    for entry in ("site1@lab-factory", "site2@lab-factory", "hpc@lab-factory", "hpc-2node@lab-factory"):
         assert f"{entry}: the job asks 4 cpus; the entry's pilots have 2 per node" in run.unmatched, run.unmatched
 
 
 def test_the_factory_never_holds_more_pilots_than_the_frontend_asked(run: DemoRun) -> None:
     assert run.watch.pilots_beyond_ask() == []
-    for entry in ("site1", "site2", "hpc"):
+    for entry in ("site1", "site2", "hpc", "hpc-2node"):
         assert run.watch.most(entry, lambda e: e.pilots) > 0, f"{entry} never had a pilot: the check above saw nothing"
 
 
 def test_pilots_retire_on_their_own_once_the_work_is_done(run: DemoRun) -> None:
     endings = Counter((p["UpdraftEntry"], pilot_ending(p)) for p in run.pilots)
     retired = {entry for (entry, ending) in endings if ending == "retired on their own"}
-    assert retired == {"site1", "site2", "hpc"}, endings
+    assert retired == {"site1", "site2", "hpc", "hpc-2node"}, endings
     # The only other way out: still idle in the factory's queue when the frontend said no job needs it.
     assert {ending for (_, ending) in endings} <= {"retired on their own", "removed unstarted, no longer needed"}, (
         endings
@@ -140,7 +140,7 @@ def test_rrd_holds_the_running_pilots(run: DemoRun, monitoring: Path) -> None:
 
 def test_the_hpc_pilots_ran_as_slurm_jobs_and_ended_there(lab: Topology, run: DemoRun) -> None:
     """Slurm's own record: every HPC pilot the factory saw leave was a Slurm job that ended, none left running."""
-    hpc_pilots = [p for p in run.pilots if p.get(pilot_ad.ENTRY) == "hpc"]
+    hpc_pilots = [p for p in run.pilots if p.get(pilot_ad.ENTRY) in ("hpc", "hpc-2node")]
     assert hpc_pilots, "the demo sent no pilot to the HPC site"
     state = load_state(lab.base_dir)
     assert state is not None
@@ -150,3 +150,5 @@ def test_the_hpc_pilots_ran_as_slurm_jobs_and_ended_there(lab: Topology, run: De
     ran = [p for p in hpc_pilots if pilot_ending(p) == "retired on their own"]
     ids = [str(p.get(pilot_ad.GRID_JOB_ID, "")).rsplit("/", 1)[-1] for p in ran]
     assert ids and all(ended[i]["JobState"] == "COMPLETED" and ended[i]["UserId"].startswith("factory(") for i in ids)
+    wide = [i for p, i in zip(ran, ids, strict=True) if p.get(pilot_ad.ENTRY) == "hpc-2node"]
+    assert wide and all(ended[i]["NodeCnt"] == "2" and ended[i]["NodeList"] == "node[1-2]" for i in wide), wide

@@ -302,6 +302,13 @@ def test_black_hole_detection_only_when_blackhole_jobs_is_set(
     assert (option(args, "--blackhole-jobs"), option(args, "--blackhole-window")) == (jobs, window)
 
 
+@pytest.mark.parametrize(("nodes", "given"), [(1, None), (2, "/local/scratch")])
+def test_node_scratch_only_for_multi_node_pilots(nodes: int, given: str | None) -> None:
+    settings = {"node_scratch": "/local/scratch"}
+    args = glidein_arguments(entry(attributes={"GLIDEIN_Nodes": nodes}, glidein=settings), RELEASE, POOL)
+    assert option(args, "--node-scratch") == given
+
+
 @pytest.mark.parametrize(
     ("attributes", "glidein", "nodes", "launcher"),
     [

@@ -127,6 +127,7 @@ def test_every_file_a_config_names_is_marked_with_who_reads_it():
         "FactoryConfig.work_dir",
         "FrontendConfig.work_dir",
         "GlideinSettings.condor_dir",
+        "GlideinSettings.node_scratch",
         "MonitoringConfig.dir",
         "StagingSettings.dir",
     ]

@@ -886,6 +886,51 @@ def test_a_cap_binds_on_pilots_not_on_slots() -> None:
     assert decision.idle == 4, decision.steps
 
 
+def two_node_glidein(number: int, busy_nodes: int) -> tuple[PilotSlot, ...]:
+    """One pilot of two 2-core nodes: a startd per node, each with its partitionable slot, the first
+    `busy_nodes` of them running a 2-core job; every slot names the same glidein (its job id)."""
+    pilot = f"f/f//{number}.0"
+    found: list[PilotSlot] = []
+    for node in range(2):
+        busy = node < busy_nodes
+        left = 0 if busy else 2
+        found.append(PilotSlot("e1", "f", "main", IDLE, left, 1000, None, pilot, SlotKind.PARTITIONABLE, 2, node))
+        if busy:
+            found.append(PilotSlot("e1", "f", "main", BUSY, 2, 500, None, pilot, SlotKind.DYNAMIC, node=node))
+    return tuple(found)
+
+
+def test_a_two_node_pilot_is_one_pilot_of_both_nodes_cores() -> None:
+    half_busy = the(
+        run(Case("", (jobs(1, cpus=2),), 0, entries=(entry(cpus=2, nodes_per_pilot=2),), slots=two_node_glidein(1, 1)))
+    )
+    inputs = half_busy.inputs
+    assert (inputs.pilots, inputs.idle_pilots, inputs.running_slots, inputs.busy_slots) == (1, 0, 1, 1)
+    assert inputs.pilot_cores == 4, "both nodes' cores, once"
+    assert inputs.usable_idle_slots == 1 and half_busy.idle == 0, "the idle node takes the waiting job"
+    # Both nodes busy, two more 2-core jobs: one more pilot of 2 x 2 cores, which a maximum of 2 pilots
+    # allows only when the running one counts once (as two slots it would fill the maximum).
+    two_nodes = entry(cpus=2, nodes_per_pilot=2, max_pilots=2)
+    full = the(run(Case("", (jobs(2, cpus=2),), 0, entries=(two_nodes,), slots=two_node_glidein(1, busy_nodes=2))))
+    assert (full.inputs.pilots, full.inputs.idle_pilots_needed, full.inputs.max_pilots) == (1, 1.0, 2)
+    assert full.idle == 1, full.steps
+
+
+def test_a_nodes_dynamic_slots_count_when_only_that_nodes_partitionable_ad_is_missing() -> None:
+    """Node 0's startd is fully seen; node 1's partitionable slot not yet in the collector: its running
+    job's cores are all we know of it, and they are not the ones node 0's partitionable slot holds."""
+    node0_parent, node0_job, _, node1_job = two_node_glidein(1, busy_nodes=2)
+    seen = (node0_parent, node0_job, node1_job)
+    inputs = the(run(Case("", (), 0, entries=(entry(cpus=2, nodes_per_pilot=2),), slots=seen))).inputs
+    assert (inputs.pilots, inputs.pilot_cores) == (1, 4)
+
+
+def test_an_idle_two_node_pilot_is_one_idle_pilot_to_remove() -> None:
+    decision = the(run(Case("", (), 0, entries=(entry(cpus=2, nodes_per_pilot=2),), slots=two_node_glidein(1, 0))))
+    assert (decision.inputs.pilots, decision.inputs.idle_pilots, decision.inputs.idle_slots) == (1, 1, 2)
+    assert (decision.remove, decision.remove_max) == (RemoveMode.IDLE, 1)
+
+
 def test_dynamic_slots_alone_count_their_own_cores() -> None:
     """The partitionable slot's ad not there (not yet in the collector): its dynamic slots' cores are all we know."""
     carved = glidein(1, busy_dynamic=3)[1:]

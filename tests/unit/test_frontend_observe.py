@@ -217,6 +217,7 @@ def test_every_slot_of_one_glidein_names_the_same_pilot() -> None:
     assert pilot_cores([parent, carved]) == 8 and pilot_cores([carved, carved]) == 2
     another = slot_ad("slot1@glidein_8", GLIDEIN_ProcId=1)
     assert pilot_id(another) == "fac/fac//7.1"
+    assert (parent.node, other_node.node) == (0, 1), "the startd's node of a multi-node pilot"
 
 
 def test_a_slot_without_the_pilots_job_id_falls_back_to_its_startd_then_to_itself() -> None:

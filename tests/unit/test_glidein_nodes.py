@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -197,6 +198,72 @@ def test_a_black_hole_is_judged_per_node(pilot: Pilot) -> None:
     assert_failed(
         run_nodes_again(pilot, 2, "--blackhole-jobs", "2"), "blackhole", "node 1: 3 jobs started within 600 s (limit 2)"
     )
+
+
+def test_each_node_shuts_down_after_its_own_idle_tail(pilot: Pilot) -> None:
+    # Each node's master leaves a history (a job has ended) and would then run for a minute:
+    # only the node's idle-tail watcher ends it, which needs the head's --idle-tail on the node.
+    master = history_master(pilot.root) + "trap 'exit 0' TERM\nsleep 60 &\nwait\n"
+    condor = fake_condor(pilot.root, master)
+    for index in range(2):
+        (pilot.root / f"history.{index}").write_text(job(index + 1, 1, 5))
+    started = time.monotonic()
+    run = pilot.run(
+        "--condor-dir",
+        str(condor),
+        "--nodes",
+        "2",
+        "--node-launcher",
+        f"{launcher(pilot)} 2",
+        "--idle-tail",
+        "1",
+        dry_run=False,
+    )
+    assert time.monotonic() - started < 30, "the nodes waited for their masters instead of their idle tail"
+    report = run.report
+    assert report.ok and report.condor_exit == 0, report.reason + run.stderr
+    assert "Illegal number" not in run.stderr
+    for index in range(2):
+        assert (pilot.work / "condor" / f"node-{index}" / "idle_tail_reached").exists()
+    assert "idle_tail=1" in (pilot.work / "condor" / "nodes.conf").read_text().splitlines()
+
+
+def test_node_scratch_puts_each_nodes_sandboxes_and_locks_on_its_own_disk_and_removes_them(pilot: Pilot) -> None:
+    scratch = pilot.root / "local-disk"
+    scratch.mkdir()
+    (pilot.root / "history.1").write_text(job(1, 2, 100))
+    # Each master records whether its EXECUTE and LOCK exist while it runs.
+    master = history_master(pilot.root).replace(
+        "index=$(value GLIDEIN_NodeIndex)\n",
+        "index=$(value GLIDEIN_NodeIndex)\n"
+        f'if [ -d "$(value EXECUTE)" ] && [ -d "$(value LOCK)" ]; then echo yes > {pilot.root}/dirs.$index; fi\n',
+    )
+    condor = fake_condor(pilot.root, master)
+    run = pilot.run(
+        "--condor-dir",
+        str(condor),
+        "--nodes",
+        "2",
+        "--node-launcher",
+        f"{launcher(pilot)} 2",
+        "--node-scratch",
+        str(scratch),
+        dry_run=False,
+    )
+    report = run.report
+    assert report.ok and report.jobs_run == 1, report.reason + run.stderr  # the history stays shared
+    prefix = report.glidein_name.removesuffix("*")
+    for index in range(2):
+        lines = (pilot.work / "condor" / f"node-{index}" / "condor_config").read_text().splitlines()
+        local = scratch / f"{prefix.removesuffix('_node')}_node{index}"
+        assert f"EXECUTE = {local}/execute" in lines and f"LOCK = {local}/lock" in lines, lines
+        assert f"STARTD_HISTORY = {pilot.work}/condor/node-{index}/log/startd_history" in lines
+        assert (pilot.root / f"dirs.{index}").read_text().strip() == "yes"
+    assert list(scratch.iterdir()) == [], "each node removes its own scratch folder"
+
+
+def test_node_scratch_must_be_an_absolute_path(pilot: Pilot) -> None:
+    assert_failed(pilot.run("--nodes", "2", "--node-launcher", "x", "--node-scratch", "tmp"), "args", "absolute path")
 
 
 def run_nodes_again(pilot: Pilot, count: int, *extra: str) -> Run:

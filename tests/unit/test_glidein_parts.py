@@ -449,6 +449,8 @@ def test_a_node_past_its_die_time_writes_its_config_and_leaves_the_reason(tmp_pa
         f"STARTD_HISTORY = {node}/log/startd_history",
         *(f"{name}_NAME = glidein_42_7_1_node1@{config[4].split('@')[1]}" for name in ("MASTER", "STARTD")),
         "GLIDEIN_NodeIndex = 1",
+        f"EXECUTE = {node}/execute",  # without --node-scratch, under the shared LOCAL_DIR as before
+        f"LOCK = {node}/lock",
     ]
 
 

@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 
 from updraft.factory.config import FactoryConfig
+from updraft.factory.pilot_args import glidein_arguments
+from updraft.factory.render import PilotSpec, render_submit
 from updraft.frontend.config import FrontendConfig
 from updraft.lab.control import master_config, render_configs
 from updraft.lab.labconfig import PILOT_SETTINGS, factory_config, frontend_config, pilot_config
 from updraft.lab.runtime import BLAHP_CONFIG_MODULE, fix_blahp, parse_passwd
 from updraft.lab.slurm import first_job_id, render_slurm_conf
 from updraft.lab.topology import FACTORY, FRONTEND, OPERATOR, PILOT, build_topology
+from updraft.protocol import PilotParams
 from updraft.staging import secret_settings
 
 BASE = Path("/var/tmp/lab-under-test")
@@ -310,3 +313,27 @@ def test_the_hpc_entry_asks_slurm_for_a_whole_node_of_the_lab_cluster(topology) 
     entry = FactoryConfig.model_validate(factory_config(topology)).entries["hpc"]
     assert (entry.cpus_per_pilot, entry.memory_mb, entry.grid_resource) == (2, 1000, "batch slurm")
     assert entry.attributes["GLIDEIN_Site"] == topology.hpc.glidein_site
+
+
+def test_the_multinode_entry_asks_slurm_for_every_node_and_its_glidein_for_a_startd_on_each(topology) -> None:
+    hpc = topology.hpc
+    factory = FactoryConfig.model_validate(factory_config(topology))
+    entry = factory.entries[hpc.multinode_entry]
+    assert entry.attributes["GLIDEIN_Site"] == hpc.multinode_site != factory.entries["hpc"].attributes["GLIDEIN_Site"]
+    assert (entry.attributes["GLIDEIN_Nodes"], entry.attributes["GLIDEIN_CPUS"]) == (2, hpc.cpus_per_node)
+    assert entry.limits.max_pilots == 1  # a pilot takes the whole cluster
+    pilot = PilotSpec(
+        frontend="lab-vo",
+        group="main",
+        security_class="default",
+        credential_id="cred",
+        executable=Path("/glidein_startup.sh"),
+        work_dir=Path("/work/pilots"),
+        arguments=glidein_arguments(entry, None, PilotParams()),
+    )
+    submit = render_submit(factory, hpc.multinode_entry, entry, pilot)
+    assert submit["grid_resource"] == "batch slurm" and submit["batch_queue"] == hpc.partition
+    assert submit["batch_extra_submit_args"] == f"--nodes=2 --ntasks-per-node=1 --cpus-per-task={hpc.cpus_per_node}"
+    assert int(submit["request_memory"]) <= hpc.memory_mb_per_node
+    assert "--nodes 2" in submit["arguments"]
+    assert f"--node-scratch {topology.work_dir}/node-scratch" in submit["arguments"]

@@ -13,9 +13,9 @@ import click
 
 from updraft.cliutil import UpdraftGroup, check_name, from_group, group_option
 from updraft.errors import LabError
-from updraft.lab import control, slurm
+from updraft.lab import control, loginnode, slurm
 from updraft.lab.labconfig import write_component_configs
-from updraft.lab.runtime import choose_runtime
+from updraft.lab.runtime import ChrootRuntime, choose_runtime
 from updraft.lab.topology import DEFAULT_BASE_PORT, Topology, build_topology
 
 DEFAULT_LAB_DIR = Path("/var/tmp/updraft-lab")
@@ -195,15 +195,18 @@ DAEMON_OPTION = click.option(
 @click.argument("instance")
 @DAEMON_OPTION
 def stop(lab_dir: Path, instance: str, daemon: str | None) -> None:
-    """Stop one instance (vo, submit2, wms, factory, site1, site2, hpc), or one of its daemons (e.g. hpc's
-    SLURMCTLD): a fault on demand."""
+    """Stop one instance (vo, submit2, wms, factory, site1, site2, hpc, login), or one of its daemons (e.g.
+    hpc's SLURMCTLD): a fault on demand."""
     topology = _existing_topology(lab_dir)
-    _check_instance(topology, instance)
+    _check_instance(topology, instance, daemon)
     if daemon:
         control.switch_daemon(topology, instance, daemon.upper(), on=False)
         click.echo(f"{daemon.upper()} on {instance} stopped")
         return
-    control.stop_instance(topology, instance)
+    if instance == LOGIN:  # the HPC login node's sshd, sessions and all: the SSH endpoint unreachable
+        loginnode.stop(topology)
+    else:
+        control.stop_instance(topology, instance)
     click.echo(f"{instance} stopped")
 
 
@@ -214,7 +217,7 @@ def stop(lab_dir: Path, instance: str, daemon: str | None) -> None:
 def start(lab_dir: Path, instance: str, daemon: str | None) -> None:
     """Start one stopped instance (or daemon) again; an instance waits until the whole lab advertises."""
     topology = _existing_topology(lab_dir)
-    _check_instance(topology, instance)
+    _check_instance(topology, instance, daemon)
     if daemon:
         control.switch_daemon(topology, instance, daemon.upper(), on=True)
         click.echo(f"{daemon.upper()} on {instance} started")
@@ -222,12 +225,24 @@ def start(lab_dir: Path, instance: str, daemon: str | None) -> None:
     state = control.load_state(topology.base_dir)
     if state is None:  # taken down since _existing_topology looked
         raise LabError(f"no lab in {lab_dir}: run `updraft lab up` first")
-    control.start_instance(topology, control.runtime_from_state(state), instance)
+    runtime = control.runtime_from_state(state)
+    if instance != LOGIN:
+        control.start_instance(topology, runtime, instance)
+    elif isinstance(runtime, ChrootRuntime):
+        loginnode.start(topology, runtime)
+    else:
+        raise LabError("the HPC login node runs only in the lab's HTCondor root (--runtime root)")
     click.echo(f"{instance} started")
 
 
-def _check_instance(topology: Topology, name: str) -> None:
-    check_name(name, [i.name for i in topology.instances], "INSTANCE", "an instance of the lab")
+LOGIN = "login"
+"""`lab stop|start login`: the HPC login node's sshd, which no condor_master runs."""
+
+
+def _check_instance(topology: Topology, name: str, daemon: str | None) -> None:
+    check_name(name, [*(i.name for i in topology.instances), LOGIN], "INSTANCE", "an instance of the lab")
+    if name == LOGIN and daemon:
+        raise LabError("the login node is one sshd: `lab stop login` takes no --daemon")
 
 
 @lab.command()

@@ -29,12 +29,13 @@ import jinja2
 from updraft.atomicwrite import write_atomically
 from updraft.condor import Collector, use_client_config
 from updraft.errors import CondorError, LabError
-from updraft.lab import slurm
+from updraft.lab import loginnode, slurm
 from updraft.lab.runtime import ChrootRuntime, HostRuntime, Runtime
 from updraft.lab.topology import (
     CLIENT_ROLES,
     FACTORY,
     FRONTEND,
+    LOOPBACK,
     OPERATOR,
     PILOT,
     PILOT_OWNERS,
@@ -271,6 +272,8 @@ def up(topology: Topology, runtime: Runtime, timeout: float = 90.0) -> list[Daem
     use_client_config(topology.client_config)
     for instance in topology.instances:
         _start_master(topology, runtime, instance)
+    if isinstance(runtime, ChrootRuntime):  # on an operator's host, its users and sshd are its own
+        loginnode.start(topology, runtime)
     statuses = wait_ready(topology, timeout)
     slurm.wait_ready(topology, runtime, timeout)
     _register_operator(topology)
@@ -333,11 +336,21 @@ def status(topology: Topology, timeout: float = 5.0) -> list[DaemonStatus]:
     """Which expected daemons have advertised to their collector right now."""
     use_client_config(topology.client_config)
     seen = {port: _advertised(f"127.0.0.1:{port}", timeout) for port in {i.collector_port for i in topology.instances}}
-    return [
+    statuses = [
         _daemon_status(instance, ad_type, name, seen[instance.collector_port])
         for instance in topology.instances
         for ad_type, name in instance.expected_ads()
     ]
+    return statuses + _login_status(topology)
+
+
+def _login_status(topology: Topology) -> list[DaemonStatus]:
+    """The login node's sshd, when the lab runs one (`up` wrote its config): up if it shows its banner."""
+    node = topology.login_node
+    if not node.sshd_config.is_file():
+        return []
+    address = f"{LOOPBACK}:{node.port}"
+    return [DaemonStatus("login", "HPC login node", "sshd", node.ssh_host, address, loginnode.answers(node))]
 
 
 def _daemon_status(instance: Instance, ad_type: str, name: str | None, seen: set[tuple[str, str]]) -> DaemonStatus:
@@ -390,6 +403,7 @@ def down(topology: Topology, runtime: Runtime, grace: float = 20.0) -> list[int]
     for pid in masters:
         os.kill(pid, signal.SIGTERM)
     _wait_gone(masters, grace)
+    loginnode.stop(topology)
     leftovers = lab_processes(topology, runtime)
     for pid in leftovers:
         os.kill(pid, signal.SIGKILL)
@@ -410,7 +424,9 @@ def lab_processes(topology: Topology, runtime: Runtime) -> list[int]:
     """Every process the lab started that is still running."""
     own = os.getpid()
     pids = (int(entry) for entry in os.listdir("/proc") if entry.isdigit())
-    return [pid for pid in pids if pid != own and runtime.owns_process(pid, topology.base_dir)]
+    condor = [pid for pid in pids if pid != own and runtime.owns_process(pid, topology.base_dir)]
+    # sshd overwrites the environment that marks the others; its listener's pid file names it.
+    return condor + [pid for pid in loginnode.processes(topology) if pid not in condor]
 
 
 def purge(base_dir: Path) -> None:

@@ -130,6 +130,7 @@ def factory_config(topology: Topology) -> dict[str, Any]:
     }
     entries[topology.hpc.name] = hpc_entry(topology)
     entries[topology.hpc.multinode_entry] = multinode_entry(topology)
+    entries[f"{topology.hpc.name}-ssh"] = hpc_ssh_entry(topology)
     return {
         "name": FACTORY_NAME,
         "wms_collector": topology.wms.collector,
@@ -214,6 +215,20 @@ def multinode_entry(topology: Topology) -> dict[str, Any]:
 def node_scratch(topology: Topology) -> Path:
     """Where the multi-node pilots' nodes keep job sandboxes and locks (`glidein.node_scratch`)."""
     return topology.work_dir / "node-scratch"
+
+
+def hpc_ssh_entry(topology: Topology) -> dict[str, Any]:
+    """The same Slurm reached the way factories reach most HPC centres: over SSH to its login node
+    (``batch slurm hpc@127.0.0.1:<port>``, HTCondor's remote_gahp; see updraft.lab.loginnode).
+
+    The pilots run as Slurm jobs of the login node's `hpc` user. Its GLIDEIN_Site is its own, so the
+    demo's HPC shape keeps to the local entry; a job that names this site gets pilots over SSH.
+    """
+    entry = hpc_entry(topology)
+    entry["resource"] = f"slurm@{topology.login_node.ssh_host}"
+    entry["ssh_host"] = topology.login_node.ssh_host
+    entry["attributes"] = {"GLIDEIN_Site": f"{topology.hpc.glidein_site}-SSH"}
+    return entry
 
 
 def frontend_config(topology: Topology) -> dict[str, Any]:

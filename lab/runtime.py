@@ -134,10 +134,18 @@ class ChrootRuntime:
         )
 
     def share(self, path: Path) -> None:
-        """Bind the lab folder into the root at the same path, and mount proc."""
+        """Bind the lab folder into the root at the same path, and mount proc and a pty filesystem.
+
+        The ptys: `remote_gahp` (the grid manager's way to a login node over
+        SSH) hands the key's passphrase to ssh-add through one.
+        """
         proc = self.root / "proc"
         if proc not in mount_points():
             _run(["mount", "-t", "proc", "proc", str(proc)], "mounting proc in the HTCondor root")
+        pts = self.root / "dev/pts"
+        if pts not in mount_points():
+            options = "newinstance,ptmxmode=0666,mode=0620"  # the root's /dev/ptmx opens this instance
+            _run(["mount", "-t", "devpts", "-o", options, "devpts", str(pts)], "mounting ptys in the HTCondor root")
         inside = self.root / path.relative_to("/")
         inside.mkdir(parents=True, exist_ok=True)
         if inside not in mount_points():
@@ -146,11 +154,11 @@ class ChrootRuntime:
     def unshare(self, path: Path) -> None:
         """Undo `share`: a bind mount left behind makes a later rm -rf of one side delete the other.
 
-        proc stays mounted while another lab still runs in the same root.
+        proc and the ptys stay mounted while another lab still runs in the same root.
         """
         targets = [self.root / path.relative_to("/")]
         if not any(self._inside(int(pid)) for pid in os.listdir("/proc") if pid.isdigit()):
-            targets.append(self.root / "proc")
+            targets += [self.root / "dev/pts", self.root / "proc"]
         for mount_point in targets:
             while mount_point in mount_points():
                 _run(["umount", str(mount_point)], f"unmounting {mount_point}")

@@ -172,6 +172,47 @@ SLURM_PROGRAMS = ("MUNGED", "SLURMCTLD")
 
 
 @dataclass(frozen=True)
+class LoginNode:
+    """The HPC site's login node: an sshd of its own where factories log in as an unprivileged user.
+
+    The site's batch system is reached through it the way factories reach
+    HPC centres without a CE: ``grid_resource = batch slurm <ssh_host>``.
+    """
+
+    dir: Path
+    """Its sshd config, host key, pid file and log (in the lab folder)."""
+    port: int
+    user: str = "hpc"
+    uid: int = 4250
+
+    @property
+    def ssh_host(self) -> str:
+        """What follows the batch system in `grid_resource` (remote_gahp's ``user@host:port``)."""
+        return f"{self.user}@{LOOPBACK}:{self.port}"
+
+    @property
+    def known_hosts_name(self) -> str:
+        """How ssh names this endpoint in known_hosts (a non-standard port goes in brackets)."""
+        return f"[{LOOPBACK}]:{self.port}"
+
+    @property
+    def sshd_config(self) -> Path:
+        return self.dir / "sshd_config"
+
+    @property
+    def host_key(self) -> Path:
+        return self.dir / "ssh_host_ed25519_key"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "sshd.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.dir / "sshd.log"
+
+
+@dataclass(frozen=True)
 class Topology:
     """The whole lab: VO pool, WMS collector, factory schedd and the sites."""
 
@@ -276,6 +317,11 @@ class Topology:
     def slurm_conf(self) -> Path:
         """What SLURM_CONF names for every Slurm command of this lab."""
         return self.slurm_dir / "slurm.conf"
+
+    @property
+    def login_node(self) -> LoginNode:
+        """The HPC site's login node: its sshd's files in the lab folder, on the port the site reserves."""
+        return LoginNode(self.base_dir / "login", self.hpc.ssh_port)
 
     @property
     def etc_dir(self) -> Path:

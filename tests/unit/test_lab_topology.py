@@ -98,6 +98,7 @@ def test_derived_component_configs_validate_and_name_the_lab_addresses(topology)
     condor_entries = {e.resource for e in factory.entries.values() if e.grid_type == "condor"}
     assert condor_entries == {s.ce_resource for s in topology.sites}
     assert factory.entries["hpc"].grid_resource == "batch slurm"
+    assert factory.entries["hpc-ssh"].grid_resource == f"batch slurm hpc@127.0.0.1:{topology.hpc.ssh_port}"
     assert frontend.vo_collector == topology.vo.collector
     assert list(frontend.schedds) == [topology.vo.schedd_name, topology.submit2.schedd_name]
     assert frontend.condor_config == topology.role_config(FRONTEND)

@@ -227,12 +227,30 @@ def completions(topology: Topology) -> dict[str, Mapping[str, str]]:
     return records
 
 
-def cancel_all(topology: Topology, runtime: Runtime) -> None:
-    """Cancel every job of the lab's cluster (before `down`: slurmstepd outlives slurmd)."""
+ACTIVE_STATES = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "STOPPED"})
+"""Job states in which a job's processes may still exist on a node."""
+
+
+def cancel_all(topology: Topology, runtime: Runtime, timeout: float = 30.0) -> None:
+    """Cancel every job of the lab's cluster and wait until Slurm has ended them.
+
+    Before `down`: a job's slurmstepd outlives slurmd and does not carry the
+    lab's marker, so it must be gone before the daemons are (otherwise it
+    keeps the lab folder busy and the unmount fails).
+    """
+    env = slurm_env(topology)
     try:
-        runtime.run(["scancel", f"--partition={topology.hpc.partition}"], slurm_env(topology), "cancelling Slurm jobs")
+        runtime.run(["scancel", f"--partition={topology.hpc.partition}"], env, "cancelling Slurm jobs")
     except LabError:
         return  # slurmctld already gone: the leftover sweep takes the job processes
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if not any(job.state in ACTIVE_STATES for job in jobs(topology, runtime).values()):
+                return
+        except LabError:
+            return
+        time.sleep(0.5)
 
 
 def describe(hpc: HpcSite, states: Mapping[str, str]) -> list[str]:

@@ -193,22 +193,13 @@ def multinode_entry(topology: Topology) -> dict[str, Any]:
     """
     hpc = topology.hpc
     return {
-        "grid_type": "batch",
-        "resource": f"slurm@{hpc.name}.{UID_DOMAIN}",
-        "batch_system": "slurm",
-        "partition": hpc.partition,
-        "walltime_seconds": 3600,
-        "lifetime_margin_seconds": 60,
+        **hpc_entry(topology),
         "nodes": len(hpc.nodes),
-        "cpus_per_node": hpc.cpus_per_node,
-        "memory_mb_per_node": hpc.memory_mb_per_node // 2,
         "attributes": {"GLIDEIN_Site": hpc.multinode_site},
         # The lab's nodes share one host: a folder of the lab's own stands in for their local disks.
         "glidein": {**LAB_GLIDEIN, "node_scratch": str(node_scratch(topology))},
         "limits": {"max_pilots": 1, "max_idle": 1, "max_held": 5},
-        "frontends": {FRONTEND_NAME: {"identity": FRONTEND.identity, "security_classes": ["default"]}},
         "submit": {"max_submits_per_cycle": 1, "cluster_size": 1},
-        "holds": {"backoff_seconds": 1, "max_backoff_seconds": 5},
     }
 
 

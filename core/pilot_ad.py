@@ -46,6 +46,7 @@ COMPLETION_DATE = "CompletionDate"
 REMOTE_WALL_CLOCK_TIME = "RemoteWallClockTime"
 GRID_JOB_ID = "GridJobId"
 GRID_JOB_STATUS = "GridJobStatus"
+GRID_RESOURCE_UNAVAILABLE_TIME = "GridResourceUnavailableTime"
 TRANSFERRING_INPUT = "TransferringInput"
 TRANSFERRING_OUTPUT = "TransferringOutput"
 HOLD_REASON_CODE = "HoldReasonCode"
@@ -63,6 +64,7 @@ QUEUE_PROJECTION = (
     ENTERED_CURRENT_STATUS,
     GRID_JOB_ID,
     GRID_JOB_STATUS,
+    GRID_RESOURCE_UNAVAILABLE_TIME,
     TRANSFERRING_INPUT,
     TRANSFERRING_OUTPUT,
     HOLD_REASON_CODE,
@@ -164,6 +166,9 @@ class PilotAd:
     grid_job_id: str
     """"" until the grid manager has submitted the pilot to its CE."""
     grid_job_status: str
+    resource_unavailable_since: float | None
+    """GridResourceUnavailableTime: the grid manager found the pilot's CE or batch system down then
+    (a failed ping or submit); absent while it is up."""
     transferring: bool
     """The schedd is moving the pilot's input or output files."""
     output: str
@@ -211,6 +216,7 @@ def read_pilot_ad(ad: Mapping[str, Any]) -> PilotAd:
         num_holds=whole_or(ad.get(NUM_HOLDS), 0),
         grid_job_id=_text_if_set(ad.get(GRID_JOB_ID)),
         grid_job_status=_text_if_set(ad.get(GRID_JOB_STATUS)),
+        resource_unavailable_since=finite_number(ad.get(GRID_RESOURCE_UNAVAILABLE_TIME)),
         transferring=ad.get(TRANSFERRING_INPUT) is True or ad.get(TRANSFERRING_OUTPUT) is True,
         output=output_path(ad),
     )

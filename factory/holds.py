@@ -25,6 +25,7 @@ Slurm really produced.
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from collections.abc import Iterable
 
@@ -124,16 +125,36 @@ def _cut(text: str) -> str:
 
 
 def entry_problems(pilots: Iterable[Pilot]) -> list[str]:
-    """One problem line per entry and batch-submit failure among its held pilots, sorted.
+    """One problem line per entry and batch-submit failure among its held pilots, sorted, then one per
+    entry whose CE or batch system the grid manager finds down (`unavailable_problems`).
 
     What the cycle reports besides its own failures: an HPC site whose batch
     system refuses pilots or does not answer is the entry's problem, and an
     operator should read it in `once`, the log and monitoring without
     looking into the schedd. Other holds are the hold policy's business.
     """
+    live = list(pilots)
     found = Counter(
         (p.entry, p.hold_reason)
-        for p in pilots
+        for p in live
         if p.state is PilotState.HELD and p.hold_kind in (BATCH_REFUSED, BATCH_UNREACHABLE)
     )
-    return [f"entry {entry}: {count} held pilots: {reason}" for (entry, reason), count in sorted(found.items())]
+    held = [f"entry {entry}: {count} held pilots: {reason}" for (entry, reason), count in sorted(found.items())]
+    return held + unavailable_problems(live)
+
+
+def unavailable_problems(pilots: Iterable[Pilot]) -> list[str]:
+    """One line per entry whose CE or batch system the grid manager finds down (GridResourceUnavailableTime),
+    with since when: the pilots there wait (or are held) until it answers again."""
+    since: dict[str, float] = {}
+    count: Counter[str] = Counter()
+    for pilot in pilots:
+        when = pilot.resource_unavailable_since
+        if when is not None and pilot.state is not PilotState.COMPLETED:
+            since[pilot.entry] = min(when, since.get(pilot.entry, when))
+            count[pilot.entry] += 1
+    return [
+        f"entry {entry}: the grid manager finds its CE or batch system down since "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(when))} UTC ({count[entry]} pilots)"
+        for entry, when in sorted(since.items())
+    ]

@@ -81,6 +81,8 @@ class Pilot:
     memory than a node has); such a hold recurs on every release (`updraft.factory.holds`)."""
     hold_kind: str = ""
     """While HELD: batch_refused, batch_unreachable or other (`updraft.factory.holds.HOLD_KINDS`)."""
+    resource_unavailable_since: float | None = None
+    """Epoch seconds since the grid manager finds the pilot's CE or batch system down; None while up."""
     batch_job_id: str = ""
     """A batch pilot's job id in the batch system (Slurm's job id), "" for other pilots or before it has one."""
 

@@ -84,6 +84,7 @@ def parse_pilot(ad: Ad) -> Pilot | None:
         refusal=holds.batch_refusal(read.hold_reason) if held else None,
         hold_kind=holds.hold_kind(read.hold_reason) if held else "",
         batch_job_id=read.batch_job_id,
+        resource_unavailable_since=read.resource_unavailable_since,
     )
 
 

@@ -208,3 +208,22 @@ def test_monitoring_counts_held_pilots_by_kind() -> None:
         (holds.BATCH_UNREACHABLE, 2),
     }
     assert CycleFacts(NOW, 1, tuple(pilots)).pilots == tuple(pilots)
+
+
+def test_an_entry_whose_batch_system_is_down_is_a_problem_from_its_earliest_pilot() -> None:
+    down_at = 1_796_516_114.0  # 2026-12-06 00:15:14 UTC
+    pilots = [
+        replace(pilot_of("", "7.0", state=PilotState.RUNNING), resource_unavailable_since=down_at + 30),
+        replace(pilot_of(CTLD_DOWN, "8.0"), resource_unavailable_since=down_at),
+        pilot_of("", "9.0", state=PilotState.RUNNING),
+    ]
+    assert holds.unavailable_problems(pilots) == [
+        "entry hpc: the grid manager finds its CE or batch system down since 2026-12-06 00:15:14 UTC (2 pilots)"
+    ]
+    assert holds.entry_problems(pilots)[-1] == holds.unavailable_problems(pilots)[0]
+    assert holds.unavailable_problems(pilots[2:]) == []
+
+
+def test_the_queue_ad_carries_grid_resource_unavailable_time() -> None:
+    pilot = parse_pilot({**held_ad(CTLD_DOWN), "GridResourceUnavailableTime": 1_796_516_114})
+    assert pilot is not None and pilot.resource_unavailable_since == 1_796_516_114.0

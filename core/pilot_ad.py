@@ -46,10 +46,12 @@ COMPLETION_DATE = "CompletionDate"
 REMOTE_WALL_CLOCK_TIME = "RemoteWallClockTime"
 GRID_JOB_ID = "GridJobId"
 GRID_JOB_STATUS = "GridJobStatus"
+GRID_RESOURCE_UNAVAILABLE_TIME = "GridResourceUnavailableTime"
 TRANSFERRING_INPUT = "TransferringInput"
 TRANSFERRING_OUTPUT = "TransferringOutput"
 HOLD_REASON_CODE = "HoldReasonCode"
 HOLD_REASON_SUBCODE = "HoldReasonSubCode"
+HOLD_REASON = "HoldReason"
 NUM_HOLDS = "NumHolds"
 OUT = "Out"
 IWD = "Iwd"
@@ -62,10 +64,12 @@ QUEUE_PROJECTION = (
     ENTERED_CURRENT_STATUS,
     GRID_JOB_ID,
     GRID_JOB_STATUS,
+    GRID_RESOURCE_UNAVAILABLE_TIME,
     TRANSFERRING_INPUT,
     TRANSFERRING_OUTPUT,
     HOLD_REASON_CODE,
     HOLD_REASON_SUBCODE,
+    HOLD_REASON,
     NUM_HOLDS,
     ENTRY,
     FRONTEND,
@@ -156,14 +160,24 @@ class PilotAd:
     """RemoteWallClockTime."""
     hold_code: int | None
     hold_subcode: int | None
+    hold_reason: str
+    """HoldReason as HTCondor wrote it; "" when the ad has none."""
     num_holds: int
     grid_job_id: str
     """"" until the grid manager has submitted the pilot to its CE."""
     grid_job_status: str
+    resource_unavailable_since: float | None
+    """GridResourceUnavailableTime: the grid manager found the pilot's CE or batch system down then
+    (a failed ping or submit); absent while it is up."""
     transferring: bool
     """The schedd is moving the pilot's input or output files."""
     output: str
     """The stdout file (`output_path`); "" when the ad names none."""
+
+    @property
+    def batch_job_id(self) -> str:
+        """The batch system's own id of a batch pilot (`batch_job_id`), "" until it has one."""
+        return batch_job_id(self.grid_job_id)
 
     @property
     def job_id(self) -> str:
@@ -198,12 +212,31 @@ def read_pilot_ad(ad: Mapping[str, Any]) -> PilotAd:
         wall_seconds=finite_number(ad.get(REMOTE_WALL_CLOCK_TIME)),
         hold_code=whole_number(ad.get(HOLD_REASON_CODE)),
         hold_subcode=whole_number(ad.get(HOLD_REASON_SUBCODE)),
+        hold_reason=_text_if_set(ad.get(HOLD_REASON)),
         num_holds=whole_or(ad.get(NUM_HOLDS), 0),
         grid_job_id=_text_if_set(ad.get(GRID_JOB_ID)),
         grid_job_status=_text_if_set(ad.get(GRID_JOB_STATUS)),
+        resource_unavailable_since=finite_number(ad.get(GRID_RESOURCE_UNAVAILABLE_TIME)),
         transferring=ad.get(TRANSFERRING_INPUT) is True or ad.get(TRANSFERRING_OUTPUT) is True,
         output=output_path(ad),
     )
+
+
+def batch_job_id(grid_job_id: str) -> str:
+    """The batch system's job id in a batch pilot's GridJobId, "" when there is none (yet).
+
+    The blahp names a submitted job ``batch slurm <blahp id> slurm/<date>/<id>``
+    (the last word appears once the batch system has accepted the job; an
+    SSH entry has ``user@host`` after the system). The id is what an operator
+    gives ``squeue``/``scancel``/``sacct`` at the site.
+    """
+    words = grid_job_id.split()
+    if len(words) < 3 or words[0] != "batch":
+        return ""
+    parts = words[-1].split("/")
+    if len(parts) != 3 or parts[0] != words[1] or not parts[2]:
+        return ""
+    return parts[2]
 
 
 def output_path(ad: Mapping[str, Any]) -> str:

@@ -208,14 +208,18 @@ def plan(config_path: Path) -> None:
 
 @factory.command()
 @config_option
-def status(config_path: Path) -> None:
+@click.option(
+    "--pilots", "show_pilots", is_flag=True, help="Also list each live pilot, with its batch system's job id."
+)
+def status(config_path: Path, show_pilots: bool) -> None:
     """A table per entry and frontend: requested idle, pilots waiting / pending at the CE /
-    staging / running / held, the limits that bound the next cycle; then the completed pilots
-    counted from their reports."""
+    staging / running / held, the limits that bound the next cycle; then why pilots are held
+    (a batch system's refusal in its own words); with --pilots each live pilot (its Slurm job
+    id for a batch entry); then the completed pilots counted from their reports."""
     import time
 
     from updraft.factory.service import plan_cycle
-    from updraft.factory.status import status_rows
+    from updraft.factory.status import held_lines, pilot_lines, status_rows
 
     config = _load(config_path)
     quiet_repeated_log(CYCLE_LOGGERS)
@@ -230,6 +234,12 @@ def status(config_path: Path) -> None:
             f"{row.entry:<16} {row.frontend:<12} {row.requested:>9} {row.waiting:>7} {row.pending:>7} "
             f"{row.staging:>7} {row.running:>7} {row.held:>5}  {', '.join(row.limits_hit) or '-'}"
         )
+    for line in held_lines(view.pilots or ()):
+        click.echo(line)
+    if show_pilots:
+        click.echo(f"{'pilot':<12} {'entry':<16} {'frontend.group':<20} {'state':<8} {'batch job':<12}")
+        for line in pilot_lines(view.pilots or ()):
+            click.echo(line)
     _echo_completed(config)
 
 

@@ -21,6 +21,9 @@ Order of the policy, per entry:
 2. **Pilot rules**, for every pilot whatever its request: held pilots are
    released after their backoff or removed; stuck (stale) pilots are
    removed. They run first so a stuck pilot is replaced, not counted.
+   A pilot the batch system refused (bad partition, too much memory:
+   `updraft.factory.holds`) is removed, never released, and its entry
+   submits nothing in that cycle (bound ``entry.batch_refused``).
 3. **Request removals.** Idle pilots beyond the request's `idle` go first
    (waiting, then pending, then staging; newest first); with mode ``all`` and
    ``idle == 0`` running ones follow (newest first), never more than the
@@ -82,6 +85,7 @@ Key = tuple[str, str]
 """(frontend, group) on one entry."""
 
 # Removal reasons, in the order their Remove actions are listed.
+BATCH_REFUSED = "refused by the batch system"
 HELD_STALE = "stale held"
 HELD_UNRECOVERABLE = "unrecoverable hold"
 HELD_TOO_OFTEN = "too many holds"
@@ -89,9 +93,18 @@ STALE_IDLE = "stale idle"
 STALE_RUNNING = "stale running"
 EXCESS_IDLE = "excess idle"
 REMOVE_ALL = "remove all"
-REASONS = (HELD_STALE, HELD_UNRECOVERABLE, HELD_TOO_OFTEN, STALE_IDLE, STALE_RUNNING, EXCESS_IDLE, REMOVE_ALL)
+REASONS = (
+    BATCH_REFUSED,
+    HELD_STALE,
+    HELD_UNRECOVERABLE,
+    HELD_TOO_OFTEN,
+    STALE_IDLE,
+    STALE_RUNNING,
+    EXCESS_IDLE,
+    REMOVE_ALL,
+)
 
-_PRIORITY = {HELD_STALE: 0, HELD_UNRECOVERABLE: 0, HELD_TOO_OFTEN: 0, STALE_IDLE: 1, STALE_RUNNING: 2}
+_PRIORITY = {BATCH_REFUSED: 0, HELD_STALE: 0, HELD_UNRECOVERABLE: 0, HELD_TOO_OFTEN: 0, STALE_IDLE: 1, STALE_RUNNING: 2}
 """Removal priority under the per-cycle cap: held pilots block submission, so they go first."""
 
 _EXCESS_ORDER = {PilotState.WAITING: 0, PilotState.PENDING: 1, PilotState.STAGING: 2}
@@ -184,8 +197,15 @@ class Verdict:
 
 
 def hold_verdict(pilot: Pilot, now: float, policy: EntryPolicy) -> Verdict:
-    """Release what may recover, after its backoff; remove what will not, or was held too long."""
+    """Release what may recover, after its backoff; remove what will not, or was held too long.
+
+    A pilot the batch system refused (`Pilot.refusal`) is removed at once,
+    whatever its hold code: the same description would be refused again on
+    every release, until the entry's config changes.
+    """
     holds = policy.holds
+    if pilot.refusal is not None:
+        return Verdict("remove", BATCH_REFUSED)
     if is_stale(pilot, now, policy.stale):
         return Verdict("remove", HELD_STALE)
     if pilot.hold_code not in holds.recoverable_codes:
@@ -422,11 +442,27 @@ def _candidates(drafts: Sequence[_Draft], policy: EntryPolicy, now: float) -> tu
             else:
                 order = (_PRIORITY[verdict.reason], pilot.entered_state, job_order(pilot.job_id))
                 removals.append(_Candidate(order, draft, pilot, verdict.reason))
+        _note_refusals(draft)
         if waiting:
             draft.record.notes.append(
                 f"{len(waiting)} held pilots wait out their backoff (the first may be released in {min(waiting):.0f} s)"
             )
     return sorted(removals, key=_by_order), sorted(releases, key=_by_order)
+
+
+def refusals(pilots: Iterable[Pilot]) -> dict[str, int]:
+    """Held pilots the batch system refused, counted by its words, in sorted order."""
+    found: dict[str, int] = {}
+    for pilot in pilots:
+        if pilot.state is PilotState.HELD and pilot.refusal is not None:
+            found[pilot.refusal] = found.get(pilot.refusal, 0) + 1
+    return dict(sorted(found.items()))
+
+
+def _note_refusals(draft: _Draft) -> None:
+    """Say in the batch system's own words why pilots are removed instead of released."""
+    for words, count in refusals(draft.pilots).items():
+        draft.record.notes.append(f"{count} held pilots removed, not released: {words}")
 
 
 def _by_order(candidate: _Candidate) -> tuple[float, float, tuple[int, int, str]]:
@@ -540,19 +576,31 @@ class _Tally:
     total: int
     idle: int
     held: int
+    refused: Mapping[str, int] = field(default_factory=dict)
+    """Held pilots the batch system refused (removed this cycle), by its words."""
 
 
-def _tally(drafts: Iterable[_Draft]) -> _Tally:
+def _tally(drafts: Sequence[_Draft]) -> _Tally:
     total = idle = held = 0
     for draft in drafts:
         total, idle, held = total + draft.total_after, idle + draft.idle_after, held + draft.held_after
-    return _Tally(total, idle, held)
+    return _Tally(total, idle, held, refusals(pilot for draft in drafts for pilot in draft.pilots))
 
 
 def _too_many_held(draft: _Draft, level: str, held: int, max_held: int | None) -> None:
     """Many held pilots mean the site is failing them: sending more only makes more."""
     if max_held is not None and held >= max_held:
         draft.record.lower(0, "zero", (f"{level}.max_held",), f"{held} held, at most {max_held}")
+
+
+def _refused_here(draft: _Draft, refused: Mapping[str, int]) -> None:
+    """The batch system refused this entry's pilots: the same description now would only be refused
+    again. Nothing is submitted this cycle; the next cycle, with the refused pilots gone, tries again,
+    so a fixed config (or a site that changed its mind) is noticed within two cycles."""
+    if refused:
+        words = "; ".join(refused)
+        draft.record.notes.append(f"batch system refused {sum(refused.values())} pilots: nothing submitted")
+        draft.record.lower(0, "zero", ("entry.batch_refused",), words)
 
 
 def _own_bounds(draft: _Draft, request: Request, policy: EntryPolicy, entry: _Tally, front: _Tally) -> None:
@@ -573,6 +621,7 @@ def _own_bounds(draft: _Draft, request: Request, policy: EntryPolicy, entry: _Ta
         draft.record.lower(0, "zero", ("entry.downtime",), "every member in downtime")
     _too_many_held(draft, "entry", entry.held, policy.limits.max_held)
     _too_many_held(draft, "frontend", front.held, policy.limits_for(draft.frontend).max_held)
+    _refused_here(draft, entry.refused)
 
 
 def _room(limit: int | None, used: int) -> int | None:

@@ -74,6 +74,17 @@ class Pilot:
     """Epoch seconds of the current hold; None falls back to `entered_state`."""
     member: str | None = None
     """For an entry set: the member CE this pilot went to (UpdraftMember)."""
+    hold_reason: str = ""
+    """While HELD: why, as an operator reads it (`updraft.factory.holds.readable_hold`)."""
+    refusal: str | None = None
+    """While HELD: the batch system's words when it refused the pilot for good (bad partition, more
+    memory than a node has); such a hold recurs on every release (`updraft.factory.holds`)."""
+    hold_kind: str = ""
+    """While HELD: batch_refused, batch_unreachable or other (`updraft.factory.holds.HOLD_KINDS`)."""
+    resource_unavailable_since: float | None = None
+    """Epoch seconds since the grid manager finds the pilot's CE or batch system down; None while up."""
+    batch_job_id: str = ""
+    """A batch pilot's job id in the batch system (Slurm's job id), "" for other pilots or before it has one."""
 
     @property
     def key(self) -> tuple[str, str]:

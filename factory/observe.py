@@ -22,7 +22,7 @@ import classad2
 from updraft import adread, pilot_ad, protocol, summary
 from updraft.condor import Ad
 from updraft.errors import CondorError
-from updraft.factory import completed, policy
+from updraft.factory import completed, holds, policy
 from updraft.factory.config import FactoryConfig
 from updraft.factory.model import Pilot, PilotState
 from updraft.factory.ports import FactoryPorts
@@ -80,6 +80,11 @@ def parse_pilot(ad: Ad) -> Pilot | None:
         num_holds=read.num_holds,
         last_hold_time=entered if held else None,
         member=read.member,
+        hold_reason=holds.readable_hold(read.hold_reason) if held else "",
+        refusal=holds.batch_refusal(read.hold_reason) if held else None,
+        hold_kind=holds.hold_kind(read.hold_reason) if held else "",
+        batch_job_id=read.batch_job_id,
+        resource_unavailable_since=read.resource_unavailable_since,
     )
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from updraft.condor import use_client_config
 from updraft.envelope import Keyring
 from updraft.errors import ConfigError
-from updraft.factory import downtime
+from updraft.factory import downtime, holds
 from updraft.factory.accounting import account
 from updraft.factory.act import act, send_ads, withdraw
 from updraft.factory.advertise import REJECTED_ATTRIBUTE, cycle_ads
@@ -103,6 +103,7 @@ def run_cycle(
         keyring, problems = keyring_or_problem(config, now)
     extra = {**public_key_attributes(keyring), REJECTED_ATTRIBUTE: len(plan.rejected) if plan else 0}
     problems += [*view.problems, *_some(send_ads(ports.wms, cycle_ads(config, downtimes, view.pilots, now, extra)))]
+    problems += _held_problems(view)
     acted = Acted()
     if plan is None:
         log.error("pilot queue unreadable: nothing submitted or removed this cycle")
@@ -131,6 +132,14 @@ def _act(
     accounting = account(config, view.completed, now)
     timings = {"act": acted - started, "account": time.perf_counter() - acted}
     return Acted(results, accounting, (*problems, *_some(accounting.problem)), timings)
+
+
+def _held_problems(view: FactoryView) -> list[str]:
+    """Entries whose batch system refuses pilots or cannot be reached: logged, and the cycle's problems."""
+    found = holds.entry_problems(view.pilots or ())
+    for problem in found:
+        log.warning("%s", problem)
+    return found
 
 
 def _some(problem: str | None) -> list[str]:

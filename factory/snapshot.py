@@ -9,7 +9,8 @@ from typing import TypedDict
 
 from updraft.factory.completed import CompletedStats, Key
 from updraft.factory.config import FactoryConfig, nodes_in
-from updraft.factory.model import LIVE_STATES, FactoryPlan, Pilot
+from updraft.factory.holds import OTHER
+from updraft.factory.model import LIVE_STATES, FactoryPlan, Pilot, PilotState
 from updraft.factory.policy import advertised_entries
 from updraft.monitoring.snapshot import (
     COMPLETED_COUNTERS,
@@ -117,9 +118,16 @@ def _pilot_rows(cores: Mapping[str, int], live: list[Pilot], plan: FactoryPlan |
                 removed=numbers["removed"],
                 released=numbers["released"],
                 limits_hit=tuple(limits.get(key, ())),
+                held_by_kind=_held_by_kind(pilots.get(key, ())),
             )
         )
     return tuple(rows)
+
+
+def _held_by_kind(pilots: Iterable[Pilot]) -> dict[str, int]:
+    """Held pilots by kind of hold, sorted; a held pilot of unknown kind counts as other."""
+    counts = Counter(p.hold_kind or OTHER for p in pilots if p.state is PilotState.HELD)
+    return dict(sorted(counts.items()))
 
 
 def _completed_rows(totals: Mapping[Key, CompletedStats]) -> tuple[CompletedRow, ...]:

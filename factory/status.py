@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from updraft import protocol
-from updraft.factory.model import FactoryPlan, Pilot, PilotState
+from updraft.factory.decide import job_order
+from updraft.factory.model import LIVE_STATES, FactoryPlan, Pilot, PilotState
 
 
 @dataclass(frozen=True)
@@ -55,3 +56,34 @@ def status_rows(
 
 
 ROW_STATES = (PilotState.WAITING, PilotState.PENDING, PilotState.STAGING, PilotState.RUNNING, PilotState.HELD)
+
+
+def held_lines(pilots: Iterable[Pilot]) -> list[str]:
+    """Held pilots per entry and reason, as an operator reads them, with one example job."""
+    held: dict[tuple[str, str], list[Pilot]] = {}
+    for pilot in pilots:
+        if pilot.state is PilotState.HELD:
+            held.setdefault((pilot.entry, pilot.hold_reason or "no reason given"), []).append(pilot)
+    return [
+        f"{entry:<16} {len(found):>3} held: {reason} (e.g. {_named(found[0])})"
+        for (entry, reason), found in sorted(held.items())
+    ]
+
+
+def pilot_lines(pilots: Iterable[Pilot]) -> list[str]:
+    """One line per live pilot: job id, entry, frontend.group, state, the batch system's job id
+    (what `squeue`/`scancel` at the site take) and, when held, why."""
+    lines = []
+    for pilot in sorted(pilots, key=lambda p: (p.entry, job_order(p.job_id))):
+        if pilot.state not in LIVE_STATES:
+            continue
+        why = f"  {pilot.hold_reason}" if pilot.state is PilotState.HELD else ""
+        lines.append(
+            f"{pilot.job_id:<12} {pilot.entry:<16} {pilot.frontend + '.' + pilot.group:<20} "
+            f"{pilot.state.value:<8} {pilot.batch_job_id or '-':<12}{why}"
+        )
+    return lines
+
+
+def _named(pilot: Pilot) -> str:
+    return f"{pilot.job_id}, batch job {pilot.batch_job_id}" if pilot.batch_job_id else pilot.job_id

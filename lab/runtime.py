@@ -203,26 +203,64 @@ def root_path(cache_dir: Path) -> Path:
 BLAHP_CONFIG_MODULE = Path("usr/libexec/blahp/blah.py")
 BLAHP_PY312_BUG = "self.readfp(vfile)"
 BLAHP_PY312_FIX = "self.read_file(vfile)"
+BLAHP_SLURM_STATUS = Path("usr/libexec/blahp/slurm_status.py")
+BLAHP_OUTAGE_BUG = "if jobid and (squeue_proc.returncode == 1 or "
+BLAHP_OUTAGE_FIX = "if jobid and (squeue_proc.returncode == 1 and 'Invalid job id' in squeue_out or "
+
+
+@dataclass(frozen=True)
+class BlahpMend:
+    """One wrong line of the blahp's Python helpers and its correction."""
+
+    module: Path
+    bug: str
+    fix: str
+    what: str
+
+
+BLAHP_MENDS = (
+    BlahpMend(BLAHP_CONFIG_MODULE, BLAHP_PY312_BUG, BLAHP_PY312_FIX, "for Python 3.12+ (readfp -> read_file)"),
+    BlahpMend(
+        BLAHP_SLURM_STATUS,
+        BLAHP_OUTAGE_BUG,
+        BLAHP_OUTAGE_FIX,
+        "so an unreachable slurmctld is not read as every job completed",
+    ),
+)
+"""What `fix_blahp` corrects (docs/blahp.md says why, for operators whose sites run the same blahp)."""
 
 
 def fix_blahp(root: Path) -> bool:
     """Mend the blahp's Python status helpers, as a site admin would; True when something was changed.
 
-    HTCondor 23.9's blah.py calls ``ConfigParser.readfp``, which Python 3.12
-    removed; the root's Python is 3.13, so every ``slurm_status.py`` (and
-    pbs/lsf) call dies with AttributeError, the blahp answers "Error parsing
-    classad or job not found" and the grid manager holds the job.
-    ``read_file`` is the same call under its newer name (docs/blahp.md).
+    - HTCondor 23.9's blah.py calls ``ConfigParser.readfp``, which Python
+      3.12 removed; the root's Python is 3.13, so every ``slurm_status.py``
+      (and pbs/lsf) call dies with AttributeError, the blahp answers "Error
+      parsing classad or job not found" and the grid manager holds the job.
+      ``read_file`` is the same call under its newer name.
+    - ``slurm_status.py`` takes ``squeue -j <id>`` exiting 1 as "the job is
+      gone, so it completed (exit code 0)". squeue also exits 1 when it
+      cannot reach slurmctld: during an outage every polled pilot was
+      reported completed and left the schedd's queue while it still ran (or
+      waited) in Slurm, an orphan the factory then replaced. Only squeue's
+      "Invalid job id" means gone; any other failure is now a failed query
+      that the grid manager asks again.
     """
-    module = root / BLAHP_CONFIG_MODULE
+    changed = False
+    for mend in BLAHP_MENDS:
+        changed = _mend(root / mend.module, mend) or changed
+    return changed
+
+
+def _mend(module: Path, mend: BlahpMend) -> bool:
     try:
         text = module.read_text()
     except FileNotFoundError:
         return False
-    if BLAHP_PY312_BUG not in text:
+    if mend.bug not in text:
         return False
-    write_atomically(module, text.replace(BLAHP_PY312_BUG, BLAHP_PY312_FIX), 0o644)
-    log.warning("mended %s for Python 3.12+ (readfp -> read_file)", module)
+    write_atomically(module, text.replace(mend.bug, mend.fix), 0o644)
+    log.warning("mended %s %s", module, mend.what)
     return True
 
 

@@ -175,6 +175,14 @@ FACTORY_FAILURES = MeasurementSpec(
     "Failed pilots by the glidein step that failed (running totals).",
 )
 
+FACTORY_HOLDS = MeasurementSpec(
+    "updraft_factory_holds",
+    ("factory", "entry", "frontend", "kind"),
+    (_g("held", "pilots", "held pilots of this kind this cycle (a refused one is removed in the same cycle)"),),
+    "Held pilots by kind of hold: batch_refused (the batch system said no: bad partition, too much memory),"
+    " batch_unreachable (its submit command could not reach it), other.",
+)
+
 FRONTEND = MeasurementSpec(
     "updraft_frontend",
     ("frontend",),
@@ -241,6 +249,7 @@ CATALOGUE: tuple[MeasurementSpec, ...] = (
     FACTORY_PILOTS,
     FACTORY_COMPLETED,
     FACTORY_FAILURES,
+    FACTORY_HOLDS,
     FRONTEND,
     FRONTEND_GROUP,
     FRONTEND_MATCH,
@@ -316,6 +325,8 @@ def _factory(s: FactorySnapshot) -> Iterator[Measurement]:
             },
             s.time,
         )
+        for kind, count in sorted(r.held_by_kind.items()):
+            yield _m(FACTORY_HOLDS, (s.factory, r.entry, r.frontend, kind), {"held": count}, s.time)
     for c in s.completed:
         values = {name: getattr(c, name) for name in COMPLETED_COUNTERS}
         values["good_core_seconds"] = c.goodput_core_seconds

@@ -141,6 +141,9 @@ class PilotRow:
     removed: int = 0
     released: int = 0
     limits_hit: tuple[str, ...] = ()
+    held_by_kind: Mapping[str, int] = field(default_factory=dict)
+    """The held pilots by kind of hold (`updraft.factory.holds.HOLD_KINDS`): a batch system that
+    refused them, one that could not be reached, or another hold. Kinds with none are left out."""
 
     @property
     def idle(self) -> int:

@@ -14,7 +14,7 @@ from updraft.factory.render import PilotSpec, render_submit
 from updraft.frontend.config import FrontendConfig
 from updraft.lab.control import master_config, render_configs
 from updraft.lab.labconfig import PILOT_SETTINGS, factory_config, frontend_config, pilot_config
-from updraft.lab.runtime import BLAHP_CONFIG_MODULE, fix_blahp, parse_passwd
+from updraft.lab.runtime import BLAHP_CONFIG_MODULE, BLAHP_SLURM_STATUS, fix_blahp, parse_passwd
 from updraft.lab.slurm import first_job_id, render_slurm_conf
 from updraft.lab.topology import FACTORY, FRONTEND, OPERATOR, PILOT, build_topology
 from updraft.protocol import PilotParams
@@ -337,3 +337,14 @@ def test_the_multinode_entry_asks_slurm_for_every_node_and_its_glidein_for_a_sta
     assert int(submit["request_memory"]) <= hpc.memory_mb_per_node
     assert "--nodes 2" in submit["arguments"]
     assert f"--node-scratch {topology.work_dir}/node-scratch" in submit["arguments"]
+
+
+def test_the_blahp_slurm_status_no_longer_reads_an_unreachable_slurmctld_as_completed(tmp_path) -> None:
+    module = tmp_path / BLAHP_SLURM_STATUS
+    module.parent.mkdir(parents=True)
+    line = "    if jobid and (squeue_proc.returncode == 1 or squeue_proc.returncode == 0 and jobid not in result):\n"
+    module.write_text(line)
+    assert fix_blahp(tmp_path) is True
+    mended = module.read_text()
+    assert "returncode == 1 and 'Invalid job id' in squeue_out or squeue_proc.returncode == 0" in mended
+    assert fix_blahp(tmp_path) is False and module.read_text() == mended

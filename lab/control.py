@@ -426,7 +426,9 @@ def lab_processes(topology: Topology, runtime: Runtime) -> list[int]:
     pids = (int(entry) for entry in os.listdir("/proc") if entry.isdigit())
     condor = [pid for pid in pids if pid != own and runtime.owns_process(pid, topology.base_dir)]
     # sshd overwrites the environment that marks the others; its listener's pid file names it.
-    return condor + [pid for pid in loginnode.processes(topology) if pid not in condor]
+    # A Slurm job's slurmstepd (and the pilot below it) is named by its job id.
+    unmarked = [*loginnode.processes(topology), *slurm.job_processes(topology)]
+    return condor + sorted({pid for pid in unmarked if pid not in condor and pid != own})
 
 
 def purge(base_dir: Path) -> None:

@@ -23,13 +23,13 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from updraft.atomicwrite import write_atomically
 from updraft.errors import LabError
-from updraft.lab.runtime import ChrootRuntime
+from updraft.lab.runtime import ChrootRuntime, descendants, process_parents
 from updraft.lab.topology import FACTORY, LOOPBACK, LoginNode, Topology
 
 log = logging.getLogger(__name__)
@@ -168,18 +168,6 @@ def password_locked(shadow: str, user: str) -> bool:
     return False
 
 
-def descendants(parents: Mapping[int, int], ancestor: int) -> list[int]:
-    """Every process below `ancestor` in a pid -> parent pid map (not `ancestor` itself)."""
-    found: list[int] = []
-    frontier = [ancestor]
-    while frontier:
-        current = frontier.pop()
-        children = [pid for pid, parent in parents.items() if parent == current and pid not in found]
-        found.extend(children)
-        frontier.extend(children)
-    return found
-
-
 # --------------------------------------------------------------------------
 # The site admin's part: shared by every lab in the root, done once
 # --------------------------------------------------------------------------
@@ -278,20 +266,6 @@ def _log_tail(node: LoginNode) -> str:
         return "(no log)"
 
 
-def _parents() -> dict[int, int]:
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid ...": comm may hold spaces, so split after its closing parenthesis.
-        parents[int(entry)] = int(stat.rpartition(")")[2].split()[1])
-    return parents
-
-
 def listener(topology: Topology) -> int | None:
     """The lab's sshd listener, if it runs: the pid in its pid file, checked against its command line."""
     node = topology.login_node
@@ -306,7 +280,7 @@ def listener(topology: Topology) -> int | None:
 def processes(topology: Topology) -> list[int]:
     """The listener and everything below it: the sessions and the GAHPs they run."""
     pid = listener(topology)
-    return [] if pid is None else [pid, *descendants(_parents(), pid)]
+    return [] if pid is None else [pid, *descendants(process_parents(), pid)]
 
 
 def stop(topology: Topology, grace: float = 5.0) -> list[int]:

@@ -67,6 +67,33 @@ def _configured_from(pid: int, base_dir: Path) -> bool:
     return f"CONDOR_CONFIG={base_dir}/".encode() in environ
 
 
+def process_parents() -> dict[int, int]:
+    """pid -> parent pid of every process, from /proc."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces, so split after its closing parenthesis.
+        parents[int(entry)] = int(stat.rpartition(")")[2].split()[1])
+    return parents
+
+
+def descendants(parents: Mapping[int, int], ancestor: int) -> list[int]:
+    """Every process below `ancestor` in a pid -> parent pid map (not `ancestor` itself)."""
+    found: list[int] = []
+    frontier = [ancestor]
+    while frontier:
+        current = frontier.pop()
+        children = [pid for pid, parent in parents.items() if parent == current and pid not in found]
+        found.extend(children)
+        frontier.extend(children)
+    return found
+
+
 @dataclass(frozen=True)
 class HostRuntime:
     """HTCondor installed on this machine; daemons run directly."""

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from updraft.atomicwrite import write_atomically
 from updraft.errors import LabError
-from updraft.lab.runtime import Runtime
+from updraft.lab.runtime import Runtime, descendants, process_parents
 from updraft.lab.topology import HpcSite, Topology
 
 SUBDIRS = ("state", "spool", "log", "run")
@@ -73,6 +73,39 @@ def job_completions(topology: Topology) -> Path:
 def first_job_id(topology: Topology) -> int:
     """Labs differ by base port, so their job ids never meet (Slurm's largest id is 67,108,863)."""
     return topology.base_port * 1000
+
+
+JOB_IDS_PER_LAB = 10_000
+"""Job ids a lab's cluster may use from its first: labs a port apart would clash on Slurm's own ports first."""
+
+
+def step_job_id(cmdline: bytes) -> int | None:
+    """The job id a slurmstepd works for, from its command line (``slurmstepd: [123.batch]``)."""
+    prefix = b"slurmstepd: ["
+    if not cmdline.startswith(prefix):
+        return None
+    job = cmdline[len(prefix) :].split(b".", 1)[0].split(b"]", 1)[0]
+    return int(job) if job.isdigit() else None
+
+
+def job_processes(topology: Topology) -> list[int]:
+    """This lab's slurmstepds and every process below them (the pilots).
+
+    slurmstepd outlives slurmd and carries no lab marker in its environment,
+    nor do the pilots of the SSH login user; a job id in this lab's range
+    names them (`first_job_id`).
+    """
+    first = first_job_id(topology)
+    parents = process_parents()
+    steps = []
+    for pid in parents:
+        try:
+            job = step_job_id(Path(f"/proc/{pid}/cmdline").read_bytes())
+        except OSError:
+            continue
+        if job is not None and first <= job < first + JOB_IDS_PER_LAB:
+            steps.append(pid)
+    return [pid for step in steps for pid in (step, *descendants(parents, step))]
 
 
 def render_slurm_conf(topology: Topology) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from updraft.lab import loginnode
+from updraft.lab.runtime import descendants
 from updraft.lab.topology import build_topology
 
 
@@ -127,5 +128,5 @@ def test_a_locked_account_is_recognised(shadow: str, locked: bool) -> None:
 
 def test_descendants_follow_the_whole_tree_and_nothing_else() -> None:
     parents = {10: 1, 11: 10, 12: 11, 13: 12, 20: 1, 21: 20}
-    assert sorted(loginnode.descendants(parents, 10)) == [11, 12, 13]
-    assert loginnode.descendants(parents, 13) == []
+    assert sorted(descendants(parents, 10)) == [11, 12, 13]
+    assert descendants(parents, 13) == []

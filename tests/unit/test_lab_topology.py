@@ -15,7 +15,7 @@ from updraft.frontend.config import FrontendConfig
 from updraft.lab.control import master_config, render_configs
 from updraft.lab.labconfig import PILOT_SETTINGS, factory_config, frontend_config, pilot_config
 from updraft.lab.runtime import BLAHP_CONFIG_MODULE, BLAHP_SLURM_STATUS, fix_blahp, parse_passwd
-from updraft.lab.slurm import first_job_id, render_slurm_conf
+from updraft.lab.slurm import first_job_id, render_slurm_conf, step_job_id
 from updraft.lab.topology import FACTORY, FRONTEND, OPERATOR, PILOT, build_topology
 from updraft.protocol import PilotParams
 from updraft.staging import secret_settings
@@ -348,3 +348,11 @@ def test_the_blahp_slurm_status_no_longer_reads_an_unreachable_slurmctld_as_comp
     mended = module.read_text()
     assert "returncode == 1 and 'Invalid job id' in squeue_out or squeue_proc.returncode == 0" in mended
     assert fix_blahp(tmp_path) is False and module.read_text() == mended
+
+
+def test_a_slurmstepd_is_known_by_the_job_it_works_for() -> None:
+    assert step_job_id(b"slurmstepd: [29718004.batch]\x00") == 29718004
+    assert step_job_id(b"slurmstepd: [29718004.0]\x00") == 29718004
+    assert step_job_id(b"slurmstepd: [29718004.extern]") == 29718004
+    assert step_job_id(b"/usr/sbin/slurmd\x00-D") is None
+    assert step_job_id(b"slurmstepd: [x.batch]") is None

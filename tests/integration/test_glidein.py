@@ -129,8 +129,8 @@ def test_the_idle_tail_never_cuts_a_running_job_on_a_partitionable_slot(
     job = glidein_job(lab, job_dir, lab.sites[0], cpus=2, options="--max-idle 120 --idle-tail 10")
     cluster = factory_schedd.submit(job)
     _slot(lab, cluster, ["Name"])
-    # A 40 s job and a 1 s one: the short one ends long before the tail would run out.
-    user = vo_schedd.submit(_user_job(job_dir, cluster, "/bin/sleep", "40"))
+    # A 25 s job and a 1 s one: the short one ends long before the tail (10 s) would run out.
+    user = vo_schedd.submit(_user_job(job_dir, cluster, "/bin/sleep", "25"))
     quick = vo_schedd.submit(_user_job(job_dir, cluster, "/bin/true", name="quick"))
     assert wait_for_completion(vo_schedd, quick, 180)["ExitCode"] == 0
     done = wait_for_completion(vo_schedd, user, 180)
@@ -138,7 +138,7 @@ def test_the_idle_tail_never_cuts_a_running_job_on_a_partitionable_slot(
     wait_for_completion(factory_schedd, cluster, 180)
     report = _report(job_dir)
     assert report.ok and report.jobs_run == 2, report
-    assert report.busy_seconds >= 40 and report.cpus == 2
+    assert report.busy_seconds >= 25 and report.cpus == 2
 
 
 def test_a_black_hole_stops_taking_jobs_fails_with_its_reason_and_keeps_the_slot_for_its_failure_sleep(

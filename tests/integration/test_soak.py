@@ -1,7 +1,8 @@
-"""The CI share of the crash-consistency soak (bench/soak.py): ten SIGKILLs of each service.
+"""The CI share of the crash-consistency soak (bench/soak.py): five SIGKILLs of each service.
 
 The same code as the full soak (200 factory kills, 100 frontend kills),
-run on the session's lab with a smaller count, asserting the same
+run on the session's lab with a smaller count (five each, to keep the
+suite within its time; the full soak is the benchmark), asserting the same
 invariants: no sample above an entry's max_pilots or the frontend's
 published maximum, no pilot submitted twice, every pilot known to the
 factory and counted once in its totals, every queued job completed.
@@ -15,15 +16,15 @@ from bench.soak import SoakOptions, run_soak
 from updraft.lab.topology import Topology
 
 
-def test_ten_kills_of_each_service_break_no_invariant(lab: Topology) -> None:
+def test_five_kills_of_each_service_break_no_invariant(lab: Topology) -> None:
     lines: list[str] = []
 
     def echo(line: str) -> None:
         lines.append(f"{time.strftime('%H:%M:%S')} {line}")
 
     options = SoakOptions(
-        factory_kills=10,
-        frontend_kills=10,
+        factory_kills=5,
+        frontend_kills=5,
         seed=15,
         batch_every_seconds=45,
         longest_job_seconds=15,
@@ -32,8 +33,8 @@ def test_ten_kills_of_each_service_break_no_invariant(lab: Topology) -> None:
     figures = run_soak(lab, options, echo)
     report = "\n".join([*lines, *figures.lines()])
     print(report)
-    assert figures.factory_kills == 10 and figures.frontend_kills == 10, report
-    assert figures.samples >= 20, report
+    assert figures.factory_kills == 5 and figures.frontend_kills == 5, report
+    assert figures.samples >= 10, report
     assert figures.samples_at_a_cap > 0, f"no cap ever bound, so the limits were not put to the test\n{report}"
     assert figures.pilots_submitted, f"no pilot was submitted\n{report}"
     assert figures.failures() == [], report

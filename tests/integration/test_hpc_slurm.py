@@ -46,7 +46,7 @@ ENDED_BY_REMOVAL = "CANCELLED"
 NODE_MEMORY_MB = 1500
 """One pilot per 2000 MB node."""
 WALLTIME = 20
-"""The short entry's max_walltime_seconds. Under a minute, Slurm's own limit is none (the blahp gives
+"""The short entry's walltime_seconds. Under a minute, Slurm's own limit is none (the blahp gives
 sbatch whole minutes, and 0 is unlimited): the glidein's own lifetime is what keeps inside it."""
 RESUME_SECONDS = 120
 """After a failed submit the grid manager takes the batch system for down and pings it again only every
@@ -62,15 +62,15 @@ def factory_yaml(lab: Topology, tmp_path_factory: pytest.TempPathFactory) -> Pat
     write_component_configs(lab)
     config = factory_config(lab)
     hpc = config["entries"]["hpc"]
-    hpc["memory_mb"] = NODE_MEMORY_MB
+    hpc["memory_mb_per_node"] = NODE_MEMORY_MB
     hpc["limits"] = {"max_pilots": 3, "max_idle": 3, "max_held": 5}
     hpc["submit"] = {"max_submits_per_cycle": 3, "cluster_size": 1}
     hpc["glidein"] = {**hpc["glidein"], "max_idle_seconds": 600}  # no pilot leaves unasked while counted
-    nopart = copy.deepcopy(hpc) | {"batch_queue": "nosuch"}
-    bigmem = copy.deepcopy(hpc) | {"memory_mb": 100_000}
-    short = copy.deepcopy(hpc) | {"max_walltime_seconds": WALLTIME, "memory_mb": 500}
+    nopart = copy.deepcopy(hpc) | {"partition": "nosuch"}
+    bigmem = copy.deepcopy(hpc) | {"memory_mb_per_node": 100_000}
+    short = copy.deepcopy(hpc) | {"walltime_seconds": WALLTIME, "lifetime_margin_seconds": 2, "memory_mb_per_node": 500}
     short["glidein"] = {**short["glidein"], "shutdown_margin_seconds": 5}
-    stale = copy.deepcopy(hpc) | {"memory_mb": 500, "stale": {"running_seconds": STALE_RUNNING}}
+    stale = copy.deepcopy(hpc) | {"memory_mb_per_node": 500, "stale": {"running_seconds": STALE_RUNNING}}
     config["entries"] |= {"hpc_nopart": nopart, "hpc_bigmem": bigmem, "hpc_short": short, "hpc_stale": stale}
     path = tmp_path_factory.mktemp("hpc") / "factory.yaml"
     path.write_text(yaml.safe_dump(config))

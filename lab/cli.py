@@ -56,6 +56,7 @@ def lab() -> None:
     factory schedd  submits grid-universe pilots (factory@lab)
     site1, site2    an HTCondor-C CE (ce@siteN.lab) and a worker each
     hpc             a Slurm cluster (slurmctld, slurmd on node1 and node2), reached through the blahp
+    cloud           an EC2 API (moto) the grid manager starts and terminates instances through
     """
 
 
@@ -195,7 +196,7 @@ DAEMON_OPTION = click.option(
 @click.argument("instance")
 @DAEMON_OPTION
 def stop(lab_dir: Path, instance: str, daemon: str | None) -> None:
-    """Stop one instance (vo, submit2, wms, factory, site1, site2, hpc, login), or one of its daemons (e.g.
+    """Stop one instance (vo, submit2, wms, factory, site1, site2, hpc, cloud, login), or one of its daemons (e.g.
     hpc's SLURMCTLD): a fault on demand."""
     topology = _existing_topology(lab_dir)
     _check_instance(topology, instance, daemon)
@@ -257,6 +258,7 @@ def env(lab_dir: Path) -> None:
     for site in topology.sites:
         click.echo(f"# {site.name:<14} grid_resource = condor {site.ce_resource}")
     click.echo(f"# {topology.hpc.name:<14} grid_resource = batch slurm  (SLURM_CONF={topology.slurm_conf})")
+    click.echo(f"# {topology.cloud.name:<14} grid_resource = ec2 {topology.cloud.endpoint}")
     if topology.influx_config.is_file():
         click.echo(f"# InfluxDB       {topology.influx_url}  (database {control.LAB_DATABASE}: the monitoring of both)")
     click.echo(f"export CONDOR_CONFIG={topology.client_config}")

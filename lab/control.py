@@ -29,7 +29,7 @@ import jinja2
 from updraft.atomicwrite import write_atomically
 from updraft.condor import Collector, use_client_config
 from updraft.errors import CondorError, LabError
-from updraft.lab import loginnode, slurm
+from updraft.lab import cloud, loginnode, slurm
 from updraft.lab.runtime import ChrootRuntime, HostRuntime, Runtime
 from updraft.lab.topology import (
     CLIENT_ROLES,
@@ -41,6 +41,7 @@ from updraft.lab.topology import (
     PILOT_OWNERS,
     UID_DOMAIN,
     Instance,
+    Program,
     Topology,
     access_settings,
 )
@@ -114,15 +115,30 @@ def render_configs(topology: Topology, release_dir: str = "/usr", influxdb: bool
             influxdb=influxdb,
             influx_config=topology.influx_config,
             slurm_conf=topology.slurm_conf,
-            programs=slurm.programs(topology) if instance == topology.hpc.instance else [],
+            programs=_programs(topology, instance),
         )
     files[topology.staging_server] = staging_server_source()
+    files[topology.ec2_api_script] = ec2_api_source()
     files[topology.slurm_conf] = slurm.render_slurm_conf(topology)
     files[topology.slurm_dir / "cgroup.conf"] = slurm.render_cgroup_conf()
     if influxdb and topology.factory.influx_port:
         port = topology.factory.influx_port
         files[topology.influx_config] = influxdb_config(port, port + 1, topology.influx_data_dir)
     return files
+
+
+def _programs(topology: Topology, instance: Instance) -> list[Program]:
+    """The plain programs an instance's master runs: the HPC site's Slurm, the cloud's EC2 API."""
+    if instance == topology.hpc.instance:
+        return slurm.programs(topology)
+    if instance == topology.cloud.instance:
+        return cloud.programs(topology)
+    return []
+
+
+def ec2_api_source() -> str:
+    """The EC2 API's launcher, as the package ships it (the root runs it with its own Python and moto)."""
+    return importlib.resources.files("updraft.lab").joinpath("ec2_api.py").read_text()
 
 
 def staging_server_source() -> str:
@@ -268,6 +284,7 @@ def up(topology: Topology, runtime: Runtime, timeout: float = 90.0) -> list[Daem
     for path, text in render_configs(topology, influxdb=influxdb).items():
         write_atomically(path, text)
     _ensure_credentials(topology, runtime)
+    cloud.write_credentials(topology, runtime)
     _save_state(topology, runtime)
     use_client_config(topology.client_config)
     for instance in topology.instances:
@@ -341,7 +358,7 @@ def status(topology: Topology, timeout: float = 5.0) -> list[DaemonStatus]:
         for instance in topology.instances
         for ad_type, name in instance.expected_ads()
     ]
-    return statuses + _login_status(topology)
+    return statuses + _login_status(topology) + _cloud_status(topology)
 
 
 def _login_status(topology: Topology) -> list[DaemonStatus]:
@@ -351,6 +368,12 @@ def _login_status(topology: Topology) -> list[DaemonStatus]:
         return []
     address = f"{LOOPBACK}:{node.port}"
     return [DaemonStatus("login", "HPC login node", "sshd", node.ssh_host, address, loginnode.answers(node))]
+
+
+def _cloud_status(topology: Topology) -> list[DaemonStatus]:
+    """The cloud's EC2 API: up if moto's status page answers."""
+    address = f"{LOOPBACK}:{topology.cloud.api_port}"
+    return [DaemonStatus("cloud", "EC2 API", "EC2API", topology.cloud.endpoint, address, cloud.answers(topology))]
 
 
 def _daemon_status(instance: Instance, ad_type: str, name: str | None, seen: set[tuple[str, str]]) -> DaemonStatus:

@@ -96,7 +96,7 @@ def main() -> None:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import WSGIRequestHandler, run_simple
 
-    class AwsHandler(WSGIRequestHandler):
+    class AwsHandler(WSGIRequestHandler):  # type: ignore[misc]  # werkzeug is typed, but only in the root
         def version_string(self) -> str:
             return SERVER
 

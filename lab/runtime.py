@@ -28,7 +28,7 @@ LAB_UID = OPERATOR.uid
 ROOT_SUITE = "trixie"
 ROOT_MIRROR = "http://deb.debian.org/debian"
 # Bump when the recipe below changes, so cached roots are rebuilt.
-ROOT_RECIPE = "4"
+ROOT_RECIPE = "5"
 CLEAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -327,7 +327,8 @@ def _build_root(root: Path) -> None:
     # curl: pilots fetch their staged files over HTTP. victoria-metrics and
     # influxdb (1.x): the monitoring tests run their binaries from the root
     # (updraft.lab.tsdb); their init scripts only warn under chroot. slurm-wlm,
-    # munge and openssh: the HPC site and its login node (lab/slurm.py).
+    # munge and openssh: the HPC site and its login node (lab/slurm.py). moto
+    # (with flask-cors, which its server imports): the cloud's EC2 API (lab/cloud.py).
     install = [
         "apt-get",
         "install",
@@ -343,6 +344,9 @@ def _build_root(root: Path) -> None:
         "munge",
         "openssh-server",
         "openssh-client",
+        # The cloud provider: moto's EC2 API (lab/ec2_api.py).
+        "python3-moto",
+        "python3-flask-cors",
     ]
     _run([*chroot, *install], "installing HTCondor in the root")
     _run([*chroot, "useradd", "--create-home", "--uid", str(LAB_UID), LAB_USER], "adding the lab user")

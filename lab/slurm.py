@@ -18,6 +18,7 @@ jobs stay visible to `squeue`/`scontrol` for an hour.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import time
@@ -28,21 +29,12 @@ from pathlib import Path
 from updraft.atomicwrite import write_atomically
 from updraft.errors import LabError
 from updraft.lab.runtime import Runtime, descendants, process_parents
-from updraft.lab.topology import HpcSite, Topology
+from updraft.lab.topology import HpcSite, Program, Topology
 
 SUBDIRS = ("state", "spool", "log", "run")
 MUNGE_KEY_BYTES = 1024
 FINISHED_JOB_SECONDS = 3600
 """How long a finished job stays in slurmctld's memory (MinJobAge): tests read final states from it."""
-
-
-@dataclass(frozen=True)
-class Program:
-    """A plain (non-DaemonCore) program the HPC instance's master runs in the foreground."""
-
-    name: str
-    executable: str
-    args: str
 
 
 @dataclass(frozen=True)
@@ -177,7 +169,8 @@ def programs(topology: Topology) -> list[Program]:
         Program(f"SLURMD_{node.upper()}", "/usr/sbin/slurmd", f"-D -N {node} -f {topology.slurm_conf}")
         for node in topology.hpc.nodes
     ]
-    return [munged, ctld, *nodes]
+    env = f"SLURM_CONF={topology.slurm_conf}"
+    return [dataclasses.replace(program, environment=env) for program in (munged, ctld, *nodes)]
 
 
 def slurm_env(topology: Topology) -> dict[str, str]:

@@ -167,6 +167,42 @@ class HpcSite:
         return tuple(f"node{index}" for index in range(1, len(self.node_ports) + 1))
 
 
+@dataclass(frozen=True)
+class Program:
+    """A plain (non-DaemonCore) program an instance's master runs in the foreground, like a daemon."""
+
+    name: str
+    executable: str
+    args: str
+    environment: str = ""
+    """The master's ``<NAME>_ENVIRONMENT`` (``NAME=value`` words), empty for none."""
+
+
+@dataclass(frozen=True)
+class CloudSite:
+    """A cloud provider: an EC2 API endpoint (moto, lab/ec2_api.py) run as a plain program by its own master.
+
+    It boots nothing: a test takes an instance's user data from the API and
+    runs the VM's bootstrap with it in the lab's root, standing in for the VM.
+    """
+
+    name: str
+    glidein_site: str
+    instance: Instance
+    api_port: int
+    region: str = "us-east-1"
+    image: str = "ami-12c6146b"
+    """An image moto knows (it lists Amazon's public images of its time; an unknown id only warns)."""
+    instance_type: str = "t3.medium"
+    """Two vCPUs, like the lab's other pilots."""
+
+    @property
+    def endpoint(self) -> str:
+        """The entry's ``resource``: ec2_gahp signs for the service and region it reads in the host name
+        (``ec2.<region>``), and names under ``localhost`` are loopback (RFC 6761; curl resolves them)."""
+        return f"http://ec2.{self.region}.localhost:{self.api_port}/"
+
+
 SLURM_PROGRAMS = ("MUNGED", "SLURMCTLD")
 """The HPC instance's programs besides one SLURMD_<NODE> per node (lab/slurm.py defines them)."""
 
@@ -224,11 +260,13 @@ class Topology:
     factory: Instance
     sites: tuple[Site, ...]
     hpc: HpcSite
+    cloud: CloudSite
 
     @property
     def instances(self) -> tuple[Instance, ...]:
         """Collectors first, so daemons find their collector when they start; Slurm before the factory."""
-        return (self.vo, self.submit2, self.wms, *(s.instance for s in self.sites), self.hpc.instance, self.factory)
+        sites = (*(s.instance for s in self.sites), self.hpc.instance, self.cloud.instance)
+        return (self.vo, self.submit2, self.wms, *sites, self.factory)
 
     def instance(self, name: str) -> Instance:
         for instance in self.instances:
@@ -309,6 +347,18 @@ class Topology:
         return self.base_dir / "influxdb"
 
     @property
+    def ec2_api_script(self) -> Path:
+        """The EC2 API's launcher (lab/ec2_api.py), copied where the daemons' root sees it."""
+        return self.base_dir / "ec2_api.py"
+
+    @property
+    def ec2_credentials(self) -> tuple[Path, Path]:
+        """The lab cloud's access key id and secret key files (moto takes any): the factory user's own, as the
+        grid manager reads them as the pilots' owner."""
+        folder = self.base_dir / "cloud"
+        return folder / "access_key", folder / "secret_key"
+
+    @property
     def slurm_dir(self) -> Path:
         """The Slurm cluster's config, munge key, state, spool and logs (lab/slurm.py)."""
         return self.base_dir / "slurm"
@@ -354,7 +404,8 @@ SITE_GRANTS = (
 
 def build_topology(base_dir: Path, base_port: int = DEFAULT_BASE_PORT, site_count: int = 2) -> Topology:
     """The standard lab: ports base_port (VO), +1 (WMS), +2... (one per site), then the staging web server,
-    then InfluxDB (HTTP, RPC), then slurmctld, one slurmd per node, and the HPC login node's sshd."""
+    then InfluxDB (HTTP, RPC), then slurmctld, one slurmd per node, the HPC login node's sshd, and the
+    cloud's EC2 API."""
     vo = Instance(
         "vo",
         "VO pool",
@@ -384,7 +435,9 @@ def build_topology(base_dir: Path, base_port: int = DEFAULT_BASE_PORT, site_coun
     )
     sites = tuple(_site(index, base_port + 1 + index) for index in range(1, site_count + 1))
     hpc = _hpc_site(base_port + 5 + site_count, wms_port=base_port + 1)
-    return Topology(Path(base_dir), base_port, vo, submit2, wms, factory, sites, hpc)
+    cloud_instance = Instance("cloud", "cloud provider (EC2 API)", ("EC2API",), base_port + 1)
+    cloud = CloudSite("cloud", "Cloud", cloud_instance, api_port=hpc.ssh_port + 1)
+    return Topology(Path(base_dir), base_port, vo, submit2, wms, factory, sites, hpc, cloud)
 
 
 def _hpc_site(first_port: int, wms_port: int, node_count: int = 2) -> HpcSite:

@@ -27,16 +27,20 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from updraft import envelope
-from updraft.errors import SealError, UpdraftError
+from updraft.errors import SealError, TokenError, UpdraftError
 from updraft.factory.config import FactoryConfig
 from updraft.factory.model import Credential
 from updraft.protocol import F_KEY_ID, F_PUBLIC_KEY, NAME, PublishedRequest
 from updraft.secretfiles import private_dir, write_private
+from updraft.tokens import read_claims
 
 log = logging.getLogger(__name__)
 
 KEYRING_FILE = "keyring.json"
 TOKEN_SUFFIX = ".token"
+USER_DATA_SUFFIX = ".userdata"
+"""A cloud pilot's token, written the way its user data carries it (`save_user_data`)."""
+STORED_SUFFIXES = (TOKEN_SUFFIX, USER_DATA_SUFFIX)
 CREDENTIAL_ID = re.compile(r"[0-9a-f]{32}")
 PAYLOAD_IDENTITY, PAYLOAD_TOKEN = "identity", "token"
 MAX_TOKEN_CHARS = 16 * 1024
@@ -175,7 +179,18 @@ def open_credential(
         return None, f"the opened credential lacks {PAYLOAD_IDENTITY!r} or {PAYLOAD_TOKEN!r}"
     if len(token) > MAX_TOKEN_CHARS or any(c.isspace() for c in token):
         return None, f"the opened token is not one line of at most {MAX_TOKEN_CHARS} characters"
-    return Credential(credential_id(token), identity, token), None
+    expires_at, authz = _claims(token)
+    return Credential(credential_id(token), identity, token, expires_at, authz), None
+
+
+def _claims(token: str) -> tuple[int | None, tuple[str, ...]]:
+    """The token's expiry and scope, where it is a JWT; a token the factory cannot read (another
+    pool's format) passes through as it did, allowing nothing that `decide` could rely on."""
+    try:
+        claims = read_claims(token)
+    except TokenError:
+        return None, ()
+    return claims.expires_at, claims.authz
 
 
 # ------------------------------------------------------------------ the store
@@ -196,11 +211,11 @@ class CredentialStore:
             owner = (settings.owner_uid, settings.owner_gid if settings.owner_gid is not None else settings.owner_uid)
         return cls(store_dir(config), owner)
 
-    def path(self, frontend: str, cid: str) -> Path:
+    def path(self, frontend: str, cid: str, suffix: str = TOKEN_SUFFIX) -> Path:
         """Where a token lives; names are checked again here, since they become paths."""
         if not NAME.fullmatch(frontend) or not CREDENTIAL_ID.fullmatch(cid):
             raise CredentialStoreError(f"refusing a credential path for frontend {frontend[:40]!r}, id {cid[:40]!r}")
-        return self.root / frontend / f"{cid}{TOKEN_SUFFIX}"
+        return self.root / frontend / f"{cid}{suffix}"
 
     def save(self, frontend: str, credential: Credential) -> Path:
         """The token's file, written if it is not there yet (tokens are immutable: same id, same bytes).
@@ -210,12 +225,21 @@ class CredentialStore:
         token (0600) belong to the owner: the owner cannot swap a folder for
         a symlink that the factory, running as root, would then write through.
         """
-        path = self.path(frontend, credential.credential_id)
+        return self._write(frontend, credential, TOKEN_SUFFIX, credential.token + "\n")
+
+    def save_user_data(self, frontend: str, credential: Credential, text: str) -> Path:
+        """The secret part of a cloud pilot's user data (`text`: the token as its grid type writes it),
+        beside the token and kept the same way: the submit description names this file, so the
+        token reaches the instance without ever being in the job ad (docs/security.md)."""
+        return self._write(frontend, credential, USER_DATA_SUFFIX, text)
+
+    def _write(self, frontend: str, credential: Credential, suffix: str, text: str) -> Path:
+        path = self.path(frontend, credential.credential_id, suffix)
         if path.exists():
             return path
         try:
             private_dir(self.root, mode=0o711 if self.owner is not None else 0o700)
-            write_private(path, (credential.token + "\n").encode(), self.owner)
+            write_private(path, text.encode(), self.owner)
         except OSError as err:
             raise CredentialStoreError(
                 f"cannot store the pilot token {credential.credential_id} of frontend {frontend}: {err.strerror or err}"
@@ -236,7 +260,8 @@ class CredentialStore:
             if folder.is_symlink() or not folder.is_dir():
                 continue
             for path in sorted(folder.iterdir()):
-                if path.name.endswith(TOKEN_SUFFIX) and (folder.name, path.name.removesuffix(TOKEN_SUFFIX)) not in keep:
+                suffix = next((s for s in STORED_SUFFIXES if path.name.endswith(s)), None)
+                if suffix is not None and (folder.name, path.name.removesuffix(suffix)) not in keep:
                     path.unlink(missing_ok=True)
                     deleted.append(path)
         return deleted

@@ -80,6 +80,7 @@ from updraft.factory.model import (
 from updraft.factory.policy import choose_members
 from updraft.protocol import R_CREDENTIAL, RemoveMode, pilot_params_problem
 from updraft.records import Cap, Record, apply_cap, share_out, tightest
+from updraft.tokens import PILOT_AUTHZ
 
 Key = tuple[str, str]
 """(frontend, group) on one entry."""
@@ -239,7 +240,7 @@ def _malformed(request: Request) -> str | None:
     return pilot_params_problem(request.pilot)
 
 
-def refusal(request: Request, policies: Mapping[str, EntryPolicy]) -> str | None:
+def refusal(request: Request, policies: Mapping[str, EntryPolicy], now: float) -> str | None:
     """Why this request may not be acted on, or None if it may.
 
     The identity is the collector's AuthenticatedIdentity, never a name the
@@ -255,7 +256,26 @@ def refusal(request: Request, policies: Mapping[str, EntryPolicy]) -> str | None
         return f"authenticated as {request.identity!r}, but frontend {request.frontend!r} must be {access.identity!r}"
     if request.security_class not in access.security_classes:
         return f"security class {request.security_class!r} is not allowed for frontend {request.frontend!r}"
-    return _credential_refusal(request, access) or _malformed(request)
+    return _credential_refusal(request, access) or _user_data_refusal(request, policy, now) or _malformed(request)
+
+
+def _user_data_refusal(request: Request, policy: EntryPolicy, now: float) -> str | None:
+    """A cloud entry's pilots carry the token in user data (docs/security.md): only a narrow, short one."""
+    limit, credential = policy.user_data_token_seconds, request.credential
+    if limit is None or credential is None:
+        return None
+    if credential.authz != PILOT_AUTHZ:
+        allowed = ", ".join(credential.authz) or "nothing"
+        return f"its pilot token allows {allowed}; a token in user data may allow {PILOT_AUTHZ[0]} alone"
+    if credential.expires_at is None:
+        return "its pilot token never expires; a token in user data must (docs/security.md)"
+    left = credential.expires_at - now
+    if left > limit:
+        return (
+            f"its pilot token is valid {left:.0f} s more; entry {policy.name!r} puts tokens into user data "
+            f"only for at most {limit} s (cloud.max_token_lifetime_seconds)"
+        )
+    return None
 
 
 def _credential_refusal(request: Request, access: FrontendAccess) -> str | None:
@@ -297,11 +317,11 @@ class _Screened:
     rejected: list[Rejection] = field(default_factory=list)
 
 
-def _screen(requests: Iterable[Request], policies: Mapping[str, EntryPolicy]) -> _Screened:
+def _screen(requests: Iterable[Request], policies: Mapping[str, EntryPolicy], now: float) -> _Screened:
     """Accept or reject every request, in sorted order."""
     screened = _Screened()
     for request in sorted(requests, key=_request_order):
-        reason = refusal(request, policies)
+        reason = refusal(request, policies, now)
         entry = screened.accepted.setdefault(request.entry, {}) if reason is None else {}
         if reason is None and request.key in entry:
             reason = "another request for this entry, frontend and group was accepted this cycle"
@@ -823,7 +843,7 @@ def decide(
     `cycle` is the cycle number, where round-robin entry sets start dealing
     (0 for a plan that is only shown).
     """
-    screened = _screen(requests, policies)
+    screened = _screen(requests, policies, now)
     queue = _bucket(pilots)
     idle_by_member = _idle_by_member(queue, policies)
     refused = _refused_by_entry(screened.rejected)

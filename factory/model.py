@@ -124,6 +124,10 @@ class Credential:
     identity: str
     """The identity the frontend sealed inside: must equal the collector's AuthenticatedIdentity."""
     token: str = field(repr=False)
+    expires_at: int | None = None
+    """The token's own ``exp`` claim (None: it never expires), read when the credential was opened."""
+    authz: tuple[str, ...] = ()
+    """What the token allows (its ``scope``), e.g. ``("ADVERTISE_STARTD",)``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +266,10 @@ class EntryPolicy:
     downtime), in configured order; () when none is. None: a standalone entry, its own only CE."""
     set_policy: str = "least_idle"
     """How an entry set spreads its pilots over `members` (`updraft.factory.policy.choose_members`)."""
+    user_data_token_seconds: int | None = None
+    """Cloud entries: the pilot token travels in the instance's user data, which anyone allowed to read
+    the instance's attributes can read, so a token is accepted only if it allows nothing but
+    ADVERTISE_STARTD and expires within this many seconds. None: the entry's pilots get no user data."""
 
     def __post_init__(self) -> None:
         if self.cluster_size < 1:

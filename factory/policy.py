@@ -277,7 +277,14 @@ def _policy(config: FactoryConfig, entry: AdvertisedEntry, downtimes: Sequence[D
         ),
         members=_available(config, entry, downtimes, now) if entry.is_set else None,
         set_policy=config.entry_sets[entry.name].policy if entry.is_set else LEAST_IDLE,
+        user_data_token_seconds=_user_data_token_seconds(tuning),
     )
+
+
+def _user_data_token_seconds(entry: Entry) -> int | None:
+    """Entries whose pilots boot from user data (clouds) take a narrow token of bounded life, or none."""
+    cloud = getattr(entry.grid, "cloud", None)
+    return None if cloud is None else int(cloud.max_token_lifetime_seconds)
 
 
 def _tuning_entry(config: FactoryConfig, entry: AdvertisedEntry) -> Entry:

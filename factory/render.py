@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
@@ -39,7 +39,7 @@ from updraft.config import KeyPath, dotted
 from updraft.errors import ConfigError, UpdraftError
 from updraft.factory import gridtypes
 from updraft.factory.config import LINE_BREAK_PROBLEM, SUBMIT_LINE_BREAKS, Entry, FactoryConfig, line_breaks, nodes_in
-from updraft.factory.gridtypes import GridTypePlugin
+from updraft.factory.gridtypes import GridTypePlugin, cloud
 from updraft.factory.gridtypes.plugin import DEFAULT_TEMPLATE_PACKAGE
 
 # Job attributes every pilot carries (read back by the factory's queue queries).
@@ -84,6 +84,11 @@ class PilotSpec:
     pilot_token_file: Path | None = None
     """The token the pilot's startd joins the VO pool with (from the frontend's sealed credential):
     sent with the pilot by encrypted input transfer, never written into the description itself."""
+    user_data_file: Path | None = None
+    """Cloud pilots: the file holding the token as the VM's user data carries it (`GridTypePlugin.secret_user_data`),
+    named by the description so the token is never in the job ad."""
+    vm_manifest: tuple[str, str] | None = None
+    """Cloud pilots: (URL, SHA-256) of the entry's staging manifest, which lists the glidein the VM fetches."""
     arguments: tuple[str, ...] = ()
     environment: tuple[tuple[str, object], ...] = ()
     """The pilot's settings (`updraft.factory.pilot_args`); the entry's ``pilot_attributes`` are added
@@ -114,12 +119,7 @@ def submit_templates(package: str = DEFAULT_TEMPLATE_PACKAGE) -> jinja2.Environm
         lstrip_blocks=True,
         finalize=_finalize,
     )
-    env.filters.update(
-        classad=classad_literal,
-        environment=environment_value,
-        ec2_user_data=ec2_user_data,
-        gce_metadata=gce_metadata,
-    )
+    env.filters.update(classad=classad_literal, environment=environment_value)
     return env
 
 
@@ -292,14 +292,10 @@ def _encoded_pairs(variables: Iterable[tuple[str, object]]) -> list[str]:
     ]
 
 
-def ec2_user_data(variables: Iterable[tuple[str, object]]) -> _Escaped:
-    """The VM's user data: a URL query string (``parse_qsl`` reads it), one line, no macros."""
+def user_data(variables: Iterable[tuple[str, object]]) -> _Escaped:
+    """A VM's user data (the part in the job ad): a URL query string, one line; values percent-encoded,
+    so no comma, space or ``$`` is left (the job id macro is kept as written, to be expanded)."""
     return _Escaped("&".join(_encoded_pairs(variables)))
-
-
-def gce_metadata(variables: Iterable[tuple[str, object]]) -> _Escaped:
-    """``gce_metadata``: ``name=value`` pairs split on commas, so values are percent-encoded."""
-    return _Escaped(",".join(_encoded_pairs(variables)))
 
 
 def _finalize(value: object) -> object:
@@ -335,7 +331,7 @@ def _check_pilot(plugin: GridTypePlugin, pilot: PilotSpec) -> None:
     for name in ("frontend", "group", "security_class", "credential_id"):
         if not getattr(pilot, name):
             raise RenderError(f"pilot.{name}: must not be empty (the factory finds its pilots by it)")
-    for name in ("executable", "work_dir", "proxy_file", "token_file", "pilot_token_file"):
+    for name in ("executable", "work_dir", "proxy_file", "token_file", "pilot_token_file", "user_data_file"):
         path = getattr(pilot, name)
         if path is not None and not path.is_absolute():
             raise RenderError(
@@ -351,7 +347,14 @@ def _check_pilot(plugin: GridTypePlugin, pilot: PilotSpec) -> None:
     if pilot.pilot_token_file is not None and not plugin.transfers_files:
         raise RenderError(
             f"pilot.pilot_token_file: {plugin.name} pilots are machine images that get no "
-            "input files; they cannot receive a pilot token"
+            "input files; their token travels in user data (pilot.user_data_file)"
+        )
+    if pilot.user_data_file is not None and plugin.secret_user_data is None:
+        raise RenderError(f"pilot.user_data_file: {plugin.name} pilots take no user data")
+    if plugin.secret_user_data is not None and pilot.vm_manifest is None:
+        raise RenderError(
+            f"pilot.vm_manifest: {plugin.name} pilots boot from the factory's staging area, which must list "
+            "the glidein (configure `staging`)"
         )
     if plugin.ce_credentials == "required" and not has_credential:
         raise RenderError(f"pilot.proxy_file/token_file: an {plugin.name} CE needs one of them to accept a pilot")
@@ -392,6 +395,34 @@ def _pilot_environment(
     return (*identity, *settings.items())
 
 
+def _user_data_pairs(pilot: PilotSpec, environment: tuple[tuple[str, object], ...]) -> tuple[tuple[str, object], ...]:
+    """What a cloud pilot's bootstrap reads (glidein/vm/updraft-vm-bootstrap): the marker, the pilot's
+    environment, where its glidein is listed, then the glidein's words; the token comes from the file."""
+    if pilot.vm_manifest is None:
+        return ()
+    url, sha256 = pilot.vm_manifest
+    return (
+        (cloud.USER_DATA_MARKER, 1),
+        *environment,
+        (cloud.MANIFEST_URL_PAIR, url),
+        (cloud.MANIFEST_SHA256_PAIR, sha256),
+        (cloud.GLIDEIN_PAIR, cloud.VM_GLIDEIN),
+        *((cloud.ARG_PAIR, word) for word in pilot.arguments),
+    )
+
+
+def _cloud_tags(factory: FactoryConfig, entry_name: str, entry: Entry) -> tuple[tuple[str, object], ...]:
+    """The factory's tags on every instance (how it finds its own in the API), then the entry's."""
+    machine = getattr(entry.grid, "cloud", None)
+    own: Mapping[str, str] = getattr(machine, "tags", {})
+    return (
+        (cloud.TAG_FACTORY, factory.name),
+        (cloud.TAG_ENTRY, entry_name),
+        (cloud.TAG_PILOT, _Escaped(JOB_ID_MACRO)),
+        *own.items(),
+    )
+
+
 def _pilot_file(work_dir: Path, suffix: str) -> _Escaped:
     """One file per pilot: the job id macro stays a macro, the folder is escaped."""
     return _Escaped(f"{_no_macros(str(work_dir))}/pilot.{JOB_ID_MACRO}.{suffix}")
@@ -400,6 +431,7 @@ def _pilot_file(work_dir: Path, suffix: str) -> _Escaped:
 def _context(
     factory: FactoryConfig, entry_name: str, entry: Entry, pilot: PilotSpec, template_name: str
 ) -> dict[str, Any]:
+    environment = _pilot_environment(factory, entry_name, entry, pilot)
     return {
         "template_name": template_name,
         "entry": entry,
@@ -407,7 +439,9 @@ def _context(
         "pilot": pilot,
         "grid_resource": entry.grid_resource,
         "arguments": arguments_value(pilot.arguments),
-        "pilot_env": _pilot_environment(factory, entry_name, entry, pilot),
+        "pilot_env": environment,
+        "user_data": user_data(_user_data_pairs(pilot, environment)),
+        "cloud_tags": _cloud_tags(factory, entry_name, entry),
         "output": _pilot_file(pilot.work_dir, "out"),
         "error": _pilot_file(pilot.work_dir, "err"),
         "log": pilot.work_dir / LOG_FILE,

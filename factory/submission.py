@@ -15,6 +15,7 @@ from pathlib import Path
 import classad2
 
 from updraft import pilot_ad
+from updraft.factory import gridtypes
 from updraft.factory.config import FactoryConfig
 from updraft.factory.credentials import CredentialStore
 from updraft.factory.model import FactoryPlan, Submit
@@ -30,8 +31,13 @@ log = logging.getLogger(__name__)
 def describe(config: FactoryConfig, action: Submit, releases: Mapping[str, StagingRelease]) -> dict[str, str]:
     """The submit description for the action's CE; RenderError or CredentialStoreError if it cannot be made."""
     entry = member_entry(config, action.entry, action.target)
-    token_file = None
-    if action.credential is not None:
+    release = releases.get(action.target)
+    secret_user_data = gridtypes.plugin(entry.grid_type).secret_user_data
+    token_file = user_data_file = None
+    if action.credential is not None and secret_user_data is not None:
+        text = secret_user_data(action.credential.token)
+        user_data_file = CredentialStore.of(config).save_user_data(action.frontend, action.credential, text)
+    elif action.credential is not None:
         token_file = CredentialStore.of(config).save(action.frontend, action.credential)
     spec = PilotSpec(
         frontend=action.frontend,
@@ -39,9 +45,11 @@ def describe(config: FactoryConfig, action: Submit, releases: Mapping[str, Stagi
         security_class=action.security_class,
         credential_id=action.credential.credential_id if action.credential else f"{action.frontend}.{action.group}",
         pilot_token_file=token_file,
+        user_data_file=user_data_file,
+        vm_manifest=(release.manifest_url, release.manifest_sha256) if release is not None else None,
         executable=config.pilot.executable,
         work_dir=log_dir(config, action.entry, action.frontend),
-        arguments=glidein_arguments(entry, releases.get(action.target), action.pilot, config.pilot.arguments),
+        arguments=glidein_arguments(entry, release, action.pilot, config.pilot.arguments),
         environment=glidein_environment(entry, action.pilot),
     )
     description = render_submit(config, action.entry, entry, spec)

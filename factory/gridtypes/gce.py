@@ -7,11 +7,12 @@ HTCondor's GCE grid manager expects after ``gce``.
 from __future__ import annotations
 
 from updraft.config import ConfigModel, NonBlankStr
+from updraft.factory.gridtypes.cloud import CloudMachine, gce_secret_user_data
 from updraft.factory.gridtypes.plugin import GridTypePlugin, Problem
 from updraft.filechecks import ReadBySchedd
 
 
-class GceMachine(ConfigModel):
+class GceMachine(CloudMachine):
     """The instance a gce entry starts (``cloud:``)."""
 
     image: NonBlankStr
@@ -51,4 +52,5 @@ PLUGIN = GridTypePlugin(
     template="gce.sub.j2",
     checks=gce_problems,
     transfers_files=False,
+    secret_user_data=gce_secret_user_data,
 )

@@ -102,7 +102,10 @@ class GridTypePlugin:
     ce_credentials: CeCredentials = "refused"
     """``required``: no pilot without a proxy or token file; ``accepted``: with or without one."""
     transfers_files: bool = True
-    """False for machine images (clouds): no input files, hence no pilot token file either."""
+    """False for machine images (clouds): no input files; the pilot token travels in user data."""
+    secret_user_data: Callable[[str], str] | None = None
+    """(token) -> the text of the file that carries the pilot token into a VM with its user data
+    (`updraft.factory.gridtypes.cloud`); None: the grid type's pilots take no user data."""
     implies: Callable[[Any], Sequence[Implied]] | None = None
     """(settings) -> values of the entry's common keys its grid type keys fix (see `Implied`)."""
     lifetime_margin: Callable[[Any], LifetimeMargin] | None = None

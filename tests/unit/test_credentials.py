@@ -214,7 +214,7 @@ POLICY = {"ce1": EntryPolicy("ce1", frontends={"vo1": FrontendAccess("frontend@l
 def screened(ad: dict, ring: envelope.Keyring, now: float = NOW) -> str | None:
     published = protocol.read_request(ad)
     request = Request.from_published(published).with_credential(*open_credential(published, ring.openers(now), "fac1"))
-    return refusal(request, POLICY)
+    return refusal(request, POLICY, now)
 
 
 @pytest.fixture

@@ -235,7 +235,27 @@ def test_ec2_lists_every_problem_when_the_entry_loads() -> None:
         (("cloud",), "required for ec2 entries (at least image and instance_type)"),
         (("resource",), "an ec2 resource is the service URL alone, e.g. https://ec2.us-east-1.amazonaws.com/"),
     ]
-    check_entry("vm", entry("ec2", "https://ec2.example/", cloud={"image": "i", "instance_type": "t"}))
+    with pytest.raises(pydantic.ValidationError, match="required: the grid manager signs every EC2 request"):
+        entry("ec2", "https://ec2.example/", cloud={"image": "i", "instance_type": "t"})
+    keys = {"access_key_file": "/etc/a", "secret_key_file": "/etc/s"}
+    check_entry("vm", entry("ec2", "https://ec2.example/", cloud={"image": "i", "instance_type": "t", **keys}))
+
+
+@pytest.mark.parametrize(
+    ("cloud", "message"),
+    [
+        ({"tags": {"UpdraftEntry": "x"}}, "tags starting with 'Updraft' are set by the factory"),
+        ({"tags": {"cost-centre": "x"}}, "expected letters and digits, starting with a letter"),
+        ({"security_groups": ["a,b"]}, "no commas or spaces"),
+        ({"security_groups": ["a b"]}, "no commas or spaces"),
+        ({"spot_price": "cheap"}, "expected a price in dollars per hour"),
+        ({"max_token_lifetime_seconds": 0}, "greater than or equal to 1"),
+    ],
+)
+def test_ec2_machine_keys_refuse_what_would_break_the_submit_description(cloud: dict, message: str) -> None:
+    keys = {"image": "i", "instance_type": "t", "access_key_file": "/etc/a", "secret_key_file": "/etc/s"}
+    with pytest.raises(pydantic.ValidationError, match=message):
+        entry("ec2", "https://ec2.example/", cloud={**keys, **cloud})
 
 
 def test_a_render_check_still_guards_an_entry_built_without_validation() -> None:

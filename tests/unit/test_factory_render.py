@@ -15,7 +15,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
 import classad2
 import htcondor2
@@ -107,6 +107,9 @@ FACTORY = FactoryConfig.model_validate(
                     "zone": "us-east-1b",
                     "access_key_file": "/etc/updraft/ec2/access.key",
                     "secret_key_file": "/etc/updraft/ec2/secret.key",
+                    "security_groups": ["pilots", "sg-ssh"],
+                    "tags": {"Project": "vo-compute", "CostCentre": "4711"},
+                    "spot_price": "0.085",
                 },
                 "max_walltime_seconds": 14400,
                 "pilot_attributes": {"GLIDEIN_Site": "AWS us-east-1", "GLIDEIN_Spot": False},
@@ -134,6 +137,12 @@ PILOT = PilotSpec(
     work_dir=Path("/var/lib/updraft/factory/entries/ENTRY/lab-vo"),
 )
 TOKEN: dict[str, Any] = {"token_file": Path("/var/lib/updraft/factory/creds/lab-vo.main.token1")}
+VM_MANIFEST = ("https://factory.example/stage/entries/ENTRY/0a1b2c3d4e5f6071/manifest", "ab" * 32)
+CLOUD: dict[str, Any] = {
+    "user_data_file": Path("/var/lib/updraft/factory/credentials/lab-vo/0123456789abcdef0123456789abcdef.userdata"),
+    "vm_manifest": VM_MANIFEST,
+    "arguments": ("--collector", "vo.example:9618", "--max-walltime", "14100"),
+}
 PROXY: dict[str, Any] = {"proxy_file": Path("/var/lib/updraft/factory/creds/lab-vo.main.proxy")}
 
 CASES = {
@@ -147,8 +156,8 @@ CASES = {
     "batch_condor": ("hpc-condor", {}),
     "batch_slurm_ssh": ("hpc-remote", {}),
     "batch_slurm_nodes": ("hpc-nodes", {}),
-    "ec2": ("aws", {}),
-    "gce": ("google", {}),
+    "ec2": ("aws", CLOUD),
+    "gce": ("google", CLOUD),
 }
 
 
@@ -304,23 +313,61 @@ def test_ec2_user_data_carries_the_identity_as_a_query_string_and_credentials_as
         "/etc/updraft/ec2/access.key",
         "/etc/updraft/ec2/secret.key",
     )
-    data = dict(parse_qsl(d["ec2_user_data"]))
+    pairs = parse_qsl(d["ec2_user_data"], strict_parsing=True)
+    data = dict(pairs)
+    assert pairs[0] == ("UPDRAFT_USER_DATA", "1")
     assert data["UPDRAFT_ENTRY"] == "aws" and data["UPDRAFT_JOB_ID"] == "$(Cluster).$(Process)"
     assert (data["GLIDEIN_Site"], data["GLIDEIN_Spot"]) == ("AWS us-east-1", "false")
+    assert (data["UPDRAFT_VM_MANIFEST_URL"], data["UPDRAFT_VM_MANIFEST_SHA256"]) == VM_MANIFEST
+    assert data["UPDRAFT_VM_GLIDEIN"] == "glidein_startup.sh"
+    assert [value for name, value in pairs if name == "UPDRAFT_VM_ARG"] == list(CLOUD["arguments"])
+    assert d["ec2_user_data_file"] == str(CLOUD["user_data_file"])
     assert (d["should_transfer_files"], d["transfer_executable"]) == ("NO", "false")
-    assert "output" not in d and "arguments" not in d
+    assert "output" not in d and "arguments" not in d and "transfer_input_files" not in d
 
 
-def test_gce_metadata_is_comma_separated_pairs_with_encoded_values() -> None:
+def test_ec2_instances_carry_the_factory_tags_then_the_entry_groups_and_spot_price() -> None:
+    _, d = render_case("ec2")
+    submit = htcondor2.Submit(d)
+    assert submit.get("ec2_tag_names") == "UpdraftFactory,UpdraftEntry,UpdraftPilot,Project,CostCentre"
+    assert (d["ec2_tag_UpdraftFactory"], d["ec2_tag_UpdraftEntry"]) == ("lab-factory", "aws")
+    assert submit.expand("ec2_tag_UpdraftPilot") == "1.0"
+    assert (d["ec2_tag_Project"], d["ec2_tag_CostCentre"]) == ("vo-compute", "4711")
+    assert (d["ec2_security_groups"], d["ec2_spot_price"]) == ("pilots,sg-ssh", "0.085")
+    assert dict(parse_qsl(submit.expand("ec2_user_data")))["UPDRAFT_JOB_ID"] == "1.0"
+
+
+def test_a_cloud_pilot_without_a_staging_release_is_refused() -> None:
+    entry = FACTORY.entries["aws"]
+    with pytest.raises(RenderError, match=r"pilot\.vm_manifest: ec2 pilots boot from the factory's staging area"):
+        render_submit(FACTORY, "aws", entry, pilot_for("aws", vm_manifest=None))
+
+
+def test_a_cloud_pilot_gets_its_token_through_user_data_never_as_a_file() -> None:
+    entry = FACTORY.entries["aws"]
+    with pytest.raises(RenderError, match="their token travels in user data"):
+        render_submit(FACTORY, "aws", entry, pilot_for("aws", **CLOUD, pilot_token_file=Path("/t/x.token")))
+    with pytest.raises(RenderError, match=r"pilot\.user_data_file: condor pilots take no user data"):
+        render_submit(
+            FACTORY, "site2", FACTORY.entries["site2"], pilot_for("site2", **TOKEN, user_data_file=Path("/u"))
+        )
+
+
+def test_gce_metadata_carries_the_same_user_data_as_ec2_in_one_item() -> None:
     _, d = render_case("gce")
     assert (d["gce_image"], d["gce_machine_type"], d["gce_auth_file"]) == (
         "updraft-pilot-image",
         "n2-standard-4",
         "/etc/updraft/gce/auth.json",
     )
-    pairs = dict(item.split("=", 1) for item in d["gce_metadata"].split(","))
-    assert unquote(pairs["GLIDEIN_Site"]) == "GCE, central"
-    assert pairs["UPDRAFT_FRONTEND"] == "lab-vo"
+    name, _, query = d["gce_metadata"].partition("=")
+    assert name == "updraft-user-data" and "," not in query
+    _, ec2 = render_case("ec2")
+    gce_pairs, ec2_pairs = parse_qsl(query, strict_parsing=True), parse_qsl(ec2["ec2_user_data"])
+    assert dict(gce_pairs)["GLIDEIN_Site"] == "GCE, central"
+    ours = ("UPDRAFT_",)  # one format: the same reserved pairs in the same order (the entries' attributes differ)
+    assert [n for n, _ in gce_pairs if n.startswith(ours)] == [n for n, _ in ec2_pairs if n.startswith(ours)]
+    assert d["gce_metadata_file"] == str(CLOUD["user_data_file"])
 
 
 def test_arc_gets_runtime_environments_resources_and_queue() -> None:

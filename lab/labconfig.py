@@ -131,6 +131,7 @@ def factory_config(topology: Topology) -> dict[str, Any]:
     entries[topology.hpc.name] = hpc_entry(topology)
     entries[topology.hpc.multinode_entry] = multinode_entry(topology)
     entries[f"{topology.hpc.name}-ssh"] = hpc_ssh_entry(topology)
+    entries[topology.cloud.name] = cloud_entry(topology)
     return {
         "name": FACTORY_NAME,
         "wms_collector": topology.wms.collector,
@@ -153,7 +154,7 @@ def factory_config(topology: Topology) -> dict[str, Any]:
 
 
 def lab_entries(topology: Topology) -> tuple[str, ...]:
-    """The lab factory's entries, in the order its config lists them (the grid sites, then the HPC site's)."""
+    """The lab factory's entries, in the order its config lists them (the grid sites, the HPC site's, the cloud's)."""
     return tuple(factory_config(topology)["entries"])
 
 
@@ -220,6 +221,43 @@ def hpc_ssh_entry(topology: Topology) -> dict[str, Any]:
     entry["ssh_host"] = topology.login_node.ssh_host
     entry["attributes"] = {"GLIDEIN_Site": f"{topology.hpc.glidein_site}-SSH"}
     return entry
+
+
+CLOUD_KEY_NAME = "updraft-lab"
+"""The key pair the lab's instances name (moto does not check that it was registered)."""
+
+
+def cloud_entry(topology: Topology) -> dict[str, Any]:
+    """The cloud's entry: instances through the lab's EC2 API, two cores each, on-demand.
+
+    The API boots nothing: a test (or the demo) plays the hypervisor, running
+    each new instance's user data through the VM bootstrap in the lab's root
+    (updraft.lab.vmhost). The lab frontend's pilot tokens live 4 h, within
+    what the entry lets into user data.
+    """
+    cloud = topology.cloud
+    access, secret = topology.ec2_credentials
+    return {
+        "grid_type": "ec2",
+        "resource": cloud.endpoint,
+        "cloud": {
+            "image": cloud.image,
+            "instance_type": cloud.instance_type,
+            "key_name": CLOUD_KEY_NAME,
+            "security_groups": ["default"],
+            "tags": {"Project": "updraft-lab"},
+            "access_key_file": str(access),
+            "secret_key_file": str(secret),
+            "max_token_lifetime_seconds": 6 * 3600,
+        },
+        "attributes": {"GLIDEIN_Site": cloud.glidein_site, "GLIDEIN_CPUS": 2, "GLIDEIN_MaxMemMBs": 2048},
+        "glidein": dict(LAB_GLIDEIN),
+        "limits": {"max_pilots": 4, "max_idle": 2, "max_held": 5},
+        "frontends": {FRONTEND_NAME: {"identity": FRONTEND.identity, "security_classes": ["default"]}},
+        "submit": {"max_submits_per_cycle": 2, "cluster_size": 1},
+        "holds": {"backoff_seconds": 1, "max_backoff_seconds": 5},
+        "max_walltime_seconds": 3600,
+    }
 
 
 def frontend_config(topology: Topology) -> dict[str, Any]:

@@ -223,14 +223,19 @@ def read_pilot_ad(ad: Mapping[str, Any]) -> PilotAd:
 
 
 def batch_job_id(grid_job_id: str) -> str:
-    """The batch system's job id in a batch pilot's GridJobId, "" when there is none (yet).
+    """The site's own id of a pilot in its GridJobId: a batch system's job id or an EC2 instance id;
+    "" when there is none (yet).
 
     The blahp names a submitted job ``batch slurm <blahp id> slurm/<date>/<id>``
     (the last word appears once the batch system has accepted the job; an
     SSH entry has ``user@host`` after the system). The id is what an operator
-    gives ``squeue``/``scancel``/``sacct`` at the site.
+    gives ``squeue``/``scancel``/``sacct`` at the site. The EC2 grid manager
+    names an instance ``ec2 <service URL> <client token> <instance id>`` once
+    the API has started it: what ``aws ec2 describe-instances`` takes.
     """
     words = grid_job_id.split()
+    if len(words) == 4 and words[0] == "ec2" and words[3].startswith("i-"):
+        return words[3]
     if len(words) < 3 or words[0] != "batch":
         return ""
     parts = words[-1].split("/")

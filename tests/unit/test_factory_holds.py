@@ -89,6 +89,11 @@ def test_a_readable_reason_is_one_short_line() -> None:
         ("batch slurm 127.0.0.1_30861_factory_lab_2.0_1796514361", ""),  # not accepted by Slurm (yet)
         ("condor ce@site1.lab 127.0.0.1:29720 12.0", ""),
         ("batch pbs x slurm/20261205/5", ""),  # the system in the id must be the entry's
+        (
+            "ec2 http://ec2.us-east-1.localhost:30211/ 85913e1d-460a-4ad9-a58d-62ba37f6c3e5 i-98921180a64b32e39",
+            "i-98921180a64b32e39",
+        ),
+        ("ec2 http://ec2.us-east-1.localhost:30211/ 85913e1d-460a-4ad9-a58d-62ba37f6c3e5", ""),  # not started yet
         ("", ""),
     ],
 )

@@ -1,0 +1,143 @@
+"""Cloud pilots through the lab's EC2 API, judged by what the API itself says.
+
+Layers: the lab's factory config with its `cloud` entry -> request ads in the
+WMS collector, as the frontend publishes them (`test_factory.ask`), or the
+real frontend -> `updraft factory once` as an operator runs it -> assertions
+on the EC2 API (DescribeInstances, the instance's user data: `updraft.lab.cloud`),
+not only on the factory schedd's queue. The API (moto) boots nothing: the
+boot test plays the hypervisor (`updraft.lab.vmhost`), running the user data
+the factory really sent through the VM bootstrap in the lab's root.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import pytest
+import yaml
+
+from updraft.condor import Collector
+from updraft.frontend.config import FrontendConfig
+from updraft.lab import cloud
+from updraft.lab.labconfig import CLOUD_KEY_NAME, factory_config, frontend_config, write_component_configs
+from updraft.lab.topology import FRONTEND, Topology
+from updraft.protocol import RemoveMode
+from updraft.tokens import PILOT_AUTHZ, read_claims
+
+from .jobs import wait_for
+from .roles import invalidate_as
+from .test_factory import ask, updraft
+
+PILOTS = 'UpdraftFactory =?= "lab-factory" && UpdraftEntry =?= "cloud"'
+PROJECTION = ["ClusterId", "ProcId", "JobStatus", "GridJobId", "EC2InstanceName", "EC2UserData", "EC2UserDataFile"]
+TOKEN_PAIR = "UPDRAFT_PILOT_TOKEN_VALUE"
+
+
+@pytest.fixture(scope="module")
+def factory_yaml(lab: Topology, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    write_component_configs(lab)
+    config = factory_config(lab)
+    config["entries"]["cloud"]["glidein"] |= {"max_idle_seconds": 600}  # no pilot leaves while counted
+    path = tmp_path_factory.mktemp("cloud") / "factory.yaml"
+    path.write_text(yaml.safe_dump(config))
+    updraft("factory", "check-config", "--config", str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def frontend(lab: Topology) -> FrontendConfig:
+    return FrontendConfig.model_validate(frontend_config(lab))
+
+
+def schedd(lab: Topology):
+    return Collector(lab.wms.collector).schedd(lab.factory.schedd_name)
+
+
+def pilots(lab: Topology) -> list[dict]:
+    return schedd(lab).query(PILOTS, PROJECTION)
+
+
+def live_instances(lab: Topology) -> list[cloud.Instance]:
+    return [i for i in cloud.instances(lab, UpdraftFactory="lab-factory") if cloud.state(i) != "terminated"]
+
+
+def once(factory_yaml: Path):
+    return updraft("factory", "once", "--config", str(factory_yaml), check=False)
+
+
+@pytest.fixture(autouse=True)
+def nothing_left(lab: Topology) -> Iterator[None]:
+    """Each test ends with no cloud pilot, no request and no live instance of the lab factory."""
+    yield
+    invalidate_as(lab, FRONTEND, lab.wms.collector, "UpdraftRequest", "true")
+    schedd(lab).remove(PILOTS, "cloud test done")
+    wait_for(lambda: not pilots(lab), 120, interval=2)
+    cloud.terminate(lab, [i["InstanceId"] for i in live_instances(lab)])
+
+
+def test_an_instance_is_what_its_entry_says_and_its_token_is_only_in_the_user_data(
+    lab: Topology, frontend: FrontendConfig, factory_yaml: Path, capsys: pytest.CaptureFixture
+) -> None:
+    ask(lab, frontend, "cloud", idle=1, max_pilots=1)
+    asked = time.monotonic()
+    done = once(factory_yaml)
+    assert "submitted 1," in done.stdout, done.stdout + done.stderr
+
+    def started() -> tuple[dict, cloud.Instance] | None:
+        ads = [a for a in pilots(lab) if a.get("EC2InstanceName")]
+        found = {i["InstanceId"]: i for i in live_instances(lab) if cloud.state(i) == "running"}
+        return (ads[0], found[ads[0]["EC2InstanceName"]]) if ads and ads[0]["EC2InstanceName"] in found else None
+
+    ad, instance = wait_for(started, 90, interval=1)
+    running_after = time.monotonic() - asked
+    entry = factory_config(lab)["entries"]["cloud"]["cloud"]
+    assert (instance["ImageId"], instance["InstanceType"], instance["KeyName"]) == (
+        entry["image"],
+        entry["instance_type"],
+        CLOUD_KEY_NAME,
+    )
+    assert [group["GroupName"] for group in instance["SecurityGroups"]] == ["default"]
+    assert cloud.tags(instance) == {
+        "UpdraftFactory": "lab-factory",
+        "UpdraftEntry": "cloud",
+        "UpdraftPilot": f"{ad['ClusterId']}.{ad['ProcId']}",
+        "Project": "updraft-lab",
+    }
+
+    # The user data: the settings from the job ad, then the token from the 0600 file.
+    data = cloud.user_data(lab, instance["InstanceId"]).decode()
+    assert data.startswith(ad["EC2UserData"]) and TOKEN_PAIR not in ad["EC2UserData"]
+    pairs = parse_qsl(data, strict_parsing=True)
+    settings = dict(pairs)
+    assert settings["UPDRAFT_JOB_ID"] == f"{ad['ClusterId']}.{ad['ProcId']}"
+    assert settings["UPDRAFT_ENTRY"] == "cloud" and settings["GLIDEIN_Site"] == lab.cloud.glidein_site
+    assert settings["UPDRAFT_VM_GLIDEIN"] == "glidein_startup.sh"
+    assert settings["UPDRAFT_VM_MANIFEST_URL"].startswith(lab.staging_url)
+    token = settings[TOKEN_PAIR]
+    claims = read_claims(token)
+    assert claims.authz == PILOT_AUTHZ
+    assert claims.expires_at is not None and claims.expires_at - time.time() <= 6 * 3600
+    assert Path(ad["EC2UserDataFile"]).stat().st_mode & 0o077 == 0
+    everything_said = done.stdout + done.stderr + "".join(str(v) for v in ad.values())
+    monitoring = lab.work_dir / "factory" / "monitoring"
+    said_in_files = [p for p in monitoring.rglob("*") if p.is_file() and token.encode() in p.read_bytes()]
+    assert token not in everything_said and not said_in_files
+
+    # The operator sees the instance id where a batch pilot shows its batch job id.
+    shown = updraft("factory", "status", "--config", str(factory_yaml), "--pilots").stdout
+    assert instance["InstanceId"] in shown, shown
+
+    # Removing the pilot terminates the instance.
+    ask(lab, frontend, "cloud", idle=0, max_pilots=1, remove=RemoveMode.ALL, remove_max=1)
+    removed_at = time.monotonic()
+    assert "removed 1," in once(factory_yaml).stdout
+    wait_for(lambda: cloud.state(cloud.instances(lab, UpdraftPilot=settings["UPDRAFT_JOB_ID"])[0]) == "terminated", 60)
+    terminated_after = time.monotonic() - removed_at
+    with capsys.disabled():
+        print(
+            f"\ncloud: request -> instance running {running_after:.1f} s, "
+            f"removal -> instance terminated {terminated_after:.1f} s"
+        )

@@ -46,6 +46,7 @@ FAKE_GLIDEIN = r"""#!/bin/sh
 # Writes down what it was given, in its cwd.
 pwd >cwd
 id -u >uid
+umask >umask
 printf '%s\0' "$@" >args
 env -0 >env
 if [ -n "${UPDRAFT_PILOT_TOKEN:-}" ]; then
@@ -430,6 +431,7 @@ def test_boot_from_a_file_runs_the_glidein_with_every_pair(tmp_path: Path, stagi
     assert run.read("token-stat").split() == ["600", str(NOBODY)]
     assert run.read("token-seen") == TOKEN + "\n"
     assert (run.work.stat().st_mode & 0o777, run.work.stat().st_uid) == (0o700, NOBODY)
+    assert run.read("umask").strip() == "0022"
     # Never the token nor the raw user data in the output.
     assert TOKEN not in run.stdout + run.stderr
     assert text not in run.stdout and "Site%20A" not in run.stdout
@@ -631,3 +633,19 @@ def test_a_closed_metadata_port_is_given_up_on_in_time(tmp_path: Path) -> None:
     run = run_bootstrap(tmp_path, "--metadata-endpoint", f"http://127.0.0.1:{port}", "--metadata-timeout", "2")
     assert_failed(run, "read")
     assert run.seconds < 15, run.seconds
+
+
+def test_links_left_in_the_sandbox_are_not_written_through(tmp_path: Path, staging: Staging) -> None:
+    # An earlier boot's payload (the pilot user) owns the sandbox; root must not write through its links.
+    victim = tmp_path / "victim"
+    victim.write_text("untouched")
+    work = tmp_path / "work"
+    work.mkdir()
+    for name in ("glidein_startup.sh", "vm-manifest", "pilot.token", ".user-data"):
+        (work / name).symlink_to(victim)
+    text = public_part(staging.publish()) + userdata.secret_part(TOKEN)
+    with metadata_server({"ec2": text}) as (endpoint, _requests):
+        run = run_bootstrap(tmp_path, "--metadata-endpoint", endpoint)
+    assert run.rc == 0, run.stdout + run.stderr
+    assert victim.read_text() == "untouched"
+    assert run.read("token-seen") == TOKEN + "\n"

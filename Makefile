@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 .PHONY: help venv system-deps check install-check test unit integration demo lab-up lab-down clean
 
 help:
-	@echo "make demo   lab up, factory and frontend as services, 38 jobs run on pilots (grid sites and Slurm, a two-node pilot among them), a summary (KEEP=1 leaves it running)"
+	@echo "make demo   lab up, factory and frontend as services, 42 jobs run on pilots (grid sites, Slurm with a two-node pilot, cloud instances), a summary (KEEP=1 leaves it running)"
 	@echo "make test   install what is missing, then run the whole suite, lab tests included"
 	@echo "make unit   only the fast unit tests (no daemons, no monitoring backends)"
 

@@ -34,7 +34,7 @@ from urllib.parse import quote as percent_encode
 import classad2
 import jinja2
 
-from updraft import pilot_ad
+from updraft import pilot_ad, userdata
 from updraft.config import KeyPath, dotted
 from updraft.errors import ConfigError, UpdraftError
 from updraft.factory import gridtypes
@@ -293,8 +293,9 @@ def _encoded_pairs(variables: Iterable[tuple[str, object]]) -> list[str]:
 
 
 def user_data(variables: Iterable[tuple[str, object]]) -> _Escaped:
-    """A VM's user data (the part in the job ad): a URL query string, one line; values percent-encoded,
-    so no comma, space or ``$`` is left (the job id macro is kept as written, to be expanded)."""
+    """A VM's user data (the part in the job ad, `updraft.userdata`'s format): a URL query string, one
+    line; values percent-encoded, so no comma, space or ``$`` is left, except the job id macro, kept as
+    written for the schedd to expand (`userdata.encode` would encode it too)."""
     return _Escaped("&".join(_encoded_pairs(variables)))
 
 
@@ -402,12 +403,12 @@ def _user_data_pairs(pilot: PilotSpec, environment: tuple[tuple[str, object], ..
         return ()
     url, sha256 = pilot.vm_manifest
     return (
-        (cloud.USER_DATA_MARKER, 1),
+        (userdata.USER_DATA, userdata.USER_DATA_VERSION),
         *environment,
-        (cloud.MANIFEST_URL_PAIR, url),
-        (cloud.MANIFEST_SHA256_PAIR, sha256),
-        (cloud.GLIDEIN_PAIR, cloud.VM_GLIDEIN),
-        *((cloud.ARG_PAIR, word) for word in pilot.arguments),
+        (userdata.VM_MANIFEST_URL, url),
+        (userdata.VM_MANIFEST_SHA256, sha256),
+        (userdata.VM_GLIDEIN, cloud.VM_GLIDEIN),
+        *((userdata.VM_ARG, word) for word in pilot.arguments),
     )
 
 

@@ -82,6 +82,11 @@ def instances(topology: Topology, **filters: str) -> list[Instance]:
     return [instance for reservation in reservations for instance in reservation["Instances"]]
 
 
+def launched_since(topology: Topology, since: float, **filters: str) -> list[Instance]:
+    """The instances launched at or after `since` (epoch seconds): one run's, in a lab that keeps older ones."""
+    return [i for i in instances(topology, **filters) if i["LaunchTime"].timestamp() >= since - 1]
+
+
 def tags(instance: Instance) -> dict[str, str]:
     return {tag["Key"]: tag["Value"] for tag in instance.get("Tags", ())}
 

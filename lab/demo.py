@@ -29,9 +29,12 @@ from updraft.condor import Collector, Schedd, use_client_config
 from updraft.errors import CondorError, LabError
 from updraft.factory.decide import EXCESS_IDLE
 from updraft.factory.observe import pilot_constraint
-from updraft.lab import slurm
+from updraft.lab import cloud, slurm
+from updraft.lab.control import load_state, runtime_from_state
 from updraft.lab.labconfig import FACTORY_NAME, FRONTEND_NAME, lab_entries, write_component_configs
+from updraft.lab.runtime import Runtime
 from updraft.lab.topology import Topology
+from updraft.lab.vmhost import Hypervisor
 from updraft.lab.workload import (
     DEMO_WORKLOAD,
     JOB_PROJECTION,
@@ -220,13 +223,16 @@ def watch(
     since: float,
     timeout: float,
     echo: Callable[[str], None],
+    hypervisor: Hypervisor,
     interval: float = 5.0,
 ) -> Watch:
-    """Prints progress until every runnable job is done and no pilot is left, or `timeout`."""
+    """Prints progress until every runnable job is done and no pilot is left, or `timeout`; meanwhile
+    `hypervisor` boots the cloud entry's new instances and powers off the ones whose pilot retired."""
     seen = Watch(started=time.monotonic())
     deadline = seen.started + timeout
     while True:
         services.check_alive()
+        hypervisor.step()
         now = time.monotonic()
         try:
             entries = tuple(entry_pilots(topology))
@@ -334,6 +340,10 @@ class DemoRun:
     pilots: list[dict[str, Any]]
     configs: Mapping[str, Path]
     logs: Mapping[str, Path]
+    vm_exits: Mapping[str, int]
+    """Instance id -> how its stand-in VM's bootstrap exited (the pilot retired: 0)."""
+    instances: list[cloud.Instance]
+    """The lab factory's instances launched since the jobs were queued, as the EC2 API lists them."""
 
 
 def remove_demo_jobs(topology: Topology, reason: str) -> dict[str, CondorError]:
@@ -380,6 +390,7 @@ def run_workload(topology: Topology, echo: Callable[[str], None], timeout: float
     clear_leftovers(topology, echo)
     configs = write_component_configs(topology)
     since = time.time() - 1
+    hypervisor = Hypervisor(topology, _runtime(topology))
     services = start_services(topology, configs)
     try:
         clusters = submit_workload(topology)
@@ -389,7 +400,7 @@ def run_workload(topology: Topology, echo: Callable[[str], None], timeout: float
                 f"{s.count} x {s.name} ({s.cpus} cpu, {s.memory_mb} MB, {'/'.join(s.sites)})" for s in DEMO_WORKLOAD
             )
         )
-        seen = watch(topology, services, since, timeout, echo)
+        seen = watch(topology, services, since, timeout, echo, hypervisor)
         wait_for_factory_cycles(topology, services, 2)  # the last pilots' reports get accounted
         unmatched = explain_unmatched(configs["frontend"])
         return DemoRun(
@@ -400,8 +411,11 @@ def run_workload(topology: Topology, echo: Callable[[str], None], timeout: float
             demo_pilots(topology, since),
             configs,
             dict(services.logs),
+            dict(hypervisor.exits),
+            cloud.launched_since(topology, since, UpdraftFactory=FACTORY_NAME),
         )
     finally:
+        hypervisor.stop()
         services.stop()
         for name, err in remove_demo_jobs(topology, "demo over").items():
             echo(f"(demo jobs left in {name}: {err})")
@@ -443,6 +457,24 @@ def _slurm_lines(topology: Topology, run: DemoRun) -> list[str]:
     ]
 
 
+def _cloud_lines(topology: Topology, run: DemoRun) -> list[str]:
+    """The cloud entry's instances as the EC2 API recorded them, and how their stand-in VMs ended."""
+    states = Counter(cloud.state(i) for i in run.instances)
+    shown = ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "none"
+    booted = Counter(
+        "bootstrap exit 0" if status == 0 else f"bootstrap exit {status}" for status in run.vm_exits.values()
+    )
+    ends = ", ".join(f"{n} {how}" for how, n in sorted(booted.items())) or "none booted"
+    return [f"EC2 API ({topology.cloud.name}): {len(run.instances)} instances started ({shown}); VMs: {ends}"]
+
+
+def _runtime(topology: Topology) -> Runtime:
+    state = load_state(topology.base_dir)
+    if state is None:
+        raise LabError(f"no lab in {topology.base_dir}: run `updraft lab up` first")
+    return runtime_from_state(state)
+
+
 def _slurm_time(epoch: float) -> str:
     """jobcomp's timestamps (local time, ISO without zone), for comparing as text."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(epoch))
@@ -458,6 +490,7 @@ def summary(topology: Topology, run: DemoRun) -> list[str]:
         + (f" ({jobs.done_elsewhere} elsewhere)" if jobs.done_elsewhere else ""),
         *(_pilot_line(entry, run) for entry in lab_entries(topology)),
         *_slurm_lines(topology, run),
+        *_cloud_lines(topology, run),
     ]
     beyond = seen.pilots_beyond_ask()
     lines.append(

@@ -43,10 +43,12 @@ DEMO_WORKLOAD: tuple[Shape, ...] = (
     Shape("short-anywhere", 8, 1, 256, ("Site1", "Site2"), 10),
     Shape("hpc-only", 6, 1, 256, ("HPC",), 20),
     Shape("two-node-hpc", 2, 2, 256, ("HPC2N",), 20),
+    Shape("cloud-only", 4, 1, 256, ("Cloud",), 20),
     Shape("too-wide", 4, 4, 1024, ("Site1", "Site2", "HPC", "HPC2N"), 10, runnable=False),
 )
-"""38 jobs: 34 runnable on the lab's 2-core pilots (6 only on the HPC site's Slurm, 2 only on its two-node
-pilots), 4 that want 4 cores, which no entry has (the two-node pilots too have 2 per node)."""
+"""42 jobs: 38 runnable on the lab's 2-core pilots (6 only on the HPC site's Slurm, 2 only on its two-node
+pilots, 4 only on the cloud's instances), 4 that want 4 cores, which no entry has (the two-node pilots too
+have 2 per node)."""
 
 
 def submit_description(shape: Shape, log: Path) -> dict[str, str]:

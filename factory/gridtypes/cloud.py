@@ -12,6 +12,7 @@ template hands the two parts to HTCondor differs (``ec2_user_data`` and
 
 from __future__ import annotations
 
+from updraft import userdata
 from updraft.config import ConfigModel, LifetimeSeconds
 
 DEFAULT_MAX_TOKEN_LIFETIME_SECONDS = 2 * 86400
@@ -27,31 +28,17 @@ class CloudMachine(ConfigModel):
     User data can be read by anyone allowed to describe the instance (docs/security.md)."""
 
 
-USER_DATA_MARKER = "UPDRAFT_USER_DATA"
-"""The user data's first pair (``=1``): the format and its version."""
-MANIFEST_URL_PAIR = "UPDRAFT_VM_MANIFEST_URL"
-MANIFEST_SHA256_PAIR = "UPDRAFT_VM_MANIFEST_SHA256"
-GLIDEIN_PAIR = "UPDRAFT_VM_GLIDEIN"
-ARG_PAIR = "UPDRAFT_VM_ARG"
-"""One word of the glidein's command line; repeated, in order."""
 VM_GLIDEIN = "glidein_startup.sh"
 """The glidein's name in a cloud entry's staging release (`updraft.factory.stage`)."""
 TAG_FACTORY, TAG_ENTRY, TAG_PILOT = "UpdraftFactory", "UpdraftEntry", "UpdraftPilot"
 """The tags every instance of a factory's pilots carries: its factory, entry and job id."""
 
-TOKEN_PAIR = "UPDRAFT_PILOT_TOKEN_VALUE"
-"""The user data's name for the pilot token; the bootstrap writes it to a file for the glidein."""
-GCE_USER_DATA_ITEM = "updraft-user-data"
-"""GCE: the metadata item holding the user data's query string."""
-GCE_TOKEN_ITEM = "updraft-pilot-token"
-"""GCE: the metadata item holding the token (from ``gce_metadata_file``)."""
-
 
 def ec2_secret_user_data(token: str) -> str:
     """EC2 appends ``ec2_user_data_file``'s bytes to ``ec2_user_data``: one more pair of the query string."""
-    return f"&{TOKEN_PAIR}={token}"
+    return userdata.secret_part(token)
 
 
 def gce_secret_user_data(token: str) -> str:
     """``gce_metadata_file`` holds ``name=value`` lines, one metadata item each."""
-    return f"{GCE_TOKEN_ITEM}={token}\n"
+    return userdata.gce_token_line(token)

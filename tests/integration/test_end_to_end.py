@@ -1,7 +1,7 @@
 """The whole system on the lab, exactly as `make demo` runs it.
 
 Layers: the lab's configs -> `updraft factory run` and `updraft frontend run`
-as services -> the demo's 38 jobs in the VO schedds, watched until every
+as services -> the demo's 42 jobs in the VO schedds, watched until every
 runnable one is done and the pilots are gone -> assertions on where the
 jobs ran, what the frontend asked, what the factory submitted, how the
 pilots ended, what `frontend explain` says, and what the monitoring
@@ -53,7 +53,7 @@ def test_every_runnable_job_completes_on_a_pilot_of_a_site_it_accepts(run: DemoR
         assert job.get("MachineAttrIS_GLIDEIN0") is True, job
         assert job.get("MachineAttrGLIDEIN_Site0") in shape.sites, job
     used = {job["MachineAttrGLIDEIN_Site0"] for job in runnable}
-    assert used == {"Site1", "Site2", "HPC", "HPC2N"}, "each site (the Slurm ones too) ran some of the workload"
+    assert used == {"Site1", "Site2", "HPC", "HPC2N", "Cloud"}, "each site (Slurm and cloud too) ran some of it"
 
 
 def test_the_unmatched_shape_stays_idle_and_explain_says_why(run: DemoRun) -> None:
@@ -67,14 +67,14 @@ def test_the_unmatched_shape_stays_idle_and_explain_says_why(run: DemoRun) -> No
 
 def test_the_factory_never_holds_more_pilots_than_the_frontend_asked(run: DemoRun) -> None:
     assert run.watch.pilots_beyond_ask() == []
-    for entry in ("site1", "site2", "hpc", "hpc-2node"):
+    for entry in ("site1", "site2", "hpc", "hpc-2node", "cloud"):
         assert run.watch.most(entry, lambda e: e.pilots) > 0, f"{entry} never had a pilot: the check above saw nothing"
 
 
 def test_pilots_retire_on_their_own_once_the_work_is_done(run: DemoRun) -> None:
     endings = Counter((p["UpdraftEntry"], pilot_ending(p)) for p in run.pilots)
     retired = {entry for (entry, ending) in endings if ending == "retired on their own"}
-    assert retired == {"site1", "site2", "hpc", "hpc-2node"}, endings
+    assert retired == {"site1", "site2", "hpc", "hpc-2node", "cloud"}, endings
     # The only other way out: still idle in the factory's queue when the frontend said no job needs it.
     assert {ending for (_, ending) in endings} <= {"retired on their own", "removed unstarted, no longer needed"}, (
         endings

@@ -202,7 +202,9 @@ def plan(config_path: Path) -> None:
     for rejection in planned.rejected:
         r = rejection.request
         click.echo(f"refused {r.frontend}.{r.group} on {r.entry}: {rejection.reason}")
-    if not planned.actions:
+    for terminate in planned.cloud.actions:
+        click.echo(f"{'(cloud)':<16} terminate {', '.join(terminate.ids)}: {terminate.reason}")
+    if not planned.actions and not planned.cloud.actions:
         click.echo("nothing to do")
 
 

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from updraft.cli import main
 from updraft.errors import CloudError
 from updraft.factory.cloud import (
     TAG_ENTRY,
@@ -306,6 +308,25 @@ def test_a_failed_termination_is_a_problem_and_the_cycle_goes_on(config: Factory
     assert f"instances i-lost not terminated: EC2 API {ENDPOINT}: terminating failed: UnauthorizedOperation" in (
         result.problems
     )
+
+
+def test_status_and_plan_show_the_unknown_instance(
+    config: FactoryConfig, tree: ConfigTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = time.time()
+    cloud = FakeCloud()
+    lost = CloudInstance("i-lost", "running", now - 5000, {TAG_FACTORY: FACTORY, TAG_ENTRY: "cloud", TAG_PILOT: "12.1"})
+    cloud.add(ENDPOINT, lost)
+    monkeypatch.setattr("updraft.factory.service.connect", lambda c: cloud_ports(c, cloud, [pilot_job(0, "i-mine")]))
+    config_path = tree.root / "etc" / "factory.yaml"
+
+    status = CliRunner().invoke(main, ["factory", "status", "-c", str(config_path)], prog_name="updraft")
+    assert status.exit_code == 0, (status.stdout, status.stderr)
+    assert "cloud            instances: running 1; 1 belong to no pilot" in status.stdout
+    assert "entry cloud: instance i-lost (running since " in status.stdout
+    plan = CliRunner().invoke(main, ["factory", "plan", "-c", str(config_path)], prog_name="updraft")
+    assert "(cloud)          terminate i-lost: unknown to this factory for more than 3600 s" in plan.stdout
+    assert ("terminate", ENDPOINT, ("i-lost",)) not in cloud.calls  # plan and status act on nothing
 
 
 # --------------------------------------------------------------------------

@@ -148,6 +148,10 @@ class CloudDecision:
     unknown: tuple[UnknownInstance, ...] = ()
     actions: tuple[Terminate, ...] = ()
     steps: tuple[Step, ...] = ()
+    bound_by: tuple[str, ...] = ()
+    """``cloud.terminate_unknown_after_seconds`` when it kept unknown instances running (unset, or not yet
+    reached): what an operator would change to have them terminated."""
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -226,6 +230,8 @@ def _entry_decision(
         tuple(unknown),
         _terminations(doomed, rules),
         tuple(record.steps),
+        tuple(record.bound_by),
+        tuple(record.notes),
     )
 
 

@@ -139,6 +139,14 @@ def test_report_only_records_the_unset_key_as_the_bound() -> None:
         0,
         "cloud.terminate_unknown_after_seconds: not set: report only",
     )
+    assert plan.decisions[0].bound_by == ("cloud.terminate_unknown_after_seconds",)
+
+
+def test_instances_of_no_configured_entry_are_never_terminated_and_say_why() -> None:
+    plan = decide_cloud(FACTORY, view(vm("i-1", 9000, entry="gone")), {}, TERMINATING, NOW)
+    assert plan.actions == ()
+    assert [d.entry for d in plan.decisions] == ["cloud", None]  # its own entry listed, with nothing of its own
+    assert plan.decisions[1].notes == ("no entry tag of a configured entry: reported, never terminated",)
 
 
 # --------------------------------------------------------------------------

@@ -47,3 +47,7 @@ class TokenError(UpdraftError):
 
     Its message never holds the token or the key.
     """
+
+
+class CloudError(UpdraftError):
+    """A cloud API (EC2) refused, failed or did not answer in time, or its credentials could not be read."""

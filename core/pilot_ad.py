@@ -53,6 +53,8 @@ HOLD_REASON_CODE = "HoldReasonCode"
 HOLD_REASON_SUBCODE = "HoldReasonSubCode"
 HOLD_REASON = "HoldReason"
 NUM_HOLDS = "NumHolds"
+EC2_INSTANCE_NAME = "EC2InstanceName"
+"""The id of a cloud pilot's instance (i-...), written by the grid manager once the instance exists."""
 OUT = "Out"
 IWD = "Iwd"
 
@@ -77,6 +79,7 @@ QUEUE_PROJECTION = (
     SECURITY_CLASS,
     CREDENTIAL_ID,
     MEMBER,
+    EC2_INSTANCE_NAME,
 )
 """What the factory's queue query asks for: everything its live view of a pilot is made of."""
 

@@ -18,7 +18,9 @@ import classad2
 import htcondor2
 
 from updraft import protocol
-from updraft.errors import CondorError
+from updraft.errors import CloudError, CondorError
+from updraft.factory.cloud import CloudPlan
+from updraft.factory.cloudports import CloudPort
 from updraft.factory.credentials import CredentialStoreError
 from updraft.factory.model import FactoryPlan, Release, Remove, Submit
 from updraft.factory.render import RenderError
@@ -126,3 +128,27 @@ def _submit(schedd: SchedulerPort, action: Submit, describe: Callable[[Submit], 
         log.error("no pilots for %s on %s this cycle: %s", action.frontend, action.target, err)
         return ActResult(errors=(str(err),))
     return submit_clusters(schedd, description, action.clusters)
+
+
+@dataclass(frozen=True)
+class CloudActed:
+    """What terminating unknown instances did: the ids the API accepted, and each failure's line."""
+
+    terminated: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+
+
+def terminate_instances(cloud: CloudPort, plan: CloudPlan) -> CloudActed:
+    """Terminate what the cloud plan says, account by account; a failure is a problem, the rest go on."""
+    terminated: list[str] = []
+    errors: list[str] = []
+    for action in plan.actions:
+        try:
+            cloud.terminate(action.account.endpoint, action.account.credentials, action.ids)
+        except CloudError as err:
+            log.error("instances %s not terminated: %s", ", ".join(action.ids), err)
+            errors.append(f"instances {', '.join(action.ids)} not terminated: {err}")
+            continue
+        log.warning("terminated instances %s at %s: %s", ", ".join(action.ids), action.account.endpoint, action.reason)
+        terminated.extend(action.ids)
+    return CloudActed(tuple(terminated), tuple(errors))

@@ -202,7 +202,9 @@ def plan(config_path: Path) -> None:
     for rejection in planned.rejected:
         r = rejection.request
         click.echo(f"refused {r.frontend}.{r.group} on {r.entry}: {rejection.reason}")
-    if not planned.actions:
+    for terminate in planned.cloud.actions:
+        click.echo(f"{'(cloud)':<16} terminate {', '.join(terminate.ids)}: {terminate.reason}")
+    if not planned.actions and not planned.cloud.actions:
         click.echo("nothing to do")
 
 
@@ -214,12 +216,13 @@ def plan(config_path: Path) -> None:
 def status(config_path: Path, show_pilots: bool) -> None:
     """A table per entry and frontend: requested idle, pilots waiting / pending at the CE /
     staging / running / held, the limits that bound the next cycle; then why pilots are held
-    (a batch system's refusal in its own words); with --pilots each live pilot (its Slurm job
-    id for a batch entry); then the completed pilots counted from their reports."""
+    (a batch system's refusal in its own words); the cloud entries' instances by state and those
+    that belong to no pilot; with --pilots each live pilot (its Slurm job id for a batch entry);
+    then the completed pilots counted from their reports."""
     import time
 
     from updraft.factory.service import plan_cycle
-    from updraft.factory.status import held_lines, pilot_lines, status_rows
+    from updraft.factory.status import cloud_lines, held_lines, pilot_lines, status_rows
 
     config = _load(config_path)
     quiet_repeated_log(CYCLE_LOGGERS)
@@ -235,6 +238,8 @@ def status(config_path: Path, show_pilots: bool) -> None:
             f"{row.staging:>7} {row.running:>7} {row.held:>5}  {', '.join(row.limits_hit) or '-'}"
         )
     for line in held_lines(view.pilots or ()):
+        click.echo(line)
+    for line in cloud_lines(planned.cloud):
         click.echo(line)
     if show_pilots:
         click.echo(f"{'pilot':<12} {'entry':<16} {'frontend.group':<20} {'state':<8} {'batch job':<12}")

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
+from updraft.factory.cloud import CloudPlan
 from updraft.protocol import PilotParams, PublishedRequest, RemoveMode
 from updraft.records import Step
 
@@ -392,6 +393,8 @@ class FactoryPlan:
     """Live pilots per entry that has no policy (unknown or dropped from the config): left alone."""
     cycle: int = 0
     """The cycle number decide was given: where round-robin entry sets started dealing."""
+    cloud: CloudPlan = field(default_factory=CloudPlan)
+    """The cloud entries' instances no pilot owns, and those to terminate (`updraft.factory.cloud`)."""
 
     @property
     def actions(self) -> tuple[Action, ...]:

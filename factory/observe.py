@@ -1,5 +1,6 @@
-"""Observe: the factory's pilots (from its own queue), the requests addressed to it, and the
-pilots that left the queue since the last cycle (from the schedd's history, with their reports).
+"""Observe: the factory's pilots (from its own queue), the requests addressed to it, the
+pilots that left the queue since the last cycle (from the schedd's history, with their reports),
+and the instances its cloud entries have running (from the EC2 API, `updraft.factory.cloud`).
 
 The queue is the factory's only memory: every pilot carries its entry,
 frontend, group, security class and credential id as job attributes, so
@@ -12,17 +13,19 @@ turn ads into model objects are pure and tested alone.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import classad2
 
 from updraft import adread, pilot_ad, protocol, summary
 from updraft.condor import Ad
-from updraft.errors import CondorError
+from updraft.errors import CloudError, CondorError
 from updraft.factory import completed, holds, policy
+from updraft.factory.cloud import AccountRead, CloudAccount, CloudView
+from updraft.factory.cloudports import CloudPort
 from updraft.factory.config import FactoryConfig
 from updraft.factory.model import Pilot, PilotState
 from updraft.factory.ports import FactoryPorts
@@ -122,31 +125,76 @@ class FactoryView:
     requests: tuple[protocol.PublishedRequest, ...]
     problems: tuple[str, ...] = ()
     completed: CompletedRead | None = None
+    cloud: CloudView = field(default_factory=CloudView)
+    """The cloud entries' instances, per account listed (None where it could not be)."""
+    instance_claims: Mapping[str, str] | None = None
+    """Instance id -> the queued pilot naming it (EC2InstanceName), leaving ones included; None with `pilots`."""
 
 
 def observe(config: FactoryConfig, ports: FactoryPorts, now: float, *, with_history: bool = True) -> FactoryView:
-    """Read the queue, the requests and (`with_history`) the pilots that left, at once.
+    """Read the queue, the requests, (`with_history`) the pilots that left and the cloud instances, at once.
 
-    A failure is a problem of the cycle, not zero pilots.
+    A failure is a problem of the cycle, not zero pilots (or instances).
     """
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="factory-observe") as pool:
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="factory-observe") as pool:
         queue = pool.submit(_read_queue, ports, config)
         requests = pool.submit(_read_requests, ports, config)
         history = pool.submit(_read_completed, ports, config, now) if with_history else None
-        (pilots, queue_problem), (found, request_problems) = queue.result(), requests.result()
+        instances = pool.submit(read_cloud, ports.cloud, config)
+        (pilots, claims, queue_problem), (found, request_problems) = queue.result(), requests.result()
         completed_read, history_problem = history.result() if history is not None else (None, None)
-    problems = tuple(p for p in (queue_problem, *request_problems, history_problem) if p)
-    return FactoryView(pilots, tuple(found), problems, completed_read)
+        cloud = instances.result()
+    problems = tuple(p for p in (queue_problem, *request_problems, history_problem, *cloud.problems) if p)
+    return FactoryView(pilots, tuple(found), problems, completed_read, cloud, claims)
 
 
-def _read_queue(ports: FactoryPorts, config: FactoryConfig) -> tuple[tuple[Pilot, ...] | None, str | None]:
+def _read_queue(
+    ports: FactoryPorts, config: FactoryConfig
+) -> tuple[tuple[Pilot, ...] | None, dict[str, str] | None, str | None]:
+    """The live pilots, and the instance ids every queued pilot names (leaving ones too)."""
     try:
         ads = ports.schedd.get().query(pilot_constraint(config.name), PILOT_PROJECTION)
     except CondorError as err:
         log.error("pilot queue unreadable this cycle: %s", err)
-        return None, str(err)
+        return None, None, str(err)
     pilots = (parse_pilot(ad) for ad in ads)
-    return tuple(p for p in pilots if p is not None and p.state is not PilotState.COMPLETED), None
+    live = tuple(p for p in pilots if p is not None and p.state is not PilotState.COMPLETED)
+    return live, instance_claims(ads), None
+
+
+def instance_claims(ads: Iterable[Ad]) -> dict[str, str]:
+    """Instance id -> "cluster.proc" of the job whose EC2InstanceName names it."""
+    claims = {}
+    for ad in ads:
+        name = ad.get(pilot_ad.EC2_INSTANCE_NAME)
+        if isinstance(name, str) and name:
+            claims[name] = f"{ad.get(pilot_ad.CLUSTER_ID)}.{ad.get(pilot_ad.PROC_ID)}"
+    return claims
+
+
+def read_cloud(port: CloudPort, config: FactoryConfig) -> CloudView:
+    """Every account the enabled ec2 entries use, listed at once, each call under its deadline.
+
+    An account that cannot be listed is read as None with a problem naming
+    its endpoint and entries: unknown, never "no instances"."""
+    accounts, problems = policy.cloud_accounts(config)
+    if not accounts:
+        return CloudView((), tuple(problems))
+    with ThreadPoolExecutor(max_workers=min(8, len(accounts)), thread_name_prefix="factory-cloud") as pool:
+        reads = list(pool.map(lambda item: _list_account(port, config.name, *item), accounts.items()))
+    problems += [read.problem for read in reads if read.problem]
+    return CloudView(tuple(reads), tuple(problems))
+
+
+def _list_account(port: CloudPort, factory: str, account: CloudAccount, entries: tuple[str, ...]) -> AccountRead:
+    try:
+        found = port.instances(account.endpoint, account.credentials, factory)
+    except CloudError as err:
+        who = "entry" if len(entries) == 1 else "entries"
+        problem = f"{who} {', '.join(entries)}: instances at {account.endpoint} unknown this cycle: {err}"
+        log.error("%s", problem)
+        return AccountRead(account, entries, None, problem)
+    return AccountRead(account, entries, tuple(found))
 
 
 def trusted_frontends(config: FactoryConfig) -> dict[str, str]:

@@ -28,6 +28,7 @@ from types import MappingProxyType
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from updraft.factory.cloud import CloudAccount, CloudCredentials, CloudPolicy
 from updraft.factory.config import (
     AllowedFrontend,
     Entry,
@@ -39,6 +40,7 @@ from updraft.factory.config import (
 )
 from updraft.factory.credentials import open_credential
 from updraft.factory.downtime import Downtime, active
+from updraft.factory.gridtypes.ec2 import Ec2Machine
 from updraft.factory.model import (
     CycleCaps,
     EntryPolicy,
@@ -388,3 +390,30 @@ def accepted_requests(
         for r in published
         if not frontend_in_downtime(downtimes, r.entry, r.frontend, now)
     ]
+
+
+def cloud_policies(config: FactoryConfig) -> dict[str, CloudPolicy]:
+    """Every configured ec2 entry's rules for instances no pilot owns, enabled or not: an instance
+    tagged with a disabled entry is still that entry's."""
+    return {
+        name: CloudPolicy(machine.unknown_instance_grace_seconds, machine.terminate_unknown_after_seconds)
+        for name, entry in config.entries.items()
+        if isinstance(machine := entry.cloud, Ec2Machine)
+    }
+
+
+def cloud_accounts(config: FactoryConfig) -> tuple[dict[CloudAccount, tuple[str, ...]], list[str]]:
+    """Each distinct (endpoint, credentials) the enabled ec2 entries use, with those entries; and a
+    problem per enabled ec2 entry without key files (its instances cannot be listed)."""
+    accounts: dict[CloudAccount, tuple[str, ...]] = {}
+    problems = []
+    for name, entry in config.entries.items():
+        machine = entry.cloud
+        if not entry.enabled or not isinstance(machine, Ec2Machine):
+            continue
+        if machine.access_key_file is None or machine.secret_key_file is None:
+            problems.append(f"entry {name}: no access_key_file and secret_key_file, its instances cannot be listed")
+            continue
+        account = CloudAccount(entry.resource, CloudCredentials(machine.access_key_file, machine.secret_key_file))
+        accounts[account] = (*accounts.get(account, ()), name)
+    return accounts, problems

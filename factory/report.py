@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from updraft.factory.accounting import Accounting, Stats
 from updraft.factory.act import ActResult
+from updraft.factory.cloud import CloudPlan
 from updraft.factory.model import FactoryPlan, Rejection
 from updraft.factory.observe import FactoryView
 from updraft.factory.snapshot import CycleFacts
@@ -71,7 +72,8 @@ class CycleResult:
     def facts(self, now: float, cycle: int, in_downtime: frozenset[str]) -> CycleFacts:
         """What monitoring shows of this cycle."""
         pilots = self.view.pilots or ()
-        return CycleFacts(now, cycle, pilots, self.plan, in_downtime, self.totals, self.problems, self.timings)
+        cloud = self.plan.cloud if self.plan is not None else CloudPlan()
+        return CycleFacts(now, cycle, pilots, self.plan, in_downtime, self.totals, self.problems, self.timings, cloud)
 
     @property
     def failure(self) -> str | None:

@@ -14,6 +14,7 @@ Every daemon is reached through the cycle's ports (`updraft.factory.ports`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -24,14 +25,15 @@ from updraft.envelope import Keyring
 from updraft.errors import ConfigError
 from updraft.factory import downtime, holds
 from updraft.factory.accounting import account
-from updraft.factory.act import act, send_ads, withdraw
+from updraft.factory.act import act, send_ads, terminate_instances, withdraw
 from updraft.factory.advertise import REJECTED_ATTRIBUTE, cycle_ads
+from updraft.factory.cloud import decide_cloud, unknown_lines
 from updraft.factory.config import FactoryConfig, load_factory_config
 from updraft.factory.credentials import keyring_or_problem, load_keyring, public_key_attributes
 from updraft.factory.decide import decide
 from updraft.factory.model import FactoryPlan
 from updraft.factory.observe import FactoryView, observe
-from updraft.factory.policy import accepted_requests, entries_in_downtime, entry_policies
+from updraft.factory.policy import accepted_requests, cloud_policies, entries_in_downtime, entry_policies
 from updraft.factory.ports import FactoryPorts, connect
 from updraft.factory.reconfig import record_applied
 from updraft.factory.report import Acted, CycleResult, log_rejections
@@ -76,6 +78,8 @@ def timed_plan(
         return view, None, downtimes, timings
     requests = accepted_requests(view.requests, config.name, downtimes, now, keyring.openers(now) if keyring else {})
     plan = decide(requests, view.pilots, entry_policies(config, downtimes, now), now, cycle)
+    cloud = decide_cloud(config.name, view.cloud, view.instance_claims or {}, cloud_policies(config), now)
+    plan = dataclasses.replace(plan, cloud=cloud)
     timings["decide"] = time.perf_counter() - observed
     return view, plan, downtimes, timings
 
@@ -103,7 +107,7 @@ def run_cycle(
         keyring, problems = keyring_or_problem(config, now)
     extra = {**public_key_attributes(keyring), REJECTED_ATTRIBUTE: len(plan.rejected) if plan else 0}
     problems += [*view.problems, *_some(send_ads(ports.wms, cycle_ads(config, downtimes, view.pilots, now, extra)))]
-    problems += _held_problems(view)
+    problems += _held_problems(view) + _unknown_instances(plan)
     acted = Acted()
     if plan is None:
         log.error("pilot queue unreadable: nothing submitted or removed this cycle")
@@ -127,7 +131,8 @@ def _act(
     """Submit, remove and release as decided, keep the token store tidy, and account the pilots that left."""
     started = time.perf_counter()
     results = tuple(act(ports.schedd, plan, lambda action: describe(config, action, releases)))
-    problems = [*(e for r in results for e in r.errors), *_some(prune_credentials(config, plan, view))]
+    cloud = terminate_instances(ports.cloud, plan.cloud)
+    problems = [*(e for r in results for e in r.errors), *cloud.errors, *_some(prune_credentials(config, plan, view))]
     acted = time.perf_counter()
     accounting = account(config, view.completed, now)
     timings = {"act": acted - started, "account": time.perf_counter() - acted}
@@ -139,6 +144,15 @@ def _held_problems(view: FactoryView) -> list[str]:
     found = holds.entry_problems(view.pilots or ())
     for problem in found:
         log.warning("%s", problem)
+    return found
+
+
+def _unknown_instances(plan: FactoryPlan | None) -> list[str]:
+    """Cloud instances no pilot of this factory owns: logged and the cycle's problems, every cycle, until
+    they are gone (cloud money: never left running unsaid)."""
+    found = unknown_lines(plan.cloud) if plan is not None else []
+    for line in found:
+        log.warning("%s", line)
     return found
 
 

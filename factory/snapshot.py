@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypedDict
 
+from updraft.factory.cloud import UNCONFIGURED, CloudPlan
 from updraft.factory.completed import CompletedStats, Key
 from updraft.factory.config import FactoryConfig, nodes_in
 from updraft.factory.holds import OTHER
@@ -14,6 +15,7 @@ from updraft.factory.model import LIVE_STATES, FactoryPlan, Pilot, PilotState
 from updraft.factory.policy import advertised_entries
 from updraft.monitoring.snapshot import (
     COMPLETED_COUNTERS,
+    CloudRow,
     CompletedRow,
     EntryStatus,
     FactorySnapshot,
@@ -34,6 +36,7 @@ class CycleFacts:
     """Running totals, not this cycle's increments."""
     problems: tuple[str, ...] = ()
     timings: Mapping[str, float] = field(default_factory=dict)
+    cloud: CloudPlan = field(default_factory=CloudPlan)
 
 
 def factory_snapshot(config: FactoryConfig, facts: CycleFacts) -> FactorySnapshot:
@@ -49,6 +52,15 @@ def factory_snapshot(config: FactoryConfig, facts: CycleFacts) -> FactorySnapsho
         rejected_requests=len(facts.plan.rejected) if facts.plan else 0,
         problems=facts.problems,
         timings=dict(facts.timings),
+        cloud=cloud_rows(facts.cloud),
+    )
+
+
+def cloud_rows(plan: CloudPlan) -> tuple[CloudRow, ...]:
+    """One row per cloud entry whose account was listed: its instances by state, and the unknown ones."""
+    return tuple(
+        CloudRow(d.entry if d.entry is not None else UNCONFIGURED, dict(d.states), len(d.unknown))
+        for d in plan.decisions
     )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from updraft import protocol
+from updraft.factory.cloud import CloudPlan, unknown_lines
 from updraft.factory.decide import job_order
 from updraft.factory.model import LIVE_STATES, FactoryPlan, Pilot, PilotState
 
@@ -87,3 +88,14 @@ def pilot_lines(pilots: Iterable[Pilot]) -> list[str]:
 
 def _named(pilot: Pilot) -> str:
     return f"{pilot.job_id}, batch job {pilot.batch_job_id}" if pilot.batch_job_id else pilot.job_id
+
+
+def cloud_lines(plan: CloudPlan) -> list[str]:
+    """Per cloud entry whose instances were listed: how many in which state and how many belong to no
+    pilot, then each such instance (`updraft.factory.cloud.unknown_lines`)."""
+    lines = []
+    for decision in plan.decisions:
+        who = decision.entry if decision.entry is not None else "(no entry)"
+        states = ", ".join(f"{state} {count}" for state, count in decision.states.items()) or "none"
+        lines.append(f"{who:<16} instances: {states}; {len(decision.unknown)} belong to no pilot")
+    return lines + unknown_lines(plan)

@@ -19,6 +19,7 @@ from enum import Enum
 from updraft.monitoring.snapshot import (
     COMPLETED_COUNTERS,
     PILOT_STATES,
+    CloudRow,
     EntryStatus,
     FactorySnapshot,
     FrontendSnapshot,
@@ -183,6 +184,22 @@ FACTORY_HOLDS = MeasurementSpec(
     " batch_unreachable (its submit command could not reach it), other.",
 )
 
+FACTORY_CLOUD_INSTANCES = MeasurementSpec(
+    "updraft_factory_cloud_instances",
+    ("factory", "entry", "state"),
+    (_g("instances", "instances", "instances in this EC2 state tagged with this factory and entry"),),
+    "A cloud entry's instances as the EC2 API lists them, by state; none when the API could not be read"
+    " (entry _unconfigured: instances whose entry tag names no configured entry).",
+)
+
+FACTORY_CLOUD_UNKNOWN = MeasurementSpec(
+    "updraft_factory_cloud_unknown_instances",
+    ("factory", "entry"),
+    (_g("unknown", "instances", "instances no queued pilot of this factory claims (cloud money)"),),
+    "A cloud entry's instances that belong to no pilot of this factory, past the grace after launch:"
+    " reported every cycle, terminated when the entry says so.",
+)
+
 FRONTEND = MeasurementSpec(
     "updraft_frontend",
     ("frontend",),
@@ -250,6 +267,8 @@ CATALOGUE: tuple[MeasurementSpec, ...] = (
     FACTORY_COMPLETED,
     FACTORY_FAILURES,
     FACTORY_HOLDS,
+    FACTORY_CLOUD_INSTANCES,
+    FACTORY_CLOUD_UNKNOWN,
     FRONTEND,
     FRONTEND_GROUP,
     FRONTEND_MATCH,
@@ -333,6 +352,14 @@ def _factory(s: FactorySnapshot) -> Iterator[Measurement]:
         yield _m(FACTORY_COMPLETED, (s.factory, c.entry, c.frontend), values, s.time)
         for step, count in sorted(c.failed_by_step.items()):
             yield _m(FACTORY_FAILURES, (s.factory, c.entry, c.frontend, step), {"pilots": count}, s.time)
+    for row in s.cloud:
+        yield from _cloud(s, row)
+
+
+def _cloud(s: FactorySnapshot, row: CloudRow) -> Iterator[Measurement]:
+    for state, count in sorted(row.states.items()):
+        yield _m(FACTORY_CLOUD_INSTANCES, (s.factory, row.entry, state), {"instances": count}, s.time)
+    yield _m(FACTORY_CLOUD_UNKNOWN, (s.factory, row.entry), {"unknown": row.unknown}, s.time)
 
 
 def _match_values(values: Mapping[str, float]) -> dict[str, float]:

@@ -194,6 +194,19 @@ class CompletedRow:
     failed_by_step: Mapping[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CloudRow:
+    """One cloud entry's instances, as the EC2 API listed them this cycle (absent when it could not).
+
+    `entry` is "_unconfigured" for instances whose entry tag names no configured entry."""
+
+    entry: str
+    states: Mapping[str, int] = field(default_factory=dict)
+    """Listed instances by EC2 state (pending, running, stopping, stopped, shutting-down)."""
+    unknown: int = 0
+    """Instances no queued pilot of this factory claims (past the grace after launch)."""
+
+
 COMPLETED_COUNTERS = tuple(
     f.name for f in fields(CompletedRow) if f.name not in ("entry", "frontend", "failed_by_step")
 )
@@ -214,6 +227,7 @@ class FactorySnapshot:
     problems: tuple[str, ...] = ()
     timings: Mapping[str, float] = field(default_factory=dict)
     """Seconds spent in each phase: observe, decide, act, account."""
+    cloud: tuple[CloudRow, ...] = ()
 
     def rows_of(self, entry: str) -> tuple[PilotRow, ...]:
         return tuple(r for r in self.pilots if r.entry == entry)

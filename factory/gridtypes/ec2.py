@@ -13,7 +13,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from updraft.config import ConfigModel, FrozenList, FrozenMap, NonBlankStr
+from updraft.config import ConfigModel, FrozenList, FrozenMap, NonBlankStr, NonNegativeLifetimeSeconds
 from updraft.factory.gridtypes.cloud import CloudMachine, ec2_secret_user_data
 from updraft.factory.gridtypes.plugin import GridTypePlugin, Problem
 from updraft.filechecks import ReadBySchedd
@@ -68,6 +68,13 @@ class Ec2Machine(CloudMachine):
     """File holding the access key id (``ec2_access_key_id``)."""
     secret_key_file: ReadBySchedd | None = None
     """File holding the secret access key (``ec2_secret_access_key``)."""
+    unknown_instance_grace_seconds: NonNegativeLifetimeSeconds = 300
+    """An instance tagged with this factory's name that no queued pilot claims is reported once it
+    was launched longer ago than this: the grid manager writes the id into the pilot's ad a few
+    seconds after starting it, and the queue and the EC2 API are not read at the same instant."""
+    terminate_unknown_after_seconds: NonNegativeLifetimeSeconds | None = None
+    """Terminate such an instance once it was launched longer ago than this (and the grace);
+    None: report it every cycle, never terminate it (`updraft.factory.cloud`)."""
     security_groups: FrozenList[GroupName] = ()
     """``ec2_security_groups``: the groups the instance joins (none: the account's default)."""
     tags: FrozenMap[TagName, NonBlankStr] = Field(default_factory=dict)

@@ -32,6 +32,7 @@ from updraft.tokens import PILOT_AUTHZ, read_claims
 from .jobs import wait_for, wait_for_completion
 from .roles import invalidate_as
 from .test_factory import ask, updraft
+from .test_hpc_ssh import ask_for_one_pilot
 
 PILOTS = 'UpdraftFactory =?= "lab-factory" && UpdraftEntry =?= "cloud"'
 PROJECTION = ["ClusterId", "ProcId", "JobStatus", "GridJobId", "EC2InstanceName", "EC2UserData", "EC2UserDataFile"]
@@ -173,7 +174,7 @@ def test_the_user_data_the_factory_sent_boots_a_pilot_that_runs_a_job_and_retire
             "should_transfer_files": "YES",
         }
     )
-    ask(lab, frontend, "cloud", idle=1, max_pilots=1, group_start="")
+    ask_for_one_pilot(lab, "cloud")  # with the frontend's staged pool settings, which a pilot needs to run jobs
     asked = time.monotonic()
     assert "submitted 1," in once(factory_yaml).stdout
     invalidate_as(lab, FRONTEND, lab.wms.collector, "UpdraftRequest", "true")  # one pilot is enough

@@ -108,16 +108,15 @@ def ask(
     remove: RemoveMode = RemoveMode.NONE,
     remove_max: int = 0,
     tamper: bool = False,
-    group_start: str = "False",
 ) -> None:
     """What the frontend would publish for group main on an entry: sealed to the lab factory's key,
-    advertised as the frontend. By default its pilots take no job (`group_start` "" lets them)."""
+    advertised as the frontend."""
     now = time.time()
     decision = Decision("main", EntryAd(entry, "lab-factory", {}), idle, max_pilots, remove, remove_max)
     attrs = public_key_attributes(load_keyring(FactoryConfig.model_validate(factory_config(lab)), now))
     key = FactoryKey("lab-factory", attrs[protocol.F_KEY_ID], attrs[protocol.F_PUBLIC_KEY])
     # Its pilots take no job: none retires early while a test counts them (other modules' jobs may still wait).
-    pilot = protocol.PilotParams(collector=frontend.vo_collector, group_start=group_start)
+    pilot = protocol.PilotParams(collector=frontend.vo_collector, group_start="False")
     ads, problems = seal_requests(
         [request_ad(decision, frontend, 1, now, pilot)],
         {f"{entry}@lab-factory": pilot_token(lab)},

@@ -15,9 +15,10 @@ from updraft.lab.workload import (
 )
 
 
-def test_the_workload_has_thirty_jobs_and_one_shape_no_two_core_pilot_can_run() -> None:
-    assert sum(s.count for s in DEMO_WORKLOAD) == 38
+def test_the_workload_has_one_shape_no_two_core_pilot_can_run() -> None:
+    assert sum(s.count for s in DEMO_WORKLOAD) == 42
     assert any(s.sites == ("HPC",) for s in DEMO_WORKLOAD), "one shape runs only on the Slurm site"
+    assert any(s.sites == ("Cloud",) for s in DEMO_WORKLOAD), "one shape runs only on cloud instances"
     (wide,) = [s for s in DEMO_WORKLOAD if not s.runnable]
     assert wide.cpus > 2 and all(s.cpus <= 2 for s in DEMO_WORKLOAD if s.runnable)
 
@@ -44,10 +45,11 @@ def test_progress_counts_states_and_where_finished_jobs_ran() -> None:
     ads = [ad("small-site1", 4, "Site1")] * 10 + [ad("double-site2", 4, "Site2")] * 7 + [ad("double-site2", 2)]
     ads += [ad("short-anywhere", 4, "Site2")] * 7 + [ad("short-anywhere", 4, "Site1", glidein=False)]
     ads += [ad("hpc-only", 4, "HPC")] * 6 + [ad("two-node-hpc", 4, "HPC2N")] * 2 + [ad("too-wide", 1)] * 4
+    ads += [ad("cloud-only", 4, "Cloud")] * 4
     progress = jobs_progress(ads)
-    assert progress.count("done") == 33 and progress.count("running") == 1
+    assert progress.count("done") == 37 and progress.count("running") == 1
     assert progress.count("idle", runnable=False) == 4
-    assert (progress.done_on_pilots, progress.done_elsewhere) == (32, 1)
+    assert (progress.done_on_pilots, progress.done_elsewhere) == (36, 1)
     assert not progress.runnable_finished()
     finished = jobs_progress([*ads[:17], ad("double-site2", 4, "Site2"), *ads[18:]])
     assert finished.runnable_finished()
@@ -64,7 +66,7 @@ def test_the_progress_line_shows_jobs_and_each_entry() -> None:
         jobs_progress([ad("small-site1", 2), ad("small-site1", 4, "Site1")]),
         [EntryPilots("site1", 3, 1, 2), EntryPilots("site2", held=1)],
     )
-    assert line.startswith("[   42s] jobs idle 0 running 1 done 1/34")
+    assert line.startswith("[   42s] jobs idle 0 running 1 done 1/38")
     assert "site1: req 3 idle 1 run 2" in line and "site2: req 0 idle 0 run 0 held 1" in line
 
 

@@ -1,18 +1,10 @@
-"""The factory's EC2 port against the real EC2 API: moto's server as the lab runs it (lab/ec2_api.py,
-in the lab's root), with instances the test starts through boto3 itself.
-
-The server is started here on a free port of its own and stopped at the end; it needs no HTCondor
-daemon. (It moves onto the lab's own EC2 API fixture once the lab starts one.)
+"""The factory's EC2 port against the real EC2 API: the lab's (moto in the lab's root, lab/ec2_api.py),
+with instances the test starts through boto3 itself, tagged for a factory of the test's own.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,58 +17,18 @@ from updraft.factory.config import load_factory_config
 from updraft.factory.ports import FactoryPorts
 from updraft.factory.service import run_cycle
 from updraft.fakes import FakeCollector, FakeSchedd
-from updraft.lab.runtime import root_path
+from updraft.lab.topology import Topology
 
 from ..unit.conftest import ConfigTree
 
-PORTS = range(30900, 30951)
-SCRIPT = Path(__file__).resolve().parents[2] / "lab" / "ec2_api.py"
 FACTORY = "cloud-test-factory"
-
-
-def free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
-
-
-def wait_for(port: int, process: subprocess.Popen[bytes], seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the EC2 API server exited with {process.returncode}")
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"the EC2 API server did not listen on {port} within {seconds:g} s")
+"""Not the lab factory: the instances these tests start are nobody else's."""
 
 
 @pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    """``http://ec2.us-east-1.localhost:PORT/``: moto in the lab's root, as the lab runs it."""
-    root = root_path(Path(os.environ.get("UPDRAFT_CACHE", "/var/cache/updraft")))  # the lab's root, as built
-    port = free_port()
-    inside = Path("/tmp") / f"ec2_api-cloudtrack-{port}.py"
-    shutil.copyfile(SCRIPT, root / inside.relative_to("/"))
-    command = ["chroot", str(root), "env", "-i", "PATH=/usr/bin:/bin", "HOME=/tmp", "python3", str(inside)]
-    process = subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_for(port, process)
-        yield f"http://ec2.us-east-1.localhost:{port}/"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        (root / inside.relative_to("/")).unlink(missing_ok=True)
+def endpoint(lab: Topology) -> str:
+    """The lab's EC2 API (moto in the lab's root, lab/ec2_api.py): ``http://ec2.us-east-1.localhost:PORT/``."""
+    return lab.cloud.endpoint
 
 
 @pytest.fixture

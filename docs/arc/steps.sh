@@ -1,10 +1,13 @@
 #!/bin/sh
 # The commands of the ARC CE attempt (docs/arc.md), in the order they were run
-# on 2026-12-06, as root on the Debian 12 host. They were typed one step at a
-# time with checks in between, not run as one script: read it as a transcript.
+# on 2026-12-06, as root on the Debian 12 host: first typed one step at a time,
+# then run once as a whole against a fresh root (R=/var/cache/updraft-arc/root2),
+# which finished but showed the /etc/hosts problem fixed in step 2 below; this
+# fixed version has not been re-run from nothing. It starts daemons and leaves
+# them running, with proc mounted in the root: see docs/arc.md for stopping.
 # Files referred to as docs/arc/* are the ones next to this file.
 set -eu
-R=/var/cache/updraft-arc/root
+R=${R:-/var/cache/updraft-arc/root}
 DOCS=$(dirname "$0")
 
 # 1. A trixie root of our own (not the shared lab root).
@@ -14,8 +17,11 @@ chroot "$R" apt-get update
 
 # 2. Before installing: the host name must resolve inside the root (the arex
 #    postinst makes a test CA and a host certificate for `hostname -f`), and
-#    package scripts must not start daemons.
-printf '127.0.1.1\t%s\n' "$(hostname)" >>"$R/etc/hosts"
+#    package scripts must not start daemons. debootstrap leaves no /etc/hosts
+#    (netbase's postinst writes one only if none exists), so write it whole:
+#    without the localhost line A-REX cannot fetch the issuer's JWKS.
+printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n' \
+    "$(hostname)" >"$R/etc/hosts"
 printf '#!/bin/sh\nexit 101\n' >"$R/usr/sbin/policy-rc.d"
 chmod +x "$R/usr/sbin/policy-rc.d"
 chroot "$R" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \

@@ -4,9 +4,10 @@ Layers: the lab's factory config with its `cloud` entry -> request ads in the
 WMS collector, as the frontend publishes them (`test_factory.ask`), or the
 real frontend -> `updraft factory once` as an operator runs it -> assertions
 on the EC2 API (DescribeInstances, the instance's user data: `updraft.lab.cloud`),
-not only on the factory schedd's queue. The API (moto) boots nothing: the
-boot test plays the hypervisor (`updraft.lab.vmhost`), running the user data
-the factory really sent through the VM bootstrap in the lab's root.
+not only on the factory schedd's queue. The API (moto) boots nothing; the
+user data's round trip (booted by the VM bootstrap in the lab's root, a pilot
+that runs jobs and retires, the instance terminated) is tested where the
+demo's workload runs it through the real frontend: test_end_to_end.py.
 """
 
 from __future__ import annotations
@@ -19,20 +20,17 @@ from urllib.parse import parse_qsl
 import pytest
 import yaml
 
-from updraft.condor import Collector, Schedd
+from updraft.condor import Collector
 from updraft.frontend.config import FrontendConfig
 from updraft.lab import cloud
 from updraft.lab.labconfig import CLOUD_KEY_NAME, factory_config, frontend_config, write_component_configs
-from updraft.lab.runtime import Runtime
 from updraft.lab.topology import FRONTEND, Topology
-from updraft.lab.vmhost import Hypervisor, vms_dir
 from updraft.protocol import RemoveMode
 from updraft.tokens import PILOT_AUTHZ, read_claims
 
-from .jobs import wait_for, wait_for_completion
+from .jobs import wait_for
 from .roles import invalidate_as
 from .test_factory import ask, updraft
-from .test_hpc_ssh import ask_for_one_pilot
 
 PILOTS = 'UpdraftFactory =?= "lab-factory" && UpdraftEntry =?= "cloud"'
 PROJECTION = ["ClusterId", "ProcId", "JobStatus", "GridJobId", "EC2InstanceName", "EC2UserData", "EC2UserDataFile"]
@@ -43,9 +41,7 @@ TOKEN_PAIR = "UPDRAFT_PILOT_TOKEN_VALUE"
 def factory_yaml(lab: Topology, tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_component_configs(lab)
     config = factory_config(lab)
-    # No pilot leaves unasked while counted; the booted one retires 30 s after its job (with a 10 s tail,
-    # one retired under a 5 s job that had just started: see the note in docs/cloud.md).
-    config["entries"]["cloud"]["glidein"] |= {"max_idle_seconds": 600, "idle_tail_seconds": 30}
+    config["entries"]["cloud"]["glidein"] |= {"max_idle_seconds": 600}  # no pilot leaves unasked while counted
     path = tmp_path_factory.mktemp("cloud") / "factory.yaml"
     path.write_text(yaml.safe_dump(config))
     updraft("factory", "check-config", "--config", str(path))
@@ -145,79 +141,4 @@ def test_an_instance_is_what_its_entry_says_and_its_token_is_only_in_the_user_da
         print(
             f"\ncloud: request -> instance running {running_after:.1f} s, "
             f"removal -> instance terminated {terminated_after:.1f} s"
-        )
-
-
-def test_the_user_data_the_factory_sent_boots_a_pilot_that_runs_a_job_and_retires(
-    lab: Topology,
-    lab_runtime: Runtime,
-    frontend: FrontendConfig,
-    factory_yaml: Path,
-    vo_schedd: Schedd,
-    job_dir: Path,
-    capsys: pytest.CaptureFixture,
-) -> None:
-    """The API boots nothing: this test is the hypervisor. It takes the instance's user data from the
-    API, runs the VM bootstrap with it in the lab's root (the stand-in VM), and powers the instance
-    off when the bootstrap ends, as a VM's shutdown does."""
-    job = vo_schedd.submit(
-        {
-            "executable": "/bin/sleep",
-            "arguments": "5",
-            "initialdir": str(job_dir),
-            "log": str(job_dir / "user.log"),
-            "request_cpus": "1",
-            "request_memory": "128",
-            "+DESIRED_Sites": f'"{lab.cloud.glidein_site}"',
-            "requirements": "IS_GLIDEIN =?= True && stringListMember(TARGET.GLIDEIN_Site, MY.DESIRED_Sites)",
-            "job_machine_attrs": "GLIDEIN_Site UpdraftPilotId",
-            "should_transfer_files": "YES",
-        }
-    )
-    ask_for_one_pilot(lab, "cloud")  # with the frontend's staged pool settings, which a pilot needs to run jobs
-    asked = time.monotonic()
-    assert "submitted 1," in once(factory_yaml).stdout
-    invalidate_as(lab, FRONTEND, lab.wms.collector, "UpdraftRequest", "true")  # one pilot is enough
-    (instance,) = wait_for(lambda: [i for i in live_instances(lab) if cloud.state(i) == "running"], 90)
-    running = time.monotonic()
-
-    hypervisor = Hypervisor(lab, lab_runtime)
-    marks: dict[str, float] = {}
-    try:
-
-        def pilot_done() -> bool:
-            hypervisor.step()
-            ad = vo_schedd.query(f"ClusterId == {job}", ["JobStatus"])
-            if not ad or ad[0]["JobStatus"] == 4:
-                marks.setdefault("job done", time.monotonic())
-            return instance["InstanceId"] in hypervisor.exits
-
-        wait_for(pilot_done, 300, interval=2)
-    finally:
-        hypervisor.stop()
-    retired = time.monotonic()
-    vm_folder = vms_dir(lab) / instance["InstanceId"]
-    console = (vm_folder / "console.log").read_text()
-    assert hypervisor.exits[instance["InstanceId"]] == 0, console[-3000:]
-
-    # The job ran on that instance's pilot, at the cloud site.
-    done = wait_for_completion(vo_schedd, job, 60)
-    assert (done["JobStatus"], done["MachineAttrGLIDEIN_Site0"]) == (4, lab.cloud.glidein_site)
-    # Powered off: the API terminated the instance and the pilot's job completed in the factory's queue.
-    wait_for(
-        lambda: cloud.state(cloud.instances(lab, UpdraftPilot=cloud.tags(instance)["UpdraftPilot"])[0]) == "terminated",
-        30,
-    )
-    pilot_id = cloud.tags(instance)["UpdraftPilot"]
-    cluster = pilot_id.split(".")[0]
-    ended = wait_for(lambda: schedd(lab).history(f"ClusterId == {cluster}", ["JobStatus"], 1), 60)
-    assert ended[0]["JobStatus"] == 4
-    # The token reached the pilot as a file and nowhere else the VM shows.
-    token = dict(parse_qsl(cloud.user_data(lab, instance["InstanceId"]).decode()))[TOKEN_PAIR]
-    assert token not in console
-    with capsys.disabled():
-        print(
-            f"\ncloud boot: request -> instance running {running - asked:.1f} s, "
-            f"boot -> job done {marks.get('job done', retired) - running:.1f} s, "
-            f"job done -> instance terminated {retired - marks.get('job done', retired):.1f} s"
         )

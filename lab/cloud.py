@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from updraft.atomicwrite import write_atomically
+from updraft.errors import LabError
 from updraft.lab.runtime import Runtime
 from updraft.lab.topology import FACTORY, LOOPBACK, Program, Topology
 
@@ -98,7 +99,10 @@ def state(instance: Instance) -> str:
 def user_data(topology: Topology, instance_id: str) -> bytes:
     """The user data the instance was started with, as a VM would read it from its metadata service."""
     answer = client(topology).describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
-    return base64.b64decode(answer["UserData"]["Value"])
+    value = answer.get("UserData", {}).get("Value")
+    if value is None:
+        raise LabError(f"instance {instance_id} was started without user data: no pilot can boot from it")
+    return base64.b64decode(value)
 
 
 def terminate(topology: Topology, instance_ids: Sequence[str]) -> None:

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from pathlib import Path
 from updraft.atomicwrite import write_atomically
 from updraft.glidein import vm_bootstrap_path
 from updraft.lab import cloud
+from updraft.lab.labconfig import FACTORY_NAME
 from updraft.lab.runtime import Runtime
 from updraft.lab.topology import FACTORY, Topology
 
@@ -96,13 +98,16 @@ class Hypervisor:
 
     topology: Topology
     runtime: Runtime
+    since: float = field(default_factory=time.time)
+    """Only instances launched from then on are booted: an older one is some earlier test's, not this run's."""
     vms: dict[str, StandInVm] = field(default_factory=dict)
     exits: dict[str, int] = field(default_factory=dict)
     """Instance id -> the bootstrap's exit status, for VMs that ran and powered off."""
 
     def step(self) -> None:
         """Boot what is new, power off what is done."""
-        for instance in self._running(cloud.instances(self.topology)):
+        launched = cloud.launched_since(self.topology, self.since, UpdraftFactory=FACTORY_NAME)
+        for instance in self._running(launched):
             if instance not in self.vms and instance not in self.exits:
                 self.vms[instance] = boot(self.topology, self.runtime, instance)
         for instance, vm in list(self.vms.items()):

@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from updraft.condor import Collector, Schedd, use_client_config
+from updraft.frontend.config import FrontendConfig
 from updraft.lab import control
 from updraft.lab import tsdb as tsdb_lab
+from updraft.lab.labconfig import frontend_config
 from updraft.lab.runtime import Runtime, choose_runtime, ensure_root
 from updraft.lab.topology import Topology, build_topology
 from updraft.lab.tsdb import TimeSeriesServers
@@ -60,6 +62,12 @@ def lab(lab_topology: Topology, lab_runtime: Runtime, lab_lock: None) -> Iterato
     yield lab_topology
     if control.load_state(lab_topology.base_dir) is not None:
         control.down(lab_topology, lab_runtime)
+
+
+@pytest.fixture(scope="session")
+def lab_frontend(lab: Topology) -> FrontendConfig:
+    """The lab frontend's config, as `lab env` writes it (what a test asks pilots in the name of)."""
+    return FrontendConfig.model_validate(frontend_config(lab))
 
 
 @pytest.fixture(scope="session")

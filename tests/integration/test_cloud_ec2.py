@@ -23,7 +23,7 @@ import yaml
 from updraft.condor import Collector
 from updraft.frontend.config import FrontendConfig
 from updraft.lab import cloud
-from updraft.lab.labconfig import CLOUD_KEY_NAME, factory_config, frontend_config, write_component_configs
+from updraft.lab.labconfig import CLOUD_KEY_NAME, factory_config, write_component_configs
 from updraft.lab.topology import FRONTEND, Topology
 from updraft.protocol import RemoveMode
 from updraft.tokens import PILOT_AUTHZ, read_claims
@@ -48,17 +48,8 @@ def factory_yaml(lab: Topology, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return path
 
 
-@pytest.fixture(scope="module")
-def frontend(lab: Topology) -> FrontendConfig:
-    return FrontendConfig.model_validate(frontend_config(lab))
-
-
-def schedd(lab: Topology):
-    return Collector(lab.wms.collector).schedd(lab.factory.schedd_name)
-
-
 def pilots(lab: Topology) -> list[dict]:
-    return schedd(lab).query(PILOTS, PROJECTION)
+    return Collector(lab.wms.collector).schedd(lab.factory.schedd).query(PILOTS, PROJECTION)
 
 
 def live_instances(lab: Topology) -> list[cloud.Instance]:
@@ -74,14 +65,15 @@ def nothing_left(lab: Topology) -> Iterator[None]:
     """Each test ends with no cloud pilot, no request and no live instance of the lab factory."""
     yield
     invalidate_as(lab, FRONTEND, lab.wms.collector, "UpdraftRequest", "true")
-    schedd(lab).remove(PILOTS, "cloud test done")
+    Collector(lab.wms.collector).schedd(lab.factory.schedd).remove(PILOTS, "cloud test done")
     wait_for(lambda: not pilots(lab), 120, interval=2)
     cloud.terminate(lab, [i["InstanceId"] for i in live_instances(lab)])
 
 
 def test_an_instance_is_what_its_entry_says_and_its_token_is_only_in_the_user_data(
-    lab: Topology, frontend: FrontendConfig, factory_yaml: Path, capsys: pytest.CaptureFixture
+    lab: Topology, lab_frontend: FrontendConfig, factory_yaml: Path, capsys: pytest.CaptureFixture
 ) -> None:
+    frontend = lab_frontend
     ask(lab, frontend, "cloud", idle=1, max_pilots=1)
     asked = time.monotonic()
     done = once(factory_yaml)

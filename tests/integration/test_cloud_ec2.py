@@ -70,22 +70,14 @@ def nothing_left(lab: Topology) -> Iterator[None]:
     cloud.terminate(lab, [i["InstanceId"] for i in live_instances(lab)])
 
 
-def test_an_instance_is_what_its_entry_says_and_its_token_is_only_in_the_user_data(
-    lab: Topology, lab_frontend: FrontendConfig, factory_yaml: Path, capsys: pytest.CaptureFixture
-) -> None:
-    frontend = lab_frontend
-    ask(lab, frontend, "cloud", idle=1, max_pilots=1)
-    asked = time.monotonic()
-    done = once(factory_yaml)
-    assert "submitted 1," in done.stdout, done.stdout + done.stderr
+def started_instance(lab: Topology) -> tuple[dict, cloud.Instance] | None:
+    """The cloud pilot's job ad and its instance, once the API runs it and the job ad names it."""
+    ads = [a for a in pilots(lab) if a.get("EC2InstanceName")]
+    found = {i["InstanceId"]: i for i in live_instances(lab) if cloud.state(i) == "running"}
+    return (ads[0], found[ads[0]["EC2InstanceName"]]) if ads and ads[0]["EC2InstanceName"] in found else None
 
-    def started() -> tuple[dict, cloud.Instance] | None:
-        ads = [a for a in pilots(lab) if a.get("EC2InstanceName")]
-        found = {i["InstanceId"]: i for i in live_instances(lab) if cloud.state(i) == "running"}
-        return (ads[0], found[ads[0]["EC2InstanceName"]]) if ads and ads[0]["EC2InstanceName"] in found else None
 
-    ad, instance = wait_for(started, 90, interval=1)
-    running_after = time.monotonic() - asked
+def assert_the_instance_is_the_entrys(lab: Topology, ad: dict, instance: cloud.Instance) -> None:
     entry = factory_config(lab)["entries"]["cloud"]["cloud"]
     assert (instance["ImageId"], instance["InstanceType"], instance["KeyName"]) == (
         entry["image"],
@@ -100,31 +92,48 @@ def test_an_instance_is_what_its_entry_says_and_its_token_is_only_in_the_user_da
         "Project": "updraft-lab",
     }
 
-    # The user data: the settings from the job ad, then the token from the 0600 file.
+
+def user_data_settings(lab: Topology, ad: dict, instance: cloud.Instance) -> dict[str, str]:
+    """The instance's user data: the settings from the job ad, then the token from the 0600 file."""
     data = cloud.user_data(lab, instance["InstanceId"]).decode()
     assert data.startswith(ad["EC2UserData"]) and TOKEN_PAIR not in ad["EC2UserData"]
-    pairs = parse_qsl(data, strict_parsing=True)
-    settings = dict(pairs)
+    settings = dict(parse_qsl(data, strict_parsing=True))
     assert settings["UPDRAFT_JOB_ID"] == f"{ad['ClusterId']}.{ad['ProcId']}"
     assert settings["UPDRAFT_ENTRY"] == "cloud" and settings["GLIDEIN_Site"] == lab.cloud.glidein_site
     assert settings["UPDRAFT_VM_GLIDEIN"] == "glidein_startup.sh"
     assert settings["UPDRAFT_VM_MANIFEST_URL"].startswith(lab.staging_url)
-    token = settings[TOKEN_PAIR]
+    assert Path(ad["EC2UserDataFile"]).stat().st_mode & 0o077 == 0
+    return settings
+
+
+def assert_a_narrow_token_said_nowhere_else(lab: Topology, token: str, *said: str) -> None:
     claims = read_claims(token)
     assert claims.authz == PILOT_AUTHZ
     assert claims.expires_at is not None and claims.expires_at - time.time() <= 6 * 3600
-    assert Path(ad["EC2UserDataFile"]).stat().st_mode & 0o077 == 0
-    everything_said = done.stdout + done.stderr + "".join(str(v) for v in ad.values())
     monitoring = lab.work_dir / "factory" / "monitoring"
-    said_in_files = [p for p in monitoring.rglob("*") if p.is_file() and token.encode() in p.read_bytes()]
-    assert token not in everything_said and not said_in_files
+    in_files = [p for p in monitoring.rglob("*") if p.is_file() and token.encode() in p.read_bytes()]
+    assert not any(token in text for text in said) and not in_files
+
+
+def test_an_instance_is_what_its_entry_says_and_its_token_is_only_in_the_user_data(
+    lab: Topology, lab_frontend: FrontendConfig, factory_yaml: Path, capsys: pytest.CaptureFixture
+) -> None:
+    ask(lab, lab_frontend, "cloud", idle=1, max_pilots=1)
+    asked = time.monotonic()
+    done = once(factory_yaml)
+    assert "submitted 1," in done.stdout, done.stdout + done.stderr
+    ad, instance = wait_for(lambda: started_instance(lab), 90, interval=1)
+    running_after = time.monotonic() - asked
+    assert_the_instance_is_the_entrys(lab, ad, instance)
+    settings = user_data_settings(lab, ad, instance)
+    assert_a_narrow_token_said_nowhere_else(lab, settings[TOKEN_PAIR], done.stdout, done.stderr, repr(ad))
 
     # The operator sees the instance id where a batch pilot shows its batch job id.
     shown = updraft("factory", "status", "--config", str(factory_yaml), "--pilots").stdout
     assert instance["InstanceId"] in shown, shown
 
     # Removing the pilot terminates the instance.
-    ask(lab, frontend, "cloud", idle=0, max_pilots=1, remove=RemoveMode.ALL, remove_max=1)
+    ask(lab, lab_frontend, "cloud", idle=0, max_pilots=1, remove=RemoveMode.ALL, remove_max=1)
     removed_at = time.monotonic()
     assert "removed 1," in once(factory_yaml).stdout
     wait_for(lambda: cloud.state(cloud.instances(lab, UpdraftPilot=settings["UPDRAFT_JOB_ID"])[0]) == "terminated", 60)

@@ -95,69 +95,37 @@ def monitoring(config: Path, kind: str) -> dict:
     return json.loads(next(Path(settings["monitoring"]["dir"]).glob(f"{kind}-*.json")).read_text())
 
 
-def test_a_two_node_pilot_is_one_slurm_job_two_startds_and_one_pilot_of_four_cores(
-    lab: Topology,
-    lab_runtime: Runtime,
-    configs: tuple[Path, Path],
-    quiet_cluster: None,
-    vo_schedd: Schedd,
-    factory_schedd: Schedd,
-    job_dir: Path,
-) -> None:
-    factory_yaml, frontend_yaml = configs
-    hpc = lab.hpc
-    user = vo_schedd.submit(
+def two_jobs_for_the_two_node_pilots(lab: Topology, vo_schedd: Schedd, job_dir: Path) -> int:
+    """Two 2-core jobs that only the multi-node entry's pilots may run: one pilot of 2 nodes x 2 cores."""
+    return vo_schedd.submit(
         {
             "executable": "/bin/sleep",
             "arguments": "10",
             "initialdir": str(job_dir),
             "log": str(job_dir / "user.log"),
-            "request_cpus": str(hpc.cpus_per_node),
+            "request_cpus": str(lab.hpc.cpus_per_node),
             "request_memory": "128",
-            "+DESIRED_Sites": f'"{hpc.multinode_site}"',
+            "+DESIRED_Sites": f'"{lab.hpc.multinode_site}"',
             "requirements": "IS_GLIDEIN =?= True && stringListMember(TARGET.GLIDEIN_Site, MY.DESIRED_Sites)",
             "should_transfer_files": "YES",
         },
         count=2,
     )
-    updraft("factory", "once", "--config", str(factory_yaml))  # advertises the entry
-    requested = time.monotonic()
 
-    def one_cycle_each() -> bool:
-        updraft("frontend", "once", "--config", str(frontend_yaml))
-        return "submitted 1," in updraft("factory", "once", "--config", str(factory_yaml)).stdout
 
-    wait_for(one_cycle_each, 60, interval=2)
-    # Two 2-core jobs are one pilot of 2 nodes x 2 cores: one request, one submission.
-    (request,) = our_rows(lab, frontend_yaml)
-    assert (request["requested_idle"], request["requested_max"]) == (1, 1), request
-
-    # One startd per node, both naming the same pilot, each its own node index.
-    vo = Collector(lab.vo.collector)
-    ours = f'GLIDEIN_Factory =?= "{FACTORY}" && PartitionableSlot =?= True'
-
-    def both_startds() -> list[dict] | None:
-        found = vo.query(htcondor2.AdType.Startd, ours, SLOT_PROJECTION)
-        return found if len(found) == 2 else None
-
-    slots = wait_for(both_startds, 120, interval=0.5)
-    print(f"request to both startds in the VO collector: {time.monotonic() - requested:.1f} s")
+def assert_one_pilot_of_two_startds(lab: Topology, slots: list[dict]) -> int:
+    """One startd per node, both naming the same pilot, each its own node index and its own scratch
+    folder (not the shared work dir); returns the pilot's cluster."""
     assert sorted((s["GLIDEIN_Nodes"], s["GLIDEIN_NodeIndex"]) for s in slots) == [(2, 0), (2, 1)], slots
     assert len({(s["GLIDEIN_ClusterId"], s["GLIDEIN_ProcId"]) for s in slots}) == 1, slots
-    assert len({s["Name"] for s in slots}) == 2 and all(s["TotalSlotCpus"] == hpc.cpus_per_node for s in slots)
-    pilot_cluster = slots[0]["GLIDEIN_ClusterId"]
-    # Each node keeps its jobs' sandboxes in its own scratch folder, not in the shared work dir.
-    prefix = f"glidein_{pilot_cluster}_0_"
-    scratch = sorted(p.name.rsplit("_", 1)[1] for p in node_scratch(lab).glob(f"{prefix}*"))
+    assert len({s["Name"] for s in slots}) == 2 and all(s["TotalSlotCpus"] == lab.hpc.cpus_per_node for s in slots)
+    pilot_cluster = int(slots[0]["GLIDEIN_ClusterId"])
+    scratch = sorted(p.name.rsplit("_", 1)[1] for p in node_scratch(lab).glob(f"glidein_{pilot_cluster}_0_*"))
     assert scratch == ["node0", "node1"], scratch
+    return pilot_cluster
 
-    # Slurm's own view: one job of both nodes, run as the factory's user.
-    (pilot,) = factory_schedd.query(f"ClusterId == {pilot_cluster}", ["GridJobId"])
-    slurm_id = pilot["GridJobId"].rsplit("/", 1)[-1]
-    job = slurm.jobs(lab, lab_runtime)[slurm_id]
-    assert (job.state, job.nodes, job.node_list) == ("RUNNING", 2, "node[1-2]"), job
 
-    # Both services count one pilot of four cores.
+def assert_both_services_count_one_pilot_of_four_cores(lab: Topology, factory_yaml: Path, frontend_yaml: Path) -> None:
     def counted() -> tuple[dict, dict] | None:
         updraft("frontend", "once", "--config", str(frontend_yaml))
         updraft("factory", "once", "--config", str(factory_yaml))
@@ -173,20 +141,59 @@ def test_a_two_node_pilot_is_one_slurm_job_two_startds_and_one_pilot_of_four_cor
     (entry_row,) = monitoring(factory_yaml, "factory")["entries"]
     assert entry_row["cores_per_pilot"] == 4, entry_row
 
-    # One user job on each node.
+
+def assert_one_job_ran_on_each_node(vo_schedd: Schedd, user: int) -> None:
     wait_for_completion(vo_schedd, user, 120)
     finished = vo_schedd.history(f"ClusterId == {user}", ["ProcId", "ExitCode", "LastRemoteHost"], limit=2)
     assert len(finished) == 2 and {ad["ExitCode"] for ad in finished} == {0}, finished
     hosts = {ad["LastRemoteHost"].split("@")[1] for ad in finished}
     assert {host.rsplit("_", 1)[1] for host in hosts} == {"node0", "node1"}, hosts
 
+
+def test_a_two_node_pilot_is_one_slurm_job_two_startds_and_one_pilot_of_four_cores(
+    lab: Topology,
+    lab_runtime: Runtime,
+    configs: tuple[Path, Path],
+    quiet_cluster: None,
+    vo_schedd: Schedd,
+    factory_schedd: Schedd,
+    job_dir: Path,
+) -> None:
+    factory_yaml, frontend_yaml = configs
+    user = two_jobs_for_the_two_node_pilots(lab, vo_schedd, job_dir)
+    updraft("factory", "once", "--config", str(factory_yaml))  # advertises the entry
+    requested = time.monotonic()
+
+    def one_cycle_each() -> bool:
+        updraft("frontend", "once", "--config", str(frontend_yaml))
+        return "submitted 1," in updraft("factory", "once", "--config", str(factory_yaml)).stdout
+
+    wait_for(one_cycle_each, 60, interval=2)
+    (request,) = our_rows(lab, frontend_yaml)  # one request, one submission
+    assert (request["requested_idle"], request["requested_max"]) == (1, 1), request
+
+    ours = f'GLIDEIN_Factory =?= "{FACTORY}" && PartitionableSlot =?= True'
+    vo = Collector(lab.vo.collector)
+    slots = wait_for(lambda: len(s := vo.query(htcondor2.AdType.Startd, ours, SLOT_PROJECTION)) == 2 and s, 120, 0.5)
+    print(f"request to both startds in the VO collector: {time.monotonic() - requested:.1f} s")
+    pilot_cluster = assert_one_pilot_of_two_startds(lab, slots)
+
+    # Slurm's own view: one job of both nodes, run as the factory's user.
+    (pilot,) = factory_schedd.query(f"ClusterId == {pilot_cluster}", ["GridJobId"])
+    slurm_id = pilot["GridJobId"].rsplit("/", 1)[-1]
+    job = slurm.jobs(lab, lab_runtime)[slurm_id]
+    assert (job.state, job.nodes, job.node_list) == ("RUNNING", 2, "node[1-2]"), job
+
+    assert_both_services_count_one_pilot_of_four_cores(lab, factory_yaml, frontend_yaml)
+    assert_one_job_ran_on_each_node(vo_schedd, user)
+
     # Nobody sends more work: both nodes retire after their idle tail; the pilot leaves the queue,
     # Slurm records the job COMPLETED, and the head's report speaks for both nodes.
     wait_for_completion(factory_schedd, pilot_cluster, 180)
     record = wait_for(lambda: slurm.completions(lab).get(slurm_id), 30)
-    assert not list(node_scratch(lab).glob(f"{prefix}*")), "each node removed its scratch folder"
+    assert not list(node_scratch(lab).glob(f"glidein_{pilot_cluster}_0_*")), "each node removed its scratch folder"
     assert (record["JobState"], record["NodeCnt"], record["NodeList"]) == ("COMPLETED", "2", "node[1-2]"), record
-    work_dir = lab.work_dir / FACTORY / "entries" / hpc.multinode_entry / "lab-vo"
+    work_dir = lab.work_dir / FACTORY / "entries" / lab.hpc.multinode_entry / "lab-vo"
     report = parse_report(next(work_dir.glob(f"pilot.{pilot_cluster}.0.out")).read_text())
     assert report is not None and report.ok, report
-    assert (report.nodes, report.cpus, report.jobs_run) == (2, hpc.cpus_per_node, 2), report
+    assert (report.nodes, report.cpus, report.jobs_run) == (2, lab.hpc.cpus_per_node, 2), report

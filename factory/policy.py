@@ -40,6 +40,7 @@ from updraft.factory.config import (
 )
 from updraft.factory.credentials import open_credential
 from updraft.factory.downtime import Downtime, active
+from updraft.factory.gridtypes.cloud import CloudMachine
 from updraft.factory.gridtypes.ec2 import Ec2Machine
 from updraft.factory.model import (
     CycleCaps,
@@ -285,8 +286,8 @@ def _policy(config: FactoryConfig, entry: AdvertisedEntry, downtimes: Sequence[D
 
 def _user_data_token_seconds(entry: Entry) -> int | None:
     """Entries whose pilots boot from user data (clouds) take a narrow token of bounded life, or none."""
-    cloud = getattr(entry.grid, "cloud", None)
-    return None if cloud is None else int(cloud.max_token_lifetime_seconds)
+    machine = entry.cloud
+    return machine.max_token_lifetime_seconds if isinstance(machine, CloudMachine) else None
 
 
 def _tuning_entry(config: FactoryConfig, entry: AdvertisedEntry) -> Entry:

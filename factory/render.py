@@ -414,8 +414,7 @@ def _user_data_pairs(pilot: PilotSpec, environment: tuple[tuple[str, object], ..
 
 def _cloud_tags(factory: FactoryConfig, entry_name: str, entry: Entry) -> tuple[tuple[str, object], ...]:
     """The factory's tags on every instance (how it finds its own in the API), then the entry's."""
-    machine = getattr(entry.grid, "cloud", None)
-    own: Mapping[str, str] = getattr(machine, "tags", {})
+    own: Mapping[str, str] = getattr(entry.cloud, "tags", {})
     return (
         (cloud.TAG_FACTORY, factory.name),
         (cloud.TAG_ENTRY, entry_name),

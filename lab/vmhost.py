@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterable, Mapping
@@ -31,6 +32,9 @@ from updraft.lab.topology import FACTORY, Topology
 
 log = logging.getLogger(__name__)
 
+CONSOLE = "console.log"
+"""What a stand-in VM's bootstrap printed, in its folder (a VM's console log)."""
+
 
 @dataclass
 class StandInVm:
@@ -43,7 +47,7 @@ class StandInVm:
     @property
     def console(self) -> Path:
         """What the bootstrap printed (a VM's console log)."""
-        return self.folder / "console.log"
+        return self.folder / CONSOLE
 
 
 def vms_dir(topology: Topology) -> Path:
@@ -80,9 +84,10 @@ def boot(topology: Topology, runtime: Runtime, instance_id: str) -> StandInVm:
         ],
         {"HOME": str(folder)},
     )
-    with (folder / "console.log").open("wb") as console:
-        process = subprocess.Popen(argv, stdout=console, stderr=subprocess.STDOUT, start_new_session=True)
-    log.info("instance %s booting (bootstrap pid %d, console %s)", instance_id, process.pid, folder / "console.log")
+    console = folder / CONSOLE
+    with console.open("wb") as output:
+        process = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    log.info("instance %s booting (bootstrap pid %d, console %s)", instance_id, process.pid, console)
     return StandInVm(instance_id, process, folder)
 
 
@@ -121,7 +126,7 @@ class Hypervisor:
         """Kill what still runs (the lab is going down) and power it off."""
         for vm in self.vms.values():
             if vm.process.poll() is None:
-                os.killpg(vm.process.pid, 9)
+                os.killpg(vm.process.pid, signal.SIGKILL)
                 vm.process.wait()
         if self.vms:
             cloud.terminate(self.topology, list(self.vms))

@@ -25,7 +25,7 @@ from updraft.lab.control import load_state, runtime_from_state
 from updraft.lab.demo import DemoRun, pilot_ending, run_workload, tracebacks
 from updraft.lab.topology import Topology
 from updraft.lab.tsdb import influxql
-from updraft.lab.vmhost import vms_dir
+from updraft.lab.vmhost import CONSOLE, vms_dir
 from updraft.lab.workload import DEMO_WORKLOAD, WORKLOAD_ATTR
 
 RUNNABLE = {shape.name: shape for shape in DEMO_WORKLOAD if shape.runnable}
@@ -98,7 +98,7 @@ def test_cloud_instances_boot_from_the_user_data_the_factory_sent_and_end_when_t
     assert sorted(run.vm_exits) == sorted(i["InstanceId"] for i in run.instances)
     assert set(run.vm_exits.values()) == {0}, run.vm_exits
     for instance in run.instances:
-        console = (vms_dir(lab) / instance["InstanceId"] / "console.log").read_text()
+        console = (vms_dir(lab) / instance["InstanceId"] / CONSOLE).read_text()
         token = dict(parse_qsl(cloud.user_data(lab, instance["InstanceId"]).decode()))["UPDRAFT_PILOT_TOKEN_VALUE"]
         assert "glidein_startup.sh exited with status 0" in console and token not in console
 

@@ -6,12 +6,14 @@ import stat
 from pathlib import Path
 
 import pytest
+import yaml
 
 from updraft.factory.config import FactoryConfig
 from updraft.factory.credentials import CredentialStore, credential_id
 from updraft.factory.decide import refusal
 from updraft.factory.gridtypes.cloud import ec2_secret_user_data, gce_secret_user_data
 from updraft.factory.model import Credential, EntryPolicy, FrontendAccess, Request
+from updraft.factory.render import PilotSpec, render_submit
 from updraft.factory.stage import stage_entries
 from updraft.protocol import PilotParams
 from updraft.tokens import SigningKey, mint, read_claims
@@ -116,3 +118,31 @@ def test_a_cloud_entrys_release_lists_the_glidein(tmp_path: Path) -> None:
     listed = {name: (r.directory / "manifest").read_text() for name, r in releases.items()}
     assert "  glidein_startup.sh  file" in listed["vm"]
     assert "glidein_startup.sh" not in listed["ce"]
+
+
+def test_the_commented_ec2_example_in_etc_loads_and_renders_when_uncommented(tmp_path: Path) -> None:
+    example = (Path(__file__).resolve().parents[2] / "etc" / "factory.d" / "10-example-sites.yaml").read_text()
+    block = example[example.index("  # aws-east:") :].split("\n\n", 1)[0]
+    entries = yaml.safe_load("\n".join(line[4:] for line in block.splitlines()))
+    config = FactoryConfig.model_validate(
+        {
+            "name": "fac1",
+            "wms_collector": "127.0.0.1:9618",
+            "schedd": "s",
+            "work_dir": str(tmp_path),
+            "entries": entries,
+        }
+    )
+    entry = config.entries["aws-east"]
+    pilot = PilotSpec(
+        frontend="vo1",
+        group="main",
+        security_class="default",
+        credential_id="vo1.main",
+        executable=Path("/usr/libexec/updraft/glidein_startup.sh"),
+        work_dir=tmp_path,
+        vm_manifest=("http://stage.example/manifest", "ab" * 32),
+    )
+    description = render_submit(config, "aws-east", entry, pilot)
+    assert (description["ec2_ami_id"], description["ec2_security_groups"]) == ("ami-0abc1234", "pilots")
+    assert description["ec2_tag_names"] == "UpdraftFactory,UpdraftEntry,UpdraftPilot,Project"

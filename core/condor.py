@@ -94,6 +94,29 @@ def _as_ours(what: str, fn: Callable[[], T]) -> T:
         raise CondorError(f"{what}: {err}") from None
 
 
+@dataclass(frozen=True)
+class Expression:
+    """An attribute whose value is an expression its own ad cannot evaluate (a job's Requirements):
+    kept as text, so it can be evaluated where it means something, against a slot."""
+
+    text: str
+
+
+def _grouped_value(ad: classad2.ClassAd, key: str) -> Any:
+    """The value, or the `Expression` when the ad alone makes it undefined or an error.
+
+    A grouped job ad holds only the group-by attributes, so ``Requirements``
+    (which reads the slot's) and ``RequestDisk = DiskUsage`` evaluate to
+    undefined there; their text is what matching needs.
+    """
+    value = ad.eval(key)
+    if isinstance(value, classad2.Value):
+        raw = ad.lookup(key)
+        if isinstance(raw, classad2.ExprTree):
+            return Expression(str(raw))
+    return _value(value)
+
+
 def _value(value: Any) -> Any:
     """A ClassAd value as plain Python, so it can leave the child process."""
     if isinstance(value, classad2.ClassAd):
@@ -225,7 +248,8 @@ class Schedd:
         return self._call(
             "grouped query of",
             lambda s: [
-                _plain(ad, [*by, "JobCount"]) for ad in s.query(constraint, by, opts=htcondor2.QueryOpt.GroupBy)
+                {key: _grouped_value(ad, key) for key in [*by, "JobCount"] if key in ad}
+                for ad in s.query(constraint, by, opts=htcondor2.QueryOpt.GroupBy)
             ],
         )
 

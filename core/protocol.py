@@ -31,6 +31,29 @@ E_MAX_IDLE = "UpdraftMaxIdle"
 E_MAX_HELD = "UpdraftMaxHeld"
 E_DOWNTIME = "UpdraftInDowntime"
 E_NODES = "GLIDEIN_Nodes"
+E_SLOT_PREFIX = "UpdraftSlot_"
+"""Prefixes what a pilot slot of the entry will advertise (``UpdraftSlot_Memory``): the prospective
+slot a frontend evaluates its jobs' Requirements against before asking for pilots."""
+SLOT_ATTRS = (
+    "Cpus",
+    "TotalCpus",
+    "Memory",
+    "Disk",
+    "Arch",
+    "OpSys",
+    "OpSysAndVer",
+    "OpSysMajorVer",
+    "FileSystemDomain",
+    "UidDomain",
+    "HasFileTransfer",
+    "IS_GLIDEIN",
+    "CondorVersion",
+    "GLIDEIN_Site",
+    "GLIDEIN_Entry_Name",
+    "GLIDEIN_Factory",
+    "GLIDEIN_ResourceName",
+)
+"""The machine attributes an entry may describe under `E_SLOT_PREFIX` (only those it knows)."""
 """Nodes per pilot (HPC allocations of several nodes); absent means 1."""
 
 # Request ad attributes set by the frontend.
@@ -111,6 +134,7 @@ ENTRY_PROJECTION = (
     E_MAX_HELD,
     E_DOWNTIME,
     E_NODES,
+    *(E_SLOT_PREFIX + name for name in SLOT_ATTRS),
 )
 """The entry ad attributes of the protocol; a frontend adds those its match expressions read."""
 

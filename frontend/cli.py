@@ -231,12 +231,14 @@ def _explain_unmatched(config: FrontendConfig, group_name: str | None) -> None:
 
     from updraft.frontend.observe import observe
     from updraft.frontend.ports import connect
+    from updraft.frontend.prospective import prospective_slots
     from updraft.frontend.whynot import describe, refused_shapes
 
     seen = observe(config, connect(config), time.time())
     unknown = _unread_for_unmatched(seen, config, group_name)
     echo_problems(f"{p.source}: {p.message}" for p in seen.problems if not p.unreadable)
-    refused = refused_shapes(seen.shapes, seen.entries, config, group_name)
+    slots = prospective_slots(seen.entries, seen.slots)
+    refused = refused_shapes(seen.shapes, seen.entries, config, group_name, slots=slots)
     for verdict in refused:
         click.echo(describe(verdict))
     if unknown:

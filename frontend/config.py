@@ -91,6 +91,13 @@ class Group(ConfigModel):
     match_expr: ClassAdExpr = "true"
     """Evaluated with MY = the job shape and TARGET = the entry ad."""
     match_index: MatchIndex | None = None
+    """Used only where ``match_expr`` provably implies it (`updraft.frontend.matching.plan_index`);
+    ``updraft frontend check-config`` says when it does not."""
+    match_job_requirements: bool = True
+    """Also evaluate each job's own ``Requirements`` against the slot the entry's pilots will offer
+    (`updraft.frontend.prospective`), and the group's ``pilot_start`` against the job: jobs the
+    negotiator will never put on those pilots create no demand there. False: ``match_expr`` alone,
+    as before Updraft read the jobs' requirements."""
     old_idle_seconds: IntervalSeconds = 600
     """Jobs idle longer than this are 'old idle' and earn the group a reserve."""
     min_pilot_lifetime_seconds: NonNegativeLifetimeSeconds = 1800

@@ -42,6 +42,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from updraft.frontend.config import FrontendConfig, Group
 from updraft.frontend.matching import EntryDemand, GroupMatch, match
@@ -58,6 +59,7 @@ from updraft.frontend.model import (
     pilot_state,
     slots_by_pilot,
 )
+from updraft.frontend.prospective import prospective_slots
 from updraft.protocol import PublishedRequest, RemoveMode
 from updraft.records import Cap, Record, apply_cap, tightest
 
@@ -548,6 +550,8 @@ class _Cycle:
     unreachable: Mapping[str, tuple[str, ...]]
     last: Mapping[tuple[str, str], PublishedRequest]
     """This frontend's requests as published before this cycle: the last good ones to keep."""
+    prospective: Mapping[str, Mapping[str, Any]]
+    """Each entry's prospective pilot slot (`updraft.frontend.prospective`), by entry key."""
 
 
 def _entry_for(key: str, cycle: _Cycle) -> EntryAd:
@@ -608,7 +612,8 @@ def _decide_entry(
 def _decide_group(group_name: str, shapes: Sequence[JobShape], cycle: _Cycle) -> tuple[list[_Draft], GroupMatch]:
     """Match, decide per entry, then hold the group's sum under its own caps."""
     group = cycle.config.groups[group_name]
-    matched = match(shapes, cycle.observation.entries, group_name, group)
+    watch = {key for (name, key), view in cycle.views.items() if name == group_name and view.idle}
+    matched = match(shapes, cycle.observation.entries, group_name, group, slots=cycle.prospective, watch=watch)
     keys = (
         set(matched.demands)
         | {key for (name, key) in cycle.views if name == group_name}
@@ -646,15 +651,18 @@ def decide(observation: Observation, config: FrontendConfig, now: float) -> Plan
         views=views,
         unreachable=_unreachable_sources(observation),
         last={request.key: request for request in observation.published or ()},
+        prospective=prospective_slots(observation.entries, observation.slots),
     )
     shapes = _shapes_by_group(observation.shapes)
     drafts: list[_Draft] = []
     unmatched: dict[str, int] = {}
     in_downtime: dict[str, int] = {}
+    unrunnable: dict[str, int] = {}
     for name in sorted(name for name, group in config.groups.items() if group.enabled):
         group_drafts, matched = _decide_group(name, shapes.get(name, []), cycle)
         drafts.extend(group_drafts)
         unmatched[name], in_downtime[name] = matched.unmatched, matched.in_downtime
+        unrunnable[name] = matched.unrunnable
     asking = [draft for draft in drafts if not draft.withdrawn]
     _apply_cap(asking, _frontend_cap(config, _totals(views, None)))
     _apply_cap(asking, _pool_cap(config, observation))
@@ -664,5 +672,6 @@ def decide(observation: Observation, config: FrontendConfig, now: float) -> Plan
         decisions=tuple(d.freeze() for d in drafts),
         unmatched=unmatched,
         in_downtime=in_downtime,
+        unrunnable=unrunnable,
         problems=observation.problems,
     )

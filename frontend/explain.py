@@ -113,8 +113,10 @@ def explain_plan(plan: Plan) -> str:
     lines = [f"plan at {plan.now:.0f}: {len(plan.decisions)} decisions, {total} idle pilots requested"]
     lines.extend(_compact(decision) for decision in plan.decisions)
     for group in sorted(set(plan.unmatched) | set(plan.in_downtime)):
+        unrunnable = plan.unrunnable.get(group, 0)
+        why = f" ({unrunnable} of them: their own Requirements are false on every such entry's pilots)"
         lines.append(
-            f"  group {group}: {plan.unmatched.get(group, 0)} idle jobs match no entry, "
+            f"  group {group}: {plan.unmatched.get(group, 0)} idle jobs match no entry{why if unrunnable else ''}, "
             f"{plan.in_downtime.get(group, 0)} only entries in downtime"
         )
     for problem in plan.problems:

@@ -1,16 +1,30 @@
 """Which factory entries suit which queued jobs, and how many pilots that makes.
 
-A group's ``match_expr`` is a ClassAd expression with MY = a job shape and
-TARGET = a factory entry. Evaluating it for every (shape, entry) pair would
-cost shapes x entries ClassAd evaluations (about 10 us each), which is far
-too slow for thousands of both. Three things keep the work small:
+A job shape goes to an entry when three things hold, as the negotiator
+will later find them:
 
-- **shapes carry counts**, so a million identical jobs cost one evaluation;
-- **classes**: the expression can only see the attributes it references, so
-  shapes (entries) that agree on those attributes must get the same answer
-  and share one evaluation per pair of classes;
-- **the match index** (optional) compares a shape only with the entries its
-  job attribute lists, e.g. ``DESIRED_Sites`` against ``GLIDEIN_Site``.
+- the group's ``match_expr`` (MY = the shape, TARGET = the entry ad);
+- the job's own ``Requirements`` against the slot the entry's pilots will
+  offer (`updraft.frontend.prospective`), unless the group turns it off;
+- the group's ``pilot_start`` (MY = that slot, TARGET = the shape).
+
+Requirements and START are judged term by term (`updraft.frontend.terms`):
+only a term shown false on attributes both sides describe refuses a shape;
+one that reads an attribute nobody advertised gives the benefit of the
+doubt (the idle-pilot feedback catches what no ad predicts).
+
+Evaluating every pair would cost shapes x entries ClassAd evaluations.
+What keeps the work small:
+
+- **shapes carry counts**, and identical shapes from different schedds are
+  merged first, so a million jobs in twenty schedds are matched once per
+  distinct shape;
+- **classes**: an expression sees only the attributes it reads, so shapes
+  (entries) that agree on those share one evaluation per pair of classes,
+  and entries that agree on everything matching reads are handled as one;
+- **the match index** compares a shape only with the entries its job
+  attribute lists, and only when ``match_expr`` provably implies that
+  (`plan_index`); the implied term is then known true and not evaluated.
 
 Everything here is pure: plain data in, plain data out, no I/O.
 """
@@ -18,21 +32,41 @@ Everything here is pure: plain data in, plain data out, no I/O.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import classad2
 
-# Importing the HTCondor bindings registers HTCondor's own ClassAd functions
-# (stringListMember, stringListIMember, ...): without it those evaluate to
-# error and every realistic match expression would match nothing.
-import htcondor2  # noqa: F401
-
+from updraft.condor import Expression
 from updraft.frontend.config import Group, MatchIndex
-from updraft.frontend.model import EntryAd, JobShape
+from updraft.frontend.model import EntryAd, JobShape, shape_key
+from updraft.frontend.prospective import prospective_slots
+from updraft.frontend.terms import (
+    Conjunction,
+    KnownNames,
+    Term,
+    Verdict,
+    classad_of,
+    compile_conjunction,
+    is_number,
+    judge_term,
+    lowered,
+    strip_parentheses,
+    value_key,
+)
 
-_DYNAMIC_LOOKUP = re.compile(r"\beval\s*\(", re.IGNORECASE)
+__all__ = ["EntryDemand", "GroupMatch", "GroupRules", "IndexPlan", "group_rules", "job_attrs", "match"]
+
+_ABSENT = ("absent",)
+"""The class-key value of an attribute an ad does not have (differs from every value's key)."""
+
+_INDEX_TERM = re.compile(
+    r"^stringList(?P<fold>I?)Member\s*\(\s*TARGET\s*\.\s*(?P<entry>\w+)\s*,\s*(?:MY\s*\.\s*)?(?P<job>\w+)\s*\)$",
+    re.IGNORECASE,
+)
+_LIST_SEPARATORS = re.compile(r"[\s,]+")
+"""stringListMember's default delimiters: commas and any whitespace."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +96,7 @@ class GroupMatch:
     demands: Mapping[str, EntryDemand]
     """By entry key; only entries at least one shape matched."""
     unmatched: int
-    """Idle jobs no entry matched (too-big ones included)."""
+    """Idle jobs no entry matched (too-big and unrunnable ones included)."""
     in_downtime: int
     """Idle jobs whose matching entries are all in downtime."""
     too_big: int
@@ -70,72 +104,86 @@ class GroupMatch:
     matched them has fewer cpus per pilot than they ask for."""
     evaluations: int
     """ClassAd evaluations done: what classes and the index save shows here."""
+    unrunnable: int = 0
+    """Idle jobs some entry's ``match_expr`` accepts whose own Requirements (or the group's
+    pilot_start) are false on every such entry's pilots."""
+    shapes: int = 0
+    """Distinct shapes matched, after merging identical ones from different schedds."""
+    placed: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Entry key -> keys (`shape_key`) of the shapes with idle jobs placed on it."""
+
+
+# --------------------------------------------------------------------------
+# The group's rules, compiled once per cycle
+# --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class MatchRule:
-    """A parsed match expression and the attribute names it can see (lowercase)."""
+class IndexPlan:
+    """A match index ``match_expr`` provably implies: its term is known true for every candidate."""
 
-    expr: classad2.ExprTree
-    my_names: tuple[str, ...]
-    target_names: tuple[str, ...]
-    shareable: bool
-    """False when eval() may reach attributes no static scan can see."""
+    job_attr: str
+    entry_attr: str
+    term: int
+    """Position of the implied term among ``match_expr``'s terms."""
+    fold_case: bool
+    """stringListIMember: values compared without case."""
 
 
-def compile_rule(text: str) -> MatchRule:
-    """Parse once per group and find which attributes can change the answer.
+@dataclass(frozen=True, slots=True)
+class GroupRules:
+    """A group's expressions, parsed, and whether its match index may be used."""
 
-    classad2 reports ``MY.x`` as plain ``x``, and an unqualified name falls
-    back to TARGET when MY lacks it, so plain names count for both sides:
-    an entry class then also keys on (usually absent) job attribute names,
-    which costs nothing and can never merge entries that differ.
+    match: Conjunction
+    requirements: bool
+    start: Conjunction | None
+    index: IndexPlan | None
+    index_problem: str | None
+    """Why a configured index is not used (matching then compares every entry), for check-config."""
+    indexed_my_names: tuple[str, ...]
+    indexed_target_names: tuple[str, ...]
+    """What ``match_expr`` reads without its index term: all an index candidate's answer depends on."""
+
+
+def plan_index(rule: Conjunction, index: MatchIndex | None) -> tuple[IndexPlan | None, str | None]:
+    """The index, when one top-level term of ``match_expr`` is exactly
+    ``stringListMember(TARGET.<entry_attr>, MY.<job_attr>)`` (or stringListIMember).
+
+    Only then does "the entry's value is in the job's list" follow from the
+    expression, so skipping the other entries cannot lose a match. A term
+    under ``||``, a third (delimiter) argument, or other attributes: no.
     """
-    expr = classad2.ExprTree(text)
-    my_names: set[str] = set()
-    target_names: set[str] = set()
-    for ref in classad2.ClassAd().externalRefs(expr):
-        scope, _, rest = ref.partition(".")
-        if rest and scope.lower() == "target":
-            target_names.add(rest.split(".")[0].lower())
-        elif rest and scope.lower() == "my":
-            my_names.add(rest.split(".")[0].lower())
-        else:
-            my_names.add(scope.lower())
-            target_names.add(scope.lower())
-    return MatchRule(
-        expr=expr,
-        my_names=tuple(sorted(my_names)),
-        target_names=tuple(sorted(target_names)),
-        shareable=_DYNAMIC_LOOKUP.search(text) is None,
+    if index is None:
+        return None, None
+    for position, term in enumerate(rule.terms):
+        found = _INDEX_TERM.match(strip_parentheses(term.text))
+        if (
+            found
+            and found["entry"].lower() == index.entry_attr.lower()
+            and found["job"].lower() == index.job_attr.lower()
+        ):
+            return IndexPlan(index.job_attr, index.entry_attr, position, bool(found["fold"])), None
+    wanted = f"stringListMember(TARGET.{index.entry_attr}, MY.{index.job_attr})"
+    return None, (
+        f"match_index is not used: match_expr has no top-level term `{wanted}` (joined to the rest with &&), "
+        "so the index could skip entries the expression accepts; every entry is compared"
     )
 
 
-def _value_key(value: Any) -> Any:
-    """A hashable stand-in that differs whenever ClassAd evaluation could differ.
-
-    The type is part of the key (1, 1.0 and true compare equal in Python but
-    not under ``=?=``). An expression-valued attribute may reference anything,
-    so it gets a unique key and never shares.
-    """
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return (type(value).__name__, value)
-    if isinstance(value, (list, tuple)):
-        return ("list", tuple(_value_key(item) for item in value))
-    if isinstance(value, Mapping):
-        return ("ad", tuple(sorted((str(k).lower(), _value_key(v)) for k, v in value.items())))
-    return object()
-
-
-def lowered(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    """ClassAd attribute names are case-insensitive; Python dict keys are not."""
-    return {name.lower(): value for name, value in attrs.items()}
-
-
-def _class_key(lowered: Mapping[str, Any], names: Sequence[str], shareable: bool) -> Any:
-    if not shareable:
-        return object()
-    return tuple(_value_key(lowered.get(name)) for name in names)
+def group_rules(group: Group) -> GroupRules:
+    match_rule = compile_conjunction(group.match_expr)
+    index, problem = plan_index(match_rule, group.match_index)
+    start = compile_conjunction(group.pilot_start) if group.pilot_start and group.match_job_requirements else None
+    kept = [term for i, term in enumerate(match_rule.terms) if index is None or i != index.term]
+    return GroupRules(
+        match=match_rule,
+        requirements=group.match_job_requirements,
+        start=start,
+        index=index,
+        index_problem=problem,
+        indexed_my_names=tuple(sorted({name for term in kept for name in term.my_names})),
+        indexed_target_names=tuple(sorted({name for term in kept for name in term.target_names})),
+    )
 
 
 def job_attrs(shape: JobShape) -> dict[str, Any]:
@@ -150,136 +198,415 @@ def job_attrs(shape: JobShape) -> dict[str, Any]:
     return attrs
 
 
-def index_values(value: Any) -> tuple[str, ...] | None:
-    """The values a job's index attribute allows; None when it says nothing.
-
-    A string is a comma-separated list (``"Site1, Site2"``); a list is taken
-    element-wise; any other value is one value. Comparison is exact after
-    stripping blanks, like stringListMember. An empty list allows nothing:
-    the job named its sites and named none.
-    """
-    if value is None:
+def index_tokens(value: Any, fold_case: bool = False) -> tuple[str, ...] | None:
+    """The values a job's index attribute allows, split as stringListMember splits; None when the
+    attribute is no string (the index then says nothing and every entry is compared)."""
+    if not isinstance(value, str):
         return None
-    if isinstance(value, str):
-        items: Iterable[Any] = value.split(",")
-    elif isinstance(value, (list, tuple)):
-        items = value
-    else:
-        items = (value,)
-    return tuple(dict.fromkeys(text for text in (str(item).strip() for item in items) if text))
+    tokens = (token for token in _LIST_SEPARATORS.split(value) if token)
+    return tuple(dict.fromkeys(token.lower() if fold_case else token for token in tokens))
 
 
-ClassGroup = tuple[int, tuple[int, ...]]
-"""An entry class id and the indexes of its entries within one candidate set."""
+# --------------------------------------------------------------------------
+# Shapes: merged across schedds, with their class keys
+# --------------------------------------------------------------------------
 
 
-def _group_by_class(indexes: Iterable[int], class_of: Sequence[int]) -> tuple[ClassGroup, ...]:
-    members: dict[int, list[int]] = {}
-    for index in indexes:
-        members.setdefault(class_of[index], []).append(index)
-    return tuple((cls, tuple(found)) for cls, found in members.items())
+def _attrs_key(attrs: Mapping[str, Any]) -> Any:
+    try:
+        return tuple(sorted((name.lower(), value.__class__, value) for name, value in attrs.items()))
+    except TypeError:  # an unhashable value (a list): the slower exact key
+        return tuple(sorted((name.lower(), value_key(value)) for name, value in attrs.items()))
 
 
-@dataclass(frozen=True, slots=True)
-class _EntryTable:
-    """The entries pre-sorted once per group: classes, and candidate sets per index value."""
+def merge_shapes(shapes: Iterable[JobShape]) -> list[JobShape]:
+    """Identical shapes (same group and attributes) from different schedds as one, counts summed.
 
-    entries: tuple[EntryAd, ...]
-    class_of: tuple[int, ...]
-    class_ads: tuple[dict[str, Any], ...]
-    """One representative attribute dict per class (its ClassAd is built lazily)."""
-    class_cpus: tuple[int, ...]
-    everything: tuple[ClassGroup, ...]
-    by_value: Mapping[str, tuple[ClassGroup, ...]]
-    """Index value -> the entries carrying it; empty without a match index."""
+    The schedd names join, for explanations; no decision needs per-schedd counts.
+    """
+    merged: dict[Any, list[JobShape]] = {}
+    for shape in shapes:
+        merged.setdefault((shape.group, shape.cpus, shape.memory_mb, _attrs_key(shape.attrs)), []).append(shape)
+    return [same[0] if len(same) == 1 else _summed(same) for same in merged.values()]
 
 
-def _build_entry_table(entries: Sequence[EntryAd], rule: MatchRule, index: MatchIndex | None) -> _EntryTable:
-    """One pass over the entries: class keys, and the entries under each index value."""
-    class_ids: dict[Any, int] = {}
-    class_of: list[int] = []
-    class_ads: list[dict[str, Any]] = []
-    class_cpus: list[int] = []
-    indexed: dict[str, list[int]] = {}
-    wanted = index.entry_attr.lower() if index else None
-    for position, entry in enumerate(entries):
-        by_lower_name = lowered(entry.attrs)
-        key = (entry.cpus_per_pilot, _class_key(by_lower_name, rule.target_names, rule.shareable))
-        if key not in class_ids:
-            class_ids[key] = len(class_ads)
-            class_ads.append(dict(entry.attrs))
-            class_cpus.append(entry.cpus_per_pilot)
-        class_of.append(class_ids[key])
-        value = by_lower_name.get(wanted) if wanted else None
-        if value is not None:
-            indexed.setdefault(str(value).strip(), []).append(position)
-    return _EntryTable(
-        entries=tuple(entries),
-        class_of=tuple(class_of),
-        class_ads=tuple(class_ads),
-        class_cpus=tuple(class_cpus),
-        everything=_group_by_class(range(len(entries)), class_of),
-        by_value={value: _group_by_class(found, class_of) for value, found in indexed.items()},
+def _summed(same: Sequence[JobShape]) -> JobShape:
+    first = same[0]
+    return JobShape(
+        group=first.group,
+        schedd=", ".join(sorted({shape.schedd for shape in same})),
+        attrs=first.attrs,
+        idle=sum(shape.idle for shape in same),
+        old_idle=sum(shape.old_idle for shape in same),
+        running=sum(shape.running for shape in same),
+        cpus=first.cpus,
+        memory_mb=first.memory_mb,
     )
 
 
-class _Evaluator:
-    """Evaluates the rule once per (shape class, entry class) and remembers the answer."""
+class _Interned:
+    """Class keys to small ints; an unshareable rule gives every ad a class of its own."""
 
-    __slots__ = ("answers", "entry_ads", "evaluations", "rule", "shape_ads", "shape_classes", "table")
+    __slots__ = ("ids",)
 
-    def __init__(self, rule: MatchRule, table: _EntryTable) -> None:
-        self.rule = rule
-        self.table = table
-        self.shape_classes: dict[Any, int] = {}
-        self.shape_ads: list[classad2.ClassAd] = []
-        self.entry_ads: dict[int, classad2.ClassAd] = {}
-        self.answers: dict[tuple[int, int], bool] = {}
-        self.evaluations = 0
+    def __init__(self) -> None:
+        self.ids: dict[Any, int] = {}
 
-    def shape_class(self, attrs: Mapping[str, Any]) -> int:
-        key = _class_key(lowered(attrs), self.rule.my_names, self.rule.shareable)
-        found = self.shape_classes.get(key)
+    def of(self, key: Any) -> int:
+        found = self.ids.get(key)
         if found is None:
-            found = self.shape_classes[key] = len(self.shape_ads)
-            self.shape_ads.append(classad2.ClassAd(dict(attrs)))
+            found = self.ids[key] = len(self.ids)
         return found
 
-    def matches(self, shape_cls: int, entry_cls: int) -> bool:
-        pair = (shape_cls, entry_cls)
-        answer = self.answers.get(pair)
+
+def _key(attrs: Mapping[str, Any], names: Sequence[str], shareable: bool) -> Any:
+    if not shareable:
+        return object()
+    return tuple(value_key(attrs[name]) if name in attrs else _ABSENT for name in names)
+
+
+# --------------------------------------------------------------------------
+# Entries: their classes and candidate sets
+# --------------------------------------------------------------------------
+
+
+_Members = tuple[int, ...]
+_CandidateGroup = tuple[tuple[int, ...], _Members]
+"""An entry class (cpus, match class, requirement class, start class, downtime) and its entries."""
+
+
+@dataclass(slots=True)
+class _Entries:
+    """The group's entries pre-sorted once: classes, prospective slots, candidate sets per index value."""
+
+    entries: tuple[EntryAd, ...]
+    cpus: tuple[int, ...]
+    down: tuple[bool, ...]
+    lowered: tuple[dict[str, Any], ...]
+    slots: tuple[dict[str, Any], ...]
+    """Lowercase prospective slot attributes."""
+    match_class: tuple[int, ...]
+    """Over the names every term of ``match_expr`` reads."""
+    indexed_class: tuple[int, ...]
+    """Over the names every term but the index term reads: how index candidates are told apart."""
+    term_classes: tuple[tuple[int, ...], ...]
+    """Per term of ``match_expr``: each entry's class over the names that term reads."""
+    start_class: tuple[int, ...]
+    by_value: dict[str, list[int]]
+    unindexed: list[int]
+    """Entries whose index attribute is no string: candidates for every shape."""
+    requirement_classes: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    """Per Requirements conjunction id: each entry's slot class."""
+    groups: dict[tuple[Any, int], tuple[_CandidateGroup, ...]] = field(default_factory=dict)
+    """Per (candidate set, Requirements id): the set's entries grouped by class."""
+
+
+def _entry_table(
+    entries: Sequence[EntryAd], rules: GroupRules, slots: Mapping[str, Mapping[str, Any]], interned: _Interned
+) -> _Entries:
+    lowered_entries = [lowered(entry.attrs) for entry in entries]
+    lowered_slots = [lowered(slots.get(entry.key, {})) for entry in entries]
+    by_value: dict[str, list[int]] = {}
+    unindexed: list[int] = []
+    if rules.index is not None:
+        wanted = rules.index.entry_attr.lower()
+        for position, attrs in enumerate(lowered_entries):
+            value = attrs.get(wanted)
+            if isinstance(value, str):
+                by_value.setdefault(value.lower() if rules.index.fold_case else value, []).append(position)
+            else:
+                unindexed.append(position)
+    match_rule, start = rules.match, rules.start
+    return _Entries(
+        entries=tuple(entries),
+        cpus=tuple(entry.cpus_per_pilot for entry in entries),
+        down=tuple(entry.in_downtime for entry in entries),
+        lowered=tuple(lowered_entries),
+        slots=tuple(lowered_slots),
+        match_class=tuple(
+            interned.of(("m", _key(attrs, match_rule.target_names, match_rule.shareable))) for attrs in lowered_entries
+        ),
+        indexed_class=tuple(
+            interned.of(("i", _key(attrs, rules.indexed_target_names, match_rule.shareable)))
+            for attrs in lowered_entries
+        ),
+        term_classes=tuple(
+            tuple(interned.of(("t", _key(attrs, term.target_names, match_rule.shareable))) for attrs in lowered_entries)
+            for term in match_rule.terms
+        ),
+        start_class=tuple(
+            interned.of(("s", _key(attrs, start.my_names, start.shareable))) if start else 0 for attrs in lowered_slots
+        ),
+        by_value=by_value,
+        unindexed=unindexed,
+    )
+
+
+# --------------------------------------------------------------------------
+# Judging pairs of classes, each once
+# --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Judge:
+    """Answers per pair of classes, with one representative ad per class built when first needed."""
+
+    rules: GroupRules
+    table: _Entries
+    interned: _Interned
+    evaluations: int = 0
+    match_answers: dict[tuple[int, int, bool], bool] = field(default_factory=dict)
+    term_answers: dict[tuple[int, int, int], Any] = field(default_factory=dict)
+    """(term, its class of the job, its class of the entry) -> the term's value."""
+    refusals: dict[tuple[int, int], bool] = field(default_factory=dict)
+    start_refusals: dict[tuple[int, int], bool] = field(default_factory=dict)
+    ads: dict[Any, classad2.ClassAd] = field(default_factory=dict)
+    requirements: list[Conjunction] = field(default_factory=list)
+    requirement_ids: dict[str, int] = field(default_factory=dict)
+    rest: dict[bool, classad2.ExprTree] = field(default_factory=dict)
+
+    def ad(self, key: Any, attrs: Mapping[str, Any]) -> classad2.ClassAd:
+        found = self.ads.get(key)
+        if found is None:
+            found = self.ads[key] = classad_of(attrs)
+        return found
+
+    def matches(self, shape: _Shape, entry: int, indexed: bool) -> bool:
+        """``match_expr`` for the shape's class and the entry's; `indexed`: the entry is an index
+        candidate of the shape, so the index term is known true and skipped."""
+        if indexed:
+            pair = (shape.indexed_class, self.table.indexed_class[entry], True)
+        else:
+            pair = (shape.match_class(self.rules, self.interned), self.table.match_class[entry], False)
+        answer = self.match_answers.get(pair)
         if answer is None:
-            answer = self.answers[pair] = self._evaluate(shape_cls, entry_cls)
+            answer = self.match_answers[pair] = self._match(shape, pair, entry)
         return answer
 
-    def _evaluate(self, shape_cls: int, entry_cls: int) -> bool:
-        """Only a boolean true is a match: undefined, error, strings and numbers are not.
+    def _match(self, shape: _Shape, pair: tuple[int, int, bool], entry: int) -> bool:
+        """Only a boolean true matches; a term that is a number leaves it to the whole expression."""
+        shape_class, entry_class, indexed = pair
+        skip = self.rules.index.term if indexed and self.rules.index else -1
+        for position, term in enumerate(self.rules.match.terms):
+            if position == skip:
+                continue
+            mine = shape.term_class(position, self.rules, self.interned)
+            key = (position, mine, self.table.term_classes[position][entry])
+            value = self.term_answers.get(key, _ABSENT)
+            if value is _ABSENT:
+                self.evaluations += 1
+                value = self.term_answers[key] = term.expr.eval(
+                    self.ad(("job", shape_class), shape.attrs),
+                    self.ad(("entry", entry_class), self.table.entries[entry].attrs),
+                )
+            if value is True:
+                continue
+            if is_number(value):
+                my = self.ad(("job", shape_class), shape.attrs)
+                target = self.ad(("entry", entry_class), self.table.entries[entry].attrs)
+                return self._rest(indexed).eval(my, target) is True
+            return False
+        return True
 
-        classad2 returns Python True for a true boolean result (also for
-        ``1 && 1``), so identity with True is exactly the ClassAd truth test
-        HTCondor's matchmaking uses for booleans, without coercing numbers.
-        """
-        entry_ad = self.entry_ads.get(entry_cls)
-        if entry_ad is None:
-            entry_ad = self.entry_ads[entry_cls] = classad2.ClassAd(self.table.class_ads[entry_cls])
-        self.evaluations += 1
-        return self.rule.expr.eval(self.shape_ads[shape_cls], entry_ad) is True
+    def _rest(self, indexed: bool) -> classad2.ExprTree:
+        """The expression without the index term (known true for candidates), or whole."""
+        found = self.rest.get(indexed)
+        if found is None:
+            skip = self.rules.index.term if indexed and self.rules.index else -1
+            kept = [f"({t.text})" for i, t in enumerate(self.rules.match.terms) if i != skip] or ["true"]
+            found = self.rest[indexed] = classad2.ExprTree(" && ".join(kept))
+        return found
+
+    def requirement_id(self, attrs: Mapping[str, Any]) -> int | None:
+        """Which Requirements conjunction the shape carries (None: it has none, or matching ignores it)."""
+        if not self.rules.requirements:
+            return None
+        value = lowered(attrs).get("requirements")
+        if isinstance(value, Expression):
+            text = value.text
+        elif isinstance(value, bool):
+            text = str(value).lower()
+        elif isinstance(value, str):
+            text = value
+        else:
+            return None
+        found = self.requirement_ids.get(text)
+        if found is None:
+            found = self.requirement_ids[text] = len(self.requirements)
+            self.requirements.append(compile_conjunction(text))
+        return found
+
+    def refused(self, shape: _Shape, entry: int) -> bool:
+        """The job's Requirements, or the group's pilot_start, are shown false on the entry's pilots."""
+        if shape.requirement is not None:
+            slot_class = self.requirement_classes(shape.requirement)[entry]
+            pair = (shape.requirement_class, slot_class)
+            answer = self.refusals.get(pair)
+            if answer is None:
+                conjunction = self.requirements[shape.requirement]
+                answer = self.refusals[pair] = self._shown_false(
+                    conjunction.terms,
+                    shape.attrs,
+                    self.table.slots[entry],
+                    ("req-job", ("req-slot", shape.requirement), (shape.requirement_class, slot_class)),
+                )
+            if answer:
+                return True
+        if self.rules.start is not None:
+            pair = (self.table.start_class[entry], shape.start_class)
+            answer = self.start_refusals.get(pair)
+            if answer is None:
+                answer = self.start_refusals[pair] = self._shown_false(
+                    self.rules.start.terms, self.table.slots[entry], shape.attrs, ("start-slot", "start-job", pair)
+                )
+            return answer
+        return False
+
+    def _shown_false(
+        self,
+        terms: Sequence[Term],
+        my_attrs: Mapping[str, Any],
+        target_attrs: Mapping[str, Any],
+        where: tuple[Any, Any, tuple[int, int]],
+    ) -> bool:
+        """Some term is shown false; `where` names the two classes' ads (kinds, then ids)."""
+        my_kind, target_kind, (my_class, target_class) = where
+        my = self.ad((my_kind, my_class), my_attrs)
+        target = self.ad((target_kind, target_class), target_attrs)
+        known = KnownNames(frozenset(lowered(my_attrs)), frozenset(lowered(target_attrs)))
+        for term in terms:
+            self.evaluations += 1
+            if judge_term(term, my, target, known) is Verdict.FALSE:
+                return True
+        return False
+
+    def requirement_classes(self, requirement: int) -> tuple[int, ...]:
+        found = self.table.requirement_classes.get(requirement)
+        if found is None:
+            conjunction = self.requirements[requirement]
+            found = self.table.requirement_classes[requirement] = tuple(
+                _interned_ids(
+                    (("r", requirement, _key(slot, conjunction.target_names, conjunction.shareable)))
+                    for slot in self.table.slots
+                )
+            )
+        return found
 
 
-def _candidates(attrs: Mapping[str, Any], table: _EntryTable, index: MatchIndex | None) -> Iterable[ClassGroup]:
-    """The entries worth comparing: all of them, or only those the job's index attribute lists."""
-    if index is None:
-        return table.everything
-    wanted = index_values(lowered(attrs).get(index.job_attr.lower()))
-    if wanted is None:
-        return table.everything
-    return [group for value in wanted for group in table.by_value.get(value, ())]
+def _interned_ids(keys: Iterable[Any]) -> list[int]:
+    interned = _Interned()
+    return [interned.of(key) for key in keys]
+
+
+@dataclass(slots=True)
+class _Shape:
+    """One merged shape with its class ids."""
+
+    shape: JobShape
+    attrs: dict[str, Any]
+    """Its MY ad (`job_attrs`)."""
+    indexed: bool
+    """The job's index attribute is a string: index candidates need not evaluate the index term."""
+    tokens: tuple[str, ...]
+    low: dict[str, Any]
+    indexed_class: int
+    """Over the names of every term but the index term: for index candidates."""
+    requirement: int | None
+    requirement_class: int
+    start_class: int
+    match_class_found: int | None = None
+    term_classes_found: tuple[int, ...] | None = None
+
+    def match_class(self, rules: GroupRules, interned: _Interned) -> int:
+        """Over every term's names: for entries compared in full (worked out only if one is)."""
+        if self.match_class_found is None:
+            key = _key(self.low, rules.match.my_names, rules.match.shareable)
+            self.match_class_found = interned.of(("m", False, key))
+        return self.match_class_found
+
+    def term_class(self, position: int, rules: GroupRules, interned: _Interned) -> int:
+        """Per term of ``match_expr``: the class over the names that term reads (on a cache miss only)."""
+        if self.term_classes_found is None:
+            shareable = rules.match.shareable
+            self.term_classes_found = tuple(
+                interned.of(("t", _key(self.low, term.my_names, shareable))) for term in rules.match.terms
+            )
+        return self.term_classes_found[position]
+
+
+def _shape(shape: JobShape, judge: _Judge, interned: _Interned) -> _Shape:
+    rules = judge.rules
+    attrs = job_attrs(shape)
+    low = lowered(attrs)
+    tokens = None
+    if rules.index is not None:
+        tokens = index_tokens(low.get(rules.index.job_attr.lower()), rules.index.fold_case)
+    indexed = tokens is not None
+    requirement = judge.requirement_id(attrs)
+    requirement_class = 0
+    if requirement is not None:
+        conjunction = judge.requirements[requirement]
+        requirement_class = interned.of(("r", requirement, _key(low, conjunction.my_names, conjunction.shareable)))
+    start = rules.start
+    return _Shape(
+        shape=shape,
+        attrs=attrs,
+        indexed=indexed,
+        tokens=tokens or (),
+        low=low,
+        indexed_class=interned.of(("m", True, _key(low, rules.indexed_my_names, rules.match.shareable))),
+        requirement=requirement,
+        requirement_class=requirement_class,
+        start_class=interned.of(("s", _key(low, start.target_names, start.shareable))) if start else 0,
+    )
+
+
+def _candidate_groups(shape: _Shape, judge: _Judge) -> list[tuple[_CandidateGroup, bool]]:
+    """The entries worth comparing, as classes: all of them, or those the job's index attribute lists
+    (known to satisfy the index term) and those whose index attribute is no string (compared in full)."""
+    if not shape.indexed:
+        return [(group, False) for group in _grouped(judge, "*", range(len(judge.table.entries)), shape.requirement)]
+    found: list[tuple[_CandidateGroup, bool]] = []
+    for token in shape.tokens:
+        members = judge.table.by_value.get(token)
+        if members:
+            found.extend((group, True) for group in _grouped(judge, ("=", token), members, shape.requirement))
+    if judge.table.unindexed:
+        found.extend((group, False) for group in _grouped(judge, "?", judge.table.unindexed, shape.requirement))
+    return found
+
+
+def _grouped(judge: _Judge, which: Any, members: Iterable[int], requirement: int | None) -> tuple[_CandidateGroup, ...]:
+    """A candidate set's entries grouped by everything matching reads, computed once per set."""
+    table = judge.table
+    found = table.groups.get((which, -1 if requirement is None else requirement))
+    if found is not None:
+        return found
+    requirement_of = judge.requirement_classes(requirement) if requirement is not None else None
+    classes: dict[tuple[int, ...], list[int]] = {}
+    for member in members:
+        key = (
+            table.cpus[member],
+            table.indexed_class[member] if which[0] == "=" else table.match_class[member],
+            requirement_of[member] if requirement_of is not None else 0,
+            table.start_class[member],
+            int(table.down[member]),
+        )
+        classes.setdefault(key, []).append(member)
+    found = tuple((key, tuple(entries)) for key, entries in classes.items())
+    table.groups[(which, -1 if requirement is None else requirement)] = found
+    return found
+
+
+# --------------------------------------------------------------------------
+# Spreading shapes over the entries that take them
+# --------------------------------------------------------------------------
 
 
 class _Totals:
     """Per-entry running sums while shapes are spread (lists: this is the hot loop)."""
 
-    __slots__ = ("idle", "old_idle", "old_pilots", "pilots", "requirements", "running", "shapes")
+    __slots__ = ("idle", "old_idle", "old_pilots", "pilots", "placed", "requirements", "running", "shapes")
 
     def __init__(self, size: int) -> None:
         self.idle = [0.0] * size
@@ -289,10 +616,14 @@ class _Totals:
         self.old_pilots = [0.0] * size
         self.shapes = [0] * size
         self.requirements: list[set[tuple[int, int]] | None] = [None] * size
+        self.placed: list[set[str] | None] = [None] * size
 
-    def spread(self, shape: JobShape, targets: Sequence[int], entries: Sequence[EntryAd]) -> None:
+    def spread(
+        self, shape: JobShape, targets: Sequence[int], entries: Sequence[EntryAd], key: str | None, watched: list[bool]
+    ) -> None:
         """Equal split: without knowing where the negotiator will send each job,
-        1/k per matching entry is the unbiased guess, and it keeps totals exact."""
+        1/k per matching entry is the unbiased guess, and it keeps totals exact.
+        `key` (the shape's) is recorded as placed on the `watched` targets."""
         share = 1.0 / len(targets)
         idle, old_idle = shape.idle * share, shape.old_idle * share
         running = shape.running * share
@@ -310,6 +641,11 @@ class _Totals:
                 if found is None:
                     found = self.requirements[target] = set()
                 found.add(need)
+                if key is not None and watched[target]:
+                    keys = self.placed[target]
+                    if keys is None:
+                        keys = self.placed[target] = set()
+                    keys.add(key)
 
     def demands(self, entries: Sequence[EntryAd]) -> dict[str, EntryDemand]:
         return {
@@ -327,6 +663,9 @@ class _Totals:
             if self.shapes[i]
         }
 
+    def placements(self, entries: Sequence[EntryAd]) -> dict[str, frozenset[str]]:
+        return {entry.key: frozenset(keys) for entry, keys in zip(entries, self.placed, strict=True) if keys}
+
 
 @dataclass(slots=True)
 class _Outcome:
@@ -335,71 +674,126 @@ class _Outcome:
     unmatched: int = 0
     in_downtime: int = 0
     too_big: int = 0
+    unrunnable: int = 0
 
 
-def _matching_entries(
-    shape: JobShape, shape_cls: int, groups: Iterable[ClassGroup], evaluator: _Evaluator
-) -> tuple[list[int], list[int]]:
-    """Entries the shape matches, and entry classes refused only for lack of cpus.
+@dataclass(slots=True)
+class _Found:
+    live: list[int] = field(default_factory=list)
+    down: list[int] = field(default_factory=list)
+    too_small: list[tuple[int, bool]] = field(default_factory=list)
+    """(a member of a class refused for lack of cpus, whether it is an index candidate): judged only
+    if nothing takes the shape."""
+    refused: bool = False
+    """Some entry's match_expr took the shape, but its Requirements or pilot_start refused every one."""
+
+
+def _matching_entries(shape: _Shape, groups: Iterable[tuple[_CandidateGroup, bool]], judge: _Judge) -> _Found:
+    """Entries taking the shape, live and in downtime, and classes refused only for lack of cpus.
 
     The cpus test is free and runs first, so entries too small never cost an
-    evaluation; the refused classes are only evaluated later if the shape
-    ends up unmatched, to tell "too big" from "nothing suits it".
+    evaluation; those are only judged later if the shape ends up unmatched,
+    to tell "too big" from "nothing suits it".
     """
-    matched: list[int] = []
-    too_small: list[int] = []
-    cpus = evaluator.table.class_cpus
-    for cls, members in groups:
-        if shape.cpus > cpus[cls]:
-            too_small.append(cls)
-        elif evaluator.matches(shape_cls, cls):
-            matched.extend(members)
-    return matched, too_small
+    found = _Found()
+    cpus = shape.shape.cpus
+    for (key, members), indexed in groups:
+        first = members[0]
+        if cpus > key[0]:
+            found.too_small.append((first, indexed))
+        elif judge.matches(shape, first, indexed):
+            if judge.refused(shape, first):
+                found.refused = True
+            elif key[4]:
+                found.down.extend(members)
+            else:
+                found.live.extend(members)
+    return found
 
 
-def _place_shape(
-    shape: JobShape, index: MatchIndex | None, evaluator: _Evaluator, totals: _Totals, outcome: _Outcome
+def _without_excluded(
+    targets: list[int], shape_id: str, table: _Entries, excluded: Mapping[str, Collection[str]]
+) -> list[int]:
+    return [i for i in targets if shape_id not in excluded.get(table.entries[i].key, ())]
+
+
+def _place(
+    shape: _Shape,
+    judge: _Judge,
+    totals: _Totals,
+    outcome: _Outcome,
+    excluded: Mapping[str, Collection[str]],
+    watched: list[bool],
 ) -> None:
-    """Spread one shape over live matching entries; downtime ones only get it when nothing else does.
+    """Spread one shape over live entries that take it; downtime ones only get it when nothing else does.
 
     Splitting over downtime entries too would strand a share of the jobs
     where no pilot can be requested, even though live entries could run them.
     """
-    table = evaluator.table
-    shape_cls = evaluator.shape_class(job_attrs(shape))
-    candidates = _candidates(shape.attrs, table, index)
-    matched, too_small = _matching_entries(shape, shape_cls, candidates, evaluator)
-    live = [i for i in matched if not table.entries[i].in_downtime]
+    table = judge.table
+    found = _matching_entries(shape, _candidate_groups(shape, judge), judge)
+    live, down = found.live, found.down
+    key = None
+    if excluded or (shape.shape.idle and any(watched[i] for i in live or down)):
+        key = shape_key(shape.shape)
+    if excluded and key is not None:
+        live, down = _without_excluded(live, key, table, excluded), _without_excluded(down, key, table, excluded)
     if live:
-        totals.spread(shape, live, table.entries)
-    elif matched:
-        totals.spread(shape, matched, table.entries)
-        outcome.in_downtime += shape.idle
+        totals.spread(shape.shape, live, table.entries, key, watched)
+    elif down:
+        totals.spread(shape.shape, down, table.entries, key, watched)
+        outcome.in_downtime += shape.shape.idle
     else:
-        outcome.unmatched += shape.idle
-        if any(evaluator.matches(shape_cls, cls) for cls in too_small):
-            outcome.too_big += shape.idle
+        outcome.unmatched += shape.shape.idle
+        if any(judge.matches(shape, m, indexed) and not judge.refused(shape, m) for m, indexed in found.too_small):
+            outcome.too_big += shape.shape.idle
+        elif found.refused:
+            outcome.unrunnable += shape.shape.idle
 
 
-def match(shapes: Iterable[JobShape], entries: Sequence[EntryAd], group_name: str, group_cfg: Group) -> GroupMatch:
-    """Spread one group's job shapes over the entries its match rule accepts.
+def match(
+    shapes: Iterable[JobShape],
+    entries: Sequence[EntryAd],
+    group_name: str,
+    group_cfg: Group,
+    *,
+    slots: Mapping[str, Mapping[str, Any]] | None = None,
+    excluded: Mapping[str, Collection[str]] | None = None,
+    watch: Collection[str] | None = None,
+    rules: GroupRules | None = None,
+) -> GroupMatch:
+    """Spread one group's job shapes over the entries that take them.
 
-    The caller passes only this group's shapes. Cost is one evaluation per
-    distinct (shape class, entry class) pair among index candidates, plus
-    O(candidates) bookkeeping per shape; the number of jobs never matters.
+    `slots` gives each entry's prospective slot by entry key
+    (`updraft.frontend.prospective.prospective_slots`; an entry missing
+    from it is described only by its ``UpdraftSlot_*`` attributes, if
+    any). `excluded` maps entry keys to shape keys the entry's idle
+    pilots have refused (`updraft.frontend.feedback`): such a pair is
+    treated as if nothing matched it. `watch` limits `GroupMatch.placed`
+    to those entry keys (None: every entry). Cost: one evaluation per distinct
+    pair of classes among index candidates, plus bookkeeping per class of
+    candidates; the number of jobs and of schedds never matters.
     """
-    rule = compile_rule(group_cfg.match_expr)
-    table = _build_entry_table(entries, rule, group_cfg.match_index)
-    evaluator = _Evaluator(rule, table)
-    totals = _Totals(len(table.entries))
+    rules = rules or group_rules(group_cfg)
+    interned = _Interned()
+    if slots is None:
+        slots = prospective_slots(entries, ())
+    table = _entry_table(entries, rules, slots, interned)
+    judge = _Judge(rules, table, interned)
+    totals = _Totals(len(entries))
     outcome = _Outcome()
-    for shape in shapes:
-        _place_shape(shape, group_cfg.match_index, evaluator, totals, outcome)
+    merged = merge_shapes(shapes)
+    watched = [watch is None or entry.key in watch for entry in entries]
+    for shape in merged:
+        _place(_shape(shape, judge, interned), judge, totals, outcome, excluded or {}, watched)
     return GroupMatch(
         group=group_name,
         demands=totals.demands(table.entries),
         unmatched=outcome.unmatched,
         in_downtime=outcome.in_downtime,
         too_big=outcome.too_big,
-        evaluations=evaluator.evaluations,
+        evaluations=judge.evaluations,
+        unrunnable=outcome.unrunnable,
+        shapes=len(merged),
+        placed=totals.placements(table.entries),
     )

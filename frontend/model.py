@@ -8,6 +8,7 @@ tables, and benchmarked alone.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -36,6 +37,16 @@ class JobShape:
     running: int = 0
     cpus: int = 1
     memory_mb: int = 0
+
+
+def shape_key(shape: JobShape) -> str:
+    """A shape's name across cycles and schedds: its group and attributes, never its schedd or counts.
+
+    A short digest, so memory that keys on shapes (`updraft.frontend.feedback`) stays small.
+    """
+    parts = sorted((name.lower(), repr(value)) for name, value in shape.attrs.items())
+    text = "\x1f".join([shape.group, *(f"{name}={value}" for name, value in parts)])
+    return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +110,9 @@ class PilotSlot:
     """A partitionable slot's TotalSlotCpus (its `cpus` are what is left unclaimed); 0: same as `cpus`."""
     node: int = 0
     """GLIDEIN_NodeIndex: which node of a multi-node pilot the slot's startd runs on (0 for one node)."""
+    machine: tuple[tuple[str, Any], ...] = ()
+    """The slot's machine attributes (`updraft.frontend.observe.MACHINE_ATTRS`) as (name, value) pairs:
+    what a job's Requirements read, for the prospective slot of its entry (`updraft.frontend.prospective`)."""
 
     @property
     def entry_key(self) -> str:
@@ -259,4 +273,7 @@ class Plan:
     """Idle jobs per group that no entry matched."""
     in_downtime: Mapping[str, int] = field(default_factory=dict)
     """Idle jobs per group whose only matching entries are in downtime."""
+    unrunnable: Mapping[str, int] = field(default_factory=dict)
+    """Of `unmatched`, idle jobs per group that some entry's match_expr takes but whose own Requirements (or
+    the group's pilot_start) are false on every such entry's pilots: no pilot could ever run them."""
     problems: tuple[SourceProblem, ...] = ()

@@ -40,7 +40,7 @@ from updraft.ports import CollectorPort, SchedulerPort
 log = logging.getLogger(__name__)
 
 SIZE_ATTRS = ("RequestCpus", "RequestMemory")
-SLOT_PROJECTION = (
+_SLOT_BASICS: tuple[str, ...] = (
     "GLIDEIN_Entry_Name",
     "GLIDEIN_Factory",
     "GLIDECLIENT_Name",
@@ -62,7 +62,13 @@ SLOT_PROJECTION = (
     "TotalSlotCpus",
     "GLIDEIN_NodeIndex",
 )
-"""What the frontend reads of a pilot slot: its origin, state and size, and which glidein (and node) it belongs to."""
+MACHINE_ATTRS = tuple(
+    dict.fromkeys((*protocol.SLOT_ATTRS, "TotalSlotMemory", "TotalSlotDisk", "TotalSlotCpus", "TotalMemory"))
+)
+"""A live slot's machine attributes: what a new pilot of the same entry will most likely offer a job."""
+SLOT_PROJECTION = tuple(dict.fromkeys((*_SLOT_BASICS, *MACHINE_ATTRS)))
+"""What the frontend reads of a pilot slot: its origin, state and size, which glidein (and node) it belongs
+to, and its machine attributes."""
 IDLE, OLD_IDLE, RUNNING = "idle", "old_idle", "running"
 BY_STATUS = "by_status"
 
@@ -223,6 +229,7 @@ def parse_slot(ad: Ad, now: float) -> PilotSlot | None:
         kind=slot_kind(ad),
         total_cpus=max(0, whole_or(ad.get("TotalSlotCpus"), 0)),
         node=max(0, whole_or(ad.get("GLIDEIN_NodeIndex"), 0)),
+        machine=tuple((name, ad[name]) for name in MACHINE_ATTRS if name in ad),
     )
 
 

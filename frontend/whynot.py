@@ -3,26 +3,48 @@
 Matching (``updraft.frontend.matching``) only counts jobs it cannot place;
 an admin staring at jobs idle for hours needs to know *which* test each
 entry failed. This redoes the tests for one shape against every entry, in
-matching's order (the match index, then cpus, then ``match_expr``, then
-downtime), and names the first that fails. For ``match_expr`` it names the
-first top-level ``&&`` term that is not true, which is usually the one
-line of the expression to look at.
+matching's order, and names the first that fails:
 
-Pure: the shapes and entries come from one observation; nothing here reads
-HTCondor.
+1. the match index (only where matching uses it);
+2. cpus;
+3. ``match_expr``: its first top-level ``&&`` term that is not true;
+4. the job's own Requirements against the entry's prospective slot: the
+   first term shown false, with the values it compared
+   ("TARGET.Memory >= RequestMemory: 2048 >= 4000000 is false");
+5. the group's ``pilot_start`` against the job, likewise;
+6. downtime.
+
+The same term machinery as matching's (`updraft.frontend.terms`) decides,
+so an explanation never disagrees with the plan. Pure: the shapes, entries
+and slots come from one observation; nothing here reads HTCondor.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import classad2
 
+from updraft.condor import Expression
 from updraft.frontend.config import FrontendConfig, Group
-from updraft.frontend.matching import index_values, job_attrs, lowered
+from updraft.frontend.matching import GroupRules, group_rules, index_tokens, job_attrs, merge_shapes
 from updraft.frontend.model import EntryAd, JobShape
+from updraft.frontend.prospective import prospective_slots
+from updraft.frontend.terms import (
+    Conjunction,
+    KnownNames,
+    Verdict,
+    classad_of,
+    compile_conjunction,
+    judge_term,
+    lowered,
+    shown,
+    split_conjuncts,
+    strip_parentheses,
+    why_false,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,52 +74,20 @@ DOWNTIME = "matches, but the entry is in downtime"
 
 
 def conjuncts(text: str) -> tuple[str, ...]:
-    """The expression's top-level ``&&`` terms, outside parentheses and string literals.
-
-    A term that is itself parenthesised stays whole: the split is only a
-    pointer for the reader, and a wrong split would point at the wrong line.
-    """
-    terms: list[str] = []
-    depth, start, quote, i = 0, 0, "", 0
-    while i < len(text):
-        char = text[i]
-        if quote:
-            if char == "\\":
-                i += 1
-            elif char == quote:
-                quote = ""
-        elif char in "\"'":
-            quote = char
-        elif char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth -= 1
-        elif depth == 0 and text.startswith("&&", i):
-            terms.append(text[start:i].strip())
-            start = i + 2
-            i += 1
-        i += 1
-    terms.append(text[start:].strip())
-    return tuple(term for term in terms if term)
+    """The expression's top-level ``&&`` terms (the whole text when a top-level ``||`` forbids splitting)."""
+    return split_conjuncts(text)
 
 
-def _shown(value: Any) -> str:
-    """ClassAd-ish spelling of an evaluation result (classad2 returns Value.Undefined/Error enums)."""
-    if value is True or value is False:
-        return str(value).lower()
-    name = getattr(value, "name", None)
-    return name.lower() if isinstance(name, str) else repr(value)
-
-
-def _index_refusal(shape: JobShape, entry: EntryAd, group: Group) -> str | None:
-    index = group.match_index
+def _index_refusal(shape_low: Mapping[str, Any], entry: EntryAd, rules: GroupRules) -> str | None:
+    """Only where matching uses the index: the job lists values, and the entry's is not one of them."""
+    index = rules.index
     if index is None:
         return None
-    wanted = index_values(lowered(shape.attrs).get(index.job_attr.lower()))
-    if wanted is None:
-        return None
+    wanted = index_tokens(shape_low.get(index.job_attr.lower()), index.fold_case)
     offered = lowered(entry.attrs).get(index.entry_attr.lower())
-    if offered is not None and str(offered).strip() in wanted:
+    if wanted is None or not isinstance(offered, str):
+        return None
+    if (offered.lower() if index.fold_case else offered) in wanted:
         return None
     return (
         f"the job's {index.job_attr} lists {', '.join(wanted) or 'nothing'}; "
@@ -105,53 +95,113 @@ def _index_refusal(shape: JobShape, entry: EntryAd, group: Group) -> str | None:
     )
 
 
+def _first_false(
+    conjunction: Conjunction, my_attrs: Mapping[str, Any], target_attrs: Mapping[str, Any]
+) -> tuple[str | None, tuple[str, ...]]:
+    """The first term shown false (with its values), and the terms left unknown (they refuse nothing)."""
+    my, target = classad_of(my_attrs), classad_of(target_attrs)
+    known = KnownNames(frozenset(lowered(my_attrs)), frozenset(lowered(target_attrs)))
+    unknown: list[str] = []
+    for term in conjunction.terms:
+        verdict = judge_term(term, my, target, known)
+        if verdict is Verdict.FALSE:
+            return why_false(term, my, target), tuple(unknown)
+        if verdict is Verdict.UNKNOWN:
+            unknown.append(strip_parentheses(term.text))
+    return None, tuple(unknown)
+
+
+@dataclass
 class _Judge:
-    """One group's tests, with its expression and its terms parsed once and each entry's ad built once."""
+    """One group's tests, with its expressions parsed once and each entry's ads built once."""
 
-    def __init__(self, group: Group) -> None:
-        self.group = group
-        self.whole = classad2.ExprTree(group.match_expr)
-        self.terms = tuple((term, classad2.ExprTree(term)) for term in conjuncts(group.match_expr))
-        self.entry_ads: dict[str, classad2.ClassAd] = {}
+    group: Group
+    rules: GroupRules
+    slots: Mapping[str, Mapping[str, Any]]
+    entry_ads: dict[str, classad2.ClassAd] = field(default_factory=dict)
+    requirements: dict[str, Conjunction] = field(default_factory=dict)
 
-    def verdict(self, shape: JobShape, shape_ad: classad2.ClassAd, entry: EntryAd) -> EntryVerdict:
+    def verdict(self, shape: JobShape, attrs: Mapping[str, Any], entry: EntryAd) -> EntryVerdict:
         """The first of matching's tests that this entry fails for this shape, or usable."""
-        refusal = _index_refusal(shape, entry, self.group)
+        refusal = _index_refusal(lowered(attrs), entry, self.rules)
         if refusal is None and shape.cpus > entry.cpus_per_pilot:
             refusal = f"the job asks {shape.cpus} cpus; the entry's pilots have {entry.cpus_per_pilot} per node"
         if refusal is None:
-            refusal = self._expression_refusal(shape_ad, entry)
+            refusal = self._expression_refusal(attrs, entry)
+        if refusal is None:
+            refusal = self._requirements_refusal(attrs, entry)
         if refusal is None and entry.in_downtime:
             refusal = DOWNTIME
         return EntryVerdict(entry=entry.key, usable=refusal is None, reason=refusal or "usable")
 
-    def _expression_refusal(self, shape_ad: classad2.ClassAd, entry: EntryAd) -> str | None:
+    def _expression_refusal(self, attrs: Mapping[str, Any], entry: EntryAd) -> str | None:
         entry_ad = self.entry_ads.get(entry.key)
         if entry_ad is None:
-            entry_ad = self.entry_ads[entry.key] = classad2.ClassAd(dict(entry.attrs))
-        answer = self.whole.eval(shape_ad, entry_ad)
+            entry_ad = self.entry_ads[entry.key] = classad_of(entry.attrs)
+        shape_ad = classad_of(attrs)
+        answer = self.rules.match.expr.eval(shape_ad, entry_ad)
         if answer is True:
             return None
-        for text, term in self.terms:
-            value = term.eval(shape_ad, entry_ad)
+        for term in self.rules.match.terms:
+            value = term.expr.eval(shape_ad, entry_ad)
             if value is not True:
-                return f"match_expr term `{text}` is {_shown(value)}"
-        return f"match_expr is {_shown(answer)}"
+                return f"match_expr term `{strip_parentheses(term.text)}` is {shown(value)}"
+        return f"match_expr is {shown(answer)}"
+
+    def _requirements_refusal(self, attrs: Mapping[str, Any], entry: EntryAd) -> str | None:
+        if not self.rules.requirements:
+            return None
+        slot = self.slots.get(entry.key, {})
+        conjunction = self._requirements_of(attrs)
+        if conjunction is not None:
+            false, _ = _first_false(conjunction, attrs, slot)
+            if false is not None:
+                return f"the job's Requirements on the entry's pilots: {false}"
+        if self.rules.start is not None:
+            false, _ = _first_false(self.rules.start, slot, attrs)
+            if false is not None:
+                return f"the group's pilot_start refuses the job: {false}"
+        return None
+
+    def _requirements_of(self, attrs: Mapping[str, Any]) -> Conjunction | None:
+        value = lowered(attrs).get("requirements")
+        if isinstance(value, Expression):
+            text = value.text
+        elif isinstance(value, bool):
+            text = str(value).lower()
+        elif isinstance(value, str):
+            text = value
+        else:
+            return None
+        found = self.requirements.get(text)
+        if found is None:
+            found = self.requirements[text] = compile_conjunction(text)
+        return found
 
 
-def entry_verdict(shape: JobShape, entry: EntryAd, group: Group) -> EntryVerdict:
+def entry_verdict(
+    shape: JobShape, entry: EntryAd, group: Group, slots: Mapping[str, Mapping[str, Any]] | None = None
+) -> EntryVerdict:
     """The first of matching's tests that this entry fails for this shape, or usable."""
-    return _Judge(group).verdict(shape, classad2.ClassAd(job_attrs(shape)), entry)
+    slots = slots if slots is not None else prospective_slots([entry], ())
+    return _Judge(group, group_rules(group), slots).verdict(shape, job_attrs(shape), entry)
 
 
 def refused_shapes(
-    shapes: Iterable[JobShape], entries: Sequence[EntryAd], config: FrontendConfig, group: str | None = None
+    shapes: Iterable[JobShape],
+    entries: Sequence[EntryAd],
+    config: FrontendConfig,
+    group: str | None = None,
+    slots: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[ShapeVerdict]:
-    """Shapes with idle jobs that no live entry takes, per group, each with every entry's reason."""
+    """Shapes with idle jobs that no live entry takes, per group (identical shapes of several schedds
+    as one), each with every entry's reason. `slots`: the prospective slots by entry key
+    (`updraft.frontend.prospective.prospective_slots`); None: the entries' own descriptions."""
     ordered = sorted(entries, key=lambda e: e.key)
+    slots = slots if slots is not None else prospective_slots(ordered, ())
     judges: dict[str, _Judge] = {}
     found = []
-    for shape in shapes:
+    for shape in merge_shapes(shapes):
         if not shape.idle or (group is not None and shape.group != group):
             continue
         group_cfg = config.groups.get(shape.group)
@@ -159,16 +209,19 @@ def refused_shapes(
             continue
         judge = judges.get(shape.group)
         if judge is None:
-            judge = judges[shape.group] = _Judge(group_cfg)
-        shape_ad = classad2.ClassAd(job_attrs(shape))
-        verdicts = tuple(judge.verdict(shape, shape_ad, entry) for entry in ordered)
+            judge = judges[shape.group] = _Judge(group_cfg, group_rules(group_cfg), slots)
+        attrs = job_attrs(shape)
+        verdicts = tuple(judge.verdict(shape, attrs, entry) for entry in ordered)
         if not any(v.usable for v in verdicts):
             found.append(ShapeVerdict(shape.group, shape, verdicts))
     return sorted(found, key=lambda v: (v.group, -v.shape.idle, v.shape.schedd))
 
 
 def _attrs_text(attrs: Mapping[str, Any]) -> str:
-    return ", ".join(f"{name} = {value!r}" for name, value in sorted(attrs.items(), key=lambda kv: kv[0].lower()))
+    return ", ".join(
+        f"{name} = {value.text if isinstance(value, Expression) else repr(value)}"
+        for name, value in sorted(attrs.items(), key=lambda kv: kv[0].lower())
+    )
 
 
 def describe(verdict: ShapeVerdict) -> str:

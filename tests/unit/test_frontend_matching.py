@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from updraft.frontend.config import FrontendConfig, Group
-from updraft.frontend.matching import GroupMatch, compile_rule, index_values, job_attrs, match
+from updraft.frontend.matching import GroupMatch, index_tokens, job_attrs, match
+from updraft.frontend.terms import compile_conjunction
 from updraft.frontend.model import EntryAd, JobShape
 
 SITE_EXPR = "stringListMember(TARGET.GLIDEIN_Site, MY.DESIRED_Sites)"
@@ -126,10 +127,10 @@ CASES = [
         idle={"b@f": 8},
     ),
     Case(
-        "index: only listed sites are evaluated",
+        "index: only listed sites are evaluated, and the implied term is not",
         (shape(6, "A"),),
         (entry("a", "A"), entry("b", "B"), entry("c", "C")),
-        expr=SITE_EXPR,
+        expr=f"{SITE_EXPR} && {MEMORY_EXPR}",
         index=SITE_INDEX,
         idle={"a@f": 6},
         evaluations=1,
@@ -146,10 +147,19 @@ CASES = [
         "index: blanks around listed values",
         (shape(6, " A , C "),),
         (entry("a", "A"), entry("b", "B"), entry("c", "C")),
-        expr="TARGET.GLIDEIN_Site =!= undefined",
+        expr=SITE_EXPR,
         index=SITE_INDEX,
         idle={"a@f": 3, "c@f": 3},
-        evaluations=2,
+        evaluations=0,
+    ),
+    Case(
+        "index not implied by the expression: every entry is compared",
+        (shape(6, "A"),),
+        (entry("a", "A"), entry("b", "B"), entry("c", "C")),
+        expr=f"{SITE_EXPR} || TARGET.GLIDEIN_Site == \"C\"",
+        index=SITE_INDEX,
+        idle={"a@f": 3, "c@f": 3},
+        evaluations=3,
     ),
     Case(
         "index: shape without the attribute sees every entry",
@@ -161,18 +171,19 @@ CASES = [
         evaluations=3,
     ),
     Case(
-        "index: entry without the attribute only for shapes without it",
+        "index: a shape without the attribute is judged by the expression alone",
         (shape(4, "A"), shape(6)),
         (entry("a", "A"), entry("nosite")),
-        expr="true",
+        expr=SITE_EXPR,
         index=SITE_INDEX,
-        idle={"a@f": 4 + 3, "nosite@f": 3},
+        idle={"a@f": 4},
+        unmatched=6,
     ),
     Case(
         "index: listed site nobody advertises",
         (shape(4, "Z"),),
         (entry("a", "A"),),
-        expr="true",
+        expr=SITE_EXPR,
         index=SITE_INDEX,
         unmatched=4,
         evaluations=0,
@@ -186,12 +197,12 @@ CASES = [
         evaluations=1,
     ),
     Case(
-        "cpus per pilot splits classes",
+        "cpus per pilot splits candidates, not evaluations",
         (shape(8, "A"),),
         (entry("a1", "A"), entry("a2", "A"), entry("a8", "A", cpus=8)),
         expr=SITE_EXPR,
         idle={"a1@f": 8 / 3, "a2@f": 8 / 3, "a8@f": 8 / 3},
-        evaluations=2,
+        evaluations=1,
     ),
     Case(
         "shape classes share across schedds",
@@ -291,16 +302,24 @@ def test_eval_in_expression_disables_sharing() -> None:
     ],
 )
 def test_rule_references(expr: str, my: tuple[str, ...], target: tuple[str, ...]) -> None:
-    rule = compile_rule(expr)
+    rule = compile_conjunction(expr)
     assert (rule.my_names, rule.target_names) == (my, target)
 
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("A,B", ("A", "B")), (" A , ,B,A", ("A", "B")), ("", ()), (["A", "B"], ("A", "B")), (7, ("7",)), (None, None)],
+    [
+        ("A,B", ("A", "B")),
+        (" A , ,B,A", ("A", "B")),
+        ("A B\tC", ("A", "B", "C")),  # stringListMember also splits at whitespace
+        ("", ()),
+        (["A", "B"], None),  # not a string: stringListMember says nothing, so neither does the index
+        (7, None),
+        (None, None),
+    ],
 )
-def test_index_values(value: Any, expected: tuple[str, ...] | None) -> None:
-    assert index_values(value) == expected
+def test_index_tokens(value: Any, expected: tuple[str, ...] | None) -> None:
+    assert index_tokens(value) == expected
 
 
 def test_job_attrs_keep_what_the_schedd_projected() -> None:

@@ -1,0 +1,73 @@
+"""The slot a pilot of an entry will offer, as a job's Requirements will see it.
+
+The negotiator evaluates every job's own ``Requirements`` against each
+pilot slot; a job that asks for 4 TB of memory, or for the submit host's
+filesystem, can never run on a grid pilot, and pilots requested for it sit
+idle. Before asking for pilots the frontend therefore evaluates the job's
+Requirements against the slot it expects:
+
+- the entry's own description, which the factory advertises as
+  ``UpdraftSlot_<attribute>`` (`updraft.protocol.SLOT_ATTRS`), only the
+  attributes it really knows;
+- over that, when the entry already has pilot slots in the VO pool, a real
+  slot's attributes: what the site's nodes really advertise beats what the
+  factory's configuration says. A partitionable slot's ``Memory`` and
+  ``Cpus`` are what is left unclaimed, so its totals stand in for them.
+
+Attributes neither source knows stay absent: a term of the job's
+Requirements that reads one is unknown, never a refusal (`updraft.frontend.terms`).
+Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from updraft import protocol
+from updraft.frontend.model import EntryAd, PilotSlot, SlotKind
+
+_TOTALS = (("Memory", "TotalSlotMemory"), ("Cpus", "TotalSlotCpus"), ("Disk", "TotalSlotDisk"))
+"""A partitionable slot's whole size: what a job matched against a new pilot would find free."""
+
+
+def advertised_slot(entry: EntryAd) -> dict[str, Any]:
+    """The entry's description of its pilots' slots: its ``UpdraftSlot_*`` attributes, prefix removed."""
+    prefix = protocol.E_SLOT_PREFIX.lower()
+    return {name[len(prefix) :]: value for name, value in entry.attrs.items() if name.lower().startswith(prefix)}
+
+
+def _whole_slot(slot: PilotSlot) -> dict[str, Any]:
+    attrs = dict(slot.machine)
+    if slot.kind is SlotKind.PARTITIONABLE:
+        for name, total in _TOTALS:
+            if total in attrs:
+                attrs[name] = attrs[total]
+    return attrs
+
+
+def _size(slot: PilotSlot) -> tuple[int, int, str]:
+    machine = _whole_slot(slot)
+    memory = machine.get("Memory")
+    return slot.cores, memory if isinstance(memory, int) else 0, slot.pilot
+
+
+def live_slot(slots: Iterable[PilotSlot]) -> dict[str, Any] | None:
+    """The machine attributes of the entry's largest live slot (dynamic slots are parts of others)."""
+    whole = [slot for slot in slots if slot.kind is not SlotKind.DYNAMIC and slot.machine]
+    if not whole:
+        return None
+    return _whole_slot(max(whole, key=_size))
+
+
+def prospective_slot(entry: EntryAd, live: Iterable[PilotSlot] = ()) -> dict[str, Any]:
+    """What a pilot of `entry` will offer: the entry's description, overridden by a live slot's ad."""
+    return {**advertised_slot(entry), **(live_slot(live) or {})}
+
+
+def prospective_slots(entries: Iterable[EntryAd], slots: Iterable[PilotSlot]) -> dict[str, Mapping[str, Any]]:
+    """Every entry's prospective slot, by entry key, live slots of any group counted."""
+    by_entry: dict[str, list[PilotSlot]] = {}
+    for slot in slots:
+        by_entry.setdefault(slot.entry_key, []).append(slot)
+    return {entry.key: prospective_slot(entry, by_entry.get(entry.key, ())) for entry in entries}

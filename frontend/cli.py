@@ -72,6 +72,7 @@ def check_config(config_path: Path) -> None:
         f"VO collector {config.vo_collector}, WMS collector {config.wms_collector}"
     )
     click.echo(f"monitoring: {', '.join(registry.loadable(config.monitoring.writers)) or 'no writers'}")
+    _say_how_groups_match(config)
     if config.pilot_tokens is not None:
         tokens = config.pilot_tokens
         key = load_signing_key(tokens.signing_key_file)  # TokenError (exit 1) if the frontend cannot read it
@@ -80,6 +81,20 @@ def check_config(config_path: Path) -> None:
             f"({tokens.signing_key_file}), {tokens.lifetime_seconds} s, renewed {tokens.refresh_seconds} s "
             "before they end"
         )
+
+
+def _say_how_groups_match(config: FrontendConfig) -> None:
+    """Per group: whether its match index is used (a warning when configured but not implied) and
+    whether jobs' own Requirements are read."""
+    from updraft.frontend.matching import group_rules
+
+    for name, group in sorted(config.groups.items()):
+        rules = group_rules(group)
+        if rules.index_problem is not None:
+            echo_warning(f"groups.{name}.{rules.index_problem}")
+        index = f"index {rules.index.job_attr} -> {rules.index.entry_attr}" if rules.index else "no index"
+        requirements = "jobs' Requirements read" if group.match_job_requirements else "match_expr alone"
+        click.echo(f"group {name}: {index}, {requirements}")
 
 
 def _load(config_path: Path) -> FrontendConfig:

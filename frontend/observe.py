@@ -86,16 +86,36 @@ def _job_refs(expression: str) -> set[str]:
     }
 
 
+REQUIREMENT_ATTRS = ("Requirements", "RequestDisk", "FileSystemDomain", "UidDomain")
+"""What a job's own Requirements usually read of the job itself, besides its size (HTCondor's default
+Requirements compare Disk, Memory, FileSystemDomain with the slot's). Grouped on, so each shape has one
+value of each. Other attributes a job's Requirements read are not projected: a term that reads one is
+unknown, never a refusal. DiskUsage is left out: it differs per cluster and would split shapes, and
+``RequestDisk = DiskUsage`` then leaves the disk term unknown."""
+
+
+def _target_refs(expression: str) -> set[str]:
+    """What an expression reads of TARGET (for pilot_start: of the job)."""
+    refs = classad2.ClassAd().externalRefs(classad2.ExprTree(expression))
+    return {ref.split(".", 1)[1] for ref in refs if ref.upper().startswith("TARGET.")}
+
+
 def job_attributes(group: Group) -> tuple[str, ...]:
     """The job attributes that make two jobs the same shape for this group.
 
     They are what the match expression reads from the job (MY.x, or a bare x),
     the index attribute, and the job's size; the schedd groups jobs by them.
+    With ``match_job_requirements`` also the job's Requirements and what they
+    usually read (`REQUIREMENT_ATTRS`), and what ``pilot_start`` reads of it.
     """
     names = _job_refs(group.match_expr)
     if group.match_index is not None:
         names.add(group.match_index.job_attr)
     names.update(SIZE_ATTRS)
+    if group.match_job_requirements:
+        names.update(REQUIREMENT_ATTRS)
+        if group.pilot_start:
+            names.update(_target_refs(group.pilot_start))
     return tuple(sorted(names))
 
 

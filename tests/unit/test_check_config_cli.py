@@ -55,6 +55,21 @@ def test_factory_check_config_prints_files_and_summary(updraft, tree):
     assert result.stderr == ""
 
 
+def test_frontend_check_config_warns_about_an_index_the_expression_does_not_imply(updraft, tree):
+    main = tree.frontend()
+    drop_in = main.parent / "frontend.d"
+    drop_in.mkdir(exist_ok=True)
+    (drop_in / "50-index.yaml").write_text(
+        "groups:\n  main:\n"
+        "    match_expr: 'stringListMember(TARGET.GLIDEIN_Site, MY.DESIRED_Sites) || TARGET.Opportunistic'\n"
+        "    match_index: {job_attr: DESIRED_Sites, entry_attr: GLIDEIN_Site}\n"
+    )
+    result = updraft("frontend", "check-config", "--config", str(main))
+    assert result.exit_code == 0, result.output
+    assert "warning: groups.main.match_index is not used: match_expr has no top-level term" in result.stderr
+    assert "group main: no index, jobs' Requirements read" in result.stdout
+
+
 def test_frontend_check_config_prints_files_and_summary(updraft, tree):
     main = tree.frontend()
     result = updraft("frontend", "check-config", "--config", str(main))
@@ -63,6 +78,7 @@ def test_frontend_check_config_prints_files_and_summary(updraft, tree):
         f"read {main}",
         "frontend test-vo: 1 group (1 enabled), 1 factory, VO collector 127.0.0.1:29618, WMS collector 127.0.0.1:29619",
         "monitoring: json",
+        "group main: no index, jobs' Requirements read",
     ]
 
 

@@ -61,13 +61,31 @@ def group(**fields) -> Group:
     ],
 )
 def test_job_attributes_are_what_the_match_reads_from_the_job(expr, index, expected) -> None:
-    fields = {"match_expr": expr} | ({"match_index": index} if index else {})
+    fields = {"match_expr": expr, "match_job_requirements": False} | ({"match_index": index} if index else {})
     assert job_attributes(group(**fields)) == expected
+
+
+def test_with_job_requirements_shapes_also_group_on_requirements_and_what_pilot_start_reads() -> None:
+    names = job_attributes(group(pilot_start='TARGET.Owner == "alice" && MY.Memory > 0'))
+    assert names == (
+        "FileSystemDomain",
+        "Owner",
+        "RequestCpus",
+        "RequestDisk",
+        "RequestMemory",
+        "Requirements",
+        "UidDomain",
+    )
 
 
 def test_every_attribute_a_grouped_constraint_reads_is_grouped_on() -> None:
     queries = shape_queries(
-        group(job_constraint='Owner == "alice" && MY.Project =!= undefined', old_idle_seconds=600), NOW
+        group(
+            job_constraint='Owner == "alice" && MY.Project =!= undefined',
+            old_idle_seconds=600,
+            match_job_requirements=False,
+        ),
+        NOW,
     )
     constraint, by = queries[BY_STATUS]
     assert constraint == '(JobStatus == 1 || JobStatus == 2) && (Owner == "alice" && MY.Project =!= undefined)'

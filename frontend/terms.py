@@ -270,7 +270,7 @@ def shown(value: Any) -> str:
     if value is True or value is False:
         return str(value).lower()
     if isinstance(value, classad2.Value):
-        return value.name.lower()
+        return str(value.name).lower()
     return repr(value)
 
 

@@ -10,12 +10,20 @@ choices, not measurements; change them here, not in the benchmark):
   or 4000 MB per core, ``GLIDEIN_Supported_VOs`` including ``myvo`` for 90 %
   of them, and ordinary bookkeeping attributes the match expression never
   reads. 3 % are in downtime.
-- **job shapes**: four schedds. A shape is a distinct combination of the
+- **requirements**: every job carries HTCondor's default Requirements
+  (Arch, OpSys, Disk, Memory, file transfer) and entries describe their
+  pilots' slots (``UpdraftSlot_*``), so matching evaluates them too; 1 % of
+  the shapes ask for 4 TB of memory and 1 % for the submit host's
+  filesystem, which no pilot offers.
+- **job shapes**: four schedds (or ``schedds``). A shape is a distinct combination of the
   attributes the match expression reads (that is what a shape *is*), per
   schedd: ``RequestCpus`` 1/2/4/8 (60/10/15/15 %), ``RequestMemory`` of 1024,
   2048, 2500 or 4096 MB per core, and ``DESIRED_Sites`` listing 1-4 sites;
   3 % of draws have no ``DESIRED_Sites`` ("run anywhere"), but there are only
-  16 such combinations per schedd, so at most 64 of those exist.
+  16 such combinations per schedd, so at most 64 of those exist. With
+  ``everywhere``, each distinct shape is queued in every schedd (a VO with
+  many submit hosts, where users submit the same workflows from each), its
+  jobs split evenly.
 - **jobs**: ``jobs`` idle jobs spread over the shapes with a heavy tail
   (Pareto weights: a few shapes hold most jobs, as a few users do); 30 % of
   a shape's idle jobs are old idle; running jobs are half the idle ones.
@@ -29,6 +37,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from updraft.condor import Expression
 from updraft.frontend.config import FrontendConfig
 from updraft.frontend.model import EntryAd, JobShape, Observation, PilotSlot, SlotState
 
@@ -43,6 +52,16 @@ SCHEDDS = ("schedd1@vo", "schedd2@vo", "schedd3@vo", "schedd4@vo")
 FACTORIES = ("factory-a", "factory-b")
 
 
+DEFAULT_REQUIREMENTS = (
+    '(TARGET.Arch == "X86_64") && (TARGET.OpSys == "LINUX") && (TARGET.Disk >= RequestDisk)'
+    " && (TARGET.Memory >= RequestMemory) && (TARGET.HasFileTransfer)"
+)
+SHARED_FS_REQUIREMENTS = (
+    '(TARGET.Arch == "X86_64") && (TARGET.OpSys == "LINUX") && (TARGET.Disk >= RequestDisk)'
+    " && (TARGET.Memory >= RequestMemory) && (TARGET.FileSystemDomain == MY.FileSystemDomain)"
+)
+
+
 @dataclass(frozen=True)
 class Scenario:
     """How big the cycle is; the seed makes it the same cycle every run."""
@@ -51,6 +70,9 @@ class Scenario:
     shapes: int
     entries: int
     seed: int = 1
+    schedds: int = 4
+    everywhere: bool = False
+    """Every distinct shape in every schedd (`shapes` distinct ones, `shapes` x `schedds` records)."""
 
     @property
     def sites(self) -> int:
@@ -61,16 +83,32 @@ def site_name(number: int) -> str:
     return f"Site{number:04d}"
 
 
+def pilot_slot(cpus: int, memory: int) -> dict[str, object]:
+    """What an entry advertises of its pilots' slots (`updraft.protocol.E_SLOT_PREFIX`)."""
+    slot = {
+        "Cpus": cpus,
+        "Memory": memory,
+        "Disk": 50 * 2**20,
+        "Arch": "X86_64",
+        "OpSys": "LINUX",
+        "HasFileTransfer": True,
+        "FileSystemDomain": "pilot.bench.invalid",
+    }
+    return {f"UpdraftSlot_{name}": value for name, value in slot.items()}
+
+
 def make_entries(scenario: Scenario, rng: random.Random) -> list[EntryAd]:
     entries = []
     for number in range(scenario.entries):
         site = site_name(number % scenario.sites)
         cpus = rng.choices((1, 4, 8), weights=(30, 30, 40))[0]
         vos = f"{VO},othervo" if rng.random() < 0.9 else "othervo,thirdvo"
+        memory = cpus * rng.choice((2000, 2500, 4000))
         attrs = {
+            **pilot_slot(cpus, memory),
             "GLIDEIN_Site": site,
             "GLIDEIN_CPUS": cpus,
-            "GLIDEIN_MaxMemMBs": cpus * rng.choice((2000, 2500, 4000)),
+            "GLIDEIN_MaxMemMBs": memory,
             "GLIDEIN_Supported_VOs": vos,
             "GLIDEIN_GridType": "condor",
             "GLIDEIN_Gatekeeper": f"ce{number}.{site.lower()}.example 9619",
@@ -110,11 +148,46 @@ def _job_counts(total: int, buckets: int, rng: random.Random) -> list[int]:
     return counts
 
 
+def _schedds(scenario: Scenario) -> tuple[str, ...]:
+    return SCHEDDS if scenario.schedds == len(SCHEDDS) else tuple(f"schedd{n}@vo" for n in range(scenario.schedds))
+
+
+def _requirements(cpus: int, memory: int, rng: random.Random) -> tuple[int, dict[str, object]]:
+    """The job's Requirements and what they read; 1 % want 4 TB, 1 % the submit host's filesystem."""
+    draw = rng.random()
+    if draw < 0.01:
+        memory = 4_000_000
+    text = SHARED_FS_REQUIREMENTS if 0.01 <= draw < 0.02 else DEFAULT_REQUIREMENTS
+    return memory, {
+        "Requirements": Expression(text),
+        "RequestDisk": memory * 1024,
+        "FileSystemDomain": "submit.bench.example",
+    }
+
+
+def _shape(schedd: str, cpus: int, memory: int, sites: str | None, idle: int, extra: dict[str, object]) -> JobShape:
+    attrs: dict[str, object] = {"RequestCpus": cpus, "RequestMemory": memory, **extra}
+    if sites is not None:
+        attrs["DESIRED_Sites"] = sites
+    return JobShape(
+        group="main",
+        schedd=schedd,
+        attrs=attrs,
+        idle=idle,
+        old_idle=int(idle * 0.3),
+        running=idle // 2,
+        cpus=cpus,
+        memory_mb=memory,
+    )
+
+
 def make_shapes(scenario: Scenario, rng: random.Random) -> list[JobShape]:
+    schedds = _schedds(scenario)
     seen: set[tuple[str, int, int, str | None]] = set()
     drawn: list[tuple[str, int, int, str | None]] = []
     while len(drawn) < scenario.shapes:
-        key = (rng.choice(SCHEDDS), *_shape_attrs(scenario, rng))
+        schedd = "*" if scenario.everywhere else rng.choice(schedds)
+        key = (schedd, *_shape_attrs(scenario, rng))
         if key not in seen:
             seen.add(key)
             drawn.append(key)
@@ -122,21 +195,12 @@ def make_shapes(scenario: Scenario, rng: random.Random) -> list[JobShape]:
     for (schedd, cpus, memory, sites), idle in zip(
         drawn, _job_counts(scenario.jobs, scenario.shapes, rng), strict=True
     ):
-        attrs: dict[str, object] = {"RequestCpus": cpus, "RequestMemory": memory}
-        if sites is not None:
-            attrs["DESIRED_Sites"] = sites
-        shapes.append(
-            JobShape(
-                group="main",
-                schedd=schedd,
-                attrs=attrs,
-                idle=idle,
-                old_idle=int(idle * 0.3),
-                running=idle // 2,
-                cpus=cpus,
-                memory_mb=memory,
-            )
-        )
+        memory, extra = _requirements(cpus, memory, rng)
+        if schedd != "*":
+            shapes.append(_shape(schedd, cpus, memory, sites, idle, extra))
+            continue
+        share, rest = divmod(idle, len(schedds))
+        shapes.extend(_shape(name, cpus, memory, sites, share + (i < rest), extra) for i, name in enumerate(schedds))
     return shapes
 
 
@@ -147,6 +211,11 @@ def make_slots(entries: Sequence[EntryAd], rng: random.Random) -> list[PilotSlot
         if rng.random() < 0.5:
             continue
         memory = int(entry.attrs["GLIDEIN_MaxMemMBs"])
+        machine = tuple(
+            (name.removeprefix("UpdraftSlot_"), value)
+            for name, value in entry.attrs.items()
+            if name.startswith("UpdraftSlot_")
+        )
         for _ in range(rng.randint(1, 19)):
             state = rng.choices(states, weights=(80, 15, 5))[0]
             slots.append(
@@ -158,6 +227,7 @@ def make_slots(entries: Sequence[EntryAd], rng: random.Random) -> list[PilotSlot
                     cpus=entry.cpus_per_pilot,
                     memory_mb=memory,
                     to_die=NOW + rng.uniform(0, 48 * 3600),
+                    machine=machine,
                 )
             )
     return slots
@@ -176,8 +246,8 @@ def make_observation(scenario: Scenario) -> Observation:
     )
 
 
-def make_config() -> FrontendConfig:
-    """One group using the usual CMS-style site-list match, indexed on the site."""
+def make_config(index: bool = True) -> FrontendConfig:
+    """One group using the usual CMS-style site-list match, indexed on the site (unless not `index`)."""
     return FrontendConfig.model_validate(
         {
             "name": "bench-vo",
@@ -189,7 +259,7 @@ def make_config() -> FrontendConfig:
             "groups": {
                 "main": {
                     "match_expr": MATCH_EXPR,
-                    "match_index": {"job_attr": "DESIRED_Sites", "entry_attr": "GLIDEIN_Site"},
+                    **({"match_index": {"job_attr": "DESIRED_Sites", "entry_attr": "GLIDEIN_Site"}} if index else {}),
                     "limits": {
                         "max_idle_pilots": 10_000,
                         "max_running_pilots": 150_000,

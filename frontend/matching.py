@@ -259,10 +259,40 @@ class _Interned:
         return found
 
 
+_PLAIN = frozenset((str, int, float, bool))
+
+
+class _Spellings:
+    """Lowercase copies of many ads that share their attribute names (every entry of a factory does):
+    the lowercase names are worked out once per distinct list of names."""
+
+    __slots__ = ("known",)
+
+    def __init__(self) -> None:
+        self.known: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def lowered(self, attrs: Mapping[str, Any]) -> dict[str, Any]:
+        names = tuple(attrs)
+        low = self.known.get(names)
+        if low is None:
+            low = self.known[names] = tuple(name.lower() for name in names)
+        return dict(zip(low, attrs.values(), strict=True))
+
+
 def _key(attrs: Mapping[str, Any], names: Sequence[str], shareable: bool) -> Any:
+    """The values `names` have in `attrs`, as a class key (typed: 1, 1.0 and true differ)."""
     if not shareable:
         return object()
-    return tuple(value_key(attrs[name]) if name in attrs else _ABSENT for name in names)
+    key = []
+    for name in names:
+        value = attrs.get(name, _ABSENT)
+        if value is _ABSENT:
+            key.append(_ABSENT)
+        elif value.__class__ in _PLAIN:
+            key.append((value.__class__, value))
+        else:
+            key.append(value_key(value))
+    return tuple(key)
 
 
 # --------------------------------------------------------------------------
@@ -298,14 +328,17 @@ class _Entries:
     requirement_classes: dict[int, tuple[int, ...]] = field(default_factory=dict)
     """Per Requirements conjunction id: each entry's slot class."""
     groups: dict[tuple[Any, int], tuple[_CandidateGroup, ...]] = field(default_factory=dict)
+    term_members: list[dict[int, list[int]]] = field(default_factory=list)
+    """Per term of ``match_expr``: its entry classes and their entries (built when first needed)."""
     """Per (candidate set, Requirements id): the set's entries grouped by class."""
 
 
 def _entry_table(
     entries: Sequence[EntryAd], rules: GroupRules, slots: Mapping[str, Mapping[str, Any]], interned: _Interned
 ) -> _Entries:
-    lowered_entries = [lowered(entry.attrs) for entry in entries]
-    lowered_slots = [lowered(slots.get(entry.key, {})) for entry in entries]
+    spellings = _Spellings()
+    lowered_entries = [spellings.lowered(entry.attrs) for entry in entries]
+    lowered_slots = [spellings.lowered(slots.get(entry.key, {})) for entry in entries]
     by_value: dict[str, list[int]] = {}
     unindexed: list[int] = []
     if rules.index is not None:
@@ -357,6 +390,7 @@ class _Judge:
     evaluations: int = 0
     match_answers: dict[tuple[int, int, bool], bool] = field(default_factory=dict)
     term_answers: dict[tuple[int, int, int], Any] = field(default_factory=dict)
+    term_candidates: dict[tuple[int, int], tuple[Any, list[int]]] = field(default_factory=dict)
     """(term, its class of the job, its class of the entry) -> the term's value."""
     refusals: dict[tuple[int, int], bool] = field(default_factory=dict)
     start_refusals: dict[tuple[int, int], bool] = field(default_factory=dict)
@@ -387,18 +421,11 @@ class _Judge:
         """Only a boolean true matches; a term that is a number leaves it to the whole expression."""
         shape_class, entry_class, indexed = pair
         skip = self.rules.index.term if indexed and self.rules.index else -1
-        for position, term in enumerate(self.rules.match.terms):
+        for position in range(len(self.rules.match.terms)):
             if position == skip:
                 continue
             mine = shape.term_class(position, self.rules, self.interned)
-            key = (position, mine, self.table.term_classes[position][entry])
-            value = self.term_answers.get(key, _ABSENT)
-            if value is _ABSENT:
-                self.evaluations += 1
-                value = self.term_answers[key] = term.expr.eval(
-                    self.ad(("job", shape_class), shape.attrs),
-                    self.ad(("entry", entry_class), self.table.entries[entry].attrs),
-                )
+            value = self._term_value(shape, position, mine, self.table.term_classes[position][entry], entry)
             if value is True:
                 continue
             if is_number(value):
@@ -407,6 +434,58 @@ class _Judge:
                 return self._rest(indexed).eval(my, target) is True
             return False
         return True
+
+    def pruned(self, shape: _Shape) -> tuple[Any, Sequence[int]]:
+        """The entries every term of ``match_expr`` may accept, judged per term on its own classes.
+
+        Without the index a shape would be compared with every entry class;
+        instead each term is evaluated once per distinct value of what it reads
+        of entries (a few hundred sites, two VO lists...), and the entries of
+        the term that keeps fewest are the candidates. A term that is neither
+        true nor a number rules an entry out: the conjunction cannot be true.
+        """
+        everything = range(len(self.table.entries))
+        if not self.rules.match.shareable or not self.table.entries:
+            return "*", everything
+        best: tuple[Any, Sequence[int]] | None = None
+        for position in range(len(self.rules.match.terms)):
+            mine = shape.term_class(position, self.rules, self.interned)
+            found = self.term_candidates.get((position, mine))
+            if found is None:
+                found = self.term_candidates[(position, mine)] = self._term_candidates(shape, position, mine)
+            if best is None or len(found[1]) < len(best[1]):
+                best = found
+        return best or ("*", everything)
+
+    def _term_candidates(self, shape: _Shape, position: int, mine: int) -> tuple[Any, list[int]]:
+        members_by_class = self._term_members(position)
+        kept: list[int] = []
+        for entry_class, members in members_by_class.items():
+            value = self._term_value(shape, position, mine, entry_class, members[0])
+            if value is True or is_number(value):
+                kept.extend(members)
+        return ("t", position, mine), sorted(kept)
+
+    def _term_members(self, position: int) -> dict[int, list[int]]:
+        while len(self.table.term_members) <= position:
+            classes = self.table.term_classes[len(self.table.term_members)]
+            members: dict[int, list[int]] = {}
+            for entry, entry_class in enumerate(classes):
+                members.setdefault(entry_class, []).append(entry)
+            self.table.term_members.append(members)
+        return self.table.term_members[position]
+
+    def _term_value(self, shape: _Shape, position: int, mine: int, entry_class: int, entry: int) -> Any:
+        """One term's value for the shape's class and an entry class (each pair evaluated once)."""
+        key = (position, mine, entry_class)
+        value = self.term_answers.get(key, _ABSENT)
+        if value is _ABSENT:
+            self.evaluations += 1
+            value = self.term_answers[key] = self.rules.match.terms[position].expr.eval(
+                self.ad(("term-job", position, mine), shape.attrs),
+                self.ad(("term-entry", position, entry_class), self.table.entries[entry].attrs),
+            )
+        return value
 
     def _rest(self, indexed: bool) -> classad2.ExprTree:
         """The expression without the index term (known true for candidates), or whole."""
@@ -417,11 +496,12 @@ class _Judge:
             found = self.rest[indexed] = classad2.ExprTree(" && ".join(kept))
         return found
 
-    def requirement_id(self, attrs: Mapping[str, Any]) -> int | None:
-        """Which Requirements conjunction the shape carries (None: it has none, or matching ignores it)."""
+    def requirement_id(self, low: Mapping[str, Any]) -> int | None:
+        """Which Requirements conjunction the shape carries (`low`: its attributes by lowercase name;
+        None: it has none, or matching ignores it)."""
         if not self.rules.requirements:
             return None
-        value = lowered(attrs).get("requirements")
+        value = low.get("requirements")
         if isinstance(value, Expression):
             text = value.text
         elif isinstance(value, bool):
@@ -542,7 +622,7 @@ def _shape(shape: JobShape, judge: _Judge, interned: _Interned) -> _Shape:
     if rules.index is not None:
         tokens = index_tokens(low.get(rules.index.job_attr.lower()), rules.index.fold_case)
     indexed = tokens is not None
-    requirement = judge.requirement_id(attrs)
+    requirement = judge.requirement_id(low)
     requirement_class = 0
     if requirement is not None:
         conjunction = judge.requirements[requirement]
@@ -565,12 +645,13 @@ def _candidate_groups(shape: _Shape, judge: _Judge) -> list[tuple[_CandidateGrou
     """The entries worth comparing, as classes: all of them, or those the job's index attribute lists
     (known to satisfy the index term) and those whose index attribute is no string (compared in full)."""
     if not shape.indexed:
-        return [(group, False) for group in _grouped(judge, "*", range(len(judge.table.entries)), shape.requirement)]
+        which, members = judge.pruned(shape)
+        return [(group, False) for group in _grouped(judge, which, members, shape.requirement)]
     found: list[tuple[_CandidateGroup, bool]] = []
     for token in shape.tokens:
-        members = judge.table.by_value.get(token)
-        if members:
-            found.extend((group, True) for group in _grouped(judge, ("=", token), members, shape.requirement))
+        listed = judge.table.by_value.get(token)
+        if listed:
+            found.extend((group, True) for group in _grouped(judge, ("=", token), listed, shape.requirement))
     if judge.table.unindexed:
         found.extend((group, False) for group in _grouped(judge, "?", judge.table.unindexed, shape.requirement))
     return found

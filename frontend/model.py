@@ -44,8 +44,7 @@ def shape_key(shape: JobShape) -> str:
 
     A short digest, so memory that keys on shapes (`updraft.frontend.feedback`) stays small.
     """
-    parts = sorted((name.lower(), repr(value)) for name, value in shape.attrs.items())
-    text = "\x1f".join([shape.group, *(f"{name}={value}" for name, value in parts)])
+    text = repr((shape.group, sorted((name.lower(), repr(value)) for name, value in shape.attrs.items())))
     return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
 
 
@@ -136,6 +135,8 @@ def pilot_state(states: Iterable[SlotState]) -> SlotState:
     "any slot idle" would call a working pilot idle.
     """
     seen = set(states)
+    if len(seen) == 1:  # the usual case: one slot, or all alike
+        return seen.pop()
     return next((state for state in _PILOT_STATE_ORDER if state in seen), SlotState.FAILED)
 
 
@@ -149,6 +150,8 @@ def slots_by_pilot(slots: Iterable[PilotSlot]) -> dict[str, list[PilotSlot]]:
 
 def pilot_cores(slots: Iterable[PilotSlot]) -> int:
     """A pilot's cores: each node's, summed (a multi-node pilot runs a startd per node)."""
+    if isinstance(slots, (list, tuple)) and len(slots) == 1:
+        return slots[0].cores if slots[0].kind is not SlotKind.DYNAMIC else slots[0].cpus
     by_node: dict[int, list[PilotSlot]] = {}
     for slot in slots:
         by_node.setdefault(slot.node, []).append(slot)

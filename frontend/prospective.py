@@ -32,9 +32,11 @@ _TOTALS = (("Memory", "TotalSlotMemory"), ("Cpus", "TotalSlotCpus"), ("Disk", "T
 
 
 def advertised_slot(entry: EntryAd) -> dict[str, Any]:
-    """The entry's description of its pilots' slots: its ``UpdraftSlot_*`` attributes, prefix removed."""
-    prefix = protocol.E_SLOT_PREFIX.lower()
-    return {name[len(prefix) :]: value for name, value in entry.attrs.items() if name.lower().startswith(prefix)}
+    """The entry's description of its pilots' slots: its ``UpdraftSlot_*`` attributes, prefix removed
+    (those of `updraft.protocol.SLOT_ATTRS`, as the factory spells them: the frontend projects only those)."""
+    prefix = protocol.E_SLOT_PREFIX
+    attrs = entry.attrs
+    return {name: attrs[prefix + name] for name in protocol.SLOT_ATTRS if prefix + name in attrs}
 
 
 def _whole_slot(slot: PilotSlot) -> dict[str, Any]:
@@ -47,8 +49,10 @@ def _whole_slot(slot: PilotSlot) -> dict[str, Any]:
 
 
 def _size(slot: PilotSlot) -> tuple[int, int, str]:
-    machine = _whole_slot(slot)
-    memory = machine.get("Memory")
+    """Cores, then memory (a partitionable slot's total), then the pilot's name: the largest slot wins,
+    the same one every cycle."""
+    wanted = "TotalSlotMemory" if slot.kind is SlotKind.PARTITIONABLE else "Memory"
+    memory = next((value for name, value in slot.machine if name == wanted), 0)
     return slot.cores, memory if isinstance(memory, int) else 0, slot.pilot
 
 

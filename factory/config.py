@@ -211,7 +211,8 @@ class SlotSettings(ConfigModel):
     never match a pilot. Set it only for a site whose workers really mount the VO's submit
     hosts' filesystem, to the submit hosts' FILESYSTEM_DOMAIN."""
     uid_domain: SlotDomain | None = None
-    """The pilots' ``UID_DOMAIN``; unset as ``filesystem_domain`` (jobs then run as the pilot's user)."""
+    """The pilots' ``UID_DOMAIN``. Unset: ``<entry>.<factory>.updraft.invalid`` too (whatever
+    ``filesystem_domain`` says), so jobs run as the pilot's user."""
 
 
 class FrontendLimits(ConfigModel):

@@ -31,10 +31,12 @@ E_MAX_IDLE = "UpdraftMaxIdle"
 E_MAX_HELD = "UpdraftMaxHeld"
 E_DOWNTIME = "UpdraftInDowntime"
 E_NODES = "GLIDEIN_Nodes"
+"""Nodes per pilot (HPC allocations of several nodes); absent means 1."""
+
 E_SLOT_PREFIX = "UpdraftSlot_"
-"""Prefixes what a pilot slot of the entry will advertise (``UpdraftSlot_Memory``): the prospective
-slot a frontend evaluates its jobs' Requirements against before asking for pilots."""
-SLOT_ATTRS = (
+"""Before a machine attribute: what the slot of one pilot node will advertise (``UpdraftSlot_Memory``
+is the pilot slot's ``Memory``). Strip it to get the prospective slot ad (`prospective_slot`)."""
+SLOT_ATTRIBUTES = (
     "Cpus",
     "TotalCpus",
     "Memory",
@@ -47,14 +49,21 @@ SLOT_ATTRS = (
     "UidDomain",
     "HasFileTransfer",
     "IS_GLIDEIN",
-    "CondorVersion",
     "GLIDEIN_Site",
     "GLIDEIN_Entry_Name",
     "GLIDEIN_Factory",
-    "GLIDEIN_ResourceName",
+    "GLIDEIN_Name",
+    "GLIDEIN_Schedd",
+    "GLIDEIN_Nodes",
+    "GLIDEIN_Max_Walltime",
+    "GLIDEIN_Max_Idle",
+    "GLIDEIN_Max_Tail",
+    "GLIDEIN_BlackHole_Jobs",
+    "GLIDEIN_BlackHole_Window",
 )
-"""The machine attributes an entry may describe under `E_SLOT_PREFIX` (only those it knows)."""
-"""Nodes per pilot (HPC allocations of several nodes); absent means 1."""
+"""The slot attributes an entry ad may announce; each only when the factory knows its value
+(docs/protocol.md, "The prospective slot"). An absent one is unknown, never false."""
+SLOT_PROJECTION = tuple(E_SLOT_PREFIX + name for name in SLOT_ATTRIBUTES)
 
 # Request ad attributes set by the frontend.
 R_FRONTEND = "UpdraftFrontend"
@@ -134,7 +143,7 @@ ENTRY_PROJECTION = (
     E_MAX_HELD,
     E_DOWNTIME,
     E_NODES,
-    *(E_SLOT_PREFIX + name for name in SLOT_ATTRS),
+    *SLOT_PROJECTION,
 )
 """The entry ad attributes of the protocol; a frontend adds those its match expressions read."""
 
@@ -164,6 +173,20 @@ class RemoveMode(str, Enum):
 
 def entry_ad_name(entry: str, factory: str) -> str:
     return f"{entry}@{factory}"
+
+
+def slot_attribute(name: str) -> str:
+    """``Memory`` -> ``UpdraftSlot_Memory``: where the entry ad carries a slot attribute."""
+    return E_SLOT_PREFIX + name
+
+
+def prospective_slot(entry_ad: Mapping[str, Any]) -> dict[str, Any]:
+    """The slot ad one pilot node of this entry will advertise, as far as its entry ad says.
+
+    Only the attributes in `SLOT_ATTRIBUTES` are read (with the prefix
+    stripped); whatever the entry ad leaves out is unknown.
+    """
+    return {name: entry_ad[E_SLOT_PREFIX + name] for name in SLOT_ATTRIBUTES if E_SLOT_PREFIX + name in entry_ad}
 
 
 def request_ad_name(frontend: str, group: str, entry: str, factory: str) -> str:

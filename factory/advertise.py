@@ -22,6 +22,7 @@ from updraft.factory.config import FactoryConfig
 from updraft.factory.decide import count_pilots
 from updraft.factory.model import Pilot, PilotCounts
 from updraft.factory.policy import AdvertisedEntry, advertised_entries, entries_in_downtime, entry_policies
+from updraft.factory.slotad import advertised_slot
 
 F_ENTRIES = "UpdraftEntries"
 F_PILOTS_PREFIX = "UpdraftPilots"
@@ -38,10 +39,13 @@ def entry_ad(
     """One advertised entry: its published attributes, then the protocol's own (which win).
 
     `in_downtime` adds what the config's flag cannot know: a stored
-    downtime active now (or, for a set, every member down).
+    downtime active now (or, for a set, every member down). The pilots'
+    prospective slot is announced as ``UpdraftSlot_*`` (`updraft.factory.slotad`).
     """
+    slot = advertised_slot(factory, entry.name, entry.members)
     return {
         **entry.attributes,
+        **{protocol.slot_attribute(name): value for name, value in slot.items()},
         "MyType": protocol.ENTRY_TYPE,
         "Name": protocol.entry_ad_name(entry.name, factory.name),
         "UpdraftSchema": protocol.SCHEMA,

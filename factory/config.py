@@ -104,6 +104,23 @@ class CondorTarball(ConfigModel):
     sha256: Sha256
 
 
+def _not_a_slot_attribute(value: str) -> str:
+    """``UpdraftSlot_*`` says what the pilots' slots have: the factory derives it, a published
+    attribute must not forge it (it would lose to the derived one anyway, or stand in for an unknown)."""
+    if value.startswith(protocol.E_SLOT_PREFIX):
+        raise PydanticCustomError(
+            "slot_attribute",
+            "names starting with {prefix} are reserved: the factory advertises the pilots' slot itself "
+            "(from attributes.GLIDEIN_CPUS, memory_mb and the entry's slot: settings)",
+            {"prefix": protocol.E_SLOT_PREFIX},
+        )
+    return value
+
+
+SlotFreeAttrName = Annotated[AttrName, AfterValidator(_not_a_slot_attribute)]
+"""A published attribute's name: a ClassAd name that is not one of the derived ``UpdraftSlot_*``."""
+
+
 class GlideinSettings(ConfigModel):
     """How the glidein behaves on this entry's workers (glidein/README.md has the details).
 
@@ -138,6 +155,64 @@ class GlideinSettings(ConfigModel):
     slots_layout: Literal["partitionable", "fixed"] = "partitionable"
     start: ClassAdExpr | None = None
     """The entry's START expression, combined with the frontend group's."""
+
+
+_DOMAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,252}")
+_SLOT_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def _check_domain(value: str) -> str:
+    if _DOMAIN.fullmatch(value):
+        return value
+    raise PydanticCustomError(
+        "slot_domain",
+        "expected a domain name (letters, digits, '.', '_' or '-', starting with a letter or digit, "
+        "at most 253 characters), e.g. site.example.org",
+    )
+
+
+def _check_slot_word(value: str) -> str:
+    if _SLOT_WORD.fullmatch(value):
+        return value
+    raise PydanticCustomError(
+        "slot_word",
+        "expected one word as HTCondor writes it (letters, digits, '.', '_' or '-', at most 64 characters), "
+        "e.g. X86_64, LINUX, AlmaLinux9",
+    )
+
+
+SlotDomain = Annotated[str, AfterValidator(_check_domain)]
+SlotWord = Annotated[str, AfterValidator(_check_slot_word)]
+
+
+class SlotSettings(ConfigModel):
+    """What the slots of this entry's pilots have that the factory cannot derive, for the entry ad.
+
+    Frontends evaluate a job's own Requirements against the slot an entry's
+    pilot will bring (``UpdraftSlot_*`` in the entry ad, docs/protocol.md).
+    Cpus and Memory come from ``attributes``/``memory_mb``; these are the
+    rest. Each one unset is simply not advertised (unknown to frontends,
+    never a refusal), except the two domains, which the glidein always sets.
+    """
+
+    disk_mb: Annotated[int, Field(ge=1, le=MAX_MEMORY_MB * 1024)] | None = None
+    """Scratch disk each pilot node gives its jobs, in MB (advertised as ``Disk`` in KiB)."""
+    arch: SlotWord | None = None
+    """``Arch`` of the workers, as HTCondor names it: ``X86_64``, ``aarch64``, ``ppc64le``."""
+    opsys: SlotWord | None = None
+    """``OpSys``: ``LINUX``."""
+    opsys_and_ver: SlotWord | None = None
+    """``OpSysAndVer``: ``AlmaLinux9``, ``Ubuntu22``."""
+    opsys_major_ver: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    """``OpSysMajorVer``: ``9``."""
+    filesystem_domain: SlotDomain | None = None
+    """The pilots' ``FILESYSTEM_DOMAIN``. Unset: ``<entry>.<factory>.updraft.invalid``, which no
+    submit host has, so jobs that need their submit host's files (``should_transfer_files = NO``)
+    never match a pilot. Set it only for a site whose workers really mount the VO's submit
+    hosts' filesystem, to the submit hosts' FILESYSTEM_DOMAIN."""
+    uid_domain: SlotDomain | None = None
+    """The pilots' ``UID_DOMAIN``. Unset: ``<entry>.<factory>.updraft.invalid`` too (whatever
+    ``filesystem_domain`` says), so jobs run as the pilot's user."""
 
 
 class FrontendLimits(ConfigModel):
@@ -267,7 +342,7 @@ class Entry(ConfigModel):
     """Advertised as in downtime: frontends request nothing here, running pilots are left alone."""
     grid_type: GridTypeName
     resource: NonBlankStr
-    attributes: FrozenMap[AttrName, AttrValue] = Field(default_factory=dict)
+    attributes: FrozenMap[SlotFreeAttrName, AttrValue] = Field(default_factory=dict)
     limits: EntryLimits = Field(default_factory=EntryLimits)
     max_walltime_seconds: LifetimeSeconds = 86400
     """A pilot running longer than this is removed by its own ``periodic_remove``."""
@@ -281,6 +356,8 @@ class Entry(ConfigModel):
     stale: StaleSettings = Field(default_factory=StaleSettings)
     holds: HoldSettings = Field(default_factory=HoldSettings)
     glidein: GlideinSettings = Field(default_factory=GlideinSettings)
+    slot: SlotSettings = Field(default_factory=SlotSettings)
+    """What the pilots' slots have beyond cores and memory (disk, platform, domains), for the entry ad."""
     staging_files: FrozenList[StagedFileConfig] = ()
     """This entry's files (e.g. its validation scripts), after the factory's ``staging.files``."""
     grid: Annotated[ConfigModel, SkipValidation, Field(exclude=True)]
@@ -641,7 +718,7 @@ class EntrySet(ConfigModel):
     members: Annotated[FrozenList[Name], Field(min_length=1)]
     """Names of entries under ``entries:``, each in at most one set."""
     policy: SetPolicy = "least_idle"
-    attributes: FrozenMap[AttrName, AttrValue] = Field(default_factory=dict)
+    attributes: FrozenMap[SlotFreeAttrName, AttrValue] = Field(default_factory=dict)
     limits: EntryLimits = Field(default_factory=EntryLimits)
     frontends: FrozenMap[Name, AllowedFrontend] = Field(default_factory=dict)
     downtime: bool = False

@@ -20,12 +20,20 @@ GLIDEIN_PREFIX = "GLIDEIN_"
 
 
 def glidein_arguments(
-    entry: Entry, release: StagingRelease | None, params: PilotParams, extra: str = ""
+    entry: Entry,
+    release: StagingRelease | None,
+    params: PilotParams,
+    extra: str = "",
+    *,
+    domains: tuple[str, str] | None = None,
 ) -> tuple[str, ...]:
     """glidein_startup.sh's options for one pilot of `entry` asked for with `params`.
 
     Options the pilot takes from its environment anyway are still written
     here, so ``condor_q -l`` shows a pilot's whole setup in one place.
+    `domains` are the pilot's FILESYSTEM_DOMAIN and UID_DOMAIN, the ones its
+    entry ad announces (`updraft.factory.slotad.pilot_domains`); the factory
+    always gives them (None leaves HTCondor's default, the worker's host name).
     """
     glidein = entry.glidein
     args: list[str] = []
@@ -51,6 +59,8 @@ def glidein_arguments(
         "--failure-sleep",
         str(glidein.failure_sleep_seconds),
     ]
+    if domains is not None:
+        args += ["--filesystem-domain", domains[0], "--uid-domain", domains[1]]
     if glidein.condor_dir is not None:
         args += ["--condor-dir", str(glidein.condor_dir)]
     elif glidein.condor_tarball is not None:

@@ -23,6 +23,7 @@ from updraft.factory.observe import FactoryView
 from updraft.factory.pilot_args import glidein_arguments, glidein_environment
 from updraft.factory.policy import member_entry
 from updraft.factory.render import PilotSpec, render_submit
+from updraft.factory.slotad import pilot_domains
 from updraft.staging import StagingRelease
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,13 @@ def describe(config: FactoryConfig, action: Submit, releases: Mapping[str, Stagi
         vm_manifest=(release.manifest_url, release.manifest_sha256) if release is not None else None,
         executable=config.pilot.executable,
         work_dir=log_dir(config, action.entry, action.frontend),
-        arguments=glidein_arguments(entry, release, action.pilot, config.pilot.arguments),
+        arguments=glidein_arguments(
+            entry,
+            release,
+            action.pilot,
+            config.pilot.arguments,
+            domains=pilot_domains(config.name, action.entry, entry),
+        ),
         environment=glidein_environment(entry, action.pilot),
     )
     description = render_submit(config, action.entry, entry, spec)

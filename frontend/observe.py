@@ -63,7 +63,7 @@ _SLOT_BASICS: tuple[str, ...] = (
     "GLIDEIN_NodeIndex",
 )
 MACHINE_ATTRS = tuple(
-    dict.fromkeys((*protocol.SLOT_ATTRS, "TotalSlotMemory", "TotalSlotDisk", "TotalSlotCpus", "TotalMemory"))
+    dict.fromkeys((*protocol.SLOT_ATTRIBUTES, "TotalSlotMemory", "TotalSlotDisk", "TotalSlotCpus", "TotalMemory"))
 )
 """A live slot's machine attributes: what a new pilot of the same entry will most likely offer a job."""
 SLOT_PROJECTION = tuple(dict.fromkeys((*_SLOT_BASICS, *MACHINE_ATTRS)))

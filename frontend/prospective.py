@@ -7,7 +7,7 @@ idle. Before asking for pilots the frontend therefore evaluates the job's
 Requirements against the slot it expects:
 
 - the entry's own description, which the factory advertises as
-  ``UpdraftSlot_<attribute>`` (`updraft.protocol.SLOT_ATTRS`), only the
+  ``UpdraftSlot_<attribute>`` (`updraft.protocol.SLOT_ATTRIBUTES`), only the
   attributes it really knows;
 - over that, when the entry already has pilot slots in the VO pool, a real
   slot's attributes: what the site's nodes really advertise beats what the
@@ -33,10 +33,8 @@ _TOTALS = (("Memory", "TotalSlotMemory"), ("Cpus", "TotalSlotCpus"), ("Disk", "T
 
 def advertised_slot(entry: EntryAd) -> dict[str, Any]:
     """The entry's description of its pilots' slots: its ``UpdraftSlot_*`` attributes, prefix removed
-    (those of `updraft.protocol.SLOT_ATTRS`, as the factory spells them: the frontend projects only those)."""
-    prefix = protocol.E_SLOT_PREFIX
-    attrs = entry.attrs
-    return {name: attrs[prefix + name] for name in protocol.SLOT_ATTRS if prefix + name in attrs}
+    (those of `updraft.protocol.SLOT_ATTRIBUTES`, as the factory spells them: the frontend projects only those)."""
+    return protocol.prospective_slot(entry.attrs)
 
 
 def _whole_slot(slot: PilotSlot) -> dict[str, Any]:

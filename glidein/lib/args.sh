@@ -11,7 +11,7 @@ usage_options='--manifest-url URL --manifest-sha256 HEX
  [--collector HOST:PORT] [--max-walltime S] [--max-job-time S] [--shutdown-margin S]
  [--spread S] [--max-idle S] [--idle-tail S] [--failure-sleep S]
  [--blackhole-jobs N] [--blackhole-window S] [--nodes N] [--node-launcher CMD]
- [--node-scratch DIR] [--dry-run]'
+ [--node-scratch DIR] [--filesystem-domain NAME] [--uid-domain NAME] [--dry-run]'
 
 set_failure_sleep_early() {
     # An argument error must also sleep (a misconfigured entry should not spin
@@ -45,7 +45,7 @@ parse_arguments() {
             --condor-tarball-url | --condor-tarball-sha256 | --work-dir | --condor-dir | --collector | \
             --max-walltime | --max-job-time | --shutdown-margin | --spread | --max-idle | \
             --idle-tail | --failure-sleep | --blackhole-jobs | --blackhole-window | --nodes | --node-launcher | \
-            --node-scratch)
+            --node-scratch | --filesystem-domain | --uid-domain)
                 option_value "$_opt" $# "${1-}"
                 _val=$1
                 shift
@@ -74,6 +74,8 @@ parse_arguments() {
             --nodes) nodes=$_val ;;
             --node-launcher) node_launcher=$_val ;;
             --node-scratch) node_scratch=$_val ;;
+            --filesystem-domain) filesystem_domain=$_val ;;
+            --uid-domain) uid_domain=$_val ;;
         esac
     done
 }
@@ -100,6 +102,10 @@ apply_environment_fallbacks() {
     : "${blackhole_window:=$(first_set 600 UPDRAFT_BLACKHOLE_WINDOW GLIDEIN_BlackHole_Window)}"
     : "${node_launcher:=$(first_set '' UPDRAFT_NODE_LAUNCHER GLIDEIN_Node_Launcher)}"
     : "${node_scratch:=$(first_set '' UPDRAFT_NODE_SCRATCH GLIDEIN_Node_Scratch)}"
+    # The domains are the factory's to say (its entry ad announces them), so
+    # no GLIDEIN_* pilot attribute can change them.
+    : "${filesystem_domain:=$(first_set '' UPDRAFT_FILESYSTEM_DOMAIN)}"
+    : "${uid_domain:=$(first_set '' UPDRAFT_UID_DOMAIN)}"
     resolve_nodes
     if [ "$(first_set 0 UPDRAFT_DRY_RUN)" = 1 ]; then
         dry_run=1
@@ -199,6 +205,16 @@ check_blackhole_and_nodes() {
     esac
 }
 
+check_domain() {
+    # check_domain OPTION VALUE: empty (HTCondor's default, the host name), or
+    # a domain name: letters, digits, '.', '_', '-', starting with a letter or
+    # digit. It is written into the startd's configuration as it is.
+    case $2 in
+        '') ;;
+        [!A-Za-z0-9]* | *[!A-Za-z0-9._-]*) fail args "$1 must be a domain name (letters, digits, '.', '_', '-'), got '$2'" ;;
+    esac
+}
+
 check_arguments() {
     require_value "--manifest-url (or UPDRAFT_MANIFEST_URL)" "$manifest_url"
     require_value "--manifest-sha256 (or UPDRAFT_MANIFEST_SHA256)" "$manifest_sha256"
@@ -226,6 +242,8 @@ check_arguments() {
         condor_tarball_sha256=$(lowercase "$condor_tarball_sha256")
     fi
     check_blackhole_and_nodes
+    check_domain --filesystem-domain "$filesystem_domain"
+    check_domain --uid-domain "$uid_domain"
     check_identity
 }
 

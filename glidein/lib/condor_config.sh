@@ -193,6 +193,8 @@ render_condor_config() {
         "STARTD_ATTRS=$_attrs" \
         "CPUS=$cpus" \
         "MEMORY=${GLIDEIN_MaxMemMBs:-}" \
+        "FILESYSTEM_DOMAIN=${filesystem_domain:-}" \
+        "UID_DOMAIN=${uid_domain:-}" \
         "START=$(start_expression)" \
         "DAEMON_SHUTDOWN=$(daemon_shutdown_expression)"
 }

@@ -19,6 +19,7 @@ import htcondor2
 import pytest
 import yaml
 
+from updraft import protocol
 from updraft.condor import Collector, Schedd
 from updraft.factory.completed import CompletedTotals
 from updraft.lab.labconfig import factory_config, frontend_config, write_component_configs
@@ -104,6 +105,7 @@ def test_a_glidein_sent_by_the_factory_runs_the_frontends_job_and_its_report_rea
     ours = f'GLIDEIN_Entry_Name =?= "site1" && GLIDEIN_Factory =?= "{FACTORY}"'
     slot = wait_for(lambda: vo.query(htcondor2.AdType.Startd, ours, ["GLIDEIN_ClusterId", "GLIDEIN_Nodes"]), 240)[0]
     assert slot["GLIDEIN_Nodes"] == 1
+    assert_the_live_slot_is_the_one_the_entry_ad_announced(lab, vo, ours)
 
     done = wait_for_completion(vo_schedd, user, 180)
     assert done["ExitCode"] == 0 and (job_dir / "user.out").read_text().strip() == "lifecycle"
@@ -134,3 +136,27 @@ def test_a_glidein_sent_by_the_factory_runs_the_frontends_job_and_its_report_rea
     updraft("factory", "once", "--config", str(factory_yaml))
     assert CompletedTotals(work_dir / "completed-totals.json").load()[("site1", "lab-vo")].pilots == 1
     assert json.loads((work_dir / "completed-checkpoint.json").read_text())["seen"]
+
+
+SLOT_TOTALS = {"Cpus": "TotalSlotCpus", "Memory": "TotalSlotMemory"}
+"""A partitionable slot's own Cpus and Memory shrink as jobs claim them (they may have by the time
+it is read): what it started with, its total, is what the entry ad announces."""
+
+
+def assert_the_live_slot_is_the_one_the_entry_ad_announced(lab: Topology, vo: Collector, ours: str) -> None:
+    """Every UpdraftSlot_* of the entry ad equals that attribute of the pilot's real slot ad.
+
+    The lab's entries are configured to announce cores, memory and the
+    domains; the domains are the pilots' own, never the lab schedds' "lab"
+    (a job with should_transfer_files = NO must not match a pilot).
+    """
+    (entry_ad,) = Collector(lab.wms.collector).generic_ads(
+        protocol.ENTRY_TYPE, f'Name == "{protocol.entry_ad_name("site1", FACTORY)}"', protocol.SLOT_PROJECTION
+    )
+    announced = protocol.prospective_slot(entry_ad)
+    assert {"Cpus", "TotalCpus", "Memory", "FileSystemDomain", "UidDomain"} <= set(announced), announced
+    assert announced["FileSystemDomain"] == f"site1.{FACTORY}.updraft.invalid" == announced["UidDomain"]
+    wanted = [SLOT_TOTALS.get(name, name) for name in announced]
+    (live,) = vo.query(htcondor2.AdType.Startd, f"{ours} && PartitionableSlot =?= True", wanted)
+    assert {name: live.get(SLOT_TOTALS.get(name, name)) for name in announced} == announced
+    assert live["FileSystemDomain"] != "lab" and live["UidDomain"] != "lab"

@@ -18,6 +18,7 @@ from updraft.errors import ConfigError
 from updraft.factory.config import Entry, FactoryConfig
 from updraft.factory.pilot_args import glidein_arguments, glidein_environment
 from updraft.factory.render import PilotSpec, render_submit
+from updraft.factory.slotad import member_slot, pilot_domains
 from updraft.factory.stage import stage_entries
 from updraft.protocol import PilotParams
 from updraft.staging import MANIFEST, StagingRelease
@@ -569,3 +570,31 @@ def test_the_pilot_verifies_a_staged_release_given_the_factory_arguments(tmp_pat
     report = dry_run_pilot(tmp_path, glidein_arguments(e, release, params), dict(glidein_environment(e, params)))
     assert [v.ok for v in report.validations] == [True, True]
     assert len(report.validations) == 2
+
+
+def test_the_pilots_startd_gets_the_cores_memory_and_domains_its_entry_ad_announces(tmp_path: Path, web: str) -> None:
+    config = staged_factory(tmp_path, url=web)
+    e = Entry.model_validate(
+        {
+            **config.entries["site1"].model_dump(),
+            "glidein": {"failure_sleep_seconds": 0},
+            "attributes": {"GLIDEIN_CPUS": 3},
+            "memory_mb": 3000,
+        }
+    )
+    params = PilotParams(collector="127.0.0.1:29618")
+    domains = pilot_domains("fac", "site1", e)
+    args = glidein_arguments(e, stage_entries(config)["site1"], params, domains=domains)
+    dry_run_pilot(tmp_path, args, dict(glidein_environment(e, params)))
+    written = (tmp_path / "updraft-glidein" / "condor" / "condor_config").read_text().splitlines()
+    slot = member_slot("fac", "site1", e)
+    for line in (
+        f"NUM_CPUS = {slot['Cpus']}",
+        f"MEMORY = {slot['Memory']}",
+        f"FILESYSTEM_DOMAIN = {slot['FileSystemDomain']}",
+        f"UID_DOMAIN = {slot['UidDomain']}",
+        'GLIDEIN_Site = "site1"',
+        f"GLIDEIN_Max_Walltime = {slot['GLIDEIN_Max_Walltime']}",
+    ):
+        assert line in written, line
+    assert slot["FileSystemDomain"] == "site1.fac.updraft.invalid"

@@ -10,8 +10,8 @@ import pytest
 
 from updraft.frontend.config import FrontendConfig, Group
 from updraft.frontend.matching import GroupMatch, index_tokens, job_attrs, match
-from updraft.frontend.terms import compile_conjunction
 from updraft.frontend.model import EntryAd, JobShape
+from updraft.frontend.terms import compile_conjunction
 
 SITE_EXPR = "stringListMember(TARGET.GLIDEIN_Site, MY.DESIRED_Sites)"
 MEMORY_EXPR = "MY.RequestMemory <= TARGET.GLIDEIN_MaxMemMBs"
@@ -156,7 +156,7 @@ CASES = [
         "index not implied by the expression: every entry is compared",
         (shape(6, "A"),),
         (entry("a", "A"), entry("b", "B"), entry("c", "C")),
-        expr=f"{SITE_EXPR} || TARGET.GLIDEIN_Site == \"C\"",
+        expr=f'{SITE_EXPR} || TARGET.GLIDEIN_Site == "C"',
         index=SITE_INDEX,
         idle={"a@f": 3, "c@f": 3},
         evaluations=3,

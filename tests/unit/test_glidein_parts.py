@@ -184,6 +184,38 @@ def test_the_command_line_wins_over_updraft_which_wins_over_glidein_which_wins_o
     assert done == Done(0, "100|30|50|1200", "")
 
 
+def test_the_domains_come_from_the_command_line_or_updraft_never_from_a_pilot_attribute() -> None:
+    show = 'printf "%s|%s" "$filesystem_domain" "$uid_domain"'
+    given = call(
+        "args", f'parse_arguments "$@"; {show}', "--filesystem-domain=e.f.updraft.invalid", "--uid-domain", "u"
+    )
+    assert given == Done(0, "e.f.updraft.invalid|u", "")
+    env = {"UPDRAFT_UID_DOMAIN": "from-updraft", "GLIDEIN_FileSystemDomain": "x", "GLIDEIN_UidDomain": "y"}
+    state = "filesystem_domain='' uid_domain='' nodes=1"
+    fallback = call("args", f"{state}; apply_environment_fallbacks; {show}", env=env)
+    assert (fallback.rc, fallback.stdout.split("|")) == (0, ["", "from-updraft"]), fallback.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("", True),
+        ("site1.fac.updraft.invalid", True),
+        ("Lab_1-x", True),
+        (".lab", False),
+        ("-lab", False),
+        ("a b", False),
+        ("lab\nDAEMON_LIST = MASTER", False),
+        ("$(HOSTNAME)", False),
+    ],
+)
+def test_a_domain_is_a_plain_name_or_nothing(value: str, ok: bool) -> None:
+    done = call("args", 'check_domain --uid-domain "$1"', value)
+    assert done.rc == (0 if ok else 1), done.stderr
+    if not ok:
+        assert "FAILED at args: --uid-domain must be a domain name" in done.stderr
+
+
 @pytest.mark.parametrize(
     ("job_id", "ok"), [("42.7", True), ("42", False), ("4.2.1", False), (".7", False), ("42.", False), ("4x.7", False)]
 )
@@ -362,6 +394,17 @@ def test_a_single_node_partitionable_configuration(tmp_path: Path) -> None:
     )
     assert "@" not in text.replace("glidein_42_7_1@host", "")
     assert text.startswith("# Written by glidein_startup.sh for glidein_42_7_1@host; rewritten at every start.\n")
+
+
+def test_the_domains_are_written_when_given_and_left_to_htcondor_when_not(tmp_path: Path) -> None:
+    given = config_lines(render(tmp_path, "filesystem_domain=e.f.updraft.invalid uid_domain=u.invalid"))
+    assert "FILESYSTEM_DOMAIN = e.f.updraft.invalid" in given and "UID_DOMAIN = u.invalid" in given
+    # after every staged include, so no staged file changes what the entry ad announced
+    assert given.index("FILESYSTEM_DOMAIN = e.f.updraft.invalid") > max(
+        (i for i, line in enumerate(given) if line.startswith("include")), default=-1
+    )
+    unset = config_lines(render(tmp_path, "filesystem_domain='' uid_domain=''"))
+    assert not any(line.startswith(("FILESYSTEM_DOMAIN", "UID_DOMAIN")) for line in unset)
 
 
 def test_release_token_blackhole_fixed_slots_and_staged_includes(tmp_path: Path) -> None:

@@ -111,8 +111,8 @@ def demo(lab_dir: Path, keep: bool, timeout: float) -> None:
     """Provision pilots for a real workload on the lab, showing progress, then summarize.
 
     Starts the factory and the frontend as services on a running lab
-    (`updraft lab up` first), queues 42 jobs of seven shapes (two only the HPC
-    site's Slurm accepts, one only the cloud), prints jobs and pilots every 5 s
+    (`updraft lab up` first), queues 49 jobs of nine shapes (two only the HPC
+    site's Slurm accepts, one only the cloud, three no pilot can run), prints jobs and pilots every 5 s
     until every runnable job has finished and the pilots have retired, then
     stops the services (and the lab, unless --keep).
     """

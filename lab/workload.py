@@ -34,7 +34,9 @@ class Shape:
     seconds: int
     """How long each job sleeps."""
     runnable: bool = True
-    """False for the shape no lab entry can run: it must stay idle."""
+    """False for the shapes no lab pilot can run: they must stay idle, and no pilot is asked for them."""
+    shared_filesystem: bool = False
+    """Submitted with ``should_transfer_files = NO``: the job needs the submit host's filesystem."""
 
 
 DEMO_WORKLOAD: tuple[Shape, ...] = (
@@ -45,10 +47,13 @@ DEMO_WORKLOAD: tuple[Shape, ...] = (
     Shape("two-node-hpc", 2, 2, 256, ("HPC2N",), 20),
     Shape("cloud-only", 4, 1, 256, ("Cloud",), 20),
     Shape("too-wide", 4, 4, 1024, ("Site1", "Site2", "HPC", "HPC2N"), 10, runnable=False),
+    Shape("huge-memory", 3, 1, 4_000_000, ("Site1", "Site2"), 10, runnable=False),
+    Shape("shared-filesystem", 4, 1, 256, ("Site1", "Site2"), 10, runnable=False, shared_filesystem=True),
 )
-"""42 jobs: 38 runnable on the lab's 2-core pilots (6 only on the HPC site's Slurm, 2 only on its two-node
-pilots, 4 only on the cloud's instances), 4 that want 4 cores, which no entry has (the two-node pilots too
-have 2 per node)."""
+"""49 jobs: 38 runnable on the lab's 2-core pilots (6 only on the HPC site's Slurm, 2 only on its two-node
+pilots, 4 only on the cloud's instances), and 11 no lab pilot can run: 4 that want 4 cores, which no entry
+has (the two-node pilots too have 2 per node), 3 that want 4 TB of memory, and 4 that need the submit
+host's filesystem (their Requirements compare FileSystemDomain, and pilots have their own)."""
 
 
 def submit_description(shape: Shape, log: Path) -> dict[str, str]:
@@ -66,14 +71,20 @@ def submit_description(shape: Shape, log: Path) -> dict[str, str]:
         "request_cpus": str(shape.cpus),
         "request_memory": str(shape.memory_mb),
         "request_disk": "10240",
-        "should_transfer_files": "YES",
-        "when_to_transfer_output": "ON_EXIT",
+        **_file_transfer(shape),
         "requirements": "TARGET.IS_GLIDEIN =?= true && stringListMember(TARGET.GLIDEIN_Site, MY.DESIRED_Sites)",
         # Recorded in the job as MachineAttr<name>0: where it ran, for the demo's summary.
         "job_machine_attrs": "IS_GLIDEIN GLIDEIN_Site",
         f"+{WORKLOAD_ATTR}": classad2.quote(shape.name),
         "+DESIRED_Sites": classad2.quote(",".join(shape.sites)),
     }
+
+
+def _file_transfer(shape: Shape) -> dict[str, str]:
+    """HTCondor adds ``TARGET.FileSystemDomain == MY.FileSystemDomain`` to a job that transfers nothing."""
+    if shape.shared_filesystem:
+        return {"should_transfer_files": "NO"}
+    return {"should_transfer_files": "YES", "when_to_transfer_output": "ON_EXIT"}
 
 
 JOB_PROJECTION = [WORKLOAD_ATTR, JOB_STATUS, "MachineAttrGLIDEIN_Site0", "MachineAttrIS_GLIDEIN0"]

@@ -1,7 +1,7 @@
 """The whole system on the lab, exactly as `make demo` runs it.
 
 Layers: the lab's configs -> `updraft factory run` and `updraft frontend run`
-as services -> the demo's 42 jobs in the VO schedds, watched until every
+as services -> the demo's 49 jobs in the VO schedds, watched until every
 runnable one is done and the pilots are gone -> assertions on where the
 jobs ran, what the frontend asked, what the factory submitted, how the
 pilots ended, what `frontend explain` says, and what the monitoring
@@ -58,13 +58,49 @@ def test_every_runnable_job_completes_on_a_pilot_of_a_site_it_accepts(run: DemoR
     assert used == {"Site1", "Site2", "HPC", "HPC2N", "Cloud"}, "each site (Slurm and cloud too) ran some of it"
 
 
-def test_the_unmatched_shape_stays_idle_and_explain_says_why(run: DemoRun) -> None:
+UNRUNNABLE_SIGNS = {
+    "too-wide": "RequestCpus = 4",
+    "huge-memory": "RequestMemory = 4000000",
+    "shared-filesystem": "TARGET.FileSystemDomain == MY.FileSystemDomain",
+}
+"""How each unrunnable shape's jobs show in `explain --unmatched`'s "they ask" line."""
+
+
+def _paragraph(unmatched: str, shape: str) -> str:
+    """`explain --unmatched`'s paragraph for the jobs of one demo shape."""
+    paragraphs = unmatched.split("\ngroup ")
+    found = [p for p in paragraphs if UNRUNNABLE_SIGNS[shape] in p.splitlines()[1]]
+    assert len(found) == 1, unmatched
+    return found[0]
+
+
+def test_the_unrunnable_shapes_stay_idle_and_explain_says_why(run: DemoRun) -> None:
     for shape in UNMATCHED:
         states = [job["JobStatus"] for job in run.jobs if job.get(WORKLOAD_ATTR) == shape.name]
         assert states == [1] * shape.count, f"{shape.name}: {states}"
-    assert f"{sum(s.count for s in UNMATCHED)} idle job(s)" in run.unmatched
+    wide = _paragraph(run.unmatched, "too-wide")
     for entry in ("site1@lab-factory", "site2@lab-factory", "hpc@lab-factory", "hpc-2node@lab-factory"):
-        assert f"{entry}: the job asks 4 cpus; the entry's pilots have 2 per node" in run.unmatched, run.unmatched
+        assert f"{entry}: the job asks 4 cpus; the entry's pilots have 2 per node" in wide, run.unmatched
+    memory, shared = _paragraph(run.unmatched, "huge-memory"), _paragraph(run.unmatched, "shared-filesystem")
+    for entry in ("site1", "site2"):
+        assert (
+            f"{entry}@lab-factory: the job's Requirements on the entry's pilots: "
+            "TARGET.Memory >= RequestMemory: 2048 >= 4000000 is false"
+        ) in memory, run.unmatched
+        assert (
+            f"{entry}@lab-factory: the job's Requirements on the entry's pilots: "
+            f"TARGET.FileSystemDomain == MY.FileSystemDomain: '{entry}.lab-factory.updraft.invalid' vs 'lab'"
+        ) in shared, run.unmatched
+
+
+def test_no_pilot_is_asked_for_jobs_no_pilot_can_run(run: DemoRun) -> None:
+    """Once the runnable jobs are done, 11 jobs stay idle that match Site1 and Site2 by their sites: the
+    frontend asks no entry for pilots, so the pilots retire and none comes back for them."""
+    done = next(i for i, s in enumerate(run.watch.samples) if s.jobs.runnable_finished())
+    later = run.watch.samples[done:]
+    assert later[-1].jobs.count("idle", runnable=False) == sum(s.count for s in UNMATCHED)
+    asked = [(s.elapsed, e.entry, e.requested_idle) for s in later for e in s.entries if e.requested_idle]
+    assert asked == []
 
 
 def test_the_factory_never_holds_more_pilots_than_the_frontend_asked(run: DemoRun) -> None:

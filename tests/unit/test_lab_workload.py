@@ -15,12 +15,22 @@ from updraft.lab.workload import (
 )
 
 
-def test_the_workload_has_one_shape_no_two_core_pilot_can_run() -> None:
-    assert sum(s.count for s in DEMO_WORKLOAD) == 42
+def test_the_workload_has_shapes_no_lab_pilot_can_run() -> None:
+    assert sum(s.count for s in DEMO_WORKLOAD) == 49
+    assert sum(s.count for s in DEMO_WORKLOAD if s.runnable) == 38
     assert any(s.sites == ("HPC",) for s in DEMO_WORKLOAD), "one shape runs only on the Slurm site"
     assert any(s.sites == ("Cloud",) for s in DEMO_WORKLOAD), "one shape runs only on cloud instances"
-    (wide,) = [s for s in DEMO_WORKLOAD if not s.runnable]
+    wide, huge, shared = [s for s in DEMO_WORKLOAD if not s.runnable]
     assert wide.cpus > 2 and all(s.cpus <= 2 for s in DEMO_WORKLOAD if s.runnable)
+    assert huge.memory_mb >= 4_000_000 and all(s.memory_mb <= 2048 for s in DEMO_WORKLOAD if s.runnable)
+    assert shared.shared_filesystem and not any(s.shared_filesystem for s in DEMO_WORKLOAD if s.runnable)
+
+
+def test_a_shared_filesystem_shape_transfers_no_files(tmp_path: Path) -> None:
+    shared = next(s for s in DEMO_WORKLOAD if s.shared_filesystem)
+    description = submit_description(shared, tmp_path / "demo.log")
+    assert description["should_transfer_files"] == "NO" and "when_to_transfer_output" not in description
+    assert submit_description(DEMO_WORKLOAD[0], tmp_path / "demo.log")["should_transfer_files"] == "YES"
 
 
 def test_a_shape_becomes_a_submit_description_that_only_pilots_of_its_sites_match(tmp_path: Path) -> None:

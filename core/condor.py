@@ -103,18 +103,22 @@ class Expression:
 
 
 def _grouped_value(ad: classad2.ClassAd, key: str) -> Any:
-    """The value, or the `Expression` when the ad alone makes it undefined or an error.
+    """The value, or the `Expression` when the ad alone cannot say what it is.
 
-    A grouped job ad holds only the group-by attributes, so ``Requirements``
-    (which reads the slot's) and ``RequestDisk = DiskUsage`` evaluate to
-    undefined there; their text is what matching needs.
+    A grouped job ad holds only the group-by attributes. ``Requirements``
+    reads the slot's (TARGET), so evaluating it here would say false or
+    undefined for every job; ``RequestDisk = DiskUsage`` is undefined
+    without DiskUsage. Their text is what matching needs.
     """
+    raw = ad.lookup(key)
     value = ad.eval(key)
-    if isinstance(value, classad2.Value):
-        raw = ad.lookup(key)
-        if isinstance(raw, classad2.ExprTree):
-            return Expression(str(raw))
+    if isinstance(raw, classad2.ExprTree) and (isinstance(value, classad2.Value) or _reads_target(ad, raw)):
+        return Expression(str(raw))
     return _value(value)
+
+
+def _reads_target(ad: classad2.ClassAd, expr: classad2.ExprTree) -> bool:
+    return any(ref.upper().startswith("TARGET.") for ref in ad.externalRefs(expr))
 
 
 def _value(value: Any) -> Any:

@@ -280,3 +280,20 @@ def test_a_call_in_flight_dies_with_the_process_that_made_it(tmp_path: Path) -> 
     while not _gone(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _gone(child), "the call went on after the process that made it was killed"
+
+
+def test_a_grouped_value_that_reads_the_slot_stays_an_expression() -> None:
+    """Requirements read TARGET: evaluated in the grouped job ad they would say false for every job."""
+    import classad2
+
+    from updraft.condor import Expression, _grouped_value
+
+    ad = classad2.ClassAd(
+        "[Requirements = TARGET.IS_GLIDEIN =?= true && (TARGET.Memory >= RequestMemory);"
+        ' RequestMemory = 512; RequestDisk = DiskUsage; DESIRED_Sites = "A"; RequestCpus = 1 + 1]'
+    )
+    requirements = _grouped_value(ad, "Requirements")
+    assert isinstance(requirements, Expression) and "TARGET.Memory >= RequestMemory" in requirements.text
+    assert _grouped_value(ad, "RequestDisk") == Expression("DiskUsage")
+    assert (_grouped_value(ad, "RequestMemory"), _grouped_value(ad, "DESIRED_Sites")) == (512, "A")
+    assert _grouped_value(ad, "RequestCpus") == 2

@@ -47,11 +47,9 @@ def _whole_slot(slot: PilotSlot) -> dict[str, Any]:
 
 
 def _size(slot: PilotSlot) -> tuple[int, int, str]:
-    """Cores, then memory (a partitionable slot's total), then the pilot's name: the largest slot wins,
-    the same one every cycle."""
-    wanted = "TotalSlotMemory" if slot.kind is SlotKind.PARTITIONABLE else "Memory"
-    memory = next((value for name, value in slot.machine if name == wanted), 0)
-    return slot.cores, memory if isinstance(memory, int) else 0, slot.pilot
+    """Cores, then memory, then the pilot's name: the largest slot wins, the same one every cycle
+    (a partitionable slot's memory is what is left unclaimed: good enough to choose by)."""
+    return slot.cores, slot.memory_mb, slot.pilot
 
 
 def live_slot(slots: Iterable[PilotSlot]) -> dict[str, Any] | None:

@@ -563,10 +563,21 @@ class GroupSummary:
     link: str
     totals: Mapping[str, float]
     entries: int
+    restarts: Mapping[str, float] | None = None
+    """Restart figures summed over the group's entries; None when unknown this cycle (a schedd unread)."""
 
 
 def frontend_pages(root: Path, s: FrontendSnapshot) -> list[Page]:
-    groups = [GroupSummary(g, page_file("group", g), s.group_totals(g), len(s.rows_of(g))) for g in s.groups]
+    groups = [
+        GroupSummary(
+            g,
+            page_file("group", g),
+            s.group_totals(g),
+            len(s.rows_of(g)),
+            None if g in s.restarts_unknown else s.restart_totals(g),
+        )
+        for g in s.groups
+    ]
     common = {"snapshot": s, "kind": "frontend", "name": s.frontend}
     pages = [
         Page(
@@ -583,7 +594,7 @@ def frontend_pages(root: Path, s: FrontendSnapshot) -> list[Page]:
             Page(
                 summary.link,
                 "group.html.j2",
-                {**common, "group": summary, "rows": rows},
+                {**common, "group": summary, "rows": rows, "restarts": s.restarts_of(summary.name)},
                 group_graphs(root, s, summary.name),
                 sections,
             )

@@ -369,7 +369,25 @@ def frontend_graphs(root: Path, s: FrontendSnapshot) -> tuple[Graph, ...]:
 
 def group_graphs(root: Path, s: FrontendSnapshot, group: str) -> tuple[Graph, ...]:
     rrd = rrd_file(root, metrics.FRONTEND_GROUP, (s.frontend, group))
-    return match_graphs(rrd, ("graphs", "group", path_part(group)), f"group {group}", True)
+    folder = ("graphs", "group", path_part(group))
+    return (*match_graphs(rrd, folder, f"group {group}", True), *restart_graphs(root, s, group, folder))
+
+
+def restart_graphs(root: Path, s: FrontendSnapshot, group: str, folder: tuple[str, ...]) -> tuple[Graph, ...]:
+    """The group's restarted jobs, one line per entry they last ran on; none while it has no restart row."""
+    rows = s.restarts_of(group)
+    if not rows:
+        return ()
+    series = tuple(
+        Series(
+            rrd_file(root, metrics.FRONTEND_RESTARTS, (s.frontend, group, row.entry)),
+            "restarted_jobs",
+            row.entry,
+            PALETTE[i % len(PALETTE)],
+        )
+        for i, row in enumerate(rows)
+    )
+    return (Graph(folder, "restarts", f"Restarted jobs by entry: group {group}", "jobs", series),)
 
 
 def group_entry_graphs(root: Path, s: FrontendSnapshot, group: str, entry: str) -> tuple[Graph, ...]:

@@ -24,8 +24,10 @@ import yaml
 
 from updraft.condor import Collector, Schedd
 from updraft.factory.completed import CompletedTotals
+from updraft.lab.control import LAB_DATABASE
 from updraft.lab.labconfig import factory_config, frontend_config, write_component_configs
 from updraft.lab.topology import FRONTEND, Topology
+from updraft.lab.tsdb import influxql
 from updraft.monitoring.metrics import FRONTEND_RESTARTS
 from updraft.monitoring.writers.rrd import rrd_file
 from updraft.monitoring.writers.xml_status import NAMESPACE
@@ -206,3 +208,14 @@ def test_a_job_evicted_from_its_pilot_and_started_again_shows_in_the_restart_fig
     group = ET.parse(monitoring / "xml" / "frontend-lab-vo" / "group-main.xml").getroot()
     xml_entry = group.find(f"s:restarts/s:entry[@name='{entry}']", {"s": NAMESPACE})
     assert xml_entry is not None and xml_entry.get("restarted_jobs") == "1", ET.tostring(group)
+
+    points = influxql(
+        lab.influx_url,
+        'SELECT last("restarts"), last("badput_seconds") FROM "updraft_frontend_restarts" '
+        f"WHERE \"group\" = 'main' AND \"entry\" = '{entry}' AND time > now() - 1h",
+        LAB_DATABASE,
+    )
+    assert points[0]["series"][0]["values"][0][1:] == [1.0, pytest.approx(badput)], points
+
+    page = (monitoring / "html" / "frontend-lab-vo" / "group-main.html").read_text()
+    assert f'<tr><td>{entry}</td><td class="n bad">1</td>' in page

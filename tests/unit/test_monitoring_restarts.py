@@ -128,16 +128,16 @@ def test_the_json_status_holds_the_rows_and_the_unknown_groups(tmp_path: Path) -
 
 def test_the_status_pages_show_restarts_per_group_and_per_entry() -> None:
     env = status_pages.templates()
-    pages = {
-        page.file: status_pages.render_page(env, page, ("day",), set(), 120)
-        for page in status_pages.pages_of(Path("/m/rrd"), SNAPSHOT)
-    }
+    found = status_pages.pages_of(Path("/m/rrd"), SNAPSHOT)
+    drawn = {graph.png("day") for page in found for graph in page.all_graphs}
+    pages = {page.file: status_pages.render_page(env, page, ("day",), drawn, 120) for page in found}
     assert {"index.html", "group-main.html", "group-cms.html", "group-atlas.html"} <= set(pages)
     index = pages["index.html"]
     assert "Restarted jobs" in index and "1294.5" in index
     main = pages["group-main.html"]
     assert "<td>ce1@fac</td>" in main and "2469" in main and "<td>unknown</td>" in main
-    assert "Unknown this cycle" in pages["group-cms.html"]
+    assert 'src="graphs/group/main/restarts-day.png"' in main
+    assert "Unknown this cycle" in pages["group-cms.html"] and "restarts-day.png" not in pages["group-cms.html"]
     atlas = pages["group-atlas.html"]
     assert "<td>ce2@fac</td>" in atlas and "No restarted job in the queue." not in atlas
 

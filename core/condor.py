@@ -112,7 +112,7 @@ def _grouped_value(ad: classad2.ClassAd, key: str) -> Any:
     """
     raw = ad.lookup(key)
     value = ad.eval(key)
-    if isinstance(raw, classad2.ExprTree) and (isinstance(value, classad2.Value) or _reads_target(ad, raw)):
+    if isinstance(value, classad2.Value) or _reads_target(ad, raw):
         return Expression(str(raw))
     return _value(value)
 

@@ -198,6 +198,10 @@ class Observation:
     """The VO collector's pilot slots could not be read: how many pilots there are is unknown, not zero."""
     entries_unread: bool = False
     """The factories' entry ads could not be read: which entries exist is unknown, not "none"."""
+    restarted: tuple[Any, ...] = ()
+    """Queued jobs that started more than once (`updraft.frontend.restarts.RestartedJob`), for monitoring only."""
+    restarts_unread: frozenset[str] = frozenset()
+    """Groups whose restarted jobs could not all be read (a schedd failed): their restart figures are unknown."""
 
     @property
     def incomplete_groups(self) -> frozenset[str]:

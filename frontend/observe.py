@@ -34,6 +34,7 @@ from updraft.frontend.model import (
     pilot_state,
 )
 from updraft.frontend.ports import FrontendPorts
+from updraft.frontend.restarts import RESTART_PROJECTION, RestartedJob, restart_constraint, restarted_job
 from updraft.pilot_ad import JOB_STATUS, JobStatus
 from updraft.ports import CollectorPort, SchedulerPort
 
@@ -317,6 +318,8 @@ class _Outcome:
     published: tuple[protocol.PublishedRequest, ...] | None = None
     slots_unread: bool = False
     entries_unread: bool = False
+    restarted: tuple[RestartedJob, ...] = ()
+    restarts_unread: frozenset[str] = frozenset()
 
 
 def observe(config: FrontendConfig, ports: FrontendPorts, now: float) -> Observation:
@@ -329,6 +332,7 @@ def observe(config: FrontendConfig, ports: FrontendPorts, now: float) -> Observa
         lambda: _read_factory_keys(ports.wms, config),
         lambda: _read_published(ports.wms, config),
         *(_schedd_reader(ports.vo, schedd, groups, now) for schedd in schedds),
+        *(_restarts_reader(ports.vo, schedd, groups) for schedd in schedds),
     ]
     outcomes = _run_all(reads)
     published = [o.published for o in outcomes if o.published is not None]
@@ -343,6 +347,8 @@ def observe(config: FrontendConfig, ports: FrontendPorts, now: float) -> Observa
         published=published[0] if published else None,
         slots_unread=any(o.slots_unread for o in outcomes),
         entries_unread=any(o.entries_unread for o in outcomes),
+        restarted=tuple(j for o in outcomes for j in o.restarted),
+        restarts_unread=frozenset(g for o in outcomes for g in o.restarts_unread),
     )
 
 
@@ -503,3 +509,33 @@ def _read_published(wms: CollectorPort, config: FrontendConfig) -> _Outcome:
     return _Outcome(
         published=tuple(r for r in map(protocol.parse_request, read.ads) if r is not None), problems=problems
     )
+
+
+# ------------------------------------------------------------ restarted jobs
+
+
+def _restarts_reader(vo: CollectorPort, schedd: str, groups: Mapping[str, Group]) -> Callable[[], _Outcome]:
+    """One schedd's restarted jobs, one projected query per group (`updraft.frontend.restarts`).
+
+    For monitoring only: a failure here names the schedd as a problem and
+    leaves the groups' restart figures unknown, but never marks their job
+    view incomplete (that is the shape queries' business, and decide's).
+    """
+
+    def read() -> _Outcome:
+        try:
+            located = vo.schedd(schedd)
+            found = [
+                job
+                for name, group in groups.items()
+                for ad in located.query(restart_constraint(group.job_constraint), RESTART_PROJECTION)
+                for job in (restarted_job(name, ad),)
+                if job is not None
+            ]
+        except CondorError as err:
+            log.warning("restarted jobs of schedd %s unknown this cycle: %s", schedd, err)
+            problem = SourceProblem(f"schedd {schedd}", f"restarted jobs: {err}", unreadable=True)
+            return _Outcome(problems=(problem,), restarts_unread=frozenset(groups))
+        return _Outcome(restarted=tuple(found))
+
+    return read

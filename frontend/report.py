@@ -7,7 +7,7 @@ from typing import Any
 
 from updraft.frontend.config import FrontendConfig
 from updraft.frontend.model import Plan
-from updraft.monitoring.snapshot import FrontendSnapshot, GroupEntryRow
+from updraft.monitoring.snapshot import FrontendSnapshot, GroupEntryRow, RestartRow
 
 
 @dataclass(frozen=True)
@@ -24,9 +24,16 @@ class CycleResult:
 
 
 def snapshot_of(
-    plan: Plan, config: FrontendConfig, cycle: int, timings: dict[str, float], problems: tuple[str, ...]
+    plan: Plan,
+    config: FrontendConfig,
+    cycle: int,
+    timings: dict[str, float],
+    problems: tuple[str, ...],
+    restarts: tuple[RestartRow, ...] = (),
+    restarts_unknown: tuple[str, ...] = (),
 ) -> FrontendSnapshot:
-    """What monitoring gets from a cycle: counts and requests per (group, entry)."""
+    """What monitoring gets from a cycle: counts and requests per (group, entry), and the restarted
+    jobs per (group, entry they last ran on) (`updraft.frontend.restarts.restart_rows`)."""
     rows = tuple(
         GroupEntryRow(
             group=d.group,
@@ -48,7 +55,16 @@ def snapshot_of(
         for d in plan.decisions
     )
     return FrontendSnapshot(
-        config.name, plan.now, cycle, rows, dict(plan.unmatched), dict(plan.in_downtime), problems, timings
+        config.name,
+        plan.now,
+        cycle,
+        rows,
+        dict(plan.unmatched),
+        dict(plan.in_downtime),
+        problems,
+        timings,
+        restarts,
+        restarts_unknown,
     )
 
 

@@ -26,6 +26,7 @@ from updraft.frontend.observe import observe
 from updraft.frontend.ports import FrontendPorts, connect
 from updraft.frontend.publish import publish, request_ads, withdraw_all
 from updraft.frontend.report import CycleResult, blind_spot, snapshot_of
+from updraft.frontend.restarts import restart_rows
 from updraft.frontend.stage import pilot_params, stage_groups
 from updraft.loop import ConfiguredService, CycleSignals, pid_file, run_service
 from updraft.monitoring import registry
@@ -92,7 +93,10 @@ def run_cycle(
     _log_kept(plan)
     failure = blind or refused
     problems = list(dict.fromkeys([*problems, *([failure] if failure else []), *([refused] if refused else [])]))
-    snapshot = snapshot_of(plan, config, cycle, timings, tuple(problems))
+    unread = observation.restarts_unread
+    known = [(d.group, d.entry.key) for d in plan.decisions]
+    restarts = restart_rows(observation.restarted, now, unread, known)
+    snapshot = snapshot_of(plan, config, cycle, timings, tuple(problems), restarts, tuple(sorted(unread)))
     reporter.report(snapshot)
     return CycleResult(plan, ads, snapshot, refused is None, tuple(problems), failure)
 

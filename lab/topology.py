@@ -83,6 +83,9 @@ class Instance:
     """What roles other than the daemons and the operator may do on this instance's daemons."""
     web_port: int | None = None
     """The staging web server's port, on the instance that serves pilots their files (the factory host)."""
+    job_machine_attrs: tuple[str, ...] = ()
+    """A user schedd's SYSTEM_JOB_MACHINE_ATTRS: the slot attributes it copies into every job it starts
+    (as MachineAttr<name>0), which tell the frontend the entry a restarted job last ran on."""
     influx_port: int | None = None
     """InfluxDB's HTTP port, where the lab's factory and frontend write their monitoring (the factory host);
     its RPC service takes the next port."""
@@ -381,6 +384,8 @@ class Topology:
 
 USER_SCHEDD_GRANTS = (Grant("SCHEDD", READ, (FRONTEND,)),)
 """A user schedd: its users (the operator, in the lab) submit; the frontend reads the queue; nobody else."""
+USER_SCHEDD_MACHINE_ATTRS = ("GLIDEIN_Entry_Name", "GLIDEIN_Factory")
+"""What a VO's schedds should record of the slot each job runs on (docs/job-restarts.md)."""
 VO_GRANTS = (
     Grant("COLLECTOR", READ, (FRONTEND,)),
     Grant("COLLECTOR", ADVERTISE_STARTD, (PILOT,)),
@@ -413,6 +418,7 @@ def build_topology(base_dir: Path, base_port: int = DEFAULT_BASE_PORT, site_coun
         base_port,
         schedd_name=f"vo-schedd@{UID_DOMAIN}",
         grants=VO_GRANTS,
+        job_machine_attrs=USER_SCHEDD_MACHINE_ATTRS,
     )
     submit2 = Instance(
         "submit2",
@@ -421,6 +427,7 @@ def build_topology(base_dir: Path, base_port: int = DEFAULT_BASE_PORT, site_coun
         base_port,
         schedd_name=f"vo-schedd2@{UID_DOMAIN}",
         grants=USER_SCHEDD_GRANTS,
+        job_machine_attrs=USER_SCHEDD_MACHINE_ATTRS,
     )
     wms = Instance("wms", "WMS collector", ("COLLECTOR",), base_port + 1, grants=WMS_GRANTS)
     factory = Instance(

@@ -41,6 +41,7 @@ from updraft.monitoring.metrics import (
     FRONTEND,
     FRONTEND_GROUP,
     FRONTEND_MATCH,
+    FRONTEND_RESTARTS,
     Kind,
     MeasurementSpec,
     spec_named,
@@ -334,6 +335,38 @@ FRONTEND_GROUP_DASHBOARD = Dashboard(
                 Panel(
                     "Entries in downtime",
                     (Query(FRONTEND_MATCH.name, ("in_downtime",), _FG, ("entry",), aggregate="max"),),
+                ),
+            ),
+        ),
+        Row(
+            "Restarted jobs",
+            (
+                Panel(
+                    "Restarted jobs per entry",
+                    (Query(FRONTEND_RESTARTS.name, ("restarted_jobs",), _FG, ("entry",)),),
+                    stack=True,
+                    description="Queued jobs that started more than once, by the entry they last ran on "
+                    '("unknown": the schedd does not record it). Jobs that left the queue are not counted.',
+                ),
+                Panel(
+                    "Jobs restarted in the last hour per entry",
+                    (Query(FRONTEND_RESTARTS.name, ("restarts_last_hour",), _FG, ("entry",)),),
+                    stack=True,
+                    description="Restarted jobs whose latest start was in the hour before the cycle.",
+                ),
+                Panel(
+                    "Restarts per entry",
+                    (Query(FRONTEND_RESTARTS.name, ("restarts",), _FG, ("entry",)),),
+                    stack=True,
+                    description="Starts beyond each queued job's first (NumJobStarts - 1), summed.",
+                ),
+                Panel(
+                    "Badput of restarted jobs per entry",
+                    (Query(FRONTEND_RESTARTS.name, ("badput_core_seconds",), _FG, ("entry",)),),
+                    unit="s",
+                    stack=True,
+                    description="Core-seconds of finished runs that did not count (RemoteWallClockTime - "
+                    "CommittedTime, times RequestCpus) of the jobs still queued.",
                 ),
             ),
         ),

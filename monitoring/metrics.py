@@ -19,6 +19,7 @@ from enum import Enum
 from updraft.monitoring.snapshot import (
     COMPLETED_COUNTERS,
     PILOT_STATES,
+    RESTART_FIGURES,
     CloudRow,
     EntryStatus,
     FactorySnapshot,
@@ -260,6 +261,25 @@ FRONTEND_MATCH = MeasurementSpec(
     "Each (group, entry): the demand seen and the request made.",
 )
 
+FRONTEND_RESTARTS = MeasurementSpec(
+    "updraft_frontend_restarts",
+    ("frontend", "group", "entry"),
+    (
+        _g("restarted_jobs", "jobs", "queued jobs that started more than once (NumJobStarts > 1)"),
+        _g("restarts", "starts", "their starts beyond the first: sum of NumJobStarts - 1"),
+        _g("restarts_last_hour", "jobs", "of those jobs, the ones whose latest start was in the last hour"),
+        _g(
+            "badput_seconds",
+            "s",
+            "wall time of their finished runs that did not count (RemoteWallClockTime - CommittedTime)",
+        ),
+        _g("badput_core_seconds", "core-s", "the same times each job's RequestCpus"),
+    ),
+    'Each (group, entry the jobs last ran on; "unknown" when their schedd did not record it): queued jobs that'
+    " restarted (evicted, their pilot gone) and the wall time their lost runs cost. Levels of what is queued now:"
+    " jobs that left the queue are not counted. No point when a schedd of the group could not be read.",
+)
+
 CATALOGUE: tuple[MeasurementSpec, ...] = (
     FACTORY,
     FACTORY_ENTRY,
@@ -272,6 +292,7 @@ CATALOGUE: tuple[MeasurementSpec, ...] = (
     FRONTEND,
     FRONTEND_GROUP,
     FRONTEND_MATCH,
+    FRONTEND_RESTARTS,
 )
 
 
@@ -403,5 +424,12 @@ def _frontend(s: FrontendSnapshot) -> Iterator[Measurement]:
                 "curbs_hit": len(row.curbs_hit),
                 "in_downtime": row.in_downtime,
             },
+            s.time,
+        )
+    for restart in s.restarts:
+        yield _m(
+            FRONTEND_RESTARTS,
+            (s.frontend, restart.group, restart.entry),
+            {name: getattr(restart, name) for name in RESTART_FIGURES},
             s.time,
         )

@@ -48,6 +48,28 @@ class GroupEntryRow:
         return tuple(b for b in self.bound_by if not b.endswith(".curb"))
 
 
+@dataclass(frozen=True)
+class RestartRow:
+    """Jobs of one group still queued that started more than once, by the entry they last ran on
+    (``entry@factory``, or "unknown" when their schedd did not record it)."""
+
+    group: str
+    entry: str
+    restarted_jobs: int = 0
+    """Queued jobs with NumJobStarts > 1."""
+    restarts: int = 0
+    """Their starts beyond the first: sum of NumJobStarts - 1."""
+    restarts_last_hour: int = 0
+    """Of those jobs, the ones whose latest start (a restart) was in the hour before the cycle."""
+    badput_seconds: float = 0.0
+    """Wall time of their finished runs that did not count: RemoteWallClockTime - CommittedTime."""
+    badput_core_seconds: float = 0.0
+    """The same, times each job's RequestCpus."""
+
+
+RESTART_FIGURES = ("restarted_jobs", "restarts", "restarts_last_hour", "badput_seconds", "badput_core_seconds")
+
+
 FRONTEND_SUMS = (
     "jobs_idle",
     "jobs_old_idle",
@@ -77,14 +99,27 @@ class FrontendSnapshot:
     problems: tuple[str, ...] = ()
     timings: Mapping[str, float] = field(default_factory=dict)
     """Seconds spent in each phase: observe, decide, publish."""
+    restarts: tuple[RestartRow, ...] = ()
+    """Restarted jobs per (group, entry they last ran on); a group whose jobs could not all be read has none."""
+    restarts_unknown: tuple[str, ...] = ()
+    """Groups whose restarted jobs could not all be read this cycle (a schedd failed): no figures, not zeros."""
 
     @property
     def groups(self) -> tuple[str, ...]:
-        """Every group with a row, unmatched jobs or jobs waiting on a downtime, sorted."""
-        return tuple(sorted({r.group for r in self.rows} | set(self.unmatched_jobs) | set(self.downtime_jobs)))
+        """Every group with a row, unmatched jobs, jobs waiting on a downtime or restarted jobs, sorted."""
+        named = {r.group for r in self.rows} | {r.group for r in self.restarts}
+        return tuple(sorted(named | set(self.unmatched_jobs) | set(self.downtime_jobs)))
 
     def rows_of(self, group: str) -> tuple[GroupEntryRow, ...]:
         return tuple(r for r in self.rows if r.group == group)
+
+    def restarts_of(self, group: str) -> tuple[RestartRow, ...]:
+        return tuple(r for r in self.restarts if r.group == group)
+
+    def restart_totals(self, group: str | None = None) -> dict[str, float]:
+        """Restart figures summed over a group's entries, or over every row when `group` is None."""
+        rows = self.restarts if group is None else self.restarts_of(group)
+        return {key: float(sum(getattr(row, key) for row in rows)) for key in RESTART_FIGURES}
 
     def group_totals(self, group: str) -> dict[str, float]:
         """Sums over the group's entries; `jobs_matched` is its idle jobs that some entry can run."""

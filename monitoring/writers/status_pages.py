@@ -369,7 +369,25 @@ def frontend_graphs(root: Path, s: FrontendSnapshot) -> tuple[Graph, ...]:
 
 def group_graphs(root: Path, s: FrontendSnapshot, group: str) -> tuple[Graph, ...]:
     rrd = rrd_file(root, metrics.FRONTEND_GROUP, (s.frontend, group))
-    return match_graphs(rrd, ("graphs", "group", path_part(group)), f"group {group}", True)
+    folder = ("graphs", "group", path_part(group))
+    return (*match_graphs(rrd, folder, f"group {group}", True), *restart_graphs(root, s, group, folder))
+
+
+def restart_graphs(root: Path, s: FrontendSnapshot, group: str, folder: tuple[str, ...]) -> tuple[Graph, ...]:
+    """The group's restarted jobs, one line per entry they last ran on; none while it has no restart row."""
+    rows = s.restarts_of(group)
+    if not rows:
+        return ()
+    series = tuple(
+        Series(
+            rrd_file(root, metrics.FRONTEND_RESTARTS, (s.frontend, group, row.entry)),
+            "restarted_jobs",
+            row.entry,
+            PALETTE[i % len(PALETTE)],
+        )
+        for i, row in enumerate(rows)
+    )
+    return (Graph(folder, "restarts", f"Restarted jobs by entry: group {group}", "jobs", series),)
 
 
 def group_entry_graphs(root: Path, s: FrontendSnapshot, group: str, entry: str) -> tuple[Graph, ...]:
@@ -563,10 +581,21 @@ class GroupSummary:
     link: str
     totals: Mapping[str, float]
     entries: int
+    restarts: Mapping[str, float] | None = None
+    """Restart figures summed over the group's entries; None when unknown this cycle (a schedd unread)."""
 
 
 def frontend_pages(root: Path, s: FrontendSnapshot) -> list[Page]:
-    groups = [GroupSummary(g, page_file("group", g), s.group_totals(g), len(s.rows_of(g))) for g in s.groups]
+    groups = [
+        GroupSummary(
+            g,
+            page_file("group", g),
+            s.group_totals(g),
+            len(s.rows_of(g)),
+            None if g in s.restarts_unknown else s.restart_totals(g),
+        )
+        for g in s.groups
+    ]
     common = {"snapshot": s, "kind": "frontend", "name": s.frontend}
     pages = [
         Page(
@@ -583,7 +612,7 @@ def frontend_pages(root: Path, s: FrontendSnapshot) -> list[Page]:
             Page(
                 summary.link,
                 "group.html.j2",
-                {**common, "group": summary, "rows": rows},
+                {**common, "group": summary, "rows": rows, "restarts": s.restarts_of(summary.name)},
                 group_graphs(root, s, summary.name),
                 sections,
             )

@@ -29,12 +29,14 @@ from updraft.monitoring.snapshot import (
     COMPLETED_COUNTERS,
     FRONTEND_SUMS,
     PILOT_STATES,
+    RESTART_FIGURES,
     CompletedRow,
     EntryStatus,
     FactorySnapshot,
     FrontendSnapshot,
     GroupEntryRow,
     PilotRow,
+    RestartRow,
     Snapshot,
     component_of,
 )
@@ -254,6 +256,7 @@ def frontend_element(snapshot: FrontendSnapshot) -> ET.Element:
         )
     _problems(root, snapshot.problems)
     _timings(root, snapshot.timings)
+    _child(root, "restarts", _restart_figures(snapshot.restart_totals()))
     return root
 
 
@@ -266,7 +269,23 @@ def group_element(snapshot: FrontendSnapshot, group: str) -> ET.Element:
         entry = _child(entries, "entry", _group_entry(row))
         _names(entry, "limit", row.limits_hit)
         _names(entry, "curb", row.curbs_hit)
+    if group not in snapshot.restarts_unknown:
+        restarts = _child(root, "restarts", _restart_figures(snapshot.restart_totals(group)))
+        for restart in snapshot.restarts_of(group):
+            _child(restarts, "entry", {**_named(restart.entry), **_restart_figures(_figures_of(restart))})
     return root
+
+
+def _figures_of(row: RestartRow) -> dict[str, float]:
+    return {key: float(getattr(row, key)) for key in RESTART_FIGURES}
+
+
+def _restart_figures(figures: Mapping[str, float]) -> dict[str, str]:
+    """Counts whole, badput to the millisecond (`Seconds` in the schema)."""
+    return {
+        key: as_decimal(figures[key], key) if key.startswith("badput") else as_integer(figures[key], key)
+        for key in RESTART_FIGURES
+    }
 
 
 def _group_entry(row: GroupEntryRow) -> dict[str, str]:

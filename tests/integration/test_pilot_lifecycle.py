@@ -13,6 +13,9 @@ reads its report into the completed-pilot totals that `status` shows.
 from __future__ import annotations
 
 import json
+import subprocess
+import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import htcondor2
@@ -22,8 +25,13 @@ import yaml
 from updraft import protocol
 from updraft.condor import Collector, Schedd
 from updraft.factory.completed import CompletedTotals
+from updraft.lab.control import LAB_DATABASE
 from updraft.lab.labconfig import factory_config, frontend_config, write_component_configs
 from updraft.lab.topology import FRONTEND, Topology
+from updraft.lab.tsdb import influxql
+from updraft.monitoring.metrics import FRONTEND_RESTARTS
+from updraft.monitoring.writers.rrd import rrd_file
+from updraft.monitoring.writers.xml_status import NAMESPACE
 
 from .jobs import wait_for, wait_for_completion
 from .roles import invalidate_as
@@ -160,3 +168,80 @@ def assert_the_live_slot_is_the_one_the_entry_ad_announced(lab: Topology, vo: Co
     (live,) = vo.query(htcondor2.AdType.Startd, f"{ours} && PartitionableSlot =?= True", wanted)
     assert {name: live.get(SLOT_TOTALS.get(name, name)) for name in announced} == announced
     assert live["FileSystemDomain"] != "lab" and live["UidDomain"] != "lab"
+
+
+RESTART_PROJECTION = [
+    "JobStatus",
+    "NumJobStarts",
+    "RemoteWallClockTime",
+    "CommittedTime",
+    "MachineAttrGLIDEIN_Entry_Name0",
+]
+
+
+def test_a_job_evicted_from_its_pilot_and_started_again_shows_in_the_restart_figures(
+    lab: Topology, configs: tuple[Path, Path], vo_schedd: Schedd, factory_schedd: Schedd, job_dir: Path
+) -> None:
+    factory_yaml, frontend_yaml = configs
+    cluster = vo_schedd.submit(
+        {
+            "executable": "/bin/sleep",
+            "arguments": "600",
+            "initialdir": str(job_dir),
+            "log": str(job_dir / "restarted.log"),
+            "request_memory": "128",
+            "+DESIRED_Sites": '"Site1"',
+            "requirements": "IS_GLIDEIN =?= True",
+            "should_transfer_files": "YES",
+        }
+    )
+    job = f"ClusterId == {cluster}"
+    updraft("factory", "once", "--config", str(factory_yaml))
+
+    def running(starts: int) -> dict | None:
+        ads = vo_schedd.query(job, RESTART_PROJECTION)
+        return next((ad for ad in ads if ad.get("JobStatus") == 2 and ad.get("NumJobStarts") == starts), None)
+
+    def provision() -> dict | None:
+        updraft("frontend", "once", "--config", str(frontend_yaml))
+        updraft("factory", "once", "--config", str(factory_yaml))
+        return running(1)
+
+    wait_for(provision, 300, interval=5)
+    time.sleep(3)  # a first run of some seconds: the badput it leaves is more than nothing
+    vo_schedd.act_on_jobs(htcondor2.JobAction.Vacate, [f"{cluster}.0"], "restart test: the pilot lost the job")
+    again = wait_for(lambda: running(2), 120, interval=2)
+    assert again["MachineAttrGLIDEIN_Entry_Name0"] == "site1", again  # the schedd's SYSTEM_JOB_MACHINE_ATTRS
+    badput = again["RemoteWallClockTime"] - again.get("CommittedTime", 0)
+    assert badput > 0, again
+
+    updraft("frontend", "once", "--config", str(frontend_yaml))
+
+    monitoring = lab.work_dir / "frontend" / "monitoring"
+    entry = f"site1@{FACTORY}"
+    snapshot = json.loads((monitoring / "frontend-lab-vo.json").read_text())
+    [row] = [r for r in snapshot["restarts"] if r["group"] == "main" and r["entry"] == entry]
+    assert (row["restarted_jobs"], row["restarts"], row["restarts_last_hour"]) == (1, 1, 1), snapshot["restarts"]
+    assert row["badput_seconds"] == pytest.approx(badput), (row, again)
+
+    rrd = rrd_file(monitoring / "rrd", FRONTEND_RESTARTS, ("lab-vo", "main", entry))
+    last = subprocess.run(["rrdtool", "lastupdate", str(rrd)], capture_output=True, text=True, check=True).stdout
+    names, values = last.split()[: len(FRONTEND_RESTARTS.fields)], last.splitlines()[-1].split(":", 1)[1].split()
+    stored = dict(zip(names, map(float, values), strict=True))
+    assert (stored["restarted_jobs"], stored["restarts"], stored["restarts_last_hour"]) == (1, 1, 1), last
+    assert stored["badput_seconds"] == pytest.approx(badput), last
+
+    group = ET.parse(monitoring / "xml" / "frontend-lab-vo" / "group-main.xml").getroot()
+    xml_entry = group.find(f"s:restarts/s:entry[@name='{entry}']", {"s": NAMESPACE})
+    assert xml_entry is not None and xml_entry.get("restarted_jobs") == "1", ET.tostring(group)
+
+    points = influxql(
+        lab.influx_url,
+        'SELECT last("restarts"), last("badput_seconds") FROM "updraft_frontend_restarts" '
+        f"WHERE \"group\" = 'main' AND \"entry\" = '{entry}' AND time > now() - 1h",
+        LAB_DATABASE,
+    )
+    assert points[0]["series"][0]["values"][0][1:] == [1.0, pytest.approx(badput)], points
+
+    page = (monitoring / "html" / "frontend-lab-vo" / "group-main.html").read_text()
+    assert f'<tr><td>{entry}</td><td class="n bad">1</td>' in page

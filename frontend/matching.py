@@ -213,10 +213,14 @@ def index_tokens(value: Any, fold_case: bool = False) -> tuple[str, ...] | None:
 
 
 def _attrs_key(attrs: Mapping[str, Any]) -> Any:
+    """Equal for equal attributes: names in order (observe writes them in one order per group), values
+    with their types (1, 1.0 and true differ). A different order only costs a merge, never a wrong one."""
+    values = tuple(attrs.values())
     try:
-        return tuple(sorted((name.lower(), value.__class__, value) for name, value in attrs.items()))
+        hash(values)
     except TypeError:  # an unhashable value (a list): the slower exact key
         return tuple(sorted((name.lower(), value_key(value)) for name, value in attrs.items()))
+    return tuple(attrs), tuple(map(type, values)), values
 
 
 def merge_shapes(shapes: Iterable[JobShape]) -> list[JobShape]:

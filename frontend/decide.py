@@ -46,7 +46,7 @@ from typing import Any
 
 from updraft.frontend import feedback
 from updraft.frontend.config import FrontendConfig, Group
-from updraft.frontend.matching import EntryDemand, GroupMatch, match
+from updraft.frontend.matching import EntryDemand, GroupMatch, match, merge_shapes
 from updraft.frontend.model import (
     Decision,
     DecisionInputs,
@@ -720,9 +720,13 @@ def _decide_group(
 
     An entry whose exclusions still hold back idle jobs gets a decision even
     with no pilots and no demand left, so the record says why it gets none.
+    Identical shapes from several schedds are merged once, here, for both
+    matching and the feedback, which names shapes by `shape_key` (a digest
+    that costs more than the merge: once per distinct shape, not per schedd).
     """
     group = cycle.config.groups[group_name]
-    watch = _with_idle_slots(group_name, cycle)
+    shapes = merge_shapes(shapes)
+    watch = _with_idle_slots(group_name, cycle) if group.idle_feedback.enabled else frozenset()
     excluded = feedback.exclusions(cycle.streaks.get(group_name, {}), group.idle_feedback, cycle.now)
     matched = match(
         shapes,

@@ -17,7 +17,7 @@ from updraft import protocol
 from updraft.fakes import FakeCollector, FakeSchedd
 from updraft.frontend.config import FrontendConfig, load_frontend_config
 from updraft.frontend.ports import FrontendPorts, fake_ports
-from updraft.frontend.service import FrontendService, run_cycle
+from updraft.frontend.service import FrontendService, plan_cycle, run_cycle
 
 from .conftest import ConfigTree, Snapshots
 
@@ -264,6 +264,10 @@ def test_the_service_carries_what_idle_pilots_taught_from_cycle_to_cycle_and_acr
     assert seen[0][1] > 0 and seen[1][1] > 0, "pilots are asked for while the streak builds"
     assert seen[2][1] == 0, "the third cycle no longer counts the refused jobs on site1"
     assert asked(wms)["site1"][2] == "idle", "and the refusing idle pilot goes"
+
+    planned, _ = plan_cycle(config, NOW + 240, ports)  # what `plan` and `explain` compute: the work_dir's memory
+    [site1] = [d for d in planned.decisions if d.entry.name == "site1"]
+    assert site1.inputs.refused_idle_jobs == 5 and any("5 idle jobs of 1 shape not counted" in n for n in site1.notes)
 
     restarted = FrontendService(Path("unused.yaml"), config, connect_ports=lambda _: ports)
     restarted.cycle(1, NOW + 240)

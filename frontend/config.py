@@ -20,6 +20,7 @@ from updraft.config import (
     ClassAdExpr,
     ConfigModel,
     Count,
+    DurationSeconds,
     Fraction,
     FrozenList,
     FrozenMap,
@@ -31,6 +32,7 @@ from updraft.config import (
     Name,
     NonBlankStr,
     NonNegativeLifetimeSeconds,
+    PositiveCount,
     load_layered,
 )
 from updraft.filechecks import ReadHere
@@ -83,6 +85,36 @@ class Removal(ConfigModel):
     max_fraction_per_cycle: Fraction = 0.1
 
 
+class IdleFeedback(ConfigModel):
+    """When an entry's idle pilots keep refusing a shape of the group's jobs, stop counting it there.
+
+    Evidence, once per cycle for each (shape, entry): the entry has an idle
+    slot of this group that fits the shape (cores, memory, at least
+    ``min_pilot_lifetime_seconds`` to live) while the shape's idle jobs
+    are placed on it. After ``cycles`` consecutive cycles of evidence
+    spanning at least ``min_seconds``, the shape no longer counts as demand
+    on that entry, from the next cycle on, until ``hold_seconds`` after the
+    last evidence; then it is tried again.
+
+    The defaults: a pilot that has just joined is idle until the next
+    negotiation cycle (NEGOTIATOR_INTERVAL, 60 s by default) and a claim
+    takes a few seconds more, so one or two cycles of idle pilots next to
+    idle jobs are normal. Five minutes (``min_seconds``, about five
+    negotiation cycles, seen in at least 3 frontend cycles) of the same is
+    a refusal: a START expression, a site policy, a requirement no ad
+    showed. An hour's hold (``hold_seconds``) bounds what a wrong guess
+    costs: the pair is asked again within the hour after its pilots are
+    gone, and one refusing pair wastes at most a few idle pilots an hour,
+    not one every cycle. A pool whose negotiator cycles faster (the lab's)
+    may use shorter times.
+    """
+
+    enabled: bool = True
+    cycles: PositiveCount = 3
+    min_seconds: DurationSeconds = 300
+    hold_seconds: DurationSeconds = 3600
+
+
 class Group(ConfigModel):
     """Which jobs the group covers, which entries suit them, and how many pilots at most."""
 
@@ -114,6 +146,8 @@ class Group(ConfigModel):
     """Added to the START of this group's pilots (with the entry's own): which jobs they run."""
     staging_files: FrozenList[StagedFileConfig] = ()
     """This group's files for its pilots (validation scripts, condor config), after ``staging.files``."""
+    idle_feedback: IdleFeedback = Field(default_factory=IdleFeedback)
+    """Stop counting a shape's jobs on an entry whose idle pilots keep refusing them (`IdleFeedback`)."""
 
 
 class PilotTokens(ConfigModel):

@@ -40,12 +40,13 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from updraft.frontend import feedback
 from updraft.frontend.config import FrontendConfig, Group
-from updraft.frontend.matching import EntryDemand, GroupMatch, match
+from updraft.frontend.matching import EntryDemand, GroupMatch, match, merge_shapes
 from updraft.frontend.model import (
     Decision,
     DecisionInputs,
@@ -54,6 +55,7 @@ from updraft.frontend.model import (
     Observation,
     PilotSlot,
     Plan,
+    RefusalStreak,
     SlotState,
     pilot_cores,
     pilot_state,
@@ -552,6 +554,8 @@ class _Cycle:
     """This frontend's requests as published before this cycle: the last good ones to keep."""
     prospective: Mapping[str, Mapping[str, Any]]
     """Each entry's prospective pilot slot (`updraft.frontend.prospective`), by entry key."""
+    streaks: Mapping[str, Mapping[feedback.Pair, RefusalStreak]] = field(default_factory=dict)
+    """The idle-feedback streaks of earlier cycles (`Observation.feedback`), by group."""
 
 
 def _entry_for(key: str, cycle: _Cycle) -> EntryAd:
@@ -609,20 +613,142 @@ def _decide_entry(
     return draft
 
 
-def _decide_group(group_name: str, shapes: Sequence[JobShape], cycle: _Cycle) -> tuple[list[_Draft], GroupMatch]:
-    """Match, decide per entry, then hold the group's sum under its own caps."""
+# --------------------------------------------------------------------------
+# Feedback from idle pilots (`updraft.frontend.feedback`)
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusals:
+    """One group's idle feedback this cycle: what matching skipped, the jobs behind it, the streaks to carry on."""
+
+    excluded: Mapping[str, feedback.Exclusion]
+    """By entry key, from the earlier cycles' streaks: applied to this cycle's matching."""
+    idle: Mapping[str, tuple[JobShape, int]]
+    """The group's shapes with idle jobs by `shape_key` (empty when no exclusion nor idle pilot needs them)."""
+    streaks: tuple[RefusalStreak, ...]
+    """After this cycle's evidence."""
+
+    def waiting(self, entry: str) -> list[str]:
+        """The shapes excluded on `entry` that still have idle jobs."""
+        found = self.excluded.get(entry)
+        return sorted(key for key in found.shapes if key in self.idle) if found else []
+
+
+def _usable_for(group_name: str, group: Group, cycle: _Cycle) -> Callable[[str, JobShape], bool]:
+    """Whether the entry has an idle slot of the group the shape's jobs fit, living long enough."""
+
+    answers: dict[tuple[str, int, int], bool] = {}  # many shapes share one (cpus, memory): ask once per entry
+
+    def usable(entry: str, shape: JobShape) -> bool:
+        question = (entry, shape.cpus, shape.memory_mb)
+        answer = answers.get(question)
+        if answer is None:
+            view = cycle.views.get((group_name, entry))
+            need = ((shape.cpus, shape.memory_mb),)
+            slots = view.idle if view is not None else ()
+            answer = answers[question] = usable_idle_slots(slots, need, cycle.now, group.min_pilot_lifetime_seconds) > 0
+        return answer
+
+    return usable
+
+
+def _with_idle_slots(group_name: str, cycle: _Cycle) -> frozenset[str]:
+    """Entry keys with an idle slot of the group: the only entries where idle jobs can be refused."""
+    return frozenset(key for (name, key), view in cycle.views.items() if name == group_name and view.idle)
+
+
+def _feedback_blind(group_name: str, observation: Observation) -> bool:
+    """The cycle cannot tell refusal from absence: the pilots, the entries or some of the group's jobs are unseen."""
+    seen = observation
+    return seen.slots_unread or seen.entries_unread or group_name in seen.incomplete_groups
+
+
+def _refusals(
+    group_name: str,
+    shapes: Sequence[JobShape],
+    matched: GroupMatch,
+    excluded: Mapping[str, feedback.Exclusion],
+    with_idle: Set[str],
+    cycle: _Cycle,
+) -> _Refusals:
+    """The group's streaks after this cycle: extended where its idle pilots sat next to its idle jobs.
+
+    Without an idle slot of the group anywhere there can be no evidence, so
+    a cycle of a busy (or empty) pool pays nothing for shape keys. `with_idle`:
+    the entries with an idle slot of the group, where matching watched placements.
+    """
     group = cycle.config.groups[group_name]
-    watch = {key for (name, key), view in cycle.views.items() if name == group_name and view.idle}
-    matched = match(shapes, cycle.observation.entries, group_name, group, slots=cycle.prospective, watch=watch)
+    settings = group.idle_feedback
+    old = cycle.streaks.get(group_name, {})
+    pilots_idle = settings.enabled and bool(with_idle)
+    idle = feedback.idle_by_key(shapes) if excluded or pilots_idle else {}
+    if _feedback_blind(group_name, cycle.observation):
+        return _Refusals(excluded, idle, tuple(feedback.carried(old, settings, cycle.now)))
+    seen: frozenset[feedback.Pair] = frozenset()
+    if pilots_idle:
+        usable = _usable_for(group_name, group, cycle)
+        seen = feedback.evidence(matched.placed, feedback.excluded_map(excluded), idle, usable)
+    return _Refusals(excluded, idle, tuple(feedback.advance(old, group_name, settings, seen, cycle.now)))
+
+
+def _note_refusals(group_name: str, drafts: Sequence[_Draft], refusals: _Refusals, cycle: _Cycle) -> None:
+    """Says, in each (group, entry) decision with excluded shapes, how many idle jobs are not counted and why.
+
+    Only shapes that still have idle jobs are named; the streak shown is the
+    one after this cycle where it went on, the earlier one where it is on hold.
+    """
+    if not refusals.excluded:
+        return
+    latest = dict(cycle.streaks.get(group_name, {}))
+    latest.update({(s.entry, s.shape): s for s in refusals.streaks})
+    settings = cycle.config.groups[group_name].idle_feedback
+    for draft in drafts:
+        waiting = refusals.waiting(draft.entry.key)
+        if not waiting:
+            continue
+        jobs = float(sum(refusals.idle[key][1] for key in waiting))
+        summary = feedback.summarise(latest[(draft.entry.key, key)] for key in waiting)[draft.entry.key]
+        draft.inputs = replace(draft.inputs, refused_idle_jobs=jobs)
+        draft.record.notes.append(feedback.note(summary, jobs, len(waiting), settings, cycle.now))
+
+
+def _decide_group(
+    group_name: str, shapes: Sequence[JobShape], cycle: _Cycle
+) -> tuple[list[_Draft], GroupMatch, _Refusals]:
+    """Match (leaving out what idle pilots refused), decide per entry, then hold the group's sum under its own caps.
+
+    An entry whose exclusions still hold back idle jobs gets a decision even
+    with no pilots and no demand left, so the record says why it gets none.
+    Identical shapes from several schedds are merged once, here, for both
+    matching and the feedback, which names shapes by `shape_key` (a digest
+    that costs more than the merge: once per distinct shape, not per schedd).
+    """
+    group = cycle.config.groups[group_name]
+    shapes = merge_shapes(shapes)
+    watch = _with_idle_slots(group_name, cycle) if group.idle_feedback.enabled else frozenset()
+    excluded = feedback.exclusions(cycle.streaks.get(group_name, {}), group.idle_feedback, cycle.now)
+    matched = match(
+        shapes,
+        cycle.observation.entries,
+        group_name,
+        group,
+        slots=cycle.prospective,
+        excluded=feedback.excluded_map(excluded),
+        watch=watch,
+    )
+    refusals = _refusals(group_name, shapes, matched, excluded, watch, cycle)
     keys = (
         set(matched.demands)
         | {key for (name, key) in cycle.views if name == group_name}
         | {key for (name, key) in cycle.last if name == group_name}
+        | {key for key in excluded if refusals.waiting(key)}
     )
     ceilings = _outer_ceilings(group_name, cycle.config, cycle.observation, cycle.views)
     drafts = [_decide_entry(group_name, key, matched.demands.get(key), cycle, ceilings) for key in sorted(keys)]
+    _note_refusals(group_name, drafts, refusals, cycle)
     _apply_cap([d for d in drafts if not d.withdrawn], _group_cap(group, _totals(cycle.views, group_name)))
-    return drafts, matched
+    return drafts, matched, refusals
 
 
 def _unreachable_sources(observation: Observation) -> dict[str, tuple[str, ...]]:
@@ -652,15 +778,18 @@ def decide(observation: Observation, config: FrontendConfig, now: float) -> Plan
         unreachable=_unreachable_sources(observation),
         last={request.key: request for request in observation.published or ()},
         prospective=prospective_slots(observation.entries, observation.slots),
+        streaks=feedback.by_group(observation.feedback),
     )
     shapes = _shapes_by_group(observation.shapes)
     drafts: list[_Draft] = []
     unmatched: dict[str, int] = {}
     in_downtime: dict[str, int] = {}
     unrunnable: dict[str, int] = {}
+    streaks: list[RefusalStreak] = []
     for name in sorted(name for name, group in config.groups.items() if group.enabled):
-        group_drafts, matched = _decide_group(name, shapes.get(name, []), cycle)
+        group_drafts, matched, refusals = _decide_group(name, shapes.get(name, []), cycle)
         drafts.extend(group_drafts)
+        streaks.extend(refusals.streaks)
         unmatched[name], in_downtime[name] = matched.unmatched, matched.in_downtime
         unrunnable[name] = matched.unrunnable
     asking = [draft for draft in drafts if not draft.withdrawn]
@@ -674,4 +803,5 @@ def decide(observation: Observation, config: FrontendConfig, now: float) -> Plan
         in_downtime=in_downtime,
         unrunnable=unrunnable,
         problems=observation.problems,
+        feedback=feedback.bounded(streaks),
     )

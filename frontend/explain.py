@@ -26,8 +26,11 @@ Phrase = Callable[[Step, DecisionInputs, "Step | None"], str]
 def _need(step: Step, inputs: DecisionInputs, previous: Step | None) -> str:
     jobs, pilots = _num(inputs.idle_jobs), inputs.idle_pilots_needed
     usable, idle = _num(inputs.usable_idle_slots), _num(inputs.idle_slots)
+    refused = (
+        f" (not counted: {_num(inputs.refused_idle_jobs)} its idle pilots refuse)" if inputs.refused_idle_jobs else ""
+    )
     return (
-        f"{jobs} matching idle jobs = {pilots:.1f} pilots; "
+        f"{jobs} matching idle jobs{refused} = {pilots:.1f} pilots; "
         f"{usable} usable idle slots (of {idle}) -> need {_num(step.value)}"
     )
 

@@ -179,6 +179,46 @@ class SourceProblem:
     """The source could not be read at all (not: it was read and some of its ads were ignored)."""
 
 
+@dataclass(frozen=True, slots=True)
+class RefusalStreak:
+    """Consecutive cycles in which an entry's usable idle pilots of a group left a shape's jobs idle there.
+
+    A cycle of such evidence extends the streak; one without ends it, unless
+    the pair is excluded already: then it stays excluded until
+    `idle_feedback.hold_seconds` after `last` (`updraft.frontend.feedback`).
+    """
+
+    group: str
+    entry: str
+    """The entry's key (name@factory)."""
+    shape: str
+    """`shape_key` of the refused shape."""
+    cycles: int
+    since: float
+    """Epoch seconds of the streak's first evidence."""
+    last: float
+    """Epoch seconds of its latest evidence."""
+    excluded_since: float | None = None
+    """When the pair stopped counting as demand on the entry; None while it still counts."""
+
+    @property
+    def pair(self) -> tuple[str, str, str]:
+        return (self.group, self.entry, self.shape)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackMemory:
+    """What idle pilots taught the frontend in earlier cycles: the refusal streaks, one per
+    (group, entry, shape) with evidence, sorted by `RefusalStreak.pair`.
+
+    Carried from one `Plan` to the next `Observation` by the service loop (and
+    kept in the frontend's work_dir), because `decide` is pure and has no
+    memory of its own.
+    """
+
+    streaks: tuple[RefusalStreak, ...] = ()
+
+
 @dataclass(frozen=True)
 class Observation:
     """Everything one cycle saw, at one time."""
@@ -202,6 +242,8 @@ class Observation:
     """Queued jobs that started more than once (`updraft.frontend.restarts.RestartedJob`), for monitoring only."""
     restarts_unread: frozenset[str] = frozenset()
     """Groups whose restarted jobs could not all be read (a schedd failed): their restart figures are unknown."""
+    feedback: FeedbackMemory = FeedbackMemory()
+    """The previous cycle's `Plan.feedback` (empty on a first cycle): not observed, remembered."""
 
     @property
     def incomplete_groups(self) -> frozenset[str]:
@@ -244,6 +286,9 @@ class DecisionInputs:
     max_pilots: int = 0
     """The entry's pilot maximum for this group (the lower of the group's and the factory's)."""
     max_idle: int = 0
+    refused_idle_jobs: float = 0.0
+    """Idle jobs of shapes not counted on this entry because its idle pilots kept refusing them
+    (`updraft.frontend.feedback`); they are not in `idle_jobs`. A job refused on n entries counts on each."""
 
 
 @dataclass(frozen=True)
@@ -284,3 +329,5 @@ class Plan:
     """Of `unmatched`, idle jobs per group that some entry's match_expr takes but whose own Requirements (or
     the group's pilot_start) are false on every such entry's pilots: no pilot could ever run them."""
     problems: tuple[SourceProblem, ...] = ()
+    feedback: FeedbackMemory = FeedbackMemory()
+    """The refusal streaks after this cycle: the next cycle's `Observation.feedback`."""

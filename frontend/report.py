@@ -51,6 +51,7 @@ def snapshot_of(
             remove=d.remove.value,
             bound_by=d.bound_by,
             in_downtime=d.entry.in_downtime,
+            jobs_refused=d.inputs.refused_idle_jobs,
         )
         for d in plan.decisions
     )

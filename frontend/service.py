@@ -9,6 +9,7 @@ the cycle's ports (`updraft.frontend.ports`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -21,7 +22,8 @@ from updraft.errors import CondorError, ConfigError, TokenError
 from updraft.frontend.config import FrontendConfig, load_frontend_config
 from updraft.frontend.credentials import TokenBook, seal_requests, token_book
 from updraft.frontend.decide import decide
-from updraft.frontend.model import Observation, Plan
+from updraft.frontend.feedback_file import load_memory, save_memory
+from updraft.frontend.model import FeedbackMemory, Observation, Plan
 from updraft.frontend.observe import observe
 from updraft.frontend.ports import FrontendPorts, connect
 from updraft.frontend.publish import publish, request_ads, withdraw_all
@@ -43,11 +45,16 @@ def plan_cycle(config: FrontendConfig, now: float, ports: FrontendPorts | None =
 
 
 def observe_and_decide(
-    config: FrontendConfig, ports: FrontendPorts, now: float
+    config: FrontendConfig, ports: FrontendPorts, now: float, memory: FeedbackMemory | None = None
 ) -> tuple[Plan, dict[str, float], Observation]:
-    """`plan_cycle`, also returning what was observed (the factories' keys, the published requests)."""
+    """`plan_cycle`, also returning what was observed (the factories' keys, the published requests).
+
+    `memory` is what idle pilots taught earlier cycles (the last `Plan.feedback`); None reads it from
+    the work_dir, as `plan` and `explain` do, so they show the decisions the running frontend makes.
+    """
     started = time.perf_counter()
-    observation = observe(config, ports, now)
+    remembered = load_memory(config) if memory is None else memory
+    observation = dataclasses.replace(observe(config, ports, now), feedback=remembered)
     observed = time.perf_counter()
     plan = decide(observation, config, now)
     return plan, {"observe": observed - started, "decide": time.perf_counter() - observed}, observation
@@ -61,17 +68,22 @@ def run_cycle(
     releases: Mapping[str, StagingRelease] | None = None,
     tokens: TokenBook | None = None,
     ports: FrontendPorts | None = None,
+    memory: FeedbackMemory | None = None,
 ) -> CycleResult:
     """One full turn through `ports` (the real daemons when None); a refused publish is a problem, not a crash.
 
     `releases` are the groups' staged files (`stage_groups`), written here when None.
     `tokens` holds the pilot tokens between cycles; None with `pilot_tokens`
     configured mints fresh ones for this cycle alone (`once`).
+    `memory` is the last cycle's `Plan.feedback` (None: read from the work_dir, as `once` does); the
+    new one is in the result's plan and is saved to the work_dir when it changed.
     """
     ports = ports or connect(config)
     releases = stage_groups(config) if releases is None else releases
     tokens = token_book(config) if tokens is None else tokens
-    plan, timings, observation = observe_and_decide(config, ports, now)
+    memory = load_memory(config) if memory is None else memory
+    plan, timings, observation = observe_and_decide(config, ports, now, memory)
+    save_memory(config, plan.feedback, memory)
     ads = request_ads(plan, config, cycle, pilot_params(config, releases))
     problems = [f"{p.source}: {p.message}" for p in plan.problems]
     if tokens is not None:
@@ -143,6 +155,8 @@ class FrontendService(ConfiguredService[FrontendConfig]):
         self.signals = CycleSignals()
         self.releases: Mapping[str, StagingRelease] = {}
         self.tokens = token_book(config)
+        self.feedback: FeedbackMemory | None = None
+        """The last cycle's idle-feedback memory; None until the first cycle reads it from the work_dir."""
 
     def run(self, max_cycles: int | None = None) -> int:
         self.releases = stage_groups(self.config)
@@ -150,8 +164,16 @@ class FrontendService(ConfiguredService[FrontendConfig]):
 
     def cycle(self, number: int, now: float) -> str:
         result = run_cycle(
-            self.config, self.reporter, number, now, self.releases, self.tokens, self.connect_ports(self.config)
+            self.config,
+            self.reporter,
+            number,
+            now,
+            self.releases,
+            self.tokens,
+            self.connect_ports(self.config),
+            self.feedback,
         )
+        self.feedback = result.plan.feedback
         return f"{len(result.ads)} requests, {len(result.problems)} problems"
 
     def reload(self) -> None:

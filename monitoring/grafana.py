@@ -296,12 +296,20 @@ FRONTEND_GROUP_DASHBOARD = Dashboard(
                     (
                         Query(
                             FRONTEND_GROUP.name,
-                            ("jobs_idle", "jobs_old_idle", "jobs_running", "jobs_unmatched", "jobs_downtime"),
+                            (
+                                "jobs_idle",
+                                "jobs_old_idle",
+                                "jobs_running",
+                                "jobs_refused",
+                                "jobs_unmatched",
+                                "jobs_downtime",
+                            ),
                             _FG,
                         ),
                     ),
-                    description="Idle jobs matched to some entry (old: idle too long), running, matched by no "
-                    "entry, and waiting for entries in downtime.",
+                    description="Idle jobs matched to some entry (old: idle too long), running, not counted on "
+                    "entries whose idle pilots keep refusing them (summed over entries), matched by no entry, "
+                    "and waiting for entries in downtime.",
                 ),
                 Panel(
                     "Pilot slots",

@@ -38,6 +38,9 @@ class GroupEntryRow:
     remove: str
     bound_by: tuple[str, ...] = ()
     in_downtime: bool = False
+    jobs_refused: float = 0.0
+    """Idle jobs of shapes not counted on this entry because its idle pilots kept refusing them
+    (the group's ``idle_feedback``); a job refused on n entries counts on each."""
 
     @property
     def curbs_hit(self) -> tuple[str, ...]:
@@ -74,6 +77,7 @@ FRONTEND_SUMS = (
     "jobs_idle",
     "jobs_old_idle",
     "jobs_running",
+    "jobs_refused",
     "slots_total",
     "slots_idle",
     "slots_running",

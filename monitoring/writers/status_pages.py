@@ -320,6 +320,7 @@ def completed_graphs(
 
 def _job_lines(rrd: Path, with_unmatched: bool) -> tuple[Series, ...]:
     pairs = [("jobs_idle", "idle"), ("jobs_old_idle", "old idle"), ("jobs_running", "running")]
+    pairs.append(("jobs_refused", "refused by idle pilots"))
     if with_unmatched:
         pairs += [("jobs_unmatched", "unmatched"), ("jobs_downtime", "only entries down")]
     return _lines(rrd, pairs)

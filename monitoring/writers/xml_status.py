@@ -52,7 +52,7 @@ PILOT_COUNTS = (*STATE_COUNTS, *ACTIVITY)
 ENTRY_TOTALS = PILOT_COUNTS
 FACTORY_TOTALS = (*PILOT_COUNTS, "entries_in_downtime")
 FRONTEND_TOTALS = (*FRONTEND_SUMS, "jobs_matched", "jobs_unmatched", "jobs_downtime")
-FRACTIONAL = frozenset({"jobs_idle", "jobs_old_idle", "jobs_running", "jobs_matched"})
+FRACTIONAL = frozenset({"jobs_idle", "jobs_old_idle", "jobs_running", "jobs_refused", "jobs_matched"})
 """Frontend counts that are not whole: a job matching n entries counts 1/n on each."""
 
 DECIMALS = 3

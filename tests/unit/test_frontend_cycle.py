@@ -17,7 +17,7 @@ from updraft import protocol
 from updraft.fakes import FakeCollector, FakeSchedd
 from updraft.frontend.config import FrontendConfig, load_frontend_config
 from updraft.frontend.ports import FrontendPorts, fake_ports
-from updraft.frontend.service import FrontendService, run_cycle
+from updraft.frontend.service import FrontendService, plan_cycle, run_cycle
 
 from .conftest import ConfigTree, Snapshots
 
@@ -236,3 +236,51 @@ def test_the_service_cycles_through_silence_and_withdraws_its_requests_on_stop(c
     assert wms.calls.count("advertising to") == cycles, "each cycle published its request"
     assert requests_in(wms) == [], "a clean stop withdraws every request"
     assert not service.pid_path.exists()
+
+
+def quick_feedback(tree: ConfigTree, work: Path) -> FrontendConfig:
+    text = FRONTEND.format(work=work) + "        idle_feedback: {cycles: 2, min_seconds: 60, hold_seconds: 3600}\n"
+    return load_frontend_config(tree.frontend(main=text)).config
+
+
+def three_refused_cycles(service: FrontendService, wms: FakeCollector) -> list[tuple[list[int], int]]:
+    """Three cycles of 5 idle jobs next to an idle pilot they fit: per cycle, the streaks' lengths and the request."""
+    seen = []
+    for number in (1, 2, 3):
+        service.cycle(number, NOW + 60 * number)
+        assert service.feedback is not None
+        seen.append(([s.cycles for s in service.feedback.streaks], asked(wms)["site1"][0]))
+    return seen
+
+
+def test_the_service_carries_what_idle_pilots_taught_from_cycle_to_cycle_and_across_a_restart(
+    tree: ConfigTree, tmp_path: Path
+) -> None:
+    config = quick_feedback(tree, tmp_path / "work")
+    ports, _vo, wms, _ = daemons(config)
+    service = FrontendService(Path("unused.yaml"), config, connect_ports=lambda _: ports)
+    seen = three_refused_cycles(service, wms)
+    assert [streaks for streaks, _ in seen] == [[1], [2], [3]], "the memory went from cycle to cycle"
+    assert seen[0][1] > 0 and seen[1][1] > 0, "pilots are asked for while the streak builds"
+    assert seen[2][1] == 0, "the third cycle no longer counts the refused jobs on site1"
+    assert asked(wms)["site1"][2] == "idle", "and the refusing idle pilot goes"
+
+    planned, _ = plan_cycle(config, NOW + 240, ports)  # what `plan` and `explain` compute: the work_dir's memory
+    [site1] = [d for d in planned.decisions if d.entry.name == "site1"]
+    assert site1.inputs.refused_idle_jobs == 5 and any("5 idle jobs of 1 shape not counted" in n for n in site1.notes)
+
+    restarted = FrontendService(Path("unused.yaml"), config, connect_ports=lambda _: ports)
+    restarted.cycle(1, NOW + 240)
+    assert asked(wms)["site1"][0] == 0, "a restarted frontend remembers from its work_dir"
+    assert restarted.feedback is not None and [s.cycles for s in restarted.feedback.streaks] == [4]
+
+
+def test_the_service_carries_the_memory_in_hand_when_its_work_dir_cannot_keep_it(
+    tree: ConfigTree, tmp_path: Path
+) -> None:
+    (tmp_path / "work").write_text("a file, not a directory: nothing can be saved under it")
+    config = quick_feedback(tree, tmp_path / "work")
+    ports, _vo, wms, _ = daemons(config)
+    service = FrontendService(Path("unused.yaml"), config, connect_ports=lambda _: ports)
+    seen = three_refused_cycles(service, wms)
+    assert [streaks for streaks, _ in seen] == [[1], [2], [3]] and seen[2][1] == 0

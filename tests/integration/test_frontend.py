@@ -76,7 +76,12 @@ def entries(lab: Topology) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def queued_jobs(lab: Topology) -> Iterator[int]:
-    """Idle user jobs that no startd will take (requirements false): only the frontend looks at them."""
+    """Idle user jobs that no startd will take: only the frontend looks at them.
+
+    Their requirement reads an attribute no slot and no entry advertises: a real startd refuses them,
+    while the frontend, which cannot judge a term on an attribute nobody describes, counts them as
+    demand (`requirements = false` it would rightly refuse: no pilot could ever run such a job).
+    """
     names = lab.user_schedds
     schedds = [Collector(lab.vo.collector).schedd(name) for name in names]
     log = lab.work_dir / "tests" / "frontend.log"
@@ -88,7 +93,7 @@ def queued_jobs(lab: Topology) -> Iterator[int]:
                 "log": str(log),
                 "request_cpus": str(cpus),
                 "request_memory": "100",
-                "requirements": "false",
+                "requirements": "TARGET.UpdraftTestNeverMatches =?= true",
                 "+UpdraftTest": f'"{MARK}"',
                 "+DESIRED_Sites": f'"{sites}"',
             },

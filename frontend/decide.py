@@ -682,7 +682,7 @@ def _refusals(
     settings = group.idle_feedback
     old = cycle.streaks.get(group_name, {})
     pilots_idle = settings.enabled and bool(with_idle)
-    idle = feedback.idle_by_key(shapes) if excluded or pilots_idle else {}
+    idle = matched.keyed if excluded or pilots_idle else {}
     if _feedback_blind(group_name, cycle.observation):
         return _Refusals(excluded, idle, tuple(feedback.carried(old, settings, cycle.now)))
     seen: frozenset[feedback.Pair] = frozenset()

@@ -110,6 +110,9 @@ class GroupMatch:
     shapes: int = 0
     """Distinct shapes matched, after merging identical ones from different schedds."""
     placed: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    keyed: Mapping[str, tuple[JobShape, int]] = field(default_factory=dict)
+    """The shapes with idle jobs whose key matching worked out (all of them when `excluded` was given;
+    else those placed on a watched entry), by `shape_key`, with their idle jobs: what the feedback needs."""
     """Entry key -> keys (`shape_key`) of the shapes with idle jobs placed on it."""
 
 
@@ -691,7 +694,7 @@ def _grouped(judge: _Judge, which: Any, members: Iterable[int], requirement: int
 class _Totals:
     """Per-entry running sums while shapes are spread (lists: this is the hot loop)."""
 
-    __slots__ = ("idle", "old_idle", "old_pilots", "pilots", "placed", "requirements", "running", "shapes")
+    __slots__ = ("idle", "keyed", "old_idle", "old_pilots", "pilots", "placed", "requirements", "running", "shapes")
 
     def __init__(self, size: int) -> None:
         self.idle = [0.0] * size
@@ -702,6 +705,7 @@ class _Totals:
         self.shapes = [0] * size
         self.requirements: list[set[tuple[int, int]] | None] = [None] * size
         self.placed: list[set[str] | None] = [None] * size
+        self.keyed: dict[str, tuple[JobShape, int]] = {}
 
     def spread(
         self, shape: JobShape, targets: Sequence[int], entries: Sequence[EntryAd], key: str | None, watched: list[bool]
@@ -821,6 +825,9 @@ def _place(
     key = None
     if excluded or (shape.shape.idle and any(watched[i] for i in live or down)):
         key = shape_key(shape.shape)
+        if shape.shape.idle:
+            first, idle = totals.keyed.get(key, (shape.shape, 0))
+            totals.keyed[key] = (first, idle + shape.shape.idle)
     if excluded and key is not None:
         live, down = _without_excluded(live, key, table, excluded), _without_excluded(down, key, table, excluded)
     if live:
@@ -881,4 +888,5 @@ def match(
         unrunnable=outcome.unrunnable,
         shapes=len(merged),
         placed=totals.placements(table.entries),
+        keyed=totals.keyed,
     )

@@ -114,7 +114,9 @@ class _Totals:
 
 def _view_of(slots: Sequence[PilotSlot]) -> _SlotView:
     pilots = slots_by_pilot(slots)
-    states = Counter(pilot_state(slot.state for slot in mine) for mine in pilots.values())
+    states = Counter(
+        mine[0].state if len(mine) == 1 else pilot_state(s.state for s in mine) for mine in pilots.values()
+    )
     return _SlotView(
         idle=tuple(slot for slot in slots if slot.state is SlotState.IDLE),
         pilots=len(pilots),

@@ -318,6 +318,8 @@ class _Entries:
 
     entries: tuple[EntryAd, ...]
     cpus: tuple[int, ...]
+    cores: tuple[int, ...]
+    """Cores per pilot, all nodes (at least 1): what a job's cpus are a share of."""
     down: tuple[bool, ...]
     lowered: tuple[dict[str, Any], ...]
     slots: tuple[dict[str, Any], ...]
@@ -360,6 +362,7 @@ def _entry_table(
     return _Entries(
         entries=tuple(entries),
         cpus=tuple(entry.cpus_per_pilot for entry in entries),
+        cores=tuple(max(1, entry.cores_per_pilot) for entry in entries),
         down=tuple(entry.in_downtime for entry in entries),
         lowered=tuple(lowered_entries),
         slots=tuple(lowered_slots),
@@ -708,33 +711,42 @@ class _Totals:
         self.keyed: dict[str, tuple[JobShape, int]] = {}
 
     def spread(
-        self, shape: JobShape, targets: Sequence[int], entries: Sequence[EntryAd], key: str | None, watched: list[bool]
+        self, shape: JobShape, targets: Sequence[int], cores: Sequence[int], key: str | None, watched: list[bool]
     ) -> None:
         """Equal split: without knowing where the negotiator will send each job,
         1/k per matching entry is the unbiased guess, and it keeps totals exact.
-        `key` (the shape's) is recorded as placed on the `watched` targets."""
+        `cores`: each entry's cores per pilot (all nodes); `key` (the shape's)
+        is recorded as placed on the `watched` targets."""
         share = 1.0 / len(targets)
         idle, old_idle = shape.idle * share, shape.old_idle * share
-        running = shape.running * share
-        need = (shape.cpus, shape.memory_mb)
+        running, cpus = shape.running * share, shape.cpus
+        totals_idle, totals_old, totals_running = self.idle, self.old_idle, self.running
+        totals_pilots, totals_old_pilots, totals_shapes = self.pilots, self.old_pilots, self.shapes
         for target in targets:
-            per_pilot = shape.cpus / max(1, entries[target].cores_per_pilot)
-            self.idle[target] += idle
-            self.old_idle[target] += old_idle
-            self.running[target] += running
-            self.pilots[target] += idle * per_pilot
-            self.old_pilots[target] += old_idle * per_pilot
-            self.shapes[target] += 1
-            if shape.idle:
-                found = self.requirements[target]
-                if found is None:
-                    found = self.requirements[target] = set()
-                found.add(need)
-                if key is not None and watched[target]:
-                    keys = self.placed[target]
-                    if keys is None:
-                        keys = self.placed[target] = set()
-                    keys.add(key)
+            per_pilot = cpus / cores[target]
+            totals_idle[target] += idle
+            totals_old[target] += old_idle
+            totals_running[target] += running
+            totals_pilots[target] += idle * per_pilot
+            totals_old_pilots[target] += old_idle * per_pilot
+            totals_shapes[target] += 1
+        if shape.idle:
+            self._note_idle(shape, targets, key, watched)
+
+    def _note_idle(self, shape: JobShape, targets: Sequence[int], key: str | None, watched: list[bool]) -> None:
+        """What an idle slot must fit on each target, and where the shape's idle jobs went (watched ones)."""
+        need = (shape.cpus, shape.memory_mb)
+        requirements, placed = self.requirements, self.placed
+        for target in targets:
+            found = requirements[target]
+            if found is None:
+                found = requirements[target] = set()
+            found.add(need)
+            if key is not None and watched[target]:
+                keys = placed[target]
+                if keys is None:
+                    keys = placed[target] = set()
+                keys.add(key)
 
     def demands(self, entries: Sequence[EntryAd]) -> dict[str, EntryDemand]:
         return {
@@ -831,9 +843,9 @@ def _place(
     if excluded and key is not None:
         live, down = _without_excluded(live, key, table, excluded), _without_excluded(down, key, table, excluded)
     if live:
-        totals.spread(shape.shape, live, table.entries, key, watched)
+        totals.spread(shape.shape, live, table.cores, key, watched)
     elif down:
-        totals.spread(shape.shape, down, table.entries, key, watched)
+        totals.spread(shape.shape, down, table.cores, key, watched)
         outcome.in_downtime += shape.shape.idle
     else:
         outcome.unmatched += shape.shape.idle

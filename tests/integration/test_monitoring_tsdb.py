@@ -32,6 +32,7 @@ from updraft.monitoring.snapshot import (
     FrontendSnapshot,
     GroupEntryRow,
     PilotRow,
+    RestartRow,
     Snapshot,
 )
 from updraft.monitoring.writers.influxdb import InfluxSettings, InfluxWriter, resolve
@@ -152,11 +153,25 @@ def frontend_cycle(name: str, cycle: int) -> FrontendSnapshot:
                     in_downtime=(e == 2 and cycle >= 3),
                 )
             )
+    restarts = tuple(
+        RestartRow(
+            group,
+            entry,
+            restarted_jobs=1 + e,
+            restarts=2 + e + cycle,
+            restarts_last_hour=e % 2,
+            badput_seconds=60.0 * (1 + cycle),
+            badput_core_seconds=120.0 * (1 + cycle),
+        )
+        for group in GROUPS
+        for e, entry in enumerate(ENTRIES)
+    )
     return FrontendSnapshot(
         name,
         float(CYCLE_TIMES[cycle]) + 0.7,
         cycle,
         tuple(rows),
+        restarts=restarts,
         unmatched_jobs={"gpu": 3 + cycle},
         downtime_jobs={"main": cycle},
         problems=("collector x: timeout",) * (cycle % 2),

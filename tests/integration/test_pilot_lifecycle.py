@@ -216,13 +216,16 @@ def test_a_job_evicted_from_its_pilot_and_started_again_shows_in_the_restart_fig
     assert badput > 0, again
 
     updraft("frontend", "once", "--config", str(frontend_yaml))
+    assert_the_restart_reaches_every_writer(lab, f"site1@{FACTORY}", badput)
 
+
+def assert_the_restart_reaches_every_writer(lab: Topology, entry: str, badput: float) -> None:
+    """One restarted job, one restart, in the last hour, with its badput: in JSON, RRD, XML, InfluxDB, the page."""
     monitoring = lab.work_dir / "frontend" / "monitoring"
-    entry = f"site1@{FACTORY}"
     snapshot = json.loads((monitoring / "frontend-lab-vo.json").read_text())
     [row] = [r for r in snapshot["restarts"] if r["group"] == "main" and r["entry"] == entry]
     assert (row["restarted_jobs"], row["restarts"], row["restarts_last_hour"]) == (1, 1, 1), snapshot["restarts"]
-    assert row["badput_seconds"] == pytest.approx(badput), (row, again)
+    assert row["badput_seconds"] == pytest.approx(badput), row
 
     rrd = rrd_file(monitoring / "rrd", FRONTEND_RESTARTS, ("lab-vo", "main", entry))
     last = subprocess.run(["rrdtool", "lastupdate", str(rrd)], capture_output=True, text=True, check=True).stdout

@@ -38,7 +38,6 @@ from typing import Any
 
 import classad2
 
-from updraft.condor import Expression
 from updraft.frontend.config import Group, MatchIndex
 from updraft.frontend.model import EntryAd, JobShape, shape_key
 from updraft.frontend.prospective import prospective_slots
@@ -49,6 +48,7 @@ from updraft.frontend.terms import (
     Verdict,
     classad_of,
     compile_conjunction,
+    expression_text,
     is_number,
     judge_term,
     lowered,
@@ -511,14 +511,8 @@ class _Judge:
         None: it has none, or matching ignores it)."""
         if not self.rules.requirements:
             return None
-        value = low.get("requirements")
-        if isinstance(value, Expression):
-            text = value.text
-        elif isinstance(value, bool):
-            text = str(value).lower()
-        elif isinstance(value, str):
-            text = value
-        else:
+        text = expression_text(low.get("requirements"))
+        if text is None:
             return None
         found = self.requirement_ids.get(text)
         if found is None:

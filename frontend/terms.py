@@ -218,6 +218,16 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, (bool, classad2.Value))
 
 
+def expression_text(value: Any) -> str | None:
+    """An attribute's value as expression text (a job's Requirements): an `Expression`, a literal
+    boolean, or a string taken as written; None for anything else (it says nothing to judge)."""
+    if isinstance(value, Expression):
+        return value.text
+    if isinstance(value, bool):
+        return str(value).lower()
+    return value if isinstance(value, str) else None
+
+
 def judge_term(term: Term, my: classad2.ClassAd, target: classad2.ClassAd, known: KnownNames) -> Verdict:
     """One term's verdict; FALSE only when it read nothing either side leaves undescribed."""
     value = term.expr.eval(my, target)

@@ -38,6 +38,7 @@ from updraft.frontend.terms import (
     Verdict,
     classad_of,
     compile_conjunction,
+    expression_text,
     judge_term,
     lowered,
     shown,
@@ -164,14 +165,8 @@ class _Judge:
         return None
 
     def _requirements_of(self, attrs: Mapping[str, Any]) -> Conjunction | None:
-        value = lowered(attrs).get("requirements")
-        if isinstance(value, Expression):
-            text = value.text
-        elif isinstance(value, bool):
-            text = str(value).lower()
-        elif isinstance(value, str):
-            text = value
-        else:
+        text = expression_text(lowered(attrs).get("requirements"))
+        if text is None:
             return None
         found = self.requirements.get(text)
         if found is None:

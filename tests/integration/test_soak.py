@@ -29,7 +29,7 @@ def test_five_kills_of_each_service_break_no_invariant(lab: Topology) -> None:
         frontend_kills=5,
         seed=15,
         batch_every_seconds=60,
-        longest_job_seconds=15,
+        longest_job_seconds=5,
         drain_timeout=300,
         frontend_pause_cycles=2.0,
     )

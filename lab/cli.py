@@ -112,7 +112,8 @@ def demo(lab_dir: Path, keep: bool, timeout: float) -> None:
 
     Starts the factory and the frontend as services on a running lab
     (`updraft lab up` first), queues 49 jobs of nine shapes (two only the HPC
-    site's Slurm accepts, one only the cloud, three no pilot can run), prints jobs and pilots every 5 s
+    site's Slurm accepts, one only the cloud, three no pilot can run), prints
+    jobs and pilots every 2 s
     until every runnable job has finished and the pilots have retired, then
     stops the services (and the lab, unless --keep).
     """

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import htcondor2
+import yaml
 
 from updraft import pilot_ad, protocol
 from updraft.condor import Collector, Schedd, use_client_config
@@ -31,7 +32,14 @@ from updraft.factory.decide import EXCESS_IDLE
 from updraft.factory.observe import pilot_constraint
 from updraft.lab import cloud, slurm
 from updraft.lab.control import load_state, runtime_from_state
-from updraft.lab.labconfig import FACTORY_NAME, FRONTEND_NAME, lab_entries, write_component_configs
+from updraft.lab.labconfig import (
+    FACTORY_NAME,
+    FRONTEND_NAME,
+    factory_config,
+    frontend_config,
+    lab_entries,
+    write_component_configs,
+)
 from updraft.lab.runtime import Runtime
 from updraft.lab.topology import Topology
 from updraft.lab.vmhost import Hypervisor
@@ -49,6 +57,12 @@ from updraft.monitoring.writers.xml_status import summary_file
 from updraft.pilot_ad import JobStatus
 
 PILOT_PROJECTION = [pilot_ad.ENTRY, pilot_ad.JOB_STATUS]
+DEMO_LIFETIMES: Mapping[str, int] = {"idle_tail_seconds": 40, "max_idle_seconds": 60}
+"""The demo's pilots leave sooner than the lab's (LAB_GLIDEIN): the run ends only when the last pilot
+has, and the HPC entry's pilots and the two-node pilot take turns on the same nodes. All the jobs are
+queued at once, so a pilot between two jobs waits one negotiation (5 s), well within the tail. The
+tail stays long enough for the factory to remove the pilots still queued at a site once the jobs are
+done: a shorter one lets one of them start there and sit out its minute with nothing to run."""
 PILOT_STATES: Mapping[int, str] = {JobStatus.IDLE: "idle", JobStatus.RUNNING: "running", JobStatus.HELD: "held"}
 
 
@@ -112,6 +126,22 @@ def start_services(topology: Topology, configs: Mapping[str, Path], log_dir: Pat
             log.replace(log.with_suffix(".log.1"))
         services.start(component, [updraft_command(), "-v", component, "run", "--config", str(configs[component])], log)
     return services
+
+
+def demo_configs(topology: Topology, folder: Path) -> dict[str, Path]:
+    """The configs `lab env` writes, with the demo's pilot lifetimes, as factory.yaml and
+    frontend.yaml in `folder`; the glidein and the pilots' pool config installed as `lab env` does."""
+    write_component_configs(topology)
+    configs = {"factory": factory_config(topology), "frontend": frontend_config(topology)}
+    for entry in configs["factory"]["entries"].values():
+        entry["glidein"] = {**entry["glidein"], **DEMO_LIFETIMES}
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, config in configs.items():
+        paths[name] = folder / f"{name}.yaml"
+        header = f"# Written by `updraft lab demo`: the lab's {name} config, the demo's pilot lifetimes.\n"
+        paths[name].write_text(header + yaml.safe_dump(config, sort_keys=False))
+    return paths
 
 
 def submit_workload(topology: Topology) -> dict[str, int]:
@@ -224,7 +254,7 @@ def watch(
     timeout: float,
     echo: Callable[[str], None],
     hypervisor: Hypervisor,
-    interval: float = 5.0,
+    interval: float = 2.0,
 ) -> Watch:
     """Prints progress until every runnable job is done and no pilot is left, or `timeout`; meanwhile
     `hypervisor` boots the cloud entry's new instances and powers off the ones whose pilot retired."""
@@ -388,7 +418,7 @@ def run_workload(topology: Topology, echo: Callable[[str], None], timeout: float
     """Services up, workload in, progress until done, then services down and the demo's jobs removed."""
     use_client_config(topology.client_config)
     clear_leftovers(topology, echo)
-    configs = write_component_configs(topology)
+    configs = demo_configs(topology, topology.work_dir / "demo")
     since = time.time() - 1
     hypervisor = Hypervisor(topology, _runtime(topology))
     services = start_services(topology, configs)

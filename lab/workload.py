@@ -40,11 +40,11 @@ class Shape:
 
 
 DEMO_WORKLOAD: tuple[Shape, ...] = (
-    Shape("small-site1", 10, 1, 512, ("Site1",), 20),
-    Shape("double-site2", 8, 2, 1024, ("Site2",), 20),
+    Shape("small-site1", 10, 1, 512, ("Site1",), 10),
+    Shape("double-site2", 8, 2, 1024, ("Site2",), 10),
     Shape("short-anywhere", 8, 1, 256, ("Site1", "Site2"), 10),
-    Shape("hpc-only", 6, 1, 256, ("HPC",), 20),
-    Shape("two-node-hpc", 2, 2, 256, ("HPC2N",), 20),
+    Shape("hpc-only", 6, 1, 256, ("HPC",), 10),
+    Shape("two-node-hpc", 2, 2, 256, ("HPC2N",), 10),
     Shape("cloud-only", 4, 1, 256, ("Cloud",), 20),
     Shape("too-wide", 4, 4, 1024, ("Site1", "Site2", "HPC", "HPC2N"), 10, runnable=False),
     Shape("huge-memory", 3, 1, 4_000_000, ("Site1", "Site2"), 10, runnable=False),
@@ -53,7 +53,10 @@ DEMO_WORKLOAD: tuple[Shape, ...] = (
 """49 jobs: 38 runnable on the lab's 2-core pilots (6 only on the HPC site's Slurm, 2 only on its two-node
 pilots, 4 only on the cloud's instances), and 11 no lab pilot can run: 4 that want 4 cores, which no entry
 has (the two-node pilots too have 2 per node), 3 that want 4 TB of memory, and 4 that need the submit
-host's filesystem (their Requirements compare FileSystemDomain, and pilots have their own)."""
+host's filesystem (their Requirements compare FileSystemDomain, and pilots have their own). Jobs run 10 to
+20 s: long enough for the demo's watch (a sample every 2 s) to see them run, and their pilots, which outlive
+them by the idle tail, span the monitoring's 10 s steps. Longer jobs only make the run longer: a pilot runs
+them in rounds."""
 
 
 def submit_description(shape: Shape, log: Path) -> dict[str, str]:

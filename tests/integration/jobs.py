@@ -54,7 +54,7 @@ def wait_for_completion(schedd: Schedd, cluster: int, timeout: float) -> dict:
             done = schedd.history(constraint, PROJECTION, limit=1)
             assert done, f"job {cluster} left the queue of {schedd.name} but is not in its history"
             return done[0]
-        time.sleep(2)
+        time.sleep(1)
     raise AssertionError(f"job {cluster} not completed within {timeout:g} s; last seen {last}")
 
 

@@ -746,7 +746,11 @@ def _decide_group(
         | {key for (name, key) in cycle.last if name == group_name}
         | {key for key in excluded if refusals.waiting(key)}
     )
-    ceilings = _outer_ceilings(group_name, cycle.config, cycle.observation, cycle.views)
+    ceilings = [
+        ceiling
+        for ceiling in _outer_ceilings(group_name, cycle.config, cycle.observation, cycle.views)
+        if ceiling.total >= group.curb_fraction * ceiling.maximum  # the others never curb (`_curb`)
+    ]
     drafts = [_decide_entry(group_name, key, matched.demands.get(key), cycle, ceilings) for key in sorted(keys)]
     _note_refusals(group_name, drafts, refusals, cycle)
     _apply_cap([d for d in drafts if not d.withdrawn], _group_cap(group, _totals(cycle.views, group_name)))

@@ -193,6 +193,8 @@ def job_attrs(shape: JobShape) -> dict[str, Any]:
     """The shape's attributes as its MY ad: RequestCpus/RequestMemory filled from
     the shape when the schedd did not project them, so expressions can use them."""
     attrs = dict(shape.attrs)
+    if "RequestCpus" in attrs and "RequestMemory" in attrs:  # as observe projects them
+        return attrs
     present = {name.lower() for name in attrs}
     if "requestcpus" not in present:
         attrs["RequestCpus"] = shape.cpus
@@ -308,8 +310,9 @@ def _key(attrs: Mapping[str, Any], names: Sequence[str], shareable: bool) -> Any
 
 
 _Members = tuple[int, ...]
-_CandidateGroup = tuple[tuple[int, ...], _Members]
-"""An entry class (cpus, match class, requirement class, start class, downtime) and its entries."""
+_CandidateGroup = tuple[tuple[int, ...], _Members, bool]
+"""An entry class (cpus, match class, requirement class, start class, downtime), its entries, and whether
+they are index candidates of the shape (the index term then known true)."""
 
 
 @dataclass(slots=True)
@@ -645,19 +648,20 @@ def _shape(shape: JobShape, judge: _Judge, interned: _Interned) -> _Shape:
     )
 
 
-def _candidate_groups(shape: _Shape, judge: _Judge) -> list[tuple[_CandidateGroup, bool]]:
+def _candidate_groups(shape: _Shape, judge: _Judge) -> Sequence[_CandidateGroup]:
     """The entries worth comparing, as classes: all of them, or those the job's index attribute lists
     (known to satisfy the index term) and those whose index attribute is no string (compared in full)."""
     if not shape.indexed:
         which, members = judge.pruned(shape)
-        return [(group, False) for group in _grouped(judge, which, members, shape.requirement)]
-    found: list[tuple[_CandidateGroup, bool]] = []
+        return _grouped(judge, which, members, shape.requirement)
+    found: list[_CandidateGroup] = []
+    by_value = judge.table.by_value
     for token in shape.tokens:
-        listed = judge.table.by_value.get(token)
+        listed = by_value.get(token)
         if listed:
-            found.extend((group, True) for group in _grouped(judge, ("=", token), listed, shape.requirement))
+            found.extend(_grouped(judge, ("=", token), listed, shape.requirement))
     if judge.table.unindexed:
-        found.extend((group, False) for group in _grouped(judge, "?", judge.table.unindexed, shape.requirement))
+        found.extend(_grouped(judge, "?", judge.table.unindexed, shape.requirement))
     return found
 
 
@@ -669,16 +673,17 @@ def _grouped(judge: _Judge, which: Any, members: Iterable[int], requirement: int
         return found
     requirement_of = judge.requirement_classes(requirement) if requirement is not None else None
     classes: dict[tuple[int, ...], list[int]] = {}
+    indexed = which[0] == "="
     for member in members:
         key = (
             table.cpus[member],
-            table.indexed_class[member] if which[0] == "=" else table.match_class[member],
+            table.indexed_class[member] if indexed else table.match_class[member],
             requirement_of[member] if requirement_of is not None else 0,
             table.start_class[member],
             int(table.down[member]),
         )
         classes.setdefault(key, []).append(member)
-    found = tuple((key, tuple(entries)) for key, entries in classes.items())
+    found = tuple((key, tuple(entries), indexed) for key, entries in classes.items())
     table.groups[(which, -1 if requirement is None else requirement)] = found
     return found
 
@@ -783,7 +788,7 @@ class _Found:
     """Some entry's match_expr took the shape, but its Requirements or pilot_start refused every one."""
 
 
-def _matching_entries(shape: _Shape, groups: Iterable[tuple[_CandidateGroup, bool]], judge: _Judge) -> _Found:
+def _matching_entries(shape: _Shape, groups: Iterable[_CandidateGroup], judge: _Judge) -> _Found:
     """Entries taking the shape, live and in downtime, and classes refused only for lack of cpus.
 
     The cpus test is free and runs first, so entries too small never cost an
@@ -792,7 +797,7 @@ def _matching_entries(shape: _Shape, groups: Iterable[tuple[_CandidateGroup, boo
     """
     found = _Found()
     cpus = shape.shape.cpus
-    for (key, members), indexed in groups:
+    for key, members, indexed in groups:
         first = members[0]
         if cpus > key[0]:
             found.too_small.append((first, indexed))

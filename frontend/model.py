@@ -44,7 +44,7 @@ def shape_key(shape: JobShape) -> str:
 
     A short digest, so memory that keys on shapes (`updraft.frontend.feedback`) stays small.
     """
-    text = repr((shape.group, sorted((name.lower(), repr(value)) for name, value in shape.attrs.items())))
+    text = repr((shape.group, sorted((name.lower(), value) for name, value in shape.attrs.items())))
     return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
 
 

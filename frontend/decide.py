@@ -728,7 +728,7 @@ def _decide_group(
     """
     group = cycle.config.groups[group_name]
     shapes = merge_shapes(shapes)
-    watch = _with_idle_slots(group_name, cycle) if group.idle_feedback.enabled else frozenset()
+    watch = _with_idle_slots(group_name, cycle)
     excluded = feedback.exclusions(cycle.streaks.get(group_name, {}), group.idle_feedback, cycle.now)
     matched = match(
         shapes,
@@ -738,6 +738,7 @@ def _decide_group(
         slots=cycle.prospective,
         excluded=feedback.excluded_map(excluded),
         watch=watch,
+        keys=group.idle_feedback.enabled,
     )
     refusals = _refusals(group_name, shapes, matched, excluded, watch, cycle)
     keys = (

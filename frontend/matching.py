@@ -84,7 +84,8 @@ class EntryDemand:
     idle_pilots_needed: float
     old_idle_pilots: float
     requirements: frozenset[tuple[int, int]]
-    """(cpus, memory_mb) of every matched shape with idle jobs: what an idle slot must fit."""
+    """(cpus, memory_mb) of every matched shape with idle jobs: what an idle slot must fit. Only for
+    watched entries (`match`'s `watch`: those with idle slots); empty elsewhere."""
     shapes: int
 
 
@@ -292,6 +293,11 @@ def _key(attrs: Mapping[str, Any], names: Sequence[str], shareable: bool) -> Any
     """The values `names` have in `attrs`, as a class key (typed: 1, 1.0 and true differ)."""
     if not shareable:
         return object()
+    if len(names) == 1:  # most terms read one attribute of each side
+        value = attrs.get(names[0], _ABSENT)
+        return (
+            value if value is _ABSENT else (value.__class__, value) if value.__class__ in _PLAIN else value_key(value),
+        )
     key = []
     for name in names:
         value = attrs.get(name, _ABSENT)
@@ -733,15 +739,17 @@ class _Totals:
             self._note_idle(shape, targets, key, watched)
 
     def _note_idle(self, shape: JobShape, targets: Sequence[int], key: str | None, watched: list[bool]) -> None:
-        """What an idle slot must fit on each target, and where the shape's idle jobs went (watched ones)."""
+        """On the watched targets: what an idle slot must fit, and where the shape's idle jobs went."""
         need = (shape.cpus, shape.memory_mb)
         requirements, placed = self.requirements, self.placed
         for target in targets:
+            if not watched[target]:
+                continue
             found = requirements[target]
             if found is None:
                 found = requirements[target] = set()
             found.add(need)
-            if key is not None and watched[target]:
+            if key is not None:
                 keys = placed[target]
                 if keys is None:
                     keys = placed[target] = set()
@@ -824,6 +832,7 @@ def _place(
     outcome: _Outcome,
     excluded: Mapping[str, Collection[str]],
     watched: list[bool],
+    keys: bool,
 ) -> None:
     """Spread one shape over live entries that take it; downtime ones only get it when nothing else does.
 
@@ -834,7 +843,7 @@ def _place(
     found = _matching_entries(shape, _candidate_groups(shape, judge), judge)
     live, down = found.live, found.down
     key = None
-    if excluded or (shape.shape.idle and any(watched[i] for i in live or down)):
+    if excluded or (keys and shape.shape.idle and any(watched[i] for i in live or down)):
         key = shape_key(shape.shape)
         if shape.shape.idle:
             first, idle = totals.keyed.get(key, (shape.shape, 0))
@@ -863,6 +872,7 @@ def match(
     slots: Mapping[str, Mapping[str, Any]] | None = None,
     excluded: Mapping[str, Collection[str]] | None = None,
     watch: Collection[str] | None = None,
+    keys: bool = True,
     rules: GroupRules | None = None,
 ) -> GroupMatch:
     """Spread one group's job shapes over the entries that take them.
@@ -872,8 +882,10 @@ def match(
     from it is described only by its ``UpdraftSlot_*`` attributes, if
     any). `excluded` maps entry keys to shape keys the entry's idle
     pilots have refused (`updraft.frontend.feedback`): such a pair is
-    treated as if nothing matched it. `watch` limits `GroupMatch.placed`
-    to those entry keys (None: every entry). Cost: one evaluation per distinct
+    treated as if nothing matched it. `watch` names the entries whose idle
+    jobs' sizes (`EntryDemand.requirements`) and, with `keys`, placed
+    shapes (`GroupMatch.placed`) are recorded: those with idle slots, the
+    only ones where either matters (None: every entry). Cost: one evaluation per distinct
     pair of classes among index candidates, plus bookkeeping per class of
     candidates; the number of jobs and of schedds never matters.
     """
@@ -888,7 +900,7 @@ def match(
     merged = merge_shapes(shapes)
     watched = [watch is None or entry.key in watch for entry in entries]
     for shape in merged:
-        _place(_shape(shape, judge, interned), judge, totals, outcome, excluded or {}, watched)
+        _place(_shape(shape, judge, interned), judge, totals, outcome, excluded or {}, watched, keys)
     return GroupMatch(
         group=group_name,
         demands=totals.demands(table.entries),

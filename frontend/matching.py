@@ -409,8 +409,9 @@ class _Judge:
     evaluations: int = 0
     match_answers: dict[tuple[int, int, bool], bool] = field(default_factory=dict)
     term_answers: dict[tuple[int, int, int], Any] = field(default_factory=dict)
-    term_candidates: dict[tuple[int, int], tuple[Any, list[int]]] = field(default_factory=dict)
     """(term, its class of the job, its class of the entry) -> the term's value."""
+    term_candidates: dict[tuple[int, int], tuple[Any, list[int]]] = field(default_factory=dict)
+    """(term, its class of the job) -> the entries it may accept (`pruned`)."""
     refusals: dict[tuple[int, int], bool] = field(default_factory=dict)
     start_refusals: dict[tuple[int, int], bool] = field(default_factory=dict)
     ads: dict[Any, classad2.ClassAd] = field(default_factory=dict)

@@ -154,7 +154,7 @@ def advance(
     if not settings.enabled:
         return []
     kept: list[RefusalStreak] = []
-    for pair in sorted(set(old) | set(seen)):
+    for pair in set(old) | set(seen):  # the memory is put in order once, by `bounded`
         streak = old.get(pair)
         if streak is not None and streak.excluded_since is not None and not is_excluded(streak, settings, now):
             streak = None  # its hold is over: the pair is tried afresh

@@ -44,8 +44,19 @@ def shape_key(shape: JobShape) -> str:
 
     A short digest, so memory that keys on shapes (`updraft.frontend.feedback`) stays small.
     """
-    text = repr((shape.group, sorted((name.lower(), value) for name, value in shape.attrs.items())))
-    return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
+    parts = [shape.group]
+    for name, value in sorted(shape.attrs.items()):
+        parts.append(name.lower())
+        parts.append(_spelled(value))
+    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=10).hexdigest()
+
+
+def _spelled(value: Any) -> str:
+    """A value as text that differs whenever the value does (its type included: 1, 1.0 and true differ)."""
+    text = getattr(value, "text", None)  # `updraft.condor.Expression`: the expression as written
+    if isinstance(text, str):
+        return "expr:" + text
+    return f"{value.__class__.__name__}:{value!r}"
 
 
 @dataclass(frozen=True, slots=True)

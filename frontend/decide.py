@@ -206,6 +206,8 @@ def usable_idle_slots(
     A slot too small for every waiting job, or about to die, is not capacity:
     counting it would starve those jobs forever while the slot sits unused.
     """
+    if not idle_slots:
+        return 0
     needs = tuple(requirements)
     return sum(
         1
@@ -459,8 +461,14 @@ class _Missing:
     whole: bool = False
 
 
+_NOTHING_MISSING = _Missing()
+
+
 def _missing(group_name: str, key: str, cycle: _Cycle) -> _Missing:
     observation = cycle.observation
+    seen_whole = not (observation.slots_unread or observation.entries_unread or group_name in cycle.unreachable)
+    if seen_whole and (key in cycle.entries or (group_name, key) not in cycle.last):
+        return _NOTHING_MISSING
     reasons: list[str] = []
     if observation.slots_unread:
         reasons.append("pilot slots unreadable")
@@ -556,6 +564,16 @@ class _Cycle:
     """This frontend's requests as published before this cycle: the last good ones to keep."""
     prospective: Mapping[str, Mapping[str, Any]]
     """Each entry's prospective pilot slot (`updraft.frontend.prospective`), by entry key."""
+    limits: dict[tuple[str, int, int], tuple[Limit, Limit]] = field(default_factory=dict)
+    """`entry_limits` by (group, the entry's max pilots and max idle): most entries share a few."""
+
+    def limits_of(self, entry: EntryAd, group_name: str) -> tuple[Limit, Limit]:
+        question = (group_name, entry.max_pilots, entry.max_idle)
+        found = self.limits.get(question)
+        if found is None:
+            found = self.limits[question] = entry_limits(entry, self.config.groups[group_name])
+        return found
+
     streaks: Mapping[str, Mapping[feedback.Pair, RefusalStreak]] = field(default_factory=dict)
     """The idle-feedback streaks of earlier cycles (`Observation.feedback`), by group."""
 
@@ -594,7 +612,7 @@ def _decide_entry(
     missing = _missing(group_name, key, cycle)
     requirements = demand.requirements if demand else frozenset()
     usable = usable_idle_slots(view.idle, requirements, cycle.now, group.min_pilot_lifetime_seconds)
-    limits = entry_limits(entry, group)
+    limits = cycle.limits_of(entry, group_name)
     draft.inputs = _inputs(demand, view, usable, group, limits)
     if key not in cycle.entries and not missing.whole:
         draft.withdrawn = True

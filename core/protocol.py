@@ -64,6 +64,7 @@ SLOT_ATTRIBUTES = (
 """The slot attributes an entry ad may announce; each only when the factory knows its value
 (docs/protocol.md, "The prospective slot"). An absent one is unknown, never false."""
 SLOT_PROJECTION = tuple(E_SLOT_PREFIX + name for name in SLOT_ATTRIBUTES)
+_SLOT_NAMES = tuple(zip(SLOT_ATTRIBUTES, SLOT_PROJECTION, strict=True))
 
 # Request ad attributes set by the frontend.
 R_FRONTEND = "UpdraftFrontend"
@@ -186,7 +187,7 @@ def prospective_slot(entry_ad: Mapping[str, Any]) -> dict[str, Any]:
     Only the attributes in `SLOT_ATTRIBUTES` are read (with the prefix
     stripped); whatever the entry ad leaves out is unknown.
     """
-    return {name: entry_ad[E_SLOT_PREFIX + name] for name in SLOT_ATTRIBUTES if E_SLOT_PREFIX + name in entry_ad}
+    return {name: entry_ad[prefixed] for name, prefixed in _SLOT_NAMES if prefixed in entry_ad}
 
 
 def request_ad_name(frontend: str, group: str, entry: str, factory: str) -> str:

@@ -113,26 +113,28 @@ class _Totals:
 
 
 def _view_of(slots: Sequence[PilotSlot]) -> _SlotView:
-    pilots = slots_by_pilot(slots)
-    states = Counter(
-        mine[0].state if len(mine) == 1 else pilot_state(s.state for s in mine) for mine in pilots.values()
-    )
+    states: Counter[SlotState] = Counter()
+    cores = 0
+    for mine in slots_by_pilot(slots).values():
+        states[mine[0].state if len(mine) == 1 else pilot_state(slot.state for slot in mine)] += 1
+        cores += pilot_cores(mine)
+    pilots = sum(states.values())
     return _SlotView(
         idle=tuple(slot for slot in slots if slot.state is SlotState.IDLE),
-        pilots=len(pilots),
+        pilots=pilots,
         idle_pilots=states[SlotState.IDLE],
-        busy=len(pilots) - states[SlotState.IDLE],
+        busy=pilots - states[SlotState.IDLE],
         running=states[SlotState.RUNNING],
         failed=states[SlotState.FAILED],
-        cores=sum(pilot_cores(mine) for mine in pilots.values()),
+        cores=cores,
     )
 
 
 def _slot_views(slots: Iterable[PilotSlot]) -> dict[tuple[str, str], _SlotView]:
-    by_key: dict[tuple[str, str], list[PilotSlot]] = {}
+    by_origin: dict[tuple[str, str, str], list[PilotSlot]] = {}
     for slot in slots:
-        by_key.setdefault((slot.group, slot.entry_key), []).append(slot)
-    return {key: _view_of(chosen) for key, chosen in by_key.items()}
+        by_origin.setdefault((slot.group, slot.entry, slot.factory), []).append(slot)
+    return {(group, f"{entry}@{factory}"): _view_of(chosen) for (group, entry, factory), chosen in by_origin.items()}
 
 
 def _totals(views: Mapping[tuple[str, str], _SlotView], group: str | None) -> _Totals:

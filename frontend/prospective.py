@@ -67,7 +67,7 @@ def prospective_slot(entry: EntryAd, live: Iterable[PilotSlot] = ()) -> dict[str
 
 def prospective_slots(entries: Iterable[EntryAd], slots: Iterable[PilotSlot]) -> dict[str, Mapping[str, Any]]:
     """Every entry's prospective slot, by entry key, live slots of any group counted."""
-    by_entry: dict[str, list[PilotSlot]] = {}
+    by_entry: dict[tuple[str, str], list[PilotSlot]] = {}
     for slot in slots:
-        by_entry.setdefault(slot.entry_key, []).append(slot)
-    return {entry.key: prospective_slot(entry, by_entry.get(entry.key, ())) for entry in entries}
+        by_entry.setdefault((slot.entry, slot.factory), []).append(slot)
+    return {entry.key: prospective_slot(entry, by_entry.get((entry.name, entry.factory), ())) for entry in entries}

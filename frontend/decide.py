@@ -46,7 +46,7 @@ from typing import Any
 
 from updraft.frontend import feedback
 from updraft.frontend.config import FrontendConfig, Group
-from updraft.frontend.matching import EntryDemand, GroupMatch, match, merge_shapes
+from updraft.frontend.matching import EntryDemand, GroupMatch, match
 from updraft.frontend.model import (
     Decision,
     DecisionInputs,
@@ -688,7 +688,6 @@ def _feedback_blind(group_name: str, observation: Observation) -> bool:
 
 def _refusals(
     group_name: str,
-    shapes: Sequence[JobShape],
     matched: GroupMatch,
     excluded: Mapping[str, feedback.Exclusion],
     with_idle: Set[str],
@@ -742,12 +741,10 @@ def _decide_group(
 
     An entry whose exclusions still hold back idle jobs gets a decision even
     with no pilots and no demand left, so the record says why it gets none.
-    Identical shapes from several schedds are merged once, here, for both
-    matching and the feedback, which names shapes by `shape_key` (a digest
-    that costs more than the merge: once per distinct shape, not per schedd).
+    Matching merges identical shapes from several schedds and works out their
+    `shape_key`s for the feedback (`GroupMatch.keyed`), once per distinct shape.
     """
     group = cycle.config.groups[group_name]
-    shapes = merge_shapes(shapes)
     watch = _with_idle_slots(group_name, cycle)
     excluded = feedback.exclusions(cycle.streaks.get(group_name, {}), group.idle_feedback, cycle.now)
     matched = match(
@@ -760,7 +757,7 @@ def _decide_group(
         watch=watch,
         keys=group.idle_feedback.enabled,
     )
-    refusals = _refusals(group_name, shapes, matched, excluded, watch, cycle)
+    refusals = _refusals(group_name, matched, excluded, watch, cycle)
     keys = (
         set(matched.demands)
         | {key for (name, key) in cycle.views if name == group_name}

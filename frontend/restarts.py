@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from updraft.adnumbers import finite_number, whole_or
-from updraft.monitoring.snapshot import RestartRow
+from updraft.monitoring.snapshot import RESTART_FIGURES, RestartRow
 
 UNKNOWN_ENTRY = "unknown"
 """The entry key of restarted jobs whose schedd did not record where they last ran."""
@@ -123,12 +123,12 @@ def restart_rows(
     """
     skipped = set(unread)
     sums: dict[tuple[str, str], dict[str, float]] = {
-        pair: dict.fromkeys(_FIGURES, 0.0) for pair in known if pair[0] not in skipped
+        pair: dict.fromkeys(RESTART_FIGURES, 0.0) for pair in known if pair[0] not in skipped
     }
     for job in jobs:
         if job.group in skipped:
             continue
-        row = sums.setdefault((job.group, job.entry), dict.fromkeys(_FIGURES, 0.0))
+        row = sums.setdefault((job.group, job.entry), dict.fromkeys(RESTART_FIGURES, 0.0))
         row["restarted_jobs"] += 1
         row["restarts"] += job.restarts
         if job.latest_start is not None and job.latest_start > now - LAST_HOUR_SECONDS:
@@ -147,6 +147,3 @@ def restart_rows(
         )
         for (group, entry), row in sorted(sums.items())
     )
-
-
-_FIGURES = ("restarted_jobs", "restarts", "restarts_last_hour", "badput_seconds", "badput_core_seconds")

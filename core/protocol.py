@@ -32,6 +32,15 @@ E_MAX_HELD = "UpdraftMaxHeld"
 E_DOWNTIME = "UpdraftInDowntime"
 E_NODES = "GLIDEIN_Nodes"
 """Nodes per pilot (HPC allocations of several nodes); absent means 1."""
+E_HEALTH = "UpdraftHealth"
+"""The entry's health state: "active", "degraded", "banned" or "probing" (`updraft.factory.health_model`)."""
+E_HEALTH_REASON = "UpdraftHealthReason"
+"""Why the entry is in that state, one line an operator wrote or the policy derived."""
+E_HEALTH_SINCE = "UpdraftHealthSince"
+"""When the entry entered that state (epoch seconds)."""
+E_HEALTH_CAP = "UpdraftHealthCap"
+"""Most idle pilots the factory keeps queued for the entry in this state, over all frontends;
+absent when the state caps nothing (active). Banned advertises 0."""
 
 E_SLOT_PREFIX = "UpdraftSlot_"
 """Before a machine attribute: what the slot of one pilot node will advertise (``UpdraftSlot_Memory``
@@ -144,6 +153,10 @@ ENTRY_PROJECTION = (
     E_MAX_HELD,
     E_DOWNTIME,
     E_NODES,
+    E_HEALTH,
+    E_HEALTH_REASON,
+    E_HEALTH_SINCE,
+    E_HEALTH_CAP,
     *SLOT_PROJECTION,
 )
 """The entry ad attributes of the protocol; a frontend adds those its match expressions read."""

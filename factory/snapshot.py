@@ -10,6 +10,7 @@ from typing import TypedDict
 from updraft.factory.cloud import UNCONFIGURED, CloudPlan
 from updraft.factory.completed import CompletedStats, Key
 from updraft.factory.config import FactoryConfig, nodes_in
+from updraft.factory.health_model import EntryHealth, Transition
 from updraft.factory.holds import OTHER
 from updraft.factory.model import LIVE_STATES, FactoryPlan, Pilot, PilotState
 from updraft.factory.policy import advertised_entries
@@ -19,7 +20,9 @@ from updraft.monitoring.snapshot import (
     CompletedRow,
     EntryStatus,
     FactorySnapshot,
+    HealthRow,
     PilotRow,
+    TransitionRow,
 )
 
 
@@ -37,6 +40,10 @@ class CycleFacts:
     problems: tuple[str, ...] = ()
     timings: Mapping[str, float] = field(default_factory=dict)
     cloud: CloudPlan = field(default_factory=CloudPlan)
+    health: Mapping[str, EntryHealth] = field(default_factory=dict)
+    """Every advertised entry's health as this cycle decided it."""
+    transitions: tuple[Transition, ...] = ()
+    """The health changes this cycle made."""
 
 
 def factory_snapshot(config: FactoryConfig, facts: CycleFacts) -> FactorySnapshot:
@@ -53,6 +60,31 @@ def factory_snapshot(config: FactoryConfig, facts: CycleFacts) -> FactorySnapsho
         problems=facts.problems,
         timings=dict(facts.timings),
         cloud=cloud_rows(facts.cloud),
+        health=health_rows(facts.health),
+        transitions=tuple(transition_row(t) for t in facts.transitions),
+    )
+
+
+def health_rows(health: Mapping[str, EntryHealth]) -> tuple[HealthRow, ...]:
+    """One row per entry, by name; an operator's override names who set it and until when."""
+    return tuple(
+        HealthRow(
+            h.entry,
+            h.state.value,
+            h.reason,
+            h.since,
+            h.next_review,
+            h.cap,
+            h.override.set_by if h.override else None,
+            h.override.until if h.override else None,
+        )
+        for _, h in sorted(health.items())
+    )
+
+
+def transition_row(change: Transition) -> TransitionRow:
+    return TransitionRow(
+        change.entry, change.old.value, change.new.value, change.reason, change.at, change.by, change.key
     )
 
 

@@ -253,6 +253,37 @@ COMPLETED_COUNTERS = tuple(
 
 
 @dataclass(frozen=True)
+class HealthRow:
+    """One advertised entry's health state this cycle (`updraft.factory.health_model.EntryHealth`)."""
+
+    entry: str
+    state: str
+    """"active", "degraded", "banned" or "probing"."""
+    reason: str = ""
+    since: float = 0.0
+    next_review: float | None = None
+    cap: int | None = None
+    override_by: str | None = None
+    """The operator whose override sets the state; None when the policy does."""
+    override_until: float | None = None
+
+
+@dataclass(frozen=True)
+class TransitionRow:
+    """One change of an entry's health state (`updraft.factory.health_model.Transition`)."""
+
+    entry: str
+    old: str
+    new: str
+    reason: str
+    at: float
+    by: str
+    """"policy", or the operator whose override caused it."""
+    key: str
+    """Unique per change: what notifiers remember so nothing is announced twice."""
+
+
+@dataclass(frozen=True)
 class FactorySnapshot:
     """A whole factory cycle."""
 
@@ -267,6 +298,10 @@ class FactorySnapshot:
     timings: Mapping[str, float] = field(default_factory=dict)
     """Seconds spent in each phase: observe, decide, act, account."""
     cloud: tuple[CloudRow, ...] = ()
+    health: tuple[HealthRow, ...] = ()
+    """Every advertised entry's health state, by entry name."""
+    transitions: tuple[TransitionRow, ...] = ()
+    """The health changes this cycle made, in the order they happened."""
 
     def rows_of(self, entry: str) -> tuple[PilotRow, ...]:
         return tuple(r for r in self.pilots if r.entry == entry)

@@ -30,11 +30,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One intermediate value of a decision, with what produced it."""
+class Step(NamedTuple):
+    """One intermediate value of a decision, with what produced it.
+
+    A named tuple: every decision records several, and a frontend makes thousands of decisions a cycle."""
 
     name: str
     value: float

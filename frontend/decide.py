@@ -39,9 +39,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from updraft.frontend import feedback
@@ -113,14 +112,24 @@ class _Totals:
 
 
 def _view_of(slots: Sequence[PilotSlot]) -> _SlotView:
-    states: Counter[SlotState] = Counter()
+    states = dict.fromkeys(SlotState, 0)
     cores = 0
-    for mine in slots_by_pilot(slots).values():
+    named: list[PilotSlot] = []
+    idle: list[PilotSlot] = []
+    for slot in slots:
+        if slot.state is SlotState.IDLE:
+            idle.append(slot)
+        if slot.pilot:
+            named.append(slot)
+        else:  # a slot of an unknown pilot is a pilot of its own: counted without grouping
+            states[slot.state] += 1
+            cores += pilot_cores((slot,))
+    for mine in slots_by_pilot(named).values():
         states[mine[0].state if len(mine) == 1 else pilot_state(slot.state for slot in mine)] += 1
         cores += pilot_cores(mine)
     pilots = sum(states.values())
     return _SlotView(
-        idle=tuple(slot for slot in slots if slot.state is SlotState.IDLE),
+        idle=tuple(idle),
         pilots=pilots,
         idle_pilots=states[SlotState.IDLE],
         busy=pilots - states[SlotState.IDLE],
@@ -197,6 +206,16 @@ def _slot_fits(slot: PilotSlot, requirements: Iterable[tuple[int, int]]) -> bool
     return any(slot.cpus >= cpus and slot.memory_mb >= memory for cpus, memory in requirements)
 
 
+def _smallest_needs(requirements: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """The least memory wanted per number of cpus: a slot fits some job exactly when it fits one of these,
+    and there are a few of them where there may be hundreds of sizes."""
+    least: dict[int, int] = {}
+    for cpus, memory in requirements:
+        if memory < least.get(cpus, memory + 1):
+            least[cpus] = memory
+    return tuple(least.items())
+
+
 def usable_idle_slots(
     idle_slots: Iterable[PilotSlot],
     requirements: Iterable[tuple[int, int]],
@@ -210,7 +229,7 @@ def usable_idle_slots(
     """
     if not idle_slots:
         return 0
-    needs = tuple(requirements)
+    needs = _smallest_needs(requirements)
     return sum(
         1
         for slot in idle_slots
@@ -730,7 +749,7 @@ def _note_refusals(group_name: str, drafts: Sequence[_Draft], refusals: _Refusal
             continue
         jobs = float(sum(refusals.idle[key][1] for key in waiting))
         summary = feedback.summarise(latest[(draft.entry.key, key)] for key in waiting)[draft.entry.key]
-        draft.inputs = replace(draft.inputs, refused_idle_jobs=jobs)
+        draft.inputs = draft.inputs._replace(refused_idle_jobs=jobs)
         draft.record.notes.append(feedback.note(summary, jobs, len(waiting), settings, cycle.now))
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass
+from operator import itemgetter
 from types import MappingProxyType
 
 from updraft.frontend.config import IdleFeedback
@@ -37,6 +38,9 @@ with idle pilots on thousands of entries) from growing the memory and its file w
 Excluded pairs are kept first, then the longest streaks."""
 
 NOTHING_EXCLUDED: Mapping[str, frozenset[str]] = MappingProxyType({})
+
+_BY_PAIR = itemgetter(0, 1, 2)
+"""`RefusalStreak.pair` without a property call: group, entry, shape."""
 
 Pair = tuple[str, str]
 """(entry key, shape key) within one group."""
@@ -153,15 +157,13 @@ def advance(
     """
     if not settings.enabled:
         return []
-    kept: list[RefusalStreak] = []
-    for pair in set(old) | set(seen):  # the memory is put in order once, by `bounded`
+    kept: list[RefusalStreak] = []  # the memory is put in order once, by `bounded`
+    for pair in seen:
         streak = old.get(pair)
         if streak is not None and streak.excluded_since is not None and not is_excluded(streak, settings, now):
             streak = None  # its hold is over: the pair is tried afresh
-        if pair in seen:
-            kept.append(_extended(streak, group, pair, settings, now))
-        elif streak is not None and is_excluded(streak, settings, now):
-            kept.append(streak)
+        kept.append(_extended(streak, group, pair, settings, now))
+    kept.extend(streak for pair, streak in old.items() if pair not in seen and is_excluded(streak, settings, now))
     return kept
 
 
@@ -179,7 +181,7 @@ def bounded(streaks: Iterable[RefusalStreak]) -> FeedbackMemory:
     if len(chosen) > MAX_STREAKS:
         chosen.sort(key=lambda s: (s.excluded_since is None, -s.cycles, s.pair))
         chosen = chosen[:MAX_STREAKS]
-    return FeedbackMemory(tuple(sorted(chosen, key=lambda s: s.pair)))
+    return FeedbackMemory(tuple(sorted(chosen, key=_BY_PAIR)))
 
 
 def _utc(epoch: float) -> str:

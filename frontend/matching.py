@@ -337,12 +337,12 @@ class _Entries:
     """Over the names every term of ``match_expr`` reads."""
     indexed_class: tuple[int, ...]
     """Over the names every term but the index term reads: how index candidates are told apart."""
-    term_classes: tuple[tuple[int, ...], ...]
-    """Per term of ``match_expr``: each entry's class over the names that term reads."""
     start_class: tuple[int, ...]
     by_value: dict[str, list[int]]
     unindexed: list[int]
     """Entries whose index attribute is no string: candidates for every shape."""
+    term_classes: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    """Per term of ``match_expr``: each entry's class over the names that term reads (`_Judge.term_classes`)."""
     requirement_classes: dict[int, tuple[int, ...]] = field(default_factory=dict)
     """Per Requirements conjunction id: each entry's slot class."""
     groups: dict[tuple[Any, int], tuple[_CandidateGroup, ...]] = field(default_factory=dict)
@@ -382,10 +382,6 @@ def _entry_table(
             interned.of(("i", _key(attrs, rules.indexed_target_names, match_rule.shareable)))
             for attrs in lowered_entries
         ),
-        term_classes=tuple(
-            tuple(interned.of(("t", _key(attrs, term.target_names, match_rule.shareable))) for attrs in lowered_entries)
-            for term in match_rule.terms
-        ),
         start_class=tuple(
             interned.of(("s", _key(attrs, start.my_names, start.shareable))) if start else 0 for attrs in lowered_slots
         ),
@@ -414,6 +410,8 @@ class _Judge:
     """(term, its class of the job) -> the entries it may accept (`pruned`)."""
     refusals: dict[tuple[int, int], bool] = field(default_factory=dict)
     start_refusals: dict[tuple[int, int], bool] = field(default_factory=dict)
+    class_refusals: dict[tuple[tuple[int | None, int, int], int, int], bool] = field(default_factory=dict)
+    """((the shape's Requirements id, its class, its START class), the entry's slot classes for both) -> `refused`."""
     ads: dict[Any, classad2.ClassAd] = field(default_factory=dict)
     requirements: list[Conjunction] = field(default_factory=list)
     requirement_ids: dict[str, int] = field(default_factory=dict)
@@ -445,7 +443,7 @@ class _Judge:
             if position == skip:
                 continue
             mine = shape.term_class(position, self.rules, self.interned)
-            value = self._term_value(shape, position, mine, self.table.term_classes[position][entry], entry)
+            value = self._term_value(shape, position, mine, self.term_classes(position)[entry], entry)
             if value is True:
                 continue
             if is_number(value):
@@ -488,7 +486,7 @@ class _Judge:
 
     def _term_members(self, position: int) -> dict[int, list[int]]:
         while len(self.table.term_members) <= position:
-            classes = self.table.term_classes[len(self.table.term_members)]
+            classes = self.term_classes(len(self.table.term_members))
             members: dict[int, list[int]] = {}
             for entry, entry_class in enumerate(classes):
                 members.setdefault(entry_class, []).append(entry)
@@ -573,6 +571,17 @@ class _Judge:
             if judge_term(term, my, target, known) is Verdict.FALSE:
                 return True
         return False
+
+    def term_classes(self, position: int) -> tuple[int, ...]:
+        """Each entry's class over what one term reads, worked out when first needed: with the index, the
+        index term's never is."""
+        found = self.table.term_classes.get(position)
+        if found is None:
+            names, shareable = self.rules.match.terms[position].target_names, self.rules.match.shareable
+            found = self.table.term_classes[position] = tuple(
+                self.interned.of(("t", _key(attrs, names, shareable))) for attrs in self.table.lowered
+            )
+        return found
 
     def requirement_classes(self, requirement: int) -> tuple[int, ...]:
         found = self.table.requirement_classes.get(requirement)
@@ -806,17 +815,28 @@ def _matching_entries(shape: _Shape, groups: Iterable[_CandidateGroup], judge: _
     """
     found = _Found()
     cpus = shape.shape.cpus
+    answers, refusals = judge.match_answers, judge.class_refusals
+    # The group's key holds the entry's classes: known answers are looked up here, without a call.
+    mine = (shape.requirement, shape.requirement_class, shape.start_class)
     for key, members, indexed in groups:
         first = members[0]
         if cpus > key[0]:
             found.too_small.append((first, indexed))
-        elif judge.matches(shape, first, indexed):
-            if judge.refused(shape, first):
-                found.refused = True
-            elif key[4]:
-                found.down.extend(members)
-            else:
-                found.live.extend(members)
+            continue
+        answer = answers.get((shape.indexed_class, key[1], True)) if indexed else None
+        if answer is None:
+            answer = judge.matches(shape, first, indexed)
+        if not answer:
+            continue
+        refused = refusals.get((mine, key[2], key[3]))
+        if refused is None:
+            refused = refusals[(mine, key[2], key[3])] = judge.refused(shape, first)
+        if refused:
+            found.refused = True
+        elif key[4]:
+            found.down.extend(members)
+        else:
+            found.live.extend(members)
     return found
 
 

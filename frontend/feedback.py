@@ -23,7 +23,7 @@ is found by `decide`, which knows the slots (`evidence` takes its test).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from operator import itemgetter
 from types import MappingProxyType
@@ -118,23 +118,33 @@ def evidence(
     placed: Mapping[str, frozenset[str]],
     excluded: Mapping[str, frozenset[str]],
     idle_shapes: Mapping[str, tuple[JobShape, int]],
-    has_usable_slot: Callable[[str, JobShape], bool],
+    usable_sizes: Mapping[str, Sequence[tuple[int, int]]],
 ) -> frozenset[Pair]:
     """(entry, shape) pairs refused this cycle: the shape has idle jobs that were placed on the entry (or
     would have been, but for an exclusion), and the entry has an idle slot of the group they fit.
 
-    An excluded pair keeps giving evidence while its pilots sit idle: the
-    negotiator does not know of the exclusion and would still send the jobs
-    there if it could.
+    `usable_sizes`: by entry key, the (cpus, memory) of the group's idle
+    slots there that live long enough to run a job. An excluded pair keeps
+    giving evidence while its pilots sit idle: the negotiator does not know
+    of the exclusion and would still send the jobs there if it could.
     """
     found: set[Pair] = set()
     for entries in (placed, excluded):
         for entry, keys in entries.items():
+            sizes = usable_sizes.get(entry)
+            if not sizes:
+                continue
             for key in keys:
-                shape = idle_shapes.get(key)
-                if shape is not None and has_usable_slot(entry, shape[0]):
+                idle = idle_shapes.get(key)
+                if idle is not None and fits(idle[0], sizes):
                     found.add((entry, key))
     return frozenset(found)
+
+
+def fits(shape: JobShape, sizes: Sequence[tuple[int, int]]) -> bool:
+    """Some slot of these (cpus, memory) sizes takes one of the shape's jobs."""
+    cpus, memory = shape.cpus, shape.memory_mb
+    return any(slot_cpus >= cpus and slot_memory >= memory for slot_cpus, slot_memory in sizes)
 
 
 def _extended(old: RefusalStreak | None, group: str, pair: Pair, settings: IdleFeedback, now: float) -> RefusalStreak:

@@ -213,8 +213,7 @@ def test_evidence_needs_idle_jobs_placed_and_a_usable_idle_slot() -> None:
     placed = {"e1@f": frozenset({shape_key(small), shape_key(big)}), "e2@f": frozenset({shape_key(small)})}
     excluded = {"e3@f": frozenset({shape_key(small)})}
 
-    def usable(entry: str, shape: JobShape) -> bool:
-        return entry in ("e1@f", "e3@f") and shape.cpus <= 4
+    usable = {"e1@f": ((4, 8000),), "e2@f": (), "e3@f": ((1, 8000), (4, 100))}
 
     found = feedback.evidence(placed, excluded, idle, usable)
     assert found == {("e1@f", shape_key(small)), ("e3@f", shape_key(small))}

@@ -111,6 +111,10 @@ class _Totals:
     idle: int = 0
 
 
+_NO_PILOTS = _SlotView()
+"""The view of an entry where the group has no pilot (immutable: one serves every such entry)."""
+
+
 def _view_of(slots: Sequence[PilotSlot]) -> _SlotView:
     states = dict.fromkeys(SlotState, 0)
     cores = 0
@@ -123,7 +127,7 @@ def _view_of(slots: Sequence[PilotSlot]) -> _SlotView:
             named.append(slot)
         else:  # a slot of an unknown pilot is a pilot of its own: counted without grouping
             states[slot.state] += 1
-            cores += pilot_cores((slot,))
+            cores += slot.cores
     for mine in slots_by_pilot(named).values():
         states[mine[0].state if len(mine) == 1 else pilot_state(slot.state for slot in mine)] += 1
         cores += pilot_cores(mine)
@@ -156,6 +160,10 @@ def _totals(views: Mapping[tuple[str, str], _SlotView], group: str | None) -> _T
 # --------------------------------------------------------------------------
 
 
+_NO_INPUTS = DecisionInputs()
+"""A draft's inputs until `_inputs` fills them (immutable: shared)."""
+
+
 @dataclass(slots=True)
 class _Draft:
     """Mutable while the policy runs; frozen into a Decision at the end."""
@@ -165,7 +173,7 @@ class _Draft:
     max_pilots: int = 0
     remove: RemoveMode = RemoveMode.NONE
     remove_max: int = 0
-    inputs: DecisionInputs = field(default_factory=DecisionInputs)
+    inputs: DecisionInputs = _NO_INPUTS
     record: Record = field(default_factory=Record)
     """The request, its steps, bounds and notes (`updraft.records` says when a bound is recorded)."""
     held_since: float | None = None
@@ -627,7 +635,7 @@ def _decide_entry(
     entry's own limits, curbs and downtime apply only to what is seen.
     """
     group = cycle.config.groups[group_name]
-    view = cycle.views.get((group_name, key), _SlotView())
+    view = cycle.views.get((group_name, key), _NO_PILOTS)
     entry = demand.entry if demand else _entry_for(key, cycle)
     draft = _Draft(group=group_name, entry=entry)
     missing = _missing(group_name, key, cycle)

@@ -333,6 +333,9 @@ class _Entries:
     lowered: tuple[dict[str, Any], ...]
     slots: tuple[dict[str, Any], ...]
     """Lowercase prospective slot attributes."""
+    same_slot: tuple[int, ...]
+    """Per entry, the first entry with an equal prospective slot: many entries describe the same pilots,
+    and what the slot alone decides is then worked out once."""
     match_class: tuple[int, ...]
     """Over the names every term of ``match_expr`` reads."""
     indexed_class: tuple[int, ...]
@@ -375,6 +378,7 @@ def _entry_table(
         down=tuple(entry.in_downtime for entry in entries),
         lowered=tuple(lowered_entries),
         slots=tuple(lowered_slots),
+        same_slot=_first_equal(lowered_slots),
         match_class=tuple(
             interned.of(("m", _key(attrs, match_rule.target_names, match_rule.shareable))) for attrs in lowered_entries
         ),
@@ -473,6 +477,8 @@ class _Judge:
                 found = self.term_candidates[(position, mine)] = self._term_candidates(shape, position, mine)
             if best is None or len(found[1]) < len(best[1]):
                 best = found
+            if not best[1]:  # no entry passes this term: the others need not be judged
+                break
         return best or ("*", everything)
 
     def _term_candidates(self, shape: _Shape, position: int, mine: int) -> tuple[Any, list[int]]:
@@ -591,12 +597,16 @@ class _Judge:
         found = self.table.requirement_classes.get(requirement)
         if found is None:
             conjunction = self.requirements[requirement]
-            found = self.table.requirement_classes[requirement] = tuple(
-                _interned_ids(
-                    (("r", requirement, _key(slot, conjunction.target_names, conjunction.shareable)))
-                    for slot in self.table.slots
-                )
-            )
+            names, shareable, slots = conjunction.target_names, conjunction.shareable, self.table.slots
+            if shareable:  # equal slots are in one class: each distinct slot is keyed once
+                keys: dict[int, Any] = {}
+                for first in self.table.same_slot:
+                    if first not in keys:
+                        keys[first] = _key(slots[first], names, shareable)
+                found = tuple(_interned_ids(keys[first] for first in self.table.same_slot))
+            else:
+                found = tuple(_interned_ids(_key(slot, names, shareable) for slot in slots))
+            self.table.requirement_classes[requirement] = found
         return found
 
 
@@ -607,6 +617,12 @@ def _read_by(low: Mapping[str, Any], names: Sequence[str], shareable: bool) -> M
     if not shareable or any(value.__class__ not in _PLAIN for value in low.values()):
         return low
     return {name: low[name] for name in names if name in low}
+
+
+def _first_equal(ads: Sequence[Mapping[str, Any]]) -> tuple[int, ...]:
+    """Per ad, the position of the first ad equal to it (`_attrs_key`)."""
+    first: dict[Any, int] = {}
+    return tuple(first.setdefault(_attrs_key(ad), position) for position, ad in enumerate(ads))
 
 
 def _interned_ids(keys: Iterable[Any]) -> list[int]:

@@ -47,12 +47,17 @@ def shape_key(shape: JobShape) -> str:
     parts = [shape.group]
     for name, value in sorted(shape.attrs.items()):
         parts.append(name.lower())
-        parts.append(_spelled(value))
+        parts.append(repr(value) if value.__class__ in _REPR_TELLS_TYPE else _spelled(value))
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=10).hexdigest()
 
 
+_REPR_TELLS_TYPE = frozenset((str, int, float, bool))
+"""Types whose repr differs from every other's: 1, 1.0, True and '1' are spelled apart."""
+
+
 def _spelled(value: Any) -> str:
-    """A value as text that differs whenever the value does (its type included: 1, 1.0 and true differ)."""
+    """A value as text that differs whenever the value does (its type included), never starting as a
+    repr of `_REPR_TELLS_TYPE` does."""
     text = getattr(value, "text", None)  # `updraft.condor.Expression`: the expression as written
     if isinstance(text, str):
         return "expr:" + text
@@ -162,7 +167,7 @@ def slots_by_pilot(slots: Iterable[PilotSlot]) -> dict[str, list[PilotSlot]]:
 def pilot_cores(slots: Iterable[PilotSlot]) -> int:
     """A pilot's cores: each node's, summed (a multi-node pilot runs a startd per node)."""
     if isinstance(slots, (list, tuple)) and len(slots) == 1:
-        return slots[0].cores if slots[0].kind is not SlotKind.DYNAMIC else slots[0].cpus
+        return slots[0].cores
     by_node: dict[int, list[PilotSlot]] = {}
     for slot in slots:
         by_node.setdefault(slot.node, []).append(slot)

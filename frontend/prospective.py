@@ -66,8 +66,20 @@ def prospective_slot(entry: EntryAd, live: Iterable[PilotSlot] = ()) -> dict[str
 
 
 def prospective_slots(entries: Iterable[EntryAd], slots: Iterable[PilotSlot]) -> dict[str, Mapping[str, Any]]:
-    """Every entry's prospective slot, by entry key, live slots of any group counted."""
-    by_entry: dict[tuple[str, str], list[PilotSlot]] = {}
+    """Every entry's prospective slot, by entry key, live slots of any group counted.
+
+    One pass keeps each entry's largest slot (`live_slot`'s choice): a pool has many more slots than entries.
+    """
+    largest: dict[tuple[str, str], tuple[tuple[int, int, str], PilotSlot]] = {}
     for slot in slots:
-        by_entry.setdefault((slot.entry, slot.factory), []).append(slot)
-    return {entry.key: prospective_slot(entry, by_entry.get((entry.name, entry.factory), ())) for entry in entries}
+        if slot.kind is SlotKind.DYNAMIC or not slot.machine:
+            continue
+        where, size = (slot.entry, slot.factory), _size(slot)
+        found = largest.get(where)
+        if found is None or size > found[0]:
+            largest[where] = (size, slot)
+    found_slots: dict[str, Mapping[str, Any]] = {}
+    for entry in entries:
+        live = largest.get((entry.name, entry.factory))
+        found_slots[entry.key] = {**advertised_slot(entry), **_whole_slot(live[1])} if live else advertised_slot(entry)
+    return found_slots

@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import classad2
 
@@ -60,6 +60,8 @@ __all__ = ["EntryDemand", "GroupMatch", "GroupRules", "IndexPlan", "group_rules"
 
 _ABSENT = ("absent",)
 """The class-key value of an attribute an ad does not have (differs from every value's key)."""
+_NO_SIZES: frozenset[tuple[int, int]] = frozenset()
+"""An entry no watched slot needs sizes for (`EntryDemand.requirements`): one shared empty set."""
 
 _INDEX_TERM = re.compile(
     r"^stringList(?P<fold>I?)Member\s*\(\s*TARGET\s*\.\s*(?P<entry>\w+)\s*,\s*(?:MY\s*\.\s*)?(?P<job>\w+)\s*\)$",
@@ -69,12 +71,12 @@ _LIST_SEPARATORS = re.compile(r"[\s,]+")
 """stringListMember's default delimiters: commas and any whitespace."""
 
 
-@dataclass(frozen=True, slots=True)
-class EntryDemand:
+class EntryDemand(NamedTuple):
     """The jobs of one group that one entry could run, after the equal split.
 
     Counts are floats because a shape matching k entries gives each 1/k of
     its jobs; pilots are pilot-equivalents (jobs x job cpus / pilot cores, all nodes).
+    A named tuple: one is built per entry with demand, thousands a cycle.
     """
 
     entry: EntryAd
@@ -803,7 +805,7 @@ class _Totals:
                 running_jobs=self.running[i],
                 idle_pilots_needed=self.pilots[i],
                 old_idle_pilots=self.old_pilots[i],
-                requirements=frozenset(self.requirements[i] or ()),
+                requirements=frozenset(self.requirements[i] or _NO_SIZES),
                 shapes=self.shapes[i],
             )
             for i, entry in enumerate(entries)

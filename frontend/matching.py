@@ -429,6 +429,13 @@ class _Judge:
             found = self.ads[key] = classad_of(attrs)
         return found
 
+    def _term_ad(self, key: Any, low: Mapping[str, Any], names: Sequence[str]) -> classad2.ClassAd:
+        """`ad` for one term's side, built from what the term reads (`_read_by`) when first needed."""
+        found = self.ads.get(key)
+        if found is None:
+            found = self.ads[key] = classad_of(_read_by(low, names, self.rules.match.shareable))
+        return found
+
     def matches(self, shape: _Shape, entry: int, indexed: bool) -> bool:
         """``match_expr`` for the shape's class and the entry's; `indexed`: the entry is an index
         candidate of the shape, so the index term is known true and skipped."""
@@ -507,13 +514,10 @@ class _Judge:
         value = self.term_answers.get(key, _ABSENT)
         if value is _ABSENT:
             self.evaluations += 1
-            term, shareable = self.rules.match.terms[position], self.rules.match.shareable
+            term = self.rules.match.terms[position]
             value = self.term_answers[key] = term.expr.eval(
-                self.ad(("term-job", position, mine), _read_by(shape.low, term.my_names, shareable)),
-                self.ad(
-                    ("term-entry", position, entry_class),
-                    _read_by(self.table.lowered[entry], term.target_names, shareable),
-                ),
+                self._term_ad(("term-job", position, mine), shape.low, term.my_names),
+                self._term_ad(("term-entry", position, entry_class), self.table.lowered[entry], term.target_names),
             )
         return value
 

@@ -17,7 +17,7 @@ from pydantic import Field
 from updraft.config import NonBlankStr
 from updraft.filechecks import ReadHere
 from updraft.monitoring.notifiers.base import Change, Digest, NotifierPlugin, NotifierSettings, utc, who
-from updraft.monitoring.notifiers.webhook import escape_markup, post_json, webhook_url
+from updraft.monitoring.notifiers.webhook import post_json, url_secrets, webhook_url
 
 
 class MattermostSettings(NotifierSettings):
@@ -36,7 +36,7 @@ class MattermostNotifier:
     settings: MattermostSettings
 
     def secrets(self) -> tuple[str, ...]:
-        return (webhook_url(self.settings.url_file),)
+        return url_secrets(self.settings.url_file)
 
     def send(self, digest: Digest) -> None:
         post_json(webhook_url(self.settings.url_file), payload(digest, self.settings), self.settings.timeout_seconds)
@@ -45,7 +45,7 @@ class MattermostNotifier:
 def payload(digest: Digest, settings: MattermostSettings) -> dict[str, Any]:
     """Mattermost's JSON for the digest."""
     lines = [
-        f"#### {escape_markup(digest.title)}",
+        f"#### {_quiet(digest.title)}",
         "",
         "| When | Entry | Change | Reason | By |",
         "| --- | --- | --- | --- | --- |",
@@ -61,8 +61,13 @@ def payload(digest: Digest, settings: MattermostSettings) -> dict[str, Any]:
     return body
 
 
+def _quiet(text: str) -> str:
+    """No mention in an entry name or a reason wakes a channel: ``@all`` becomes ``@`` + zero-width space + ``all``."""
+    return text.replace("@", "@\u200b")
+
+
 def _cell(text: str) -> str:
-    return escape_markup(text).replace("|", "\\|").replace("\n", " ")
+    return _quiet(text).replace("|", "\\|").replace("\n", " ")
 
 
 def _row(change: Change) -> str:

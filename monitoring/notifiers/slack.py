@@ -15,7 +15,7 @@ from pydantic import Field
 
 from updraft.filechecks import ReadHere
 from updraft.monitoring.notifiers.base import Change, Digest, NotifierPlugin, NotifierSettings, utc, who
-from updraft.monitoring.notifiers.webhook import escape_markup, post_json, webhook_url
+from updraft.monitoring.notifiers.webhook import escape_markup, post_json, url_secrets, webhook_url
 
 MAX_SECTIONS = 45
 """Changes per message: Slack allows 50 blocks, and the header and a context line take two."""
@@ -33,7 +33,7 @@ class SlackNotifier:
     settings: SlackSettings
 
     def secrets(self) -> tuple[str, ...]:
-        return (webhook_url(self.settings.url_file),)
+        return url_secrets(self.settings.url_file)
 
     def send(self, digest: Digest) -> None:
         post_json(webhook_url(self.settings.url_file), payload(digest), self.settings.timeout_seconds)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,13 @@ def webhook_url(path: Path) -> str:
     return url
 
 
+def url_secrets(path: Path) -> tuple[str, ...]:
+    """The URL and its path and query apart: a receiver's error page may echo just its path."""
+    url = webhook_url(path)
+    parts = urllib.parse.urlsplit(url)
+    return tuple(p for p in (url, parts.path, parts.query) if len(p) > 1)
+
+
 def post_json(url: str, payload: dict[str, Any], timeout: float) -> None:
     """POST `payload` as JSON; MonitoringError unless the receiver answers 2xx."""
     data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
@@ -47,5 +55,5 @@ def post_json(url: str, payload: dict[str, Any], timeout: float) -> None:
 
 
 def escape_markup(text: str) -> str:
-    """Text safe in Slack's and Mattermost's markup: no links or mentions smuggled in by an entry name or reason."""
+    """Text safe in Slack's markup: no links or mentions (``<!channel>``) smuggled in by an entry name or reason."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -153,14 +153,12 @@ class Notifications:
     def _deliver(self, configured: Configured, digest: Digest, path: Path, now: float) -> None:
         """Send one digest and record the outcome. Runs in its own thread; its time is bounded by the child's."""
         error = attempt(configured.notifier, digest, configured.settings.timeout_seconds)
-        with outbox.opened(path) as box:
-            state = box.states.get(configured.name, outbox.NotifierState())
-            if error is None:
-                state = outbox.delivered(state, digest.changes, digest.dropped, now)
-            else:
-                state = outbox.failed(state, error, configured.settings, now)
-            box.states[configured.name] = state
-            box.save()
+        try:
+            state = self._record(configured, digest, path, error, now)
+        except OSError as err:  # the lease runs out and the changes stay queued: sent again, never lost
+            why = "the digest may be sent again"
+            log.error("notifier %s: outcome not recorded in %s (%s); %s", configured.name, path, err, why)
+            return
         if error is None:
             log.info("notifier %s: sent %d change(s) in one message", configured.name, len(digest.changes))
         else:
@@ -172,6 +170,20 @@ class Notifications:
                 state.next_attempt - now,
                 error,
             )
+
+    def _record(
+        self, configured: Configured, digest: Digest, path: Path, error: str | None, now: float
+    ) -> outbox.NotifierState:
+        """The outbox after this delivery: the digest's changes sent, or one more failure."""
+        with outbox.opened(path) as box:
+            state = box.states.get(configured.name, outbox.NotifierState())
+            if error is None:
+                state = outbox.delivered(state, digest.changes, digest.dropped, now)
+            else:
+                state = outbox.failed(state, error, configured.settings, now)
+            box.states[configured.name] = state
+            box.save()
+        return state
 
     def wait(self, timeout: float) -> bool:
         """Wait up to `timeout` s for the deliveries under way; True if none is left (tests, shutdown)."""

@@ -138,7 +138,7 @@ def delivered(state: NotifierState, batch: tuple[Change, ...], dropped: int, now
         pending=tuple(c for c, _ in kept),
         queued_at=tuple(q for _, q in kept),
         sent=sent,
-        dropped=state.dropped - dropped,
+        dropped=max(0, state.dropped - dropped),
         failures=0,
         sent_total=state.sent_total + len(batch),
         messages_total=state.messages_total + 1,

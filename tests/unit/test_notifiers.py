@@ -318,6 +318,37 @@ def test_a_receiver_that_never_finishes_is_cut_off_at_the_deadline_and_retried_l
         assert notes.status("lab-factory")["n"].failures == 0
 
 
+def test_a_hanging_notifier_does_not_delay_the_others(tmp_path: Path, webhook: WebhookServer) -> None:
+    hang = Trickler(b"220-mail.test ESMTP\r\n", b"220-still thinking\r\n")
+    mail = {"type": "email", "host": "127.0.0.1", "port": hang.port, "security": "none", "from": "u@f.test"}
+    mail |= {"to": ["o@s.test"], "interval_seconds": 0, "timeout_seconds": 3.0}
+    reporter, notes = reporter_for(
+        tmp_path / "mon", {"mail": mail, "chat": hook_section(tmp_path, "slack", webhook.port)}
+    )
+    try:
+        started = time.monotonic()
+        assert reporter.report(snapshot(T0, change("site1", A, D, T0, "x"))) == {}
+        while not webhook.posts and time.monotonic() - started < 10:
+            time.sleep(0.05)
+        posted_after = time.monotonic() - started
+        assert not notes.wait(0)  # the mail is still waiting on its receiver
+        assert notes.wait(30)
+    finally:
+        hang.stop()
+    assert len(webhook.posts) == 1 and posted_after < 2.0
+    status = notes.status("lab-factory")
+    assert (status["chat"].sent_total, status["mail"].failures, status["mail"].pending) == (1, 1, 1)
+
+
+def test_webhook_urls_are_masked_by_the_log_net_too() -> None:
+    from updraft.redact import redact
+
+    slack = "https://hooks.slack.com/services/T0AAAAAAA/B0BBBBBBB/abcdefghijklmnopqrstuvwx"
+    mattermost = f"https://chat.example.org/hooks/{HOOK_ID}"
+    assert redact(f"posting to {slack} failed") == f"posting to https://hooks.slack.com/{MASK} failed"
+    assert redact(f"posting to {mattermost}: 404") == f"posting to https://chat.example.org/hooks/{MASK}: 404"
+
+
 def test_back_off_doubles_up_to_its_cap(tmp_path: Path) -> None:
     webhook = WebhookServer(status=503, answer=b"maintenance")
     try:

@@ -18,6 +18,10 @@ SECRET_SHAPES = (
     re.compile(r"-----BEGIN [A-Z0-9 ]+-----.*?(?:-----END [A-Z0-9 ]+-----|\Z)", re.DOTALL),
     # Credentials in a URL: scheme://user:password@host.
     re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"),
+    # Incoming webhooks, whose URL is their only credential: Slack's path after hooks.slack.com/,
+    # and Mattermost's 26-character hook id after /hooks/.
+    re.compile(r"(?<=hooks\.slack\.com/)[A-Za-z0-9/_-]+"),
+    re.compile(r"(?<=/hooks/)[A-Za-z0-9]{20,}"),
 )
 
 

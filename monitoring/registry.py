@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from updraft.errors import MonitoringError
+from updraft.monitoring import notify
 from updraft.monitoring.plugin import Writer, WriterPlugin
 from updraft.monitoring.report import Reporter
 from updraft.plugins import PluginRegistry
@@ -27,6 +28,8 @@ class MonitoringSettings(Protocol):
     def writers(self) -> Mapping[str, Any]: ...
     @property
     def deadline_seconds(self) -> float: ...
+    @property
+    def notifiers(self) -> Mapping[str, Any]: ...
 
 
 ENTRY_POINT_GROUP = "updraft.monitoring.writers"
@@ -68,10 +71,14 @@ def _create(plugins: Mapping[str, WriterPlugin], writers: Mapping[str, Any], dir
 
 
 def reporter(monitoring: MonitoringSettings) -> Reporter:
-    """The configured writers behind their error boundaries, each after the writers it requires."""
+    """The configured writers behind their error boundaries, each after the writers it requires;
+    the notifiers, when any are configured, as one more writer that never waits for its deliveries."""
     plugins = {name: plugin(name) for name in monitoring.writers}
     requires = {name: found.requires for name, found in plugins.items()}
-    return Reporter(_create(plugins, monitoring.writers, monitoring.dir), monitoring.deadline_seconds, requires)
+    writers = _create(plugins, monitoring.writers, monitoring.dir)
+    if monitoring.notifiers:
+        writers = (*writers, notify.Notifications(notify.build(monitoring.notifiers), monitoring.dir))
+    return Reporter(writers, monitoring.deadline_seconds, requires)
 
 
 def check(writers: Mapping[str, Any], directory: Path) -> list[str]:

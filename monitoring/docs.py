@@ -11,7 +11,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from updraft.monitoring.metrics import CATALOGUE, Kind, MeasurementSpec
+from updraft.monitoring.metrics import CATALOGUE, HEALTH_CODES, Kind, MeasurementSpec
+
+HEALTH_PILOTS = {
+    "active": "as many as requested",
+    "degraded": "requests capped",
+    "probing": "a few probe pilots, on the way out of banned",
+    "banned": "none",
+}
 
 INTRO = """\
 # Updraft metrics
@@ -35,6 +42,27 @@ Fields are of two kinds:
   cycles loses nothing. A total that starts again from zero (accounting
   reset) is a drop that rates must ignore: InfluxQL
   `non_negative_derivative`, PromQL `rate`.
+
+A few measurements also carry a **text** field (a health change's
+reason), which only InfluxDB stores (as a string field); and a few are
+**events** (a change of an entry's health state): one point per change,
+stamped with when it happened rather than with the cycle's time, written
+to InfluxDB only, since an RRD file holds one value per fixed step.
+
+## Entry health as a number
+
+`updraft_factory_health.state` (and a change's `old_state` and
+`new_state`) codes an entry's health state as a number, so graphs and
+Grafana's state-timeline can show it over time:
+
+| Code | State | Pilots the entry gets |
+| --- | --- | --- |
+HEALTH_TABLE
+
+The codes are stable: a stored number keeps its meaning, and a new state
+would get a new number. Higher is worse (fewer pilots), so the maximum
+over an interval is the entry's worst state in it. A state the table
+does not know is stored as unknown, never as a wrong number.
 
 ## Where the numbers land
 
@@ -150,14 +178,25 @@ def measurement_section(spec: MeasurementSpec) -> str:
         "| --- | --- | --- | --- |",
     ]
     lines += [f"| `{f.name}` | {f.kind.value} | {_cell(f.unit)} | {_cell(f.help)} |" for f in spec.fields]
+    lines += [f"| `{t.name}` | text | | {_cell(t.help)} (InfluxDB only) |" for t in spec.texts]
+    if spec.event:
+        lines += ["", "An event: one point per occurrence, stamped with its own time; not stored in RRD files."]
     return "\n".join(lines) + "\n"
+
+
+def health_table() -> str:
+    return "\n".join(
+        f"| {code} | {state} | {HEALTH_PILOTS.get(state, '')} |"
+        for state, code in sorted(HEALTH_CODES.items(), key=lambda i: i[1])
+    )
 
 
 def metrics_markdown() -> str:
     counters = sum(f.kind is Kind.COUNTER for spec in CATALOGUE for f in spec.fields)
     fields = sum(len(spec.fields) for spec in CATALOGUE)
     summary = f"## Measurements\n\n{len(CATALOGUE)} measurements, {fields} fields ({counters} counters).\n"
-    return "\n".join([INTRO, summary, *map(measurement_section, CATALOGUE)])
+    intro = INTRO.replace("HEALTH_TABLE", health_table())
+    return "\n".join([intro, summary, *map(measurement_section, CATALOGUE)])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

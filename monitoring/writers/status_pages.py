@@ -800,6 +800,7 @@ class StatusPagesWriter:
         A file that cannot be read as a history is moved aside (``.bad``), never overwritten
         unread, and the history starts anew; either way the pages are still written."""
         path = self.history_file(snapshot)
+        writable = True
         try:
             stored = health_history.load(path)
         except MonitoringError as err:
@@ -808,12 +809,12 @@ class StatusPagesWriter:
             try:
                 path.replace(path.with_name(path.name + ".bad"))
             except OSError as move:
-                problems.append(f"cannot move {path} aside: {move.strerror}")
-                return stored
+                problems.append(f"cannot move {path} aside ({move.strerror}): it is left as it is")
+                writable = False
         history = health_history.merged(
             stored, snapshot.transitions, entry_names(snapshot), self.settings.history_per_entry
         )
-        if history != stored:
+        if writable and history != stored:
             try:
                 health_history.save(path, history)
             except MonitoringError as err:

@@ -18,6 +18,10 @@ Rules the rendering follows:
   a mixture of series means nothing.
 * ``fill(none)``: a factory cycles every minute or so while Grafana's
   ``$__interval`` may be seconds; empty intervals are skipped, not zeros.
+* Entry health is a state-timeline of the state's code (the worst state
+  of each interval: ``max``), with a value mapping and a colour per state
+  from `HEALTH_COLOURS`; its changes, which are events, are a table of
+  the latest points, newest first.
 
 Run ``python -m updraft.monitoring.grafana etc/grafana/dashboards`` after
 changing a panel or the catalogue.
@@ -27,21 +31,25 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Literal
 
 from updraft.monitoring.metrics import (
     FACTORY,
     FACTORY_COMPLETED,
     FACTORY_ENTRY,
     FACTORY_FAILURES,
+    FACTORY_HEALTH,
+    FACTORY_HEALTH_CHANGES,
     FACTORY_PILOTS,
     FRONTEND,
     FRONTEND_GROUP,
     FRONTEND_MATCH,
     FRONTEND_RESTARTS,
+    HEALTH_CODES,
     Kind,
     MeasurementSpec,
     spec_named,
@@ -90,13 +98,35 @@ class Ratio:
 
 
 @dataclass(frozen=True)
+class Events:
+    """The latest points of an event measurement (health changes), newest first, one table row each:
+    its time and the `columns` named (fields, text fields and tags; at least one field or text,
+    which InfluxQL needs to select tags)."""
+
+    measurement: str
+    columns: tuple[str, ...]
+    filters: tuple[str, ...]
+    limit: int = 200
+
+
+AnyQuery = Query | Ratio | Events
+
+HEALTH_COLOURS: Mapping[str, str] = MappingProxyType(
+    {"active": "green", "degraded": "orange", "probing": "blue", "banned": "red"}
+)
+"""The colour of each health state in Grafana (its palette's names)."""
+
+
+@dataclass(frozen=True)
 class Panel:
     title: str
-    queries: tuple[Query | Ratio, ...]
+    queries: tuple[AnyQuery, ...]
     unit: str = "short"
     description: str = ""
     stack: bool = False
     width: int = 12
+    kind: Literal["timeseries", "state-timeline", "table"] = "timeseries"
+    """state-timeline: one band per series, coloured by health state (`HEALTH_COLOURS`); table: `Events`."""
 
 
 @dataclass(frozen=True)
@@ -172,6 +202,28 @@ def _completed_panels(filters: tuple[str, ...], by: tuple[str, ...]) -> tuple[Pa
     )
 
 
+def _health_panels(filters: tuple[str, ...], by: tuple[str, ...], who: str) -> tuple[Panel, ...]:
+    """The state-timeline of entry health and the table of its changes, on the factory and entry pages."""
+    return (
+        Panel(
+            "Entry health",
+            (Query(FACTORY_HEALTH.name, ("state",), filters, by, aggregate="max"),),
+            description=f"The health state of {who} over time; an interval shows its worst state. "
+            "Active: pilots as requested; degraded: requests capped; probing: a few probe pilots on the way "
+            "out of banned; banned: no pilots.",
+            width=24,
+            kind="state-timeline",
+        ),
+        Panel(
+            "Health changes",
+            (Events(FACTORY_HEALTH_CHANGES.name, ("entry", "old", "new", "by", "reason"), filters),),
+            description=f"Changes of health state of {who}, newest first: by the policy or an operator's override.",
+            width=24,
+            kind="table",
+        ),
+    )
+
+
 FACTORY_OVERVIEW = Dashboard(
     "updraft-factory",
     "Updraft factory",
@@ -214,6 +266,7 @@ FACTORY_OVERVIEW = Dashboard(
                 ),
             ),
         ),
+        Row("Health", _health_panels(_F, ("entry",), "every entry")),
         Row("Completed pilots", _completed_panels(_F, ())),
     ),
 )
@@ -240,6 +293,7 @@ ENTRY_DETAIL = Dashboard(
                 Panel("In downtime", (Query(FACTORY_ENTRY.name, ("in_downtime",), _FE, aggregate="max"),)),
             ),
         ),
+        Row("Health", _health_panels(_FE, (), "the entry")),
         Row(
             "Per frontend",
             (
@@ -432,11 +486,17 @@ def _summed(inner: str, columns: Iterable[str], expression: str | None, by: Sequ
     return f"SELECT {select} FROM ({inner}) WHERE $timeFilter GROUP BY {_group_by(by)} fill(none)"
 
 
-def render_query(query: Query | Ratio, multi: frozenset[str] = frozenset()) -> str:
+def render_query(query: AnyQuery, multi: frozenset[str] = frozenset()) -> str:
     """The InfluxQL for one query, with Grafana's ``$timeFilter``, ``$__interval`` and ``$variable``s."""
     spec = spec_named(query.measurement)
     if isinstance(query, Ratio):
         return _render_ratio(query, spec)
+    if isinstance(query, Events):
+        columns = ", ".join(map(quoted, query.columns))
+        return (
+            f"SELECT {columns} FROM {quoted(spec.name)} WHERE {_where(query.filters)} "
+            f"ORDER BY time DESC LIMIT {query.limit}"
+        )
     select = ", ".join(f"{_reduce(f, query)} AS {quoted(f)}" for f in query.fields)
     source = f"FROM {quoted(spec.name)} WHERE {_where(query.filters)}"
     if pins_each_series(spec, query.filters, query.by, multi):
@@ -462,8 +522,10 @@ def render_variable_query(variable: Variable) -> str:
     return f"{text} WHERE {where}" if where else text
 
 
-def legend(query: Query | Ratio) -> str:
+def legend(query: AnyQuery) -> str:
     """Grafana's alias: the split tags' values, then the column when there are several."""
+    if isinstance(query, Events):
+        return ""
     tags = " ".join(f"$tag_{tag}" for tag in query.by)
     several = isinstance(query, Query) and len(query.fields) > 1
     if not tags:
@@ -479,18 +541,93 @@ _PANEL_HEIGHT = 8
 _GRID_WIDTH = 24
 
 
-def _target(ref: str, query: Query | Ratio, multi: frozenset[str]) -> dict[str, Any]:
+def _target(ref: str, query: AnyQuery, multi: frozenset[str]) -> dict[str, Any]:
     return {
         "refId": ref,
         "datasource": DATASOURCE,
         "query": render_query(query, multi),
         "rawQuery": True,
-        "resultFormat": "time_series",
+        "resultFormat": "table" if isinstance(query, Events) else "time_series",
         "alias": legend(query),
     }
 
 
+def health_mappings() -> list[dict[str, Any]]:
+    """Grafana value mappings: each state's code shown as its name, in its colour."""
+    options = {
+        str(code): {"text": state, "color": HEALTH_COLOURS[state], "index": index}
+        for index, (state, code) in enumerate(sorted(HEALTH_CODES.items(), key=lambda item: item[1]))
+    }
+    return [{"type": "value", "options": options}]
+
+
+def _state_timeline_json(panel: Panel, common: dict[str, Any]) -> dict[str, Any]:
+    """Bands per entry, coloured by state; thresholds give the same colours, for a value no mapping names."""
+    steps: list[dict[str, Any]] = [{"color": HEALTH_COLOURS["active"], "value": None}]
+    steps += [
+        {"color": HEALTH_COLOURS[state], "value": code}
+        for state, code in sorted(HEALTH_CODES.items(), key=lambda item: item[1])
+        if code > 0
+    ]
+    defaults = {
+        "unit": "none",
+        "color": {"mode": "thresholds"},
+        "mappings": health_mappings(),
+        "thresholds": {"mode": "absolute", "steps": steps},
+        "custom": {"fillOpacity": 80, "lineWidth": 0, "spanNulls": True},
+    }
+    return {
+        **common,
+        "type": "state-timeline",
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": {
+            "mergeValues": True,
+            "showValue": "auto",
+            "alignValue": "left",
+            "rowHeight": 0.9,
+            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+            "tooltip": {"mode": "single", "sort": "none"},
+        },
+    }
+
+
+def _table_json(panel: Panel, common: dict[str, Any]) -> dict[str, Any]:
+    """Rows as the query returns them (newest first); the state columns coloured like the timeline."""
+    colours = {
+        "type": "value",
+        "options": {state: {"color": colour, "index": i} for i, (state, colour) in enumerate(HEALTH_COLOURS.items())},
+    }
+    overrides = [
+        {
+            "matcher": {"id": "byName", "options": column},
+            "properties": [
+                {"id": "mappings", "value": [colours]},
+                {"id": "custom.cellOptions", "value": {"type": "color-text"}},
+            ],
+        }
+        for column in ("old", "new")
+    ]
+    return {
+        **common,
+        "type": "table",
+        "fieldConfig": {"defaults": {"custom": {"align": "auto"}}, "overrides": overrides},
+        "options": {"showHeader": True, "cellHeight": "sm", "footer": {"show": False}},
+    }
+
+
 def _panel_json(panel: Panel, panel_id: int, x: int, y: int, multi: frozenset[str]) -> dict[str, Any]:
+    common = {
+        "id": panel_id,
+        "title": panel.title,
+        "description": panel.description,
+        "datasource": DATASOURCE,
+        "gridPos": {"h": _PANEL_HEIGHT, "w": panel.width, "x": x, "y": y},
+        "targets": [_target(chr(ord("A") + i), q, multi) for i, q in enumerate(panel.queries)],
+    }
+    if panel.kind == "state-timeline":
+        return _state_timeline_json(panel, common)
+    if panel.kind == "table":
+        return _table_json(panel, common)
     custom = {
         "drawStyle": "line",
         "lineWidth": 1,
@@ -627,6 +764,7 @@ def problems(dashboard: Dashboard) -> list[str]:
             found.append(f"variable {variable.name}: {spec.name} has no such tag")
     for row in dashboard.rows:
         for panel in row.panels:
+            found.extend(f"{dashboard.uid} / {panel.title}: {p}" for p in _panel_kind_problems(panel))
             for query in panel.queries:
                 found.extend(f"{dashboard.uid} / {panel.title}: {p}" for p in _query_problems(query, variables))
     return found
@@ -640,11 +778,41 @@ def _spec(name: str, found: list[str]) -> MeasurementSpec | None:
         return None
 
 
-def _query_problems(query: Query | Ratio, variables: set[str]) -> list[str]:
+def _events_problems(query: Events, spec: MeasurementSpec) -> list[str]:
+    found: list[str] = []
+    values = {*spec.field_names, *(text.name for text in spec.texts)}
+    for name in query.columns:
+        if name not in values and name not in spec.tags:
+            found.append(f"{spec.name} has no field, text or tag {name}")
+    found += [f"{spec.name} has no tag {tag}" for tag in query.filters if tag not in spec.tags]
+    if not values & set(query.columns):
+        found.append(f"{spec.name}: select a field or text too (InfluxQL selects no tags alone)")
+    if not spec.event:
+        found.append(f"{spec.name} is not an event measurement: graph it, a table of its points means nothing")
+    return found
+
+
+def _panel_kind_problems(panel: Panel) -> list[str]:
+    """A table shows events and only events; a state-timeline shows health codes."""
+    events = [isinstance(q, Events) for q in panel.queries]
+    if (panel.kind == "table") != all(events) or (panel.kind != "table" and any(events)):
+        return ["a table panel shows Events queries, and Events queries go in a table panel"]
+    if panel.kind == "state-timeline" and any(
+        not isinstance(q, Query) or q.measurement != FACTORY_HEALTH.name or q.fields != ("state",)
+        for q in panel.queries
+    ):
+        return [f"a state-timeline shows {FACTORY_HEALTH.name}.state (its value mappings are the health states)"]
+    return []
+
+
+def _query_problems(query: AnyQuery, variables: set[str]) -> list[str]:
     found: list[str] = []
     spec = _spec(query.measurement, found)
     if spec is None:
         return found
+    if isinstance(query, Events):
+        found += _events_problems(query, spec)
+        return found + [f"filter {tag} has no template variable" for tag in query.filters if tag not in variables]
     fields = query.fields if isinstance(query, Query) else (query.numerator, query.denominator)
     rate = query.rate
     for name in fields:

@@ -11,10 +11,12 @@ are at most 19 characters of ``[a-zA-Z0-9_]``.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
+from types import MappingProxyType
 
 from updraft.monitoring.snapshot import (
     COMPLETED_COUNTERS,
@@ -25,8 +27,10 @@ from updraft.monitoring.snapshot import (
     FactorySnapshot,
     FrontendSnapshot,
     GroupEntryRow,
+    HealthRow,
     PilotRow,
     Snapshot,
+    TransitionRow,
 )
 
 FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,18}")
@@ -48,11 +52,24 @@ class FieldSpec:
 
 
 @dataclass(frozen=True)
+class TextSpec:
+    """A field holding words, not a number (a transition's reason): InfluxDB stores it as a string
+    field; RRD and VictoriaMetrics, which hold numbers only, never see it."""
+
+    name: str
+    help: str
+
+
+@dataclass(frozen=True)
 class MeasurementSpec:
     name: str
     tags: tuple[str, ...]
     fields: tuple[FieldSpec, ...]
     help: str
+    texts: tuple[TextSpec, ...] = ()
+    event: bool = False
+    """One point per thing that happened, stamped with when it happened, not one per cycle: an RRD file
+    holds one value per step of a fixed series, so the rrd writer leaves events to InfluxDB."""
 
     def field(self, name: str) -> FieldSpec:
         for spec in self.fields:
@@ -74,6 +91,8 @@ class Measurement:
     """(tag, value) in the order of `spec.tags`."""
     values: Mapping[str, float]
     time: float
+    texts: Mapping[str, str] = field(default_factory=dict)
+    """The values of `spec.texts`, by name."""
 
     @property
     def name(self) -> str:
@@ -201,6 +220,49 @@ FACTORY_CLOUD_UNKNOWN = MeasurementSpec(
     " reported every cycle, terminated when the entry says so.",
 )
 
+HEALTH_CODES: Mapping[str, int] = MappingProxyType({"active": 0, "degraded": 1, "probing": 2, "banned": 3})
+"""An entry's health state as a number (`updraft.factory.health_model.HealthState`), for graphs.
+
+Stable: stored values keep their meaning, so a new state gets a new number, never a reused one.
+Ordered by how few pilots the entry gets (all it needs, capped, a few probes, none), so higher is
+worse, a line graph rises as an entry breaks, and the maximum over an interval is its worst state.
+A state this table lacks is stored as unknown (no value), never as a wrong number."""
+
+
+def health_code(state: str) -> float:
+    """The number of `state` in `HEALTH_CODES`, NaN (stored as unknown) for a state it does not know."""
+    code = HEALTH_CODES.get(state)
+    return math.nan if code is None else float(code)
+
+
+_HEALTH_CODE_HELP = ", ".join(f"{code} {state}" for state, code in HEALTH_CODES.items())
+
+FACTORY_HEALTH = MeasurementSpec(
+    "updraft_factory_health",
+    ("factory", "entry"),
+    (
+        _g("state", "code", f"the entry's health state: {_HEALTH_CODE_HELP}"),
+        _g("overridden", "0/1", "1 while an operator's override, not the policy, sets the state"),
+        _g("cap", "pilots", "most idle pilots kept queued for the entry (degraded, probing); none when uncapped"),
+        _g("state_seconds", "s", "time since the entry entered its state"),
+    ),
+    "Each advertised entry's health state, once per cycle (a state-timeline shows `state` by entry).",
+)
+
+FACTORY_HEALTH_CHANGES = MeasurementSpec(
+    "updraft_factory_health_changes",
+    ("factory", "entry", "old", "new", "by"),
+    (
+        _g("changes", "changes", "1: one point per change"),
+        _g("old_state", "code", "the state left, as `updraft_factory_health.state` codes it"),
+        _g("new_state", "code", "the state entered, coded the same"),
+    ),
+    'Each change of an entry\'s health state, stamped with the time it happened; `by` is "policy" or the operator'
+    " whose override caused it. An event, not a cycle's level: InfluxDB only (RRD holds fixed-step series).",
+    texts=(TextSpec("reason", "why the state changed: the policy's finding or the operator's words"),),
+    event=True,
+)
+
 FRONTEND = MeasurementSpec(
     "updraft_frontend",
     ("frontend",),
@@ -291,6 +353,8 @@ CATALOGUE: tuple[MeasurementSpec, ...] = (
     FACTORY_HOLDS,
     FACTORY_CLOUD_INSTANCES,
     FACTORY_CLOUD_UNKNOWN,
+    FACTORY_HEALTH,
+    FACTORY_HEALTH_CHANGES,
     FRONTEND,
     FRONTEND_GROUP,
     FRONTEND_MATCH,
@@ -317,12 +381,19 @@ def measurements(snapshot: Snapshot) -> list[Measurement]:
     return list(_frontend(snapshot))
 
 
-def _m(spec: MeasurementSpec, tag_values: tuple[str, ...], values: Mapping[str, float], time: float) -> Measurement:
+def _m(
+    spec: MeasurementSpec,
+    tag_values: tuple[str, ...],
+    values: Mapping[str, float],
+    time: float,
+    texts: Mapping[str, str] | None = None,
+) -> Measurement:
     return Measurement(
         spec,
         tuple(zip(spec.tags, tag_values, strict=True)),
         {name: float(values[name]) for name in spec.field_names},
         time,
+        {text.name: (texts or {})[text.name] for text in spec.texts},
     )
 
 
@@ -377,6 +448,28 @@ def _factory(s: FactorySnapshot) -> Iterator[Measurement]:
             yield _m(FACTORY_FAILURES, (s.factory, c.entry, c.frontend, step), {"pilots": count}, s.time)
     for row in s.cloud:
         yield from _cloud(s, row)
+    for health in s.health:
+        yield _health(s, health)
+    for change in s.transitions:
+        yield _change(s, change)
+
+
+def _health(s: FactorySnapshot, row: HealthRow) -> Measurement:
+    """The row's state as numbers; an uncapped entry's cap is unknown (no value), not 0, which would cap all."""
+    values = {
+        "state": health_code(row.state),
+        "overridden": row.override_by is not None,
+        "cap": math.nan if row.cap is None else row.cap,
+        "state_seconds": max(0.0, s.time - row.since),
+    }
+    return _m(FACTORY_HEALTH, (s.factory, row.entry), values, s.time)
+
+
+def _change(s: FactorySnapshot, row: TransitionRow) -> Measurement:
+    values = {"changes": 1, "old_state": health_code(row.old), "new_state": health_code(row.new)}
+    return _m(
+        FACTORY_HEALTH_CHANGES, (s.factory, row.entry, row.old, row.new, row.by), values, row.at, {"reason": row.reason}
+    )
 
 
 def _cloud(s: FactorySnapshot, row: CloudRow) -> Iterator[Measurement]:

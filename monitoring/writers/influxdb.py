@@ -3,6 +3,8 @@
 One point per `Measurement`: the catalogue's measurement name, its tags,
 its fields (always floats, so a field never changes type between cycles,
 which InfluxDB refuses), stamped with the snapshot's time in seconds.
+A measurement's text fields (a health change's reason) are string fields,
+always strings; event measurements (health changes) carry their own time.
 
 Two wire protocols, one line-protocol body:
 
@@ -283,15 +285,26 @@ def environment_notes(settings: InfluxSettings, environ: Mapping[str, str]) -> l
 # same whichever API wrote it.
 _ESCAPE_MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
 _ESCAPE_KEY = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
+_ESCAPE_STRING = str.maketrans({"\\": "\\\\", '"': '\\"'})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+TEXT_LIMIT = 1000
+"""Characters of a string field kept: a reason is a sentence, and a point should stay small."""
 
 
 @dataclass(frozen=True)
 class Point:
     measurement: str
     tags: tuple[tuple[str, str], ...]
-    fields: tuple[tuple[str, float], ...]
+    fields: tuple[tuple[str, float | str], ...]
+    """Numbers, then the measurement's text fields."""
     time: int
     """Seconds since the epoch."""
+
+
+def field_text(value: str) -> str:
+    """A string field's value on one line: control characters (a newline would end the point) become a
+    space, and it is cut at `TEXT_LIMIT` characters."""
+    return _CONTROL.sub(" ", value)[:TEXT_LIMIT]
 
 
 def point_of(measurement: Measurement) -> Point | None:
@@ -300,11 +313,12 @@ def point_of(measurement: Measurement) -> Point | None:
     Tags with an empty value are left out: InfluxDB cannot store one, and
     a missing tag is how it reads as empty.
     """
-    fields = tuple((name, float(value)) for name, value in measurement.values.items() if math.isfinite(value))
-    if not fields:
+    numbers = tuple((name, float(value)) for name, value in measurement.values.items() if math.isfinite(value))
+    if not numbers:
         return None
+    texts = tuple((name, field_text(value)) for name, value in measurement.texts.items())
     tags = tuple(sorted((tag, value) for tag, value in measurement.tags if value != ""))
-    return Point(measurement.name, tags, fields, int(measurement.time))
+    return Point(measurement.name, tags, (*numbers, *texts), int(measurement.time))
 
 
 def points_of(found: Iterable[Measurement]) -> list[Point]:
@@ -315,8 +329,15 @@ def line(point: Point) -> str:
     """One line of InfluxDB line protocol, at second precision."""
     head = point.measurement.translate(_ESCAPE_MEASUREMENT)
     tags = "".join(f",{k.translate(_ESCAPE_KEY)}={v.translate(_ESCAPE_KEY)}" for k, v in point.tags)
-    fields = ",".join(f"{k.translate(_ESCAPE_KEY)}={v!r}" for k, v in point.fields)
+    fields = ",".join(f"{k.translate(_ESCAPE_KEY)}={_field_value(v)}" for k, v in point.fields)
     return f"{head}{tags} {fields} {point.time}"
+
+
+def _field_value(value: float | str) -> str:
+    """A float as Python spells it (``2.0``: a float to InfluxDB), a string quoted with ``\\`` and ``"`` escaped."""
+    if isinstance(value, str):
+        return '"' + value.translate(_ESCAPE_STRING) + '"'
+    return repr(value)
 
 
 def body(points: Iterable[Point]) -> str:

@@ -96,6 +96,13 @@ def mismatch_problem(path: Path, differences: Iterable[str]) -> str:
 # --------------------------------------------------------------------------
 
 
+def stored_measurements(snapshot: Snapshot) -> list[Measurement]:
+    """The cycle's measurements an RRD file can hold: not events (a health change), which happen at their
+    own times and would each need a file of their own (InfluxDB keeps them); the entries' health states,
+    one value per cycle, are stored (``updraft_factory_health``, its own new files)."""
+    return [m for m in measurements(snapshot) if not m.spec.event]
+
+
 @dataclass(frozen=True)
 class Plan:
     commands: tuple[tuple[str, ...], ...]
@@ -166,7 +173,7 @@ class RrdWriter:
         return RrdTool(self.settings.binary, self.settings.timeout_seconds)
 
     def write(self, snapshot: Snapshot) -> None:
-        rows = [(rrd_file(self.root, m.spec, m.tag_values), m) for m in measurements(snapshot)]
+        rows = [(rrd_file(self.root, m.spec, m.tag_values), m) for m in stored_measurements(snapshot)]
         existing = {path for path, _ in rows if path.exists()}
         mismatched = self._mismatched(rows, existing)
         plan = plan_cycle(rows, existing, set(mismatched), self.settings.step_seconds)

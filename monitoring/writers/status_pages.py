@@ -38,7 +38,7 @@ from pydantic import Field, field_validator
 
 from updraft.config import ConfigModel, FrozenList, IntervalSeconds, Name, NonBlankStr, PositiveCount, TimeoutSeconds
 from updraft.errors import MonitoringError
-from updraft.monitoring import metrics
+from updraft.monitoring import health_history, metrics
 from updraft.monitoring.files import path_part, write_atomically
 from updraft.monitoring.metrics import Kind, MeasurementSpec
 from updraft.monitoring.plugin import WriterPlugin
@@ -50,8 +50,10 @@ from updraft.monitoring.snapshot import (
     EntryStatus,
     FactorySnapshot,
     FrontendSnapshot,
+    HealthRow,
     PilotRow,
     Snapshot,
+    TransitionRow,
     component_of,
 )
 from updraft.monitoring.writers.rrd import rrd_file
@@ -84,6 +86,13 @@ class PageSettings(ConfigModel):
     """For one cycle's whole rrdtool run."""
     max_graphs_per_cycle: PositiveCount = 500
     """Graphs drawn per cycle at most (about 7 ms each), missing and stalest first; the rest wait."""
+    history_subdir: Name = "health-history"
+    """One folder name under ``monitoring.dir`` for each factory's history of health changes
+    (``factory-<name>.json``): state, so not among the pages, which are rebuilt every cycle."""
+    history_per_entry: PositiveCount = 50
+    """Changes of health state kept per entry (the newest); an entry's page shows them all."""
+    recent_changes: PositiveCount = 30
+    """Changes shown on a factory's page, newest first, over all its entries."""
 
     @field_validator("periods")
     @classmethod
@@ -230,15 +239,21 @@ def _stacked(rrd: Path, pairs: Sequence[tuple[str, str]]) -> tuple[Series, ...]:
 def entry_graphs(root: Path, s: FactorySnapshot, entry: str) -> tuple[Graph, ...]:
     """The entry as a whole: every pilot on it, whoever asked for it."""
     rrd = rrd_file(root, metrics.FACTORY_ENTRY, (s.factory, entry))
+    folder = ("graphs", "entry", path_part(entry))
     return (
+        Graph(folder, "pilots", f"Pilots by state: entry {entry}", "pilots", _stacked_states(rrd)),
         Graph(
-            ("graphs", "entry", path_part(entry)),
-            "pilots",
-            f"Pilots by state: entry {entry}",
-            "pilots",
-            _stacked_states(rrd),
+            folder,
+            "health",
+            f"Health state: entry {entry}",
+            HEALTH_AXIS,
+            (Series(rrd_file(root, metrics.FACTORY_HEALTH, (s.factory, entry)), "state", "state", "#de2d26"),),
         ),
     )
+
+
+HEALTH_AXIS = " ".join(f"{code}={state}" for state, code in metrics.HEALTH_CODES.items())
+"""The health graph's axis label: which number is which state."""
 
 
 def entry_frontend_graphs(root: Path, s: FactorySnapshot, entry: str, frontend: str) -> tuple[Graph, ...]:
@@ -530,11 +545,16 @@ class EntrySummary:
     requested_max: int = 0
     limits_hit: tuple[str, ...] = ()
     finished: Mapping[str, int] = field(default_factory=dict)
+    health: HealthRow | None = None
+    """None when the factory reported no health for the entry this cycle."""
+    history: tuple[TransitionRow, ...] = ()
+    """Its recorded changes of health state, newest first."""
 
 
-def entry_summary(s: FactorySnapshot, entry: str) -> EntrySummary:
+def entry_summary(s: FactorySnapshot, entry: str, history: health_history.History | None = None) -> EntrySummary:
     status = next((e for e in s.entries if e.entry == entry), None)
     rows, completed = s.rows_of(entry), s.completed_of(entry)
+    changes = (history or {}).get(entry, ())
     return EntrySummary(
         entry,
         page_file("entry", entry),
@@ -545,17 +565,23 @@ def entry_summary(s: FactorySnapshot, entry: str) -> EntrySummary:
         requested_max=sum(r.requested_max for r in rows),
         limits_hit=tuple(sorted({name for r in rows for name in r.limits_hit})),
         finished={key: sum(getattr(c, key) for c in completed) for key in COMPLETED_COUNTERS},
+        health=next((h for h in s.health if h.entry == entry), None),
+        history=tuple(reversed(changes)),
     )
 
 
-def factory_pages(root: Path, s: FactorySnapshot) -> list[Page]:
-    entries = [entry_summary(s, name) for name in entry_names(s)]
+def factory_pages(
+    root: Path, s: FactorySnapshot, history: health_history.History | None = None, recent_changes: int = 30
+) -> list[Page]:
+    """The factory's page and one per entry; `history` is each entry's recorded health changes."""
+    entries = [entry_summary(s, name, history) for name in entry_names(s)]
     common = {"snapshot": s, "kind": "factory", "name": s.factory, "states": PILOT_STATES}
+    recent = health_history.newest_first(history or {}, recent_changes)
     pages = [
         Page(
             "index.html",
             "factory.html.j2",
-            {**common, "entries": entries, "totals": s.totals()},
+            {**common, "entries": entries, "totals": s.totals(), "recent_changes": recent},
             factory_graphs(root, s),
         )
     ]
@@ -621,10 +647,12 @@ def frontend_pages(root: Path, s: FrontendSnapshot) -> list[Page]:
     return pages
 
 
-def pages_of(root: Path, snapshot: Snapshot) -> list[Page]:
+def pages_of(
+    root: Path, snapshot: Snapshot, history: health_history.History | None = None, recent_changes: int = 30
+) -> list[Page]:
     """Every page of the component, with the graphs each shows (whether or not their data exists yet)."""
     if isinstance(snapshot, FactorySnapshot):
-        return factory_pages(root, snapshot)
+        return factory_pages(root, snapshot, history, recent_changes)
     return frontend_pages(root, snapshot)
 
 
@@ -739,11 +767,16 @@ class StatusPagesWriter:
     def rrd_root(self) -> Path:
         return self.directory / self.settings.rrd_subdir
 
+    def history_file(self, snapshot: Snapshot) -> Path:
+        return self.directory / self.settings.history_subdir / f"{component_folder(snapshot)}.json"
+
     def write(self, snapshot: Snapshot) -> None:
         folder = self.html_root / component_folder(snapshot)
-        pages = pages_of(self.rrd_root, snapshot)
+        problems: list[str] = []
+        history = self._history(snapshot, problems) if isinstance(snapshot, FactorySnapshot) else {}
+        pages = pages_of(self.rrd_root, snapshot, history, self.settings.recent_changes)
         periods = self.settings.periods
-        problems = self._draw(self._due(folder, pages, time.time()), int(snapshot.time))
+        problems += self._draw(self._due(folder, pages, time.time()), int(snapshot.time))
         wanted = {g.png(p) for page in pages for g in page.all_graphs for p in periods}
         drawn = {png for png in wanted if (folder / png).is_file()}
         for page in pages:
@@ -760,6 +793,33 @@ class StatusPagesWriter:
                 problems.append(f"cannot remove stale {path}: {err.strerror}")
         if problems:
             raise MonitoringError("status_pages: " + " | ".join(problems))
+
+    def _history(self, snapshot: FactorySnapshot, problems: list[str]) -> health_history.History:
+        """The stored history with this cycle's changes, saved when they changed it.
+
+        A file that cannot be read as a history is moved aside (``.bad``), never overwritten
+        unread, and the history starts anew; either way the pages are still written."""
+        path = self.history_file(snapshot)
+        writable = True
+        try:
+            stored = health_history.load(path)
+        except MonitoringError as err:
+            problems.append(f"{err}; moved aside to {path.name}.bad, the history starts anew")
+            stored = {}
+            try:
+                path.replace(path.with_name(path.name + ".bad"))
+            except OSError as move:
+                problems.append(f"cannot move {path} aside ({move.strerror}): it is left as it is")
+                writable = False
+        history = health_history.merged(
+            stored, snapshot.transitions, entry_names(snapshot), self.settings.history_per_entry
+        )
+        if writable and history != stored:
+            try:
+                health_history.save(path, history)
+            except MonitoringError as err:
+                problems.append(str(err))
+        return history
 
     def _due(self, folder: Path, pages: Iterable[Page], now: float) -> list[Drawing]:
         """The graphs to draw this cycle: missing ones first, then the stalest, at most

@@ -35,9 +35,11 @@ from updraft.monitoring.snapshot import (
     FactorySnapshot,
     FrontendSnapshot,
     GroupEntryRow,
+    HealthRow,
     PilotRow,
     RestartRow,
     Snapshot,
+    TransitionRow,
     component_of,
 )
 
@@ -196,7 +198,49 @@ def factory_element(snapshot: FactorySnapshot) -> ET.Element:
     _child(root, "rejected_requests", {"count": as_integer(snapshot.rejected_requests, "rejected_requests")})
     _problems(root, snapshot.problems)
     _timings(root, snapshot.timings)
+    health = _child(root, "health")
+    for row in snapshot.health:
+        _child(health, "entry", health_attributes(row))
+    _transitions(root, snapshot.transitions)
     return root
+
+
+def health_attributes(row: HealthRow) -> dict[str, str]:
+    """An entry's health as the row holds it, nothing more: the override's author and end, never its
+    own reason or when it was set (the state's reason is already the override's when it rules)."""
+    attributes = {
+        **_named(row.entry),
+        "state": xml_text(row.state),
+        "reason": xml_text(row.reason),
+        "since": iso_time(row.since),
+    }
+    if row.next_review is not None:
+        attributes["next_review"] = iso_time(row.next_review)
+    if row.cap is not None:
+        attributes["cap"] = as_integer(row.cap, "cap")
+    if row.override_by is not None:
+        attributes["override_by"] = xml_text(row.override_by)
+    if row.override_until is not None:
+        attributes["override_until"] = iso_time(row.override_until)
+    return attributes
+
+
+def _transitions(parent: ET.Element, rows: Iterable[TransitionRow]) -> None:
+    """This cycle's changes of health state, in the order they happened."""
+    container = _child(parent, "transitions")
+    for row in rows:
+        _child(
+            container,
+            "transition",
+            {
+                "entry": xml_text(row.entry),
+                "old": xml_text(row.old),
+                "new": xml_text(row.new),
+                "at": iso_time(row.at),
+                "by": xml_text(row.by),
+                "reason": xml_text(row.reason),
+            },
+        )
 
 
 def _entry_summary(entry: EntryStatus) -> dict[str, str]:
@@ -230,6 +274,10 @@ def entry_element(snapshot: FactorySnapshot, entry: EntryStatus) -> ET.Element:
     completed = _child(root, "completed")
     for done in snapshot.completed_of(entry.entry):
         _completed(completed, done)
+    health = next((row for row in snapshot.health if row.entry == entry.entry), None)
+    if health is not None:
+        _child(root, "health", {key: value for key, value in health_attributes(health).items() if key != "name"})
+    _transitions(root, (row for row in snapshot.transitions if row.entry == entry.entry))
     return root
 
 

@@ -30,7 +30,9 @@ from updraft.monitoring.snapshot import (
     FactorySnapshot,
     FrontendSnapshot,
     GroupEntryRow,
+    HealthRow,
     PilotRow,
+    TransitionRow,
 )
 from updraft.monitoring.writers import rrd, status_pages
 from updraft.monitoring.writers.rrd import RrdSettings, RrdWriter, rrd_file
@@ -126,7 +128,24 @@ def factory_snapshot(k: int, time: float | None = None) -> FactorySnapshot:
         rejected_requests=k % 2,
         problems=("schedd slow",) * (k % 2),
         timings={"observe": 0.5, "decide": 0.1, "act": 0.2, "account": 0.05},
+        health=tuple(health_row(e, k) for e in ENTRIES),
+        transitions=tuple(
+            TransitionRow(
+                e, health_row(e, k - 1).state, health_row(e, k).state, "r", T0 + STEP * k, "policy", f"{e}{k}"
+            )
+            for e in ENTRIES
+            if k and health_row(e, k - 1).state != health_row(e, k).state
+        ),
     )
+
+
+CYCLING = ("active", "degraded", "banned", "probing")
+
+
+def health_row(entry: str, k: int) -> HealthRow:
+    """ce2@site2 goes through every state, one per cycle (capped while degraded); the others stay active."""
+    state = CYCLING[k % 4] if entry == "ce2@site2" else "active"
+    return HealthRow(entry, state, "", T0 + STEP * k, cap=3 if state == "degraded" else None)
 
 
 def frontend_snapshot(k: int, time: float | None = None) -> FrontendSnapshot:
@@ -225,6 +244,17 @@ def test_gauges_hold_what_each_snapshot_said(monitoring_dir: Path) -> None:
     for fe_snapshot in fe_snapshots:
         assert stored[int(fe_snapshot.time)]["jobs_idle"] == pytest.approx(10.0 / 3 + fe_snapshot.cycle)
         assert stored[int(fe_snapshot.time)]["in_downtime"] == 1.0
+
+
+def test_health_states_are_stored_as_codes_in_their_own_files_and_changes_are_not(monitoring_dir: Path) -> None:
+    w = writer(monitoring_dir)
+    for k in range(6):
+        w.write(factory_snapshot(k))
+    stored = fetch(rrd_file(w.root, metrics.FACTORY_HEALTH, ("fac", "ce2@site2")), T0 - STEP, T0 + 5 * STEP)
+    assert [stored[T0 + STEP * k]["state"] for k in range(6)] == [0.0, 1.0, 3.0, 2.0, 0.0, 1.0]
+    caps = [stored[T0 + STEP * k]["cap"] for k in range(6)]
+    assert caps[1] == caps[5] == 3.0 and all(math.isnan(caps[k]) for k in (0, 2, 3, 4))
+    assert not (w.root / metrics.FACTORY_HEALTH_CHANGES.name).exists()
 
 
 def test_counters_are_stored_as_rates_and_a_reset_is_no_spike(monitoring_dir: Path) -> None:
@@ -390,7 +420,7 @@ def test_factory_pages_show_every_entry_with_its_graphs(monitoring_dir: Path) ->
     for entry in ENTRIES:
         found = assert_page_is_whole(folder / status_pages.page_file("entry", entry))
         kinds = {Path(unquote(src)).name.rsplit("-", 1)[0] for src in found.images}
-        assert {"pilots", "requests"} <= kinds
+        assert {"pilots", "requests", "health"} <= kinds
         if entry in ENTRIES[:2]:
             assert {"completed", "usage", "failures"} <= kinds
     assert_page_is_whole(monitoring_dir / "html" / "index.html")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 from collections import defaultdict
@@ -31,9 +32,11 @@ from updraft.monitoring.snapshot import (
     FactorySnapshot,
     FrontendSnapshot,
     GroupEntryRow,
+    HealthRow,
     PilotRow,
     RestartRow,
     Snapshot,
+    TransitionRow,
 )
 from updraft.monitoring.writers.influxdb import InfluxSettings, InfluxWriter, resolve
 
@@ -82,6 +85,41 @@ def completed(entry: str, frontend: str, cycle: int, weight: int) -> CompletedRo
     )
 
 
+OPERATOR = "op one"
+"""An operator whose name has a space: a tag value that line protocol must escape."""
+HEALTH_PLAN = {
+    1: ((2, "degraded", "held pilots: 6 of 10 in 1h"), (4, "banned", 'validation "failed": 9 of 10')),
+    2: ((3, "banned", "site down for maintenance"),),
+}
+"""Entry index -> (cycle, new state, reason) of each change; an entry not here stays active.
+Entry 2's change is an operator's override, the others the policy's."""
+
+
+def health_at(e: int, cycle: int) -> tuple[str, str, float]:
+    """(state, reason, since) of entry `e` at `cycle`, from `HEALTH_PLAN`."""
+    state, reason, since = "active", "", float(CYCLE_TIMES[0])
+    for at_cycle, new, why in HEALTH_PLAN.get(e, ()):
+        if at_cycle <= cycle:
+            state, reason, since = new, why, CYCLE_TIMES[at_cycle] + 0.2
+    return state, reason, since
+
+
+def health_rows(entries: tuple[str, ...], cycle: int) -> tuple[tuple[HealthRow, ...], tuple[TransitionRow, ...]]:
+    """Each entry's health this cycle and the changes the cycle made."""
+    rows, changes = [], []
+    for e, entry in enumerate(entries):
+        state, reason, since = health_at(e, cycle)
+        by = OPERATOR if e == 2 and state != "active" else None
+        cap = 5 if state == "degraded" else None
+        rows.append(HealthRow(entry, state, reason, since, since + 600, cap, by, since + 7200 if by else None))
+        if since == CYCLE_TIMES[cycle] + 0.2:
+            old = health_at(e, cycle - 1)[0]
+            at = CYCLE_TIMES[cycle] + 0.2
+            key = f"{entry}|{at:.3f}|{old}>{state}"
+            changes.append(TransitionRow(entry, old, state, reason, at, by or "policy", key))
+    return tuple(rows), tuple(changes)
+
+
 def factory_cycle(name: str, cycle: int, entries: tuple[str, ...]) -> FactorySnapshot:
     statuses, rows, done = [], [], []
     for e, entry in enumerate(entries):
@@ -117,6 +155,7 @@ def factory_cycle(name: str, cycle: int, entries: tuple[str, ...]) -> FactorySna
                 )
             )
             done.append(completed(entry, frontend, cycle, e + f + 1))
+    health, transitions = health_rows(entries, cycle)
     return FactorySnapshot(
         name,
         float(CYCLE_TIMES[cycle]) + 0.4,
@@ -127,6 +166,8 @@ def factory_cycle(name: str, cycle: int, entries: tuple[str, ...]) -> FactorySna
         rejected_requests=cycle % 2,
         problems=("schedd x: slow",) * (cycle % 2),
         timings={"observe": 0.5 + 0.1 * cycle, "decide": 0.02, "act": 1.5, "account": 0.3},
+        health=health,
+        transitions=transitions,
     )
 
 
@@ -207,7 +248,11 @@ def vm_expected(found: list[Measurement]) -> dict[tuple[str, frozenset[tuple[str
     expected: dict[tuple[str, frozenset[tuple[str, str]]], dict[int, float]] = defaultdict(dict)
     for m in found:
         for field, value in m.values.items():
-            expected[(f"{m.name}_{field}", frozenset(m.tags))][int(m.time) * 1000] = value
+            if math.isfinite(value):  # an unknown value (an uncapped entry's cap) is no point
+                expected[(f"{m.name}_{field}", frozenset(m.tags))][int(m.time) * 1000] = value
+        for text in m.texts:
+            # VictoriaMetrics has no strings: it parses a string field as a number, 0 when it is none.
+            expected[(f"{m.name}_{text}", frozenset(m.tags))][int(m.time) * 1000] = 0.0
     return expected
 
 
@@ -256,6 +301,27 @@ def test_v2_writer_escaped_tags_and_counters_as_victoria_metrics_sees_them(
     assert [float(r["value"][1]) for r in data["result"]] == [expected]
 
 
+def test_v2_entry_health_state_codes_per_cycle_as_victoria_metrics_sees_them(
+    tsdb: TimeSeriesServers, vm_loaded: list[Measurement]
+) -> None:
+    rows = tsdb_lab.vm_export(tsdb.vm_url, 'updraft_factory_health_state{factory="fac-main"}')
+    by_entry = {r["metric"]["entry"]: r["values"] for r in rows}
+    # 0 active, 1 degraded, 3 banned: the codes docs/metrics.md documents.
+    assert by_entry == {
+        "ce1@site1": [0.0] * CYCLES,
+        "ce 2,x=y": [0.0, 0.0, 1.0, 1.0, 3.0, 3.0],
+        "ce3@site3": [0.0, 0.0, 0.0, 3.0, 3.0, 3.0],
+    }
+    overridden = tsdb_lab.vm_export(tsdb.vm_url, 'updraft_factory_health_overridden{entry="ce3@site3"}')
+    assert [r["values"] for r in overridden if r["metric"]["factory"] == "fac-main"] == [[0.0, 0.0, 0.0, 1.0, 1.0, 1.0]]
+    changes = tsdb_lab.vm_export(tsdb.vm_url, 'updraft_factory_health_changes_new_state{factory="fac-main"}')
+    assert sorted((r["metric"]["entry"], r["metric"]["by"], r["values"][0]) for r in changes) == [
+        ("ce 2,x=y", "policy", 1.0),
+        ("ce 2,x=y", "policy", 3.0),
+        ("ce3@site3", OPERATOR, 3.0),
+    ]
+
+
 # --------------------------------------------------------------------------
 # (b) InfluxDB 1.6 through the v1 API
 # --------------------------------------------------------------------------
@@ -274,7 +340,8 @@ def influx_loaded(tsdb: TimeSeriesServers) -> tuple[str, list[Measurement]]:
 def influx_expected(found: list[Measurement]) -> dict[tuple[str, tuple[tuple[str, str], ...]], dict[int, dict]]:
     expected: dict[tuple[str, tuple[tuple[str, str], ...]], dict[int, dict]] = defaultdict(dict)
     for m in found:
-        expected[(m.name, tuple(sorted(m.tags)))][int(m.time)] = dict(m.values)
+        values = {k: v for k, v in m.values.items() if math.isfinite(v)}
+        expected[(m.name, tuple(sorted(m.tags)))][int(m.time)] = {**values, **m.texts}
     return expected
 
 
@@ -287,7 +354,7 @@ def influx_found(url: str, database: str, names: set[str]) -> dict[tuple[str, tu
             for row in series["values"]:
                 point = dict(zip(series["columns"], row, strict=True))
                 at = point.pop("time")
-                found[key][at] = {k: float(v) for k, v in point.items() if v is not None}
+                found[key][at] = {k: v if isinstance(v, str) else float(v) for k, v in point.items() if v is not None}
     return found
 
 
@@ -309,6 +376,25 @@ def test_v1_writer_tag_values_with_spaces_commas_and_equals_come_back_whole(
         tsdb.influx_url, 'SHOW TAG VALUES FROM "updraft_frontend_match" WITH KEY = "entry"', database
     )
     assert sorted(row[1] for row in result["series"][0]["values"]) == sorted(ENTRIES)
+
+
+def test_v1_health_changes_are_points_at_their_own_time_with_tags_and_the_reason(
+    tsdb: TimeSeriesServers, influx_loaded: tuple[str, list[Measurement]]
+) -> None:
+    database, _ = influx_loaded
+    (result,) = tsdb_lab.influxql(
+        tsdb.influx_url,
+        'SELECT "entry", "old", "new", "by", "reason", "changes" FROM "updraft_factory_health_changes" '
+        "WHERE \"factory\" = 'fac-main' ORDER BY time DESC",
+        database,
+    )
+    (series,) = result["series"]
+    assert series["columns"] == ["time", "entry", "old", "new", "by", "reason", "changes"]
+    assert series["values"] == [
+        [CYCLE_TIMES[4], "ce 2,x=y", "degraded", "banned", "policy", 'validation "failed": 9 of 10', 1],
+        [CYCLE_TIMES[3], "ce3@site3", "active", "banned", OPERATOR, "site down for maintenance", 1],
+        [CYCLE_TIMES[2], "ce 2,x=y", "active", "degraded", "policy", "held pilots: 6 of 10 in 1h", 1],
+    ]
 
 
 # --------------------------------------------------------------------------

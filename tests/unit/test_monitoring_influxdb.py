@@ -495,7 +495,7 @@ def test_every_name_a_shipped_query_uses_is_in_the_catalogue() -> None:
     for dashboard, title, query, variables in queries:
         (measurement,) = set(_FROM.findall(query))
         spec = spec_named(measurement)
-        allowed = {spec.name, *spec.field_names, *spec.tags}
+        allowed = {spec.name, *spec.field_names, *(text.name for text in spec.texts), *spec.tags}
         named = {name for alias, name in _IDENTIFIER.findall(query) if not alias}
         assert named <= allowed, f"{dashboard} / {title}: {sorted(named - allowed)} not in {spec.name}"
         unknown = set(_VARIABLE.findall(query)) - variables - _MACROS

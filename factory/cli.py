@@ -38,6 +38,7 @@ CYCLE_LOGGERS = (
     ("updraft.factory.report", logging.WARNING),
     ("updraft.factory.accounting", logging.WARNING),
     ("updraft.factory.credentials", logging.ERROR),
+    ("updraft.factory.health_store", logging.WARNING),
 )
 """What a cycle logs and `once` prints itself (problems, refusals, the failure): shown only with -v."""
 

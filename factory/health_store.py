@@ -114,6 +114,8 @@ def _entry_to_json(health: EntryHealth, history: History) -> dict[str, Any]:
         "state": health.state.value,
         "reason": health.reason,
         "since": health.since,
+        "next_review": health.next_review,
+        "cap": health.cap,
         "override": override_to_json(health.override) if health.override else None,
         "good": list(history.good),
         "bad": list(history.bad),
@@ -139,11 +141,16 @@ def _entry_from_json(name: str, data: object) -> tuple[EntryHealth, History]:
         raise ValueError(f"{what}.causes: expected a list of causes")
     history = History(_times(data.get("good"), f"{what}.good"), _times(data.get("bad"), f"{what}.bad"), tuple(causes))
     raw_override = data.get("override")
+    review, cap = data.get("next_review"), data.get("cap")
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
+        raise ValueError(f"{what}.cap: expected a count or null, got {cap!r}")
     health = EntryHealth(
         entry=name,
         state=_state(data.get("state"), f"{what}.state"),
         reason=_text(data.get("reason"), f"{what}.reason"),
         since=_number(data.get("since"), f"{what}.since"),
+        next_review=None if review is None else _number(review, f"{what}.next_review"),
+        cap=cap,
         override=None if raw_override is None else override_from_json(raw_override, f"{what}.override"),
     )
     return health, history

@@ -315,7 +315,8 @@ def test_states_history_and_since_survive_a_restart(tmp_path: Path) -> None:
     health_store.save_memory(path, memory)
     loaded = health_store.load_memory(path)
     assert loaded.evaluated_at == NOW and loaded.history["ce1"] == decided.history["ce1"]
-    assert loaded.states["ce1"].state is DEGRADED and loaded.states["ce1"].since == NOW
+    assert loaded.states["ce1"] == decided.health["ce1"] and loaded.states["ce1"].state is DEGRADED
+    assert loaded.states["ce1"].cap == S.degraded_max_idle and loaded.states["ce1"].next_review == NOW + 600
     assert loaded.states["ce2"].override == override
     # the restarted factory goes on from there: still degraded, no transition, since unchanged
     again = decide_health(loaded.states, loaded.history, {}, {}, {"ce1": S}, NOW + 60)

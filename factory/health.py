@@ -54,7 +54,6 @@ whatever happened; overrides still apply.
 from __future__ import annotations
 
 import bisect
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -157,33 +156,34 @@ class History:
         good = len(self.good) - cut(self.good, start)
         if first_bad == len(self.bad):
             return Tally(good)
-        by_cause = Counter(self.causes[first_bad:])
+        by_cause: dict[str, int] = {}
+        for cause in self.causes[first_bad:]:  # a window holds few failures: a plain loop beats Counter
+            by_cause[cause] = by_cause.get(cause, 0) + 1
         for cause in ignore:
             by_cause.pop(cause, None)
-        return Tally(good, dict(sorted(by_cause.items())))
+        return Tally(good, sum(by_cause.values()), dict(sorted(by_cause.items())))
+
+
+EMPTY = History()
 
 
 @dataclass(frozen=True, slots=True)
 class Tally:
-    """Outcomes over some span: the good ones, the failures by cause."""
+    """Outcomes over some span: the good ones, the failures, and the failures by cause."""
 
     good: int = 0
+    failed: int = 0
     failed_by_cause: Mapping[str, int] = field(default_factory=dict)
-
-    @property
-    def failed(self) -> int:
-        return sum(self.failed_by_cause.values())
 
     def fraction(self, min_outcomes: int) -> float:
         """Failures over max(outcomes, `min_outcomes`): too few outcomes count the missing ones as good."""
-        failed = self.failed
-        denominator = max(self.good + failed, min_outcomes, 1)
-        return failed / denominator
+        return self.failed / max(self.good + self.failed, min_outcomes, 1)
 
     def words(self) -> str:
-        failed = self.failed
+        if not self.failed:
+            return f"0 of {self.good} pilots failed"
         causes = ", ".join(f"{cause} {count}" for cause, count in self.failed_by_cause.items())
-        return f"{failed} of {self.good + failed} pilots failed" + (f" ({causes})" if causes else "")
+        return f"{self.failed} of {self.good + self.failed} pilots failed ({causes})"
 
 
 @dataclass(frozen=True)
@@ -315,17 +315,15 @@ def earliest_change(state: HealthState, since: float, settings: HealthSettings) 
     return since + wait
 
 
-@dataclass(frozen=True, slots=True)
-class _Proposal:
-    state: HealthState
-    reason: str
+_Proposal = tuple[HealthState, str, float]
+"""The state the rules ask for, why, and the figure it rests on (a failure fraction, or failed probes)."""
 
 
 def _propose(previous: EntryHealth, history: History, settings: HealthSettings, now: float) -> _Proposal:
     """What the rules say, before the minimum time in a state is applied."""
     state = previous.state
     if state is HealthState.BANNED:
-        return _Proposal(HealthState.PROBING, f"ban of {settings.ban_seconds:.0f} s over: sending probe pilots")
+        return HealthState.PROBING, f"ban of {settings.ban_seconds:.0f} s over: sending probe pilots", 0.0
     if state is HealthState.PROBING:
         # outcomes stamped in the cycle probing began are the ban's leftovers, not probes
         return _probe_verdict(history.since(previous.since, settings.ignore_causes, strictly=True), settings)
@@ -333,14 +331,12 @@ def _propose(previous: EntryHealth, history: History, settings: HealthSettings, 
     fraction = window.fraction(settings.min_outcomes)
     seen = f"{window.words()} in the last {settings.window_seconds:.0f} s"
     if state is HealthState.ACTIVE:
-        if fraction >= settings.degrade_fraction:
-            return _Proposal(HealthState.DEGRADED, seen)
-        return _Proposal(HealthState.ACTIVE, seen)
+        return (HealthState.DEGRADED if fraction >= settings.degrade_fraction else state), seen, fraction
     if fraction >= settings.ban_fraction:
-        return _Proposal(HealthState.BANNED, seen)
+        return HealthState.BANNED, seen, fraction
     if fraction <= settings.recover_fraction:
-        return _Proposal(HealthState.ACTIVE, f"recovered: {seen}")
-    return _Proposal(HealthState.DEGRADED, seen)
+        return HealthState.ACTIVE, f"recovered: {seen}", fraction
+    return state, seen, fraction
 
 
 def _probe_verdict(probes: Tally, settings: HealthSettings) -> _Proposal:
@@ -348,14 +344,17 @@ def _probe_verdict(probes: Tally, settings: HealthSettings) -> _Proposal:
     majority = settings.probe_count // 2 + 1
     words = f"probes: {probes.words()}"
     if probes.good >= majority:
-        return _Proposal(HealthState.ACTIVE, f"{words}: site works again")
+        return HealthState.ACTIVE, f"{words}: site works again", probes.failed
     if probes.failed >= settings.probe_count - majority + 1:
-        return _Proposal(HealthState.BANNED, f"{words}: still failing")
-    return _Proposal(HealthState.PROBING, f"{words}, waiting for {settings.probe_count}")
+        return HealthState.BANNED, f"{words}: still failing", probes.failed
+    return HealthState.PROBING, f"{words}, waiting for {settings.probe_count}", probes.failed
 
 
 def _next_review(state: HealthState, since: float, settings: HealthSettings, now: float) -> float | None:
-    earliest = earliest_change(state, since, settings)
+    """The earliest change still ahead; None once the state may change any cycle."""
+    earliest = since + settings.min_time_in_state_seconds
+    if state is HealthState.BANNED:
+        earliest = since + max(settings.min_time_in_state_seconds, settings.ban_seconds)
     return earliest if earliest > now else None
 
 
@@ -381,28 +380,36 @@ def _by_override(
 
 def _by_policy(
     previous: EntryHealth, history: History, settings: HealthSettings, now: float
-) -> tuple[EntryHealth, Transition | None, list[Step]]:
-    proposal = _propose(previous, history, settings, now)
-    steps = [Step("state", 0, f"{previous.state.value} since {previous.since:.0f}")]
-    state, since, reason = previous.state, previous.since, proposal.reason
-    if proposal.state is not previous.state:
-        earliest = earliest_change(previous.state, previous.since, settings)
+) -> tuple[EntryHealth, Transition | None, tuple[Step, ...]]:
+    """The rules' state, unless the minimum time in the current one holds it back (the record says until when)."""
+    wanted, reason, figure = _propose(previous, history, settings, now)
+    state, since = previous.state, previous.since
+    held: tuple[Step, ...] = ()
+    if wanted is not state:
+        earliest = earliest_change(state, since, settings)
         if now >= earliest:
-            state, since = proposal.state, now
-        elif previous.state is HealthState.BANNED:
-            steps.append(Step("held", earliest, f"banned until {earliest:.0f}"))
+            state, since = wanted, now
+        elif state is HealthState.BANNED:
+            held = (Step("held", earliest, "banned until then"),)
             reason = previous.reason  # why it was banned stays the reason until the ban is over
         else:
-            steps.append(Step("held", earliest, f"{proposal.state.value} due, not before {earliest:.0f}"))
-            reason = f"{proposal.reason}; {proposal.state.value} due, held by the minimum time in a state"
+            held = (Step("held", earliest, f"{wanted.value} due, not before then"),)
+            reason = f"{reason}; {wanted.value} due, held by the minimum time in a state"
     if previous.override is not None:
         reason = f"override by {previous.override.set_by} ended; {reason}"
-    steps.append(Step(state.value, 0, reason))
-    health = EntryHealth(
-        previous.entry, state, reason, since, _next_review(state, since, settings, now), state_cap(state, settings)
-    )
+    review, cap = _next_review(state, since, settings, now), state_cap(state, settings)
+    step = Step(state.value, figure, reason)
+    if (
+        state is previous.state
+        and reason == previous.reason
+        and review == previous.next_review
+        and cap == previous.cap
+        and previous.override is None
+    ):
+        return previous, None, (step, *held)  # nothing changed: most entries, most cycles
+    health = EntryHealth(previous.entry, state, reason, since, review, cap)
     changed = Transition(previous.entry, previous.state, state, reason, now) if state is not previous.state else None
-    return health, changed, steps
+    return health, changed, (step, *held)
 
 
 def _switched_off(previous: EntryHealth, now: float) -> tuple[EntryHealth, Transition | None]:
@@ -427,14 +434,14 @@ def decide_entry(
     history = history.pruned(now - settings.history_seconds)
     if override is not None and override.until > now:
         if override.state is HealthState.ACTIVE and previous.override != override:
-            history = History()  # the operator vouched for the repair: old failures are forgotten
+            history = EMPTY  # the operator vouched for the repair: old failures are forgotten
         health, changed = _by_override(previous, override, settings, now)
         return health, changed, history, (Step("override", override.until, health.reason),)
     if not settings.enabled:
         health, changed = _switched_off(previous, now)
         return health, changed, history, (Step("off", 0, health.reason),)
     health, changed, steps = _by_policy(previous, history, settings, now)
-    return health, changed, history, tuple(steps)
+    return health, changed, history, steps
 
 
 def decide_health(
@@ -456,7 +463,7 @@ def decide_health(
     for name in sorted(settings):
         before = previous.get(name) or EntryHealth(name, HealthState.ACTIVE, "no outcomes yet", now)
         found = outcomes.get(name, ())
-        entry_history = history.get(name, History()).added(found, now)
+        entry_history = history.get(name, EMPTY).added(found, now)
         state, changed, histories[name], records[name] = decide_entry(
             before, entry_history, overrides.get(name), settings[name], now
         )

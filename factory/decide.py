@@ -39,6 +39,12 @@ Order of the policy, per entry:
    clusters of the entry's cluster size. Act renders and submits exactly
    that: nothing is decided after decide.
 
+The entry's health (`EntryPolicy.health`, decided before by
+`updraft.factory.health`) is one more limit under the bound
+``entry.health``: a banned entry submits nothing (its record says since
+when and why), a degraded one keeps at most its cap of idle pilots, a
+probing one at most its probe count of pilots in flight, over all frontends.
+
 Per-cycle caps (submits, removals, releases) are per entry. Removals are
 taken by priority: held pilots, then stale idle, then stale running (oldest
 first in each), then request removals. Where several requests compete for

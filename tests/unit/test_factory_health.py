@@ -235,6 +235,22 @@ def test_a_new_entry_starts_active_and_a_removed_one_is_forgotten() -> None:
     assert decided.health["ce1"].since == NOW
 
 
+def test_a_new_entry_is_active_since_first_seen_and_held_there_for_the_minimum_time() -> None:
+    first = once(None, [VALIDATION] * 5)
+    assert first.health["ce1"].state is ACTIVE and first.health["ce1"].next_review == NOW + 600
+    assert "degraded due, held by the minimum time" in first.health["ce1"].reason
+    later = decide_health(first.health, first.history, {}, {}, {"ce1": S}, NOW + 600)
+    assert later.health["ce1"].state is DEGRADED
+
+
+def test_an_unchanged_entry_keeps_its_record_and_a_changed_one_gets_a_new_one() -> None:
+    steady = once(state(ACTIVE), [GOOD])
+    again = decide_health(steady.health, steady.history, {}, {}, {"ce1": S}, NOW + 60)
+    assert again.health["ce1"] is steady.health["ce1"] and again.transitions == ()
+    worse = decide_health(steady.health, steady.history, {"ce1": [VALIDATION]}, {}, {"ce1": S}, NOW + 60)
+    assert worse.health["ce1"] is not steady.health["ce1"] and "1 of 2 pilots failed" in worse.health["ce1"].reason
+
+
 def test_history_keeps_only_history_seconds() -> None:
     history = History(good=(NOW - 90_000, NOW - 10), bad=(NOW - 86_401, NOW - 5), causes=(VALIDATION, HELD_OTHER))
     kept = once(state(ACTIVE), history=history).history["ce1"]

@@ -76,7 +76,8 @@ class Planned:
     downtimes: list[downtime.Downtime]
     timings: dict[str, float]
     health: HealthDecision
-    evaluated_at: float
+    evaluated_at: float | None
+    """Up to when outcomes were observed: `now`, or the previous evaluation when the queue was unknown."""
     problems: tuple[str, ...] = ()
     """The health inputs' own problems (a damaged override file)."""
 
@@ -101,16 +102,16 @@ def timed_plan(
     observed = time.perf_counter()
     timings = {"observe": observed - started}
     overrides, problems = _overrides(config)
-    health = _decide_health(config, view, overrides, now)
+    health, evaluated_at = _decide_health(config, view, overrides, now)
     if view.pilots is None:
-        return Planned(view, None, downtimes, timings, health, now, problems)
+        return Planned(view, None, downtimes, timings, health, evaluated_at, problems)
     requests = accepted_requests(view.requests, config.name, downtimes, now, keyring.openers(now) if keyring else {})
     policies = with_health(entry_policies(config, downtimes, now), health.health)
     plan = decide(requests, view.pilots, policies, now, cycle)
     cloud = decide_cloud(config.name, view.cloud, view.instance_claims or {}, cloud_policies(config), now)
     plan = dataclasses.replace(plan, cloud=cloud)
     timings["decide"] = time.perf_counter() - observed
-    return Planned(view, plan, downtimes, timings, health, now, problems)
+    return Planned(view, plan, downtimes, timings, health, evaluated_at, problems)
 
 
 def _overrides(config: FactoryConfig) -> tuple[dict[str, Override], tuple[str, ...]]:
@@ -124,25 +125,32 @@ def _overrides(config: FactoryConfig) -> tuple[dict[str, Override], tuple[str, .
 
 def _decide_health(
     config: FactoryConfig, view: FactoryView, overrides: dict[str, Override], now: float
-) -> HealthDecision:
-    """This cycle's outcomes from what was observed, and every advertised entry's health from them."""
+) -> tuple[HealthDecision, float | None]:
+    """This cycle's outcomes from what was observed, every advertised entry's health from them, and up to
+    when outcomes were observed.
+
+    With the queue unknown nothing is observed (its holds and starts were
+    not seen, and the completed pilots are read again next cycle, since
+    accounting does not run): the states still follow time (a ban ends),
+    and the next cycle looks for outcomes from the last evaluation on."""
     memory = health_store.load_memory(health_store.memory_path(config.work_dir))
     settings = health_settings(config)
+    if view.pilots is None:
+        return decide_health(memory.states, memory.history, {}, overrides, settings, now), memory.evaluated_at
     completed = view.completed.pilots if view.completed is not None else ()
-    outcomes = observed_outcomes(view.pilots or (), completed, settings, memory.evaluated_at, now)
-    return decide_health(memory.states, memory.history, outcomes, overrides, settings, now)
+    outcomes = observed_outcomes(view.pilots, completed, settings, memory.evaluated_at, now)
+    return decide_health(memory.states, memory.history, outcomes, overrides, settings, now), now
 
 
-def _save_health(config: FactoryConfig, planned: Planned, acted: Acted) -> list[str]:
+def _save_health(config: FactoryConfig, planned: Planned, acted: Acted, now: float) -> list[str]:
     """Remember states and history, with the submissions refused this cycle, for the next cycle.
 
-    Nothing is saved when the queue was unreadable: its holds and starts
-    were not seen, and the next cycle looks at them again from the last
-    evaluation."""
-    if planned.plan is None:
-        return []
-    refused = submit_failures(planned.plan.actions, [result.errors for result in acted.results])
-    history = with_outcomes(planned.health.history, refused, planned.evaluated_at)
+    Saved in every cycle, also one that could not read its queue: a
+    transition it made and reported must not be made (and announced) again."""
+    history = planned.health.history
+    if planned.plan is not None:
+        refused = submit_failures(planned.plan.actions, [result.errors for result in acted.results])
+        history = with_outcomes(history, refused, now)
     memory = health_store.HealthMemory(planned.health.health, history, planned.evaluated_at)
     try:
         health_store.save_memory(health_store.memory_path(config.work_dir), memory)
@@ -192,7 +200,7 @@ def run_cycle(
     else:
         log_rejections(plan, already_logged)
         acted = _act(config, ports, plan, view, releases, now)
-    problems += _save_health(config, planned, acted)
+    problems += _save_health(config, planned, acted, now)
     result = CycleResult.of(plan, view, acted, problems, planned.timings)
     if reporter is not None:
         facts = result.facts(now, cycle, entries_in_downtime(config, downtimes, now))

@@ -163,3 +163,23 @@ def test_a_damaged_override_file_is_the_cycles_problem_and_applies_none(config: 
     result = run_cycle(config, 1, NOW, releases={}, ports=ports)
     assert submitted_by_entry(result)["good"] == 4
     assert any("health-overrides.json" in problem for problem in result.problems)
+
+
+def test_a_cycle_that_cannot_read_its_queue_keeps_its_transitions_so_none_is_made_twice(
+    config: FactoryConfig,
+) -> None:
+    banned = EntryHealth("dead", HealthState.BANNED, "8 of 8 pilots failed", NOW - 7200)
+    path = health_store.memory_path(config.work_dir)
+    health_store.save_memory(path, health_store.HealthMemory({"dead": banned}, {}, NOW - 60))
+    ports, _wms, _schedd = fake_ports(config, NOW, schedd_unreachable=True)
+    reporter = Snapshots()
+    result = run_cycle(config, 1, NOW, releases={}, reporter=reporter, ports=ports)
+    assert result.plan is None
+    [change] = reporter.seen[0].transitions
+    assert (change.entry, change.old, change.new) == ("dead", "banned", "probing")
+    saved = health_store.load_memory(path)
+    assert saved.states["dead"].state is HealthState.PROBING
+    assert saved.evaluated_at == NOW - 60, "the unseen queue is looked at again from the last evaluation"
+    ports, _wms, _schedd = fake_ports(config, NOW + 10)
+    run_cycle(config, 2, NOW + 10, releases={}, reporter=reporter, ports=ports)
+    assert reporter.seen[1].transitions == ()

@@ -20,6 +20,7 @@ from updraft.adnumbers import is_int
 from updraft.factory import downtime
 from updraft.factory.config import FactoryConfig
 from updraft.factory.decide import count_pilots
+from updraft.factory.health_model import EntryHealth
 from updraft.factory.model import Pilot, PilotCounts
 from updraft.factory.policy import AdvertisedEntry, advertised_entries, entries_in_downtime, entry_policies
 from updraft.factory.slotad import advertised_slot
@@ -34,7 +35,11 @@ _STATE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 
 
 def entry_ad(
-    factory: FactoryConfig, entry: AdvertisedEntry, in_downtime: bool = False, totals: Mapping[str, int] | None = None
+    factory: FactoryConfig,
+    entry: AdvertisedEntry,
+    in_downtime: bool = False,
+    totals: Mapping[str, int] | None = None,
+    health: EntryHealth | None = None,
 ) -> dict[str, Any]:
     """One advertised entry: its published attributes, then the protocol's own (which win).
 
@@ -59,13 +64,31 @@ def entry_ad(
         protocol.E_MAX_HELD: entry.limits.max_held,
         protocol.E_DOWNTIME: entry.downtime or in_downtime,
         **{pilots_attribute(state): _count(state, value) for state, value in sorted((totals or {}).items())},
+        **health_attributes(health),
     }
+
+
+def health_attributes(health: EntryHealth | None) -> dict[str, Any]:
+    """The entry's health state, reason and since; its cap only when the state caps (banned: 0).
+
+    Nothing when no health was decided (the ad then says nothing rather than "active")."""
+    if health is None:
+        return {}
+    found: dict[str, Any] = {
+        protocol.E_HEALTH: health.state.value,
+        protocol.E_HEALTH_REASON: health.reason,
+        protocol.E_HEALTH_SINCE: int(health.since),
+    }
+    if health.cap is not None:
+        found[protocol.E_HEALTH_CAP] = health.cap
+    return found
 
 
 def entry_ads(
     factory: FactoryConfig,
     downtimes: Collection[str] = frozenset(),
     totals: Mapping[str, Mapping[str, int]] | None = None,
+    health: Mapping[str, EntryHealth] | None = None,
 ) -> list[dict[str, Any]]:
     """Ads for every advertised entry, by name: enabled standalone entries and enabled entry sets.
 
@@ -74,7 +97,8 @@ def entry_ads(
     (`updraft.factory.policy.entries_in_downtime`); they advertise
     ``UpdraftInDowntime = true`` like an entry whose config says so.
     `totals` gives each entry's pilots by state (as for `factory_ad`), the
-    monitoring numbers frontends and dashboards read from the entry ad.
+    monitoring numbers frontends and dashboards read from the entry ad;
+    `health` each entry's health this cycle (`health_attributes`).
     Raises TypeError if given anything but names (e.g. the `Downtime`
     records themselves), which would otherwise advertise no downtime at all.
     """
@@ -84,9 +108,9 @@ def entry_ads(
         raise TypeError(
             f"entry_ads takes the names of entries in downtime (see entries_in_downtime), got {strays[0]!r}"
         )
-    totals = totals or {}
+    totals, health = totals or {}, health or {}
     return [
-        entry_ad(factory, entry, name in downtimes, totals.get(name))
+        entry_ad(factory, entry, name in downtimes, totals.get(name), health.get(name))
         for name, entry in advertised_entries(factory).items()
     ]
 
@@ -157,11 +181,13 @@ def cycle_ads(
     pilots: tuple[Pilot, ...] | None,
     now: float,
     extra: Mapping[str, Any],
+    health: Mapping[str, EntryHealth] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every entry ad and the global factory ad of one cycle; `extra` joins the factory ad (key, refusals).
+    """Every entry ad and the global factory ad of one cycle; `extra` joins the factory ad (key, refusals),
+    `health` the entry ads.
 
     Unknown pilots (an unreadable queue) publish no pilot numbers rather than zeros.
     """
     per_entry = entry_totals(config, pilots, downtimes, now) if pilots is not None else {}
     global_ad = {**factory_ad(config, factory_totals(per_entry)), **extra}
-    return [*entry_ads(config, entries_in_downtime(config, downtimes, now), per_entry), global_ad]
+    return [*entry_ads(config, entries_in_downtime(config, downtimes, now), per_entry, health), global_ad]

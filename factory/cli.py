@@ -38,6 +38,7 @@ CYCLE_LOGGERS = (
     ("updraft.factory.report", logging.WARNING),
     ("updraft.factory.accounting", logging.WARNING),
     ("updraft.factory.credentials", logging.ERROR),
+    ("updraft.factory.health_store", logging.WARNING),
 )
 """What a cycle logs and `once` prints itself (problems, refusals, the failure): shown only with -v."""
 
@@ -430,3 +431,13 @@ def _show(when: float) -> str:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _add_health() -> None:
+    """`updraft factory health` lives in its own module (`updraft.factory.health_cli`)."""
+    from updraft.factory.health_cli import health
+
+    factory.add_command(health)
+
+
+_add_health()

@@ -7,6 +7,7 @@ them. See ``etc/factory.yaml`` for a commented example.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePath
@@ -36,6 +37,7 @@ from updraft.config import (
     ConfigModel,
     Count,
     DurationSeconds,
+    Fraction,
     FrozenList,
     FrozenMap,
     Identity,
@@ -45,6 +47,7 @@ from updraft.config import (
     Name,
     NonBlankStr,
     NonNegativeLifetimeSeconds,
+    PositiveCount,
     Text,
     load_layered,
 )
@@ -327,6 +330,53 @@ class HoldSettings(ConfigModel):
         return value
 
 
+HealthCause = Literal[
+    "submit_failed",
+    "held_batch_refused",
+    "held_batch_unreachable",
+    "held_other",
+    "validation",
+    "black_hole",
+    "pilot_failed",
+    "no_job",
+    "slow_start",
+]
+"""Why a pilot counts as failed for the health policy (`updraft.factory.health.CAUSES`)."""
+
+ShareOrZero = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
+
+
+class HealthConfig(ConfigModel):
+    """The entry health policy (docs/entry-health.md): at factory level the defaults of every entry,
+    under an entry or entry set only the keys that differ. Unset keys are inherited: the entry's,
+    else the factory's, else the built-in default (`updraft.factory.health.HealthSettings`)."""
+
+    enabled: bool | None = None
+    """false: the entry stays active whatever its pilots do (operators' overrides still apply)."""
+    window_seconds: IntervalSeconds | None = None
+    """How far back the failure fraction looks."""
+    min_outcomes: PositiveCount | None = None
+    """With fewer outcomes in the window, the missing ones count as good."""
+    degrade_fraction: Fraction | None = None
+    ban_fraction: Fraction | None = None
+    recover_fraction: ShareOrZero | None = None
+    min_time_in_state_seconds: DurationSeconds | None = None
+    ban_seconds: IntervalSeconds | None = None
+    probe_count: Annotated[int, Field(ge=1, le=1000)] | None = None
+    degraded_max_idle: Count | None = None
+    start_seconds: IntervalSeconds | None = None
+    """A pilot still idle this long after submission is a slow start (a failure)."""
+    healthy_after_seconds: IntervalSeconds | None = None
+    """A pilot running this long is a good outcome."""
+    history_seconds: IntervalSeconds | None = None
+    """How long outcomes are kept (at least the window)."""
+    ignore_causes: FrozenList[HealthCause] | None = None
+    """Failure causes not counted on this entry, e.g. [no_job] for a VO whose demand comes in bursts."""
+
+
+HEALTH_KEYS = tuple(HealthConfig.model_fields)
+
+
 class Entry(ConfigModel):
     """One place pilots are submitted to, and what its entry ad advertises.
 
@@ -360,6 +410,8 @@ class Entry(ConfigModel):
     """What the pilots' slots have beyond cores and memory (disk, platform, domains), for the entry ad."""
     staging_files: FrozenList[StagedFileConfig] = ()
     """This entry's files (e.g. its validation scripts), after the factory's ``staging.files``."""
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    """This entry's health policy keys that differ from the factory's ``health:``."""
     grid: Annotated[ConfigModel, SkipValidation, Field(exclude=True)]
     """The grid type's own keys, as its plugin's settings model validated them. Not a key of
     the YAML: the grid type's keys sit beside the common ones there (see `_split_by_owner`)."""
@@ -724,6 +776,8 @@ class EntrySet(ConfigModel):
     downtime: bool = False
     enabled: bool = True
     """false: the set is not advertised, and its members are not used either."""
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    """The set's health policy keys that differ from the factory's (the set has one state as a whole)."""
 
     @property
     def cpus_per_pilot(self) -> int:
@@ -776,6 +830,8 @@ class FactoryConfig(ServiceConfig):
     staging: StagingSettings | None = None
     """The factory's staging area (per entry releases, written by ``reconfig``); unset: the pilot
     gets no manifest, which only a custom ``pilot.executable`` can live with."""
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    """The entry health policy of every entry (docs/entry-health.md); entries may change keys of it."""
 
     @model_validator(mode="after")
     def _entry_sets_fit_the_entries(self) -> FactoryConfig:
@@ -785,7 +841,12 @@ class FactoryConfig(ServiceConfig):
         ``entry_sets.us.members[1]``), so the loader names the file and key
         the operator has to edit, and all are reported at once.
         """
-        problems = [*_set_name_clashes(self), *_member_problems(self), *_downtime_conflicts(self)]
+        problems = [
+            *_set_name_clashes(self),
+            *_member_problems(self),
+            *_downtime_conflicts(self),
+            *_health_problems(self),
+        ]
         if problems:
             raise ValidationError.from_exception_data(type(self).__name__, problems)
         return self
@@ -874,6 +935,64 @@ def _downtime_conflicts(config: FactoryConfig) -> list[InitErrorDetails]:
         and "downtime" in config.entries[member].model_fields_set
         and not config.entries[member].downtime
     ]
+
+
+def health_values(factory: HealthConfig, own: HealthConfig) -> dict[str, Any]:
+    """The keys set for one entry: its own, else the factory's; unset ones are left out (built-in)."""
+    values = {}
+    for key in HEALTH_KEYS:
+        value = getattr(own, key)
+        if value is None:
+            value = getattr(factory, key)
+        if value is not None:
+            values[key] = value
+    return values
+
+
+_HEALTH_ORDER = (
+    ("recover_fraction", "degrade_fraction", "below", operator.lt),
+    ("degrade_fraction", "ban_fraction", "at most", operator.le),
+    ("window_seconds", "history_seconds", "at most", operator.le),
+)
+_HEALTH_BUILT_IN = {"recover_fraction": 0.2, "degrade_fraction": 0.5, "ban_fraction": 0.8}
+_HEALTH_BUILT_IN |= {"window_seconds": 3600, "history_seconds": 86400}
+"""The built-in values the order checks fall back on (the same as `updraft.factory.health.HealthSettings`)."""
+
+
+def _health_order_problems(where: tuple[str | int, ...], values: Mapping[str, Any]) -> list[InitErrorDetails]:
+    """recover < degrade <= ban, and window <= history: anything else makes a state unreachable or
+    a window that looks at outcomes already forgotten."""
+    problems = []
+    for low, high, words, holds in _HEALTH_ORDER:
+        low_value = values.get(low, _HEALTH_BUILT_IN[low])
+        high_value = values.get(high, _HEALTH_BUILT_IN[high])
+        if not holds(low_value, high_value):
+            key = low if low in values else high
+            problems.append(
+                _problem(
+                    (*where, "health", key),
+                    values.get(key),
+                    "health_order",
+                    "{low} ({low_value}) must be {words} {high} ({high_value})",
+                    {"low": low, "low_value": low_value, "words": words, "high": high, "high_value": high_value},
+                )
+            )
+    return problems
+
+
+def _health_problems(config: FactoryConfig) -> list[InitErrorDetails]:
+    """The health keys in force for the factory and each entry and set, checked in order; a problem is
+    reported at the key of whoever set it (the entry's own, else the factory's)."""
+    problems = _health_order_problems((), health_values(config.health, HealthConfig()))
+    if problems:
+        return problems
+    owners: list[tuple[tuple[str | int, ...], HealthConfig]] = [
+        *((("entries", name), entry.health) for name, entry in sorted(config.entries.items())),
+        *((("entry_sets", name), entry_set.health) for name, entry_set in sorted(config.entry_sets.items())),
+    ]
+    for where, own in owners:
+        problems += _health_order_problems(where, health_values(config.health, own))
+    return problems
 
 
 def _already_in(member: str, first_set: str, first_index: int, this_set: str) -> str:

@@ -39,6 +39,12 @@ Order of the policy, per entry:
    clusters of the entry's cluster size. Act renders and submits exactly
    that: nothing is decided after decide.
 
+The entry's health (`EntryPolicy.health`, decided before by
+`updraft.factory.health`) is one more limit under the bound
+``entry.health``: a banned entry submits nothing (its record says since
+when and why), a degraded one keeps at most its cap of idle pilots, a
+probing one at most its probe count of pilots in flight, over all frontends.
+
 Per-cycle caps (submits, removals, releases) are per entry. Removals are
 taken by priority: held pilots, then stale idle, then stale running (oldest
 first in each), then request removals. Where several requests compete for
@@ -54,10 +60,12 @@ pilots the frontend still wants. Stale and hold rules still apply to it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from updraft.factory.health_model import EntryHealth, HealthState
 from updraft.factory.model import (
     IDLE_STATES,
     LIVE_STATES,
@@ -639,9 +647,36 @@ def _own_bounds(draft: _Draft, request: Request, policy: EntryPolicy, entry: _Ta
     elif policy.members == ():
         draft.record.notes.append("every member CE is in downtime: nothing submitted")
         draft.record.lower(0, "zero", ("entry.downtime",), "every member in downtime")
+    _banned(draft, policy.health)
     _too_many_held(draft, "entry", entry.held, policy.limits.max_held)
     _too_many_held(draft, "frontend", front.held, policy.limits_for(draft.frontend).max_held)
     _refused_here(draft, entry.refused)
+
+
+HEALTH_BOUND = "entry.health"
+"""The bound a health state (banned, degraded, probing) records when it holds submissions back."""
+
+
+def _since(moment: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(moment))
+
+
+def _banned(draft: _Draft, health: EntryHealth | None) -> None:
+    """A banned entry gets nothing: the record says so, why, and since when."""
+    if health is None or health.state is not HealthState.BANNED:
+        return
+    words = f"banned since {_since(health.since)}: {health.reason}"
+    draft.record.notes.append(f"entry {words}: nothing submitted")
+    draft.record.lower(0, "zero", (HEALTH_BOUND,), words)
+
+
+def _health_limit(health: EntryHealth | None, entry: _Tally) -> tuple[str, int | None, str]:
+    """Degraded caps the entry's idle pilots, probing its pilots in flight (over all frontends)."""
+    if health is None or health.cap is None or health.state is HealthState.BANNED:
+        return HEALTH_BOUND, None, ""
+    if health.state is HealthState.PROBING:
+        return HEALTH_BOUND, health.cap - entry.total, f"probing: {entry.total} of {health.cap} probe pilots out"
+    return HEALTH_BOUND, health.cap - entry.idle, f"{health.state.value}: {entry.idle} of {health.cap} idle"
 
 
 def _room(limit: int | None, used: int) -> int | None:
@@ -655,6 +690,7 @@ def _entry_cap(policy: EntryPolicy, entry: _Tally) -> Cap:
             ("entry.max_pilots", _room(limits.max_pilots, entry.total), f"{entry.total} of {limits.max_pilots} pilots"),
             ("entry.max_idle", _room(limits.max_idle, entry.idle), f"{entry.idle} of {limits.max_idle} idle"),
             ("entry.max_submits", submits, f"at most {submits} submissions per cycle"),
+            _health_limit(policy.health, entry),
         )
     )
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from updraft.factory.cloud import CloudPlan
+from updraft.factory.health_model import EntryHealth
 from updraft.protocol import PilotParams, PublishedRequest, RemoveMode
 from updraft.records import Step
 
@@ -271,6 +272,9 @@ class EntryPolicy:
     """Cloud entries: the pilot token travels in the instance's user data, which anyone allowed to read
     the instance's attributes can read, so a token is accepted only if it allows nothing but
     ADVERTISE_STARTD and expires within this many seconds. None: the entry's pilots get no user data."""
+    health: EntryHealth | None = None
+    """The entry's health this cycle (`updraft.factory.health`): banned submits nothing, degraded caps
+    the entry's idle pilots, probing its pilots in flight. None: no health decided (all sent)."""
 
     def __post_init__(self) -> None:
         if self.cluster_size < 1:

@@ -21,6 +21,7 @@ limits and the stale ages).
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,11 +38,14 @@ from updraft.factory.config import (
     FactoryConfig,
     FrontendLimits,
     cpus_in,
+    health_values,
 )
 from updraft.factory.credentials import open_credential
 from updraft.factory.downtime import Downtime, active
 from updraft.factory.gridtypes.cloud import CloudMachine
 from updraft.factory.gridtypes.ec2 import Ec2Machine
+from updraft.factory.health import HealthSettings
+from updraft.factory.health_model import EntryHealth
 from updraft.factory.model import (
     CycleCaps,
     EntryPolicy,
@@ -282,6 +286,29 @@ def _policy(config: FactoryConfig, entry: AdvertisedEntry, downtimes: Sequence[D
         set_policy=config.entry_sets[entry.name].policy if entry.is_set else LEAST_IDLE,
         user_data_token_seconds=_user_data_token_seconds(tuning),
     )
+
+
+def health_settings(config: FactoryConfig) -> dict[str, HealthSettings]:
+    """Each advertised entry's health policy: its own keys, else the factory's, else the built-in ones.
+
+    Health is decided per advertised entry, so an entry set has one state
+    (its members' pilots all count for it) and its own ``health:`` keys;
+    its members' keys are not used, like their limits.
+    """
+    return {name: _health_settings(config, entry) for name, entry in advertised_entries(config).items()}
+
+
+def _health_settings(config: FactoryConfig, entry: AdvertisedEntry) -> HealthSettings:
+    own = config.entry_sets[entry.name].health if entry.is_set else config.entries[entry.name].health
+    values = health_values(config.health, own)
+    if "ignore_causes" in values:
+        values["ignore_causes"] = frozenset(values["ignore_causes"])
+    return HealthSettings(**values)
+
+
+def with_health(policies: Mapping[str, EntryPolicy], health: Mapping[str, EntryHealth]) -> dict[str, EntryPolicy]:
+    """The policies with each entry's health this cycle, which `decide` applies."""
+    return {name: dataclasses.replace(policy, health=health.get(name)) for name, policy in policies.items()}
 
 
 def _user_data_token_seconds(entry: Entry) -> int | None:

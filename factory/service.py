@@ -18,12 +18,13 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from updraft.condor import use_client_config
 from updraft.envelope import Keyring
 from updraft.errors import ConfigError
-from updraft.factory import downtime, holds
+from updraft.factory import downtime, health_store, holds
 from updraft.factory.accounting import account
 from updraft.factory.act import act, send_ads, terminate_instances, withdraw
 from updraft.factory.advertise import REJECTED_ATTRIBUTE, cycle_ads
@@ -31,9 +32,18 @@ from updraft.factory.cloud import decide_cloud, unknown_lines
 from updraft.factory.config import FactoryConfig, load_factory_config
 from updraft.factory.credentials import keyring_or_problem, load_keyring, public_key_attributes
 from updraft.factory.decide import decide
+from updraft.factory.health import HealthDecision, decide_health, observed_outcomes, submit_failures, with_outcomes
+from updraft.factory.health_model import Override
 from updraft.factory.model import FactoryPlan
 from updraft.factory.observe import FactoryView, observe
-from updraft.factory.policy import accepted_requests, cloud_policies, entries_in_downtime, entry_policies
+from updraft.factory.policy import (
+    accepted_requests,
+    cloud_policies,
+    entries_in_downtime,
+    entry_policies,
+    health_settings,
+    with_health,
+)
 from updraft.factory.ports import FactoryPorts, connect
 from updraft.factory.reconfig import record_applied
 from updraft.factory.report import Acted, CycleResult, log_rejections
@@ -51,10 +61,25 @@ log = logging.getLogger(__name__)
 def plan_cycle(
     config: FactoryConfig, now: float, ports: FactoryPorts | None = None
 ) -> tuple[FactoryView, FactoryPlan | None, list[downtime.Downtime]]:
-    """Observe and decide; no queue is touched, no ad is sent and no history is read."""
+    """Observe and decide; no queue is touched, no ad is sent, no history is read and no health is saved."""
     keyring = load_keyring(config, now, read_only=True)
-    view, plan, downtimes, _ = timed_plan(config, ports or connect(config), now, keyring, with_history=False)
-    return view, plan, downtimes
+    planned = timed_plan(config, ports or connect(config), now, keyring, with_history=False)
+    return planned.view, planned.plan, planned.downtimes
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What observe and decide made of one cycle, before act."""
+
+    view: FactoryView
+    plan: FactoryPlan | None
+    downtimes: list[downtime.Downtime]
+    timings: dict[str, float]
+    health: HealthDecision
+    evaluated_at: float | None
+    """Up to when outcomes were observed: `now`, or the previous evaluation when the queue was unknown."""
+    problems: tuple[str, ...] = ()
+    """The health inputs' own problems (a damaged override file)."""
 
 
 def timed_plan(
@@ -65,23 +90,81 @@ def timed_plan(
     *,
     with_history: bool = True,
     cycle: int = 0,
-) -> tuple[FactoryView, FactoryPlan | None, list[downtime.Downtime], dict[str, float]]:
+) -> Planned:
     """`plan_cycle`, with the seconds spent observing and deciding (for monitoring).
 
+    The entries' health is decided first, from the queue, the completed
+    pilots and the stored memory and overrides; `decide` then applies it.
     `cycle` turns round-robin entry sets: each cycle starts at the next member."""
     started = time.perf_counter()
     downtimes = downtime.load(downtime.downtimes_path(config.work_dir))
     view = observe(config, ports, now, with_history=with_history)
     observed = time.perf_counter()
     timings = {"observe": observed - started}
+    overrides, problems = _overrides(config)
+    health, evaluated_at = _decide_health(config, view, overrides, now)
     if view.pilots is None:
-        return view, None, downtimes, timings
+        return Planned(view, None, downtimes, timings, health, evaluated_at, problems)
     requests = accepted_requests(view.requests, config.name, downtimes, now, keyring.openers(now) if keyring else {})
-    plan = decide(requests, view.pilots, entry_policies(config, downtimes, now), now, cycle)
+    policies = with_health(entry_policies(config, downtimes, now), health.health)
+    plan = decide(requests, view.pilots, policies, now, cycle)
     cloud = decide_cloud(config.name, view.cloud, view.instance_claims or {}, cloud_policies(config), now)
     plan = dataclasses.replace(plan, cloud=cloud)
     timings["decide"] = time.perf_counter() - observed
-    return view, plan, downtimes, timings
+    return Planned(view, plan, downtimes, timings, health, evaluated_at, problems)
+
+
+def _overrides(config: FactoryConfig) -> tuple[dict[str, Override], tuple[str, ...]]:
+    """The operators' overrides; a damaged file applies none and is the cycle's problem, every cycle."""
+    try:
+        return health_store.load_overrides(health_store.overrides_path(config.work_dir)), ()
+    except ConfigError as err:
+        log.error("entry health overrides not applied: %s", err)
+        return {}, (f"entry health overrides not applied: {err}",)
+
+
+def _decide_health(
+    config: FactoryConfig, view: FactoryView, overrides: dict[str, Override], now: float
+) -> tuple[HealthDecision, float | None]:
+    """This cycle's outcomes from what was observed, every advertised entry's health from them, and up to
+    when outcomes were observed.
+
+    With the queue unknown nothing is observed (its holds and starts were
+    not seen, and the completed pilots are read again next cycle, since
+    accounting does not run): the states still follow time (a ban ends),
+    and the next cycle looks for outcomes from the last evaluation on."""
+    memory = health_store.load_memory(health_store.memory_path(config.work_dir))
+    settings = health_settings(config)
+    if view.pilots is None:
+        return decide_health(memory.states, memory.history, {}, overrides, settings, now), memory.evaluated_at
+    completed = view.completed.pilots if view.completed is not None else ()
+    outcomes = observed_outcomes(view.pilots, completed, settings, memory.evaluated_at, now)
+    return decide_health(memory.states, memory.history, outcomes, overrides, settings, now), now
+
+
+def _save_health(config: FactoryConfig, planned: Planned, acted: Acted, now: float) -> list[str]:
+    """Remember states and history, with the submissions refused this cycle, for the next cycle.
+
+    Saved in every cycle, also one that could not read its queue: a
+    transition it made and reported must not be made (and announced) again."""
+    history = planned.health.history
+    if planned.plan is not None:
+        refused = submit_failures(planned.plan.actions, [result.errors for result in acted.results])
+        history = with_outcomes(history, refused, now)
+    memory = health_store.HealthMemory(planned.health.health, history, planned.evaluated_at)
+    try:
+        health_store.save_memory(health_store.memory_path(config.work_dir), memory)
+    except OSError as err:
+        log.error("entry health not saved: %s", err)
+        return [f"entry health not saved: {err}"]
+    return []
+
+
+def _log_transitions(health: HealthDecision) -> None:
+    for change in health.transitions:
+        log.warning(
+            "entry %s: %s -> %s (%s): %s", change.entry, change.old.value, change.new.value, change.by, change.reason
+        )
 
 
 def run_cycle(
@@ -102,21 +185,27 @@ def run_cycle(
     ports = ports or connect(config)
     releases = stage_entries(config) if releases is None else releases
     keyring, problems = keyring_or_problem(config, now, read_only=True)
-    view, plan, downtimes, timings = timed_plan(config, ports, now, keyring, cycle=cycle)
+    planned = timed_plan(config, ports, now, keyring, cycle=cycle)
+    view, plan, downtimes = planned.view, planned.plan, planned.downtimes
     if plan is not None and not problems:  # the cycle reached its daemons: its factory ad can carry a new key
         keyring, problems = keyring_or_problem(config, now)
     extra = {**public_key_attributes(keyring), REJECTED_ATTRIBUTE: len(plan.rejected) if plan else 0}
-    problems += [*view.problems, *_some(send_ads(ports.wms, cycle_ads(config, downtimes, view.pilots, now, extra)))]
+    ads = cycle_ads(config, downtimes, view.pilots, now, extra, planned.health.health)
+    problems += [*view.problems, *planned.problems, *_some(send_ads(ports.wms, ads))]
     problems += _held_problems(view) + _unknown_instances(plan)
+    _log_transitions(planned.health)
     acted = Acted()
     if plan is None:
         log.error("pilot queue unreadable: nothing submitted or removed this cycle")
     else:
         log_rejections(plan, already_logged)
         acted = _act(config, ports, plan, view, releases, now)
-    result = CycleResult.of(plan, view, acted, problems, timings)
+    problems += _save_health(config, planned, acted, now)
+    result = CycleResult.of(plan, view, acted, problems, planned.timings)
     if reporter is not None:
-        reporter.report(factory_snapshot(config, result.facts(now, cycle, entries_in_downtime(config, downtimes, now))))
+        facts = result.facts(now, cycle, entries_in_downtime(config, downtimes, now))
+        facts = dataclasses.replace(facts, health=planned.health.health, transitions=planned.health.transitions)
+        reporter.report(factory_snapshot(config, facts))
     return result
 
 

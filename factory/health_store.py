@@ -1,0 +1,243 @@
+"""Where entry health lives between cycles and restarts: the policy's memory, the operators' overrides
+and the audit log of every override, all in the factory's work folder.
+
+- ``health.json``: each entry's state, reason, since (and the override it
+  was under), its outcome history, and when the policy last evaluated.
+  Rewritten whole each cycle (`updraft.atomicwrite`), so a restart keeps
+  states, history and "since". A missing or damaged file is a warning
+  naming it, and every entry starts active: health is a safety net, and
+  losing it must never stop the factory from provisioning.
+- ``health-overrides.json``: the operators' overrides by entry, written by
+  ``updraft factory health set|clear`` and read by the service every cycle
+  (so a change applies at the next cycle). A damaged file is an error
+  naming it: the command refuses to write over it (nothing lost), the
+  service reports it as a problem of the cycle and applies none.
+- ``health-audit.log``: one JSON line per ``set`` or ``clear`` (who, when,
+  what, why), only ever appended to.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from updraft.atomicwrite import write_atomically
+from updraft.errors import ConfigError
+from updraft.factory.health import History
+from updraft.factory.health_model import EntryHealth, HealthState, Override
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class HealthMemory:
+    """What the health policy remembers from one cycle to the next."""
+
+    states: Mapping[str, EntryHealth] = field(default_factory=dict)
+    history: Mapping[str, History] = field(default_factory=dict)
+    evaluated_at: float | None = None
+    """When the policy last ran; outcomes in the queue are new after it. None: never (a fresh start)."""
+
+
+def memory_path(work_dir: Path) -> Path:
+    return work_dir / "health.json"
+
+
+def overrides_path(work_dir: Path) -> Path:
+    return work_dir / "health-overrides.json"
+
+
+def audit_path(work_dir: Path) -> Path:
+    return work_dir / "health-audit.log"
+
+
+# --------------------------------------------------------------------------
+# Plain JSON values
+# --------------------------------------------------------------------------
+
+
+def _number(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{what}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _text(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{what}: expected text, got {value!r}")
+    return value
+
+
+def _state(value: object, what: str) -> HealthState:
+    try:
+        return HealthState(value)
+    except ValueError:
+        known = ", ".join(s.value for s in HealthState)
+        raise ValueError(f"{what}: expected one of {known}, got {value!r}") from None
+
+
+def override_to_json(override: Override) -> dict[str, Any]:
+    return {
+        "entry": override.entry,
+        "state": override.state.value,
+        "reason": override.reason,
+        "until": override.until,
+        "set_by": override.set_by,
+        "set_at": override.set_at,
+    }
+
+
+def override_from_json(data: object, what: str) -> Override:
+    if not isinstance(data, dict):
+        raise ValueError(f"{what}: expected an object, got {data!r}")
+    return Override(
+        entry=_text(data.get("entry"), f"{what}.entry"),
+        state=_state(data.get("state"), f"{what}.state"),
+        reason=_text(data.get("reason"), f"{what}.reason"),
+        until=_number(data.get("until"), f"{what}.until"),
+        set_by=_text(data.get("set_by"), f"{what}.set_by"),
+        set_at=_number(data.get("set_at"), f"{what}.set_at"),
+    )
+
+
+def _entry_to_json(health: EntryHealth, history: History) -> dict[str, Any]:
+    return {
+        "state": health.state.value,
+        "reason": health.reason,
+        "since": health.since,
+        "next_review": health.next_review,
+        "cap": health.cap,
+        "override": override_to_json(health.override) if health.override else None,
+        "good": list(history.good),
+        "bad": list(history.bad),
+        "causes": list(history.causes),
+    }
+
+
+def _times(value: object, what: str) -> tuple[float, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"{what}: expected a list of times, got {type(value).__name__}")
+    times = tuple(_number(item, what) for item in value)
+    if any(later < earlier for earlier, later in itertools.pairwise(times)):
+        raise ValueError(f"{what}: times are not in order")
+    return times
+
+
+def _entry_from_json(name: str, data: object) -> tuple[EntryHealth, History]:
+    what = f"entries.{name}"
+    if not isinstance(data, dict):
+        raise ValueError(f"{what}: expected an object")
+    causes = data.get("causes")
+    if not isinstance(causes, list) or not all(isinstance(c, str) for c in causes):
+        raise ValueError(f"{what}.causes: expected a list of causes")
+    history = History(_times(data.get("good"), f"{what}.good"), _times(data.get("bad"), f"{what}.bad"), tuple(causes))
+    raw_override = data.get("override")
+    review, cap = data.get("next_review"), data.get("cap")
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
+        raise ValueError(f"{what}.cap: expected a count or null, got {cap!r}")
+    health = EntryHealth(
+        entry=name,
+        state=_state(data.get("state"), f"{what}.state"),
+        reason=_text(data.get("reason"), f"{what}.reason"),
+        since=_number(data.get("since"), f"{what}.since"),
+        next_review=None if review is None else _number(review, f"{what}.next_review"),
+        cap=cap,
+        override=None if raw_override is None else override_from_json(raw_override, f"{what}.override"),
+    )
+    return health, history
+
+
+def memory_to_json(memory: HealthMemory) -> dict[str, Any]:
+    return {
+        "version": VERSION,
+        "evaluated_at": memory.evaluated_at,
+        "entries": {
+            name: _entry_to_json(health, memory.history.get(name, History()))
+            for name, health in sorted(memory.states.items())
+        },
+    }
+
+
+def memory_from_json(data: object) -> HealthMemory:
+    """The memory a file held; ValueError naming the first thing wrong."""
+    if not isinstance(data, dict) or data.get("version") != VERSION:
+        raise ValueError(f"not a health memory of version {VERSION}")
+    evaluated = data.get("evaluated_at")
+    entries = data.get("entries")
+    if not isinstance(entries, dict):
+        raise ValueError("entries: expected an object")
+    states, history = {}, {}
+    for name, item in entries.items():
+        states[name], history[name] = _entry_from_json(name, item)
+    return HealthMemory(states, history, None if evaluated is None else _number(evaluated, "evaluated_at"))
+
+
+# --------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------
+
+
+def load_memory(path: Path) -> HealthMemory:
+    """The saved memory; a missing or damaged file is a warning naming it, and a fresh start (all active)."""
+    try:
+        return memory_from_json(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        log.warning("no entry health memory at %s (first start?): every entry starts active", path)
+    except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        log.warning("entry health memory %s unusable (%s): every entry starts active, its history forgotten", path, err)
+    return HealthMemory()
+
+
+def save_memory(path: Path, memory: HealthMemory) -> None:
+    """Atomically; an OSError propagates to the caller (the cycle reports it)."""
+    write_atomically(path, json.dumps(memory_to_json(memory), separators=(",", ":")) + "\n")
+
+
+def load_overrides(path: Path) -> dict[str, Override]:
+    """The stored overrides by entry, expired ones included; a missing file means none.
+
+    A damaged file raises ConfigError naming it and what is wrong, never "no overrides".
+    """
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{path}: unreadable health override file: {err}") from err
+    items = raw.get("overrides") if isinstance(raw, dict) else None
+    if not isinstance(items, list):
+        raise ConfigError(f"{path}: not a health override file (expected an object with a list 'overrides')")
+    found: dict[str, Override] = {}
+    for index, item in enumerate(items):
+        try:
+            override = override_from_json(item, f"overrides[{index}]")
+        except ValueError as err:
+            raise ConfigError(f"{path}: not a health override file: {err}") from err
+        found[override.entry] = override
+    return found
+
+
+def save_overrides(path: Path, overrides: Mapping[str, Override]) -> None:
+    data = {"overrides": [override_to_json(o) for _, o in sorted(overrides.items())]}
+    write_atomically(path, json.dumps(data, indent=2) + "\n")
+
+
+def audit(path: Path, record: Mapping[str, Any]) -> None:
+    """Append one line to the audit log and flush it to disk; earlier lines are never touched."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(dict(record), sort_keys=True) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -15,21 +15,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner, Result
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from updraft import protocol
+from updraft.cli import main
 from updraft.factory.health_model import HealthState
+from updraft.fakes import FakeSchedd
 from updraft.frontend.config import FrontendConfig, load_frontend_config
 from updraft.frontend.decide import HEALTH_BOUND, decide
 from updraft.frontend.explain import explain, explain_plan, why_no_request
 from updraft.frontend.model import AdvertisedHealth, Decision, EntryAd, Observation, Plan
 from updraft.frontend.observe import HEALTH_REASON_CHARS, parse_entry
+from updraft.frontend.ports import fake_ports
 from updraft.frontend.service import run_cycle
 from updraft.frontend.whynot import describe, refused_shapes
 
 from .conftest import ConfigTree, Snapshots
-from .test_frontend_cycle import FRONTEND, daemons, entry_ad, requests_in
+from .test_frontend_cycle import FRONTEND, daemons, entry_ad, idle_jobs, requests_in
 from .test_frontend_decide import IDLE, NOW, config, configs, entry, jobs, observations, slots
 from .test_fuzz_inputs import TRUSTED, good_entry_ad, junk
 
@@ -367,3 +371,43 @@ def test_the_cap_does_not_apply_to_a_group_that_wants_less() -> None:
     capped = entry(health=health("probing", 2))
     [decision] = decide(Observation(shapes=(jobs(1),), entries=(capped,)), config(), NOW).decisions
     assert decision.idle == 1 and decision.bound_by == ()
+
+
+def use_fakes(monkeypatch: pytest.MonkeyPatch, *ads: dict[str, Any]) -> None:
+    """The CLI's cycles read fakes holding 3 idle jobs and the given entry ads."""
+
+    def connect(config: FrontendConfig) -> Any:
+        ports, vo, wms = fake_ports(config)
+        vo.schedds["vo-schedd@lab"] = FakeSchedd("vo-schedd@lab", jobs=idle_jobs(3))
+        wms.ads.extend(ads)
+        return ports
+
+    for module in ("updraft.frontend.service", "updraft.frontend.ports"):
+        monkeypatch.setattr(f"{module}.connect", connect)
+
+
+def cli(tree: ConfigTree, tmp_path: Path, *args: str) -> Result:
+    path = tree.frontend(main=FRONTEND.format(work=tmp_path / "work"))
+    return CliRunner().invoke(main, ["frontend", "explain", *args, "-c", str(path)], prog_name="updraft")
+
+
+def test_explain_entry_says_banned_with_or_without_a_decision(
+    tree: ConfigTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_fakes(monkeypatch, sick_ad("site1", "banned", 0))
+    alone = cli(tree, tmp_path, "--entry", "site1")
+    assert alone.exit_code == 0, alone.stderr
+    said = f"entry banned since {SINCE_TEXT}: pilots fail validation"
+    assert f"zero by {HEALTH_BOUND}: {said}" in alone.stdout, "its only jobs are placed there, and zeroed"
+    use_fakes(monkeypatch, sick_ad("site1", "banned", 0), entry_ad("site2"))
+    beside = cli(tree, tmp_path, "--entry", "site1")
+    assert beside.exit_code == 0, beside.stderr
+    assert beside.stdout.startswith(f"entry site1@test-factory: no request: banned since {SINCE_TEXT}")
+
+
+def test_explain_unmatched_names_the_ban(tree: ConfigTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_fakes(monkeypatch, sick_ad("site1", "banned", 0))
+    result = cli(tree, tmp_path, "--unmatched")
+    assert result.exit_code == 0, result.stderr
+    assert "3 idle job(s) on vo-schedd@lab match only entries in downtime or banned" in result.stdout
+    assert f"site1@test-factory: matches, but the entry is banned since {SINCE_TEXT}" in result.stdout

@@ -435,6 +435,24 @@ def _health(draft: _Draft, health: AdvertisedHealth) -> None:
         draft.record.lower(health.cap, "cap", (HEALTH_BOUND,), said)
 
 
+def _share_health_caps(drafts: Sequence[_Draft]) -> None:
+    """An entry's health cap is the factory's for all its idle pilots: this frontend's groups share it.
+
+    Each group's request is already within the cap (`_health`); only entries
+    asked by several groups can go over it together, so only those are shared.
+    """
+    capped: dict[str, list[_Draft]] = {}
+    for draft in drafts:
+        health = draft.entry.health
+        if health is not None and health.cap is not None and draft.idle:
+            capped.setdefault(draft.entry.key, []).append(draft)
+    for sharing in capped.values():
+        health = sharing[0].entry.health
+        if len(sharing) > 1 and health is not None and health.cap is not None:
+            said = f"entry {health.described()}, shared by {len(sharing)} groups"
+            _apply_cap(sharing, Cap((HEALTH_BOUND,), health.cap, said))
+
+
 HEALTH_BOUND = "entry.health"
 """The bound a request held by the entry's advertised health names (`UpdraftReqBoundBy`)."""
 
@@ -840,6 +858,7 @@ def decide(observation: Observation, config: FrontendConfig, now: float) -> Plan
         unmatched[name], in_downtime[name] = matched.unmatched, matched.in_downtime
         unrunnable[name] = matched.unrunnable
     asking = [draft for draft in drafts if not draft.withdrawn]
+    _share_health_caps(asking)
     _apply_cap(asking, _frontend_cap(config, _totals(views, None)))
     _apply_cap(asking, _pool_cap(config, observation))
     drafts.sort(key=lambda d: d.sort_key)

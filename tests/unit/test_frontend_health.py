@@ -214,6 +214,10 @@ def test_health_holds_for_random_cycles(observation: Observation, cfg: FrontendC
             assert HEALTH_BOUND not in d.bound_by or found.cap < wanted
         else:
             assert HEALTH_BOUND not in d.bound_by
+    for capped in sick:
+        if capped.health is not None and capped.health.cap is not None:
+            asked = sum(d.idle for d in plan.decisions if d.entry.key == capped.key)
+            assert asked <= capped.health.cap, "the groups together stay within the entry's cap"
 
 
 # --------------------------------------------------------------------------
@@ -411,3 +415,15 @@ def test_explain_unmatched_names_the_ban(tree: ConfigTree, tmp_path: Path, monke
     assert result.exit_code == 0, result.stderr
     assert "3 idle job(s) on vo-schedd@lab match only entries in downtime or banned" in result.stdout
     assert f"site1@test-factory: matches, but the entry is banned since {SINCE_TEXT}" in result.stdout
+
+
+def test_groups_share_one_entrys_cap() -> None:
+    """The cap is the factory's for the entry's idle pilots, whoever asks: two groups together stay within it."""
+    capped = entry(health=health("degraded", 3))
+    two = config({"main": {}, "mc": {}})
+    plan = decide(Observation(shapes=(jobs(10), jobs(10, group="mc")), entries=(capped,)), two, NOW)
+    asked = {d.group: d.idle for d in plan.decisions}
+    assert sum(asked.values()) == 3 and set(asked) == {"main", "mc"} and min(asked.values()) >= 1, asked
+    assert all(HEALTH_BOUND in d.bound_by for d in plan.decisions)
+    one = decide(Observation(shapes=(jobs(1), jobs(1, group="mc")), entries=(capped,)), two, NOW)
+    assert [d.idle for d in one.decisions] == [1, 1] and all(d.bound_by == () for d in one.decisions)

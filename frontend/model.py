@@ -81,7 +81,7 @@ class AdvertisedHealth:
         return self.state is HealthState.BANNED
 
     def described(self) -> str:
-        """ "banned since 2026-12-06T09:00:00Z: <reason>": what records, `explain` and ``--unmatched`` say."""
+        """What records, `explain` and ``--unmatched`` say, e.g. 'banned since 2026-12-06T09:00:00Z: <reason>'."""
         since = "" if self.since is None else time.strftime(" since %Y-%m-%dT%H:%M:%SZ", time.gmtime(self.since))
         return f"{self.state.value}{since}" + (f": {self.reason}" if self.reason else "")
 

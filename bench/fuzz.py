@@ -209,8 +209,28 @@ def good_entry() -> dict[str, Any]:
         protocol.E_MAX_PILOTS: 10,
         protocol.E_MAX_IDLE: 5,
         protocol.E_DOWNTIME: False,
+        protocol.E_HEALTH: "degraded",
+        protocol.E_HEALTH_REASON: "pilots slow to start",
+        protocol.E_HEALTH_SINCE: 1_700_000_000,
+        protocol.E_HEALTH_CAP: 3,
         "GLIDEIN_Site": "Site1",
     }
+
+
+HEALTH_ATTRS = (protocol.E_HEALTH, protocol.E_HEALTH_REASON, protocol.E_HEALTH_SINCE, protocol.E_HEALTH_CAP)
+
+
+def _check_health(entry: Any, why: str | None) -> None:
+    """An entry read with a bad health value: the value named in a safe line, what was kept in range."""
+    if why is not None:
+        _bounded(why, HEALTH_ATTRS)
+    health = entry.health
+    if health is None:
+        return
+    if health.cap is not None and not 0 <= health.cap <= protocol.MAX_COUNT:
+        raise Violation(f"accepted health cap {health.cap}")
+    if len(health.reason) > 300 or not health.reason.isprintable():
+        raise Violation(f"health reason kept unbounded or with control characters: {health.reason[:80]!r}")
 
 
 def entry_case(rng: random.Random, _work: Path) -> Outcome:
@@ -225,6 +245,7 @@ def entry_case(rng: random.Random, _work: Path) -> Outcome:
         raise Violation(f"accepted {entry.cpus_per_pilot} cpus x {entry.nodes_per_pilot} nodes")
     if not (0 <= entry.max_pilots <= protocol.MAX_COUNT and 0 <= entry.max_idle <= protocol.MAX_COUNT):
         raise Violation(f"accepted caps {entry.max_pilots}, {entry.max_idle}")
+    _check_health(entry, why)
     return Outcome(True)
 
 

@@ -120,7 +120,7 @@ def _print_summary(result: CycleResult) -> None:
     for group, jobs in sorted(result.plan.in_downtime.items()):
         if not jobs:
             continue
-        click.echo(f"{group:<12} {jobs} idle job(s) match only entries in downtime")
+        click.echo(f"{group:<12} {jobs} idle job(s) match only entries in downtime or banned")
     echo_problems(result.problems, result.failure)
 
 
@@ -224,13 +224,20 @@ def _explain_entry(config: FrontendConfig, entry_name: str, group_name: str | No
     import time
 
     from updraft.frontend.explain import explain as explain_decision
-    from updraft.frontend.service import plan_cycle
+    from updraft.frontend.explain import why_no_request
+    from updraft.frontend.ports import connect
+    from updraft.frontend.service import observe_and_decide
 
-    planned, _ = plan_cycle(config, time.time())
+    planned, _, seen = observe_and_decide(config, connect(config), time.time())
     echo_problems(f"{p.source}: {p.message}" for p in planned.problems)
     chosen = [
         d for d in planned.decisions if entry_name in (d.entry.name, d.entry.key) and group_name in (None, d.group)
     ]
+    closed = [e for e in seen.entries if entry_name in (e.name, e.key) and e.takes_no_pilots]
+    if not chosen and closed:
+        for entry in closed:
+            click.echo(why_no_request(entry))
+        return
     if not chosen:
         known = sorted({d.entry.key for d in planned.decisions if group_name in (None, d.group)})
         raise UpdraftError(

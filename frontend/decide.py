@@ -19,7 +19,7 @@ Order of the policy, per (group, entry):
 4. a small reserve while old idle jobs wait (so they do not wait for the
    slow ramp alone);
 5. no idle jobs -> nothing, so requests fall to zero within one cycle;
-6. per-entry caps; 7. curbs near every maximum; 9. downtime; 10. removal;
+6. per-entry caps; 7. curbs near every maximum; 9. downtime and health; 10. removal;
    then 8. aggregate caps per group, frontend and pool, shared out over
    all entries. Downtime is zeroed before the shares are computed, so an
    entry that cannot get pilots does not take a share from one that can.
@@ -47,6 +47,7 @@ from updraft.frontend import feedback
 from updraft.frontend.config import FrontendConfig, Group
 from updraft.frontend.matching import EntryDemand, GroupMatch, match
 from updraft.frontend.model import (
+    AdvertisedHealth,
     Decision,
     DecisionInputs,
     EntryAd,
@@ -441,6 +442,46 @@ def _downtime(draft: _Draft) -> None:
     if draft.entry.in_downtime:
         draft.record.notes.append("entry in downtime")
         draft.record.lower(0, "zero", ("entry.downtime",), "entry in downtime")
+    if draft.entry.health is not None:
+        _health(draft, draft.entry.health)
+
+
+def _health(draft: _Draft, health: AdvertisedHealth) -> None:
+    """The factory's judgement of the entry: banned asks nothing (as downtime: running pilots stay);
+    degraded and probing ask at most the factory's cap, which it would enforce anyway.
+
+    Probing is capped, not zeroed: a factory's probe pilots are pilots of the
+    frontends' requests, so an entry nobody asks for could never be probed.
+    """
+    said = f"entry {health.described()}"
+    if health.banned:
+        draft.record.notes.append(said)
+        draft.record.lower(0, "zero", (HEALTH_BOUND,), said)
+    elif health.cap is not None:
+        draft.record.notes.append(f"{said}; the factory keeps at most {health.cap} idle pilots there")
+        draft.record.lower(health.cap, "cap", (HEALTH_BOUND,), said)
+
+
+def _share_health_caps(drafts: Sequence[_Draft]) -> None:
+    """An entry's health cap is the factory's for all its idle pilots: this frontend's groups share it.
+
+    Each group's request is already within the cap (`_health`); only entries
+    asked by several groups can go over it together, so only those are shared.
+    """
+    capped: dict[str, list[_Draft]] = {}
+    for draft in drafts:
+        health = draft.entry.health
+        if health is not None and health.cap is not None and draft.idle:
+            capped.setdefault(draft.entry.key, []).append(draft)
+    for sharing in capped.values():
+        health = sharing[0].entry.health
+        if len(sharing) > 1 and health is not None and health.cap is not None:
+            said = f"entry {health.described()}, shared by {len(sharing)} groups"
+            _apply_cap(sharing, Cap((HEALTH_BOUND,), health.cap, said))
+
+
+HEALTH_BOUND = "entry.health"
+"""The bound a request held by the entry's advertised health names (`UpdraftReqBoundBy`)."""
 
 
 def _removal(draft: _Draft, demand: EntryDemand | None, view: _SlotView, group: Group, missing: _Missing) -> None:
@@ -841,6 +882,7 @@ def decide(observation: Observation, config: FrontendConfig, now: float) -> Plan
         unmatched[name], in_downtime[name] = matched.unmatched, matched.in_downtime
         unrunnable[name] = matched.unrunnable
     asking = [draft for draft in drafts if not draft.withdrawn]
+    _share_health_caps(asking)
     _apply_cap(asking, _frontend_cap(config, _totals(views, None)))
     _apply_cap(asking, _pool_cap(config, observation))
     drafts.sort(key=lambda d: d.sort_key)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from updraft.frontend.model import Decision, DecisionInputs, Plan
+from updraft.frontend.model import Decision, DecisionInputs, EntryAd, Plan
 from updraft.records import Step
 
 
@@ -101,6 +101,21 @@ def explain(decision: Decision) -> str:
     return "\n".join(lines)
 
 
+def why_no_request(entry: EntryAd) -> str:
+    """For an entry without a decision that takes no pilots: why no demand goes there.
+
+    Matching places no job on an entry in downtime or banned while another
+    entry takes it, so such an entry often has no decision to explain.
+    """
+    if entry.in_downtime:
+        why = "in downtime"
+    elif entry.health is not None:
+        why = entry.health.described()
+    else:
+        why = "taking no pilots"
+    return f"entry {entry.key}: no request: {why}; idle jobs it would take go to other entries that match them"
+
+
 def _compact(decision: Decision) -> str:
     bound = f" [{', '.join(decision.bound_by)}]" if decision.bound_by else ""
     removal = f", remove {decision.remove.value} <= {decision.remove_max}" if decision.remove_max else ""
@@ -120,7 +135,7 @@ def explain_plan(plan: Plan) -> str:
         why = f" ({unrunnable} of them: their own Requirements are false on every such entry's pilots)"
         lines.append(
             f"  group {group}: {plan.unmatched.get(group, 0)} idle jobs match no entry{why if unrunnable else ''}, "
-            f"{plan.in_downtime.get(group, 0)} only entries in downtime"
+            f"{plan.in_downtime.get(group, 0)} only entries in downtime or banned"
         )
     for problem in plan.problems:
         groups = f" (groups {', '.join(sorted(problem.groups))} incomplete)" if problem.groups else ""

@@ -101,7 +101,7 @@ class GroupMatch:
     unmatched: int
     """Idle jobs no entry matched (too-big and unrunnable ones included)."""
     in_downtime: int
-    """Idle jobs whose matching entries are all in downtime."""
+    """Idle jobs whose matching entries all take no pilots: in downtime or banned (`EntryAd.takes_no_pilots`)."""
     too_big: int
     """Idle jobs left unmatched only because every entry whose expression
     matched them has fewer cpus per pilot than they ask for."""
@@ -377,7 +377,7 @@ def _entry_table(
         entries=tuple(entries),
         cpus=tuple(entry.cpus_per_pilot for entry in entries),
         cores=tuple(max(1, entry.cores_per_pilot) for entry in entries),
-        down=tuple(entry.in_downtime for entry in entries),
+        down=tuple(entry.takes_no_pilots for entry in entries),
         lowered=tuple(lowered_entries),
         slots=tuple(lowered_slots),
         same_slot=_first_equal(lowered_slots),

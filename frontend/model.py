@@ -9,11 +9,13 @@ tables, and benchmarked alone.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, NamedTuple
 
+from updraft.factory.health_model import HealthState
 from updraft.protocol import (
     PublishedRequest,
     RemoveMode,
@@ -65,6 +67,31 @@ def _spelled(value: Any) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class AdvertisedHealth:
+    """An entry's health as its factory advertises it (``UpdraftHealth*``, docs/protocol.md).
+
+    The factory decides the state; the frontend only follows it: no demand on
+    a banned entry, requests within the cap of a degraded or probing one.
+    """
+
+    state: HealthState
+    reason: str = ""
+    since: float | None = None
+    """Epoch seconds the entry entered `state`; None when the ad did not say (or said nonsense)."""
+    cap: int | None = None
+    """Most idle pilots the factory keeps queued for the entry in this state; None caps nothing."""
+
+    @property
+    def banned(self) -> bool:
+        return self.state is HealthState.BANNED
+
+    def described(self) -> str:
+        """What records, `explain` and ``--unmatched`` say, e.g. 'banned since 2026-12-06T09:00:00Z: <reason>'."""
+        since = "" if self.since is None else time.strftime(" since %Y-%m-%dT%H:%M:%SZ", time.gmtime(self.since))
+        return f"{self.state.value}{since}" + (f": {self.reason}" if self.reason else "")
+
+
+@dataclass(frozen=True, slots=True)
 class EntryAd:
     """A factory entry as its factory advertises it in the WMS collector."""
 
@@ -78,6 +105,17 @@ class EntryAd:
     in_downtime: bool = False
     nodes_per_pilot: int = 1
     """GLIDEIN_Nodes: a multi-node pilot brings this many nodes of `cpus_per_pilot` each."""
+    health: AdvertisedHealth | None = None
+    """None: the factory advertised no health (read as active, as before factories had one)."""
+
+    @property
+    def takes_no_pilots(self) -> bool:
+        """In downtime or banned: no demand is placed here while another entry takes the jobs."""
+        return self.in_downtime or (self.health is not None and self.health.banned)
+
+    @property
+    def health_state(self) -> HealthState:
+        return HealthState.ACTIVE if self.health is None else self.health.state
 
     @property
     def cores_per_pilot(self) -> int:
@@ -341,7 +379,8 @@ class Plan:
     unmatched: Mapping[str, int] = field(default_factory=dict)
     """Idle jobs per group that no entry matched."""
     in_downtime: Mapping[str, int] = field(default_factory=dict)
-    """Idle jobs per group whose only matching entries are in downtime."""
+    """Idle jobs per group whose only matching entries take no pilots: in downtime or banned
+    (`EntryAd.takes_no_pilots`)."""
     unrunnable: Mapping[str, int] = field(default_factory=dict)
     """Of `unmatched`, idle jobs per group that some entry's match_expr takes but whose own Requirements (or
     the group's pilot_start) are false on every such entry's pilots: no pilot could ever run them."""

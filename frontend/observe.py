@@ -21,9 +21,11 @@ from updraft import adread, protocol
 from updraft.adnumbers import finite_number, is_number, whole_number, whole_or
 from updraft.condor import Ad
 from updraft.errors import CondorError
+from updraft.factory.health_model import HealthState
 from updraft.frontend.config import FrontendConfig, Group
 from updraft.frontend.credentials import FactoryKey, parse_factory_key
 from updraft.frontend.model import (
+    AdvertisedHealth,
     EntryAd,
     JobShape,
     Observation,
@@ -276,6 +278,7 @@ def parse_entry(ad: Ad, trusted: Mapping[str, str]) -> tuple[EntryAd | None, str
         numbers = {attr: _entry_number(ad, attr) for attr in _ENTRY_NUMBERS}
     except protocol.MalformedAd as err:
         return None, f"entry ad {label}: {err}"
+    health, unhealthy = entry_health(ad)
     return EntryAd(
         name=name,
         factory=factory,
@@ -285,7 +288,58 @@ def parse_entry(ad: Ad, trusted: Mapping[str, str]) -> tuple[EntryAd | None, str
         max_pilots=max(0, numbers[protocol.E_MAX_PILOTS]),  # a negative cap is no cap to honour
         max_idle=max(0, numbers[protocol.E_MAX_IDLE]),
         in_downtime=ad.get(protocol.E_DOWNTIME) is True,
-    ), None
+        health=health,
+    ), (f"entry ad {label}: {unhealthy}" if unhealthy else None)
+
+
+HEALTH_REASON_CHARS = 300
+"""The most of a health reason kept: one line for a record and `explain`, never a page."""
+
+
+def entry_health(ad: Ad) -> tuple[AdvertisedHealth | None, str | None]:
+    """The entry's advertised health, and what in it was unreadable (None: nothing).
+
+    No ``UpdraftHealth`` is a factory that judges no health: None, read as
+    active. A state that is not one of the four makes the whole health
+    unknown, read as before factories had one (active), with a problem line:
+    the factory enforces its own state anyway, so guessing "banned" would only
+    starve an entry on a typo. A bad reason, time or cap costs only itself.
+    """
+    state = ad.get(protocol.E_HEALTH)
+    if state is None:
+        return None, None
+    known = {s.value: s for s in HealthState}
+    if not isinstance(state, str) or state.strip().lower() not in known:
+        return None, f"{protocol.E_HEALTH} {repr(state)[:40]} is not one of {', '.join(known)}; entry read as active"
+    problems: list[str] = []
+    reason = ad.get(protocol.E_HEALTH_REASON, "")
+    if not isinstance(reason, str):
+        problems.append(f"{protocol.E_HEALTH_REASON} {repr(reason)[:40]} is not a string")
+        reason = ""
+    since = finite_number(ad.get(protocol.E_HEALTH_SINCE))
+    if since is None and ad.get(protocol.E_HEALTH_SINCE) is not None:
+        problems.append(f"{protocol.E_HEALTH_SINCE} {repr(ad.get(protocol.E_HEALTH_SINCE))[:40]} is not a time")
+    cap, bad_cap = _health_cap(ad.get(protocol.E_HEALTH_CAP))
+    if bad_cap:
+        problems.append(bad_cap)
+    health = AdvertisedHealth(known[state.strip().lower()], _one_line(reason), since, cap)
+    return health, ("; ".join(problems) or None)
+
+
+def _health_cap(value: Any) -> tuple[int | None, str | None]:
+    """The advertised cap (None: none), and why a value present was not read as one."""
+    if value is None:
+        return None, None
+    cap = whole_number(value)
+    if cap is None or not 0 <= cap <= protocol.MAX_COUNT:
+        return None, f"{protocol.E_HEALTH_CAP} {repr(value)[:40]} is not a whole number in 0..{protocol.MAX_COUNT}"
+    return cap, None
+
+
+def _one_line(text: str) -> str:
+    """A reason as one bounded line: control characters (newlines included) become spaces."""
+    flat = "".join(c if c.isprintable() else " " for c in text[: HEALTH_REASON_CHARS + 1])
+    return flat if len(flat) <= HEALTH_REASON_CHARS else flat[: HEALTH_REASON_CHARS - 3] + "..."
 
 
 _ENTRY_NUMBERS = {protocol.E_CPUS: 1, protocol.E_NODES: 1, protocol.E_MAX_PILOTS: 0, protocol.E_MAX_IDLE: 0}
@@ -474,10 +528,10 @@ def _read_trusted(
         return _Outcome(problems=(problem,), entries_unread=my_type == protocol.ENTRY_TYPE)
     found, why_not = [], [*read.problems(my_type), *adread.impostors(wms, my_type, trusted, _factory_named)]
     for ad in read.ads:
-        item, why = parse(ad)
+        item, why = parse(ad)  # an item with a why: read, but part of the ad was not
         if item is not None:
             found.append(item)
-        elif why:
+        if why:
             why_not.append(why)
     problems = tuple(SourceProblem(f"collector {wms.address}", why) for why in why_not)
     if my_type == protocol.FACTORY_TYPE:

@@ -52,6 +52,7 @@ def snapshot_of(
             bound_by=d.bound_by,
             in_downtime=d.entry.in_downtime,
             jobs_refused=d.inputs.refused_idle_jobs,
+            health=d.entry.health_state.value,
         )
         for d in plan.decisions
     )

@@ -12,7 +12,7 @@ matching's order, and names the first that fails:
    first term shown false, with the values it compared
    ("TARGET.Memory >= RequestMemory: 2048 >= 4000000 is false");
 5. the group's ``pilot_start`` against the job, likewise;
-6. downtime.
+6. downtime, then the entry's advertised health: banned (since when, why).
 
 The same term machinery as matching's (`updraft.frontend.terms`) decides,
 so an explanation never disagrees with the plan. Pure: the shapes, entries
@@ -30,7 +30,7 @@ import classad2
 from updraft.condor import Expression
 from updraft.frontend.config import FrontendConfig, Group
 from updraft.frontend.matching import GroupRules, group_rules, index_tokens, job_attrs, merge_shapes
-from updraft.frontend.model import EntryAd, JobShape
+from updraft.frontend.model import AdvertisedHealth, EntryAd, JobShape
 from updraft.frontend.prospective import prospective_slots
 from updraft.frontend.terms import (
     Conjunction,
@@ -55,6 +55,8 @@ class EntryVerdict:
     entry: str
     usable: bool
     reason: str
+    closed: bool = False
+    """It would take the shape, but takes no pilots: in downtime or banned."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +69,16 @@ class ShapeVerdict:
 
     @property
     def only_downtime(self) -> bool:
-        """Some entry would take these jobs, but every such entry is in downtime."""
-        return any(v.reason == DOWNTIME for v in self.verdicts)
+        """Some entry would take these jobs, but every such entry is in downtime or banned."""
+        return any(v.closed for v in self.verdicts)
 
 
 DOWNTIME = "matches, but the entry is in downtime"
+
+
+def banned_reason(health: AdvertisedHealth) -> str:
+    """Why a banned entry takes nothing: since when and the factory's reason."""
+    return f"matches, but the entry is {health.described()}"
 
 
 def conjuncts(text: str) -> tuple[str, ...]:
@@ -131,9 +138,10 @@ class _Judge:
             refusal = self._expression_refusal(attrs, entry)
         if refusal is None:
             refusal = self._requirements_refusal(attrs, entry)
-        if refusal is None and entry.in_downtime:
-            refusal = DOWNTIME
-        return EntryVerdict(entry=entry.key, usable=refusal is None, reason=refusal or "usable")
+        closed = refusal is None and entry.takes_no_pilots
+        if closed:
+            refusal = DOWNTIME if entry.in_downtime or entry.health is None else banned_reason(entry.health)
+        return EntryVerdict(entry=entry.key, usable=refusal is None, reason=refusal or "usable", closed=closed)
 
     def _expression_refusal(self, attrs: Mapping[str, Any], entry: EntryAd) -> str | None:
         entry_ad = self.entry_ads.get(entry.key)
@@ -222,7 +230,7 @@ def _attrs_text(attrs: Mapping[str, Any]) -> str:
 def describe(verdict: ShapeVerdict) -> str:
     """A paragraph per shape: what the jobs ask for, then each entry's reason."""
     shape = verdict.shape
-    where = "match only entries in downtime" if verdict.only_downtime else "match no entry"
+    where = "match only entries in downtime or banned" if verdict.only_downtime else "match no entry"
     lines = [
         f"group {verdict.group}: {shape.idle} idle job(s) on {shape.schedd} {where}",
         f"  they ask: {_attrs_text(job_attrs(shape))}",

@@ -41,6 +41,9 @@ class GroupEntryRow:
     jobs_refused: float = 0.0
     """Idle jobs of shapes not counted on this entry because its idle pilots kept refusing them
     (the group's ``idle_feedback``); a job refused on n entries counts on each."""
+    health: str = "active"
+    """The entry's health state as its factory advertised it (active, degraded, banned, probing); active
+    also when the factory advertised none. A banned entry's request is 0, a degraded one's within the cap."""
 
     @property
     def curbs_hit(self) -> tuple[str, ...]:

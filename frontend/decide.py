@@ -112,12 +112,14 @@ class _Totals:
     idle: int = 0
 
 
+_SLOT_STATES = tuple(SlotState)
+"""Iterating the enum itself is slow, and a view is made per (group, entry)."""
 _NO_PILOTS = _SlotView()
 """The view of an entry where the group has no pilot (immutable: one serves every such entry)."""
 
 
 def _view_of(slots: Sequence[PilotSlot]) -> _SlotView:
-    states = dict.fromkeys(SlotState, 0)
+    states = dict.fromkeys(_SLOT_STATES, 0)
     cores = 0
     named: list[PilotSlot] = []
     idle: list[PilotSlot] = []

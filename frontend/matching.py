@@ -192,12 +192,13 @@ def group_rules(group: Group) -> GroupRules:
     )
 
 
-def job_attrs(shape: JobShape) -> dict[str, Any]:
+def job_attrs(shape: JobShape) -> Mapping[str, Any]:
     """The shape's attributes as its MY ad: RequestCpus/RequestMemory filled from
-    the shape when the schedd did not project them, so expressions can use them."""
+    the shape when the schedd did not project them, so expressions can use them.
+    Read only: the shape's own mapping when nothing is missing."""
+    if "RequestCpus" in shape.attrs and "RequestMemory" in shape.attrs:  # as observe projects them
+        return shape.attrs
     attrs = dict(shape.attrs)
-    if "RequestCpus" in attrs and "RequestMemory" in attrs:  # as observe projects them
-        return attrs
     present = {name.lower() for name in attrs}
     if "requestcpus" not in present:
         attrs["RequestCpus"] = shape.cpus
@@ -641,7 +642,7 @@ class _Shape:
     """One merged shape with its class ids."""
 
     shape: JobShape
-    attrs: dict[str, Any]
+    attrs: Mapping[str, Any]
     """Its MY ad (`job_attrs`)."""
     indexed: bool
     """The job's index attribute is a string: index candidates need not evaluate the index term."""

@@ -346,9 +346,9 @@ class DecisionInputs(NamedTuple):
     (`updraft.frontend.feedback`); they are not in `idle_jobs`. A job refused on n entries counts on each."""
 
 
-@dataclass(frozen=True)
-class Decision:
-    """The request for one (group, entry) and the record of why."""
+class Decision(NamedTuple):
+    """The request for one (group, entry) and the record of why (a named tuple: one per decision,
+    thousands a cycle)."""
 
     group: str
     entry: EntryAd
@@ -356,7 +356,7 @@ class Decision:
     max_pilots: int
     remove: RemoveMode = RemoveMode.NONE
     remove_max: int = 0
-    inputs: DecisionInputs = field(default_factory=DecisionInputs)
+    inputs: DecisionInputs = DecisionInputs()
     steps: tuple[Step, ...] = ()
     bound_by: tuple[str, ...] = ()
     """Names of the limits or curbs that held the request below what was wanted, e.g.

@@ -27,3 +27,21 @@ def write_private(path: Path, data: bytes, owner: tuple[int, int] | None = None)
     """
     private_dir(path.parent, owner)
     write_atomically(path, data, 0o600, owner)
+
+
+def read_secret(path: Path) -> str:
+    """The stripped text of a file holding one secret (a token, a password, a webhook URL).
+
+    ValueError when the file cannot serve: its message names the file and
+    what is wrong with it, never what it holds, so callers can put it in
+    their own errors under the config key that named the file.
+    """
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as err:
+        raise ValueError(f"cannot read {path}: {err.strerror or type(err).__name__}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text") from None
+    if not text:
+        raise ValueError(f"{path} is empty")
+    return text

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import Field
 
+from updraft import secretfiles
 from updraft.config import ConfigModel, DurationSeconds, TimeoutSeconds
 from updraft.errors import MonitoringError
 from updraft.monitoring.snapshot import HealthRow, TransitionRow
@@ -130,14 +131,9 @@ def read_secret(path: Path, key: str) -> str:
     The message names the key and the file, never the content.
     """
     try:
-        text = path.read_text(encoding="utf-8").strip()
-    except OSError as err:
-        raise MonitoringError(f"{key}: cannot read {path}: {err.strerror or type(err).__name__}") from None
-    except UnicodeDecodeError:
-        raise MonitoringError(f"{key}: {path} is not UTF-8 text") from None
-    if not text:
-        raise MonitoringError(f"{key}: {path} is empty")
-    return text
+        return secretfiles.read_secret(path)
+    except ValueError as err:
+        raise MonitoringError(f"{key}: {err}") from None
 
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:

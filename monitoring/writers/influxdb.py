@@ -52,6 +52,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, SecretStr, model_validator
 from pydantic_core import PydanticCustomError
 
+from updraft import secretfiles
 from updraft.config import MAX_TEXT_LENGTH, ConfigModel, NonBlankStr, TimeoutSeconds
 from updraft.errors import ConfigError, MonitoringError
 from updraft.filechecks import ReadHere
@@ -211,14 +212,9 @@ _HINTS: Mapping[str, str] = MappingProxyType(
 def read_token_file(path: Path) -> SecretStr:
     """The token in `path`, stripped; ConfigError naming the file, never its content."""
     try:
-        text = path.read_text(encoding="utf-8").strip()
-    except OSError as err:
-        raise ConfigError(f"{_SECTION}.token_file: cannot read {path}: {err.strerror or type(err).__name__}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{_SECTION}.token_file: {path} is not UTF-8 text") from None
-    if not text:
-        raise ConfigError(f"{_SECTION}.token_file: {path} is empty")
-    return SecretStr(text)
+        return SecretStr(secretfiles.read_secret(path))
+    except ValueError as err:
+        raise ConfigError(f"{_SECTION}.token_file: {err}") from None
 
 
 def _token(settings: InfluxSettings, environ: Mapping[str, str]) -> SecretStr | None:

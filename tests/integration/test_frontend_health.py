@@ -23,9 +23,10 @@ from updraft.lab.labconfig import factory_config, frontend_config, write_compone
 from updraft.lab.topology import FACTORY, Topology
 
 from .roles import advertise_as
-from .test_frontend import requests, updraft
+from .test_frontend import updraft
 
 MARK = "frontend-health-test"
+GROUP = "health"
 SINCE = 1_790_000_000
 SINCE_TEXT = "2026-09-21T14:13:20Z"
 # (jobs, DESIRED_Sites): 4 for Site1 only, 6 that either site takes; one core each, 2 cores per lab pilot.
@@ -36,8 +37,12 @@ SHAPES = [(4, "Site1"), (6, "Site1,Site2")]
 def health_yaml(lab: Topology, tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_component_configs(lab)
     config = frontend_config(lab)
-    config["groups"]["main"]["job_constraint"] = f'UpdraftTest =?= "{MARK}"'
-    config["groups"]["main"]["ramp_up_attenuation"] = 1  # whole needs, so the numbers below are exact
+    # A group of its own: pilot slots earlier tests left in the VO collector belong to group main and
+    # would count as capacity here.
+    group = config["groups"].pop("main")
+    group["job_constraint"] = f'UpdraftTest =?= "{MARK}"'
+    group["ramp_up_attenuation"] = 1  # whole needs, so the numbers below are exact
+    config["groups"] = {GROUP: group}
     path = tmp_path_factory.mktemp("frontend-health") / "frontend.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -64,6 +69,13 @@ def health_jobs(lab: Topology) -> Iterator[None]:
         )
     yield
     Collector(lab.vo.collector).schedd(lab.user_schedds[0]).remove(f'UpdraftTest =?= "{MARK}"', "health test done")
+
+
+def requests(lab: Topology) -> dict[str, dict]:
+    """This test's group's request ads, by entry name."""
+    constraint = f'UpdraftFrontend == "lab-vo" && UpdraftGroup == "{GROUP}"'
+    ads = Collector(lab.wms.collector).generic_ads(protocol.REQUEST_TYPE, constraint)
+    return {ad[protocol.R_ENTRY]: ad for ad in ads}
 
 
 def advertise(lab: Topology, health: dict[str, dict]) -> None:

@@ -60,11 +60,11 @@ pilots the frontend still wants. Stale and hold rules still apply to it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from updraft import timefmt
 from updraft.factory.health_model import EntryHealth, HealthState
 from updraft.factory.model import (
     IDLE_STATES,
@@ -658,7 +658,7 @@ HEALTH_BOUND = "entry.health"
 
 
 def _since(moment: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(moment))
+    return timefmt.utc(moment)
 
 
 def _banned(draft: _Draft, health: EntryHealth | None) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from updraft import timefmt
 from updraft.cliutil import UpdraftGroup, check_name, echo_warning, from_group
 from updraft.factory import health_store
 from updraft.factory.config import FactoryConfig, load_factory_config
@@ -238,4 +239,4 @@ def _when(text: str, option: str) -> float:
 
 
 def _show(when: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(when))
+    return timefmt.utc(when, "%Y-%m-%d %H:%M UTC")

@@ -21,13 +21,13 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from updraft import timefmt
 from updraft.atomicwrite import write_atomically
 from updraft.errors import ConfigError
 from updraft.factory.health import History
@@ -65,9 +65,10 @@ def audit_path(work_dir: Path) -> Path:
 # --------------------------------------------------------------------------
 
 
-def _number(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{what}: expected a number, got {value!r}")
+def _time(value: object, what: str) -> float:
+    """An epoch time; a number no date can show (1e20) is as wrong as text, or formatting it stops cycles."""
+    if not timefmt.is_time(value):
+        raise ValueError(f"{what}: expected a time in {timefmt.RANGE}, got {value!r}")
     return float(value)
 
 
@@ -103,9 +104,9 @@ def override_from_json(data: object, what: str) -> Override:
         entry=_text(data.get("entry"), f"{what}.entry"),
         state=_state(data.get("state"), f"{what}.state"),
         reason=_text(data.get("reason"), f"{what}.reason"),
-        until=_number(data.get("until"), f"{what}.until"),
+        until=_time(data.get("until"), f"{what}.until"),
         set_by=_text(data.get("set_by"), f"{what}.set_by"),
-        set_at=_number(data.get("set_at"), f"{what}.set_at"),
+        set_at=_time(data.get("set_at"), f"{what}.set_at"),
     )
 
 
@@ -126,7 +127,7 @@ def _entry_to_json(health: EntryHealth, history: History) -> dict[str, Any]:
 def _times(value: object, what: str) -> tuple[float, ...]:
     if not isinstance(value, list):
         raise ValueError(f"{what}: expected a list of times, got {type(value).__name__}")
-    times = tuple(_number(item, what) for item in value)
+    times = tuple(_time(item, what) for item in value)
     if any(later < earlier for earlier, later in itertools.pairwise(times)):
         raise ValueError(f"{what}: times are not in order")
     return times
@@ -148,8 +149,8 @@ def _entry_from_json(name: str, data: object) -> tuple[EntryHealth, History]:
         entry=name,
         state=_state(data.get("state"), f"{what}.state"),
         reason=_text(data.get("reason"), f"{what}.reason"),
-        since=_number(data.get("since"), f"{what}.since"),
-        next_review=None if review is None else _number(review, f"{what}.next_review"),
+        since=_time(data.get("since"), f"{what}.since"),
+        next_review=None if review is None else _time(review, f"{what}.next_review"),
         cap=cap,
         override=None if raw_override is None else override_from_json(raw_override, f"{what}.override"),
     )
@@ -178,7 +179,7 @@ def memory_from_json(data: object) -> HealthMemory:
     states, history = {}, {}
     for name, item in entries.items():
         states[name], history[name] = _entry_from_json(name, item)
-    return HealthMemory(states, history, None if evaluated is None else _number(evaluated, "evaluated_at"))
+    return HealthMemory(states, history, None if evaluated is None else _time(evaluated, "evaluated_at"))
 
 
 # --------------------------------------------------------------------------

@@ -9,12 +9,12 @@ tables, and benchmarked alone.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, NamedTuple
 
+from updraft import timefmt
 from updraft.factory.health_model import HealthState
 from updraft.protocol import (
     PublishedRequest,
@@ -87,7 +87,7 @@ class AdvertisedHealth:
 
     def described(self) -> str:
         """What records, `explain` and ``--unmatched`` say, e.g. 'banned since 2026-12-06T09:00:00Z: <reason>'."""
-        since = "" if self.since is None else time.strftime(" since %Y-%m-%dT%H:%M:%SZ", time.gmtime(self.since))
+        since = "" if self.since is None else " since " + timefmt.utc(self.since, timefmt.ISO)
         return f"{self.state.value}{since}" + (f": {self.reason}" if self.reason else "")
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import classad2
 import htcondor2
 
-from updraft import adread, protocol
+from updraft import adread, protocol, timefmt
 from updraft.adnumbers import finite_number, is_number, whole_number, whole_or
 from updraft.condor import Ad
 from updraft.errors import CondorError
@@ -317,8 +317,11 @@ def entry_health(ad: Ad) -> tuple[AdvertisedHealth | None, str | None]:
         problems.append(f"{protocol.E_HEALTH_REASON} {repr(reason)[:40]} is not a string")
         reason = ""
     since = finite_number(ad.get(protocol.E_HEALTH_SINCE))
+    if since is not None and not timefmt.is_time(since):
+        since = None  # finite but no date (1e20): formatting it would stop the cycle
     if since is None and ad.get(protocol.E_HEALTH_SINCE) is not None:
-        problems.append(f"{protocol.E_HEALTH_SINCE} {repr(ad.get(protocol.E_HEALTH_SINCE))[:40]} is not a time")
+        raw = repr(ad.get(protocol.E_HEALTH_SINCE))[:40]
+        problems.append(f"{protocol.E_HEALTH_SINCE} {raw} is not a time in {timefmt.RANGE}")
     cap, bad_cap = _health_cap(ad.get(protocol.E_HEALTH_CAP))
     if bad_cap:
         problems.append(bad_cap)

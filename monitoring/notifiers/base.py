@@ -13,7 +13,6 @@ error text is scrubbed of them before it leaves the child process.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import Field
 
-from updraft import secretfiles
+from updraft import secretfiles, timefmt
 from updraft.config import ConfigModel, DurationSeconds, TimeoutSeconds
 from updraft.errors import MonitoringError
 from updraft.monitoring.snapshot import HealthRow, TransitionRow
@@ -146,7 +145,7 @@ def scrub(text: str, secrets: tuple[str, ...]) -> str:
 
 def utc(seconds: float) -> str:
     """A time as notifications show it: ``2026-12-06 09:10:00 UTC``."""
-    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return timefmt.utc(seconds)
 
 
 def who(change: Change) -> str:

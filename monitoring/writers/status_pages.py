@@ -28,7 +28,6 @@ import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
@@ -36,6 +35,7 @@ from urllib.parse import quote
 import jinja2
 from pydantic import Field, field_validator
 
+from updraft import timefmt
 from updraft.config import ConfigModel, FrozenList, IntervalSeconds, Name, NonBlankStr, PositiveCount, TimeoutSeconds
 from updraft.errors import MonitoringError
 from updraft.monitoring import health_history, metrics
@@ -672,7 +672,8 @@ def number(value: float) -> str:
 
 
 def utc(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    """A time as the pages show it; one out of range shown as a number, never an exception mid-page."""
+    return timefmt.utc(epoch)
 
 
 def href(relative: str | PurePath) -> str:

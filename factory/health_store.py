@@ -193,7 +193,7 @@ def load_memory(path: Path) -> HealthMemory:
         return memory_from_json(json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
         log.warning("no entry health memory at %s (first start?): every entry starts active", path)
-    except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except (OSError, ValueError, RecursionError) as err:  # ValueError: bad JSON or text; RecursionError: too deep
         log.warning("entry health memory %s unusable (%s): every entry starts active, its history forgotten", path, err)
     return HealthMemory()
 
@@ -212,7 +212,7 @@ def load_overrides(path: Path) -> dict[str, Override]:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:  # RecursionError: JSON nested too deep
         raise ConfigError(f"{path}: unreadable health override file: {err}") from err
     items = raw.get("overrides") if isinstance(raw, dict) else None
     if not isinstance(items, list):

@@ -176,14 +176,63 @@ def _to_json(states: Mapping[str, NotifierState]) -> str:
     return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
 
 
-def _state_of(data: Mapping[str, Any]) -> NotifierState:
-    values = dict(data)
-    values["pending"] = tuple(Change(**c) for c in values.get("pending", ()))
-    values["queued_at"] = tuple(float(q) for q in values.get("queued_at", ()))
-    values["sent"] = tuple((str(k), float(t)) for k, t in values.get("sent", ()))
+def _scalar(value: object, kind: object, what: str) -> object:
+    """`value` if it is of the field type `kind` names (counts are whole and not negative, numbers finite)."""
+    if kind == "str" and isinstance(value, str):
+        return value
+    if kind == "int" and isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if kind == "float":
+        return _number(value, what)
+    raise ValueError(f"{what}: expected {kind}, got {repr(value)[:40]}")
+
+
+def _fields(cls: type, data: object, what: str, lists: Iterable[str] = ()) -> dict[str, Any]:
+    """The scalar fields of dataclass `cls` in `data`, each of its type; the `lists` left to the caller.
+
+    A file written by hand or half by another version must be refused here, whole,
+    or a wrong type would raise later, in every cycle, outside `_load`'s care.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"{what}: expected an object, got {type(data).__name__}")
+    known = {f.name: f.type for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"{what}: unknown keys {unknown}")
+    skipped = set(lists)
+    return {k: _scalar(v, known[k], f"{what}.{k}") for k, v in data.items() if k not in skipped}
+
+
+def _list(data: Mapping[str, Any], key: str, what: str) -> list[Any]:
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        raise ValueError(f"{what}.{key}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def _number(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{what}: expected float, got {repr(value)[:40]}")
+    return float(value)
+
+
+def _sent(item: object, what: str) -> tuple[str, float]:
+    if not isinstance(item, list) or len(item) != 2:
+        raise ValueError(f"{what}: expected [key, time], got {repr(item)[:40]}")
+    return str(_scalar(item[0], "str", what)), _number(item[1], what)
+
+
+def _state_of(data: object, what: str) -> NotifierState:
+    values = _fields(NotifierState, data, what, lists=("pending", "queued_at", "sent"))
+    assert isinstance(data, dict)  # _fields refused anything else
+    values["pending"] = tuple(
+        Change(**_fields(Change, c, f"{what}.pending[{i}]")) for i, c in enumerate(_list(data, "pending", what))
+    )
+    values["queued_at"] = tuple(_number(q, f"{what}.queued_at") for q in _list(data, "queued_at", what))
+    values["sent"] = tuple(_sent(item, f"{what}.sent") for item in _list(data, "sent", what))
     state = NotifierState(**values)
     if len(state.pending) != len(state.queued_at):
-        raise ValueError("pending and queued_at differ in length")
+        raise ValueError(f"{what}: pending and queued_at differ in length")
     return state
 
 
@@ -191,7 +240,10 @@ def _from_json(text: str) -> dict[str, NotifierState]:
     data = json.loads(text)
     if not isinstance(data, dict) or data.get("version") != VERSION:
         raise ValueError(f"not an outbox of version {VERSION}")
-    return {str(name): _state_of(section) for name, section in data["notifiers"].items()}
+    notifiers = data.get("notifiers")
+    if not isinstance(notifiers, dict):
+        raise ValueError(f"notifiers: expected an object, got {type(notifiers).__name__}")
+    return {str(name): _state_of(section, f"notifiers.{name}") for name, section in notifiers.items()}
 
 
 @dataclass
@@ -213,7 +265,7 @@ def _load(path: Path) -> dict[str, NotifierState]:
         return {}
     try:
         return _from_json(text)
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError, RecursionError) as err:  # RecursionError: JSON nested too deep
         aside = path.with_name(path.name + ".damaged")
         os.replace(path, aside)
         log.error("notifier outbox %s is damaged (%s); kept as %s, starting with an empty one", path, err, aside)

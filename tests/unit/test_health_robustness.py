@@ -6,6 +6,7 @@ warning naming the file and key, or shown as it is, and the cycle goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -24,7 +25,10 @@ from updraft.factory.service import run_cycle
 from updraft.frontend.decide import decide
 from updraft.frontend.model import AdvertisedHealth, Observation
 from updraft.frontend.observe import parse_entry
+from updraft.monitoring import outbox
 from updraft.monitoring.notifiers import base
+from updraft.monitoring.notifiers.base import Change
+from updraft.monitoring.outbox import NotifierState
 from updraft.monitoring.writers import status_pages
 
 from .test_factory_health_cycle import NOW, config, request, submitted_by_entry  # noqa: F401
@@ -32,6 +36,7 @@ from .test_frontend_decide import config as frontend_config
 from .test_frontend_decide import jobs
 from .test_fuzz_inputs import TRUSTED, good_entry_ad
 
+CHANGE = Change("k1", "f", "site1", "active", "degraded", "3 of 4 pilots failed", NOW, "policy")
 FAR = 1e20
 """Finite, so it passes a finite-number check, but no date: gmtime and datetime refuse it."""
 
@@ -94,5 +99,72 @@ def test_an_override_until_out_of_range_is_an_error_naming_the_file_and_key(tmp_
     item = {"entry": "e", "state": "banned", "reason": "r", "until": FAR, "set_by": "alice", "set_at": NOW}
     path.write_text(json.dumps({"overrides": [item]}))
     with pytest.raises(ConfigError, match=r"overrides\[0\]\.until") as caught:
+        health_store.load_overrides(path)
+    assert str(path) in str(caught.value)
+
+
+# --------------------------------------------------------------------------
+# B. Damaged files set aside, never a broken cycle
+# --------------------------------------------------------------------------
+
+DEEP = "[" * 100_000
+"""Valid JSON's start, nested deeper than the parser's recursion limit."""
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ('{"version": 1, "notifiers": []}', "notifiers"),
+        ('{"version": 1, "notifiers": {"chat": []}}', "notifiers.chat"),
+        ('{"version": 1, "notifiers": {"chat": {"dropped": "3"}}}', "notifiers.chat.dropped"),
+        ('{"version": 1, "notifiers": {"chat": {"failures": -1}}}', "notifiers.chat.failures"),
+        ('{"version": 1, "notifiers": {"chat": {"pending": {}}}}', "notifiers.chat.pending"),
+        ('{"version": 1, "notifiers": {"chat": {"pending": [{"key": 1}], "queued_at": [0]}}}', "pending[0].key"),
+        ('{"version": 1, "notifiers": {"chat": {"sent": [["k"]]}}}', "notifiers.chat.sent"),
+        (DEEP, "recursion"),
+    ],
+)
+def test_a_damaged_outbox_of_any_shape_is_set_aside_and_the_next_write_works(
+    tmp_path: Path, text: str, named: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = outbox.outbox_path(tmp_path, "f")
+    path.write_text(text)
+    with outbox.opened(path) as box:
+        assert box.states == {}
+        box.states["chat"] = outbox.queue(NotifierState(), [CHANGE], NOW, 10)
+        box.save()
+    assert path.with_name(path.name + ".damaged").read_text() == text
+    assert str(path) in caplog.text and named in caplog.text
+    with outbox.opened(path) as box:
+        assert box.states["chat"].pending == (CHANGE,)
+
+
+def test_an_outbox_round_trips_every_field(tmp_path: Path) -> None:
+    path = outbox.outbox_path(tmp_path, "f")
+    state = outbox.queue(NotifierState(), [CHANGE], NOW, 10)
+    state = outbox.delivered(state, (CHANGE,), 0, NOW + 1)
+    state = outbox.queue(state, [dataclasses.replace(CHANGE, key="k2")], NOW + 2, 10)
+    with outbox.opened(path) as box:
+        box.states["chat"] = state
+        box.save()
+    with outbox.opened(path) as box:
+        assert box.states == {"chat": state}
+    assert not path.with_name(path.name + ".damaged").exists()
+
+
+def test_a_memory_nested_too_deep_is_a_warning_and_a_fresh_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = health_store.memory_path(tmp_path)
+    path.write_text(DEEP)
+    with caplog.at_level(logging.WARNING, logger="updraft.factory.health_store"):
+        assert health_store.load_memory(path) == health_store.HealthMemory()
+    assert str(path) in caplog.text and "every entry starts active" in caplog.text
+
+
+def test_overrides_nested_too_deep_are_an_error_naming_the_file(tmp_path: Path) -> None:
+    path = health_store.overrides_path(tmp_path)
+    path.write_text(DEEP)
+    with pytest.raises(ConfigError, match="unreadable health override file") as caught:
         health_store.load_overrides(path)
     assert str(path) in str(caught.value)

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,18 +99,22 @@ class Notifications:
     notifiers: tuple[Configured, ...]
     directory: Path
     name: str = "notifiers"
+    clock: Callable[[], float] = time.time
+    """The wall clock. The outbox's times (queued, lease, back-off, sent) are read from it when they
+    happen, never taken from the snapshot: a cycle's time is its start, often long before its report,
+    and a lease measured from it could be over before the delivery even starts."""
     _threads: dict[str, threading.Thread] = field(default_factory=dict)
 
     def write(self, snapshot: Snapshot) -> None:
         """Queue the snapshot's transitions and start the deliveries that are due; never waits for them."""
         if not isinstance(snapshot, FactorySnapshot):
             return  # only a factory's cycles change entry health
-        now = snapshot.time
         path = outbox.outbox_path(self.directory, snapshot.factory)
         changes = [Change.of(snapshot.factory, row) for row in snapshot.transitions]
         context = {row.entry: row for row in snapshot.health}
         starts: list[tuple[Configured, Digest]] = []
         with outbox.opened(path) as box:
+            now = self.clock()  # after the lock: a wait for it must not shorten the lease taken below
             box.states = {c.name: box.states.get(c.name, outbox.NotifierState()) for c in self.notifiers}
             for configured in self.notifiers:
                 state = outbox.queue(box.states[configured.name], changes, now, configured.settings.max_pending)
@@ -119,7 +124,7 @@ class Notifications:
                     starts.append((configured, digest))
             box.save()
         for configured, digest in starts:
-            self._start(configured, digest, path, now)
+            self._start(configured, digest, path)
 
     def _maybe_claim(
         self, configured: Configured, state: outbox.NotifierState, factory: str, context: Mapping[str, Any], now: float
@@ -143,16 +148,17 @@ class Notifications:
         named = {c.entry for c in batch}
         return state, Digest(factory, batch, state.dropped, {e: r for e, r in context.items() if e in named})
 
-    def _start(self, configured: Configured, digest: Digest, path: Path, now: float) -> None:
+    def _start(self, configured: Configured, digest: Digest, path: Path) -> None:
         thread = threading.Thread(
-            target=self._deliver, args=(configured, digest, path, now), name=f"notifier-{configured.name}", daemon=True
+            target=self._deliver, args=(configured, digest, path), name=f"notifier-{configured.name}", daemon=True
         )
         self._threads[configured.name] = thread
         thread.start()
 
-    def _deliver(self, configured: Configured, digest: Digest, path: Path, now: float) -> None:
+    def _deliver(self, configured: Configured, digest: Digest, path: Path) -> None:
         """Send one digest and record the outcome. Runs in its own thread; its time is bounded by the child's."""
         error = attempt(configured.notifier, digest, configured.settings.timeout_seconds)
+        now = self.clock()  # the back-off runs from the failure, the sent record from the success
         try:
             state = self._record(configured, digest, path, error, now)
         except OSError as err:  # the lease runs out and the changes stay queued: sent again, never lost

@@ -58,7 +58,7 @@ class NotifierState:
     pending: tuple[Change, ...] = ()
     """Changes not yet announced, oldest first."""
     queued_at: tuple[float, ...] = ()
-    """When each pending change was queued (the cycle's time), in the same order."""
+    """When each pending change was queued (the wall clock), in the same order."""
     sent: tuple[tuple[str, float], ...] = ()
     """(key, when) of the changes announced, oldest first; the last `SENT_MEMORY`."""
     dropped: int = 0

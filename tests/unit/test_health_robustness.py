@@ -31,10 +31,12 @@ from updraft.monitoring.notifiers.base import Change
 from updraft.monitoring.outbox import NotifierState
 from updraft.monitoring.writers import status_pages
 
+from .notify_receivers import Trickler
 from .test_factory_health_cycle import NOW, config, request, submitted_by_entry  # noqa: F401
 from .test_frontend_decide import config as frontend_config
 from .test_frontend_decide import jobs
 from .test_fuzz_inputs import TRUSTED, good_entry_ad
+from .test_notifiers import T0, A, Clock, D, change, hook_section, reporter_for, snapshot
 
 CHANGE = Change("k1", "f", "site1", "active", "degraded", "3 of 4 pilots failed", NOW, "policy")
 FAR = 1e20
@@ -168,3 +170,31 @@ def test_overrides_nested_too_deep_are_an_error_naming_the_file(tmp_path: Path) 
     with pytest.raises(ConfigError, match="unreadable health override file") as caught:
         health_store.load_overrides(path)
     assert str(path) in str(caught.value)
+
+
+# --------------------------------------------------------------------------
+# C. The outbox's lease and back-off on the wall clock
+# --------------------------------------------------------------------------
+
+
+def test_a_lease_runs_from_the_delivery_so_a_reloaded_reporter_does_not_send_again(tmp_path: Path) -> None:
+    """The cycle starts at T0, its act takes 50 s; a SIGHUP reload's reporter (no record of the running
+    thread) reports the next cycle while the first delivery is still under way: it must leave it alone."""
+    hang = Trickler(b"HTTP/1.1 200 OK\r\n", b"X-Wait: 1\r\n")
+    section = hook_section(tmp_path, "slack", hang.port) | {"timeout_seconds": 2.0, "retry_seconds": 30.0}
+    try:
+        reporter, notes = reporter_for(tmp_path / "mon", {"n": section})
+        notes.clock = Clock(T0 + 50)
+        assert reporter.report(snapshot(T0, change("site1", A, D, T0 - 1, "held"))) == {}
+        with outbox.opened(outbox.outbox_path(tmp_path / "mon", "lab-factory")) as box:
+            assert box.states["n"].lease_until == T0 + 50 + 2.0 + outbox.LEASE_MARGIN_SECONDS
+        reloaded, again = reporter_for(tmp_path / "mon", {"n": section})
+        again.clock = Clock(T0 + 55)
+        assert reloaded.report(snapshot(T0 + 10)) == {}
+        notes.clock.now = T0 + 53  # when the first delivery is cut off
+        assert notes.wait(30) and again.wait(30)
+    finally:
+        hang.stop()
+    assert hang.connections == 1
+    status = notes.status("lab-factory")["n"]
+    assert status.failures == 1 and status.next_attempt == T0 + 53 + 30.0  # back-off from the failure

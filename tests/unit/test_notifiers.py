@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -54,17 +55,30 @@ def snapshot(now: float, *transitions: TransitionRow, health: tuple[HealthRow, .
     return FactorySnapshot("lab-factory", now, 1, health=health, transitions=transitions)
 
 
+@dataclass
+class Clock:
+    """The notifiers' wall clock in these tests: it reads what the test set, `cycle` sets each snapshot's time."""
+
+    now: float = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def reporter_for(directory: Path, notifiers: dict[str, Any]) -> tuple[Reporter, Notifications]:
-    """The reporter a factory builds from its monitoring section, and its notifier writer."""
+    """The reporter a factory builds from its monitoring section, and its notifier writer on a `Clock`."""
     config = MonitoringConfig.model_validate({"dir": str(directory), "writers": [], "notifiers": notifiers})
     reporter = registry.reporter(config)
     found = [w for w in reporter.writers if isinstance(w, Notifications)]
     assert len(found) == 1
+    found[0].clock = Clock()
     return reporter, found[0]
 
 
 def cycle(reporter: Reporter, notifications: Notifications, snap: FactorySnapshot) -> float:
-    """Report one cycle, let its deliveries end; returns the seconds the cycle itself was held."""
+    """Report one cycle at the snapshot's time, let its deliveries end; returns the seconds the cycle was held."""
+    assert isinstance(notifications.clock, Clock)
+    notifications.clock.now = snap.time
     started = time.monotonic()
     assert reporter.report(snap) == {}
     held = time.monotonic() - started

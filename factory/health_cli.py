@@ -161,10 +161,11 @@ def set_override(config_path: Path, entry: str, state: str, reason: str, until: 
     if end <= now:
         raise click.BadParameter(f"{until!r} ({_show(end)}) is not in the future", param_hint="--until")
     stored_path = health_store.overrides_path(config.work_dir)
-    stored = health_store.load_overrides(stored_path)
-    override = Override(entry, HealthState(state), reason, end, invoking_user(), now)
-    updated = {**_unexpired(stored, now), entry: override}
-    _store(config, stored, updated, {"action": "set", **health_store.override_to_json(override)})
+    with health_store.overrides_locked(stored_path):  # another operator's set or clear waits, so none is lost
+        stored = health_store.load_overrides(stored_path)
+        override = Override(entry, HealthState(state), reason, end, invoking_user(), now)
+        updated = {**_unexpired(stored, now), entry: override}
+        _store(config, stored, updated, {"action": "set", **health_store.override_to_json(override)})
     click.echo(f"{entry}: {state} until {_show(end)} (from the factory's next cycle)")
 
 
@@ -175,16 +176,19 @@ def set_override(config_path: Path, entry: str, state: str, reason: str, until: 
 def clear_override(config_path: Path, entry: str, reason: str) -> None:
     """End ENTRY's override now: the policy decides again from the factory's next cycle."""
     config = load_factory_config(config_path, on_warning=echo_warning).config
-    stored = health_store.load_overrides(health_store.overrides_path(config.work_dir))
-    check_name(entry, list(dict.fromkeys([*advertised_entries(config), *stored])), "ENTRY", "an entry of the factory")
-    now = time.time()
-    current = _unexpired(stored, now)
-    if entry not in current:
-        raise click.BadParameter(f"{entry!r} has no override in force", param_hint="ENTRY")
-    reason = _checked_reason(reason, required=False)
-    updated = {name: o for name, o in current.items() if name != entry}
-    record = {"action": "clear", "entry": entry, "reason": reason, "set_by": invoking_user(), "set_at": now}
-    _store(config, stored, updated, {**record, "ended": health_store.override_to_json(current[entry])})
+    stored_path = health_store.overrides_path(config.work_dir)
+    with health_store.overrides_locked(stored_path):  # another operator's set or clear waits, so none is lost
+        stored = health_store.load_overrides(stored_path)
+        known = list(dict.fromkeys([*advertised_entries(config), *stored]))
+        check_name(entry, known, "ENTRY", "an entry of the factory")
+        now = time.time()
+        current = _unexpired(stored, now)
+        if entry not in current:
+            raise click.BadParameter(f"{entry!r} has no override in force", param_hint="ENTRY")
+        reason = _checked_reason(reason, required=False)
+        updated = {name: o for name, o in current.items() if name != entry}
+        record = {"action": "clear", "entry": entry, "reason": reason, "set_by": invoking_user(), "set_at": now}
+        _store(config, stored, updated, {**record, "ended": health_store.override_to_json(current[entry])})
     click.echo(f"{entry}: override ended (from the factory's next cycle)")
 
 
@@ -192,7 +196,7 @@ def _store(
     config: FactoryConfig, before: Mapping[str, Override], after: Mapping[str, Override], record: dict[str, Any]
 ) -> None:
     """Write the overrides, then the audit line; if the audit cannot be written, the old overrides are put back,
-    so no change is ever in force unaudited."""
+    so no change is ever in force unaudited. The caller holds the overrides' lock, so `before` is still current."""
     path = health_store.overrides_path(config.work_dir)
     health_store.save_overrides(path, after)
     try:

@@ -18,11 +18,13 @@ and the audit log of every override, all in the factory's work folder.
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,6 +227,24 @@ def load_overrides(path: Path) -> dict[str, Override]:
             raise ConfigError(f"{path}: not a health override file: {err}") from err
         found[override.entry] = override
     return found
+
+
+@contextmanager
+def overrides_locked(path: Path) -> Iterator[None]:
+    """Hold the overrides file's lock (a file beside it) until the block ends.
+
+    ``set`` and ``clear`` read, change and write the whole file, then audit
+    (or put the old file back): two operators doing so at once would lose one
+    change. The service only reads the file, which is replaced atomically, so
+    it never takes the lock and never waits for an operator.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def save_overrides(path: Path, overrides: Mapping[str, Override]) -> None:

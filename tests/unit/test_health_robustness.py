@@ -6,9 +6,14 @@ warning naming the file and key, or shown as it is, and the cycle goes on.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +24,7 @@ from updraft.factory import health_store
 from updraft.factory.config import FactoryConfig
 from updraft.factory.decide import _since
 from updraft.factory.health_cli import _show
-from updraft.factory.health_model import HealthState
+from updraft.factory.health_model import HealthState, Override
 from updraft.factory.ports import fake_ports
 from updraft.factory.service import run_cycle
 from updraft.frontend.decide import decide
@@ -31,6 +36,7 @@ from updraft.monitoring.notifiers.base import Change
 from updraft.monitoring.outbox import NotifierState
 from updraft.monitoring.writers import status_pages
 
+from .conftest import ConfigTree
 from .notify_receivers import Trickler
 from .test_factory_health_cycle import NOW, config, request, submitted_by_entry  # noqa: F401
 from .test_frontend_decide import config as frontend_config
@@ -198,3 +204,36 @@ def test_a_lease_runs_from_the_delivery_so_a_reloaded_reporter_does_not_send_aga
     assert hang.connections == 1
     status = notes.status("lab-factory")["n"]
     assert status.failures == 1 and status.next_attempt == T0 + 53 + 30.0  # back-off from the failure
+
+
+# --------------------------------------------------------------------------
+# D. Two operators at once
+# --------------------------------------------------------------------------
+
+
+def test_a_set_waits_for_another_operators_change_and_keeps_it(tree: ConfigTree, tmp_path: Path) -> None:
+    """Another `set` holds the lock and writes its override: ours waits for it, then adds to it, losing nothing."""
+    main_file = tree.factory(("50-work.yaml", f"work_dir: {tmp_path / 'work'}\n"))
+    path = health_store.overrides_path(tmp_path / "work")
+    path.parent.mkdir(parents=True)
+    theirs = Override("site2", HealthState.DEGRADED, "slow CE", time.time() + 3600, "bob", time.time())
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        args = ["factory", "health", "-c", str(main_file), "set", "site1", "banned", "--reason", "CE upgrade"]
+        args += ["--until", str(int(time.time() + 3600))]
+        ours = subprocess.Popen(
+            [sys.executable, "-c", "from updraft.cli import main; main()", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            ours.wait(3)  # the command alone takes under 1 s here
+        still_waiting = ours.poll() is None
+        health_store.save_overrides(path, {"site2": theirs})
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    output, _ = ours.communicate(timeout=60)
+    assert ours.returncode == 0, output
+    assert still_waiting, f"the command wrote while another operator held the lock: {output}"
+    stored = health_store.load_overrides(path)
+    assert sorted(stored) == ["site1", "site2"] and stored["site2"] == theirs

@@ -125,9 +125,15 @@ class History:
             raise ValueError(f"{len(self.bad)} failure times but {len(self.causes)} causes")
 
     def added(self, outcomes: Sequence[str], at: float) -> History:
-        """With `outcomes` (GOOD or a cause) happened at `at`, which is no earlier than any kept."""
+        """With `outcomes` (GOOD or a cause) happened at `at`.
+
+        Times stay in order, which the windows' binary searches rely on: after
+        the clock stepped back, new outcomes are stamped at the last time kept
+        (they are counted now, and age out a little later), never before it.
+        """
         if not outcomes:
             return self
+        at = max(at, self.good[-1] if self.good else at, self.bad[-1] if self.bad else at)
         failures = [cause for cause in outcomes if cause != GOOD]
         good = len(outcomes) - len(failures)
         return History(

@@ -19,7 +19,6 @@ and the audit log of every override, all in the factory's work folder.
 from __future__ import annotations
 
 import fcntl
-import itertools
 import json
 import logging
 import os
@@ -129,10 +128,16 @@ def _entry_to_json(health: EntryHealth, history: History) -> dict[str, Any]:
 def _times(value: object, what: str) -> tuple[float, ...]:
     if not isinstance(value, list):
         raise ValueError(f"{what}: expected a list of times, got {type(value).__name__}")
-    times = tuple(_time(item, what) for item in value)
-    if any(later < earlier for earlier, later in itertools.pairwise(times)):
-        raise ValueError(f"{what}: times are not in order")
-    return times
+    return tuple(_time(item, what) for item in value)
+
+
+def _history(good: tuple[float, ...], bad: tuple[float, ...], causes: list[str], what: str) -> History:
+    """The outcomes in time order, each failure with its cause. Out of order is no damage: a clock that
+    stepped back wrote them so, and discarding them would lift every ban; sorted, the windows work again."""
+    if len(bad) != len(causes):
+        raise ValueError(f"{what}: {len(bad)} failure times in 'bad' but {len(causes)} 'causes'")
+    failures = sorted(zip(bad, causes, strict=True), key=lambda pair: pair[0])  # stable: same-time causes keep order
+    return History(tuple(sorted(good)), tuple(t for t, _ in failures), tuple(c for _, c in failures))
 
 
 def _entry_from_json(name: str, data: object) -> tuple[EntryHealth, History]:
@@ -142,7 +147,7 @@ def _entry_from_json(name: str, data: object) -> tuple[EntryHealth, History]:
     causes = data.get("causes")
     if not isinstance(causes, list) or not all(isinstance(c, str) for c in causes):
         raise ValueError(f"{what}.causes: expected a list of causes")
-    history = History(_times(data.get("good"), f"{what}.good"), _times(data.get("bad"), f"{what}.bad"), tuple(causes))
+    history = _history(_times(data.get("good"), f"{what}.good"), _times(data.get("bad"), f"{what}.bad"), causes, what)
     raw_override = data.get("override")
     review, cap = data.get("next_review"), data.get("cap")
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):

@@ -344,8 +344,8 @@ def test_states_history_and_since_survive_a_restart(tmp_path: Path) -> None:
     [
         "{not json",
         '{"version": 1, "entries": {"ce1": {"state": "sleepy"}}}',
-        '{"version": 1, "entries": {"ce1": {"state": "banned", "reason": "", "since": 1, "good": [3, 2], '
-        '"bad": [], "causes": []}}}',
+        '{"version": 1, "entries": {"ce1": {"state": "banned", "reason": "", "since": 1, "good": [], '
+        '"bad": [3, 2], "causes": ["held"]}}}',
         '{"version": 99}',
     ],
 )

@@ -23,8 +23,9 @@ from updraft.errors import ConfigError
 from updraft.factory import health_store
 from updraft.factory.config import FactoryConfig
 from updraft.factory.decide import _since
+from updraft.factory.health import GOOD, HealthSettings, History, decide_health
 from updraft.factory.health_cli import _show
-from updraft.factory.health_model import HealthState, Override
+from updraft.factory.health_model import EntryHealth, HealthState, Override
 from updraft.factory.ports import fake_ports
 from updraft.factory.service import run_cycle
 from updraft.frontend.decide import decide
@@ -237,3 +238,46 @@ def test_a_set_waits_for_another_operators_change_and_keeps_it(tree: ConfigTree,
     assert still_waiting, f"the command wrote while another operator held the lock: {output}"
     stored = health_store.load_overrides(path)
     assert sorted(stored) == ["site1", "site2"] and stored["site2"] == theirs
+
+
+# --------------------------------------------------------------------------
+# E. The clock stepping back
+# --------------------------------------------------------------------------
+
+
+def test_outcomes_after_the_clock_stepped_back_are_stamped_at_the_last_time_kept() -> None:
+    history = History((NOW + 100,), (NOW + 200,), ("held",))
+    later = history.added(["held", GOOD], NOW)  # the clock is now 200 s behind
+    assert later.good == (NOW + 100, NOW + 200) and later.bad == (NOW + 200, NOW + 200)
+    assert later.causes == ("held", "held")
+    assert later.added(["held"], NOW + 300).bad[-1] == NOW + 300  # the clock back ahead: its own time
+
+
+def test_a_memory_with_outcomes_out_of_order_is_kept_sorted_with_its_ban(tmp_path: Path) -> None:
+    path = health_store.memory_path(tmp_path)
+    entry = {"state": "banned", "reason": "8 of 8 failed", "since": NOW, "next_review": NOW + 3600, "cap": 0}
+    entry |= {
+        "override": None,
+        "good": [NOW + 5, NOW + 1],
+        "bad": [NOW + 9, NOW + 2, NOW + 9],
+        "causes": ["a", "b", "c"],
+    }
+    path.write_text(json.dumps({"version": 1, "evaluated_at": NOW + 9, "entries": {"dead": entry}}))
+    memory = health_store.load_memory(path)
+    assert memory.states["dead"].state is HealthState.BANNED
+    assert memory.history["dead"] == History((NOW + 1, NOW + 5), (NOW + 2, NOW + 9, NOW + 9), ("b", "a", "c"))
+
+
+def test_a_ban_survives_cycles_after_the_clock_stepped_back(tmp_path: Path) -> None:
+    """The memory was written 10 min ahead of the clock the next cycles read, which bring new failures."""
+    ahead = NOW + 600
+    banned = EntryHealth("dead", HealthState.BANNED, "8 of 8 pilots failed", ahead - 60, next_review=ahead + 3600)
+    memory = health_store.HealthMemory({"dead": banned}, {"dead": History((), (ahead - 30,) * 8, ("held",) * 8)}, ahead)
+    path = health_store.memory_path(tmp_path)
+    for step in range(3):
+        health_store.save_memory(path, memory)
+        memory = health_store.load_memory(path)
+        assert memory.states["dead"].state is HealthState.BANNED, f"cycle {step}: the ban was lifted"
+        decided = decide_health(memory.states, memory.history, {"dead": ["held"]}, {}, {"dead": HealthSettings()}, NOW)
+        memory = health_store.HealthMemory(decided.health, decided.history, NOW)
+        assert list(decided.history["dead"].bad) == sorted(decided.history["dead"].bad)

@@ -18,7 +18,7 @@ import classad2
 import htcondor2
 
 from updraft import protocol
-from updraft.errors import CloudError, CondorError
+from updraft.errors import CloudError, CondorError, DaemonSilent
 from updraft.factory.cloud import CloudPlan
 from updraft.factory.cloudports import CloudPort
 from updraft.factory.credentials import CredentialStoreError
@@ -41,6 +41,10 @@ class ActResult:
     removed: int = 0
     released: int = 0
     errors: tuple[str, ...] = ()
+    refused: bool = False
+    """The schedd answered and refused a submission: the only error that may be about the entry. Not set
+    when the schedd could not be located or did not answer in time, or the description could not be
+    rendered: those are the factory's own trouble (`updraft.factory.health.submit_failures`)."""
 
 
 def submit_pilots(schedd: SchedulerPort, description: Mapping[str, str], count: int, cluster_size: int) -> ActResult:
@@ -54,9 +58,12 @@ def submit_clusters(schedd: SchedulerPort, description: Mapping[str, str], sizes
     for size in sizes:
         try:
             schedd.submit(description, count=size)
-        except CondorError as err:
+        except DaemonSilent as err:
             log.error("submitted %d of %d pilots: %s", submitted, count, err)
             return ActResult(submitted=submitted, errors=(str(err),))
+        except CondorError as err:
+            log.error("submitted %d of %d pilots: %s", submitted, count, err)
+            return ActResult(submitted=submitted, errors=(str(err),), refused=True)
         submitted += size
     return ActResult(submitted=submitted)
 

@@ -3,7 +3,8 @@
 Every cycle the service gathers this cycle's *outcomes* per entry
 (`observed_outcomes`: pilots the queue shows held, running long enough to
 count as healthy, or idle far too long; completed pilots' reports; and,
-after act, the submissions the schedd refused, `submit_failures`) and calls
+after act, the submissions the schedd refused for the entry's sake,
+`submit_failures`) and calls
 `decide_health` with the previous states, the per-entry history of
 outcomes, the operators' overrides and each entry's settings. Nothing here
 reads a file or the clock: ``now`` comes in, new states, the transitions
@@ -56,11 +57,15 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from updraft.factory.completed import CompletedPilot
 from updraft.factory.health_model import POLICY, EntryHealth, HealthState, Override, Transition
 from updraft.factory.model import IDLE_STATES, Action, Pilot, PilotState, Submit
 from updraft.records import Step
+
+if TYPE_CHECKING:  # act talks to HTCondor; the policy only reads its plain results
+    from updraft.factory.act import ActResult
 
 GOOD = "good"
 SUBMIT_FAILED = "submit_failed"
@@ -270,18 +275,26 @@ def observed_outcomes(
     return found
 
 
-def submit_failures(actions: Sequence[Action], errors: Sequence[Sequence[str]]) -> dict[str, list[str]]:
-    """A `SUBMIT_FAILED` per submission the schedd refused, per entry; `errors` pairs with `actions`.
+def submit_failures(actions: Sequence[Action], results: Sequence[ActResult]) -> dict[str, list[str]]:
+    """A `SUBMIT_FAILED` per submission the schedd refused for the entry's sake, per entry.
 
-    `updraft.factory.act.act` returns one result per action, in order (or
-    one result alone when the schedd could not be located: that is the
-    factory's trouble, not the entry's, and counts against none).
+    `results` pairs with `actions` (`updraft.factory.act.act` returns one
+    result per action, in order, or one result alone when the schedd could
+    not be located). Only a refusal the schedd answered (`ActResult.refused`)
+    can be about the entry, and only in a cycle where the schedd accepted
+    another entry's submission: a schedd that refuses every entry (or the
+    only one asking) is failing as a whole, which is the factory's trouble.
+    A schedd that could not be located or did not answer in time, and a
+    description that could not be rendered (template, credential, log
+    folder), count against no entry either.
     """
-    if len(actions) != len(errors):
+    if len(actions) != len(results):
         return {}
+    submits = [(a, r) for a, r in zip(actions, results, strict=True) if isinstance(a, Submit)]
+    accepted = {action.entry for action, result in submits if result.submitted and not result.errors}
     found: dict[str, list[str]] = {}
-    for action, failed in zip(actions, errors, strict=True):
-        if isinstance(action, Submit) and failed:
+    for action, result in submits:
+        if result.refused and accepted - {action.entry}:
             found.setdefault(action.entry, []).append(SUBMIT_FAILED)
     return found
 

@@ -149,7 +149,7 @@ def _save_health(config: FactoryConfig, planned: Planned, acted: Acted, now: flo
     transition it made and reported must not be made (and announced) again."""
     history = planned.health.history
     if planned.plan is not None:
-        refused = submit_failures(planned.plan.actions, [result.errors for result in acted.results])
+        refused = submit_failures(planned.plan.actions, acted.results)
         history = with_outcomes(history, refused, now)
     memory = health_store.HealthMemory(planned.health.health, history, planned.evaluated_at)
     try:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from updraft.errors import CondorError, DaemonSilent
 from updraft.factory.act import act
 from updraft.factory.config import FactoryConfig
 from updraft.factory.model import EntryDecision, FactoryPlan, Submit
 from updraft.factory.ports import fake_ports
+from updraft.factory.render import RenderError
 from updraft.factory.submission import describe
 from updraft.protocol import PilotParams
 
@@ -51,3 +53,51 @@ def test_act_submits_each_members_clusters_as_decided(tmp_path: Path) -> None:
     ]
     assert {job["UpdraftMember"] for job in schedd.jobs} == {"a", "b", "solo"}
     assert [r.submitted for r in results] == [3, 1, 2] and not any(r.errors for r in results)
+
+
+class _RefusingSchedd:
+    """A schedd that accepts every description but those naming `refused_member`, or answers nothing."""
+
+    def __init__(self, refused_member: str, *, silent: bool = False) -> None:
+        self.refused_member = refused_member
+        self.silent = silent
+
+    def submit(self, description: dict[str, str], count: int = 1) -> int:
+        if self.silent:
+            raise DaemonSilent("submit to schedd s@x: no answer within 20 s")
+        if description["+UpdraftMember"] == f'"{self.refused_member}"':
+            raise CondorError("submit to schedd s@x: SUBMIT_REQUIREMENT not met")
+        return 1
+
+
+class _Located:
+    def __init__(self, schedd: _RefusingSchedd | None) -> None:
+        self.schedd = schedd
+
+    def get(self) -> _RefusingSchedd:
+        if self.schedd is None:
+            raise CondorError("cannot locate schedd s@x")
+        return self.schedd
+
+
+def test_only_a_refusal_the_schedd_answered_is_marked_refused(tmp_path: Path) -> None:
+    factory = config(tmp_path)
+    actions = (
+        Submit("solo", "fe1", "g1", "default", 1, (1,), POOL),
+        Submit("us", "fe1", "g1", "default", 1, (1,), POOL, member="a"),
+    )
+    plan = FactoryPlan(0.0, (EntryDecision("us", "fe1", "g1", None, actions),))
+
+    def run(
+        schedd: _RefusingSchedd | None, render=lambda action: describe(factory, action, {})
+    ) -> list[tuple[int, bool]]:
+        return [(r.submitted, r.refused) for r in act(_Located(schedd), plan, render)]  # type: ignore[arg-type]
+
+    assert run(_RefusingSchedd("solo")) == [(0, True), (1, False)]
+    assert run(_RefusingSchedd("solo", silent=True)) == [(0, False), (0, False)], "a silent schedd refused nothing"
+    assert run(None) == [(0, False)], "a schedd not located refused nothing"
+
+    def broken_render(action: Submit) -> dict[str, str]:
+        raise RenderError("template pilot.sub: undefined variable")
+
+    assert run(_RefusingSchedd("nobody"), broken_render) == [(0, False), (0, False)], "our own render is no refusal"

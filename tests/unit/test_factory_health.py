@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from updraft.factory import health_store
+from updraft.factory.act import ActResult
 from updraft.factory.completed import CompletedPilot
 from updraft.factory.health import (
     BLACK_HOLE,
@@ -310,11 +311,40 @@ def test_refused_submissions_become_outcomes_of_their_entry() -> None:
         Remove(("1.0",), "excess idle"),
         Submit("ce2", "vo", "main", "default", 5, (5,)),
     ]
-    failures = submit_failures(actions, [("schedd said no",), ("remove failed",), ()])
+    refused, accepted = ActResult(errors=("SUBMIT_REQUIREMENT not met",), refused=True), ActResult(submitted=5)
+    failures = submit_failures(actions, [refused, ActResult(errors=("remove failed",)), accepted])
     assert failures == {"ce1": [SUBMIT_FAILED]}
-    assert submit_failures(actions, [("schedd not located",)]) == {}, "no schedd is nobody's entry"
     history = with_outcomes({"ce1": History(), "ce2": History()}, failures, NOW)
     assert history["ce1"] == History(bad=(NOW,), causes=(SUBMIT_FAILED,)) and history["ce2"] == History()
+
+
+@pytest.mark.parametrize(
+    ("results", "why"),
+    [
+        ([ActResult(errors=("cannot locate schedd factory@lab",))], "no schedd is nobody's entry"),
+        (
+            [ActResult(errors=("credential store: no token for vo.main",)), ActResult(submitted=5)],
+            "a description we could not render is our own trouble",
+        ),
+        (
+            [ActResult(errors=("submit to schedd: no answer within 20 s",)), ActResult(submitted=5)],
+            "a schedd that did not answer refused nothing",
+        ),
+        (
+            [ActResult(errors=("schedd is shutting down",), refused=True)] * 2,
+            "a schedd refusing every entry fails as a whole",
+        ),
+    ],
+)
+def test_the_factorys_own_submit_trouble_counts_against_no_entry(results: list[ActResult], why: str) -> None:
+    actions: list[Action] = [
+        Submit("ce1", "vo", "main", "default", 5, (5,)),
+        Submit("ce2", "vo", "main", "default", 5, (5,)),
+    ]
+    assert submit_failures(actions[: len(results)], results) == {}, why
+    assert submit_failures(actions[:1], [ActResult(errors=("refused",), refused=True)]) == {}, (
+        "one entry alone: unknown"
+    )
 
 
 # --------------------------------------------------------------------------

@@ -30,7 +30,9 @@ after the last change (no flapping):
   never ban it;
 - active -> degraded at ``degrade_fraction``;
 - degraded -> banned at ``ban_fraction``; degraded -> active at or below
-  ``recover_fraction`` (the gap between the two is the hysteresis). Active
+  ``recover_fraction`` over at least ``min_outcomes`` outcomes (recovering
+  needs evidence: an empty window is no sign of repair; the gap between
+  the two fractions is the hysteresis). Active
   never jumps straight to banned: degraded caps the pilots at risk while
   the evidence grows, and takes at most one minimum time;
 - banned ignores evidence (it gets no pilots) and after ``ban_seconds``
@@ -38,6 +40,10 @@ after the last change (no flapping):
 - probing sends at most ``probe_count`` pilots and counts only outcomes
   since it began: a majority of ``probe_count`` good -> active, a majority
   failed -> banned again (for another ``ban_seconds``).
+
+A cycle that could not read its queue changes nothing on evidence (its
+window lacks the outcomes it could not see: unknown is never read as
+zero); only time moves a state then (a ban ends, into probing).
 
 **Overrides.** An unexpired operator `Override` sets the state whatever
 the policy says (banned leaves straight to active if the operator says
@@ -338,11 +344,20 @@ _Proposal = tuple[HealthState, str, float]
 """The state the rules ask for, why, and the figure it rests on (a failure fraction, or failed probes)."""
 
 
-def _propose(previous: EntryHealth, history: History, settings: HealthSettings, now: float) -> _Proposal:
-    """What the rules say, before the minimum time in a state is applied."""
+def _propose(
+    previous: EntryHealth, history: History, settings: HealthSettings, now: float, evidence: bool
+) -> _Proposal:
+    """What the rules say, before the minimum time in a state is applied.
+
+    Without `evidence` (the queue was not read) only time moves a state: a
+    ban ends. The window then lacks this cycle's outcomes, and unknown is
+    never read as zero, so nothing is judged from it.
+    """
     state = previous.state
     if state is HealthState.BANNED:
         return HealthState.PROBING, f"ban of {settings.ban_seconds:.0f} s over: sending probe pilots", 0.0
+    if not evidence:
+        return state, previous.reason, 0.0
     if state is HealthState.PROBING:
         # outcomes stamped in the cycle probing began are the ban's leftovers, not probes
         return _probe_verdict(history.since(previous.since, settings.ignore_causes, strictly=True), settings)
@@ -353,7 +368,7 @@ def _propose(previous: EntryHealth, history: History, settings: HealthSettings, 
         return (HealthState.DEGRADED if fraction >= settings.degrade_fraction else state), seen, fraction
     if fraction >= settings.ban_fraction:
         return HealthState.BANNED, seen, fraction
-    if fraction <= settings.recover_fraction:
+    if fraction <= settings.recover_fraction and window.good + window.failed >= settings.min_outcomes:
         return HealthState.ACTIVE, f"recovered: {seen}", fraction
     return state, seen, fraction
 
@@ -398,10 +413,10 @@ def _by_override(
 
 
 def _by_policy(
-    previous: EntryHealth, history: History, settings: HealthSettings, now: float
+    previous: EntryHealth, history: History, settings: HealthSettings, now: float, evidence: bool
 ) -> tuple[EntryHealth, Transition | None, tuple[Step, ...]]:
     """The rules' state, unless the minimum time in the current one holds it back (the record says until when)."""
-    wanted, reason, figure = _propose(previous, history, settings, now)
+    wanted, reason, figure = _propose(previous, history, settings, now, evidence)
     state, since = previous.state, previous.since
     held: tuple[Step, ...] = ()
     if wanted is not state:
@@ -445,10 +460,12 @@ def decide_entry(
     override: Override | None,
     settings: HealthSettings,
     now: float,
+    evidence: bool = True,
 ) -> tuple[EntryHealth, Transition | None, History, tuple[Step, ...]]:
     """One entry's new health, the transition if it changed, its history and the record of why.
 
-    `history` already holds this cycle's outcomes.
+    `history` already holds this cycle's outcomes; `evidence` False: the
+    queue was not read, so only time-based changes happen (`_propose`).
     """
     history = history.pruned(now - settings.history_seconds)
     if override is not None and override.until > now:
@@ -459,7 +476,7 @@ def decide_entry(
     if not settings.enabled:
         health, changed = _switched_off(previous, now)
         return health, changed, history, (Step("off", 0, health.reason),)
-    health, changed, steps = _by_policy(previous, history, settings, now)
+    health, changed, steps = _by_policy(previous, history, settings, now, evidence)
     return health, changed, history, steps
 
 
@@ -470,10 +487,14 @@ def decide_health(
     overrides: Mapping[str, Override],
     settings: Mapping[str, HealthSettings],
     now: float,
+    *,
+    evidence: bool = True,
 ) -> HealthDecision:
     """Every advertised entry's health this cycle (`settings` names them; others are forgotten).
 
-    An entry seen for the first time starts active, since now.
+    An entry seen for the first time starts active, since now. `evidence`
+    False: the queue could not be read this cycle, so no state changes on
+    evidence (bans still end; overrides still apply).
     """
     health: dict[str, EntryHealth] = {}
     histories: dict[str, History] = {}
@@ -484,7 +505,7 @@ def decide_health(
         found = outcomes.get(name, ())
         entry_history = history.get(name, EMPTY).added(found, now)
         state, changed, histories[name], records[name] = decide_entry(
-            before, entry_history, overrides.get(name), settings[name], now
+            before, entry_history, overrides.get(name), settings[name], now, evidence
         )
         health[name] = state
         if changed is not None:

@@ -131,12 +131,14 @@ def _decide_health(
 
     With the queue unknown nothing is observed (its holds and starts were
     not seen, and the completed pilots are read again next cycle, since
-    accounting does not run): the states still follow time (a ban ends),
-    and the next cycle looks for outcomes from the last evaluation on."""
+    accounting does not run): the states follow time alone (a ban ends,
+    nothing is judged from a window missing this cycle's outcomes), and the
+    next cycle looks for outcomes from the last evaluation on."""
     memory = health_store.load_memory(health_store.memory_path(config.work_dir))
     settings = health_settings(config)
     if view.pilots is None:
-        return decide_health(memory.states, memory.history, {}, overrides, settings, now), memory.evaluated_at
+        health = decide_health(memory.states, memory.history, {}, overrides, settings, now, evidence=False)
+        return health, memory.evaluated_at
     completed = view.completed.pilots if view.completed is not None else ()
     outcomes = observed_outcomes(view.pilots, completed, settings, memory.evaluated_at, now)
     return decide_health(memory.states, memory.history, outcomes, overrides, settings, now), now

@@ -101,13 +101,47 @@ def test_active_degrades_at_the_fraction_over_at_least_min_outcomes(failed: int,
         (8, 2, BANNED),  # 0.8: ban
         (6, 4, DEGRADED),  # 0.6: between recover and ban, stays
         (2, 8, ACTIVE),  # 0.2: recovered
-        (0, 0, ACTIVE),  # nothing in the window any more
+        (0, 5, ACTIVE),  # min_outcomes good ones: recovered
+        (0, 4, DEGRADED),  # too few outcomes to call it repaired
+        (0, 0, DEGRADED),  # nothing in the window: no evidence of repair
     ],
 )
 def test_degraded_bans_stays_or_recovers(failed: int, good: int, expected) -> None:
     health = once(state(DEGRADED), [VALIDATION] * failed + [GOOD] * good).health["ce1"]
     assert health.state is expected
     assert health.cap == {BANNED: 0, DEGRADED: S.degraded_max_idle, ACTIVE: None}[expected]
+
+
+def test_a_degraded_entry_whose_failures_left_the_window_does_not_recover_on_nothing() -> None:
+    old = History(bad=(NOW - 3700,) * 6, causes=(VALIDATION,) * 6)
+    decision = once(state(DEGRADED), history=old)
+    assert decision.health["ce1"].state is DEGRADED and decision.transitions == ()
+
+
+@pytest.mark.parametrize(
+    ("before", "outcomes", "history"),
+    [
+        (ACTIVE, [], History(bad=(NOW - 60,) * 5, causes=(VALIDATION,) * 5)),  # would degrade
+        (DEGRADED, [], History(bad=(NOW - 60,) * 5, causes=(VALIDATION,) * 5)),  # would ban
+        (DEGRADED, [], History(good=(NOW - 60,) * 10)),  # would recover
+        (PROBING, [], History(good=(NOW - 60,) * 3)),  # probes would have decided
+    ],
+)
+def test_a_cycle_without_its_queue_changes_nothing_on_evidence(
+    before: HealthState, outcomes: list[str], history: History
+) -> None:
+    previous = state(before, since=NOW - 600)
+    decision = decide_health({"ce1": previous}, {"ce1": history}, {}, {}, {"ce1": S}, NOW, evidence=False)
+    after = decision.health["ce1"]
+    assert (after.state, after.since, after.reason) == (before, previous.since, previous.reason)
+    assert decision.transitions == ()
+    assert decide_health({"ce1": previous}, {"ce1": history}, {}, {}, {"ce1": S}, NOW).transitions, "with evidence"
+
+
+def test_a_cycle_without_its_queue_still_ends_a_ban() -> None:
+    banned = state(BANNED, since=NOW - S.ban_seconds)
+    decision = decide_health({"ce1": banned}, {"ce1": EMPTY}, {}, {}, {"ce1": S}, NOW, evidence=False)
+    assert decision.health["ce1"].state is PROBING
 
 
 def test_outcomes_older_than_the_window_no_longer_count() -> None:

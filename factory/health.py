@@ -39,7 +39,10 @@ after the last change (no flapping):
   always moves to probing;
 - probing sends at most ``probe_count`` pilots and counts only outcomes
   since it began: a majority of ``probe_count`` good -> active, a majority
-  failed -> banned again (for another ``ban_seconds``).
+  failed -> banned again (for another ``ban_seconds``). Probing -> active
+  forgets the outcomes from before probing began: the probes showed the
+  repair, and the failures that caused the ban, still in a window longer
+  than the ban, would otherwise degrade the repaired site at once.
 
 A cycle that could not read its queue changes nothing on evidence (its
 window lacks the outcomes it could not see: unknown is never read as
@@ -164,6 +167,13 @@ class History:
             self.good[bisect.bisect_left(self.good, cutoff) :] if old_good else self.good,
             self.bad[first_bad:],
             self.causes[first_bad:],
+        )
+
+    def after(self, start: float) -> History:
+        """Only the outcomes strictly after `start` (those stamped at `start` are gone too)."""
+        first_bad = bisect.bisect_right(self.bad, start)
+        return History(
+            self.good[bisect.bisect_right(self.good, start) :], self.bad[first_bad:], self.causes[first_bad:]
         )
 
     def since(self, start: float, ignore: frozenset[str], *, strictly: bool = False) -> Tally:
@@ -477,6 +487,8 @@ def decide_entry(
         health, changed = _switched_off(previous, now)
         return health, changed, history, (Step("off", 0, health.reason),)
     health, changed, steps = _by_policy(previous, history, settings, now, evidence)
+    if previous.state is HealthState.PROBING and health.state is HealthState.ACTIVE:
+        history = history.after(previous.since)  # the probes showed the repair: older failures are forgotten
     return health, changed, history, steps
 
 

@@ -203,6 +203,21 @@ def test_probing_counts_only_outcomes_after_it_began() -> None:
     assert once(state(PROBING, since=since), [GOOD, GOOD], history=leftovers).health["ce1"].state is ACTIVE
 
 
+def test_a_site_repaired_by_its_probes_is_not_degraded_again_by_the_failures_before_its_ban() -> None:
+    """A window longer than the ban still holds the failures that caused it when the probes succeed."""
+    settings = HealthSettings(window_seconds=7200)
+    banned_at = NOW - 3600
+    health = {"ce1": state(BANNED, since=banned_at)}
+    history = {"ce1": History(bad=(banned_at,) * 6, causes=(VALIDATION,) * 6)}
+    seen: list[tuple[str, str]] = []
+    for offset, outcomes in [(0, []), (600, [GOOD, GOOD]), (1200, [GOOD]), (1800, [VALIDATION])]:
+        decided = decide_health(health, history, {"ce1": outcomes}, {}, {"ce1": settings}, NOW + offset)
+        health, history = decided.health, decided.history
+        seen.extend((t.old.value, t.new.value) for t in decided.transitions)
+    assert seen == [("banned", "probing"), ("probing", "active")]
+    assert history["ce1"] == History(good=(NOW + 600,) * 2 + (NOW + 1200,), bad=(NOW + 1800,), causes=(VALIDATION,))
+
+
 def test_a_broken_site_goes_active_degraded_banned_probing_banned_and_back() -> None:
     """The lab's story in one table: each step at its earliest moment."""
     health: dict[str, EntryHealth] = {"ce1": state(ACTIVE)}

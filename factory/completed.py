@@ -121,6 +121,8 @@ class CompletedPilot:
     """The stdout file (the job's Out, made absolute with its Iwd); "" when the ad names none."""
     report: PilotReport | None = None
     report_problem: str = NOT_READ
+    submitted: int = 0
+    """QDate, when it was submitted (0: the ad had none): tells the probes of a probing entry from older pilots."""
     """"" when `report` was read; otherwise why there is none (NO_OUTPUT, NO_REPORT, ...)."""
 
     @property
@@ -159,6 +161,7 @@ def parse_history_ad(ad: Ad) -> CompletedPilot | None:
         entered_status_at=entered,
         wall_seconds=max(0, _whole_seconds(read.wall_seconds)),
         output=read.output,
+        submitted=_whole_seconds(read.submitted),
     )
 
 

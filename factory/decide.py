@@ -65,6 +65,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from updraft import timefmt
+from updraft.factory.health import is_probe
 from updraft.factory.health_model import EntryHealth, HealthState
 from updraft.factory.model import (
     IDLE_STATES,
@@ -670,27 +671,35 @@ def _banned(draft: _Draft, health: EntryHealth | None) -> None:
     draft.record.lower(0, "zero", (HEALTH_BOUND,), words)
 
 
-def _health_limit(health: EntryHealth | None, entry: _Tally) -> tuple[str, int | None, str]:
-    """Degraded caps the entry's idle pilots, probing its pilots in flight (over all frontends)."""
+def _health_limit(health: EntryHealth | None, entry: _Tally, probes: int) -> tuple[str, int | None, str]:
+    """Degraded caps the entry's idle pilots; probing the probes (over all frontends): its cap is what is
+    left of ``probe_count`` once the finished probes are taken off, less the `probes` still queued."""
     if health is None or health.cap is None or health.state is HealthState.BANNED:
         return HEALTH_BOUND, None, ""
     if health.state is HealthState.PROBING:
-        return HEALTH_BOUND, health.cap - entry.total, f"probing: {entry.total} of {health.cap} probe pilots out"
+        return HEALTH_BOUND, health.cap - probes, f"probing: {probes} probes queued, {health.cap} left to send"
     return HEALTH_BOUND, health.cap - entry.idle, f"{health.state.value}: {entry.idle} of {health.cap} idle"
+
+
+def _queued_probes(health: EntryHealth | None, drafts: Sequence[_Draft]) -> int:
+    """The entry's live pilots submitted since probing began: its probes (older pilots are not)."""
+    if health is None or health.state is not HealthState.PROBING:
+        return 0
+    return sum(1 for draft in drafts for pilot in draft.pilots if is_probe(pilot.submitted, health.since))
 
 
 def _room(limit: int | None, used: int) -> int | None:
     return None if limit is None else limit - used
 
 
-def _entry_cap(policy: EntryPolicy, entry: _Tally) -> Cap:
+def _entry_cap(policy: EntryPolicy, entry: _Tally, probes: int) -> Cap:
     limits, submits = policy.limits, policy.per_cycle.max_submits
     return tightest(
         (
             ("entry.max_pilots", _room(limits.max_pilots, entry.total), f"{entry.total} of {limits.max_pilots} pilots"),
             ("entry.max_idle", _room(limits.max_idle, entry.idle), f"{entry.idle} of {limits.max_idle} idle"),
             ("entry.max_submits", submits, f"at most {submits} submissions per cycle"),
-            _health_limit(policy.health, entry),
+            _health_limit(policy.health, entry, probes),
         )
     )
 
@@ -731,7 +740,7 @@ def _apply_submissions(drafts: Sequence[_Draft], policy: EntryPolicy) -> None:
     asking = [draft for draft in drafts if draft.request is not None]
     for frontend, group in by_frontend.items():
         _apply_cap([d for d in group if d.request is not None], _frontend_cap(policy, frontend, fronts[frontend]))
-    _apply_cap(asking, _entry_cap(policy, entry))
+    _apply_cap(asking, _entry_cap(policy, entry, _queued_probes(policy.health, drafts)))
     for draft in asking:
         draft.record.step("submit", draft.submit)
 

@@ -37,12 +37,14 @@ after the last change (no flapping):
   the evidence grows, and takes at most one minimum time;
 - banned ignores evidence (it gets no pilots) and after ``ban_seconds``
   always moves to probing;
-- probing sends at most ``probe_count`` pilots and counts only outcomes
-  since it began: a majority of ``probe_count`` good -> active, a majority
-  failed -> banned again (for another ``ban_seconds``). Probing -> active
-  forgets the outcomes from before probing began: the probes showed the
-  repair, and the failures that caused the ban, still in a window longer
-  than the ban, would otherwise degrade the repaired site at once.
+- probing sends at most ``probe_count`` probes in all (pilots submitted
+  since it began, `is_probe`; its cap is what is left once the finished
+  ones are taken off) and counts only their outcomes since it began: a
+  majority of ``probe_count`` good -> active, a majority failed -> banned
+  again (for another ``ban_seconds``). Probing -> active forgets the
+  outcomes from before probing began: the probes showed the repair, and
+  the failures that caused the ban, still in a window longer than the
+  ban, would otherwise degrade the repaired site at once.
 
 A cycle that could not read its queue changes nothing on evidence (its
 window lacks the outcomes it could not see: unknown is never read as
@@ -64,6 +66,7 @@ whatever happened; overrides still apply.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -98,6 +101,17 @@ CAUSES = (
     SLOW_START,
 )
 """Why a pilot counts as failed; what ``ignore_causes`` may name."""
+
+
+def is_probe(submitted: float, probing_since: float) -> bool:
+    """A pilot submitted at or after probing began is a probe; an older one is not.
+
+    The schedd's submission time (QDate) is whole seconds while `since`
+    is the cycle's ``now``: a probe submitted in the cycle probing began may
+    carry the second before it, so the second is what is compared.
+    """
+    return submitted >= math.floor(probing_since)
+
 
 _HELD = {"batch_refused": HELD_BATCH_REFUSED, "batch_unreachable": HELD_BATCH_UNREACHABLE}
 _STEP_CAUSES = {"validate": VALIDATION, "blackhole": BLACK_HOLE}
@@ -270,12 +284,22 @@ def observed_outcomes(
     settings: Mapping[str, HealthSettings],
     last: float | None,
     now: float,
+    probing: Mapping[str, float] | None = None,
 ) -> dict[str, list[str]]:
-    """This cycle's outcomes per advertised entry; `last` None (a first evaluation) looks one window back."""
+    """This cycle's outcomes per advertised entry; `last` None (a first evaluation) looks one window back.
+
+    `probing` maps the entries probing to when probing began: there only
+    the probes' outcomes count (`is_probe`). A pilot from before the ban
+    that starts, runs or fails now says nothing about the repair.
+    """
+    probing = probing or {}
     found: dict[str, list[str]] = {}
     for pilot in pilots:
         entry_settings = settings.get(pilot.entry)
         if entry_settings is None:
+            continue
+        probing_since = probing.get(pilot.entry)
+        if probing_since is not None and not is_probe(pilot.submitted, probing_since):
             continue
         since = last if last is not None else now - entry_settings.window_seconds
         outcome = queue_outcome(pilot, entry_settings, since, now)
@@ -285,9 +309,32 @@ def observed_outcomes(
         entry_settings = settings.get(done.entry)
         if entry_settings is None:
             continue
+        probing_since = probing.get(done.entry)
+        if probing_since is not None and not is_probe(done.submitted, probing_since):
+            continue
         outcome = completed_outcome(done, entry_settings.healthy_after_seconds)
         if outcome is not None:
             found.setdefault(done.entry, []).append(outcome)
+    return found
+
+
+def probing_since(states: Mapping[str, EntryHealth]) -> dict[str, float]:
+    """The entries probing, and since when: what `observed_outcomes` and `finished_probes` need."""
+    return {name: health.since for name, health in states.items() if health.state is HealthState.PROBING}
+
+
+def finished_probes(completed: Iterable[CompletedPilot], probing: Mapping[str, float]) -> dict[str, int]:
+    """Per probing entry, its probes that left the queue this cycle (with a report or not).
+
+    Each is taken off what is left of the entry's ``probe_count``, so no
+    more than ``probe_count`` probes are ever sent in one probing period,
+    however many fail while a verdict waits for the minimum time.
+    """
+    found: dict[str, int] = {}
+    for done in completed:
+        since = probing.get(done.entry)
+        if since is not None and is_probe(done.submitted, since):
+            found[done.entry] = found.get(done.entry, 0) + 1
     return found
 
 
@@ -422,8 +469,19 @@ def _by_override(
     return health, changed
 
 
+def _probes_left(previous: EntryHealth, settings: HealthSettings, finished: int) -> int:
+    """What is left of ``probe_count`` in a probing period once `finished` more probes left the queue."""
+    left = previous.cap if previous.cap is not None else settings.probe_count
+    return max(0, left - finished)
+
+
 def _by_policy(
-    previous: EntryHealth, history: History, settings: HealthSettings, now: float, evidence: bool
+    previous: EntryHealth,
+    history: History,
+    settings: HealthSettings,
+    now: float,
+    evidence: bool,
+    finished: int = 0,
 ) -> tuple[EntryHealth, Transition | None, tuple[Step, ...]]:
     """The rules' state, unless the minimum time in the current one holds it back (the record says until when)."""
     wanted, reason, figure = _propose(previous, history, settings, now, evidence)
@@ -442,6 +500,8 @@ def _by_policy(
     if previous.override is not None:
         reason = f"override by {previous.override.set_by} ended; {reason}"
     review, cap = _next_review(state, since, settings, now), state_cap(state, settings)
+    if state is HealthState.PROBING and previous.state is HealthState.PROBING and previous.override is None:
+        cap = _probes_left(previous, settings, finished)
     step = Step(state.value, figure, reason)
     if (
         state is previous.state
@@ -471,6 +531,7 @@ def decide_entry(
     settings: HealthSettings,
     now: float,
     evidence: bool = True,
+    finished: int = 0,
 ) -> tuple[EntryHealth, Transition | None, History, tuple[Step, ...]]:
     """One entry's new health, the transition if it changed, its history and the record of why.
 
@@ -486,7 +547,7 @@ def decide_entry(
     if not settings.enabled:
         health, changed = _switched_off(previous, now)
         return health, changed, history, (Step("off", 0, health.reason),)
-    health, changed, steps = _by_policy(previous, history, settings, now, evidence)
+    health, changed, steps = _by_policy(previous, history, settings, now, evidence, finished)
     if previous.state is HealthState.PROBING and health.state is HealthState.ACTIVE:
         history = history.after(previous.since)  # the probes showed the repair: older failures are forgotten
     return health, changed, history, steps
@@ -501,13 +562,16 @@ def decide_health(
     now: float,
     *,
     evidence: bool = True,
+    finished: Mapping[str, int] | None = None,
 ) -> HealthDecision:
     """Every advertised entry's health this cycle (`settings` names them; others are forgotten).
 
     An entry seen for the first time starts active, since now. `evidence`
     False: the queue could not be read this cycle, so no state changes on
-    evidence (bans still end; overrides still apply).
+    evidence (bans still end; overrides still apply). `finished`: per
+    probing entry, its probes that left the queue this cycle (`finished_probes`).
     """
+    finished = finished or {}
     health: dict[str, EntryHealth] = {}
     histories: dict[str, History] = {}
     records: dict[str, tuple[Step, ...]] = {}
@@ -517,7 +581,7 @@ def decide_health(
         found = outcomes.get(name, ())
         entry_history = history.get(name, EMPTY).added(found, now)
         state, changed, histories[name], records[name] = decide_entry(
-            before, entry_history, overrides.get(name), settings[name], now, evidence
+            before, entry_history, overrides.get(name), settings[name], now, evidence, finished.get(name, 0)
         )
         health[name] = state
         if changed is not None:

@@ -32,7 +32,15 @@ from updraft.factory.cloud import decide_cloud, unknown_lines
 from updraft.factory.config import FactoryConfig, load_factory_config
 from updraft.factory.credentials import keyring_or_problem, load_keyring, public_key_attributes
 from updraft.factory.decide import decide
-from updraft.factory.health import HealthDecision, decide_health, observed_outcomes, submit_failures, with_outcomes
+from updraft.factory.health import (
+    HealthDecision,
+    decide_health,
+    finished_probes,
+    observed_outcomes,
+    probing_since,
+    submit_failures,
+    with_outcomes,
+)
 from updraft.factory.health_model import Override
 from updraft.factory.model import FactoryPlan
 from updraft.factory.observe import FactoryView, observe
@@ -140,8 +148,10 @@ def _decide_health(
         health = decide_health(memory.states, memory.history, {}, overrides, settings, now, evidence=False)
         return health, memory.evaluated_at
     completed = view.completed.pilots if view.completed is not None else ()
-    outcomes = observed_outcomes(view.pilots, completed, settings, memory.evaluated_at, now)
-    return decide_health(memory.states, memory.history, outcomes, overrides, settings, now), now
+    probing = probing_since(memory.states)
+    outcomes = observed_outcomes(view.pilots, completed, settings, memory.evaluated_at, now, probing)
+    finished = finished_probes(completed, probing)
+    return decide_health(memory.states, memory.history, outcomes, overrides, settings, now, finished=finished), now
 
 
 def _save_health(config: FactoryConfig, planned: Planned, acted: Acted, now: float) -> list[str]:

@@ -27,6 +27,7 @@ from updraft.factory.health import (
     HealthSettings,
     History,
     decide_health,
+    finished_probes,
     observed_outcomes,
     submit_failures,
     with_outcomes,
@@ -201,6 +202,40 @@ def test_probing_counts_only_outcomes_after_it_began() -> None:
     leftovers = History(bad=(since,) * 3, causes=(VALIDATION,) * 3)
     assert once(state(PROBING, since=since), history=leftovers).health["ce1"].state is PROBING
     assert once(state(PROBING, since=since), [GOOD, GOOD], history=leftovers).health["ce1"].state is ACTIVE
+
+
+def test_while_probing_only_the_probes_outcomes_count() -> None:
+    since = NOW - 600
+    old = Pilot("1.0", "ce1", "vo", "main", "default", "c", PilotState.RUNNING, NOW - 30, NOW - 9000)
+    probe = dataclasses.replace(old, job_id="2.0", submitted=int(since))  # QDate: whole seconds
+    started = {"ce1": S}
+    late = NOW - 30 + S.healthy_after_seconds
+    assert observed_outcomes([old, probe], [], started, late - 60, late) == {"ce1": [GOOD, GOOD]}, "active: both"
+    assert observed_outcomes([old, probe], [], started, late - 60, late, {"ce1": since}) == {"ce1": [GOOD]}
+    report = PilotReport("failed", "validate", "no cvmfs", "f", "ce1", "vo", "main", "3.0", "c")
+    done = CompletedPilot("3.0", "ce1", "ce1", "vo", "main", False, int(NOW), int(NOW), report=report)
+    assert observed_outcomes([], [done], started, NOW - 60, NOW, {"ce1": since}) == {}, "submitted before: no probe"
+    done_probe = dataclasses.replace(done, submitted=int(since) + 5)
+    assert observed_outcomes([], [done_probe], started, NOW - 60, NOW, {"ce1": since}) == {"ce1": [VALIDATION]}
+
+
+def test_no_more_than_probe_count_probes_in_one_probing_period() -> None:
+    """Failed probes are not replaced while a verdict waits for the minimum time in a state."""
+    since = NOW - 100
+    report = PilotReport("failed", "validate", "no cvmfs", "f", "ce1", "vo", "main", "3.0", "c")
+    done = [
+        CompletedPilot(f"{n}.0", "ce1", "ce1", "vo", "main", False, int(NOW), int(NOW), report=report, submitted=when)
+        for n, when in ((1, int(since)), (2, int(since) + 10), (3, int(since) - 4000))
+    ]
+    finished = finished_probes(done, {"ce1": since})
+    assert finished == {"ce1": 2}, "the pilot from before probing is no probe"
+    previous = state(PROBING, since=since, cap=3)
+    decided = decide_health({"ce1": previous}, {}, {"ce1": [VALIDATION] * 2}, {}, {"ce1": S}, NOW, finished=finished)
+    health = decided.health["ce1"]
+    assert health.state is PROBING and "held by the minimum time" in health.reason
+    assert health.cap == 1, "one probe left to send of three"
+    again = decide_health({"ce1": health}, decided.history, {}, {}, {"ce1": S}, NOW + 60, finished={"ce1": 1})
+    assert again.health["ce1"].cap == 0
 
 
 def test_a_site_repaired_by_its_probes_is_not_degraded_again_by_the_failures_before_its_ban() -> None:

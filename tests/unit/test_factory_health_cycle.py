@@ -183,3 +183,24 @@ def test_a_cycle_that_cannot_read_its_queue_keeps_its_transitions_so_none_is_mad
     ports, _wms, _schedd = fake_ports(config, NOW + 10)
     run_cycle(config, 2, NOW + 10, releases={}, reporter=reporter, ports=ports)
     assert reporter.seen[1].transitions == ()
+
+
+def test_probing_sends_its_probes_beside_pilots_from_before_the_ban_and_no_more(config: FactoryConfig) -> None:
+    """Pilots submitted before probing began are not probes: they neither take a probe's place nor count."""
+    ports, wms, schedd = fake_ports(config, NOW - 5000)
+    wms.ads.append(request("probe", idle=5))
+    remember(config, probe=HealthState.ACTIVE)
+    run_cycle(config, 1, NOW - 5000, releases={}, ports=ports)
+    assert len(schedd.jobs) == 5, "the pilots from before the ban, still queued"
+    probing = EntryHealth("probe", HealthState.PROBING, "ban over", NOW - 60, cap=3)
+    health_store.save_memory(
+        health_store.memory_path(config.work_dir), health_store.HealthMemory({"probe": probing}, {}, NOW - 1)
+    )
+    wms.ads[:] = [ad for ad in wms.ads if ad["MyType"] != protocol.REQUEST_TYPE] + [request("probe", idle=20)]
+    schedd.now = NOW
+    result = run_cycle(config, 2, NOW, releases={}, ports=ports)
+    assert submitted_by_entry(result) == {"probe": 3}
+    schedd.now = NOW + 60
+    result = run_cycle(config, 3, NOW + 60, releases={}, ports=ports)
+    assert submitted_by_entry(result) == {"probe": 0}, "three probes queued: none more"
+    assert len(schedd.jobs) == 8

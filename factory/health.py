@@ -11,8 +11,11 @@ reads a file or the clock: ``now`` comes in, new states, the transitions
 made, the updated history and a record of why come out.
 
 **Outcomes.** `GOOD` is a pilot that ran for ``healthy_after_seconds``
-(validation is over by then), or one that ended well with jobs before it
-was seen running that long. Every other outcome is a failure with a cause
+(validation is over by then), or one that ended well with jobs without
+having been counted so. Each pilot has one outcome: the job ids counted
+good while running are remembered (`counted_good`), their good end adds
+nothing, and a bad end (no job, black hole, a failed step) replaces the
+good they were counted with (`retracted_goods`). Every other outcome is a failure with a cause
 (`CAUSES`). Each outcome is counted once, in the cycle it happens: a queued
 pilot's hold, start or slow start happened at a known moment, and only the
 moments after the previous evaluation and not after ``now`` are new; the
@@ -183,6 +186,15 @@ class History:
             self.causes[first_bad:],
         )
 
+    def without_good(self, times: Iterable[float]) -> History:
+        """Without one good outcome at each of `times` (one already pruned is simply not there)."""
+        good = list(self.good)
+        for at in times:
+            index = bisect.bisect_left(good, at)
+            if index < len(good) and good[index] == at:
+                del good[index]
+        return self if len(good) == len(self.good) else History(tuple(good), self.bad, self.causes)
+
     def after(self, start: float) -> History:
         """Only the outcomes strictly after `start` (those stamped at `start` are gone too)."""
         first_bad = bisect.bisect_right(self.bad, start)
@@ -236,6 +248,8 @@ class HealthDecision:
     history: dict[str, History]
     records: dict[str, tuple[Step, ...]]
     """Per entry: the figures the state was decided from, and what held a change back."""
+    counted: Mapping[str, float] = field(default_factory=dict)
+    """The job ids counted good while running, for the next cycle (`counted_good`; the service fills it)."""
 
 
 # --------------------------------------------------------------------------
@@ -243,12 +257,11 @@ class HealthDecision:
 # --------------------------------------------------------------------------
 
 
-def completed_outcome(pilot: CompletedPilot, healthy_after_seconds: float) -> str | None:
+def completed_outcome(pilot: CompletedPilot) -> str | None:
     """A completed pilot's outcome from its report; None when it says nothing about the site.
 
     A pilot without a report is most often one the factory removed (excess
-    idle, stale): no evidence. A good pilot that lived past
-    ``healthy_after_seconds`` was counted while it ran, so it is not again.
+    idle, stale): no evidence.
     """
     report = pilot.report
     if report is None:
@@ -257,8 +270,7 @@ def completed_outcome(pilot: CompletedPilot, healthy_after_seconds: float) -> st
         return _STEP_CAUSES.get(report.failed_step, PILOT_FAILED)
     if report.jobs_run <= 0:
         return NO_JOB
-    lived = report.lifetime if report.lifetime is not None else 0
-    return GOOD if lived < healthy_after_seconds else None
+    return GOOD
 
 
 def queue_outcome(pilot: Pilot, settings: HealthSettings, last: float, now: float) -> str | None:
@@ -278,22 +290,14 @@ def queue_outcome(pilot: Pilot, settings: HealthSettings, last: float, now: floa
     return None
 
 
-def observed_outcomes(
+def _queue_outcomes(
     pilots: Iterable[Pilot],
-    completed: Iterable[CompletedPilot],
     settings: Mapping[str, HealthSettings],
     last: float | None,
     now: float,
-    probing: Mapping[str, float] | None = None,
-) -> dict[str, list[str]]:
-    """This cycle's outcomes per advertised entry; `last` None (a first evaluation) looks one window back.
-
-    `probing` maps the entries probing to when probing began: there only
-    the probes' outcomes count (`is_probe`). A pilot from before the ban
-    that starts, runs or fails now says nothing about the repair.
-    """
-    probing = probing or {}
-    found: dict[str, list[str]] = {}
+    probing: Mapping[str, float],
+) -> Iterable[tuple[Pilot, str]]:
+    """Each queued pilot's new outcome (`queue_outcome`), skipping non-probes of probing entries."""
     for pilot in pilots:
         entry_settings = settings.get(pilot.entry)
         if entry_settings is None:
@@ -304,17 +308,76 @@ def observed_outcomes(
         since = last if last is not None else now - entry_settings.window_seconds
         outcome = queue_outcome(pilot, entry_settings, since, now)
         if outcome is not None:
-            found.setdefault(pilot.entry, []).append(outcome)
+            yield pilot, outcome
+
+
+def observed_outcomes(
+    pilots: Iterable[Pilot],
+    completed: Iterable[CompletedPilot],
+    settings: Mapping[str, HealthSettings],
+    last: float | None,
+    now: float,
+    probing: Mapping[str, float] | None = None,
+    counted: Mapping[str, float] | None = None,
+) -> dict[str, list[str]]:
+    """This cycle's outcomes per advertised entry; `last` None (a first evaluation) looks one window back.
+
+    `probing` maps the entries probing to when probing began: there only
+    the probes' outcomes count (`is_probe`). A pilot from before the ban
+    that starts, runs or fails now says nothing about the repair.
+    `counted`: the job ids already counted good while they ran (`counted_good`):
+    their completion adds only a failure (whose good `retracted_goods`
+    withdraws), so each pilot has one outcome.
+    """
+    probing = probing or {}
+    counted = counted or {}
+    found: dict[str, list[str]] = {}
+    for pilot, outcome in _queue_outcomes(pilots, settings, last, now, probing):
+        found.setdefault(pilot.entry, []).append(outcome)
     for done in completed:
-        entry_settings = settings.get(done.entry)
-        if entry_settings is None:
+        if done.entry not in settings:
             continue
         probing_since = probing.get(done.entry)
         if probing_since is not None and not is_probe(done.submitted, probing_since):
             continue
-        outcome = completed_outcome(done, entry_settings.healthy_after_seconds)
-        if outcome is not None:
-            found.setdefault(done.entry, []).append(outcome)
+        ended = completed_outcome(done)
+        if ended is None or (ended == GOOD and done.job_id in counted):
+            continue
+        found.setdefault(done.entry, []).append(ended)
+    return found
+
+
+def counted_good(
+    counted: Mapping[str, float],
+    pilots: Iterable[Pilot],
+    completed: Iterable[CompletedPilot],
+    settings: Mapping[str, HealthSettings],
+    last: float | None,
+    now: float,
+    probing: Mapping[str, float] | None = None,
+) -> dict[str, float]:
+    """The job ids counted good while they ran, and when, for the next cycles: this cycle's added, the
+    completed ones dropped (their one outcome is settled), and none older than any entry's history."""
+    keep_from = now - max((entry.history_seconds for entry in settings.values()), default=0.0)
+    ended = {done.job_id for done in completed}
+    kept = {job: at for job, at in counted.items() if at >= keep_from and job not in ended}
+    for pilot, outcome in _queue_outcomes(pilots, settings, last, now, probing or {}):
+        if outcome == GOOD:
+            kept[pilot.job_id] = now
+    return kept
+
+
+def retracted_goods(completed: Iterable[CompletedPilot], counted: Mapping[str, float]) -> dict[str, list[float]]:
+    """Per entry, when the pilots that were counted good while running and then ended failed were counted:
+    those goods are withdrawn, so the failure replaces them instead of standing beside them."""
+    found: dict[str, list[float]] = {}
+    for done in completed:
+        at = counted.get(done.job_id)
+        if at is None:
+            continue
+        outcome = completed_outcome(done)
+        if outcome is not None and outcome != GOOD:
+            found.setdefault(done.entry, []).append(at)
     return found
 
 
@@ -563,6 +626,7 @@ def decide_health(
     *,
     evidence: bool = True,
     finished: Mapping[str, int] | None = None,
+    retracted: Mapping[str, Sequence[float]] | None = None,
 ) -> HealthDecision:
     """Every advertised entry's health this cycle (`settings` names them; others are forgotten).
 
@@ -570,8 +634,10 @@ def decide_health(
     False: the queue could not be read this cycle, so no state changes on
     evidence (bans still end; overrides still apply). `finished`: per
     probing entry, its probes that left the queue this cycle (`finished_probes`).
+    `retracted`: per entry, the goods to withdraw (`retracted_goods`) before
+    this cycle's outcomes are added.
     """
-    finished = finished or {}
+    finished, retracted = finished or {}, retracted or {}
     health: dict[str, EntryHealth] = {}
     histories: dict[str, History] = {}
     records: dict[str, tuple[Step, ...]] = {}
@@ -579,7 +645,7 @@ def decide_health(
     for name in sorted(settings):
         before = previous.get(name) or EntryHealth(name, HealthState.ACTIVE, "no outcomes yet", now)
         found = outcomes.get(name, ())
-        entry_history = history.get(name, EMPTY).added(found, now)
+        entry_history = history.get(name, EMPTY).without_good(retracted.get(name, ())).added(found, now)
         state, changed, histories[name], records[name] = decide_entry(
             before, entry_history, overrides.get(name), settings[name], now, evidence, finished.get(name, 0)
         )

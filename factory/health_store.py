@@ -47,6 +47,9 @@ class HealthMemory:
     history: Mapping[str, History] = field(default_factory=dict)
     evaluated_at: float | None = None
     """When the policy last ran; outcomes in the queue are new after it. None: never (a fresh start)."""
+    counted: Mapping[str, float] = field(default_factory=dict)
+    """Job ids counted good while they ran, and when: their completion then adds only a failure, which
+    replaces that good (`updraft.factory.health.counted_good`), so each pilot has one outcome."""
 
 
 def memory_path(work_dir: Path) -> Path:
@@ -168,6 +171,7 @@ def memory_to_json(memory: HealthMemory) -> dict[str, Any]:
     return {
         "version": VERSION,
         "evaluated_at": memory.evaluated_at,
+        "counted_good": dict(sorted(memory.counted.items())),
         "entries": {
             name: _entry_to_json(health, memory.history.get(name, History()))
             for name, health in sorted(memory.states.items())
@@ -186,7 +190,15 @@ def memory_from_json(data: object) -> HealthMemory:
     states, history = {}, {}
     for name, item in entries.items():
         states[name], history[name] = _entry_from_json(name, item)
-    return HealthMemory(states, history, None if evaluated is None else _time(evaluated, "evaluated_at"))
+    evaluated_at = None if evaluated is None else _time(evaluated, "evaluated_at")
+    return HealthMemory(states, history, evaluated_at, _counted(data.get("counted_good", {})))
+
+
+def _counted(data: object) -> dict[str, float]:
+    """The job ids counted good while running ({} in a file from before they were kept)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"counted_good: expected an object of job ids and times, got {data!r}")
+    return {_text(job, "counted_good"): _time(at, f"counted_good.{job}") for job, at in data.items()}
 
 
 # --------------------------------------------------------------------------

@@ -34,10 +34,12 @@ from updraft.factory.credentials import keyring_or_problem, load_keyring, public
 from updraft.factory.decide import decide
 from updraft.factory.health import (
     HealthDecision,
+    counted_good,
     decide_health,
     finished_probes,
     observed_outcomes,
     probing_since,
+    retracted_goods,
     submit_failures,
     with_outcomes,
 )
@@ -146,12 +148,16 @@ def _decide_health(
     settings = health_settings(config)
     if view.pilots is None:
         health = decide_health(memory.states, memory.history, {}, overrides, settings, now, evidence=False)
-        return health, memory.evaluated_at
+        return dataclasses.replace(health, counted=memory.counted), memory.evaluated_at
     completed = view.completed.pilots if view.completed is not None else ()
-    probing = probing_since(memory.states)
-    outcomes = observed_outcomes(view.pilots, completed, settings, memory.evaluated_at, now, probing)
-    finished = finished_probes(completed, probing)
-    return decide_health(memory.states, memory.history, outcomes, overrides, settings, now, finished=finished), now
+    probing, last = probing_since(memory.states), memory.evaluated_at
+    outcomes = observed_outcomes(view.pilots, completed, settings, last, now, probing, memory.counted)
+    finished, retracted = finished_probes(completed, probing), retracted_goods(completed, memory.counted)
+    health = decide_health(
+        memory.states, memory.history, outcomes, overrides, settings, now, finished=finished, retracted=retracted
+    )
+    counted = counted_good(memory.counted, view.pilots, completed, settings, last, now, probing)
+    return dataclasses.replace(health, counted=counted), now
 
 
 def _save_health(config: FactoryConfig, planned: Planned, acted: Acted, now: float) -> list[str]:
@@ -163,7 +169,7 @@ def _save_health(config: FactoryConfig, planned: Planned, acted: Acted, now: flo
     if planned.plan is not None:
         refused = submit_failures(planned.plan.actions, acted.results)
         history = with_outcomes(history, refused, now)
-    memory = health_store.HealthMemory(planned.health.health, history, planned.evaluated_at)
+    memory = health_store.HealthMemory(planned.health.health, history, planned.evaluated_at, planned.health.counted)
     try:
         health_store.save_memory(health_store.memory_path(config.work_dir), memory)
     except OSError as err:

@@ -26,9 +26,11 @@ from updraft.factory.health import (
     VALIDATION,
     HealthSettings,
     History,
+    counted_good,
     decide_health,
     finished_probes,
     observed_outcomes,
+    retracted_goods,
     submit_failures,
     with_outcomes,
 )
@@ -379,7 +381,7 @@ def report(**fields: object) -> PilotReport:
         (report(status="failed", failed_step="condor"), PILOT_FAILED),
         (report(jobs_run=0), NO_JOB),
         (report(lifetime=100), GOOD),  # short, never seen running long: good now
-        (report(lifetime=7200), None),  # counted while it ran
+        (report(lifetime=7200), GOOD),  # long, but not counted while it ran (it ended between two cycles)
         (None, None),  # no report: a pilot the factory removed, no evidence
     ],
 )
@@ -387,6 +389,53 @@ def test_completed_pilots_count_by_their_report(pilot_report: PilotReport | None
     done = CompletedPilot("1.0", "ce1", "ce1", "vo", "main", False, int(NOW), int(NOW), report=pilot_report)
     found = observed_outcomes((), [done], {"ce1": S}, NOW - 60, NOW)
     assert found == ({"ce1": [expected]} if expected else {})
+
+
+def test_a_good_pilot_that_ends_between_two_cycles_is_counted_once() -> None:
+    """Running since NOW, not yet 600 s at the cycle NOW + 590, ended well at NOW + 620: one good."""
+    running = pilot("1.0", PilotState.RUNNING, NOW, submitted=NOW - 300)
+    assert observed_outcomes([running], (), {"ce1": S}, NOW + 530, NOW + 590) == {}
+    counted = counted_good({}, [running], (), {"ce1": S}, NOW + 530, NOW + 590)
+    assert counted == {}
+    done = CompletedPilot(
+        "1.0", "ce1", "ce1", "vo", "main", False, int(NOW + 620), int(NOW + 620), report=report(lifetime=650)
+    )
+    assert observed_outcomes((), [done], {"ce1": S}, NOW + 590, NOW + 650, counted=counted) == {"ce1": [GOOD]}
+
+
+@pytest.mark.parametrize(
+    ("ending", "outcome"),
+    [(report(jobs_run=0, lifetime=1300), NO_JOB), (report(status="failed", failed_step="blackhole"), BLACK_HOLE)],
+)
+def test_a_pilot_counted_good_while_running_that_ends_badly_has_one_outcome_the_failure(
+    ending: PilotReport, outcome: str
+) -> None:
+    running = pilot("1.0", PilotState.RUNNING, NOW, submitted=NOW - 100)
+    first = observed_outcomes([running], (), {"ce1": S}, NOW + 500, NOW + 700)
+    counted = counted_good({}, [running], (), {"ce1": S}, NOW + 500, NOW + 700)
+    assert first == {"ce1": [GOOD]} and counted == {"1.0": NOW + 700}
+    decided = decide_health({"ce1": state(ACTIVE)}, {}, first, {}, {"ce1": S}, NOW + 700)
+    done = CompletedPilot("1.0", "ce1", "ce1", "vo", "main", False, int(NOW + 1300), int(NOW + 1300), report=ending)
+    second = observed_outcomes((), [done], {"ce1": S}, NOW + 1200, NOW + 1400, counted=counted)
+    assert second == {"ce1": [outcome]}
+    retracted = retracted_goods([done], counted)
+    again = decide_health(decided.health, decided.history, second, {}, {"ce1": S}, NOW + 1400, retracted=retracted)
+    assert again.history["ce1"] == History(bad=(NOW + 1400,), causes=(outcome,)), "the failure replaced the good"
+    assert counted_good(counted, (), [done], {"ce1": S}, NOW + 1200, NOW + 1400) == {}, "settled: forgotten"
+    ended_well = dataclasses.replace(done, report=report(lifetime=1300))
+    assert observed_outcomes((), [ended_well], {"ce1": S}, NOW + 1200, NOW + 1400, counted=counted) == {}
+    assert retracted_goods([ended_well], counted) == {}
+
+
+def test_the_pilots_counted_good_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "health.json"
+    memory = health_store.HealthMemory({"ce1": state(ACTIVE)}, {"ce1": History()}, NOW, {"1.0": NOW - 60, "2.3": NOW})
+    health_store.save_memory(path, memory)
+    assert health_store.load_memory(path) == memory
+    data = json.loads(path.read_text())
+    del data["counted_good"]
+    path.write_text(json.dumps(data))
+    assert health_store.load_memory(path).counted == {}, "a file from before they were kept"
 
 
 def test_refused_submissions_become_outcomes_of_their_entry() -> None:

@@ -10,11 +10,11 @@ reads a file or the clock: ``now`` comes in, new states, the transitions
 made, the updated history and a record of why come out.
 
 **Outcomes.** `GOOD` is a pilot that ran for ``healthy_after_seconds``
-(validation is over by then), or one that ended well with jobs before it
-was seen running that long. Every other outcome is a failure with a cause
-(`CAUSES`). Each outcome is counted once, in the cycle it happens: a queued
-pilot's hold, start or slow start happened at a known moment, and only the
-moments after the previous evaluation and not after ``now`` are new; the
+(validation is over by then), or one that ended well with jobs and was
+not surely seen running that long (it ran less than two cycles past it).
+Every other outcome is a failure with a cause (`CAUSES`). Each outcome is
+counted once, in the cycle it happens: a queued pilot's hold, start or slow
+start happened at a known moment, and only the moments after the previous evaluation and not after ``now`` are new; the
 completed pilots come from the history checkpoint, which hands out each
 pilot once. Outcomes are stamped with the cycle's ``now`` (not when the
 pilot ended), so the history is appended in order and every window is one
@@ -202,12 +202,14 @@ class HealthDecision:
 # --------------------------------------------------------------------------
 
 
-def completed_outcome(pilot: CompletedPilot, healthy_after_seconds: float) -> str | None:
+def completed_outcome(pilot: CompletedPilot, healthy_after_seconds: float, cycle: float | None) -> str | None:
     """A completed pilot's outcome from its report; None when it says nothing about the site.
 
     A pilot without a report is most often one the factory removed (excess
-    idle, stale): no evidence. A good pilot that lived past
-    ``healthy_after_seconds`` was counted while it ran, so it is not again.
+    idle, stale): no evidence. A good pilot that a cycle surely saw running
+    for ``healthy_after_seconds`` was counted then (`queue_outcome`), so it
+    is not again; every other good one counts now. `cycle`: the time since
+    the previous evaluation (None: there was none, so nothing was counted).
     """
     report = pilot.report
     if report is None:
@@ -216,8 +218,24 @@ def completed_outcome(pilot: CompletedPilot, healthy_after_seconds: float) -> st
         return _STEP_CAUSES.get(report.failed_step, PILOT_FAILED)
     if report.jobs_run <= 0:
         return NO_JOB
-    lived = report.lifetime if report.lifetime is not None else 0
-    return GOOD if lived < healthy_after_seconds else None
+    return None if surely_counted_while_running(pilot, healthy_after_seconds, cycle) else GOOD
+
+
+def surely_counted_while_running(pilot: CompletedPilot, healthy_after_seconds: float, cycle: float | None) -> bool:
+    """Whether the pilot ran so long that a cycle must have seen it running past ``healthy_after_seconds``.
+
+    Neither the pilot's own lifetime nor the history ad says when the queue
+    showed it running: the CE's news of a start and of an end reach the
+    factory late, by different amounts. So only a run (RemoteWallClockTime)
+    two cycles longer than the mark counts as surely seen; a shorter one
+    counts again at completion. Counting a good pilot twice costs one
+    optimistic outcome; not counting it at all leaves a probing entry
+    without its verdict (seen on the lab: probes that ran 42 s, healthy
+    after 40 s, left between two cycles and were never counted).
+    """
+    if cycle is None:
+        return False
+    return pilot.wall_seconds >= healthy_after_seconds + 2 * cycle
 
 
 def queue_outcome(pilot: Pilot, settings: HealthSettings, last: float, now: float) -> str | None:
@@ -254,11 +272,12 @@ def observed_outcomes(
         outcome = queue_outcome(pilot, entry_settings, since, now)
         if outcome is not None:
             found.setdefault(pilot.entry, []).append(outcome)
+    cycle = None if last is None else now - last
     for done in completed:
         entry_settings = settings.get(done.entry)
         if entry_settings is None:
             continue
-        outcome = completed_outcome(done, entry_settings.healthy_after_seconds)
+        outcome = completed_outcome(done, entry_settings.healthy_after_seconds, cycle)
         if outcome is not None:
             found.setdefault(done.entry, []).append(outcome)
     return found

@@ -287,21 +287,45 @@ def report(**fields: object) -> PilotReport:
 
 
 @pytest.mark.parametrize(
-    ("pilot_report", "expected"),
+    ("pilot_report", "ran", "expected"),
     [
-        (report(status="failed", failed_step="validate", jobs_run=0), VALIDATION),
-        (report(status="failed", failed_step="blackhole"), BLACK_HOLE),
-        (report(status="failed", failed_step="condor"), PILOT_FAILED),
-        (report(jobs_run=0), NO_JOB),
-        (report(lifetime=100), GOOD),  # short, never seen running long: good now
-        (report(lifetime=7200), None),  # counted while it ran
-        (None, None),  # no report: a pilot the factory removed, no evidence
+        (report(status="failed", failed_step="validate", jobs_run=0), 30, VALIDATION),
+        (report(status="failed", failed_step="blackhole"), 30, BLACK_HOLE),
+        (report(status="failed", failed_step="condor"), 30, PILOT_FAILED),
+        (report(jobs_run=0), 30, NO_JOB),
+        (report(lifetime=100), 95, GOOD),  # short, never seen running long: good now
+        (report(lifetime=7200), 7190, None),  # counted while it ran
+        (None, 30, None),  # no report: a pilot the factory removed, no evidence
     ],
 )
-def test_completed_pilots_count_by_their_report(pilot_report: PilotReport | None, expected: str | None) -> None:
-    done = CompletedPilot("1.0", "ce1", "ce1", "vo", "main", False, int(NOW), int(NOW), report=pilot_report)
+def test_completed_pilots_count_by_their_report(
+    pilot_report: PilotReport | None, ran: int, expected: str | None
+) -> None:
+    """`ran`: seconds it ran (RemoteWallClockTime), until it completed 5 s ago; the last evaluation was 60 s ago."""
+    done = CompletedPilot(
+        "1.0", "ce1", "ce1", "vo", "main", False, int(NOW) - 5, int(NOW) - 5, wall_seconds=ran, report=pilot_report
+    )
     found = observed_outcomes((), [done], {"ce1": S}, NOW - 60, NOW)
     assert found == ({"ce1": [expected]} if expected else {})
+
+
+def test_a_good_pilot_that_ran_a_little_past_the_mark_counts_when_it_completes() -> None:
+    """Seen on the lab: probes ran 42 s (healthy after 40 s, 10 s cycles) and left between two cycles, no
+    cycle having seen them past the mark; their own lifetime was past it too. They count at completion
+    (they used to count nowhere, and the entry stayed probing without a verdict); a pilot that ran two
+    cycles past the mark was surely counted while it ran, and is not again."""
+    healthy, last = S.healthy_after_seconds, NOW - 10
+
+    def done(ran: float) -> CompletedPilot:
+        return CompletedPilot(
+            "1.0", "ce1", "ce1", "vo", "main", False, int(NOW) - 4, int(NOW) - 2, wall_seconds=int(ran),
+            report=report(lifetime=int(ran) + 10),
+        )  # fmt: skip
+
+    assert observed_outcomes((), [done(healthy + 2)], {"ce1": S}, last, NOW) == {"ce1": [GOOD]}
+    assert observed_outcomes((), [done(healthy + 19)], {"ce1": S}, last, NOW) == {"ce1": [GOOD]}
+    assert observed_outcomes((), [done(healthy + 20)], {"ce1": S}, last, NOW) == {}
+    assert observed_outcomes((), [done(healthy + 20)], {"ce1": S}, None, NOW) == {"ce1": [GOOD]}, "nothing counted"
 
 
 def test_refused_submissions_become_outcomes_of_their_entry() -> None:

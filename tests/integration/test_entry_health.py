@@ -12,7 +12,8 @@ once site1 is banned the drop-in removed the same way and jobs only site1
 runs queued, until it is active again; then `updraft factory health set
 site1 banned` until soon, held until it ends -> assertions on what the
 story recorded: the states and their times, the factory schedd's pilots,
-the jobs, the entry ads, the receivers' messages, the audit log.
+the jobs, the entry ads, what the frontend asked and `explain` said, the
+receivers' messages, the audit log.
 
 The transition times seen are printed as one summary line (``-s``, or in
 the report of a failing test).
@@ -38,8 +39,9 @@ import yaml
 from updraft import pilot_ad, protocol
 from updraft.condor import Collector, Schedd
 from updraft.factory import health_store
+from updraft.factory.health import EMPTY, History
 from updraft.lab.demo import Services, start_services, updraft_command
-from updraft.lab.labconfig import factory_config, frontend_config, write_component_configs
+from updraft.lab.labconfig import FRONTEND_NAME, factory_config, frontend_config, write_component_configs
 from updraft.lab.topology import FACTORY, Topology
 from updraft.lab.workload import WORKLOAD_ATTR, Shape, submit_description
 from updraft.monitoring.notifiers.base import utc
@@ -79,7 +81,7 @@ SITE1_ONLY = Shape("health-site1", 4, 1, 256, ("Site1",), 5)
 SMTP_USER, SMTP_PASSWORD = "updraft-lab", "pw-lab-Hq7-never-logged"
 HOOK_ID = "h19labq8w3rz5ktn1vx0cmy6ps"
 OVERRIDE_REASON = "CE upgrade (lab test)"
-OVERRIDE_SECONDS = 15
+OVERRIDE_SECONDS = 25
 """Shorter than the ban time: when it ends the policy takes over the ban it left, with its "since"."""
 SUBMISSIONS = ["ClusterId", "ProcId", pilot_ad.Q_DATE, pilot_ad.ENTRY]
 
@@ -253,13 +255,18 @@ class Story:
     services: Services
     marks: dict[str, float] = field(default_factory=dict)
     """When the test did something: break, repair, override (set, applied, ended)."""
-    override_samples: list[Seen] = field(default_factory=list)
-    asked: list[int] = field(default_factory=list)
-    """The idle pilots the frontend asked of the broken entry while the operator's ban was in force."""
+    override_samples: list[tuple[float, Seen]] = field(default_factory=list)
+    """(when, what) the watch saw from the cycle that applied the operator's ban until a second before its end."""
+    requests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The frontend's row for the broken entry once it followed the entry's state, by state."""
+    explained: str = ""
+    """`updraft frontend explain --entry site1` while the override was in force."""
     ads: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The broken entry's ad as the WMS collector held it in each state the story looked at."""
     table: str = ""
     """`updraft factory health` while the override was in force."""
+    history: History = EMPTY
+    """The broken entry's outcomes as the factory kept them, at the end."""
 
     @property
     def work_dir(self) -> Path:
@@ -292,14 +299,30 @@ def _ad_in(lab: Topology, state: str, reason: str = "", timeout: float = 3 * CYC
     return found
 
 
-def _asked(lab: Topology, entry: str) -> int:
-    """The idle pilots the lab frontend's request asks of `entry` now (0 without a request)."""
-    ads = Collector(lab.wms.collector).generic_ads(
-        protocol.REQUEST_TYPE,
-        f'{protocol.R_FACTORY} == "{NAME}" && {protocol.R_ENTRY} == "{entry}"',
-        [protocol.R_IDLE],
-    )
-    return sum(int(ad.get(protocol.R_IDLE, 0)) for ad in ads)
+def _frontend_follows(
+    here: Story, states: tuple[str, ...], most: int, meanwhile: Callable[[], None] = lambda: None
+) -> dict[str, Any]:
+    """The frontend's row for the broken entry (its monitoring, each cycle) once the frontend has read one of
+    `states` from the entry ad and asks at most `most` idle pilots; for none, while jobs wait for the entry
+    and with the entry's health named as the bound. `meanwhile` is called at every look."""
+    path = here.folder / "frontend" / "monitoring" / f"frontend-{FRONTEND_NAME}.json"
+
+    def followed() -> dict[str, Any] | None:
+        meanwhile()
+        try:
+            rows = json.loads(path.read_text())["rows"]
+        except (OSError, ValueError):  # not written yet
+            return None
+        for row in rows:
+            if row["entry"] != f"{BROKEN}@{NAME}" or row["health"] not in states or row["requested_idle"] > most:
+                continue
+            if most == 0 and not (row["jobs_idle"] and "entry.health" in row["bound_by"]):
+                continue
+            return dict(row)
+        return None
+
+    found: dict[str, Any] = wait_for(followed, 2 * CYCLE + 5, interval=0.5)
+    return found
 
 
 def _pilots(schedd: Schedd, entry: str) -> list[dict[str, Any]]:
@@ -364,12 +387,14 @@ def _tell(here: Story) -> None:
 
     watch.until("degraded", 24 * CYCLE)
     here.ads["degraded"] = _ad_in(lab, "degraded")
+    here.requests["degraded"] = _frontend_follows(here, ("degraded", "banned"), HEALTH["degraded_max_idle"])
     watch.until("banned", 6 * CYCLE)
     drop_in.unlink()
     assert "applied; the running factory" in updraft("factory", "reconfig", "--config", str(here.configs["factory"]))
     marks["repair"] = time.time()
     here.ads["banned"] = _ad_in(lab, "banned")
     _submit(lab, SITE1_ONLY, here.folder)
+    here.requests["banned"] = _frontend_follows(here, ("banned",), 0)
     watch.until("probing", HEALTH["ban_seconds"] + 4 * CYCLE)
     watch.until("active", 18 * CYCLE)
     marks["active"] = time.time()
@@ -382,19 +407,26 @@ def _tell(here: Story) -> None:
     marks["override_set"] = time.time()
     marks["override_until"] = float(f"{until:.0f}")
     _submit(lab, SITE1_ONLY, here.folder)  # demand the override must refuse
+
+    def overridden_until_it_ends(seen: Seen | None) -> None:
+        if seen is not None and time.time() < marks["override_until"] - 1:
+            here.override_samples.append((time.time(), seen))
+
     held = watch.until("banned", 3 * CYCLE)
     marks["override_applied"] = held.since
+    overridden_until_it_ends(held)
     here.ads["override"] = _ad_in(lab, "banned", reason="set by root: ")
     here.table = updraft("factory", "health", "--config", str(here.configs["factory"]))
-
-    def overridden_until_it_ends(seen: Seen) -> None:
-        if time.time() < marks["override_until"] - 1:
-            here.override_samples.append(seen)
-            here.asked.append(_asked(lab, BROKEN))
+    here.explained = updraft("frontend", "explain", "--entry", BROKEN, "--config", str(here.configs["frontend"]))
+    overridden_until_it_ends(watch.sample())
+    here.requests["override"] = _frontend_follows(
+        here, ("banned",), 0, meanwhile=lambda: overridden_until_it_ends(watch.sample())
+    )
 
     watch.until("banned", OVERRIDE_SECONDS + 3 * CYCLE, overridden_until_it_ends, override=False)
     here.ads["resumed"] = _ad_in(lab, "banned", reason="override by root ended; ")
     marks["end"] = time.time()
+    here.history = health_store.load_memory(watch.memory).history[BROKEN]
     wait_for(lambda: all(len(changes) >= len(_transitions(here)) for changes in _announced(here).values()), 3 * CYCLE)
     print(f"\n{_summary(here)}")
 
@@ -492,12 +524,19 @@ def test_the_broken_entry_goes_down_and_comes_back_through_every_state_in_order(
 
 
 def test_each_change_takes_no_less_than_its_minimum_and_about_a_cycle_more(story: Story) -> None:
-    """Degraded -> banned after the minimum time in a state, banned -> probing after the ban, each within
-    two cycles more (a change happens at the first cycle allowed); the rest within their deadlines."""
+    """Degraded in the cycle that saw the first failure; banned once the minimum time in a state is over
+    and the failures reach the ban fraction, at the first cycle both hold; probing at the first cycle after
+    the ban; the rest within their deadlines. (Outcomes carry the time of the cycle that saw them.)"""
     took = _durations(story)
     print(f"\n{_summary(story)}")
+    watch, history = story.watch, story.history
     minimum, ban = HEALTH["min_time_in_state_seconds"], HEALTH["ban_seconds"]
-    assert minimum <= took["degraded->banned"] <= minimum + 2 * CYCLE + 2, took
+    assert history.good == () or history.good[0] > watch.since("banned"), "no good outcome while broken"
+    assert history.bad[0] == watch.since("degraded"), (history, watch.states)
+    enough = history.bad[1]  # with no good outcome, 2 failures of at least 2 outcomes: a fraction of 1
+    banned = watch.since("banned")
+    assert max(watch.since("degraded") + minimum, enough) <= banned, (history, watch.states)
+    assert banned <= max(watch.since("degraded") + minimum, enough) + CYCLE + 2, (history, watch.states)
     assert ban <= took["ban->probing"] <= ban + 2 * CYCLE + 2, took
     assert minimum <= took["probing->active"], took
     assert took["break->degraded"] > 0 and took["override set->applied"] <= 2 * CYCLE + 2, took
@@ -548,7 +587,6 @@ def test_the_broken_site_gets_no_pilot_while_banned_and_no_more_than_the_probes_
     assert between(watch.since("banned"), watch.since("probing")) == 0, submitted
     assert 0 < between(watch.since("probing"), watch.since("active", 1)) <= HEALTH["probe_count"], submitted
     assert between(marks["override_applied"], marks["end"] + 1) == 0, submitted
-    assert story.asked and min(story.asked) > 0, f"the frontend asked {story.asked}: the ban refused real demand"
     assert _pilots(factory_schedd, HEALTHY), "the healthy site got pilots"
 
 
@@ -562,12 +600,27 @@ def test_the_entry_ad_carries_the_state_its_reason_since_when_and_the_cap(story:
     assert ads["override"][protocol.E_HEALTH_REASON] == f"set by root: {OVERRIDE_REASON}"
 
 
+def test_the_frontend_holds_a_degraded_entry_at_its_cap_and_asks_nothing_of_a_banned_one(story: Story) -> None:
+    """Found within two frontend cycles of each state (waits in the story): degraded at most the cap (or
+    already nothing, if the ban came first), banned nothing though jobs wait for it, the bound named;
+    `explain` says why and since when."""
+    requests = story.requests
+    assert requests["degraded"]["requested_idle"] <= HEALTH["degraded_max_idle"], requests
+    for state in ("banned", "override"):
+        row = requests[state]
+        assert row["requested_idle"] == 0 and row["jobs_idle"] > 0 and "entry.health" in row["bound_by"], requests
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(story.marks["override_applied"]))
+    told = f"zero by entry.health: entry banned since {since}: set by root: {OVERRIDE_REASON}"
+    assert told in story.explained, story.explained
+
+
 def test_an_operators_ban_holds_against_the_policy_until_it_ends_and_is_audited(story: Story) -> None:
     """Banned by the operator while the site works (the policy had just made it active), at every look
     until it ends; then the policy's, from the same "since", so the ban time counts from the operator's."""
-    samples = story.override_samples
-    assert samples and all((s.state, s.override) == ("banned", True) for s in samples), samples
-    assert samples[-1].since == story.marks["override_applied"]
+    samples = [seen for _, seen in story.override_samples]
+    assert all((s.state, s.override) == ("banned", True) for s in samples), samples
+    assert {s.since for s in samples} == {story.marks["override_applied"]}, samples
+    assert story.override_samples[-1][0] >= story.marks["override_until"] - 2, "watched until the end"
     resumed = story.watch.states[-1]
     assert (resumed.state, resumed.override, resumed.since) == ("banned", False, story.marks["override_applied"])
     assert resumed.reason.startswith("override by root ended; "), resumed

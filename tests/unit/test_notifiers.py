@@ -30,7 +30,7 @@ from updraft.monitoring.report import Reporter
 from updraft.monitoring.snapshot import FactorySnapshot, FrontendSnapshot, HealthRow, TransitionRow
 from updraft.redact import MASK
 
-from .notify_receivers import SmtpInbox, Trickler, WebhookServer, self_signed, smtp_server
+from ..receivers import SmtpInbox, Trickler, WebhookServer, self_signed, smtp_server
 
 T0 = 1_800_000_000.0
 USER = "updraft-notify"

@@ -1,4 +1,4 @@
-"""Real receivers for the notifier tests: an SMTP server with STARTTLS and login, webhook HTTP
+"""Real receivers for the notifier tests (unit and lab): an SMTP server with STARTTLS and login, webhook HTTP
 servers that record what is posted, and a server that accepts and then only trickles."""
 
 from __future__ import annotations

@@ -37,8 +37,8 @@ from updraft.monitoring.notifiers.base import Change
 from updraft.monitoring.outbox import NotifierState
 from updraft.monitoring.writers import status_pages
 
+from ..receivers import Trickler
 from .conftest import ConfigTree
-from .notify_receivers import Trickler
 from .test_factory_health_cycle import NOW, config, request, submitted_by_entry  # noqa: F401
 from .test_frontend_decide import config as frontend_config
 from .test_frontend_decide import jobs

@@ -266,7 +266,7 @@ class Story:
     table: str = ""
     """`updraft factory health` while the override was in force."""
     history: History = EMPTY
-    """The broken entry's outcomes as the factory kept them, at the end."""
+    """The broken entry's outcomes as the factory kept them when it banned the entry."""
 
     @property
     def work_dir(self) -> Path:
@@ -389,6 +389,8 @@ def _tell(here: Story) -> None:
     here.ads["degraded"] = _ad_in(lab, "degraded")
     here.requests["degraded"] = _frontend_follows(here, ("degraded", "banned"), HEALTH["degraded_max_idle"])
     watch.until("banned", 6 * CYCLE)
+    # The failures behind the ban, read now: once probes succeed the factory forgets what came before them.
+    here.history = health_store.load_memory(watch.memory).history[BROKEN]
     drop_in.unlink()
     assert "applied; the running factory" in updraft("factory", "reconfig", "--config", str(here.configs["factory"]))
     marks["repair"] = time.time()
@@ -426,7 +428,6 @@ def _tell(here: Story) -> None:
     watch.until("banned", OVERRIDE_SECONDS + 3 * CYCLE, overridden_until_it_ends, override=False)
     here.ads["resumed"] = _ad_in(lab, "banned", reason="override by root ended; ")
     marks["end"] = time.time()
-    here.history = health_store.load_memory(watch.memory).history[BROKEN]
     wait_for(lambda: all(len(changes) >= len(_transitions(here)) for changes in _announced(here).values()), 3 * CYCLE)
     print(f"\n{_summary(here)}")
 

@@ -89,7 +89,7 @@ def health(ctx: click.Context, config_path: Path, as_json: bool) -> None:
 def health_rows(config: FactoryConfig, now: float) -> list[dict[str, Any]]:
     """One row per advertised entry: the last decided health, an unexpired stored override laid over it."""
     path = health_store.memory_path(config.work_dir)
-    memory = health_store.load_memory(path) if path.exists() else health_store.HealthMemory()  # none: no cycle yet
+    memory = health_store.load_memory(path, history=False) if path.exists() else health_store.HealthMemory()
     overrides = health_store.load_overrides(health_store.overrides_path(config.work_dir))
     rows = []
     for name in advertised_entries(config):

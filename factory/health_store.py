@@ -2,11 +2,18 @@
 and the audit log of every override, all in the factory's work folder.
 
 - ``health.json``: each entry's state, reason, since (and the override it
-  was under), its outcome history, and when the policy last evaluated.
-  Rewritten whole each cycle (`updraft.atomicwrite`), so a restart keeps
-  states, history and "since". A missing or damaged file is a warning
-  naming it, and every entry starts active: health is a safety net, and
-  losing it must never stop the factory from provisioning.
+  was under), when the policy last evaluated, the pilots counted good, and
+  the changes not yet handed to the notifiers. Small, and rewritten whole
+  each cycle (`updraft.atomicwrite`), so a restart keeps every state and
+  "since", and announces every change. A missing or damaged file is a
+  warning naming it, and every entry starts active: health is a safety
+  net, and losing it must never stop the factory from provisioning.
+- ``health-history.json``: each entry's outcomes (a day of them: about
+  15 MB and half a second to write at 5,000 entries). The service keeps
+  them in memory and writes them every `HISTORY_SAVE_SECONDS`, when a
+  change forgets an entry's history (back to active), and when it stops;
+  a crash loses at most that long of outcomes, never a state. Missing or
+  damaged: a warning, and the states are kept with an empty history.
 - ``health-overrides.json``: the operators' overrides by entry, written by
   ``updraft factory health set|clear`` and read by the service every cycle
   (so a change applies at the next cycle). A damaged file is an error
@@ -18,10 +25,12 @@ and the audit log of every override, all in the factory's work folder.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import logging
 import os
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,11 +41,17 @@ from updraft import timefmt
 from updraft.atomicwrite import write_atomically
 from updraft.errors import ConfigError
 from updraft.factory.health import History
-from updraft.factory.health_model import EntryHealth, HealthState, Override
+from updraft.factory.health_model import EntryHealth, HealthState, Override, Transition
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 2
+"""``health.json`` without the history, with the unannounced changes. Version 1 (history inline) is still read."""
+HISTORY_VERSION = 1
+HISTORY_SAVE_SECONDS = 300.0
+"""How often a running service writes the outcome history (see the module's docstring)."""
+MAX_UNANNOUNCED = 1000
+"""Changes kept for the notifiers while their outbox cannot take them; the oldest go first beyond that."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,16 @@ class HealthMemory:
     counted: Mapping[str, float] = field(default_factory=dict)
     """Job ids counted good while they ran, and when: their completion then adds only a failure, which
     replaces that good (`updraft.factory.health.counted_good`), so each pilot has one outcome."""
+    unannounced: tuple[Transition, ...] = ()
+    """Changes decided and not yet taken by the notifiers' outbox, oldest first: saved with the states,
+    offered to the notifiers every cycle until they take them (the outbox knows each by its key)."""
+    history_saved_at: float | None = None
+    """When the history was last written (`HISTORY_SAVE_SECONDS`); None: not since it was loaded."""
+
+    def announcing(self, transitions: tuple[Transition, ...]) -> tuple[Transition, ...]:
+        """The changes to offer the notifiers this cycle: the ones still waiting, then `transitions`."""
+        waiting = (*self.unannounced, *transitions)
+        return waiting[-MAX_UNANNOUNCED:]
 
 
 def memory_path(work_dir: Path) -> Path:
@@ -58,6 +83,11 @@ def memory_path(work_dir: Path) -> Path:
 
 def overrides_path(work_dir: Path) -> Path:
     return work_dir / "health-overrides.json"
+
+
+def history_path(memory: Path) -> Path:
+    """The history file beside a ``health.json``."""
+    return memory.with_name("health-history.json")
 
 
 def audit_path(work_dir: Path) -> Path:
@@ -114,7 +144,7 @@ def override_from_json(data: object, what: str) -> Override:
     )
 
 
-def _entry_to_json(health: EntryHealth, history: History) -> dict[str, Any]:
+def _entry_to_json(health: EntryHealth) -> dict[str, Any]:
     return {
         "state": health.state.value,
         "reason": health.reason,
@@ -122,10 +152,35 @@ def _entry_to_json(health: EntryHealth, history: History) -> dict[str, Any]:
         "next_review": health.next_review,
         "cap": health.cap,
         "override": override_to_json(health.override) if health.override else None,
-        "good": list(history.good),
-        "bad": list(history.bad),
-        "causes": list(history.causes),
     }
+
+
+def _history_to_json(history: History) -> dict[str, Any]:
+    return {"good": list(history.good), "bad": list(history.bad), "causes": list(history.causes)}
+
+
+def transition_to_json(change: Transition) -> dict[str, Any]:
+    return {
+        "entry": change.entry,
+        "old": change.old.value,
+        "new": change.new.value,
+        "reason": change.reason,
+        "at": change.at,
+        "by": change.by,
+    }
+
+
+def transition_from_json(data: object, what: str) -> Transition:
+    if not isinstance(data, dict):
+        raise ValueError(f"{what}: expected an object, got {data!r}")
+    return Transition(
+        entry=_text(data.get("entry"), f"{what}.entry"),
+        old=_state(data.get("old"), f"{what}.old"),
+        new=_state(data.get("new"), f"{what}.new"),
+        reason=_text(data.get("reason"), f"{what}.reason"),
+        at=_time(data.get("at"), f"{what}.at"),
+        by=_text(data.get("by"), f"{what}.by"),
+    )
 
 
 def _times(value: object, what: str) -> tuple[float, ...]:
@@ -143,14 +198,20 @@ def _history(good: tuple[float, ...], bad: tuple[float, ...], causes: list[str],
     return History(tuple(sorted(good)), tuple(t for t, _ in failures), tuple(c for _, c in failures))
 
 
-def _entry_from_json(name: str, data: object) -> tuple[EntryHealth, History]:
+def _history_from_json(name: str, data: object) -> History:
     what = f"entries.{name}"
     if not isinstance(data, dict):
         raise ValueError(f"{what}: expected an object")
     causes = data.get("causes")
     if not isinstance(causes, list) or not all(isinstance(c, str) for c in causes):
         raise ValueError(f"{what}.causes: expected a list of causes")
-    history = _history(_times(data.get("good"), f"{what}.good"), _times(data.get("bad"), f"{what}.bad"), causes, what)
+    return _history(_times(data.get("good"), f"{what}.good"), _times(data.get("bad"), f"{what}.bad"), causes, what)
+
+
+def _entry_from_json(name: str, data: object) -> EntryHealth:
+    what = f"entries.{name}"
+    if not isinstance(data, dict):
+        raise ValueError(f"{what}: expected an object")
     raw_override = data.get("override")
     review, cap = data.get("next_review"), data.get("cap")
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
@@ -164,34 +225,59 @@ def _entry_from_json(name: str, data: object) -> tuple[EntryHealth, History]:
         cap=cap,
         override=None if raw_override is None else override_from_json(raw_override, f"{what}.override"),
     )
-    return health, history
+    return health
 
 
 def memory_to_json(memory: HealthMemory) -> dict[str, Any]:
+    """``health.json``: everything but the history."""
     return {
         "version": VERSION,
         "evaluated_at": memory.evaluated_at,
         "counted_good": dict(sorted(memory.counted.items())),
-        "entries": {
-            name: _entry_to_json(health, memory.history.get(name, History()))
-            for name, health in sorted(memory.states.items())
-        },
+        "unannounced": [transition_to_json(change) for change in memory.unannounced],
+        "entries": {name: _entry_to_json(health) for name, health in sorted(memory.states.items())},
+    }
+
+
+def history_to_json(memory: HealthMemory, saved_at: float) -> dict[str, Any]:
+    """``health-history.json``: each entry's outcomes."""
+    return {
+        "version": HISTORY_VERSION,
+        "saved_at": saved_at,
+        "entries": {name: _history_to_json(history) for name, history in sorted(memory.history.items())},
     }
 
 
 def memory_from_json(data: object) -> HealthMemory:
-    """The memory a file held; ValueError naming the first thing wrong."""
-    if not isinstance(data, dict) or data.get("version") != VERSION:
-        raise ValueError(f"not a health memory of version {VERSION}")
+    """The memory a ``health.json`` held, with an empty history (version 1's inline history aside);
+    ValueError naming the first thing wrong."""
+    if not isinstance(data, dict) or data.get("version") not in (1, VERSION):
+        raise ValueError(f"not a health memory of version 1 or {VERSION}")
     evaluated = data.get("evaluated_at")
     entries = data.get("entries")
     if not isinstance(entries, dict):
         raise ValueError("entries: expected an object")
-    states, history = {}, {}
-    for name, item in entries.items():
-        states[name], history[name] = _entry_from_json(name, item)
+    states = {name: _entry_from_json(name, item) for name, item in entries.items()}
+    history = {name: _history_from_json(name, item) for name, item in entries.items()} if data["version"] == 1 else {}
     evaluated_at = None if evaluated is None else _time(evaluated, "evaluated_at")
-    return HealthMemory(states, history, evaluated_at, _counted(data.get("counted_good", {})))
+    counted = _counted(data.get("counted_good", {}))
+    return HealthMemory(states, history, evaluated_at, counted, _unannounced(data.get("unannounced", [])))
+
+
+def history_from_json(data: object) -> dict[str, History]:
+    """The histories a ``health-history.json`` held; ValueError naming the first thing wrong."""
+    if not isinstance(data, dict) or data.get("version") != HISTORY_VERSION:
+        raise ValueError(f"not a health history of version {HISTORY_VERSION}")
+    entries = data.get("entries")
+    if not isinstance(entries, dict):
+        raise ValueError("entries: expected an object")
+    return {name: _history_from_json(name, item) for name, item in entries.items()}
+
+
+def _unannounced(data: object) -> tuple[Transition, ...]:
+    if not isinstance(data, list):
+        raise ValueError(f"unannounced: expected a list of changes, got {data!r}")
+    return tuple(transition_from_json(item, f"unannounced[{index}]") for index, item in enumerate(data))
 
 
 def _counted(data: object) -> dict[str, float]:
@@ -206,20 +292,56 @@ def _counted(data: object) -> dict[str, float]:
 # --------------------------------------------------------------------------
 
 
-def load_memory(path: Path) -> HealthMemory:
-    """The saved memory; a missing or damaged file is a warning naming it, and a fresh start (all active)."""
+def load_memory(path: Path, *, history: bool = True) -> HealthMemory:
+    """The saved memory (`history` False: the states alone, for a quick look); a missing or damaged
+    ``health.json`` is a warning naming it, and a fresh start (all active)."""
     try:
-        return memory_from_json(json.loads(path.read_text(encoding="utf-8")))
+        memory = memory_from_json(json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
         log.warning("no entry health memory at %s (first start?): every entry starts active", path)
+        return HealthMemory()
     except (OSError, ValueError, RecursionError) as err:  # ValueError: bad JSON or text; RecursionError: too deep
         log.warning("entry health memory %s unusable (%s): every entry starts active, its history forgotten", path, err)
-    return HealthMemory()
+        return HealthMemory()
+    if not history or memory.history:  # version 1 held its history inline
+        return memory
+    return dataclasses.replace(memory, history=_load_history(history_path(path)))
 
 
-def save_memory(path: Path, memory: HealthMemory) -> None:
-    """Atomically; an OSError propagates to the caller (the cycle reports it)."""
-    write_atomically(path, json.dumps(memory_to_json(memory), separators=(",", ":")) + "\n")
+def _load_history(path: Path) -> dict[str, History]:
+    """The saved outcomes; missing or damaged: a warning naming the file, and none (the states stay)."""
+    try:
+        return history_from_json(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        log.warning("no entry health history at %s: the states are kept, their outcomes start afresh", path)
+    except (OSError, ValueError, RecursionError) as err:
+        log.warning("entry health history %s unusable (%s): the states are kept, their outcomes forgotten", path, err)
+    return {}
+
+
+def save_memory(path: Path, memory: HealthMemory, *, history: bool = True, now: float | None = None) -> HealthMemory:
+    """Write the states (and with `history`, the outcomes, first) atomically; the memory as saved
+    (its `history_saved_at` set to `now`, the wall clock by default, when the history was written).
+    An OSError propagates to the caller (the cycle reports it)."""
+    if history:
+        saved_at = time.time() if now is None else now
+        write_atomically(history_path(path), _compact(history_to_json(memory, saved_at)))
+        memory = dataclasses.replace(memory, history_saved_at=saved_at)
+    write_atomically(path, _compact(memory_to_json(memory)))
+    return memory
+
+
+def history_due(memory: HealthMemory, transitions: tuple[Transition, ...], now: float) -> bool:
+    """Whether a running service writes the history this cycle: every `HISTORY_SAVE_SECONDS`, and at
+    once after a change back to active (which forgot the entry's old failures: a restart reading the
+    older file would find them again and degrade the repaired entry)."""
+    if memory.history_saved_at is None or not 0 <= now - memory.history_saved_at < HISTORY_SAVE_SECONDS:
+        return True  # due, or the clock stepped back
+    return any(change.new is HealthState.ACTIVE for change in transitions)
+
+
+def _compact(data: dict[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":")) + "\n"
 
 
 def load_overrides(path: Path) -> dict[str, Override]:

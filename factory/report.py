@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from updraft.factory.accounting import Accounting, Stats
 from updraft.factory.act import ActResult
 from updraft.factory.cloud import CloudPlan
+from updraft.factory.health_store import HealthMemory
 from updraft.factory.model import FactoryPlan, Rejection
 from updraft.factory.observe import FactoryView
 from updraft.factory.snapshot import CycleFacts
@@ -44,6 +45,8 @@ class CycleResult:
     """The running completed-pilot totals after this cycle."""
     timings: Mapping[str, float] = field(default_factory=dict)
     """Seconds spent observing, deciding, acting and accounting."""
+    health: HealthMemory = field(default_factory=HealthMemory)
+    """The entry health memory after this cycle: the running service hands it to the next one."""
 
     @classmethod
     def of(

@@ -43,7 +43,8 @@ from updraft.factory.health import (
     submit_failures,
     with_outcomes,
 )
-from updraft.factory.health_model import Override
+from updraft.factory.health_model import Override, Transition
+from updraft.factory.health_store import HealthMemory
 from updraft.factory.model import FactoryPlan
 from updraft.factory.observe import FactoryView, observe
 from updraft.factory.policy import (
@@ -62,6 +63,7 @@ from updraft.factory.stage import stage_entries
 from updraft.factory.submission import describe, prune_credentials
 from updraft.loop import ConfiguredService, CycleSignals, run_service
 from updraft.monitoring import registry
+from updraft.monitoring.notify import NOTIFIERS
 from updraft.monitoring.report import Reporter
 from updraft.staging import StagingError, StagingRelease
 
@@ -86,6 +88,8 @@ class Planned:
     downtimes: list[downtime.Downtime]
     timings: dict[str, float]
     health: HealthDecision
+    memory: HealthMemory
+    """The health memory this cycle started from."""
     evaluated_at: float | None
     """Up to when outcomes were observed: `now`, or the previous evaluation when the queue was unknown."""
     problems: tuple[str, ...] = ()
@@ -100,11 +104,13 @@ def timed_plan(
     *,
     with_history: bool = True,
     cycle: int = 0,
+    memory: HealthMemory | None = None,
 ) -> Planned:
     """`plan_cycle`, with the seconds spent observing and deciding (for monitoring).
 
     The entries' health is decided first, from the queue, the completed
-    pilots and the stored memory and overrides; `decide` then applies it.
+    pilots, the health `memory` (read from the work folder when None) and the
+    overrides; `decide` then applies it.
     `cycle` turns round-robin entry sets: each cycle starts at the next member."""
     started = time.perf_counter()
     downtimes = downtime.load(downtime.downtimes_path(config.work_dir))
@@ -112,16 +118,18 @@ def timed_plan(
     observed = time.perf_counter()
     timings = {"observe": observed - started}
     overrides, problems = _overrides(config)
-    health, evaluated_at = _decide_health(config, view, overrides, now)
+    if memory is None:
+        memory = health_store.load_memory(health_store.memory_path(config.work_dir))
+    health, evaluated_at = _decide_health(config, view, memory, overrides, now)
     if view.pilots is None:
-        return Planned(view, None, downtimes, timings, health, evaluated_at, problems)
+        return Planned(view, None, downtimes, timings, health, memory, evaluated_at, problems)
     requests = accepted_requests(view.requests, config.name, downtimes, now, keyring.openers(now) if keyring else {})
     policies = with_health(entry_policies(config, downtimes, now), health.health)
     plan = decide(requests, view.pilots, policies, now, cycle)
     cloud = decide_cloud(config.name, view.cloud, view.instance_claims or {}, cloud_policies(config), now)
     plan = dataclasses.replace(plan, cloud=cloud)
     timings["decide"] = time.perf_counter() - observed
-    return Planned(view, plan, downtimes, timings, health, evaluated_at, problems)
+    return Planned(view, plan, downtimes, timings, health, memory, evaluated_at, problems)
 
 
 def _overrides(config: FactoryConfig) -> tuple[dict[str, Override], tuple[str, ...]]:
@@ -134,7 +142,11 @@ def _overrides(config: FactoryConfig) -> tuple[dict[str, Override], tuple[str, .
 
 
 def _decide_health(
-    config: FactoryConfig, view: FactoryView, overrides: dict[str, Override], now: float
+    config: FactoryConfig,
+    view: FactoryView,
+    memory: HealthMemory,
+    overrides: dict[str, Override],
+    now: float,
 ) -> tuple[HealthDecision, float | None]:
     """This cycle's outcomes from what was observed, every advertised entry's health from them, and up to
     when outcomes were observed.
@@ -144,7 +156,6 @@ def _decide_health(
     accounting does not run): the states follow time alone (a ban ends,
     nothing is judged from a window missing this cycle's outcomes), and the
     next cycle looks for outcomes from the last evaluation on."""
-    memory = health_store.load_memory(health_store.memory_path(config.work_dir))
     settings = health_settings(config)
     if view.pilots is None:
         health = decide_health(memory.states, memory.history, {}, overrides, settings, now, evidence=False)
@@ -160,22 +171,55 @@ def _decide_health(
     return dataclasses.replace(health, counted=counted), now
 
 
-def _save_health(config: FactoryConfig, planned: Planned, acted: Acted, now: float) -> list[str]:
-    """Remember states and history, with the submissions refused this cycle, for the next cycle.
-
-    Saved in every cycle, also one that could not read its queue: a
-    transition it made and reported must not be made (and announced) again."""
+def _remembered(planned: Planned, acted: Acted, now: float, notifying: bool) -> HealthMemory:
+    """What the health policy keeps for the next cycle: this cycle's states and history with the
+    submissions refused in act, and, when there are notifiers, every change they have not yet taken."""
     history = planned.health.history
     if planned.plan is not None:
         refused = submit_failures(planned.plan.actions, acted.results)
         history = with_outcomes(history, refused, now)
-    memory = health_store.HealthMemory(planned.health.health, history, planned.evaluated_at, planned.health.counted)
+    before = planned.memory
+    return HealthMemory(
+        planned.health.health,
+        history,
+        planned.evaluated_at,
+        planned.health.counted,
+        before.announcing(planned.health.transitions) if notifying else (),
+        before.history_saved_at,
+    )
+
+
+def _save_health(
+    config: FactoryConfig, memory: HealthMemory, transitions: tuple[Transition, ...], now: float, held: bool
+) -> tuple[HealthMemory, list[str]]:
+    """Write the memory before the cycle reports: a change reported and then lost with the process would
+    be decided (and announced) again, and one decided but not yet announced must be found after a restart.
+
+    Saved in every cycle, also one that could not read its queue. The history
+    is written when due (`health_store.history_due`); a memory not `held` by
+    a running service (a single cycle, a test) is written whole, since
+    nothing else keeps it."""
+    path = health_store.memory_path(config.work_dir)
+    whole = not held or health_store.history_due(memory, transitions, now)
     try:
-        health_store.save_memory(health_store.memory_path(config.work_dir), memory)
+        return health_store.save_memory(path, memory, history=whole, now=now), []
     except OSError as err:
         log.error("entry health not saved: %s", err)
-        return [f"entry health not saved: {err}"]
-    return []
+        return memory, [f"entry health not saved: {err}"]
+
+
+def _notifying(reporter: Reporter | None) -> bool:
+    """Whether the cycle's report goes to notifiers: without them there is no one to announce to."""
+    return reporter is not None and any(writer.name == NOTIFIERS for writer in reporter.writers)
+
+
+def _announced(memory: HealthMemory, failed: Mapping[str, str]) -> HealthMemory:
+    """The memory once the report ran: its changes are announced (queued in the notifiers' outbox, which
+    delivers and retries on its own) unless the notifiers' writer failed or was skipped; then they are
+    offered again next cycle (the outbox knows each by its key, so none is queued twice)."""
+    if NOTIFIERS in failed:
+        return memory
+    return dataclasses.replace(memory, unannounced=())
 
 
 def _log_transitions(health: HealthDecision) -> None:
@@ -193,17 +237,20 @@ def run_cycle(
     reporter: Reporter | None = None,
     already_logged: frozenset[str] = frozenset(),
     ports: FactoryPorts | None = None,
+    memory: HealthMemory | None = None,
 ) -> CycleResult:
     """One cycle through `ports` (the real daemons when None); `releases` are the entries' staged files.
 
     `reporter` gets the cycle's snapshot last, whatever happened before:
     monitoring shows the cycles that went wrong too. `already_logged`: the
     refusals the previous cycle logged (`CycleResult.refusals`), not logged again.
+    `memory`: the entry health memory the previous cycle left (`CycleResult.health`);
+    None reads it from the work folder and writes it back whole.
     """
     ports = ports or connect(config)
     releases = stage_entries(config) if releases is None else releases
     keyring, problems = keyring_or_problem(config, now, read_only=True)
-    planned = timed_plan(config, ports, now, keyring, cycle=cycle)
+    planned = timed_plan(config, ports, now, keyring, cycle=cycle, memory=memory)
     view, plan, downtimes = planned.view, planned.plan, planned.downtimes
     if plan is not None and not problems:  # the cycle reached its daemons: its factory ad can carry a new key
         keyring, problems = keyring_or_problem(config, now)
@@ -218,13 +265,20 @@ def run_cycle(
     else:
         log_rejections(plan, already_logged)
         acted = _act(config, ports, plan, view, releases, now)
-    problems += _save_health(config, planned, acted, now)
-    result = CycleResult.of(plan, view, acted, problems, planned.timings)
-    if reporter is not None:
-        facts = result.facts(now, cycle, entries_in_downtime(config, downtimes, now))
-        facts = dataclasses.replace(facts, health=planned.health.health, transitions=planned.health.transitions)
-        reporter.report(factory_snapshot(config, facts))
-    return result
+    notifying = _notifying(reporter)
+    remembered, unsaved = _save_health(
+        config, _remembered(planned, acted, now, notifying), planned.health.transitions, now, held=memory is not None
+    )
+    result = CycleResult.of(plan, view, acted, [*problems, *unsaved], planned.timings)
+    if reporter is None:
+        return dataclasses.replace(result, health=remembered)
+    facts = result.facts(now, cycle, entries_in_downtime(config, downtimes, now))
+    health = planned.health
+    facts = dataclasses.replace(
+        facts, health=health.health, transitions=health.transitions, announce=remembered.unannounced
+    )
+    failed = reporter.report(factory_snapshot(config, facts))
+    return dataclasses.replace(result, health=_announced(remembered, failed) if notifying else remembered)
 
 
 def _act(
@@ -282,6 +336,8 @@ class FactoryService(ConfiguredService[FactoryConfig]):
         self.releases: Mapping[str, StagingRelease] = {}
         self.reporter = registry.reporter(config.monitoring)
         self.refusals: frozenset[str] = frozenset()
+        self.health: HealthMemory | None = None
+        """The entry health memory between cycles (read from the work folder by the first cycle)."""
 
     def run(self, max_cycles: int | None = None) -> int:
         record_applied(self.config)
@@ -289,10 +345,11 @@ class FactoryService(ConfiguredService[FactoryConfig]):
         return run_service(self, self.signals, max_cycles)
 
     def cycle(self, number: int, now: float) -> str:
+        ports = self.connect_ports(self.config)
         result = run_cycle(
-            self.config, number, now, self.releases, self.reporter, self.refusals, self.connect_ports(self.config)
+            self.config, number, now, self.releases, self.reporter, self.refusals, ports, memory=self.health
         )
-        self.refusals = result.refusals
+        self.refusals, self.health = result.refusals, result.health
         return (
             f"submitted {result.submitted}, removed {result.removed}, released {result.released}, "
             f"{len(result.problems)} problems"
@@ -312,4 +369,14 @@ class FactoryService(ConfiguredService[FactoryConfig]):
         log.warning("configuration reloaded from %s", self.config_path)
 
     def shutdown(self) -> None:
+        """Withdraw the factory's ads, and write the entry health history kept since it was last written."""
+        self._save_history()
         withdraw(self.connect_ports(self.config).wms, self.config.name)
+
+    def _save_history(self) -> None:
+        if self.health is None:
+            return
+        try:
+            health_store.save_memory(health_store.memory_path(self.config.work_dir), self.health)
+        except OSError as err:
+            log.error("entry health history not saved at shutdown: %s", err)

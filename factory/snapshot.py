@@ -44,6 +44,8 @@ class CycleFacts:
     """Every advertised entry's health as this cycle decided it."""
     transitions: tuple[Transition, ...] = ()
     """The health changes this cycle made."""
+    announce: tuple[Transition, ...] = ()
+    """The health changes for the notifiers: this cycle's and earlier ones they have not yet taken."""
 
 
 def factory_snapshot(config: FactoryConfig, facts: CycleFacts) -> FactorySnapshot:
@@ -62,6 +64,7 @@ def factory_snapshot(config: FactoryConfig, facts: CycleFacts) -> FactorySnapsho
         cloud=cloud_rows(facts.cloud),
         health=health_rows(facts.health),
         transitions=tuple(transition_row(t) for t in facts.transitions),
+        announce=tuple(transition_row(t) for t in facts.announce),
     )
 
 

@@ -1,7 +1,7 @@
 """Hands each cycle's entry health changes to the configured notifiers, without ever holding up the cycle.
 
 It is a monitoring writer (``write(snapshot)``) the reporter calls every
-cycle. `write` only queues the snapshot's transitions in the outbox (a
+cycle. `write` only queues the snapshot's changes to announce in the outbox (a
 small locked file write) and starts a delivery thread for each notifier
 that is due; it never waits for one. Each delivery runs the notifier's
 ``send`` in a forked child that `updraft.deadline.call_in_child` kills at
@@ -33,6 +33,9 @@ from updraft.monitoring.notifiers.base import Change, Digest, Notifier, Notifier
 from updraft.monitoring.snapshot import FactorySnapshot, Snapshot
 
 log = logging.getLogger(__name__)
+
+NOTIFIERS = "notifiers"
+"""The writer's name: the factory keeps changes for the notifiers while this writer fails."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ class Notifications:
 
     notifiers: tuple[Configured, ...]
     directory: Path
-    name: str = "notifiers"
+    name: str = NOTIFIERS
     clock: Callable[[], float] = time.time
     """The wall clock. The outbox's times (queued, lease, back-off, sent) are read from it when they
     happen, never taken from the snapshot: a cycle's time is its start, often long before its report,
@@ -106,11 +109,11 @@ class Notifications:
     _threads: dict[str, threading.Thread] = field(default_factory=dict)
 
     def write(self, snapshot: Snapshot) -> None:
-        """Queue the snapshot's transitions and start the deliveries that are due; never waits for them."""
+        """Queue the snapshot's changes to announce and start the deliveries that are due; never waits for them."""
         if not isinstance(snapshot, FactorySnapshot):
             return  # only a factory's cycles change entry health
         path = outbox.outbox_path(self.directory, snapshot.factory)
-        changes = [Change.of(snapshot.factory, row) for row in snapshot.transitions]
+        changes = [Change.of(snapshot.factory, row) for row in snapshot.announce]
         context = {row.entry: row for row in snapshot.health}
         starts: list[tuple[Configured, Digest]] = []
         with outbox.opened(path) as box:

@@ -305,6 +305,9 @@ class FactorySnapshot:
     """Every advertised entry's health state, by entry name."""
     transitions: tuple[TransitionRow, ...] = ()
     """The health changes this cycle made, in the order they happened."""
+    announce: tuple[TransitionRow, ...] = ()
+    """The changes for the notifiers: this cycle's, after earlier ones not yet queued in their outbox
+    (a notifier writer that failed or was skipped); the outbox knows each by its key."""
 
     def rows_of(self, entry: str) -> tuple[PilotRow, ...]:
         return tuple(r for r in self.pilots if r.entry == entry)

@@ -52,7 +52,7 @@ def state_of(t: TransitionRow) -> HealthRow:
 def snapshot(now: float, *transitions: TransitionRow, health: tuple[HealthRow, ...] = ()) -> FactorySnapshot:
     """A factory cycle at `now`: its transitions, and health rows for the entries they name (or `health`)."""
     health = health or tuple(state_of(t) for t in transitions)
-    return FactorySnapshot("lab-factory", now, 1, health=health, transitions=transitions)
+    return FactorySnapshot("lab-factory", now, 1, health=health, transitions=transitions, announce=transitions)
 
 
 @dataclass

@@ -9,8 +9,8 @@ and the audit log of every override, all in the factory's work folder.
   warning naming it, and every entry starts active: health is a safety
   net, and losing it must never stop the factory from provisioning.
 - ``health-history.json``: each entry's outcomes (a day of them: about
-  15 MB and half a second to write at 5,000 entries). The service keeps
-  them in memory and writes them every `HISTORY_SAVE_SECONDS`, when a
+  15 MB and a third of a second to write at 5,000 entries). The service
+  keeps them in memory and writes them every ``health_save_seconds``, when a
   change forgets an entry's history (back to active), and when it stops;
   a crash loses at most that long of outcomes, never a state. Missing or
   damaged: a warning, and the states are kept with an empty history.
@@ -48,8 +48,6 @@ log = logging.getLogger(__name__)
 VERSION = 2
 """``health.json`` without the history, with the unannounced changes. Version 1 (history inline) is still read."""
 HISTORY_VERSION = 1
-HISTORY_SAVE_SECONDS = 300.0
-"""How often a running service writes the outcome history (see the module's docstring)."""
 MAX_UNANNOUNCED = 1000
 """Changes kept for the notifiers while their outbox cannot take them; the oldest go first beyond that."""
 
@@ -69,7 +67,7 @@ class HealthMemory:
     """Changes decided and not yet taken by the notifiers' outbox, oldest first: saved with the states,
     offered to the notifiers every cycle until they take them (the outbox knows each by its key)."""
     history_saved_at: float | None = None
-    """When the history was last written (`HISTORY_SAVE_SECONDS`); None: not since it was loaded."""
+    """When the history was last written (`history_due`); None: not since it was loaded."""
 
     def announcing(self, transitions: tuple[Transition, ...]) -> tuple[Transition, ...]:
         """The changes to offer the notifiers this cycle: the ones still waiting, then `transitions`."""
@@ -331,11 +329,11 @@ def save_memory(path: Path, memory: HealthMemory, *, history: bool = True, now: 
     return memory
 
 
-def history_due(memory: HealthMemory, transitions: tuple[Transition, ...], now: float) -> bool:
-    """Whether a running service writes the history this cycle: every `HISTORY_SAVE_SECONDS`, and at
-    once after a change back to active (which forgot the entry's old failures: a restart reading the
-    older file would find them again and degrade the repaired entry)."""
-    if memory.history_saved_at is None or not 0 <= now - memory.history_saved_at < HISTORY_SAVE_SECONDS:
+def history_due(memory: HealthMemory, transitions: tuple[Transition, ...], now: float, every: float) -> bool:
+    """Whether a running service writes the history this cycle: `every` seconds, and at once after a
+    change back to active (which forgot the entry's old failures: a restart reading the older file
+    would find them again and degrade the repaired entry)."""
+    if memory.history_saved_at is None or not 0 <= now - memory.history_saved_at < every:
         return True  # due, or the clock stepped back
     return any(change.new is HealthState.ACTIVE for change in transitions)
 

@@ -200,7 +200,7 @@ def _save_health(
     a running service (a single cycle, a test) is written whole, since
     nothing else keeps it."""
     path = health_store.memory_path(config.work_dir)
-    whole = not held or health_store.history_due(memory, transitions, now)
+    whole = not held or health_store.history_due(memory, transitions, now, config.health_save_seconds)
     try:
         return health_store.save_memory(path, memory, history=whole, now=now), []
     except OSError as err:

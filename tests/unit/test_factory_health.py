@@ -533,7 +533,8 @@ def test_the_memory_file_is_written_whole(tmp_path: Path) -> None:
     path = health_store.memory_path(tmp_path)
     health_store.save_memory(path, health_store.HealthMemory({"ce1": state(ACTIVE)}, {}, NOW))
     assert json.loads(path.read_text())["entries"]["ce1"]["state"] == "active"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["health-history.json", "health.json"], "no temporary left behind"
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["health-history.json", "health.json"], "no temporary left behind"
 
 
 # --------------------------------------------------------------------------

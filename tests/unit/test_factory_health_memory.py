@@ -80,7 +80,7 @@ def test_a_change_the_notifiers_could_not_take_is_offered_again_until_they_do(co
     banned_long_ago(config)
     ports, _wms, _schedd = fake_ports(config, NOW)
     notifiers = Notifiers()
-    reporter = Reporter((notifiers,), 5.0)  # type: ignore[arg-type]  # a writer by shape
+    reporter = Reporter((notifiers,), 5.0)
     first = cycle(config, ports, NOW, reporter)
     [change] = first.health.unannounced
     assert (change.old, change.new) == (HealthState.BANNED, HealthState.PROBING)
@@ -97,11 +97,11 @@ def test_a_change_decided_just_before_the_process_died_is_announced_after_the_re
     banned_long_ago(config)
     ports, _wms, _schedd = fake_ports(config, NOW)
     notifiers = Notifiers()
-    cycle(config, ports, NOW, Reporter((notifiers,), 5.0))  # type: ignore[arg-type]
+    cycle(config, ports, NOW, Reporter((notifiers,), 5.0))
     saved = json.loads(health_store.memory_path(config.work_dir).read_text())
     assert [c["new"] for c in saved["unannounced"]] == ["probing"], "saved before the report ran"
     notifiers.failing = False
-    restarted = cycle(config, ports, NOW + 10, Reporter((notifiers,), 5.0))  # type: ignore[arg-type]
+    restarted = cycle(config, ports, NOW + 10, Reporter((notifiers,), 5.0))
     [offered] = notifiers.offered
     assert len(offered) == 1 and offered[0].startswith("dead|") and offered[0].endswith("banned>probing")
     assert restarted.health.unannounced == ()
@@ -141,8 +141,9 @@ def test_a_running_service_writes_the_states_each_cycle_and_the_history_every_fi
     second = cycle(config, ports, NOW + 10, None, first.health)
     assert history_saved_at(config) == NOW, "held by the service: not written again so soon"
     assert json.loads(health_store.memory_path(config.work_dir).read_text())["evaluated_at"] == NOW + 10
-    cycle(config, ports, NOW + health_store.HISTORY_SAVE_SECONDS, None, second.health)
-    assert history_saved_at(config) == NOW + health_store.HISTORY_SAVE_SECONDS
+    assert config.health_save_seconds == 300, "the default"
+    cycle(config, ports, NOW + 300, None, second.health)
+    assert history_saved_at(config) == NOW + 300
     loaded = health_store.load_memory(health_store.memory_path(config.work_dir))
     assert loaded.history["dead"].bad == (NOW - 800,) and loaded.states["dead"].state is HealthState.PROBING
 
@@ -151,10 +152,11 @@ def test_the_history_is_written_at_once_when_a_change_forgets_it() -> None:
     memory = health_store.HealthMemory(history_saved_at=NOW)
     to_active = (Transition("e", HealthState.PROBING, HealthState.ACTIVE, "probes good", NOW + 10),)
     to_banned = (Transition("e", HealthState.DEGRADED, HealthState.BANNED, "failing", NOW + 10),)
-    assert health_store.history_due(memory, to_active, NOW + 10)
-    assert not health_store.history_due(memory, to_banned, NOW + 10)
-    assert health_store.history_due(memory, (), NOW - 60), "the clock stepped back: written, not held for hours"
-    assert health_store.history_due(health_store.HealthMemory(), (), NOW), "never written since it was read"
+    assert health_store.history_due(memory, to_active, NOW + 10, 300)
+    assert not health_store.history_due(memory, to_banned, NOW + 10, 300)
+    assert health_store.history_due(memory, to_banned, NOW + 10, 10)
+    assert health_store.history_due(memory, (), NOW - 60, 300), "the clock stepped back: written, not held for hours"
+    assert health_store.history_due(health_store.HealthMemory(), (), NOW, 300), "never written since it was read"
 
 
 def test_the_service_writes_its_history_when_it_stops(config: FactoryConfig) -> None:

@@ -402,9 +402,10 @@ def _when(text: str | None, default: float, option: str) -> float: ...
 @overload
 def _when(text: str | None, default: None, option: str) -> float | None: ...
 def _when(text: str | None, default: float | None, option: str) -> float | None:
-    """ISO 8601 (naive means UTC) or epoch seconds, a moment a calendar can show (years 1970 to 9999)."""
-    import math
+    """ISO 8601 (naive means UTC) or epoch seconds, a moment a calendar can show (`updraft.timefmt.is_time`)."""
     from datetime import UTC, datetime
+
+    from updraft import timefmt
 
     if not text:
         return default
@@ -418,19 +419,15 @@ def _when(text: str | None, default: float | None, option: str) -> float | None:
                 f"{text!r}: expected ISO 8601 (2026-11-22T10:00) or epoch seconds", param_hint=option
             ) from None
         moment = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
-    try:
-        if not (math.isfinite(moment) and moment >= 0):
-            raise ValueError(moment)
-        datetime.fromtimestamp(moment, UTC)
-    except (OverflowError, OSError, ValueError):
-        raise click.BadParameter(f"{text!r}: not a moment between the years 1970 and 9999", param_hint=option) from None
+    if not timefmt.is_time(moment):
+        raise click.BadParameter(f"{text!r}: not a moment between the years 1970 and 9999", param_hint=option)
     return moment
 
 
 def _show(when: float) -> str:
-    from datetime import UTC, datetime
+    from updraft import timefmt
 
-    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return timefmt.utc(when, timefmt.MINUTES)
 
 
 def _add_health() -> None:

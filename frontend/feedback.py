@@ -22,12 +22,12 @@ is found by `decide`, which knows the slots (`evidence` takes its test).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from operator import itemgetter
 from types import MappingProxyType
 
+from updraft import timefmt
 from updraft.frontend.config import IdleFeedback
 from updraft.frontend.model import FeedbackMemory, JobShape, RefusalStreak, shape_key
 
@@ -194,20 +194,15 @@ def bounded(streaks: Iterable[RefusalStreak]) -> FeedbackMemory:
     return FeedbackMemory(tuple(sorted(chosen, key=_BY_PAIR)))
 
 
-def _utc(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
 def note(exclusion: Exclusion, jobs: float, shapes: int, settings: IdleFeedback, now: float) -> str:
     """The decision record's words for an exclusion: how many jobs, since when, and until when if it is on hold."""
     what = f"{jobs:g} idle jobs of {shapes} {'shape' if shapes == 1 else 'shapes'} not counted"
+    since = timefmt.utc(exclusion.since, timefmt.ISO)
     if exclusion.last >= now:
-        return (
-            f"{what}: the entry's idle pilots have refused them for {exclusion.cycles} cycles "
-            f"since {_utc(exclusion.since)}"
-        )
-    retry = exclusion.last + settings.hold_seconds
+        return f"{what}: the entry's idle pilots have refused them for {exclusion.cycles} cycles since {since}"
+    last = timefmt.utc(exclusion.last, timefmt.ISO)
+    retry = timefmt.utc(exclusion.last + settings.hold_seconds, timefmt.ISO)
     return (
         f"{what}: the entry's idle pilots refused them for {exclusion.cycles} cycles "
-        f"from {_utc(exclusion.since)} to {_utc(exclusion.last)}; tried again after {_utc(retry)}"
+        f"from {since} to {last}; tried again after {retry}"
     )

@@ -29,7 +29,7 @@ from types import MappingProxyType
 
 from updraft import timefmt
 from updraft.frontend.config import IdleFeedback
-from updraft.frontend.model import FeedbackMemory, JobShape, RefusalStreak, shape_key
+from updraft.frontend.model import FeedbackMemory, JobShape, RefusalStreak
 
 MAX_STREAKS = 20000
 """At most this many (group, entry, shape) streaks are remembered: evidence needs an idle pilot on the
@@ -100,18 +100,6 @@ def excluded_map(found: Mapping[str, Exclusion]) -> Mapping[str, frozenset[str]]
     if not found:
         return NOTHING_EXCLUDED
     return MappingProxyType({entry: exclusion.shapes for entry, exclusion in found.items()})
-
-
-def idle_by_key(shapes: Iterable[JobShape]) -> dict[str, tuple[JobShape, int]]:
-    """One representative per shape key with its idle jobs summed over schedds (shapes without idle jobs left out)."""
-    found: dict[str, tuple[JobShape, int]] = {}
-    for shape in shapes:
-        if shape.idle <= 0:
-            continue
-        key = shape_key(shape)
-        first, idle = found.get(key, (shape, 0))
-        found[key] = (first, idle + shape.idle)
-    return found
 
 
 def evidence(

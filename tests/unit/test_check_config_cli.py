@@ -186,3 +186,17 @@ def test_check_config_says_how_pilot_tokens_are_minted_or_why_they_cannot_be(tmp
     done = CliRunner().invoke(main, ["frontend", "check-config", "-c", str(config)])
     assert done.exit_code == 0, done.output
     assert "pilot tokens: pilot@lab issued by lab with key POOL" in done.output
+
+
+def test_a_frontend_with_notifiers_is_refused_naming_the_file_and_the_key(updraft, tree):
+    """Only the factory changes entry health: a frontend's notifiers would never send, so they are refused."""
+    drop_in = "monitoring: {notifiers: {chat: {type: slack, url_file: /etc/updraft/slack.url}}}"
+    main = tree.frontend(("30-notify.yaml", drop_in))
+    result = updraft("frontend", "check-config", "-c", str(main))
+    assert result.exit_code == 1
+    assert (
+        f"{main.parent / 'frontend.d' / '30-notify.yaml'}: monitoring.notifiers: notifiers belong in the "
+        "factory's configuration (its monitoring.notifiers): only the factory changes entry health"
+    ) in result.stderr
+    empty = tree.frontend(("30-notify.yaml", "monitoring: {notifiers: {}}"))
+    assert updraft("frontend", "check-config", "-c", str(empty)).exit_code == 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, overload
 
@@ -28,6 +28,7 @@ from updraft.monitoring import registry
 if TYPE_CHECKING:
     from updraft.factory.model import FactoryPlan
     from updraft.factory.observe import FactoryView
+    from updraft.monitoring.notifiers.base import NotifierSettings
 
 config_option = config_option_for("factory")
 
@@ -80,6 +81,20 @@ def check_config(config_path: Path) -> None:
         f"({enabled} enabled), WMS collector {config.wms_collector}, schedd {config.schedd}"
     )
     click.echo(f"monitoring: {', '.join(registry.loadable(config.monitoring.writers)) or 'no writers'}")
+    for line in _notifier_lines(config.monitoring.notifiers):
+        click.echo(line)
+
+
+def _notifier_lines(notifiers: Mapping[str, NotifierSettings]) -> list[str]:
+    """What ``check-config`` says of the notifiers: each one's name and type, and of its secrets only the
+    files they are read from (`NotifierSettings.secret_files`), so the output can be pasted anywhere."""
+    if not notifiers:
+        return ["notifiers: none (entry health changes are not announced)"]
+    lines = []
+    for name, settings in notifiers.items():
+        files = "".join(f", {key} {path}" for key, path in settings.secret_files().items())
+        lines.append(f"notifier {name}: {settings.type}{files}")
+    return lines
 
 
 def _check_renderable(loaded: Loaded[FactoryConfig]) -> None:

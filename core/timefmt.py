@@ -25,6 +25,9 @@ SPACED = "%Y-%m-%d %H:%M:%S UTC"
 """``2026-09-21 14:13:20 UTC``: status pages, notifications, the factory's records."""
 ISO = "%Y-%m-%dT%H:%M:%SZ"
 """``2026-09-21T14:13:20Z``: the frontend's records."""
+MINUTES = "%Y-%m-%d %H:%M UTC"
+"""``2026-09-21 14:13 UTC``: what operators set and read to the minute (downtimes, health overrides,
+cloud instances no pilot owns)."""
 
 
 def is_time(value: object) -> TypeGuard[float]:

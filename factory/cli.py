@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, overload
 
@@ -28,6 +28,7 @@ from updraft.monitoring import registry
 if TYPE_CHECKING:
     from updraft.factory.model import FactoryPlan
     from updraft.factory.observe import FactoryView
+    from updraft.monitoring.notifiers.base import NotifierSettings
 
 config_option = config_option_for("factory")
 
@@ -80,6 +81,20 @@ def check_config(config_path: Path) -> None:
         f"({enabled} enabled), WMS collector {config.wms_collector}, schedd {config.schedd}"
     )
     click.echo(f"monitoring: {', '.join(registry.loadable(config.monitoring.writers)) or 'no writers'}")
+    for line in _notifier_lines(config.monitoring.notifiers):
+        click.echo(line)
+
+
+def _notifier_lines(notifiers: Mapping[str, NotifierSettings]) -> list[str]:
+    """What ``check-config`` says of the notifiers: each one's name and type, and of its secrets only the
+    files they are read from (`NotifierSettings.secret_files`), so the output can be pasted anywhere."""
+    if not notifiers:
+        return ["notifiers: none (entry health changes are not announced)"]
+    lines = []
+    for name, settings in notifiers.items():
+        files = "".join(f", {key} {path}" for key, path in settings.secret_files().items())
+        lines.append(f"notifier {name}: {settings.type}{files}")
+    return lines
 
 
 def _check_renderable(loaded: Loaded[FactoryConfig]) -> None:
@@ -402,9 +417,10 @@ def _when(text: str | None, default: float, option: str) -> float: ...
 @overload
 def _when(text: str | None, default: None, option: str) -> float | None: ...
 def _when(text: str | None, default: float | None, option: str) -> float | None:
-    """ISO 8601 (naive means UTC) or epoch seconds, a moment a calendar can show (years 1970 to 9999)."""
-    import math
+    """ISO 8601 (naive means UTC) or epoch seconds, a moment a calendar can show (`updraft.timefmt.is_time`)."""
     from datetime import UTC, datetime
+
+    from updraft import timefmt
 
     if not text:
         return default
@@ -418,19 +434,15 @@ def _when(text: str | None, default: float | None, option: str) -> float | None:
                 f"{text!r}: expected ISO 8601 (2026-11-22T10:00) or epoch seconds", param_hint=option
             ) from None
         moment = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
-    try:
-        if not (math.isfinite(moment) and moment >= 0):
-            raise ValueError(moment)
-        datetime.fromtimestamp(moment, UTC)
-    except (OverflowError, OSError, ValueError):
-        raise click.BadParameter(f"{text!r}: not a moment between the years 1970 and 9999", param_hint=option) from None
+    if not timefmt.is_time(moment):
+        raise click.BadParameter(f"{text!r}: not a moment between the years 1970 and 9999", param_hint=option)
     return moment
 
 
 def _show(when: float) -> str:
-    from datetime import UTC, datetime
+    from updraft import timefmt
 
-    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return timefmt.utc(when, timefmt.MINUTES)
 
 
 def _add_health() -> None:

@@ -28,11 +28,12 @@ Everything here is pure: `decide_cloud` takes what was read and `now`.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from updraft import timefmt
 
 # The tags are defined once, beside the user data the renderer writes with them; re-exported here.
 from updraft.factory.gridtypes.cloud import TAG_ENTRY as TAG_ENTRY
@@ -288,7 +289,7 @@ def unknown_line(unknown: UnknownInstance) -> str:
     no pilot of this factory"."""
     instance = unknown.instance
     pilot = f", pilot tag {instance.pilot}" if instance.pilot else ", no pilot tag"
-    since = f"{instance.state} since {_utc(instance.launched)}"
+    since = f"{instance.state} since {timefmt.utc(instance.launched, timefmt.MINUTES)}"
     if unknown.entry is None:
         return (
             f"factory: instance {instance.id} ({since}, entry tag {instance.entry or '(none)'!r}{pilot}) "
@@ -306,7 +307,3 @@ def _flood_line(decision: CloudDecision) -> str:
         f"{who}: {len(decision.unknown)} instances belong to no pilot of this factory ({shown}); "
         f"e.g. {ids} and {len(decision.unknown) - MAX_LISTED} more"
     )
-
-
-def _utc(epoch: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch))

@@ -35,6 +35,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from updraft import secretfiles
 from updraft.deadline import ChildFailed, DeadlineExceeded, call_in_child
 from updraft.errors import CloudError
 from updraft.factory.cloud import LISTED_STATES, TAG_FACTORY, CloudCredentials, CloudInstance
@@ -123,15 +124,14 @@ def _client(endpoint: str, credentials: CloudCredentials, timeout: float) -> Any
 
 
 def _read_key(path: Path) -> str:
-    """One key from its file, stripped; a CloudError naming the file (never its content) otherwise."""
+    """One key from its file (`updraft.secretfiles.read_secret`), which must be one word;
+    a CloudError naming the file and what was expected, never its content, otherwise."""
     try:
-        value = path.read_text(encoding="utf-8").strip()
-    except OSError as err:
-        raise CloudError(f"cannot read EC2 key file {path}: {err.strerror or 'unreadable'}") from None
-    except UnicodeDecodeError:
-        raise CloudError(f"cannot read EC2 key file {path}: not UTF-8 text") from None
-    if not value or any(c.isspace() for c in value):
-        raise CloudError(f"EC2 key file {path} holds no key (empty, or more than one word)")
+        value = secretfiles.read_secret(path)
+    except ValueError as err:
+        raise CloudError(f"EC2 key file: {err} (expected one key)") from None
+    if any(c.isspace() for c in value):
+        raise CloudError(f"EC2 key file {path} holds more than one word (expected one key)")
     return value
 
 

@@ -121,9 +121,9 @@ class CompletedPilot:
     """The stdout file (the job's Out, made absolute with its Iwd); "" when the ad names none."""
     report: PilotReport | None = None
     report_problem: str = NOT_READ
+    """"" when `report` was read; otherwise why there is none (NO_OUTPUT, NO_REPORT, ...)."""
     submitted: int = 0
     """QDate, when it was submitted (0: the ad had none): tells the probes of a probing entry from older pilots."""
-    """"" when `report` was read; otherwise why there is none (NO_OUTPUT, NO_REPORT, ...)."""
 
     @property
     def key(self) -> Key:

@@ -243,4 +243,4 @@ def _when(text: str, option: str) -> float:
 
 
 def _show(when: float) -> str:
-    return timefmt.utc(when, "%Y-%m-%d %H:%M UTC")
+    return timefmt.utc(when, timefmt.MINUTES)

@@ -25,10 +25,10 @@ Slurm really produced.
 from __future__ import annotations
 
 import re
-import time
 from collections import Counter
 from collections.abc import Iterable
 
+from updraft import timefmt
 from updraft.factory.model import Pilot, PilotState
 
 SUBMIT_FAILED = "submission command failed"
@@ -155,6 +155,6 @@ def unavailable_problems(pilots: Iterable[Pilot]) -> list[str]:
             count[pilot.entry] += 1
     return [
         f"entry {entry}: the grid manager finds its CE or batch system down since "
-        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(when))} UTC ({count[entry]} pilots)"
+        f"{timefmt.utc(when)} ({count[entry]} pilots)"
         for entry, when in sorted(since.items())
     ]

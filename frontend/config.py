@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from updraft.config import (
@@ -36,6 +36,7 @@ from updraft.config import (
     load_layered,
 )
 from updraft.filechecks import ReadHere
+from updraft.monitoring.config import MonitoringConfig
 from updraft.service_config import ServiceConfig
 from updraft.staging import StagedFileConfig, StagingSettings
 
@@ -175,10 +176,30 @@ class PilotTokens(ConfigModel):
         return self
 
 
+class FrontendMonitoring(MonitoringConfig):
+    """A frontend's ``monitoring:`` section: the same writers as a factory's, and no notifiers.
+
+    Notifiers announce entry health changes, and only the factory changes an
+    entry's health: notifiers here would be accepted and never send anything,
+    so an operator would wait for mail that cannot come.
+    """
+
+    @field_validator("notifiers", mode="before")
+    @classmethod
+    def _no_notifiers(cls, value: object) -> object:
+        if value:
+            raise ValueError(
+                "notifiers belong in the factory's configuration (its monitoring.notifiers): only the factory "
+                "changes entry health, so a frontend has nothing to announce"
+            )
+        return value
+
+
 class FrontendConfig(ServiceConfig):
     """The whole frontend configuration, after merging ``frontend.yaml`` and ``frontend.d/``."""
 
     vo_collector: HostPort
+    monitoring: FrontendMonitoring = Field(default_factory=FrontendMonitoring)
     schedds: FrozenList[NonBlankStr] = ()
     """Schedds whose jobs count; empty means every schedd in the VO collector."""
     limits: Limits = Field(default_factory=Limits)

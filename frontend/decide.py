@@ -38,11 +38,11 @@ Pilots are counted per glidein, not per slot (`_SlotView`).
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from updraft import timefmt
 from updraft.frontend import feedback
 from updraft.frontend.config import FrontendConfig, Group
 from updraft.frontend.matching import EntryDemand, GroupMatch, match
@@ -562,10 +562,6 @@ def _incomplete_since(last: PublishedRequest | None, now: float) -> float:
     return min(last.time, now) if last.time is not None else now
 
 
-def _utc(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
 def _within_group(draft: _Draft, last: PublishedRequest, group: Group) -> None:
     """A kept request never exceeds the group's own per-entry limits: the ad read back is only as
     trustworthy as the WMS collector, and the configuration is not missing data."""
@@ -592,12 +588,12 @@ def _keep(draft: _Draft, last: PublishedRequest | None, missing: _Missing, cycle
     draft.held_since = since
     why = "; ".join(missing.reasons)
     limit = cycle.config.hold_last_request_seconds
-    age = cycle.now - since
+    age, shown_since = cycle.now - since, timefmt.utc(since, timefmt.ISO)
     if last is None or age > limit:
         gone = (
             "no good request to keep"
             if last is None
-            else f"data complete last at {_utc(since)}, longer ago than hold_last_request_seconds ({limit} s)"
+            else f"data complete last at {shown_since}, longer ago than hold_last_request_seconds ({limit} s)"
         )
         draft.record.notes.append(f"{why}: {gone}")
         if missing.whole:
@@ -606,7 +602,7 @@ def _keep(draft: _Draft, last: PublishedRequest | None, missing: _Missing, cycle
             draft.record.step("withdrawn", 0, f"{why}: nothing asked, nothing removed")
         return not draft.withdrawn
     kept = f"kept the last good request (idle {last.idle}, max {last.max_pilots}): {why}"
-    draft.record.notes.append(f"{kept}, since {_utc(since)} ({age:.0f} s of {limit} s)")
+    draft.record.notes.append(f"{kept}, since {shown_since} ({age:.0f} s of {limit} s)")
     if missing.whole:
         draft.record.want(last.idle)
         draft.record.step("hold", last.idle, kept)

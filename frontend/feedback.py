@@ -22,14 +22,14 @@ is found by `decide`, which knows the slots (`evidence` takes its test).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from operator import itemgetter
 from types import MappingProxyType
 
+from updraft import timefmt
 from updraft.frontend.config import IdleFeedback
-from updraft.frontend.model import FeedbackMemory, JobShape, RefusalStreak, shape_key
+from updraft.frontend.model import FeedbackMemory, JobShape, RefusalStreak
 
 MAX_STREAKS = 20000
 """At most this many (group, entry, shape) streaks are remembered: evidence needs an idle pilot on the
@@ -100,18 +100,6 @@ def excluded_map(found: Mapping[str, Exclusion]) -> Mapping[str, frozenset[str]]
     if not found:
         return NOTHING_EXCLUDED
     return MappingProxyType({entry: exclusion.shapes for entry, exclusion in found.items()})
-
-
-def idle_by_key(shapes: Iterable[JobShape]) -> dict[str, tuple[JobShape, int]]:
-    """One representative per shape key with its idle jobs summed over schedds (shapes without idle jobs left out)."""
-    found: dict[str, tuple[JobShape, int]] = {}
-    for shape in shapes:
-        if shape.idle <= 0:
-            continue
-        key = shape_key(shape)
-        first, idle = found.get(key, (shape, 0))
-        found[key] = (first, idle + shape.idle)
-    return found
 
 
 def evidence(
@@ -194,20 +182,15 @@ def bounded(streaks: Iterable[RefusalStreak]) -> FeedbackMemory:
     return FeedbackMemory(tuple(sorted(chosen, key=_BY_PAIR)))
 
 
-def _utc(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
 def note(exclusion: Exclusion, jobs: float, shapes: int, settings: IdleFeedback, now: float) -> str:
     """The decision record's words for an exclusion: how many jobs, since when, and until when if it is on hold."""
     what = f"{jobs:g} idle jobs of {shapes} {'shape' if shapes == 1 else 'shapes'} not counted"
+    since = timefmt.utc(exclusion.since, timefmt.ISO)
     if exclusion.last >= now:
-        return (
-            f"{what}: the entry's idle pilots have refused them for {exclusion.cycles} cycles "
-            f"since {_utc(exclusion.since)}"
-        )
-    retry = exclusion.last + settings.hold_seconds
+        return f"{what}: the entry's idle pilots have refused them for {exclusion.cycles} cycles since {since}"
+    last = timefmt.utc(exclusion.last, timefmt.ISO)
+    retry = timefmt.utc(exclusion.last + settings.hold_seconds, timefmt.ISO)
     return (
         f"{what}: the entry's idle pilots refused them for {exclusion.cycles} cycles "
-        f"from {_utc(exclusion.since)} to {_utc(exclusion.last)}; tried again after {_utc(retry)}"
+        f"from {since} to {last}; tried again after {retry}"
     )

@@ -113,10 +113,10 @@ class GroupMatch:
     shapes: int = 0
     """Distinct shapes matched, after merging identical ones from different schedds."""
     placed: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Entry key -> keys (`shape_key`) of the shapes with idle jobs placed on it."""
     keyed: Mapping[str, tuple[JobShape, int]] = field(default_factory=dict)
     """The shapes with idle jobs whose key matching worked out (all of them when `excluded` was given;
     else those placed on a watched entry), by `shape_key`, with their idle jobs: what the feedback needs."""
-    """Entry key -> keys (`shape_key`) of the shapes with idle jobs placed on it."""
 
 
 # --------------------------------------------------------------------------
@@ -352,9 +352,9 @@ class _Entries:
     requirement_classes: dict[int, tuple[int, ...]] = field(default_factory=dict)
     """Per Requirements conjunction id: each entry's slot class."""
     groups: dict[tuple[Any, int], tuple[_CandidateGroup, ...]] = field(default_factory=dict)
+    """Per (candidate set, Requirements id): the set's entries grouped by class."""
     term_members: list[dict[int, list[int]]] = field(default_factory=list)
     """Per term of ``match_expr``: its entry classes and their entries (built when first needed)."""
-    """Per (candidate set, Requirements id): the set's entries grouped by class."""
 
 
 def _entry_table(

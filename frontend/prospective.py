@@ -52,24 +52,12 @@ def _size(slot: PilotSlot) -> tuple[int, int, str]:
     return slot.cores, slot.memory_mb, slot.pilot
 
 
-def live_slot(slots: Iterable[PilotSlot]) -> dict[str, Any] | None:
-    """The machine attributes of the entry's largest live slot (dynamic slots are parts of others)."""
-    whole = [slot for slot in slots if slot.kind is not SlotKind.DYNAMIC and slot.machine]
-    if not whole:
-        return None
-    return _whole_slot(max(whole, key=_size))
+def _largest_whole_slots(slots: Iterable[PilotSlot]) -> dict[tuple[str, str], PilotSlot]:
+    """Each entry's largest slot that has machine attributes, by (entry name, factory): the one slot whose
+    ad stands for the entry's pilots. Dynamic slots are parts of others; `_size` orders the rest.
 
-
-def prospective_slot(entry: EntryAd, live: Iterable[PilotSlot] = ()) -> dict[str, Any]:
-    """What a pilot of `entry` will offer: the entry's description, overridden by a live slot's ad."""
-    return {**advertised_slot(entry), **(live_slot(live) or {})}
-
-
-def prospective_slots(entries: Iterable[EntryAd], slots: Iterable[PilotSlot]) -> dict[str, Mapping[str, Any]]:
-    """Every entry's prospective slot, by entry key, live slots of any group counted.
-
-    One pass keeps each entry's largest slot (`live_slot`'s choice): a pool has many more slots than entries.
-    """
+    The single place of this rule, for decide (`prospective_slots`) and explain (`live_slot`) alike;
+    one pass, because a pool has many more slots than entries."""
     largest: dict[tuple[str, str], tuple[tuple[int, int, str], PilotSlot]] = {}
     for slot in slots:
         if slot.kind is SlotKind.DYNAMIC or not slot.machine:
@@ -78,8 +66,27 @@ def prospective_slots(entries: Iterable[EntryAd], slots: Iterable[PilotSlot]) ->
         found = largest.get(where)
         if found is None or size > found[0]:
             largest[where] = (size, slot)
+    return {where: slot for where, (_, slot) in largest.items()}
+
+
+def live_slot(slots: Iterable[PilotSlot]) -> dict[str, Any] | None:
+    """The machine attributes of the entry's largest live slot (`_largest_whole_slots`' choice; slots of
+    several entries: the largest of all)."""
+    largest = _largest_whole_slots(slots).values()
+    return _whole_slot(max(largest, key=_size)) if largest else None
+
+
+def prospective_slot(entry: EntryAd, live: Iterable[PilotSlot] = ()) -> dict[str, Any]:
+    """What a pilot of `entry` will offer: the entry's description, overridden by a live slot's ad."""
+    return {**advertised_slot(entry), **(live_slot(live) or {})}
+
+
+def prospective_slots(entries: Iterable[EntryAd], slots: Iterable[PilotSlot]) -> dict[str, Mapping[str, Any]]:
+    """Every entry's prospective slot, by entry key, live slots of any group counted
+    (each entry's the one `prospective_slot` gives for its own slots)."""
+    largest = _largest_whole_slots(slots)
     found_slots: dict[str, Mapping[str, Any]] = {}
     for entry in entries:
         live = largest.get((entry.name, entry.factory))
-        found_slots[entry.key] = {**advertised_slot(entry), **_whole_slot(live[1])} if live else advertised_slot(entry)
+        found_slots[entry.key] = {**advertised_slot(entry), **_whole_slot(live)} if live else advertised_slot(entry)
     return found_slots

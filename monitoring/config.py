@@ -133,4 +133,5 @@ class MonitoringConfig(ConfigModel):
     """A writer still busy after this long is left to finish in the background; the cycle goes on."""
     notifiers: Notifiers = Field(default_factory=dict)
     """Notifier name -> its settings, ``type`` first (email, slack, mattermost): who is told of entry
-    health changes (docs/notifications.md). A factory's only; a frontend has no health changes to tell."""
+    health changes (docs/notifications.md). A factory's only: a frontend's configuration refuses them
+(`updraft.frontend.config.FrontendMonitoring`), it has no health changes to tell."""

@@ -113,6 +113,11 @@ class NotifierSettings(ConfigModel):
     max_per_message: MaxPerMessage = 200
     """Changes in one message, oldest first; the rest go in the next one."""
 
+    def secret_files(self) -> Mapping[str, Path]:
+        """The files the notifier reads its secrets from, by config key: what ``check-config`` shows of
+        its secrets (the paths, never the content). A notifier with secrets in files says which."""
+        return {}
+
 
 @dataclass(frozen=True)
 class NotifierPlugin:

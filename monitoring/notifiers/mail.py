@@ -12,8 +12,10 @@ from __future__ import annotations
 import email.utils
 import smtplib
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, model_validator
@@ -57,20 +59,17 @@ class EmailSettings(NotifierSettings):
             raise ValueError("a login needs security: starttls or ssl (the password would cross the network in clear)")
         return self
 
+    def secret_files(self) -> Mapping[str, Path]:
+        logins = (("username_file", self.username_file), ("password_file", self.password_file))
+        return {key: path for key, path in logins if path is not None}
+
 
 @dataclass(frozen=True)
 class EmailNotifier:
     settings: EmailSettings
 
     def secrets(self) -> tuple[str, ...]:
-        found = []
-        for path, key in (
-            (self.settings.password_file, "password_file"),
-            (self.settings.username_file, "username_file"),
-        ):
-            if path is not None:
-                found.append(read_secret(path, key))
-        return tuple(found)
+        return tuple(read_secret(path, key) for key, path in self.settings.secret_files().items())
 
     def send(self, digest: Digest) -> None:
         message = compose(digest, self.settings.sender, self.settings.to)

@@ -15,15 +15,14 @@ from typing import Any
 from pydantic import Field
 
 from updraft.config import NonBlankStr
-from updraft.filechecks import ReadHere
-from updraft.monitoring.notifiers.base import Change, Digest, NotifierPlugin, NotifierSettings, utc, who
-from updraft.monitoring.notifiers.webhook import post_json, url_secrets, webhook_url
+from updraft.monitoring.notifiers.base import Change, Digest, NotifierPlugin, utc, who
+from updraft.monitoring.notifiers.webhook import WebhookSettings, post_json, url_secrets, webhook_url
 
 
-class MattermostSettings(NotifierSettings):
-    """``type: mattermost``: the file holding the incoming webhook's URL, and optional overrides."""
+class MattermostSettings(WebhookSettings):
+    """``type: mattermost``: the file holding the incoming webhook's URL (`WebhookSettings`), and optional
+    overrides."""
 
-    url_file: ReadHere
     channel: NonBlankStr | None = None
     username: NonBlankStr | None = None
     icon_url: NonBlankStr | None = None

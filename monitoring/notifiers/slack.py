@@ -13,18 +13,16 @@ from typing import Any
 
 from pydantic import Field
 
-from updraft.filechecks import ReadHere
-from updraft.monitoring.notifiers.base import Change, Digest, NotifierPlugin, NotifierSettings, utc, who
-from updraft.monitoring.notifiers.webhook import escape_markup, post_json, url_secrets, webhook_url
+from updraft.monitoring.notifiers.base import Change, Digest, NotifierPlugin, utc, who
+from updraft.monitoring.notifiers.webhook import WebhookSettings, escape_markup, post_json, url_secrets, webhook_url
 
 MAX_SECTIONS = 45
 """Changes per message: Slack allows 50 blocks, and the header and a context line take two."""
 
 
-class SlackSettings(NotifierSettings):
-    """``type: slack``: the file holding the incoming webhook's URL."""
+class SlackSettings(WebhookSettings):
+    """``type: slack``: the file holding the incoming webhook's URL (`WebhookSettings`)."""
 
-    url_file: ReadHere
     max_per_message: int = Field(default=40, ge=1, le=MAX_SECTIONS)
 
 

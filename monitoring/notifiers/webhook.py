@@ -13,14 +13,25 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from updraft.errors import MonitoringError
-from updraft.monitoring.notifiers.base import read_secret
+from updraft.filechecks import ReadHere
+from updraft.monitoring.notifiers.base import NotifierSettings, read_secret
 
 MAX_BODY_SHOWN = 200
 """Characters of a refusing receiver's answer kept in the error (scrubbed of the URL)."""
+
+
+class WebhookSettings(NotifierSettings):
+    """What every webhook notifier's settings have: the file holding the incoming webhook's URL."""
+
+    url_file: ReadHere
+
+    def secret_files(self) -> Mapping[str, Path]:
+        return {"url_file": self.url_file}
 
 
 def webhook_url(path: Path) -> str:

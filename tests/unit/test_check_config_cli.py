@@ -12,6 +12,8 @@ from updraft.errors import UpdraftError
 from updraft.factory.cli import factory
 from updraft.frontend.cli import frontend
 
+HOOK = "https://hooks.slack.example/services/T000/B000/XXXX"
+
 
 def _root() -> click.Group:
     """The real `updraft` root if it imports, else a stand-in with the same error handling."""
@@ -51,8 +53,36 @@ def test_factory_check_config_prints_files_and_summary(updraft, tree):
         f"read {main.parent / 'factory.d' / '10-site2.yaml'}",
         "factory test-factory: 2 entries (1 enabled), WMS collector 127.0.0.1:29619, schedd factory@lab",
         "monitoring: json",
+        "notifiers: none (entry health changes are not announced)",
     ]
     assert result.stderr == ""
+
+
+def test_factory_check_config_lists_the_notifiers_with_their_secret_files_never_the_secrets(updraft, tree):
+    secrets = tree.root / "secrets"
+    secrets.mkdir()
+    for name, content in (("smtp.user", "ops"), ("smtp.password", "hunter2-pw"), ("chat.url", HOOK)):
+        (secrets / name).write_text(content)
+    notifiers = f"""\
+        monitoring:
+          notifiers:
+            ops-mail: {{type: email, host: smtp.example.org, from: f@example.org, to: [t@example.org],
+                        username_file: {secrets}/smtp.user, password_file: {secrets}/smtp.password,
+                        ca_file: {secrets}/smtp.user}}
+            relay: {{type: email, host: localhost, port: 25, security: none, from: f@example.org, to: [t@example.org]}}
+            chat: {{type: slack, url_file: {secrets}/chat.url}}
+            team: {{type: mattermost, url_file: {secrets}/chat.url, channel: ops}}
+        """
+    main = tree.factory(("40-notify.yaml", notifiers))
+    result = updraft("factory", "check-config", "-c", str(main))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-4:] == [
+        f"notifier ops-mail: email, username_file {secrets}/smtp.user, password_file {secrets}/smtp.password",
+        "notifier relay: email",
+        f"notifier chat: slack, url_file {secrets}/chat.url",
+        f"notifier team: mattermost, url_file {secrets}/chat.url",
+    ]
+    assert "hunter2-pw" not in result.output and HOOK not in result.output and "T000" not in result.output
 
 
 def test_frontend_check_config_warns_about_an_index_the_expression_does_not_imply(updraft, tree):
@@ -186,3 +216,17 @@ def test_check_config_says_how_pilot_tokens_are_minted_or_why_they_cannot_be(tmp
     done = CliRunner().invoke(main, ["frontend", "check-config", "-c", str(config)])
     assert done.exit_code == 0, done.output
     assert "pilot tokens: pilot@lab issued by lab with key POOL" in done.output
+
+
+def test_a_frontend_with_notifiers_is_refused_naming_the_file_and_the_key(updraft, tree):
+    """Only the factory changes entry health: a frontend's notifiers would never send, so they are refused."""
+    drop_in = "monitoring: {notifiers: {chat: {type: slack, url_file: /etc/updraft/slack.url}}}"
+    main = tree.frontend(("30-notify.yaml", drop_in))
+    result = updraft("frontend", "check-config", "-c", str(main))
+    assert result.exit_code == 1
+    assert (
+        f"{main.parent / 'frontend.d' / '30-notify.yaml'}: monitoring.notifiers: notifiers belong in the "
+        "factory's configuration (its monitoring.notifiers): only the factory changes entry health"
+    ) in result.stderr
+    empty = tree.frontend(("30-notify.yaml", "monitoring: {notifiers: {}}"))
+    assert updraft("frontend", "check-config", "-c", str(empty)).exit_code == 0

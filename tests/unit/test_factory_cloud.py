@@ -395,16 +395,27 @@ def test_a_server_that_never_answers_costs_one_deadline(silent_server: int, keys
     assert time.monotonic() - started < 0.5  # not asked again this cycle
 
 
-def test_credential_errors_name_the_file_never_its_content(tmp_path: Path, keys: Path) -> None:
-    api = Ec2Api(timeout=5.0)
-    missing = CloudCredentials(tmp_path / "nope", keys / "secret")
-    with pytest.raises(CloudError, match=f"cannot read EC2 key file {tmp_path / 'nope'}: No such file"):
-        api.instances("http://ec2.us-east-1.localhost:1/", missing, FACTORY)
-    (tmp_path / "two").write_text("secret words\n")
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "EC2 key file: cannot read {path}: No such file or directory (expected one key)"),
+        (b"  \n", "EC2 key file: {path} is empty (expected one key)"),
+        (b"\xff\xfesecret", "EC2 key file: {path} is not UTF-8 text (expected one key)"),
+        (b"secret words\n", "EC2 key file {path} holds more than one word (expected one key)"),
+    ],
+)
+def test_credential_errors_name_the_file_never_its_content(
+    tmp_path: Path, keys: Path, content: bytes | None, expected: str
+) -> None:
+    path = tmp_path / "access"
+    if content is not None:
+        path.write_bytes(content)
     with pytest.raises(CloudError) as raised:
-        api.instances("http://ec2.us-east-1.localhost:1/", CloudCredentials(tmp_path / "two", keys / "secret"), FACTORY)
-    assert str(tmp_path / "two") in str(raised.value)
-    assert "secret words" not in str(raised.value)
+        Ec2Api(timeout=5.0).instances(
+            "http://ec2.us-east-1.localhost:1/", CloudCredentials(path, keys / "secret"), FACTORY
+        )
+    assert str(raised.value) == expected.format(path=path)
+    assert "secret" not in str(raised.value).replace(str(path), "")
 
 
 def test_a_refused_connection_is_a_cloud_error_naming_the_endpoint(keys: Path) -> None:

@@ -126,6 +126,7 @@ def test_every_file_a_config_names_is_marked_with_who_reads_it():
         "CredentialSettings.store_dir",
         "FactoryConfig.work_dir",
         "FrontendConfig.work_dir",
+        "FrontendMonitoring.dir",  # MonitoringConfig.dir, in a frontend's section
         "GlideinSettings.condor_dir",
         "GlideinSettings.node_scratch",
         "MonitoringConfig.dir",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -209,7 +209,7 @@ def test_the_memory_is_bounded_keeping_exclusions_then_the_longest_streaks() -> 
 def test_evidence_needs_idle_jobs_placed_and_a_usable_idle_slot() -> None:
     small = JobShape("main", "s1", {"n": 1}, idle=2, cpus=1)
     big = JobShape("main", "s1", {"n": 2}, idle=2, cpus=8)
-    idle = feedback.idle_by_key([small, big, JobShape("main", "s1", {"n": 3}, running=4)])
+    idle = {shape_key(small): (small, 2), shape_key(big): (big, 2)}
     placed = {"e1@f": frozenset({shape_key(small), shape_key(big)}), "e2@f": frozenset({shape_key(small)})}
     excluded = {"e3@f": frozenset({shape_key(small)})}
 
@@ -220,9 +220,11 @@ def test_evidence_needs_idle_jobs_placed_and_a_usable_idle_slot() -> None:
 
 
 def test_idle_jobs_of_one_shape_are_summed_over_schedds() -> None:
-    shapes = [JobShape("main", "s1", {"n": 1}, idle=2), JobShape("main", "s2", {"n": 1}, idle=3)]
-    [(key, (_, jobs))] = feedback.idle_by_key(shapes).items()
-    assert (key, jobs) == (shape_key(shapes[0]), 5)
+    """What evidence reads (`GroupMatch.keyed`): one shape per key, its idle jobs of every schedd, no busy shape."""
+    shapes = [jobs(2, n=1), replace(jobs(3, n=1), schedd="s2"), jobs(0, running=4, n=2)]
+    found = match(shapes, (entry(),), "main", config().groups["main"])
+    [(key, (_, idle))] = found.keyed.items()
+    assert (key, idle) == (shape_key(shapes[0]), 5)
 
 
 def test_the_note_says_how_many_jobs_since_when_and_when_they_are_tried_again() -> None:

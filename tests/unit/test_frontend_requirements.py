@@ -140,6 +140,44 @@ def test_a_live_slot_beats_the_entry_description() -> None:
     assert prospective_slot(ENTRIES[0]) == {"Cpus": 2, "FileSystemDomain": "a", "Memory": 2048}
 
 
+@st.composite
+def live_slots(draw: st.DrawFn) -> PilotSlot:
+    """A slot of entry a or b: any kind, with or without machine attributes (these say which slot it is)."""
+    cpus, memory = draw(st.integers(1, 4)), draw(st.sampled_from((512, 1024, 4096)))
+    pilot = draw(st.sampled_from("pqr"))
+    kind = draw(st.sampled_from(SlotKind))
+    machine = (("Cpus", cpus), ("Memory", memory), ("Name", pilot), ("Kind", kind.name))
+    return PilotSlot(
+        entry=draw(st.sampled_from("ab")),
+        factory="f",
+        group="main",
+        state=SlotState.RUNNING,
+        cpus=cpus,
+        memory_mb=memory,
+        pilot=pilot,
+        kind=kind,
+        machine=machine if draw(st.booleans()) else (),
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(live_slots(), max_size=12))
+def test_decide_and_explain_choose_the_same_live_slot(slots: list[PilotSlot]) -> None:
+    """Decide reads every entry's slot in one pass, explain one entry's: both pick the largest whole slot
+    with machine attributes (dynamic slots are parts of others), else the entry's description."""
+    every = prospective_slots(ENTRIES, slots)
+    for entry_ in ENTRIES:
+        own = [slot for slot in slots if slot.entry == entry_.name]
+        assert every[entry_.key] == prospective_slot(entry_, own)
+        whole = [s for s in own if s.kind is not SlotKind.DYNAMIC and s.machine]
+        if whole:
+            largest = max(whole, key=lambda s: (s.cores, s.memory_mb, s.pilot))
+            assert every[entry_.key]["Name"] == largest.pilot
+            assert every[entry_.key]["Memory"] == largest.memory_mb
+        else:
+            assert every[entry_.key] == prospective_slot(entry_)
+
+
 def test_explain_names_the_false_term_with_its_values() -> None:
     memory = entry_verdict(job(3, "A", memory=4_000_000), ENTRIES[0], group())
     assert memory.reason == (

@@ -415,7 +415,7 @@ def cycle_evidence(
         found.outcomes.setdefault(pilot.entry, []).append(outcome)
         if outcome == GOOD:
             found.counted[pilot.job_id] = now
-        elif (good_at := found.counted.pop(pilot.job_id, None)) is not None:  # held after counted good
+        elif (good_at := found.counted.pop(pilot.job_id, None)) is not None:  # a hold (or late start) after its good
             found.retracted.setdefault(pilot.entry, []).append(good_at)
     for done in completed:
         _add_completed(found, done, settings, probing, counted, asking)

@@ -28,7 +28,7 @@ import htcondor2
 
 from updraft import protocol
 from updraft.deadline import ChildFailed, DeadlineExceeded, call_in_child
-from updraft.errors import CondorError, DaemonSilent
+from updraft.errors import CallFailed, CondorError, DaemonSilent
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -73,7 +73,8 @@ def use_client_config(path: Path | None) -> None:
 
 
 def _call(what: str, daemon: str, budget: CallBudget, fn: Callable[[], T]) -> T:
-    """`fn()` under the budget's deadline, in a child process; CondorError for every way it can fail."""
+    """`fn()` under the budget's deadline, in a child process; CondorError for every way it can fail
+    (DaemonSilent past the deadline, CallFailed when the child brought no answer back)."""
     earlier = budget.missed(daemon)
     if earlier is not None:  # the same reason again, so a cycle's problems say it once
         raise DaemonSilent(earlier)
@@ -82,8 +83,8 @@ def _call(what: str, daemon: str, budget: CallBudget, fn: Callable[[], T]) -> T:
     except DeadlineExceeded:
         budget.mark_unreachable(daemon, f"{what}: no answer within {budget.timeout:g} s")
         raise DaemonSilent(budget.missed(daemon)) from None  # calls missing it at once say the first reason
-    except ChildFailed as err:
-        raise CondorError(f"{what}: {err}") from None
+    except ChildFailed as err:  # no answer came back: nothing the daemon said
+        raise CallFailed(f"{what}: {err}") from None
 
 
 def _as_ours(what: str, fn: Callable[[], T]) -> T:

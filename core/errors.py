@@ -27,6 +27,15 @@ class DaemonSilent(CondorError):
     """
 
 
+class CallFailed(CondorError):
+    """A call ended without the daemon's answer: its process could not start, crashed or was killed.
+
+    Told apart from a daemon's own refusal: it says nothing about what was
+    asked (a submission refused for an entry's sake counts against the
+    entry's health; one whose call crashed does not).
+    """
+
+
 class LabError(UpdraftError):
     """The grid lab could not be provisioned, started, or stopped."""
 

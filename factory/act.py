@@ -18,7 +18,7 @@ import classad2
 import htcondor2
 
 from updraft import protocol
-from updraft.errors import CloudError, CondorError, DaemonSilent
+from updraft.errors import CallFailed, CloudError, CondorError, DaemonSilent
 from updraft.factory.cloud import CloudPlan
 from updraft.factory.cloudports import CloudPort
 from updraft.factory.credentials import CredentialStoreError
@@ -43,8 +43,9 @@ class ActResult:
     errors: tuple[str, ...] = ()
     refused: bool = False
     """The schedd answered and refused a submission: the only error that may be about the entry. Not set
-    when the schedd could not be located or did not answer in time, or the description could not be
-    rendered: those are the factory's own trouble (`updraft.factory.health.submit_failures`)."""
+    when the schedd could not be located or did not answer in time, the call's process crashed or could
+    not start (`CallFailed`), or the description could not be rendered: those are the factory's own
+    trouble (`updraft.factory.health.submit_failures`)."""
 
 
 def submit_pilots(schedd: SchedulerPort, description: Mapping[str, str], count: int, cluster_size: int) -> ActResult:
@@ -58,7 +59,7 @@ def submit_clusters(schedd: SchedulerPort, description: Mapping[str, str], sizes
     for size in sizes:
         try:
             schedd.submit(description, count=size)
-        except DaemonSilent as err:
+        except (DaemonSilent, CallFailed) as err:  # no answer: nothing refused
             log.error("submitted %d of %d pilots: %s", submitted, count, err)
             return ActResult(submitted=submitted, errors=(str(err),))
         except CondorError as err:

@@ -371,7 +371,7 @@ class HealthConfig(ConfigModel):
     history_seconds: IntervalSeconds | None = None
     """How long outcomes are kept (at least the window)."""
     ignore_causes: FrozenList[HealthCause] | None = None
-    """Failure causes not counted on this entry, e.g. [no_job] for a VO whose demand comes in bursts."""
+    """Failure causes not counted on this entry, e.g. [slow_start] where the batch queue is routinely long."""
 
 
 HEALTH_KEYS = tuple(HealthConfig.model_fields)

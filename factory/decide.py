@@ -673,7 +673,7 @@ def _banned(draft: _Draft, health: EntryHealth | None) -> None:
 
 def _health_limit(health: EntryHealth | None, entry: _Tally, probes: int) -> tuple[str, int | None, str]:
     """Degraded caps the entry's idle pilots; probing the probes (over all frontends): its cap is what is
-    left of ``probe_count`` once the finished probes are taken off, less the `probes` still queued."""
+    left of ``probe_count`` once the probes no longer queued are taken off, less the `probes` still queued."""
     if health is None or health.cap is None or health.state is HealthState.BANNED:
         return HEALTH_BOUND, None, ""
     if health.state is HealthState.PROBING:

@@ -1,7 +1,7 @@
 """The entry health policy: each advertised entry's state from what its pilots did, decided purely.
 
 Every cycle the service gathers this cycle's *outcomes* per entry
-(`observed_outcomes`: pilots the queue shows held, running long enough to
+(`cycle_evidence`: pilots the queue shows held, running long enough to
 count as healthy, or idle far too long; completed pilots' reports; and,
 after act, the submissions the schedd refused for the entry's sake,
 `submit_failures`) and calls
@@ -13,12 +13,16 @@ made, the updated history and a record of why come out.
 **Outcomes.** `GOOD` is a pilot that ran for ``healthy_after_seconds``
 (validation is over by then), or one that ended well with jobs without
 having been counted so. Each pilot has one outcome: the job ids counted
-good while running are remembered (`counted_good`), their good end adds
-nothing, and a bad end (no job, black hole, a failed step) replaces the
-good they were counted with (`retracted_goods`). Every other outcome is a failure with a cause
-(`CAUSES`). Each outcome is counted once, in the cycle it happens: a queued
-pilot's hold, start or slow start happened at a known moment, and only the
-moments after the previous evaluation and not after ``now`` are new; the
+good while running are remembered (`Evidence.counted`), their good end adds
+nothing, and a bad end (no job, black hole, a failed step) or a hold
+replaces the good they were counted with (`Evidence.retracted`). Every
+other outcome is a failure with a cause (`CAUSES`). A pilot that ran no
+job is a failure only where its own (frontend, group) still asks for idle
+pilots at the entry (`asking_for_pilots`): at the end of a burst idle
+pilots retire with no job through no fault of the site. Each outcome is
+counted once, in the cycle it happens: a queued pilot's hold, start or
+slow start happened at a known moment, and only the moments after the
+previous evaluation and not after ``now`` are new; the
 completed pilots come from the history checkpoint, which hands out each
 pilot once. Outcomes are stamped with the cycle's ``now`` (not when the
 pilot ended), so the history is appended in order and every window is one
@@ -41,13 +45,16 @@ after the last change (no flapping):
 - banned ignores evidence (it gets no pilots) and after ``ban_seconds``
   always moves to probing;
 - probing sends at most ``probe_count`` probes in all (pilots submitted
-  since it began, `is_probe`; its cap is what is left once the finished
-  ones are taken off) and counts only their outcomes since it began: a
+  since it began, `is_probe`; its cap is what is left once the probes no
+  longer queued are taken off, whether probing is the policy's or an
+  operator's) and counts only their outcomes since it began: a
   majority of ``probe_count`` good -> active, a majority failed -> banned
   again (for another ``ban_seconds``). Probing -> active forgets the
   outcomes from before probing began: the probes showed the repair, and
   the failures that caused the ban, still in a window longer than the
-  ban, would otherwise degrade the repaired site at once.
+  ban, would otherwise degrade the repaired site at once. With no request
+  asking for pilots at the entry no probe can go out: probing waits, and
+  its reason says so.
 
 A cycle that could not read its queue changes nothing on evidence (its
 window lacks the outcomes it could not see: unknown is never read as
@@ -72,8 +79,9 @@ import bisect
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
+from updraft import timefmt
 from updraft.factory.completed import CompletedPilot
 from updraft.factory.health_model import POLICY, EntryHealth, HealthState, Override, Transition
 from updraft.factory.model import IDLE_STATES, Action, Pilot, PilotState, Submit
@@ -249,19 +257,49 @@ class HealthDecision:
     records: dict[str, tuple[Step, ...]]
     """Per entry: the figures the state was decided from, and what held a change back."""
     counted: Mapping[str, float] = field(default_factory=dict)
-    """The job ids counted good while running, for the next cycle (`counted_good`; the service fills it)."""
+    """The job ids counted good while running, for the next cycle (`Evidence.counted`; the service fills it)."""
+    probe_ids: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Per probing entry, its probes seen so far, for the next cycle (`Evidence.probe_ids`; the service fills it)."""
 
 
 # --------------------------------------------------------------------------
 # Outcomes: what this cycle saw, per entry
 # --------------------------------------------------------------------------
 
+Asking = frozenset[tuple[str, str, str]]
+"""The (entry, frontend, group) whose request asks for idle pilots this cycle (`asking_for_pilots`)."""
 
-def completed_outcome(pilot: CompletedPilot) -> str | None:
+
+class _Request(Protocol):
+    """What `asking_for_pilots` reads of a request (the factory's `Request` or the published one)."""
+
+    @property
+    def entry(self) -> str: ...
+    @property
+    def frontend(self) -> str: ...
+    @property
+    def group(self) -> str: ...
+    @property
+    def idle(self) -> int: ...
+
+
+def asking_for_pilots(requests: Iterable[_Request]) -> Asking:
+    """Where pilots are still wanted: each (entry, frontend, group) whose request asks for idle pilots.
+
+    A pilot that ran no job there says its jobs wait and it could not run
+    them; elsewhere it is the end of a burst (`completed_outcome`).
+    """
+    return frozenset((request.entry, request.frontend, request.group) for request in requests if request.idle > 0)
+
+
+def completed_outcome(pilot: CompletedPilot, asking: Asking = frozenset()) -> str | None:
     """A completed pilot's outcome from its report; None when it says nothing about the site.
 
     A pilot without a report is most often one the factory removed (excess
-    idle, stale): no evidence.
+    idle, stale): no evidence. A pilot that ran no job is a failure only
+    where its own (frontend, group) still asks for idle pilots at the entry
+    (`asking`): its jobs wait, and it could not reach the pool or run them.
+    Otherwise it idled out at the end of a burst, through no fault of the site.
     """
     report = pilot.report
     if report is None:
@@ -269,7 +307,7 @@ def completed_outcome(pilot: CompletedPilot) -> str | None:
     if not report.ok:
         return _STEP_CAUSES.get(report.failed_step, PILOT_FAILED)
     if report.jobs_run <= 0:
-        return NO_JOB
+        return NO_JOB if (pilot.entry, pilot.frontend, pilot.group) in asking else None
     return GOOD
 
 
@@ -311,7 +349,33 @@ def _queue_outcomes(
             yield pilot, outcome
 
 
-def observed_outcomes(
+@dataclass(frozen=True, slots=True)
+class Probes:
+    """A probing entry's probes since probing began: all seen (queued or gone), and those no longer queued."""
+
+    sent: int = 0
+    gone: int = 0
+    """Finished, or left the queue and not yet in the history read: each used up for good."""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What one cycle's queue and completed pilots say, per advertised entry (`cycle_evidence`)."""
+
+    outcomes: dict[str, list[str]] = field(default_factory=dict)
+    """This cycle's outcomes (GOOD or a cause), for `decide_health`."""
+    retracted: dict[str, list[float]] = field(default_factory=dict)
+    """When the goods to withdraw were counted: pilots counted good while running whose failure
+    (a bad end, a hold) replaces that good."""
+    counted: dict[str, float] = field(default_factory=dict)
+    """The job ids counted good while running, and when, for the next cycles."""
+    probe_ids: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Per probing entry, the job ids of its probes seen so far, for the next cycles."""
+    probes: dict[str, Probes] = field(default_factory=dict)
+    """Per probing entry, its probes so far, for `decide_health`."""
+
+
+def cycle_evidence(
     pilots: Iterable[Pilot],
     completed: Iterable[CompletedPilot],
     settings: Mapping[str, HealthSettings],
@@ -319,86 +383,99 @@ def observed_outcomes(
     now: float,
     probing: Mapping[str, float] | None = None,
     counted: Mapping[str, float] | None = None,
-) -> dict[str, list[str]]:
-    """This cycle's outcomes per advertised entry; `last` None (a first evaluation) looks one window back.
+    probe_ids: Mapping[str, Iterable[str]] | None = None,
+    asking: Asking = frozenset(),
+) -> Evidence:
+    """This cycle's outcomes per advertised entry, and what the next cycles must remember of them.
 
-    `probing` maps the entries probing to when probing began: there only
-    the probes' outcomes count (`is_probe`). A pilot from before the ban
-    that starts, runs or fails now says nothing about the repair.
-    `counted`: the job ids already counted good while they ran (`counted_good`):
-    their completion adds only a failure (whose good `retracted_goods`
-    withdraws), so each pilot has one outcome.
+    `last` None (a first evaluation) looks one window back. `probing` maps
+    the entries probing to when probing began: there only the probes'
+    outcomes count (`is_probe`); a pilot from before the ban that starts,
+    runs or fails now says nothing about the repair. `asking`: where a
+    pilot that ran no job counts (`completed_outcome`).
+
+    **One outcome per pilot.** `counted`: the job ids already counted good
+    while they ran. Their good end adds nothing; a bad end, or a hold seen
+    in the queue, replaces that good (`Evidence.retracted`), and the pilot
+    is forgotten (its one outcome is settled; a released pilot that runs
+    long again is counted again). Ids older than any entry's
+    ``history_seconds`` are forgotten too (their good has left the history).
+
+    **Probes used.** `probe_ids`: per probing entry, its probes seen in
+    earlier cycles. With the queued and completed probes added, those no
+    longer queued are used up, also one that left the queue but is not yet
+    in the history read (`Probes`).
     """
-    probing = probing or {}
-    counted = counted or {}
-    found: dict[str, list[str]] = {}
-    for pilot, outcome in _queue_outcomes(pilots, settings, last, now, probing):
-        found.setdefault(pilot.entry, []).append(outcome)
-    for done in completed:
-        if done.entry not in settings:
-            continue
-        probing_since = probing.get(done.entry)
-        if probing_since is not None and not is_probe(done.submitted, probing_since):
-            continue
-        ended = completed_outcome(done)
-        if ended is None or (ended == GOOD and done.job_id in counted):
-            continue
-        found.setdefault(done.entry, []).append(ended)
-    return found
-
-
-def counted_good(
-    counted: Mapping[str, float],
-    pilots: Iterable[Pilot],
-    completed: Iterable[CompletedPilot],
-    settings: Mapping[str, HealthSettings],
-    last: float | None,
-    now: float,
-    probing: Mapping[str, float] | None = None,
-) -> dict[str, float]:
-    """The job ids counted good while they ran, and when, for the next cycles: this cycle's added, the
-    completed ones dropped (their one outcome is settled), and none older than any entry's history."""
+    probing, counted = probing or {}, counted or {}
+    found = Evidence()
     keep_from = now - max((entry.history_seconds for entry in settings.values()), default=0.0)
     ended = {done.job_id for done in completed}
-    kept = {job: at for job, at in counted.items() if at >= keep_from and job not in ended}
-    for pilot, outcome in _queue_outcomes(pilots, settings, last, now, probing or {}):
+    found.counted.update((job, at) for job, at in counted.items() if at >= keep_from and job not in ended)
+    for pilot, outcome in _queue_outcomes(pilots, settings, last, now, probing):
+        found.outcomes.setdefault(pilot.entry, []).append(outcome)
         if outcome == GOOD:
-            kept[pilot.job_id] = now
-    return kept
-
-
-def retracted_goods(completed: Iterable[CompletedPilot], counted: Mapping[str, float]) -> dict[str, list[float]]:
-    """Per entry, when the pilots that were counted good while running and then ended failed were counted:
-    those goods are withdrawn, so the failure replaces them instead of standing beside them."""
-    found: dict[str, list[float]] = {}
+            found.counted[pilot.job_id] = now
+        elif (good_at := found.counted.pop(pilot.job_id, None)) is not None:  # a hold (or late start) after its good
+            found.retracted.setdefault(pilot.entry, []).append(good_at)
     for done in completed:
-        at = counted.get(done.job_id)
-        if at is None:
-            continue
-        outcome = completed_outcome(done)
-        if outcome is not None and outcome != GOOD:
-            found.setdefault(done.entry, []).append(at)
+        _add_completed(found, done, settings, probing, counted, asking)
+    if probing:
+        _add_probes(found, pilots, completed, probing, probe_ids or {})
     return found
 
 
-def probing_since(states: Mapping[str, EntryHealth]) -> dict[str, float]:
-    """The entries probing, and since when: what `observed_outcomes` and `finished_probes` need."""
-    return {name: health.since for name, health in states.items() if health.state is HealthState.PROBING}
+def _add_completed(
+    found: Evidence,
+    done: CompletedPilot,
+    settings: Mapping[str, HealthSettings],
+    probing: Mapping[str, float],
+    counted: Mapping[str, float],
+    asking: Asking,
+) -> None:
+    """A completed pilot's outcome, unless it was counted good while running and ended well."""
+    if done.entry not in settings:
+        return
+    since = probing.get(done.entry)
+    if since is not None and not is_probe(done.submitted, since):
+        return
+    outcome = completed_outcome(done, asking)
+    if outcome is None:
+        return
+    good_at = counted.get(done.job_id)
+    if good_at is not None:
+        if outcome == GOOD:
+            return
+        found.retracted.setdefault(done.entry, []).append(good_at)
+    found.outcomes.setdefault(done.entry, []).append(outcome)
 
 
-def finished_probes(completed: Iterable[CompletedPilot], probing: Mapping[str, float]) -> dict[str, int]:
-    """Per probing entry, its probes that left the queue this cycle (with a report or not).
-
-    Each is taken off what is left of the entry's ``probe_count``, so no
-    more than ``probe_count`` probes are ever sent in one probing period,
-    however many fail while a verdict waits for the minimum time.
-    """
-    found: dict[str, int] = {}
+def _add_probes(
+    found: Evidence,
+    pilots: Iterable[Pilot],
+    completed: Iterable[CompletedPilot],
+    probing: Mapping[str, float],
+    remembered: Mapping[str, Iterable[str]],
+) -> None:
+    """Each probing entry's probes seen so far (remembered, queued, completed), and how many are gone."""
+    seen = {entry: set(remembered.get(entry, ())) for entry in probing}
+    queued: dict[str, set[str]] = {entry: set() for entry in probing}
+    for pilot in pilots:
+        since = probing.get(pilot.entry)
+        if since is not None and is_probe(pilot.submitted, since):
+            queued[pilot.entry].add(pilot.job_id)
     for done in completed:
         since = probing.get(done.entry)
         if since is not None and is_probe(done.submitted, since):
-            found[done.entry] = found.get(done.entry, 0) + 1
-    return found
+            seen[done.entry].add(done.job_id)
+    for entry, ids in seen.items():
+        ids |= queued[entry]
+        found.probe_ids[entry] = frozenset(ids)
+        found.probes[entry] = Probes(len(ids), len(ids - queued[entry]))
+
+
+def probing_since(states: Mapping[str, EntryHealth]) -> dict[str, float]:
+    """The entries probing (by the policy or an operator), and since when: what `cycle_evidence` needs."""
+    return {name: health.since for name, health in states.items() if health.state is HealthState.PROBING}
 
 
 def submit_failures(actions: Sequence[Action], results: Sequence[ActResult]) -> dict[str, list[str]]:
@@ -464,23 +541,53 @@ _Proposal = tuple[HealthState, str, float]
 """The state the rules ask for, why, and the figure it rests on (a failure fraction, or failed probes)."""
 
 
+@dataclass(frozen=True, slots=True)
+class _ProbeFacts:
+    """What a probing entry's cap and reason need beyond its history: its probes so far (None: not
+    known this cycle) and whether any request asks for pilots there (None: not known)."""
+
+    probes: Probes | None = None
+    asked: bool | None = None
+
+    def sent(self, previous: EntryHealth) -> int | None:
+        """Probes sent in the current probing period: none when it begins now; None when not known."""
+        if previous.state is not HealthState.PROBING:
+            return 0
+        return self.probes.sent if self.probes is not None else None
+
+    def waiting(self) -> str:
+        """Why no probe has gone out yet, in words."""
+        return "no probe sent yet, no pilots requested" if self.asked is False else "no probe sent yet"
+
+
+_UNKNOWN = _ProbeFacts()
+
+
 def _propose(
-    previous: EntryHealth, history: History, settings: HealthSettings, now: float, evidence: bool
+    previous: EntryHealth, history: History, settings: HealthSettings, now: float, evidence: bool, facts: _ProbeFacts
 ) -> _Proposal:
     """What the rules say, before the minimum time in a state is applied.
 
     Without `evidence` (the queue was not read) only time moves a state: a
     ban ends. The window then lacks this cycle's outcomes, and unknown is
-    never read as zero, so nothing is judged from it.
+    never read as zero, so nothing is judged from it. Probing that has sent
+    no probe yet says so, and whether any pilots are asked for: without a
+    request there is nothing to probe with (docs/entry-health.md).
     """
     state = previous.state
     if state is HealthState.BANNED:
-        return HealthState.PROBING, f"ban of {settings.ban_seconds:.0f} s over: sending probe pilots", 0.0
+        over = f"ban of {settings.ban_seconds:.0f} s over"
+        if facts.asked is False:
+            return HealthState.PROBING, f"{over}: {facts.waiting()}", 0.0
+        return HealthState.PROBING, f"{over}: sending probe pilots", 0.0
     if not evidence:
         return state, previous.reason, 0.0
     if state is HealthState.PROBING:
         # outcomes stamped in the cycle probing began are the ban's leftovers, not probes
-        return _probe_verdict(history.since(previous.since, settings.ignore_causes, strictly=True), settings)
+        verdict = _probe_verdict(history.since(previous.since, settings.ignore_causes, strictly=True), settings)
+        if verdict[0] is HealthState.PROBING and facts.sent(previous) == 0:
+            return verdict[0], f"probing since {timefmt.utc(previous.since)}: {facts.waiting()}", verdict[2]
+        return verdict
     window = history.since(now - settings.window_seconds, settings.ignore_causes)
     fraction = window.fraction(settings.min_outcomes)
     seen = f"{window.words()} in the last {settings.window_seconds:.0f} s"
@@ -513,18 +620,17 @@ def _next_review(state: HealthState, since: float, settings: HealthSettings, now
 
 
 def _by_override(
-    previous: EntryHealth, override: Override, settings: HealthSettings, now: float
+    previous: EntryHealth, override: Override, settings: HealthSettings, now: float, facts: _ProbeFacts
 ) -> tuple[EntryHealth, Transition | None]:
+    """The operator's state. Probing by an operator counts its probes as the policy's does (`_cap`), and
+    says when none can go out for want of a request."""
     state = override.state
     since = previous.since if previous.state is state else now
+    reason = f"set by {override.set_by}: {override.reason}"
+    if state is HealthState.PROBING and facts.asked is False and facts.sent(previous) == 0:
+        reason = f"{reason}; {facts.waiting()}"
     health = EntryHealth(
-        previous.entry,
-        state,
-        f"set by {override.set_by}: {override.reason}",
-        since,
-        override.until,
-        state_cap(state, settings),
-        override,
+        previous.entry, state, reason, since, override.until, _cap(previous, state, settings, facts), override
     )
     changed = None
     if previous.state is not state:
@@ -532,10 +638,14 @@ def _by_override(
     return health, changed
 
 
-def _probes_left(previous: EntryHealth, settings: HealthSettings, finished: int) -> int:
-    """What is left of ``probe_count`` in a probing period once `finished` more probes left the queue."""
-    left = previous.cap if previous.cap is not None else settings.probe_count
-    return max(0, left - finished)
+def _cap(previous: EntryHealth, state: HealthState, settings: HealthSettings, facts: _ProbeFacts) -> int | None:
+    """The state's cap; probing on from the previous cycle: what is left of ``probe_count`` once the
+    probes no longer queued are taken off (the previous cap when they are not known this cycle)."""
+    if state is not HealthState.PROBING or previous.state is not HealthState.PROBING:
+        return state_cap(state, settings)
+    if facts.probes is None:
+        return previous.cap if previous.cap is not None else settings.probe_count
+    return max(0, settings.probe_count - facts.probes.gone)
 
 
 def _by_policy(
@@ -544,10 +654,10 @@ def _by_policy(
     settings: HealthSettings,
     now: float,
     evidence: bool,
-    finished: int = 0,
+    facts: _ProbeFacts = _UNKNOWN,
 ) -> tuple[EntryHealth, Transition | None, tuple[Step, ...]]:
     """The rules' state, unless the minimum time in the current one holds it back (the record says until when)."""
-    wanted, reason, figure = _propose(previous, history, settings, now, evidence)
+    wanted, reason, figure = _propose(previous, history, settings, now, evidence, facts)
     state, since = previous.state, previous.since
     held: tuple[Step, ...] = ()
     if wanted is not state:
@@ -562,9 +672,7 @@ def _by_policy(
             reason = f"{reason}; {wanted.value} due, held by the minimum time in a state"
     if previous.override is not None:
         reason = f"override by {previous.override.set_by} ended; {reason}"
-    review, cap = _next_review(state, since, settings, now), state_cap(state, settings)
-    if state is HealthState.PROBING and previous.state is HealthState.PROBING and previous.override is None:
-        cap = _probes_left(previous, settings, finished)
+    review, cap = _next_review(state, since, settings, now), _cap(previous, state, settings, facts)
     step = Step(state.value, figure, reason)
     if (
         state is previous.state
@@ -594,23 +702,27 @@ def decide_entry(
     settings: HealthSettings,
     now: float,
     evidence: bool = True,
-    finished: int = 0,
+    probes: Probes | None = None,
+    asked: bool | None = None,
 ) -> tuple[EntryHealth, Transition | None, History, tuple[Step, ...]]:
     """One entry's new health, the transition if it changed, its history and the record of why.
 
     `history` already holds this cycle's outcomes; `evidence` False: the
     queue was not read, so only time-based changes happen (`_propose`).
+    `probes`: a probing entry's probes so far (None: not known this cycle);
+    `asked`: whether a request asks for pilots at the entry (None: not known).
     """
     history = history.pruned(now - settings.history_seconds)
+    context = _ProbeFacts(probes, asked) if probes is not None or asked is not None else _UNKNOWN
     if override is not None and override.until > now:
         if override.state is HealthState.ACTIVE and previous.override != override:
             history = EMPTY  # the operator vouched for the repair: old failures are forgotten
-        health, changed = _by_override(previous, override, settings, now)
+        health, changed = _by_override(previous, override, settings, now, context)
         return health, changed, history, (Step("override", override.until, health.reason),)
     if not settings.enabled:
         health, changed = _switched_off(previous, now)
         return health, changed, history, (Step("off", 0, health.reason),)
-    health, changed, steps = _by_policy(previous, history, settings, now, evidence, finished)
+    health, changed, steps = _by_policy(previous, history, settings, now, evidence, context)
     if previous.state is HealthState.PROBING and health.state is HealthState.ACTIVE:
         history = history.after(previous.since)  # the probes showed the repair: older failures are forgotten
     return health, changed, history, steps
@@ -625,19 +737,23 @@ def decide_health(
     now: float,
     *,
     evidence: bool = True,
-    finished: Mapping[str, int] | None = None,
+    probes: Mapping[str, Probes] | None = None,
     retracted: Mapping[str, Sequence[float]] | None = None,
+    asking: Asking | None = None,
 ) -> HealthDecision:
     """Every advertised entry's health this cycle (`settings` names them; others are forgotten).
 
     An entry seen for the first time starts active, since now. `evidence`
     False: the queue could not be read this cycle, so no state changes on
-    evidence (bans still end; overrides still apply). `finished`: per
-    probing entry, its probes that left the queue this cycle (`finished_probes`).
-    `retracted`: per entry, the goods to withdraw (`retracted_goods`) before
-    this cycle's outcomes are added.
+    evidence (bans still end; overrides still apply). `probes`: per probing
+    entry, its probes so far (`Evidence.probes`; an entry left out keeps
+    its cap). `retracted`: per entry, the goods to withdraw
+    (`Evidence.retracted`) before this cycle's outcomes are added.
+    `asking`: the requests asking for pilots (`asking_for_pilots`; None: not
+    known), so that probing without a request says why no probe goes out.
     """
-    finished, retracted = finished or {}, retracted or {}
+    probes, retracted = probes or {}, retracted or {}
+    requested = None if asking is None else {entry for entry, _frontend, _group in asking}
     health: dict[str, EntryHealth] = {}
     histories: dict[str, History] = {}
     records: dict[str, tuple[Step, ...]] = {}
@@ -646,8 +762,9 @@ def decide_health(
         before = previous.get(name) or EntryHealth(name, HealthState.ACTIVE, "no outcomes yet", now)
         found = outcomes.get(name, ())
         entry_history = history.get(name, EMPTY).without_good(retracted.get(name, ())).added(found, now)
+        asked = None if requested is None else name in requested
         state, changed, histories[name], records[name] = decide_entry(
-            before, entry_history, overrides.get(name), settings[name], now, evidence, finished.get(name, 0)
+            before, entry_history, overrides.get(name), settings[name], now, evidence, probes.get(name), asked
         )
         health[name] = state
         if changed is not None:

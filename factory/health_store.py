@@ -62,12 +62,15 @@ class HealthMemory:
     """When the policy last ran; outcomes in the queue are new after it. None: never (a fresh start)."""
     counted: Mapping[str, float] = field(default_factory=dict)
     """Job ids counted good while they ran, and when: their completion then adds only a failure, which
-    replaces that good (`updraft.factory.health.counted_good`), so each pilot has one outcome."""
+    replaces that good (`updraft.factory.health.Evidence`), so each pilot has one outcome."""
     unannounced: tuple[Transition, ...] = ()
     """Changes decided and not yet taken by the notifiers' outbox, oldest first: saved with the states,
     offered to the notifiers every cycle until they take them (the outbox knows each by its key)."""
     history_saved_at: float | None = None
     """When the history was last written (`history_due`); None: not since it was loaded."""
+    probes: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Per probing entry, the job ids of its probes seen since probing began: one that left the queue is
+    used up even before the history shows it (`updraft.factory.health.Probes`)."""
 
     def announcing(self, transitions: tuple[Transition, ...]) -> tuple[Transition, ...]:
         """The changes to offer the notifiers this cycle: the ones still waiting, then `transitions`."""
@@ -233,6 +236,7 @@ def memory_to_json(memory: HealthMemory) -> dict[str, Any]:
         "evaluated_at": memory.evaluated_at,
         "counted_good": dict(sorted(memory.counted.items())),
         "unannounced": [transition_to_json(change) for change in memory.unannounced],
+        "probes_seen": {entry: sorted(ids) for entry, ids in sorted(memory.probes.items())},
         "entries": {name: _entry_to_json(health) for name, health in sorted(memory.states.items())},
     }
 
@@ -258,8 +262,9 @@ def memory_from_json(data: object) -> HealthMemory:
     states = {name: _entry_from_json(name, item) for name, item in entries.items()}
     history = {name: _history_from_json(name, item) for name, item in entries.items()} if data["version"] == 1 else {}
     evaluated_at = None if evaluated is None else _time(evaluated, "evaluated_at")
-    counted = _counted(data.get("counted_good", {}))
-    return HealthMemory(states, history, evaluated_at, counted, _unannounced(data.get("unannounced", [])))
+    counted, probes = _counted(data.get("counted_good", {})), _probes(data.get("probes_seen", {}))
+    unannounced = _unannounced(data.get("unannounced", []))
+    return HealthMemory(states, history, evaluated_at, counted, unannounced, probes=probes)
 
 
 def history_from_json(data: object) -> dict[str, History]:
@@ -283,6 +288,16 @@ def _counted(data: object) -> dict[str, float]:
     if not isinstance(data, dict):
         raise ValueError(f"counted_good: expected an object of job ids and times, got {data!r}")
     return {_text(job, "counted_good"): _time(at, f"counted_good.{job}") for job, at in data.items()}
+
+
+def _probes(data: object) -> dict[str, frozenset[str]]:
+    """The probes seen per probing entry ({} in a file from before they were kept)."""
+    if not isinstance(data, dict) or not all(isinstance(ids, list) for ids in data.values()):
+        raise ValueError(f"probes_seen: expected an object of entries and job id lists, got {data!r}")
+    return {
+        _text(entry, "probes_seen"): frozenset(_text(job, f"probes_seen.{entry}") for job in ids)
+        for entry, ids in data.items()
+    }
 
 
 # --------------------------------------------------------------------------

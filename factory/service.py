@@ -34,18 +34,16 @@ from updraft.factory.credentials import keyring_or_problem, load_keyring, public
 from updraft.factory.decide import decide
 from updraft.factory.health import (
     HealthDecision,
-    counted_good,
+    asking_for_pilots,
+    cycle_evidence,
     decide_health,
-    finished_probes,
-    observed_outcomes,
     probing_since,
-    retracted_goods,
     submit_failures,
     with_outcomes,
 )
 from updraft.factory.health_model import Override, Transition
 from updraft.factory.health_store import HealthMemory
-from updraft.factory.model import FactoryPlan
+from updraft.factory.model import FactoryPlan, Request
 from updraft.factory.observe import FactoryView, observe
 from updraft.factory.policy import (
     accepted_requests,
@@ -120,10 +118,10 @@ def timed_plan(
     overrides, problems = _overrides(config)
     if memory is None:
         memory = health_store.load_memory(health_store.memory_path(config.work_dir))
-    health, evaluated_at = _decide_health(config, view, memory, overrides, now)
+    requests = accepted_requests(view.requests, config.name, downtimes, now, keyring.openers(now) if keyring else {})
+    health, evaluated_at = _decide_health(config, view, memory, requests, overrides, now)
     if view.pilots is None:
         return Planned(view, None, downtimes, timings, health, memory, evaluated_at, problems)
-    requests = accepted_requests(view.requests, config.name, downtimes, now, keyring.openers(now) if keyring else {})
     policies = with_health(entry_policies(config, downtimes, now), health.health)
     plan = decide(requests, view.pilots, policies, now, cycle)
     cloud = decide_cloud(config.name, view.cloud, view.instance_claims or {}, cloud_policies(config), now)
@@ -145,6 +143,7 @@ def _decide_health(
     config: FactoryConfig,
     view: FactoryView,
     memory: HealthMemory,
+    requests: list[Request],
     overrides: dict[str, Override],
     now: float,
 ) -> tuple[HealthDecision, float | None]:
@@ -155,20 +154,27 @@ def _decide_health(
     not seen, and the completed pilots are read again next cycle, since
     accounting does not run): the states follow time alone (a ban ends,
     nothing is judged from a window missing this cycle's outcomes), and the
-    next cycle looks for outcomes from the last evaluation on."""
+    next cycle looks for outcomes from the last evaluation on. `requests`
+    say where pilots are still wanted (`asking_for_pilots`)."""
     settings = health_settings(config)
     if view.pilots is None:
         health = decide_health(memory.states, memory.history, {}, overrides, settings, now, evidence=False)
-        return dataclasses.replace(health, counted=memory.counted), memory.evaluated_at
+        return dataclasses.replace(health, counted=memory.counted, probe_ids=memory.probes), memory.evaluated_at
     completed = view.completed.pilots if view.completed is not None else ()
-    probing, last = probing_since(memory.states), memory.evaluated_at
-    outcomes = observed_outcomes(view.pilots, completed, settings, last, now, probing, memory.counted)
-    finished, retracted = finished_probes(completed, probing), retracted_goods(completed, memory.counted)
+    probing, last, asking = probing_since(memory.states), memory.evaluated_at, asking_for_pilots(requests)
+    seen = cycle_evidence(view.pilots, completed, settings, last, now, probing, memory.counted, memory.probes, asking)
     health = decide_health(
-        memory.states, memory.history, outcomes, overrides, settings, now, finished=finished, retracted=retracted
+        memory.states,
+        memory.history,
+        seen.outcomes,
+        overrides,
+        settings,
+        now,
+        probes=seen.probes,
+        retracted=seen.retracted,
+        asking=asking,
     )
-    counted = counted_good(memory.counted, view.pilots, completed, settings, last, now, probing)
-    return dataclasses.replace(health, counted=counted), now
+    return dataclasses.replace(health, counted=seen.counted, probe_ids=seen.probe_ids), now
 
 
 def _remembered(planned: Planned, acted: Acted, now: float, notifying: bool) -> HealthMemory:
@@ -186,6 +192,7 @@ def _remembered(planned: Planned, acted: Acted, now: float, notifying: bool) -> 
         planned.health.counted,
         before.announcing(planned.health.transitions) if notifying else (),
         before.history_saved_at,
+        probes=planned.health.probe_ids,
     )
 
 

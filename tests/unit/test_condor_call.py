@@ -14,7 +14,7 @@ import pytest
 
 from updraft.condor import CallBudget, Collector, _call
 from updraft.deadline import ChildFailed, DeadlineExceeded, call_in_child
-from updraft.errors import CondorError
+from updraft.errors import CallFailed, CondorError
 
 
 @pytest.fixture
@@ -297,3 +297,20 @@ def test_a_grouped_value_that_reads_the_slot_stays_an_expression() -> None:
     assert _grouped_value(ad, "RequestDisk") == Expression("DiskUsage")
     assert (_grouped_value(ad, "RequestMemory"), _grouped_value(ad, "DESIRED_Sites")) == (512, "A")
     assert _grouped_value(ad, "RequestCpus") == 2
+
+
+def test_a_call_whose_process_died_without_an_answer_is_a_call_failure() -> None:
+    """Not the daemon's answer: a submission that ends so is no refusal of the entry (`updraft.factory.act`)."""
+    import os
+
+    with pytest.raises(CallFailed, match=r"submit to schedd s@x: .*without a result"):
+        _call("submit to schedd s@x", "schedd s@x", CallBudget(5), lambda: os._exit(3))
+
+
+def test_a_daemons_own_error_is_not_a_call_failure() -> None:
+    def refuse() -> None:
+        raise RuntimeError("SUBMIT_REQUIREMENT not met")
+
+    with pytest.raises(CondorError, match="SUBMIT_REQUIREMENT") as raised:
+        _call("submit to schedd s@x", "schedd s@x", CallBudget(5), refuse)
+    assert not isinstance(raised.value, CallFailed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from updraft.errors import CondorError, DaemonSilent
+from updraft.errors import CallFailed, CondorError, DaemonSilent
 from updraft.factory.act import act
 from updraft.factory.config import FactoryConfig
 from updraft.factory.model import EntryDecision, FactoryPlan, Submit
@@ -56,16 +56,20 @@ def test_act_submits_each_members_clusters_as_decided(tmp_path: Path) -> None:
 
 
 class _RefusingSchedd:
-    """A schedd that accepts every description but those naming `refused_member`, or answers nothing."""
+    """A schedd that accepts every description but those naming `refused_member`, or answers nothing;
+    `crashed`: the call for `refused_member` brings no answer back (its process died)."""
 
-    def __init__(self, refused_member: str, *, silent: bool = False) -> None:
+    def __init__(self, refused_member: str, *, silent: bool = False, crashed: bool = False) -> None:
         self.refused_member = refused_member
         self.silent = silent
+        self.crashed = crashed
 
     def submit(self, description: dict[str, str], count: int = 1) -> int:
         if self.silent:
             raise DaemonSilent("submit to schedd s@x: no answer within 20 s")
         if description["+UpdraftMember"] == f'"{self.refused_member}"':
+            if self.crashed:
+                raise CallFailed("submit to schedd s@x: the call's process ended without a result (SIGSEGV)")
             raise CondorError("submit to schedd s@x: SUBMIT_REQUIREMENT not met")
         return 1
 
@@ -96,6 +100,7 @@ def test_only_a_refusal_the_schedd_answered_is_marked_refused(tmp_path: Path) ->
     assert run(_RefusingSchedd("solo")) == [(0, True), (1, False)]
     assert run(_RefusingSchedd("solo", silent=True)) == [(0, False), (0, False)], "a silent schedd refused nothing"
     assert run(None) == [(0, False)], "a schedd not located refused nothing"
+    assert run(_RefusingSchedd("solo", crashed=True)) == [(0, False), (1, False)], "a call that crashed refused nothing"
 
     def broken_render(action: Submit) -> dict[str, str]:
         raise RenderError("template pilot.sub: undefined variable")

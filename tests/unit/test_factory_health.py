@@ -26,11 +26,9 @@ from updraft.factory.health import (
     VALIDATION,
     HealthSettings,
     History,
-    counted_good,
+    Probes,
+    cycle_evidence,
     decide_health,
-    finished_probes,
-    observed_outcomes,
-    retracted_goods,
     submit_failures,
     with_outcomes,
 )
@@ -42,6 +40,15 @@ NOW = 1_800_000_000.0
 S = HealthSettings()
 EMPTY = History()
 ACTIVE, DEGRADED, BANNED, PROBING = HealthState.ACTIVE, HealthState.DEGRADED, HealthState.BANNED, HealthState.PROBING
+
+
+ASKING = frozenset({("ce1", "vo", "main")})
+"""The test pilots' own (entry, frontend, group) still asks for idle pilots: a pilot with no job there counts."""
+
+
+def observed_outcomes(*args: object, **more: object) -> dict[str, list[str]]:
+    """This cycle's outcomes alone (`cycle_evidence`)."""
+    return cycle_evidence(*args, **more).outcomes  # type: ignore[arg-type]
 
 
 def state(name: HealthState, since: float = NOW - 100_000, entry: str = "ce1", **more: object) -> EntryHealth:
@@ -229,14 +236,14 @@ def test_no_more_than_probe_count_probes_in_one_probing_period() -> None:
         CompletedPilot(f"{n}.0", "ce1", "ce1", "vo", "main", False, int(NOW), int(NOW), report=report, submitted=when)
         for n, when in ((1, int(since)), (2, int(since) + 10), (3, int(since) - 4000))
     ]
-    finished = finished_probes(done, {"ce1": since})
-    assert finished == {"ce1": 2}, "the pilot from before probing is no probe"
+    seen = cycle_evidence((), done, {"ce1": S}, NOW - 60, NOW, {"ce1": since})
+    assert seen.probes == {"ce1": Probes(2, 2)}, "the pilot from before probing is no probe"
     previous = state(PROBING, since=since, cap=3)
-    decided = decide_health({"ce1": previous}, {}, {"ce1": [VALIDATION] * 2}, {}, {"ce1": S}, NOW, finished=finished)
+    decided = decide_health({"ce1": previous}, {}, seen.outcomes, {}, {"ce1": S}, NOW, probes=seen.probes)
     health = decided.health["ce1"]
     assert health.state is PROBING and "held by the minimum time" in health.reason
     assert health.cap == 1, "one probe left to send of three"
-    again = decide_health({"ce1": health}, decided.history, {}, {}, {"ce1": S}, NOW + 60, finished={"ce1": 1})
+    again = decide_health({"ce1": health}, decided.history, {}, {}, {"ce1": S}, NOW + 60, probes={"ce1": Probes(3, 3)})
     assert again.health["ce1"].cap == 0
 
 
@@ -387,16 +394,16 @@ def report(**fields: object) -> PilotReport:
 )
 def test_completed_pilots_count_by_their_report(pilot_report: PilotReport | None, expected: str | None) -> None:
     done = CompletedPilot("1.0", "ce1", "ce1", "vo", "main", False, int(NOW), int(NOW), report=pilot_report)
-    found = observed_outcomes((), [done], {"ce1": S}, NOW - 60, NOW)
+    found = observed_outcomes((), [done], {"ce1": S}, NOW - 60, NOW, asking=ASKING)
     assert found == ({"ce1": [expected]} if expected else {})
 
 
 def test_a_good_pilot_that_ends_between_two_cycles_is_counted_once() -> None:
     """Running since NOW, not yet 600 s at the cycle NOW + 590, ended well at NOW + 620: one good."""
     running = pilot("1.0", PilotState.RUNNING, NOW, submitted=NOW - 300)
-    assert observed_outcomes([running], (), {"ce1": S}, NOW + 530, NOW + 590) == {}
-    counted = counted_good({}, [running], (), {"ce1": S}, NOW + 530, NOW + 590)
-    assert counted == {}
+    seen = cycle_evidence([running], (), {"ce1": S}, NOW + 530, NOW + 590)
+    assert seen.outcomes == {} and seen.counted == {}
+    counted = seen.counted
     done = CompletedPilot(
         "1.0", "ce1", "ce1", "vo", "main", False, int(NOW + 620), int(NOW + 620), report=report(lifetime=650)
     )
@@ -411,20 +418,21 @@ def test_a_pilot_counted_good_while_running_that_ends_badly_has_one_outcome_the_
     ending: PilotReport, outcome: str
 ) -> None:
     running = pilot("1.0", PilotState.RUNNING, NOW, submitted=NOW - 100)
-    first = observed_outcomes([running], (), {"ce1": S}, NOW + 500, NOW + 700)
-    counted = counted_good({}, [running], (), {"ce1": S}, NOW + 500, NOW + 700)
+    seen = cycle_evidence([running], (), {"ce1": S}, NOW + 500, NOW + 700)
+    first, counted = seen.outcomes, seen.counted
     assert first == {"ce1": [GOOD]} and counted == {"1.0": NOW + 700}
     decided = decide_health({"ce1": state(ACTIVE)}, {}, first, {}, {"ce1": S}, NOW + 700)
     done = CompletedPilot("1.0", "ce1", "ce1", "vo", "main", False, int(NOW + 1300), int(NOW + 1300), report=ending)
-    second = observed_outcomes((), [done], {"ce1": S}, NOW + 1200, NOW + 1400, counted=counted)
-    assert second == {"ce1": [outcome]}
-    retracted = retracted_goods([done], counted)
-    again = decide_health(decided.health, decided.history, second, {}, {"ce1": S}, NOW + 1400, retracted=retracted)
+    ended = cycle_evidence((), [done], {"ce1": S}, NOW + 1200, NOW + 1400, counted=counted, asking=ASKING)
+    assert ended.outcomes == {"ce1": [outcome]} and ended.retracted == {"ce1": [NOW + 700]}
+    again = decide_health(
+        decided.health, decided.history, ended.outcomes, {}, {"ce1": S}, NOW + 1400, retracted=ended.retracted
+    )
     assert again.history["ce1"] == History(bad=(NOW + 1400,), causes=(outcome,)), "the failure replaced the good"
-    assert counted_good(counted, (), [done], {"ce1": S}, NOW + 1200, NOW + 1400) == {}, "settled: forgotten"
+    assert ended.counted == {}, "settled: forgotten"
     ended_well = dataclasses.replace(done, report=report(lifetime=1300))
-    assert observed_outcomes((), [ended_well], {"ce1": S}, NOW + 1200, NOW + 1400, counted=counted) == {}
-    assert retracted_goods([ended_well], counted) == {}
+    well = cycle_evidence((), [ended_well], {"ce1": S}, NOW + 1200, NOW + 1400, counted=counted, asking=ASKING)
+    assert well.outcomes == {} and well.retracted == {}
 
 
 def test_the_pilots_counted_good_survive_a_restart(tmp_path: Path) -> None:

@@ -195,11 +195,16 @@ class History:
         )
 
     def without_good(self, times: Iterable[float]) -> History:
-        """Without one good outcome at each of `times` (one already pruned is simply not there)."""
+        """Without one good outcome for each of `times`, when it was counted: the first good at or after it.
+
+        A good is stamped at its cycle's ``now``, or later when the clock had
+        stepped back behind the last outcome kept (`added`), never earlier.
+        Counted goods older than the history are forgotten with it
+        (`Evidence.counted`), so none is looked for once pruned."""
         good = list(self.good)
         for at in times:
             index = bisect.bisect_left(good, at)
-            if index < len(good) and good[index] == at:
+            if index < len(good):
                 del good[index]
         return self if len(good) == len(self.good) else History(tuple(good), self.bad, self.causes)
 
@@ -260,6 +265,9 @@ class HealthDecision:
     """The job ids counted good while running, for the next cycle (`Evidence.counted`; the service fills it)."""
     probe_ids: Mapping[str, frozenset[str]] = field(default_factory=dict)
     """Per probing entry, its probes seen so far, for the next cycle (`Evidence.probe_ids`; the service fills it)."""
+    forgotten: bool = False
+    """Whether an entry's old outcomes were forgotten this cycle (an operator vouching for it, or probes
+    showing the repair): the service then writes the history at once (`health_store.history_due`)."""
 
 
 # --------------------------------------------------------------------------
@@ -420,8 +428,23 @@ def cycle_evidence(
     for done in completed:
         _add_completed(found, done, settings, probing, counted, asking)
     if probing:
-        _add_probes(found, pilots, completed, probing, probe_ids or {})
+        told = {done.job_id for done in completed if _told(done, settings, counted, asking)}
+        _add_probes(found, pilots, completed, probing, probe_ids or {}, told)
     return found
+
+
+def _told(
+    done: CompletedPilot, settings: Mapping[str, HealthSettings], counted: Mapping[str, float], asking: Asking
+) -> bool:
+    """Whether a completed pilot said something the policy counts: it was counted good while it ran, or its
+    end is an outcome not ignored on its entry. A probe that said nothing (removed before it ran, no job
+    with no request, an ignored cause) uses up no probe: otherwise probing could end with every probe
+    gone, no verdict and no probe left to send, for ever."""
+    if done.job_id in counted:
+        return True
+    outcome = completed_outcome(done, asking)
+    entry = settings.get(done.entry)
+    return outcome is not None and entry is not None and outcome not in entry.ignore_causes
 
 
 def _add_completed(
@@ -455,8 +478,11 @@ def _add_probes(
     completed: Iterable[CompletedPilot],
     probing: Mapping[str, float],
     remembered: Mapping[str, Iterable[str]],
+    told: set[str],
 ) -> None:
-    """Each probing entry's probes seen so far (remembered, queued, completed), and how many are gone."""
+    """Each probing entry's probes seen so far (remembered, queued, completed), and how many are gone.
+
+    A probe that completed without telling anything (`_told`) is forgotten, so another may take its place."""
     seen = {entry: set(remembered.get(entry, ())) for entry in probing}
     queued: dict[str, set[str]] = {entry: set() for entry in probing}
     for pilot in pilots:
@@ -466,7 +492,10 @@ def _add_probes(
     for done in completed:
         since = probing.get(done.entry)
         if since is not None and is_probe(done.submitted, since):
-            seen[done.entry].add(done.job_id)
+            if done.job_id in told:
+                seen[done.entry].add(done.job_id)
+            else:
+                seen[done.entry].discard(done.job_id)
     for entry, ids in seen.items():
         ids |= queued[entry]
         found.probe_ids[entry] = frozenset(ids)
@@ -758,6 +787,7 @@ def decide_health(
     histories: dict[str, History] = {}
     records: dict[str, tuple[Step, ...]] = {}
     transitions: list[Transition] = []
+    forgotten = False
     for name in sorted(settings):
         before = previous.get(name) or EntryHealth(name, HealthState.ACTIVE, "no outcomes yet", now)
         found = outcomes.get(name, ())
@@ -767,6 +797,7 @@ def decide_health(
             before, entry_history, overrides.get(name), settings[name], now, evidence, probes.get(name), asked
         )
         health[name] = state
+        forgotten = forgotten or (histories[name] is EMPTY and entry_history is not EMPTY)
         if changed is not None:
             transitions.append(changed)
-    return HealthDecision(health, tuple(transitions), histories, records)
+    return HealthDecision(health, tuple(transitions), histories, records, forgotten=forgotten)

@@ -2,18 +2,22 @@
 and the audit log of every override, all in the factory's work folder.
 
 - ``health.json``: each entry's state, reason, since (and the override it
-  was under), when the policy last evaluated, the pilots counted good, and
-  the changes not yet handed to the notifiers. Small, and rewritten whole
-  each cycle (`updraft.atomicwrite`), so a restart keeps every state and
-  "since", and announces every change. A missing or damaged file is a
-  warning naming it, and every entry starts active: health is a safety
-  net, and losing it must never stop the factory from provisioning.
-- ``health-history.json``: each entry's outcomes (a day of them: about
-  15 MB and a third of a second to write at 5,000 entries). The service
-  keeps them in memory and writes them every ``health_save_seconds``, when a
-  change forgets an entry's history (back to active), and when it stops;
-  a crash loses at most that long of outcomes, never a state. Missing or
-  damaged: a warning, and the states are kept with an empty history.
+  was under), and the changes not yet taken by the notifiers. Small, and
+  rewritten whole each cycle before the cycle reports
+  (`updraft.atomicwrite`), so a restart keeps every state and "since" and
+  announces every change. A missing or damaged file is a warning naming
+  it, and every entry starts active: health is a safety net, and losing it
+  must never stop the factory from provisioning. A damaged list of changes
+  costs only that list.
+- ``health-history.json``: the evidence: each entry's outcomes (a day of
+  them: about 14 MB and a third of a second to write at 5,000 entries),
+  when they were last observed, the pilots counted good and the probes
+  seen, kept together so a crash loses them consistently. The service keeps
+  them in memory and writes them every ``health_save_seconds``, at once
+  when an entry's old failures are forgotten (back to active, or an
+  operator vouching for it), and when it stops; a crash loses at most that
+  long of outcomes, never a state. Missing or damaged: a warning, and the
+  states are kept with no evidence.
 - ``health-overrides.json``: the operators' overrides by entry, written by
   ``updraft factory health set|clear`` and read by the service every cycle
   (so a change applies at the next cycle). A damaged file is an error
@@ -31,11 +35,11 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from updraft import timefmt
 from updraft.atomicwrite import write_atomically
@@ -44,6 +48,7 @@ from updraft.factory.health import History
 from updraft.factory.health_model import EntryHealth, HealthState, Override, Transition
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 VERSION = 2
 """``health.json`` without the history, with the unannounced changes. Version 1 (history inline) is still read."""
@@ -71,6 +76,8 @@ class HealthMemory:
     probes: Mapping[str, frozenset[str]] = field(default_factory=dict)
     """Per probing entry, the job ids of its probes seen since probing began: one that left the queue is
     used up even before the history shows it (`updraft.factory.health.Probes`)."""
+    written: tuple[int, int] | None = field(default=None, compare=False)
+    """Which ``health.json`` this memory was read from or last written as (`written_by_us`)."""
 
     def announcing(self, transitions: tuple[Transition, ...]) -> tuple[Transition, ...]:
         """The changes to offer the notifiers this cycle: the ones still waiting, then `transitions`."""
@@ -230,51 +237,80 @@ def _entry_from_json(name: str, data: object) -> EntryHealth:
 
 
 def memory_to_json(memory: HealthMemory) -> dict[str, Any]:
-    """``health.json``: everything but the history."""
+    """``health.json``: the states, and the changes not yet announced."""
     return {
         "version": VERSION,
-        "evaluated_at": memory.evaluated_at,
-        "counted_good": dict(sorted(memory.counted.items())),
         "unannounced": [transition_to_json(change) for change in memory.unannounced],
-        "probes_seen": {entry: sorted(ids) for entry, ids in sorted(memory.probes.items())},
         "entries": {name: _entry_to_json(health) for name, health in sorted(memory.states.items())},
     }
 
 
 def history_to_json(memory: HealthMemory, saved_at: float) -> dict[str, Any]:
-    """``health-history.json``: each entry's outcomes."""
+    """``health-history.json``: the evidence, kept together so that a crash loses it consistently: each
+    entry's outcomes, up to when they were observed, the pilots counted good and the probes seen."""
     return {
         "version": HISTORY_VERSION,
         "saved_at": saved_at,
+        "evaluated_at": memory.evaluated_at,
+        "counted_good": dict(sorted(memory.counted.items())),
+        "probes_seen": {entry: sorted(ids) for entry, ids in sorted(memory.probes.items())},
         "entries": {name: _history_to_json(history) for name, history in sorted(memory.history.items())},
     }
 
 
-def memory_from_json(data: object) -> HealthMemory:
-    """The memory a ``health.json`` held, with an empty history (version 1's inline history aside);
-    ValueError naming the first thing wrong."""
+def memory_from_json(data: object, where: Path | str = "health.json") -> HealthMemory:
+    """The memory a ``health.json`` held, without its evidence (a version 1 file held it inline);
+    ValueError naming the first thing wrong with the states. A damaged list of unannounced changes
+    costs only those changes (a warning naming `where`): it must not lift every ban."""
     if not isinstance(data, dict) or data.get("version") not in (1, VERSION):
         raise ValueError(f"not a health memory of version 1 or {VERSION}")
-    evaluated = data.get("evaluated_at")
     entries = data.get("entries")
     if not isinstance(entries, dict):
         raise ValueError("entries: expected an object")
     states = {name: _entry_from_json(name, item) for name, item in entries.items()}
-    history = {name: _history_from_json(name, item) for name, item in entries.items()} if data["version"] == 1 else {}
-    evaluated_at = None if evaluated is None else _time(evaluated, "evaluated_at")
-    counted, probes = _counted(data.get("counted_good", {})), _probes(data.get("probes_seen", {}))
-    unannounced = _unannounced(data.get("unannounced", []))
-    return HealthMemory(states, history, evaluated_at, counted, unannounced, probes=probes)
+    none: tuple[Transition, ...] = ()
+    unannounced = _leniently(_unannounced, data.get("unannounced", []), none, where)
+    memory = HealthMemory(states, unannounced=unannounced)
+    if data["version"] == 1:
+        inline = {name: _history_from_json(name, item) for name, item in entries.items()}
+        memory = _with_evidence(memory, {**data, "entries": inline}, where)
+    return memory
 
 
-def history_from_json(data: object) -> dict[str, History]:
-    """The histories a ``health-history.json`` held; ValueError naming the first thing wrong."""
+def history_from_json(data: object) -> dict[str, Any]:
+    """The evidence a ``health-history.json`` held, its histories parsed; ValueError naming the first
+    thing wrong with them."""
     if not isinstance(data, dict) or data.get("version") != HISTORY_VERSION:
         raise ValueError(f"not a health history of version {HISTORY_VERSION}")
     entries = data.get("entries")
     if not isinstance(entries, dict):
         raise ValueError("entries: expected an object")
-    return {name: _history_from_json(name, item) for name, item in entries.items()}
+    return {**data, "entries": {name: _history_from_json(name, item) for name, item in entries.items()}}
+
+
+def _with_evidence(memory: HealthMemory, evidence: Mapping[str, Any], where: Path | str) -> HealthMemory:
+    """`memory` with the histories, the evaluation time, the counted pilots and the probes of `evidence`;
+    a damaged count or list costs only itself (a warning naming `where`)."""
+    evaluated = _leniently(_evaluated_at, evidence.get("evaluated_at"), None, where)
+    return dataclasses.replace(
+        memory,
+        history=evidence["entries"],
+        evaluated_at=evaluated,
+        counted=_leniently(_counted, evidence.get("counted_good", {}), {}, where),
+        probes=_leniently(_probes, evidence.get("probes_seen", {}), {}, where),
+    )
+
+
+def _leniently(read: Callable[[object], _T], data: object, empty: _T, where: Path | str) -> _T:
+    try:
+        return read(data)
+    except ValueError as err:
+        log.warning("entry health memory %s: %s; that part is forgotten, the rest is kept", where, err)
+        return empty
+
+
+def _evaluated_at(data: object) -> float | None:
+    return None if data is None else _time(data, "evaluated_at")
 
 
 def _unannounced(data: object) -> tuple[Transition, ...]:
@@ -309,48 +345,77 @@ def load_memory(path: Path, *, history: bool = True) -> HealthMemory:
     """The saved memory (`history` False: the states alone, for a quick look); a missing or damaged
     ``health.json`` is a warning naming it, and a fresh start (all active)."""
     try:
-        memory = memory_from_json(json.loads(path.read_text(encoding="utf-8")))
+        memory = memory_from_json(json.loads(path.read_text(encoding="utf-8")), path)
     except FileNotFoundError:
         log.warning("no entry health memory at %s (first start?): every entry starts active", path)
         return HealthMemory()
     except (OSError, ValueError, RecursionError) as err:  # ValueError: bad JSON or text; RecursionError: too deep
         log.warning("entry health memory %s unusable (%s): every entry starts active, its history forgotten", path, err)
         return HealthMemory()
-    if not history or memory.history:  # version 1 held its history inline
+    memory = dataclasses.replace(memory, written=_stamp(path))
+    if not history or memory.history:  # version 1 held its evidence inline
         return memory
-    return dataclasses.replace(memory, history=_load_history(history_path(path)))
+    evidence = _load_evidence(history_path(path))
+    return memory if evidence is None else _with_evidence(memory, evidence, history_path(path))
 
 
-def _load_history(path: Path) -> dict[str, History]:
-    """The saved outcomes; missing or damaged: a warning naming the file, and none (the states stay)."""
+def _load_evidence(path: Path) -> dict[str, Any] | None:
+    """The saved evidence; missing or damaged: a warning naming the file, and None (the states stay)."""
     try:
         return history_from_json(json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
         log.warning("no entry health history at %s: the states are kept, their outcomes start afresh", path)
     except (OSError, ValueError, RecursionError) as err:
         log.warning("entry health history %s unusable (%s): the states are kept, their outcomes forgotten", path, err)
-    return {}
+    return None
 
 
 def save_memory(path: Path, memory: HealthMemory, *, history: bool = True, now: float | None = None) -> HealthMemory:
-    """Write the states (and with `history`, the outcomes, first) atomically; the memory as saved
-    (its `history_saved_at` set to `now`, the wall clock by default, when the history was written).
-    An OSError propagates to the caller (the cycle reports it)."""
+    """`save_history` (with `history`), then `save_states`; an OSError propagates."""
     if history:
-        saved_at = time.time() if now is None else now
-        write_atomically(history_path(path), _compact(history_to_json(memory, saved_at)))
-        memory = dataclasses.replace(memory, history_saved_at=saved_at)
+        memory = save_history(path, memory, now)
+    return save_states(path, memory)
+
+
+def save_history(path: Path, memory: HealthMemory, now: float | None = None) -> HealthMemory:
+    """Write the evidence beside ``health.json`` at `path`, atomically; the memory with `history_saved_at`
+    set to `now` (the wall clock by default). An OSError propagates (the cycle reports it)."""
+    saved_at = time.time() if now is None else now
+    write_atomically(history_path(path), _compact(history_to_json(memory, saved_at)))
+    return dataclasses.replace(memory, history_saved_at=saved_at)
+
+
+def save_states(path: Path, memory: HealthMemory) -> HealthMemory:
+    """Write ``health.json`` atomically; the memory stamped with the file written (`written_by_us`).
+    An OSError propagates (the cycle reports it)."""
     write_atomically(path, _compact(memory_to_json(memory)))
-    return memory
+    return dataclasses.replace(memory, written=_stamp(path))
 
 
-def history_due(memory: HealthMemory, transitions: tuple[Transition, ...], now: float, every: float) -> bool:
-    """Whether a running service writes the history this cycle: `every` seconds, and at once after a
-    change back to active (which forgot the entry's old failures: a restart reading the older file
-    would find them again and degrade the repaired entry)."""
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns
+
+
+def written_by_us(path: Path, memory: HealthMemory) -> bool:
+    """Whether ``health.json`` is still the file `memory` was read from or last written as. Another
+    writer (``updraft factory once`` beside the running service) replaces it: the service must read it
+    again rather than decide (and announce) the same change a second time, under another key."""
+    return memory.written is not None and _stamp(path) == memory.written
+
+
+def history_due(
+    memory: HealthMemory, transitions: tuple[Transition, ...], now: float, every: float, forgotten: bool = False
+) -> bool:
+    """Whether a running service writes the history this cycle: `every` seconds, and at once when an
+    entry's old failures were `forgotten` or it changed back to active (which forgets them too): a
+    restart reading the older file would find them again and degrade the repaired entry."""
     if memory.history_saved_at is None or not 0 <= now - memory.history_saved_at < every:
         return True  # due, or the clock stepped back
-    return any(change.new is HealthState.ACTIVE for change in transitions)
+    return forgotten or any(change.new is HealthState.ACTIVE for change in transitions)
 
 
 def _compact(data: dict[str, Any]) -> str:

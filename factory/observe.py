@@ -129,6 +129,9 @@ class FactoryView:
     """The cloud entries' instances, per account listed (None where it could not be)."""
     instance_claims: Mapping[str, str] | None = None
     """Instance id -> the queued pilot naming it (EC2InstanceName), leaving ones included; None with `pilots`."""
+    requests_known: bool = True
+    """False when the requests could not be read: `requests` is then empty, which says nothing about
+    whether frontends ask for pilots (the decision submits nothing new; health does not read it as "none")."""
 
 
 def observe(config: FactoryConfig, ports: FactoryPorts, now: float, *, with_history: bool = True) -> FactoryView:
@@ -145,7 +148,7 @@ def observe(config: FactoryConfig, ports: FactoryPorts, now: float, *, with_hist
         completed_read, history_problem = history.result() if history is not None else (None, None)
         cloud = instances.result()
     problems = tuple(p for p in (queue_problem, *request_problems, history_problem, *cloud.problems) if p)
-    return FactoryView(pilots, tuple(found), problems, completed_read, cloud, claims)
+    return FactoryView(pilots, tuple(found or ()), problems, completed_read, cloud, claims, found is not None)
 
 
 def _read_queue(
@@ -215,8 +218,11 @@ def request_constraint(config: FactoryConfig, trusted: dict[str, str]) -> str:
     return f"({trusted_only}) && {protocol.R_FACTORY} =?= {classad2.quote(config.name)}"
 
 
-def _read_requests(ports: FactoryPorts, config: FactoryConfig) -> tuple[list[protocol.PublishedRequest], list[str]]:
-    """Requests from trusted frontends only, projected; an ad the collector cannot send costs only itself.
+def _read_requests(
+    ports: FactoryPorts, config: FactoryConfig
+) -> tuple[list[protocol.PublishedRequest] | None, list[str]]:
+    """Requests from trusted frontends only, projected; an ad the collector cannot send costs only itself;
+    None when the collector could not be read.
 
     Ads under a trusted frontend's name from another identity are counted and
     named, never read further."""
@@ -227,7 +233,7 @@ def _read_requests(ports: FactoryPorts, config: FactoryConfig) -> tuple[list[pro
         )
     except CondorError as err:
         log.error("requests unreadable this cycle: %s", err)
-        return [], [str(err)]
+        return None, [str(err)]
     requests, malformed = parse_requests(read.ads, config.name)
     ignored = summarised(malformed) + read.problems(protocol.REQUEST_TYPE) + _impostors(ports, config, trusted)
     if ignored:

@@ -41,7 +41,7 @@ from updraft.factory.health import (
     submit_failures,
     with_outcomes,
 )
-from updraft.factory.health_model import Override, Transition
+from updraft.factory.health_model import Override
 from updraft.factory.health_store import HealthMemory
 from updraft.factory.model import FactoryPlan, Request
 from updraft.factory.observe import FactoryView, observe
@@ -161,8 +161,11 @@ def _decide_health(
         health = decide_health(memory.states, memory.history, {}, overrides, settings, now, evidence=False)
         return dataclasses.replace(health, counted=memory.counted, probe_ids=memory.probes), memory.evaluated_at
     completed = view.completed.pilots if view.completed is not None else ()
-    probing, last, asking = probing_since(memory.states), memory.evaluated_at, asking_for_pilots(requests)
-    seen = cycle_evidence(view.pilots, completed, settings, last, now, probing, memory.counted, memory.probes, asking)
+    probing, last = probing_since(memory.states), memory.evaluated_at
+    asking = asking_for_pilots(requests) if view.requests_known else None  # unknown is not "none asked"
+    seen = cycle_evidence(
+        view.pilots, completed, settings, last, now, probing, memory.counted, memory.probes, asking or frozenset()
+    )
     health = decide_health(
         memory.states,
         memory.history,
@@ -185,6 +188,13 @@ def _remembered(planned: Planned, acted: Acted, now: float, notifying: bool) -> 
         refused = submit_failures(planned.plan.actions, acted.results)
         history = with_outcomes(history, refused, now)
     before = planned.memory
+    waiting = len(before.unannounced) + len(planned.health.transitions)
+    if notifying and waiting > health_store.MAX_UNANNOUNCED:
+        log.warning(
+            "%d entry health change(s) the notifiers have not taken dropped, oldest first (at most %d kept)",
+            waiting - health_store.MAX_UNANNOUNCED,
+            health_store.MAX_UNANNOUNCED,
+        )
     return HealthMemory(
         planned.health.health,
         history,
@@ -197,22 +207,30 @@ def _remembered(planned: Planned, acted: Acted, now: float, notifying: bool) -> 
 
 
 def _save_health(
-    config: FactoryConfig, memory: HealthMemory, transitions: tuple[Transition, ...], now: float, held: bool
+    config: FactoryConfig, memory: HealthMemory, decided: HealthDecision, now: float, held: bool
 ) -> tuple[HealthMemory, list[str]]:
     """Write the memory before the cycle reports: a change reported and then lost with the process would
     be decided (and announced) again, and one decided but not yet announced must be found after a restart.
 
-    Saved in every cycle, also one that could not read its queue. The history
-    is written when due (`health_store.history_due`); a memory not `held` by
-    a running service (a single cycle, a test) is written whole, since
-    nothing else keeps it."""
+    Saved in every cycle, also one that could not read its queue. The
+    evidence is written when due (`health_store.history_due`); a memory not
+    `held` by a running service (a single cycle, a test) is written whole,
+    since nothing else keeps it. The states are written even when the
+    evidence could not be: they are small, and a restart must find them."""
     path = health_store.memory_path(config.work_dir)
-    whole = not held or health_store.history_due(memory, transitions, now, config.health_save_seconds)
+    problems = []
+    due = health_store.history_due(memory, decided.transitions, now, config.health_save_seconds, decided.forgotten)
+    if not held or due:
+        try:
+            memory = health_store.save_history(path, memory, now)
+        except OSError as err:
+            log.error("entry health history not saved: %s", err)
+            problems.append(f"entry health history not saved: {err}")
     try:
-        return health_store.save_memory(path, memory, history=whole, now=now), []
+        return health_store.save_states(path, memory), problems
     except OSError as err:
         log.error("entry health not saved: %s", err)
-        return memory, [f"entry health not saved: {err}"]
+        return memory, [*problems, f"entry health not saved: {err}"]
 
 
 def _notifying(reporter: Reporter | None) -> bool:
@@ -274,7 +292,7 @@ def run_cycle(
         acted = _act(config, ports, plan, view, releases, now)
     notifying = _notifying(reporter)
     remembered, unsaved = _save_health(
-        config, _remembered(planned, acted, now, notifying), planned.health.transitions, now, held=memory is not None
+        config, _remembered(planned, acted, now, notifying), planned.health, now, held=memory is not None
     )
     result = CycleResult.of(plan, view, acted, [*problems, *unsaved], planned.timings)
     if reporter is None:
@@ -354,7 +372,7 @@ class FactoryService(ConfiguredService[FactoryConfig]):
     def cycle(self, number: int, now: float) -> str:
         ports = self.connect_ports(self.config)
         result = run_cycle(
-            self.config, number, now, self.releases, self.reporter, self.refusals, ports, memory=self.health
+            self.config, number, now, self.releases, self.reporter, self.refusals, ports, memory=self._health()
         )
         self.refusals, self.health = result.refusals, result.health
         return (
@@ -369,6 +387,9 @@ class FactoryService(ConfiguredService[FactoryConfig]):
         except (ConfigError, StagingError) as err:
             log.error("reload refused, keeping the running configuration: %s", err)
             return
+        if config.work_dir != self.config.work_dir:  # the new folder's memory is read, the old one kept there
+            self._save_history()
+            self.health = None
         self.config, self.releases = config, releases
         self.reporter = registry.reporter(config.monitoring)
         use_client_config(self.config.condor_config)
@@ -379,6 +400,15 @@ class FactoryService(ConfiguredService[FactoryConfig]):
         """Withdraw the factory's ads, and write the entry health history kept since it was last written."""
         self._save_history()
         withdraw(self.connect_ports(self.config).wms, self.config.name)
+
+    def _health(self) -> HealthMemory | None:
+        """The memory the last cycle left, unless another process replaced ``health.json`` since (then it
+        is read again, None)."""
+        path = health_store.memory_path(self.config.work_dir)
+        if self.health is not None and not health_store.written_by_us(path, self.health):
+            log.warning("%s was changed by another process (a `factory once`?): read again", path)
+            return None
+        return self.health
 
     def _save_history(self) -> None:
         if self.health is None:

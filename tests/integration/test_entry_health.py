@@ -150,7 +150,7 @@ def _configs(lab: Topology, folder: Path, notifiers: dict[str, Any]) -> dict[str
         name=NAME,
         work_dir=str(folder / "factory"),
         health=HEALTH,
-        health_save_seconds=CYCLE,  # the outcomes behind the ban are read from the file when it bans
+        health_save_seconds=1,  # the evidence is written every cycle: the test reads it (the ban's outcomes)
         monitoring={"dir": str(folder / "factory" / "monitoring"), "writers": {"json": {}}, "notifiers": notifiers},
         entries={name: factory["entries"][name] for name in (BROKEN, HEALTHY)},
     )

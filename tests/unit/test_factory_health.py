@@ -440,9 +440,10 @@ def test_the_pilots_counted_good_survive_a_restart(tmp_path: Path) -> None:
     memory = health_store.HealthMemory({"ce1": state(ACTIVE)}, {"ce1": History()}, NOW, {"1.0": NOW - 60, "2.3": NOW})
     health_store.save_memory(path, memory)
     assert health_store.load_memory(path) == memory
-    data = json.loads(path.read_text())
+    evidence = health_store.history_path(path)
+    data = json.loads(evidence.read_text())
     del data["counted_good"]
-    path.write_text(json.dumps(data))
+    evidence.write_text(json.dumps(data))
     assert health_store.load_memory(path).counted == {}, "a file from before they were kept"
 
 

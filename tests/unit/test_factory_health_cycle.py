@@ -126,8 +126,9 @@ def test_banned_gets_nothing_degraded_and_probing_are_capped_and_every_ad_says_s
         "probe": "probing",
         "sick": "degraded",
     }
-    saved = json.loads(health_store.memory_path(config.work_dir).read_text())
-    assert saved["evaluated_at"] == NOW and saved["entries"]["dead"]["state"] == "banned"
+    path = health_store.memory_path(config.work_dir)
+    saved, evidence = json.loads(path.read_text()), json.loads(health_store.history_path(path).read_text())
+    assert evidence["evaluated_at"] == NOW and saved["entries"]["dead"]["state"] == "banned"
 
 
 def test_a_degraded_entry_stays_within_its_cap_over_cycles(config: FactoryConfig) -> None:

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from updraft.factory import health_store
+from updraft.factory import health_store, observe
 from updraft.factory.config import FactoryConfig, load_factory_config
 from updraft.factory.health import History
-from updraft.factory.health_model import EntryHealth, HealthState, Transition
+from updraft.factory.health_model import EntryHealth, HealthState, Override, Transition
 from updraft.factory.ports import FactoryPorts, fake_ports
 from updraft.factory.service import FactoryService, run_cycle
 from updraft.monitoring.notify import NOTIFIERS
@@ -138,9 +138,11 @@ def test_a_running_service_writes_the_states_each_cycle_and_the_history_every_fi
     ports, _wms, _schedd = fake_ports(config, NOW)
     first = cycle(config, ports, NOW, None)
     assert history_saved_at(config) == NOW, "a memory read from the folder is written back whole"
+    states = health_store.memory_path(config.work_dir)
+    before = states.stat().st_ino
     second = cycle(config, ports, NOW + 10, None, first.health)
     assert history_saved_at(config) == NOW, "held by the service: not written again so soon"
-    assert json.loads(health_store.memory_path(config.work_dir).read_text())["evaluated_at"] == NOW + 10
+    assert states.stat().st_ino != before, "the states are written (replaced) every cycle"
     assert config.health_save_seconds == 300, "the default"
     cycle(config, ports, NOW + 300, None, second.health)
     assert history_saved_at(config) == NOW + 300
@@ -195,12 +197,86 @@ def test_a_damaged_history_keeps_the_states(tmp_path: Path, caplog: pytest.LogCa
     assert memory.states == {"ce1": banned}, "a ban is never lifted by a damaged history"
     assert memory.history == {}
     assert str(history) in caplog.text and "states are kept" in caplog.text
+    health_store.save_memory(path, health_store.HealthMemory({"ce1": banned}, {"ce1": History(good=(NOW,))}))
+    assert health_store.load_memory(path).history == {"ce1": History(good=(NOW,))}
     assert health_store.load_memory(path, history=False).history == {}, "a quick look reads the states alone"
 
 
-def test_a_damaged_unannounced_list_is_a_damaged_memory(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_damaged_part_of_the_memory_costs_only_that_part(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = health_store.memory_path(tmp_path)
-    path.write_text(json.dumps({"version": 2, "evaluated_at": NOW, "entries": {}, "unannounced": [{"entry": 3}]}))
+    banned = EntryHealth("ce1", HealthState.BANNED, "held", NOW)
+    memory = health_store.HealthMemory({"ce1": banned}, {"ce1": History(good=(NOW,))}, NOW, {"1.0": NOW})
+    health_store.save_memory(path, memory, now=NOW)
+    states = json.loads(path.read_text())
+    path.write_text(json.dumps({**states, "unannounced": [{"entry": 3}]}))
+    evidence = json.loads(health_store.history_path(path).read_text())
+    health_store.history_path(path).write_text(json.dumps({**evidence, "probes_seen": {"ce1": "5.0"}}))
     with caplog.at_level(logging.WARNING):
-        assert health_store.load_memory(path) == health_store.HealthMemory()
-    assert "unannounced[0].entry" in caplog.text
+        loaded = health_store.load_memory(path)
+    assert loaded.states == {"ce1": banned}, "one bad item about notifiers or probes never lifts a ban"
+    assert loaded.history == memory.history and loaded.counted == memory.counted and loaded.evaluated_at == NOW
+    assert loaded.unannounced == () and loaded.probes == {}
+    assert "unannounced[0].entry" in caplog.text and "probes_seen" in caplog.text and str(path) in caplog.text
+
+
+def test_a_failed_history_write_still_saves_the_states(config: FactoryConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    banned_long_ago(config)
+    real = health_store.write_atomically  # type: ignore[attr-defined]
+
+    def full_disk(path: Path, text: str) -> None:  # 14 MB do not fit; the small file would
+        if path.name == "health-history.json":
+            raise OSError(28, "No space left on device")
+        real(path, text)
+
+    monkeypatch.setattr(health_store, "write_atomically", full_disk)
+    ports, _wms, _schedd = fake_ports(config, NOW)
+    notifiers = Notifiers()
+    notifiers.failing = False
+    result = cycle(config, ports, NOW, Reporter((notifiers,), 5.0))
+    assert any("entry health history not saved" in p for p in result.problems)
+    [[key]] = notifiers.offered  # banned > probing announced
+    saved = json.loads(health_store.memory_path(config.work_dir).read_text())
+    assert saved["entries"]["dead"]["state"] == "probing", f"announced {key}, but health.json still says banned"
+
+
+def test_once_beside_a_running_service_announces_one_change_once(config: FactoryConfig) -> None:
+    banned_long_ago(config)
+    ports, _wms, _schedd = fake_ports(config, NOW)
+    notifiers = Notifiers()
+    notifiers.failing = False
+    service = FactoryService(Path("unused.yaml"), config, connect_ports=lambda _: ports)
+    service.reporter = Reporter((notifiers,), 5.0)
+    service.cycle(1, NOW - 200)  # the service: still banned (its ban is over at NOW - 100)
+    cycle(config, ports, NOW, Reporter((notifiers,), 5.0))  # `updraft factory once` by an operator
+    service.cycle(2, NOW + 10)
+    keys = {k for offered in notifiers.offered for k in offered}
+    assert len(keys) == 1, f"one change banned>probing, announced under two keys: {sorted(keys)}"
+
+
+def test_unreadable_requests_are_not_announced_as_no_pilots_requested(
+    config: FactoryConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    banned_long_ago(config)
+    ports, _wms, _schedd = fake_ports(config, NOW)
+    # _read_requests' own CondorError branch: the requests cannot be read, the queue can
+    monkeypatch.setattr(observe, "_read_requests", lambda _ports, _config: (None, ["requests unreadable: timeout"]))
+    result = cycle(config, ports, NOW, None)
+    state = result.health.states["dead"]
+    assert "no pilots requested" not in state.reason, f"unknown read as none: {state.reason!r}"
+    assert state.state is HealthState.PROBING and "sending probe pilots" in state.reason
+
+
+def test_an_operator_vouching_for_an_active_entry_has_its_history_written_at_once(config: FactoryConfig) -> None:
+    active = EntryHealth("dead", HealthState.ACTIVE, "fine", NOW - 700)
+    failures = History(bad=(NOW - 100, NOW - 90), causes=("validation", "validation"))
+    health_store.save_memory(
+        health_store.memory_path(config.work_dir), health_store.HealthMemory({"dead": active}, {"dead": failures})
+    )
+    ports, _wms, _schedd = fake_ports(config, NOW)
+    first = cycle(config, ports, NOW - 10, None)
+    vouched = Override("dead", HealthState.ACTIVE, "CE fixed", NOW + 3600, "ops", NOW - 5)
+    health_store.save_overrides(health_store.overrides_path(config.work_dir), {"dead": vouched})
+    second = cycle(config, ports, NOW, None, first.health)
+    assert second.health.states["dead"].state is HealthState.ACTIVE, "no change of state"
+    assert history_saved_at(config) == NOW, "the forgotten failures must not come back after a crash"
+    assert health_store.load_memory(health_store.memory_path(config.work_dir)).history["dead"] == History()

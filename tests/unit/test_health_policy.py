@@ -204,11 +204,17 @@ def test_a_probe_gone_from_the_queue_but_not_yet_in_the_history_is_used_up() -> 
     assert first.probes == {"ce1": Probes(3, 0)}
     lagging = cycle_evidence(probes[1:], (), {"ce1": S}, NOW, NOW + 60, {"ce1": since}, probe_ids=first.probe_ids)
     assert lagging.probes == {"ce1": Probes(3, 1)}, "5.0 left the queue; the history read has not got it yet"
-    arrived = ended("5.0", None, submitted=int(since) + 5)
+    failed = PilotReport("failed", "validate", "x", "f", "ce1", "vo", "main", "5.0", "c")
+    arrived = ended("5.0", failed, submitted=int(since) + 5)
     later = cycle_evidence(
         probes[1:], [arrived], {"ce1": S}, NOW + 60, NOW + 120, {"ce1": since}, probe_ids=lagging.probe_ids
     )
     assert later.probes == {"ce1": Probes(3, 1)}, "counted once when the history shows it"
+    silent = ended("5.0", None, submitted=int(since) + 5)  # removed before it ran: no report
+    forgotten = cycle_evidence(
+        probes[1:], [silent], {"ce1": S}, NOW + 60, NOW + 120, {"ce1": since}, probe_ids=lagging.probe_ids
+    )
+    assert forgotten.probes == {"ce1": Probes(2, 0)}, "a probe that told nothing uses up no probe"
     previous = {"ce1": EntryHealth("ce1", PROBING, "probing", since, cap=3)}
     decided = decide_health(previous, {}, {}, {}, {"ce1": S}, NOW + 60, probes=lagging.probes)
     assert decided.health["ce1"].cap == 2, "with two probes queued, none more goes out"
@@ -230,6 +236,21 @@ def test_probing_sends_no_probe_in_place_of_one_the_history_has_not_shown_yet(co
     assert health_store.load_memory(path).states["probe"].cap == 2
 
 
+def test_probes_that_end_without_an_outcome_do_not_leave_the_entry_probing_at_cap_0_for_ever() -> None:
+    since = NOW - 600
+    # three probes ran and ended with no job after their group stopped asking (or were removed idle): no outcome
+    done = [ended(f"{n}.0", no_job_report(f"{n}.0"), submitted=int(since) + 5) for n in (5, 6, 7)]
+    seen = cycle_evidence((), done, {"ce1": S}, NOW - 60, NOW, {"ce1": since}, asking=frozenset())
+    previous = {"ce1": EntryHealth("ce1", PROBING, "probing", since, cap=3)}
+    health = decide_health(previous, {}, seen.outcomes, {}, {"ce1": S}, NOW, probes=seen.probes).health
+    later = NOW + 30 * 86400
+    # a month later, requests are back; nothing new was seen
+    again = cycle_evidence((), (), {"ce1": S}, NOW, later, {"ce1": since}, probe_ids=seen.probe_ids)
+    decided = decide_health(health, {}, {}, {}, {"ce1": S}, later, probes=again.probes, asking=ASKING)
+    state = decided.health["ce1"]
+    assert state.state is not PROBING or state.cap, f"stuck: {state.state.value}, cap {state.cap}: {state.reason}"
+
+
 def test_the_probes_seen_survive_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "health.json"
     memory = health_store.HealthMemory(
@@ -240,9 +261,10 @@ def test_the_probes_seen_survive_a_restart(tmp_path: Path) -> None:
     )
     health_store.save_memory(path, memory, now=NOW)
     assert health_store.load_memory(path).probes == {"ce1": frozenset({"5.0", "6.0"})}
-    data = json.loads(path.read_text())
+    evidence = health_store.history_path(path)
+    data = json.loads(evidence.read_text())
     del data["probes_seen"]
-    path.write_text(json.dumps(data))
+    evidence.write_text(json.dumps(data))
     assert health_store.load_memory(path).probes == {}, "a file from before they were kept"
 
 
@@ -268,3 +290,16 @@ def test_a_pilot_counted_good_then_held_has_one_outcome_the_hold() -> None:
         decided.health, decided.history, second.outcomes, {}, {"ce1": S}, NOW + 60, retracted=second.retracted
     )
     assert again.history["ce1"] == History(bad=(NOW + 60,), causes=(HELD_BATCH_REFUSED,))
+
+
+def test_a_good_stamped_after_a_clock_step_back_is_still_replaced_by_the_hold() -> None:
+    kept = {"ce1": History(good=(NOW + 100,))}  # outcomes kept from before the clock stepped back 100 s
+    running = queued("9.0", PilotState.RUNNING, NOW - 630)
+    first = cycle_evidence([running], (), {"ce1": S}, NOW - 60, NOW, {})
+    assert first.outcomes == {"ce1": [GOOD]}
+    after = decide_health({}, kept, first.outcomes, {}, {"ce1": S}, NOW).history  # its good stamped at NOW + 100
+    held = queued("9.0", PilotState.HELD, NOW + 30, last_hold_time=NOW + 30)
+    second = cycle_evidence([held], (), {"ce1": S}, NOW, NOW + 60, {}, first.counted)
+    history = decide_health({}, after, second.outcomes, {}, {"ce1": S}, NOW + 60, retracted=second.retracted)
+    h = history.history["ce1"]
+    assert (len(h.good), len(h.bad)) == (1, 1), f"one pilot, two outcomes: {h}"

@@ -60,9 +60,10 @@ PILOT_PROJECTION = [pilot_ad.ENTRY, pilot_ad.JOB_STATUS]
 DEMO_LIFETIMES: Mapping[str, int] = {"idle_tail_seconds": 40, "max_idle_seconds": 60}
 """The demo's pilots leave sooner than the lab's (LAB_GLIDEIN): the run ends only when the last pilot
 has, and the HPC entry's pilots and the two-node pilot take turns on the same nodes. All the jobs are
-queued at once, so a pilot between two jobs waits one negotiation (5 s), well within the tail. The
-tail stays long enough for the factory to remove the pilots still queued at a site once the jobs are
-done: a shorter one lets one of them start there and sit out its minute with nothing to run."""
+queued at once, so a pilot between two jobs waits one negotiation (up to 20 s: the VO pool keeps
+HTCondor's cycle delay), within the tail. The tail stays long enough for the factory to remove the
+pilots still queued at a site once the jobs are done: a shorter one lets one of them start there and
+sit out its minute with nothing to run."""
 PILOT_STATES: Mapping[int, str] = {JobStatus.IDLE: "idle", JobStatus.RUNNING: "running", JobStatus.HELD: "held"}
 
 

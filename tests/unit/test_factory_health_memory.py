@@ -21,38 +21,20 @@ from updraft.monitoring.report import Reporter
 from updraft.monitoring.snapshot import Snapshot
 
 from .conftest import ConfigTree
+from .test_factory_health_cycle import ENTRY, FACTORY
 
 NOW = 1_800_000_000.0
-FACTORY = """\
-    name: test-factory
-    wms_collector: 127.0.0.1:29619
-    schedd: factory@lab
-    work_dir: {work}
-    cycle_seconds: 1
-    pilot:
-      executable: /bin/true
-    health:
-      ban_seconds: 600
-      min_time_in_state_seconds: 600
-    entries:
-      dead:
-        grid_type: condor
-        resource: "ce@dead.lab 127.0.0.1:29620"
-        frontends:
-          vo:
-            identity: frontend@lab
-            require_credential: false
-"""
 
 
 @pytest.fixture
 def config(tree: ConfigTree, tmp_path: Path) -> FactoryConfig:
-    return load_factory_config(tree.factory(main=FACTORY.format(work=tmp_path / "work"))).config
+    main = FACTORY.format(work=tmp_path / "work") + ENTRY.format(name="dead")
+    return load_factory_config(tree.factory(main=main)).config
 
 
 def banned_long_ago(config: FactoryConfig, history: History | None = None) -> None:
-    """'dead' banned for longer than its ban: the next cycle moves it to probing (one change)."""
-    banned = EntryHealth("dead", HealthState.BANNED, "held every pilot", NOW - 700)
+    """'dead' banned for longer than its ban (3600 s): the next cycle moves it to probing (one change)."""
+    banned = EntryHealth("dead", HealthState.BANNED, "held every pilot", NOW - 3700)
     memory = health_store.HealthMemory({"dead": banned}, {"dead": history or History()}, NOW - 10)
     health_store.save_memory(health_store.memory_path(config.work_dir), memory, now=NOW - 10)
 

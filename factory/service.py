@@ -203,6 +203,7 @@ def _remembered(planned: Planned, acted: Acted, now: float, notifying: bool) -> 
         before.announcing(planned.health.transitions) if notifying else (),
         before.history_saved_at,
         probes=planned.health.probe_ids,
+        written=before.written,  # still the file on disk if this cycle cannot replace it
     )
 
 

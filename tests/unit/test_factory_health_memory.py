@@ -262,3 +262,27 @@ def test_an_operator_vouching_for_an_active_entry_has_its_history_written_at_onc
     assert second.health.states["dead"].state is HealthState.ACTIVE, "no change of state"
     assert history_saved_at(config) == NOW, "the forgotten failures must not come back after a crash"
     assert health_store.load_memory(health_store.memory_path(config.work_dir)).history["dead"] == History()
+
+
+def test_a_cycle_that_cannot_write_its_states_keeps_them_for_the_next(
+    config: FactoryConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    banned_long_ago(config)
+    ports, _wms, _schedd = fake_ports(config, NOW)
+    notifiers = Notifiers()
+    notifiers.failing = False
+    service = FactoryService(Path("unused.yaml"), config, connect_ports=lambda _: ports)
+    service.reporter = Reporter((notifiers,), 5.0)
+    service.cycle(1, NOW - 200)  # still banned
+    real = health_store.write_atomically  # type: ignore[attr-defined]
+
+    def full_disk(path: Path, text: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(health_store, "write_atomically", full_disk)
+    service.cycle(2, NOW)  # banned -> probing, nothing written
+    monkeypatch.setattr(health_store, "write_atomically", real)
+    service.cycle(3, NOW + 10)
+    keys = {key for offered in notifiers.offered for key in offered}
+    assert len(keys) == 1, f"the old file must not be read back over the newer memory: {sorted(keys)}"
+    assert service.health is not None and service.health.states["dead"].state is HealthState.PROBING

@@ -195,16 +195,15 @@ class History:
         )
 
     def without_good(self, times: Iterable[float]) -> History:
-        """Without one good outcome for each of `times`, when it was counted: the first good at or after it.
+        """Without one good outcome at each of `times` (one already pruned or forgotten is simply not there).
 
-        A good is stamped at its cycle's ``now``, or later when the clock had
-        stepped back behind the last outcome kept (`added`), never earlier.
-        Counted goods older than the history are forgotten with it
-        (`Evidence.counted`), so none is looked for once pruned."""
+        Exact times only: a good at another time is another pilot's. (After
+        the clock stepped back a good may have been stamped later than it was
+        counted, `added`; then it stays, beside the failure that followed.)"""
         good = list(self.good)
         for at in times:
             index = bisect.bisect_left(good, at)
-            if index < len(good):
+            if index < len(good) and good[index] == at:
                 del good[index]
         return self if len(good) == len(self.good) else History(tuple(good), self.bad, self.causes)
 
@@ -428,23 +427,8 @@ def cycle_evidence(
     for done in completed:
         _add_completed(found, done, settings, probing, counted, asking)
     if probing:
-        told = {done.job_id for done in completed if _told(done, settings, counted, asking)}
-        _add_probes(found, pilots, completed, probing, probe_ids or {}, told)
+        _add_probes(found, pilots, completed, probing, probe_ids or {})
     return found
-
-
-def _told(
-    done: CompletedPilot, settings: Mapping[str, HealthSettings], counted: Mapping[str, float], asking: Asking
-) -> bool:
-    """Whether a completed pilot said something the policy counts: it was counted good while it ran, or its
-    end is an outcome not ignored on its entry. A probe that said nothing (removed before it ran, no job
-    with no request, an ignored cause) uses up no probe: otherwise probing could end with every probe
-    gone, no verdict and no probe left to send, for ever."""
-    if done.job_id in counted:
-        return True
-    outcome = completed_outcome(done, asking)
-    entry = settings.get(done.entry)
-    return outcome is not None and entry is not None and outcome not in entry.ignore_causes
 
 
 def _add_completed(
@@ -478,11 +462,8 @@ def _add_probes(
     completed: Iterable[CompletedPilot],
     probing: Mapping[str, float],
     remembered: Mapping[str, Iterable[str]],
-    told: set[str],
 ) -> None:
-    """Each probing entry's probes seen so far (remembered, queued, completed), and how many are gone.
-
-    A probe that completed without telling anything (`_told`) is forgotten, so another may take its place."""
+    """Each probing entry's probes seen so far (remembered, queued, completed), and how many are gone."""
     seen = {entry: set(remembered.get(entry, ())) for entry in probing}
     queued: dict[str, set[str]] = {entry: set() for entry in probing}
     for pilot in pilots:
@@ -492,10 +473,7 @@ def _add_probes(
     for done in completed:
         since = probing.get(done.entry)
         if since is not None and is_probe(done.submitted, since):
-            if done.job_id in told:
-                seen[done.entry].add(done.job_id)
-            else:
-                seen[done.entry].discard(done.job_id)
+            seen[done.entry].add(done.job_id)
     for entry, ids in seen.items():
         ids |= queued[entry]
         found.probe_ids[entry] = frozenset(ids)
@@ -677,6 +655,16 @@ def _cap(previous: EntryHealth, state: HealthState, settings: HealthSettings, fa
     return max(0, settings.probe_count - facts.probes.gone)
 
 
+def _inconclusive(previous: EntryHealth, facts: _ProbeFacts, settings: HealthSettings) -> bool:
+    """Whether the policy's probing period is over without a verdict: every one of ``probe_count`` probes
+    left the queue, too few of them with an outcome for a majority (removed before they ran, no job
+    where none is asked for, an ignored cause, outcomes lost in a crash)."""
+    probes = facts.probes
+    if previous.state is not HealthState.PROBING or previous.override is not None or probes is None:
+        return False
+    return probes.gone >= settings.probe_count and probes.sent == probes.gone
+
+
 def _by_policy(
     previous: EntryHealth,
     history: History,
@@ -699,9 +687,13 @@ def _by_policy(
         else:
             held = (Step("held", earliest, f"{wanted.value} due, not before then"),)
             reason = f"{reason}; {wanted.value} due, held by the minimum time in a state"
+    restart = wanted is state and _inconclusive(previous, facts, settings)
+    if restart:  # a new probing period: without it the entry would wait at cap 0 for ever
+        since, reason = now, f"{reason}; every probe gone without a verdict: probing again"
     if previous.override is not None:
         reason = f"override by {previous.override.set_by} ended; {reason}"
-    review, cap = _next_review(state, since, settings, now), _cap(previous, state, settings, facts)
+    review = _next_review(state, since, settings, now)
+    cap = state_cap(state, settings) if restart else _cap(previous, state, settings, facts)
     step = Step(state.value, figure, reason)
     if (
         state is previous.state

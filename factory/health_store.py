@@ -351,7 +351,7 @@ def load_memory(path: Path, *, history: bool = True) -> HealthMemory:
         return HealthMemory()
     except (OSError, ValueError, RecursionError) as err:  # ValueError: bad JSON or text; RecursionError: too deep
         log.warning("entry health memory %s unusable (%s): every entry starts active, its history forgotten", path, err)
-        return HealthMemory()
+        return HealthMemory(written=_stamp(path))  # the damaged file: `written_by_us` until it is replaced
     memory = dataclasses.replace(memory, written=_stamp(path))
     if not history or memory.history:  # version 1 held its evidence inline
         return memory
@@ -403,8 +403,10 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 def written_by_us(path: Path, memory: HealthMemory) -> bool:
     """Whether ``health.json`` is still the file `memory` was read from or last written as. Another
     writer (``updraft factory once`` beside the running service) replaces it: the service must read it
-    again rather than decide (and announce) the same change a second time, under another key."""
-    return memory.written is not None and _stamp(path) == memory.written
+    again rather than decide (and announce) the same change a second time, under another key. A file
+    still missing, or still the damaged one read, is ours too: a service that cannot write keeps its
+    memory rather than start afresh every cycle."""
+    return _stamp(path) == memory.written
 
 
 def history_due(

@@ -41,7 +41,7 @@ from updraft.factory.health import (
     submit_failures,
     with_outcomes,
 )
-from updraft.factory.health_model import Override
+from updraft.factory.health_model import HealthState, Override
 from updraft.factory.health_store import HealthMemory
 from updraft.factory.model import FactoryPlan, Request
 from updraft.factory.observe import FactoryView, observe
@@ -177,7 +177,21 @@ def _decide_health(
         retracted=seen.retracted,
         asking=asking,
     )
-    return dataclasses.replace(health, counted=seen.counted, probe_ids=seen.probe_ids), now
+    probe_ids = _still_probing(seen.probe_ids, probing, health)
+    return dataclasses.replace(health, counted=seen.counted, probe_ids=probe_ids), now
+
+
+def _still_probing(
+    probe_ids: Mapping[str, frozenset[str]], probing: Mapping[str, float], health: HealthDecision
+) -> dict[str, frozenset[str]]:
+    """The probes seen, for the entries still in the probing period they were seen in: a new period
+    (after probes that gave no verdict) starts with none."""
+    kept = {}
+    for entry, ids in probe_ids.items():
+        state = health.health.get(entry)
+        if state is not None and state.state is HealthState.PROBING and state.since == probing.get(entry):
+            kept[entry] = ids
+    return kept
 
 
 def _remembered(planned: Planned, acted: Acted, now: float, notifying: bool) -> HealthMemory:
@@ -412,9 +426,15 @@ class FactoryService(ConfiguredService[FactoryConfig]):
         return self.health
 
     def _save_history(self) -> None:
+        """Write the memory at stop or before a reload, unless another process replaced ``health.json``
+        since (its file is newer than this memory; the next start reads it)."""
         if self.health is None:
             return
+        path = health_store.memory_path(self.config.work_dir)
+        if not health_store.written_by_us(path, self.health):
+            log.warning("%s was changed by another process: this service's older memory is not written", path)
+            return
         try:
-            health_store.save_memory(health_store.memory_path(self.config.work_dir), self.health)
+            health_store.save_memory(path, self.health)
         except OSError as err:
             log.error("entry health history not saved at shutdown: %s", err)

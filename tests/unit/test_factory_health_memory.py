@@ -3,6 +3,7 @@ then, and every change kept until the notifiers have taken it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -149,9 +150,7 @@ def test_the_service_writes_its_history_when_it_stops(config: FactoryConfig) -> 
     service = FactoryService(Path("unused.yaml"), config, connect_ports=lambda _: ports)
     service.cycle(1, NOW)
     assert service.health is not None
-    service.health = health_store.HealthMemory(
-        service.health.states, {"dead": History(good=(NOW + 5,))}, NOW + 5, history_saved_at=NOW
-    )
+    service.health = dataclasses.replace(service.health, history={"dead": History(good=(NOW + 5,))})
     service.shutdown()
     loaded = health_store.load_memory(health_store.memory_path(config.work_dir))
     assert loaded.history == {"dead": History(good=(NOW + 5,))}

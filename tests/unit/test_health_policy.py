@@ -210,11 +210,6 @@ def test_a_probe_gone_from_the_queue_but_not_yet_in_the_history_is_used_up() -> 
         probes[1:], [arrived], {"ce1": S}, NOW + 60, NOW + 120, {"ce1": since}, probe_ids=lagging.probe_ids
     )
     assert later.probes == {"ce1": Probes(3, 1)}, "counted once when the history shows it"
-    silent = ended("5.0", None, submitted=int(since) + 5)  # removed before it ran: no report
-    forgotten = cycle_evidence(
-        probes[1:], [silent], {"ce1": S}, NOW + 60, NOW + 120, {"ce1": since}, probe_ids=lagging.probe_ids
-    )
-    assert forgotten.probes == {"ce1": Probes(2, 0)}, "a probe that told nothing uses up no probe"
     previous = {"ce1": EntryHealth("ce1", PROBING, "probing", since, cap=3)}
     decided = decide_health(previous, {}, {}, {}, {"ce1": S}, NOW + 60, probes=lagging.probes)
     assert decided.health["ce1"].cap == 2, "with two probes queued, none more goes out"
@@ -290,16 +285,3 @@ def test_a_pilot_counted_good_then_held_has_one_outcome_the_hold() -> None:
         decided.health, decided.history, second.outcomes, {}, {"ce1": S}, NOW + 60, retracted=second.retracted
     )
     assert again.history["ce1"] == History(bad=(NOW + 60,), causes=(HELD_BATCH_REFUSED,))
-
-
-def test_a_good_stamped_after_a_clock_step_back_is_still_replaced_by_the_hold() -> None:
-    kept = {"ce1": History(good=(NOW + 100,))}  # outcomes kept from before the clock stepped back 100 s
-    running = queued("9.0", PilotState.RUNNING, NOW - 630)
-    first = cycle_evidence([running], (), {"ce1": S}, NOW - 60, NOW, {})
-    assert first.outcomes == {"ce1": [GOOD]}
-    after = decide_health({}, kept, first.outcomes, {}, {"ce1": S}, NOW).history  # its good stamped at NOW + 100
-    held = queued("9.0", PilotState.HELD, NOW + 30, last_hold_time=NOW + 30)
-    second = cycle_evidence([held], (), {"ce1": S}, NOW, NOW + 60, {}, first.counted)
-    history = decide_health({}, after, second.outcomes, {}, {"ce1": S}, NOW + 60, retracted=second.retracted)
-    h = history.history["ce1"]
-    assert (len(h.good), len(h.bad)) == (1, 1), f"one pilot, two outcomes: {h}"
